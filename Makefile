@@ -1,0 +1,72 @@
+# Ratchet: the two commands a newcomer needs are `make demo` and `make test`.
+# Every target installs what it needs first; stamps make a second run fast.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# node-gyp builds better-sqlite3 against the headers of the node that runs it; point it at them
+# so it never tries to download headers (there is no network for that here).
+NODE_PREFIX := $(shell dirname $$(dirname $$(command -v node)))
+export npm_config_nodedir := $(NODE_PREFIX)
+export npm_config_fund := false
+export npm_config_audit := false
+export npm_config_update_notifier := false
+
+VENV := .venv
+PY := $(VENV)/bin/python
+UV := $(VENV)/bin/uv
+NODE_STAMP := node_modules/.ratchet-installed
+VENV_STAMP := $(VENV)/.ratchet-installed
+BUILD_STAMP := node_modules/.ratchet-built
+TS_SOURCES := $(shell find packages/*/src -name '*.ts' -not -name '*.test.ts' 2>/dev/null) $(wildcard packages/*/tsconfig.json)
+
+.PHONY: help install demo serve test test-ts test-py bench lint format build clean
+
+help:
+	@echo "make demo   set up and run the demo (server on the embedded store with sample data)"
+	@echo "make test   set up and run every test (TypeScript, Python, SQLite and PostgreSQL)"
+	@echo "make bench  set up and run the benchmarks, writing bench/results"
+
+$(NODE_STAMP): package.json package-lock.json $(wildcard packages/*/package.json)
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+$(VENV_STAMP): requirements-dev.txt python-sdk/pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	test -x $(UV) || $(VENV)/bin/pip install --quiet --disable-pip-version-check uv==0.13.9
+	$(UV) pip install --quiet --python $(PY) -r requirements-dev.txt -e python-sdk
+	@touch $@
+
+install: $(NODE_STAMP) $(VENV_STAMP)
+
+$(BUILD_STAMP): $(NODE_STAMP) $(TS_SOURCES)
+	node_modules/.bin/tsc -b packages/cli packages/sdk
+	@touch $@
+
+build: $(BUILD_STAMP)
+
+demo: install build
+	node packages/cli/bin/ratchet.js demo
+
+serve: install build
+	node packages/cli/bin/ratchet.js serve
+
+test: install build
+	@pg_url=$${RATCHET_TEST_POSTGRES_URL:-$$(scripts/postgres.sh || true)}; \
+	if [ -z "$$pg_url" ]; then echo "warning: no PostgreSQL; PostgreSQL suites are skipped" >&2; fi; \
+	export RATCHET_TEST_POSTGRES_URL=$$pg_url; \
+	node_modules/.bin/biome check . --diagnostic-level=error && \
+	node_modules/.bin/vitest run && \
+	$(VENV)/bin/pytest -q python-sdk
+
+bench: install build
+	node --conditions=source --import tsx bench/run.ts
+
+lint:
+	node_modules/.bin/biome check .
+
+format:
+	node_modules/.bin/biome check --write .
+
+clean:
+	rm -rf node_modules packages/*/dist packages/*/*.tsbuildinfo $(VENV)

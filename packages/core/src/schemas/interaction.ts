@@ -1,0 +1,97 @@
+import { z } from 'zod';
+import { ClientId, Metadata, Tags, Timestamp } from './common.js';
+
+/**
+ * A chat message as OpenAI-compatible APIs carry it. Content may be text, an array of parts, or
+ * null (tool calls); unknown keys are kept, since providers add their own.
+ */
+export const ChatMessage = z.looseObject({
+  role: z.enum(['system', 'developer', 'user', 'assistant', 'tool', 'function']),
+  content: z.union([z.string(), z.array(z.looseObject({ type: z.string() })), z.null()]).optional(),
+  name: z.string().optional(),
+});
+export type ChatMessage = z.infer<typeof ChatMessage>;
+
+export const Usage = z.strictObject({
+  inputTokens: z.number().int().nonnegative().optional(),
+  outputTokens: z.number().int().nonnegative().optional(),
+  totalTokens: z.number().int().nonnegative().optional(),
+});
+export type Usage = z.infer<typeof Usage>;
+
+export const InteractionSource = z.enum(['api', 'gateway', 'otlp', 'import', 'sdk']);
+export type InteractionSource = z.infer<typeof InteractionSource>;
+
+/** One model call as an application reports it (`POST /api/v1/interactions`). */
+export const InteractionInput = z.strictObject({
+  /** Client-chosen id; makes the write idempotent. Generated when absent. */
+  id: ClientId.optional(),
+  route: z.string().min(1).max(200).optional(),
+  model: z.string().min(1).max(200),
+  variant: z.string().min(1).max(200).optional(),
+  messages: z.array(ChatMessage).min(1).max(10_000),
+  /** The model's answer: a message, or plain text taken as the assistant's content. */
+  output: z.union([
+    z.string().transform((content) => ({ role: 'assistant' as const, content })),
+    ChatMessage,
+  ]),
+  parameters: Metadata.optional(),
+  latencyMs: z.number().nonnegative().optional(),
+  usage: Usage.optional(),
+  sessionId: z.string().min(1).max(200).optional(),
+  userId: z.string().min(1).max(200).optional(),
+  metadata: Metadata.optional(),
+  tags: Tags.optional(),
+  status: z.enum(['ok', 'error']).default('ok'),
+  error: z.string().max(10_000).optional(),
+  traceId: z.string().max(64).optional(),
+  spanId: z.string().max(32).optional(),
+  source: InteractionSource.default('api'),
+  createdAt: Timestamp.optional(),
+});
+export type InteractionInput = z.input<typeof InteractionInput>;
+export type ParsedInteraction = z.output<typeof InteractionInput>;
+
+/** An interaction as the store returns it. */
+export interface Interaction {
+  id: string;
+  projectId: string;
+  route: string | null;
+  model: string;
+  variant: string | null;
+  messages: ChatMessage[];
+  output: ChatMessage;
+  parameters: Record<string, unknown>;
+  latencyMs: number | null;
+  usage: Usage;
+  sessionId: string | null;
+  userId: string | null;
+  metadata: Record<string, unknown>;
+  tags: string[];
+  status: 'ok' | 'error';
+  error: string | null;
+  traceId: string | null;
+  spanId: string | null;
+  source: InteractionSource;
+  promptHash: string;
+  createdAt: number;
+  receivedAt: number;
+}
+
+export const InteractionFilters = z.strictObject({
+  route: z.string().optional(),
+  model: z.string().optional(),
+  variant: z.string().optional(),
+  userId: z.string().optional(),
+  sessionId: z.string().optional(),
+  tag: z.string().optional(),
+  source: InteractionSource.optional(),
+  from: Timestamp.optional(),
+  to: Timestamp.optional(),
+  /** Only interactions that have (true) or lack (false) current feedback. */
+  hasFeedback: z
+    .enum(['true', 'false'])
+    .transform((v) => v === 'true')
+    .optional(),
+});
+export type InteractionFilters = z.output<typeof InteractionFilters>;

@@ -1,0 +1,69 @@
+import { mkdirSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import SqliteDatabase from 'better-sqlite3';
+import { Kysely, PostgresDialect, SqliteDialect } from 'kysely';
+import pg from 'pg';
+import type { Database } from './schema.js';
+
+export type DialectName = 'sqlite' | 'postgres';
+
+export interface DatabaseConfig {
+  dialect: DialectName;
+  /** sqlite: the file path (or `:memory:`); postgres: the connection string. */
+  location: string;
+  /** sqlite: `full` (default: a commit survives power loss) or `normal` (survives a process crash). */
+  synchronous?: 'full' | 'normal';
+  /** postgres: pool size. */
+  poolSize?: number;
+}
+
+export const defaultDatabaseUrl = 'sqlite:.ratchet/ratchet.db';
+
+/**
+ * Reads `RATCHET_DATABASE_URL`: `sqlite:PATH` (options as `?synchronous=normal`) or
+ * `postgres://...` / `postgresql://...` (option `?pool=N`, removed before connecting).
+ */
+export function parseDatabaseUrl(url: string = defaultDatabaseUrl): DatabaseConfig {
+  if (url.startsWith('sqlite:')) {
+    const [path = '', query = ''] = url.slice('sqlite:'.length).split('?');
+    if (!path)
+      throw new Error('RATCHET_DATABASE_URL: sqlite: needs a file path, e.g. sqlite:.ratchet/ratchet.db');
+    const params = new URLSearchParams(query);
+    const sync = params.get('synchronous') ?? 'full';
+    if (sync !== 'full' && sync !== 'normal') {
+      throw new Error(`RATCHET_DATABASE_URL: synchronous must be full or normal, got "${sync}"`);
+    }
+    return { dialect: 'sqlite', location: path, synchronous: sync };
+  }
+  if (url.startsWith('postgres://') || url.startsWith('postgresql://')) {
+    const parsed = new URL(url);
+    const pool = parsed.searchParams.get('pool');
+    parsed.searchParams.delete('pool');
+    const poolSize = pool ? Number(pool) : 10;
+    if (!Number.isInteger(poolSize) || poolSize < 1)
+      throw new Error(`RATCHET_DATABASE_URL: pool must be a positive integer, got "${pool}"`);
+    return { dialect: 'postgres', location: parsed.toString(), poolSize };
+  }
+  throw new Error(`RATCHET_DATABASE_URL must start with sqlite: or postgres://, got "${url}"`);
+}
+
+// COUNT(*) and bigint columns arrive as strings from pg by default; our bigints are epoch
+// milliseconds and counts, far below 2^53, so numbers are exact and what callers expect.
+pg.types.setTypeParser(pg.types.builtins.INT8, (v) => Number(v));
+pg.types.setTypeParser(pg.types.builtins.NUMERIC, (v) => Number(v));
+
+export function openKysely(config: DatabaseConfig): Kysely<Database> {
+  if (config.dialect === 'sqlite') {
+    if (config.location !== ':memory:') mkdirSync(dirname(resolve(config.location)), { recursive: true });
+    const sqlite = new SqliteDatabase(config.location);
+    sqlite.pragma('journal_mode = WAL');
+    sqlite.pragma(`synchronous = ${config.synchronous === 'normal' ? 'NORMAL' : 'FULL'}`);
+    sqlite.pragma('foreign_keys = ON');
+    sqlite.pragma('busy_timeout = 10000');
+    // Aggregations over millions of rows want a bigger page cache than the 2 MB default.
+    sqlite.pragma('cache_size = -65536');
+    return new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
+  }
+  const pool = new pg.Pool({ connectionString: config.location, max: config.poolSize ?? 10 });
+  return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+}

@@ -1,0 +1,284 @@
+import {
+  checkAgainstScales,
+  type Feedback,
+  type FeedbackKind,
+  type FeedbackSource,
+  feedbackFields,
+  newId,
+  type ParsedFeedback,
+  RatchetError,
+  referencedInteractionIds,
+} from '@ratchet/core';
+import { type Insertable, type Kysely, type Selectable, sql } from 'kysely';
+import type { DialectName } from './connection.js';
+import type { InteractionRepository, WriteResult } from './interactions.js';
+import { chunk, decodeJson, encodeJson, rowsPerStatement } from './json.js';
+import type { Database, FeedbackTable } from './schema.js';
+import type { ScoreConfigRepository } from './score-configs.js';
+
+const FEEDBACK_COLUMNS = 14;
+
+export class FeedbackRepository {
+  constructor(
+    private readonly db: Kysely<Database>,
+    private readonly dialect: DialectName,
+    private readonly interactions: InteractionRepository,
+    private readonly scoreConfigs: ScoreConfigRepository,
+  ) {}
+
+  /**
+   * Writes a batch of feedback events all or nothing: every event must refer to interactions of
+   * this project and fit the project's scales, or nothing is written and the error names the item
+   * (`itemPath(N).field`, by default `items.N.field`). A repeated idempotency key returns the
+   * event first written with it.
+   */
+  async insert(
+    projectId: string,
+    items: readonly ParsedFeedback[],
+    itemPath: (index: number) => string = (i) => `items.${i}`,
+  ): Promise<WriteResult[]> {
+    const at = (i: number, field: string) => [itemPath(i), field].filter(Boolean).join('.');
+    return this.db.transaction().execute(async (trx) => {
+      const configs = await this.scoreConfigs.byName(projectId, trx);
+      items.forEach((f, i) => {
+        checkAgainstScales(f, configs, itemPath(i));
+      });
+      const users = await this.interactions.existing(projectId, items.flatMap(referencedInteractionIds), trx);
+      items.forEach((f, i) => {
+        for (const id of referencedInteractionIds(f)) {
+          if (!users.has(id)) {
+            const field =
+              id === f.interactionId
+                ? 'interactionId'
+                : f.kind === 'preference' && f.ranking
+                  ? 'ranking'
+                  : 'other';
+            throw new RatchetError(
+              'not_found',
+              `${at(i, field)}: interaction "${id}" not found`,
+              at(i, field),
+            );
+          }
+        }
+      });
+
+      const now = Date.now();
+      const rows = items.map((f) => this.toRow(projectId, f, users.get(f.interactionId) ?? null, now));
+      const created = new Set<string>();
+      for (const part of chunk(rows, rowsPerStatement(FEEDBACK_COLUMNS))) {
+        const inserted = await trx
+          .insertInto('feedback')
+          .values(part)
+          .onConflict((oc) =>
+            oc
+              .columns(['project_id', 'idempotency_key'])
+              .where('idempotency_key', 'is not', null)
+              .doNothing(),
+          )
+          .returning('id')
+          .execute();
+        for (const r of inserted) created.add(r.id);
+      }
+      const fresh = rows.filter((r) => created.has(r.id));
+      await this.updateCurrent(trx, fresh);
+      await this.updateRaters(trx, fresh);
+      return this.resolveRepeats(trx, projectId, rows, created);
+    });
+  }
+
+  /** History of an interaction's feedback, oldest first, each marked whether it is current. */
+  async listForInteraction(projectId: string, interactionId: string): Promise<Feedback[]> {
+    return (await this.listForInteractions(projectId, [interactionId])).get(interactionId) ?? [];
+  }
+
+  async listForInteractions(
+    projectId: string,
+    interactionIds: readonly string[],
+  ): Promise<Map<string, Feedback[]>> {
+    const out = new Map<string, Feedback[]>();
+    for (const part of chunk([...new Set(interactionIds)], 1000)) {
+      const rows = await this.db
+        .selectFrom('feedback as f')
+        .leftJoin('feedback_current as c', 'c.feedback_id', 'f.id')
+        .selectAll('f')
+        .select('c.feedback_id as current_id')
+        .where('f.project_id', '=', projectId)
+        .where('f.interaction_id', 'in', part)
+        .orderBy('f.created_at')
+        .orderBy('f.id')
+        .execute();
+      for (const r of rows) {
+        const list = out.get(r.interaction_id) ?? [];
+        list.push(this.toFeedback(r, r.current_id !== null));
+        out.set(r.interaction_id, list);
+      }
+    }
+    return out;
+  }
+
+  async count(projectId: string): Promise<number> {
+    const row = await this.db
+      .selectFrom('feedback')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('project_id', '=', projectId)
+      .executeTakeFirstOrThrow();
+    return Number(row.n);
+  }
+
+  /** Moves the "current" pointer of each (interaction, rater, kind) to the newest event. */
+  private async updateCurrent(trx: Kysely<Database>, rows: Insertable<FeedbackTable>[]): Promise<void> {
+    const latest = new Map<string, Insertable<FeedbackTable>>();
+    for (const r of rows) {
+      const key = `${r.interaction_id}\u0000${r.rater_id}\u0000${r.kind}`;
+      const prev = latest.get(key);
+      if (!prev || r.created_at > prev.created_at || (r.created_at === prev.created_at && r.id > prev.id))
+        latest.set(key, r);
+    }
+    // Sorted so that concurrent PostgreSQL transactions lock rows in one order and cannot deadlock.
+    const values = [...latest.entries()]
+      .sort(([a], [b]) => (a < b ? -1 : 1))
+      .map(([, r]) => ({
+        project_id: r.project_id,
+        interaction_id: r.interaction_id,
+        rater_id: r.rater_id,
+        kind: r.kind,
+        feedback_id: r.id,
+        created_at: r.created_at,
+      }));
+    for (const part of chunk(values, rowsPerStatement(6))) {
+      await trx
+        .insertInto('feedback_current')
+        .values(part)
+        .onConflict((oc) =>
+          oc
+            .columns(['project_id', 'interaction_id', 'rater_id', 'kind'])
+            .doUpdateSet({
+              feedback_id: (eb) => eb.ref('excluded.feedback_id'),
+              created_at: (eb) => eb.ref('excluded.created_at'),
+            })
+            // An event that arrives late but happened earlier (client timestamps) joins the
+            // history without displacing a newer one.
+            .where(
+              sql<boolean>`excluded.created_at > feedback_current.created_at or (excluded.created_at = feedback_current.created_at and excluded.feedback_id > feedback_current.feedback_id)`,
+            ),
+        )
+        .execute();
+    }
+  }
+
+  private async updateRaters(trx: Kysely<Database>, rows: Insertable<FeedbackTable>[]): Promise<void> {
+    const raters = new Map<
+      string,
+      { source: string; count: number; first: number; last: number; project: string }
+    >();
+    for (const r of rows) {
+      const s = raters.get(r.rater_id);
+      if (s) {
+        s.count++;
+        s.first = Math.min(s.first, r.created_at);
+        s.last = Math.max(s.last, r.created_at);
+      } else {
+        raters.set(r.rater_id, {
+          source: r.source,
+          count: 1,
+          first: r.created_at,
+          last: r.created_at,
+          project: r.project_id,
+        });
+      }
+    }
+    const values = [...raters.entries()]
+      .sort(([a], [b]) => (a < b ? -1 : 1))
+      .map(([id, s]) => ({
+        project_id: s.project,
+        id,
+        source: s.source,
+        feedback_count: s.count,
+        first_seen_at: s.first,
+        last_seen_at: s.last,
+      }));
+    for (const part of chunk(values, rowsPerStatement(6))) {
+      await trx
+        .insertInto('raters')
+        .values(part)
+        .onConflict((oc) =>
+          oc.columns(['project_id', 'id']).doUpdateSet({
+            feedback_count: sql`raters.feedback_count + excluded.feedback_count`,
+            first_seen_at: sql`case when excluded.first_seen_at < raters.first_seen_at then excluded.first_seen_at else raters.first_seen_at end`,
+            last_seen_at: sql`case when excluded.last_seen_at > raters.last_seen_at then excluded.last_seen_at else raters.last_seen_at end`,
+          }),
+        )
+        .execute();
+    }
+  }
+
+  /** Maps rows that were not written (repeated idempotency keys) to the event that was. */
+  private async resolveRepeats(
+    trx: Kysely<Database>,
+    projectId: string,
+    rows: Insertable<FeedbackTable>[],
+    created: Set<string>,
+  ): Promise<WriteResult[]> {
+    const repeatedKeys = rows.filter((r) => !created.has(r.id)).map((r) => r.idempotency_key!);
+    const byKey = new Map<string, string>();
+    for (const part of chunk(repeatedKeys, 1000)) {
+      const found = await trx
+        .selectFrom('feedback')
+        .select(['id', 'idempotency_key'])
+        .where('project_id', '=', projectId)
+        .where('idempotency_key', 'in', part)
+        .execute();
+      for (const f of found) byKey.set(f.idempotency_key!, f.id);
+    }
+    return rows.map((r) =>
+      created.has(r.id)
+        ? { id: r.id, created: true }
+        : { id: byKey.get(r.idempotency_key!)!, created: false },
+    );
+  }
+
+  private toRow(
+    projectId: string,
+    f: ParsedFeedback,
+    endUser: string | null,
+    now: number,
+  ): Insertable<FeedbackTable> {
+    const fields = feedbackFields(f);
+    return {
+      id: newId(now),
+      project_id: projectId,
+      interaction_id: f.interactionId,
+      rater_id: f.raterId ?? (f.source === 'user' && endUser ? endUser : `anonymous:${f.source}`),
+      source: f.source,
+      kind: f.kind,
+      value: fields.value,
+      label: fields.label,
+      text: fields.text,
+      data: fields.data === null ? null : encodeJson(fields.data),
+      idempotency_key: f.idempotencyKey ?? null,
+      metadata: encodeJson(f.metadata ?? {}),
+      created_at: f.createdAt ?? now,
+      received_at: now,
+    };
+  }
+
+  private toFeedback(r: Selectable<FeedbackTable>, current: boolean): Feedback {
+    return {
+      id: r.id,
+      projectId: r.project_id,
+      interactionId: r.interaction_id,
+      raterId: r.rater_id,
+      source: r.source as FeedbackSource,
+      kind: r.kind as FeedbackKind,
+      value: r.value,
+      label: r.label,
+      text: r.text,
+      data: r.data === null ? null : decodeJson(this.dialect, r.data),
+      idempotencyKey: r.idempotency_key,
+      metadata: decodeJson(this.dialect, r.metadata),
+      createdAt: r.created_at,
+      receivedAt: r.received_at,
+      current,
+    };
+  }
+}

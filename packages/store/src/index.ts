@@ -1,0 +1,6 @@
+export * from './connection.js';
+export type { Page, WriteResult } from './interactions.js';
+export type { ApiKeyInfo, Principal, Project } from './projects.js';
+export type { Rater } from './raters.js';
+export type { Database } from './schema.js';
+export { Store } from './store.js';

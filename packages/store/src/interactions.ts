@@ -1,0 +1,258 @@
+import {
+  type Interaction,
+  type InteractionFilters,
+  type InteractionSource,
+  newId,
+  type ParsedInteraction,
+  promptHash,
+  RatchetError,
+  type Usage,
+} from '@ratchet/core';
+import { type Insertable, type Kysely, type Selectable, sql } from 'kysely';
+import type { DialectName } from './connection.js';
+import { chunk, decodeJson, encodeJson, rowsPerStatement } from './json.js';
+import type { Database, InteractionsTable } from './schema.js';
+
+export interface WriteResult {
+  id: string;
+  /** False when the id existed already (an idempotent repeat): nothing was written. */
+  created: boolean;
+}
+
+export interface Page<T> {
+  items: T[];
+  nextCursor: string | null;
+}
+
+const INTERACTION_COLUMNS = 24;
+
+function encodeCursor(createdAt: number, id: string): string {
+  return Buffer.from(JSON.stringify([createdAt, id])).toString('base64url');
+}
+
+function decodeCursor(cursor: string): [number, string] {
+  try {
+    const value: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString());
+    if (Array.isArray(value) && typeof value[0] === 'number' && typeof value[1] === 'string')
+      return [value[0], value[1]];
+  } catch {
+    // fall through to the error below
+  }
+  throw new RatchetError('invalid_request', 'cursor: not a cursor this API returned', 'cursor');
+}
+
+export class InteractionRepository {
+  constructor(
+    private readonly db: Kysely<Database>,
+    private readonly dialect: DialectName,
+  ) {}
+
+  /**
+   * Writes interactions in one transaction. A client id seen before (in the store or earlier in
+   * the batch) is an idempotent repeat: the first write stands and `created` is false.
+   */
+  async insert(
+    projectId: string,
+    items: readonly ParsedInteraction[],
+    db: Kysely<Database> = this.db,
+  ): Promise<WriteResult[]> {
+    const now = Date.now();
+    const rows = items.map((item) => this.toRow(projectId, item, now));
+    const created = new Set<string>();
+    const write = async (trx: Kysely<Database>) => {
+      for (const part of chunk(rows, rowsPerStatement(INTERACTION_COLUMNS))) {
+        const inserted = await trx
+          .insertInto('interactions')
+          .values(part)
+          .onConflict((oc) => oc.columns(['project_id', 'id']).doNothing())
+          .returning('id')
+          .execute();
+        for (const r of inserted) created.add(r.id);
+      }
+      const tagRows = items.flatMap((item, i) =>
+        created.has(rows[i]!.id)
+          ? [...new Set(item.tags ?? [])].map((tag) => ({
+              project_id: projectId,
+              interaction_id: rows[i]!.id,
+              tag,
+            }))
+          : [],
+      );
+      for (const part of chunk(tagRows, rowsPerStatement(3))) {
+        await trx
+          .insertInto('interaction_tags')
+          .values(part)
+          .onConflict((oc) => oc.doNothing())
+          .execute();
+      }
+    };
+    if (db.isTransaction) await write(db);
+    else await db.transaction().execute(write);
+    // A repeated id inside one batch: only its first occurrence counts as created.
+    const seen = new Set<string>();
+    return rows.map((r) => {
+      const first = !seen.has(r.id);
+      seen.add(r.id);
+      return { id: r.id, created: first && created.has(r.id) };
+    });
+  }
+
+  async get(projectId: string, id: string): Promise<Interaction | undefined> {
+    const row = await this.db
+      .selectFrom('interactions')
+      .selectAll()
+      .where('project_id', '=', projectId)
+      .where('id', '=', id)
+      .executeTakeFirst();
+    return row && this.toInteraction(row);
+  }
+
+  /** Which of `ids` exist in the project, with their end users (feedback defaults its rater to them). */
+  async existing(
+    projectId: string,
+    ids: readonly string[],
+    db: Kysely<Database> = this.db,
+  ): Promise<Map<string, string | null>> {
+    const found = new Map<string, string | null>();
+    for (const part of chunk([...new Set(ids)], 1000)) {
+      const rows = await db
+        .selectFrom('interactions')
+        .select(['id', 'user_id'])
+        .where('project_id', '=', projectId)
+        .where('id', 'in', part)
+        .execute();
+      for (const r of rows) found.set(r.id, r.user_id);
+    }
+    return found;
+  }
+
+  /** Newest first, with a cursor that stays stable while new interactions arrive. */
+  async list(
+    projectId: string,
+    filters: InteractionFilters = {},
+    page: { limit?: number; cursor?: string } = {},
+  ): Promise<Page<Interaction>> {
+    const limit = page.limit ?? 50;
+    let q = this.db.selectFrom('interactions as i').selectAll('i').where('i.project_id', '=', projectId);
+    if (filters.route !== undefined) q = q.where('i.route', '=', filters.route);
+    if (filters.model !== undefined) q = q.where('i.model', '=', filters.model);
+    if (filters.variant !== undefined) q = q.where('i.variant', '=', filters.variant);
+    if (filters.userId !== undefined) q = q.where('i.user_id', '=', filters.userId);
+    if (filters.sessionId !== undefined) q = q.where('i.session_id', '=', filters.sessionId);
+    if (filters.source !== undefined) q = q.where('i.source', '=', filters.source);
+    if (filters.from !== undefined) q = q.where('i.created_at', '>=', filters.from);
+    if (filters.to !== undefined) q = q.where('i.created_at', '<', filters.to);
+    if (filters.tag !== undefined) {
+      const tag = filters.tag;
+      q = q.where(({ exists, selectFrom }) =>
+        exists(
+          selectFrom('interaction_tags as t')
+            .select(sql`1`.as('one'))
+            .whereRef('t.project_id', '=', 'i.project_id')
+            .whereRef('t.interaction_id', '=', 'i.id')
+            .where('t.tag', '=', tag),
+        ),
+      );
+    }
+    if (filters.hasFeedback !== undefined) {
+      const rated = filters.hasFeedback;
+      q = q.where(({ exists, not, selectFrom }) => {
+        const anyCurrent = exists(
+          selectFrom('feedback_current as c')
+            .select(sql`1`.as('one'))
+            .whereRef('c.project_id', '=', 'i.project_id')
+            .whereRef('c.interaction_id', '=', 'i.id'),
+        );
+        return rated ? anyCurrent : not(anyCurrent);
+      });
+    }
+    if (page.cursor) {
+      const [createdAt, id] = decodeCursor(page.cursor);
+      q = q.where((eb) =>
+        eb.or([
+          eb('i.created_at', '<', createdAt),
+          eb.and([eb('i.created_at', '=', createdAt), eb('i.id', '<', id)]),
+        ]),
+      );
+    }
+    const rows = await q
+      .orderBy('i.created_at', 'desc')
+      .orderBy('i.id', 'desc')
+      .limit(limit + 1)
+      .execute();
+    const items = rows.slice(0, limit).map((r) => this.toInteraction(r));
+    const last = items[items.length - 1];
+    return { items, nextCursor: rows.length > limit && last ? encodeCursor(last.createdAt, last.id) : null };
+  }
+
+  async count(projectId: string): Promise<number> {
+    const row = await this.db
+      .selectFrom('interactions')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('project_id', '=', projectId)
+      .executeTakeFirstOrThrow();
+    return Number(row.n);
+  }
+
+  private toRow(projectId: string, item: ParsedInteraction, now: number): InsertableInteraction {
+    return {
+      project_id: projectId,
+      id: item.id ?? newId(now),
+      route: item.route ?? null,
+      model: item.model,
+      variant: item.variant ?? null,
+      messages: encodeJson(item.messages),
+      output: encodeJson(item.output),
+      parameters: encodeJson(item.parameters ?? {}),
+      latency_ms: item.latencyMs ?? null,
+      input_tokens: item.usage?.inputTokens ?? null,
+      output_tokens: item.usage?.outputTokens ?? null,
+      total_tokens: item.usage?.totalTokens ?? null,
+      session_id: item.sessionId ?? null,
+      user_id: item.userId ?? null,
+      metadata: encodeJson(item.metadata ?? {}),
+      tags: encodeJson(item.tags ?? []),
+      status: item.status,
+      error: item.error ?? null,
+      trace_id: item.traceId ?? null,
+      span_id: item.spanId ?? null,
+      source: item.source,
+      prompt_hash: promptHash(item.messages),
+      created_at: item.createdAt ?? now,
+      received_at: now,
+    };
+  }
+
+  toInteraction(r: Selectable<InteractionsTable>): Interaction {
+    const usage: Usage = {};
+    if (r.input_tokens !== null) usage.inputTokens = r.input_tokens;
+    if (r.output_tokens !== null) usage.outputTokens = r.output_tokens;
+    if (r.total_tokens !== null) usage.totalTokens = r.total_tokens;
+    return {
+      id: r.id,
+      projectId: r.project_id,
+      route: r.route,
+      model: r.model,
+      variant: r.variant,
+      messages: decodeJson(this.dialect, r.messages),
+      output: decodeJson(this.dialect, r.output),
+      parameters: decodeJson(this.dialect, r.parameters),
+      latencyMs: r.latency_ms,
+      usage,
+      sessionId: r.session_id,
+      userId: r.user_id,
+      metadata: decodeJson(this.dialect, r.metadata),
+      tags: decodeJson(this.dialect, r.tags),
+      status: r.status,
+      error: r.error,
+      traceId: r.trace_id,
+      spanId: r.span_id,
+      source: r.source as InteractionSource,
+      promptHash: r.prompt_hash,
+      createdAt: r.created_at,
+      receivedAt: r.received_at,
+    };
+  }
+}
+
+type InsertableInteraction = Insertable<InteractionsTable>;

@@ -1,0 +1,202 @@
+import type { Kysely, Migration } from 'kysely';
+import type { DialectName } from './connection.js';
+
+// Migrations are code, not files, so the store works from a bundled build and both databases run
+// the same steps. The column types that differ by database come from `types(dialect)`.
+// biome-ignore lint/suspicious/noExplicitAny: migrations run before the typed schema exists.
+type AnyDb = Kysely<any>;
+
+function types(dialect: DialectName) {
+  return {
+    json: dialect === 'postgres' ? ('jsonb' as const) : ('text' as const),
+    time: 'bigint' as const,
+    real: 'double precision' as const,
+  };
+}
+
+function initial(dialect: DialectName): Migration {
+  const t = types(dialect);
+  return {
+    async up(db: AnyDb) {
+      await db.schema
+        .createTable('projects')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('name', 'text', (c) => c.notNull().unique())
+        .addColumn('settings', t.json, (c) => c.notNull())
+        .addColumn('created_at', t.time, (c) => c.notNull())
+        .execute();
+
+      await db.schema
+        .createTable('api_keys')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('project_id', 'text', (c) => c.notNull().references('projects.id').onDelete('cascade'))
+        .addColumn('kind', 'text', (c) => c.notNull())
+        .addColumn('key_hash', 'text', (c) => c.notNull().unique())
+        .addColumn('display_prefix', 'text', (c) => c.notNull())
+        .addColumn('name', 'text')
+        .addColumn('created_at', t.time, (c) => c.notNull())
+        .addColumn('revoked_at', t.time)
+        .execute();
+      await db.schema.createIndex('api_keys_project').on('api_keys').column('project_id').execute();
+
+      await db.schema
+        .createTable('interactions')
+        .addColumn('project_id', 'text', (c) => c.notNull().references('projects.id').onDelete('cascade'))
+        .addColumn('id', 'text', (c) => c.notNull())
+        .addColumn('route', 'text')
+        .addColumn('model', 'text', (c) => c.notNull())
+        .addColumn('variant', 'text')
+        .addColumn('messages', t.json, (c) => c.notNull())
+        .addColumn('output', t.json, (c) => c.notNull())
+        .addColumn('parameters', t.json, (c) => c.notNull())
+        .addColumn('latency_ms', t.real)
+        .addColumn('input_tokens', 'integer')
+        .addColumn('output_tokens', 'integer')
+        .addColumn('total_tokens', 'integer')
+        .addColumn('session_id', 'text')
+        .addColumn('user_id', 'text')
+        .addColumn('metadata', t.json, (c) => c.notNull())
+        .addColumn('tags', t.json, (c) => c.notNull())
+        .addColumn('status', 'text', (c) => c.notNull())
+        .addColumn('error', 'text')
+        .addColumn('trace_id', 'text')
+        .addColumn('span_id', 'text')
+        .addColumn('source', 'text', (c) => c.notNull())
+        .addColumn('prompt_hash', 'text', (c) => c.notNull())
+        .addColumn('created_at', t.time, (c) => c.notNull())
+        .addColumn('received_at', t.time, (c) => c.notNull())
+        .addPrimaryKeyConstraint('interactions_pk', ['project_id', 'id'])
+        .execute();
+      const interactionIndexes: [string, string[]][] = [
+        ['interactions_time', ['project_id', 'created_at', 'id']],
+        ['interactions_route', ['project_id', 'route', 'created_at']],
+        ['interactions_model', ['project_id', 'model', 'created_at']],
+        ['interactions_user', ['project_id', 'user_id']],
+        ['interactions_session', ['project_id', 'session_id']],
+        ['interactions_prompt', ['project_id', 'prompt_hash']],
+      ];
+      for (const [name, columns] of interactionIndexes) {
+        await db.schema.createIndex(name).on('interactions').columns(columns).execute();
+      }
+
+      await db.schema
+        .createTable('interaction_tags')
+        .addColumn('project_id', 'text', (c) => c.notNull())
+        .addColumn('interaction_id', 'text', (c) => c.notNull())
+        .addColumn('tag', 'text', (c) => c.notNull())
+        .addPrimaryKeyConstraint('interaction_tags_pk', ['project_id', 'tag', 'interaction_id'])
+        .addForeignKeyConstraint(
+          'interaction_tags_fk',
+          ['project_id', 'interaction_id'],
+          'interactions',
+          ['project_id', 'id'],
+          (c) => c.onDelete('cascade'),
+        )
+        .execute();
+      await db.schema
+        .createIndex('interaction_tags_interaction')
+        .on('interaction_tags')
+        .columns(['project_id', 'interaction_id'])
+        .execute();
+
+      await db.schema
+        .createTable('feedback')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('project_id', 'text', (c) => c.notNull())
+        .addColumn('interaction_id', 'text', (c) => c.notNull())
+        .addColumn('rater_id', 'text', (c) => c.notNull())
+        .addColumn('source', 'text', (c) => c.notNull())
+        .addColumn('kind', 'text', (c) => c.notNull())
+        .addColumn('value', t.real)
+        .addColumn('label', 'text')
+        .addColumn('text', 'text')
+        .addColumn('data', t.json)
+        .addColumn('idempotency_key', 'text')
+        .addColumn('metadata', t.json, (c) => c.notNull())
+        .addColumn('created_at', t.time, (c) => c.notNull())
+        .addColumn('received_at', t.time, (c) => c.notNull())
+        .addForeignKeyConstraint(
+          'feedback_interaction_fk',
+          ['project_id', 'interaction_id'],
+          'interactions',
+          ['project_id', 'id'],
+          (c) => c.onDelete('cascade'),
+        )
+        .execute();
+      await db.schema
+        .createIndex('feedback_interaction')
+        .on('feedback')
+        .columns(['project_id', 'interaction_id', 'created_at'])
+        .execute();
+      await db.schema
+        .createIndex('feedback_rater')
+        .on('feedback')
+        .columns(['project_id', 'rater_id'])
+        .execute();
+      await db.schema
+        .createIndex('feedback_time')
+        .on('feedback')
+        .columns(['project_id', 'created_at'])
+        .execute();
+      await db.schema
+        .createIndex('feedback_idempotency')
+        .on('feedback')
+        .columns(['project_id', 'idempotency_key'])
+        .unique()
+        .where('idempotency_key', 'is not', null)
+        .execute();
+
+      await db.schema
+        .createTable('feedback_current')
+        .addColumn('project_id', 'text', (c) => c.notNull())
+        .addColumn('interaction_id', 'text', (c) => c.notNull())
+        .addColumn('rater_id', 'text', (c) => c.notNull())
+        .addColumn('kind', 'text', (c) => c.notNull())
+        .addColumn('feedback_id', 'text', (c) => c.notNull().references('feedback.id').onDelete('cascade'))
+        .addColumn('created_at', t.time, (c) => c.notNull())
+        .addPrimaryKeyConstraint('feedback_current_pk', ['project_id', 'interaction_id', 'rater_id', 'kind'])
+        .execute();
+      await db.schema
+        .createIndex('feedback_current_kind')
+        .on('feedback_current')
+        .columns(['project_id', 'kind'])
+        .execute();
+
+      await db.schema
+        .createTable('raters')
+        .addColumn('project_id', 'text', (c) => c.notNull().references('projects.id').onDelete('cascade'))
+        .addColumn('id', 'text', (c) => c.notNull())
+        .addColumn('source', 'text', (c) => c.notNull())
+        .addColumn('feedback_count', 'integer', (c) => c.notNull())
+        .addColumn('first_seen_at', t.time, (c) => c.notNull())
+        .addColumn('last_seen_at', t.time, (c) => c.notNull())
+        .addColumn('bias', t.real)
+        .addColumn('scale', t.real)
+        .addColumn('reliability', t.real)
+        .addColumn('flagged', 'integer', (c) => c.notNull().defaultTo(0))
+        .addColumn('flag_reason', 'text')
+        .addColumn('calibrated_at', t.time)
+        .addPrimaryKeyConstraint('raters_pk', ['project_id', 'id'])
+        .execute();
+
+      await db.schema
+        .createTable('score_configs')
+        .addColumn('project_id', 'text', (c) => c.notNull().references('projects.id').onDelete('cascade'))
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('usage', 'text', (c) => c.notNull())
+        .addColumn('data_type', 'text', (c) => c.notNull())
+        .addColumn('min', t.real)
+        .addColumn('max', t.real)
+        .addColumn('categories', t.json)
+        .addColumn('weight', t.real, (c) => c.notNull())
+        .addColumn('description', 'text')
+        .addColumn('created_at', t.time, (c) => c.notNull())
+        .addPrimaryKeyConstraint('score_configs_pk', ['project_id', 'name'])
+        .execute();
+    },
+  };
+}
+
+export function migrations(dialect: DialectName): Record<string, Migration> {
+  return { '0001_initial': initial(dialect) };
+}

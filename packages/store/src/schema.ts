@@ -1,0 +1,134 @@
+import type { ColumnType, Generated } from 'kysely';
+
+/**
+ * JSON columns are jsonb on PostgreSQL and text on SQLite. Writes always pass a JSON string (both
+ * accept it); reads come back parsed from PostgreSQL and as text from SQLite, and `decodeJson`
+ * in the store evens that out.
+ */
+export type Json = ColumnType<unknown, string, string>;
+
+export interface ProjectsTable {
+  id: string;
+  name: string;
+  settings: Json;
+  created_at: number;
+}
+
+export interface ApiKeysTable {
+  id: string;
+  project_id: string;
+  kind: 'secret' | 'public';
+  key_hash: string;
+  /** The first characters of the key, shown in listings so people can tell keys apart. */
+  display_prefix: string;
+  name: string | null;
+  created_at: number;
+  revoked_at: number | null;
+}
+
+export interface InteractionsTable {
+  project_id: string;
+  id: string;
+  route: string | null;
+  model: string;
+  variant: string | null;
+  messages: Json;
+  output: Json;
+  parameters: Json;
+  latency_ms: number | null;
+  input_tokens: number | null;
+  output_tokens: number | null;
+  total_tokens: number | null;
+  session_id: string | null;
+  user_id: string | null;
+  metadata: Json;
+  tags: Json;
+  status: 'ok' | 'error';
+  error: string | null;
+  trace_id: string | null;
+  span_id: string | null;
+  source: string;
+  prompt_hash: string;
+  created_at: number;
+  received_at: number;
+}
+
+/** One row per (interaction, tag): filtering and grouping by tag stay plain, indexed SQL on both databases. */
+export interface InteractionTagsTable {
+  project_id: string;
+  interaction_id: string;
+  tag: string;
+}
+
+export interface FeedbackTable {
+  id: string;
+  project_id: string;
+  interaction_id: string;
+  rater_id: string;
+  source: string;
+  kind: string;
+  value: number | null;
+  label: string | null;
+  text: string | null;
+  data: Json | null;
+  idempotency_key: string | null;
+  metadata: Json;
+  created_at: number;
+  received_at: number;
+}
+
+/**
+ * The latest event per (interaction, rater, kind): the one that counts. History stays in
+ * `feedback`; this table is what aggregation joins against, kept up to date in the same
+ * transaction as every feedback write.
+ */
+export interface FeedbackCurrentTable {
+  project_id: string;
+  interaction_id: string;
+  rater_id: string;
+  kind: string;
+  feedback_id: string;
+  created_at: number;
+}
+
+export interface RatersTable {
+  project_id: string;
+  id: string;
+  source: string;
+  feedback_count: number;
+  first_seen_at: number;
+  last_seen_at: number;
+  /** Calibration state, written by the calibration pipeline. */
+  bias: number | null;
+  scale: number | null;
+  reliability: number | null;
+  flagged: ColumnType<number, number | undefined, number>;
+  flag_reason: string | null;
+  calibrated_at: number | null;
+}
+
+export interface ScoreConfigsTable {
+  project_id: string;
+  name: string;
+  usage: 'stars' | 'criterion';
+  data_type: 'numeric' | 'categorical';
+  min: number | null;
+  max: number | null;
+  categories: Json | null;
+  weight: number;
+  description: string | null;
+  created_at: number;
+}
+
+export interface Database {
+  projects: ProjectsTable;
+  api_keys: ApiKeysTable;
+  interactions: InteractionsTable;
+  interaction_tags: InteractionTagsTable;
+  feedback: FeedbackTable;
+  feedback_current: FeedbackCurrentTable;
+  raters: RatersTable;
+  score_configs: ScoreConfigsTable;
+}
+
+export type { Generated };

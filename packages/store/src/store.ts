@@ -1,0 +1,63 @@
+import { type Kysely, Migrator } from 'kysely';
+import { type DatabaseConfig, type DialectName, openKysely, parseDatabaseUrl } from './connection.js';
+import { FeedbackRepository } from './feedback.js';
+import { InteractionRepository } from './interactions.js';
+import { migrations } from './migrations.js';
+import { ProjectRepository } from './projects.js';
+import { RaterRepository } from './raters.js';
+import type { Database } from './schema.js';
+import { ScoreConfigRepository } from './score-configs.js';
+
+/**
+ * The store: one object per database, with a repository per noun. The same code runs on SQLite
+ * (embedded default) and PostgreSQL; where SQL must differ it is chosen by `dialect`.
+ */
+export class Store {
+  readonly projects: ProjectRepository;
+  readonly interactions: InteractionRepository;
+  readonly feedback: FeedbackRepository;
+  readonly scoreConfigs: ScoreConfigRepository;
+  readonly raters: RaterRepository;
+
+  private constructor(
+    readonly db: Kysely<Database>,
+    readonly dialect: DialectName,
+  ) {
+    this.projects = new ProjectRepository(db);
+    this.interactions = new InteractionRepository(db, dialect);
+    this.scoreConfigs = new ScoreConfigRepository(db, dialect);
+    this.feedback = new FeedbackRepository(db, dialect, this.interactions, this.scoreConfigs);
+    this.raters = new RaterRepository(db);
+  }
+
+  /** Opens (and migrates) the database named by a URL, by default `RATCHET_DATABASE_URL`. */
+  static async open(
+    url: string | DatabaseConfig = process.env.RATCHET_DATABASE_URL ?? undefined!,
+  ): Promise<Store> {
+    const config = typeof url === 'object' ? url : parseDatabaseUrl(url);
+    const store = new Store(openKysely(config), config.dialect);
+    try {
+      await store.migrate();
+    } catch (err) {
+      await store.close();
+      throw err;
+    }
+    return store;
+  }
+
+  async migrate(): Promise<void> {
+    const dialect = this.dialect;
+    const migrator = new Migrator({
+      db: this.db,
+      provider: { getMigrations: async () => migrations(dialect) },
+      migrationTableName: 'ratchet_migrations',
+      migrationLockTableName: 'ratchet_migrations_lock',
+    });
+    const { error } = await migrator.migrateToLatest();
+    if (error) throw error instanceof Error ? error : new Error(String(error));
+  }
+
+  async close(): Promise<void> {
+    await this.db.destroy();
+  }
+}
