@@ -48,7 +48,9 @@ export function formatPath(path: readonly PropertyKey[]): string {
 export function fromZodError(error: z.ZodError, prefix?: string): RatchetError {
   const issue = error.issues[0];
   if (!issue) return new RatchetError('invalid_request', 'invalid input', prefix);
-  const path = [prefix, formatPath(issue.path)].filter((p) => p !== undefined && p !== '').join('.');
+  // An unknown key is reported on its parent; name the key itself so the client sees which one.
+  const at = issue.code === 'unrecognized_keys' ? [...issue.path, issue.keys[0] ?? ''] : issue.path;
+  const path = [prefix, formatPath(at)].filter((p) => p !== undefined && p !== '').join('.');
   const message = path ? `${path}: ${issue.message}` : issue.message;
   return new RatchetError('invalid_request', message, path || undefined);
 }

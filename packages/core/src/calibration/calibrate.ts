@@ -1,0 +1,232 @@
+import { z } from 'zod';
+import { normalQuantile, thumbsRewardInterval } from './distributions.js';
+import { type ConsensusStatistics, consensusStatistics, flagReason } from './flagging.js';
+import {
+  fitModel,
+  type Hyperparameters,
+  initialState,
+  type ModelState,
+  type PreparedRatings,
+  prepareRatings,
+  type RatingColumns,
+} from './model.js';
+
+const Probability = z.number().gt(0).lt(1);
+
+/**
+ * Options of calibrateRaters. Defaults assume ratings normalized to [-1, 1] (see normalize/);
+ * the thresholds in rating units (constantMaxSd, constantMinConsensusSd) scale with other ranges.
+ */
+export const CalibrationOptions = z.strictObject({
+  maxIterations: z.number().int().positive().default(200),
+  /** Converged when no item's posterior mean moves more than this in one iteration. */
+  tolerance: z.number().positive().default(1e-4),
+  /** Fit a scale per rater (harsh/lenient raters who also use more or less of the range). */
+  fitScale: z.boolean().default(true),
+  /** Pseudo-ratings of pooled noise added to each rater's noise estimate (shrinkage). */
+  noisePriorStrength: z.number().nonnegative().default(5),
+  minNoiseSd: z.number().positive().default(0.01),
+  /** Two-sided level of the item intervals. */
+  intervalLevel: Probability.default(0.95),
+  /** Fixed priors instead of empirical Bayes estimates. */
+  priors: z
+    .strictObject({
+      itemMean: z.number().optional(),
+      itemSd: z.number().positive().optional(),
+      biasSd: z.number().positive().optional(),
+      scaleSd: z.number().positive().optional(),
+    })
+    .prefault({}),
+  flagging: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      /** exclude: flagged raters no longer move item scores; downweight: they count `downweightFactor`. */
+      action: z.enum(['exclude', 'downweight']).default('exclude'),
+      downweightFactor: z.number().min(0).max(1).default(0.1),
+      minRatings: z.number().int().min(4).default(10),
+      significance: Probability.default(0.001),
+      minConsensusCorrelation: z.number().min(-1).max(1).default(0),
+      constantMaxSd: z.number().nonnegative().default(0.02),
+      constantMinConsensusSd: z.number().nonnegative().default(0.1),
+      maxNoiseRatio: z.number().positive().default(6),
+      /** Flag, refit without the flagged raters, flag again with the cleaner consensus: at most this often. */
+      maxRounds: z.number().int().min(1).default(3),
+    })
+    .prefault({}),
+});
+export type CalibrationOptionsInput = z.input<typeof CalibrationOptions>;
+export type CalibrationOptions = z.output<typeof CalibrationOptions>;
+
+/** Calibration result in columns (indices as in the input columns). */
+export interface CalibrationColumns {
+  raters: {
+    n: Int32Array;
+    bias: Float64Array;
+    scale: Float64Array;
+    noiseSd: Float64Array;
+    /** Share of the rater's rating variance that is item quality: s^2 var(q) / (s^2 var(q) + noise). */
+    reliability: Float64Array;
+    /** Correlation with the leave-one-out consensus (NaN when undefined). */
+    consensusCorrelation: Float64Array;
+    /** Weight on item scores after flagging: 1, the down-weight factor, or 0. */
+    influence: Float64Array;
+    flagged: Uint8Array;
+    flagReason: (string | null)[];
+  };
+  items: {
+    n: Int32Array;
+    rawMean: Float64Array;
+    /** Posterior mean of quality, in the units of the average (unbiased, unit-scale) rater. */
+    reward: Float64Array;
+    sd: Float64Array;
+    lower: Float64Array;
+    upper: Float64Array;
+    /** Wilson interval on [-1, 1] for items rated by thumbs only (NaN otherwise). */
+    wilsonLower: Float64Array;
+    wilsonUpper: Float64Array;
+  };
+  hyperparameters: Hyperparameters;
+  /** Iterations summed over all fits. */
+  iterations: number;
+  /** Whether the last fit converged. */
+  converged: boolean;
+  /** Fits run: the first, plus one refit per flagging round that flagged someone new. */
+  rounds: number;
+}
+
+/**
+ * Fits the rater model on columns (see model.ts), flags untrustworthy raters, refits without them
+ * and reports both. `isThumbs[k]` = 1 marks a thumbs rating (for the Wilson intervals).
+ */
+export function calibrateRatingColumns(
+  columns: RatingColumns & { isThumbs?: Uint8Array | null },
+  optionsInput: CalibrationOptionsInput = {},
+): CalibrationColumns {
+  const options = CalibrationOptions.parse(optionsInput);
+  const modelOptions = { ...options, ...options.priors };
+  const data = prepareRatings(columns);
+  const state = initialState(data, modelOptions);
+  const flagged = new Uint8Array(data.raterCount);
+  const reasons: (string | null)[] = new Array(data.raterCount).fill(null);
+  let iterations = 0;
+  let converged = false;
+  let rounds = 0;
+  let stats: ConsensusStatistics;
+  for (;;) {
+    const fit = fitModel(data, state, modelOptions);
+    iterations += fit.iterations;
+    converged = fit.converged;
+    rounds++;
+    stats = consensusStatistics(data, state);
+    if (!options.flagging.enabled || rounds > options.flagging.maxRounds) break;
+    let newlyFlagged = 0;
+    for (let r = 0; r < data.raterCount; r++) {
+      if (flagged[r]) continue;
+      const reason = flagReason(r, data, state, stats, options.flagging);
+      if (reason === null) continue;
+      flagged[r] = 1;
+      reasons[r] = reason;
+      state.influence[r] = options.flagging.action === 'exclude' ? 0 : options.flagging.downweightFactor;
+      newlyFlagged++;
+    }
+    if (newlyFlagged === 0) break;
+  }
+  return {
+    raters: raterColumns(data, state, stats.correlation, flagged, reasons),
+    items: itemColumns(data, state, columns, options.intervalLevel),
+    hyperparameters: { ...state.hyper },
+    iterations,
+    converged,
+    rounds,
+  };
+}
+
+function raterColumns(
+  data: PreparedRatings,
+  state: ModelState,
+  correlation: Float64Array,
+  flagged: Uint8Array,
+  reasons: (string | null)[],
+): CalibrationColumns['raters'] {
+  const R = data.raterCount;
+  const noiseSd = new Float64Array(R);
+  const reliability = new Float64Array(R);
+  for (let r = 0; r < R; r++) {
+    noiseSd[r] = Math.sqrt(state.noiseVar[r]!);
+    // A negative scale carries no usable signal under this policy (we never flip a rater).
+    const signal = Math.max(0, state.scale[r]!) ** 2 * state.hyper.itemVar;
+    reliability[r] = signal / (signal + state.noiseVar[r]!);
+  }
+  return {
+    n: data.raterCountOf,
+    bias: state.bias,
+    scale: state.scale,
+    noiseSd,
+    reliability,
+    consensusCorrelation: correlation,
+    influence: state.influence,
+    flagged,
+    flagReason: reasons,
+  };
+}
+
+function itemColumns(
+  data: PreparedRatings,
+  state: ModelState,
+  columns: RatingColumns & { isThumbs?: Uint8Array | null },
+  level: number,
+): CalibrationColumns['items'] {
+  const I = data.itemCount;
+  const z = normalQuantile(1 - (1 - level) / 2);
+  const n = new Int32Array(I);
+  const rawMean = new Float64Array(I);
+  const sd = new Float64Array(I);
+  const lower = new Float64Array(I);
+  const upper = new Float64Array(I);
+  for (let i = 0; i < I; i++) {
+    const start = data.itemStart[i]!;
+    const end = data.itemStart[i + 1]!;
+    n[i] = end - start;
+    let sum = 0;
+    for (let k = start; k < end; k++) sum += data.value[k]!;
+    rawMean[i] = end > start ? sum / (end - start) : Number.NaN;
+    sd[i] = Math.sqrt(state.itemPostVar[i]!);
+    lower[i] = state.itemPostMean[i]! - z * sd[i]!;
+    upper[i] = state.itemPostMean[i]! + z * sd[i]!;
+  }
+  const { wilsonLower, wilsonUpper } = thumbsIntervals(columns, state, I, level);
+  return { n, rawMean, reward: state.itemPostMean, sd, lower, upper, wilsonLower, wilsonUpper };
+}
+
+/** Wilson intervals for items whose counted ratings (from raters with influence) are all thumbs. */
+function thumbsIntervals(
+  columns: RatingColumns & { isThumbs?: Uint8Array | null },
+  state: ModelState,
+  itemCount: number,
+  level: number,
+): { wilsonLower: Float64Array; wilsonUpper: Float64Array } {
+  const wilsonLower = new Float64Array(itemCount).fill(Number.NaN);
+  const wilsonUpper = new Float64Array(itemCount).fill(Number.NaN);
+  const isThumbs = columns.isThumbs;
+  if (!isThumbs) return { wilsonLower, wilsonUpper };
+  const ups = new Int32Array(itemCount);
+  const thumbs = new Int32Array(itemCount);
+  const other = new Uint8Array(itemCount);
+  for (let k = 0; k < columns.item.length; k++) {
+    if (state.influence[columns.rater[k]!] === 0) continue;
+    const i = columns.item[k]!;
+    if (!isThumbs[k]) {
+      other[i] = 1;
+      continue;
+    }
+    thumbs[i]!++;
+    if (columns.value[k]! > 0) ups[i]!++;
+  }
+  for (let i = 0; i < itemCount; i++) {
+    if (other[i] || thumbs[i] === 0) continue;
+    const interval = thumbsRewardInterval(ups[i]!, thumbs[i]!, level);
+    wilsonLower[i] = interval.lower;
+    wilsonUpper[i] = interval.upper;
+  }
+  return { wilsonLower, wilsonUpper };
+}

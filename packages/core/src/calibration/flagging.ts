@@ -1,0 +1,137 @@
+import { chiSquareUpperTail, correlationUpperBound } from './distributions.js';
+import type { ModelState, PreparedRatings } from './model.js';
+
+export interface FlaggingOptions {
+  /** Raters with fewer ratings are never flagged: too little evidence either way. */
+  minRatings: number;
+  /** One-sided significance level of the tests. */
+  significance: number;
+  /** Flag raters whose correlation with the consensus is significantly below this. */
+  minConsensusCorrelation: number;
+  /** A rater whose ratings have at most this standard deviation is constant... */
+  constantMaxSd: number;
+  /** ...when the consensus on the same items varies at least this much. */
+  constantMinConsensusSd: number;
+  /** Flag raters whose residual variance is this many times the pooled noise (and significant). */
+  maxNoiseRatio: number;
+}
+
+/** How each rater's ratings relate to the leave-one-out consensus on the same items. */
+export interface ConsensusStatistics {
+  /** Ratings on items that other raters also inform. */
+  informative: Int32Array;
+  /** Pearson correlation of the rater's ratings with the consensus of the others (NaN if undefined). */
+  correlation: Float64Array;
+  /** Standard deviation of the rater's ratings, all of them. */
+  ratingSd: Float64Array;
+  /** Standard deviation of the leave-one-out consensus over the rater's informative ratings. */
+  consensusSd: Float64Array;
+}
+
+/**
+ * For every rating, the consensus of the *other* raters on its item: the item posterior with this
+ * rating's contribution removed, O(1) per rating from the stored precision sums. Comparing a rater
+ * with a consensus that excludes them keeps a rater from agreeing with themself, which matters on
+ * items with only two or three ratings.
+ */
+export function consensusStatistics(data: PreparedRatings, state: ModelState): ConsensusStatistics {
+  const R = data.raterCount;
+  const informative = new Int32Array(R);
+  const sums = new Float64Array(R * 5); // y, yy, c, cc, yc per rater, interleaved
+  const { itemStart, rater, value, weight } = data;
+  const { bias, scale, noiseVar, influence, itemDataPrecision, itemDataSum, hyper } = state;
+  const priorPrecision = 1 / hyper.itemVar;
+  const priorSum = hyper.itemMean * priorPrecision;
+  for (let i = 0; i < data.itemCount; i++) {
+    const itemPrecision = itemDataPrecision[i]!;
+    const itemSum = itemDataSum[i]!;
+    const end = itemStart[i + 1]!;
+    for (let k = itemStart[i]!; k < end; k++) {
+      const r = rater[k]!;
+      const g = (weight[k]! * influence[r]! * scale[r]!) / noiseVar[r]!;
+      const othersPrecision = itemPrecision - g * scale[r]!;
+      // Nobody else informs this item: its leave-one-out consensus is just the prior.
+      if (othersPrecision <= 1e-9 * itemPrecision + 1e-12) continue;
+      const y = value[k]!;
+      const c = (priorSum + itemSum - g * (y - bias[r]!)) / (priorPrecision + othersPrecision);
+      const o = r * 5;
+      informative[r]!++;
+      sums[o]! += y;
+      sums[o + 1]! += y * y;
+      sums[o + 2]! += c;
+      sums[o + 3]! += c * c;
+      sums[o + 4]! += y * c;
+    }
+  }
+  const correlation = new Float64Array(R);
+  const ratingSd = new Float64Array(R);
+  const consensusSd = new Float64Array(R);
+  for (let r = 0; r < R; r++) {
+    const n = informative[r]!;
+    const o = r * 5;
+    const varY = n > 0 ? sums[o + 1]! / n - (sums[o]! / n) ** 2 : 0;
+    const varC = n > 0 ? sums[o + 3]! / n - (sums[o + 2]! / n) ** 2 : 0;
+    const cov = n > 0 ? sums[o + 4]! / n - (sums[o]! / n) * (sums[o + 2]! / n) : 0;
+    consensusSd[r] = Math.sqrt(Math.max(0, varC));
+    correlation[r] = varY > 1e-12 && varC > 1e-12 ? cov / Math.sqrt(varY * varC) : Number.NaN;
+    const w = data.raterWeight[r]!;
+    const meanAll = w > 0 ? data.raterSumY[r]! / w : 0;
+    ratingSd[r] = w > 0 ? Math.sqrt(Math.max(0, data.raterSumYY[r]! / w - meanAll * meanAll)) : 0;
+  }
+  return { informative, correlation, ratingSd, consensusSd };
+}
+
+const fmt = (x: number, digits = 2) => x.toFixed(digits);
+
+/**
+ * Why a rater should not be trusted, or null. Three rules, each with an effect size and enough
+ * ratings so that an honest but unlucky rater is not flagged:
+ * - constant: (almost) the same rating everywhere while the consensus on those items varies;
+ * - disagrees: correlation with the leave-one-out consensus significantly below the threshold
+ *   (Fisher z bound), e.g. a rater who rates the opposite of everyone else;
+ * - noisy: residual variance many times the pooled noise (chi-square test).
+ */
+export function flagReason(
+  r: number,
+  data: PreparedRatings,
+  state: ModelState,
+  stats: ConsensusStatistics,
+  options: FlaggingOptions,
+): string | null {
+  const n = data.raterCountOf[r]!;
+  if (n < options.minRatings) return null;
+  const sd = stats.ratingSd[r]!;
+  const consensusSd = stats.consensusSd[r]!;
+  if (
+    sd <= options.constantMaxSd &&
+    stats.informative[r]! >= 2 &&
+    consensusSd >= options.constantMinConsensusSd
+  ) {
+    return (
+      `constant rater: ${n} ratings with sd ${fmt(sd, 3)} while the consensus on the same items ` +
+      `varies with sd ${fmt(consensusSd)}`
+    );
+  }
+  const informative = stats.informative[r]!;
+  const correlation = stats.correlation[r]!;
+  if (informative >= options.minRatings && Number.isFinite(correlation)) {
+    const bound = correlationUpperBound(correlation, informative, options.significance);
+    if (bound < options.minConsensusCorrelation) {
+      const confidence = `${fmt(100 * (1 - options.significance), 1)}%`;
+      return (
+        `disagrees with the leave-one-out consensus: r = ${fmt(correlation)} over ${informative} ` +
+        `shared items, upper ${confidence} bound ${fmt(bound)} < ${options.minConsensusCorrelation}`
+      );
+    }
+  }
+  const pooled = state.hyper.noiseVar;
+  const weight = data.raterWeight[r]!;
+  if (weight > 0 && pooled > 0) {
+    const ratio = state.rss[r]! / (weight * pooled);
+    const p = chiSquareUpperTail(state.rss[r]! / pooled, n);
+    if (ratio > options.maxNoiseRatio && p < options.significance) {
+      return `noise far beyond the others: residual variance ${fmt(ratio, 1)}x the pooled noise over ${n} ratings (p = ${p.toExponential(1)})`;
+    }
+  }
+  return null;
+}

@@ -1,0 +1,3 @@
+export * from './pairwise.js';
+export * from './reward.js';
+export * from './reward-mapping.js';

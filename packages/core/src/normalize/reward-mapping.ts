@@ -1,0 +1,66 @@
+import { z } from 'zod';
+
+const Reward = z.number().min(-1).max(1);
+
+/**
+ * How each kind of feedback becomes one reward in [-1, 1]. Every field has a default, so `{}` is a
+ * complete mapping; a project overrides only what it wants to change.
+ *
+ * - thumbs: `up` and `down` rewards (default +1 and -1).
+ * - stars: linear on the scale's ScoreConfig: min -> -1, max -> +1 (e.g. 1..5 stars: 1 -> -1,
+ *   3 -> 0, 5 -> +1). Not configurable here; change the scale's min/max instead.
+ * - criteria: each criterion maps like stars (numeric: linear on min..max; categorical: category
+ *   index i of K categories, worst first -> 2i/(K-1) - 1), then a weighted mean over the criteria
+ *   the event scored. `weights` overrides the ScoreConfig weight of a criterion.
+ * - implicit: a fixed reward per signal. When the event carries a magnitude (e.g. the share of the
+ *   answer that was edited) and `scaleByMagnitude` is on, the reward is multiplied by it (clamped to
+ *   0..1): editing 10% of an answer is milder evidence than rewriting it.
+ * - evidenceWeight: how much one event of a kind counts relative to an explicit rating when
+ *   calibration combines them (implicit signals are weaker evidence of quality than a rating).
+ * - pairwise: weights of pairwise evidence from preferences, rankings and corrections.
+ */
+export const RewardMapping = z.strictObject({
+  thumbs: z.strictObject({ up: Reward.default(1), down: Reward.default(-1) }).prefault({}),
+  criteria: z
+    .strictObject({ weights: z.record(z.string().min(1), z.number().nonnegative()).default({}) })
+    .prefault({}),
+  implicit: z
+    .strictObject({
+      copied: Reward.default(0.5),
+      regenerated: Reward.default(-0.5),
+      edited: Reward.default(-0.25),
+      abandoned: Reward.default(-0.5),
+      scaleByMagnitude: z.boolean().default(true),
+    })
+    .prefault({}),
+  evidenceWeight: z
+    .strictObject({
+      thumbs: z.number().nonnegative().default(1),
+      stars: z.number().nonnegative().default(1),
+      criteria: z.number().nonnegative().default(1),
+      implicit: z.number().nonnegative().default(0.5),
+    })
+    .prefault({}),
+  pairwise: z
+    .strictObject({
+      /** Weight of one explicit "this over that" preference. */
+      preference: z.number().nonnegative().default(1),
+      /**
+       * A tie becomes two half-comparisons (each way, this weight times `preference`), the usual
+       * Bradley-Terry treatment; set 0 to drop ties.
+       */
+      tie: z.number().nonnegative().default(0.5),
+      /** Weight of each pair implied by a ranking. */
+      ranking: z.number().nonnegative().default(1),
+      /** `all`: every ordered pair of the ranking; `adjacent`: only neighbours (n-1 pairs). */
+      rankingPairs: z.enum(['all', 'adjacent']).default('all'),
+      /** Weight of "the corrected text beats the original answer". */
+      correction: z.number().nonnegative().default(1),
+    })
+    .prefault({}),
+});
+export type RewardMappingInput = z.input<typeof RewardMapping>;
+export type RewardMapping = z.output<typeof RewardMapping>;
+
+/** The mapping every project starts with (all defaults). */
+export const defaultRewardMapping: RewardMapping = RewardMapping.parse({});

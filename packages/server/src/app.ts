@@ -1,0 +1,103 @@
+import type { Store } from '@ratchet/store';
+import Fastify, { type FastifyInstance, LogController } from 'fastify';
+import { CaptureService } from './capture.js';
+import type { ServerConfig } from './config.js';
+import { type GatewayConfig, loadGatewayConfig } from './gateway/config.js';
+import { Gateway, registerGatewayRoutes } from './gateway/gateway.js';
+import { InteractionLogWriter } from './gateway/log-writer.js';
+import type { ProviderFactory } from './gateway/providers/types.js';
+import { createMetrics, type Metrics } from './metrics.js';
+import { KeyResolver } from './middleware/auth.js';
+import { registerErrorHandling } from './middleware/errors.js';
+import { RateLimiter } from './middleware/rate-limit.js';
+import { registerAdminRoutes } from './routes/admin.js';
+import { registerCaptureRoutes } from './routes/capture.js';
+import { registerOtlpRoutes } from './routes/otlp.js';
+import { registerSystemRoutes } from './routes/system.js';
+import { RouteTable } from './routing.js';
+
+export const version = '0.1.0';
+
+export interface ServerOptions {
+  store: Store;
+  config: ServerConfig;
+  /** Overrides the config file (tests, embedding). */
+  gatewayConfig?: GatewayConfig;
+  providerFactory?: ProviderFactory;
+}
+
+export interface RatchetServer {
+  app: FastifyInstance;
+  metrics: Metrics;
+  logWriter: InteractionLogWriter;
+  gateway: Gateway | undefined;
+  keys: KeyResolver;
+  /** Starts listening; resolves with the address. */
+  listen(): Promise<string>;
+  /** Stops taking requests, writes buffered interactions, closes upstream connections. */
+  close(): Promise<void>;
+}
+
+export async function buildServer(options: ServerOptions): Promise<RatchetServer> {
+  const { store, config } = options;
+  const app = Fastify({
+    bodyLimit: config.bodyLimit,
+    logger: config.logLevel === 'silent' ? false : { level: config.logLevel },
+    // A log line per request would cost more than the gateway's whole latency budget.
+    logController: new LogController({ disableRequestLogging: true }),
+    // Clients choose their interaction ids; we generate none for requests.
+    requestIdHeader: false,
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+  });
+  const metrics = createMetrics();
+  const keys = new KeyResolver(store);
+  const rateLimiter = new RateLimiter(config.rateLimitPerSecond, config.rateLimitBurst);
+  const logWriter = new InteractionLogWriter(
+    store,
+    metrics,
+    app.log,
+    config.logFlushIntervalMs,
+    config.logFlushBatchSize,
+  );
+  const capture = new CaptureService(store, metrics, logWriter);
+  const gatewayConfig =
+    options.gatewayConfig ??
+    (config.gatewayConfigPath ? loadGatewayConfig(config.gatewayConfigPath) : undefined);
+  const gateway = gatewayConfig
+    ? new Gateway(gatewayConfig, logWriter, metrics, options.providerFactory)
+    : undefined;
+
+  registerErrorHandling(app);
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'unmatched';
+    metrics.httpRequests.inc({ route, method: request.method, status: reply.statusCode });
+    metrics.httpDuration.observe({ route, method: request.method }, reply.elapsedTime / 1000);
+  });
+
+  const routes = new RouteTable(app, { keys, rateLimiter });
+  registerSystemRoutes(routes, store, metrics, version);
+  registerCaptureRoutes(routes, store, capture);
+  registerOtlpRoutes(routes, capture);
+  registerAdminRoutes(routes, store);
+  registerGatewayRoutes(routes, () => gateway);
+
+  let closed = false;
+  return {
+    app,
+    metrics,
+    logWriter,
+    gateway,
+    keys,
+    async listen() {
+      return app.listen({ host: config.host, port: config.port });
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      await app.close();
+      await logWriter.close();
+      await gateway?.close();
+    },
+  };
+}

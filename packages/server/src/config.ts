@@ -1,0 +1,58 @@
+import { z } from 'zod';
+
+/** Server settings; each has an environment variable (see the README's configuration reference). */
+export const ServerConfig = z.strictObject({
+  host: z.string().default('127.0.0.1'),
+  port: z.coerce.number().int().min(0).max(65535).default(4400),
+  /** Largest accepted request body, in bytes. */
+  bodyLimit: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(4 * 1024 * 1024),
+  /** Sustained requests per second allowed per API key; 0 disables the limit. */
+  rateLimitPerSecond: z.coerce.number().nonnegative().default(2000),
+  /** Requests a key may make in a burst above the sustained rate. */
+  rateLimitBurst: z.coerce.number().positive().default(4000),
+  /** Path of the gateway's upstreams-and-routes file (YAML or JSON); no gateway routes without it. */
+  gatewayConfigPath: z.string().optional(),
+  /** How often buffered gateway interactions are written, in milliseconds. */
+  logFlushIntervalMs: z.coerce.number().int().positive().default(50),
+  /** Buffered gateway interactions that trigger a write before the interval ends. */
+  logFlushBatchSize: z.coerce.number().int().positive().default(500),
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+});
+export type ServerConfig = z.output<typeof ServerConfig>;
+export type ServerConfigInput = z.input<typeof ServerConfig>;
+
+const envNames: Record<keyof ServerConfig, string> = {
+  host: 'RATCHET_HOST',
+  port: 'RATCHET_PORT',
+  bodyLimit: 'RATCHET_BODY_LIMIT',
+  rateLimitPerSecond: 'RATCHET_RATE_LIMIT_PER_SECOND',
+  rateLimitBurst: 'RATCHET_RATE_LIMIT_BURST',
+  gatewayConfigPath: 'RATCHET_GATEWAY_CONFIG',
+  logFlushIntervalMs: 'RATCHET_LOG_FLUSH_INTERVAL_MS',
+  logFlushBatchSize: 'RATCHET_LOG_FLUSH_BATCH_SIZE',
+  logLevel: 'RATCHET_LOG_LEVEL',
+};
+
+/** Reads settings from the environment, then applies explicit overrides (e.g. CLI flags). */
+export function loadServerConfig(
+  overrides: ServerConfigInput = {},
+  env: NodeJS.ProcessEnv = process.env,
+): ServerConfig {
+  const fromEnv: Record<string, string> = {};
+  for (const [key, name] of Object.entries(envNames)) {
+    const value = env[name];
+    if (value !== undefined && value !== '') fromEnv[key] = value;
+  }
+  const defined = Object.fromEntries(Object.entries(overrides).filter(([, v]) => v !== undefined));
+  const result = ServerConfig.safeParse({ ...fromEnv, ...defined });
+  if (!result.success) {
+    const issue = result.error.issues[0]!;
+    const key = String(issue.path[0]) as keyof ServerConfig;
+    throw new Error(`invalid setting ${envNames[key] ?? key}: ${issue.message}`);
+  }
+  return result.data;
+}

@@ -1,0 +1,252 @@
+import { Transform } from 'node:stream';
+import { ChatMessage, newId, type ParsedInteraction, parseInput, RatchetError, Tags } from '@ratchet/core';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { z } from 'zod';
+import type { Metrics } from '../metrics.js';
+import type { RouteTable } from '../routing.js';
+import type { GatewayConfig } from './config.js';
+import type { InteractionLogWriter } from './log-writer.js';
+import { createOpenAICompatibleProvider } from './providers/openai-compatible/index.js';
+import type { Provider, ProviderFactory } from './providers/types.js';
+import { assign } from './router.js';
+import { StreamAccumulator, toUsage } from './sse.js';
+
+/** What the gateway reads from a chat request; everything else is forwarded untouched. */
+const ChatRequest = z.looseObject({
+  model: z.string().min(1),
+  messages: z.array(ChatMessage).min(1),
+  stream: z.boolean().optional(),
+  user: z.string().optional(),
+});
+
+const Metadata = z.record(z.string(), z.unknown());
+
+/** Fields that describe the call rather than parameterize the model; not logged as parameters. */
+const notParameters = new Set(['model', 'messages', 'stream', 'user']);
+
+function header(request: FastifyRequest, name: string): string | undefined {
+  const v = request.headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+/** Ratchet's own per-call fields travel in headers, so the body stays exactly what upstreams accept. */
+function callContext(request: FastifyRequest) {
+  const tagsHeader = header(request, 'x-ratchet-tags');
+  const metadataHeader = header(request, 'x-ratchet-metadata');
+  let metadata: Record<string, unknown> | undefined;
+  if (metadataHeader) {
+    try {
+      metadata = parseInput(Metadata, JSON.parse(metadataHeader), 'x-ratchet-metadata');
+    } catch (err) {
+      if (err instanceof RatchetError) throw err;
+      throw new RatchetError(
+        'invalid_request',
+        'x-ratchet-metadata: must be a JSON object',
+        'x-ratchet-metadata',
+      );
+    }
+  }
+  return {
+    sessionId: header(request, 'x-ratchet-session-id'),
+    userId: header(request, 'x-ratchet-user-id'),
+    tags: tagsHeader
+      ? parseInput(
+          Tags,
+          tagsHeader
+            .split(',')
+            .map((t) => t.trim())
+            .filter(Boolean),
+          'x-ratchet-tags',
+        )
+      : undefined,
+    metadata,
+  };
+}
+
+export class Gateway {
+  private readonly providers = new Map<string, Provider>();
+
+  constructor(
+    private config: GatewayConfig,
+    private readonly logWriter: InteractionLogWriter,
+    private readonly metrics: Metrics,
+    private readonly providerFactory: ProviderFactory = createOpenAICompatibleProvider,
+  ) {}
+
+  /** Swaps in a new routes file (e.g. new weights) without dropping calls in flight. */
+  reload(config: GatewayConfig): void {
+    const old = [...this.providers.values()];
+    this.providers.clear();
+    this.config = config;
+    setTimeout(() => void Promise.all(old.map((p) => p.close())), 60_000).unref();
+  }
+
+  private provider(name: string): Provider {
+    let p = this.providers.get(name);
+    if (!p) {
+      p = this.providerFactory(name, this.config.upstreams[name]!);
+      this.providers.set(name, p);
+    }
+    return p;
+  }
+
+  async handle(request: FastifyRequest, reply: FastifyReply, projectId: string): Promise<FastifyReply> {
+    const started = performance.now();
+    const createdAt = Date.now();
+    const body = parseInput(ChatRequest, request.body);
+    const ctx = callContext(request);
+    const userId = ctx.userId ?? body.user;
+    const target = assign(this.config, body.model, userId);
+    if (!target)
+      throw new RatchetError(
+        'not_found',
+        `model: "${body.model}" is neither a route nor servable by a default upstream`,
+        'model',
+      );
+
+    const id = newId(createdAt);
+    const abort = new AbortController();
+    request.raw.once('close', () => {
+      if (!reply.raw.writableFinished) abort.abort();
+    });
+    const parameters = Object.fromEntries(Object.entries(body).filter(([k]) => !notParameters.has(k)));
+    const log = (output: ChatMessage, { metadata: more, ...extra }: Partial<ParsedInteraction>) =>
+      this.logWriter.enqueue(projectId, {
+        id,
+        route: target.route ?? undefined,
+        variant: target.variant ?? undefined,
+        model: target.model,
+        messages: body.messages,
+        output,
+        parameters,
+        latencyMs: performance.now() - started,
+        sessionId: ctx.sessionId,
+        userId,
+        metadata: { ...ctx.metadata, upstream: target.upstreamName, ...more },
+        tags: ctx.tags,
+        status: 'ok',
+        source: 'gateway',
+        createdAt,
+        ...extra,
+      });
+
+    reply.header('x-ratchet-interaction-id', id);
+    if (target.route) reply.header('x-ratchet-route', target.route);
+    if (target.variant) reply.header('x-ratchet-variant', target.variant);
+
+    let upstream: Awaited<ReturnType<Provider['chatCompletions']>>;
+    try {
+      upstream = await this.provider(target.upstreamName).chatCompletions(
+        { ...body, model: target.model },
+        abort.signal,
+      );
+    } catch (err) {
+      const message = `upstream "${target.upstreamName}" failed: ${err instanceof Error ? err.message : String(err)}`;
+      this.metrics.upstreamDuration.observe(
+        { upstream: target.upstreamName, status: 'error' },
+        (performance.now() - started) / 1000,
+      );
+      log({ role: 'assistant', content: '' }, { status: 'error', error: message });
+      throw new RatchetError('upstream_error', message);
+    }
+    this.metrics.upstreamDuration.observe(
+      { upstream: target.upstreamName, status: String(upstream.status) },
+      (performance.now() - started) / 1000,
+    );
+    reply.status(upstream.status);
+    if (upstream.contentType) reply.header('content-type', upstream.contentType);
+
+    const streaming = upstream.status === 200 && (upstream.contentType ?? '').includes('text/event-stream');
+    if (streaming) return this.relayStream(reply, upstream.body, log);
+
+    const chunks: Buffer[] = [];
+    for await (const chunk of upstream.body) chunks.push(chunk as Buffer);
+    const raw = Buffer.concat(chunks);
+    reply.send(raw);
+    // Parsing for the log happens after the response is on its way.
+    setImmediate(() => this.logCompletion(raw, upstream.status, log));
+    return reply;
+  }
+
+  private relayStream(
+    reply: FastifyReply,
+    body: NodeJS.ReadableStream,
+    log: (output: ChatMessage, extra: Partial<ParsedInteraction>) => void,
+  ): FastifyReply {
+    const acc = new StreamAccumulator();
+    const tap = new Transform({
+      transform(chunk: Buffer, _enc, done) {
+        acc.feed(chunk);
+        done(null, chunk);
+      },
+      flush(done) {
+        log(acc.message(), {
+          usage: acc.usage,
+          metadata: acc.finishReason ? { finishReason: acc.finishReason } : undefined,
+        });
+        done();
+      },
+    });
+    body.once('error', (err) => {
+      log(acc.message(), { status: 'error', error: `stream broke: ${err.message}` });
+      tap.destroy(err);
+    });
+    body.pipe(tap);
+    reply.header('cache-control', 'no-cache');
+    reply.send(tap);
+    return reply;
+  }
+
+  private logCompletion(
+    raw: Buffer,
+    status: number,
+    log: (output: ChatMessage, extra: Partial<ParsedInteraction>) => void,
+  ): void {
+    let parsed: Record<string, unknown> | undefined;
+    try {
+      parsed = JSON.parse(raw.toString('utf8'));
+    } catch {
+      parsed = undefined;
+    }
+    if (status >= 400 || !parsed) {
+      log(
+        { role: 'assistant', content: '' },
+        { status: 'error', error: `upstream status ${status}: ${raw.toString('utf8').slice(0, 2000)}` },
+      );
+      return;
+    }
+    const choice = (parsed.choices as Record<string, unknown>[] | undefined)?.[0];
+    const message = ChatMessage.safeParse(choice?.message);
+    const finishReason = choice?.finish_reason;
+    log(message.success ? message.data : { role: 'assistant', content: '' }, {
+      usage: toUsage(parsed.usage as Record<string, number> | undefined),
+      metadata: typeof finishReason === 'string' ? { finishReason } : undefined,
+    });
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.providers.values()].map((p) => p.close()));
+    this.providers.clear();
+  }
+}
+
+export function registerGatewayRoutes(routes: RouteTable, gateway: () => Gateway | undefined): void {
+  routes.add({
+    method: 'POST',
+    url: '/v1/chat/completions',
+    access: 'secret',
+    tag: 'gateway',
+    summary:
+      'OpenAI-compatible chat completions (streaming or not). `model` names a route or an upstream model; every call is logged and answered with x-ratchet-interaction-id.',
+    bodyDoc: ChatRequest,
+    handler: async ({ request, reply, principal }) => {
+      const gw = gateway();
+      if (!gw)
+        throw new RatchetError(
+          'not_found',
+          'the gateway has no configuration: start the server with a gateway config file (RATCHET_GATEWAY_CONFIG)',
+        );
+      return gw.handle(request, reply, principal.projectId);
+    },
+  });
+}

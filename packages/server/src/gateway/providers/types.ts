@@ -1,0 +1,20 @@
+import type { Readable } from 'node:stream';
+import type { UpstreamConfig } from '../config.js';
+
+export interface UpstreamResponse {
+  status: number;
+  contentType: string | undefined;
+  body: Readable;
+}
+
+/**
+ * One interface for every kind of upstream. A provider turns an OpenAI-style chat request into
+ * its upstream's call and hands back the raw response; the gateway does the rest (logging,
+ * headers, streaming), so adding a provider is one folder implementing this.
+ */
+export interface Provider {
+  chatCompletions(body: Record<string, unknown>, signal: AbortSignal): Promise<UpstreamResponse>;
+  close(): Promise<void>;
+}
+
+export type ProviderFactory = (name: string, config: UpstreamConfig) => Provider;

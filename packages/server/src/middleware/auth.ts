@@ -1,0 +1,84 @@
+import { apiKeyKindOf, RatchetError } from '@ratchet/core';
+import type { Principal, Store } from '@ratchet/store';
+import type { FastifyRequest } from 'fastify';
+
+/** Who may call a route: a secret key, a secret or public key, or anyone. */
+export type Access = 'secret' | 'public' | 'none';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    principal?: Principal;
+  }
+}
+
+interface CacheEntry {
+  principal: Principal | undefined;
+  expires: number;
+}
+
+/**
+ * Resolves bearer keys to projects. Lookups are cached briefly so that the gateway's hot path
+ * does not hit the database on every call; a revoked key stops working within `ttlMs`.
+ */
+export class KeyResolver {
+  private readonly cache = new Map<string, CacheEntry>();
+
+  constructor(
+    private readonly store: Store,
+    private readonly ttlMs = 10_000,
+    private readonly maxEntries = 10_000,
+  ) {}
+
+  async resolve(key: string): Promise<Principal | undefined> {
+    const now = Date.now();
+    const hit = this.cache.get(key);
+    if (hit && hit.expires > now) return hit.principal;
+    const principal = apiKeyKindOf(key) ? await this.store.projects.authenticate(key) : undefined;
+    if (this.cache.size >= this.maxEntries) this.cache.clear();
+    this.cache.set(key, { principal, expires: now + this.ttlMs });
+    return principal;
+  }
+
+  forget(): void {
+    this.cache.clear();
+  }
+}
+
+function bearerKey(request: FastifyRequest): string | undefined {
+  const header = request.headers.authorization;
+  if (header) {
+    const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
+    return match?.[1];
+  }
+  // Some OpenTelemetry exporters can only set custom headers.
+  const alt = request.headers['x-ratchet-key'];
+  return typeof alt === 'string' ? alt : undefined;
+}
+
+/** Authenticates a request for a route of the given access level; throws 401/403. */
+export async function authenticate(
+  request: FastifyRequest,
+  access: Access,
+  keys: KeyResolver,
+): Promise<Principal | undefined> {
+  if (access === 'none') return undefined;
+  const key = bearerKey(request);
+  if (!key)
+    throw new RatchetError(
+      'unauthorized',
+      'authorization: send "Authorization: Bearer <project key>"',
+      'authorization',
+    );
+  const principal = await keys.resolve(key);
+  if (!principal)
+    throw new RatchetError('unauthorized', 'authorization: unknown or revoked key', 'authorization');
+  if (access === 'secret' && principal.kind !== 'secret') {
+    throw new RatchetError(
+      'forbidden',
+      'authorization: a public key may only send feedback; this route needs a secret key',
+      'authorization',
+    );
+  }
+  request.principal = principal;
+  return principal;
+}

@@ -1,0 +1,121 @@
+import {
+  ClientId,
+  FeedbackInput,
+  InteractionFilters,
+  InteractionInput,
+  Limit,
+  parseInput,
+  RatchetError,
+} from '@ratchet/core';
+import type { Store } from '@ratchet/store';
+import { z } from 'zod';
+import type { CaptureService } from '../capture.js';
+import type { RouteTable } from '../routing.js';
+
+const MAX_BATCH = 1000;
+
+const WriteResult = z.object({ id: z.string(), created: z.boolean() });
+const BatchResult = z.object({ items: z.array(WriteResult) });
+
+/** A body is one item, or `{ "items": [...] }` for a batch that is written all or nothing. */
+function oneOrBatch<T extends z.ZodType>(item: T) {
+  return z.union([z.strictObject({ items: z.array(item).min(1).max(MAX_BATCH) }), item]);
+}
+
+/**
+ * Parses a single item or a batch so errors name the exact field: `model` for a single item,
+ * `items.3.model` inside a batch. (A plain union would report the first branch's errors.)
+ */
+function parseOneOrBatch<T extends z.ZodType>(
+  schema: T,
+  body: unknown,
+): { items: z.output<T>[]; batch: boolean } {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    throw new RatchetError(
+      'invalid_request',
+      'body: must be a JSON object (one item, or { "items": [...] })',
+      'body',
+    );
+  }
+  if ('items' in body) {
+    const { items } = parseInput(z.strictObject({ items: z.array(schema).min(1).max(MAX_BATCH) }), body);
+    return { items, batch: true };
+  }
+  return { items: [parseInput(schema, body)], batch: false };
+}
+
+export function registerCaptureRoutes(routes: RouteTable, store: Store, capture: CaptureService): void {
+  routes.add({
+    method: 'POST',
+    url: '/api/v1/interactions',
+    access: 'secret',
+    tag: 'capture',
+    summary:
+      'Log one interaction, or a batch as { items: [...] } (all or nothing). A client id makes it idempotent.',
+    bodyDoc: oneOrBatch(InteractionInput),
+    response: {
+      status: 201,
+      schema: z.union([WriteResult, BatchResult]),
+      description: 'Committed (created=false: an idempotent repeat)',
+    },
+    handler: async ({ request, principal, reply }) => {
+      const { items, batch } = parseOneOrBatch(InteractionInput, request.body);
+      const results = await capture.writeInteractions(principal.projectId, items);
+      reply.status(results.some((r) => r.created) ? 201 : 200);
+      return batch ? { items: results } : results[0];
+    },
+  });
+
+  routes.add({
+    method: 'POST',
+    url: '/api/v1/feedback',
+    access: 'public',
+    tag: 'capture',
+    summary:
+      'Send one feedback event, or a batch as { items: [...] } (all or nothing). Public keys may call this.',
+    bodyDoc: oneOrBatch(FeedbackInput),
+    response: {
+      status: 201,
+      schema: z.union([WriteResult, BatchResult]),
+      description: 'Committed (created=false: a repeated idempotency key)',
+    },
+    handler: async ({ request, principal, reply }) => {
+      const { items, batch } = parseOneOrBatch(FeedbackInput, request.body);
+      const results = await capture.writeFeedback(
+        principal.projectId,
+        items,
+        batch ? (i) => `items.${i}` : () => '',
+      );
+      reply.status(results.some((r) => r.created) ? 201 : 200);
+      return batch ? { items: results } : results[0];
+    },
+  });
+
+  routes.add({
+    method: 'GET',
+    url: '/api/v1/interactions',
+    access: 'secret',
+    tag: 'capture',
+    summary: 'List interactions, newest first, with filters and cursor pagination.',
+    query: InteractionFilters.extend({ limit: Limit.default(50), cursor: z.string().max(500).optional() }),
+    handler: async ({ query, principal }) => {
+      const { limit, cursor, ...filters } = query;
+      return store.interactions.list(principal.projectId, filters, { limit, cursor });
+    },
+  });
+
+  routes.add({
+    method: 'GET',
+    url: '/api/v1/interactions/:id',
+    access: 'secret',
+    tag: 'capture',
+    summary: 'One interaction with its full feedback history (each event marked current or not).',
+    params: z.strictObject({ id: ClientId }),
+    handler: async ({ params, principal }) => {
+      const interaction = await store.interactions.get(principal.projectId, params.id);
+      if (!interaction) throw new RatchetError('not_found', `interaction "${params.id}" not found`, 'id');
+      const feedback = await store.feedback.listForInteraction(principal.projectId, params.id);
+      return { ...interaction, feedback };
+    },
+  });
+}

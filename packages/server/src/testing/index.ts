@@ -1,0 +1,2 @@
+export { startTestServer, type TestServer } from './server.js';
+export { type LocalUpstream, type LocalUpstreamOptions, startLocalUpstream } from './upstream.js';

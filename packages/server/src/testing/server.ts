@@ -1,0 +1,72 @@
+import { Store } from '@ratchet/store';
+import { buildServer, type RatchetServer } from '../app.js';
+import { loadServerConfig, type ServerConfigInput } from '../config.js';
+import type { GatewayConfigInput } from '../gateway/config.js';
+import { parseGatewayConfig } from '../gateway/config.js';
+
+export interface TestServer {
+  url: string;
+  store: Store;
+  server: RatchetServer;
+  projectId: string;
+  secretKey: string;
+  publicKey: string;
+  /** fetch against the server with a key (the project's secret key by default). */
+  call(
+    path: string,
+    init?: { method?: string; body?: unknown; key?: string | null; headers?: Record<string, string> },
+  ): Promise<{
+    status: number;
+    body: any; // biome-ignore lint/suspicious/noExplicitAny: tests read arbitrary JSON
+    headers: Headers;
+  }>;
+  close(): Promise<void>;
+}
+
+/** A real server on a free port over a real database, with a project and both kinds of key. */
+export async function startTestServer(
+  databaseUrl: string,
+  options: { config?: ServerConfigInput; gateway?: GatewayConfigInput; project?: string } = {},
+): Promise<TestServer> {
+  const store = await Store.open(databaseUrl);
+  const project = await store.projects.create(options.project ?? 'test');
+  const secret = await store.projects.createKey(project.id, 'secret');
+  const pub = await store.projects.createKey(project.id, 'public');
+  const server = await buildServer({
+    store,
+    config: loadServerConfig({ port: 0, logLevel: 'silent', ...options.config }, {}),
+    gatewayConfig: options.gateway ? parseGatewayConfig(options.gateway) : undefined,
+  });
+  const url = await server.listen();
+  return {
+    url,
+    store,
+    server,
+    projectId: project.id,
+    secretKey: secret.key,
+    publicKey: pub.key,
+    async call(path, init = {}) {
+      const key = init.key === undefined ? secret.key : init.key;
+      const headers: Record<string, string> = { ...init.headers };
+      if (key) headers.authorization = `Bearer ${key}`;
+      let body: string | undefined;
+      if (init.body !== undefined) {
+        headers['content-type'] ??= 'application/json';
+        body = typeof init.body === 'string' ? init.body : JSON.stringify(init.body);
+      }
+      const res = await fetch(url + path, { method: init.method ?? (body ? 'POST' : 'GET'), headers, body });
+      const text = await res.text();
+      let parsed: unknown = text;
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        // not JSON (metrics); keep the text
+      }
+      return { status: res.status, body: parsed, headers: res.headers };
+    },
+    async close() {
+      await server.close();
+      await store.close();
+    },
+  };
+}
