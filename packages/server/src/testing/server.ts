@@ -17,7 +17,8 @@ export interface TestServer {
     init?: { method?: string; body?: unknown; key?: string | null; headers?: Record<string, string> },
   ): Promise<{
     status: number;
-    body: any; // biome-ignore lint/suspicious/noExplicitAny: tests read arbitrary JSON
+    // biome-ignore lint/suspicious/noExplicitAny: tests read arbitrary JSON
+    body: any;
     headers: Headers;
   }>;
   close(): Promise<void>;

@@ -54,17 +54,15 @@ export async function startLocalUpstream(
     if (options.record !== false) requests.push(body);
     const status = options.failWith?.(body);
     if (status) {
-      res
-        .writeHead(status, { 'content-type': 'application/json' })
-        .end(
-          JSON.stringify({
-            error: {
-              message: `upstream refused with ${status}`,
-              type: 'invalid_request_error',
-              code: 'test_failure',
-            },
-          }),
-        );
+      res.writeHead(status, { 'content-type': 'application/json' }).end(
+        JSON.stringify({
+          error: {
+            message: `upstream refused with ${status}`,
+            type: 'invalid_request_error',
+            code: 'test_failure',
+          },
+        }),
+      );
       return;
     }
     const text = answer(body);

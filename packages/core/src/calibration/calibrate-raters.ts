@@ -1,0 +1,159 @@
+import type { NormalizedReward } from '../normalize/reward.js';
+import {
+  type CalibrationColumns,
+  type CalibrationOptionsInput,
+  calibrateRatingColumns,
+} from './calibrate.js';
+import type { Hyperparameters } from './model.js';
+
+/** One rating of an item (an interaction) by a rater: a normalized reward or a raw scale value. */
+export interface RaterRating {
+  itemId: string;
+  raterId: string;
+  value: number;
+  /** The feedback kind; `thumbs` ratings give thumbs-only items a Wilson interval. */
+  kind?: string;
+  /** Evidence weight (1 when absent), e.g. RewardMapping.evidenceWeight. */
+  weight?: number;
+}
+
+export interface RaterCalibration {
+  raterId: string;
+  n: number;
+  /** Offset the rater adds to every rating, in rating units (lenient > 0, harsh < 0). */
+  bias: number;
+  /** How strongly the rater's ratings follow quality (1 = the average rater; < 0 = inverted). */
+  scale: number;
+  noiseSd: number;
+  /** Share of the rater's rating variance explained by item quality, in [0, 1]. */
+  reliability: number;
+  /** Correlation with the consensus of the other raters on the same items; null when undefined. */
+  consensusCorrelation: number | null;
+  /** How much the rater moves item scores: 1, a down-weight factor, or 0 when excluded. */
+  weight: number;
+  flagged: boolean;
+  reason: string | null;
+}
+
+export interface ItemCalibration {
+  itemId: string;
+  n: number;
+  /** Plain mean of the item's ratings, for comparison. */
+  rawMean: number;
+  /** Calibrated reward: the posterior mean of the item's quality. */
+  reward: number;
+  /** Posterior standard deviation. */
+  sd: number;
+  lower: number;
+  upper: number;
+  /** Wilson score interval on [-1, 1], for items rated by thumbs only. */
+  wilson: { lower: number; upper: number } | null;
+}
+
+export interface CalibrationResult {
+  raters: RaterCalibration[];
+  items: ItemCalibration[];
+  hyperparameters: Hyperparameters;
+  iterations: number;
+  converged: boolean;
+  rounds: number;
+}
+
+/** Dense indices for string ids, in first-seen order. */
+function indexIds(ids: Map<string, number>, list: string[], id: string): number {
+  let index = ids.get(id);
+  if (index === undefined) {
+    index = list.length;
+    ids.set(id, index);
+    list.push(id);
+  }
+  return index;
+}
+
+/**
+ * Calibrates raters and items from ratings (see model.ts for the model): per rater bias, scale,
+ * reliability and flags with reasons; per item the calibrated reward with its uncertainty.
+ * For millions of ratings prefer calibrateRatingColumns, which skips the objects.
+ */
+export function calibrateRaters(
+  ratings: readonly RaterRating[],
+  options: CalibrationOptionsInput = {},
+): CalibrationResult {
+  const n = ratings.length;
+  const item = new Int32Array(n);
+  const rater = new Int32Array(n);
+  const value = new Float64Array(n);
+  const weight = new Float64Array(n);
+  const isThumbs = new Uint8Array(n);
+  const itemIndex = new Map<string, number>();
+  const raterIndex = new Map<string, number>();
+  const itemIds: string[] = [];
+  const raterIds: string[] = [];
+  for (let k = 0; k < n; k++) {
+    const rating = ratings[k]!;
+    item[k] = indexIds(itemIndex, itemIds, rating.itemId);
+    rater[k] = indexIds(raterIndex, raterIds, rating.raterId);
+    value[k] = rating.value;
+    weight[k] = rating.weight ?? 1;
+    isThumbs[k] = rating.kind === 'thumbs' ? 1 : 0;
+  }
+  const columns = {
+    item,
+    rater,
+    value,
+    weight,
+    isThumbs,
+    itemCount: itemIds.length,
+    raterCount: raterIds.length,
+  };
+  const result = calibrateRatingColumns(columns, options);
+  return {
+    raters: raterIds.map((id, r) => raterRecord(id, r, result.raters)),
+    items: itemIds.map((id, i) => itemRecord(id, i, result.items)),
+    hyperparameters: result.hyperparameters,
+    iterations: result.iterations,
+    converged: result.converged,
+    rounds: result.rounds,
+  };
+}
+
+function raterRecord(raterId: string, r: number, c: CalibrationColumns['raters']): RaterCalibration {
+  const correlation = c.consensusCorrelation[r]!;
+  return {
+    raterId,
+    n: c.n[r]!,
+    bias: c.bias[r]!,
+    scale: c.scale[r]!,
+    noiseSd: c.noiseSd[r]!,
+    reliability: c.reliability[r]!,
+    consensusCorrelation: Number.isFinite(correlation) ? correlation : null,
+    weight: c.influence[r]!,
+    flagged: c.flagged[r] === 1,
+    reason: c.flagReason[r] ?? null,
+  };
+}
+
+function itemRecord(itemId: string, i: number, c: CalibrationColumns['items']): ItemCalibration {
+  const wilsonLower = c.wilsonLower[i]!;
+  return {
+    itemId,
+    n: c.n[i]!,
+    rawMean: c.rawMean[i]!,
+    reward: c.reward[i]!,
+    sd: c.sd[i]!,
+    lower: c.lower[i]!,
+    upper: c.upper[i]!,
+    wilson: Number.isNaN(wilsonLower) ? null : { lower: wilsonLower, upper: c.wilsonUpper[i]! },
+  };
+}
+
+/** Calibration input from normalized feedback: the interaction is the item, the kind weight the weight. */
+export function ratingsFromRewards(rewards: readonly NormalizedReward[]): RaterRating[] {
+  return rewards.map((r) => ({
+    itemId: r.interactionId,
+    raterId: r.raterId,
+    value: r.reward,
+    kind: r.kind,
+    weight: r.weight,
+  }));
+}
