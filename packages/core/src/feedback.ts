@@ -1,5 +1,6 @@
 import { RatchetError } from './errors.js';
-import type { ParsedFeedback } from './schemas/feedback.js';
+import type { Feedback, FeedbackInput, ImplicitSignal, ParsedFeedback } from './schemas/feedback.js';
+import type { ChatMessage, Interaction, InteractionInput } from './schemas/interaction.js';
 import type { ScoreConfig } from './schemas/score-config.js';
 
 /** The columns a feedback event is stored in, whatever its kind. */
@@ -86,4 +87,78 @@ export function checkAgainstScales(
       }
     }
   }
+}
+
+/** The input that reproduces a stored event (export, then import elsewhere, gives the same event). */
+export function feedbackToInput(f: Feedback): FeedbackInput {
+  const base = {
+    interactionId: f.interactionId,
+    raterId: f.raterId,
+    source: f.source,
+    idempotencyKey: f.idempotencyKey ?? `export:${f.id}`,
+    createdAt: f.createdAt,
+    ...(Object.keys(f.metadata).length ? { metadata: f.metadata } : {}),
+  };
+  const data = f.data ?? {};
+  switch (f.kind) {
+    case 'thumbs':
+      return { ...base, kind: 'thumbs', value: f.value! > 0 ? 'up' : 'down' };
+    case 'stars':
+      return { ...base, kind: 'stars', value: f.value!, scale: f.label ?? 'stars' };
+    case 'criteria':
+      return { ...base, kind: 'criteria', scores: data.scores as Record<string, number | string> };
+    case 'comment':
+      return { ...base, kind: 'comment', text: f.text! };
+    case 'correction':
+      return {
+        ...base,
+        kind: 'correction',
+        text: f.text!,
+        ...(data.message ? { message: data.message as ChatMessage } : {}),
+      };
+    case 'preference':
+      return data.ranking
+        ? { ...base, kind: 'preference', ranking: data.ranking as string[] }
+        : {
+            ...base,
+            kind: 'preference',
+            other: data.other as string,
+            choice: f.label as 'this' | 'other' | 'tie',
+          };
+    case 'implicit':
+      return {
+        ...base,
+        kind: 'implicit',
+        signal: f.label as ImplicitSignal,
+        ...(f.value !== null ? { value: f.value } : {}),
+      };
+  }
+}
+
+/** The input that reproduces a stored interaction. */
+export function interactionToInput(i: Interaction): InteractionInput {
+  const optional = {
+    route: i.route,
+    variant: i.variant,
+    latencyMs: i.latencyMs,
+    sessionId: i.sessionId,
+    userId: i.userId,
+    error: i.error,
+    traceId: i.traceId,
+    spanId: i.spanId,
+  };
+  return {
+    id: i.id,
+    model: i.model,
+    messages: i.messages,
+    output: i.output,
+    parameters: i.parameters,
+    usage: i.usage,
+    metadata: i.metadata,
+    tags: i.tags,
+    status: i.status,
+    source: i.source,
+    createdAt: i.createdAt,
+    ...Object.fromEntries(Object.entries(optional).filter(([, v]) => v !== null)),
+  };
 }

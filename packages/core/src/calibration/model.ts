@@ -349,6 +349,7 @@ export function fitModel(
     accumulateRaterMoments(data, state, sumM, sumMM, sumYM);
     updateRaters(data, state, options, sumM, sumMM, sumYM);
     updateHyperparameters(data, state, options);
+    if (process.env['TRACE_FIT']) console.log(iteration, change, JSON.stringify(state.hyper));
     if (iteration > 1 && change < options.tolerance) {
       // Leave the item posteriors consistent with the final rater parameters.
       computeGain(state, gain);

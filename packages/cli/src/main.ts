@@ -1,0 +1,185 @@
+import { InteractionFilters, parseInput } from '@ratchet/core';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { runDemo } from './commands/demo.js';
+import { exportExchange, importExchange } from './commands/exchange.js';
+import { startServer } from './commands/serve.js';
+import { projectIdByName, withStore } from './context.js';
+
+function integer(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('must be a non-negative integer');
+  return n;
+}
+
+export function buildProgram(): Command {
+  const program = new Command('ratchet')
+    .description(
+      'Ratchet: turn user feedback on your LLM app into a better model, and never let quality slip back.',
+    )
+    .addOption(
+      new Option('--database-url <url>', 'sqlite:PATH or postgres://...').env('RATCHET_DATABASE_URL'),
+    )
+    .showHelpAfterError()
+    .configureHelp({ showGlobalOptions: true });
+
+  program
+    .command('serve')
+    .description('Run the server: capture API, feedback API, OTLP ingest and the OpenAI-compatible gateway')
+    .option('--host <host>', 'address to listen on (RATCHET_HOST, default 127.0.0.1)')
+    .option('--port <port>', 'port to listen on (RATCHET_PORT, default 4400)', integer)
+    .option('--gateway-config <file>', 'upstreams and routes, YAML or JSON (RATCHET_GATEWAY_CONFIG)')
+    .action(async (opts: { host?: string; port?: number; gatewayConfig?: string }) => {
+      const { url } = await startServer({
+        ...program.opts(),
+        host: opts.host,
+        port: opts.port,
+        gatewayConfigPath: opts.gatewayConfig,
+      });
+      console.log(`ratchet listening on ${url}`);
+    });
+
+  const keys = program.command('keys').description('Manage project API keys');
+  keys
+    .command('create')
+    .description('Create an API key (and the project, if it does not exist); the key is shown once')
+    .requiredOption('--project <name>', 'project name')
+    .addOption(
+      new Option(
+        '--kind <kind>',
+        'secret: full access, server side; public: feedback only, safe in a browser',
+      )
+        .choices(['secret', 'public'])
+        .default('secret'),
+    )
+    .option('--name <label>', 'a label to tell keys apart')
+    .option('--json', 'print JSON')
+    .action(async (opts: { project: string; kind: 'secret' | 'public'; name?: string; json?: boolean }) => {
+      await withStore(program.opts(), async (store) => {
+        const existed = await store.projects.getByName(opts.project);
+        const project = existed ?? (await store.projects.create(opts.project));
+        const key = await store.projects.createKey(project.id, opts.kind, opts.name);
+        if (opts.json)
+          console.log(
+            JSON.stringify({
+              project: project.name,
+              projectId: project.id,
+              id: key.id,
+              kind: key.kind,
+              key: key.key,
+            }),
+          );
+        else {
+          if (!existed) console.error(`created project "${project.name}"`);
+          console.log(key.key);
+        }
+      });
+    });
+  keys
+    .command('list')
+    .description("List a project's keys (prefixes only; keys are stored hashed)")
+    .requiredOption('--project <name>', 'project name')
+    .action(async (opts: { project: string }) => {
+      await withStore(program.opts(), async (store) => {
+        const rows = await store.projects.listKeys(await projectIdByName(store, opts.project));
+        console.table(
+          rows.map((k) => ({
+            id: k.id,
+            kind: k.kind,
+            prefix: `${k.displayPrefix}…`,
+            name: k.name ?? '',
+            created: new Date(k.createdAt).toISOString(),
+            revoked: k.revokedAt ? new Date(k.revokedAt).toISOString() : '',
+          })),
+        );
+      });
+    });
+  keys
+    .command('revoke')
+    .description('Revoke a key by id')
+    .requiredOption('--project <name>', 'project name')
+    .argument('<id>', 'key id (from keys list)')
+    .action(async (id: string, opts: { project: string }) => {
+      await withStore(program.opts(), async (store) => {
+        await store.projects.revokeKey(await projectIdByName(store, opts.project), id);
+        console.log(`revoked ${id}`);
+      });
+    });
+
+  program
+    .command('import')
+    .description(
+      'Import interactions with their feedback from JSONL (the format export writes); validated whole before writing, idempotent',
+    )
+    .argument('<file>', 'JSONL file')
+    .requiredOption('--project <name>', 'project name (created if missing)')
+    .action(async (file: string, opts: { project: string }) => {
+      await withStore(program.opts(), async (store) => {
+        const project = await store.projects.getOrCreate(opts.project);
+        const s = await importExchange(store, project.id, file);
+        console.log(
+          `imported ${s.lines} interactions (${s.interactionsCreated} new) and ${s.feedbackCreated} new feedback events`,
+        );
+      });
+    });
+
+  program
+    .command('export')
+    .description('Export interactions with their whole feedback history as JSONL')
+    .requiredOption('--project <name>', 'project name')
+    .option('--out <file>', 'write here instead of stdout')
+    .option('--route <route>')
+    .option('--model <model>')
+    .option('--tag <tag>')
+    .option('--from <time>', 'ISO time or epoch ms')
+    .option('--to <time>', 'ISO time or epoch ms')
+    .action(
+      async (opts: {
+        project: string;
+        out?: string;
+        route?: string;
+        model?: string;
+        tag?: string;
+        from?: string;
+        to?: string;
+      }) => {
+        const time = (v?: string) => (v === undefined ? undefined : /^\d+$/.test(v) ? Number(v) : v);
+        const filters = parseInput(InteractionFilters, {
+          route: opts.route,
+          model: opts.model,
+          tag: opts.tag,
+          from: time(opts.from),
+          to: time(opts.to),
+        });
+        await withStore(program.opts(), async (store) => {
+          const n = await exportExchange(
+            store,
+            await projectIdByName(store, opts.project),
+            opts.out,
+            filters,
+          );
+          if (opts.out) console.error(`exported ${n} interactions to ${opts.out}`);
+        });
+      },
+    );
+
+  program
+    .command('demo')
+    .description('Start a server with a demo model behind the gateway, and simulated users who chat and rate')
+    .option('--port <port>', 'port for the server', integer, 4400)
+    .option('--calls <n>', 'simulated chats', integer, 300)
+    .option('--exit', 'load the sample and exit instead of serving')
+    .action(async (opts: { port: number; calls: number; exit?: boolean }) => {
+      await runDemo({
+        databaseUrl: program.opts().databaseUrl,
+        port: opts.port,
+        calls: opts.calls,
+        exit: opts.exit ?? false,
+      });
+    });
+
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  await buildProgram().parseAsync(argv);
+}
