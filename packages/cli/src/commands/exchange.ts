@@ -10,6 +10,7 @@ import {
   interactionToInput,
   type ParsedFeedback,
   type ParsedInteraction,
+  referencedInteractionIds,
 } from '@ratchet/core';
 import type { Store } from '@ratchet/store';
 import { progressBar } from '../progress.js';
@@ -25,9 +26,11 @@ export interface ImportSummary {
 /** Reads and validates every line before anything is written, so a bad file writes nothing. */
 async function readExchangeFile(
   path: string,
-): Promise<{ interactions: ParsedInteraction[]; feedback: ParsedFeedback[] }> {
+): Promise<{ interactions: ParsedInteraction[]; feedback: ParsedFeedback[]; origin: string[] }> {
   const interactions: ParsedInteraction[] = [];
   const feedback: ParsedFeedback[] = [];
+  /** Where each feedback item came from (`file:line: feedback.k`), for error messages. */
+  const origin: string[] = [];
   const lines = createInterface({ input: createReadStream(path), crlfDelay: Number.POSITIVE_INFINITY });
   let n = 0;
   for await (const text of lines) {
@@ -45,9 +48,12 @@ async function readExchangeFile(
       ...parsed.data.interaction,
       source: parsed.data.interaction.source === 'api' ? 'import' : parsed.data.interaction.source,
     });
-    feedback.push(...parsed.data.feedback);
+    parsed.data.feedback.forEach((f, k) => {
+      feedback.push(f);
+      origin.push(`${path}:${n}: feedback.${k}`);
+    });
   }
-  return { interactions, feedback };
+  return { interactions, feedback, origin };
 }
 
 /**
@@ -56,22 +62,18 @@ async function readExchangeFile(
  * import cut short is completed by running it again.
  */
 export async function importExchange(store: Store, projectId: string, path: string): Promise<ImportSummary> {
-  const { interactions, feedback } = await readExchangeFile(path);
+  const { interactions, feedback, origin } = await readExchangeFile(path);
   const known = new Set(interactions.map((i) => i.id));
-  const missing = feedback.flatMap((f) => (known.has(f.interactionId) ? [] : [f.interactionId]));
-  const found = await store.interactions.existing(projectId, missing);
-  const absent = missing.find((id) => !found.has(id));
-  if (absent)
-    throw new Error(
-      `${path}: feedback rates interaction "${absent}", which is neither in the file nor in the project`,
-    );
+  const referenced = feedback.flatMap(referencedInteractionIds).filter((id) => !known.has(id));
+  const found = await store.interactions.existing(projectId, referenced);
+  feedback.forEach((f, i) => {
+    const absent = referencedInteractionIds(f).find((id) => !known.has(id) && !found.has(id));
+    if (absent)
+      throw new Error(`${origin[i]}: interaction "${absent}" is neither in the file nor in the project`);
+  });
   const scales = await store.scoreConfigs.byName(projectId);
   feedback.forEach((f, i) => {
-    try {
-      checkAgainstScales(f, scales, `feedback ${i} (interaction ${f.interactionId})`);
-    } catch (err) {
-      throw new Error(`${path}: ${(err as Error).message}`);
-    }
+    checkAgainstScales(f, scales, origin[i]);
   });
 
   const bar = progressBar('import', interactions.length + feedback.length);

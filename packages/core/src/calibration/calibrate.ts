@@ -5,6 +5,7 @@ import {
   fitModel,
   type Hyperparameters,
   initialState,
+  type ModelOptions,
   type ModelState,
   type PreparedRatings,
   prepareRatings,
@@ -90,7 +91,7 @@ export interface CalibrationColumns {
   iterations: number;
   /** Whether the last fit converged. */
   converged: boolean;
-  /** Fits run: the first, plus one refit per flagging round that flagged someone new. */
+  /** Fits run: a screening fit when flagging, the full fit, and a refit per round that flagged someone. */
   rounds: number;
 }
 
@@ -106,37 +107,56 @@ export function calibrateRatingColumns(
   const modelOptions = { ...options, ...options.priors };
   const data = prepareRatings(columns);
   const state = initialState(data, modelOptions);
+  const flagging = options.flagging;
   const flagged = new Uint8Array(data.raterCount);
   const reasons: (string | null)[] = new Array(data.raterCount).fill(null);
   let iterations = 0;
-  let converged = false;
   let rounds = 0;
-  let stats: ConsensusStatistics;
-  for (;;) {
-    const fit = fitModel(data, state, modelOptions);
-    iterations += fit.iterations;
-    converged = fit.converged;
+  const fit = (fitOptions: ModelOptions) => {
     rounds++;
-    stats = consensusStatistics(data, state);
-    if (!options.flagging.enabled || rounds > options.flagging.maxRounds) break;
+    const result = fitModel(data, state, fitOptions);
+    iterations += result.iterations;
+    if (process.env['TRACE_FIT'])
+      console.log('fit', rounds, result, fitOptions.fitScale, JSON.stringify(state.hyper));
+    return result;
+  };
+  const flagRound = (stats: ConsensusStatistics): number => {
     let newlyFlagged = 0;
     for (let r = 0; r < data.raterCount; r++) {
       if (flagged[r]) continue;
-      const reason = flagReason(r, data, state, stats, options.flagging);
+      const reason = flagReason(r, data, state, stats, flagging);
       if (reason === null) continue;
       flagged[r] = 1;
       reasons[r] = reason;
-      state.influence[r] = options.flagging.action === 'exclude' ? 0 : options.flagging.downweightFactor;
+      state.influence[r] = flagging.action === 'exclude' ? 0 : flagging.downweightFactor;
       newlyFlagged++;
     }
-    if (newlyFlagged === 0) break;
+    return newlyFlagged;
+  };
+  let flagRounds = 0;
+  if (flagging.enabled) {
+    // Screening fit: bias only, loose tolerance. Without scales there is no slow trade-off between
+    // scale and quality to settle (which inverted raters drag out), and an inverted rater cannot
+    // hide behind a negative scale; the consensus is good enough to flag the gross cases.
+    fit({ ...modelOptions, fitScale: false, tolerance: Math.max(modelOptions.tolerance, 1e-3) });
+    flagRounds++;
+    flagRound(consensusStatistics(data, state));
+  }
+  let last: { converged: boolean };
+  let stats: ConsensusStatistics;
+  for (;;) {
+    last = fit(modelOptions);
+    stats = consensusStatistics(data, state);
+    if (!flagging.enabled || flagRounds >= flagging.maxRounds) break;
+    flagRounds++;
+    if (flagRound(stats) === 0) break;
   }
   return {
     raters: raterColumns(data, state, stats.correlation, flagged, reasons),
     items: itemColumns(data, state, columns, options.intervalLevel),
     hyperparameters: { ...state.hyper },
     iterations,
-    converged,
+    converged: last.converged,
     rounds,
   };
 }

@@ -1,6 +1,6 @@
 /**
  * The rater model, on columns of typed arrays so that millions of ratings fit in a few flat
- * buffers and every iteration is two linear passes with no allocation.
+ * buffers and every iteration is one linear pass with no allocation.
  *
  *   rating[k] = bias[r] + scale[r] * quality[i] + noise,   noise ~ N(0, noiseVar[r] / weight[k])
  *   quality[i] ~ N(itemMean, itemVar),  bias[r] ~ N(0, biasVar),  scale[r] ~ N(1, scaleVar)
@@ -39,7 +39,7 @@ export interface ModelOptions {
   scaleSd?: number | undefined;
 }
 
-/** Ratings sorted by item (counting sort), so the item pass writes sequentially. */
+/** Ratings sorted by item (counting sort), so the item pass reads and writes sequentially. */
 export interface PreparedRatings {
   itemCount: number;
   raterCount: number;
@@ -47,9 +47,8 @@ export interface PreparedRatings {
   itemStart: Int32Array;
   rater: Int32Array;
   value: Float64Array;
-  weight: Float64Array;
-  /** Position of each input rating in the sorted order. */
-  sortedPosition: Int32Array;
+  /** null when every weight is 1 (the hot loop then reads one column less). */
+  weight: Float64Array | null;
   raterCountOf: Int32Array;
   raterWeight: Float64Array;
   raterSumY: Float64Array;
@@ -77,48 +76,59 @@ export interface ModelState {
   influence: Float64Array;
   itemPostMean: Float64Array;
   itemPostVar: Float64Array;
-  /** Data part of each item's posterior precision and precision-weighted sum (for leave-one-out). */
-  itemDataPrecision: Float64Array;
-  itemDataSum: Float64Array;
   hyper: Hyperparameters;
 }
 
 const VAR_FLOOR = 1e-8;
 
+/**
+ * Per-rater working block, one 64-byte cache line per rater so that the random access of the hot
+ * loop touches one line: what the item pass reads (precision gain, gain, gain * bias) and what it
+ * accumulates for the rater pass (sums of m, m^2 + v, y * m over the rater's items).
+ */
+const BLOCK = 8;
+const PRECISION_GAIN = 0;
+const GAIN = 1;
+const GAIN_BIAS = 2;
+const SUM_M = 3;
+const SUM_MM = 4;
+const SUM_YM = 5;
+
 export function prepareRatings(columns: RatingColumns): PreparedRatings {
   const { item, rater, value, itemCount, raterCount } = columns;
   const n = item.length;
-  if (rater.length !== n || value.length !== n || (columns.weight && columns.weight.length !== n)) {
+  const weights = columns.weight ?? null;
+  if (rater.length !== n || value.length !== n || (weights && weights.length !== n)) {
     throw new RangeError('rating columns must have the same length');
   }
   const itemStart = new Int32Array(itemCount + 1);
   for (let k = 0; k < n; k++) {
     const i = item[k]!;
-    if (i < 0 || i >= itemCount) throw new RangeError(`item index ${i} out of range at rating ${k}`);
+    if (!(i >= 0 && i < itemCount)) throw new RangeError(`item index ${i} out of range at rating ${k}`);
     itemStart[i + 1]!++;
   }
   for (let i = 0; i < itemCount; i++) itemStart[i + 1]! += itemStart[i]!;
   const cursor = itemStart.slice(0, itemCount);
+  const unitWeights = !weights || weights.every((w) => w === 1);
   const sortedRater = new Int32Array(n);
   const sortedValue = new Float64Array(n);
-  const sortedWeight = new Float64Array(n);
-  const sortedPosition = new Int32Array(n);
+  const sortedWeight = unitWeights ? null : new Float64Array(n);
   const raterCountOf = new Int32Array(raterCount);
   const raterWeight = new Float64Array(raterCount);
   const raterSumY = new Float64Array(raterCount);
   const raterSumYY = new Float64Array(raterCount);
   for (let k = 0; k < n; k++) {
     const r = rater[k]!;
-    if (r < 0 || r >= raterCount) throw new RangeError(`rater index ${r} out of range at rating ${k}`);
+    if (!(r >= 0 && r < raterCount)) throw new RangeError(`rater index ${r} out of range at rating ${k}`);
     const y = value[k]!;
-    const w = columns.weight ? columns.weight[k]! : 1;
-    if (!Number.isFinite(y) || !(w >= 0))
+    const w = weights ? weights[k]! : 1;
+    if (!Number.isFinite(y) || !(w >= 0 && w < Number.POSITIVE_INFINITY)) {
       throw new RangeError(`rating ${k} has a non-finite value or weight`);
+    }
     const at = cursor[item[k]!]!++;
     sortedRater[at] = r;
     sortedValue[at] = y;
-    sortedWeight[at] = w;
-    sortedPosition[k] = at;
+    if (sortedWeight) sortedWeight[at] = w;
     raterCountOf[r]!++;
     raterWeight[r]! += w;
     raterSumY[r]! += w * y;
@@ -131,7 +141,6 @@ export function prepareRatings(columns: RatingColumns): PreparedRatings {
     rater: sortedRater,
     value: sortedValue,
     weight: sortedWeight,
-    sortedPosition,
     raterCountOf,
     raterWeight,
     raterSumY,
@@ -170,83 +179,89 @@ export function initialState(data: PreparedRatings, options: ModelOptions): Mode
     influence: new Float64Array(R).fill(1),
     itemPostMean: new Float64Array(I).fill(hyper.itemMean),
     itemPostVar: new Float64Array(I).fill(hyper.itemVar),
-    itemDataPrecision: new Float64Array(I),
-    itemDataSum: new Float64Array(I),
     hyper,
   };
 }
 
+/** What a rater contributes to an item's posterior: precision w * g * s and sum w * g * (y - b). */
+function loadRaterBlock(state: ModelState, block: Float64Array): void {
+  for (let r = 0, o = 0; r < state.bias.length; r++, o += BLOCK) {
+    const gain = (state.influence[r]! * state.scale[r]!) / state.noiseVar[r]!;
+    block[o + PRECISION_GAIN] = gain * state.scale[r]!;
+    block[o + GAIN] = gain;
+    block[o + GAIN_BIAS] = gain * state.bias[r]!;
+    block[o + SUM_M] = 0;
+    block[o + SUM_MM] = 0;
+    block[o + SUM_YM] = 0;
+  }
+}
+
+interface ItemPassResult {
+  maxChange: number;
+  /** Items informed by at least one rater with influence, and their sums of m and m^2 + v. */
+  informedItems: number;
+  sumMean: number;
+  sumSquare: number;
+}
+
 /**
- * Item pass: the Gaussian posterior of every item's quality given the raters. Returns the largest
- * change of a posterior mean. `gain[r]` = influence * scale / noiseVar, precomputed per rater.
+ * The hot loop, one pass over the ratings in item order: each item's Gaussian posterior given the
+ * raters, and at once (while the item's few ratings are in cache) the item moments every rater
+ * needs for their own update.
  */
-function updateItems(data: PreparedRatings, state: ModelState, gain: Float64Array): number {
+function itemPass(data: PreparedRatings, state: ModelState, block: Float64Array): ItemPassResult {
   const { itemStart, rater, value, weight } = data;
-  const { bias, scale, itemPostMean, itemPostVar, itemDataPrecision, itemDataSum, hyper } = state;
+  const { itemPostMean, itemPostVar, hyper } = state;
   const priorPrecision = 1 / hyper.itemVar;
   const priorSum = hyper.itemMean * priorPrecision;
   let maxChange = 0;
+  let informedItems = 0;
+  let sumMean = 0;
+  let sumSquare = 0;
   for (let i = 0; i < data.itemCount; i++) {
+    const start = itemStart[i]!;
+    const end = itemStart[i + 1]!;
     let precision = 0;
     let sum = 0;
-    const end = itemStart[i + 1]!;
-    for (let k = itemStart[i]!; k < end; k++) {
-      const r = rater[k]!;
-      const g = weight[k]! * gain[r]!;
-      precision += g * scale[r]!;
-      sum += g * (value[k]! - bias[r]!);
+    for (let k = start; k < end; k++) {
+      const o = rater[k]! * BLOCK;
+      const w = weight === null ? 1 : weight[k]!;
+      precision += w * block[o + PRECISION_GAIN]!;
+      sum += w * (block[o + GAIN]! * value[k]! - block[o + GAIN_BIAS]!);
     }
-    itemDataPrecision[i] = precision;
-    itemDataSum[i] = sum;
-    const postVar = 1 / (priorPrecision + precision);
-    const postMean = (priorSum + sum) * postVar;
-    const change = Math.abs(postMean - itemPostMean[i]!);
+    const v = 1 / (priorPrecision + precision);
+    const m = (priorSum + sum) * v;
+    const change = Math.abs(m - itemPostMean[i]!);
     if (change > maxChange) maxChange = change;
-    itemPostMean[i] = postMean;
-    itemPostVar[i] = postVar;
-  }
-  return maxChange;
-}
-
-/** Rater pass, part 1: each rater's sums of item moments over the items they rated. */
-function accumulateRaterMoments(
-  data: PreparedRatings,
-  state: ModelState,
-  sumM: Float64Array,
-  sumMM: Float64Array,
-  sumYM: Float64Array,
-): void {
-  const { itemStart, rater, value, weight } = data;
-  const { itemPostMean, itemPostVar } = state;
-  sumM.fill(0);
-  sumMM.fill(0);
-  sumYM.fill(0);
-  for (let i = 0; i < data.itemCount; i++) {
-    const m = itemPostMean[i]!;
-    const mm = m * m + itemPostVar[i]!;
-    const end = itemStart[i + 1]!;
-    for (let k = itemStart[i]!; k < end; k++) {
-      const r = rater[k]!;
-      const w = weight[k]!;
-      sumM[r]! += w * m;
-      sumMM[r]! += w * mm;
-      sumYM[r]! += w * value[k]! * m;
+    itemPostMean[i] = m;
+    itemPostVar[i] = v;
+    const mm = m * m + v;
+    if (precision > 0) {
+      informedItems++;
+      sumMean += m;
+      sumSquare += mm;
+    }
+    for (let k = start; k < end; k++) {
+      const o = rater[k]! * BLOCK;
+      const w = weight === null ? 1 : weight[k]!;
+      block[o + SUM_M]! += w * m;
+      block[o + SUM_MM]! += w * mm;
+      block[o + SUM_YM]! += w * value[k]! * m;
     }
   }
+  return { maxChange, informedItems, sumMean, sumSquare };
 }
 
 /**
- * Rater pass, part 2: the posterior mode of (bias, scale) from the normal equations of
- * sum w (y - b - s q)^2 / noiseVar + b^2 / biasVar + (s - 1)^2 / scaleVar, taken in expectation
- * over q; then the rater's noise from the expected residuals, shrunk toward the pooled noise.
+ * The posterior mode of each rater's (bias, scale) from the normal equations of
+ * sum w (y - b - s q)^2 / noiseVar + b^2 / biasVar + (s - 1)^2 / scaleVar, in expectation over
+ * q; then the rater's noise from the expected residuals, shrunk toward the pooled noise.
  */
-function updateRaters(
+function raterPass(
   data: PreparedRatings,
   state: ModelState,
   options: ModelOptions,
-  sumM: Float64Array,
-  sumMM: Float64Array,
-  sumYM: Float64Array,
+  block: Float64Array,
 ): void {
   const { raterWeight, raterSumY, raterSumYY } = data;
   const { bias, scale, noiseVar, biasPostVar, scalePostVar, rss, hyper } = state;
@@ -254,17 +269,17 @@ function updateRaters(
   const scalePrecision = 1 / hyper.scaleVar;
   const minNoiseVar = options.minNoiseSd ** 2;
   const nu = options.noisePriorStrength;
-  for (let r = 0; r < data.raterCount; r++) {
+  for (let r = 0, o = 0; r < data.raterCount; r++, o += BLOCK) {
     const W = raterWeight[r]!;
     const Sy = raterSumY[r]!;
-    const Sm = sumM[r]!;
-    const Smm = sumMM[r]!;
-    const Sym = sumYM[r]!;
+    const Sm = block[o + SUM_M]!;
+    const Smm = block[o + SUM_MM]!;
+    const Sym = block[o + SUM_YM]!;
     const inv = 1 / noiseVar[r]!;
+    const a00 = W * inv + biasPrecision;
     let b: number;
     let s: number;
     if (options.fitScale) {
-      const a00 = W * inv + biasPrecision;
       const a01 = Sm * inv;
       const a11 = Smm * inv + scalePrecision;
       const rhsB = Sy * inv;
@@ -275,9 +290,8 @@ function updateRaters(
       biasPostVar[r] = a11 / det;
       scalePostVar[r] = a00 / det;
     } else {
-      const a00 = W * inv + biasPrecision;
       b = ((Sy - Sm) * inv) / a00;
-      s = 1;
+      s = scale[r]!;
       biasPostVar[r] = 1 / a00;
       scalePostVar[r] = 0;
     }
@@ -290,22 +304,19 @@ function updateRaters(
 }
 
 /** Empirical Bayes: prior moments from the current posteriors of items and influential raters. */
-function updateHyperparameters(data: PreparedRatings, state: ModelState, options: ModelOptions): void {
+function updateHyperparameters(
+  data: PreparedRatings,
+  state: ModelState,
+  options: ModelOptions,
+  items: ItemPassResult,
+): void {
   const { hyper } = state;
-  let items = 0;
-  let sumM = 0;
-  let sumMM = 0;
-  for (let i = 0; i < data.itemCount; i++) {
-    if (data.itemStart[i + 1] === data.itemStart[i] || state.itemDataPrecision[i] === 0) continue;
-    const m = state.itemPostMean[i]!;
-    items++;
-    sumM += m;
-    sumMM += m * m + state.itemPostVar[i]!;
-  }
-  if (items > 1) {
-    const mean = sumM / items;
+  if (items.informedItems > 1) {
+    const mean = items.sumMean / items.informedItems;
     if (options.itemMean === undefined) hyper.itemMean = mean;
-    if (options.itemSd === undefined) hyper.itemVar = Math.max(VAR_FLOOR, sumMM / items - mean * mean);
+    if (options.itemSd === undefined) {
+      hyper.itemVar = Math.max(VAR_FLOOR, items.sumSquare / items.informedItems - mean * mean);
+    }
   }
   let raters = 0;
   let sumBB = 0;
@@ -322,42 +333,160 @@ function updateHyperparameters(data: PreparedRatings, state: ModelState, options
   }
   if (raters > 1) {
     if (options.biasSd === undefined) hyper.biasVar = Math.max(VAR_FLOOR, sumBB / raters);
-    if (options.scaleSd === undefined) hyper.scaleVar = Math.max(VAR_FLOOR, sumSS / raters);
+    if (options.scaleSd === undefined && options.fitScale)
+      hyper.scaleVar = Math.max(VAR_FLOOR, sumSS / raters);
   }
   if (totalWeight > 0) hyper.noiseVar = Math.max(options.minNoiseSd ** 2, totalRss / totalWeight);
 }
 
-function computeGain(state: ModelState, gain: Float64Array): void {
-  for (let r = 0; r < gain.length; r++)
-    gain[r] = (state.influence[r]! * state.scale[r]!) / state.noiseVar[r]!;
+/** One EM iteration, state -> F(state); returns what the item pass saw. */
+function emStep(
+  data: PreparedRatings,
+  state: ModelState,
+  options: ModelOptions,
+  block: Float64Array,
+): ItemPassResult {
+  loadRaterBlock(state, block);
+  const items = itemPass(data, state, block);
+  raterPass(data, state, options, block);
+  updateHyperparameters(data, state, options, items);
+  return items;
 }
 
-/** Runs alternating updates from `state` until item means settle; returns the work done. */
+/**
+ * The fitted parameters as one vector (rater bias, scale, log noise, then the priors, variances in
+ * logs) for SQUAREM extrapolation; item posteriors are not in it, they follow from it.
+ */
+function packParameters(state: ModelState, out: Float64Array): void {
+  const R = state.bias.length;
+  out.set(state.bias, 0);
+  out.set(state.scale, R);
+  for (let r = 0; r < R; r++) out[2 * R + r] = Math.log(state.noiseVar[r]!);
+  const h = state.hyper;
+  out[3 * R] = h.itemMean;
+  out[3 * R + 1] = Math.log(h.itemVar);
+  out[3 * R + 2] = Math.log(h.biasVar);
+  out[3 * R + 3] = Math.log(h.scaleVar);
+  out[3 * R + 4] = Math.log(h.noiseVar);
+}
+
+function unpackParameters(vector: Float64Array, state: ModelState, options: ModelOptions): void {
+  const R = state.bias.length;
+  const minNoiseVar = options.minNoiseSd ** 2;
+  for (let r = 0; r < R; r++) {
+    state.bias[r] = vector[r]!;
+    if (options.fitScale) state.scale[r] = vector[R + r]!;
+    state.noiseVar[r] = Math.max(minNoiseVar, Math.exp(vector[2 * R + r]!));
+  }
+  const h = state.hyper;
+  h.itemMean = vector[3 * R]!;
+  h.itemVar = Math.max(VAR_FLOOR, Math.exp(vector[3 * R + 1]!));
+  h.biasVar = Math.max(VAR_FLOOR, Math.exp(vector[3 * R + 2]!));
+  h.scaleVar = Math.max(VAR_FLOOR, Math.exp(vector[3 * R + 3]!));
+  h.noiseVar = Math.max(minNoiseVar, Math.exp(vector[3 * R + 4]!));
+}
+
+const MAX_STEP_LIMIT = 256;
+
+/**
+ * Runs EM from `state` until item means settle, accelerated by SQUAREM (Varadhan & Roland 2008):
+ * two plain steps give the direction the iteration is crawling along, one extrapolated jump
+ * follows it and a plain step from there stabilizes. Plain alternating updates crawl here because
+ * quality, bias and scale trade off against each other on sparse data; SQUAREM typically needs a
+ * fraction of the passes. A jump that makes things worse falls back to the plain steps.
+ */
 export function fitModel(
   data: PreparedRatings,
   state: ModelState,
   options: ModelOptions,
 ): { iterations: number; converged: boolean } {
-  const R = data.raterCount;
-  const gain = new Float64Array(R);
-  const sumM = new Float64Array(R);
-  const sumMM = new Float64Array(R);
-  const sumYM = new Float64Array(R);
-  for (let iteration = 1; iteration <= options.maxIterations; iteration++) {
-    computeGain(state, gain);
-    const change = updateItems(data, state, gain);
-    accumulateRaterMoments(data, state, sumM, sumMM, sumYM);
-    updateRaters(data, state, options, sumM, sumMM, sumYM);
-    updateHyperparameters(data, state, options);
-    if (process.env['TRACE_FIT']) console.log(iteration, change, JSON.stringify(state.hyper));
-    if (iteration > 1 && change < options.tolerance) {
-      // Leave the item posteriors consistent with the final rater parameters.
-      computeGain(state, gain);
-      updateItems(data, state, gain);
-      return { iterations: iteration, converged: true };
+  const block = new Float64Array(data.raterCount * BLOCK);
+  const size = 3 * data.raterCount + 5;
+  const theta0 = new Float64Array(size);
+  const theta1 = new Float64Array(size);
+  const theta2 = new Float64Array(size);
+  const jump = new Float64Array(size);
+  let maxStep = 1;
+  let iterations = 0;
+  let converged = false;
+  while (iterations < options.maxIterations && !converged) {
+    packParameters(state, theta0);
+    const first = emStep(data, state, options, block);
+    packParameters(state, theta1);
+    const second = emStep(data, state, options, block);
+    packParameters(state, theta2);
+    iterations += 2;
+    converged = second.maxChange < options.tolerance;
+    if (converged || iterations >= options.maxIterations) break;
+    let rr = 0;
+    let vv = 0;
+    for (let j = 0; j < size; j++) {
+      const r = theta1[j]! - theta0[j]!;
+      const v = theta2[j]! - 2 * theta1[j]! + theta0[j]!;
+      rr += r * r;
+      vv += v * v;
+    }
+    if (!(vv > 0)) continue;
+    // Step length alpha <= -1 (alpha = -1 is exactly the two plain steps).
+    const alpha = Math.max(-maxStep, Math.min(-1, -Math.sqrt(rr / vv)));
+    for (let j = 0; j < size; j++) {
+      const r = theta1[j]! - theta0[j]!;
+      const v = theta2[j]! - 2 * theta1[j]! + theta0[j]!;
+      jump[j] = theta0[j]! - 2 * alpha * r + alpha * alpha * v;
+    }
+    unpackParameters(jump, state, options);
+    const stabilized = emStep(data, state, options, block);
+    iterations++;
+    const worse =
+      !Number.isFinite(stabilized.maxChange) || stabilized.maxChange > 10 * first.maxChange + 1e-12;
+    if (process.env['TRACE_FIT'])
+      console.log(
+        '  sq',
+        iterations,
+        first.maxChange.toExponential(2),
+        second.maxChange.toExponential(2),
+        stabilized.maxChange.toExponential(2),
+        alpha.toFixed(2),
+        worse,
+        state.hyper.itemVar.toFixed(4),
+        state.hyper.scaleVar.toFixed(4),
+      );
+    if (worse) {
+      unpackParameters(theta2, state, options);
+      maxStep = 1;
+    } else if (alpha === -maxStep) {
+      maxStep = Math.min(MAX_STEP_LIMIT, maxStep * 4);
     }
   }
-  computeGain(state, gain);
-  updateItems(data, state, gain);
-  return { iterations: options.maxIterations, converged: false };
+  // Leave the item posteriors consistent with the final rater parameters.
+  loadRaterBlock(state, block);
+  itemPass(data, state, block);
+  return { iterations, converged };
+}
+
+/**
+ * Each item's data precision and precision-weighted sum (the posterior without the prior), for
+ * leave-one-out consensus. Recomputed on demand so that the hot loop writes two arrays, not four.
+ */
+export function itemDataSums(
+  data: PreparedRatings,
+  state: ModelState,
+): { precision: Float64Array; sum: Float64Array } {
+  const precision = new Float64Array(data.itemCount);
+  const sum = new Float64Array(data.itemCount);
+  const { itemStart, rater, value, weight } = data;
+  for (let i = 0; i < data.itemCount; i++) {
+    let p = 0;
+    let s = 0;
+    for (let k = itemStart[i]!; k < itemStart[i + 1]!; k++) {
+      const r = rater[k]!;
+      const g =
+        ((weight === null ? 1 : weight[k]!) * state.influence[r]! * state.scale[r]!) / state.noiseVar[r]!;
+      p += g * state.scale[r]!;
+      s += g * (value[k]! - state.bias[r]!);
+    }
+    precision[i] = p;
+    sum[i] = s;
+  }
+  return { precision, sum };
 }
