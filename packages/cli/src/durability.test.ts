@@ -110,6 +110,6 @@ for (const target of testDatabases()) {
           restarted.exitCode !== null ? resolve() : restarted.once('exit', () => resolve()),
         );
       }
-    }, 60_000);
+    }, 240_000);
   });
 }

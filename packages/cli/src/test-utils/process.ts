@@ -46,7 +46,7 @@ export async function startServeProcess(env: NodeJS.ProcessEnv, port: number): P
   let output = '';
   child.stderr!.on('data', (d) => (output += d));
   child.stdout!.on('data', (d) => (output += d));
-  const deadline = Date.now() + 30_000;
+  const deadline = Date.now() + 90_000;
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw new Error(`ratchet serve exited early (${child.exitCode}): ${output}`);
     try {
