@@ -1,0 +1,5 @@
+export * from './filters.js';
+export * from './near-duplicates.js';
+export * from './pii.js';
+export * from './pipeline.js';
+export * from './safety.js';
