@@ -1,3 +1,4 @@
+export * from './augment/index.js';
 export * from './curation/index.js';
 export * from './errors.js';
 export * from './feedback.js';

@@ -1,0 +1,3 @@
+export * from './eda.js';
+export * from './lexicon.js';
+export * from './paraphrase.js';
