@@ -1,5 +1,6 @@
 export * from './augment/index.js';
 export * from './curation/index.js';
+export * from './datasets/index.js';
 export * from './errors.js';
 export * from './feedback.js';
 export * from './hashing.js';

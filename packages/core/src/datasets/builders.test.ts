@@ -1,0 +1,177 @@
+import { describe, expect, it } from 'vitest';
+import type { PairwiseComparison } from '../normalize/pairwise.js';
+import { balanceBySegment } from './balance.js';
+import {
+  buildDpoDataset,
+  buildKtoDataset,
+  buildRewardDataset,
+  buildRwsftDataset,
+  buildSftDataset,
+} from './builders.js';
+import { assignSplits } from './splits.js';
+import type { CandidateExample } from './types.js';
+
+function candidate(
+  id: string,
+  prompt: string,
+  reward: number | null,
+  over: Partial<CandidateExample> = {},
+): CandidateExample {
+  return {
+    interactionId: id,
+    promptHash: `h:${prompt}`,
+    prompt: [{ role: 'user', content: prompt }],
+    completion: { role: 'assistant', content: `answer ${id}` },
+    reward,
+    lower: reward === null ? null : reward - 0.2,
+    upper: reward === null ? null : reward + 0.2,
+    n: 3,
+    weight: 1,
+    createdAt: Number(id.replace(/\D/g, '')) || 0,
+    feedbackIds: [`f-${id}`],
+    ...over,
+  };
+}
+
+const interaction = (interactionId: string) => ({ type: 'interaction' as const, interactionId });
+const base = { weight: 1, tie: false, raterId: 'r' };
+
+describe('dataset builders', () => {
+  const prompts = Array.from({ length: 200 }, (_, p) => `question ${p}`);
+  const candidates = prompts.flatMap((q, p) => [
+    candidate(`a${p}`, q, 0.8),
+    candidate(`b${p}`, q, -0.7),
+    candidate(`c${p}`, q, 0.05),
+  ]);
+
+  it('never puts one prompt in both train and test, by prompt or by time', () => {
+    for (const split of [
+      { by: 'prompt' as const, testFraction: 0.2, seed: 3 },
+      { by: 'time' as const, testFraction: 0.2 },
+    ]) {
+      const built = buildDpoDataset(candidates, [], { split, minMargin: 0.5 });
+      const where = new Map<string, Set<string>>();
+      for (const l of built.lineage)
+        where.set(l.promptHash, (where.get(l.promptHash) ?? new Set()).add(l.split));
+      expect([...where.values()].every((s) => s.size === 1)).toBe(true);
+      expect(built.stats.test_rows).toBeGreaterThan(20);
+      expect(built.stats.train_rows).toBeGreaterThan(100);
+    }
+    const time = assignSplits(candidates, { by: 'time', testFraction: 0.25 });
+    expect(time.get('h:question 199')).toBe('test');
+    expect(time.get('h:question 0')).toBe('train');
+  });
+
+  it('SFT takes confidently top-rated answers and corrections', () => {
+    const comparisons: PairwiseComparison[] = [
+      {
+        ...base,
+        source: 'correction',
+        feedbackId: 'fx',
+        winner: { type: 'correction', feedbackId: 'fx', interactionId: 'b0', text: 'The right answer.' },
+        loser: interaction('b0'),
+      },
+    ];
+    const built = buildSftDataset(
+      [...candidates.slice(0, 3), candidate('lucky', 'question 0', 0.6, { lower: -0.4, upper: 1 })],
+      comparisons,
+      { split: { by: 'prompt', testFraction: 0 } },
+    );
+    expect(built.rows.map((r) => r.completion[0]!.content)).toEqual(['answer a0', 'The right answer.']);
+    expect(built.lineage[1]).toMatchObject({ interactionIds: ['b0'], feedbackIds: ['fx'] });
+  });
+
+  it('KTO labels by calibrated sign, skips uncertain answers, and balances class weights', () => {
+    const built = buildKtoDataset(candidates, [], { split: { by: 'prompt', testFraction: 0 } });
+    expect(built.stats.desirable).toBe(200);
+    expect(built.stats.undesirable).toBe(200);
+    expect(built.rows.some((r) => r.completion[0]!.content.startsWith('answer c'))).toBe(false);
+    const skewed = buildKtoDataset(
+      candidates.filter((c) => !c.interactionId.startsWith('b') || Number(c.interactionId.slice(1)) < 50),
+      [],
+      { split: { by: 'prompt', testFraction: 0 } },
+    );
+    const ratio =
+      (skewed.stats.desirable! * skewed.stats.desirable_weight!) /
+      (skewed.stats.undesirable! * skewed.stats.undesirable_weight!);
+    expect(ratio).toBeGreaterThanOrEqual(1);
+    expect(ratio).toBeLessThanOrEqual(4 / 3);
+  });
+
+  it('DPO pairs answers to one prompt by margin, corrections over originals, explicit preferences', () => {
+    const comparisons: PairwiseComparison[] = [
+      {
+        ...base,
+        source: 'correction',
+        feedbackId: 'fc',
+        winner: { type: 'correction', feedbackId: 'fc', interactionId: 'b1', text: 'Fixed.' },
+        loser: interaction('b1'),
+      },
+      {
+        ...base,
+        source: 'preference',
+        feedbackId: 'fp',
+        winner: interaction('c2'),
+        loser: interaction('a2'),
+      },
+      {
+        ...base,
+        source: 'preference',
+        feedbackId: 'fq',
+        winner: interaction('a3'),
+        loser: interaction('a4'),
+      },
+      {
+        ...base,
+        source: 'preference',
+        feedbackId: 'ft',
+        winner: interaction('a5'),
+        loser: interaction('c5'),
+        tie: true,
+      },
+    ];
+    const built = buildDpoDataset(candidates.slice(0, 18), comparisons, {
+      split: { by: 'prompt', testFraction: 0 },
+      minMargin: 1,
+    });
+    const pairs = built.rows.map((r) => `${r.chosen[0]!.content} > ${r.rejected[0]!.content}`);
+    expect(pairs).toContain('answer a0 > answer b0');
+    expect(pairs).toContain('Fixed. > answer b1');
+    expect(pairs).toContain('answer c2 > answer a2');
+    expect(pairs).not.toContain('answer a0 > answer c0'); // margin 0.75 < 1
+    expect(built.stats.skipped_cross_prompt).toBe(1);
+    expect(pairs.filter((p) => p.includes('answer a5') && p.includes('answer c5'))).toEqual([]);
+    const reward = buildRewardDataset(candidates.slice(0, 3), [], {
+      split: { by: 'prompt', testFraction: 0 },
+    });
+    expect(reward.rows[0]!.margin).toBeCloseTo(1.5);
+  });
+
+  it('rating-weighted SFT keeps the sign and shrinks weights of uncertain rewards', () => {
+    const built = buildRwsftDataset(
+      [
+        candidate('x1', 'q', 0.9, { lower: 0.8, upper: 1 }),
+        candidate('x2', 'q2', -0.9, { lower: -1, upper: 0.6 }),
+      ],
+      [],
+      {
+        split: { by: 'prompt', testFraction: 0 },
+      },
+    );
+    expect(built.rows.map((r) => r.reward)).toEqual([0.9, -0.9]);
+    expect(built.rows[0]!.weight).toBeGreaterThan(built.rows[1]!.weight);
+  });
+
+  it('balances segments so that none passes its share', () => {
+    const rows = [
+      ...Array.from({ length: 80 }, () => ({ segment: 'power-users' })),
+      ...Array.from({ length: 20 }, () => ({ segment: 'new' })),
+      { segment: undefined },
+    ];
+    const { kept, dropped } = balanceBySegment(rows, 0.5);
+    const power = kept.filter((r) => r.segment === 'power-users').length;
+    expect(power / kept.length).toBeLessThanOrEqual(0.5);
+    expect(kept.filter((r) => r.segment === 'new')).toHaveLength(20);
+    expect(dropped.length + kept.length).toBe(rows.length);
+  });
+});

@@ -1,0 +1,370 @@
+import { z } from 'zod';
+import type { PairwiseCandidate, PairwiseComparison } from '../normalize/pairwise.js';
+import type { ChatMessage } from '../schemas/interaction.js';
+import { balanceBySegment } from './balance.js';
+import { assignSplits, SplitSpec } from './splits.js';
+import type { BuiltDataset, CandidateExample, RowLineage, Split } from './types.js';
+
+// Rows are TRL's conversational formats, so the worker hands them to TRL as they are:
+// prompt-completion (SFT), unpaired preference (KTO), preference (DPO, reward model).
+
+export interface SftRow {
+  prompt: ChatMessage[];
+  completion: ChatMessage[];
+}
+export interface KtoRow {
+  prompt: ChatMessage[];
+  completion: ChatMessage[];
+  label: boolean;
+}
+export interface PreferenceRow {
+  prompt: ChatMessage[];
+  chosen: ChatMessage[];
+  rejected: ChatMessage[];
+}
+export interface RewardRow extends PreferenceRow {
+  /** How much better chosen is, for a margin-aware reward loss. */
+  margin: number;
+}
+export interface RwsftRow {
+  prompt: ChatMessage[];
+  completion: ChatMessage[];
+  /** Calibrated reward in [-1, 1]: positive rows are reinforced, negative ones penalized. */
+  reward: number;
+  /** Trust in the reward (AI labels and uncertain rewards count less). */
+  weight: number;
+}
+
+const Common = {
+  split: SplitSpec.default({ by: 'prompt', testFraction: 0.1, seed: 0 }),
+  /** Cap on any one segment's share of the rows (1 = no balancing). */
+  maxSegmentShare: z.number().gt(0).max(1).default(1),
+};
+
+export const SftSpec = z.strictObject({
+  ...Common,
+  /** Answers whose calibrated reward is at least this are examples to imitate. */
+  minReward: z.number().min(-1).max(1).default(0.5),
+  /** ...and whose interval's lower end is at least this (so one lucky rating is not enough). */
+  minLower: z.number().min(-1).max(1).default(0),
+  includeCorrections: z.boolean().default(true),
+});
+export const KtoSpec = z.strictObject({
+  ...Common,
+  /** Answers with |reward| below this are too uncertain to call desirable or not. */
+  margin: z.number().min(0).max(1).default(0.1),
+  /** Drop answers whose interval crosses 0. */
+  requireConfidentSign: z.boolean().default(true),
+  includeCorrections: z.boolean().default(true),
+});
+export const DpoSpec = z.strictObject({
+  ...Common,
+  /** Smallest calibrated-reward gap that makes two answers to one prompt a pair. */
+  minMargin: z.number().min(0).max(2).default(0.3),
+  maxPairsPerPrompt: z.number().int().min(1).default(4),
+  includeCorrections: z.boolean().default(true),
+  includePreferences: z.boolean().default(true),
+});
+export const RwsftSpec = z.strictObject({
+  ...Common,
+  /** Rows with |reward| below this carry too little signal. */
+  minAbsReward: z.number().min(0).max(1).default(0.05),
+  includeCorrections: z.boolean().default(true),
+});
+export type SftSpec = z.input<typeof SftSpec>;
+export type KtoSpec = z.input<typeof KtoSpec>;
+export type DpoSpec = z.input<typeof DpoSpec>;
+export type RwsftSpec = z.input<typeof RwsftSpec>;
+
+const assistant = (content: string): ChatMessage => ({ role: 'assistant', content });
+
+interface Draft<Row> {
+  row: Row;
+  promptHash: string;
+  interactionIds: string[];
+  feedbackIds: string[];
+  segment?: string | undefined;
+}
+
+/** Splits by prompt group, balances segments in train, and attaches lineage. */
+function finish<Row>(
+  drafts: Draft<Row>[],
+  all: readonly CandidateExample[],
+  common: { split: z.output<typeof SplitSpec>; maxSegmentShare: number },
+  stats: Record<string, number>,
+): BuiltDataset<Row> {
+  const splits = assignSplits(all, common.split);
+  const split = (d: Draft<Row>): Split => splits.get(d.promptHash) ?? 'train';
+  const train = balanceBySegment(
+    drafts.filter((d) => split(d) === 'train'),
+    common.maxSegmentShare,
+  );
+  const ordered = [...train.kept, ...drafts.filter((d) => split(d) === 'test')];
+  const lineage: RowLineage[] = ordered.map((d) => ({
+    split: split(d),
+    interactionIds: d.interactionIds,
+    feedbackIds: [...new Set(d.feedbackIds)],
+    promptHash: d.promptHash,
+  }));
+  return {
+    rows: ordered.map((d) => d.row),
+    lineage,
+    stats: {
+      ...stats,
+      rows: ordered.length,
+      train_rows: lineage.filter((l) => l.split === 'train').length,
+      test_rows: lineage.filter((l) => l.split === 'test').length,
+      dropped_for_balance: train.dropped.length,
+    },
+  };
+}
+
+function byInteraction(candidates: readonly CandidateExample[]): Map<string, CandidateExample> {
+  return new Map(candidates.map((c) => [c.interactionId, c]));
+}
+
+/** Corrections as (original, corrected text) from the pairwise evidence. */
+function corrections(comparisons: readonly PairwiseComparison[], index: Map<string, CandidateExample>) {
+  return comparisons.flatMap((c) => {
+    if (c.winner.type !== 'correction') return [];
+    const original = index.get(c.winner.interactionId);
+    return original ? [{ original, text: c.winner.text, feedbackId: c.feedbackId, weight: c.weight }] : [];
+  });
+}
+
+export function buildSftDataset(
+  candidates: readonly CandidateExample[],
+  comparisons: readonly PairwiseComparison[],
+  spec: SftSpec = {},
+): BuiltDataset<SftRow> {
+  const s = SftSpec.parse(spec);
+  const drafts: Draft<SftRow>[] = candidates
+    .filter((c) => c.reward !== null && c.reward >= s.minReward && (c.lower ?? c.reward) >= s.minLower)
+    .map((c) => ({
+      row: { prompt: c.prompt, completion: [c.completion] },
+      promptHash: c.promptHash,
+      interactionIds: [c.interactionId],
+      feedbackIds: c.feedbackIds,
+      segment: c.segment,
+    }));
+  const fromCorrections = s.includeCorrections ? corrections(comparisons, byInteraction(candidates)) : [];
+  for (const k of fromCorrections) {
+    drafts.push({
+      row: { prompt: k.original.prompt, completion: [assistant(k.text)] },
+      promptHash: k.original.promptHash,
+      interactionIds: [k.original.interactionId],
+      feedbackIds: [k.feedbackId],
+      segment: k.original.segment,
+    });
+  }
+  return finish(drafts, candidates, s, {
+    top_rated: drafts.length - fromCorrections.length,
+    corrections: fromCorrections.length,
+  });
+}
+
+/**
+ * Unpaired desirable/undesirable examples. TRL's KTO wants desirable_weight * n_desirable over
+ * undesirable_weight * n_undesirable in [1, 4/3]; the stats carry weights that make it 1.
+ */
+export function buildKtoDataset(
+  candidates: readonly CandidateExample[],
+  comparisons: readonly PairwiseComparison[],
+  spec: KtoSpec = {},
+): BuiltDataset<KtoRow> {
+  const s = KtoSpec.parse(spec);
+  const confident = (c: CandidateExample) =>
+    c.reward !== null &&
+    Math.abs(c.reward) >= s.margin &&
+    (!s.requireConfidentSign || c.lower === null || c.upper === null || c.lower > 0 || c.upper < 0);
+  const drafts: Draft<KtoRow>[] = candidates.filter(confident).map((c) => ({
+    row: { prompt: c.prompt, completion: [c.completion], label: c.reward! > 0 },
+    promptHash: c.promptHash,
+    interactionIds: [c.interactionId],
+    feedbackIds: c.feedbackIds,
+    segment: c.segment,
+  }));
+  const seen = new Set(drafts.map((d) => d.interactionIds[0]));
+  if (s.includeCorrections) {
+    for (const k of corrections(comparisons, byInteraction(candidates))) {
+      drafts.push({
+        row: { prompt: k.original.prompt, completion: [assistant(k.text)], label: true },
+        promptHash: k.original.promptHash,
+        interactionIds: [k.original.interactionId],
+        feedbackIds: [k.feedbackId],
+        segment: k.original.segment,
+      });
+      // The answer a rater corrected is an example of what not to say.
+      if (!seen.has(k.original.interactionId)) {
+        seen.add(k.original.interactionId);
+        drafts.push({
+          row: { prompt: k.original.prompt, completion: [k.original.completion], label: false },
+          promptHash: k.original.promptHash,
+          interactionIds: [k.original.interactionId],
+          feedbackIds: [k.feedbackId, ...k.original.feedbackIds],
+          segment: k.original.segment,
+        });
+      }
+    }
+  }
+  const built = finish(drafts, candidates, s, {});
+  const desirable = built.rows.filter((r) => r.label).length;
+  const undesirable = built.rows.length - desirable;
+  built.stats.desirable = desirable;
+  built.stats.undesirable = undesirable;
+  built.stats.desirable_weight =
+    desirable && undesirable && desirable < undesirable ? undesirable / desirable : 1;
+  built.stats.undesirable_weight =
+    desirable && undesirable && undesirable < desirable ? desirable / undesirable : 1;
+  return built;
+}
+
+function textOf(candidate: PairwiseCandidate, index: Map<string, CandidateExample>): ChatMessage | undefined {
+  return candidate.type === 'correction'
+    ? assistant(candidate.text)
+    : index.get(candidate.interactionId)?.completion;
+}
+
+interface Pair {
+  chosen: ChatMessage;
+  rejected: ChatMessage;
+  prompt: CandidateExample;
+  margin: number;
+  interactionIds: string[];
+  feedbackIds: string[];
+}
+
+/** Pairs for one prompt: by calibrated margin, corrections over originals, explicit preferences. */
+function preferencePairs(
+  candidates: readonly CandidateExample[],
+  comparisons: readonly PairwiseComparison[],
+  s: z.output<typeof DpoSpec>,
+) {
+  const index = byInteraction(candidates);
+  const pairs: Pair[] = [];
+  let crossPrompt = 0;
+  const groups = new Map<string, CandidateExample[]>();
+  for (const c of candidates)
+    if (c.reward !== null) groups.set(c.promptHash, [...(groups.get(c.promptHash) ?? []), c]);
+  for (const group of groups.values()) {
+    const sorted = [...group].sort(
+      (a, b) => b.reward! - a.reward! || (a.interactionId < b.interactionId ? -1 : 1),
+    );
+    for (let i = 0; i < Math.min(s.maxPairsPerPrompt, Math.floor(sorted.length / 2)); i++) {
+      const best = sorted[i]!;
+      const worst = sorted[sorted.length - 1 - i]!;
+      const margin = best.reward! - worst.reward!;
+      if (margin < s.minMargin) break;
+      pairs.push({
+        chosen: best.completion,
+        rejected: worst.completion,
+        prompt: best,
+        margin,
+        interactionIds: [best.interactionId, worst.interactionId],
+        feedbackIds: [...best.feedbackIds, ...worst.feedbackIds],
+      });
+    }
+  }
+  for (const c of comparisons) {
+    if (c.tie) continue;
+    if (c.source === 'correction' ? !s.includeCorrections : !s.includePreferences) continue;
+    const winnerAnchor = index.get(c.winner.interactionId);
+    const loserAnchor = index.get(c.loser.interactionId);
+    const chosen = textOf(c.winner, index);
+    const rejected = textOf(c.loser, index);
+    if (!winnerAnchor || !loserAnchor || !chosen || !rejected) continue;
+    if (winnerAnchor.promptHash !== loserAnchor.promptHash) {
+      crossPrompt++;
+      continue;
+    }
+    const ids = [...new Set([c.winner.interactionId, c.loser.interactionId])];
+    pairs.push({
+      chosen,
+      rejected,
+      prompt: loserAnchor,
+      margin: c.weight,
+      interactionIds: ids,
+      feedbackIds: [c.feedbackId],
+    });
+  }
+  return { pairs, crossPrompt };
+}
+
+export function buildDpoDataset(
+  candidates: readonly CandidateExample[],
+  comparisons: readonly PairwiseComparison[],
+  spec: DpoSpec = {},
+): BuiltDataset<PreferenceRow> {
+  const s = DpoSpec.parse(spec);
+  const { pairs, crossPrompt } = preferencePairs(candidates, comparisons, s);
+  const drafts = pairs.map((p) => ({
+    row: { prompt: p.prompt.prompt, chosen: [p.chosen], rejected: [p.rejected] },
+    promptHash: p.prompt.promptHash,
+    interactionIds: p.interactionIds,
+    feedbackIds: p.feedbackIds,
+    segment: p.prompt.segment,
+  }));
+  return finish(drafts, candidates, s, { pairs: pairs.length, skipped_cross_prompt: crossPrompt });
+}
+
+/** Reward-model data: the same pairs as DPO, with the margin for margin-aware losses. */
+export function buildRewardDataset(
+  candidates: readonly CandidateExample[],
+  comparisons: readonly PairwiseComparison[],
+  spec: DpoSpec = {},
+): BuiltDataset<RewardRow> {
+  const s = DpoSpec.parse(spec);
+  const { pairs, crossPrompt } = preferencePairs(candidates, comparisons, s);
+  const drafts = pairs.map((p) => ({
+    row: { prompt: p.prompt.prompt, chosen: [p.chosen], rejected: [p.rejected], margin: p.margin },
+    promptHash: p.prompt.promptHash,
+    interactionIds: p.interactionIds,
+    feedbackIds: p.feedbackIds,
+    segment: p.prompt.segment,
+  }));
+  return finish(drafts, candidates, s, { pairs: pairs.length, skipped_cross_prompt: crossPrompt });
+}
+
+/** Every rated answer with its calibrated reward and a trust weight, for rating-weighted SFT. */
+export function buildRwsftDataset(
+  candidates: readonly CandidateExample[],
+  comparisons: readonly PairwiseComparison[],
+  spec: RwsftSpec = {},
+): BuiltDataset<RwsftRow> {
+  const s = RwsftSpec.parse(spec);
+  const drafts: Draft<RwsftRow>[] = candidates
+    .filter((c) => c.reward !== null && Math.abs(c.reward) >= s.minAbsReward)
+    .map((c) => {
+      // Wide intervals mean little evidence: shrink the weight with the interval's width.
+      const width = c.lower !== null && c.upper !== null ? Math.min(2, c.upper - c.lower) : 1;
+      return {
+        row: {
+          prompt: c.prompt,
+          completion: [c.completion],
+          reward: c.reward!,
+          weight: c.weight * (1 - width / 4),
+        },
+        promptHash: c.promptHash,
+        interactionIds: [c.interactionId],
+        feedbackIds: c.feedbackIds,
+        segment: c.segment,
+      };
+    });
+  if (s.includeCorrections) {
+    for (const k of corrections(comparisons, byInteraction(candidates))) {
+      drafts.push({
+        row: {
+          prompt: k.original.prompt,
+          completion: [assistant(k.text)],
+          reward: 1,
+          weight: Math.min(1, k.weight),
+        },
+        promptHash: k.original.promptHash,
+        interactionIds: [k.original.interactionId],
+        feedbackIds: [k.feedbackId],
+        segment: k.original.segment,
+      });
+    }
+  }
+  return finish(drafts, candidates, s, {});
+}

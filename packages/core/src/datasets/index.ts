@@ -1,0 +1,4 @@
+export * from './balance.js';
+export * from './builders.js';
+export * from './splits.js';
+export * from './types.js';

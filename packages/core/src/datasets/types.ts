@@ -1,0 +1,45 @@
+import type { PairwiseComparison } from '../normalize/pairwise.js';
+import type { ChatMessage } from '../schemas/interaction.js';
+
+/** An interaction as dataset builders see it: its text and its calibrated reward. */
+export interface CandidateExample {
+  interactionId: string;
+  /** Groups answers to the same prompt (pairs, leakage-free splits). */
+  promptHash: string;
+  prompt: ChatMessage[];
+  completion: ChatMessage;
+  /** Calibrated reward in [-1, 1] (posterior mean); null when unrated. */
+  reward: number | null;
+  /** Credible interval of the reward. */
+  lower: number | null;
+  upper: number | null;
+  /** Ratings behind the reward. */
+  n: number;
+  /** Lower than 1 for AI-labeled rewards (judge, reward model), per the feedback-mix policy. */
+  weight: number;
+  createdAt: number;
+  /** Segment for balancing (an end-user tag, a topic...). */
+  segment?: string;
+  /** Feedback events that produced the reward (lineage). */
+  feedbackIds: string[];
+}
+
+export type Split = 'train' | 'test';
+
+/** Where a dataset row came from: the interactions and feedback events behind it. */
+export interface RowLineage {
+  split: Split;
+  interactionIds: string[];
+  feedbackIds: string[];
+  promptHash: string;
+}
+
+export interface BuiltDataset<Row> {
+  rows: Row[];
+  /** Same order as rows. */
+  lineage: RowLineage[];
+  /** Method-specific settings a trainer needs (class weights, ...) and counts. */
+  stats: Record<string, number>;
+}
+
+export type { ChatMessage, PairwiseComparison };
