@@ -1,4 +1,3 @@
-import type { PairwiseComparison } from '../normalize/pairwise.js';
 import type { ChatMessage } from '../schemas/interaction.js';
 
 /** An interaction as dataset builders see it: its text and its calibrated reward. */
@@ -42,4 +41,3 @@ export interface BuiltDataset<Row> {
   stats: Record<string, number>;
 }
 
-export type { ChatMessage, PairwiseComparison };
