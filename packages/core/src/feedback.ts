@@ -32,11 +32,16 @@ export function feedbackFields(f: ParsedFeedback): FeedbackFields {
   }
 }
 
-/** Every interaction an event refers to; all must exist in the event's project. */
-export function referencedInteractionIds(f: ParsedFeedback): string[] {
+/** Every interaction an event refers to (parsed or not); all must exist in the event's project. */
+export function referencedInteractionIds(f: {
+  kind: string;
+  interactionId: string;
+  other?: string;
+  ranking?: string[];
+}): string[] {
   if (f.kind !== 'preference') return [f.interactionId];
   if (f.ranking) return f.ranking;
-  return [f.interactionId, f.other!];
+  return f.other === undefined ? [f.interactionId] : [f.interactionId, f.other];
 }
 
 /**

@@ -1,0 +1,29 @@
+export type {
+  ChatMessage,
+  FeedbackInput,
+  FeedbackKind,
+  FeedbackSource,
+  ImplicitSignal,
+  InteractionInput,
+  Usage,
+} from '@ratchet/core';
+export { RatchetError } from '@ratchet/core';
+export { Ratchet, type RatchetOptions, type WriteResult } from './client.js';
+export {
+  RatchetApiError,
+  RatchetDeliveryError,
+  RatchetFlushError,
+  RatchetQueueFullError,
+  RatchetSdkError,
+} from './errors.js';
+export {
+  INTERACTION_ID_HEADER,
+  interactionIdOf,
+  type OpenAIClientLike,
+  type RatchetResultInfo,
+  ratchetInteractionId,
+  type WrapOpenAIOptions,
+  wrapOpenAI,
+} from './openai.js';
+export { type ChatCompletionChunkLike, ChatStreamAssembler } from './stream-assembler.js';
+export { backoffDelay, isRetryableStatus, parseRetryAfter, type RetryPolicy } from './transport.js';
