@@ -197,6 +197,82 @@ function initial(dialect: DialectName): Migration {
   };
 }
 
+/** Calibration results and dataset versions (issue "From ratings to training data"). */
+function calibrationAndDatasets(dialect: DialectName): Migration {
+  const t = types(dialect);
+  return {
+    async up(db: AnyDb) {
+      for (const [column, type] of [
+        ['noise_sd', t.real],
+        ['consensus_corr', t.real],
+        ['influence', t.real],
+      ] as const) {
+        await db.schema.alterTable('raters').addColumn(column, type).execute();
+      }
+
+      await db.schema
+        .createTable('calibration_runs')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('project_id', 'text', (c) => c.notNull().references('projects.id').onDelete('cascade'))
+        .addColumn('options', t.json, (c) => c.notNull())
+        .addColumn('stats', t.json, (c) => c.notNull())
+        .addColumn('created_at', t.time, (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('calibration_runs_project').on('calibration_runs').columns(['project_id', 'created_at']).execute();
+
+      // The latest calibrated reward per interaction; replaced by each calibration run.
+      await db.schema
+        .createTable('interaction_rewards')
+        .addColumn('project_id', 'text', (c) => c.notNull())
+        .addColumn('interaction_id', 'text', (c) => c.notNull())
+        .addColumn('calibration_id', 'text', (c) => c.notNull())
+        .addColumn('n', 'integer', (c) => c.notNull())
+        .addColumn('raw_mean', t.real, (c) => c.notNull())
+        .addColumn('reward', t.real, (c) => c.notNull())
+        .addColumn('sd', t.real, (c) => c.notNull())
+        .addColumn('lower', t.real, (c) => c.notNull())
+        .addColumn('upper', t.real, (c) => c.notNull())
+        .addPrimaryKeyConstraint('interaction_rewards_pk', ['project_id', 'interaction_id'])
+        .addForeignKeyConstraint('interaction_rewards_fk', ['project_id', 'interaction_id'], 'interactions', ['project_id', 'id'], (c) =>
+          c.onDelete('cascade'),
+        )
+        .execute();
+
+      await db.schema
+        .createTable('datasets')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('project_id', 'text', (c) => c.notNull().references('projects.id').onDelete('cascade'))
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('version', 'integer', (c) => c.notNull())
+        .addColumn('method', 'text', (c) => c.notNull())
+        .addColumn('spec', t.json, (c) => c.notNull())
+        .addColumn('content_hash', 'text', (c) => c.notNull())
+        .addColumn('row_count', 'integer', (c) => c.notNull())
+        .addColumn('manifest', t.json, (c) => c.notNull())
+        .addColumn('path', 'text', (c) => c.notNull())
+        .addColumn('calibration_id', 'text')
+        .addColumn('created_at', t.time, (c) => c.notNull())
+        .addUniqueConstraint('datasets_version', ['project_id', 'name', 'version'])
+        .execute();
+
+      // Which interactions a dataset version used, and in which split ("dataset membership").
+      await db.schema
+        .createTable('dataset_interactions')
+        .addColumn('dataset_id', 'text', (c) => c.notNull().references('datasets.id').onDelete('cascade'))
+        .addColumn('project_id', 'text', (c) => c.notNull())
+        .addColumn('interaction_id', 'text', (c) => c.notNull())
+        .addColumn('split', 'text', (c) => c.notNull())
+        .addPrimaryKeyConstraint('dataset_interactions_pk', ['dataset_id', 'interaction_id'])
+        .execute();
+      await db.schema
+        .createIndex('dataset_interactions_interaction')
+        .on('dataset_interactions')
+        .columns(['project_id', 'interaction_id'])
+        .execute();
+    },
+  };
+}
+
 export function migrations(dialect: DialectName): Record<string, Migration> {
-  return { '0001_initial': initial(dialect) };
+  return { '0001_initial': initial(dialect), '0002_calibration_datasets': calibrationAndDatasets(dialect) };
 }

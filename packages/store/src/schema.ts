@@ -105,6 +105,54 @@ export interface RatersTable {
   flagged: ColumnType<number, number | undefined, number>;
   flag_reason: string | null;
   calibrated_at: number | null;
+  noise_sd: number | null;
+  /** Correlation with the consensus of the other raters on the same items. */
+  consensus_corr: number | null;
+  /** Weight on item scores after flagging: 1, a down-weight, or 0 when excluded. */
+  influence: number | null;
+}
+
+export interface CalibrationRunsTable {
+  id: string;
+  project_id: string;
+  options: Json;
+  stats: Json;
+  created_at: number;
+}
+
+export interface InteractionRewardsTable {
+  project_id: string;
+  interaction_id: string;
+  calibration_id: string;
+  n: number;
+  raw_mean: number;
+  reward: number;
+  sd: number;
+  lower: number;
+  upper: number;
+}
+
+export interface DatasetsTable {
+  id: string;
+  project_id: string;
+  name: string;
+  version: number;
+  method: string;
+  spec: Json;
+  content_hash: string;
+  row_count: number;
+  manifest: Json;
+  /** Folder holding rows.jsonl, lineage.jsonl and manifest.json. */
+  path: string;
+  calibration_id: string | null;
+  created_at: number;
+}
+
+export interface DatasetInteractionsTable {
+  dataset_id: string;
+  project_id: string;
+  interaction_id: string;
+  split: 'train' | 'test';
 }
 
 export interface ScoreConfigsTable {
@@ -129,6 +177,10 @@ export interface Database {
   feedback_current: FeedbackCurrentTable;
   raters: RatersTable;
   score_configs: ScoreConfigsTable;
+  calibration_runs: CalibrationRunsTable;
+  interaction_rewards: InteractionRewardsTable;
+  datasets: DatasetsTable;
+  dataset_interactions: DatasetInteractionsTable;
 }
 
 export type { Generated };
