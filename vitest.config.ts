@@ -7,6 +7,8 @@ export default defineConfig({
   ssr: { resolve: { conditions: ['source'] } },
   test: {
     include: ['packages/*/src/**/*.test.ts', 'bench/**/*.test.ts'],
+    // bench/.work holds competitors' installs and scratch copies, never our tests.
+    exclude: ['**/node_modules/**', 'bench/.work/**'],
     testTimeout: 30_000,
     hookTimeout: 60_000,
     pool: 'forks',

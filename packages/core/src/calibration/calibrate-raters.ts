@@ -59,15 +59,29 @@ export interface CalibrationResult {
   rounds: number;
 }
 
-/** Dense indices for string ids, in first-seen order. */
-function indexIds(ids: Map<string, number>, list: string[], id: string): number {
-  let index = ids.get(id);
-  if (index === undefined) {
-    index = list.length;
-    ids.set(id, index);
-    list.push(id);
+/**
+ * Dense indices for string ids, in first-seen order. Remembers the last id: ratings usually
+ * arrive grouped by interaction (that is how the store reads them), and a string compare is much
+ * cheaper than hashing into a map of a million ids.
+ */
+class IdIndex {
+  readonly ids: string[] = [];
+  private readonly index = new Map<string, number>();
+  private lastId: string | undefined;
+  private lastIndex = -1;
+
+  of(id: string): number {
+    if (id === this.lastId) return this.lastIndex;
+    let index = this.index.get(id);
+    if (index === undefined) {
+      index = this.ids.length;
+      this.index.set(id, index);
+      this.ids.push(id);
+    }
+    this.lastId = id;
+    this.lastIndex = index;
+    return index;
   }
-  return index;
 }
 
 /**
@@ -85,14 +99,12 @@ export function calibrateRaters(
   const value = new Float64Array(n);
   const weight = new Float64Array(n);
   const isThumbs = new Uint8Array(n);
-  const itemIndex = new Map<string, number>();
-  const raterIndex = new Map<string, number>();
-  const itemIds: string[] = [];
-  const raterIds: string[] = [];
+  const items = new IdIndex();
+  const raters = new IdIndex();
   for (let k = 0; k < n; k++) {
     const rating = ratings[k]!;
-    item[k] = indexIds(itemIndex, itemIds, rating.itemId);
-    rater[k] = indexIds(raterIndex, raterIds, rating.raterId);
+    item[k] = items.of(rating.itemId);
+    rater[k] = raters.of(rating.raterId);
     value[k] = rating.value;
     weight[k] = rating.weight ?? 1;
     isThumbs[k] = rating.kind === 'thumbs' ? 1 : 0;
@@ -103,13 +115,13 @@ export function calibrateRaters(
     value,
     weight,
     isThumbs,
-    itemCount: itemIds.length,
-    raterCount: raterIds.length,
+    itemCount: items.ids.length,
+    raterCount: raters.ids.length,
   };
   const result = calibrateRatingColumns(columns, options);
   return {
-    raters: raterIds.map((id, r) => raterRecord(id, r, result.raters)),
-    items: itemIds.map((id, i) => itemRecord(id, i, result.items)),
+    raters: raters.ids.map((id, r) => raterRecord(id, r, result.raters)),
+    items: items.ids.map((id, i) => itemRecord(id, i, result.items)),
     hyperparameters: result.hyperparameters,
     iterations: result.iterations,
     converged: result.converged,

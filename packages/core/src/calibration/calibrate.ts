@@ -45,7 +45,7 @@ export const CalibrationOptions = z.strictObject({
       action: z.enum(['exclude', 'downweight']).default('exclude'),
       downweightFactor: z.number().min(0).max(1).default(0.1),
       minRatings: z.number().int().min(4).default(10),
-      significance: Probability.default(0.001),
+      significance: Probability.default(0.01),
       minConsensusCorrelation: z.number().min(-1).max(1).default(0),
       constantMaxSd: z.number().nonnegative().default(0.02),
       constantMinConsensusSd: z.number().nonnegative().default(0.1),
@@ -105,33 +105,20 @@ export function calibrateRatingColumns(
 ): CalibrationColumns {
   const options = CalibrationOptions.parse(optionsInput);
   const modelOptions = { ...options, ...options.priors };
+  const { flagging } = options;
   const data = prepareRatings(columns);
   const state = initialState(data, modelOptions);
-  const flagging = options.flagging;
-  const flagged = new Uint8Array(data.raterCount);
-  const reasons: (string | null)[] = new Array(data.raterCount).fill(null);
+  const flags: Flags = {
+    flagged: new Uint8Array(data.raterCount),
+    reasons: new Array(data.raterCount).fill(null),
+  };
   let iterations = 0;
   let rounds = 0;
   const fit = (fitOptions: ModelOptions) => {
     rounds++;
     const result = fitModel(data, state, fitOptions);
     iterations += result.iterations;
-    if (process.env['TRACE_FIT'])
-      console.log('fit', rounds, result, fitOptions.fitScale, JSON.stringify(state.hyper));
     return result;
-  };
-  const flagRound = (stats: ConsensusStatistics): number => {
-    let newlyFlagged = 0;
-    for (let r = 0; r < data.raterCount; r++) {
-      if (flagged[r]) continue;
-      const reason = flagReason(r, data, state, stats, flagging);
-      if (reason === null) continue;
-      flagged[r] = 1;
-      reasons[r] = reason;
-      state.influence[r] = flagging.action === 'exclude' ? 0 : flagging.downweightFactor;
-      newlyFlagged++;
-    }
-    return newlyFlagged;
   };
   let flagRounds = 0;
   if (flagging.enabled) {
@@ -140,8 +127,9 @@ export function calibrateRatingColumns(
     // hide behind a negative scale; the consensus is good enough to flag the gross cases.
     fit({ ...modelOptions, fitScale: false, tolerance: Math.max(modelOptions.tolerance, 1e-3) });
     flagRounds++;
-    flagRound(consensusStatistics(data, state));
+    flagNewRaters(data, state, consensusStatistics(data, state), flagging, flags);
   }
+  // Fit, flag with the cleaner consensus, refit without the newly flagged, until none is new.
   let last: { converged: boolean };
   let stats: ConsensusStatistics;
   for (;;) {
@@ -149,10 +137,10 @@ export function calibrateRatingColumns(
     stats = consensusStatistics(data, state);
     if (!flagging.enabled || flagRounds >= flagging.maxRounds) break;
     flagRounds++;
-    if (flagRound(stats) === 0) break;
+    if (flagNewRaters(data, state, stats, flagging, flags) === 0) break;
   }
   return {
-    raters: raterColumns(data, state, stats.correlation, flagged, reasons),
+    raters: raterColumns(data, state, stats.correlation, flags),
     items: itemColumns(data, state, columns, options.intervalLevel),
     hyperparameters: { ...state.hyper },
     iterations,
@@ -161,12 +149,37 @@ export function calibrateRatingColumns(
   };
 }
 
+interface Flags {
+  flagged: Uint8Array;
+  reasons: (string | null)[];
+}
+
+/** Flags raters not flagged before; their influence drops at once. Returns how many are new. */
+function flagNewRaters(
+  data: PreparedRatings,
+  state: ModelState,
+  stats: ConsensusStatistics,
+  flagging: CalibrationOptions['flagging'],
+  flags: Flags,
+): number {
+  let newlyFlagged = 0;
+  for (let r = 0; r < data.raterCount; r++) {
+    if (flags.flagged[r]) continue;
+    const reason = flagReason(r, data, state, stats, flagging);
+    if (reason === null) continue;
+    flags.flagged[r] = 1;
+    flags.reasons[r] = reason;
+    state.influence[r] = flagging.action === 'exclude' ? 0 : flagging.downweightFactor;
+    newlyFlagged++;
+  }
+  return newlyFlagged;
+}
+
 function raterColumns(
   data: PreparedRatings,
   state: ModelState,
   correlation: Float64Array,
-  flagged: Uint8Array,
-  reasons: (string | null)[],
+  flags: Flags,
 ): CalibrationColumns['raters'] {
   const R = data.raterCount;
   const noiseSd = new Float64Array(R);
@@ -185,8 +198,8 @@ function raterColumns(
     reliability,
     consensusCorrelation: correlation,
     influence: state.influence,
-    flagged,
-    flagReason: reasons,
+    flagged: flags.flagged,
+    flagReason: flags.reasons,
   };
 }
 

@@ -72,7 +72,7 @@ export function correlationUpperBound(r: number, n: number, alpha: number): numb
   return Math.tanh(Math.atanh(clamped) + normalQuantile(1 - alpha) / Math.sqrt(n - 3));
 }
 
-export interface Interval {
+export interface ConfidenceInterval {
   lower: number;
   upper: number;
 }
@@ -82,7 +82,11 @@ export interface Interval {
  * stays inside [0, 1] and behaves with few ratings or all-up / all-down items. `level` is the
  * two-sided confidence. For n = 0 the interval is [0, 1].
  */
-export function wilsonInterval(successes: number, n: number, level = 0.95): Interval & { center: number } {
+export function wilsonInterval(
+  successes: number,
+  n: number,
+  level = 0.95,
+): ConfidenceInterval & { center: number } {
   if (n <= 0) return { lower: 0, upper: 1, center: 0.5 };
   const z = normalQuantile(1 - (1 - level) / 2);
   const p = successes / n;
@@ -93,7 +97,7 @@ export function wilsonInterval(successes: number, n: number, level = 0.95): Inte
 }
 
 /** The Wilson interval of thumbs (up = +1, down = -1) on the reward scale [-1, 1]. */
-export function thumbsRewardInterval(ups: number, n: number, level = 0.95): Interval {
+export function thumbsRewardInterval(ups: number, n: number, level = 0.95): ConfidenceInterval {
   const w = wilsonInterval(ups, n, level);
   return { lower: 2 * w.lower - 1, upper: 2 * w.upper - 1 };
 }

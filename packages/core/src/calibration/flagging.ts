@@ -1,5 +1,5 @@
 import { chiSquareUpperTail, correlationUpperBound } from './distributions.js';
-import { itemDataSums, type ModelState, type PreparedRatings } from './model.js';
+import type { ModelState, PreparedRatings } from './model.js';
 
 export interface FlaggingOptions {
   /** Raters with fewer ratings are never flagged: too little evidence either way. */
@@ -39,17 +39,25 @@ export function consensusStatistics(data: PreparedRatings, state: ModelState): C
   const informative = new Int32Array(R);
   const sums = new Float64Array(R * 5); // y, yy, c, cc, yc per rater, interleaved
   const { itemStart, rater, value, weight } = data;
-  const { bias, scale, noiseVar, influence, hyper } = state;
-  const { precision: itemDataPrecision, sum: itemDataSum } = itemDataSums(data, state);
+  const { bias, scale, hyper } = state;
+  const gain = new Float64Array(R);
+  for (let r = 0; r < R; r++) gain[r] = (state.influence[r]! * scale[r]!) / state.noiseVar[r]!;
   const priorPrecision = 1 / hyper.itemVar;
   const priorSum = hyper.itemMean * priorPrecision;
   for (let i = 0; i < data.itemCount; i++) {
-    const itemPrecision = itemDataPrecision[i]!;
-    const itemSum = itemDataSum[i]!;
+    const start = itemStart[i]!;
     const end = itemStart[i + 1]!;
-    for (let k = itemStart[i]!; k < end; k++) {
+    let itemPrecision = 0;
+    let itemSum = 0;
+    for (let k = start; k < end; k++) {
       const r = rater[k]!;
-      const g = ((weight === null ? 1 : weight[k]!) * influence[r]! * scale[r]!) / noiseVar[r]!;
+      const g = (weight === null ? 1 : weight[k]!) * gain[r]!;
+      itemPrecision += g * scale[r]!;
+      itemSum += g * (value[k]! - bias[r]!);
+    }
+    for (let k = start; k < end; k++) {
+      const r = rater[k]!;
+      const g = (weight === null ? 1 : weight[k]!) * gain[r]!;
       const othersPrecision = itemPrecision - g * scale[r]!;
       // Nobody else informs this item: its leave-one-out consensus is just the prior.
       if (othersPrecision <= 1e-9 * itemPrecision + 1e-12) continue;

@@ -35,7 +35,7 @@ const defaultConfigMap: ReadonlyMap<string, ScoreConfig> = new Map(
   defaultScoreConfigs.map((c) => [c.name, c]),
 );
 
-const clampReward = (x: number): number => (x < -1 ? -1 : x > 1 ? 1 : x);
+const clampReward = (x: number): number => Math.min(1, Math.max(-1, x));
 
 /** Linear map of a value on min..max to [-1, 1] (min -> -1, midpoint -> 0, max -> +1), clamped. */
 export function scaleToReward(value: number, min: number, max: number): number {
@@ -70,7 +70,7 @@ export function criteriaReward(
   let totalWeight = 0;
   for (const [name, score] of Object.entries(scores)) {
     const config = configs.get(name);
-    if (!config || config.usage !== 'criterion') continue;
+    if (config?.usage !== 'criterion') continue;
     if (typeof score !== 'number' && typeof score !== 'string') continue;
     const reward = criterionReward(score, config);
     const weight = weights[name] ?? config.weight;
@@ -100,7 +100,7 @@ const none = (reason: string): RewardOutcome => ({ reward: null, weight: 0, reas
 function starsReward(row: Feedback, configs: ReadonlyMap<string, ScoreConfig>): number | string {
   const scaleName = row.label ?? 'stars';
   const scale = configs.get(scaleName);
-  if (!scale || scale.usage !== 'stars') return `unknown star scale "${scaleName}"`;
+  if (scale?.usage !== 'stars') return `unknown star scale "${scaleName}"`;
   if (scale.dataType !== 'numeric' || scale.min === null || scale.max === null || scale.min >= scale.max)
     return `star scale "${scaleName}" has no numeric min..max`;
   if (row.value === null) return 'stars event without a value';

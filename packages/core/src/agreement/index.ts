@@ -1,0 +1,4 @@
+export * from './kappa.js';
+export * from './krippendorff.js';
+export * from './summary.js';
+export type { RatingValue } from './values.js';
