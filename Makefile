@@ -27,8 +27,10 @@ help:
 	@echo "make test   set up and run every test (TypeScript, Python, SQLite and PostgreSQL)"
 	@echo "make bench  set up and run the benchmarks, writing bench/results"
 
+# `npm install` with the committed lock rather than `npm ci`: npm 11 writes locks without the
+# other platforms' optional packages (biome's binaries) and then refuses them in `npm ci`.
 $(NODE_STAMP): package.json package-lock.json $(wildcard packages/*/package.json)
-	npm ci --no-audit --no-fund --loglevel=error
+	npm install --no-audit --no-fund --loglevel=error
 	@touch $@
 
 $(VENV_STAMP): requirements-dev.txt python-sdk/pyproject.toml
