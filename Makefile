@@ -42,7 +42,7 @@ $(VENV_STAMP): requirements-dev.txt python-sdk/pyproject.toml
 install: $(NODE_STAMP) $(VENV_STAMP)
 
 $(BUILD_STAMP): $(NODE_STAMP) $(TS_SOURCES)
-	node_modules/.bin/tsc -b packages/cli packages/sdk
+	node_modules/.bin/tsc -b packages/cli packages/sdk packages/loop
 	@touch $@
 
 build: $(BUILD_STAMP)

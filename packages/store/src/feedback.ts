@@ -116,6 +116,20 @@ export class FeedbackRepository {
     return out;
   }
 
+  /** Current events of the given kinds (e.g. preferences and corrections for pairwise evidence). */
+  async currentOfKinds(projectId: string, kinds: readonly string[]): Promise<Feedback[]> {
+    const rows = await this.db
+      .selectFrom('feedback_current as c')
+      .innerJoin('feedback as f', 'f.id', 'c.feedback_id')
+      .selectAll('f')
+      .where('c.project_id', '=', projectId)
+      .where('c.kind', 'in', [...kinds])
+      .orderBy('f.created_at')
+      .orderBy('f.id')
+      .execute();
+    return rows.map((r) => this.toFeedback(r, true));
+  }
+
   async count(projectId: string): Promise<number> {
     const row = await this.db
       .selectFrom('feedback')

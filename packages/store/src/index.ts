@@ -1,4 +1,6 @@
+export type { CalibrationRun, ItemRewardRow, RaterCalibrationRow, ScalarRatingRow } from './calibration.js';
 export * from './connection.js';
+export type { DatasetVersion, RatedInteraction } from './datasets.js';
 export type { Page, WriteResult } from './interactions.js';
 export type { ApiKeyInfo, Principal, Project } from './projects.js';
 export type { Rater } from './raters.js';

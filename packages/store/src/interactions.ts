@@ -107,6 +107,20 @@ export class InteractionRepository {
     return row && this.toInteraction(row);
   }
 
+  async getMany(projectId: string, ids: readonly string[]): Promise<Interaction[]> {
+    const out: Interaction[] = [];
+    for (const part of chunk([...new Set(ids)], 1000)) {
+      const rows = await this.db
+        .selectFrom('interactions')
+        .selectAll()
+        .where('project_id', '=', projectId)
+        .where('id', 'in', part)
+        .execute();
+      out.push(...rows.map((r) => this.toInteraction(r)));
+    }
+    return out;
+  }
+
   /** Which of `ids` exist in the project, with their end users (feedback defaults its rater to them). */
   async existing(
     projectId: string,

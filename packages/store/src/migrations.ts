@@ -218,7 +218,11 @@ function calibrationAndDatasets(dialect: DialectName): Migration {
         .addColumn('stats', t.json, (c) => c.notNull())
         .addColumn('created_at', t.time, (c) => c.notNull())
         .execute();
-      await db.schema.createIndex('calibration_runs_project').on('calibration_runs').columns(['project_id', 'created_at']).execute();
+      await db.schema
+        .createIndex('calibration_runs_project')
+        .on('calibration_runs')
+        .columns(['project_id', 'created_at'])
+        .execute();
 
       // The latest calibrated reward per interaction; replaced by each calibration run.
       await db.schema
@@ -233,8 +237,12 @@ function calibrationAndDatasets(dialect: DialectName): Migration {
         .addColumn('lower', t.real, (c) => c.notNull())
         .addColumn('upper', t.real, (c) => c.notNull())
         .addPrimaryKeyConstraint('interaction_rewards_pk', ['project_id', 'interaction_id'])
-        .addForeignKeyConstraint('interaction_rewards_fk', ['project_id', 'interaction_id'], 'interactions', ['project_id', 'id'], (c) =>
-          c.onDelete('cascade'),
+        .addForeignKeyConstraint(
+          'interaction_rewards_fk',
+          ['project_id', 'interaction_id'],
+          'interactions',
+          ['project_id', 'id'],
+          (c) => c.onDelete('cascade'),
         )
         .execute();
 

@@ -10,18 +10,25 @@ export interface Rater {
   bias: number | null;
   scale: number | null;
   reliability: number | null;
+  noiseSd: number | null;
+  consensusCorrelation: number | null;
+  /** Weight on item scores after flagging: 1, a down-weight, or 0 when excluded. */
+  influence: number | null;
   flagged: boolean;
   flagReason: string | null;
+  calibratedAt: number | null;
 }
 
 export class RaterRepository {
   constructor(private readonly db: Kysely<Database>) {}
 
-  async list(projectId: string, opts: { limit?: number; offset?: number } = {}): Promise<Rater[]> {
-    const rows = await this.db
-      .selectFrom('raters')
-      .selectAll()
-      .where('project_id', '=', projectId)
+  async list(
+    projectId: string,
+    opts: { limit?: number; offset?: number; flagged?: boolean } = {},
+  ): Promise<Rater[]> {
+    let q = this.db.selectFrom('raters').selectAll().where('project_id', '=', projectId);
+    if (opts.flagged !== undefined) q = q.where('flagged', '=', opts.flagged ? 1 : 0);
+    const rows = await q
       .orderBy('feedback_count', 'desc')
       .orderBy('id')
       .limit(opts.limit ?? 100)
@@ -36,8 +43,12 @@ export class RaterRepository {
       bias: r.bias,
       scale: r.scale,
       reliability: r.reliability,
+      noiseSd: r.noise_sd,
+      consensusCorrelation: r.consensus_corr,
+      influence: r.influence,
       flagged: r.flagged === 1,
       flagReason: r.flag_reason,
+      calibratedAt: r.calibrated_at,
     }));
   }
 }

@@ -1,5 +1,7 @@
 import { type Kysely, Migrator } from 'kysely';
+import { CalibrationRepository } from './calibration.js';
 import { type DatabaseConfig, type DialectName, openKysely, parseDatabaseUrl } from './connection.js';
+import { DatasetRepository } from './datasets.js';
 import { FeedbackRepository } from './feedback.js';
 import { InteractionRepository } from './interactions.js';
 import { migrations } from './migrations.js';
@@ -18,6 +20,8 @@ export class Store {
   readonly feedback: FeedbackRepository;
   readonly scoreConfigs: ScoreConfigRepository;
   readonly raters: RaterRepository;
+  readonly calibration: CalibrationRepository;
+  readonly datasets: DatasetRepository;
 
   private constructor(
     readonly db: Kysely<Database>,
@@ -28,6 +32,8 @@ export class Store {
     this.scoreConfigs = new ScoreConfigRepository(db, dialect);
     this.feedback = new FeedbackRepository(db, dialect, this.interactions, this.scoreConfigs);
     this.raters = new RaterRepository(db);
+    this.calibration = new CalibrationRepository(db, dialect);
+    this.datasets = new DatasetRepository(db, dialect);
   }
 
   /** Opens (and migrates) the database named by a URL, by default `RATCHET_DATABASE_URL`. */

@@ -3,6 +3,9 @@ import { implicitSignals } from '../schemas/feedback.js';
 import { defaultScoreConfigs, type ScoreConfig } from '../schemas/score-config.js';
 import { defaultRewardMapping, type RewardMapping } from './reward-mapping.js';
 
+/** The part of a feedback event its reward depends on. */
+export type FeedbackValue = Pick<Feedback, 'kind' | 'value' | 'label' | 'data'>;
+
 /** What normalization needs besides the event: the project's scales and the mapping. */
 export interface NormalizationContext {
   /** Score configs by name; the built-in defaults (1-5 stars, three criteria) when absent. */
@@ -97,7 +100,7 @@ const isImplicitSignal = (s: string | null): s is ImplicitSignal =>
 
 const none = (reason: string): RewardOutcome => ({ reward: null, weight: 0, reason });
 
-function starsReward(row: Feedback, configs: ReadonlyMap<string, ScoreConfig>): number | string {
+function starsReward(row: FeedbackValue, configs: ReadonlyMap<string, ScoreConfig>): number | string {
   const scaleName = row.label ?? 'stars';
   const scale = configs.get(scaleName);
   if (scale?.usage !== 'stars') return `unknown star scale "${scaleName}"`;
@@ -107,7 +110,7 @@ function starsReward(row: Feedback, configs: ReadonlyMap<string, ScoreConfig>): 
   return scaleToReward(row.value, scale.min, scale.max);
 }
 
-function thumbsReward(row: Feedback, mapping: RewardMapping): number | string {
+function thumbsReward(row: FeedbackValue, mapping: RewardMapping): number | string {
   // The stored row carries the direction both as value (1/-1) and label (up/down).
   const up = row.value !== null ? row.value > 0 : row.label === 'up';
   if (row.value === null && row.label !== 'up' && row.label !== 'down')
@@ -120,7 +123,7 @@ function thumbsReward(row: Feedback, mapping: RewardMapping): number | string {
  * evidence weight of its kind. Comments, corrections and preferences carry no scalar reward:
  * corrections and preferences become pairwise evidence (pairwiseEvidence), comments go to analysis.
  */
-export function normalizeFeedback(row: Feedback, context: NormalizationContext = {}): RewardOutcome {
+export function normalizeFeedback(row: FeedbackValue, context: NormalizationContext = {}): RewardOutcome {
   const configs = context.scoreConfigs ?? defaultConfigMap;
   const mapping = context.mapping ?? defaultRewardMapping;
   let reward: number | string;

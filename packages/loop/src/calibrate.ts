@@ -1,0 +1,127 @@
+import {
+  type CalibrationOptionsInput,
+  calibrateRatingColumns,
+  normalizeFeedback,
+  RewardMapping,
+  type RewardMappingInput,
+} from '@ratchet/core';
+import type { CalibrationRun, Store } from '@ratchet/store';
+import { GrowableColumns, IdIndex } from './growable.js';
+
+export interface CalibrateProjectOptions {
+  mapping?: RewardMappingInput;
+  calibration?: CalibrationOptionsInput;
+  /** Called as ratings are read and after each stage, for progress bars and job status. */
+  onProgress?: (event: { stage: 'read' | 'fit' | 'save'; ratings: number }) => void;
+}
+
+export interface CalibrationSummary {
+  run: CalibrationRun;
+  ratings: number;
+  skipped: number;
+  raters: number;
+  flagged: number;
+  items: number;
+  seconds: { read: number; fit: number; save: number };
+}
+
+/**
+ * Calibrates a project's current ratings: reads them page by page from the store, maps each to
+ * a reward, fits the rater model on typed columns, and stores rater states and item rewards.
+ */
+export async function calibrateProject(
+  store: Store,
+  projectId: string,
+  options: CalibrateProjectOptions = {},
+): Promise<CalibrationSummary> {
+  const mapping = RewardMapping.parse(options.mapping ?? {});
+  const scoreConfigs = await store.scoreConfigs.byName(projectId);
+  const items = new IdIndex();
+  const raters = new IdIndex();
+  const columns = new GrowableColumns();
+  let skipped = 0;
+
+  const t0 = performance.now();
+  for await (const page of store.calibration.currentScalarRatings(projectId)) {
+    for (const row of page) {
+      const outcome = normalizeFeedback(row, { scoreConfigs, mapping });
+      if (outcome.reward === null || outcome.weight <= 0) {
+        skipped++;
+        continue;
+      }
+      columns.push(
+        items.of(row.interactionId),
+        raters.of(row.raterId),
+        outcome.reward,
+        outcome.weight,
+        row.kind === 'thumbs',
+      );
+    }
+    options.onProgress?.({ stage: 'read', ratings: columns.length });
+  }
+  const t1 = performance.now();
+  const data = columns.trimmed();
+  const result = calibrateRatingColumns(
+    { ...data, itemCount: items.ids.length, raterCount: raters.ids.length },
+    options.calibration,
+  );
+  options.onProgress?.({ stage: 'fit', ratings: columns.length });
+  const t2 = performance.now();
+
+  const r = result.raters;
+  const raterRows = raters.ids.map((raterId, k) => ({
+    raterId,
+    bias: r.bias[k]!,
+    scale: r.scale[k]!,
+    noiseSd: r.noiseSd[k]!,
+    reliability: r.reliability[k]!,
+    consensusCorrelation: Number.isFinite(r.consensusCorrelation[k]!) ? r.consensusCorrelation[k]! : null,
+    influence: r.influence[k]!,
+    flagged: r.flagged[k] === 1,
+    reason: r.flagReason[k] ?? null,
+  }));
+  const it = result.items;
+  const itemRows = items.ids.map((interactionId, k) => {
+    // Thumbs-only items get the Wilson interval, which is right for so few binary ratings.
+    const wilson = Number.isFinite(it.wilsonLower[k]!);
+    return {
+      interactionId,
+      n: it.n[k]!,
+      rawMean: it.rawMean[k]!,
+      reward: it.reward[k]!,
+      sd: it.sd[k]!,
+      lower: wilson ? it.wilsonLower[k]! : it.lower[k]!,
+      upper: wilson ? it.wilsonUpper[k]! : it.upper[k]!,
+    };
+  });
+  const flagged = raterRows.filter((x) => x.flagged).length;
+  const stats = {
+    ratings: columns.length,
+    skipped,
+    raters: raterRows.length,
+    flagged,
+    items: itemRows.length,
+    iterations: result.iterations,
+    converged: result.converged,
+    rounds: result.rounds,
+    hyperparameters: result.hyperparameters,
+  };
+  const run = await store.calibration.save(
+    projectId,
+    { mapping, calibration: options.calibration ?? {} },
+    stats,
+    raterRows,
+    itemRows,
+  );
+  options.onProgress?.({ stage: 'save', ratings: columns.length });
+  const t3 = performance.now();
+  return {
+    run,
+    ratings: columns.length,
+    skipped,
+    raters: raterRows.length,
+    flagged,
+    items: itemRows.length,
+    seconds: { read: (t1 - t0) / 1000, fit: (t2 - t1) / 1000, save: (t3 - t2) / 1000 },
+  };
+}

@@ -1,0 +1,255 @@
+import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import { createWriteStream, mkdirSync, renameSync, rmSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import {
+  type BuiltDataset,
+  buildDpoDataset,
+  buildKtoDataset,
+  buildRewardDataset,
+  buildRwsftDataset,
+  buildSftDataset,
+  type CandidateExample,
+  type ChatMessage,
+  CurationConfig,
+  curate,
+  pairwiseEvidence,
+  parseInput,
+  RatchetError,
+  redactPii,
+} from '@ratchet/core';
+import type { DatasetVersion, Store } from '@ratchet/store';
+import { z } from 'zod';
+
+export const datasetMethods = ['sft', 'kto', 'dpo', 'reward', 'rwsft'] as const;
+export type DatasetMethod = (typeof datasetMethods)[number];
+
+export const DatasetBuildSpec = z.strictObject({
+  name: z
+    .string()
+    .min(1)
+    .max(100)
+    .regex(/^[a-z0-9][a-z0-9._-]*$/, 'must be lower-case letters, digits, dot, dash or underscore'),
+  method: z.enum(datasetMethods),
+  /** The method's builder options (see SftSpec, KtoSpec, DpoSpec, RwsftSpec in core). */
+  options: z.record(z.string(), z.unknown()).default({}),
+  /** Curation before building; `false` turns it off. */
+  curation: z.union([z.literal(false), CurationConfig]).prefault({}),
+  /** Segment rows by the first tag with this prefix (e.g. `plan:`), for balancing. */
+  segmentTagPrefix: z.string().optional(),
+});
+export type DatasetBuildSpec = z.input<typeof DatasetBuildSpec>;
+
+const builders: Record<
+  DatasetMethod,
+  (
+    c: CandidateExample[],
+    p: ReturnType<typeof pairwiseEvidence>,
+    o: Record<string, unknown>,
+  ) => BuiltDataset<unknown>
+> = {
+  sft: buildSftDataset,
+  kto: buildKtoDataset,
+  dpo: buildDpoDataset,
+  reward: buildRewardDataset,
+  rwsft: buildRwsftDataset,
+};
+
+const text = (m: ChatMessage) =>
+  typeof m.content === 'string' ? m.content : JSON.stringify(m.content ?? '');
+
+async function loadCandidates(store: Store, projectId: string, segmentTagPrefix: string | undefined) {
+  const candidates: CandidateExample[] = [];
+  for await (const page of store.datasets.ratedInteractions(projectId)) {
+    for (const r of page) {
+      const segment =
+        segmentTagPrefix === undefined ? undefined : r.tags.find((t) => t.startsWith(segmentTagPrefix));
+      candidates.push({
+        interactionId: r.interactionId,
+        promptHash: r.promptHash,
+        prompt: r.messages,
+        completion: r.output,
+        reward: r.reward,
+        lower: r.lower,
+        upper: r.upper,
+        n: r.n,
+        weight: 1,
+        createdAt: r.createdAt,
+        ...(segment === undefined ? {} : { segment }),
+        feedbackIds: r.feedbackIds,
+      });
+    }
+  }
+  const comparisons = pairwiseEvidence(
+    await store.feedback.currentOfKinds(projectId, ['preference', 'correction']),
+  );
+  // Interactions that only pairwise evidence speaks about still need their text.
+  const known = new Set(candidates.map((c) => c.interactionId));
+  const missing = [
+    ...new Set(comparisons.flatMap((c) => [c.winner.interactionId, c.loser.interactionId])),
+  ].filter((id) => !known.has(id));
+  for (const i of await store.interactions.getMany(projectId, missing)) {
+    candidates.push({
+      interactionId: i.id,
+      promptHash: i.promptHash,
+      prompt: i.messages,
+      completion: i.output,
+      reward: null,
+      lower: null,
+      upper: null,
+      n: 0,
+      weight: 1,
+      createdAt: i.createdAt,
+      feedbackIds: [],
+    });
+  }
+  return { candidates, comparisons };
+}
+
+/** Drops what curation drops and redacts PII in every message; returns counts by filter. */
+async function curateCandidates(
+  candidates: CandidateExample[],
+  config: z.output<typeof CurationConfig> | false,
+) {
+  if (config === false) return { kept: candidates, counts: {} as Record<string, number> };
+  const { decisions } = await curate(
+    candidates.map((c) => ({
+      id: c.interactionId,
+      prompt: c.prompt.map(text).join('\n'),
+      completion: text(c.completion),
+    })),
+    { ...config, pii: { ...config.pii, enabled: false } },
+  );
+  const counts: Record<string, number> = {};
+  for (const d of decisions) counts[d.filter] = (counts[d.filter] ?? 0) + 1;
+  const dropped = new Set(decisions.filter((d) => d.action === 'dropped').map((d) => d.id));
+  let kept = candidates.filter((c) => !dropped.has(c.interactionId));
+  if (config.pii.enabled) {
+    let redacted = 0;
+    const clean = (m: ChatMessage): ChatMessage => {
+      if (typeof m.content !== 'string') return m;
+      const r = redactPii(m.content, config.pii.config);
+      if (r.findings.length) redacted++;
+      return r.findings.length ? { ...m, content: r.text } : m;
+    };
+    kept = kept.map((c) => ({ ...c, prompt: c.prompt.map(clean), completion: clean(c.completion) }));
+    counts.pii_redacted_messages = redacted;
+  }
+  return { kept, counts };
+}
+
+async function writeJsonl(path: string, rows: readonly unknown[]): Promise<string> {
+  const hash = createHash('sha256');
+  const out = createWriteStream(path);
+  for (const row of rows) {
+    const line = `${JSON.stringify(row)}\n`;
+    hash.update(line);
+    if (!out.write(line)) await once(out, 'drain');
+  }
+  await new Promise<void>((res, rej) => out.end((err?: Error) => (err ? rej(err) : res())));
+  return hash.digest('hex');
+}
+
+export interface BuildDatasetOptions {
+  /** Root folder for dataset files (RATCHET_DATA_DIR, default .ratchet/data). */
+  dataDir?: string;
+  onProgress?: (stage: 'candidates' | 'curate' | 'build' | 'write', detail: Record<string, number>) => void;
+}
+
+/**
+ * Builds an immutable dataset version from the latest calibration: rows as TRL JSONL, lineage
+ * beside them, a manifest with the spec, content hash and counts. Files are written to a temporary
+ * folder and renamed into place, then recorded; a failure leaves nothing behind.
+ */
+export async function buildDatasetVersion(
+  store: Store,
+  projectId: string,
+  specInput: DatasetBuildSpec,
+  options: BuildDatasetOptions = {},
+): Promise<DatasetVersion> {
+  const spec = parseInput(DatasetBuildSpec, specInput);
+  const calibration = await store.calibration.latestRun(projectId);
+  if (!calibration)
+    throw new RatchetError(
+      'conflict',
+      "no calibration yet: calibrate the project's ratings first (ratchet raters calibrate)",
+    );
+
+  const { candidates, comparisons } = await loadCandidates(store, projectId, spec.segmentTagPrefix);
+  options.onProgress?.('candidates', { candidates: candidates.length, comparisons: comparisons.length });
+  const { kept, counts } = await curateCandidates(candidates, spec.curation);
+  options.onProgress?.('curate', { kept: kept.length });
+  let built: BuiltDataset<unknown>;
+  try {
+    built = builders[spec.method](kept, comparisons, spec.options);
+  } catch (err) {
+    if (err instanceof z.ZodError)
+      throw new RatchetError(
+        'invalid_request',
+        `options: ${err.issues[0]?.path.join('.')}: ${err.issues[0]?.message}`,
+        'options',
+      );
+    throw err;
+  }
+  options.onProgress?.('build', { rows: built.rows.length });
+  if (built.rows.length === 0)
+    throw new RatchetError(
+      'conflict',
+      `the ${spec.method} builder produced no rows from ${kept.length} candidates; loosen its options or collect more ratings`,
+    );
+
+  const version = await store.datasets.nextVersion(projectId, spec.name);
+  const root = resolve(options.dataDir ?? process.env.RATCHET_DATA_DIR ?? '.ratchet/data');
+  const folder = join(root, 'datasets', projectId, spec.name, `v${version}`);
+  const staging = `${folder}.tmp-${process.pid}-${Date.now()}`;
+  mkdirSync(staging, { recursive: true });
+  try {
+    const contentHash = await writeJsonl(join(staging, 'rows.jsonl'), built.rows);
+    await writeJsonl(join(staging, 'lineage.jsonl'), built.lineage);
+    const manifest = {
+      name: spec.name,
+      version,
+      method: spec.method,
+      format: 'trl-conversational',
+      contentHash,
+      rowCount: built.rows.length,
+      splits: { train: built.stats.train_rows ?? 0, test: built.stats.test_rows ?? 0 },
+      stats: built.stats,
+      curation: counts,
+      candidates: candidates.length,
+      comparisons: comparisons.length,
+      calibrationId: calibration.id,
+      interactions: new Set(built.lineage.flatMap((l) => l.interactionIds)).size,
+      feedbackEvents: new Set(built.lineage.flatMap((l) => l.feedbackIds)).size,
+      spec,
+    };
+    await writeJsonl(join(staging, 'manifest.json'), [manifest]);
+    mkdirSync(dirname(folder), { recursive: true });
+    renameSync(staging, folder);
+    options.onProgress?.('write', { rows: built.rows.length });
+    const membership = new Map<string, 'train' | 'test'>();
+    for (const l of built.lineage) for (const id of l.interactionIds) membership.set(id, l.split);
+    try {
+      return await store.datasets.insertVersion(
+        {
+          projectId,
+          name: spec.name,
+          version,
+          method: spec.method,
+          spec,
+          contentHash,
+          rowCount: built.rows.length,
+          manifest,
+          path: folder,
+          calibrationId: calibration.id,
+        },
+        [...membership].map(([interactionId, split]) => ({ interactionId, split })),
+      );
+    } catch (err) {
+      rmSync(folder, { recursive: true, force: true });
+      throw err;
+    }
+  } finally {
+    rmSync(staging, { recursive: true, force: true });
+  }
+}

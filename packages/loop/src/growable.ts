@@ -1,0 +1,59 @@
+/** Typed-array columns that grow by doubling: millions of ratings without an object per rating. */
+export class GrowableColumns {
+  item = new Int32Array(1024);
+  rater = new Int32Array(1024);
+  value = new Float64Array(1024);
+  weight = new Float64Array(1024);
+  isThumbs = new Uint8Array(1024);
+  length = 0;
+
+  push(item: number, rater: number, value: number, weight: number, isThumbs: boolean): void {
+    if (this.length === this.item.length) this.grow();
+    const k = this.length++;
+    this.item[k] = item;
+    this.rater[k] = rater;
+    this.value[k] = value;
+    this.weight[k] = weight;
+    this.isThumbs[k] = isThumbs ? 1 : 0;
+  }
+
+  private grow(): void {
+    const n = this.item.length * 2;
+    const copy = <T extends Int32Array | Float64Array | Uint8Array>(a: T, make: (n: number) => T): T => {
+      const b = make(n);
+      b.set(a);
+      return b;
+    };
+    this.item = copy(this.item, (m) => new Int32Array(m));
+    this.rater = copy(this.rater, (m) => new Int32Array(m));
+    this.value = copy(this.value, (m) => new Float64Array(m));
+    this.weight = copy(this.weight, (m) => new Float64Array(m));
+    this.isThumbs = copy(this.isThumbs, (m) => new Uint8Array(m));
+  }
+
+  trimmed() {
+    return {
+      item: this.item.subarray(0, this.length),
+      rater: this.rater.subarray(0, this.length),
+      value: this.value.subarray(0, this.length),
+      weight: this.weight.subarray(0, this.length),
+      isThumbs: this.isThumbs.subarray(0, this.length),
+    };
+  }
+}
+
+/** Dense integer ids for strings, in first-seen order. */
+export class IdIndex {
+  readonly ids: string[] = [];
+  private readonly index = new Map<string, number>();
+
+  of(id: string): number {
+    let i = this.index.get(id);
+    if (i === undefined) {
+      i = this.ids.length;
+      this.index.set(id, i);
+      this.ids.push(id);
+    }
+    return i;
+  }
+}

@@ -1,0 +1,200 @@
+import { createHash } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  type FeedbackInput,
+  FeedbackInput as FeedbackSchema,
+  InteractionInput,
+  parseInput,
+} from '@ratchet/core';
+import { Store } from '@ratchet/store';
+import { testDatabases } from '@ratchet/store/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { calibrateProject } from './calibrate.js';
+import { buildDatasetVersion } from './datasets.js';
+
+function prng(seed: number) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(a ^ (a >>> 15), a | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * 60 prompts x 4 answers with a hidden quality; 40 raters with their own leniency, 8 of them
+ * adversarial (they rate the opposite of the truth). Each answer gets 5 star ratings.
+ */
+function world(seed = 5) {
+  const rand = prng(seed);
+  const interactions: ReturnType<typeof parseInput<typeof InteractionInput>>[] = [];
+  const truth = new Map<string, number>();
+  for (let p = 0; p < 60; p++) {
+    for (let a = 0; a < 4; a++) {
+      const id = `p${p}-a${a}`;
+      truth.set(id, rand() * 2 - 1);
+      interactions.push(
+        parseInput(InteractionInput, {
+          id,
+          model: 'tiny',
+          messages: [{ role: 'user', content: `Question ${p}: how do I do thing ${p * 7}?` }],
+          output: `Answer ${a} to question ${p}, variant ${Math.floor(rand() * 1e6)}.`,
+          createdAt: 1_000_000 + p * 1000 + a,
+          tags: [p % 3 ? 'plan:free' : 'plan:pro'],
+        }),
+      );
+    }
+  }
+  const raters = Array.from({ length: 40 }, (_, r) => ({
+    id: `rater-${r}`,
+    bias: rand() * 1.2 - 0.6,
+    adversarial: r < 8,
+  }));
+  const feedback: FeedbackInput[] = [];
+  for (const i of interactions) {
+    const q = truth.get(i.id!)!;
+    const chosen = new Set<number>();
+    while (chosen.size < 5) chosen.add(Math.floor(rand() * raters.length));
+    for (const r of chosen) {
+      const rater = raters[r]!;
+      const signal = rater.adversarial ? -q : q;
+      const x = signal + rater.bias + (rand() - 0.5) * 0.4;
+      const stars = Math.min(5, Math.max(1, Math.round(3 + 2 * x)));
+      feedback.push({ kind: 'stars', interactionId: i.id!, raterId: rater.id, value: stars });
+    }
+  }
+  return { interactions, feedback: feedback.map((f) => parseInput(FeedbackSchema, f)), truth, raters };
+}
+
+for (const target of testDatabases()) {
+  describe(`calibrate and build datasets on ${target.name}`, () => {
+    let store: Store;
+    let projectId: string;
+    const w = world();
+    const dataDir = mkdtempSync(join(tmpdir(), 'ratchet-data-'));
+
+    beforeAll(async () => {
+      store = await Store.open(await target.create());
+      projectId = (await store.projects.create('loop')).id;
+      await store.interactions.insert(projectId, w.interactions);
+      await store.feedback.insert(projectId, w.feedback);
+      // A correction and a preference: pairwise evidence for DPO.
+      await store.feedback.insert(projectId, [
+        parseInput(FeedbackSchema, {
+          kind: 'correction',
+          interactionId: 'p1-a0',
+          raterId: 'editor',
+          source: 'annotator',
+          text: 'The corrected answer.',
+        }),
+        parseInput(FeedbackSchema, {
+          kind: 'preference',
+          interactionId: 'p2-a0',
+          other: 'p2-a1',
+          choice: 'this',
+          raterId: 'editor',
+        }),
+      ]);
+    });
+    afterAll(async () => {
+      await store?.close();
+      await target.cleanup();
+    });
+
+    it('calibrates: flags the adversarial raters and stores rewards that beat the raw mean', async () => {
+      const summary = await calibrateProject(store, projectId);
+      expect(summary.ratings).toBe(w.feedback.length);
+      const raters = await store.raters.list(projectId, { limit: 100 });
+      const flagged = new Set(raters.filter((r) => r.flagged).map((r) => r.id));
+      const adversaries = w.raters.filter((r) => r.adversarial).map((r) => r.id);
+      expect(adversaries.filter((id) => flagged.has(id)).length).toBeGreaterThanOrEqual(7);
+      expect([...flagged].filter((id) => !adversaries.includes(id)).length).toBeLessThanOrEqual(1);
+      expect(raters.find((r) => flagged.has(r.id))?.flagReason).toBeTruthy();
+
+      let agreeCalibrated = 0;
+      let agreeRaw = 0;
+      for (const [id, q] of w.truth) {
+        const r = (await store.calibration.rewardOf(projectId, id))!;
+        if (Math.sign(r.reward) === Math.sign(q)) agreeCalibrated++;
+        if (Math.sign(r.rawMean) === Math.sign(q)) agreeRaw++;
+      }
+      expect(agreeCalibrated / w.truth.size).toBeGreaterThan(agreeRaw / w.truth.size + 0.05);
+    });
+
+    it('builds immutable KTO and DPO versions with files, hash, lineage and no prompt leakage', async () => {
+      const kto = await buildDatasetVersion(
+        store,
+        projectId,
+        { name: 'support-kto', method: 'kto', options: { split: { by: 'prompt', testFraction: 0.2 } } },
+        { dataDir },
+      );
+      expect(kto).toMatchObject({ version: 1, method: 'kto' });
+      const rows = readFileSync(join(kto.path, 'rows.jsonl'), 'utf8');
+      expect(createHash('sha256').update(rows).digest('hex')).toBe(kto.contentHash);
+      const lineage = readFileSync(join(kto.path, 'lineage.jsonl'), 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l));
+      expect(lineage).toHaveLength(kto.rowCount);
+      const splitsByPrompt = new Map<string, Set<string>>();
+      for (const l of lineage)
+        splitsByPrompt.set(l.promptHash, (splitsByPrompt.get(l.promptHash) ?? new Set()).add(l.split));
+      expect([...splitsByPrompt.values()].every((s) => s.size === 1)).toBe(true);
+      expect(lineage[0].feedbackIds.length).toBeGreaterThan(0);
+      const first = JSON.parse(rows.split('\n')[0]!);
+      expect(first).toMatchObject({
+        prompt: [{ role: 'user' }],
+        completion: [{ role: 'assistant' }],
+        label: expect.any(Boolean),
+      });
+
+      const again = await buildDatasetVersion(
+        store,
+        projectId,
+        { name: 'support-kto', method: 'kto', options: { split: { by: 'prompt', testFraction: 0.2 } } },
+        { dataDir },
+      );
+      expect(again.version).toBe(2);
+      expect(again.contentHash).toBe(kto.contentHash);
+      expect(existsSync(kto.path)).toBe(true);
+
+      const dpo = await buildDatasetVersion(
+        store,
+        projectId,
+        { name: 'support-dpo', method: 'dpo' },
+        { dataDir },
+      );
+      const pairs = readFileSync(join(dpo.path, 'rows.jsonl'), 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l));
+      expect(pairs.some((p) => p.chosen[0].content === 'The corrected answer.')).toBe(true);
+      expect((await store.datasets.get(projectId, 'support-kto'))?.version).toBe(2);
+      expect((await store.datasets.get(projectId, 'support-kto@1'))?.id).toBe(kto.id);
+      const membership = await store.datasets.membershipOf(projectId, 'p1-a0');
+      expect(membership.map((m) => m.name)).toContain('support-dpo');
+    });
+
+    it('refuses bad specs with the field named, writing nothing', async () => {
+      const before = (await store.datasets.list(projectId)).length;
+      await expect(
+        buildDatasetVersion(store, projectId, { name: 'Bad Name', method: 'kto' }, { dataDir }),
+      ).rejects.toMatchObject({ path: 'name' });
+      await expect(
+        buildDatasetVersion(store, projectId, { name: 'x', method: 'ppo' as 'kto' }, { dataDir }),
+      ).rejects.toMatchObject({ path: 'method' });
+      await expect(
+        buildDatasetVersion(
+          store,
+          projectId,
+          { name: 'x', method: 'dpo', options: { minMargin: 9 } },
+          { dataDir },
+        ),
+      ).rejects.toMatchObject({ path: 'options' });
+      expect((await store.datasets.list(projectId)).length).toBe(before);
+    });
+  });
+}

@@ -1,0 +1,234 @@
+import { type ChatMessage, newId, RatchetError } from '@ratchet/core';
+import type { Kysely } from 'kysely';
+import type { DialectName } from './connection.js';
+import { chunk, decodeJson, encodeJson, rowsPerStatement } from './json.js';
+import type { Database } from './schema.js';
+
+/** A rated interaction with its calibrated reward, as dataset builders need it. */
+export interface RatedInteraction {
+  interactionId: string;
+  promptHash: string;
+  messages: ChatMessage[];
+  output: ChatMessage;
+  tags: string[];
+  createdAt: number;
+  reward: number;
+  lower: number;
+  upper: number;
+  n: number;
+  /** The current scalar feedback events behind the reward. */
+  feedbackIds: string[];
+}
+
+export interface DatasetVersion {
+  id: string;
+  projectId: string;
+  name: string;
+  version: number;
+  method: string;
+  spec: unknown;
+  contentHash: string;
+  rowCount: number;
+  manifest: Record<string, unknown>;
+  path: string;
+  calibrationId: string | null;
+  createdAt: number;
+}
+
+const PAGE = 5000;
+const scalarKinds = ['thumbs', 'stars', 'criteria', 'implicit'];
+
+export class DatasetRepository {
+  constructor(
+    private readonly db: Kysely<Database>,
+    private readonly dialect: DialectName,
+  ) {}
+
+  /** Rated interactions page by page, in interaction id order. */
+  async *ratedInteractions(projectId: string): AsyncGenerator<RatedInteraction[]> {
+    let after: string | undefined;
+    for (;;) {
+      let q = this.db
+        .selectFrom('interaction_rewards as r')
+        .innerJoin('interactions as i', (j) =>
+          j.onRef('i.project_id', '=', 'r.project_id').onRef('i.id', '=', 'r.interaction_id'),
+        )
+        .select([
+          'i.id',
+          'i.prompt_hash',
+          'i.messages',
+          'i.output',
+          'i.tags',
+          'i.created_at',
+          'r.reward',
+          'r.lower',
+          'r.upper',
+          'r.n',
+        ])
+        .where('r.project_id', '=', projectId);
+      if (after !== undefined) q = q.where('r.interaction_id', '>', after);
+      const rows = await q.orderBy('r.interaction_id').limit(PAGE).execute();
+      if (rows.length === 0) return;
+      const feedback = new Map<string, string[]>();
+      const links = await this.db
+        .selectFrom('feedback_current')
+        .select(['interaction_id', 'feedback_id'])
+        .where('project_id', '=', projectId)
+        .where(
+          'interaction_id',
+          'in',
+          rows.map((r) => r.id),
+        )
+        .where('kind', 'in', scalarKinds)
+        .execute();
+      for (const l of links)
+        feedback.set(l.interaction_id, [...(feedback.get(l.interaction_id) ?? []), l.feedback_id]);
+      yield rows.map((r) => ({
+        interactionId: r.id,
+        promptHash: r.prompt_hash,
+        messages: decodeJson<ChatMessage[]>(this.dialect, r.messages),
+        output: decodeJson<ChatMessage>(this.dialect, r.output),
+        tags: decodeJson<string[]>(this.dialect, r.tags),
+        createdAt: r.created_at,
+        reward: r.reward,
+        lower: r.lower,
+        upper: r.upper,
+        n: r.n,
+        feedbackIds: feedback.get(r.id) ?? [],
+      }));
+      after = rows[rows.length - 1]!.id;
+      if (rows.length < PAGE) return;
+    }
+  }
+
+  async nextVersion(projectId: string, name: string): Promise<number> {
+    const row = await this.db
+      .selectFrom('datasets')
+      .select((eb) => eb.fn.max('version').as('v'))
+      .where('project_id', '=', projectId)
+      .where('name', '=', name)
+      .executeTakeFirst();
+    return Number(row?.v ?? 0) + 1;
+  }
+
+  /**
+   * Records a version and the interactions it used. The unique (project, name, version) makes
+   * two concurrent builds of one name fail rather than overwrite each other.
+   */
+  async insertVersion(
+    v: Omit<DatasetVersion, 'id' | 'createdAt'>,
+    membership: readonly { interactionId: string; split: 'train' | 'test' }[],
+  ): Promise<DatasetVersion> {
+    const version: DatasetVersion = { ...v, id: newId(), createdAt: Date.now() };
+    try {
+      await this.db.transaction().execute(async (trx) => {
+        await trx
+          .insertInto('datasets')
+          .values({
+            id: version.id,
+            project_id: v.projectId,
+            name: v.name,
+            version: v.version,
+            method: v.method,
+            spec: encodeJson(v.spec),
+            content_hash: v.contentHash,
+            row_count: v.rowCount,
+            manifest: encodeJson(v.manifest),
+            path: v.path,
+            calibration_id: v.calibrationId,
+            created_at: version.createdAt,
+          })
+          .execute();
+        const rows = membership.map((m) => ({
+          dataset_id: version.id,
+          project_id: v.projectId,
+          interaction_id: m.interactionId,
+          split: m.split,
+        }));
+        for (const part of chunk(rows, rowsPerStatement(4))) {
+          await trx
+            .insertInto('dataset_interactions')
+            .values(part)
+            .onConflict((oc) => oc.doNothing())
+            .execute();
+        }
+      });
+    } catch (err) {
+      if (/unique|duplicate/i.test(String(err))) {
+        throw new RatchetError(
+          'conflict',
+          `dataset "${v.name}" version ${v.version} exists; versions are immutable`,
+          'name',
+        );
+      }
+      throw err;
+    }
+    return version;
+  }
+
+  async list(projectId: string): Promise<DatasetVersion[]> {
+    const rows = await this.db
+      .selectFrom('datasets')
+      .selectAll()
+      .where('project_id', '=', projectId)
+      .orderBy('created_at', 'desc')
+      .execute();
+    return rows.map((r) => this.toVersion(r));
+  }
+
+  /** By id, or by `name` (latest version) or `name@version`. */
+  async get(projectId: string, ref: string): Promise<DatasetVersion | undefined> {
+    const [name, version] = ref.split('@');
+    let q = this.db.selectFrom('datasets').selectAll().where('project_id', '=', projectId);
+    q = q.where((eb) => eb.or([eb('id', '=', ref), eb('name', '=', name!)]));
+    if (version !== undefined) q = q.where('version', '=', Number(version));
+    const row = await q.orderBy('version', 'desc').executeTakeFirst();
+    return row && this.toVersion(row);
+  }
+
+  /** Dataset versions an interaction went into (the dashboard's "dataset membership"). */
+  async membershipOf(
+    projectId: string,
+    interactionId: string,
+  ): Promise<{ datasetId: string; name: string; version: number; split: string }[]> {
+    const rows = await this.db
+      .selectFrom('dataset_interactions as m')
+      .innerJoin('datasets as d', 'd.id', 'm.dataset_id')
+      .select(['d.id', 'd.name', 'd.version', 'm.split'])
+      .where('m.project_id', '=', projectId)
+      .where('m.interaction_id', '=', interactionId)
+      .orderBy('d.created_at')
+      .execute();
+    return rows.map((r) => ({ datasetId: r.id, name: r.name, version: r.version, split: r.split }));
+  }
+
+  private toVersion(r: {
+    id: string;
+    project_id: string;
+    name: string;
+    version: number;
+    method: string;
+    spec: unknown;
+    content_hash: string;
+    row_count: number;
+    manifest: unknown;
+    path: string;
+    calibration_id: string | null;
+    created_at: number;
+  }): DatasetVersion {
+    return {
+      id: r.id,
+      projectId: r.project_id,
+      name: r.name,
+      version: r.version,
+      method: r.method,
+      spec: decodeJson(this.dialect, r.spec),
+      contentHash: r.content_hash,
+      rowCount: r.row_count,
+      manifest: decodeJson(this.dialect, r.manifest),
+      path: r.path,
+      calibrationId: r.calibration_id,
+      createdAt: r.created_at,
+    };
+  }
+}
