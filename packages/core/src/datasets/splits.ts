@@ -42,6 +42,8 @@ export function assignSplits(
     );
   const ordered = [...firstSeen.entries()].sort((a, b) => a[1] - b[1] || (a[0] < b[0] ? -1 : 1));
   const cut = Math.round(ordered.length * (1 - s.testFraction));
-  ordered.forEach(([hash], i) => out.set(hash, i < cut ? 'train' : 'test'));
+  ordered.forEach(([hash], i) => {
+    out.set(hash, i < cut ? 'train' : 'test');
+  });
   return out;
 }

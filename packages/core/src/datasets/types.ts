@@ -40,4 +40,3 @@ export interface BuiltDataset<Row> {
   /** Method-specific settings a trainer needs (class weights, ...) and counts. */
   stats: Record<string, number>;
 }
-
