@@ -6,3 +6,4 @@ export {
   type DatasetMethod,
   datasetMethods,
 } from './datasets.js';
+export { type ExportFormat, exportDataset, exportFormats } from './exports.js';
