@@ -1,7 +1,15 @@
 import { InteractionFilters, parseInput } from '@ratchet/core';
+import { datasetMethods, exportFormats } from '@ratchet/loop';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { runDemo } from './commands/demo.js';
 import { exportExchange, importExchange } from './commands/exchange.js';
+import {
+  buildWithProgress,
+  calibrateWithProgress,
+  exportVersion,
+  printDatasets,
+  printRaters,
+} from './commands/ratings.js';
 import { startServer } from './commands/serve.js';
 import { projectIdByName, withStore } from './context.js';
 
@@ -159,6 +167,111 @@ export function buildProgram(): Command {
           );
           if (opts.out) console.error(`exported ${n} interactions to ${opts.out}`);
         });
+      },
+    );
+
+  program
+    .command('raters')
+    .description("Show raters' calibration: bias, scale, reliability, and who is flagged and why")
+    .requiredOption('--project <name>', 'project name')
+    .option('--calibrate', 'calibrate the current ratings first')
+    .option('--flagged', 'only flagged raters')
+    .action(async (opts: { project: string; calibrate?: boolean; flagged?: boolean }) => {
+      await withStore(program.opts(), async (store) => {
+        const projectId = await projectIdByName(store, opts.project);
+        if (opts.calibrate) await calibrateWithProgress(store, projectId);
+        await printRaters(store, projectId, opts.flagged ?? false);
+      });
+    });
+
+  const dataset = program.command('dataset').description('Build, list, show and export training datasets');
+  dataset
+    .command('build')
+    .description(
+      'Build an immutable dataset version from the latest calibration (and corrections, preferences)',
+    )
+    .requiredOption('--project <name>', 'project name')
+    .requiredOption('--name <name>', 'dataset name; each build is its next version')
+    .addOption(
+      new Option('--method <method>', 'row format and selection')
+        .choices([...datasetMethods])
+        .makeOptionMandatory(),
+    )
+    .option(
+      '--options <json>',
+      'builder options as JSON, e.g. \'{"minMargin":0.5,"split":{"by":"time","testFraction":0.2}}\'',
+      '{}',
+    )
+    .option('--no-curation', 'skip dedup, PII redaction, safety and length filters')
+    .option(
+      '--segment-tag-prefix <prefix>',
+      'balance by the first tag with this prefix (with options.maxSegmentShare)',
+    )
+    .option('--calibrate', 'calibrate the current ratings first')
+    .action(
+      async (opts: {
+        project: string;
+        name: string;
+        method: (typeof datasetMethods)[number];
+        options: string;
+        curation: boolean;
+        segmentTagPrefix?: string;
+        calibrate?: boolean;
+      }) => {
+        let options: Record<string, unknown>;
+        try {
+          options = JSON.parse(opts.options);
+        } catch {
+          throw new Error('--options must be a JSON object');
+        }
+        await withStore(program.opts(), async (store) => {
+          const projectId = await projectIdByName(store, opts.project);
+          if (opts.calibrate) await calibrateWithProgress(store, projectId);
+          await buildWithProgress(store, projectId, {
+            name: opts.name,
+            method: opts.method,
+            options,
+            ...(opts.curation ? {} : { curation: false as const }),
+            ...(opts.segmentTagPrefix ? { segmentTagPrefix: opts.segmentTagPrefix } : {}),
+          });
+        });
+      },
+    );
+  dataset
+    .command('list')
+    .description('Dataset versions of a project')
+    .requiredOption('--project <name>', 'project name')
+    .action(async (opts: { project: string }) => {
+      await withStore(program.opts(), async (store) =>
+        printDatasets(store, await projectIdByName(store, opts.project)),
+      );
+    });
+  dataset
+    .command('show')
+    .description("A version's manifest (name for the latest, name@N for one version)")
+    .requiredOption('--project <name>', 'project name')
+    .argument('<dataset>', 'name, name@version or id')
+    .action(async (ref: string, opts: { project: string }) => {
+      await withStore(program.opts(), async (store) => {
+        const v = await store.datasets.get(await projectIdByName(store, opts.project), ref);
+        if (!v) throw new Error(`no dataset "${ref}" in this project (see: ratchet dataset list)`);
+        console.log(JSON.stringify({ id: v.id, path: v.path, ...v.manifest }, null, 2));
+      });
+    });
+  dataset
+    .command('export')
+    .description('Write a version for TRL, OpenAI fine-tuning or the Hugging Face datasets library')
+    .requiredOption('--project <name>', 'project name')
+    .argument('<dataset>', 'name, name@version or id')
+    .addOption(
+      new Option('--format <format>', 'trl, openai or hf').choices([...exportFormats]).default('trl'),
+    )
+    .requiredOption('--out <dir>', 'output folder')
+    .action(
+      async (ref: string, opts: { project: string; format: (typeof exportFormats)[number]; out: string }) => {
+        await withStore(program.opts(), async (store) =>
+          exportVersion(store, await projectIdByName(store, opts.project), ref, opts.format, opts.out),
+        );
       },
     );
 

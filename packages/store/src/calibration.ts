@@ -92,6 +92,16 @@ export class CalibrationRepository {
     }
   }
 
+  async countCurrentScalarRatings(projectId: string): Promise<number> {
+    const row = await this.db
+      .selectFrom('feedback_current')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('project_id', '=', projectId)
+      .where('kind', 'in', ['thumbs', 'stars', 'criteria', 'implicit'])
+      .executeTakeFirstOrThrow();
+    return Number(row.n);
+  }
+
   /**
    * Stores a calibration in one transaction: the run, every rater's state, and the calibrated
    * reward of every rated interaction (replacing the previous calibration's).

@@ -1,0 +1,105 @@
+import {
+  buildDatasetVersion,
+  calibrateProject,
+  type DatasetBuildSpec,
+  type ExportFormat,
+  exportDataset,
+} from '@ratchet/loop';
+import type { Store } from '@ratchet/store';
+import { progressBar } from '../progress.js';
+
+const fmt = (x: number | null | undefined, digits = 2) =>
+  x === null || x === undefined || !Number.isFinite(x) ? '' : x.toFixed(digits);
+
+export async function calibrateWithProgress(store: Store, projectId: string): Promise<void> {
+  const bar = progressBar('reading ratings', await store.calibration.countCurrentScalarRatings(projectId));
+  let seen = 0;
+  const summary = await calibrateProject(store, projectId, {
+    onProgress: (e) => {
+      if (e.stage === 'read') {
+        bar.increment(e.ratings - seen);
+        seen = e.ratings;
+      } else if (e.stage === 'fit') {
+        bar.stop();
+        console.error('fitting done; saving');
+      }
+    },
+  });
+  console.error(
+    `calibrated ${summary.ratings} ratings of ${summary.items} interactions by ${summary.raters} raters; flagged ${summary.flagged}` +
+      ` (read ${summary.seconds.read.toFixed(1)} s, fit ${summary.seconds.fit.toFixed(1)} s, save ${summary.seconds.save.toFixed(1)} s)`,
+  );
+}
+
+export async function printRaters(store: Store, projectId: string, flaggedOnly: boolean): Promise<void> {
+  const raters = await store.raters.list(projectId, {
+    limit: 10_000,
+    ...(flaggedOnly ? { flagged: true } : {}),
+  });
+  console.table(
+    raters.map((r) => ({
+      rater: r.id,
+      source: r.source,
+      ratings: r.feedbackCount,
+      bias: fmt(r.bias),
+      scale: fmt(r.scale),
+      reliability: fmt(r.reliability),
+      influence: fmt(r.influence),
+      flagged: r.flagged ? 'yes' : '',
+      reason: r.flagReason ?? '',
+    })),
+  );
+}
+
+export async function buildWithProgress(
+  store: Store,
+  projectId: string,
+  spec: DatasetBuildSpec,
+): Promise<void> {
+  const version = await buildDatasetVersion(store, projectId, spec, {
+    onProgress: (stage, detail) =>
+      console.error(
+        `${stage}: ${Object.entries(detail)
+          .map(([k, v]) => `${v} ${k}`)
+          .join(', ')}`,
+      ),
+  });
+  console.log(
+    `${version.name}@${version.version} (${version.method}): ${version.rowCount} rows, sha256 ${version.contentHash.slice(0, 16)}…, at ${version.path}`,
+  );
+}
+
+export async function printDatasets(store: Store, projectId: string): Promise<void> {
+  const versions = await store.datasets.list(projectId);
+  console.table(
+    versions.map((v) => {
+      const splits = (v.manifest.splits ?? {}) as { train?: number; test?: number };
+      return {
+        dataset: `${v.name}@${v.version}`,
+        method: v.method,
+        rows: v.rowCount,
+        train: splits.train ?? '',
+        test: splits.test ?? '',
+        hash: v.contentHash.slice(0, 12),
+        created: new Date(v.createdAt).toISOString(),
+      };
+    }),
+  );
+}
+
+export async function exportVersion(
+  store: Store,
+  projectId: string,
+  ref: string,
+  format: ExportFormat,
+  out: string,
+): Promise<void> {
+  const version = await store.datasets.get(projectId, ref);
+  if (!version) throw new Error(`no dataset "${ref}" in this project (see: ratchet dataset list)`);
+  const counts = await exportDataset(version, format, out);
+  console.log(
+    `exported ${version.name}@${version.version} as ${format} to ${out}: ${Object.entries(counts)
+      .map(([s, n]) => `${n} ${s}`)
+      .join(', ')}`,
+  );
+}
