@@ -39,7 +39,19 @@ describe('ratchet CLI', () => {
     expect(lines).toHaveLength(40);
     expect(lines.every((l) => l.route === 'support-bot' && l.source === 'gateway')).toBe(true);
     expect(lines.some((l) => l.feedback.length > 0)).toBe(true);
-  }, 60_000);
+
+    const raters = await runCli(['raters', '--project', 'demo', '--calibrate'], env);
+    expect(raters.code).toBe(0);
+    expect(raters.stderr).toMatch(/calibrated \d+ ratings of \d+ interactions/);
+    expect(raters.stdout).toContain('reliability');
+    const data = { ...env, RATCHET_DATA_DIR: join(dir, 'data') };
+    const built = await runCli(['dataset', 'build', '--project', 'demo', '--name', 'd1', '--method', 'rwsft', '--no-curation'], data);
+    expect(built.code).toBe(0);
+    expect(built.stdout).toMatch(/^d1@1 \(rwsft\): \d+ rows/);
+    const bad = await runCli(['dataset', 'build', '--project', 'demo', '--name', 'd1', '--method', 'kto', '--options', '{"margin": 5}'], data);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain('options: margin');
+  }, 120_000);
 
   it('fails with a clear message and exit code on bad input', async () => {
     const res = await runCli(['export', '--project', 'no-such-project'], env);
