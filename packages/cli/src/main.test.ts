@@ -45,10 +45,27 @@ describe('ratchet CLI', () => {
     expect(raters.stderr).toMatch(/calibrated \d+ ratings of \d+ interactions/);
     expect(raters.stdout).toContain('reliability');
     const data = { ...env, RATCHET_DATA_DIR: join(dir, 'data') };
-    const built = await runCli(['dataset', 'build', '--project', 'demo', '--name', 'd1', '--method', 'rwsft', '--no-curation'], data);
+    const built = await runCli(
+      ['dataset', 'build', '--project', 'demo', '--name', 'd1', '--method', 'rwsft', '--no-curation'],
+      data,
+    );
     expect(built.code).toBe(0);
     expect(built.stdout).toMatch(/^d1@1 \(rwsft\): \d+ rows/);
-    const bad = await runCli(['dataset', 'build', '--project', 'demo', '--name', 'd1', '--method', 'kto', '--options', '{"margin": 5}'], data);
+    const bad = await runCli(
+      [
+        'dataset',
+        'build',
+        '--project',
+        'demo',
+        '--name',
+        'd1',
+        '--method',
+        'kto',
+        '--options',
+        '{"margin": 5}',
+      ],
+      data,
+    );
     expect(bad.code).toBe(1);
     expect(bad.stderr).toContain('options: margin');
   }, 120_000);

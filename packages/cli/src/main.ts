@@ -7,6 +7,7 @@ import {
   buildWithProgress,
   calibrateWithProgress,
   exportVersion,
+  printAnalysis,
   printDatasets,
   printRaters,
 } from './commands/ratings.js';
@@ -181,6 +182,22 @@ export function buildProgram(): Command {
         const projectId = await projectIdByName(store, opts.project);
         if (opts.calibrate) await calibrateWithProgress(store, projectId);
         await printRaters(store, projectId, opts.flagged ?? false);
+      });
+    });
+
+  program
+    .command('analyze')
+    .description(
+      'Error analysis: complaint themes, worst prompts, criteria by model, route and tag, criteria correlations',
+    )
+    .requiredOption('--project <name>', 'project name')
+    .option('--calibrate', 'calibrate the current ratings first (worst prompts use calibrated rewards)')
+    .option('--json', 'print the report as JSON')
+    .action(async (opts: { project: string; calibrate?: boolean; json?: boolean }) => {
+      await withStore(program.opts(), async (store) => {
+        const projectId = await projectIdByName(store, opts.project);
+        if (opts.calibrate) await calibrateWithProgress(store, projectId);
+        await printAnalysis(store, projectId, opts.json ?? false);
       });
     });
 

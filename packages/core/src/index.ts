@@ -1,4 +1,5 @@
 export * from './agreement/index.js';
+export * from './analysis/index.js';
 export * from './augment/index.js';
 export * from './calibration/index.js';
 export * from './curation/index.js';

@@ -1,3 +1,4 @@
+export { type AnalysisReport, analyzeProject } from './analyze.js';
 export { type CalibrateProjectOptions, type CalibrationSummary, calibrateProject } from './calibrate.js';
 export {
   type BuildDatasetOptions,

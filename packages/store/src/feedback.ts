@@ -1,5 +1,6 @@
 import {
   checkAgainstScales,
+  criterionReward,
   type Feedback,
   type FeedbackKind,
   type FeedbackSource,
@@ -8,6 +9,7 @@ import {
   type ParsedFeedback,
   RatchetError,
   referencedInteractionIds,
+  type ScoreConfig,
 } from '@ratchet/core';
 import { type Insertable, type Kysely, type Selectable, sql } from 'kysely';
 import type { DialectName } from './connection.js';
@@ -80,6 +82,7 @@ export class FeedbackRepository {
         for (const r of inserted) created.add(r.id);
       }
       const fresh = rows.filter((r) => created.has(r.id));
+      await this.insertCriterionScores(trx, fresh, items, rows, configs);
       await this.updateCurrent(trx, fresh);
       await this.updateRaters(trx, fresh);
       return this.resolveRepeats(trx, projectId, rows, created);
@@ -137,6 +140,36 @@ export class FeedbackRepository {
       .where('project_id', '=', projectId)
       .executeTakeFirstOrThrow();
     return Number(row.n);
+  }
+
+  /** Explodes criteria events into one row per criterion (see migration 0003). */
+  private async insertCriterionScores(
+    trx: Kysely<Database>,
+    fresh: Insertable<FeedbackTable>[],
+    items: readonly ParsedFeedback[],
+    rows: Insertable<FeedbackTable>[],
+    configs: ReadonlyMap<string, ScoreConfig>,
+  ): Promise<void> {
+    const freshIds = new Set(fresh.map((r) => r.id));
+    const scores = items.flatMap((f, i) => {
+      const row = rows[i]!;
+      if (f.kind !== 'criteria' || !freshIds.has(row.id)) return [];
+      return Object.entries(f.scores).map(([name, score]) => {
+        const config = configs.get(name)!;
+        const index = typeof score === 'string' ? config.categories!.indexOf(score) : -1;
+        return {
+          feedback_id: row.id,
+          project_id: row.project_id,
+          interaction_id: row.interaction_id,
+          name,
+          value: typeof score === 'number' ? score : index,
+          reward: criterionReward(score, config) ?? 0,
+          label: typeof score === 'string' ? score : null,
+        };
+      });
+    });
+    for (const part of chunk(scores, rowsPerStatement(7)))
+      await trx.insertInto('feedback_scores').values(part).execute();
   }
 
   /** Moves the "current" pointer of each (interaction, rater, kind) to the newest event. */

@@ -1,3 +1,10 @@
+export type {
+  BreakdownDimension,
+  CriterionBreakdownRow,
+  CriterionPair,
+  FeedbackText,
+  PromptSummary,
+} from './analysis.js';
 export type { CalibrationRun, ItemRewardRow, RaterCalibrationRow, ScalarRatingRow } from './calibration.js';
 export * from './connection.js';
 export type { DatasetVersion, RatedInteraction } from './datasets.js';

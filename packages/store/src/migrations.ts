@@ -281,6 +281,38 @@ function calibrationAndDatasets(dialect: DialectName): Migration {
   };
 }
 
+/**
+ * One row per criterion of each criteria event, so breakdowns (by model, route, tag) and
+ * correlations between criteria are plain SQL on both databases instead of JSON functions.
+ */
+function feedbackScores(dialect: DialectName): Migration {
+  const t = types(dialect);
+  return {
+    async up(db: AnyDb) {
+      await db.schema
+        .createTable('feedback_scores')
+        .addColumn('feedback_id', 'text', (c) => c.notNull().references('feedback.id').onDelete('cascade'))
+        .addColumn('project_id', 'text', (c) => c.notNull())
+        .addColumn('interaction_id', 'text', (c) => c.notNull())
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('value', t.real, (c) => c.notNull())
+        .addColumn('reward', t.real, (c) => c.notNull())
+        .addColumn('label', 'text')
+        .addPrimaryKeyConstraint('feedback_scores_pk', ['feedback_id', 'name'])
+        .execute();
+      await db.schema
+        .createIndex('feedback_scores_name')
+        .on('feedback_scores')
+        .columns(['project_id', 'name'])
+        .execute();
+    },
+  };
+}
+
 export function migrations(dialect: DialectName): Record<string, Migration> {
-  return { '0001_initial': initial(dialect), '0002_calibration_datasets': calibrationAndDatasets(dialect) };
+  return {
+    '0001_initial': initial(dialect),
+    '0002_calibration_datasets': calibrationAndDatasets(dialect),
+    '0003_feedback_scores': feedbackScores(dialect),
+  };
 }

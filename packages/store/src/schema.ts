@@ -168,6 +168,20 @@ export interface ScoreConfigsTable {
   created_at: number;
 }
 
+export interface FeedbackScoresTable {
+  feedback_id: string;
+  project_id: string;
+  interaction_id: string;
+  /** Criterion name. */
+  name: string;
+  /** The score as given (a categorical criterion's category index). */
+  value: number;
+  /** The score mapped to [-1, 1] on its scale at the time of rating. */
+  reward: number;
+  /** A categorical criterion's category. */
+  label: string | null;
+}
+
 export interface Database {
   projects: ProjectsTable;
   api_keys: ApiKeysTable;
@@ -181,6 +195,7 @@ export interface Database {
   interaction_rewards: InteractionRewardsTable;
   datasets: DatasetsTable;
   dataset_interactions: DatasetInteractionsTable;
+  feedback_scores: FeedbackScoresTable;
 }
 
 export type { Generated };

@@ -1,4 +1,5 @@
 import { type Kysely, Migrator } from 'kysely';
+import { AnalysisRepository } from './analysis.js';
 import { CalibrationRepository } from './calibration.js';
 import { type DatabaseConfig, type DialectName, openKysely, parseDatabaseUrl } from './connection.js';
 import { DatasetRepository } from './datasets.js';
@@ -22,6 +23,7 @@ export class Store {
   readonly raters: RaterRepository;
   readonly calibration: CalibrationRepository;
   readonly datasets: DatasetRepository;
+  readonly analysis: AnalysisRepository;
 
   private constructor(
     readonly db: Kysely<Database>,
@@ -34,6 +36,7 @@ export class Store {
     this.raters = new RaterRepository(db);
     this.calibration = new CalibrationRepository(db, dialect);
     this.datasets = new DatasetRepository(db, dialect);
+    this.analysis = new AnalysisRepository(db, dialect);
   }
 
   /** Opens (and migrates) the database named by a URL, by default `RATCHET_DATABASE_URL`. */

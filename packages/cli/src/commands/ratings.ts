@@ -1,4 +1,5 @@
 import {
+  analyzeProject,
   buildDatasetVersion,
   calibrateProject,
   type DatasetBuildSpec,
@@ -102,4 +103,47 @@ export async function exportVersion(
       .map(([s, n]) => `${n} ${s}`)
       .join(', ')}`,
   );
+}
+
+export async function printAnalysis(store: Store, projectId: string, json: boolean): Promise<void> {
+  const report = await analyzeProject(store, projectId);
+  if (json) {
+    console.log(JSON.stringify(report, null, 2));
+    return;
+  }
+  console.log(
+    `\nComplaint themes (${report.negativeTexts} comments and corrections on answers that went badly):`,
+  );
+  console.table(
+    report.themes.map((t) => ({
+      theme: t.label,
+      count: t.count,
+      share: `${Math.round(t.share * 100)}%`,
+      example: t.examples[0]?.text.slice(0, 80) ?? '',
+    })),
+  );
+  console.log('\nWorst-rated prompts (mean calibrated reward):');
+  console.table(
+    report.worstPrompts.map((p) => ({
+      prompt: p.prompt.slice(0, 80),
+      answers: p.n,
+      reward: fmt(p.meanReward),
+    })),
+  );
+  for (const dim of ['model', 'route', 'tag'] as const) {
+    if (report.breakdown[dim].length === 0) continue;
+    console.log(`\nCriteria by ${dim} (mean on the criterion's scale, n):`);
+    console.table(
+      report.breakdown[dim].map((r) => ({
+        criterion: r.criterion,
+        [dim]: r.group ?? '(none)',
+        mean: fmt(r.meanValue),
+        n: r.n,
+      })),
+    );
+  }
+  if (report.correlations.length) {
+    console.log('\nHow criteria correlate:');
+    console.table(report.correlations.map((c) => ({ criteria: `${c.a} ~ ${c.b}`, r: fmt(c.r), n: c.n })));
+  }
 }

@@ -1,0 +1,37 @@
+import { findThemes, pearsonFromSums, type Theme } from '@ratchet/core';
+import type { BreakdownDimension, CriterionBreakdownRow, PromptSummary, Store } from '@ratchet/store';
+
+export interface AnalysisReport {
+  /** Themes in comments and corrections on answers that went badly. */
+  themes: Theme[];
+  negativeTexts: number;
+  worstPrompts: PromptSummary[];
+  breakdown: Record<BreakdownDimension, CriterionBreakdownRow[]>;
+  /** How criteria move together: a "helpful" rating is not an "accurate" one. */
+  correlations: { a: string; b: string; n: number; r: number | null }[];
+}
+
+export async function analyzeProject(
+  store: Store,
+  projectId: string,
+  options: { themes?: number; worstPrompts?: number; minAnswersPerPrompt?: number } = {},
+): Promise<AnalysisReport> {
+  const texts = await store.analysis.negativeFeedbackTexts(projectId);
+  const themes = findThemes(
+    texts.map((t) => ({ id: t.feedbackId, text: t.text })),
+    options.themes === undefined ? {} : { k: options.themes },
+  );
+  const dims: BreakdownDimension[] = ['model', 'route', 'variant', 'tag'];
+  const breakdowns = await Promise.all(dims.map((d) => store.analysis.criteriaBreakdown(projectId, d)));
+  const pairs = await store.analysis.criteriaPairs(projectId);
+  return {
+    themes,
+    negativeTexts: texts.length,
+    worstPrompts: await store.analysis.worstPrompts(projectId, {
+      limit: options.worstPrompts ?? 10,
+      minCount: options.minAnswersPerPrompt ?? 2,
+    }),
+    breakdown: Object.fromEntries(dims.map((d, i) => [d, breakdowns[i]!])) as AnalysisReport['breakdown'],
+    correlations: pairs.map((p) => ({ a: p.a, b: p.b, n: p.n, r: pearsonFromSums(p) })),
+  };
+}
