@@ -93,6 +93,11 @@ for (const target of testDatabases()) {
       const ah = report.correlations.find((c) => c.a === 'accuracy' && c.b === 'helpfulness')!;
       expect(ah.n).toBe(120);
       expect(ah.r).toBeCloseTo(-1, 9);
+      // Raters agree perfectly on accuracy and thumbs here (alpha 1); relevance varies by item only.
+      expect(report.agreement.criteria.accuracy?.alpha).toBeCloseTo(1, 9);
+      expect(report.agreement.criteria.thumbs?.alpha).toBeCloseTo(1, 9);
+      expect(report.agreement.criteria.thumbs?.level).toBe('nominal');
+      expect(report.agreement.overall?.units).toBeGreaterThan(100);
     });
   });
 }

@@ -1,4 +1,10 @@
-import { findThemes, pearsonFromSums, type Theme } from '@ratchet/core';
+import {
+  type AgreementSummary,
+  agreementByCriterion,
+  findThemes,
+  pearsonFromSums,
+  type Theme,
+} from '@ratchet/core';
 import type { BreakdownDimension, CriterionBreakdownRow, PromptSummary, Store } from '@ratchet/store';
 
 export interface AnalysisReport {
@@ -9,6 +15,8 @@ export interface AnalysisReport {
   breakdown: Record<BreakdownDimension, CriterionBreakdownRow[]>;
   /** How criteria move together: a "helpful" rating is not an "accurate" one. */
   correlations: { a: string; b: string; n: number; r: number | null }[];
+  /** Krippendorff's alpha per criterion (thumbs nominal, stars and numeric criteria interval) and pooled. */
+  agreement: { criteria: Record<string, AgreementSummary>; overall: AgreementSummary | null };
 }
 
 export async function analyzeProject(
@@ -24,6 +32,11 @@ export async function analyzeProject(
   const dims: BreakdownDimension[] = ['model', 'route', 'variant', 'tag'];
   const breakdowns = await Promise.all(dims.map((d) => store.analysis.criteriaBreakdown(projectId, d)));
   const pairs = await store.analysis.criteriaPairs(projectId);
+  const scoreConfigs = await store.scoreConfigs.byName(projectId);
+  const agreement = agreementByCriterion(await store.analysis.ratingsForAgreement(projectId), {
+    scoreConfigs,
+    levels: { thumbs: 'nominal' },
+  });
   return {
     themes,
     negativeTexts: texts.length,
@@ -33,5 +46,6 @@ export async function analyzeProject(
     }),
     breakdown: Object.fromEntries(dims.map((d, i) => [d, breakdowns[i]!])) as AnalysisReport['breakdown'],
     correlations: pairs.map((p) => ({ a: p.a, b: p.b, n: p.n, r: pearsonFromSums(p) })),
+    agreement,
   };
 }

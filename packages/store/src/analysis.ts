@@ -42,6 +42,13 @@ export interface FeedbackText {
   text: string;
 }
 
+export interface CriterionRatingRow {
+  unitId: string;
+  raterId: string;
+  criterion: string;
+  value: number | string;
+}
+
 /** Aggregations for error analysis, all computed in the database. */
 export class AnalysisRepository {
   constructor(
@@ -86,6 +93,45 @@ export class AnalysisRepository {
       meanReward: Number(r.mean_reward),
       meanValue: Number(r.mean_value),
     }));
+  }
+
+  /**
+   * Current ratings for agreement statistics: every criterion score, plus thumbs (as up/down)
+   * and stars as criteria of their own. The newest `limit` events, so the rater x unit matrix
+   * stays bounded on large projects.
+   */
+  async ratingsForAgreement(projectId: string, limit = 20_000): Promise<CriterionRatingRow[]> {
+    const criteria = await this.db
+      .selectFrom('feedback_scores as s')
+      .innerJoin('feedback_current as c', 'c.feedback_id', 's.feedback_id')
+      .select(['s.interaction_id', 'c.rater_id', 's.name', 's.value', 's.label'])
+      .where('s.project_id', '=', projectId)
+      .orderBy('c.created_at', 'desc')
+      .limit(limit)
+      .execute();
+    const scalar = await this.db
+      .selectFrom('feedback_current as c')
+      .innerJoin('feedback as f', 'f.id', 'c.feedback_id')
+      .select(['c.interaction_id', 'c.rater_id', 'c.kind', 'f.value', 'f.label'])
+      .where('c.project_id', '=', projectId)
+      .where('c.kind', 'in', ['thumbs', 'stars'])
+      .orderBy('c.created_at', 'desc')
+      .limit(limit)
+      .execute();
+    return [
+      ...criteria.map((r) => ({
+        unitId: r.interaction_id,
+        raterId: r.rater_id,
+        criterion: r.name,
+        value: r.label ?? r.value,
+      })),
+      ...scalar.map((r) => ({
+        unitId: r.interaction_id,
+        raterId: r.rater_id,
+        criterion: r.kind === 'stars' ? (r.label ?? 'stars') : 'thumbs',
+        value: r.kind === 'thumbs' ? (r.label ?? '') : (r.value ?? 0),
+      })),
+    ];
   }
 
   /** Sums for the correlation of every pair of criteria scored in the same event. */

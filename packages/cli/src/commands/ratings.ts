@@ -142,6 +142,30 @@ export async function printAnalysis(store: Store, projectId: string, json: boole
       })),
     );
   }
+  const agreement = Object.entries(report.agreement.criteria);
+  if (agreement.length) {
+    console.log("\nAgreement between raters (Krippendorff's alpha):");
+    console.table([
+      ...agreement.map(([criterion, a]) => ({
+        criterion,
+        level: a.level,
+        alpha: fmt(a.alpha, 3),
+        raters: a.raters,
+        units: a.units,
+      })),
+      ...(report.agreement.overall
+        ? [
+            {
+              criterion: '(all, pooled)',
+              level: report.agreement.overall.level,
+              alpha: fmt(report.agreement.overall.alpha, 3),
+              raters: report.agreement.overall.raters,
+              units: report.agreement.overall.units,
+            },
+          ]
+        : []),
+    ]);
+  }
   if (report.correlations.length) {
     console.log('\nHow criteria correlate:');
     console.table(report.correlations.map((c) => ({ criteria: `${c.a} ~ ${c.b}`, r: fmt(c.r), n: c.n })));
