@@ -13,6 +13,7 @@ import { RateLimiter } from './middleware/rate-limit.js';
 import { registerAdminRoutes } from './routes/admin.js';
 import { registerCaptureRoutes } from './routes/capture.js';
 import { registerOtlpRoutes } from './routes/otlp.js';
+import { registerPipelineRoutes } from './routes/pipeline.js';
 import { registerSystemRoutes } from './routes/system.js';
 import { RouteTable } from './routing.js';
 
@@ -80,6 +81,7 @@ export async function buildServer(options: ServerOptions): Promise<RatchetServer
   registerCaptureRoutes(routes, store, capture);
   registerOtlpRoutes(routes, capture);
   registerAdminRoutes(routes, store);
+  registerPipelineRoutes(routes, store, config.dataDir);
   registerGatewayRoutes(routes, () => gateway);
 
   let closed = false;

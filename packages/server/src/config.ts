@@ -20,6 +20,8 @@ export const ServerConfig = z.strictObject({
   logFlushIntervalMs: z.coerce.number().int().positive().default(50),
   /** Buffered gateway interactions that trigger a write before the interval ends. */
   logFlushBatchSize: z.coerce.number().int().positive().default(500),
+  /** Where dataset versions are written (RATCHET_DATA_DIR; default .ratchet/data). */
+  dataDir: z.string().optional(),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 export type ServerConfig = z.output<typeof ServerConfig>;
@@ -34,6 +36,7 @@ const envNames: Record<keyof ServerConfig, string> = {
   gatewayConfigPath: 'RATCHET_GATEWAY_CONFIG',
   logFlushIntervalMs: 'RATCHET_LOG_FLUSH_INTERVAL_MS',
   logFlushBatchSize: 'RATCHET_LOG_FLUSH_BATCH_SIZE',
+  dataDir: 'RATCHET_DATA_DIR',
   logLevel: 'RATCHET_LOG_LEVEL',
 };
 

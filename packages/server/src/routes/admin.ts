@@ -1,4 +1,6 @@
+import { Limit } from '@ratchet/core';
 import type { Store } from '@ratchet/store';
+import { z } from 'zod';
 import type { RouteTable } from '../routing.js';
 
 export function registerAdminRoutes(routes: RouteTable, store: Store): void {

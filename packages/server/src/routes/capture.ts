@@ -109,13 +109,18 @@ export function registerCaptureRoutes(routes: RouteTable, store: Store, capture:
     url: '/api/v1/interactions/:id',
     access: 'secret',
     tag: 'capture',
-    summary: 'One interaction with its full feedback history (each event marked current or not).',
+    summary:
+      'One interaction with its feedback history (each event marked current or not), calibrated reward and dataset membership.',
     params: z.strictObject({ id: ClientId }),
     handler: async ({ params, principal }) => {
       const interaction = await store.interactions.get(principal.projectId, params.id);
       if (!interaction) throw new RatchetError('not_found', `interaction "${params.id}" not found`, 'id');
-      const feedback = await store.feedback.listForInteraction(principal.projectId, params.id);
-      return { ...interaction, feedback };
+      const [feedback, reward, datasets] = await Promise.all([
+        store.feedback.listForInteraction(principal.projectId, params.id),
+        store.calibration.rewardOf(principal.projectId, params.id),
+        store.datasets.membershipOf(principal.projectId, params.id),
+      ]);
+      return { ...interaction, feedback, reward: reward ?? null, datasets };
     },
   });
 }
