@@ -11,6 +11,7 @@ export * from './hashing.js';
 export * from './ids.js';
 export * from './metrics/index.js';
 export * from './normalize/index.js';
+export * from './registry.js';
 export * from './schemas/common.js';
 export * from './schemas/exchange.js';
 export * from './schemas/feedback.js';

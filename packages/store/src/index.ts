@@ -5,10 +5,12 @@ export type {
   FeedbackText,
   PromptSummary,
 } from './analysis.js';
+export type { AuditEntry } from './audit.js';
 export type { CalibrationRun, ItemRewardRow, RaterCalibrationRow, ScalarRatingRow } from './calibration.js';
 export * from './connection.js';
 export type { DatasetVersion, RatedInteraction } from './datasets.js';
 export type { Page, WriteResult } from './interactions.js';
+export type { Model, NewModel } from './models.js';
 export type { ApiKeyInfo, Principal, Project } from './projects.js';
 export type { Rater } from './raters.js';
 export type { Database } from './schema.js';

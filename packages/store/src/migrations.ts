@@ -309,10 +309,84 @@ function feedbackScores(dialect: DialectName): Migration {
   };
 }
 
+/** Training runs, the model registry and the audit log (issues "Model worker" and "Evaluate"). */
+function runsAndRegistry(dialect: DialectName): Migration {
+  const t = types(dialect);
+  return {
+    async up(db: AnyDb) {
+      await db.schema
+        .createTable('runs')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('project_id', 'text', (c) => c.notNull().references('projects.id').onDelete('cascade'))
+        .addColumn('method', 'text', (c) => c.notNull())
+        .addColumn('base_model', 'text', (c) => c.notNull())
+        .addColumn('dataset_id', 'text', (c) => c.references('datasets.id'))
+        .addColumn('spec', t.json, (c) => c.notNull())
+        .addColumn('status', 'text', (c) => c.notNull())
+        .addColumn('progress', t.json, (c) => c.notNull())
+        .addColumn('metrics', t.json, (c) => c.notNull())
+        .addColumn('artifacts', t.json)
+        .addColumn('error', 'text')
+        .addColumn('output_dir', 'text', (c) => c.notNull())
+        .addColumn('created_at', t.time, (c) => c.notNull())
+        .addColumn('started_at', t.time)
+        .addColumn('finished_at', t.time)
+        .addColumn('heartbeat_at', t.time)
+        .execute();
+      await db.schema.createIndex('runs_project').on('runs').columns(['project_id', 'created_at']).execute();
+
+      await db.schema
+        .createTable('models')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('project_id', 'text', (c) => c.notNull().references('projects.id').onDelete('cascade'))
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('route', 'text')
+        .addColumn('base_model', 'text', (c) => c.notNull())
+        .addColumn('adapter_path', 'text')
+        .addColumn('run_id', 'text', (c) => c.references('runs.id'))
+        .addColumn('dataset_id', 'text', (c) => c.references('datasets.id'))
+        .addColumn('stage', 'text', (c) => c.notNull())
+        .addColumn('metrics', t.json, (c) => c.notNull())
+        .addColumn('created_at', t.time, (c) => c.notNull())
+        .addColumn('updated_at', t.time, (c) => c.notNull())
+        .addUniqueConstraint('models_name', ['project_id', 'name'])
+        .execute();
+      await db.schema
+        .createIndex('models_route_stage')
+        .on('models')
+        .columns(['project_id', 'route', 'stage'])
+        .execute();
+
+      await db.schema
+        .createTable('audit_log')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('project_id', 'text', (c) => c.notNull().references('projects.id').onDelete('cascade'))
+        .addColumn('actor', 'text', (c) => c.notNull())
+        .addColumn('action', 'text', (c) => c.notNull())
+        .addColumn('subject_type', 'text', (c) => c.notNull())
+        .addColumn('subject_id', 'text', (c) => c.notNull())
+        .addColumn('details', t.json, (c) => c.notNull())
+        .addColumn('created_at', t.time, (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createIndex('audit_log_subject')
+        .on('audit_log')
+        .columns(['project_id', 'subject_type', 'subject_id', 'created_at'])
+        .execute();
+      await db.schema
+        .createIndex('audit_log_time')
+        .on('audit_log')
+        .columns(['project_id', 'created_at'])
+        .execute();
+    },
+  };
+}
+
 export function migrations(dialect: DialectName): Record<string, Migration> {
   return {
     '0001_initial': initial(dialect),
     '0002_calibration_datasets': calibrationAndDatasets(dialect),
     '0003_feedback_scores': feedbackScores(dialect),
+    '0004_runs_registry': runsAndRegistry(dialect),
   };
 }

@@ -182,6 +182,62 @@ export interface FeedbackScoresTable {
   label: string | null;
 }
 
+export type RunStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
+
+export interface RunsTable {
+  id: string;
+  project_id: string;
+  method: string;
+  base_model: string;
+  dataset_id: string | null;
+  /** The worker's job spec. */
+  spec: Json;
+  status: RunStatus;
+  /** The latest progress line (step, total, loss, eta). */
+  progress: Json;
+  /** Metric series: name -> [[step, value], ...]. */
+  metrics: Json;
+  artifacts: Json | null;
+  error: string | null;
+  output_dir: string;
+  created_at: number;
+  started_at: number | null;
+  finished_at: number | null;
+  /** Last sign of life from the process running it (to find runs orphaned by a crash). */
+  heartbeat_at: number | null;
+}
+
+export type ModelStage = 'candidate' | 'canary' | 'production' | 'archived';
+
+export interface ModelsTable {
+  id: string;
+  project_id: string;
+  /** Unique in the project, e.g. `support-bot-kto-3`. */
+  name: string;
+  /** The gateway route it serves or would serve. */
+  route: string | null;
+  base_model: string;
+  adapter_path: string | null;
+  run_id: string | null;
+  dataset_id: string | null;
+  stage: ModelStage;
+  metrics: Json;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface AuditLogTable {
+  id: string;
+  project_id: string;
+  /** Who did it: `cli`, `api:<key id>`, `loop`, ... */
+  actor: string;
+  action: string;
+  subject_type: string;
+  subject_id: string;
+  details: Json;
+  created_at: number;
+}
+
 export interface Database {
   projects: ProjectsTable;
   api_keys: ApiKeysTable;
@@ -196,6 +252,9 @@ export interface Database {
   datasets: DatasetsTable;
   dataset_interactions: DatasetInteractionsTable;
   feedback_scores: FeedbackScoresTable;
+  runs: RunsTable;
+  models: ModelsTable;
+  audit_log: AuditLogTable;
 }
 
 export type { Generated };

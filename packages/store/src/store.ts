@@ -1,11 +1,13 @@
 import { type Kysely, Migrator } from 'kysely';
 import { AnalysisRepository } from './analysis.js';
+import { AuditLog } from './audit.js';
 import { CalibrationRepository } from './calibration.js';
 import { type DatabaseConfig, type DialectName, openKysely, parseDatabaseUrl } from './connection.js';
 import { DatasetRepository } from './datasets.js';
 import { FeedbackRepository } from './feedback.js';
 import { InteractionRepository } from './interactions.js';
 import { migrations } from './migrations.js';
+import { ModelRepository } from './models.js';
 import { ProjectRepository } from './projects.js';
 import { RaterRepository } from './raters.js';
 import type { Database } from './schema.js';
@@ -24,6 +26,8 @@ export class Store {
   readonly calibration: CalibrationRepository;
   readonly datasets: DatasetRepository;
   readonly analysis: AnalysisRepository;
+  readonly audit: AuditLog;
+  readonly models: ModelRepository;
 
   private constructor(
     readonly db: Kysely<Database>,
@@ -37,6 +41,8 @@ export class Store {
     this.calibration = new CalibrationRepository(db, dialect);
     this.datasets = new DatasetRepository(db, dialect);
     this.analysis = new AnalysisRepository(db, dialect);
+    this.audit = new AuditLog(db, dialect);
+    this.models = new ModelRepository(db, dialect, this.audit);
   }
 
   /** Opens (and migrates) the database named by a URL, by default `RATCHET_DATABASE_URL`. */
