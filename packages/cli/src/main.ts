@@ -1,4 +1,4 @@
-import { InteractionFilters, parseInput } from '@ratchet/core';
+import { InteractionFilters, modelStages, parseInput } from '@ratchet/core';
 import { datasetMethods, exportFormats } from '@ratchet/loop';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { runDemo } from './commands/demo.js';
@@ -291,6 +291,101 @@ export function buildProgram(): Command {
         );
       },
     );
+
+  const models = program
+    .command('models')
+    .description('The model registry: list, register, promote, roll back');
+  models
+    .command('list', { isDefault: true })
+    .description('Registered models and their stages')
+    .requiredOption('--project <name>', 'project name')
+    .option('--route <route>')
+    .action(async (opts: { project: string; route?: string }) => {
+      await withStore(program.opts(), async (store) => {
+        const rows = await store.models.list(
+          await projectIdByName(store, opts.project),
+          opts.route ? { route: opts.route } : {},
+        );
+        console.table(
+          rows.map((m) => ({
+            model: m.name,
+            route: m.route ?? '',
+            stage: m.stage,
+            base: m.baseModel,
+            adapter: m.adapterPath ?? '',
+            updated: new Date(m.updatedAt).toISOString(),
+          })),
+        );
+      });
+    });
+  models
+    .command('register')
+    .description('Register a model (base, or base plus adapter) as a candidate')
+    .requiredOption('--project <name>', 'project name')
+    .requiredOption('--name <name>', 'unique model name')
+    .requiredOption('--base <model>', 'base model path or name')
+    .option('--adapter <path>', 'adapter folder')
+    .option('--route <route>', 'the gateway route it serves')
+    .action(
+      async (opts: { project: string; name: string; base: string; adapter?: string; route?: string }) => {
+        await withStore(program.opts(), async (store) => {
+          const m = await store.models.register(
+            await projectIdByName(store, opts.project),
+            {
+              name: opts.name,
+              baseModel: opts.base,
+              adapterPath: opts.adapter ?? null,
+              route: opts.route ?? null,
+            },
+            'cli',
+          );
+          console.log(`registered ${m.name} (${m.id}) as ${m.stage}`);
+        });
+      },
+    );
+  program
+    .command('promote')
+    .description(
+      "Move a model to a stage (production replaces the route's production model); asks for a reason",
+    )
+    .requiredOption('--project <name>', 'project name')
+    .argument('<model>', 'model name or id')
+    .addOption(new Option('--stage <stage>', 'target stage').choices([...modelStages]).default('production'))
+    .requiredOption('--reason <text>', 'why: kept in the audit log')
+    .action(
+      async (
+        model: string,
+        opts: { project: string; stage: (typeof modelStages)[number]; reason: string },
+      ) => {
+        await withStore(program.opts(), async (store) => {
+          const m = await store.models.setStage(
+            await projectIdByName(store, opts.project),
+            model,
+            opts.stage,
+            'cli',
+            opts.reason,
+          );
+          console.log(`${m.name} is now ${m.stage}`);
+        });
+      },
+    );
+  program
+    .command('rollback')
+    .description("Archive a route's production model and restore the one it replaced")
+    .requiredOption('--project <name>', 'project name')
+    .requiredOption('--route <route>', 'route name')
+    .requiredOption('--reason <text>', 'why: kept in the audit log')
+    .action(async (opts: { project: string; route: string; reason: string }) => {
+      await withStore(program.opts(), async (store) => {
+        const { from, to } = await store.models.rollback(
+          await projectIdByName(store, opts.project),
+          opts.route,
+          'cli',
+          opts.reason,
+        );
+        console.log(`rolled back ${opts.route}: ${from.name} archived, ${to.name} is production again`);
+      });
+    });
 
   program
     .command('demo')

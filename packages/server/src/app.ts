@@ -14,6 +14,7 @@ import { registerAdminRoutes } from './routes/admin.js';
 import { registerCaptureRoutes } from './routes/capture.js';
 import { registerOtlpRoutes } from './routes/otlp.js';
 import { registerPipelineRoutes } from './routes/pipeline.js';
+import { registerRegistryRoutes } from './routes/registry.js';
 import { registerSystemRoutes } from './routes/system.js';
 import { RouteTable } from './routing.js';
 
@@ -82,6 +83,7 @@ export async function buildServer(options: ServerOptions): Promise<RatchetServer
   registerOtlpRoutes(routes, capture);
   registerAdminRoutes(routes, store);
   registerPipelineRoutes(routes, store, config.dataDir);
+  registerRegistryRoutes(routes, store);
   registerGatewayRoutes(routes, () => gateway);
 
   let closed = false;

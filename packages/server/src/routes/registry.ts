@@ -1,0 +1,97 @@
+import { modelStages, RatchetError } from '@ratchet/core';
+import type { Store } from '@ratchet/store';
+import { z } from 'zod';
+import type { RouteTable } from '../routing.js';
+
+const ModelRef = z.strictObject({ ref: z.string().min(1).max(200) });
+
+/** The model registry: stages, promotion and rollback, each change in the audit log. */
+export function registerRegistryRoutes(routes: RouteTable, store: Store): void {
+  routes.add({
+    method: 'GET',
+    url: '/api/v1/models',
+    access: 'secret',
+    tag: 'registry',
+    summary: 'Registered models, newest first (filter by route or stage).',
+    query: z.strictObject({ route: z.string().optional(), stage: z.enum(modelStages).optional() }),
+    handler: async ({ principal, query }) => ({ items: await store.models.list(principal.projectId, query) }),
+  });
+  routes.add({
+    method: 'POST',
+    url: '/api/v1/models',
+    access: 'secret',
+    tag: 'registry',
+    summary: 'Register a model (a base model, or base plus adapter) as a candidate.',
+    body: z.strictObject({
+      name: z
+        .string()
+        .min(1)
+        .max(200)
+        .regex(/^[A-Za-z0-9._:@/-]+$/, 'letters, digits and . _ : @ / - only'),
+      route: z.string().min(1).max(200).optional(),
+      baseModel: z.string().min(1),
+      adapterPath: z.string().min(1).optional(),
+      metrics: z.record(z.string(), z.unknown()).optional(),
+    }),
+    response: { status: 201, description: 'The registered model' },
+    handler: async ({ principal, body }) =>
+      store.models.register(principal.projectId, body, `api:${principal.keyId}`),
+  });
+  routes.add({
+    method: 'GET',
+    url: '/api/v1/models/:ref',
+    access: 'secret',
+    tag: 'registry',
+    summary: 'One model by id or name, with its audit history.',
+    params: ModelRef,
+    handler: async ({ principal, params }) => {
+      const model = await store.models.get(principal.projectId, params.ref);
+      if (!model) throw new RatchetError('not_found', `model "${params.ref}" not found`, 'ref');
+      return {
+        ...model,
+        history: await store.audit.list(principal.projectId, { subjectType: 'model', subjectId: model.id }),
+      };
+    },
+  });
+  routes.add({
+    method: 'POST',
+    url: '/api/v1/models/:ref/stage',
+    access: 'secret',
+    tag: 'registry',
+    summary: "Move a model to a stage; production replaces the route's production model.",
+    params: ModelRef,
+    body: z.strictObject({ stage: z.enum(modelStages), reason: z.string().min(1).max(2000) }),
+    handler: async ({ principal, params, body }) =>
+      store.models.setStage(
+        principal.projectId,
+        params.ref,
+        body.stage,
+        `api:${principal.keyId}`,
+        body.reason,
+      ),
+  });
+  routes.add({
+    method: 'POST',
+    url: '/api/v1/routes/:route/rollback',
+    access: 'secret',
+    tag: 'registry',
+    summary: "Archive a route's production model and restore the one it replaced.",
+    params: z.strictObject({ route: z.string().min(1).max(200) }),
+    body: z.strictObject({ reason: z.string().min(1).max(2000) }),
+    handler: async ({ principal, params, body }) =>
+      store.models.rollback(principal.projectId, params.route, `api:${principal.keyId}`, body.reason),
+  });
+  routes.add({
+    method: 'GET',
+    url: '/api/v1/audit',
+    access: 'secret',
+    tag: 'registry',
+    summary: 'The audit log, newest first.',
+    query: z.strictObject({
+      subjectType: z.string().optional(),
+      subjectId: z.string().optional(),
+      limit: z.coerce.number().int().min(1).max(1000).default(100),
+    }),
+    handler: async ({ principal, query }) => ({ items: await store.audit.list(principal.projectId, query) }),
+  });
+}
