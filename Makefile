@@ -58,6 +58,7 @@ test: install build
 	if [ -z "$$pg_url" ]; then echo "warning: no PostgreSQL; PostgreSQL suites are skipped" >&2; fi; \
 	export RATCHET_TEST_POSTGRES_URL=$$pg_url; \
 	node_modules/.bin/biome check . --diagnostic-level=error && \
+	scripts/labelstudio-venv.sh && \
 	node_modules/.bin/vitest run && \
 	$(VENV)/bin/pytest -q python-sdk
 

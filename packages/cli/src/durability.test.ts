@@ -68,14 +68,17 @@ for (const target of testDatabases()) {
         }
       };
       const workers = Array.from({ length: 8 }, (_, w) => worker(w));
-      await new Promise((r) => setTimeout(r, 1500));
+      // Kill mid-load: once enough writes were acknowledged (however fast this machine is today).
+      const deadline = Date.now() + 60_000;
+      while (acked.length + ackedBatches.length < 100 && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 20));
       server.kill('SIGKILL');
       stop = true;
       await Promise.all(workers);
       await new Promise<void>((resolve) =>
         server.exitCode !== null ? resolve() : server.once('exit', () => resolve()),
       );
-      expect(acked.length + ackedBatches.length).toBeGreaterThan(50);
+      expect(acked.length + ackedBatches.length).toBeGreaterThanOrEqual(100);
 
       const restarted = await startServeProcess(env, port);
       try {

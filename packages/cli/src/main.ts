@@ -2,7 +2,8 @@ import { InteractionFilters, modelStages, parseInput } from '@ratchet/core';
 import { datasetMethods, exportFormats } from '@ratchet/loop';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { runDemo } from './commands/demo.js';
-import { exportExchange, importExchange } from './commands/exchange.js';
+import { exportExchange } from './commands/exchange.js';
+import { registerImportCommands } from './commands/imports.js';
 import {
   buildWithProgress,
   calibrateWithProgress,
@@ -114,22 +115,7 @@ export function buildProgram(): Command {
       });
     });
 
-  program
-    .command('import')
-    .description(
-      'Import interactions with their feedback from JSONL (the format export writes); validated whole before writing, idempotent',
-    )
-    .argument('<file>', 'JSONL file')
-    .requiredOption('--project <name>', 'project name (created if missing)')
-    .action(async (file: string, opts: { project: string }) => {
-      await withStore(program.opts(), async (store) => {
-        const project = await store.projects.getOrCreate(opts.project);
-        const s = await importExchange(store, project.id, file);
-        console.log(
-          `imported ${s.lines} interactions (${s.interactionsCreated} new) and ${s.feedbackCreated} new feedback events`,
-        );
-      });
-    });
+  registerImportCommands(program);
 
   program
     .command('export')

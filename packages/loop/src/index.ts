@@ -8,3 +8,5 @@ export {
   datasetMethods,
 } from './datasets.js';
 export { type ExportFormat, exportDataset, exportFormats } from './exports.js';
+export * from './imports/index.js';
+export * from './labelstudio/index.js';
