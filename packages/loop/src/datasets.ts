@@ -13,6 +13,7 @@ import {
   type ChatMessage,
   CurationConfig,
   curate,
+  type PairwiseComparison,
   pairwiseEvidence,
   parseInput,
   RatchetError,
@@ -58,12 +59,24 @@ const builders: Record<
 const text = (m: ChatMessage) =>
   typeof m.content === 'string' ? m.content : JSON.stringify(m.content ?? '');
 
-async function loadCandidates(store: Store, projectId: string, segmentTagPrefix: string | undefined) {
-  const candidates: CandidateExample[] = [];
+/** What dataset builds read from the store; load once to build several versions from it. */
+export interface DatasetInputs {
+  calibrationId: string;
+  candidates: (CandidateExample & { tags: string[] })[];
+  comparisons: PairwiseComparison[];
+}
+
+/** Rated interactions of the latest calibration, plus the pairwise evidence and the texts it needs. */
+export async function loadDatasetInputs(store: Store, projectId: string): Promise<DatasetInputs> {
+  const calibration = await store.calibration.latestRun(projectId);
+  if (!calibration)
+    throw new RatchetError(
+      'conflict',
+      "no calibration yet: calibrate the project's ratings first (ratchet raters calibrate)",
+    );
+  const candidates: DatasetInputs['candidates'] = [];
   for await (const page of store.datasets.ratedInteractions(projectId)) {
     for (const r of page) {
-      const segment =
-        segmentTagPrefix === undefined ? undefined : r.tags.find((t) => t.startsWith(segmentTagPrefix));
       candidates.push({
         interactionId: r.interactionId,
         promptHash: r.promptHash,
@@ -75,7 +88,7 @@ async function loadCandidates(store: Store, projectId: string, segmentTagPrefix:
         n: r.n,
         weight: 1,
         createdAt: r.createdAt,
-        ...(segment === undefined ? {} : { segment }),
+        tags: r.tags,
         feedbackIds: r.feedbackIds,
       });
     }
@@ -100,10 +113,22 @@ async function loadCandidates(store: Store, projectId: string, segmentTagPrefix:
       n: 0,
       weight: 1,
       createdAt: i.createdAt,
+      tags: i.tags,
       feedbackIds: [],
     });
   }
-  return { candidates, comparisons };
+  return { calibrationId: calibration.id, candidates, comparisons };
+}
+
+function withSegments(
+  candidates: DatasetInputs['candidates'],
+  prefix: string | undefined,
+): CandidateExample[] {
+  if (prefix === undefined) return candidates;
+  return candidates.map((c) => {
+    const segment = c.tags.find((t) => t.startsWith(prefix));
+    return segment === undefined ? c : { ...c, segment };
+  });
 }
 
 /** Drops what curation drops and redacts PII in every message; returns counts by filter. */
@@ -153,6 +178,8 @@ async function writeJsonl(path: string, rows: readonly unknown[]): Promise<strin
 export interface BuildDatasetOptions {
   /** Root folder for dataset files (RATCHET_DATA_DIR, default .ratchet/data). */
   dataDir?: string;
+  /** Inputs loaded by loadDatasetInputs, to build several versions from one read. */
+  inputs?: DatasetInputs;
   onProgress?: (stage: 'candidates' | 'curate' | 'build' | 'write', detail: Record<string, number>) => void;
 }
 
@@ -168,14 +195,9 @@ export async function buildDatasetVersion(
   options: BuildDatasetOptions = {},
 ): Promise<DatasetVersion> {
   const spec = parseInput(DatasetBuildSpec, specInput);
-  const calibration = await store.calibration.latestRun(projectId);
-  if (!calibration)
-    throw new RatchetError(
-      'conflict',
-      "no calibration yet: calibrate the project's ratings first (ratchet raters calibrate)",
-    );
-
-  const { candidates, comparisons } = await loadCandidates(store, projectId, spec.segmentTagPrefix);
+  const inputs = options.inputs ?? (await loadDatasetInputs(store, projectId));
+  const candidates = withSegments(inputs.candidates, spec.segmentTagPrefix);
+  const { comparisons } = inputs;
   options.onProgress?.('candidates', { candidates: candidates.length, comparisons: comparisons.length });
   const { kept, counts } = await curateCandidates(candidates, spec.curation);
   options.onProgress?.('curate', { kept: kept.length });
@@ -218,7 +240,7 @@ export async function buildDatasetVersion(
       curation: counts,
       candidates: candidates.length,
       comparisons: comparisons.length,
-      calibrationId: calibration.id,
+      calibrationId: inputs.calibrationId,
       interactions: new Set(built.lineage.flatMap((l) => l.interactionIds)).size,
       feedbackEvents: new Set(built.lineage.flatMap((l) => l.feedbackIds)).size,
       spec,
@@ -241,7 +263,7 @@ export async function buildDatasetVersion(
           rowCount: built.rows.length,
           manifest,
           path: folder,
-          calibrationId: calibration.id,
+          calibrationId: inputs.calibrationId,
         },
         [...membership].map(([interactionId, split]) => ({ interactionId, split })),
       );

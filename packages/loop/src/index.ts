@@ -4,8 +4,10 @@ export {
   type BuildDatasetOptions,
   buildDatasetVersion,
   DatasetBuildSpec,
+  type DatasetInputs,
   type DatasetMethod,
   datasetMethods,
+  loadDatasetInputs,
 } from './datasets.js';
 export { type ExportFormat, exportDataset, exportFormats } from './exports.js';
 export * from './imports/index.js';

@@ -1,4 +1,5 @@
 import { newId } from '@ratchet/core';
+import type SqliteDatabase from 'better-sqlite3';
 import { type Kysely, sql } from 'kysely';
 import type { DialectName } from './connection.js';
 import { chunk, decodeJson, encodeJson, rowsPerStatement } from './json.js';
@@ -47,49 +48,98 @@ export interface CalibrationRun {
 
 const PAGE = 20_000;
 
+const SCALAR_KINDS = "('thumbs', 'stars', 'criteria', 'implicit')";
+
+type CurrentRow = [string, string, string, ScalarRatingRow['kind'], number | null, string | null];
+
 export class CalibrationRepository {
   constructor(
     private readonly db: Kysely<Database>,
     private readonly dialect: DialectName,
+    private readonly sqlite?: SqliteDatabase.Database,
   ) {}
 
   /**
    * The current scalar ratings of a project, page by page in primary-key order of
    * feedback_current (an index walk, no sort), so millions of rows never sit in memory at once.
+   * Values and labels are read from feedback_current itself; only criteria events, whose scores
+   * live in the event's data, go back to `feedback`.
    */
   async *currentScalarRatings(projectId: string): AsyncGenerator<ScalarRatingRow[]> {
     let after: [string, string, string] | undefined;
     for (;;) {
-      let q = this.db
-        .selectFrom('feedback_current as c')
-        .innerJoin('feedback as f', 'f.id', 'c.feedback_id')
-        .select(['f.id', 'c.interaction_id', 'c.rater_id', 'c.kind', 'f.value', 'f.label', 'f.data'])
-        .where('c.project_id', '=', projectId)
-        .where('c.kind', 'in', ['thumbs', 'stars', 'criteria', 'implicit']);
-      if (after) {
-        const [i, r, k] = after;
-        q = q.where(sql<boolean>`(c.interaction_id, c.rater_id, c.kind) > (${i}, ${r}, ${k})`);
-      }
-      const rows = await q
-        .orderBy('c.interaction_id')
-        .orderBy('c.rater_id')
-        .orderBy('c.kind')
-        .limit(PAGE)
-        .execute();
+      const rows = this.sqlite
+        ? this.pageSqlite(this.sqlite, projectId, after)
+        : await this.pageKysely(projectId, after);
       if (rows.length === 0) return;
-      yield rows.map((r) => ({
-        feedbackId: r.id,
-        interactionId: r.interaction_id,
-        raterId: r.rater_id,
-        kind: r.kind as ScalarRatingRow['kind'],
-        value: r.value,
-        label: r.label,
-        data: r.data === null ? null : decodeJson(this.dialect, r.data),
+      const criteria = rows.filter((r) => r[3] === 'criteria').map((r) => r[0]);
+      const data = new Map<string, Record<string, unknown> | null>();
+      for (const part of chunk(criteria, 1000)) {
+        const found = await this.db
+          .selectFrom('feedback')
+          .select(['id', 'data'])
+          .where('id', 'in', part)
+          .execute();
+        for (const f of found) data.set(f.id, f.data === null ? null : decodeJson(this.dialect, f.data));
+      }
+      yield rows.map(([feedbackId, interactionId, raterId, kind, value, label]) => ({
+        feedbackId,
+        interactionId,
+        raterId,
+        kind,
+        value,
+        label,
+        data: data.get(feedbackId) ?? null,
       }));
-      const last = rows[rows.length - 1]!;
-      after = [last.interaction_id, last.rater_id, last.kind];
       if (rows.length < PAGE) return;
+      const last = rows[rows.length - 1]!;
+      after = [last[1], last[2], last[3]];
     }
+  }
+
+  /** Raw prepared statements on SQLite: no query object per row, and each page a complete statement. */
+  private pageSqlite(
+    sqlite: SqliteDatabase.Database,
+    projectId: string,
+    after: [string, string, string] | undefined,
+  ): CurrentRow[] {
+    const select = `select feedback_id, interaction_id, rater_id, kind, value, label from feedback_current
+      where project_id = ? and kind in ${SCALAR_KINDS}`;
+    const order = `order by interaction_id, rater_id, kind limit ${PAGE}`;
+    if (!after) return sqlite.prepare(`${select} ${order}`).raw(true).all(projectId) as CurrentRow[];
+    return sqlite
+      .prepare(`${select} and (interaction_id, rater_id, kind) > (?, ?, ?) ${order}`)
+      .raw(true)
+      .all(projectId, ...after) as CurrentRow[];
+  }
+
+  private async pageKysely(
+    projectId: string,
+    after: [string, string, string] | undefined,
+  ): Promise<CurrentRow[]> {
+    let q = this.db
+      .selectFrom('feedback_current as c')
+      .select(['c.feedback_id', 'c.interaction_id', 'c.rater_id', 'c.kind', 'c.value', 'c.label'])
+      .where('c.project_id', '=', projectId)
+      .where('c.kind', 'in', ['thumbs', 'stars', 'criteria', 'implicit']);
+    if (after) {
+      const [i, r, k] = after;
+      q = q.where(sql<boolean>`(c.interaction_id, c.rater_id, c.kind) > (${i}, ${r}, ${k})`);
+    }
+    const rows = await q
+      .orderBy('c.interaction_id')
+      .orderBy('c.rater_id')
+      .orderBy('c.kind')
+      .limit(PAGE)
+      .execute();
+    return rows.map((r) => [
+      r.feedback_id,
+      r.interaction_id,
+      r.rater_id,
+      r.kind as ScalarRatingRow['kind'],
+      r.value,
+      r.label,
+    ]);
   }
 
   async countCurrentScalarRatings(projectId: string): Promise<number> {
@@ -164,6 +214,16 @@ export class CalibrationRepository {
           .execute();
       }
       await trx.deleteFrom('interaction_rewards').where('project_id', '=', projectId).execute();
+      if (this.sqlite) {
+        // Inside the transaction Kysely began on this same connection: a million prepared
+        // inserts take seconds, where building multi-row insert queries took tens of seconds.
+        const insert = this.sqlite.prepare(
+          'insert into interaction_rewards (project_id, interaction_id, calibration_id, n, raw_mean, reward, sd, lower, upper) values (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+        );
+        for (const i of items)
+          insert.run(projectId, i.interactionId, run.id, i.n, i.rawMean, i.reward, i.sd, i.lower, i.upper);
+        return;
+      }
       const itemRows = items.map((i) => ({
         project_id: projectId,
         interaction_id: i.interactionId,

@@ -52,7 +52,20 @@ export function parseDatabaseUrl(url: string = defaultDatabaseUrl): DatabaseConf
 pg.types.setTypeParser(pg.types.builtins.INT8, (v) => Number(v));
 pg.types.setTypeParser(pg.types.builtins.NUMERIC, (v) => Number(v));
 
+export interface OpenedDatabase {
+  db: Kysely<Database>;
+  /**
+   * The SQLite handle under Kysely, for the few bulk paths (millions of rows) where building a
+   * query object per row costs more than the database work; undefined on PostgreSQL.
+   */
+  sqlite?: SqliteDatabase.Database;
+}
+
 export function openKysely(config: DatabaseConfig): Kysely<Database> {
+  return openDatabase(config).db;
+}
+
+export function openDatabase(config: DatabaseConfig): OpenedDatabase {
   if (config.dialect === 'sqlite') {
     if (config.location !== ':memory:') mkdirSync(dirname(resolve(config.location)), { recursive: true });
     const sqlite = new SqliteDatabase(config.location);
@@ -62,8 +75,8 @@ export function openKysely(config: DatabaseConfig): Kysely<Database> {
     sqlite.pragma('busy_timeout = 10000');
     // Aggregations over millions of rows want a bigger page cache than the 2 MB default.
     sqlite.pragma('cache_size = -65536');
-    return new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
+    return { db: new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) }), sqlite };
   }
   const pool = new pg.Pool({ connectionString: config.location, max: config.poolSize ?? 10 });
-  return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  return { db: new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }) };
 }

@@ -1,4 +1,5 @@
 import { type ChatMessage, newId, RatchetError } from '@ratchet/core';
+import type SqliteDatabase from 'better-sqlite3';
 import type { Kysely } from 'kysely';
 import type { DialectName } from './connection.js';
 import { chunk, decodeJson, encodeJson, rowsPerStatement } from './json.js';
@@ -42,10 +43,15 @@ export class DatasetRepository {
   constructor(
     private readonly db: Kysely<Database>,
     private readonly dialect: DialectName,
+    private readonly sqlite?: SqliteDatabase.Database,
   ) {}
 
   /** Rated interactions page by page, in interaction id order. */
   async *ratedInteractions(projectId: string): AsyncGenerator<RatedInteraction[]> {
+    if (this.sqlite) {
+      yield* this.ratedInteractionsSqlite(this.sqlite, projectId);
+      return;
+    }
     let after: string | undefined;
     for (;;) {
       let q = this.db
@@ -98,6 +104,60 @@ export class DatasetRepository {
       }));
       after = rows[rows.length - 1]!.id;
       if (rows.length < PAGE) return;
+    }
+  }
+
+  /**
+   * Raw prepared pages by interaction id; the feedback ids come from a correlated group_concat
+   * on feedback_current's primary key (the unary + keeps SQLite's planner off the (project, kind)
+   * index, which would scan every rating of the project per row). Each page is a complete statement (no cursor held open).
+   */
+  private *ratedInteractionsSqlite(
+    sqlite: SqliteDatabase.Database,
+    projectId: string,
+  ): Generator<RatedInteraction[]> {
+    type Row = [
+      string,
+      string,
+      string,
+      string,
+      string,
+      number,
+      number,
+      number,
+      number,
+      number,
+      string | null,
+    ];
+    const select = `select i.id, i.prompt_hash, i.messages, i.output, i.tags, i.created_at, r.reward, r.lower, r.upper, r.n,
+        (select group_concat(c.feedback_id) from feedback_current c
+          where c.project_id = r.project_id and c.interaction_id = r.interaction_id
+            and +c.kind in ('thumbs', 'stars', 'criteria', 'implicit')) as fids
+      from interaction_rewards r join interactions i on i.project_id = r.project_id and i.id = r.interaction_id
+      where r.project_id = ?`;
+    const first = sqlite.prepare(`${select} order by r.interaction_id limit ${PAGE}`).raw(true);
+    const next = sqlite
+      .prepare(`${select} and r.interaction_id > ? order by r.interaction_id limit ${PAGE}`)
+      .raw(true);
+    let rows = first.all(projectId) as Row[];
+    while (rows.length > 0) {
+      yield rows.map(
+        ([id, promptHash, messages, output, tags, createdAt, reward, lower, upper, n, fids]) => ({
+          interactionId: id,
+          promptHash,
+          messages: JSON.parse(messages),
+          output: JSON.parse(output),
+          tags: JSON.parse(tags),
+          createdAt,
+          reward,
+          lower,
+          upper,
+          n,
+          feedbackIds: fids ? fids.split(',') : [],
+        }),
+      );
+      if (rows.length < PAGE) return;
+      rows = next.all(projectId, rows[rows.length - 1]![0]) as Row[];
     }
   }
 

@@ -191,8 +191,10 @@ export class FeedbackRepository {
         kind: r.kind,
         feedback_id: r.id,
         created_at: r.created_at,
+        value: r.value ?? null,
+        label: r.label ?? null,
       }));
-    for (const part of chunk(values, rowsPerStatement(6))) {
+    for (const part of chunk(values, rowsPerStatement(8))) {
       await trx
         .insertInto('feedback_current')
         .values(part)
@@ -202,6 +204,8 @@ export class FeedbackRepository {
             .doUpdateSet({
               feedback_id: (eb) => eb.ref('excluded.feedback_id'),
               created_at: (eb) => eb.ref('excluded.created_at'),
+              value: (eb) => eb.ref('excluded.value'),
+              label: (eb) => eb.ref('excluded.label'),
             })
             // An event that arrives late but happened earlier (client timestamps) joins the
             // history without displacing a newer one.

@@ -1,4 +1,4 @@
-import type { Kysely, Migration } from 'kysely';
+import { type Kysely, type Migration, sql } from 'kysely';
 import type { DialectName } from './connection.js';
 
 // Migrations are code, not files, so the store works from a bundled build and both databases run
@@ -382,11 +382,29 @@ function runsAndRegistry(dialect: DialectName): Migration {
   };
 }
 
+/**
+ * The current event's value and label beside its pointer: calibration reads millions of current
+ * ratings, and a join back to `feedback` for each (random reads by id) cost more than the rest.
+ */
+function currentValues(dialect: DialectName): Migration {
+  const t = types(dialect);
+  return {
+    async up(db: AnyDb) {
+      await db.schema.alterTable('feedback_current').addColumn('value', t.real).execute();
+      await db.schema.alterTable('feedback_current').addColumn('label', 'text').execute();
+      await sql`update feedback_current set value = (select f.value from feedback f where f.id = feedback_current.feedback_id), label = (select f.label from feedback f where f.id = feedback_current.feedback_id)`.execute(
+        db,
+      );
+    },
+  };
+}
+
 export function migrations(dialect: DialectName): Record<string, Migration> {
   return {
     '0001_initial': initial(dialect),
     '0002_calibration_datasets': calibrationAndDatasets(dialect),
     '0003_feedback_scores': feedbackScores(dialect),
     '0004_runs_registry': runsAndRegistry(dialect),
+    '0005_current_values': currentValues(dialect),
   };
 }

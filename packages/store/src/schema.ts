@@ -89,6 +89,9 @@ export interface FeedbackCurrentTable {
   kind: string;
   feedback_id: string;
   created_at: number;
+  /** The current event's value and label, copied so calibration needs no join. */
+  value: number | null;
+  label: string | null;
 }
 
 export interface RatersTable {

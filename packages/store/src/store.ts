@@ -2,7 +2,13 @@ import { type Kysely, Migrator } from 'kysely';
 import { AnalysisRepository } from './analysis.js';
 import { AuditLog } from './audit.js';
 import { CalibrationRepository } from './calibration.js';
-import { type DatabaseConfig, type DialectName, openKysely, parseDatabaseUrl } from './connection.js';
+import {
+  type DatabaseConfig,
+  type DialectName,
+  type OpenedDatabase,
+  openDatabase,
+  parseDatabaseUrl,
+} from './connection.js';
 import { DatasetRepository } from './datasets.js';
 import { FeedbackRepository } from './feedback.js';
 import { InteractionRepository } from './interactions.js';
@@ -29,17 +35,21 @@ export class Store {
   readonly audit: AuditLog;
   readonly models: ModelRepository;
 
+  readonly db: Kysely<Database>;
+
   private constructor(
-    readonly db: Kysely<Database>,
+    opened: OpenedDatabase,
     readonly dialect: DialectName,
   ) {
+    const db = opened.db;
+    this.db = db;
     this.projects = new ProjectRepository(db);
     this.interactions = new InteractionRepository(db, dialect);
     this.scoreConfigs = new ScoreConfigRepository(db, dialect);
     this.feedback = new FeedbackRepository(db, dialect, this.interactions, this.scoreConfigs);
     this.raters = new RaterRepository(db);
-    this.calibration = new CalibrationRepository(db, dialect);
-    this.datasets = new DatasetRepository(db, dialect);
+    this.calibration = new CalibrationRepository(db, dialect, opened.sqlite);
+    this.datasets = new DatasetRepository(db, dialect, opened.sqlite);
     this.analysis = new AnalysisRepository(db, dialect);
     this.audit = new AuditLog(db, dialect);
     this.models = new ModelRepository(db, dialect, this.audit);
@@ -50,7 +60,7 @@ export class Store {
     url: string | DatabaseConfig = process.env.RATCHET_DATABASE_URL ?? undefined!,
   ): Promise<Store> {
     const config = typeof url === 'object' ? url : parseDatabaseUrl(url);
-    const store = new Store(openKysely(config), config.dialect);
+    const store = new Store(openDatabase(config), config.dialect);
     try {
       await store.migrate();
     } catch (err) {
