@@ -6,6 +6,17 @@ import type { DialectName } from './connection.js';
 // biome-ignore lint/suspicious/noExplicitAny: migrations run before the typed schema exists.
 type AnyDb = Kysely<any>;
 
+/**
+ * On SQLite, tables keyed by a composite primary key are stored in key order (WITHOUT ROWID):
+ * one B-tree instead of a rowid table plus an index, so walks in key order (calibration reads
+ * every current rating) are sequential reads and writes touch one tree. PostgreSQL is unchanged.
+ */
+function clustered(dialect: DialectName) {
+  // biome-ignore lint/suspicious/noExplicitAny: applies to any CreateTableBuilder.
+  return <B extends { modifyEnd(modifier: any): B }>(builder: B): B =>
+    dialect === 'sqlite' ? builder.modifyEnd(sql`without rowid`) : builder;
+}
+
 function types(dialect: DialectName) {
   return {
     json: dialect === 'postgres' ? ('jsonb' as const) : ('text' as const),
@@ -92,6 +103,7 @@ function initial(dialect: DialectName): Migration {
           ['project_id', 'id'],
           (c) => c.onDelete('cascade'),
         )
+        .$call(clustered(dialect))
         .execute();
       await db.schema
         .createIndex('interaction_tags_interaction')
@@ -155,6 +167,7 @@ function initial(dialect: DialectName): Migration {
         .addColumn('feedback_id', 'text', (c) => c.notNull().references('feedback.id').onDelete('cascade'))
         .addColumn('created_at', t.time, (c) => c.notNull())
         .addPrimaryKeyConstraint('feedback_current_pk', ['project_id', 'interaction_id', 'rater_id', 'kind'])
+        .$call(clustered(dialect))
         .execute();
       await db.schema
         .createIndex('feedback_current_kind')
@@ -244,6 +257,7 @@ function calibrationAndDatasets(dialect: DialectName): Migration {
           ['project_id', 'id'],
           (c) => c.onDelete('cascade'),
         )
+        .$call(clustered(dialect))
         .execute();
 
       await db.schema
@@ -271,6 +285,7 @@ function calibrationAndDatasets(dialect: DialectName): Migration {
         .addColumn('interaction_id', 'text', (c) => c.notNull())
         .addColumn('split', 'text', (c) => c.notNull())
         .addPrimaryKeyConstraint('dataset_interactions_pk', ['dataset_id', 'interaction_id'])
+        .$call(clustered(dialect))
         .execute();
       await db.schema
         .createIndex('dataset_interactions_interaction')
@@ -299,6 +314,7 @@ function feedbackScores(dialect: DialectName): Migration {
         .addColumn('reward', t.real, (c) => c.notNull())
         .addColumn('label', 'text')
         .addPrimaryKeyConstraint('feedback_scores_pk', ['feedback_id', 'name'])
+        .$call(clustered(dialect))
         .execute();
       await db.schema
         .createIndex('feedback_scores_name')
