@@ -46,7 +46,7 @@ export class Store {
     this.projects = new ProjectRepository(db);
     this.interactions = new InteractionRepository(db, dialect);
     this.scoreConfigs = new ScoreConfigRepository(db, dialect);
-    this.feedback = new FeedbackRepository(db, dialect, this.interactions, this.scoreConfigs);
+    this.feedback = new FeedbackRepository(db, dialect, this.interactions, this.scoreConfigs, opened.sqlite);
     this.raters = new RaterRepository(db);
     this.calibration = new CalibrationRepository(db, dialect, opened.sqlite);
     this.datasets = new DatasetRepository(db, dialect, opened.sqlite);
