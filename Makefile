@@ -33,10 +33,12 @@ $(NODE_STAMP): package.json package-lock.json $(wildcard packages/*/package.json
 	npm install --no-audit --no-fund --loglevel=error
 	@touch $@
 
-$(VENV_STAMP): requirements-dev.txt python-sdk/pyproject.toml
+# One project venv for the Python SDK's tests and the model worker (PyTorch from PyPI brings its
+# CUDA libraries; uv's cache makes a second install take seconds).
+$(VENV_STAMP): requirements-dev.txt python-sdk/pyproject.toml worker/requirements.txt worker/pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	test -x $(UV) || $(VENV)/bin/pip install --quiet --disable-pip-version-check uv==0.13.9
-	$(UV) pip install --quiet --python $(PY) -r requirements-dev.txt -e python-sdk
+	$(UV) pip install --quiet --python $(PY) -r requirements-dev.txt -r worker/requirements.txt -e python-sdk -e worker
 	@touch $@
 
 install: $(NODE_STAMP) $(VENV_STAMP)
@@ -60,7 +62,7 @@ test: install build
 	node_modules/.bin/biome check . --diagnostic-level=error && \
 	scripts/labelstudio-venv.sh && \
 	node_modules/.bin/vitest run && \
-	$(VENV)/bin/pytest -q python-sdk
+	$(PY) -m pytest -q --import-mode=importlib python-sdk worker/tests
 
 bench: install build
 	node --conditions=source --import tsx bench/run.ts

@@ -71,9 +71,7 @@ def sample_prompt(rng: random.Random, intent: dict[str, Any], slots: dict[str, s
     return _fill(rng.choice(intent["prompts"]), slots)
 
 
-def compose_answer(
-    rng: random.Random, intent: dict[str, Any], attrs: Attributes, slots: dict[str, str]
-) -> str:
+def compose_answer(rng: random.Random, intent: dict[str, Any], attrs: Attributes, slots: dict[str, str]) -> str:
     """Build one answer with the given attributes out of the domain's parts.
 
     Order: opener, core, fillers (rambling), unsafe sentence, closer. The parts are whole
