@@ -12,6 +12,7 @@ import {
   type CandidateExample,
   type ChatMessage,
   CurationConfig,
+  type CurationDecision,
   curate,
   type PairwiseComparison,
   pairwiseEvidence,
@@ -131,12 +132,15 @@ function withSegments(
   });
 }
 
-/** Drops what curation drops and redacts PII in every message; returns counts by filter. */
+/**
+ * Drops what curation drops and redacts PII in every message; returns every decision (which
+ * interaction, which filter, dropped or changed, why) and counts by filter.
+ */
 async function curateCandidates(
   candidates: CandidateExample[],
   config: z.output<typeof CurationConfig> | false,
-) {
-  if (config === false) return { kept: candidates, counts: {} as Record<string, number> };
+): Promise<{ kept: CandidateExample[]; counts: Record<string, number>; decisions: CurationDecision[] }> {
+  if (config === false) return { kept: candidates, counts: {}, decisions: [] };
   const { decisions } = await curate(
     candidates.map((c) => ({
       id: c.interactionId,
@@ -151,16 +155,29 @@ async function curateCandidates(
   let kept = candidates.filter((c) => !dropped.has(c.interactionId));
   if (config.pii.enabled) {
     let redacted = 0;
-    const clean = (m: ChatMessage): ChatMessage => {
-      if (typeof m.content !== 'string') return m;
-      const r = redactPii(m.content, config.pii.config);
-      if (r.findings.length) redacted++;
-      return r.findings.length ? { ...m, content: r.text } : m;
-    };
-    kept = kept.map((c) => ({ ...c, prompt: c.prompt.map(clean), completion: clean(c.completion) }));
-    counts.pii_redacted_messages = redacted;
+    kept = kept.map((c) => {
+      const kinds = new Set<string>();
+      const clean = (m: ChatMessage): ChatMessage => {
+        if (typeof m.content !== 'string') return m;
+        const r = redactPii(m.content, config.pii.config);
+        for (const f of r.findings) kinds.add(f.kind);
+        return r.findings.length ? { ...m, content: r.text } : m;
+      };
+      const cleaned = { ...c, prompt: c.prompt.map(clean), completion: clean(c.completion) };
+      if (kinds.size) {
+        redacted++;
+        decisions.push({
+          id: c.interactionId,
+          filter: 'pii',
+          action: 'changed',
+          reason: `redacted ${[...kinds].join(', ')}`,
+        });
+      }
+      return cleaned;
+    });
+    counts.pii = redacted;
   }
-  return { kept, counts };
+  return { kept, counts, decisions };
 }
 
 async function writeJsonl(path: string, rows: readonly unknown[]): Promise<string> {
@@ -199,7 +216,7 @@ export async function buildDatasetVersion(
   const candidates = withSegments(inputs.candidates, spec.segmentTagPrefix);
   const { comparisons } = inputs;
   options.onProgress?.('candidates', { candidates: candidates.length, comparisons: comparisons.length });
-  const { kept, counts } = await curateCandidates(candidates, spec.curation);
+  const { kept, counts, decisions } = await curateCandidates(candidates, spec.curation);
   options.onProgress?.('curate', { kept: kept.length });
   let built: BuiltDataset<unknown>;
   try {
@@ -228,6 +245,8 @@ export async function buildDatasetVersion(
   try {
     const contentHash = await writeJsonl(join(staging, 'rows.jsonl'), built.rows);
     await writeJsonl(join(staging, 'lineage.jsonl'), built.lineage);
+    // Every interaction curation dropped or changed, with the filter and the reason.
+    await writeJsonl(join(staging, 'curation.jsonl'), decisions);
     const manifest = {
       name: spec.name,
       version,

@@ -81,6 +81,21 @@ for (const target of testDatabases()) {
       projectId = (await store.projects.create('loop')).id;
       await store.interactions.insert(projectId, w.interactions);
       await store.feedback.insert(projectId, w.feedback);
+      // An answer that leaks an email address, rated well: curation must redact it, on record.
+      await store.interactions.insert(projectId, [
+        parseInput(InteractionInput, {
+          id: 'pii-1',
+          model: 'tiny',
+          messages: [{ role: 'user', content: 'My email is jane@example.com, reset it' }],
+          output: 'Done, jane@example.com.',
+        }),
+      ]);
+      await store.feedback.insert(
+        projectId,
+        ['rater-20', 'rater-21', 'rater-22'].map((raterId) =>
+          parseInput(FeedbackSchema, { kind: 'stars', interactionId: 'pii-1', raterId, value: 5 }),
+        ),
+      );
       // A correction and a preference: pairwise evidence for DPO.
       await store.feedback.insert(projectId, [
         parseInput(FeedbackSchema, {
@@ -106,7 +121,7 @@ for (const target of testDatabases()) {
 
     it('calibrates: flags the adversarial raters and stores rewards that beat the raw mean', async () => {
       const summary = await calibrateProject(store, projectId);
-      expect(summary.ratings).toBe(w.feedback.length);
+      expect(summary.ratings).toBe(w.feedback.length + 3);
       const raters = await store.raters.list(projectId, { limit: 100 });
       const flagged = new Set(raters.filter((r) => r.flagged).map((r) => r.id));
       const adversaries = w.raters.filter((r) => r.adversarial).map((r) => r.id);
@@ -144,6 +159,17 @@ for (const target of testDatabases()) {
         splitsByPrompt.set(l.promptHash, (splitsByPrompt.get(l.promptHash) ?? new Set()).add(l.split));
       expect([...splitsByPrompt.values()].every((s) => s.size === 1)).toBe(true);
       expect(lineage[0].feedbackIds.length).toBeGreaterThan(0);
+      expect(rows).not.toContain('jane@example.com');
+      const curation = readFileSync(join(kto.path, 'curation.jsonl'), 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l));
+      expect(curation).toContainEqual({
+        id: 'pii-1',
+        filter: 'pii',
+        action: 'changed',
+        reason: 'redacted email',
+      });
       const first = JSON.parse(rows.split('\n')[0]!);
       expect(first).toMatchObject({
         prompt: [{ role: 'user' }],

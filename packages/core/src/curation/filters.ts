@@ -21,9 +21,15 @@ function median(xs: number[]): number {
 
 /**
  * Indices whose log-length is an outlier by the robust z-score (median and MAD, which a few
- * huge outliers cannot drag along the way a mean and standard deviation would).
+ * huge outliers cannot drag along the way a mean and standard deviation would), and at least
+ * `minRatio` times longer or shorter than the median: when lengths barely vary, a z-score alone
+ * would call ordinary answers outliers.
  */
-export function lengthOutliers(texts: readonly string[], maxRobustZ = 3.5): Map<number, string> {
+export function lengthOutliers(
+  texts: readonly string[],
+  maxRobustZ = 3.5,
+  minRatio = 3,
+): Map<number, string> {
   const out = new Map<number, string>();
   if (texts.length < 10) return out;
   const logs = texts.map((t) => Math.log1p(t.length));
@@ -35,7 +41,7 @@ export function lengthOutliers(texts: readonly string[], maxRobustZ = 3.5): Map<
   if (mad === 0) return out;
   logs.forEach((x, i) => {
     const z = (0.6745 * (x - med)) / mad;
-    if (Math.abs(z) > maxRobustZ)
+    if (Math.abs(z) > maxRobustZ && Math.abs(x - med) >= Math.log(minRatio))
       out.set(i, `length ${texts[i]!.length} is an outlier (robust z ${z.toFixed(1)})`);
   });
   return out;
