@@ -37,6 +37,12 @@ export class FeedbackRepository {
    */
   private sqliteStatements?: ReturnType<typeof prepareSqliteWrites>;
 
+  /** Prepared on first use: the tables exist only once migrations have run. */
+  private sqliteWrites(sqlite: SqliteDatabase.Database): ReturnType<typeof prepareSqliteWrites> {
+    if (!this.sqliteStatements) this.sqliteStatements = prepareSqliteWrites(sqlite);
+    return this.sqliteStatements;
+  }
+
   /**
    * Writes a batch of feedback events all or nothing: every event must refer to interactions of
    * this project and fit the project's scales, or nothing is written and the error names the item
@@ -77,8 +83,7 @@ export class FeedbackRepository {
       const rows = items.map((f) => this.toRow(projectId, f, users.get(f.interactionId) ?? null, now));
       const created = new Set<string>();
       if (this.sqlite) {
-        this.sqliteStatements ??= prepareSqliteWrites(this.sqlite);
-        const w = this.sqliteStatements;
+        const w = this.sqliteWrites(this.sqlite);
         for (const r of rows) if (w.insertFeedback.get(...feedbackParams(r))) created.add(r.id);
       }
       for (const part of this.sqlite ? [] : chunk(rows, rowsPerStatement(FEEDBACK_COLUMNS))) {
@@ -209,7 +214,7 @@ export class FeedbackRepository {
         label: r.label ?? null,
       }));
     if (this.sqlite) {
-      const upsert = (this.sqliteStatements ??= prepareSqliteWrites(this.sqlite)).upsertCurrent;
+      const upsert = this.sqliteWrites(this.sqlite).upsertCurrent;
       for (const v of values)
         upsert.run(
           v.project_id,
@@ -278,7 +283,7 @@ export class FeedbackRepository {
         last_seen_at: s.last,
       }));
     if (this.sqlite) {
-      const upsert = (this.sqliteStatements ??= prepareSqliteWrites(this.sqlite)).upsertRater;
+      const upsert = this.sqliteWrites(this.sqlite).upsertRater;
       for (const v of values)
         upsert.run(v.project_id, v.id, v.source, v.feedback_count, v.first_seen_at, v.last_seen_at);
       return;
