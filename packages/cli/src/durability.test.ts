@@ -1,7 +1,7 @@
 import { Store } from '@ratchet/store';
 import { testDatabases } from '@ratchet/store/testing';
 import { afterAll, describe, expect, it } from 'vitest';
-import { freePort, startServeProcess } from './test-utils/process.js';
+import { exited, freePort, startServeProcess } from './test-utils/process.js';
 
 const BATCH = 10;
 
@@ -75,9 +75,7 @@ for (const target of testDatabases()) {
       server.kill('SIGKILL');
       stop = true;
       await Promise.all(workers);
-      await new Promise<void>((resolve) =>
-        server.exitCode !== null ? resolve() : server.once('exit', () => resolve()),
-      );
+      await exited(server);
       expect(acked.length + ackedBatches.length).toBeGreaterThanOrEqual(100);
 
       const restarted = await startServeProcess(env, port);
@@ -109,9 +107,7 @@ for (const target of testDatabases()) {
         expect(res.status).toBe(200);
       } finally {
         restarted.kill('SIGTERM');
-        await new Promise<void>((resolve) =>
-          restarted.exitCode !== null ? resolve() : restarted.once('exit', () => resolve()),
-        );
+        await exited(restarted);
       }
     }, 240_000);
   });

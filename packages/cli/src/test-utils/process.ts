@@ -60,3 +60,9 @@ export async function startServeProcess(env: NodeJS.ProcessEnv, port: number): P
   child.kill('SIGKILL');
   throw new Error(`ratchet serve did not become healthy: ${output}`);
 }
+
+/** Resolves once the child has exited, including when it already has (by code or by signal). */
+export function exited(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => child.once('exit', () => resolve()));
+}
