@@ -62,7 +62,8 @@ test: install build
 	node_modules/.bin/biome check . --diagnostic-level=error && \
 	scripts/labelstudio-venv.sh && \
 	node_modules/.bin/vitest run && \
-	$(PY) -m pytest -q --import-mode=importlib python-sdk worker/tests
+	$(PY) -m pytest -q python-sdk && \
+	$(PY) -m pytest -q worker/tests
 
 bench: install build
 	node --conditions=source --import tsx bench/run.ts
