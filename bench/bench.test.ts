@@ -1,0 +1,103 @@
+// Smoke test of the benchmarks' machinery: each bench in its tiny configuration (about a second
+// of load, SQLite only, no competitors) must produce a well-formed result. The numbers are not
+// checked: this only catches a broken bench before someone runs the real one.
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import type { BenchContext } from './lib/bench.js';
+import { runOpenLoop } from './lib/openloop.js';
+import { type BenchResultFile, resultsTable, updateReadme, writeResult } from './lib/results.js';
+import { percentile } from './lib/stats.js';
+import { benches, keyMetrics, runBench } from './registry.js';
+
+const ctx: BenchContext = { tiny: true, profile: false, log: () => {} };
+
+function expectWellFormed(r: BenchResultFile, name: string) {
+  expect(r.bench).toBe(name);
+  expect(Number.isNaN(Date.parse(r.date))).toBe(false);
+  expect(r.commit).toMatch(/^[0-9a-f]{4,40}$|^unknown$/);
+  expect(r.machine.cpus).toBeGreaterThan(0);
+  expect(r.machine.gpu).toBeNull();
+  expect(r.notes.length).toBeGreaterThan(20);
+  for (const v of Object.values(r.metrics)) expect(Number.isFinite(v)).toBe(true);
+}
+
+describe('bench machinery', () => {
+  it('computes nearest-rank percentiles', () => {
+    const s = Float64Array.from({ length: 100 }, (_, i) => i + 1);
+    expect(percentile(s, 50)).toBe(50);
+    expect(percentile(s, 99)).toBe(99);
+    expect(percentile(s, 100)).toBe(100);
+    expect(percentile(Float64Array.of(7), 99)).toBe(7);
+  });
+
+  it('writes results in the BENCH.md format and one README line per bench', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ratchet-bench-'));
+    try {
+      const readme = join(dir, 'README.md');
+      writeFileSync(readme, '# Benchmarks\n\nHow to run them.\n');
+      const result: BenchResultFile = {
+        bench: 'gateway-latency',
+        date: '2026-11-24T10:00:00Z',
+        commit: '3f2a9c1',
+        machine: { cpus: 2, memory_gb: 24, gpu: null },
+        metrics: { gateway_added_p50_ms: 0.41, gateway_added_p99_ms: 2.9 },
+        notes: 'a | pipe',
+      };
+      writeResult(result, join(dir, 'results'));
+      expect(() => writeResult({ ...result, metrics: { no_unit: 1 } }, join(dir, 'results'))).toThrow(/unit/);
+      updateReadme(keyMetrics(), readme, join(dir, 'results'));
+      updateReadme(keyMetrics(), readme, join(dir, 'results'));
+      const text = readFileSync(readme, 'utf8');
+      expect(text).toContain('How to run them.');
+      expect(text.match(/\| gateway-latency \|/g)).toHaveLength(1);
+      expect(text).toContain('gateway_added_p50_ms=0.41, gateway_added_p99_ms=2.9');
+      expect(text).toContain('a \\| pipe');
+      expect(resultsTable([result], {})).toContain('gateway_added_p99_ms=2.9');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('sends open-loop load at the fixed rate and reports errors', async () => {
+    const r = await runOpenLoop({
+      url: 'http://127.0.0.1:9/v1/chat/completions',
+      headers: {},
+      bodies: ['{}'],
+      rate: 100,
+      warmupS: 0,
+      durationS: 0.1,
+    });
+    expect(r.sent).toBe(10);
+    expect(r.errors).toBe(10);
+    expect(r.first_error).toBeTruthy();
+  });
+
+  // The server benches start real processes (upstream, `ratchet serve`); run them side by side.
+  describe.concurrent('tiny runs', () => {
+    it('calibrate-build produces well-formed metrics from a small synthetic project', async () => {
+      const result = await runBench(benches.find((b) => b.name === 'calibrate-build')!, ctx);
+      expectWellFormed(result, 'calibrate-build');
+      expect(result.metrics.ratings_count).toBe(15_000);
+      expect(result.metrics.bias_recovery_corr).toBeGreaterThan(0.9);
+      expect(result.metrics.calibrated_label_accuracy).toBeGreaterThan(result.metrics.raw_label_accuracy!);
+    }, 60_000);
+    for (const name of ['gateway-latency', 'ingest']) {
+      it(`${name} produces well-formed metrics`, async () => {
+        const bench = benches.find((b) => b.name === name)!;
+        const result = await runBench(bench, ctx);
+        expectWellFormed(result, name);
+        if (name === 'gateway-latency') {
+          for (const m of ['direct_p50_ms', 'gateway_added_p50_ms', 'gateway_added_p99_ms'])
+            expect(result.metrics).toHaveProperty(m);
+          expect(result.metrics.gateway_logged_ratio).toBe(1);
+        } else {
+          for (const m of ['ingest_single_sqlite_per_s', 'ingest_batched_sqlite_per_s'])
+            expect(result.metrics[m]).toBeGreaterThan(0);
+          expect(result.metrics.ingest_sqlite_stored_ratio).toBe(1);
+        }
+      }, 30_000);
+    }
+  });
+});

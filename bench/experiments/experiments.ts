@@ -1,0 +1,148 @@
+// The experiments bench: what the statistics of packages/core/src/experiments promise, by
+// seeded simulation (issue 6, "Must show"). Pure computation: no servers, no network.
+import {
+  sampleRatioMismatch,
+  simulateAaPeeking,
+  simulatePower,
+  simulateSampleRatio,
+} from '../../packages/core/src/experiments/index.js';
+import type { Bench, BenchContext, BenchOutcome } from '../lib/bench.js';
+import { round } from '../lib/results.js';
+
+interface Config {
+  aaExperiments: number;
+  usersPerExperiment: number;
+  peekEvery: number;
+  baseRate: number;
+  lift: number;
+  powerUsersPerArm: number[];
+  powerSimulations: number;
+  srmRoutes: number;
+}
+
+const FULL: Config = {
+  aaExperiments: 2000,
+  usersPerExperiment: 10_000,
+  peekEvery: 100,
+  baseRate: 0.6,
+  lift: 0.05,
+  powerUsersPerArm: [500, 1000, 1500, 2000, 3000, 4000, 5000, 6000, 8000],
+  powerSimulations: 1000,
+  srmRoutes: 1000,
+};
+
+const TINY: Config = {
+  ...FULL,
+  aaExperiments: 100,
+  powerSimulations: 50,
+  srmRoutes: 50,
+  powerUsersPerArm: [1000, 4000],
+};
+
+function timed<T>(ctx: BenchContext, label: string, f: () => T): [T, number] {
+  const started = performance.now();
+  const value = f();
+  const seconds = (performance.now() - started) / 1000;
+  ctx.log(`${label}: ${seconds.toFixed(1)} s`);
+  return [value, seconds];
+}
+
+function aaMetrics(ctx: BenchContext, c: Config): Record<string, number> {
+  const [aa, seconds] = timed(ctx, `${c.aaExperiments} A/A experiments`, () =>
+    simulateAaPeeking({
+      experiments: c.aaExperiments,
+      usersPerExperiment: c.usersPerExperiment,
+      peekEvery: c.peekEvery,
+      rate: c.baseRate,
+      seed: 20261124,
+    }),
+  );
+  return {
+    aa_fpr_sequential: aa.sequentialFalsePositiveRate,
+    aa_fpr_naive_ttest: aa.naiveFalsePositiveRate,
+    aa_experiments_count: aa.experiments,
+    aa_looks_per_experiment_count: aa.looksPerExperiment,
+    aa_simulation_s: round(seconds, 2),
+  };
+}
+
+/** The issue's SRM case exactly (10,400 / 9,600), and as simulated routes that lose logs. */
+function srmMetrics(ctx: BenchContext, c: Config): Record<string, number> {
+  const exact = sampleRatioMismatch([
+    { name: 'control', users: 10_400, weight: 0.5 },
+    { name: 'candidate', users: 9_600, weight: 0.5 },
+  ]);
+  ctx.log(`SRM at 10,400 / 9,600: chi-square ${exact.chiSquare}, p = ${exact.pValue.toExponential(3)}`);
+  let detected = 0;
+  let falseFlags = 0;
+  for (let seed = 0; seed < c.srmRoutes; seed++) {
+    // A 50/50 route that logs 12 of 13 users of one arm: 52/48 of what is logged, in expectation.
+    const lossy = simulateSampleRatio({
+      users: 20_000,
+      weights: [0.5, 0.5],
+      loggingRates: [1, 12 / 13],
+      seed,
+    });
+    if (lossy.mismatch) detected++;
+    const healthy = simulateSampleRatio({
+      users: 20_000,
+      weights: [0.5, 0.5],
+      loggingRates: [1, 1],
+      seed: seed + 1e6,
+    });
+    if (healthy.mismatch) falseFlags++;
+  }
+  return {
+    srm_detected_52_48_at_20k: exact.mismatch ? 1 : 0,
+    srm_detection_simulated_52_48_rate: detected / c.srmRoutes,
+    srm_false_flag_50_50_rate: falseFlags / c.srmRoutes,
+  };
+}
+
+function powerMetrics(ctx: BenchContext, c: Config): Record<string, number> {
+  const [rows] = timed(ctx, 'power simulation', () =>
+    simulatePower({
+      control: c.baseRate,
+      treatment: c.baseRate + c.lift,
+      usersPerArm: c.powerUsersPerArm,
+      simulations: c.powerSimulations,
+      peekEvery: c.peekEvery,
+      seed: 5,
+    }),
+  );
+  const lines = ['users/arm  sequential (look every 100)  fixed-horizon t-test  fixed-horizon formula'];
+  const metrics: Record<string, number> = {};
+  for (const r of rows) {
+    lines.push(
+      `${String(r.usersPerArm).padStart(9)}  ${r.sequentialPower.toFixed(3).padStart(27)}  ${r.fixedHorizonPower.toFixed(3).padStart(20)}  ${r.fixedHorizonPowerFormula.toFixed(3).padStart(21)}`,
+    );
+    metrics[`power_sequential_${r.usersPerArm}_per_arm_rate`] = r.sequentialPower;
+    metrics[`power_fixed_ttest_${r.usersPerArm}_per_arm_rate`] = r.fixedHorizonPower;
+    metrics[`power_fixed_formula_${r.usersPerArm}_per_arm_rate`] = round(r.fixedHorizonPowerFormula, 4);
+  }
+  ctx.log(`power to detect ${c.baseRate} -> ${c.baseRate + c.lift} thumbs-up rate:\n${lines.join('\n')}`);
+  return metrics;
+}
+
+export const experimentsBench: Bench = {
+  name: 'experiments',
+  summary: 'A/A false positive rates under peeking, SRM detection, power vs sample size (seeded simulation)',
+  keyMetrics: [
+    'aa_fpr_sequential',
+    'aa_fpr_naive_ttest',
+    'srm_detected_52_48_at_20k',
+    'power_sequential_4000_per_arm_rate',
+  ],
+  async run(ctx: BenchContext): Promise<BenchOutcome> {
+    const c = ctx.tiny ? TINY : FULL;
+    const metrics = { ...aaMetrics(ctx, c), ...srmMetrics(ctx, c), ...powerMetrics(ctx, c) };
+    const notes =
+      `${c.aaExperiments} A/A experiments of ${c.usersPerExperiment} users at a ${c.baseRate} thumbs-up rate, ` +
+      `looked at after every ${c.peekEvery} users; a false positive is any look with p <= 0.05 (mSPRT, ` +
+      `tau = 0.1 sd) or p < 0.05 (Welch t-test). Power: ${c.baseRate} -> ${c.baseRate + c.lift}, ` +
+      `${c.powerSimulations} simulations. SRM: 50/50 weights, 10,400 vs 9,600 users, threshold p < 0.001; ` +
+      `simulated routes losing 1 in 13 of one arm's logs, and healthy ones, ${c.srmRoutes} each. Seeded: ` +
+      'the numbers are the same on every run.';
+    return { metrics, notes };
+  },
+};
