@@ -438,7 +438,7 @@ export async function runGatewayLatency(
     notes.unshift(
       `Open loop (timer-scheduled sends): ${cfg.rate} req/s for ${cfg.durationS} s after ${cfg.warmupS} s warm-up` +
         (cfg.lowRate > 0
-          ? `, then a second pass at ${cfg.lowRate} req/s for ${cfg.lowDurationS} s (metrics *_${cfg.lowRate}rps_*) where no gateway queues`
+          ? `, then a second pass at ${cfg.lowRate} req/s for ${cfg.lowDurationS} s (metrics *_${cfg.lowRate}rps_*), a rate at which a gateway that keeps up shows its added latency with little queueing`
           : '') +
         `; non-streaming chat completions (~${bodyBytes} B body) to a local instant upstream; ` +
         `upstream, each gateway and the load generator are separate processes; ` +
