@@ -66,7 +66,7 @@ test: install build
 	$(PY) -m pytest -q worker/tests
 
 bench: install build
-	node --conditions=source --import tsx bench/run.ts
+	node --max-old-space-size=12000 --conditions=source --import tsx bench/run.ts
 
 lint:
 	node_modules/.bin/biome check .
