@@ -52,6 +52,9 @@ export function round(value: number, digits = 3): number {
   return Math.round(value * f) / f;
 }
 
+/** Names ../shared/BENCH.md prescribes even though they carry no unit suffix. */
+const sharedMetricNames = new Set(['srm_detected_52_48_at_20k', 'adversary_recall', 'calibrated_label_accuracy', 'raw_label_accuracy', 'al_ratings_ratio']);
+
 export function assertWellFormed(result: BenchResultFile): void {
   const problems: string[] = [];
   if (!result.bench) problems.push('bench is empty');
@@ -59,8 +62,7 @@ export function assertWellFormed(result: BenchResultFile): void {
   if (!/^[0-9a-f]{4,40}$|^unknown$/.test(result.commit)) problems.push(`commit "${result.commit}"`);
   for (const [name, value] of Object.entries(result.metrics)) {
     if (typeof value !== 'number' || !Number.isFinite(value)) problems.push(`metric ${name} = ${value}`);
-    // Booleans are 1 or 0 under the names ../shared/BENCH.md gives them (e.g. srm_detected_...).
-    if (!/_(ms|s|per_s|ratio|rate|corr|minutes|count|bytes|mb)$/.test(name) && !/^srm_detected_/.test(name))
+    if (!/_(ms|s|per_s|ratio|rate|corr|minutes|count|bytes|mb)$/.test(name) && !sharedMetricNames.has(name))
       problems.push(`metric ${name} does not end in a unit`);
   }
   if (problems.length) throw new Error(`malformed result for ${result.bench}: ${problems.join('; ')}`);
