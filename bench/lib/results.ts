@@ -53,7 +53,13 @@ export function round(value: number, digits = 3): number {
 }
 
 /** Names ../shared/BENCH.md prescribes even though they carry no unit suffix. */
-const sharedMetricNames = new Set(['srm_detected_52_48_at_20k', 'adversary_recall', 'calibrated_label_accuracy', 'raw_label_accuracy', 'al_ratings_ratio']);
+const sharedMetricNames = new Set([
+  'srm_detected_52_48_at_20k',
+  'adversary_recall',
+  'calibrated_label_accuracy',
+  'raw_label_accuracy',
+  'al_ratings_ratio',
+]);
 
 export function assertWellFormed(result: BenchResultFile): void {
   const problems: string[] = [];
