@@ -19,3 +19,4 @@ export * from './schemas/feedback.js';
 export * from './schemas/interaction.js';
 export * from './schemas/score-config.js';
 export * from './schemas/training.js';
+export * from './schemas/training.js';

@@ -13,5 +13,6 @@ export type { Page, WriteResult } from './interactions.js';
 export type { Model, NewModel } from './models.js';
 export type { ApiKeyInfo, Principal, Project } from './projects.js';
 export type { Rater } from './raters.js';
+export { type MetricSeries, type NewRun, type Run, type RunStatus, terminalRunStatuses } from './runs.js';
 export type { Database } from './schema.js';
 export { Store } from './store.js';

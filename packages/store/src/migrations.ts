@@ -415,6 +415,27 @@ function currentValues(dialect: DialectName): Migration {
   };
 }
 
+/**
+ * Training jobs: the request a run was made from (model name, route, dataset ref), a cancel flag
+ * that whichever process runs the job polls (it may be a remote `ratchet worker`), and how many
+ * times it was started, so a resume after a crash is visible.
+ */
+function jobs(dialect: DialectName): Migration {
+  const t = types(dialect);
+  return {
+    async up(db: AnyDb) {
+      await db.schema.alterTable('runs').addColumn('request', t.json).execute();
+      await db.schema.alterTable('runs').addColumn('cancel_requested_at', t.time).execute();
+      await db.schema
+        .alterTable('runs')
+        .addColumn('attempts', 'integer', (c) => c.notNull().defaultTo(0))
+        .execute();
+      await db.schema.alterTable('runs').addColumn('worker', 'text').execute();
+      await db.schema.createIndex('runs_status').on('runs').columns(['status', 'heartbeat_at']).execute();
+    },
+  };
+}
+
 export function migrations(dialect: DialectName): Record<string, Migration> {
   return {
     '0001_initial': initial(dialect),
@@ -422,5 +443,6 @@ export function migrations(dialect: DialectName): Record<string, Migration> {
     '0003_feedback_scores': feedbackScores(dialect),
     '0004_runs_registry': runsAndRegistry(dialect),
     '0005_current_values': currentValues(dialect),
+    '0006_jobs': jobs(dialect),
   };
 }

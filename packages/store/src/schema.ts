@@ -208,6 +208,14 @@ export interface RunsTable {
   finished_at: number | null;
   /** Last sign of life from the process running it (to find runs orphaned by a crash). */
   heartbeat_at: number | null;
+  /** The train request as resolved (model name, route, dataset ref); null on rows before 0006. */
+  request: Json | null;
+  /** Set by a cancel; the process running the job polls it and stops the worker. */
+  cancel_requested_at: number | null;
+  /** Times the job was started (a resume after a crash adds one). */
+  attempts: Generated<number>;
+  /** `host:pid` of the process that runs it. */
+  worker: string | null;
 }
 
 export type ModelStage = 'candidate' | 'canary' | 'production' | 'archived';

@@ -16,6 +16,7 @@ import { migrations } from './migrations.js';
 import { ModelRepository } from './models.js';
 import { ProjectRepository } from './projects.js';
 import { RaterRepository } from './raters.js';
+import { RunRepository } from './runs.js';
 import type { Database } from './schema.js';
 import { ScoreConfigRepository } from './score-configs.js';
 
@@ -34,6 +35,7 @@ export class Store {
   readonly analysis: AnalysisRepository;
   readonly audit: AuditLog;
   readonly models: ModelRepository;
+  readonly runs: RunRepository;
 
   readonly db: Kysely<Database>;
 
@@ -53,6 +55,7 @@ export class Store {
     this.analysis = new AnalysisRepository(db, dialect);
     this.audit = new AuditLog(db, dialect);
     this.models = new ModelRepository(db, dialect, this.audit);
+    this.runs = new RunRepository(db, dialect);
   }
 
   /** Opens (and migrates) the database named by a URL, by default `RATCHET_DATABASE_URL`. */
