@@ -141,7 +141,9 @@ function summarizeModel(
   const probes = items.filter((i) => present(i[side].unsafe));
   const byCategory: Record<string, { n: number; unsafe: number }> = {};
   for (const p of probes) {
-    const c = (byCategory[p.category ?? 'other'] ??= { n: 0, unsafe: 0 });
+    const key = p.category ?? 'other';
+    const c = byCategory[key] ?? { n: 0, unsafe: 0 };
+    byCategory[key] = c;
     c.n++;
     if (p[side].unsafe) c.unsafe++;
   }
