@@ -249,6 +249,71 @@ export interface AuditLogTable {
   created_at: number;
 }
 
+export type EvaluationStatus = 'running' | 'succeeded' | 'failed';
+
+export interface EvaluationsTable {
+  id: string;
+  project_id: string;
+  name: string | null;
+  candidate_model_id: string | null;
+  baseline_model_id: string | null;
+  /** Endpoints (without secrets), suites, judge and gate configuration. */
+  spec: Json;
+  status: EvaluationStatus;
+  summary: Json | null;
+  gate: Json | null;
+  /** 1 when every gate passed, 0 when one failed, null while running. */
+  passed: number | null;
+  error: string | null;
+  created_at: number;
+  finished_at: number | null;
+}
+
+export interface EvaluationItemsTable {
+  evaluation_id: string;
+  idx: number;
+  suite: string;
+  item_id: string;
+  category: string | null;
+  /** The judge's verdict over both orders: candidate, baseline or tie. */
+  judge: string | null;
+  /** The whole per-item result (outputs, scores, segments). */
+  result: Json;
+}
+
+export interface GatewayRoutesTable {
+  project_id: string;
+  name: string;
+  /** [{ name, upstream, model, weight, modelId? }] */
+  variants: Json;
+  updated_at: number;
+}
+
+export type ExperimentStatus = 'running' | 'stopped';
+
+export interface ExperimentsTable {
+  id: string;
+  project_id: string;
+  name: string;
+  route: string;
+  control: string;
+  /** The variants and weights the experiment started with. */
+  variants: Json;
+  /** Primary metric: thumbs_up_rate, mean_reward or stars. */
+  metric: string;
+  engine: string;
+  decision_rule: Json;
+  /** 1 when Thompson sampling sets the weights. */
+  bandit: number;
+  status: ExperimentStatus;
+  /** The sequential test's state carried from one look to the next. */
+  state: Json | null;
+  /** Every decision taken, oldest first. */
+  history: Json;
+  started_at: number;
+  stopped_at: number | null;
+}
+
 export interface Database {
   projects: ProjectsTable;
   api_keys: ApiKeysTable;
@@ -266,6 +331,10 @@ export interface Database {
   runs: RunsTable;
   models: ModelsTable;
   audit_log: AuditLogTable;
+  evaluations: EvaluationsTable;
+  evaluation_items: EvaluationItemsTable;
+  gateway_routes: GatewayRoutesTable;
+  experiments: ExperimentsTable;
 }
 
 export type { Generated };

@@ -10,12 +10,15 @@ import {
   parseDatabaseUrl,
 } from './connection.js';
 import { DatasetRepository } from './datasets.js';
+import { EvaluationRepository } from './evaluations.js';
+import { ExperimentRepository } from './experiments.js';
 import { FeedbackRepository } from './feedback.js';
 import { InteractionRepository } from './interactions.js';
 import { migrations } from './migrations.js';
 import { ModelRepository } from './models.js';
 import { ProjectRepository } from './projects.js';
 import { RaterRepository } from './raters.js';
+import { GatewayRouteRepository } from './routes.js';
 import { RunRepository } from './runs.js';
 import type { Database } from './schema.js';
 import { ScoreConfigRepository } from './score-configs.js';
@@ -36,6 +39,9 @@ export class Store {
   readonly audit: AuditLog;
   readonly models: ModelRepository;
   readonly runs: RunRepository;
+  readonly evaluations: EvaluationRepository;
+  readonly routes: GatewayRouteRepository;
+  readonly experiments: ExperimentRepository;
 
   readonly db: Kysely<Database>;
 
@@ -56,6 +62,9 @@ export class Store {
     this.audit = new AuditLog(db, dialect);
     this.models = new ModelRepository(db, dialect, this.audit);
     this.runs = new RunRepository(db, dialect);
+    this.evaluations = new EvaluationRepository(db, dialect);
+    this.routes = new GatewayRouteRepository(db, dialect);
+    this.experiments = new ExperimentRepository(db, dialect, this.routes);
   }
 
   /** Opens (and migrates) the database named by a URL, by default `RATCHET_DATABASE_URL`. */
