@@ -14,6 +14,7 @@ import {
 import type SqliteDatabase from 'better-sqlite3';
 import { type Insertable, type Kysely, type Selectable, sql } from 'kysely';
 import type { DialectName } from './connection.js';
+import type { TransactionRunner } from './group-commit.js';
 import type { InteractionRepository, WriteResult } from './interactions.js';
 import { chunk, decodeJson, encodeJson, rowsPerStatement } from './json.js';
 import type { Database, FeedbackTable } from './schema.js';
@@ -27,6 +28,8 @@ export class FeedbackRepository {
     private readonly dialect: DialectName,
     private readonly interactions: InteractionRepository,
     private readonly scoreConfigs: ScoreConfigRepository,
+    /** Write transactions: grouped commits on SQLite, one transaction each on PostgreSQL. */
+    private readonly writes: TransactionRunner,
     private readonly sqlite?: SqliteDatabase.Database,
   ) {}
 
@@ -55,7 +58,7 @@ export class FeedbackRepository {
     itemPath: (index: number) => string = (i) => `items.${i}`,
   ): Promise<WriteResult[]> {
     const at = (i: number, field: string) => [itemPath(i), field].filter(Boolean).join('.');
-    return this.db.transaction().execute(async (trx) => {
+    return this.writes.run(async (trx) => {
       const configs = await this.scoreConfigs.byName(projectId, trx);
       items.forEach((f, i) => {
         checkAgainstScales(f, configs, itemPath(i));

@@ -10,6 +10,7 @@ import {
 } from '@ratchet/core';
 import { type Insertable, type Kysely, type Selectable, sql } from 'kysely';
 import type { DialectName } from './connection.js';
+import { DirectTransactions, type TransactionRunner } from './group-commit.js';
 import { chunk, decodeJson, encodeJson, rowsPerStatement } from './json.js';
 import type { Database, InteractionsTable } from './schema.js';
 
@@ -45,6 +46,8 @@ export class InteractionRepository {
   constructor(
     private readonly db: Kysely<Database>,
     private readonly dialect: DialectName,
+    /** Write transactions: grouped commits on SQLite, one transaction each on PostgreSQL. */
+    private readonly writes: TransactionRunner = new DirectTransactions(db),
   ) {}
 
   /**
@@ -87,6 +90,7 @@ export class InteractionRepository {
       }
     };
     if (db.isTransaction) await write(db);
+    else if (db === this.db) await this.writes.run(write);
     else await db.transaction().execute(write);
     // A repeated id inside one batch: only its first occurrence counts as created.
     const seen = new Set<string>();

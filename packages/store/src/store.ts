@@ -1,4 +1,4 @@
-import { type Kysely, Migrator } from 'kysely';
+import { type Kysely, Migrator, sql } from 'kysely';
 import { AnalysisRepository } from './analysis.js';
 import { AuditLog } from './audit.js';
 import { CalibrationRepository } from './calibration.js';
@@ -13,6 +13,7 @@ import { DatasetRepository } from './datasets.js';
 import { EvaluationRepository } from './evaluations.js';
 import { ExperimentRepository } from './experiments.js';
 import { FeedbackRepository } from './feedback.js';
+import { DirectTransactions, GroupCommit, type WriteWork } from './group-commit.js';
 import { InteractionRepository } from './interactions.js';
 import { migrations } from './migrations.js';
 import { ModelRepository } from './models.js';
@@ -48,13 +49,24 @@ export class Store {
   private constructor(
     opened: OpenedDatabase,
     readonly dialect: DialectName,
+    /** SQLite's durability setting for ordinary writes, restored after a relaxed write. */
+    private readonly synchronous: 'FULL' | 'NORMAL' = 'FULL',
   ) {
     const db = opened.db;
     this.db = db;
     this.projects = new ProjectRepository(db);
-    this.interactions = new InteractionRepository(db, dialect);
+    // SQLite has one writer: concurrent capture writes share commits (see group-commit.ts).
+    const writes = opened.sqlite ? new GroupCommit(db) : new DirectTransactions(db);
+    this.interactions = new InteractionRepository(db, dialect, writes);
     this.scoreConfigs = new ScoreConfigRepository(db, dialect);
-    this.feedback = new FeedbackRepository(db, dialect, this.interactions, this.scoreConfigs, opened.sqlite);
+    this.feedback = new FeedbackRepository(
+      db,
+      dialect,
+      this.interactions,
+      this.scoreConfigs,
+      writes,
+      opened.sqlite,
+    );
     this.raters = new RaterRepository(db);
     this.calibration = new CalibrationRepository(db, dialect, opened.sqlite);
     this.datasets = new DatasetRepository(db, dialect, opened.sqlite);
@@ -72,7 +84,11 @@ export class Store {
     url: string | DatabaseConfig = process.env.RATCHET_DATABASE_URL ?? undefined!,
   ): Promise<Store> {
     const config = typeof url === 'object' ? url : parseDatabaseUrl(url);
-    const store = new Store(openDatabase(config), config.dialect);
+    const store = new Store(
+      openDatabase(config),
+      config.dialect,
+      config.dialect === 'sqlite' && config.synchronous === 'normal' ? 'NORMAL' : 'FULL',
+    );
     try {
       await store.migrate();
     } catch (err) {
@@ -92,6 +108,29 @@ export class Store {
     });
     const { error } = await migrator.migrateToLatest();
     if (error) throw error instanceof Error ? error : new Error(String(error));
+  }
+
+  /**
+   * A transaction that commits without waiting for the disk: for data that was only in memory a
+   * moment before anyway (the gateway's interaction log, written after the call was answered).
+   * It survives a crash of the process, not necessarily of the machine. SQLite (WAL): this
+   * transaction runs with synchronous=NORMAL, so its commit does not fsync; PostgreSQL:
+   * synchronous_commit=off for this transaction only.
+   */
+  async writeRelaxed<T>(work: WriteWork<T>): Promise<T> {
+    if (this.dialect === 'postgres')
+      return this.db.transaction().execute(async (trx) => {
+        await sql`set local synchronous_commit = off`.execute(trx);
+        return work(trx);
+      });
+    return this.db.connection().execute(async (conn) => {
+      await sql`pragma synchronous = NORMAL`.execute(conn);
+      try {
+        return await conn.transaction().execute(work);
+      } finally {
+        await sql.raw(`pragma synchronous = ${this.synchronous}`).execute(conn);
+      }
+    });
   }
 
   async close(): Promise<void> {

@@ -75,7 +75,9 @@ export class InteractionLogWriter {
     const written: Pending[] = [];
     try {
       for (const [projectId, items] of byProject) {
-        await this.store.interactions.insert(projectId, items);
+        // The log is in memory until flushed anyway: waiting for the disk at commit would only
+        // stall the event loop (SQLite fsyncs on it) for every call in flight.
+        await this.store.writeRelaxed((trx) => this.store.interactions.insert(projectId, items, trx));
         written.push(...batch.filter((p) => p.projectId === projectId));
         this.metrics.interactionsWritten.inc({ source: 'gateway' }, items.length);
       }

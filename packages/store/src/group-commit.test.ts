@@ -1,0 +1,116 @@
+import { type Kysely, sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { GroupCommit } from './group-commit.js';
+import type { Database } from './schema.js';
+import { Store } from './store.js';
+import { sqliteTestDatabase, testDatabases } from './testing.js';
+
+describe('GroupCommit on SQLite', () => {
+  const target = sqliteTestDatabase();
+  let store: Store;
+  let transactions = 0;
+  let group: GroupCommit;
+
+  beforeAll(async () => {
+    store = await Store.open(await target.create());
+    // Count the database transactions the group opens.
+    const counted = new Proxy(store.db, {
+      get(db, prop) {
+        if (prop === 'transaction') {
+          return () => {
+            transactions++;
+            return db.transaction();
+          };
+        }
+        return Reflect.get(db, prop);
+      },
+    }) as Kysely<Database>;
+    group = new GroupCommit(counted);
+  });
+  afterAll(async () => {
+    await store?.close();
+    await target.cleanup();
+  });
+
+  const createProject = (name: string) => (trx: Kysely<Database>) =>
+    trx
+      .insertInto('projects')
+      .values({ id: name, name, settings: '{}', created_at: Date.now() })
+      .returning('id')
+      .executeTakeFirstOrThrow();
+
+  it('commits units that arrive together in one transaction, each with its own result', async () => {
+    transactions = 0;
+    const names = Array.from({ length: 20 }, (_, i) => `together-${i}`);
+    const results = await Promise.all(names.map((n) => group.run(createProject(n))));
+    expect(results.map((r) => r.id)).toEqual(names);
+    expect(transactions).toBe(1);
+    const stored = await store.db
+      .selectFrom('projects')
+      .select('id')
+      .where('id', 'like', 'together-%')
+      .execute();
+    expect(stored).toHaveLength(20);
+  });
+
+  it('undoes a failing unit alone and rejects it with its own error', async () => {
+    const ok = group.run(createProject('kept-1'));
+    const bad = group.run(async (trx) => {
+      await createProject('undone')(trx);
+      throw new Error('unit 2 is invalid');
+    });
+    const duplicate = group.run(createProject('kept-1')); // primary key violation
+    const ok2 = group.run(createProject('kept-2'));
+    await expect(ok).resolves.toEqual({ id: 'kept-1' });
+    await expect(bad).rejects.toThrow('unit 2 is invalid');
+    await expect(duplicate).rejects.toThrow(/UNIQUE/);
+    await expect(ok2).resolves.toEqual({ id: 'kept-2' });
+    const ids = (await store.db.selectFrom('projects').select('id').execute()).map((r) => r.id);
+    expect(ids).toEqual(expect.arrayContaining(['kept-1', 'kept-2']));
+    expect(ids).not.toContain('undone');
+  });
+
+  it('runs units queued while a group commits in the next group', async () => {
+    transactions = 0;
+    const first = group.run(createProject('wave-1'));
+    await new Promise((r) => setImmediate(r));
+    const second = group.run(createProject('wave-2'));
+    await Promise.all([first, second]);
+    expect(transactions).toBe(2);
+  });
+});
+
+for (const target of testDatabases()) {
+  describe(`Store.writeRelaxed on ${target.name}`, () => {
+    let store: Store;
+    beforeAll(async () => {
+      store = await Store.open(await target.create());
+    });
+    afterAll(async () => {
+      await store?.close();
+      await target.cleanup();
+    });
+
+    it('commits its work, rolls back on error, and leaves later writes fully durable', async () => {
+      const insert = (name: string) => (trx: Kysely<Database>) =>
+        trx.insertInto('projects').values({ id: name, name, settings: '{}', created_at: 1 }).execute();
+      await store.writeRelaxed(insert('relaxed'));
+      await expect(
+        store.writeRelaxed(async (trx) => {
+          await insert('rolled-back')(trx);
+          throw new Error('no');
+        }),
+      ).rejects.toThrow('no');
+      const ids = (await store.db.selectFrom('projects').select('id').execute()).map((r) => r.id);
+      expect(ids).toContain('relaxed');
+      expect(ids).not.toContain('rolled-back');
+      if (target.name === 'sqlite') {
+        const { rows } = await sql<{ synchronous: number }>`pragma synchronous`.execute(store.db);
+        expect(rows[0]!.synchronous).toBe(2); // FULL again
+      } else {
+        const { rows } = await sql<{ synchronous_commit: string }>`show synchronous_commit`.execute(store.db);
+        expect(rows[0]!.synchronous_commit).toBe('on');
+      }
+    });
+  });
+}

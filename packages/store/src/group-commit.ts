@@ -1,0 +1,96 @@
+import { type Kysely, sql } from 'kysely';
+import type { Database } from './schema.js';
+
+/** A unit of work that must commit all or nothing. */
+export type WriteWork<T> = (trx: Kysely<Database>) => Promise<T>;
+
+/** Runs write transactions; how they map to database transactions is the implementation's choice. */
+export interface TransactionRunner {
+  run<T>(work: WriteWork<T>): Promise<T>;
+}
+
+/** One database transaction per unit of work (PostgreSQL: the pool runs them in parallel). */
+export class DirectTransactions implements TransactionRunner {
+  constructor(private readonly db: Kysely<Database>) {}
+
+  run<T>(work: WriteWork<T>): Promise<T> {
+    return this.db.transaction().execute(work);
+  }
+}
+
+interface Job {
+  work: WriteWork<unknown>;
+  resolve: (value: unknown) => void;
+  reject: (err: unknown) => void;
+}
+
+/**
+ * Group commit for the embedded database. SQLite has one writer, and better-sqlite3 runs every
+ * statement on the event loop, so each commit's fsync stalls the whole process for milliseconds.
+ * Units of work that arrive together (requests parsed in the same turn of the event loop) share
+ * one transaction and one fsync. Each runs inside its own savepoint: one that fails is undone
+ * alone and rejects with its own error, while the others commit. A unit resolves only after the
+ * shared COMMIT returned, so an acknowledged write is still a committed write.
+ */
+export class GroupCommit implements TransactionRunner {
+  private queue: Job[] = [];
+  private scheduled = false;
+
+  constructor(
+    private readonly db: Kysely<Database>,
+    /** Upper bound on units per transaction, so one commit's latency stays bounded. */
+    private readonly maxUnits = 256,
+  ) {}
+
+  run<T>(work: WriteWork<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.queue.push({ work, resolve: resolve as (v: unknown) => void, reject });
+      if (!this.scheduled) {
+        this.scheduled = true;
+        // setImmediate runs after the I/O callbacks of this loop turn: every request whose body
+        // arrived meanwhile has queued its unit by then.
+        setImmediate(() => void this.drain());
+      }
+    });
+  }
+
+  private async drain(): Promise<void> {
+    while (this.queue.length > 0) {
+      const jobs = this.queue.splice(0, this.maxUnits);
+      await this.commitGroup(jobs);
+    }
+    this.scheduled = false;
+  }
+
+  private async commitGroup(jobs: Job[]): Promise<void> {
+    if (jobs.length === 1) {
+      const [job] = jobs as [Job];
+      await this.db.transaction().execute(job.work).then(job.resolve, job.reject);
+      return;
+    }
+    const outcomes: ({ ok: true; value: unknown } | { ok: false; err: unknown })[] = [];
+    try {
+      await this.db.transaction().execute(async (trx) => {
+        for (const [i, job] of jobs.entries()) {
+          await sql.raw(`savepoint unit_${i}`).execute(trx);
+          try {
+            outcomes.push({ ok: true, value: await job.work(trx) });
+          } catch (err) {
+            outcomes.push({ ok: false, err });
+            await sql.raw(`rollback to savepoint unit_${i}`).execute(trx);
+          }
+          await sql.raw(`release savepoint unit_${i}`).execute(trx);
+        }
+      });
+    } catch (err) {
+      // The shared commit failed: nothing of this group was written.
+      for (const job of jobs) job.reject(err);
+      return;
+    }
+    jobs.forEach((job, i) => {
+      const outcome = outcomes[i]!;
+      if (outcome.ok) job.resolve(outcome.value);
+      else job.reject(outcome.err);
+    });
+  }
+}
