@@ -12,11 +12,13 @@ import { registerErrorHandling } from './middleware/errors.js';
 import { RateLimiter } from './middleware/rate-limit.js';
 import { registerAdminRoutes } from './routes/admin.js';
 import { registerCaptureRoutes } from './routes/capture.js';
+import { registerDashboardRoutes } from './routes/dashboard.js';
 import { registerOtlpRoutes } from './routes/otlp.js';
 import { registerPipelineRoutes } from './routes/pipeline.js';
 import { registerRegistryRoutes } from './routes/registry.js';
 import { registerSystemRoutes } from './routes/system.js';
 import { RouteTable } from './routing.js';
+import { registerWebRoutes } from './web.js';
 
 export const version = '0.1.0';
 
@@ -85,6 +87,8 @@ export async function buildServer(options: ServerOptions): Promise<RatchetServer
   registerPipelineRoutes(routes, store, config.dataDir);
   registerRegistryRoutes(routes, store);
   registerGatewayRoutes(routes, () => gateway);
+  registerDashboardRoutes(routes, store);
+  registerWebRoutes(app);
 
   let closed = false;
   return {

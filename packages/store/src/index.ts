@@ -8,6 +8,7 @@ export type {
 export type { AuditEntry } from './audit.js';
 export type { CalibrationRun, ItemRewardRow, RaterCalibrationRow, ScalarRatingRow } from './calibration.js';
 export * from './connection.js';
+export type { ActivityBucket, LearnedFrom, ModelSatisfactionRow, QueueCandidate } from './dashboard.js';
 export type { DatasetVersion, RatedInteraction } from './datasets.js';
 export type { Evaluation, EvaluationItemRow } from './evaluations.js';
 export type { Experiment, ExperimentDecisionEntry, NewExperiment, VariantFeedbackTotals } from './experiments.js';

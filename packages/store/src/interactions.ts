@@ -172,6 +172,21 @@ export class InteractionRepository {
         ),
       );
     }
+    if (filters.raterId !== undefined || filters.rating !== undefined) {
+      const { raterId, rating } = filters;
+      q = q.where(({ exists, selectFrom }) => {
+        let rated = selectFrom('feedback_current as c')
+          .select(sql`1`.as('one'))
+          .whereRef('c.project_id', '=', 'i.project_id')
+          .whereRef('c.interaction_id', '=', 'i.id');
+        if (raterId !== undefined) rated = rated.where('c.rater_id', '=', raterId);
+        if (rating === 'up' || rating === 'down')
+          rated = rated.where('c.kind', '=', 'thumbs').where('c.label', '=', rating);
+        else if (rating !== undefined)
+          rated = rated.where('c.kind', '=', 'stars').where('c.value', '=', Number(rating));
+        return exists(rated);
+      });
+    }
     if (filters.hasFeedback !== undefined) {
       const rated = filters.hasFeedback;
       q = q.where(({ exists, not, selectFrom }) => {

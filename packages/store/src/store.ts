@@ -9,6 +9,7 @@ import {
   openDatabase,
   parseDatabaseUrl,
 } from './connection.js';
+import { DashboardRepository } from './dashboard.js';
 import { DatasetRepository } from './datasets.js';
 import { EvaluationRepository } from './evaluations.js';
 import { ExperimentRepository } from './experiments.js';
@@ -39,6 +40,7 @@ export class Store {
   readonly analysis: AnalysisRepository;
   readonly audit: AuditLog;
   readonly models: ModelRepository;
+  readonly dashboard: DashboardRepository;
   readonly runs: RunRepository;
   readonly evaluations: EvaluationRepository;
   readonly routes: GatewayRouteRepository;
@@ -73,6 +75,7 @@ export class Store {
     this.analysis = new AnalysisRepository(db, dialect);
     this.audit = new AuditLog(db, dialect);
     this.models = new ModelRepository(db, dialect, this.audit);
+    this.dashboard = new DashboardRepository(db);
     this.runs = new RunRepository(db, dialect);
     this.evaluations = new EvaluationRepository(db, dialect);
     this.routes = new GatewayRouteRepository(db, dialect);

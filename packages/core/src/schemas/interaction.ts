@@ -88,6 +88,10 @@ export const InteractionFilters = z.strictObject({
   source: InteractionSource.optional(),
   from: Timestamp.optional(),
   to: Timestamp.optional(),
+  /** Only interactions with a current rating by this rater. */
+  raterId: z.string().min(1).max(200).optional(),
+  /** Only interactions with this current rating: thumbs up/down or a star value (by `raterId` when given). */
+  rating: z.enum(['up', 'down', '1', '2', '3', '4', '5']).optional(),
   /** Only interactions that have (true) or lack (false) current feedback. */
   hasFeedback: z
     .enum(['true', 'false'])

@@ -1,0 +1,11 @@
+export {
+  type AnnotationPolicy,
+  annotationPolicies,
+  defaultAnnotationPolicy,
+  lowestConfidence,
+  type QueueRequest,
+  registerAnnotationPolicy,
+  selectForAnnotation,
+  unratedRecent,
+  unratedThenLowestConfidence,
+} from './policy.js';

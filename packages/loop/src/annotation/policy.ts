@@ -1,0 +1,79 @@
+import { RatchetError } from '@ratchet/core';
+import type { QueueCandidate, Store } from '@ratchet/store';
+
+/** What an annotator asks the queue for. */
+export interface QueueRequest {
+  projectId: string;
+  limit: number;
+  route?: string;
+  /** The annotator: items they already rated are skipped where the policy can tell. */
+  raterId?: string;
+}
+
+/**
+ * How the annotation queue chooses what a person rates next. A policy is a function over the
+ * store, so the active-learning policy (expected information gain from a reward model) can plug in
+ * later with `registerAnnotationPolicy` without touching the dashboard or the API.
+ */
+export interface AnnotationPolicy {
+  readonly name: string;
+  readonly description: string;
+  select(store: Store, request: QueueRequest): Promise<QueueCandidate[]>;
+}
+
+/** Fresh traffic nobody has rated yet, newest first. */
+export const unratedRecent: AnnotationPolicy = {
+  name: 'unrated-recent',
+  description: 'Unrated interactions, newest first.',
+  select: (store, r) =>
+    store.dashboard.unratedRecent(r.projectId, { limit: r.limit, ...(r.route ? { route: r.route } : {}) }),
+};
+
+/** Rated interactions whose calibrated reward has the widest interval. */
+export const lowestConfidence: AnnotationPolicy = {
+  name: 'lowest-confidence',
+  description: 'Rated interactions whose calibrated reward is least certain (widest interval).',
+  select: (store, r) => store.dashboard.leastCertain(r.projectId, r),
+};
+
+/** The default: unrated items first; when none are left, the least certain rated ones. */
+export const unratedThenLowestConfidence: AnnotationPolicy = {
+  name: 'unrated-then-lowest-confidence',
+  description: 'Unrated interactions newest first, then the least certain rated ones.',
+  async select(store, r) {
+    const fresh = await unratedRecent.select(store, r);
+    if (fresh.length >= r.limit) return fresh;
+    const more = await lowestConfidence.select(store, { ...r, limit: r.limit - fresh.length });
+    return [...fresh, ...more];
+  },
+};
+
+const policies = new Map<string, AnnotationPolicy>(
+  [unratedThenLowestConfidence, unratedRecent, lowestConfidence].map((p) => [p.name, p]),
+);
+
+export const defaultAnnotationPolicy = unratedThenLowestConfidence.name;
+
+export function registerAnnotationPolicy(policy: AnnotationPolicy): void {
+  policies.set(policy.name, policy);
+}
+
+export function annotationPolicies(): AnnotationPolicy[] {
+  return [...policies.values()];
+}
+
+/** The next items to rate under the named policy (the default when none is named). */
+export async function selectForAnnotation(
+  store: Store,
+  request: QueueRequest,
+  policyName: string = defaultAnnotationPolicy,
+): Promise<{ policy: string; items: QueueCandidate[] }> {
+  const policy = policies.get(policyName);
+  if (!policy)
+    throw new RatchetError(
+      'invalid_request',
+      `policy: unknown annotation policy "${policyName}" (known: ${[...policies.keys()].join(', ')})`,
+      'policy',
+    );
+  return { policy: policy.name, items: await policy.select(store, request) };
+}

@@ -1,0 +1,161 @@
+/** Small SVG charts: enough for time series, intervals and bars without a chart framework. */
+
+const palette = ['#2563eb', '#d97706', '#059669', '#dc2626', '#7c3aed', '#0891b2'];
+
+export interface Series {
+  name: string;
+  points: [number, number][];
+}
+
+function extent(values: number[]): [number, number] {
+  if (!values.length) return [0, 1];
+  const lo = Math.min(...values);
+  const hi = Math.max(...values);
+  return lo === hi ? [lo - 1, hi + 1] : [lo, hi];
+}
+
+/** A line chart of one or more series over a numeric x (time or step). */
+export function LineChart({
+  title,
+  series,
+  formatX = String,
+  height = 180,
+}: {
+  title: string;
+  series: Series[];
+  formatX?: (x: number) => string;
+  height?: number;
+}) {
+  const width = 560;
+  const pad = { l: 48, r: 12, t: 12, b: 28 };
+  const all = series.flatMap((s) => s.points);
+  const [x0, x1] = extent(all.map((p) => p[0]));
+  const [y0raw, y1] = extent(all.map((p) => p[1]));
+  const y0 = Math.min(0, y0raw);
+  const sx = (x: number) => pad.l + ((x - x0) / (x1 - x0)) * (width - pad.l - pad.r);
+  const sy = (y: number) => height - pad.b - ((y - y0) / (y1 - y0)) * (height - pad.t - pad.b);
+  return (
+    <figure className="chart">
+      <svg role="img" aria-label={title} viewBox={`0 0 ${width} ${height}`} width="100%">
+        <title>{title}</title>
+        <line x1={pad.l} x2={width - pad.r} y1={sy(y0)} y2={sy(y0)} stroke="#999" />
+        <text x={4} y={sy(y1) + 4} fontSize="10">
+          {Number(y1.toPrecision(3))}
+        </text>
+        <text x={4} y={sy(y0)} fontSize="10">
+          {Number(y0.toPrecision(3))}
+        </text>
+        <text x={pad.l} y={height - 8} fontSize="10">
+          {all.length ? formatX(x0) : ''}
+        </text>
+        <text x={width - pad.r} y={height - 8} fontSize="10" textAnchor="end">
+          {all.length ? formatX(x1) : ''}
+        </text>
+        {series.map((s, i) => (
+          <polyline
+            key={s.name}
+            fill="none"
+            stroke={palette[i % palette.length]}
+            strokeWidth={2}
+            points={s.points.map(([x, y]) => `${sx(x)},${sy(y)}`).join(' ')}
+          />
+        ))}
+      </svg>
+      <figcaption>
+        {title}
+        {series.map((s, i) => (
+          <span key={s.name} className="legend" style={{ color: palette[i % palette.length] }}>
+            ■ {s.name}
+          </span>
+        ))}
+      </figcaption>
+    </figure>
+  );
+}
+
+export interface IntervalRow {
+  label: string;
+  value: number;
+  lower: number;
+  upper: number;
+  note?: string;
+}
+
+/** Estimates with their intervals, one row each, on a shared horizontal axis. */
+export function IntervalChart({
+  title,
+  rows,
+  domain,
+}: {
+  title: string;
+  rows: IntervalRow[];
+  domain: [number, number];
+}) {
+  const width = 560;
+  const rowH = 26;
+  const left = 170;
+  const height = rows.length * rowH + 24;
+  const sx = (v: number) => left + ((v - domain[0]) / (domain[1] - domain[0])) * (width - left - 60);
+  return (
+    <figure className="chart">
+      <svg role="img" aria-label={title} viewBox={`0 0 ${width} ${height}`} width="100%">
+        <title>{title}</title>
+        {rows.map((r, i) => {
+          const y = i * rowH + 16;
+          return (
+            <g key={r.label}>
+              <text x={0} y={y + 4} fontSize="11">
+                {r.label.length > 26 ? `${r.label.slice(0, 25)}…` : r.label}
+              </text>
+              <line x1={sx(r.lower)} x2={sx(r.upper)} y1={y} y2={y} stroke={palette[0]} strokeWidth={2} />
+              <circle cx={sx(r.value)} cy={y} r={4} fill={palette[0]} />
+              <text x={width - 56} y={y + 4} fontSize="11">
+                {r.value.toFixed(2)} {r.note ?? ''}
+              </text>
+            </g>
+          );
+        })}
+        <text x={sx(domain[0])} y={height - 2} fontSize="10">
+          {domain[0]}
+        </text>
+        <text x={sx(domain[1])} y={height - 2} fontSize="10" textAnchor="end">
+          {domain[1]}
+        </text>
+      </svg>
+      <figcaption>{title}</figcaption>
+    </figure>
+  );
+}
+
+/** Horizontal bars (counts or shares). */
+export function BarChart({ title, rows }: { title: string; rows: { label: string; value: number }[] }) {
+  const width = 560;
+  const rowH = 22;
+  const left = 170;
+  const max = Math.max(1e-9, ...rows.map((r) => Math.abs(r.value)));
+  return (
+    <figure className="chart">
+      <svg role="img" aria-label={title} viewBox={`0 0 ${width} ${rows.length * rowH + 8}`} width="100%">
+        <title>{title}</title>
+        {rows.map((r, i) => (
+          <g key={r.label}>
+            <text x={0} y={i * rowH + 15} fontSize="11">
+              {r.label.length > 26 ? `${r.label.slice(0, 25)}…` : r.label}
+            </text>
+            <rect
+              x={left}
+              y={i * rowH + 4}
+              height={rowH - 8}
+              width={(Math.abs(r.value) / max) * (width - left - 70)}
+              fill={r.value < 0 ? palette[3] : palette[2]}
+            />
+            <text x={width - 64} y={i * rowH + 15} fontSize="11">
+              {Number(r.value.toPrecision(3))}
+            </text>
+          </g>
+        ))}
+      </svg>
+      <figcaption>{title}</figcaption>
+    </figure>
+  );
+}

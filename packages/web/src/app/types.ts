@@ -1,0 +1,107 @@
+/** The API's shapes as the dashboard reads them (see /openapi.json). */
+export interface Message {
+  role: string;
+  content: unknown;
+}
+
+export interface Interaction {
+  id: string;
+  route: string | null;
+  model: string;
+  variant: string | null;
+  messages: Message[];
+  output: Message;
+  userId: string | null;
+  tags: string[];
+  createdAt: number;
+  latencyMs: number | null;
+}
+
+export interface Feedback {
+  id: string;
+  raterId: string;
+  source: string;
+  kind: string;
+  value: number | null;
+  label: string | null;
+  text: string | null;
+  data: Record<string, unknown> | null;
+  createdAt: number;
+  current: boolean;
+}
+
+export interface InteractionDetail extends Interaction {
+  feedback: Feedback[];
+  reward: { reward: number; lower: number; upper: number; n: number; rawMean: number } | null;
+  datasets: { datasetId: string; name: string; version: number; split: string }[];
+}
+
+export interface Rater {
+  id: string;
+  source: string;
+  feedbackCount: number;
+  bias: number | null;
+  scale: number | null;
+  reliability: number | null;
+  noiseSd: number | null;
+  consensusCorrelation: number | null;
+  influence: number | null;
+  flagged: boolean;
+  flagReason: string | null;
+}
+
+export interface Model {
+  id: string;
+  name: string;
+  route: string | null;
+  baseModel: string;
+  adapterPath: string | null;
+  runId: string | null;
+  datasetId: string | null;
+  stage: 'candidate' | 'canary' | 'production' | 'archived';
+  metrics: Record<string, unknown>;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export interface DatasetVersion {
+  id: string;
+  name: string;
+  version: number;
+  method: string;
+  spec: unknown;
+  contentHash: string;
+  rowCount: number;
+  manifest: Record<string, unknown>;
+  calibrationId: string | null;
+  createdAt: number;
+}
+
+export interface ScoreConfig {
+  name: string;
+  usage: 'stars' | 'criterion';
+  dataType: 'numeric' | 'categorical';
+  min: number | null;
+  max: number | null;
+  categories: string[] | null;
+}
+
+export interface Theme {
+  label: string;
+  count: number;
+  share: number;
+  examples: { id: string; text: string }[];
+}
+
+export interface Analysis {
+  themes: Theme[];
+  negativeTexts: number;
+  worstPrompts: { promptHash: string; n: number; meanReward: number; exampleId: string; prompt: string }[];
+  agreement: {
+    criteria: Record<
+      string,
+      { level: string; alpha: number; raters: number; units: number; pairableUnits: number }
+    >;
+    overall: { alpha: number } | null;
+  };
+}
