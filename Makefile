@@ -19,6 +19,9 @@ NODE_STAMP := node_modules/.ratchet-installed
 VENV_STAMP := $(VENV)/.ratchet-installed
 BUILD_STAMP := node_modules/.ratchet-built
 TS_SOURCES := $(shell find packages/*/src -name '*.ts' -not -name '*.test.ts' 2>/dev/null) $(wildcard packages/*/tsconfig.json)
+WEB_STAMP := packages/web/dist/index.html
+WEB_SOURCES := $(shell find packages/web/src -name '*.ts*' -not -name '*.test.ts' 2>/dev/null) $(wildcard packages/web/*.ts packages/web/*.json packages/web/index.html)
+CHROMIUM := /usr/bin/chromium
 
 .PHONY: help install demo serve test test-ts test-py bench lint format build clean
 
@@ -47,7 +50,18 @@ $(BUILD_STAMP): $(NODE_STAMP) $(TS_SOURCES)
 	node_modules/.bin/tsc -b packages/cli packages/sdk packages/loop
 	@touch $@
 
-build: $(BUILD_STAMP)
+# The dashboard and the widget script, served by `ratchet serve` from packages/web/dist.
+$(WEB_STAMP): $(NODE_STAMP) $(WEB_SOURCES)
+	npm run build --silent -w packages/web
+
+# The end-to-end tests drive Debian's chromium (never a downloaded browser build).
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing chromium from Debian's packages" >&2; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) >&2; \
+	else echo "chromium is missing and cannot be installed here (need root and apt-get)" >&2; exit 1; fi
+
+build: $(BUILD_STAMP) $(WEB_STAMP)
 
 demo: install build
 	node packages/cli/bin/ratchet.js demo
@@ -55,7 +69,7 @@ demo: install build
 serve: install build
 	node packages/cli/bin/ratchet.js serve
 
-test: install build
+test: install build $(CHROMIUM)
 	@pg_url=$${RATCHET_TEST_POSTGRES_URL:-$$(scripts/postgres.sh || true)}; \
 	if [ -z "$$pg_url" ]; then echo "warning: no PostgreSQL; PostgreSQL suites are skipped" >&2; fi; \
 	export RATCHET_TEST_POSTGRES_URL=$$pg_url; \
