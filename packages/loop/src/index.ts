@@ -12,4 +12,5 @@ export {
 export { type ExportFormat, exportDataset, exportFormats } from './exports.js';
 export * from './imports/index.js';
 export * from './labelstudio/index.js';
+export * from './training/index.js';
 export * from './annotation/index.js';

@@ -101,6 +101,19 @@ export class RunRepository {
     return rows.map((r) => this.toRun(r));
   }
 
+  /** Ids of queued runs across projects, oldest first: the embedded job queue. */
+  async queuedIds(limit = 10): Promise<string[]> {
+    const rows = await this.db
+      .selectFrom('runs')
+      .select('id')
+      .where('status', '=', 'queued')
+      .orderBy('created_at')
+      .orderBy('id')
+      .limit(limit)
+      .execute();
+    return rows.map((r) => r.id);
+  }
+
   /**
    * Takes a run to execute: a queued run, or (with `staleMs`) a running one whose heartbeat is
    * older than that, which a crashed process left behind. Returns the run as claimed, or
