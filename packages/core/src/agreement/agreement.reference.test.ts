@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { SeededRandom } from '../calibration/test-utils/random.js';
+import { SeededRandom } from '../random.js';
 import { cohenKappa, fleissKappa } from './kappa.js';
 import { krippendorffAlpha, krippendorffAlphaFromCounts, type MeasurementLevel } from './krippendorff.js';
 import type { RatingValue } from './values.js';

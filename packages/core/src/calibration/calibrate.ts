@@ -203,6 +203,28 @@ function raterColumns(
   };
 }
 
+/**
+ * The variance behind an item's reported interval. The fit's own posterior variance treats each
+ * rater's bias and scale as known; with a few dozen ratings per rater they are estimates, and an
+ * interval that ignores that covered the truth only ~89% of the time at a nominal 95% (measured
+ * on synthetic raters). Each rating's noise is therefore widened by the rater's bias and scale
+ * posterior variances (the scale's times the item's squared quality) before the precisions add up.
+ */
+function intervalVariance(data: PreparedRatings, state: ModelState, i: number): number {
+  const m = state.itemPostMean[i]!;
+  let precision = 0;
+  for (let k = data.itemStart[i]!; k < data.itemStart[i + 1]!; k++) {
+    const r = data.rater[k]!;
+    const influence = state.influence[r]!;
+    if (influence === 0) continue;
+    const w = data.weight === null ? 1 : data.weight[k]!;
+    const scale = state.scale[r]!;
+    const noise = state.noiseVar[r]! / w + state.biasPostVar[r]! + m * m * state.scalePostVar[r]!;
+    precision += (influence * scale * scale) / noise;
+  }
+  return 1 / (1 / state.hyper.itemVar + precision);
+}
+
 function itemColumns(
   data: PreparedRatings,
   state: ModelState,
@@ -223,7 +245,7 @@ function itemColumns(
     let sum = 0;
     for (let k = start; k < end; k++) sum += data.value[k]!;
     rawMean[i] = end > start ? sum / (end - start) : Number.NaN;
-    sd[i] = Math.sqrt(state.itemPostVar[i]!);
+    sd[i] = Math.sqrt(intervalVariance(data, state, i));
     lower[i] = state.itemPostMean[i]! - z * sd[i]!;
     upper[i] = state.itemPostMean[i]! + z * sd[i]!;
   }

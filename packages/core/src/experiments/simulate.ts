@@ -5,10 +5,11 @@
  * ratio check on a route that loses part of one arm's logs. Users are simulated one by one:
  * random assignment, then a thumbs up with the arm's rate.
  */
+
+import { SeededRandom } from '../random.js';
 import { momentsFromSums, proportionMoments } from './moments.js';
 import { msprtTest } from './msprt.js';
 import { twoProportionPower } from './power.js';
-import { SeededRandom } from './random.js';
 import { type SampleRatioMismatchResult, sampleRatioMismatch } from './srm.js';
 import { welchTTest } from './t-test.js';
 

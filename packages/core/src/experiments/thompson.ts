@@ -5,8 +5,9 @@
  * A floor keeps every variant, the control included, receiving some traffic: without one a
  * bandit can starve an arm on early noise and never learn it was wrong.
  */
+
+import { SeededRandom } from '../random.js';
 import type { BetaPrior } from './beta-binomial.js';
-import { SeededRandom } from './random.js';
 
 export type BanditArm =
   | { kind: 'proportion'; successes: number; trials: number }

@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { SeededRandom } from '../experiments/random.js';
+import { SeededRandom } from '../random.js';
 import { type BleuOptions, type BleuScore, corpusBleu, sentenceBleu, tokenize13a } from './bleu.js';
 import { type ChrfOptions, corpusChrf, sentenceChrf } from './chrf.js';
 import { binaryClassificationMetrics } from './classification.js';

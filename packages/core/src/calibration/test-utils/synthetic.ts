@@ -1,5 +1,5 @@
+import { SeededRandom } from '../../random.js';
 import type { RatingColumns } from '../model.js';
-import { SeededRandom } from './random.js';
 
 export interface SyntheticOptions {
   seed: number;

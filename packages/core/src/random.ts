@@ -1,5 +1,5 @@
 /**
- * A seeded PRNG for Thompson sampling and simulations: the same seed gives the same draws on
+ * The one seeded PRNG of the code base (Thompson sampling, simulated users, synthetic data): the same seed gives the same draws on
  * every machine, so bandit weights and tests are reproducible (Math.random cannot be seeded).
  * sfc32 (PractRand): 128-bit state, passes BigCrush, a few nanoseconds a draw.
  */
@@ -35,6 +35,19 @@ export class SeededRandom {
   /** Integer in [0, n). */
   int(n: number): number {
     return Math.floor(this.uniform() * n);
+  }
+
+  /** `k` distinct integers from [0, n), for k much smaller than n. */
+  sampleDistinct(n: number, k: number): number[] {
+    const picked = new Set<number>();
+    while (picked.size < Math.min(k, n)) picked.add(this.int(n));
+    return [...picked];
+  }
+
+  /** One element of a non-empty array, uniformly. */
+  pick<T>(items: readonly T[]): T {
+    if (items.length === 0) throw new Error('pick from an empty array');
+    return items[this.int(items.length)]!;
   }
 
   /** True with probability p. */

@@ -1,0 +1,3 @@
+export * from './domain.js';
+export * from './personas.js';
+export * from './rate.js';
