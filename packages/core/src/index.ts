@@ -1,3 +1,4 @@
+export * from './active/index.js';
 export * from './agreement/index.js';
 export * from './analysis/index.js';
 export * from './augment/index.js';
