@@ -16,6 +16,7 @@ import { registerDashboardRoutes } from './routes/dashboard.js';
 import { registerOtlpRoutes } from './routes/otlp.js';
 import { registerPipelineRoutes } from './routes/pipeline.js';
 import { registerRegistryRoutes } from './routes/registry.js';
+import { registerRunRoutes } from './routes/runs.js';
 import { registerSystemRoutes } from './routes/system.js';
 import { RouteTable } from './routing.js';
 import { registerWebRoutes } from './web.js';
@@ -86,6 +87,7 @@ export async function buildServer(options: ServerOptions): Promise<RatchetServer
   registerAdminRoutes(routes, store);
   registerPipelineRoutes(routes, store, config.dataDir);
   registerRegistryRoutes(routes, store);
+  registerRunRoutes(routes, app, store, config.dataDir);
   registerGatewayRoutes(routes, () => gateway);
   registerDashboardRoutes(routes, store);
   registerWebRoutes(app);

@@ -1,4 +1,5 @@
 import type { Store } from '@ratchet/store';
+import { CompiledQuery } from 'kysely';
 import PgBoss from 'pg-boss';
 
 /** The pg-boss queue that carries training jobs ({ runId }) to `ratchet worker` processes. */
@@ -71,13 +72,6 @@ export class LocalTrainingQueue implements TrainingQueue {
   }
 }
 
-/** pg-boss takes our own URL minus the options only Ratchet reads (`?pool=`). */
-function connectionString(url: string): string {
-  const u = new URL(url);
-  u.searchParams.delete('pool');
-  return u.toString();
-}
-
 /**
  * The PostgreSQL queue: pg-boss, in its own schema of the same database, so a `ratchet worker`
  * on another machine (a GPU box) takes jobs that the API or CLI enqueued.
@@ -88,10 +82,17 @@ export class PgBossTrainingQueue implements TrainingQueue {
   private started: Promise<void> | undefined;
 
   constructor(
-    databaseUrl: string,
+    store: Store,
     private readonly options: QueueOptions = {},
   ) {
-    this.boss = new PgBoss({ connectionString: connectionString(databaseUrl), max: 2 });
+    // pg-boss runs its SQL through the store's pool: no second set of connections or settings.
+    // An empty parameter list keeps pg on the simple protocol, which its multi-statement
+    // migrations need.
+    const db = {
+      executeSql: async (text: string, values: unknown[] = []) =>
+        store.db.executeQuery(CompiledQuery.raw(text, values)) as Promise<{ rows: unknown[] }>,
+    };
+    this.boss = new PgBoss({ db });
     this.boss.on('error', (err) => process.emitWarning(`pg-boss: ${err.message}`));
   }
 
@@ -133,12 +134,8 @@ export class PgBossTrainingQueue implements TrainingQueue {
 }
 
 /** pg-boss on PostgreSQL, the runs table on SQLite. */
-export function createTrainingQueue(
-  store: Store,
-  databaseUrl: string,
-  options: QueueOptions = {},
-): TrainingQueue {
+export function createTrainingQueue(store: Store, options: QueueOptions = {}): TrainingQueue {
   return store.dialect === 'postgres'
-    ? new PgBossTrainingQueue(databaseUrl, options)
+    ? new PgBossTrainingQueue(store, options)
     : new LocalTrainingQueue(store, options);
 }

@@ -10,8 +10,6 @@ import {
 } from './runs.js';
 
 export interface TrainingServiceOptions extends TrainingOptions, QueueOptions {
-  /** The database URL (pg-boss connects to it on PostgreSQL). */
-  databaseUrl: string;
   /** A run whose heartbeat is older than this lost its owner and is resumed (default 60 s). */
   staleMs?: number;
   /** Called after each run this process executed. */
@@ -32,9 +30,9 @@ export class TrainingService {
 
   constructor(
     private readonly store: Store,
-    private readonly options: TrainingServiceOptions,
+    private readonly options: TrainingServiceOptions = {},
   ) {
-    this.queue = createTrainingQueue(store, options.databaseUrl, options);
+    this.queue = createTrainingQueue(store, options);
   }
 
   async submit(projectId: string, input: TrainRequestInput): Promise<Run> {

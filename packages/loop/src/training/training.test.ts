@@ -229,7 +229,7 @@ describe.skipIf(!postgresUrl)('training through pg-boss on PostgreSQL', () => {
     const projectId = (await api.projects.create('pg-train')).id;
     const version = await ratedDatasetVersion(api, projectId, { dataDir, method: 'sft' });
 
-    const submitter = new TrainingService(api, { databaseUrl: url, dataDir });
+    const submitter = new TrainingService(api, { dataDir });
     services.push(submitter);
     const run = await submitter.submit(projectId, {
       method: 'sft',
@@ -249,7 +249,6 @@ describe.skipIf(!postgresUrl)('training through pg-boss on PostgreSQL', () => {
 
     const outcomes: string[] = [];
     const worker = new TrainingService(remote, {
-      databaseUrl: url,
       dataDir,
       pollMs: 500,
       onOutcome: (o) => outcomes.push(o.run.status),
