@@ -13,6 +13,7 @@ import {
   printRaters,
 } from './commands/ratings.js';
 import { startServer } from './commands/serve.js';
+import { registerSimulateCommand } from './commands/simulate.js';
 import { projectIdByName, withStore } from './context.js';
 
 function integer(value: string): number {
@@ -372,6 +373,8 @@ export function buildProgram(): Command {
         console.log(`rolled back ${opts.route}: ${from.name} archived, ${to.name} is production again`);
       });
     });
+
+  registerSimulateCommand(program);
 
   program
     .command('demo')

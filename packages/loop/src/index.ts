@@ -1,4 +1,5 @@
 export { type AnalysisReport, analyzeProject } from './analyze.js';
+export * from './annotation/index.js';
 export { type CalibrateProjectOptions, type CalibrationSummary, calibrateProject } from './calibrate.js';
 export {
   type BuildDatasetOptions,
@@ -9,8 +10,10 @@ export {
   datasetMethods,
   loadDatasetInputs,
 } from './datasets.js';
+export * from './eval/index.js';
+export * from './experiments/index.js';
 export { type ExportFormat, exportDataset, exportFormats } from './exports.js';
 export * from './imports/index.js';
 export * from './labelstudio/index.js';
+export * from './simulate/index.js';
 export * from './training/index.js';
-export * from './annotation/index.js';

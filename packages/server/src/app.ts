@@ -5,6 +5,7 @@ import type { ServerConfig } from './config.js';
 import { type GatewayConfig, loadGatewayConfig } from './gateway/config.js';
 import { Gateway, registerGatewayRoutes } from './gateway/gateway.js';
 import { InteractionLogWriter } from './gateway/log-writer.js';
+import { DatabaseRoutes } from './gateway/router.js';
 import type { ProviderFactory } from './gateway/providers/types.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { KeyResolver } from './middleware/auth.js';
@@ -12,6 +13,8 @@ import { registerErrorHandling } from './middleware/errors.js';
 import { RateLimiter } from './middleware/rate-limit.js';
 import { registerAdminRoutes } from './routes/admin.js';
 import { registerCaptureRoutes } from './routes/capture.js';
+import { registerEvalRoutes } from './routes/eval.js';
+import { registerExperimentRoutes } from './routes/experiments.js';
 import { registerDashboardRoutes } from './routes/dashboard.js';
 import { registerOtlpRoutes } from './routes/otlp.js';
 import { registerPipelineRoutes } from './routes/pipeline.js';
@@ -70,7 +73,17 @@ export async function buildServer(options: ServerOptions): Promise<RatchetServer
     options.gatewayConfig ??
     (config.gatewayConfigPath ? loadGatewayConfig(config.gatewayConfigPath) : undefined);
   const gateway = gatewayConfig
-    ? new Gateway(gatewayConfig, logWriter, metrics, options.providerFactory)
+    ? new Gateway(
+        gatewayConfig,
+        logWriter,
+        metrics,
+        options.providerFactory,
+        new DatabaseRoutes(
+          () => store.routes.list(),
+          2000,
+          (err) => app.log.error({ err }, 'loading database routes failed'),
+        ),
+      )
     : undefined;
 
   registerErrorHandling(app);
@@ -89,6 +102,8 @@ export async function buildServer(options: ServerOptions): Promise<RatchetServer
   registerRegistryRoutes(routes, store);
   registerRunRoutes(routes, app, store, config.dataDir);
   registerGatewayRoutes(routes, () => gateway);
+  registerEvalRoutes(routes, store);
+  registerExperimentRoutes(routes, store, () => gateway);
   registerDashboardRoutes(routes, store);
   registerWebRoutes(app);
 

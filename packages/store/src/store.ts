@@ -77,7 +77,7 @@ export class Store {
     this.models = new ModelRepository(db, dialect, this.audit);
     this.dashboard = new DashboardRepository(db);
     this.runs = new RunRepository(db, dialect);
-    this.evaluations = new EvaluationRepository(db, dialect);
+    this.evaluations = new EvaluationRepository(db, dialect, this.audit);
     this.routes = new GatewayRouteRepository(db, dialect);
     this.experiments = new ExperimentRepository(db, dialect, this.routes);
   }

@@ -4,15 +4,13 @@ import { type AnswerQualities, composeAnswer, type JudgedAnswer, type SupportDom
 import { likingMargin, type Persona } from './personas.js';
 
 /** A feedback event as a simulated user would send it, before it is tied to an interaction. */
-export type SimulatedFeedback =
-  Extract<
-    FeedbackInput,
-    { kind: 'thumbs' | 'stars' | 'criteria' | 'comment' | 'correction' | 'implicit' }
-  > extends infer F
-    ? F extends unknown
-      ? Omit<F, 'interactionId'>
-      : never
-    : never;
+/** Omit applied to each member of a union (a plain Omit would merge the members). */
+type OmitEach<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+
+export type SimulatedFeedback = OmitEach<
+  Extract<FeedbackInput, { kind: 'thumbs' | 'stars' | 'criteria' | 'comment' | 'correction' | 'implicit' }>,
+  'interactionId'
+>;
 
 const clamp = (x: number, lo: number, hi: number) => Math.max(lo, Math.min(hi, x));
 /** A perceived margin (about -1..1) onto a 1..5 scale. */
