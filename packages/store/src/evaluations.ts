@@ -1,5 +1,6 @@
 import { newId, RatchetError } from '@ratchet/core';
 import type { Kysely } from 'kysely';
+import type { AuditLog } from './audit.js';
 import type { DialectName } from './connection.js';
 import { chunk, decodeJson, encodeJson, rowsPerStatement } from './json.js';
 import type { Database, EvaluationStatus } from './schema.js';
@@ -34,6 +35,7 @@ export class EvaluationRepository {
   constructor(
     private readonly db: Kysely<Database>,
     private readonly dialect: DialectName,
+    private readonly audit: AuditLog,
   ) {}
 
   async create(
@@ -68,15 +70,20 @@ export class EvaluationRepository {
     return (await this.get(projectId, id))!;
   }
 
-  /** Items, summary and gate land together in one transaction: a finished evaluation is whole. */
+  /**
+   * Items, summary and gate land together in one transaction: a finished evaluation is whole.
+   * When the candidate is a registry model, the gate's verdict and reasons go to the audit log in
+   * the same transaction (`model.gate_passed` or `model.gate_failed`; the stage is not changed).
+   */
   async complete(
     projectId: string,
     id: string,
     result: {
       items: EvaluationItemRow[];
       summary: unknown;
-      gate: { passed: boolean } & Record<string, unknown>;
+      gate: { passed: boolean; reasons: string[] } & Record<string, unknown>;
     },
+    actor = 'loop',
   ): Promise<Evaluation> {
     await this.db.transaction().execute(async (trx) => {
       const rows = result.items.map((i) => ({
@@ -106,6 +113,24 @@ export class EvaluationRepository {
         .executeTakeFirst();
       if (Number(updated.numUpdatedRows) !== 1)
         throw new RatchetError('conflict', `evaluation ${id} is not running`, 'id');
+      const row = await trx
+        .selectFrom('evaluations')
+        .select('candidate_model_id')
+        .where('id', '=', id)
+        .executeTakeFirstOrThrow();
+      if (row.candidate_model_id) {
+        await this.audit.record(
+          {
+            projectId,
+            actor,
+            action: result.gate.passed ? 'model.gate_passed' : 'model.gate_failed',
+            subjectType: 'model',
+            subjectId: row.candidate_model_id,
+            details: { evaluationId: id, reasons: result.gate.reasons },
+          },
+          trx,
+        );
+      }
     });
     return (await this.get(projectId, id))!;
   }
@@ -167,6 +192,20 @@ export class EvaluationRepository {
       judge: r.judge,
       result: decodeJson(this.dialect, r.result),
     }));
+  }
+
+  /** The interactions of a dataset version's held-out (test) split, in id order. */
+  async heldOutInteractionIds(projectId: string, datasetId: string, limit: number): Promise<string[]> {
+    const rows = await this.db
+      .selectFrom('dataset_interactions')
+      .select('interaction_id')
+      .where('project_id', '=', projectId)
+      .where('dataset_id', '=', datasetId)
+      .where('split', '=', 'test')
+      .orderBy('interaction_id')
+      .limit(limit)
+      .execute();
+    return rows.map((r) => r.interaction_id);
   }
 
   private toEvaluation(r: {

@@ -8,7 +8,7 @@ import type { GatewayConfig } from './config.js';
 import type { InteractionLogWriter } from './log-writer.js';
 import { createOpenAICompatibleProvider } from './providers/openai-compatible/index.js';
 import type { Provider, ProviderFactory } from './providers/types.js';
-import { assign } from './router.js';
+import { assign, type DatabaseRoutes } from './router.js';
 import { StreamAccumulator, toUsage } from './sse.js';
 
 /** What the gateway reads from a chat request; everything else is forwarded untouched. */
@@ -71,7 +71,18 @@ export class Gateway {
     private readonly logWriter: InteractionLogWriter,
     private readonly metrics: Metrics,
     private readonly providerFactory: ProviderFactory = createOpenAICompatibleProvider,
+    /** Routes kept in the database (experiments), consulted before the file's. */
+    readonly databaseRoutes?: DatabaseRoutes,
   ) {}
+
+  /** The upstreams the gateway file defines (database routes may only name these). */
+  upstreamNames(): string[] {
+    return Object.keys(this.config.upstreams);
+  }
+
+  defaultUpstreamName(): string | undefined {
+    return this.config.defaultUpstream;
+  }
 
   /** Swaps in a new routes file (e.g. new weights) without dropping calls in flight. */
   reload(config: GatewayConfig): void {
@@ -96,7 +107,14 @@ export class Gateway {
     const body = parseInput(ChatRequest, request.body);
     const ctx = callContext(request);
     const userId = ctx.userId ?? body.user;
-    const target = assign(this.config, body.model, userId);
+    // Only the first calls after start can find the database routes not yet loaded.
+    if (this.databaseRoutes && !this.databaseRoutes.loaded) await this.databaseRoutes.ready;
+    const target = assign(
+      this.config,
+      body.model,
+      userId,
+      this.databaseRoutes?.lookup(projectId, body.model),
+    );
     if (!target)
       throw new RatchetError(
         'not_found',
@@ -225,6 +243,7 @@ export class Gateway {
   }
 
   async close(): Promise<void> {
+    this.databaseRoutes?.close();
     await Promise.all([...this.providers.values()].map((p) => p.close()));
     this.providers.clear();
   }

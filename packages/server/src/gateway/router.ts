@@ -1,4 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
+import { RatchetError } from '@ratchet/core';
+import type { StoredRoute } from '@ratchet/store';
 import type { GatewayConfig, UpstreamConfig, VariantConfig } from './config.js';
 
 export interface Assignment {
@@ -29,23 +31,29 @@ export function pickVariant(variants: readonly VariantConfig[], unit: number): V
 /**
  * Resolves the `model` an application asked for: a route name is assigned a variant (sticky per
  * end user when one is known, random otherwise); any other name goes to the default upstream.
+ * `databaseVariants`, when given, are the route's variants from the database (an experiment):
+ * they take precedence over the file's.
  */
 export function assign(
   config: GatewayConfig,
   requested: string,
   userKey: string | undefined,
+  databaseVariants?: readonly VariantConfig[],
 ): Assignment | undefined {
-  const route = config.routes[requested];
-  if (route) {
-    const variant = pickVariant(
-      route.variants,
-      stickyUnit(requested, userKey ?? randomBytes(8).toString('hex')),
-    );
+  const variants = databaseVariants ?? config.routes[requested]?.variants;
+  if (variants) {
+    const variant = pickVariant(variants, stickyUnit(requested, userKey ?? randomBytes(8).toString('hex')));
+    const upstream = config.upstreams[variant.upstream];
+    if (!upstream)
+      throw new RatchetError(
+        'upstream_error',
+        `route "${requested}": variant "${variant.name}" names upstream "${variant.upstream}", which the gateway file does not define`,
+      );
     return {
       route: requested,
       variant: variant.name,
       upstreamName: variant.upstream,
-      upstream: config.upstreams[variant.upstream]!,
+      upstream,
       model: variant.model,
     };
   }
@@ -59,4 +67,69 @@ export function assign(
     };
   }
   return undefined;
+}
+
+/**
+ * The routes kept in the database, held in memory: loaded in the background every `refreshMs`
+ * (so servers that did not make a change see it within that time) and at once on `refresh()`
+ * (called by the server that made it). A request only reads the map; it never waits on the
+ * database. A failed load keeps the previous routes.
+ */
+export class DatabaseRoutes {
+  private routes = new Map<string, VariantConfig[]>();
+  private timer: NodeJS.Timeout | undefined;
+  private inFlight: Promise<void> | undefined;
+  /** Resolved after the first load (successful or not). */
+  readonly ready: Promise<void>;
+  loaded = false;
+
+  constructor(
+    private readonly load: () => Promise<StoredRoute[]>,
+    refreshMs = 2000,
+    private readonly onError: (err: unknown) => void = () => {},
+  ) {
+    this.ready = this.refresh().finally(() => {
+      this.loaded = true;
+    });
+    this.timer = setInterval(() => void this.refresh(), refreshMs);
+    this.timer.unref();
+  }
+
+  private static key(projectId: string, name: string): string {
+    return `${projectId}\u0000${name}`;
+  }
+
+  /** The route's variants with a positive total weight, or undefined when the database has none. */
+  lookup(projectId: string, name: string): VariantConfig[] | undefined {
+    return this.routes.size === 0 ? undefined : this.routes.get(DatabaseRoutes.key(projectId, name));
+  }
+
+  /** Reloads now; concurrent callers share one load, and a call during a load waits for a fresh one. */
+  async refresh(): Promise<void> {
+    const previous = this.inFlight;
+    const next = (async () => {
+      await previous?.catch(() => {});
+      try {
+        const map = new Map<string, VariantConfig[]>();
+        for (const r of await this.load()) {
+          const variants = r.variants.map((v) => ({
+            name: v.name,
+            upstream: v.upstream,
+            model: v.model,
+            weight: v.weight,
+          }));
+          if (variants.some((v) => v.weight > 0)) map.set(DatabaseRoutes.key(r.projectId, r.name), variants);
+        }
+        this.routes = map;
+      } catch (err) {
+        this.onError(err);
+      }
+    })();
+    this.inFlight = next;
+    return next;
+  }
+
+  close(): void {
+    clearInterval(this.timer);
+  }
 }

@@ -1,0 +1,351 @@
+/**
+ * Experiments on a gateway route: start (the route's variants go to the database, where every
+ * gateway picks them up), look (per-variant metrics from feedback in SQL, the Bayesian and mSPRT
+ * engines, the sample ratio check, a decision appended to the history, Thompson-sampling weights
+ * when the experiment is a bandit), and stop (keep the winner or return the route to the file).
+ */
+import {
+  decideExperiment,
+  type ExperimentDecision,
+  ExperimentDecisionConfig,
+  type ExperimentMetricData,
+  type ExperimentVariantData,
+  momentsFromSums,
+  parseInput,
+  RatchetError,
+  thompsonSamplingWeights,
+} from '@ratchet/core';
+import type { Experiment, Store, StoredVariant, VariantFeedbackTotals } from '@ratchet/store';
+import { z } from 'zod';
+
+export const experimentMetrics = ['thumbs_up_rate', 'mean_reward', 'stars'] as const;
+export type ExperimentMetric = (typeof experimentMetrics)[number];
+export const experimentEngines = ['msprt', 'bayesian'] as const;
+
+const VariantSpec = z
+  .strictObject({
+    name: z.string().min(1).max(100),
+    weight: z.number().nonnegative(),
+    /** A registry model (id or name); the gateway sends its name as the model to `upstream`. */
+    model: z.string().min(1).optional(),
+    /** The gateway upstream; defaults to the gateway file's defaultUpstream. */
+    upstream: z.string().min(1).optional(),
+    /** The model name sent upstream, for a variant that is not a registry model. */
+    upstreamModel: z.string().min(1).optional(),
+  })
+  .refine((v) => (v.model === undefined) !== (v.upstreamModel === undefined), {
+    message: 'give exactly one of model (a registry model) or upstreamModel',
+    path: ['model'],
+  });
+
+export const ExperimentStartSpec = z
+  .strictObject({
+    name: z
+      .string()
+      .min(1)
+      .max(200)
+      .regex(/^[A-Za-z0-9._:@/-]+$/, 'letters, digits and . _ : @ / - only'),
+    route: z.string().min(1).max(200),
+    /** The variant the others are compared with (usually production). */
+    control: z.string().min(1),
+    variants: z.array(VariantSpec).min(2).max(20),
+    metric: z.enum(experimentMetrics).default('thumbs_up_rate'),
+    engine: z.enum(experimentEngines).default('msprt'),
+    /** Decision rule: ExperimentDecisionConfig without the primary metric (it is `metric`). */
+    decisionRule: z.record(z.string(), z.unknown()).default({}),
+    /** Let Thompson sampling set the weights at every look. */
+    bandit: z.boolean().default(false),
+  })
+  .superRefine((s, ctx) => {
+    const names = s.variants.map((v) => v.name);
+    if (new Set(names).size !== names.length)
+      ctx.addIssue({ code: 'custom', path: ['variants'], message: 'variant names must be unique' });
+    if (!names.includes(s.control))
+      ctx.addIssue({
+        code: 'custom',
+        path: ['control'],
+        message: `"${s.control}" is not one of the variants`,
+      });
+    if (!s.variants.some((v) => v.weight > 0))
+      ctx.addIssue({
+        code: 'custom',
+        path: ['variants'],
+        message: 'at least one variant needs a positive weight',
+      });
+  });
+export type ExperimentStartSpec = z.input<typeof ExperimentStartSpec>;
+
+export interface GatewayFacts {
+  /** Upstream names the gateway file defines; variants are checked against them when given. */
+  upstreams?: readonly string[];
+  defaultUpstream?: string;
+}
+
+function decisionConfig(e: { metric: string; decisionRule: Record<string, unknown> }) {
+  return { ...e.decisionRule, primaryMetric: e.metric };
+}
+
+async function resolveVariants(
+  store: Store,
+  projectId: string,
+  spec: z.output<typeof ExperimentStartSpec>,
+  gateway: GatewayFacts,
+): Promise<StoredVariant[]> {
+  const out: StoredVariant[] = [];
+  for (const [i, v] of spec.variants.entries()) {
+    const upstream = v.upstream ?? gateway.defaultUpstream;
+    if (!upstream)
+      throw new RatchetError(
+        'invalid_request',
+        `variants.${i}.upstream: required (the gateway has no defaultUpstream)`,
+        `variants.${i}.upstream`,
+      );
+    if (gateway.upstreams && !gateway.upstreams.includes(upstream))
+      throw new RatchetError(
+        'invalid_request',
+        `variants.${i}.upstream: "${upstream}" is not an upstream of the gateway file`,
+        `variants.${i}.upstream`,
+      );
+    if (v.model) {
+      const model = await store.models.get(projectId, v.model);
+      if (!model)
+        throw new RatchetError(
+          'not_found',
+          `variants.${i}.model: "${v.model}" is not in the registry`,
+          `variants.${i}.model`,
+        );
+      out.push({ name: v.name, upstream, model: model.name, weight: v.weight, modelId: model.id });
+    } else {
+      out.push({ name: v.name, upstream, model: v.upstreamModel!, weight: v.weight, modelId: null });
+    }
+  }
+  return out;
+}
+
+export async function startExperiment(
+  store: Store,
+  projectId: string,
+  specInput: ExperimentStartSpec,
+  options: { gateway?: GatewayFacts; actor?: string } = {},
+): Promise<Experiment> {
+  const spec = parseInput(ExperimentStartSpec, specInput);
+  // Reject a bad rule now, not at the first look.
+  parseInput(ExperimentDecisionConfig, decisionConfig(spec), 'decisionRule');
+  const variants = await resolveVariants(store, projectId, spec, options.gateway ?? {});
+  const experiment = await store.experiments.start(projectId, { ...spec, variants });
+  await store.audit.record({
+    projectId,
+    actor: options.actor ?? 'loop',
+    action: 'experiment.started',
+    subjectType: 'experiment',
+    subjectId: experiment.id,
+    details: { route: spec.route, variants, metric: spec.metric, engine: spec.engine, bandit: spec.bandit },
+  });
+  return experiment;
+}
+
+export interface VariantStatus {
+  name: string;
+  weight: number;
+  model: string;
+  modelId: string | null;
+  users: number;
+  interactions: number;
+  thumbsUpRate: { up: number; total: number; rate: number | null };
+  meanReward: { n: number; mean: number | null };
+  stars: { n: number; mean: number | null };
+}
+
+export interface ExperimentStatus {
+  experiment: Experiment;
+  variants: VariantStatus[];
+  decision: ExperimentDecision;
+  /** Weights Thompson sampling chose at this look (bandit experiments). */
+  weights: Record<string, number> | null;
+}
+
+function metricData(t: VariantFeedbackTotals | undefined): Record<ExperimentMetric, ExperimentMetricData> {
+  const mean = (s: { n: number; sum: number; sumOfSquares: number } | undefined): ExperimentMetricData => ({
+    kind: 'mean',
+    ...momentsFromSums(s?.n ?? 0, s?.sum ?? 0, s?.sumOfSquares ?? 0),
+  });
+  return {
+    thumbs_up_rate: { kind: 'proportion', successes: t?.thumbs.up ?? 0, trials: t?.thumbs.total ?? 0 },
+    mean_reward: mean(t?.reward),
+    stars: mean(t?.stars),
+  };
+}
+
+/**
+ * The Bayesian engine's rule, on the same comparisons: ship when the probability to beat the
+ * control and the expected loss clear the thresholds, stop for harm when the credible interval
+ * lies entirely on the harmful side of the margin. Unlike the mSPRT rule it is not protected
+ * against peeking; it is there for teams that decide on posterior risk.
+ */
+function bayesianDecision(d: ExperimentDecision, config: ExperimentDecisionConfig): ExperimentDecision {
+  const harm = d.comparisons.filter((c) => {
+    const worse = c.higherIsBetter ? c.credibleInterval.upper : -c.credibleInterval.lower;
+    const margin =
+      c.role === 'primary'
+        ? config.harm.margin
+        : (config.guardrails.find((g) => g.metric === c.metric)?.margin ?? 0);
+    return worse < -margin;
+  });
+  if (harm.length)
+    return {
+      ...d,
+      decision: 'stop_for_harm',
+      variant: harm[0]!.variant,
+      reasons: harm.map(
+        (c) =>
+          `harm: ${c.variant} ${c.metric} credible interval [${c.credibleInterval.lower.toPrecision(3)}, ${c.credibleInterval.upper.toPrecision(3)}] is entirely worse`,
+      ),
+    };
+  const winners = d.comparisons
+    .filter(
+      (c) =>
+        c.role === 'primary' &&
+        c.probabilityToBeat >= config.ship.minProbabilityToBeat &&
+        (config.ship.maxExpectedLoss === undefined || c.expectedLoss <= config.ship.maxExpectedLoss),
+    )
+    .sort((a, b) => b.probabilityToBeat - a.probabilityToBeat);
+  if (winners.length && !d.srm.mismatch) {
+    const w = winners[0]!;
+    return {
+      ...d,
+      decision: 'ship',
+      variant: w.variant,
+      reasons: [
+        `ship: ${w.variant} ${w.metric} P(better) = ${w.probabilityToBeat.toPrecision(3)}, expected loss ${w.expectedLoss.toPrecision(3)}`,
+      ],
+    };
+  }
+  return { ...d, decision: 'keep_running', variant: null };
+}
+
+/**
+ * One look at an experiment: metrics per variant, the engines' analysis and the decision. With
+ * `record`, the decision joins the history (and a bandit's new weights go to the route).
+ */
+export async function experimentStatus(
+  store: Store,
+  projectId: string,
+  ref: string,
+  options: { record?: boolean; actor?: string } = {},
+): Promise<ExperimentStatus> {
+  const experiment = await store.experiments.get(projectId, ref);
+  if (!experiment) throw new RatchetError('not_found', `experiment "${ref}" not found`, 'experiment');
+  const totals = await store.experiments.variantTotals(
+    projectId,
+    experiment.route,
+    experiment.startedAt,
+    experiment.stoppedAt ?? undefined,
+  );
+  const byName = new Map(totals.map((t) => [t.variant, t]));
+  const route =
+    experiment.status === 'running' ? await store.routes.get(projectId, experiment.route) : undefined;
+  const currentWeight = (v: StoredVariant) =>
+    route?.variants.find((r) => r.name === v.name)?.weight ?? v.weight;
+  const data: ExperimentVariantData[] = experiment.variants.map((v) => {
+    const t = byName.get(v.name);
+    return {
+      name: v.name,
+      // A bandit moves the weights, so the users cannot be tested against any one set of them.
+      weight: experiment.bandit ? Math.max(1, t?.users ?? 0) : v.weight,
+      users: t?.users ?? 0,
+      metrics: metricData(t),
+    };
+  });
+  const config = ExperimentDecisionConfig.parse(decisionConfig(experiment));
+  let decision = decideExperiment(
+    { control: experiment.control, variants: data, previous: (experiment.state ?? undefined) as never },
+    config,
+  );
+  if (experiment.engine === 'bayesian') decision = bayesianDecision(decision, config);
+  if (experiment.bandit)
+    decision.reasons.push('sample ratio check not applicable: Thompson sampling sets the weights');
+
+  let weights: Record<string, number> | null = null;
+  if (experiment.bandit && experiment.status === 'running') {
+    const arms = data.map((d) => d.metrics[experiment.metric]!);
+    const w = thompsonSamplingWeights(arms, {
+      seed: experiment.history.length + 1,
+      higherIsBetter: config.higherIsBetter,
+      prior: config.prior,
+    });
+    weights = Object.fromEntries(data.map((d, i) => [d.name, w[i]!]));
+  }
+  let stored = experiment;
+  if (options.record && experiment.status === 'running') {
+    stored = await store.experiments.recordDecision(
+      projectId,
+      experiment.id,
+      {
+        at: Date.now(),
+        decision: decision.decision,
+        variant: decision.variant,
+        reasons: decision.reasons,
+        ...(weights ? { weights } : {}),
+        actor: options.actor ?? 'loop',
+      },
+      decision.state,
+    );
+  }
+  const variants: VariantStatus[] = experiment.variants.map((v) => {
+    const t = byName.get(v.name);
+    const stars = momentsFromSums(t?.stars.n ?? 0, t?.stars.sum ?? 0, t?.stars.sumOfSquares ?? 0);
+    const reward = momentsFromSums(t?.reward.n ?? 0, t?.reward.sum ?? 0, t?.reward.sumOfSquares ?? 0);
+    return {
+      name: v.name,
+      weight: weights?.[v.name] ?? currentWeight(v),
+      model: v.model,
+      modelId: v.modelId ?? null,
+      users: t?.users ?? 0,
+      interactions: t?.interactions ?? 0,
+      thumbsUpRate: {
+        up: t?.thumbs.up ?? 0,
+        total: t?.thumbs.total ?? 0,
+        rate: t?.thumbs.total ? t.thumbs.up / t.thumbs.total : null,
+      },
+      meanReward: { n: reward.n, mean: reward.n ? reward.mean : null },
+      stars: { n: stars.n, mean: stars.n ? stars.mean : null },
+    };
+  });
+  return { experiment: stored, variants, decision, weights };
+}
+
+/**
+ * Stops an experiment. `keep` names the variant that takes all of the route's traffic (e.g. the
+ * shipped one); without it the route returns to the gateway file.
+ */
+export async function stopExperiment(
+  store: Store,
+  projectId: string,
+  ref: string,
+  options: { keep?: string; reason: string; actor?: string },
+): Promise<Experiment> {
+  const experiment = await store.experiments.get(projectId, ref);
+  if (!experiment) throw new RatchetError('not_found', `experiment "${ref}" not found`, 'experiment');
+  const actor = options.actor ?? 'loop';
+  const stopped = await store.experiments.stop(
+    projectId,
+    experiment.id,
+    {
+      at: Date.now(),
+      decision: 'stopped',
+      variant: options.keep ?? null,
+      reasons: [options.reason],
+      actor,
+    },
+    options.keep,
+  );
+  await store.audit.record({
+    projectId,
+    actor,
+    action: 'experiment.stopped',
+    subjectType: 'experiment',
+    subjectId: experiment.id,
+    details: { route: experiment.route, keep: options.keep ?? null, reason: options.reason },
+  });
+  return stopped;
+}
