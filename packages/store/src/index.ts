@@ -11,8 +11,14 @@ export * from './connection.js';
 export type { ActivityBucket, LearnedFrom, ModelSatisfactionRow, QueueCandidate } from './dashboard.js';
 export type { DatasetVersion, RatedInteraction } from './datasets.js';
 export type { Evaluation, EvaluationItemRow } from './evaluations.js';
-export type { Experiment, ExperimentDecisionEntry, NewExperiment, VariantFeedbackTotals } from './experiments.js';
+export type {
+  Experiment,
+  ExperimentDecisionEntry,
+  NewExperiment,
+  VariantFeedbackTotals,
+} from './experiments.js';
 export type { Page, WriteResult } from './interactions.js';
+export type { LoopRound, LoopRoundStatus } from './loops.js';
 export type { Model, NewModel } from './models.js';
 export type { ApiKeyInfo, Principal, Project } from './projects.js';
 export type { Rater } from './raters.js';

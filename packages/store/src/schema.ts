@@ -314,7 +314,28 @@ export interface ExperimentsTable {
   stopped_at: number | null;
 }
 
+export type LoopRoundStatus = 'running' | 'succeeded' | 'rejected' | 'rolled_back' | 'failed';
+
+export interface LoopRoundsTable {
+  id: string;
+  project_id: string;
+  route: string;
+  round: number;
+  /** The next stage to run (or `done`). */
+  stage: string;
+  status: LoopRoundStatus;
+  /** What the stages produced so far (ids of calibration, dataset, run, model, evaluation, experiment). */
+  state: Json;
+  /** The policy the round runs under, as resolved when it started. */
+  policy: Json;
+  error: string | null;
+  created_at: number;
+  updated_at: number;
+  finished_at: number | null;
+}
+
 export interface Database {
+  loop_rounds: LoopRoundsTable;
   projects: ProjectsTable;
   api_keys: ApiKeysTable;
   interactions: InteractionsTable;

@@ -16,6 +16,7 @@ import { ExperimentRepository } from './experiments.js';
 import { FeedbackRepository } from './feedback.js';
 import { DirectTransactions, GroupCommit, type WriteWork } from './group-commit.js';
 import { InteractionRepository } from './interactions.js';
+import { LoopRoundRepository } from './loops.js';
 import { migrations } from './migrations.js';
 import { ModelRepository } from './models.js';
 import { ProjectRepository } from './projects.js';
@@ -45,6 +46,7 @@ export class Store {
   readonly evaluations: EvaluationRepository;
   readonly routes: GatewayRouteRepository;
   readonly experiments: ExperimentRepository;
+  readonly loops: LoopRoundRepository;
 
   readonly db: Kysely<Database>;
 
@@ -80,6 +82,7 @@ export class Store {
     this.evaluations = new EvaluationRepository(db, dialect, this.audit);
     this.routes = new GatewayRouteRepository(db, dialect);
     this.experiments = new ExperimentRepository(db, dialect, this.routes);
+    this.loops = new LoopRoundRepository(db, dialect, this.audit);
   }
 
   /** Opens (and migrates) the database named by a URL, by default `RATCHET_DATABASE_URL`. */
