@@ -13,6 +13,7 @@ import {
   printRaters,
 } from './commands/ratings.js';
 import { startServer } from './commands/serve.js';
+import { registerTrainingCommands } from './commands/training.js';
 import { registerSimulateCommand } from './commands/simulate.js';
 import { projectIdByName, withStore } from './context.js';
 
@@ -375,6 +376,8 @@ export function buildProgram(): Command {
     });
 
   registerSimulateCommand(program);
+
+  registerTrainingCommands(program);
 
   program
     .command('demo')
