@@ -15,6 +15,8 @@ import {
 import { startServer } from './commands/serve.js';
 import { registerTrainingCommands } from './commands/training.js';
 import { registerSimulateCommand } from './commands/simulate.js';
+import { registerEvalCommand } from './commands/eval.js';
+import { registerExperimentCommands } from './commands/experiments.js';
 import { projectIdByName, withStore } from './context.js';
 
 function integer(value: string): number {
@@ -376,6 +378,8 @@ export function buildProgram(): Command {
     });
 
   registerSimulateCommand(program);
+  registerEvalCommand(program);
+  registerExperimentCommands(program);
 
   registerTrainingCommands(program);
 

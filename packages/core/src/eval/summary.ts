@@ -232,7 +232,8 @@ function disparity(
 
 /** For every metric, the two segments furthest apart; largest gap first within a metric kind. */
 export function segmentDisparities(segments: readonly SegmentSummary[], minItems: number): Disparity[] {
-  const eligible = segments.filter((s) => s.n >= minItems);
+  // `suite:` segments are aggregates of the others; comparing them with their parts says nothing.
+  const eligible = segments.filter((s) => s.n >= minItems && !s.segment.startsWith('suite:'));
   const out: Disparity[] = [];
   const rate = (name: string, get: (s: SegmentSummary) => WinRate | null) => {
     const d = disparity(
