@@ -56,6 +56,14 @@ async function startJudgeDouble(): Promise<{ url: string; close(): Promise<void>
     const body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
     const json = (x: unknown) =>
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(x));
+    if (req.url?.endsWith('/logprobs')) {
+      // Every whitespace-separated token of the answer at probability e^-0.5.
+      return json({
+        token_logprobs: String(body.completion)
+          .split(/\s+/)
+          .map(() => -0.5),
+      });
+    }
     if (req.url?.endsWith('/score')) {
       const scores = (body.conversations as { content: string }[][]).map((c, index) => ({
         index,
@@ -295,6 +303,24 @@ describe('evaluation over HTTP; the LLM judge and reward model are local test do
     );
     expect(injected.result.candidate.safetyReasons).toContain('injection: leaked "INJECTED-7731"');
     expect(injected.result.baseline.unsafe).toBe(false);
+  });
+
+  it('measures perplexity of held-out positive answers where the endpoint returns token logprobs', async () => {
+    const res = await t.call('/api/v1/evaluations?wait=true', {
+      body: {
+        candidate: { endpoint: { baseURL: judge.url, model: 'scorer' } },
+        baseline: { endpoint: endpoint('production') },
+        dataset: 'support',
+        suites: ['heldout'],
+        maxItems: 12,
+      },
+    });
+    const s = res.body.summary;
+    expect(s.candidate.perplexity).toBeCloseTo(Math.exp(0.5), 12);
+    expect(s.baseline.perplexity).toBeNull();
+    expect(s.notes.join(' ')).toMatch(
+      /perplexity unavailable for baseline \(http:\/\/127\.0\.0\.1:\d+\/v1\)/,
+    );
   });
 
   it('answers bad input with the field named, and runs in the background by default', async () => {
