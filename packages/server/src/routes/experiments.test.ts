@@ -110,7 +110,7 @@ for (const target of testDatabases()) {
 
     it('shows per-variant metrics, the posterior and a ship decision after simulated users rate', async () => {
       const list = vi.spyOn(t.store.routes, 'list');
-      const seen = await simulate(500, 'user', 7);
+      const seen = await simulate(400, 'user', 7);
       // The hot path reads no database: at most the background refreshes (one per 2 s) ran.
       expect(list.mock.calls.length).toBeLessThan(10);
       list.mockRestore();
@@ -124,7 +124,7 @@ for (const target of testDatabases()) {
       const count = (name: string) => seen.filter((s) => s.variant === name).length;
       expect(v.v1!.thumbsUpRate.total).toBe(count('v1'));
       expect(v.v2!.thumbsUpRate.total).toBe(count('v2'));
-      expect(v.v1!.users + v.v2!.users).toBe(500 + 1); // alice too (her feedback-less calls count as users)
+      expect(v.v1!.users + v.v2!.users).toBe(400 + 1); // alice too (her feedback-less calls count as users)
       expect(v.v2!.thumbsUpRate.rate).toBeGreaterThan(v.v1!.thumbsUpRate.rate + 0.15);
 
       const d = status.body.decision;
@@ -226,6 +226,17 @@ for (const target of testDatabases()) {
         expect([res.status, res.body.error?.path]).toEqual([status, path]);
       }
       expect((await t.call('/api/v1/experiments?route=other')).body.items).toEqual([]);
+      // The same declarations document the API.
+      const spec = (await t.call('/openapi.json', { key: null })).body;
+      expect(JSON.stringify(spec.paths['/api/v1/experiments'].post.requestBody)).toContain('thumbs_up_rate');
+      expect(JSON.stringify(spec.paths['/api/v1/evaluations'].post.requestBody)).toContain('adversarial');
+      expect(Object.keys(spec.paths)).toEqual(
+        expect.arrayContaining([
+          '/api/v1/experiments/{ref}/stop',
+          '/api/v1/evaluations/{id}/items',
+          '/api/v1/routes/{route}',
+        ]),
+      );
     });
   });
 }
