@@ -1,0 +1,138 @@
+import { FeedbackInput, InteractionInput, parseInput, SeededRandom } from '@ratchet/core';
+import { Store } from '@ratchet/store';
+import { testDatabases } from '@ratchet/store/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { experimentStatus, startExperiment, stopExperiment } from './experiments.js';
+
+/** Users of a route's variants, each rating one answer with probability `up[variant]` of a thumbs up. */
+async function traffic(
+  store: Store,
+  projectId: string,
+  route: string,
+  up: Record<string, number>,
+  users: number,
+  seed: number,
+) {
+  const rng = new SeededRandom(seed);
+  const names = Object.keys(up);
+  const now = Date.now();
+  const rows = Array.from({ length: users }, (_, i) => ({
+    id: `${route}-${i}`,
+    variant: names[i % names.length]!,
+    thumb: rng.uniform(),
+  }));
+  await store.interactions.insert(
+    projectId,
+    rows.map((r) =>
+      parseInput(InteractionInput, {
+        id: r.id,
+        route,
+        variant: r.variant,
+        model: r.variant,
+        userId: `u-${r.id}`,
+        messages: [{ role: 'user', content: 'hi' }],
+        output: 'hello',
+        createdAt: now,
+      }),
+    ),
+  );
+  await store.feedback.insert(
+    projectId,
+    rows.map((r) =>
+      parseInput(FeedbackInput, {
+        kind: 'thumbs',
+        interactionId: r.id,
+        value: r.thumb < up[r.variant]! ? 'up' : 'down',
+      }),
+    ),
+  );
+}
+
+const variants = (a: string, b: string) => [
+  { name: a, upstreamModel: a, weight: 1, upstream: 'local' },
+  { name: b, upstreamModel: b, weight: 1, upstream: 'local' },
+];
+
+for (const target of testDatabases()) {
+  describe(`experiment decisions on ${target.name}`, () => {
+    let store: Store;
+    let projectId: string;
+    beforeAll(async () => {
+      store = await Store.open(await target.create());
+      projectId = (await store.projects.create('decisions')).id;
+    });
+    afterAll(async () => {
+      await store?.close();
+      await target.cleanup();
+    });
+
+    it('stops for harm when the treatment is clearly worse', async () => {
+      await startExperiment(store, projectId, {
+        name: 'harmful',
+        route: 'r1',
+        control: 'a',
+        variants: variants('a', 'b'),
+        decisionRule: { minObservationsPerArm: 50 },
+      });
+      await traffic(store, projectId, 'r1', { a: 0.7, b: 0.3 }, 600, 1);
+      const s = await experimentStatus(store, projectId, 'harmful', { record: true });
+      expect(s.decision).toMatchObject({ decision: 'stop_for_harm', variant: 'b' });
+      expect(s.decision.reasons[0]).toMatch(/^harm: b thumbs_up_rate/);
+      expect(s.experiment.history).toHaveLength(1);
+      expect(s.variants.map((v) => v.users)).toEqual([300, 300]);
+      const stopped = await stopExperiment(store, projectId, 'harmful', { reason: 'harm', keep: 'a' });
+      expect((await store.routes.get(projectId, 'r1'))!.variants).toEqual([
+        { ...stopped.variants[0], weight: 1 },
+      ]);
+    });
+
+    it('keeps running on an A/A test, and the Bayesian engine ships on posterior risk alone', async () => {
+      await startExperiment(store, projectId, {
+        name: 'aa',
+        route: 'r2',
+        control: 'a',
+        variants: variants('a', 'b'),
+        decisionRule: { minObservationsPerArm: 50 },
+      });
+      await traffic(store, projectId, 'r2', { a: 0.5, b: 0.5 }, 400, 2);
+      const aa = await experimentStatus(store, projectId, 'aa');
+      expect(aa.decision.decision).toBe('keep_running');
+      expect(aa.experiment.history).toEqual([]); // not recorded
+
+      await startExperiment(store, projectId, {
+        name: 'bayes',
+        route: 'r3',
+        control: 'a',
+        variants: variants('a', 'b'),
+        engine: 'bayesian',
+        decisionRule: { minObservationsPerArm: 50, ship: { minProbabilityToBeat: 0.9 } },
+      });
+      await traffic(store, projectId, 'r3', { a: 0.4, b: 0.55 }, 400, 3);
+      const bayes = await experimentStatus(store, projectId, 'bayes');
+      const c = bayes.decision.comparisons[0]!;
+      expect(c.probabilityToBeat).toBeGreaterThan(0.9);
+      expect(bayes.decision).toMatchObject({ decision: 'ship', variant: 'b' });
+      expect(bayes.decision.reasons[0]).toMatch(/P\(better\)/);
+    });
+
+    it('flags a sample ratio mismatch and will not ship through it', async () => {
+      await startExperiment(store, projectId, {
+        name: 'srm',
+        route: 'r4',
+        control: 'a',
+        variants: [
+          { name: 'a', upstreamModel: 'a', weight: 1, upstream: 'local' },
+          { name: 'b', upstreamModel: 'b', weight: 1, upstream: 'local' },
+          { name: 'c', upstreamModel: 'c', weight: 2, upstream: 'local' },
+        ],
+        decisionRule: { minObservationsPerArm: 50 },
+      });
+      // Equal traffic to three arms configured 1:1:2, and c is much better.
+      await traffic(store, projectId, 'r4', { a: 0.3, b: 0.3, c: 0.8 }, 900, 4);
+      const s = await experimentStatus(store, projectId, 'srm');
+      expect(s.decision.srm.mismatch).toBe(true);
+      expect(s.decision.decision).toBe('keep_running');
+      expect(s.decision.reasons[0]).toMatch(/sample ratio mismatch/);
+    });
+  });
+}
