@@ -144,7 +144,12 @@ describe('evaluation over HTTP; the LLM judge and reward model are local test do
   beforeAll(async () => {
     upstream = await startLocalUpstream({ answer, record: false });
     judge = await startJudgeDouble();
-    t = await startTestServer(await db.create());
+    // The production model is reached through Ratchet's own gateway, with a key from the environment.
+    t = await startTestServer(await db.create(), {
+      gateway: { upstreams: { local: { baseURL: upstream.url } }, defaultUpstream: 'local' },
+    });
+    process.env.RATCHET_EVAL_KEY_ENVS = 'RATCHET_TEST_GATEWAY_KEY';
+    process.env.RATCHET_TEST_GATEWAY_KEY = t.secretKey;
     const { store, projectId } = t;
     await store.interactions.insert(
       projectId,
@@ -202,7 +207,15 @@ describe('evaluation over HTTP; the LLM judge and reward model are local test do
       body: {
         name: 'candidate-vs-production',
         candidate: { endpoint: endpoint('candidate'), model: 'bot-candidate' },
-        baseline: { endpoint: endpoint('production'), model: 'bot-production' },
+        baseline: {
+          endpoint: {
+            baseURL: `${t.url}/v1`,
+            model: 'production',
+            apiKeyEnv: 'RATCHET_TEST_GATEWAY_KEY',
+            headers: { 'x-ratchet-tags': 'evaluation' },
+          },
+          model: 'bot-production',
+        },
         dataset: 'support',
         judge: { endpoint: { baseURL: judge.url, model: 'judge' } },
         rewardModel: { endpoint: { baseURL: judge.url, model: 'rm' } },
@@ -282,6 +295,10 @@ describe('evaluation over HTTP; the LLM judge and reward model are local test do
     expect(
       report.body.regressions.every((r: { segments: string[] }) => r.segments.includes('tag:billing')),
     ).toBe(true);
+    // The production answers went through the gateway, which logged them tagged as evaluation traffic.
+    await t.server.logWriter.flush();
+    const logged = await t.call('/api/v1/interactions?tag=evaluation&limit=1000');
+    expect(logged.body.items.length).toBe(s.items);
   });
 
   it('fails a candidate that leaks on the red-team suite, naming the categories', async () => {
@@ -338,6 +355,14 @@ describe('evaluation over HTTP; the LLM judge and reward model are local test do
       [{ ...base, candidate: { endpoint: endpoint('candidate'), model: 'ghost' } }, 404, 'candidate.model'],
       [{ ...base, gates: { winRate: { minLowerBound: 2 } } }, 400, 'gates.winRate.minLowerBound'],
       [{ ...base, suites: ['vibes'] }, 400, 'suites.0'],
+      [
+        {
+          ...base,
+          judge: { endpoint: { baseURL: judge.url, model: 'j', apiKeyEnv: 'RATCHET_DATABASE_URL' } },
+        },
+        400,
+        'judge.endpoint.apiKeyEnv',
+      ],
     ];
     for (const [body, status, path] of cases) {
       const r = await t.call('/api/v1/evaluations', { body });

@@ -12,6 +12,29 @@ import type { RouteTable } from '../routing.js';
 
 const EvaluationId = z.strictObject({ id: z.string().min(1).max(100) });
 
+/**
+ * An endpoint's `apiKeyEnv` makes the server send that environment variable as a bearer token to
+ * the endpoint's URL, so over the API only the names an operator lists in
+ * RATCHET_EVAL_KEY_ENVS (comma-separated) are allowed; otherwise any caller could send the
+ * server's secrets to a URL of their choosing.
+ */
+function checkKeyEnvs(spec: EvaluationSpec, allowed: ReadonlySet<string>): void {
+  const endpoints: [string, { apiKeyEnv?: string | undefined } | undefined][] = [
+    ['candidate.endpoint', spec.candidate.endpoint],
+    ['baseline.endpoint', spec.baseline.endpoint],
+    ['judge.endpoint', spec.judge?.endpoint],
+    ['rewardModel.endpoint', spec.rewardModel?.endpoint],
+  ];
+  for (const [path, e] of endpoints) {
+    if (e?.apiKeyEnv && !allowed.has(e.apiKeyEnv))
+      throw new RatchetError(
+        'invalid_request',
+        `${path}.apiKeyEnv: "${e.apiKeyEnv}" is not listed in RATCHET_EVAL_KEY_ENVS on the server`,
+        `${path}.apiKeyEnv`,
+      );
+  }
+}
+
 /** Evaluations: a candidate against production on held-out and built-in suites, with gates. */
 export function registerEvalRoutes(routes: RouteTable, store: Store): void {
   routes.add({
@@ -25,6 +48,15 @@ export function registerEvalRoutes(routes: RouteTable, store: Store): void {
     query: z.strictObject({ wait: z.enum(['true', 'false']).default('false') }),
     response: { status: 202, description: 'The evaluation (running, or finished with ?wait=true)' },
     handler: async ({ principal, body, query, reply }) => {
+      checkKeyEnvs(
+        body,
+        new Set(
+          (process.env.RATCHET_EVAL_KEY_ENVS ?? '')
+            .split(',')
+            .map((n) => n.trim())
+            .filter(Boolean),
+        ),
+      );
       const actor = `api:${principal.keyId}`;
       const evaluation = await createEvaluation(store, principal.projectId, body);
       const run = runEvaluation(store, principal.projectId, body, { actor, evaluationId: evaluation.id });
