@@ -15,5 +15,6 @@ export * from './experiments/index.js';
 export { type ExportFormat, exportDataset, exportFormats } from './exports.js';
 export * from './imports/index.js';
 export * from './labelstudio/index.js';
+export * from './orchestrator/index.js';
 export * from './simulate/index.js';
 export * from './training/index.js';

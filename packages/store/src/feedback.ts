@@ -155,12 +155,14 @@ export class FeedbackRepository {
     return rows.map((r) => this.toFeedback(r, true));
   }
 
-  async count(projectId: string): Promise<number> {
-    const row = await this.db
+  /** Feedback events of the project, or those received since a time (epoch ms). */
+  async count(projectId: string, receivedSince?: number): Promise<number> {
+    let q = this.db
       .selectFrom('feedback')
       .select((eb) => eb.fn.countAll<number>().as('n'))
-      .where('project_id', '=', projectId)
-      .executeTakeFirstOrThrow();
+      .where('project_id', '=', projectId);
+    if (receivedSince !== undefined) q = q.where('received_at', '>=', receivedSince);
+    const row = await q.executeTakeFirstOrThrow();
     return Number(row.n);
   }
 

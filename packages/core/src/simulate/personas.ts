@@ -53,7 +53,7 @@ export const PopulationOptions = z.strictObject({
   adversarialShare: z.number().min(0).max(1).default(0.1),
   /** Mix of habits among raters. */
   habitShares: z
-    .record(z.enum(ratingHabits), z.number().min(0))
+    .partialRecord(z.enum(ratingHabits), z.number().min(0))
     .default({ thumbs: 0.55, stars: 0.2, criteria: 0.1, comment: 0.1, correction: 0.05 }),
   biasSd: z.number().min(0).default(0.25),
   noiseSd: z.number().min(0).default(0.2),

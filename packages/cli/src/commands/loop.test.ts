@@ -1,0 +1,146 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createPopulation } from '@ratchet/core';
+import { advanceLoop, LocalModelServer, LoopPolicy, loadDemoDomain, simulateTraffic } from '@ratchet/loop';
+import { tinyTestModel } from '@ratchet/loop/testing';
+import { startTestServer, type TestServer } from '@ratchet/server/testing';
+import { sqliteTestDatabase } from '@ratchet/store/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from '../test-utils/process.js';
+
+/**
+ * One round of the loop for real: the tiny model served by the worker behind the gateway,
+ * simulated users chatting and rating, then calibrate, build, train, canary with an experiment on
+ * live traffic, and a decision that leaves exactly one model on the route.
+ */
+describe('the loop runs a round end to end', () => {
+  const db = sqliteTestDatabase();
+  const dataDir = mkdtempSync(join(tmpdir(), 'ratchet-loop-'));
+  const domain = loadDemoDomain();
+  // Everyone rates every answer with a thumb, so a small test reaches the experiment's sample size.
+  const population = createPopulation({
+    size: 200,
+    seed: 3,
+    raterShare: 1,
+    rateProbability: 1,
+    adversarialShare: 0,
+    habitShares: { thumbs: 1 },
+  });
+  let t: TestServer;
+  let models: LocalModelServer;
+  let base: string;
+  const log: string[] = [];
+
+  beforeAll(async () => {
+    base = await tinyTestModel();
+    const port = await freePort();
+    models = new LocalModelServer({ baseModel: base, baseName: 'tiny-base', port });
+    await models.ensure([]);
+    t = await startTestServer(await db.create(), {
+      config: { dataDir },
+      gateway: { upstreams: { worker: { baseURL: models.baseUrl } } },
+    });
+    const prod = await t.store.models.register(
+      t.projectId,
+      { name: 'tiny-base', route: 'support-bot', baseModel: base, stage: 'production' },
+      'test',
+    );
+    await t.store.routes.put(t.projectId, 'support-bot', [
+      { name: 'production', upstream: 'worker', model: prod.name, weight: 1, modelId: prod.id },
+    ]);
+    // The gateway reloads database routes every 2 s.
+    await new Promise((r) => setTimeout(r, 2500));
+  }, 600_000);
+  afterAll(async () => {
+    await t?.close();
+    await models?.stop();
+    await db.cleanup();
+  });
+
+  const chat = (chats: number, seed: number) =>
+    simulateTraffic({
+      baseUrl: t.url,
+      apiKey: t.secretKey,
+      route: 'support-bot',
+      domain,
+      population,
+      chats,
+      seed,
+      concurrency: 2,
+      maxTokens: 48,
+    });
+
+  it('calibrates, builds, trains a candidate, canaries it, decides, and records every step', async () => {
+    const before = await chat(120, 1);
+    expect(before.errors, before.firstError).toBe(0);
+    const policy = LoopPolicy.parse({
+      route: 'support-bot',
+      baseModel: base,
+      trigger: { minNewFeedback: 50 },
+      // One thumb per answer: its interval always crosses 0, so do not require a confident sign.
+      dataset: { method: 'kto', options: { requireConfidentSign: false } },
+      training: { method: 'kto', hyperparameters: { maxSteps: 4, batchSize: 8 } },
+      rewardModel: { enabled: false },
+      evaluation: { enabled: false },
+      canary: { share: 0.5 },
+      experiment: { minObservationsPerArm: 10, maxObservationsPerArm: 30 },
+    });
+    const ctx = {
+      store: t.store,
+      projectId: t.projectId,
+      policy,
+      modelsBaseUrl: models.baseUrl,
+      serve: (m: Parameters<LocalModelServer['ensure']>[0]) => models.ensure(m),
+      dataDir,
+      log: (line: string) => log.push(line),
+    };
+
+    // Up to the canary; then it waits for users.
+    const waiting = await advanceLoop(ctx, { start: true });
+    expect(waiting, log.join('\n')).toMatchObject({ stage: 'experiment', status: 'running', round: 1 });
+    const candidate = await t.store.models.get(t.projectId, 'support-bot-r1');
+    expect(candidate).toMatchObject({ stage: 'canary', route: 'support-bot' });
+    expect(candidate!.adapterPath).toBeTruthy();
+
+    // Live traffic splits between production and the candidate, sticky per user (once the
+    // gateway has reloaded its routes).
+    await new Promise((r) => setTimeout(r, 2500));
+    const during = await chat(160, 2);
+    expect(Object.keys(during.variants).sort()).toEqual(['candidate', 'production']);
+
+    const ended = await advanceLoop(ctx);
+    expect(ended, log.join('\n')).toMatchObject({ stage: 'done' });
+    expect(['succeeded', 'rolled_back']).toContain(ended!.status);
+    const route = await t.store.routes.get(t.projectId, 'support-bot');
+    expect(route!.variants).toHaveLength(1);
+    const after = await t.store.models.get(t.projectId, 'support-bot-r1');
+    if (ended!.status === 'succeeded') {
+      expect(after!.stage).toBe('production');
+      expect(route!.variants[0]!.model).toBe('support-bot-r1');
+    } else {
+      expect(after!.stage).toBe('archived');
+      expect(route!.variants[0]!.model).toBe('tiny-base');
+    }
+
+    const audit = await t.store.db
+      .selectFrom('audit_log')
+      .select('action')
+      .where('subject_id', '=', ended!.id)
+      .orderBy('created_at')
+      .orderBy('id')
+      .execute();
+    expect(audit.map((a) => a.action)).toEqual([
+      'loop.round.start',
+      'loop.stage.calibrate',
+      'loop.stage.build',
+      'loop.stage.train',
+      'loop.stage.evaluate',
+      'loop.stage.canary',
+      'loop.stage.experiment',
+      `loop.round.${ended!.status}`,
+    ]);
+    // Nothing more to do until new feedback arrives.
+    expect(await advanceLoop(ctx)).toBeUndefined();
+  }, 900_000);
+});

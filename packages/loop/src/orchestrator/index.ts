@@ -1,0 +1,3 @@
+export * from './loop.js';
+export * from './model-server.js';
+export * from './policy.js';

@@ -1,0 +1,371 @@
+import { RatchetError } from '@ratchet/core';
+import type { LoopRound, Model, Store } from '@ratchet/store';
+import { calibrateProject } from '../calibrate.js';
+import { buildDatasetVersion, loadDatasetInputs } from '../datasets.js';
+import { runEvaluation } from '../eval/harness.js';
+import { experimentStatus, startExperiment, stopExperiment } from '../experiments/experiments.js';
+import { runTraining, startTrainingRun, type TrainingOptions } from '../training/runs.js';
+import type { ServedModel } from './model-server.js';
+import type { LoopPolicy } from './policy.js';
+
+/** The stages of a round, in order; `done` ends it. */
+export const loopStages = [
+  'calibrate',
+  'build',
+  'train',
+  'evaluate',
+  'canary',
+  'experiment',
+  'decide',
+] as const;
+export type LoopStage = (typeof loopStages)[number] | 'done';
+
+/** What a round has produced so far (the `state` of its record). */
+export interface RoundState {
+  calibrationRunId?: string;
+  calibratedItems?: number;
+  datasetId?: string;
+  rewardDatasetId?: string;
+  runId?: string;
+  rewardRunId?: string;
+  candidate?: string;
+  rewardModel?: string;
+  production?: string;
+  evaluationId?: string;
+  gatePassed?: boolean;
+  gateReasons?: string[];
+  experimentId?: string;
+  decision?: string;
+  decisionReasons?: string[];
+  observations?: Record<string, number>;
+}
+
+export interface LoopContext {
+  store: Store;
+  projectId: string;
+  policy: LoopPolicy;
+  /** Where the route's models are served, OpenAI-compatible, up to /v1 (for evaluation). */
+  modelsBaseUrl: string;
+  /** Makes the model server serve these models (a no-op when serving is managed elsewhere). */
+  serve?: (models: ServedModel[]) => Promise<void>;
+  training?: TrainingOptions;
+  dataDir?: string;
+  actor?: string;
+  /** One line per notable thing the loop did (for the CLI and the server log). */
+  log?: (line: string) => void;
+}
+
+const actorOf = (ctx: LoopContext) => ctx.actor ?? 'loop';
+const served = (m: Model): ServedModel => ({ name: m.name, adapterPath: m.adapterPath });
+
+async function production(ctx: LoopContext): Promise<Model> {
+  const model = await ctx.store.models.production(ctx.projectId, ctx.policy.route);
+  if (!model)
+    throw new RatchetError(
+      'invalid_request',
+      `route "${ctx.policy.route}" has no production model; register one (ratchet models register --stage production)`,
+      'route',
+    );
+  return model;
+}
+
+async function modelByName(ctx: LoopContext, name: string): Promise<Model> {
+  const m = await ctx.store.models.get(ctx.projectId, name);
+  if (!m) throw new RatchetError('not_found', `model "${name}" is not in the registry`, 'model');
+  return m;
+}
+
+/** Whether enough new feedback arrived since the last round started to start another. */
+export async function roundIsDue(ctx: LoopContext): Promise<{ due: boolean; newFeedback: number }> {
+  const [last] = await ctx.store.loops.list(ctx.projectId, { route: ctx.policy.route, limit: 1 });
+  const newFeedback = await ctx.store.feedback.count(ctx.projectId, last?.createdAt);
+  return { due: newFeedback >= ctx.policy.trigger.minNewFeedback, newFeedback };
+}
+
+/** Trains one model and waits for it; the registered candidate, or an error naming the run. */
+async function train(
+  ctx: LoopContext,
+  request: Parameters<typeof startTrainingRun>[2],
+): Promise<{ runId: string; model: Model }> {
+  const options = { dataDir: ctx.dataDir, actor: actorOf(ctx), ...ctx.training };
+  const run = await startTrainingRun(ctx.store, ctx.projectId, request, options);
+  const outcome = await runTraining(ctx.store, run.id, options);
+  if (!outcome?.model)
+    throw new Error(
+      `training run ${run.id} ended ${outcome?.run.status ?? 'unclaimed'}: ${outcome?.run.error ?? ''}`,
+    );
+  return { runId: run.id, model: outcome.model };
+}
+
+type StageResult = {
+  to: LoopStage;
+  state?: RoundState;
+  status?: LoopRound['status'];
+  note?: Record<string, unknown>;
+};
+type StageFn = (ctx: LoopContext, round: LoopRound, state: RoundState) => Promise<StageResult | undefined>;
+
+const stages: Record<(typeof loopStages)[number], StageFn> = {
+  async calibrate(ctx) {
+    const summary = await calibrateProject(ctx.store, ctx.projectId);
+    return {
+      to: 'build',
+      state: { calibrationRunId: summary.run.id, calibratedItems: summary.items },
+      note: { items: summary.items, raters: summary.raters, flagged: summary.flagged },
+    };
+  },
+
+  async build(ctx, round) {
+    const p = ctx.policy;
+    const inputs = await loadDatasetInputs(ctx.store, ctx.projectId);
+    const name = `${p.route}-${p.dataset.method}`.toLowerCase().replace(/[^a-z0-9._-]/g, '-');
+    const dataset = await buildDatasetVersion(
+      ctx.store,
+      ctx.projectId,
+      {
+        name,
+        method: p.dataset.method,
+        options: p.dataset.options,
+        ...(p.dataset.curation !== undefined ? { curation: p.dataset.curation } : {}),
+      },
+      { dataDir: ctx.dataDir, inputs },
+    );
+    const state: RoundState = { datasetId: dataset.id };
+    if (p.rewardModel.enabled) {
+      const reward = await buildDatasetVersion(
+        ctx.store,
+        ctx.projectId,
+        { name: `${name}-reward`.replace(/-kto-reward|-dpo-reward/, '-reward'), method: 'reward' },
+        { dataDir: ctx.dataDir, inputs },
+      );
+      state.rewardDatasetId = reward.id;
+    }
+    ctx.log?.(
+      `round ${round.round}: built dataset ${dataset.name} v${dataset.version} (${dataset.rowCount} rows)`,
+    );
+    return { to: 'train', state, note: { datasetId: dataset.id, rows: dataset.rowCount } };
+  },
+
+  async train(ctx, round, state) {
+    const p = ctx.policy;
+    const prod = await production(ctx);
+    const out: RoundState = { production: prod.name };
+    if (state.rewardDatasetId && !state.rewardModel) {
+      const rm = await train(ctx, {
+        method: 'reward',
+        baseModel: p.baseModel,
+        dataset: state.rewardDatasetId,
+        modelName: `${p.route}-reward-r${round.round}`,
+        hyperparameters: p.rewardModel.hyperparameters,
+        seed: p.training.seed + round.round,
+      });
+      out.rewardRunId = rm.runId;
+      out.rewardModel = rm.model.name;
+      ctx.log?.(`round ${round.round}: trained reward model ${rm.model.name}`);
+    }
+    const policyModel = await train(ctx, {
+      method: p.training.method,
+      baseModel: p.baseModel,
+      dataset: state.datasetId!,
+      modelName: `${p.route}-r${round.round}`,
+      route: p.route,
+      hyperparameters: p.training.hyperparameters,
+      lora: p.training.lora,
+      methodConfig: p.training.methodConfig,
+      seed: p.training.seed + round.round,
+    });
+    ctx.log?.(`round ${round.round}: trained candidate ${policyModel.model.name} (${p.training.method})`);
+    return { to: 'evaluate', state: { ...out, runId: policyModel.runId, candidate: policyModel.model.name } };
+  },
+
+  async evaluate(ctx, round, state) {
+    const p = ctx.policy;
+    if (!p.evaluation.enabled)
+      return { to: 'canary', state: { gatePassed: true, gateReasons: ['evaluation off'] } };
+    const models = [await modelByName(ctx, state.production!), await modelByName(ctx, state.candidate!)];
+    if (state.rewardModel) models.push(await modelByName(ctx, state.rewardModel));
+    await ctx.serve?.(models.map(served));
+    const endpoint = (model: string) => ({ baseURL: ctx.modelsBaseUrl, model });
+    const outcome = await runEvaluation(
+      ctx.store,
+      ctx.projectId,
+      {
+        name: `${p.route} round ${round.round}`,
+        candidate: { endpoint: endpoint(state.candidate!), model: state.candidate! },
+        baseline: { endpoint: endpoint(state.production!), model: state.production! },
+        dataset: state.datasetId,
+        maxItems: p.evaluation.maxItems,
+        generation: { maxTokens: p.evaluation.maxTokens, temperature: 0 },
+        ...(state.rewardModel ? { rewardModel: { endpoint: endpoint(state.rewardModel) } } : {}),
+        ...(p.evaluation.judge ? { judge: { endpoint: p.evaluation.judge } } : {}),
+        gates: p.evaluation.gates,
+      },
+      { actor: actorOf(ctx) },
+    );
+    const passed = outcome.gate.passed;
+    ctx.log?.(
+      `round ${round.round}: evaluation ${passed ? 'passed' : 'failed'}${passed ? '' : `: ${outcome.gate.reasons.join('; ')}`}`,
+    );
+    const gateState = {
+      evaluationId: outcome.evaluation.id,
+      gatePassed: passed,
+      gateReasons: outcome.gate.reasons,
+    };
+    if (!passed)
+      return { to: 'done', status: 'rejected', state: gateState, note: { reasons: outcome.gate.reasons } };
+    return { to: 'canary', state: gateState };
+  },
+
+  async canary(ctx, round, state) {
+    const p = ctx.policy;
+    const prod = await modelByName(ctx, state.production!);
+    const cand = await modelByName(ctx, state.candidate!);
+    await ctx.serve?.([served(prod), served(cand)]);
+    const experiment = await startExperiment(
+      ctx.store,
+      ctx.projectId,
+      {
+        name: `${p.route}-r${round.round}`,
+        route: p.route,
+        control: 'production',
+        variants: [
+          { name: 'production', model: prod.name, upstream: p.upstream, weight: 1 - p.canary.share },
+          { name: 'candidate', model: cand.name, upstream: p.upstream, weight: p.canary.share },
+        ],
+        metric: p.experiment.metric,
+        engine: p.experiment.engine,
+        decisionRule: {
+          minObservationsPerArm: p.experiment.minObservationsPerArm,
+          maxObservationsPerArm: p.experiment.maxObservationsPerArm,
+          ...p.experiment.decisionRule,
+        },
+      },
+      { actor: actorOf(ctx) },
+    );
+    await ctx.store.models.setStage(
+      ctx.projectId,
+      cand.name,
+      'canary',
+      actorOf(ctx),
+      `round ${round.round}: canary at ${p.canary.share}`,
+    );
+    ctx.log?.(
+      `round ${round.round}: canary ${cand.name} gets ${Math.round(p.canary.share * 100)}% of ${p.route}`,
+    );
+    return { to: 'experiment', state: { experimentId: experiment.id } };
+  },
+
+  async experiment(ctx, round, state) {
+    const status = await experimentStatus(ctx.store, ctx.projectId, state.experimentId!, { record: true });
+    const observed = (v: (typeof status.variants)[number]) =>
+      ctx.policy.experiment.metric === 'thumbs_up_rate'
+        ? v.thumbsUpRate.total
+        : ctx.policy.experiment.metric === 'stars'
+          ? v.stars.n
+          : v.meanReward.n;
+    const observations = Object.fromEntries(status.variants.map((v) => [v.name, observed(v)]));
+    const decision = status.decision.decision;
+    const atMax = status.variants.every((v) => observed(v) >= ctx.policy.experiment.maxObservationsPerArm);
+    if (decision === 'keep_running' && !atMax) return undefined; // look again later
+    const final =
+      decision === 'ship' && status.decision.variant === 'candidate'
+        ? 'ship'
+        : decision === 'keep_running'
+          ? 'no_effect'
+          : decision;
+    ctx.log?.(`round ${round.round}: experiment decided ${final} (${status.decision.reasons.join('; ')})`);
+    return {
+      to: 'decide',
+      state: { decision: final, decisionReasons: status.decision.reasons, observations },
+    };
+  },
+
+  async decide(ctx, round, state) {
+    const p = ctx.policy;
+    const actor = actorOf(ctx);
+    const ship = state.decision === 'ship';
+    if (ship && !p.promotion.auto) return undefined; // waits for a person to promote
+    // Stopping keeps one variant on the route at full weight: the candidate if it won, else production.
+    await stopExperiment(ctx.store, ctx.projectId, state.experimentId!, {
+      keep: ship ? 'candidate' : 'production',
+      reason: `round ${round.round}: ${state.decision}`,
+      actor,
+    });
+    if (ship) {
+      const promoted = await ctx.store.models.setStage(
+        ctx.projectId,
+        state.candidate!,
+        'production',
+        actor,
+        `round ${round.round}: the experiment shipped it`,
+      );
+      ctx.log?.(`round ${round.round}: promoted ${promoted.name} to production`);
+      return { to: 'done', status: 'succeeded' };
+    }
+    await ctx.store.models.setStage(
+      ctx.projectId,
+      state.candidate!,
+      'archived',
+      actor,
+      `round ${round.round}: ${state.decision}`,
+    );
+    ctx.log?.(
+      `round ${round.round}: rolled back ${state.candidate} (${state.decision}); ${state.production} stays`,
+    );
+    return { to: 'done', status: 'rolled_back' };
+  },
+};
+
+/**
+ * Runs the current round of the policy's route one stage at a time until it ends or must wait
+ * (an experiment still collecting users, a promotion waiting for a person). Each finished stage
+ * is recorded before the next starts, so after a crash the same call continues where it stopped.
+ * Starts a new round first if none is running and `start` is set.
+ */
+export async function advanceLoop(
+  ctx: LoopContext,
+  options: { start?: boolean } = {},
+): Promise<LoopRound | undefined> {
+  const p = ctx.policy;
+  let round = await ctx.store.loops.current(ctx.projectId, p.route);
+  if (!round) {
+    if (!options.start) return undefined;
+    round = await ctx.store.loops.start(
+      ctx.projectId,
+      p.route,
+      loopStages[0],
+      p as unknown as Record<string, unknown>,
+      actorOf(ctx),
+    );
+    ctx.log?.(`round ${round.round} of ${p.route} started`);
+  }
+  while (round.status === 'running' && round.stage !== 'done') {
+    const stage = round.stage as (typeof loopStages)[number];
+    const fn = stages[stage];
+    if (!fn) throw new Error(`loop round ${round.id} is at an unknown stage "${round.stage}"`);
+    let result: StageResult | undefined;
+    try {
+      result = await fn(ctx, round, round.state as RoundState);
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      ctx.log?.(`round ${round.round}: ${stage} failed: ${message}`);
+      return ctx.store.loops.advance(ctx.projectId, round.id, {
+        from: stage,
+        to: 'done',
+        status: 'failed',
+        error: `${stage}: ${message}`,
+        actor: actorOf(ctx),
+      });
+    }
+    if (!result) return round; // waiting
+    round = await ctx.store.loops.advance(ctx.projectId, round.id, {
+      from: stage,
+      to: result.to,
+      state: result.state as Record<string, unknown> | undefined,
+      status: result.status,
+      actor: actorOf(ctx),
+      note: result.note,
+    });
+  }
+  return round;
+}

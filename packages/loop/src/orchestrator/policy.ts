@@ -1,0 +1,116 @@
+import { readFileSync } from 'node:fs';
+import {
+  EvaluationGates,
+  parseInput,
+  RatchetError,
+  TrainHyperparameters,
+  TrainLora,
+  trainingMethods,
+} from '@ratchet/core';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { datasetMethods } from '../datasets.js';
+import { EndpointSpec } from '../eval/client.js';
+import { experimentEngines, experimentMetrics } from '../experiments/experiments.js';
+
+/**
+ * How the loop improves one route: when a round starts, what it trains on and how, what a
+ * candidate must pass, how much traffic it gets, and what the experiment must show before it is
+ * promoted. One policy per route, from a YAML or JSON file; every field has a default that works
+ * for the embedded setup.
+ */
+export const LoopPolicy = z.strictObject({
+  route: z.string().min(1).max(200),
+  /** The base model folder every candidate is trained from. */
+  baseModel: z.string().min(1),
+  /** The gateway upstream that serves the route's models (the local worker by default). */
+  upstream: z.string().min(1).default('worker'),
+  trigger: z
+    .strictObject({
+      /** A round starts once this many feedback events arrived since the last round started. */
+      minNewFeedback: z.number().int().min(1).default(200),
+      /** Check at most this often when running inside `ratchet serve`. */
+      checkEveryMinutes: z.number().positive().default(5),
+    })
+    .prefault({}),
+  dataset: z
+    .strictObject({
+      method: z.enum(datasetMethods).default('kto'),
+      /** The builder's options (see the dataset builders). */
+      options: z.record(z.string(), z.unknown()).default({}),
+      curation: z.union([z.literal(false), z.record(z.string(), z.unknown())]).optional(),
+    })
+    .prefault({}),
+  training: z
+    .strictObject({
+      method: z.enum(trainingMethods).default('kto'),
+      hyperparameters: TrainHyperparameters.prefault({}),
+      lora: TrainLora.prefault({}),
+      methodConfig: z.record(z.string(), z.unknown()).default({}),
+      seed: z.number().int().default(0),
+    })
+    .prefault({}),
+  /** A reward model trained each round beside the policy: the evaluation's critic. */
+  rewardModel: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      hyperparameters: TrainHyperparameters.prefault({}),
+    })
+    .prefault({}),
+  evaluation: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      /** An LLM judge (any OpenAI-compatible endpoint), if there is one. */
+      judge: EndpointSpec.optional(),
+      maxItems: z.number().int().positive().default(100),
+      gates: EvaluationGates.prefault({}),
+      maxTokens: z.number().int().positive().default(96),
+    })
+    .prefault({}),
+  canary: z
+    .strictObject({
+      /** Share of the route's users sent to the candidate during the experiment. */
+      share: z.number().gt(0).max(0.5).default(0.3),
+    })
+    .prefault({}),
+  experiment: z
+    .strictObject({
+      metric: z.enum(experimentMetrics).default('thumbs_up_rate'),
+      engine: z.enum(experimentEngines).default('msprt'),
+      minObservationsPerArm: z.number().int().nonnegative().default(60),
+      /** Past this many per arm without a ship decision, the candidate is rolled back. */
+      maxObservationsPerArm: z.number().int().positive().default(600),
+      decisionRule: z.record(z.string(), z.unknown()).default({}),
+    })
+    .prefault({}),
+  promotion: z
+    .strictObject({
+      /** Promote on a ship decision without asking (otherwise the round waits for `ratchet promote`). */
+      auto: z.boolean().default(true),
+    })
+    .prefault({}),
+});
+export type LoopPolicy = z.output<typeof LoopPolicy>;
+export type LoopPolicyInput = z.input<typeof LoopPolicy>;
+
+export const LoopPolicyFile = z.strictObject({ policies: z.array(LoopPolicy).min(1) });
+
+/** Reads loop policies (`policies: [...]`) from a YAML or JSON file; errors name the file and field. */
+export function loadLoopPolicies(path: string): LoopPolicy[] {
+  let raw: unknown;
+  try {
+    const text = readFileSync(path, 'utf8');
+    raw = path.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
+  } catch (err) {
+    throw new RatchetError(
+      'invalid_request',
+      `${path}: ${err instanceof Error ? err.message : String(err)}`,
+      'policy',
+    );
+  }
+  const { policies } = parseInput(LoopPolicyFile, raw, path);
+  const routes = policies.map((p) => p.route);
+  const dup = routes.find((r, i) => routes.indexOf(r) !== i);
+  if (dup) throw new RatchetError('invalid_request', `${path}: route "${dup}" has two policies`, 'policies');
+  return policies;
+}
