@@ -2,7 +2,9 @@ import { InteractionFilters, modelStages, parseInput } from '@ratchet/core';
 import { datasetMethods, exportFormats } from '@ratchet/loop';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { runDemo } from './commands/demo.js';
+import { registerEvalCommand } from './commands/eval.js';
 import { exportExchange } from './commands/exchange.js';
+import { registerExperimentCommands } from './commands/experiments.js';
 import { registerImportCommands } from './commands/imports.js';
 import {
   buildWithProgress,
