@@ -15,10 +15,8 @@ import {
   printRaters,
 } from './commands/ratings.js';
 import { startServer } from './commands/serve.js';
-import { registerTrainingCommands } from './commands/training.js';
 import { registerSimulateCommand } from './commands/simulate.js';
-import { registerEvalCommand } from './commands/eval.js';
-import { registerExperimentCommands } from './commands/experiments.js';
+import { registerTrainingCommands } from './commands/training.js';
 import { projectIdByName, withStore } from './context.js';
 
 function integer(value: string): number {
