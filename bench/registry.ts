@@ -1,4 +1,5 @@
 import { calibrateBuild } from './calibrate-build.js';
+import { dashboardLoad } from './dashboard-load.js';
 import { experimentsBench } from './experiments/experiments.js';
 import { gatewayLatency } from './gateway-latency.js';
 import { ingest } from './ingest.js';
@@ -6,7 +7,7 @@ import type { Bench, BenchContext } from './lib/bench.js';
 import { type BenchResultFile, commit, machine, packagesDirty, round } from './lib/results.js';
 
 /** Every benchmark, in the order `bench/run.ts` runs them. */
-export const benches: Bench[] = [gatewayLatency, ingest, calibrateBuild, experimentsBench];
+export const benches: Bench[] = [gatewayLatency, ingest, calibrateBuild, experimentsBench, dashboardLoad];
 
 /** The metrics each bench shows in the README table. */
 export function keyMetrics(): Record<string, string[]> {

@@ -40,6 +40,53 @@ export interface QueueCandidate {
 export class DashboardRepository {
   constructor(private readonly db: Kysely<Database>) {}
 
+  /**
+   * A fingerprint of what the dashboard's reports are computed from: it changes when an
+   * interaction or feedback arrives, a calibration runs, a dataset is built or a model moves.
+   * All index-only reads, so checking it costs milliseconds where recomputing costs seconds.
+   */
+  async dataVersion(projectId: string): Promise<string> {
+    const [interactions, feedback, calibration, datasets, models] = await Promise.all([
+      this.db
+        .selectFrom('interactions')
+        .select((eb) => [eb.fn.countAll<number>().as('n'), eb.fn.max('created_at').as('last')])
+        .where('project_id', '=', projectId)
+        .executeTakeFirstOrThrow(),
+      this.db
+        .selectFrom('feedback')
+        .select((eb) => [eb.fn.countAll<number>().as('n'), eb.fn.max('created_at').as('last')])
+        .where('project_id', '=', projectId)
+        .executeTakeFirstOrThrow(),
+      this.db
+        .selectFrom('calibration_runs')
+        .select((eb) => eb.fn.max('created_at').as('last'))
+        .where('project_id', '=', projectId)
+        .executeTakeFirstOrThrow(),
+      this.db
+        .selectFrom('datasets')
+        .select((eb) => eb.fn.countAll<number>().as('n'))
+        .where('project_id', '=', projectId)
+        .executeTakeFirstOrThrow(),
+      this.db
+        .selectFrom('models')
+        .select((eb) => [eb.fn.countAll<number>().as('n'), eb.fn.max('updated_at').as('last')])
+        .where('project_id', '=', projectId)
+        .executeTakeFirstOrThrow(),
+    ]);
+    return [
+      interactions.n,
+      interactions.last,
+      feedback.n,
+      feedback.last,
+      calibration.last,
+      datasets.n,
+      models.n,
+      models.last,
+    ]
+      .map((v) => String(v ?? '-'))
+      .join(':');
+  }
+
   /** Interactions and feedback events per bucket since `from`, oldest first. */
   async activity(projectId: string, from: number, bucketMs: number): Promise<ActivityBucket[]> {
     const size = sql.lit(Math.trunc(bucketMs));

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { testDatabases } from '@ratchet/store/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestServer, type TestServer } from '../testing/server.js';
+import { ReportCache } from './dashboard.js';
 
 // A stand-in dashboard bundle, so static serving is tested without building the web app here.
 const webDir = mkdtempSync(join(tmpdir(), 'ratchet-web-'));
@@ -59,8 +60,10 @@ for (const database of testDatabases()) {
     });
 
     it('overview: activity per day, satisfaction with intervals per model', async () => {
-      const { status, body } = await t.call('/api/v1/dashboard/overview?days=7');
-      expect(status).toBe(200);
+      const res = await t.call('/api/v1/dashboard/overview?days=7');
+      expect(res.status).toBe(200);
+      expect(res.body).toMatchObject({ fresh: true, computing: false });
+      const body = res.body.report;
       const sum = (k: 'interactions' | 'ratings') =>
         body.activity.reduce((a: number, b: Record<string, number>) => a + b[k]!, 0);
       expect(sum('interactions')).toBe(14);
@@ -129,7 +132,9 @@ for (const database of testDatabases()) {
       await t.store.models.setStage(t.projectId, tuned.id, 'production', 'test', 'better');
 
       const members = await t.store.dashboard.learnedFrom(t.projectId, built.body.id);
-      const changes = (await t.call('/api/v1/dashboard/what-changed')).body.items;
+      const changed = (await t.call('/api/v1/dashboard/what-changed')).body;
+      expect(changed).toMatchObject({ fresh: true, computing: false });
+      const changes = changed.report.items;
       const b = changes.find((c: { model: { name: string } }) => c.model.name === 'b');
       expect(b.previous.name).toBe('a');
       expect(b.dataset).toMatchObject({ name: 'kto', version: 1 });
@@ -152,6 +157,27 @@ for (const database of testDatabases()) {
       expect(none.body.ratingsInCurrentModel).toBe(0);
     });
 
+    it('error analysis comes from the report cache and follows new feedback', async () => {
+      const first = await t.call('/api/v1/dashboard/analysis');
+      expect(first.body).toMatchObject({ fresh: true, computing: false });
+      expect(first.body.report.themes.length).toBeGreaterThan(0);
+      const again = await t.call('/api/v1/dashboard/analysis');
+      expect(again.body.computedAt).toBe(first.body.computedAt);
+      await t.call('/api/v1/feedback', {
+        body: { kind: 'comment', interactionId: 'i12', raterId: 'dave', text: 'wrong refund again' },
+      });
+      // New data: the last report at once, marked stale, then the new one.
+      const stale = await t.call('/api/v1/dashboard/analysis');
+      expect(stale.body).toMatchObject({ fresh: false, computedAt: first.body.computedAt });
+      let after = stale;
+      for (let i = 0; i < 50 && !after.body.fresh; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        after = await t.call('/api/v1/dashboard/analysis');
+      }
+      expect(after.body.fresh).toBe(true);
+      expect(after.body.computedAt).toBeGreaterThanOrEqual(first.body.computedAt);
+    });
+
     it('a public key can send feedback from a browser and read nothing else', async () => {
       const preflight = await fetch(`${t.url}/api/v1/feedback`, {
         method: 'OPTIONS',
@@ -170,6 +196,7 @@ for (const database of testDatabases()) {
         '/api/v1/dashboard/overview',
         '/api/v1/dashboard/queue',
         '/api/v1/dashboard/what-changed',
+        '/api/v1/dashboard/analysis',
         '/api/v1/models',
         '/api/v1/raters',
       ]) {
@@ -205,3 +232,55 @@ for (const database of testDatabases()) {
     });
   });
 }
+
+describe('ReportCache', () => {
+  const later = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  it('serves the last report while a newer version computes, one computation at a time', async () => {
+    const errors: unknown[] = [];
+    const cache = new ReportCache((e) => errors.push(e), 50);
+    let calls = 0;
+    const slow = (value: string, ms: number) => async () => {
+      calls++;
+      await later(ms);
+      return value;
+    };
+    // First request: waits up to 50 ms, then says it is computing.
+    expect(await cache.get('p', 'v1', slow('one', 150))).toEqual({
+      report: null,
+      computedAt: null,
+      fresh: false,
+      computing: true,
+    });
+    // A second request meanwhile does not start another computation.
+    await cache.get('p', 'v1', slow('never', 10));
+    await later(200);
+    expect(await cache.get('p', 'v1', slow('never', 10))).toMatchObject({ report: 'one', fresh: true });
+    expect(calls).toBe(1);
+    // The data changed, but the report is younger than twice its computation: kept as it is.
+    expect(await cache.get('p', 'v2', slow('never', 10))).toMatchObject({
+      report: 'one',
+      fresh: false,
+      computing: false,
+    });
+    expect(calls).toBe(1);
+    await later(300);
+    // Older now: the old report at once, marked stale, and the new one shortly after.
+    expect(await cache.get('p', 'v2', slow('two', 100))).toMatchObject({
+      report: 'one',
+      fresh: false,
+      computing: true,
+    });
+    await later(150);
+    expect(await cache.get('p', 'v2', slow('never', 10))).toMatchObject({ report: 'two', fresh: true });
+    expect(calls).toBe(2);
+    // A failed computation is reported and retried by the next request.
+    expect(
+      await cache.get('q', 'v1', async () => {
+        throw new Error('boom');
+      }),
+    ).toMatchObject({ report: null, computing: true });
+    expect(errors).toHaveLength(1);
+    expect(await cache.get('q', 'v1', async () => 'ok')).toMatchObject({ report: 'ok', fresh: true });
+  });
+});

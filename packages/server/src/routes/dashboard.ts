@@ -2,7 +2,7 @@ import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { betaQuantile, findThemes, RatchetError } from '@ratchet/core';
-import { annotationPolicies, selectForAnnotation } from '@ratchet/loop';
+import { analyzeProject, annotationPolicies, selectForAnnotation } from '@ratchet/loop';
 import type { Model, ModelSatisfactionRow, Store } from '@ratchet/store';
 import { z } from 'zod';
 import type { RouteTable } from '../routing.js';
@@ -33,6 +33,17 @@ function satisfaction(row: ModelSatisfactionRow) {
     starsLower: starsMean !== null && starsHalf !== null ? starsMean - starsHalf : null,
     starsUpper: starsMean !== null && starsHalf !== null ? starsMean + starsHalf : null,
   };
+}
+
+async function overview(store: Store, projectId: string, days: number) {
+  const from = Math.floor(Date.now() / DAY_MS) * DAY_MS - (days - 1) * DAY_MS;
+  const [activity, byModel, criteria, production] = await Promise.all([
+    store.dashboard.activity(projectId, from, DAY_MS),
+    store.dashboard.satisfactionByModel(projectId),
+    store.analysis.criteriaBreakdown(projectId, 'model'),
+    store.models.list(projectId, { stage: 'production' }),
+  ]);
+  return { from, bucketMs: DAY_MS, activity, satisfaction: byModel.map(satisfaction), criteria, production };
 }
 
 /**
@@ -82,34 +93,100 @@ async function whatChanged(store: Store, projectId: string) {
   );
 }
 
+interface Computed<T> {
+  version: string;
+  value: T;
+  computedAt: number;
+  tookMs: number;
+}
+
+/** What a cached report endpoint answers: the report (maybe a little stale) and how it stands. */
+export interface CachedReport<T> {
+  report: T | null;
+  computedAt: number | null;
+  /** False while a newer version is being computed in the background. */
+  fresh: boolean;
+  computing: boolean;
+}
+
+/**
+ * Reports that take seconds on a large project (error analysis, what changed) are computed in the
+ * background and kept per project with the data version they were computed from: a page gets
+ * the last report at once and a fresh one is computed when the data changed (one at a time per
+ * report). Only the very first request waits, and only `waitMs`; after that it says `computing`.
+ * A report is not recomputed until it is twice as old as its computation took, so a page watched
+ * under steady traffic costs at most a third of a core in the background.
+ */
+export class ReportCache {
+  private readonly entries = new Map<string, Computed<unknown>>();
+  private readonly running = new Map<string, Promise<void>>();
+
+  constructor(
+    private readonly onError: (err: unknown) => void,
+    private readonly waitMs = 800,
+  ) {}
+
+  async get<T>(key: string, version: string, compute: () => Promise<T>): Promise<CachedReport<T>> {
+    const entry = this.entries.get(key) as Computed<T> | undefined;
+    if (entry?.version === version)
+      return { report: entry.value, computedAt: entry.computedAt, fresh: true, computing: false };
+    if (entry && Date.now() - entry.computedAt < 2 * entry.tookMs)
+      return { report: entry.value, computedAt: entry.computedAt, fresh: false, computing: false };
+    let run = this.running.get(key);
+    if (!run) {
+      const started = Date.now();
+      run = compute()
+        .then((value) => {
+          const computedAt = Date.now();
+          this.entries.set(key, { version, value, computedAt, tookMs: computedAt - started });
+        })
+        .catch(this.onError)
+        .finally(() => this.running.delete(key));
+      this.running.set(key, run);
+    }
+    if (!entry) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([run, new Promise((resolve) => (timer = setTimeout(resolve, this.waitMs)))]);
+      clearTimeout(timer);
+    }
+    const now = (this.entries.get(key) as Computed<T> | undefined) ?? entry;
+    const fresh = now?.version === version;
+    return { report: now?.value ?? null, computedAt: now?.computedAt ?? null, fresh, computing: !fresh };
+  }
+}
+
 /** The dashboard's read endpoints (aggregates in SQL, see DashboardRepository) and the widget's summary. */
-export function registerDashboardRoutes(routes: RouteTable, store: Store): void {
+export function registerDashboardRoutes(
+  routes: RouteTable,
+  store: Store,
+  reports: ReportCache = new ReportCache((err) => console.error('dashboard report failed:', err)),
+): void {
+  const cached = async <T>(projectId: string, name: string, compute: () => Promise<T>) =>
+    reports.get(`${projectId}:${name}`, await store.dashboard.dataVersion(projectId), compute);
+
+  routes.add({
+    method: 'GET',
+    url: '/api/v1/dashboard/analysis',
+    access: 'secret',
+    tag: 'dashboard',
+    summary:
+      'Error analysis (themes, worst prompts, criteria breakdowns, agreement) as of the latest data: computed in the background, served from the last computation while a newer one runs.',
+    handler: async ({ principal }) =>
+      cached(principal.projectId, 'analysis', () => analyzeProject(store, principal.projectId)),
+  });
+
   routes.add({
     method: 'GET',
     url: '/api/v1/dashboard/overview',
     access: 'secret',
     tag: 'dashboard',
     summary:
-      'Interactions and feedback per day, satisfaction by model with 95% intervals, criteria by model, production models.',
+      'Interactions and feedback per day, satisfaction by model with 95% intervals, criteria by model, production models (a report, like /dashboard/analysis).',
     query: z.strictObject({ days: z.coerce.number().int().min(1).max(366).default(30) }),
-    handler: async ({ principal, query }) => {
-      const projectId = principal.projectId;
-      const from = Math.floor(Date.now() / DAY_MS) * DAY_MS - (query.days - 1) * DAY_MS;
-      const [activity, byModel, criteria, production] = await Promise.all([
-        store.dashboard.activity(projectId, from, DAY_MS),
-        store.dashboard.satisfactionByModel(projectId),
-        store.analysis.criteriaBreakdown(projectId, 'model'),
-        store.models.list(projectId, { stage: 'production' }),
-      ]);
-      return {
-        from,
-        bucketMs: DAY_MS,
-        activity,
-        satisfaction: byModel.map(satisfaction),
-        criteria,
-        production,
-      };
-    },
+    handler: async ({ principal, query }) =>
+      cached(principal.projectId, `overview:${query.days}`, () =>
+        overview(store, principal.projectId, query.days),
+      ),
   });
 
   routes.add({
@@ -149,7 +226,10 @@ export function registerDashboardRoutes(routes: RouteTable, store: Store): void 
     tag: 'dashboard',
     summary:
       'Per registered model: the dataset and feedback it learned from (lineage), complaint themes against the model before it on the route, its stage history.',
-    handler: async ({ principal }) => ({ items: await whatChanged(store, principal.projectId) }),
+    handler: async ({ principal }) =>
+      cached(principal.projectId, 'what-changed', async () => ({
+        items: await whatChanged(store, principal.projectId),
+      })),
   });
 
   routes.add({

@@ -8,6 +8,31 @@ export interface Loaded<T> {
   missing: boolean;
   loading: boolean;
   reload: () => void;
+  /** A background report not computed yet (see useReport). */
+  computing?: boolean;
+  /** When the report shown was computed. */
+  computedAt?: number | null;
+}
+
+interface CachedReport<T> {
+  report: T | null;
+  computedAt: number | null;
+  fresh: boolean;
+  computing: boolean;
+}
+
+/** A report the server computes in the background: polls until the newest one is there. */
+export function useReport<T>(path: string): Loaded<T> {
+  const [poll, setPoll] = useState<number | undefined>();
+  const state = useApi<CachedReport<T>>(path, poll);
+  const computing = state.data?.computing ?? false;
+  useEffect(() => setPoll(computing ? 1500 : undefined), [computing]);
+  return {
+    ...state,
+    data: state.data?.report ?? undefined,
+    computing,
+    computedAt: state.data?.computedAt ?? null,
+  };
 }
 
 /** GETs a path; `pollMs` refreshes it (live run progress). */

@@ -20,8 +20,21 @@ export function Loading<T>({
   what: string;
   children: (data: T) => ReactNode;
 }) {
-  if (state.data !== undefined) return <>{children(state.data)}</>;
+  if (state.data !== undefined)
+    return (
+      <>
+        {state.computedAt ? (
+          <p className="muted">
+            As of {fmt.time(state.computedAt)}
+            {state.computing ? '; a newer one is being computed' : ''}.
+          </p>
+        ) : null}
+        {children(state.data)}
+      </>
+    );
   if (state.missing) return <p className="muted">No {what} yet.</p>;
+  if (state.computing && !state.error)
+    return <p className="muted">Computing {what} in the background; this page updates when it is ready.</p>;
   if (state.error)
     return (
       <p role="alert" className="error">

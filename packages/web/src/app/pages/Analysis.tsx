@@ -1,10 +1,10 @@
 import { BarChart } from '../charts.js';
-import { useApi } from '../hooks.js';
+import { useReport } from '../hooks.js';
 import type { Analysis } from '../types.js';
 import { fmt, Loading, Page, Table } from '../ui.js';
 
 export function AnalysisPage() {
-  const analysis = useApi<Analysis>('/analysis');
+  const analysis = useReport<Analysis>('/dashboard/analysis');
   return (
     <Page title="Error analysis">
       <Loading state={analysis} what="analysis">

@@ -1,5 +1,5 @@
 import { BarChart, IntervalChart, LineChart } from '../charts.js';
-import { useApi } from '../hooks.js';
+import { useApi, useReport } from '../hooks.js';
 import type { Model } from '../types.js';
 import { fmt, Loading, Page, Table } from '../ui.js';
 
@@ -21,7 +21,7 @@ interface Overview {
 }
 
 export function OverviewPage() {
-  const overview = useApi<Overview>('/dashboard/overview?days=30');
+  const overview = useReport<Overview>('/dashboard/overview?days=30');
   const experiments = useApi<{ items: { id: string; route?: string; status?: string; name?: string }[] }>(
     '/experiments',
   );

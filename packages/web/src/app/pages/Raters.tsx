@@ -1,11 +1,11 @@
 import { BarChart } from '../charts.js';
-import { useApi } from '../hooks.js';
+import { useApi, useReport } from '../hooks.js';
 import type { Analysis, Rater } from '../types.js';
 import { fmt, Loading, Page, Table } from '../ui.js';
 
 export function RatersPage() {
   const raters = useApi<{ items: Rater[] }>('/raters');
-  const analysis = useApi<Analysis>('/analysis');
+  const analysis = useReport<Analysis>('/dashboard/analysis');
   return (
     <Page title="Raters">
       <Loading state={raters} what="raters">

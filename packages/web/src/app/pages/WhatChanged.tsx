@@ -1,4 +1,4 @@
-import { useApi } from '../hooks.js';
+import { useReport } from '../hooks.js';
 import { fmt, Loading, Page, Table } from '../ui.js';
 
 interface Change {
@@ -11,7 +11,7 @@ interface Change {
 }
 
 export function WhatChangedPage() {
-  const changes = useApi<{ items: Change[] }>('/dashboard/what-changed');
+  const changes = useReport<{ items: Change[] }>('/dashboard/what-changed');
   return (
     <Page title="What changed">
       <Loading state={changes} what="model versions">
