@@ -402,6 +402,31 @@ function runsAndRegistry(dialect: DialectName): Migration {
  * The current event's value and label beside its pointer: calibration reads millions of current
  * ratings, and a join back to `feedback` for each (random reads by id) cost more than the rest.
  */
+/** The loop's rounds: one row per round of a route, its stage and what each stage produced. */
+function loopRounds(dialect: DialectName): Migration {
+  const t = types(dialect);
+  return {
+    async up(db: AnyDb) {
+      await db.schema
+        .createTable('loop_rounds')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('project_id', 'text', (c) => c.notNull().references('projects.id').onDelete('cascade'))
+        .addColumn('route', 'text', (c) => c.notNull())
+        .addColumn('round', 'integer', (c) => c.notNull())
+        .addColumn('stage', 'text', (c) => c.notNull())
+        .addColumn('status', 'text', (c) => c.notNull())
+        .addColumn('state', t.json, (c) => c.notNull())
+        .addColumn('policy', t.json, (c) => c.notNull())
+        .addColumn('error', 'text')
+        .addColumn('created_at', t.time, (c) => c.notNull())
+        .addColumn('updated_at', t.time, (c) => c.notNull())
+        .addColumn('finished_at', t.time)
+        .addUniqueConstraint('loop_rounds_round', ['project_id', 'route', 'round'])
+        .execute();
+    },
+  };
+}
+
 /**
  * Ingest cost: every secondary index on `feedback` is paid on each event, and nothing reads
  * feedback by rater through `feedback_rater` (per-rater views use `feedback_current` and `raters`).
@@ -547,6 +572,23 @@ function dashboardIndexes(): Migration {
   };
 }
 
+/**
+ * The dashboard's reads (bench/dashboard-load.ts): criteria aggregates join `feedback_scores` to
+ * the current events by `feedback_id`, which without this index scanned `feedback_current` once
+ * per score (seconds on a few thousand ratings).
+ */
+function dashboardIndexes(): Migration {
+  return {
+    async up(db: AnyDb) {
+      await db.schema
+        .createIndex('feedback_current_feedback')
+        .on('feedback_current')
+        .column('feedback_id')
+        .execute();
+    },
+  };
+}
+
 export function migrations(dialect: DialectName): Record<string, Migration> {
   return {
     '0001_initial': initial(dialect),
@@ -557,6 +599,8 @@ export function migrations(dialect: DialectName): Record<string, Migration> {
     '0006_jobs': jobs(dialect),
     '0007_evaluations_experiments': evaluationsAndExperiments(dialect),
     '0008_dashboard_indexes': dashboardIndexes(),
+    '0008_dashboard_indexes': dashboardIndexes(),
     '0009_feedback_write_path': feedbackWritePath(),
+    '0010_loop_rounds': loopRounds(dialect),
   };
 }
