@@ -572,23 +572,6 @@ function dashboardIndexes(): Migration {
   };
 }
 
-/**
- * The dashboard's reads (bench/dashboard-load.ts): criteria aggregates join `feedback_scores` to
- * the current events by `feedback_id`, which without this index scanned `feedback_current` once
- * per score (seconds on a few thousand ratings).
- */
-function dashboardIndexes(): Migration {
-  return {
-    async up(db: AnyDb) {
-      await db.schema
-        .createIndex('feedback_current_feedback')
-        .on('feedback_current')
-        .column('feedback_id')
-        .execute();
-    },
-  };
-}
-
 export function migrations(dialect: DialectName): Record<string, Migration> {
   return {
     '0001_initial': initial(dialect),
@@ -598,7 +581,6 @@ export function migrations(dialect: DialectName): Record<string, Migration> {
     '0005_current_values': currentValues(dialect),
     '0006_jobs': jobs(dialect),
     '0007_evaluations_experiments': evaluationsAndExperiments(dialect),
-    '0008_dashboard_indexes': dashboardIndexes(),
     '0008_dashboard_indexes': dashboardIndexes(),
     '0009_feedback_write_path': feedbackWritePath(),
     '0010_loop_rounds': loopRounds(dialect),
