@@ -23,19 +23,23 @@ for (const target of testDatabases()) {
     });
 
     it('starts an experiment with its route in one step, and allows one running experiment per route', async () => {
-      const exp = await store.experiments.start(projectId, {
-        name: 'v2-vs-v1',
-        route: 'support',
-        control: 'control',
-        variants,
-        metric: 'thumbs_up_rate',
-        engine: 'msprt',
-        decisionRule: { minObservationsPerArm: 10 },
-        bandit: false,
-      });
+      const exp = await store.experiments.start(
+        projectId,
+        {
+          name: 'v2-vs-v1',
+          route: 'support',
+          control: 'control',
+          variants,
+          metric: 'thumbs_up_rate',
+          engine: 'msprt',
+          decisionRule: { minObservationsPerArm: 10 },
+          bandit: false,
+        },
+        'test',
+      );
       expect(exp).toMatchObject({ status: 'running', bandit: false, history: [], route: 'support' });
       expect((await store.routes.get(projectId, 'support'))?.variants).toEqual(variants);
-      const clash = store.experiments.start(projectId, { ...exp, name: 'again', decisionRule: {} });
+      const clash = store.experiments.start(projectId, { ...exp, name: 'again', decisionRule: {} }, 'test');
       await expect(clash).rejects.toThrow(RatchetError);
       await expect(clash).rejects.toMatchObject({ path: 'route' });
       expect(await store.experiments.list(projectId)).toHaveLength(1);

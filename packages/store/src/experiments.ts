@@ -1,5 +1,6 @@
 import { newId, RatchetError } from '@ratchet/core';
 import { type Kysely, sql } from 'kysely';
+import type { AuditLog } from './audit.js';
 import type { DialectName } from './connection.js';
 import { decodeJson, encodeJson } from './json.js';
 import type { GatewayRouteRepository, StoredVariant } from './routes.js';
@@ -81,9 +82,11 @@ export class ExperimentRepository {
     private readonly db: Kysely<Database>,
     private readonly dialect: DialectName,
     private readonly routes: GatewayRouteRepository,
+    private readonly audit: AuditLog,
   ) {}
 
-  async start(projectId: string, e: NewExperiment): Promise<Experiment> {
+  /** Starts an experiment; the route's variants and the audit entry are written with it. */
+  async start(projectId: string, e: NewExperiment, actor: string): Promise<Experiment> {
     const now = Date.now();
     const id = newId(now);
     await this.db.transaction().execute(async (trx) => {
@@ -121,6 +124,23 @@ export class ExperimentRepository {
         })
         .execute();
       await this.routes.put(projectId, e.route, e.variants, trx);
+      await this.audit.record(
+        {
+          projectId,
+          actor,
+          action: 'experiment.started',
+          subjectType: 'experiment',
+          subjectId: id,
+          details: {
+            route: e.route,
+            variants: e.variants,
+            metric: e.metric,
+            engine: e.engine,
+            bandit: e.bandit,
+          },
+        },
+        trx,
+      );
     });
     return (await this.get(projectId, id))!;
   }
@@ -222,6 +242,17 @@ export class ExperimentRepository {
       } else {
         await this.routes.delete(projectId, exp.route, trx);
       }
+      await this.audit.record(
+        {
+          projectId,
+          actor: entry.actor,
+          action: 'experiment.stopped',
+          subjectType: 'experiment',
+          subjectId: id,
+          details: { route: exp.route, keep: keepVariant ?? null, reasons: entry.reasons },
+        },
+        trx,
+      );
     });
     return (await this.get(projectId, id))!;
   }

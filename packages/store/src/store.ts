@@ -81,7 +81,7 @@ export class Store {
     this.runs = new RunRepository(db, dialect);
     this.evaluations = new EvaluationRepository(db, dialect, this.audit);
     this.routes = new GatewayRouteRepository(db, dialect);
-    this.experiments = new ExperimentRepository(db, dialect, this.routes);
+    this.experiments = new ExperimentRepository(db, dialect, this.routes, this.audit);
     this.loops = new LoopRoundRepository(db, dialect, this.audit);
   }
 

@@ -132,16 +132,7 @@ export async function startExperiment(
   // Reject a bad rule now, not at the first look.
   parseInput(ExperimentDecisionConfig, decisionConfig(spec), 'decisionRule');
   const variants = await resolveVariants(store, projectId, spec, options.gateway ?? {});
-  const experiment = await store.experiments.start(projectId, { ...spec, variants });
-  await store.audit.record({
-    projectId,
-    actor: options.actor ?? 'loop',
-    action: 'experiment.started',
-    subjectType: 'experiment',
-    subjectId: experiment.id,
-    details: { route: spec.route, variants, metric: spec.metric, engine: spec.engine, bandit: spec.bandit },
-  });
-  return experiment;
+  return store.experiments.start(projectId, { ...spec, variants }, options.actor ?? 'loop');
 }
 
 export interface VariantStatus {
@@ -327,7 +318,7 @@ export async function stopExperiment(
   const experiment = await store.experiments.get(projectId, ref);
   if (!experiment) throw new RatchetError('not_found', `experiment "${ref}" not found`, 'experiment');
   const actor = options.actor ?? 'loop';
-  const stopped = await store.experiments.stop(
+  return store.experiments.stop(
     projectId,
     experiment.id,
     {
@@ -339,13 +330,4 @@ export async function stopExperiment(
     },
     options.keep,
   );
-  await store.audit.record({
-    projectId,
-    actor,
-    action: 'experiment.stopped',
-    subjectType: 'experiment',
-    subjectId: experiment.id,
-    details: { route: experiment.route, keep: options.keep ?? null, reason: options.reason },
-  });
-  return stopped;
 }
