@@ -160,6 +160,11 @@ for (const target of testDatabases()) {
         'experiment.started',
       ]);
       expect((await t.call('/api/v1/routes/support', { method: 'DELETE' })).status).toBe(200);
+      expect((await t.call('/api/v1/audit?subjectType=route')).body.items[0]).toMatchObject({
+        action: 'route.deleted',
+        subjectId: 'support',
+      });
+      expect((await t.call('/api/v1/routes/support', { method: 'DELETE' })).status).toBe(404);
       expect((await chat('y')).variant).toBe('file');
     });
 
@@ -190,6 +195,27 @@ for (const target of testDatabases()) {
         look.body.weights.v2,
       ]);
       expect(look.body.experiment.history[0].weights).toEqual(look.body.weights);
+    });
+
+    it('serves a route that exists only in the database, set over the API', async () => {
+      const canary = [
+        { name: 'stable', upstream: 'local', model: 'bot-v1', weight: 0 },
+        { name: 'canary', upstream: 'local', model: 'bot-v2', weight: 1 },
+      ];
+      const put = await t.call('/api/v1/routes/canary', { method: 'PUT', body: { variants: canary } });
+      expect(put.status).toBe(200);
+      const res = await t.call('/v1/chat/completions', {
+        body: { model: 'canary', messages: [{ role: 'user', content: 'hi' }] },
+      });
+      expect([res.status, res.headers.get('x-ratchet-variant')]).toEqual([200, 'canary']);
+      const bad = await t.call('/api/v1/routes/canary', {
+        method: 'PUT',
+        body: { variants: [{ ...canary[1], upstream: 'nowhere' }] },
+      });
+      expect([bad.status, bad.body.error.path]).toEqual([400, 'variants.0.upstream']);
+      // The bandit experiment from the test before still runs on `support`.
+      const busy = await t.call('/api/v1/routes/support', { method: 'PUT', body: { variants: canary } });
+      expect([busy.status, busy.body.error.path]).toEqual([409, 'route']);
     });
 
     it('rejects bad experiments naming the field', async () => {

@@ -68,7 +68,21 @@ export function registerExperimentRoutes(
           `route: experiment "${running[0]!.name}" runs on "${params.route}"`,
           'route',
         );
-      const route = await store.routes.put(principal.projectId, params.route, body.variants);
+      const route = await store.db.transaction().execute(async (trx) => {
+        const written = await store.routes.put(principal.projectId, params.route, body.variants, trx);
+        await store.audit.record(
+          {
+            projectId: principal.projectId,
+            actor: `api:${principal.keyId}`,
+            action: 'route.updated',
+            subjectType: 'route',
+            subjectId: params.route,
+            details: { variants: body.variants },
+          },
+          trx,
+        );
+        return written;
+      });
       await refresh();
       return route;
     },
@@ -91,8 +105,21 @@ export function registerExperimentRoutes(
           `route: experiment "${running[0]!.name}" runs on "${params.route}"`,
           'route',
         );
-      if (!(await store.routes.delete(principal.projectId, params.route)))
-        throw new RatchetError('not_found', `route "${params.route}" is not in the database`, 'route');
+      await store.db.transaction().execute(async (trx) => {
+        if (!(await store.routes.delete(principal.projectId, params.route, trx)))
+          throw new RatchetError('not_found', `route "${params.route}" is not in the database`, 'route');
+        await store.audit.record(
+          {
+            projectId: principal.projectId,
+            actor: `api:${principal.keyId}`,
+            action: 'route.deleted',
+            subjectType: 'route',
+            subjectId: params.route,
+            details: {},
+          },
+          trx,
+        );
+      });
       await refresh();
       return { deleted: params.route };
     },
