@@ -11,7 +11,8 @@ describe('ratchet CLI', () => {
   it('prints help for every command', async () => {
     const root = await runCli(['--help']);
     expect(root.code).toBe(0);
-    for (const cmd of ['serve', 'keys', 'import', 'export', 'demo']) expect(root.stdout).toContain(cmd);
+    for (const cmd of ['serve', 'keys', 'import', 'export', 'sample', 'demo'])
+      expect(root.stdout).toContain(cmd);
     const keys = await runCli(['keys', 'create', '--help']);
     expect(keys.stdout).toContain('--kind');
   });
@@ -25,7 +26,7 @@ describe('ratchet CLI', () => {
       key: expect.stringMatching(/^rk_pub_/),
     });
 
-    const demo = await runCli(['demo', '--exit', '--port', '0', '--calls', '40'], env);
+    const demo = await runCli(['sample', '--exit', '--port', '0', '--calls', '40'], env);
     expect(demo.code).toBe(0);
     expect(demo.stdout).toContain('40 simulated support chats went through the gateway');
 

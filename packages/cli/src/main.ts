@@ -6,6 +6,7 @@ import { registerEvalCommand } from './commands/eval.js';
 import { exportExchange } from './commands/exchange.js';
 import { registerExperimentCommands } from './commands/experiments.js';
 import { registerImportCommands } from './commands/imports.js';
+import { registerLoopCommands } from './commands/loop.js';
 import {
   buildWithProgress,
   calibrateWithProgress,
@@ -18,6 +19,7 @@ import { startServer } from './commands/serve.js';
 import { registerSimulateCommand } from './commands/simulate.js';
 import { registerTrainingCommands } from './commands/training.js';
 import { projectIdByName, withStore } from './context.js';
+import { runLoopDemo } from './demo/loop-demo.js';
 
 function integer(value: string): number {
   const n = Number(value);
@@ -377,15 +379,17 @@ export function buildProgram(): Command {
       });
     });
 
+  registerTrainingCommands(program);
   registerSimulateCommand(program);
+  registerLoopCommands(program);
   registerEvalCommand(program);
   registerExperimentCommands(program);
 
-  registerTrainingCommands(program);
-
   program
-    .command('demo')
-    .description('Start a server with a demo model behind the gateway, and simulated users who chat and rate')
+    .command('sample')
+    .description(
+      'Load a generated sample of rated support chats through a stand-in model (no training): the API, CLI and dashboard in seconds',
+    )
     .option('--port <port>', 'port for the server', integer, 4400)
     .option('--calls <n>', 'simulated chats', integer, 300)
     .option('--exit', 'load the sample and exit instead of serving')
@@ -397,6 +401,55 @@ export function buildProgram(): Command {
         exit: opts.exit ?? false,
       });
     });
+
+  program
+    .command('demo')
+    .description(
+      'The loop end to end on this machine: build the tiny policy, serve it behind the gateway, let simulated users chat and rate, and run rounds of calibrate, build, train, evaluate, canary, experiment, promote or roll back; leaves the dashboard running',
+    )
+    .option('--port <port>', 'port for the server', integer, 4400)
+    .option('--rounds <n>', 'rounds of the loop', integer, 4)
+    .option('--chats <n>', 'chats before each round', integer, 300)
+    .option('--probe <n>', 'prompts per true-quality measurement', integer, 150)
+    .option('--model-dir <dir>', 'where the tiny policy is built (cached)', '.ratchet/models/tiny-support')
+    .addOption(
+      new Option('--preset <preset>', 'size of the tiny policy')
+        .choices(['default', 'test'])
+        .default('default'),
+    )
+    .option(
+      '--data-dir <dir>',
+      'datasets and runs (RATCHET_DATA_DIR)',
+      process.env.RATCHET_DATA_DIR ?? '.ratchet/data',
+    )
+    .option('--report-dir <dir>', 'where the report and charts go', '.ratchet/demo-report')
+    .option('--exit', 'exit after the rounds instead of leaving the server up')
+    .action(
+      async (opts: {
+        port: number;
+        rounds: number;
+        chats: number;
+        probe: number;
+        modelDir: string;
+        preset: 'default' | 'test';
+        dataDir: string;
+        reportDir: string;
+        exit?: boolean;
+      }) => {
+        await runLoopDemo({
+          databaseUrl: program.opts().databaseUrl,
+          port: opts.port,
+          rounds: opts.rounds,
+          chatsPerRound: opts.chats,
+          probePrompts: opts.probe,
+          modelDir: opts.modelDir,
+          preset: opts.preset,
+          dataDir: opts.dataDir,
+          reportDir: opts.reportDir,
+          exit: opts.exit ?? false,
+        });
+      },
+    );
 
   return program;
 }

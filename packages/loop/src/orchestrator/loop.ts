@@ -195,6 +195,7 @@ const stages: Record<(typeof loopStages)[number], StageFn> = {
         baseline: { endpoint: endpoint(state.production!), model: state.production! },
         dataset: state.datasetId,
         maxItems: p.evaluation.maxItems,
+        suites: p.evaluation.suites,
         generation: { maxTokens: p.evaluation.maxTokens, temperature: 0 },
         ...(state.rewardModel ? { rewardModel: { endpoint: endpoint(state.rewardModel) } } : {}),
         ...(p.evaluation.judge ? { judge: { endpoint: p.evaluation.judge } } : {}),

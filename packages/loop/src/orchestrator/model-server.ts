@@ -12,7 +12,7 @@ export interface ServedModel {
 export interface LocalModelServerOptions {
   /** The base model folder every adapter sits on. */
   baseModel: string;
-  /** The name the base answers to. */
+  /** The name the base answers to when no base-only model is asked for. */
   baseName: string;
   host?: string;
   /** Fixed, so the gateway's upstream URL stays valid across restarts. */
@@ -42,24 +42,26 @@ export class LocalModelServer {
 
   /** Serves exactly these models (plus the base), restarting the worker only if the set changed. */
   async ensure(models: readonly ServedModel[]): Promise<void> {
+    // The base answers to the registry name of a model without an adapter, if one is asked for.
+    const baseName = models.find((m) => !m.adapterPath)?.name ?? this.o.baseName;
     const adapters = models
-      .filter((m) => m.adapterPath && m.name !== this.o.baseName)
+      .filter((m) => m.adapterPath && m.name !== baseName)
       .map((m) => `${m.name}=${m.adapterPath}`)
       .sort();
-    const key = adapters.join(',');
+    const key = [baseName, ...adapters].join(',');
     if (this.child && this.child.exitCode === null && key === this.serving) return;
     await this.stop();
-    await this.start(adapters);
+    await this.start(baseName, adapters);
     this.serving = key;
   }
 
-  private async start(adapters: string[]): Promise<void> {
+  private async start(baseName: string, adapters: string[]): Promise<void> {
     const args = [
       'serve',
       '--base',
       this.o.baseModel,
       '--base-name',
-      this.o.baseName,
+      baseName,
       '--host',
       this.o.host ?? '127.0.0.1',
       '--port',

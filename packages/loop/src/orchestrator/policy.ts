@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import {
   EvaluationGates,
+  evaluationSuites,
   parseInput,
   RatchetError,
   TrainHyperparameters,
@@ -11,6 +12,7 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { datasetMethods } from '../datasets.js';
 import { EndpointSpec } from '../eval/client.js';
+
 import { experimentEngines, experimentMetrics } from '../experiments/experiments.js';
 
 /**
@@ -63,6 +65,7 @@ export const LoopPolicy = z.strictObject({
       /** An LLM judge (any OpenAI-compatible endpoint), if there is one. */
       judge: EndpointSpec.optional(),
       maxItems: z.number().int().positive().default(100),
+      suites: z.array(z.enum(evaluationSuites)).min(1).default(['heldout', 'redteam', 'adversarial']),
       gates: EvaluationGates.prefault({}),
       maxTokens: z.number().int().positive().default(96),
     })

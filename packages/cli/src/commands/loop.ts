@@ -1,0 +1,136 @@
+import { advanceLoop, LocalModelServer, type LoopContext, loadLoopPolicies, roundIsDue } from '@ratchet/loop';
+import type { Store } from '@ratchet/store';
+import { type Command, InvalidArgumentError } from 'commander';
+import { projectIdByName, withStore } from '../context.js';
+
+function port(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > 65535) throw new InvalidArgumentError('must be a port number');
+  return n;
+}
+
+interface LoopRunOptions {
+  project: string;
+  policy: string;
+  modelsUrl?: string;
+  localWorkerPort?: number;
+  dataDir?: string;
+  force?: boolean;
+}
+
+/**
+ * One pass over the policies: for each route, continue its running round, or start one when
+ * enough feedback arrived (or `force`). Stops at a stage that must wait (an experiment collecting
+ * users), so it is safe to run from cron; `ratchet serve --loop-policy` runs the same pass on a timer.
+ */
+export async function runLoopPass(
+  store: Store,
+  projectId: string,
+  opts: Omit<LoopRunOptions, 'project'>,
+  log: (line: string) => void,
+): Promise<void> {
+  const policies = loadLoopPolicies(opts.policy);
+  const local =
+    opts.localWorkerPort !== undefined
+      ? new LocalModelServer({
+          baseModel: policies[0]!.baseModel,
+          baseName: 'base',
+          port: opts.localWorkerPort,
+          onLog: () => {},
+        })
+      : undefined;
+  try {
+    for (const policy of policies) {
+      const modelsBaseUrl = opts.modelsUrl ?? local?.baseUrl;
+      if (!modelsBaseUrl)
+        throw new Error("give --models-url (where the route's models are served) or --local-worker-port");
+      const ctx: LoopContext = {
+        store,
+        projectId,
+        policy,
+        modelsBaseUrl,
+        serve: local ? (m) => local.ensure(m) : undefined,
+        dataDir: opts.dataDir,
+        actor: 'ratchet loop',
+        log: (line) => log(`${policy.route}: ${line}`),
+      };
+      const running = await store.loops.current(projectId, policy.route);
+      if (!running) {
+        const { due, newFeedback } = await roundIsDue(ctx);
+        if (!due && !opts.force) {
+          log(
+            `${policy.route}: ${newFeedback} new feedback events, a round starts at ${policy.trigger.minNewFeedback}`,
+          );
+          continue;
+        }
+      }
+      const round = await advanceLoop(ctx, { start: true });
+      if (round) log(`${policy.route}: round ${round.round} is ${round.status} at ${round.stage}`);
+    }
+  } finally {
+    await local?.stop();
+  }
+}
+
+export function registerLoopCommands(program: Command): void {
+  const loop = program
+    .command('loop')
+    .description(
+      'The improvement loop: rounds of calibrate, build, train, evaluate, canary, experiment, decide',
+    );
+  loop
+    .command('run')
+    .description(
+      'Advance every route of a policy file by one pass: continue its round, or start one when enough feedback arrived',
+    )
+    .requiredOption('--project <name>', 'project name')
+    .requiredOption('--policy <file>', 'loop policies, YAML or JSON (see examples/loop.yaml)')
+    .option(
+      '--models-url <url>',
+      "OpenAI-compatible URL (up to /v1) serving the route's models, for evaluation",
+    )
+    .option(
+      '--local-worker-port <port>',
+      'serve candidates with ratchet-worker serve on this port (the gateway upstream must point at it)',
+      port,
+    )
+    .option('--data-dir <dir>', 'datasets and runs (RATCHET_DATA_DIR)')
+    .option('--force', 'start a round even if the trigger has not fired')
+    .action(async (opts: LoopRunOptions) => {
+      await withStore(program.opts(), async (store) => {
+        const projectId = await projectIdByName(store, opts.project);
+        await runLoopPass(store, projectId, opts, (line) => console.log(line));
+      });
+    });
+  loop
+    .command('status')
+    .description("The rounds of a project's routes, newest first")
+    .requiredOption('--project <name>', 'project name')
+    .option('--route <name>', 'only this route')
+    .option('--json', 'print JSON')
+    .action(async (opts: { project: string; route?: string; json?: boolean }) => {
+      await withStore(program.opts(), async (store) => {
+        const projectId = await projectIdByName(store, opts.project);
+        const rounds = await store.loops.list(projectId, opts.route ? { route: opts.route } : {});
+        if (opts.json) {
+          console.log(JSON.stringify(rounds));
+          return;
+        }
+        if (rounds.length === 0) console.log('no rounds yet');
+        else
+          console.table(
+            rounds.map((r) => ({
+              route: r.route,
+              round: r.round,
+              stage: r.stage,
+              status: r.status,
+              candidate: String(r.state.candidate ?? ''),
+              gate: r.state.gatePassed === undefined ? '' : r.state.gatePassed ? 'passed' : 'failed',
+              experiment: String(r.state.decision ?? ''),
+              error: r.error ?? '',
+              started: new Date(r.createdAt).toISOString(),
+            })),
+          );
+      });
+    });
+}

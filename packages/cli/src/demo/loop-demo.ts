@@ -1,0 +1,301 @@
+import { spawn } from 'node:child_process';
+import { createServer } from 'node:net';
+import { resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { createPopulation, wilsonInterval } from '@ratchet/core';
+import {
+  advanceLoop,
+  LocalModelServer,
+  type LoopContext,
+  LoopPolicy,
+  type LoopPolicyInput,
+  loadDemoDomain,
+  measureTrueQuality,
+  simulateTraffic,
+  type TrafficReport,
+  workerCommand,
+} from '@ratchet/loop';
+import { buildServer, loadServerConfig, parseGatewayConfig } from '@ratchet/server';
+import { Store } from '@ratchet/store';
+import { progressBar } from '../progress.js';
+import { writeDemoReport } from './report.js';
+
+export interface LoopDemoOptions {
+  databaseUrl?: string;
+  port: number;
+  rounds: number;
+  /** Chats before each round (the feedback the round learns from). */
+  chatsPerRound: number;
+  /** Where the tiny policy is built (cached). */
+  modelDir: string;
+  preset: 'default' | 'test';
+  dataDir: string;
+  reportDir: string;
+  /** Run the rounds and exit instead of leaving the server up. */
+  exit: boolean;
+  /** Overrides of the loop policy (tests make rounds smaller). */
+  policy?: Partial<LoopPolicyInput>;
+  /** Prompts per true-quality measurement. */
+  probePrompts: number;
+}
+
+export interface DemoRound {
+  round: number;
+  production: string;
+  trueQuality: number;
+  goodShare: number;
+  thumbsUp: number;
+  thumbsTotal: number;
+  thumbsUpLower: number;
+  thumbsUpUpper: number;
+  gate: string;
+  experiment: string;
+  outcome: string;
+  seconds: number;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolvePort(port));
+    });
+  });
+}
+
+/** Builds (or finds cached) the tiny local policy, with a progress bar. */
+async function buildTinyPolicy(o: LoopDemoOptions): Promise<string> {
+  const out = resolve(o.modelDir);
+  const child = spawn(workerCommand(), ['tiny', '--out', out, '--preset', o.preset], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let bar: ReturnType<typeof progressBar> | undefined;
+  let last = 0;
+  let stderr = '';
+  child.stderr!.on('data', (d) => {
+    stderr = (stderr + d).slice(-4000);
+  });
+  createInterface({ input: child.stdout! }).on('line', (line) => {
+    try {
+      const e = JSON.parse(line) as { type: string; step?: number; total?: number };
+      if (e.type === 'cached') console.log(`tiny policy: cached at ${out}`);
+      if (e.type === 'progress' && e.total) {
+        bar ??= progressBar('building the tiny policy', e.total);
+        bar.increment((e.step ?? 0) - last);
+        last = e.step ?? last;
+      }
+    } catch {
+      // not a progress line
+    }
+  });
+  const code = await new Promise<number>((r) => child.on('exit', (c) => r(c ?? 1)));
+  bar?.stop();
+  if (code !== 0) throw new Error(`building the tiny policy failed (exit ${code}): ${stderr}`);
+  return out;
+}
+
+const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+
+function printRound(r: DemoRound): void {
+  console.log(
+    [
+      `round ${r.round}`.padEnd(9),
+      r.production.padEnd(22),
+      `true ${pct(r.trueQuality)}`.padEnd(13),
+      `thumbs up ${pct(r.thumbsUp / Math.max(1, r.thumbsTotal))} [${pct(r.thumbsUpLower)}, ${pct(r.thumbsUpUpper)}] of ${r.thumbsTotal}`.padEnd(
+        44,
+      ),
+      `gate: ${r.gate}`.padEnd(18),
+      `experiment: ${r.experiment}`.padEnd(26),
+      r.outcome,
+    ].join(' '),
+  );
+}
+
+/** The demo's loop policy: small, fast rounds on the tiny policy, overridable by tests. */
+export function demoPolicy(baseModel: string, overrides: Partial<LoopPolicyInput> = {}): LoopPolicy {
+  return LoopPolicy.parse({
+    route: 'support-bot',
+    baseModel,
+    upstream: 'worker',
+    trigger: { minNewFeedback: 30 },
+    dataset: { method: 'kto', options: { requireConfidentSign: false } },
+    training: { method: 'kto', hyperparameters: { epochs: 2, batchSize: 16 } },
+    rewardModel: { enabled: true, hyperparameters: { epochs: 1, batchSize: 16 } },
+    evaluation: { maxItems: 40, suites: ['heldout', 'redteam'], maxTokens: 80 },
+    canary: { share: 0.5 },
+    experiment: { minObservationsPerArm: 30, maxObservationsPerArm: 120 },
+    ...overrides,
+  });
+}
+
+/**
+ * The main job, end to end on one machine: build the tiny policy, serve it with the worker behind
+ * the gateway, let simulated users chat and rate, and run the loop for several rounds (calibrate,
+ * build, train, evaluate, canary, experiment, promote or roll back). Prints a row per round with
+ * the oracle's true quality beside what users reported, writes a report with charts, and leaves
+ * the server and dashboard running.
+ */
+export async function runLoopDemo(o: LoopDemoOptions): Promise<{ rounds: DemoRound[]; url: string }> {
+  const started = Date.now();
+  console.log("Ratchet demo: a support assistant that gets better from its users' ratings.\n");
+  const base = await buildTinyPolicy(o);
+  const store = await Store.open(o.databaseUrl ?? process.env.RATCHET_DATABASE_URL);
+  const project = await store.projects.getOrCreate('demo');
+  const secret = await store.projects.createKey(project.id, 'secret', 'demo');
+  const pub = await store.projects.createKey(project.id, 'public', 'demo widget');
+
+  const models = new LocalModelServer({ baseModel: base, baseName: 'tiny-support', port: await freePort() });
+  const server = await buildServer({
+    store,
+    config: loadServerConfig({ port: o.port, logLevel: 'warn', dataDir: o.dataDir }),
+    gatewayConfig: parseGatewayConfig({ upstreams: { worker: { baseURL: models.baseUrl } } }),
+  });
+  const url = await server.listen();
+  const shutdown = async () => {
+    await server.close();
+    await models.stop();
+    await store.close();
+  };
+  try {
+    const policy = demoPolicy(base, o.policy);
+    let prod = await store.models.production(project.id, policy.route);
+    if (!prod) {
+      prod = await store.models.register(
+        project.id,
+        { name: 'tiny-support', route: policy.route, baseModel: base, stage: 'production' },
+        'demo',
+      );
+    }
+    await store.routes.put(project.id, policy.route, [
+      { name: 'production', upstream: 'worker', model: prod.name, weight: 1, modelId: prod.id },
+    ]);
+    await models.ensure([{ name: prod.name, adapterPath: prod.adapterPath }]);
+    console.log(`server ${url}, model server ${models.baseUrl}\n`);
+    await new Promise((r) => setTimeout(r, 2500)); // the gateway loads database routes every 2 s
+
+    const domain = loadDemoDomain();
+    // Demo users rate more often than real ones (most real people rate nothing), so that rounds
+    // need fewer chats; 15% of those who rate are adversaries.
+    const population = createPopulation({
+      size: 600,
+      seed: 7,
+      raterShare: 0.6,
+      rateProbability: 0.8,
+      adversarialShare: 0.15,
+    });
+    const ctx: LoopContext = {
+      store,
+      projectId: project.id,
+      policy,
+      modelsBaseUrl: models.baseUrl,
+      serve: (m) => models.ensure(m),
+      dataDir: o.dataDir,
+      actor: 'demo',
+      log: (line) => console.log(`  ${line}`),
+    };
+    const chat = async (label: string, chats: number, seed: number): Promise<TrafficReport> => {
+      const bar = progressBar(label, chats);
+      const report = await simulateTraffic({
+        baseUrl: url,
+        apiKey: secret.key,
+        route: policy.route,
+        domain,
+        population,
+        chats,
+        seed,
+        concurrency: 2,
+        maxTokens: policy.evaluation.maxTokens,
+        onProgress: () => bar.increment(),
+      });
+      bar.stop();
+      if (report.errors > 0) console.log(`  ${report.errors} chats failed: ${report.firstError}`);
+      return report;
+    };
+    const probe = async (model: string, seed: number) =>
+      measureTrueQuality({
+        baseUrl: models.baseUrl.replace(/\/v1$/, ''),
+        model,
+        domain,
+        population,
+        prompts: o.probePrompts,
+        seed,
+        maxTokens: policy.evaluation.maxTokens,
+      });
+
+    const rounds: DemoRound[] = [];
+    for (let n = 1; n <= o.rounds; n++) {
+      const t0 = Date.now();
+      console.log(`\n== round ${n} ==`);
+      const traffic = await chat('users chatting and rating', o.chatsPerRound, 1000 + n);
+      const observed = Object.values(traffic.variants).reduce(
+        (a, v) => ({ up: a.up + v.thumbsUp, total: a.total + v.thumbsUp + v.thumbsDown }),
+        { up: 0, total: 0 },
+      );
+      const current = (await store.models.production(project.id, policy.route))!;
+      const truth = await probe(current.name, 77 + n);
+      let round = await advanceLoop(ctx, { start: true });
+      for (let extra = 0; round?.status === 'running' && round.stage === 'experiment' && extra < 6; extra++) {
+        await new Promise((r) => setTimeout(r, 2500));
+        await chat('users on the canary', 100, 5000 + 10 * n + extra);
+        round = await advanceLoop(ctx);
+      }
+      const state = (round?.state ?? {}) as Record<string, unknown>;
+      const row: DemoRound = {
+        round: n,
+        production: current.name,
+        trueQuality: truth.trueQuality,
+        goodShare: truth.goodShare,
+        thumbsUp: observed.up,
+        thumbsTotal: observed.total,
+        ...(() => {
+          const w = wilsonInterval(observed.up, observed.total);
+          return { thumbsUpLower: w.lower, thumbsUpUpper: w.upper };
+        })(),
+        gate: state.gatePassed === undefined ? '-' : state.gatePassed ? 'passed' : 'failed',
+        experiment: String(state.decision ?? '-'),
+        outcome: round?.status ?? 'no round',
+        seconds: Math.round((Date.now() - t0) / 1000),
+      };
+      rounds.push(row);
+      printRound(row);
+    }
+    const final = (await store.models.production(project.id, policy.route))!;
+    const finalTruth = await probe(final.name, 999);
+    console.log(
+      `\nproduction now: ${final.name}, true quality ${pct(finalTruth.trueQuality)} (was ${pct(rounds[0]?.trueQuality ?? 0)})`,
+    );
+    const reportPath = writeDemoReport(o.reportDir, rounds, { name: final.name, ...finalTruth });
+    console.log(`report: ${reportPath}`);
+    console.log(`took ${Math.round((Date.now() - started) / 1000)} s`);
+    printWelcome(url, secret.key, pub.key);
+    if (o.exit) await shutdown();
+    else {
+      await new Promise<void>((r) => {
+        for (const s of ['SIGINT', 'SIGTERM'] as const) process.once(s, () => r());
+      });
+      await shutdown();
+    }
+    return { rounds, url };
+  } catch (err) {
+    await shutdown();
+    throw err;
+  }
+}
+
+function printWelcome(url: string, secret: string, pub: string): void {
+  console.log(
+    [
+      '',
+      `Dashboard: ${url}/  (sign in with the secret key below)`,
+      `API: ${url}/openapi.json   Metrics: ${url}/metrics`,
+      `Point an app at it: new OpenAI({ baseURL: "${url}/v1", apiKey: "<secret key>" }), model "support-bot"`,
+      `Secret key (server side): ${secret}`,
+      `Public key (browser widget, feedback only): ${pub}`,
+      '',
+      'Ctrl-C to stop.',
+    ].join('\n'),
+  );
+}

@@ -1,0 +1,45 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadLoopPolicies } from './policy.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'ratchet-policy-'));
+const write = (name: string, text: string) => {
+  const path = join(dir, name);
+  writeFileSync(path, text);
+  return path;
+};
+
+describe('loop policies', () => {
+  it('reads the example file with its defaults filled in', () => {
+    const [policy] = loadLoopPolicies(new URL('../../../../examples/loop.yaml', import.meta.url).pathname);
+    expect(policy).toMatchObject({
+      route: 'support-bot',
+      trigger: { minNewFeedback: 200 },
+      training: { method: 'kto', lora: { enabled: true, r: 16 } },
+      evaluation: { gates: { winRate: { minLowerBound: 0.5 } } },
+      canary: { share: 0.3 },
+      experiment: { engine: 'msprt', maxObservationsPerArm: 600 },
+      promotion: { auto: true },
+    });
+  });
+
+  it('names the file and field of a bad policy', () => {
+    const bad = write('bad.yaml', 'policies:\n  - route: r\n    baseModel: m\n    canary: { share: 0.9 }\n');
+    expect(() => loadLoopPolicies(bad)).toThrow(/bad\.yaml.*policies\.0\.canary\.share/s);
+    const typo = write('typo.yaml', 'policies:\n  - route: r\n    baseModel: m\n    trainig: {}\n');
+    expect(() => loadLoopPolicies(typo)).toThrow(/trainig/);
+    const twice = write(
+      'twice.json',
+      JSON.stringify({
+        policies: [
+          { route: 'r', baseModel: 'm' },
+          { route: 'r', baseModel: 'n' },
+        ],
+      }),
+    );
+    expect(() => loadLoopPolicies(twice)).toThrow(/route "r" has two policies/);
+    expect(() => loadLoopPolicies(join(dir, 'missing.yaml'))).toThrow(/missing\.yaml/);
+  });
+});
