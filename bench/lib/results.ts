@@ -58,6 +58,7 @@ const sharedMetricNames = new Set([
   'adversary_recall',
   'calibrated_label_accuracy',
   'raw_label_accuracy',
+  'page_load_ms_max_100k',
   'al_ratings_ratio',
 ]);
 

@@ -131,6 +131,15 @@ for (const database of testDatabases()) {
       await t.store.models.setStage(t.projectId, base.id, 'production', 'test', 'baseline');
       await t.store.models.setStage(t.projectId, tuned.id, 'production', 'test', 'better');
 
+      const exported = await fetch(`${t.url}/api/v1/dashboard/datasets/kto@1/export`, {
+        headers: { authorization: `Bearer ${t.secretKey}` },
+      });
+      expect(exported.headers.get('content-disposition')).toContain('kto-v1.jsonl');
+      const lines = (await exported.text()).trim().split('\n');
+      expect(lines).toHaveLength(built.body.rowCount);
+      expect(JSON.parse(lines[0]!)).toHaveProperty('label');
+      expect((await t.call('/api/v1/dashboard/datasets/nope/export')).body.error.path).toBe('ref');
+
       const members = await t.store.dashboard.learnedFrom(t.projectId, built.body.id);
       const changed = (await t.call('/api/v1/dashboard/what-changed')).body;
       expect(changed).toMatchObject({ fresh: true, computing: false });

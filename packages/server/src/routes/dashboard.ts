@@ -172,7 +172,11 @@ export function registerDashboardRoutes(
     summary:
       'Error analysis (themes, worst prompts, criteria breakdowns, agreement) as of the latest data: computed in the background, served from the last computation while a newer one runs.',
     handler: async ({ principal }) =>
-      cached(principal.projectId, 'analysis', () => analyzeProject(store, principal.projectId)),
+      cached(principal.projectId, 'analysis', async () => {
+        const report = await analyzeProject(store, principal.projectId);
+        // Each theme's member ids (thousands on a large project) are for joins, not for the page.
+        return { ...report, themes: report.themes.map(({ ids: _ids, ...theme }) => theme) };
+      }),
   });
 
   routes.add({
