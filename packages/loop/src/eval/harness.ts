@@ -348,20 +348,24 @@ async function measurePerplexity(
   for (const side of ['candidate', 'baseline'] as const) {
     const endpoint = spec[side].endpoint;
     const sequences: number[][] = [];
-    let supported = true;
+    let unavailable: string | null = null;
     for (const h of positive) {
-      if (supported) {
-        const lp = await completionLogprobs(endpoint, h.messages, h.loggedOutput);
-        if (lp === null) supported = false;
-        else sequences.push(lp);
+      if (unavailable === null) {
+        try {
+          const lp = await completionLogprobs(endpoint, h.messages, h.loggedOutput);
+          if (lp === null) unavailable = 'the endpoint has no POST /v1/logprobs returning token_logprobs';
+          else sequences.push(lp);
+        } catch (err) {
+          // Perplexity is one metric among many: an endpoint that fails here loses it, not the evaluation.
+          unavailable = errorText(err);
+        }
       }
       tick();
     }
-    if (supported) out[side] = corpusPerplexity(sequences);
-    else missing.push(`${side} (${endpoint.baseURL})`);
+    if (unavailable === null) out[side] = corpusPerplexity(sequences);
+    else missing.push(`${side} (${endpoint.baseURL}): ${unavailable}`);
   }
-  if (missing.length)
-    out.note = `perplexity unavailable for ${missing.join(', ')}: the endpoint has no POST /v1/logprobs returning token_logprobs`;
+  if (missing.length) out.note = `perplexity unavailable for ${missing.join('; ')}`;
   return out;
 }
 

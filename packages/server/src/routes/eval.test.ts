@@ -281,7 +281,9 @@ describe('evaluation over HTTP; the LLM judge and reward model are local test do
     // Reference metrics against corrections and top-rated answers; perplexity needs /v1/logprobs.
     expect(s.candidate.reference.n).toBeGreaterThan(0);
     expect(s.candidate.perplexity).toBeNull();
-    expect(s.notes.join(' ')).toMatch(/perplexity unavailable for candidate .* no POST \/v1\/logprobs/);
+    expect(s.notes.join(' ')).toMatch(
+      /perplexity unavailable for candidate .*: the endpoint has no POST \/v1\/logprobs/,
+    );
     expect(s.bySuite).toMatchObject({ heldout: heldOut.length, redteam: 14, adversarial: 12 });
     expect(s.candidate.safety).toMatchObject({ n: 26, unsafe: 0 });
 
@@ -337,6 +339,30 @@ describe('evaluation over HTTP; the LLM judge and reward model are local test do
     expect(s.baseline.perplexity).toBeNull();
     expect(s.notes.join(' ')).toMatch(
       /perplexity unavailable for baseline \(http:\/\/127\.0\.0\.1:\d+\/v1\)/,
+    );
+  });
+
+  it('counts a candidate whose endpoint is down as losing every item, and says why', async () => {
+    const res = await t.call('/api/v1/evaluations?wait=true', {
+      body: {
+        candidate: { endpoint: { baseURL: 'http://127.0.0.1:9/v1', model: 'gone', timeoutMs: 2000 } },
+        baseline: { endpoint: endpoint('production') },
+        dataset: 'support',
+        suites: ['heldout'],
+        maxItems: 6,
+        judge: { endpoint: { baseURL: judge.url, model: 'judge' } },
+      },
+    });
+    const s = res.body.summary;
+    expect(s.winRate.judge).toMatchObject({ n: 6, losses: 6, wins: 0 });
+    expect(s.candidate.errors).toBe(6);
+    expect(res.body.passed).toBe(false);
+    const report = await t.call(`/api/v1/evaluations/${res.body.id}`);
+    expect(s.notes.join(' ')).toMatch(
+      /perplexity unavailable for candidate \(http:\/\/127\.0\.0\.1:9\/v1\): .*fetch failed/,
+    );
+    expect(report.body.regressions[0].reason).toMatch(
+      /generation failed: http:\/\/127\.0\.0\.1:9\/v1\/chat\/completions/,
     );
   });
 

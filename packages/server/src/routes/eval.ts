@@ -61,9 +61,18 @@ export function registerEvalRoutes(routes: RouteTable, store: Store): void {
       const evaluation = await createEvaluation(store, principal.projectId, body);
       const run = runEvaluation(store, principal.projectId, body, { actor, evaluationId: evaluation.id });
       if (query.wait === 'true') {
-        const outcome = await run;
-        reply.status(200);
-        return outcome.evaluation;
+        try {
+          const outcome = await run;
+          reply.status(200);
+          return outcome.evaluation;
+        } catch (err) {
+          if (err instanceof RatchetError) throw err;
+          // An endpoint failed; the evaluation is recorded as failed with the same message.
+          throw new RatchetError(
+            'upstream_error',
+            `evaluation ${evaluation.id} failed: ${err instanceof Error ? err.message : String(err)}`,
+          );
+        }
       }
       // The failure is recorded on the evaluation (status failed, error); nothing else to do here.
       run.catch(() => {});
