@@ -75,6 +75,7 @@ test: install build $(CHROMIUM)
 	export RATCHET_TEST_POSTGRES_URL=$$pg_url; \
 	node_modules/.bin/biome check . --diagnostic-level=error && \
 	scripts/labelstudio-venv.sh && \
+	scripts/mlflow-venv.sh && \
 	node_modules/.bin/vitest run && \
 	$(PY) -m pytest -q python-sdk && \
 	$(PY) -m pytest -q worker/tests

@@ -18,3 +18,4 @@ export * from './labelstudio/index.js';
 export * from './orchestrator/index.js';
 export * from './simulate/index.js';
 export * from './training/index.js';
+export * from './tracking/index.js';

@@ -11,6 +11,7 @@ import {
 } from '@ratchet/core';
 import type { MetricSeries, Model, Run, Store } from '@ratchet/store';
 import { exportDataset } from '../exports.js';
+import { mlflowTrackerFromEnv } from '../tracking/mlflow.js';
 import { type RunProgress, RunTelemetry } from './telemetry.js';
 import { TrainWorker, type WorkerEvent, workerCommand } from './worker.js';
 
@@ -40,6 +41,7 @@ export interface TrainingOptions {
    * worker resumes it from its checkpoint (a server or worker shutting down).
    */
   shutdown?: AbortSignal;
+  /** Default: MLflow when RATCHET_MLFLOW_TRACKING_URI is set, else none. */
   tracker?: RunTracker;
   /** Who registers the candidate, for the audit log. */
   actor?: string;
@@ -201,7 +203,8 @@ export async function runTraining(
     const spec = JSON.parse(readFileSync(specPath, 'utf8'));
     writeFileSync(specPath, `${JSON.stringify({ ...spec, resume: true }, null, 2)}\n`);
   }
-  await safely(() => options.tracker?.started(claimed));
+  const tracker = options.tracker ?? mlflowTrackerFromEnv(options.env);
+  await safely(() => tracker?.started(claimed));
 
   const telemetry = new RunTelemetry();
   let dirty = false;
@@ -241,7 +244,7 @@ export async function runTraining(
       const points = telemetry.takeMetrics();
       await store.runs.updateProgress(runId, { ...telemetry.progress });
       await store.runs.appendMetrics(runId, points);
-      await safely(() => options.tracker?.metrics(claimed, points));
+      await safely(() => tracker?.metrics(claimed, points));
     });
     return writing;
   };
@@ -293,7 +296,7 @@ export async function runTraining(
     await store.runs.finish(runId, 'failed', { error: exit.error ?? `the worker stopped (${how})` });
   }
   const run = (await store.runs.get(runId))!;
-  await safely(() => options.tracker?.finished(run, model));
+  await safely(() => tracker?.finished(run, model));
   return { run, model };
 }
 

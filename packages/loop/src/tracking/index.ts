@@ -1,0 +1,1 @@
+export { MlflowError, type MlflowOptions, MlflowTracker, mlflowTrackerFromEnv } from './mlflow.js';
