@@ -160,15 +160,21 @@ async function judgePairs(
   judge: NonNullable<EvaluationSpec['judge']>,
   spec: EvaluationSpec,
   onProgress?: Progress,
-): Promise<void> {
+): Promise<string | null> {
   const targets = results.filter((r) => r.suite === 'heldout' && !r.candidate.error && !r.baseline.error);
   const tick = counter('judge', targets.length, onProgress);
+  let failed = 0;
+  let firstError = '';
   const ask = async (messages: ReturnType<typeof pairwiseJudgePrompt>) => {
     try {
-      return parsePairwiseVerdict(
+      const verdict = parsePairwiseVerdict(
         await chatCompletion(judge.endpoint, messages, { maxTokens: 512, temperature: 0 }),
       );
-    } catch {
+      if (verdict === null) failed++;
+      return verdict;
+    } catch (err) {
+      failed++;
+      firstError ||= errorText(err);
       return null;
     }
   };
@@ -188,6 +194,9 @@ async function judgePairs(
     if (r.candidate.error && !r.baseline.error) r.judge = 'baseline';
     else if (r.baseline.error && !r.candidate.error) r.judge = 'candidate';
   }
+  return failed === 0
+    ? null
+    : `judge: ${failed} of ${targets.length * 2} pairwise calls failed or gave no verdict (counted as ties)${firstError ? `; first error: ${firstError}` : ''}`;
 }
 
 async function gradeWithJudge(
@@ -462,8 +471,10 @@ async function evaluate(
     };
   });
   const notes: string[] = [];
-  if (spec.judge) await judgePairs(results, spec.judge, spec, options.onProgress);
-  else notes.push('no LLM judge configured: judge win rate and judge agreement not measured');
+  if (spec.judge) {
+    const judgeNote = await judgePairs(results, spec.judge, spec, options.onProgress);
+    if (judgeNote) notes.push(judgeNote);
+  } else notes.push('no LLM judge configured: judge win rate and judge agreement not measured');
   let rewardModel: EvaluationSummary['rewardModel'] = null;
   if (spec.rewardModel)
     rewardModel = await scoreRewards(results, heldOut, spec.rewardModel, options.onProgress);

@@ -364,6 +364,23 @@ describe('evaluation over HTTP; the LLM judge and reward model are local test do
     expect(report.body.regressions[0].reason).toMatch(
       /generation failed: http:\/\/127\.0\.0\.1:9\/v1\/chat\/completions/,
     );
+
+    // A judge that cannot be reached judges nothing, and the summary says so.
+    const noJudge = await t.call('/api/v1/evaluations?wait=true', {
+      body: {
+        candidate: { endpoint: endpoint('candidate') },
+        baseline: { endpoint: endpoint('production') },
+        dataset: 'support',
+        suites: ['heldout'],
+        maxItems: 6,
+        judge: { endpoint: { baseURL: 'http://127.0.0.1:9/v1', model: 'judge', timeoutMs: 2000 } },
+      },
+    });
+    expect(noJudge.body.summary.winRate.judge).toBeNull();
+    expect(noJudge.body.summary.notes.join(' ')).toMatch(
+      /judge: 12 of 12 pairwise calls failed .*fetch failed/,
+    );
+    expect(noJudge.body.gate.reasons[0]).toMatch(/no pairwise judgment/);
   });
 
   it('answers bad input with the field named, and runs in the background by default', async () => {
