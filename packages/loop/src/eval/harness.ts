@@ -196,7 +196,7 @@ async function judgePairs(
   }
   return failed === 0
     ? null
-    : `judge: ${failed} of ${targets.length * 2} pairwise calls failed or gave no verdict (counted as ties)${firstError ? `; first error: ${firstError}` : ''}`;
+    : `judge: ${failed} of ${targets.length * 2} pairwise calls failed or gave no verdict (one missing order makes a tie; an item missing both is left out)${firstError ? `; first error: ${firstError}` : ''}`;
 }
 
 async function gradeWithJudge(
