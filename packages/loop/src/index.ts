@@ -17,5 +17,5 @@ export * from './imports/index.js';
 export * from './labelstudio/index.js';
 export * from './orchestrator/index.js';
 export * from './simulate/index.js';
-export * from './training/index.js';
 export * from './tracking/index.js';
+export * from './training/index.js';
