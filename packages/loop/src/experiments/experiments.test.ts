@@ -2,6 +2,7 @@ import { FeedbackInput, InteractionInput, parseInput, SeededRandom } from '@ratc
 import { Store } from '@ratchet/store';
 import { testDatabases } from '@ratchet/store/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { calibrateProject } from '../calibrate.js';
 import { experimentStatus, startExperiment, stopExperiment } from './experiments.js';
 
 /** Users of a route's variants, each rating one answer with probability `up[variant]` of a thumbs up. */
@@ -113,6 +114,27 @@ for (const target of testDatabases()) {
       expect(c.probabilityToBeat).toBeGreaterThan(0.9);
       expect(bayes.decision).toMatchObject({ decision: 'ship', variant: 'b' });
       expect(bayes.decision.reasons[0]).toMatch(/P\(better\)/);
+    });
+
+    it('decides on the mean calibrated reward once ratings are calibrated', async () => {
+      await startExperiment(store, projectId, {
+        name: 'reward',
+        route: 'r5',
+        control: 'a',
+        variants: variants('a', 'b'),
+        metric: 'mean_reward',
+        decisionRule: { minObservationsPerArm: 50 },
+      });
+      await traffic(store, projectId, 'r5', { a: 0.3, b: 0.8 }, 400, 5);
+      const before = await experimentStatus(store, projectId, 'reward');
+      expect(before.variants.map((v) => v.meanReward.n)).toEqual([0, 0]);
+      await calibrateProject(store, projectId);
+      const s = await experimentStatus(store, projectId, 'reward');
+      const [a, b] = s.variants;
+      expect([a!.meanReward.n, b!.meanReward.n]).toEqual([200, 200]);
+      expect(b!.meanReward.mean!).toBeGreaterThan(a!.meanReward.mean! + 0.3);
+      expect(s.decision.comparisons[0]).toMatchObject({ metric: 'mean_reward', verdict: 'better' });
+      expect(s.decision).toMatchObject({ decision: 'ship', variant: 'b' });
     });
 
     it('flags a sample ratio mismatch and will not ship through it', async () => {
