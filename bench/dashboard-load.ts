@@ -160,7 +160,9 @@ async function timeBrowser(base: string, key: string, runs: number, ctx: BenchCo
       await page.goto('about:blank');
       const started = performance.now();
       await page.goto(`${base}/#/${route}`);
-      await page.locator('h1').first().waitFor();
+      // Signed in (the navigation only shows then) and the page's own heading is up.
+      await page.locator('nav[aria-label="Pages"]').waitFor();
+      await page.locator('main h1').waitFor();
       // (A string: this runs in the page, and bench/ is typed without the DOM.)
       await page.waitForFunction('!/Loading|Computing/.test(document.body.textContent || "")', undefined, {
         timeout: 60_000,

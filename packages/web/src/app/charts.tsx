@@ -95,7 +95,7 @@ export function IntervalChart({
   const rowH = 26;
   const left = 170;
   const height = rows.length * rowH + 24;
-  const sx = (v: number) => left + ((v - domain[0]) / (domain[1] - domain[0])) * (width - left - 60);
+  const sx = (v: number) => left + ((v - domain[0]) / (domain[1] - domain[0])) * (width - left - 120);
   return (
     <figure className="chart">
       <svg role="img" aria-label={title} viewBox={`0 0 ${width} ${height}`} width="100%">
@@ -109,7 +109,7 @@ export function IntervalChart({
               </text>
               <line x1={sx(r.lower)} x2={sx(r.upper)} y1={y} y2={y} stroke={palette[0]} strokeWidth={2} />
               <circle cx={sx(r.value)} cy={y} r={4} fill={palette[0]} />
-              <text x={width - 56} y={y + 4} fontSize="11">
+              <text x={width - 110} y={y + 4} fontSize="11">
                 {r.value.toFixed(2)} {r.note ?? ''}
               </text>
             </g>

@@ -10,6 +10,8 @@ interface Change {
   history: { action: string; actor: string; createdAt: number; details: Record<string, unknown> }[];
 }
 
+const perThousand = (rate: number | null) => fmt.num(rate === null ? null : rate * 1000, 1);
+
 export function WhatChangedPage() {
   const changes = useReport<{ items: Change[] }>('/dashboard/what-changed');
   return (
@@ -41,9 +43,9 @@ export function WhatChangedPage() {
                   </p>
                   {x.previous && (
                     <Table
-                      caption={`Complaint themes that shrank against ${x.previous.name} (complaints per rated answer)`}
+                      caption={`Complaint themes that shrank against ${x.previous.name} (complaints per 1,000 rated answers)`}
                       head={['Theme', 'Before', 'Now']}
-                      rows={shrank.map((t) => [t.label, fmt.pct(t.previousRate), fmt.pct(t.rate)])}
+                      rows={shrank.map((t) => [t.label, perThousand(t.previousRate), perThousand(t.rate)])}
                     />
                   )}
                   <Table
