@@ -40,12 +40,17 @@ export async function calibrateProject(
   const raters = new IdIndex();
   const columns = new GrowableColumns();
   let skipped = 0;
+  // Raters are users unless recorded otherwise; AI labels (judge) weigh less, per the mapping.
+  const sources = await store.raters.nonUserSources(projectId);
+  const sourceWeight = (raterId: string) =>
+    mapping.sourceWeight[(sources.get(raterId) ?? 'user') as keyof RewardMapping['sourceWeight']] ?? 1;
 
   const t0 = performance.now();
   for await (const page of store.calibration.currentScalarRatings(projectId)) {
     for (const row of page) {
       const outcome = normalizeFeedback(row, { scoreConfigs, mapping });
-      if (outcome.reward === null || outcome.weight <= 0) {
+      const weight = outcome.reward === null ? 0 : outcome.weight * sourceWeight(row.raterId);
+      if (outcome.reward === null || weight <= 0) {
         skipped++;
         continue;
       }
@@ -53,7 +58,7 @@ export async function calibrateProject(
         items.of(row.interactionId),
         raters.of(row.raterId),
         outcome.reward,
-        outcome.weight,
+        weight,
         row.kind === 'thumbs',
       );
     }

@@ -14,6 +14,7 @@ import {
   CurationConfig,
   type CurationDecision,
   curate,
+  findDuplicates,
   type PairwiseComparison,
   pairwiseEvidence,
   parseInput,
@@ -39,6 +40,13 @@ export const DatasetBuildSpec = z.strictObject({
   curation: z.union([z.literal(false), CurationConfig]).prefault({}),
   /** Segment rows by the first tag with this prefix (e.g. `plan:`), for balancing. */
   segmentTagPrefix: z.string().optional(),
+  /**
+   * Answers to prompts at least this similar (Jaccard of their word sets) count as answers to one
+   * prompt: preference pairs form across them and the train/test split keeps them together. Real
+   * users rarely send byte-identical prompts ("refund for order A1042" / "... B3307"), so without
+   * this DPO and reward datasets find few pairs. Off by default: exact prompts only.
+   */
+  groupSimilarPrompts: z.number().min(0.3).max(1).optional(),
 });
 export type DatasetBuildSpec = z.input<typeof DatasetBuildSpec>;
 
@@ -119,6 +127,20 @@ export async function loadDatasetInputs(store: Store, projectId: string): Promis
     });
   }
   return { calibrationId: calibration.id, candidates, comparisons };
+}
+
+/** Gives answers to near-identical prompts one prompt group (the group's first prompt hash). */
+export function groupSimilarPrompts<C extends CandidateExample>(candidates: C[], threshold: number): C[] {
+  const text = (c: C) =>
+    c.prompt
+      .filter((m) => m.role === 'user')
+      .map((m) => (typeof m.content === 'string' ? m.content : JSON.stringify(m.content)))
+      .join('\n');
+  const { representative } = findDuplicates(candidates.map(text), { threshold, shingleSize: 1 });
+  return candidates.map((c, i) => {
+    const lead = candidates[representative[i]!]!;
+    return lead.promptHash === c.promptHash ? c : { ...c, promptHash: lead.promptHash };
+  });
 }
 
 function withSegments(
@@ -213,7 +235,11 @@ export async function buildDatasetVersion(
 ): Promise<DatasetVersion> {
   const spec = parseInput(DatasetBuildSpec, specInput);
   const inputs = options.inputs ?? (await loadDatasetInputs(store, projectId));
-  const candidates = withSegments(inputs.candidates, spec.segmentTagPrefix);
+  const segmented = withSegments(inputs.candidates, spec.segmentTagPrefix);
+  const candidates =
+    spec.groupSimilarPrompts === undefined
+      ? segmented
+      : groupSimilarPrompts(segmented, spec.groupSimilarPrompts);
   const { comparisons } = inputs;
   options.onProgress?.('candidates', { candidates: candidates.length, comparisons: comparisons.length });
   const { kept, counts, decisions } = await curateCandidates(candidates, spec.curation);

@@ -1,3 +1,4 @@
+export * from './ai-feedback/index.js';
 export { type AnalysisReport, analyzeProject } from './analyze.js';
 export * from './annotation/index.js';
 export { type CalibrateProjectOptions, type CalibrationSummary, calibrateProject } from './calibrate.js';

@@ -30,12 +30,16 @@ export class CaptureService {
     itemPath: (i: number) => string,
   ): Promise<WriteResult[]> {
     let results: WriteResult[];
+    const writesBefore = this.logWriter.writes;
     try {
       results = await this.store.feedback.insert(projectId, items, itemPath);
     } catch (err) {
-      // Feedback can race the gateway's buffered log of the interaction it rates: write the
-      // buffer, then try once more.
-      const pending = items.some((f) => this.logWriter.has(projectId, f.interactionId));
+      // Feedback can race the gateway's buffered log of the interaction it rates: the entry is
+      // still buffered, or its batch committed while this insert ran (PostgreSQL runs them
+      // concurrently). Write the buffer, then try once more.
+      const pending =
+        this.logWriter.writes !== writesBefore ||
+        items.some((f) => this.logWriter.has(projectId, f.interactionId));
       if (!(err instanceof RatchetError && err.code === 'not_found' && pending)) throw err;
       await this.logWriter.flush();
       results = await this.store.feedback.insert(projectId, items, itemPath);

@@ -51,4 +51,15 @@ export class RaterRepository {
       calibratedAt: r.calibrated_at,
     }));
   }
+
+  /** Raters whose source is not `user` (annotators, judges, implicit), by id: everyone else is a user. */
+  async nonUserSources(projectId: string): Promise<Map<string, string>> {
+    const rows = await this.db
+      .selectFrom('raters')
+      .select(['id', 'source'])
+      .where('project_id', '=', projectId)
+      .where('source', '!=', 'user')
+      .execute();
+    return new Map(rows.map((r) => [r.id, r.source]));
+  }
 }

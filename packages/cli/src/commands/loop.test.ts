@@ -18,12 +18,13 @@ describe('the loop runs a round end to end', () => {
   const db = sqliteTestDatabase();
   const dataDir = mkdtempSync(join(tmpdir(), 'ratchet-loop-'));
   const domain = loadDemoDomain();
-  // Everyone rates every answer with a thumb, so a small test reaches the experiment's sample size.
+  // Everyone rates most answers with a thumb, so a small test reaches the experiment's sample
+  // size; the rest stay unrated for the reward model to label.
   const population = createPopulation({
     size: 200,
     seed: 3,
     raterShare: 1,
-    rateProbability: 1,
+    rateProbability: 0.75,
     adversarialShare: 0,
     habitShares: { thumbs: 1 },
   });
@@ -79,9 +80,11 @@ describe('the loop runs a round end to end', () => {
       baseModel: base,
       trigger: { minNewFeedback: 50 },
       // One thumb per answer: its interval always crosses 0, so do not require a confident sign.
-      dataset: { method: 'kto', options: { requireConfidentSign: false } },
+      dataset: { method: 'kto', options: { requireConfidentSign: false }, groupSimilarPrompts: 0.6 },
       training: { method: 'kto', hyperparameters: { maxSteps: 4, batchSize: 8 } },
-      rewardModel: { enabled: false },
+      rewardModel: { enabled: true, hyperparameters: { maxSteps: 4, batchSize: 8 } },
+      // Label every unrated answer, however unsure the tiny reward model is, to see the labels land.
+      aiFeedback: { enabled: true, minConfidence: 0 },
       evaluation: { enabled: false },
       canary: { share: 0.5 },
       experiment: { minObservationsPerArm: 10, maxObservationsPerArm: 30 },
@@ -102,6 +105,17 @@ describe('the loop runs a round end to end', () => {
     const candidate = await t.store.models.get(t.projectId, 'support-bot-r1');
     expect(candidate).toMatchObject({ stage: 'canary', route: 'support-bot' });
     expect(candidate!.adapterPath).toBeTruthy();
+
+    // The round's reward model labeled unrated answers as a judge, with its confidence.
+    const labels = await t.store.db
+      .selectFrom('feedback')
+      .select(['rater_id', 'source', 'metadata'])
+      .where('project_id', '=', t.projectId)
+      .where('source', '=', 'judge')
+      .execute();
+    expect(labels.length).toBeGreaterThan(0);
+    expect(labels[0]!.rater_id).toBe('judge:support-bot-reward-r1');
+    expect(JSON.parse(labels[0]!.metadata as string)).toMatchObject({ model: 'support-bot-reward-r1' });
 
     // Live traffic splits between production and the candidate, sticky per user (once the
     // gateway has reloaded its routes).
@@ -135,6 +149,7 @@ describe('the loop runs a round end to end', () => {
       'loop.stage.calibrate',
       'loop.stage.build',
       'loop.stage.train',
+      'loop.stage.label',
       'loop.stage.evaluate',
       'loop.stage.canary',
       'loop.stage.experiment',

@@ -17,6 +17,7 @@ const Reward = z.number().min(-1).max(1);
  *   0..1): editing 10% of an answer is milder evidence than rewriting it.
  * - evidenceWeight: how much one event of a kind counts relative to an explicit rating when
  *   calibration combines them (implicit signals are weaker evidence of quality than a rating).
+ * - sourceWeight: how much a rating counts by the rater's source (AI labels less than people's).
  * - pairwise: weights of pairwise evidence from preferences, rankings and corrections.
  */
 export const RewardMapping = z.strictObject({
@@ -39,6 +40,19 @@ export const RewardMapping = z.strictObject({
       stars: z.number().nonnegative().default(1),
       criteria: z.number().nonnegative().default(1),
       implicit: z.number().nonnegative().default(0.5),
+    })
+    .prefault({}),
+  /**
+   * How much a rating counts by who gave it: AI labels (source `judge`: a reward model or an LLM
+   * judge) count less than people's by default, so they fill gaps where people rated nothing
+   * without outvoting them. This is the human/AI feedback mix of the loop's policy.
+   */
+  sourceWeight: z
+    .strictObject({
+      user: z.number().nonnegative().default(1),
+      annotator: z.number().nonnegative().default(1),
+      judge: z.number().nonnegative().default(0.3),
+      implicit: z.number().nonnegative().default(1),
     })
     .prefault({}),
   pairwise: z

@@ -1,5 +1,6 @@
 import { RatchetError } from '@ratchet/core';
 import type { LoopRound, Model, Store } from '@ratchet/store';
+import { labelWithRewardModel } from '../ai-feedback/label.js';
 import { calibrateProject } from '../calibrate.js';
 import { buildDatasetVersion, loadDatasetInputs } from '../datasets.js';
 import { runEvaluation } from '../eval/harness.js';
@@ -13,6 +14,7 @@ export const loopStages = [
   'calibrate',
   'build',
   'train',
+  'label',
   'evaluate',
   'canary',
   'experiment',
@@ -32,6 +34,7 @@ export interface RoundState {
   rewardModel?: string;
   production?: string;
   evaluationId?: string;
+  aiLabels?: number;
   gatePassed?: boolean;
   gateReasons?: string[];
   experimentId?: string;
@@ -126,6 +129,7 @@ const stages: Record<(typeof loopStages)[number], StageFn> = {
         name,
         method: p.dataset.method,
         options: p.dataset.options,
+        ...(p.dataset.groupSimilarPrompts !== undefined ? { groupSimilarPrompts: p.dataset.groupSimilarPrompts } : {}),
         ...(p.dataset.curation !== undefined ? { curation: p.dataset.curation } : {}),
       },
       { dataDir: ctx.dataDir, inputs },
@@ -135,7 +139,11 @@ const stages: Record<(typeof loopStages)[number], StageFn> = {
       const reward = await buildDatasetVersion(
         ctx.store,
         ctx.projectId,
-        { name: `${name}-reward`.replace(/-kto-reward|-dpo-reward/, '-reward'), method: 'reward' },
+        {
+          name: `${name}-reward`.replace(/-kto-reward|-dpo-reward/, '-reward'),
+          method: 'reward',
+          ...(p.dataset.groupSimilarPrompts !== undefined ? { groupSimilarPrompts: p.dataset.groupSimilarPrompts } : {}),
+        },
         { dataDir: ctx.dataDir, inputs },
       );
       state.rewardDatasetId = reward.id;
@@ -175,7 +183,24 @@ const stages: Record<(typeof loopStages)[number], StageFn> = {
       seed: p.training.seed + round.round,
     });
     ctx.log?.(`round ${round.round}: trained candidate ${policyModel.model.name} (${p.training.method})`);
-    return { to: 'evaluate', state: { ...out, runId: policyModel.runId, candidate: policyModel.model.name } };
+    return { to: 'label', state: { ...out, runId: policyModel.runId, candidate: policyModel.model.name } };
+  },
+
+  async label(ctx, round, state) {
+    const ai = ctx.policy.aiFeedback;
+    if (!ai.enabled || !state.rewardModel) return { to: 'evaluate' };
+    const rm = await modelByName(ctx, state.rewardModel);
+    await ctx.serve?.([served(await modelByName(ctx, state.production!)), served(rm)]);
+    const report = await labelWithRewardModel(ctx.store, ctx.projectId, {
+      rewardModel: { baseURL: ctx.modelsBaseUrl, model: rm.name },
+      route: ctx.policy.route,
+      limit: ai.limit,
+      minConfidence: ai.minConfidence,
+    });
+    ctx.log?.(
+      `round ${round.round}: ${rm.name} labeled ${report.labeled} of ${report.looked} unrated answers (${report.up} up, ${report.down} down, ${report.unsure} too close to call)`,
+    );
+    return { to: 'evaluate', state: { aiLabels: report.labeled }, note: { ...report } };
   },
 
   async evaluate(ctx, round, state) {

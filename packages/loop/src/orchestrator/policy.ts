@@ -41,6 +41,8 @@ export const LoopPolicy = z.strictObject({
       /** The builder's options (see the dataset builders). */
       options: z.record(z.string(), z.unknown()).default({}),
       curation: z.union([z.literal(false), z.record(z.string(), z.unknown())]).optional(),
+      /** Pair answers across prompts at least this similar (see DatasetBuildSpec). */
+      groupSimilarPrompts: z.number().min(0.3).max(1).optional(),
     })
     .prefault({}),
   training: z
@@ -57,6 +59,17 @@ export const LoopPolicy = z.strictObject({
     .strictObject({
       enabled: z.boolean().default(true),
       hyperparameters: TrainHyperparameters.prefault({}),
+    })
+    .prefault({}),
+  /**
+   * AI feedback: after training, the round's reward model labels unrated answers (confident calls
+   * only); the labels join the next round's calibration at `sourceWeight.judge` of a person's.
+   */
+  aiFeedback: z
+    .strictObject({
+      enabled: z.boolean().default(false),
+      limit: z.number().int().positive().default(500),
+      minConfidence: z.number().min(0).max(1).default(0.4),
     })
     .prefault({}),
   evaluation: z

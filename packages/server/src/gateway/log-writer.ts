@@ -20,6 +20,8 @@ export class InteractionLogWriter {
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> | undefined;
   private closed = false;
+  /** Batches committed so far: lets a reader tell that a write landed while it was looking. */
+  writes = 0;
 
   constructor(
     private readonly store: Store,
@@ -87,10 +89,12 @@ export class InteractionLogWriter {
       const done = new Set(written);
       this.buffer.unshift(...batch.filter((p) => !done.has(p)));
       if (!this.closed) this.timer ??= setTimeout(() => void this.flush(), Math.max(this.intervalMs, 1000));
+      if (written.length > 0) this.writes++;
       for (const p of written) this.pendingIds.delete(`${p.projectId}\u0000${p.interaction.id}`);
       this.metrics.logQueueDepth.set(this.buffer.length);
       return;
     }
+    this.writes++;
     for (const p of batch) this.pendingIds.delete(`${p.projectId}\u0000${p.interaction.id}`);
     this.metrics.logQueueDepth.set(this.buffer.length);
   }
