@@ -127,6 +127,12 @@ def common_args(ctx: TrainContext, default_learning_rate: float) -> dict[str, An
     }
 
 
+def precompute_batch_size(ctx: TrainContext) -> int:
+    """Batch size of the reference pass before training: no activations are kept for a backward
+    pass, so it can be several training batches wide (fewer, fuller forward calls)."""
+    return 4 * ctx.spec.hyperparameters.per_device_train_batch_size
+
+
 def _scalar_logs(logs: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in logs.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .common import TrainContext, common_args, load_causal_lm, load_tokenizer, lora_config
+from .common import (
+    TrainContext,
+    common_args,
+    load_causal_lm,
+    load_tokenizer,
+    lora_config,
+    precompute_batch_size,
+)
 
 TASK = "causal_lm"
 DEFAULT_LEARNING_RATE = 5e-5
@@ -15,9 +22,11 @@ class Config:
     beta: float = 0.1
     loss_type: str = "sigmoid"
     label_smoothing: float = 0.0
-    # One pass of the reference model before training instead of one per step: cheaper when
-    # the dataset is seen for more than one epoch.
-    precompute_ref_log_probs: bool = False
+    # One inference pass of the reference model over the dataset before training (in large
+    # batches, no autograd) instead of a reference forward in every step: the steps then run the
+    # policy only. Costs the log-probs' memory (two floats per row); off for very large datasets
+    # seen once, where the two are about even.
+    precompute_ref_log_probs: bool = True
 
 
 def build_trainer(ctx: TrainContext, cfg: Config, callbacks: list):
@@ -32,6 +41,7 @@ def build_trainer(ctx: TrainContext, cfg: Config, callbacks: list):
         loss_type=[cfg.loss_type],
         label_smoothing=cfg.label_smoothing,
         precompute_ref_log_probs=cfg.precompute_ref_log_probs,
+        precompute_ref_batch_size=precompute_batch_size(ctx),
     )
     # With LoRA the reference is the base with the adapter switched off, so no second copy;
     # for a full fine-tune TRL makes a frozen copy of the starting model.

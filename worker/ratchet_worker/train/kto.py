@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .common import TrainContext, common_args, load_causal_lm, load_tokenizer, lora_config
+from .common import (
+    TrainContext,
+    common_args,
+    load_causal_lm,
+    load_tokenizer,
+    lora_config,
+    precompute_batch_size,
+)
 
 TASK = "causal_lm"
 DEFAULT_LEARNING_RATE = 5e-5
@@ -22,6 +29,9 @@ class Config:
     desirable_weight: float = 1.0
     undesirable_weight: float = 1.0
     loss_type: str = "kto"
+    # As in dpo: the reference log-probs of each completion and of its mismatched KL completion
+    # are computed once before training, so a step runs two policy forwards instead of four.
+    precompute_ref_log_probs: bool = True
 
 
 class _KeepWeight:
@@ -82,6 +92,8 @@ def build_trainer(ctx: TrainContext, cfg: Config, callbacks: list):
         desirable_weight=cfg.desirable_weight,
         undesirable_weight=cfg.undesirable_weight,
         loss_type=cfg.loss_type,
+        precompute_ref_log_probs=cfg.precompute_ref_log_probs,
+        precompute_ref_batch_size=precompute_batch_size(ctx),
     )
     return _weighted_kto_trainer()(
         model=load_causal_lm(ctx.spec),

@@ -29,6 +29,8 @@ class Config:
     min_abs_reward: float = 0.0
     # Guards log(1 - p) when the model is already certain of a token it should avoid.
     max_prob: float = 0.999
+    # Batch rows of similar length together (see sft) so little of each batch is padding.
+    group_by_length: bool = True
 
 
 def tokenize_row(row: dict[str, Any], tokenizer, max_length: int) -> dict[str, Any] | None:
@@ -169,7 +171,11 @@ def build_trainer(ctx: TrainContext, cfg: Config, callbacks: list):
         from peft import get_peft_model
 
         model = get_peft_model(model, peft)
-    args = TrainingArguments(**common_args(ctx, DEFAULT_LEARNING_RATE), remove_unused_columns=False)
+    args = TrainingArguments(
+        **common_args(ctx, DEFAULT_LEARNING_RATE),
+        remove_unused_columns=False,
+        train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
+    )
     return _rating_trainer_class()(
         model=model,
         args=args,
