@@ -168,6 +168,7 @@ async function curateCandidates(
       id: c.interactionId,
       prompt: c.prompt.map(text).join('\n'),
       completion: text(c.completion),
+      negative: c.reward !== null && c.reward < 0,
     })),
     { ...config, pii: { ...config.pii, enabled: false } },
   );

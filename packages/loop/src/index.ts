@@ -9,6 +9,7 @@ export {
   type DatasetInputs,
   type DatasetMethod,
   datasetMethods,
+  groupSimilarPrompts,
   loadDatasetInputs,
 } from './datasets.js';
 export * from './eval/index.js';

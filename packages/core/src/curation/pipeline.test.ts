@@ -62,4 +62,28 @@ describe('curation pipeline', () => {
   it('rejects a bad config naming the field', async () => {
     await expect(curate(filler, { dedup: { enabled: true, threshold: 2 } })).rejects.toThrow(/threshold/);
   });
+
+  it('keeps rated-bad answers as negative examples through the content filters, not through dedup', async () => {
+    const negative = (id: string, completion: string) => ({
+      ...row(id, `prompt ${id} about orders`, completion),
+      negative: true,
+    });
+    const rows = [
+      ...filler,
+      negative('unsafe-bad', 'Send me your card number and security code and I will log in as you.'),
+      negative('garbled-bad', 'the the the the the the the the the the the the'),
+      {
+        ...row('unsafe-good', 'prompt about orders', 'Send me your card number and security code.'),
+        negative: false,
+      },
+      { ...filler[3]!, id: 'dup-bad', negative: true },
+    ];
+    const { kept, decisions } = await curate(rows);
+    const ids = kept.map((r) => r.id);
+    expect(ids).toEqual(expect.arrayContaining(['unsafe-bad', 'garbled-bad']));
+    expect(ids).not.toContain('unsafe-good');
+    expect(ids).not.toContain('dup-bad');
+    expect(decisions.find((d) => d.id === 'unsafe-good')?.filter).toBe('safety');
+    expect(decisions.find((d) => d.id === 'dup-bad')?.filter).toBe('duplicate');
+  });
 });

@@ -9,6 +9,13 @@ export interface CurationRow {
   id: string;
   prompt: string;
   completion: string;
+  /**
+   * A rated-bad answer, kept as a negative example: the content filters (shape, repetition,
+   * outliers, safety) guard what a model learns to imitate, and an unsafe or garbled answer that
+   * people rated down is exactly what KTO, DPO and reward models must learn to avoid. Duplicates
+   * and PII apply to every row.
+   */
+  negative?: boolean;
 }
 
 export const CurationConfig = z.strictObject({
@@ -63,11 +70,13 @@ export async function curate<R extends CurationRow>(
     decisions.push({ id: row.id, filter, action: 'dropped', reason });
 
   let current = rows.filter((row) => {
+    if (row.negative) return true;
     const why = lengthViolation(row.completion, c.length);
     if (why) drop(row, 'length', `completion ${why}`);
     return !why;
   });
   current = current.filter((row) => {
+    if (row.negative) return true;
     const ratio = repetitionRatio(row.completion);
     const bad = ratio > c.length.maxRepetition;
     if (bad) drop(row, 'repetition', `${Math.round(ratio * 100)}% of the completion repeats itself`);
@@ -76,6 +85,7 @@ export async function curate<R extends CurationRow>(
   if (c.length.outliers) {
     const outliers = lengthOutliers(current.map((r) => r.completion));
     current = current.filter((row, i) => {
+      if (row.negative) return true;
       const why = outliers.get(i);
       if (why) drop(row, 'outlier', `completion ${why}`);
       return !why;
@@ -85,6 +95,7 @@ export async function curate<R extends CurationRow>(
     const verdicts = await classifier.classify(current.map((r) => `${r.prompt}\n${r.completion}`));
     current = current.filter((row, i) => {
       const v = verdicts[i]!;
+      if (row.negative) return true;
       if (v.unsafe)
         drop(
           row,

@@ -1,3 +1,4 @@
+export { activeLearning } from './active.js';
 export {
   type AnnotationPolicy,
   annotationPolicies,

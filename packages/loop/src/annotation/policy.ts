@@ -1,5 +1,6 @@
 import { RatchetError } from '@ratchet/core';
 import type { QueueCandidate, Store } from '@ratchet/store';
+import { activeLearning } from './active.js';
 
 /** What an annotator asks the queue for. */
 export interface QueueRequest {
@@ -49,7 +50,7 @@ export const unratedThenLowestConfidence: AnnotationPolicy = {
 };
 
 const policies = new Map<string, AnnotationPolicy>(
-  [unratedThenLowestConfidence, unratedRecent, lowestConfidence].map((p) => [p.name, p]),
+  [unratedThenLowestConfidence, unratedRecent, lowestConfidence, activeLearning].map((p) => [p.name, p]),
 );
 
 export const defaultAnnotationPolicy = unratedThenLowestConfidence.name;

@@ -129,24 +129,36 @@ const stages: Record<(typeof loopStages)[number], StageFn> = {
         name,
         method: p.dataset.method,
         options: p.dataset.options,
-        ...(p.dataset.groupSimilarPrompts !== undefined ? { groupSimilarPrompts: p.dataset.groupSimilarPrompts } : {}),
+        ...(p.dataset.groupSimilarPrompts !== undefined
+          ? { groupSimilarPrompts: p.dataset.groupSimilarPrompts }
+          : {}),
         ...(p.dataset.curation !== undefined ? { curation: p.dataset.curation } : {}),
       },
       { dataDir: ctx.dataDir, inputs },
     );
     const state: RoundState = { datasetId: dataset.id };
     if (p.rewardModel.enabled) {
+      // Early on there may be no preference pairs at all (every answer rated alike): the round
+      // goes on without a reward model rather than failing.
       const reward = await buildDatasetVersion(
         ctx.store,
         ctx.projectId,
         {
           name: `${name}-reward`.replace(/-kto-reward|-dpo-reward/, '-reward'),
           method: 'reward',
-          ...(p.dataset.groupSimilarPrompts !== undefined ? { groupSimilarPrompts: p.dataset.groupSimilarPrompts } : {}),
+          options: p.rewardModel.options,
+          ...(p.dataset.groupSimilarPrompts !== undefined
+            ? { groupSimilarPrompts: p.dataset.groupSimilarPrompts }
+            : {}),
         },
         { dataDir: ctx.dataDir, inputs },
-      );
-      state.rewardDatasetId = reward.id;
+      ).catch((err: unknown) => {
+        const why = err instanceof Error ? err.message : String(err);
+        if (!/produced no rows/.test(why)) throw err;
+        ctx.log?.(`round ${round.round}: no reward model this round (${why})`);
+        return undefined;
+      });
+      if (reward) state.rewardDatasetId = reward.id;
     }
     ctx.log?.(
       `round ${round.round}: built dataset ${dataset.name} v${dataset.version} (${dataset.rowCount} rows)`,
