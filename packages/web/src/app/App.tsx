@@ -98,16 +98,19 @@ function SignIn({ onSignedIn }: { onSignedIn: (project: string) => void }) {
 
 export function App() {
   const route = useHashRoute();
-  const [project, setProject] = useState<string | null>(null);
-  const [checked, setChecked] = useState(false);
+  // With a key from this tab's session, the page renders (and starts its own requests) while
+  // the key is checked; a key that no longer works signs out.
+  const [project, setProject] = useState<string | null>(() => (session.key() ? '…' : null));
   useEffect(() => {
-    if (!session.key()) return setChecked(true);
-    api<{ project: { name: string } }>('/project')
-      .then((me) => setProject(me.project.name))
-      .catch(() => session.signOut())
-      .finally(() => setChecked(true));
+    if (!session.key()) return;
+    api<{ project: { name: string } }>('/project').then(
+      (me) => setProject(me.project.name),
+      () => {
+        session.signOut();
+        setProject(null);
+      },
+    );
   }, []);
-  if (!checked) return null;
   if (!project) return <SignIn onSignedIn={setProject} />;
   const current = route.split(/[/?]/)[0];
   return (
