@@ -198,10 +198,13 @@ export async function runTraining(
   const claimed = await store.runs.claim(runId, owner, { staleMs: options.staleMs });
   if (!claimed) return undefined;
   const specPath = join(claimed.outputDir, 'job.json');
-  // A second attempt continues from the newest checkpoint the first one saved.
+  // A second attempt continues from the newest checkpoint the first one reported as saved. Not
+  // simply the newest folder: a crash in the middle of a save leaves a partial one behind.
   if (claimed.attempts > 1) {
     const spec = JSON.parse(readFileSync(specPath, 'utf8'));
-    writeFileSync(specPath, `${JSON.stringify({ ...spec, resume: true }, null, 2)}\n`);
+    const saved = (claimed.progress as Partial<RunProgress>).lastCheckpoint?.path;
+    const resume = saved && isFolder(saved) ? saved : false;
+    writeFileSync(specPath, `${JSON.stringify({ ...spec, resume }, null, 2)}\n`);
   }
   const tracker = options.tracker ?? mlflowTrackerFromEnv(options.env);
   await safely(() => tracker?.started(claimed));
