@@ -44,15 +44,40 @@ export function buildProgram(): Command {
     .option('--host <host>', 'address to listen on (RATCHET_HOST, default 127.0.0.1)')
     .option('--port <port>', 'port to listen on (RATCHET_PORT, default 4400)', integer)
     .option('--gateway-config <file>', 'upstreams and routes, YAML or JSON (RATCHET_GATEWAY_CONFIG)')
-    .action(async (opts: { host?: string; port?: number; gatewayConfig?: string }) => {
-      const { url } = await startServer({
-        ...program.opts(),
-        host: opts.host,
-        port: opts.port,
-        gatewayConfigPath: opts.gatewayConfig,
-      });
-      console.log(`ratchet listening on ${url}`);
-    });
+    .option('--loop-policy <file>', 'run the improvement loop inside the server with these policies')
+    .option('--loop-project <name>', 'the project the loop improves (with --loop-policy)')
+    .option(
+      '--loop-models-url <url>',
+      "where the loop reaches the route's models (default: the policy's gateway upstream)",
+    )
+    .action(
+      async (opts: {
+        host?: string;
+        port?: number;
+        gatewayConfig?: string;
+        loopPolicy?: string;
+        loopProject?: string;
+        loopModelsUrl?: string;
+      }) => {
+        if (opts.loopPolicy && !opts.loopProject) throw new Error('--loop-policy needs --loop-project');
+        const { url } = await startServer({
+          ...program.opts(),
+          host: opts.host,
+          port: opts.port,
+          gatewayConfigPath: opts.gatewayConfig,
+          ...(opts.loopPolicy
+            ? {
+                loop: {
+                  policyPath: opts.loopPolicy,
+                  project: opts.loopProject!,
+                  modelsUrl: opts.loopModelsUrl,
+                },
+              }
+            : {}),
+        });
+        console.log(`ratchet listening on ${url}`);
+      },
+    );
 
   const keys = program.command('keys').description('Manage project API keys');
   keys

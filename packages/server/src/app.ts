@@ -39,6 +39,8 @@ export interface RatchetServer {
   metrics: Metrics;
   logWriter: InteractionLogWriter;
   gateway: Gateway | undefined;
+  /** The gateway file's upstreams and routes, when there is one. */
+  gatewayConfig: GatewayConfig | undefined;
   keys: KeyResolver;
   /** Starts listening; resolves with the address. */
   listen(): Promise<string>;
@@ -113,6 +115,7 @@ export async function buildServer(options: ServerOptions): Promise<RatchetServer
     metrics,
     logWriter,
     gateway,
+    gatewayConfig,
     keys,
     async listen() {
       return app.listen({ host: config.host, port: config.port });

@@ -1,8 +1,12 @@
+import { loadLoopPolicies } from '@ratchet/loop';
 import { buildServer, loadServerConfig, type RatchetServer, type ServerConfigInput } from '@ratchet/server';
 import { Store } from '@ratchet/store';
+import { runLoopPass } from './loop.js';
 
 export interface ServeOptions extends ServerConfigInput {
   databaseUrl?: string;
+  /** Run the loop inside the server: a policy file and the project it improves. */
+  loop?: { policyPath: string; project: string; modelsUrl?: string };
 }
 
 export interface Running {
@@ -14,7 +18,7 @@ export interface Running {
 
 /** Starts the server; SIGINT/SIGTERM write buffered interactions and close cleanly. */
 export async function startServer(opts: ServeOptions): Promise<Running> {
-  const { databaseUrl, ...overrides } = opts;
+  const { databaseUrl, loop, ...overrides } = opts;
   const config = loadServerConfig(overrides);
   const store = await Store.open(databaseUrl ?? process.env.RATCHET_DATABASE_URL);
   let server: RatchetServer;
@@ -25,9 +29,12 @@ export async function startServer(opts: ServeOptions): Promise<Running> {
     throw err;
   }
   const url = await server.listen();
+  const loopTimer = loop ? await startLoopTimer(store, server, loop) : undefined;
   let stopping: Promise<void> | undefined;
   const stop = () => {
     stopping ??= (async () => {
+      loopTimer?.stop();
+      await loopTimer?.idle();
       await server.close();
       await store.close();
     })();
@@ -46,4 +53,37 @@ export async function startServer(opts: ServeOptions): Promise<Running> {
     });
   }
   return { url, server, store, stop };
+}
+
+/**
+ * The loop inside `ratchet serve`: a pass over the policies (continue each route's round, or
+ * start one when its trigger fired) every `checkEveryMinutes` of the first policy, one pass at a
+ * time. Models are reached through the gateway upstream each policy names unless `modelsUrl` says
+ * otherwise.
+ */
+async function startLoopTimer(
+  store: Store,
+  server: RatchetServer,
+  loop: NonNullable<ServeOptions['loop']>,
+): Promise<{ stop(): void; idle(): Promise<void> }> {
+  const policies = loadLoopPolicies(loop.policyPath);
+  const project = await store.projects.getByName(loop.project);
+  if (!project) throw new Error(`--loop-project: no project named "${loop.project}"`);
+  const upstream = server.gatewayConfig?.upstreams[policies[0]!.upstream];
+  const modelsUrl = loop.modelsUrl ?? upstream?.baseURL;
+  if (!modelsUrl)
+    throw new Error(
+      `--loop-policy: the gateway has no upstream "${policies[0]!.upstream}" to reach the models; give --loop-models-url`,
+    );
+  const log = (line: string) => server.app.log.info({ loop: true }, line);
+  let running: Promise<void> = Promise.resolve();
+  const pass = () => {
+    running = running
+      .then(() => runLoopPass(store, project.id, { policy: loop.policyPath, modelsUrl }, log))
+      .catch((err) => server.app.log.error({ err }, 'loop pass failed'));
+  };
+  const timer = setInterval(pass, policies[0]!.trigger.checkEveryMinutes * 60_000);
+  timer.unref();
+  pass();
+  return { stop: () => clearInterval(timer), idle: () => running };
 }
