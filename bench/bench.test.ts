@@ -100,4 +100,20 @@ describe('bench machinery', () => {
       }, 30_000);
     }
   });
+
+  // Not concurrent with the server benches: it trains on the same two cores. One step of dpo
+  // (TRL-backed) and of rwsft (ours) on 8 pairs, each beside TRL's trainer, on the test preset
+  // (built into bench/.work/models once, about 30 s).
+  it('train-throughput trains ours and TRL on the same rows and reports both', async () => {
+    const result = await runBench(benches.find((b) => b.name === 'train-throughput')!, ctx);
+    expectWellFormed(result, 'train-throughput');
+    for (const m of ['dpo', 'rwsft']) {
+      expect(result.metrics[`train_tokens_per_s_cpu_${m}`]).toBeGreaterThan(0);
+      expect(result.metrics[`trl_tokens_per_s_cpu_${m}`]).toBeGreaterThan(0);
+      expect(result.metrics[`tokens_${m}_count`]).toBeGreaterThan(100);
+    }
+    // dpo starts from the same model on the same rows: the first steps' losses must agree.
+    expect(Math.abs(result.metrics.final_loss_gap_vs_trl_dpo_ratio!)).toBeLessThan(0.05);
+    expect(result.metrics.train_speedup_vs_trl).toBeGreaterThan(0);
+  }, 600_000);
 });

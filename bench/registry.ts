@@ -5,9 +5,17 @@ import { gatewayLatency } from './gateway-latency.js';
 import { ingest } from './ingest.js';
 import type { Bench, BenchContext } from './lib/bench.js';
 import { type BenchResultFile, commit, machine, packagesDirty, round } from './lib/results.js';
+import { trainThroughput } from './train-throughput.js';
 
 /** Every benchmark, in the order `bench/run.ts` runs them. */
-export const benches: Bench[] = [gatewayLatency, ingest, calibrateBuild, experimentsBench, dashboardLoad];
+export const benches: Bench[] = [
+  gatewayLatency,
+  ingest,
+  calibrateBuild,
+  experimentsBench,
+  dashboardLoad,
+  trainThroughput,
+];
 
 /** The metrics each bench shows in the README table. */
 export function keyMetrics(): Record<string, string[]> {

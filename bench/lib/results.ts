@@ -60,6 +60,7 @@ const sharedMetricNames = new Set([
   'raw_label_accuracy',
   'page_load_ms_max_100k',
   'al_ratings_ratio',
+  'train_speedup_vs_trl',
 ]);
 
 export function assertWellFormed(result: BenchResultFile): void {
