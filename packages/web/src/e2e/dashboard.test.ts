@@ -235,7 +235,7 @@ describe('dashboard and widget in a browser', () => {
     await page.getByLabel('Rating').selectOption('up');
     await page.getByRole('button', { name: 'Apply filters' }).click();
     const rows = page.getByRole('table', { name: 'Interactions, newest first' }).locator('tbody tr');
-    await expect.poll(() => rows.count()).toBe(1);
+    await expect.poll(() => rows.count(), { timeout: 10_000 }).toBe(1);
     await rows.getByRole('link').click();
     await page.getByRole('heading', { name: `Interaction ${id}` }).waitFor();
     const history = page.getByRole('table', { name: /Every feedback event/ });
@@ -275,7 +275,9 @@ describe('dashboard and widget in a browser', () => {
     await form.getByLabel('Comment').fill('it ignored my question');
     await form.getByRole('button', { name: 'Send feedback' }).click();
     const thanks = form.getByRole('status');
-    await expect.poll(() => thanks.textContent()).toMatch(/ratings like yours went into the current version/);
+    await expect
+      .poll(() => thanks.textContent(), { timeout: 10_000 })
+      .toMatch(/ratings like yours went into the current version/);
     const learned = await t.store.dashboard.learnedFrom(
       t.projectId,
       (await t.store.models.get(t.projectId, 'support-v2'))!.datasetId!,
