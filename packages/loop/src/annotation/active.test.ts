@@ -67,7 +67,9 @@ describe('the active-learning annotation queue', () => {
     const { policy, items } = await selectForAnnotation(store, { projectId, limit: 8 }, 'active-learning');
     expect(policy).toBe('active-learning');
     const order = items.map((i) => i.interactionId);
-    expect(order).toEqual(expect.arrayContaining(['warranty', 'invoice', 'password', 'refund', 'shipping', 'coupon']));
+    expect(order).toEqual(
+      expect.arrayContaining(['warranty', 'invoice', 'password', 'refund', 'shipping', 'coupon']),
+    );
     const rank = (id: string) => order.indexOf(id);
     // The unsure reward model and the split raters come before the confident label and the agreed items.
     expect(rank('warranty')).toBeLessThan(rank('invoice'));
