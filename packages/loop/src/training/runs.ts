@@ -310,7 +310,10 @@ async function registerCandidate(
   actor: string,
 ): Promise<Model> {
   const request = run.request as { modelName: string; route?: string };
-  const evalMetrics = Object.fromEntries(
+  // A resumed run whose first attempt registered the model and then died keeps that model.
+  const existing = await store.models.get(run.projectId, request.modelName);
+  if (existing?.runId === run.id) return existing;
+  const trainSummary = Object.fromEntries(
     Object.entries(telemetry.trainSummary).filter(([k]) => k === 'train_loss' || k === 'train_runtime'),
   );
   return store.models.register(
@@ -323,7 +326,7 @@ async function registerCandidate(
       runId: run.id,
       datasetId: run.datasetId,
       stage: 'candidate',
-      metrics: { ...evalMetrics, method: run.method },
+      metrics: { ...trainSummary, method: run.method },
     },
     actor,
   );
