@@ -104,7 +104,8 @@ export async function simulateTraffic(o: TrafficOptions): Promise<TrafficReport>
           { domain: o.domain, judged, slots: prompt.slots },
           new SeededRandom(seed),
         );
-        const v = (report.variants[variant] ??= emptyVariant());
+        report.variants[variant] ??= emptyVariant();
+        const v = report.variants[variant]!;
         v.chats++;
         if (wouldLike(persona, judged)) v.trueQuality++;
         if (judged.good) v.goodShare++;
