@@ -1,8 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { RatchetError } from '../errors.js';
+import { SeededRandom } from '../random.js';
 import { defaultScoreConfigs, type ScoreConfig } from '../schemas/score-config.js';
 import { cohenKappa, fleissKappa, fleissTable } from './kappa.js';
-import { krippendorffAlpha, krippendorffAlphaFromCounts } from './krippendorff.js';
+import {
+  krippendorffAlpha,
+  krippendorffAlphaFromCounts,
+  krippendorffAlphaFromUnits,
+} from './krippendorff.js';
 import { agreementByCriterion, pairwiseCohenKappa, reliabilityMatrix } from './summary.js';
 
 const n = null;
@@ -251,5 +256,25 @@ describe('agreement per criterion and overall', () => {
     ]);
     const pairs = pairwiseCohenKappa(matrix);
     expect(pairs).toEqual([{ raterA: 'x', raterB: 'y', n: 2, kappa: 1 }]);
+  });
+});
+
+describe('krippendorffAlphaFromUnits', () => {
+  it('equals the dense reliability matrix on sparse random data, at every level', () => {
+    const rng = new SeededRandom(17);
+    const raters = 30;
+    const units = 200;
+    const dense = Array.from({ length: raters }, () =>
+      Array.from({ length: units }, () => (rng.uniform() < 0.1 ? 1 + rng.int(5) : null)),
+    );
+    const byUnit = Array.from({ length: units }, (_, u) =>
+      dense.map((row) => row[u]).filter((v) => v !== null),
+    );
+    for (const level of ['nominal', 'ordinal', 'interval', 'ratio'] as const) {
+      expect(krippendorffAlphaFromUnits(byUnit, { level })).toBeCloseTo(
+        krippendorffAlpha(dense, { level }),
+        12,
+      );
+    }
   });
 });

@@ -53,6 +53,29 @@ export function krippendorffAlpha(
 }
 
 /**
+ * Krippendorff's alpha from the values each unit received (one list per unit, missing values left
+ * out): the sparse form of the reliability matrix. With thousands of raters who each rate a few
+ * of many thousands of units the dense matrix is mostly empty; this costs time in the ratings only.
+ */
+export function krippendorffAlphaFromUnits(
+  unitValues: readonly (readonly RatingValue[])[],
+  options: KrippendorffOptions,
+): number {
+  const domain = resolveDomain(unitValues.flat(), options);
+  const indexOf = domainIndex(domain);
+  const units: UnitCounts[] = unitValues.map((values) => {
+    const counts = new Map<number, number>();
+    for (const v of values) {
+      if (isMissing(v)) continue;
+      const i = indexOf(v);
+      counts.set(i, (counts.get(i) ?? 0) + 1);
+    }
+    return { index: [...counts.keys()], count: [...counts.values()] };
+  });
+  return alphaFromUnitCounts(units, domain, options.level);
+}
+
+/**
  * Krippendorff's alpha from value counts, units x values (how many raters gave each value of the
  * domain to each unit), like the package's `value_counts` input. The domain defaults to 0..V-1.
  */

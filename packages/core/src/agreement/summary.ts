@@ -1,7 +1,7 @@
 import { criterionReward, scaleToReward } from '../normalize/reward.js';
 import type { ScoreConfig } from '../schemas/score-config.js';
 import { cohenKappa } from './kappa.js';
-import { krippendorffAlpha, type MeasurementLevel } from './krippendorff.js';
+import { krippendorffAlphaFromUnits, type MeasurementLevel } from './krippendorff.js';
 import { isMissing, type RatingValue } from './values.js';
 
 /** One rater's value for one unit (an interaction), in long format. */
@@ -86,19 +86,24 @@ export interface CriterionRating extends UnitRating {
   criterion: string;
 }
 
+/** Alpha and counts from ratings grouped by unit (the last rating of a rater on a unit counts). */
 function summarize(
-  matrix: ReliabilityMatrix,
+  ratings: readonly UnitRating[],
   level: MeasurementLevel,
   valueDomain?: readonly (number | string)[],
 ) {
-  let pairableUnits = 0;
-  for (let u = 0; u < matrix.units.length; u++) {
-    let values = 0;
-    for (const row of matrix.data) if (!isMissing(row[u])) values++;
-    if (values >= 2) pairableUnits++;
+  const byUnit = new Map<string, Map<string, RatingValue>>();
+  const raters = new Set<string>();
+  for (const r of ratings) {
+    raters.add(r.raterId);
+    let unit = byUnit.get(r.unitId);
+    if (!unit) byUnit.set(r.unitId, (unit = new Map()));
+    unit.set(r.raterId, r.value);
   }
-  const alpha = krippendorffAlpha(matrix.data, { level, ...(valueDomain ? { valueDomain } : {}) });
-  return { level, alpha, raters: matrix.raters.length, units: matrix.units.length, pairableUnits };
+  const units = [...byUnit.values()].map((u) => [...u.values()]);
+  const pairableUnits = units.filter((u) => u.filter((v) => !isMissing(v)).length >= 2).length;
+  const alpha = krippendorffAlphaFromUnits(units, { level, ...(valueDomain ? { valueDomain } : {}) });
+  return { level, alpha, raters: raters.size, units: units.length, pairableUnits };
 }
 
 /**
@@ -143,10 +148,10 @@ export function agreementByCriterion(
         list.map((r) => r.value),
       );
     const domain = config?.dataType === 'categorical' ? (config.categories ?? undefined) : undefined;
-    criteria[name] = summarize(reliabilityMatrix(list), level, domain);
+    criteria[name] = summarize(list, level, domain);
     pooled.push(...normalizedForPooling(name, list, config));
   }
-  const overall = pooled.length > 0 ? summarize(reliabilityMatrix(pooled), 'interval') : null;
+  const overall = pooled.length > 0 ? summarize(pooled, 'interval') : null;
   return { criteria, overall };
 }
 
