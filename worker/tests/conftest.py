@@ -64,6 +64,12 @@ def train_pairs() -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="session")
+def reward_pairs() -> list[dict[str, Any]]:
+    """A larger toy set (same generator and seed as train_pairs, which it starts with) for the critic."""
+    return [as_dpo(p) for p in generate_preference_pairs(seed=11, n=256)]
+
+
+@pytest.fixture(scope="session")
 def heldout_pairs() -> list[dict[str, Any]]:
     """Different seed: new slot values, template and attribute combinations; same domain."""
     return [as_dpo(p) for p in generate_preference_pairs(seed=97, n=24)]
