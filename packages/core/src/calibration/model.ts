@@ -348,6 +348,19 @@ function priorVariance(n: number, squares: number, variances: number, old: numbe
 }
 
 /** Empirical Bayes: prior moments from the current posteriors of items and influential raters. */
+/** Items with ratings from at least two raters: what separates item variance from noise. */
+const MIN_REPLICATED_ITEMS = 20;
+const replicatedCache = new WeakMap<PreparedRatings, number>();
+function replicatedItems(data: PreparedRatings): number {
+  let n = replicatedCache.get(data);
+  if (n === undefined) {
+    n = 0;
+    for (let i = 0; i < data.itemCount; i++) if (data.itemStart[i + 1]! - data.itemStart[i]! >= 2) n++;
+    replicatedCache.set(data, n);
+  }
+  return n;
+}
+
 function updateHyperparameters(
   data: PreparedRatings,
   state: ModelState,
@@ -359,7 +372,11 @@ function updateHyperparameters(
   if (I > 1) {
     const mean = items.sumMean / I;
     if (options.itemMean === undefined) hyper.itemMean = mean;
-    if (options.itemSd === undefined) {
+    // Item variance is told apart from rater noise only by items rated more than once. With
+    // (almost) every item rated once, the two are confounded and the fit drifts to "all noise",
+    // shrinking every item onto the mean (measured: item variance 0.011 vs noise 0.56 on thumbs
+    // that were 17% up). Then the starting split (half signal, half noise) is kept.
+    if (options.itemSd === undefined && replicatedItems(data) >= MIN_REPLICATED_ITEMS) {
       const squares = items.sumSquare - I * mean * mean;
       hyper.itemVar = priorVariance(I, squares, items.sumVar, hyper.itemVar);
     }

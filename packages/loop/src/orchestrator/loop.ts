@@ -147,6 +147,7 @@ const stages: Record<(typeof loopStages)[number], StageFn> = {
           name: `${name}-reward`.replace(/-kto-reward|-dpo-reward/, '-reward'),
           method: 'reward',
           options: p.rewardModel.options,
+          ...(p.dataset.curation !== undefined ? { curation: p.dataset.curation } : {}),
           ...(p.dataset.groupSimilarPrompts !== undefined
             ? { groupSimilarPrompts: p.dataset.groupSimilarPrompts }
             : {}),
