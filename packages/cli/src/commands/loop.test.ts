@@ -1,7 +1,15 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createPopulation } from '@ratchet/core';
+import {
+  composeAnswer,
+  createPopulation,
+  FeedbackInput,
+  InteractionInput,
+  parseInput,
+  SeededRandom,
+  samplePrompt,
+} from '@ratchet/core';
 import { advanceLoop, LocalModelServer, LoopPolicy, loadDemoDomain, simulateTraffic } from '@ratchet/loop';
 import { tinyTestModel } from '@ratchet/loop/testing';
 import { startTestServer, type TestServer } from '@ratchet/server/testing';
@@ -75,14 +83,52 @@ describe('the loop runs a round end to end', () => {
   it('calibrates, builds, trains a candidate, canaries it, decides, and records every step', async () => {
     const before = await chat(120, 1);
     expect(before.errors, before.firstError).toBe(0);
+    // The test-sized model's answers are nearly all bad; a few good ones (as a stronger model
+    // behind the same route would give) leave the reward model preference pairs to learn from.
+    const rng = new SeededRandom(11);
+    const good = Array.from({ length: 24 }, (_, i) => {
+      const prompt = samplePrompt(domain, rng);
+      const all = { correct: true, polite: true, concise: true, safe: true };
+      return {
+        id: `good-${i}`,
+        input: parseInput(InteractionInput, {
+          id: `good-${i}`,
+          model: 'tiny-base',
+          route: 'support-bot',
+          messages: [{ role: 'user', content: prompt.text }],
+          output: composeAnswer(domain, rng, prompt.intent, all, prompt.slots),
+        }),
+      };
+    });
+    await t.store.interactions.insert(
+      t.projectId,
+      good.map((g) => g.input),
+    );
+    await t.store.feedback.insert(
+      t.projectId,
+      good.map((g, i) =>
+        parseInput(FeedbackInput, { kind: 'thumbs', interactionId: g.id, raterId: `fan-${i}`, value: 'up' }),
+      ),
+    );
     const policy = LoopPolicy.parse({
       route: 'support-bot',
       baseModel: base,
       trigger: { minNewFeedback: 50 },
       // One thumb per answer: its interval always crosses 0, so do not require a confident sign.
-      dataset: { method: 'kto', options: { requireConfidentSign: false }, groupSimilarPrompts: 0.6 },
+      dataset: {
+        method: 'kto',
+        options: { requireConfidentSign: false },
+        groupSimilarPrompts: 0.6,
+        // The planted good answers are far longer than the test model's: not length outliers here.
+        curation: { length: { outliers: false } },
+      },
       training: { method: 'kto', hyperparameters: { maxSteps: 4, batchSize: 8 } },
-      rewardModel: { enabled: true, hyperparameters: { maxSteps: 4, batchSize: 8 } },
+      // Single thumbs shrink toward the mean: any up-vs-down pair is a preference.
+      rewardModel: {
+        enabled: true,
+        options: { minMargin: 0.05 },
+        hyperparameters: { maxSteps: 4, batchSize: 8 },
+      },
       // Label every unrated answer, however unsure the tiny reward model is, to see the labels land.
       aiFeedback: { enabled: true, minConfidence: 0 },
       evaluation: { enabled: false },
@@ -113,7 +159,7 @@ describe('the loop runs a round end to end', () => {
       .where('project_id', '=', t.projectId)
       .where('source', '=', 'judge')
       .execute();
-    expect(labels.length).toBeGreaterThan(0);
+    expect(labels.length, log.join('\n')).toBeGreaterThan(0);
     expect(labels[0]!.rater_id).toBe('judge:support-bot-reward-r1');
     expect(JSON.parse(labels[0]!.metadata as string)).toMatchObject({ model: 'support-bot-reward-r1' });
 
