@@ -1,3 +1,4 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Bench, loadNote } from './lib/bench.js';
 import { runJson } from './lib/procs.js';
@@ -42,6 +43,9 @@ export const trainThroughput: Bench = {
       },
       (ctx.tiny ? 10 : 120) * 60_000,
     );
+    // Every run's time, CPU time, loss and load, for a closer look than the medians.
+    mkdirSync(join(workDir, 'logs'), { recursive: true });
+    writeFileSync(join(workDir, 'logs', 'train-throughput-runs.json'), `${JSON.stringify(out, null, 2)}\n`);
     const c = out.config;
     const losses = Object.entries(out.runs)
       .map(([m, r]) => `${m} ${r.final_loss.ours} vs ${r.final_loss.trl}`)

@@ -70,7 +70,10 @@ export function assertWellFormed(result: BenchResultFile): void {
   if (!/^[0-9a-f]{4,40}$|^unknown$/.test(result.commit)) problems.push(`commit "${result.commit}"`);
   for (const [name, value] of Object.entries(result.metrics)) {
     if (typeof value !== 'number' || !Number.isFinite(value)) problems.push(`metric ${name} = ${value}`);
-    if (!/_(ms|s|per_s|ratio|rate|corr|minutes|count|bytes|mb)$/.test(name) && !sharedMetricNames.has(name))
+    if (
+      !/_(ms|s|per_s|per_s_cpu_[a-z]+|ratio|rate|corr|minutes|count|bytes|mb)$/.test(name) &&
+      !sharedMetricNames.has(name)
+    )
       problems.push(`metric ${name} does not end in a unit`);
   }
   if (problems.length) throw new Error(`malformed result for ${result.bench}: ${problems.join('; ')}`);
