@@ -224,9 +224,9 @@ def main(argv: list[str]) -> int:
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         parser.error(f"--methods: unknown {', '.join(unknown)} (known: {', '.join(METHODS)})")
-    pairs_n = args.pairs or (8 if args.tiny else 64)
+    pairs_n = args.pairs or (8 if args.tiny else 128)
     epochs = args.epochs or (1 if args.tiny else 2)
-    repeats = args.repeats or (1 if args.tiny else 2)
+    repeats = args.repeats or (1 if args.tiny else 3)
 
     # Trainers print their logs on stdout; keep it for the one JSON result.
     from ratchet_worker.events import claim_stdout
