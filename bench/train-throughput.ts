@@ -56,7 +56,7 @@ export const trainThroughput: Bench = {
       "Ours: the worker's trainers as `ratchet-worker train` runs them (no gradient checkpointing, reference log-probs",
       'precomputed in one batched pass for dpo/kto, length-grouped batches for sft/rwsft). TRL: its trainer with its default',
       'config (gradient checkpointing on, reference forward every step, random batches), only the shared hyperparameters set',
-      "and fp32 (TRL's default bf16 cannot run on this CPU). rwsft has no TRL counterpart: TRL's SFTTrainer on the same",
+      "and fp32 (TRL's default bf16 cannot run on this CPU), plus our objective: assistant-only loss (sft), reward centering 0.01 (reward). rwsft has no TRL counterpart: TRL's SFTTrainer on the same",
       '(prompt, completion) rows stands in, so its losses are of different objectives.',
       'Tokens: real (non-pad) tokens of the rows trained on, the same for both sides; time: model load to trained adapter saved.',
       `Interleaved ours/TRL runs (order alternating), median of the repeats; final loss = mean of the last quarter of steps,`,

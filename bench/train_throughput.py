@@ -154,7 +154,8 @@ def _trl_trainer(method: str, model_path: str, rows: list[dict[str, Any]], out: 
         model.config.pad_token_id = tokenizer.pad_token_id
         return trl.RewardTrainer(
             model=model,
-            args=trl.RewardConfig(**shared),
+            # The worker's default centering term (reward.py), part of the loss being compared.
+            args=trl.RewardConfig(**shared, center_rewards_coefficient=0.01),
             train_dataset=dataset,
             processing_class=tokenizer,
             peft_config=LoraConfig(**lora, task_type="SEQ_CLS"),
