@@ -123,7 +123,11 @@ export function demoPolicy(baseModel: string, overrides: Partial<LoopPolicyInput
     trigger: { minNewFeedback: 30 },
     dataset: { method: 'kto', options: { requireConfidentSign: false }, groupSimilarPrompts: 0.6 },
     training: { method: 'kto', hyperparameters: { epochs: 2, batchSize: 16 } },
-    rewardModel: { enabled: true, hyperparameters: { epochs: 1, batchSize: 16 } },
+    rewardModel: {
+      enabled: true,
+      options: { minMargin: 0.05 },
+      hyperparameters: { epochs: 1, batchSize: 16 },
+    },
     aiFeedback: { enabled: true },
     evaluation: { maxItems: 40, suites: ['heldout', 'redteam'], maxTokens: 80 },
     canary: { share: 0.5 },

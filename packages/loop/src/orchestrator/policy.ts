@@ -58,6 +58,8 @@ export const LoopPolicy = z.strictObject({
   rewardModel: z
     .strictObject({
       enabled: z.boolean().default(true),
+      /** Options of its (reward) dataset builder, e.g. `minMargin`. */
+      options: z.record(z.string(), z.unknown()).default({}),
       hyperparameters: TrainHyperparameters.prefault({}),
     })
     .prefault({}),
