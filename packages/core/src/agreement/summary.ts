@@ -97,7 +97,10 @@ function summarize(
   for (const r of ratings) {
     raters.add(r.raterId);
     let unit = byUnit.get(r.unitId);
-    if (!unit) byUnit.set(r.unitId, (unit = new Map()));
+    if (!unit) {
+      unit = new Map();
+      byUnit.set(r.unitId, unit);
+    }
     unit.set(r.raterId, r.value);
   }
   const units = [...byUnit.values()].map((u) => [...u.values()]);

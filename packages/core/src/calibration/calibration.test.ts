@@ -362,7 +362,10 @@ describe('calibrateRaters when almost every item is rated once', () => {
     const result = calibrateRaters(ratings);
     const reward = new Map(result.items.map((it) => [it.itemId, it.reward]));
     const mean = (pred: (i: number) => boolean) => {
-      const xs = ratings.map((_, i) => i).filter(pred).map((i) => reward.get(`i${i}`)!);
+      const xs = ratings
+        .map((_, i) => i)
+        .filter(pred)
+        .map((i) => reward.get(`i${i}`)!);
       return xs.reduce((a, b) => a + b, 0) / xs.length;
     };
     const up = mean((i) => i % 5 === 0);
@@ -372,4 +375,3 @@ describe('calibrateRaters when almost every item is rated once', () => {
     expect(up).toBeGreaterThan(0);
   });
 });
-
