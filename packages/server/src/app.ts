@@ -11,6 +11,7 @@ import { createMetrics, type Metrics } from './metrics.js';
 import { KeyResolver } from './middleware/auth.js';
 import { registerErrorHandling } from './middleware/errors.js';
 import { RateLimiter } from './middleware/rate-limit.js';
+import { ReportRunner } from './reports/runner.js';
 import { registerAdminRoutes } from './routes/admin.js';
 import { registerCaptureRoutes } from './routes/capture.js';
 import { registerDashboardRoutes } from './routes/dashboard.js';
@@ -32,6 +33,8 @@ export interface ServerOptions {
   /** Overrides the config file (tests, embedding). */
   gatewayConfig?: GatewayConfig;
   providerFactory?: ProviderFactory;
+  /** Compute the slow dashboard reports on a worker thread (default); false: on the event loop. */
+  reportThread?: boolean;
 }
 
 export interface RatchetServer {
@@ -106,7 +109,8 @@ export async function buildServer(options: ServerOptions): Promise<RatchetServer
   registerGatewayRoutes(routes, () => gateway);
   registerEvalRoutes(routes, store);
   registerExperimentRoutes(routes, store, () => gateway);
-  registerDashboardRoutes(routes, store);
+  const reportRunner = new ReportRunner(store, { threaded: options.reportThread ?? true });
+  registerDashboardRoutes(routes, store, reportRunner);
   registerWebRoutes(app);
 
   let closed = false;
@@ -124,6 +128,7 @@ export async function buildServer(options: ServerOptions): Promise<RatchetServer
       if (closed) return;
       closed = true;
       await app.close();
+      await reportRunner.close();
       await logWriter.close();
       await gateway?.close();
     },

@@ -52,6 +52,8 @@ export class Store {
 
   private constructor(
     opened: OpenedDatabase,
+    /** What it was opened with, so that a worker thread can open its own connection to it. */
+    readonly config: DatabaseConfig,
     readonly dialect: DialectName,
     /** SQLite's durability setting for ordinary writes, restored after a relaxed write. */
     private readonly synchronous: 'FULL' | 'NORMAL' = 'FULL',
@@ -92,6 +94,7 @@ export class Store {
     const config = typeof url === 'object' ? url : parseDatabaseUrl(url);
     const store = new Store(
       openDatabase(config),
+      config,
       config.dialect,
       config.dialect === 'sqlite' && config.synchronous === 'normal' ? 'NORMAL' : 'FULL',
     );

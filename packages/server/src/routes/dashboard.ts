@@ -1,97 +1,13 @@
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { betaQuantile, findThemes, RatchetError } from '@ratchet/core';
-import { analyzeProject, annotationPolicies, selectForAnnotation } from '@ratchet/loop';
-import type { Model, ModelSatisfactionRow, Store } from '@ratchet/store';
+import { RatchetError } from '@ratchet/core';
+import { annotationPolicies, selectForAnnotation } from '@ratchet/loop';
+import type { Store } from '@ratchet/store';
 import { z } from 'zod';
+import { overview } from '../reports/compute.js';
+import type { ReportRunner } from '../reports/runner.js';
 import type { RouteTable } from '../routing.js';
-
-const DAY_MS = 86_400_000;
-
-/** Thumbs-up share with a 95% interval (Jeffreys prior), and the stars mean with a normal interval. */
-function satisfaction(row: ModelSatisfactionRow) {
-  const thumbs = row.up + row.down;
-  const a = row.up + 0.5;
-  const b = row.down + 0.5;
-  const starsMean = row.starsN ? row.starsSum / row.starsN : null;
-  const starsVar =
-    row.starsN > 1 && starsMean !== null
-      ? Math.max(0, (row.starsSumSq - row.starsN * starsMean * starsMean) / (row.starsN - 1))
-      : null;
-  const starsHalf = starsVar === null ? null : 1.96 * Math.sqrt(starsVar / row.starsN);
-  return {
-    model: row.model,
-    thumbs,
-    up: row.up,
-    down: row.down,
-    upShare: thumbs ? row.up / thumbs : null,
-    upLower: thumbs ? betaQuantile(0.025, a, b) : null,
-    upUpper: thumbs ? betaQuantile(0.975, a, b) : null,
-    stars: row.starsN,
-    starsMean,
-    starsLower: starsMean !== null && starsHalf !== null ? starsMean - starsHalf : null,
-    starsUpper: starsMean !== null && starsHalf !== null ? starsMean + starsHalf : null,
-  };
-}
-
-async function overview(store: Store, projectId: string, days: number) {
-  const from = Math.floor(Date.now() / DAY_MS) * DAY_MS - (days - 1) * DAY_MS;
-  const [activity, byModel, criteria, production] = await Promise.all([
-    store.dashboard.activity(projectId, from, DAY_MS),
-    store.dashboard.satisfactionByModel(projectId),
-    store.analysis.criteriaBreakdown(projectId, 'model'),
-    store.models.list(projectId, { stage: 'production' }),
-  ]);
-  return { from, bucketMs: DAY_MS, activity, satisfaction: byModel.map(satisfaction), criteria, production };
-}
-
-/**
- * Release notes per registered model: the ratings and corrections its dataset carried (lineage),
- * and how often each complaint theme came up on its answers compared with the model it followed
- * on the same route.
- */
-async function whatChanged(store: Store, projectId: string) {
-  const models = (await store.models.list(projectId, {})).sort((x, y) => x.createdAt - y.createdAt);
-  const texts = await store.analysis.negativeFeedbackTexts(projectId, 2000);
-  const themes = findThemes(texts.map((t) => ({ id: t.feedbackId, text: t.text })));
-  const modelOf = await store.dashboard.feedbackModels(
-    projectId,
-    themes.flatMap((t) => t.ids),
-  );
-  const rated = await store.dashboard.ratedInteractionsByModel(projectId);
-  const themeRate = (theme: (typeof themes)[number], model: string) => {
-    const n = rated.get(model) ?? 0;
-    const hits = theme.ids.filter((id) => modelOf.get(id) === model).length;
-    return n ? hits / n : null;
-  };
-  const previousOnRoute = (m: Model, i: number) =>
-    models
-      .slice(0, i)
-      .reverse()
-      .find((p) => p.route === m.route);
-  return Promise.all(
-    models.map(async (m, i) => {
-      const previous = previousOnRoute(m, i);
-      const dataset = m.datasetId ? await store.datasets.get(projectId, m.datasetId) : undefined;
-      const history = await store.audit.list(projectId, { subjectType: 'model', subjectId: m.id });
-      return {
-        model: { id: m.id, name: m.name, route: m.route, stage: m.stage, createdAt: m.createdAt },
-        previous: previous ? { id: previous.id, name: previous.name } : null,
-        dataset: dataset
-          ? { id: dataset.id, name: dataset.name, version: dataset.version, method: dataset.method }
-          : null,
-        learnedFrom: dataset ? await store.dashboard.learnedFrom(projectId, dataset.id) : null,
-        themes: themes.map((t) => ({
-          label: t.label,
-          rate: themeRate(t, m.name),
-          previousRate: previous ? themeRate(t, previous.name) : null,
-        })),
-        history,
-      };
-    }),
-  );
-}
 
 interface Computed<T> {
   version: string;
@@ -111,7 +27,7 @@ export interface CachedReport<T> {
 
 /**
  * Reports that take seconds on a large project (error analysis, what changed) are computed in the
- * background and kept per project with the data version they were computed from: a page gets
+ * background (on the report thread, see reports/runner.ts) and kept per project with the data version they were computed from: a page gets
  * the last report at once and a fresh one is computed when the data changed (one at a time per
  * report). Only the very first request waits, and only `waitMs`; after that it says `computing`.
  * A report is not recomputed until it is twice as old as its computation took, so a page watched
@@ -155,10 +71,14 @@ export class ReportCache {
   }
 }
 
-/** The dashboard's read endpoints (aggregates in SQL, see DashboardRepository) and the widget's summary. */
+/**
+ * The dashboard's read endpoints (aggregates in SQL, see DashboardRepository) and the widget's
+ * summary. The slow reports are computed by `runner`, on its worker thread.
+ */
 export function registerDashboardRoutes(
   routes: RouteTable,
   store: Store,
+  runner: ReportRunner,
   reports: ReportCache = new ReportCache((err) => console.error('dashboard report failed:', err)),
 ): void {
   const cached = async <T>(projectId: string, name: string, compute: () => Promise<T>) =>
@@ -172,11 +92,7 @@ export function registerDashboardRoutes(
     summary:
       'Error analysis (themes, worst prompts, criteria breakdowns, agreement) as of the latest data: computed in the background, served from the last computation while a newer one runs.',
     handler: async ({ principal }) =>
-      cached(principal.projectId, 'analysis', async () => {
-        const report = await analyzeProject(store, principal.projectId);
-        // Each theme's member ids (thousands on a large project) are for joins, not for the page.
-        return { ...report, themes: report.themes.map(({ ids: _ids, ...theme }) => theme) };
-      }),
+      cached(principal.projectId, 'analysis', () => runner.run('analysis', principal.projectId)),
   });
 
   routes.add({
@@ -231,9 +147,7 @@ export function registerDashboardRoutes(
     summary:
       'Per registered model: the dataset and feedback it learned from (lineage), complaint themes against the model before it on the route, its stage history.',
     handler: async ({ principal }) =>
-      cached(principal.projectId, 'what-changed', async () => ({
-        items: await whatChanged(store, principal.projectId),
-      })),
+      cached(principal.projectId, 'what-changed', () => runner.run('what-changed', principal.projectId)),
   });
 
   routes.add({
