@@ -31,6 +31,10 @@ class LoraSpec:
     dropout: float = 0.0
     # "all-linear" adapts every linear layer except the output head, which suits any architecture.
     target_modules: list[str] | str = "all-linear"
+    # Also save the adapter folded into the base weights as a full model folder, the artifact the
+    # run registers. A loop that trains each round on top of the last merged model stacks rounds
+    # (merge-and-stack) instead of relearning everything from the base each time.
+    merge: bool = False
 
 
 @dataclass

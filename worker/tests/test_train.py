@@ -72,6 +72,27 @@ def test_sft_loss_falls_and_writes_manifest(tmp_path, tiny_model, train_pairs):
     assert on_disk["metrics"]["global_step"] == 12
 
 
+def test_sft_with_merge_saves_a_full_model_that_a_next_round_trains_on(tmp_path, tiny_model, train_pairs, heldout_pairs):
+    rows = [{"messages": p["prompt"] + p["chosen"]} for p in train_pairs]
+    hp = {"learning_rate": 3e-3, "max_steps": 6, "per_device_train_batch_size": 8}
+    events = run_method(tmp_path / "r1", tiny_model, "sft", rows, hp, lora={"merge": True})
+    artifacts = _artifact(events)
+    merged = Path(artifacts["model_path"])
+    assert artifacts["manifest"]["kind"] == "merged" and "adapter_path" not in artifacts
+    assert (merged / "config.json").is_file() and not (merged / "adapter_config.json").exists()
+    assert (merged / "tokenizer.json").is_file()
+    # The merged weights score exactly what base + adapter scores.
+    adapter = artifacts["manifest"]["adapter_path"]
+    model, tokenizer = load_policy(tiny_model, adapter)
+    with_adapter = preference_margin(model, tokenizer, heldout_pairs)
+    model, tokenizer = load_policy(str(merged))
+    assert preference_margin(model, tokenizer, heldout_pairs) == pytest.approx(with_adapter, abs=1e-4)
+    # ...and is a base like any other for the next round.
+    again = _artifact(run_method(tmp_path / "r2", str(merged), "sft", rows, hp, lora={"merge": True}))
+    assert again["manifest"]["base_model"] == str(merged.resolve())
+    assert (Path(again["model_path"]) / "config.json").is_file()
+
+
 def test_dpo_raises_heldout_margin(tmp_path, tiny_model, train_pairs, heldout_pairs):
     events = run_method(
         tmp_path,

@@ -240,8 +240,9 @@ def build_manifest(
         "schema": 1,
         "method": spec.method,
         "task": task,
-        "kind": "lora" if ctx.use_lora else "full",
+        "kind": ("merged" if artifact.name == "merged" else "lora") if ctx.use_lora else "full",
         "artifact_path": str(artifact.resolve()),
+        "adapter_path": str((ctx.output_dir / "adapter").resolve()) if ctx.use_lora else None,
         "base_model": str(Path(spec.base_model).resolve()),
         "dataset": {
             "path": str(dataset_file.resolve()),

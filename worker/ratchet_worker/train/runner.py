@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +30,35 @@ def _eval_rows(spec: JobSpec) -> list[dict[str, Any]] | None:
     return None
 
 
-def _save_artifact(trainer, ctx: TrainContext) -> Path:
-    """The adapter (LoRA) or the whole model (full fine-tune), with the tokenizer beside it."""
+def _save_artifact(trainer, ctx: TrainContext, task: str) -> Path:
+    """The adapter (LoRA) or the whole model (full fine-tune), with the tokenizer beside it.
+
+    With `lora.merge` a causal LM's adapter is also folded into the base weights and saved as a
+    full model in `merged/`, which becomes the artifact (the adapter stays beside it)."""
     artifact = ctx.output_dir / ("adapter" if ctx.use_lora else "model")
     trainer.save_model(str(artifact))
     if trainer.is_world_process_zero() and trainer.processing_class is not None:
         trainer.processing_class.save_pretrained(str(artifact))
+    if ctx.use_lora and ctx.spec.lora.merge and task == "causal_lm":
+        artifact = _save_merged(trainer, ctx)
     return artifact
+
+
+def _save_merged(trainer, ctx: TrainContext) -> Path:
+    merged_dir = ctx.output_dir / "merged"
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    merged = model.merge_and_unload()
+    if trainer.is_world_process_zero():
+        # Written beside and renamed into place, so a crash never leaves a half-saved model that a
+        # later round would load as its base.
+        partial = ctx.output_dir / "merged.partial"
+        for stale in (partial, merged_dir):  # from an attempt that died before or after the rename
+            shutil.rmtree(stale, ignore_errors=True)
+        merged.save_pretrained(str(partial))
+        if trainer.processing_class is not None:
+            trainer.processing_class.save_pretrained(str(partial))
+        partial.rename(merged_dir)
+    return merged_dir
 
 
 def run_job(spec: JobSpec, emit: Emitter) -> dict[str, Any]:
@@ -70,10 +93,11 @@ def run_job(spec: JobSpec, emit: Emitter) -> dict[str, Any]:
     metrics["global_step"] = result.global_step
     if ctx.eval_rows:
         metrics.update(trainer.evaluate())
-    artifact = _save_artifact(trainer, ctx)
+    artifact = _save_artifact(trainer, ctx, module.TASK)
     manifest = build_manifest(ctx, cfg, module.TASK, artifact, metrics)
     if trainer.is_world_process_zero():
         (ctx.output_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
         emit({"type": "metrics", "split": "train", **metrics})
-        emit({"type": "artifacts", "adapter_path": str(artifact.resolve()), "manifest": manifest})
+        path_key = "model_path" if manifest["kind"] != "lora" else "adapter_path"
+        emit({"type": "artifacts", path_key: str(artifact.resolve()), "manifest": manifest})
     return manifest

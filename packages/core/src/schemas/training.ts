@@ -47,6 +47,11 @@ export const TrainLora = z.strictObject({
   alpha: z.number().int().positive().max(4096).default(32),
   dropout: z.number().min(0).max(1).default(0),
   targetModules: z.union([z.literal('all-linear'), z.array(z.string().min(1)).min(1)]).default('all-linear'),
+  /**
+   * Also fold the adapter into the base weights and register that full model (a policy's rounds
+   * can then stack: each trains on top of the last merged model).
+   */
+  merge: z.boolean().default(false),
 });
 
 /** A request to train a model on a dataset version: the input edge of `ratchet train` and the API. */

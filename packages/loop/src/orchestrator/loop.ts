@@ -1,3 +1,5 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { RatchetError } from '@ratchet/core';
 import type { LoopRound, Model, Store } from '@ratchet/store';
 import { labelWithRewardModel } from '../ai-feedback/label.js';
@@ -100,6 +102,16 @@ async function train(
   return { runId: run.id, model: outcome.model };
 }
 
+/**
+ * What a stacked round trains on: the production model's own weights when it is a full model
+ * folder (a merged candidate of an earlier round), else the policy's base.
+ */
+export function stackedBase(p: LoopPolicy, prod: Model): string {
+  const folder = prod.adapterPath;
+  if (!folder || existsSync(join(folder, 'adapter_config.json'))) return p.baseModel;
+  return existsSync(join(folder, 'config.json')) ? folder : p.baseModel;
+}
+
 type StageResult = {
   to: LoopStage;
   state?: RoundState;
@@ -186,12 +198,12 @@ const stages: Record<(typeof loopStages)[number], StageFn> = {
     }
     const policyModel = await train(ctx, {
       method: p.training.method,
-      baseModel: p.baseModel,
+      baseModel: p.training.stack ? stackedBase(p, prod) : p.baseModel,
       dataset: state.datasetId!,
       modelName: `${p.route}-r${round.round}`,
       route: p.route,
       hyperparameters: p.training.hyperparameters,
-      lora: p.training.lora,
+      lora: p.training.stack ? { ...p.training.lora, merge: true } : p.training.lora,
       methodConfig: p.training.methodConfig,
       seed: p.training.seed + round.round,
     });

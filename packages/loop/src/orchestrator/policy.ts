@@ -52,6 +52,12 @@ export const LoopPolicy = z.strictObject({
       lora: TrainLora.prefault({}),
       methodConfig: z.record(z.string(), z.unknown()).default({}),
       seed: z.number().int().default(0),
+      /**
+       * Stack rounds: each candidate's LoRA is trained on top of the production model and merged
+       * into it, so a round refines what the last one learned instead of starting from the base.
+       * Costs a full copy of the weights per candidate (fine for small models; off by default).
+       */
+      stack: z.boolean().default(false),
     })
     .prefault({}),
   /** A reward model trained each round beside the policy: the evaluation's critic. */

@@ -155,6 +155,7 @@ export async function startTrainingRun(
         alpha: request.lora.alpha,
         dropout: request.lora.dropout,
         target_modules: request.lora.targetModules,
+        merge: request.lora.merge,
       },
       method_config: request.methodConfig,
       resume: false,
