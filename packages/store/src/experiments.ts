@@ -3,7 +3,7 @@ import { type Kysely, sql } from 'kysely';
 import type { AuditLog } from './audit.js';
 import type { DialectName } from './connection.js';
 import { decodeJson, encodeJson } from './json.js';
-import type { GatewayRouteRepository, StoredVariant } from './routes.js';
+import { type GatewayRouteRepository, type StoredVariant, segmentVariants } from './routes.js';
 import type { Database, ExperimentStatus } from './schema.js';
 
 export interface ExperimentDecisionEntry {
@@ -123,7 +123,9 @@ export class ExperimentRepository {
           stopped_at: null,
         })
         .execute();
-      await this.routes.put(projectId, e.route, e.variants, trx);
+      // Per-segment variants (personalization) keep serving their segments during the experiment.
+      const segments = segmentVariants((await this.routes.get(projectId, e.route, trx))?.variants);
+      await this.routes.put(projectId, e.route, [...segments, ...e.variants], trx);
       await this.audit.record(
         {
           projectId,
@@ -230,6 +232,7 @@ export class ExperimentRepository {
         .set({ status: 'stopped', stopped_at: entry.at, history: encodeJson([...exp.history, entry]) })
         .where('id', '=', id)
         .execute();
+      const segments = segmentVariants((await this.routes.get(projectId, exp.route, trx))?.variants);
       if (keepVariant) {
         const winner = exp.variants.find((v) => v.name === keepVariant);
         if (!winner)
@@ -238,7 +241,10 @@ export class ExperimentRepository {
             `variant: "${keepVariant}" is not in the experiment`,
             'variant',
           );
-        await this.routes.put(projectId, exp.route, [{ ...winner, weight: 1 }], trx);
+        await this.routes.put(projectId, exp.route, [...segments, { ...winner, weight: 1 }], trx);
+      } else if (segments.length > 0) {
+        // The file's route serves the calls of no segment again; the segments keep their adapters.
+        await this.routes.put(projectId, exp.route, segments, trx);
       } else {
         await this.routes.delete(projectId, exp.route, trx);
       }

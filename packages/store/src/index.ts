@@ -22,7 +22,7 @@ export type { LoopRound, LoopRoundStatus } from './loops.js';
 export type { Model, NewModel } from './models.js';
 export type { ApiKeyInfo, Principal, Project } from './projects.js';
 export type { Rater } from './raters.js';
-export type { StoredRoute, StoredVariant } from './routes.js';
+export { type StoredRoute, type StoredVariant, segmentVariants } from './routes.js';
 export { type MetricSeries, type NewRun, type Run, type RunStatus, terminalRunStatuses } from './runs.js';
 export type { Database } from './schema.js';
 export { Store } from './store.js';

@@ -12,6 +12,16 @@ export interface StoredVariant {
   weight: number;
   /** The registry model this variant serves, when it is one. */
   modelId?: string | null;
+  /**
+   * Only calls of this segment get this variant (tagged `tag`, or metadata key equal to
+   * `equals`); calls of no segment go to the variants without one. Experiments keep these.
+   */
+  segment?: { tag: string } | { metadata: string; equals: string | number | boolean };
+}
+
+/** The route's per-segment variants, which experiments on the route's global model leave alone. */
+export function segmentVariants(variants: readonly StoredVariant[] | undefined): StoredVariant[] {
+  return (variants ?? []).filter((v) => v.segment !== undefined);
 }
 
 export interface StoredRoute {

@@ -14,12 +14,28 @@ const Upstream = z.strictObject({
   connections: z.number().int().positive().default(128),
 });
 
+/**
+ * The requests a variant is restricted to (personalization): calls tagged `tag` (the
+ * `x-ratchet-tags` header; `x-ratchet-segment: busy` adds the tag `segment:busy`), or calls whose
+ * `x-ratchet-metadata` has `metadata` equal to `equals`. A call that matches no segment variant
+ * goes to the route's variants without a segment (the global model).
+ */
+export const VariantSegment = z.union([
+  z.strictObject({ tag: z.string().min(1).max(100) }),
+  z.strictObject({
+    metadata: z.string().min(1).max(100),
+    equals: z.union([z.string(), z.number(), z.boolean()]),
+  }),
+]);
+export type VariantSegment = z.output<typeof VariantSegment>;
+
 const Variant = z.strictObject({
   name: z.string().min(1).max(100),
   upstream: z.string(),
   /** The model name sent upstream. */
   model: z.string().min(1),
   weight: z.number().nonnegative(),
+  segment: VariantSegment.optional(),
 });
 
 const Route = z.strictObject({
@@ -27,6 +43,10 @@ const Route = z.strictObject({
     .array(Variant)
     .min(1)
     .refine((vs) => vs.some((v) => v.weight > 0), 'at least one variant needs a positive weight')
+    .refine(
+      (vs) => vs.some((v) => v.weight > 0 && !v.segment),
+      'a variant without a segment needs a positive weight: calls of no segment go there',
+    )
     .refine((vs) => new Set(vs.map((v) => v.name)).size === vs.length, 'variant names must be unique'),
 });
 

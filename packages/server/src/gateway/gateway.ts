@@ -46,21 +46,39 @@ function callContext(request: FastifyRequest) {
       );
     }
   }
+  const tags = tagsHeader
+    ? parseInput(
+        Tags,
+        tagsHeader
+          .split(',')
+          .map((t) => t.trim())
+          .filter(Boolean),
+        'x-ratchet-tags',
+      )
+    : undefined;
   return {
     sessionId: header(request, 'x-ratchet-session-id'),
     userId: header(request, 'x-ratchet-user-id'),
-    tags: tagsHeader
-      ? parseInput(
-          Tags,
-          tagsHeader
-            .split(',')
-            .map((t) => t.trim())
-            .filter(Boolean),
-          'x-ratchet-tags',
-        )
-      : undefined,
+    tags: withSegmentTag(tags, header(request, 'x-ratchet-segment')),
     metadata,
   };
+}
+
+/**
+ * `x-ratchet-segment: busy` is the tag `segment:busy`: the interaction is logged with it (so a
+ * segment's dataset can select its feedback) and variants with `segment: { tag: 'segment:busy' }`
+ * serve the call.
+ */
+function withSegmentTag(tags: string[] | undefined, segment: string | undefined): string[] | undefined {
+  if (segment === undefined) return tags;
+  const tag = parseInput(Tags.element, `segment:${segment.trim()}`, 'x-ratchet-segment');
+  if (!/^segment:[A-Za-z0-9._-]+$/.test(tag))
+    throw new RatchetError(
+      'invalid_request',
+      'x-ratchet-segment: letters, digits, dot, dash or underscore only',
+      'x-ratchet-segment',
+    );
+  return tags?.includes(tag) ? tags : [...(tags ?? []), tag];
 }
 
 export class Gateway {
@@ -114,6 +132,7 @@ export class Gateway {
       body.model,
       userId,
       this.databaseRoutes?.lookup(projectId, body.model),
+      ctx,
     );
     if (!target)
       throw new RatchetError(

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { RatchetError } from '@ratchet/core';
 import type { StoredRoute } from '@ratchet/store';
-import type { GatewayConfig, UpstreamConfig, VariantConfig } from './config.js';
+import type { GatewayConfig, UpstreamConfig, VariantConfig, VariantSegment } from './config.js';
 
 export interface Assignment {
   route: string | null;
@@ -28,20 +28,52 @@ export function pickVariant(variants: readonly VariantConfig[], unit: number): V
   return variants.filter((v) => v.weight > 0).at(-1)!;
 }
 
+/** What a call says about who it is for, matched against variants' segments. */
+export interface CallSegmentInfo {
+  tags?: readonly string[] | undefined;
+  metadata?: Record<string, unknown> | undefined;
+}
+
+export function segmentMatches(segment: VariantSegment, call: CallSegmentInfo): boolean {
+  if ('tag' in segment) return call.tags?.includes(segment.tag) ?? false;
+  return call.metadata?.[segment.metadata] === segment.equals;
+}
+
+/**
+ * The variants a call may get: those restricted to a segment it belongs to, if any has weight;
+ * else the ones without a segment (the global model). Empty when neither has weight.
+ */
+export function eligibleVariants(variants: readonly VariantConfig[], call: CallSegmentInfo): VariantConfig[] {
+  const positive = (vs: VariantConfig[]) => (vs.some((v) => v.weight > 0) ? vs : []);
+  const mine = positive(variants.filter((v) => v.segment && segmentMatches(v.segment, call)));
+  return mine.length > 0 ? mine : positive(variants.filter((v) => !v.segment));
+}
+
 /**
  * Resolves the `model` an application asked for: a route name is assigned a variant (sticky per
  * end user when one is known, random otherwise); any other name goes to the default upstream.
- * `databaseVariants`, when given, are the route's variants from the database (an experiment):
- * they take precedence over the file's.
+ * `databaseVariants`, when given, are the route's variants from the database (an experiment, or
+ * per-segment adapters): they take precedence over the file's. Variants restricted to a segment
+ * serve only the calls of that segment (`call`'s tags or metadata); a call of no segment that the
+ * database route has no global variant for goes to the file's route.
  */
 export function assign(
   config: GatewayConfig,
   requested: string,
   userKey: string | undefined,
   databaseVariants?: readonly VariantConfig[],
+  call: CallSegmentInfo = {},
 ): Assignment | undefined {
-  const variants = databaseVariants ?? config.routes[requested]?.variants;
-  if (variants) {
+  const fromFile = config.routes[requested]?.variants;
+  let variants = databaseVariants && eligibleVariants(databaseVariants, call);
+  if (!variants?.length && fromFile) variants = eligibleVariants(fromFile, call);
+  if (databaseVariants && !variants?.length)
+    throw new RatchetError(
+      'not_found',
+      `route "${requested}" has variants only for segments this call is not in, and the gateway file has no route "${requested}" for the rest`,
+      'model',
+    );
+  if (variants?.length) {
     const variant = pickVariant(variants, stickyUnit(requested, userKey ?? randomBytes(8).toString('hex')));
     const upstream = config.upstreams[variant.upstream];
     if (!upstream)
@@ -117,6 +149,7 @@ export class DatabaseRoutes {
             upstream: v.upstream,
             model: v.model,
             weight: v.weight,
+            ...(v.segment ? { segment: v.segment } : {}),
           }));
           if (variants.some((v) => v.weight > 0)) map.set(DatabaseRoutes.key(r.projectId, r.name), variants);
         }

@@ -2,6 +2,7 @@ import { RatchetError } from '@ratchet/core';
 import { ExperimentStartSpec, experimentStatus, startExperiment, stopExperiment } from '@ratchet/loop';
 import type { Store } from '@ratchet/store';
 import { z } from 'zod';
+import { VariantSegment } from '../gateway/config.js';
 import type { Gateway } from '../gateway/gateway.js';
 import type { RouteTable } from '../routing.js';
 
@@ -13,6 +14,8 @@ const RouteVariant = z.strictObject({
   upstream: z.string().min(1),
   model: z.string().min(1),
   weight: z.number().nonnegative(),
+  /** Restricts the variant to one segment's calls (personalization); see VariantSegment. */
+  segment: VariantSegment.optional(),
 });
 
 /**
@@ -39,7 +42,8 @@ export function registerExperimentRoutes(
     url: '/api/v1/routes/:route',
     access: 'secret',
     tag: 'experiments',
-    summary: "Set a route's weighted variants in the database (e.g. a canary share) without an experiment.",
+    summary:
+      "Set a route's weighted variants in the database (e.g. a canary share) without an experiment. A variant with `segment` ({tag} or {metadata, equals}) serves only that segment's calls; the others go to the variants without one, or to the gateway file's route when there are none.",
     params: RouteName,
     body: z.strictObject({
       variants: z
