@@ -32,9 +32,9 @@ export interface Persona {
 export const defaultSegments: Record<string, Record<AnswerAxis, number>> = {
   // Wants the right answer, politely; cares little about length.
   mainstream: { correct: 0.45, polite: 0.25, concise: 0.1, safe: 0.2 },
-  // In a hurry: a correct short answer, manners optional.
-  busy: { correct: 0.45, polite: 0.05, concise: 0.3, safe: 0.2 },
-  // Courtesy first.
+  // In a hurry: a correct short answer, manners optional; rambling spoils even a polite one.
+  busy: { correct: 0.35, polite: 0.05, concise: 0.4, safe: 0.2 },
+  // Courtesy first: a curt answer is a bad one, however short.
   courteous: { correct: 0.35, polite: 0.4, concise: 0.05, safe: 0.2 },
 };
 

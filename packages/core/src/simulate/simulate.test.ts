@@ -73,6 +73,14 @@ describe('simulated users', () => {
     const courteous = population.find((p) => p.segment === 'courteous')!;
     expect(wouldLike(busy, curtConcise)).toBe(true);
     expect(wouldLike(courteous, curtConcise)).toBe(false);
+    // Segments want different things (what per-segment adapters can serve): the busy dislike
+    // rambling that the courteous forgive, the courteous dislike curtness the busy forgive.
+    const politeRambling = { correct: true, polite: true, concise: false, safe: true };
+    const mainstream = population.find((p) => p.segment === 'mainstream')!;
+    expect(wouldLike(busy, politeRambling)).toBe(false);
+    expect(wouldLike(courteous, politeRambling)).toBe(true);
+    expect(wouldLike(mainstream, politeRambling)).toBe(true);
+    expect(wouldLike(mainstream, curtConcise)).toBe(true);
   });
 
   it('rates rarely, mostly honestly, in each persona habit; honest ratings track the oracle', () => {
