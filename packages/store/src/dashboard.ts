@@ -149,28 +149,44 @@ export class DashboardRepository {
     }));
   }
 
-  /** Current feedback behind a dataset version, by kind (what a model trained on it learned from). */
-  async learnedFrom(projectId: string, datasetId: string): Promise<LearnedFrom> {
-    const [members, kinds] = await Promise.all([
-      this.db
-        .selectFrom('dataset_interactions')
-        .select((eb) => eb.fn.countAll<number>().as('n'))
-        .where('dataset_id', '=', datasetId)
-        .where('project_id', '=', projectId)
-        .executeTakeFirstOrThrow(),
-      this.db
+  /**
+   * Current feedback behind a dataset version, by kind (what a model trained on it learned from).
+   * With `except`, only the interactions that dataset did not have (what a model learned that
+   * the model it was built on had not: each round's dataset is rebuilt from all feedback so far).
+   */
+  async learnedFrom(projectId: string, datasetId: string, except?: string): Promise<LearnedFrom> {
+    const members = () => {
+      let q = this.db
         .selectFrom('dataset_interactions as m')
+        .where('m.dataset_id', '=', datasetId)
+        .where('m.project_id', '=', projectId);
+      if (except)
+        q = q.where(({ not, exists, selectFrom }) =>
+          not(
+            exists(
+              selectFrom('dataset_interactions as x')
+                .select(sql`1`.as('one'))
+                .where('x.dataset_id', '=', except)
+                .whereRef('x.interaction_id', '=', 'm.interaction_id'),
+            ),
+          ),
+        );
+      return q;
+    };
+    const [count, kinds] = await Promise.all([
+      members()
+        .select((eb) => eb.fn.countAll<number>().as('n'))
+        .executeTakeFirstOrThrow(),
+      members()
         .innerJoin('feedback_current as c', (j) =>
           j.onRef('c.project_id', '=', 'm.project_id').onRef('c.interaction_id', '=', 'm.interaction_id'),
         )
         .select((eb) => ['c.kind', eb.fn.countAll<number>().as('n')])
-        .where('m.dataset_id', '=', datasetId)
-        .where('m.project_id', '=', projectId)
         .groupBy('c.kind')
         .execute(),
     ]);
     return {
-      interactions: Number(members.n),
+      interactions: Number(count.n),
       feedbackByKind: Object.fromEntries(kinds.map((k) => [k.kind, Number(k.n)])),
     };
   }
@@ -194,15 +210,18 @@ export class DashboardRepository {
     return out;
   }
 
-  /** Rated interactions per interaction model (the denominator of a theme's rate). */
+  /**
+   * Rated interactions per interaction model (the denominator of a theme's rate): any current
+   * feedback counts, calibrated or not yet, so a model rated since the last calibration has a rate.
+   */
   async ratedInteractionsByModel(projectId: string): Promise<Map<string, number>> {
     const rows = await this.db
-      .selectFrom('interaction_rewards as r')
+      .selectFrom('feedback_current as c')
       .innerJoin('interactions as i', (j) =>
-        j.onRef('i.project_id', '=', 'r.project_id').onRef('i.id', '=', 'r.interaction_id'),
+        j.onRef('i.project_id', '=', 'c.project_id').onRef('i.id', '=', 'c.interaction_id'),
       )
-      .select((eb) => ['i.model', eb.fn.countAll<number>().as('n')])
-      .where('r.project_id', '=', projectId)
+      .select((eb) => ['i.model', eb.fn.count<number>('c.interaction_id').distinct().as('n')])
+      .where('c.project_id', '=', projectId)
       .groupBy('i.model')
       .execute();
     return new Map(rows.map((r) => [r.model, Number(r.n)]));

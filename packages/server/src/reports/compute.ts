@@ -1,6 +1,7 @@
+import { resolve } from 'node:path';
 import { betaQuantile, findThemes } from '@ratchet/core';
 import { analyzeProject } from '@ratchet/loop';
-import type { Model, ModelSatisfactionRow, Store } from '@ratchet/store';
+import type { Experiment, Model, ModelSatisfactionRow, Store } from '@ratchet/store';
 
 /**
  * The dashboard's reports: aggregates that take from milliseconds (overview) to seconds (error
@@ -46,13 +47,64 @@ export async function overview(store: Store, projectId: string, days: number) {
   return { from, bucketMs: DAY_MS, activity, satisfaction: byModel.map(satisfaction), criteria, production };
 }
 
+type Lineage = { id: string; name: string; relation: 'built-on' | 'tested-against' | 'earlier-on-route' };
+
+/** Normalized, so that a stacked model's base folder and its parent's artifact folder compare equal. */
+const folder = (p: string | null | undefined) => (p ? resolve(p) : undefined);
+
 /**
- * Release notes per registered model: the ratings and corrections its dataset carried (lineage),
- * and how often each complaint theme came up on its answers compared with the model it followed
- * on the same route.
+ * The model a version is judged against, in order of certainty: the model whose merged weights
+ * it was trained on (the loop's stacked rounds: its base model is that model's folder), the
+ * control of an experiment it ran in, else the model registered before it on its route.
+ */
+function previousOf(m: Model, models: Model[], experiments: Experiment[]): Lineage | undefined {
+  const base = folder(m.baseModel);
+  const parent = models.find((p) => p.id !== m.id && base && folder(p.adapterPath) === base);
+  if (parent) return { id: parent.id, name: parent.name, relation: 'built-on' };
+  for (const e of experiments) {
+    const mine = e.variants.find((v) => v.modelId === m.id || v.model === m.name);
+    const control = e.variants.find((v) => v.name === e.control);
+    if (!mine || !control || control === mine) continue;
+    const other = models.find((p) => p.id === control.modelId || p.name === control.model);
+    if (other) return { id: other.id, name: other.name, relation: 'tested-against' };
+  }
+  if (m.route === null) return undefined;
+  const earlier = models.filter((p) => p.route === m.route && p.createdAt < m.createdAt).at(-1);
+  return earlier && { id: earlier.id, name: earlier.name, relation: 'earlier-on-route' };
+}
+
+/** The experiment that shipped this model: a `ship` look for its variant, or a stop that kept it. */
+function promotedBy(m: Model, experiments: Experiment[]) {
+  for (const e of [...experiments].sort((a, b) => b.startedAt - a.startedAt)) {
+    const mine = e.variants.find((v) => v.modelId === m.id || v.model === m.name);
+    if (!mine || mine.name === e.control) continue;
+    const won = [...e.history]
+      .reverse()
+      .find((h) => h.variant === mine.name && (h.decision === 'ship' || h.decision === 'stopped'));
+    if (!won) continue;
+    const ship = [...e.history].reverse().find((h) => h.decision === 'ship' && h.variant === mine.name);
+    return {
+      id: e.id,
+      name: e.name,
+      metric: e.metric,
+      engine: e.engine,
+      variant: mine.name,
+      against: e.control,
+      decidedAt: (ship ?? won).at,
+      reasons: (ship ?? won).reasons,
+    };
+  }
+  return null;
+}
+
+/**
+ * Release notes per registered model: the ratings and corrections its dataset carried (lineage)
+ * and how many of them the model before it had not seen, the experiment that promoted it, and
+ * how often each complaint theme came up on its answers compared with the model before it.
  */
 export async function whatChanged(store: Store, projectId: string) {
   const models = (await store.models.list(projectId, {})).sort((x, y) => x.createdAt - y.createdAt);
+  const experiments = await store.experiments.list(projectId, {});
   const texts = await store.analysis.negativeFeedbackTexts(projectId, 2000);
   const themes = findThemes(texts.map((t) => ({ id: t.feedbackId, text: t.text })));
   const modelOf = await store.dashboard.feedbackModels(
@@ -65,27 +117,38 @@ export async function whatChanged(store: Store, projectId: string) {
     const hits = theme.ids.filter((id) => modelOf.get(id) === model).length;
     return n ? hits / n : null;
   };
-  const previousOnRoute = (m: Model, i: number) =>
-    models
-      .slice(0, i)
-      .reverse()
-      .find((p) => p.route === m.route);
+  const byId = new Map(models.map((m) => [m.id, m]));
   return Promise.all(
-    models.map(async (m, i) => {
-      const previous = previousOnRoute(m, i);
+    models.map(async (m) => {
+      const previous = previousOf(m, models, experiments);
+      const before = previous && byId.get(previous.id);
       const dataset = m.datasetId ? await store.datasets.get(projectId, m.datasetId) : undefined;
       const history = await store.audit.list(projectId, { subjectType: 'model', subjectId: m.id });
+      const newData =
+        dataset && before?.datasetId && before.datasetId !== dataset.id
+          ? await store.dashboard.learnedFrom(projectId, dataset.id, before.datasetId)
+          : null;
       return {
-        model: { id: m.id, name: m.name, route: m.route, stage: m.stage, createdAt: m.createdAt },
-        previous: previous ? { id: previous.id, name: previous.name } : null,
+        model: {
+          id: m.id,
+          name: m.name,
+          route: m.route,
+          stage: m.stage,
+          createdAt: m.createdAt,
+          baseModel: m.baseModel,
+        },
+        previous: previous ?? null,
         dataset: dataset
           ? { id: dataset.id, name: dataset.name, version: dataset.version, method: dataset.method }
           : null,
         learnedFrom: dataset ? await store.dashboard.learnedFrom(projectId, dataset.id) : null,
+        /** Of what it learned from, the part the previous model's dataset did not have. */
+        newSincePrevious: newData,
+        promotedBy: promotedBy(m, experiments),
         themes: themes.map((t) => ({
           label: t.label,
           rate: themeRate(t, m.name),
-          previousRate: previous ? themeRate(t, previous.name) : null,
+          previousRate: before ? themeRate(t, before.name) : null,
         })),
         history,
       };
