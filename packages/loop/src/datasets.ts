@@ -20,6 +20,7 @@ import {
   parseInput,
   RatchetError,
   redactPii,
+  Tag,
 } from '@ratchet/core';
 import type { DatasetVersion, Store } from '@ratchet/store';
 import { z } from 'zod';
@@ -40,6 +41,12 @@ export const DatasetBuildSpec = z.strictObject({
   curation: z.union([z.literal(false), CurationConfig]).prefault({}),
   /** Segment rows by the first tag with this prefix (e.g. `plan:`), for balancing. */
   segmentTagPrefix: z.string().optional(),
+  /**
+   * Only the interactions of one segment (those tagged `tag`, e.g. `segment:busy`, which the
+   * gateway adds for `x-ratchet-segment: busy`): a per-segment adapter learns from its own
+   * users' feedback. Pairwise evidence about other interactions is left out with them.
+   */
+  segment: z.strictObject({ tag: Tag }).optional(),
   /**
    * Answers to prompts at least this similar (Jaccard of their word sets) count as answers to one
    * prompt: preference pairs form across them and the train/test split keeps them together. Real
@@ -236,7 +243,10 @@ export async function buildDatasetVersion(
 ): Promise<DatasetVersion> {
   const spec = parseInput(DatasetBuildSpec, specInput);
   const inputs = options.inputs ?? (await loadDatasetInputs(store, projectId));
-  const segmented = withSegments(inputs.candidates, spec.segmentTagPrefix);
+  const tag = spec.segment?.tag;
+  const ofSegment =
+    tag === undefined ? inputs.candidates : inputs.candidates.filter((c) => c.tags.includes(tag));
+  const segmented = withSegments(ofSegment, spec.segmentTagPrefix);
   const candidates =
     spec.groupSimilarPrompts === undefined
       ? segmented

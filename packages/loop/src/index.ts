@@ -18,6 +18,7 @@ export { type ExportFormat, exportDataset, exportFormats } from './exports.js';
 export * from './imports/index.js';
 export * from './labelstudio/index.js';
 export * from './orchestrator/index.js';
+export * from './personalize/index.js';
 export * from './simulate/index.js';
 export * from './tracking/index.js';
 export * from './training/index.js';

@@ -34,6 +34,11 @@ export interface TrafficOptions {
   concurrency?: number;
   temperature?: number;
   maxTokens?: number;
+  /**
+   * Send each person's segment as `x-ratchet-segment` (an app that knows its user's plan or
+   * preferences), so the gateway tags the call and routes it to the segment's adapter, if any.
+   */
+  sendSegment?: boolean;
   onProgress?: (done: number, total: number) => void;
 }
 
@@ -51,6 +56,8 @@ export interface VariantTraffic {
 
 export interface TrafficReport {
   variants: Record<string, VariantTraffic>;
+  /** The same tallies by the people's segment (whatever variant served them). */
+  segments: Record<string, VariantTraffic>;
   chats: number;
   feedbackEvents: number;
   errors: number;
@@ -79,7 +86,7 @@ export async function simulateTraffic(o: TrafficOptions): Promise<TrafficReport>
     prompt: samplePrompt(o.domain, rng),
     seed: rng.nextUint32(),
   }));
-  const report: TrafficReport = { variants: {}, chats: 0, feedbackEvents: 0, errors: 0 };
+  const report: TrafficReport = { variants: {}, segments: {}, chats: 0, feedbackEvents: 0, errors: 0 };
   let next = 0;
   let done = 0;
   const worker = async () => {
@@ -87,13 +94,16 @@ export async function simulateTraffic(o: TrafficOptions): Promise<TrafficReport>
       const { persona, prompt, seed } = plan[i]!;
       try {
         const { data, response } = await openai.chat.completions
-          .create({
-            model: o.route,
-            messages: [{ role: 'user', content: prompt.text }],
-            user: persona.id,
-            temperature: o.temperature ?? 0.8,
-            max_tokens: o.maxTokens ?? 96,
-          })
+          .create(
+            {
+              model: o.route,
+              messages: [{ role: 'user', content: prompt.text }],
+              user: persona.id,
+              temperature: o.temperature ?? 0.8,
+              max_tokens: o.maxTokens ?? 96,
+            },
+            o.sendSegment ? { headers: { 'x-ratchet-segment': persona.segment } } : undefined,
+          )
           .withResponse();
         const interactionId = response.headers.get('x-ratchet-interaction-id');
         const variant = response.headers.get('x-ratchet-variant') ?? data.model;
@@ -105,10 +115,14 @@ export async function simulateTraffic(o: TrafficOptions): Promise<TrafficReport>
           new SeededRandom(seed),
         );
         report.variants[variant] ??= emptyVariant();
-        const v = report.variants[variant]!;
-        v.chats++;
-        if (wouldLike(persona, judged)) v.trueQuality++;
-        if (judged.good) v.goodShare++;
+        report.segments[persona.segment] ??= emptyVariant();
+        const tallies = [report.variants[variant]!, report.segments[persona.segment]!];
+        const liked = wouldLike(persona, judged);
+        for (const v of tallies) {
+          v.chats++;
+          if (liked) v.trueQuality++;
+          if (judged.good) v.goodShare++;
+        }
         for (const e of events) {
           if (!interactionId) break;
           ratchet.feedback({
@@ -116,8 +130,10 @@ export async function simulateTraffic(o: TrafficOptions): Promise<TrafficReport>
             interactionId,
             raterId: e.source === 'implicit' ? `implicit:${persona.id}` : persona.id,
           });
-          v.feedbackEvents++;
-          if (e.kind === 'thumbs') e.value === 'up' ? v.thumbsUp++ : v.thumbsDown++;
+          for (const v of tallies) {
+            v.feedbackEvents++;
+            if (e.kind === 'thumbs') e.value === 'up' ? v.thumbsUp++ : v.thumbsDown++;
+          }
         }
         report.chats++;
       } catch (err) {
@@ -129,8 +145,8 @@ export async function simulateTraffic(o: TrafficOptions): Promise<TrafficReport>
   };
   await Promise.all(Array.from({ length: Math.max(1, o.concurrency ?? 4) }, worker));
   await ratchet.shutdown();
-  for (const v of Object.values(report.variants)) {
-    report.feedbackEvents += v.feedbackEvents;
+  for (const v of Object.values(report.variants)) report.feedbackEvents += v.feedbackEvents;
+  for (const v of [...Object.values(report.variants), ...Object.values(report.segments)]) {
     v.trueQuality = v.chats ? v.trueQuality / v.chats : 0;
     v.goodShare = v.chats ? v.goodShare / v.chats : 0;
   }
