@@ -224,7 +224,16 @@ export async function personalize(
       o.log?.(`${segment}: stays on the global model (${outcome.skipped})`);
       continue;
     }
-    await trainSegment(store, projectId, spec, outcome, inputs, o);
+    try {
+      await trainSegment(store, projectId, spec, outcome, inputs, o);
+    } catch (err) {
+      // Ratings enough, but none the method can use (e.g. no liked answer for sft): not an error.
+      const why = err instanceof Error ? err.message : String(err);
+      if (!/produced no rows/.test(why)) throw err;
+      outcome.skipped = why;
+      o.log?.(`${segment}: stays on the global model (${why})`);
+      continue;
+    }
     o.log?.(
       `${segment}: trained ${outcome.model!.name} on ${outcome.rows} rows from ${outcome.ratings} ratings`,
     );
