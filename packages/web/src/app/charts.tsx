@@ -159,3 +159,161 @@ export function BarChart({ title, rows }: { title: string; rows: { label: string
     </figure>
   );
 }
+
+export interface DifferenceRow {
+  label: string;
+  difference: number;
+  /** The Bayesian credible interval (thick) and the always-valid sequential interval (thin). */
+  credible: { lower: number; upper: number };
+  sequential: { lower: number; upper: number };
+  /** Green when the treatment is better, red when worse, grey while inconclusive. */
+  verdict: 'better' | 'worse' | 'inconclusive';
+}
+
+const verdictColour = { better: palette[2], worse: palette[3], inconclusive: '#6b7280' };
+
+/** Treatment minus control per comparison, both intervals, against a zero line. */
+export function DifferenceChart({ title, rows }: { title: string; rows: DifferenceRow[] }) {
+  const width = 560;
+  const rowH = 30;
+  const left = 170;
+  const right = 150;
+  const height = rows.length * rowH + 26;
+  const bound = Math.max(
+    1e-9,
+    ...rows
+      .flatMap((r) => [r.credible.lower, r.credible.upper, r.sequential.lower, r.sequential.upper])
+      .filter(Number.isFinite)
+      .map(Math.abs),
+  );
+  const sx = (v: number) =>
+    left + ((Math.max(-bound, Math.min(bound, v)) + bound) / (2 * bound)) * (width - left - right);
+  return (
+    <figure className="chart">
+      <svg role="img" aria-label={title} viewBox={`0 0 ${width} ${height}`} width="100%">
+        <title>{title}</title>
+        <line x1={sx(0)} x2={sx(0)} y1={4} y2={height - 18} stroke="#999" strokeDasharray="3 3" />
+        {rows.map((r, i) => {
+          const y = i * rowH + 16;
+          const colour = verdictColour[r.verdict];
+          return (
+            <g key={r.label}>
+              <text x={0} y={y + 4} fontSize="11">
+                {r.label.length > 26 ? `${r.label.slice(0, 25)}…` : r.label}
+              </text>
+              <line x1={sx(r.sequential.lower)} x2={sx(r.sequential.upper)} y1={y} y2={y} stroke={colour} />
+              <line
+                x1={sx(r.credible.lower)}
+                x2={sx(r.credible.upper)}
+                y1={y}
+                y2={y}
+                stroke={colour}
+                strokeWidth={6}
+                opacity={0.6}
+              />
+              <circle cx={sx(r.difference)} cy={y} r={4} fill={colour} />
+              <text x={width - right + 8} y={y + 4} fontSize="11">
+                {r.difference >= 0 ? '+' : ''}
+                {Number(r.difference.toPrecision(3))} {r.verdict}
+              </text>
+            </g>
+          );
+        })}
+        <text x={left} y={height - 4} fontSize="10">
+          {Number((-bound).toPrecision(2))}
+        </text>
+        <text x={sx(0)} y={height - 4} fontSize="10" textAnchor="middle">
+          0
+        </text>
+        <text x={width - right} y={height - 4} fontSize="10" textAnchor="end">
+          +{Number(bound.toPrecision(2))}
+        </text>
+      </svg>
+      <figcaption>
+        {title}. Thick: credible interval; thin: always-valid interval; dot: observed difference.
+      </figcaption>
+    </figure>
+  );
+}
+
+/** Probabilities (0..1) as bars, with the threshold a decision needs marked. */
+export function ProbabilityChart({
+  title,
+  rows,
+  threshold,
+}: {
+  title: string;
+  rows: { label: string; value: number }[];
+  threshold: number;
+}) {
+  const width = 560;
+  const rowH = 22;
+  const left = 170;
+  const span = width - left - 70;
+  const height = rows.length * rowH + 8;
+  return (
+    <figure className="chart">
+      <svg role="img" aria-label={title} viewBox={`0 0 ${width} ${height}`} width="100%">
+        <title>{title}</title>
+        {rows.map((r, i) => (
+          <g key={r.label}>
+            <text x={0} y={i * rowH + 15} fontSize="11">
+              {r.label.length > 26 ? `${r.label.slice(0, 25)}…` : r.label}
+            </text>
+            <rect x={left} y={i * rowH + 4} height={rowH - 8} width={span} fill="#e5e7eb" />
+            <rect
+              x={left}
+              y={i * rowH + 4}
+              height={rowH - 8}
+              width={Math.max(0, Math.min(1, r.value)) * span}
+              fill={r.value >= threshold ? palette[2] : palette[0]}
+            />
+            <text x={width - 64} y={i * rowH + 15} fontSize="11">
+              {(r.value * 100).toFixed(1)}%
+            </text>
+          </g>
+        ))}
+        <line
+          x1={left + threshold * span}
+          x2={left + threshold * span}
+          y1={0}
+          y2={height}
+          stroke={palette[3]}
+          strokeDasharray="4 2"
+        />
+      </svg>
+      <figcaption>
+        {title}; the dashed line is the {(threshold * 100).toFixed(0)}% a ship decision needs.
+      </figcaption>
+    </figure>
+  );
+}
+
+/** ln Γ(x) (Lanczos), for Beta densities. */
+function logGamma(x: number): number {
+  const g = [
+    676.5203681218851, -1259.1392167224028, 771.32342877765313, -176.61502916214059, 12.507343278686905,
+    -0.13857109526572012, 9.9843695780195716e-6, 1.5056327351493116e-7,
+  ];
+  if (x < 0.5) return Math.log(Math.PI / Math.sin(Math.PI * x)) - logGamma(1 - x);
+  const z = x - 1;
+  let a = 0.99999999999980993;
+  for (let i = 0; i < g.length; i++) a += g[i]! / (z + i + 1);
+  const t = z + g.length - 0.5;
+  return 0.5 * Math.log(2 * Math.PI) + (z + 0.5) * Math.log(t) - t + Math.log(a);
+}
+
+/** The Beta(a, b) density at `points` x values spread over where most of its mass lies. */
+export function betaDensity(
+  a: number,
+  b: number,
+  from: number,
+  to: number,
+  points = 120,
+): [number, number][] {
+  const norm = logGamma(a + b) - logGamma(a) - logGamma(b);
+  return Array.from({ length: points + 1 }, (_, i) => {
+    const x = Math.min(1 - 1e-9, Math.max(1e-9, from + ((to - from) * i) / points));
+    return [x, Math.exp(norm + (a - 1) * Math.log(x) + (b - 1) * Math.log(1 - x))];
+  });
+}

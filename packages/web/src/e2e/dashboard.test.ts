@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -6,7 +6,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startTestServer, type TestServer } from '@ratchet/server/testing';
 import { sqliteTestDatabase } from '@ratchet/store/testing';
+import react from '@vitejs/plugin-react';
 import { type Browser, chromium, type Page } from 'playwright-core';
+import { build } from 'vite';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 /**
@@ -35,31 +37,33 @@ async function unnamedControls(page: Page): Promise<string[]> {
 
 /** Tabs through the page and returns the visible controls the keyboard never reached. */
 async function unreachableByTab(page: Page): Promise<string[]> {
-  await page.evaluate(() => {
-    for (const [i, el] of [
+  const total = await page.evaluate(() => {
+    const controls = [
       ...document.querySelectorAll<HTMLElement>('button, input, select, textarea, a[href], summary'),
-    ].entries())
-      el.dataset.e2eControl = String(i);
+    ];
+    for (const [i, el] of controls.entries()) el.dataset.e2eControl = String(i);
+    const seen = new Set<string>();
+    (window as unknown as { e2eSeen: Set<string> }).e2eSeen = seen;
+    document.addEventListener('focusin', (e) => {
+      const id = (e.target as HTMLElement).dataset?.e2eControl;
+      if (id !== undefined) seen.add(id);
+    });
     // Start from the top of the page, as a keyboard user arriving on it would.
     const start = Object.assign(document.createElement('span'), { tabIndex: -1 });
     document.body.prepend(start);
     start.focus();
+    return controls.filter((el) => el.offsetParent !== null).length;
   });
-  const total = await page.locator('[data-e2e-control]:visible').count();
-  const reached = new Set<string>();
+  const reached = () => page.evaluate(() => (window as unknown as { e2eSeen: Set<string> }).e2eSeen.size);
   // Some controls take several presses (a date input's day, month and year), hence the margin.
-  for (let i = 0; i < total * 4 && reached.size < total; i++) {
-    await page.keyboard.press('Tab');
-    const id = await page.evaluate(() => (document.activeElement as HTMLElement | null)?.dataset.e2eControl);
-    if (id !== undefined) reached.add(id);
-  }
-  return page.evaluate(
-    (seen) =>
-      [...document.querySelectorAll<HTMLElement>('[data-e2e-control]')]
-        .filter((el) => el.offsetParent !== null && !seen.includes(el.dataset.e2eControl!))
-        .map((el) => el.outerHTML.slice(0, 120)),
-    [...reached],
-  );
+  for (let presses = 0; presses < total * 4 && (await reached()) < total; presses += 10)
+    for (let i = 0; i < 10; i++) await page.keyboard.press('Tab');
+  return page.evaluate(() => {
+    const seen = (window as unknown as { e2eSeen: Set<string> }).e2eSeen;
+    return [...document.querySelectorAll<HTMLElement>('[data-e2e-control]')]
+      .filter((el) => el.offsetParent !== null && !seen.has(el.dataset.e2eControl!))
+      .map((el) => el.outerHTML.slice(0, 120));
+  });
 }
 
 describe('dashboard and widget in a browser', () => {
@@ -69,6 +73,35 @@ describe('dashboard and widget in a browser', () => {
   let page: Page;
   let host: Server;
   let hostUrl: string;
+  let experimentId: string;
+  /** The React widget's host page, bundled by vite in its test. */
+  let reactBundle: string | undefined;
+
+  /** What a page can read with the public key: the secret-key API is blocked (no CORS, and 403). */
+  const readsFrom = (app: Page) =>
+    app.evaluate(
+      async ({ base, key }) => {
+        const outcome = async (path: string) => {
+          try {
+            const res = await fetch(base + path, { headers: { authorization: `Bearer ${key}` } });
+            return `${res.status} ${Object.keys(await res.json()).join(',')}`;
+          } catch {
+            return 'blocked';
+          }
+        };
+        return {
+          interactions: await outcome('/api/v1/interactions'),
+          one: await outcome('/api/v1/interactions/q5'),
+          summary: await outcome('/api/v1/widget/summary?route=support'),
+        };
+      },
+      { base: t.url, key: t.publicKey },
+    );
+  const onlyTheSummary = {
+    interactions: 'blocked',
+    one: 'blocked',
+    summary: '200 route,ratingsInCurrentModel,since',
+  };
 
   beforeAll(async () => {
     if (!existsSync(join(webDist, 'index.html')))
@@ -119,9 +152,62 @@ describe('dashboard and widget in a browser', () => {
     }
     await t.store.models.setStage(t.projectId, 'support-v1', 'production', 'e2e', 'baseline');
 
-    // The application's own page, on another origin, embedding the widget script.
-    host = createServer((_req, res) => {
+    // An experiment on another route with thumbs on both arms: 15 of 30 up against 24 of 30.
+    const started = await t.call('/api/v1/experiments', {
+      body: {
+        name: 'checkout-tone',
+        route: 'checkout',
+        control: 'control',
+        variants: [
+          { name: 'control', upstream: 'local', upstreamModel: 'tiny', weight: 0.5 },
+          { name: 'friendly', upstream: 'local', upstreamModel: 'tiny-friendly', weight: 0.5 },
+        ],
+        metric: 'thumbs_up_rate',
+        decisionRule: { minObservationsPerArm: 10 },
+      },
+    });
+    expect(started.status).toBe(201);
+    experimentId = started.body.id;
+    const arms = ['control', 'friendly'].flatMap((variant, v) =>
+      Array.from({ length: 30 }, (_, i) => ({
+        id: `x${v}-${i}`,
+        route: 'checkout',
+        model: v ? 'tiny-friendly' : 'tiny',
+        variant,
+        userId: `user-${v}-${i}`,
+        messages: [{ role: 'user', content: `Where is my order ${i}?` }],
+        output: `It ships tomorrow (${variant})`,
+      })),
+    );
+    expect((await t.call('/api/v1/interactions', { body: { items: arms } })).status).toBe(201);
+    const armThumbs = arms.map((it, n) => ({
+      kind: 'thumbs',
+      interactionId: it.id,
+      raterId: it.userId,
+      source: 'user',
+      value: (n < 30 ? n < 15 : n - 30 < 24) ? 'up' : 'down',
+    }));
+    expect((await t.call('/api/v1/feedback', { body: { items: armThumbs } })).status).toBe(201);
+
+    // The application's own pages, on another origin: one embedding the widget script, one
+    // rendering the React component (bundled in the React widget's test).
+    host = createServer((req, res) => {
+      if (req.url === '/react-host.js' && reactBundle) {
+        res.setHeader('content-type', 'text/javascript');
+        return res.end(readFileSync(reactBundle));
+      }
       res.setHeader('content-type', 'text/html');
+      if (req.url === '/react')
+        return res.end(`<!doctype html><title>React app</title><div id="root"></div>
+          <script>window.ratchetWidget = ${JSON.stringify({
+            baseUrl: t.url,
+            publicKey: t.publicKey,
+            interactionId: 'q3',
+            route: 'support',
+            raterId: 'react-user-9',
+            criteria: ['helpfulness'],
+          })}</script>
+          <script type="module" src="/react-host.js"></script>`);
       res.end(`<!doctype html><title>App</title><p>An answer</p>
         <div data-ratchet-interaction="q5" data-ratchet-route="support" data-ratchet-rater="end-user-7"
              data-ratchet-criteria="accuracy"></div>
@@ -181,30 +267,82 @@ describe('dashboard and widget in a browser', () => {
         errors: [],
       });
     }
-    for (const route of ['queue', 'models', 'explorer']) {
+    for (const [route] of pages) {
       await page.goto(`${t.url}/#/${route}`);
       await page.waitForFunction(() => !document.body.textContent?.includes('Loading'));
       expect({ route, unreachable: await unreachableByTab(page) }).toEqual({ route, unreachable: [] });
     }
   });
 
+  it('what changed: release notes per version with its lineage', async () => {
+    await page.goto(`${t.url}/#/what-changed`);
+    const v2 = page.getByRole('article', { name: 'support-v2' });
+    await expect(v2.textContent()).resolves.toContain('Follows support-v1 on its route.');
+    await expect(v2.textContent()).resolves.toMatch(/Learned from kto v1 \(kto\): 4 interactions, 8 ratings/);
+    const v1 = page.getByRole('article', { name: 'support-v1' });
+    await expect(v1.textContent()).resolves.toContain('Promoted by hand');
+  });
+
+  it("shows an experiment's posteriors, intervals and probability to beat as charts", async () => {
+    const status = (await t.call(`/api/v1/experiments/${experimentId}`)).body;
+    const [friendly] = status.decision.comparisons;
+    expect(friendly).toMatchObject({ variant: 'friendly', metric: 'thumbs_up_rate' });
+    await page.goto(`${t.url}/#/models`);
+    const card = page.getByRole('article', { name: 'Experiment checkout-tone' });
+    await card
+      .getByRole('img', { name: "checkout-tone: posterior of each variant's thumbs-up rate" })
+      .waitFor();
+    // One density curve per variant, labelled with its thumbs.
+    await expect(card.locator('figure').first().textContent()).resolves.toMatch(
+      /control \(15\/30\).*friendly \(24\/30\)/,
+    );
+    await card
+      .getByRole('img', { name: /checkout-tone: each variant minus control, 95% credible/ })
+      .waitFor();
+    await card.getByRole('img', { name: 'checkout-tone: probability to beat control' }).waitFor();
+    await expect(card.textContent()).resolves.toContain('Decision now:');
+    // The numbers beside the charts are the API's.
+    const row = card
+      .getByRole('table', { name: 'checkout-tone: comparisons' })
+      .getByRole('row', { name: /friendly · thumbs up rate/ });
+    await expect(row.textContent()).resolves.toContain(`${(friendly.probabilityToBeat * 100).toFixed(0)}%`);
+    expect(friendly.probabilityToBeat).toBeGreaterThan(0.95);
+    await expect(
+      card.getByRole('table', { name: 'checkout-tone: variants' }).textContent(),
+    ).resolves.toContain('80% of 30');
+  });
+
   it('rates an item in the annotation queue with the keyboard and finds it in the explorer', async () => {
     await page.goto(`${t.url}/#/queue`);
-    await page.getByLabel('Your rater id').fill('e2e-annotator');
     const item = page.getByRole('article', { name: 'Item to rate' });
+    await item.waitFor();
+    // Only the keyboard from here on: Tab to the rater id (past the skip link, sign-out and the
+    // page links), type it, leave the field with Escape, then the queue's keys.
+    const raterField = page.getByLabel('Your rater id');
+    for (let i = 0; i < 30 && !(await raterField.evaluate((el) => el === document.activeElement)); i++)
+      await page.keyboard.press('Tab');
+    await expect(raterField.evaluate((el) => el === document.activeElement)).resolves.toBe(true);
+    await page.keyboard.press('ControlOrMeta+A');
+    await page.keyboard.type('e2e-annotator');
+    await page.keyboard.press('Escape');
     await item.waitFor();
     const id = (await item.getAttribute('data-interaction'))!;
     // Unrated, newest first: q5 then q4; each has a sibling answer to compare with.
     expect(id).toBe('q5');
-    await page.locator('body').click({ position: { x: 1, y: 1 } });
     await page.keyboard.press('u');
     await expect(page.getByRole('button', { name: /Thumbs up/ }).getAttribute('aria-pressed')).resolves.toBe(
       'true',
     );
     await page.keyboard.press('4');
     await page.keyboard.press('b');
-    await page.getByLabel('accuracy').selectOption('4');
-    await page.locator('body').click({ position: { x: 1, y: 1 } });
+    // r: to the criteria, where the select takes the score as typed; Escape leaves it.
+    await page.keyboard.press('r');
+    await expect(page.getByLabel('accuracy').evaluate((el) => el === document.activeElement)).resolves.toBe(
+      true,
+    );
+    await page.keyboard.press('4');
+    await page.keyboard.press('Escape');
+    await expect(page.getByLabel('accuracy').inputValue()).resolves.toBe('4');
     await page.keyboard.press('c');
     await page.keyboard.type('clear and correct');
     await page.keyboard.press('Escape');
@@ -295,33 +433,94 @@ describe('dashboard and widget in a browser', () => {
       'thumbs:user',
     ]);
 
-    // From the page, with the public key: the secret-key API is not readable (no CORS, and 403).
-    const reads = await app.evaluate(
-      async ({ base, key }) => {
-        const outcome = async (path: string) => {
-          try {
-            const res = await fetch(base + path, { headers: { authorization: `Bearer ${key}` } });
-            return `${res.status} ${Object.keys(await res.json()).join(',')}`;
-          } catch {
-            return 'blocked';
-          }
-        };
-        return {
-          interactions: await outcome('/api/v1/interactions'),
-          one: await outcome('/api/v1/interactions/q5'),
-          summary: await outcome('/api/v1/widget/summary?route=support'),
-        };
-      },
-      { base: t.url, key: t.publicKey },
-    );
-    expect(reads).toEqual({
-      interactions: 'blocked',
-      one: 'blocked',
-      summary: '200 route,ratingsInCurrentModel,since',
-    });
+    expect(await readsFrom(app)).toEqual(onlyTheSummary);
     for (const path of ['/api/v1/interactions', '/api/v1/interactions/q5', '/api/v1/dashboard/overview']) {
       expect((await t.call(path, { key: t.publicKey })).status).toBe(403);
     }
     await app.close();
   });
+
+  it('the React widget, bundled into an application, posts feedback with the public key only', async () => {
+    const out = mkdtempSync(join(tmpdir(), 'ratchet-react-host-'));
+    // A production build, as an application ships it: the React plugin reads NODE_ENV (vitest's
+    // "test" would compile JSX for React's development runtime).
+    const nodeEnv = process.env.NODE_ENV;
+    process.env.NODE_ENV = 'production';
+    try {
+      await build({
+        configFile: false,
+        mode: 'production',
+        logLevel: 'warn',
+        root: fileURLToPath(new URL('..', import.meta.url)),
+        plugins: [react()],
+        define: { 'process.env.NODE_ENV': '"production"' },
+        build: {
+          outDir: out,
+          emptyOutDir: true,
+          lib: {
+            entry: fileURLToPath(new URL('./widget-host.tsx', import.meta.url)),
+            formats: ['es'],
+            fileName: () => 'react-host.js',
+          },
+        },
+      });
+    } finally {
+      if (nodeEnv === undefined) delete process.env.NODE_ENV;
+      else process.env.NODE_ENV = nodeEnv;
+    }
+    reactBundle = join(out, 'react-host.js');
+
+    const app = await browser.newPage();
+    app.setDefaultTimeout(10_000);
+    // Every request the widget makes to Ratchet, with the key it used.
+    const calls: string[] = [];
+    app.on('request', (r) => {
+      if (r.url().startsWith(t.url) && r.method() !== 'OPTIONS')
+        calls.push(`${r.method()} ${new URL(r.url()).pathname} ${r.headers().authorization ?? 'no key'}`);
+    });
+    const errors: string[] = [];
+    app.on('pageerror', (e) => errors.push(e.message));
+    app.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
+    await app.goto(`${hostUrl}/react`);
+    await app.waitForLoadState('load');
+    expect(errors).toEqual([]);
+    const form = app.getByRole('form', { name: 'Rate this answer' });
+    await form.waitFor();
+    expect({ unnamed: await unnamedControls(app) }).toEqual({ unnamed: [] });
+    expect({ unreachable: await unreachableByTab(app) }).toEqual({ unreachable: [] });
+    // Sending nothing is refused on the page, with no request.
+    await form.getByRole('button', { name: 'Send feedback' }).click();
+    await expect(form.getByRole('status').textContent()).resolves.toContain('Choose a rating');
+    await form.getByRole('button', { name: 'Thumbs up' }).click();
+    await expect(form.getByRole('button', { name: 'Thumbs up' }).getAttribute('aria-pressed')).resolves.toBe(
+      'true',
+    );
+    await form.getByRole('button', { name: '4 stars' }).click();
+    await form.getByLabel('helpfulness').selectOption('5');
+    await form.getByLabel('Comment').fill('exactly what I needed');
+    await form.getByRole('button', { name: 'Send feedback' }).click();
+    await expect
+      .poll(() => form.getByRole('status').textContent(), { timeout: 10_000 })
+      .toMatch(/ratings like yours went into the current version/);
+
+    const sent = (await t.call('/api/v1/interactions/q3')).body.feedback.filter(
+      (f: { raterId: string }) => f.raterId === 'react-user-9',
+    );
+    expect(sent.map((f: { kind: string; source: string }) => `${f.kind}:${f.source}`).sort()).toEqual([
+      'comment:user',
+      'criteria:user',
+      'stars:user',
+      'thumbs:user',
+    ]);
+    expect(sent.find((f: { kind: string }) => f.kind === 'criteria').data).toMatchObject({
+      scores: { helpfulness: 5 },
+    });
+    // One feedback batch and the public summary, both with the public key; nothing else.
+    expect(calls).toEqual([
+      `POST /api/v1/feedback Bearer ${t.publicKey}`,
+      `GET /api/v1/widget/summary Bearer ${t.publicKey}`,
+    ]);
+    expect(await readsFrom(app)).toEqual(onlyTheSummary);
+    await app.close();
+  }, 60_000);
 });

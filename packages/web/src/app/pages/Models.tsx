@@ -4,6 +4,7 @@ import { BarChart } from '../charts.js';
 import { useApi } from '../hooks.js';
 import type { Model } from '../types.js';
 import { fmt, Loading, Page, Table } from '../ui.js';
+import { type ExperimentSummary, Experiments } from './Experiments.js';
 
 type Action = { kind: 'stage'; model: Model; stage: Model['stage'] } | { kind: 'rollback'; route: string };
 
@@ -15,7 +16,7 @@ function describe(a: Action): string {
 
 export function ModelsPage() {
   const models = useApi<{ items: Model[] }>('/models');
-  const experiments = useApi<{ items: Record<string, unknown>[] }>('/experiments');
+  const experiments = useApi<{ items: ExperimentSummary[] }>('/experiments');
   const evaluations = useApi<{ items: Record<string, unknown>[] }>('/evaluations');
   const [pending, setPending] = useState<Action>();
   const [reason, setReason] = useState('');
@@ -109,7 +110,7 @@ export function ModelsPage() {
       </dialog>
       <h2>Experiments</h2>
       <Loading state={experiments} what="experiments">
-        {(e) => <Reports items={e.items} what="experiment" />}
+        {(e) => <Experiments items={e.items} />}
       </Loading>
       <h2>Evaluation reports</h2>
       <Loading state={evaluations} what="evaluations">
@@ -119,7 +120,7 @@ export function ModelsPage() {
   );
 }
 
-/** Experiments and evaluations side by side: their numeric results as bars, the rest as text. */
+/** Evaluation reports side by side: their numeric results as bars, the rest as text. */
 function Reports({ items, what }: { items: Record<string, unknown>[]; what: string }) {
   if (!items.length) return <p className="muted">No {what}s yet.</p>;
   return (

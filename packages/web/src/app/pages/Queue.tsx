@@ -22,7 +22,8 @@ interface Draft {
 const emptyDraft = (): Draft => ({ scores: {}, correction: '', comment: '' });
 
 /** The keys, shown on the page so annotators can learn them. */
-const keyHelp = 'u/d thumbs · 1-5 stars · a/b/t pairwise · e correction · c comment · Enter submit · s skip';
+const keyHelp =
+  'u/d thumbs · 1-5 stars · r criteria · a/b/t pairwise · e correction · c comment · Esc leave a field · Enter submit · s skip';
 
 function isTyping(target: EventTarget | null): boolean {
   return target instanceof HTMLElement && ['INPUT', 'TEXTAREA', 'SELECT'].includes(target.tagName);
@@ -110,6 +111,7 @@ function RateItem({
   const [draft, setDraft] = useState<Draft>(emptyDraft);
   const correctionRef = useRef<HTMLTextAreaElement>(null);
   const commentRef = useRef<HTMLTextAreaElement>(null);
+  const criteriaRef = useRef<HTMLFieldSetElement>(null);
 
   const submit = useCallback(async () => {
     const common = { interactionId: itemId, raterId: rater, source: 'annotator' };
@@ -150,6 +152,7 @@ function RateItem({
         b: () => pairWith && setDraft((d) => ({ ...d, choice: 'other' })),
         t: () => pairWith && setDraft((d) => ({ ...d, choice: 'tie' })),
         e: () => correctionRef.current?.focus(),
+        r: () => criteriaRef.current?.querySelector('select')?.focus(),
         c: () => commentRef.current?.focus(),
         s: onDone,
         enter: () => void submit(),
@@ -220,8 +223,8 @@ function RateItem({
             ))}
           </fieldset>
           {criteria.length > 0 && (
-            <fieldset className="controls">
-              <legend>Criteria</legend>
+            <fieldset className="controls" ref={criteriaRef}>
+              <legend>Criteria (r)</legend>
               {criteria.map((c) => (
                 <label key={c.name}>
                   {c.name}{' '}
