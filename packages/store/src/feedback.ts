@@ -63,7 +63,10 @@ export class FeedbackRepository {
       items.forEach((f, i) => {
         checkAgainstScales(f, configs, itemPath(i));
       });
-      const users = await this.interactions.existing(projectId, items.flatMap(referencedInteractionIds), trx);
+      const referenced = items.flatMap(referencedInteractionIds);
+      const users = this.sqlite
+        ? this.sqliteExisting(this.sqlite, projectId, referenced)
+        : await this.interactions.existing(projectId, referenced, trx);
       items.forEach((f, i) => {
         for (const id of referencedInteractionIds(f)) {
           if (!users.has(id)) {
@@ -109,6 +112,22 @@ export class FeedbackRepository {
       await this.updateRaters(trx, fresh);
       return this.resolveRepeats(trx, projectId, rows, created);
     });
+  }
+
+  /**
+   * `interactions.existing` as one prepared statement: the ids go in as one JSON array, so the
+   * statement is compiled once however many ids a batch refers to.
+   */
+  private sqliteExisting(
+    sqlite: SqliteDatabase.Database,
+    projectId: string,
+    ids: readonly string[],
+  ): Map<string, string | null> {
+    const rows = this.sqliteWrites(sqlite).existingInteractions.all(
+      projectId,
+      JSON.stringify([...new Set(ids)]),
+    ) as { id: string; user_id: string | null }[];
+    return new Map(rows.map((r) => [r.id, r.user_id]));
   }
 
   /** History of an interaction's feedback, oldest first, each marked whether it is current. */
@@ -401,6 +420,9 @@ function feedbackParams(r: Insertable<FeedbackTable>): unknown[] {
 /** The same statements as the Kysely path below them, as prepared SQLite statements. */
 function prepareSqliteWrites(sqlite: SqliteDatabase.Database) {
   return {
+    existingInteractions: sqlite.prepare(
+      `select id, user_id from interactions where project_id = ? and id in (select value from json_each(?))`,
+    ),
     insertFeedback: sqlite.prepare(
       `insert into feedback (id, project_id, interaction_id, rater_id, source, kind, value, label, text, data, idempotency_key, metadata, created_at, received_at)
        values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)

@@ -70,6 +70,32 @@ describe('GroupCommit on SQLite', () => {
     expect(ids).not.toContain('undone');
   });
 
+  it('runs a group without savepoints, and again with them only when a unit fails', async () => {
+    transactions = 0;
+    const ok = await Promise.all([group.run(createProject('plain-1')), group.run(createProject('plain-2'))]);
+    expect(ok).toEqual([{ id: 'plain-1' }, { id: 'plain-2' }]);
+    expect(transactions).toBe(1);
+
+    transactions = 0;
+    let attempts = 0;
+    const kept = group.run(async (trx) => {
+      attempts++;
+      return createProject('retried-kept')(trx);
+    });
+    const failing = group.run(createProject('plain-1')); // primary key violation
+    await expect(kept).resolves.toEqual({ id: 'retried-kept' });
+    await expect(failing).rejects.toThrow(/UNIQUE/);
+    // The first attempt was rolled back as a whole; the second kept the good unit once.
+    expect(transactions).toBe(2);
+    expect(attempts).toBe(2);
+    const stored = await store.db
+      .selectFrom('projects')
+      .select('id')
+      .where('id', '=', 'retried-kept')
+      .execute();
+    expect(stored).toHaveLength(1);
+  });
+
   it('runs units queued while a group commits in the next group', async () => {
     transactions = 0;
     const first = group.run(createProject('wave-1'));

@@ -63,6 +63,8 @@ export class InteractionRepository {
     const rows = items.map((item) => this.toRow(projectId, item, now));
     const created = new Set<string>();
     const write = async (trx: Kysely<Database>) => {
+      // A group commit may run this again after rolling back its first attempt.
+      created.clear();
       for (const part of chunk(rows, rowsPerStatement(INTERACTION_COLUMNS))) {
         const inserted = await trx
           .insertInto('interactions')
