@@ -1,6 +1,7 @@
 import { InteractionFilters, modelStages, parseInput } from '@ratchet/core';
 import { datasetMethods, exportFormats } from '@ratchet/loop';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { registerCritiqueCommand } from './commands/critique.js';
 import { runDemo } from './commands/demo.js';
 import { registerEvalCommand } from './commands/eval.js';
 import { exportExchange } from './commands/exchange.js';
@@ -408,6 +409,7 @@ export function buildProgram(): Command {
   registerSimulateCommand(program);
   registerLoopCommands(program);
   registerEvalCommand(program);
+  registerCritiqueCommand(program);
   registerExperimentCommands(program);
 
   program

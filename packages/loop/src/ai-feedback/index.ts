@@ -1,1 +1,2 @@
+export * from './critique.js';
 export * from './label.js';
