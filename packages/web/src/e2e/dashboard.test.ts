@@ -407,6 +407,9 @@ describe('dashboard and widget in a browser', () => {
     const app = await browser.newPage();
     await app.goto(hostUrl);
     const form = app.getByRole('form', { name: 'Rate this answer' });
+    await form.waitFor();
+    expect({ unnamed: await unnamedControls(app) }).toEqual({ unnamed: [] });
+    expect({ unreachable: await unreachableByTab(app) }).toEqual({ unreachable: [] });
     await form.getByRole('button', { name: 'Thumbs down' }).click();
     await form.getByRole('button', { name: '2 stars' }).click();
     await form.getByLabel('accuracy').selectOption('2');
