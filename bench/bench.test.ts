@@ -116,4 +116,17 @@ describe('bench machinery', () => {
     expect(Math.abs(result.metrics.final_loss_gap_vs_trl_dpo_ratio!)).toBeLessThan(0.05);
     expect(result.metrics.train_speedup_vs_trl).toBeGreaterThan(0);
   }, 600_000);
+
+  // The whole pipeline on the test preset: pool sampled through `ratchet-worker serve`, simulated
+  // ratings into SQLite, calibration, a dataset, one rwsft training, the active-learning queue,
+  // and the oracle's measure of base and trained model.
+  it('feedback-efficiency rates, calibrates, trains and measures one budget', async () => {
+    const result = await runBench(benches.find((b) => b.name === 'feedback-efficiency')!, ctx);
+    expectWellFormed(result, 'feedback-efficiency');
+    expect(result.metrics.rows_rwsft_24_count).toBeGreaterThan(0);
+    for (const m of ['quality_base_rate', 'quality_rwsft_24_rate', 'quality_sft_al_24_rate']) {
+      expect(result.metrics[m]).toBeGreaterThanOrEqual(0);
+      expect(result.metrics[m]).toBeLessThanOrEqual(1);
+    }
+  }, 600_000);
 });
