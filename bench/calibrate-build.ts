@@ -29,7 +29,7 @@ interface World {
  * raters with a leniency bias, 20% of them adversarial (they rate the opposite of the truth);
  * three ratings per interaction, thumbs or 1-5 stars.
  */
-async function seed(
+export async function seed(
   dbPath: string,
   projectId: string,
   n: number,

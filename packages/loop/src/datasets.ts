@@ -210,14 +210,23 @@ async function curateCandidates(
   return { kept, counts, decisions };
 }
 
+/** Writes rows as JSON lines and returns the file's sha256; lines go out in ~1 MB chunks. */
 async function writeJsonl(path: string, rows: readonly unknown[]): Promise<string> {
   const hash = createHash('sha256');
   const out = createWriteStream(path);
+  const flush = async (chunk: string) => {
+    hash.update(chunk);
+    if (!out.write(chunk)) await once(out, 'drain');
+  };
+  let chunk = '';
   for (const row of rows) {
-    const line = `${JSON.stringify(row)}\n`;
-    hash.update(line);
-    if (!out.write(line)) await once(out, 'drain');
+    chunk += `${JSON.stringify(row)}\n`;
+    if (chunk.length >= 1 << 20) {
+      await flush(chunk);
+      chunk = '';
+    }
   }
+  if (chunk) await flush(chunk);
   await new Promise<void>((res, rej) => out.end((err?: Error) => (err ? rej(err) : res())));
   return hash.digest('hex');
 }
@@ -280,6 +289,12 @@ export async function buildDatasetVersion(
   const staging = `${folder}.tmp-${process.pid}-${Date.now()}`;
   mkdirSync(staging, { recursive: true });
   try {
+    const membership = new Map<string, 'train' | 'test'>();
+    const feedbackEvents = new Set<string>();
+    for (const l of built.lineage) {
+      for (const id of l.interactionIds) membership.set(id, l.split);
+      for (const id of l.feedbackIds) feedbackEvents.add(id);
+    }
     const contentHash = await writeJsonl(join(staging, 'rows.jsonl'), built.rows);
     await writeJsonl(join(staging, 'lineage.jsonl'), built.lineage);
     // Every interaction curation dropped or changed, with the filter and the reason.
@@ -297,16 +312,14 @@ export async function buildDatasetVersion(
       candidates: candidates.length,
       comparisons: comparisons.length,
       calibrationId: inputs.calibrationId,
-      interactions: new Set(built.lineage.flatMap((l) => l.interactionIds)).size,
-      feedbackEvents: new Set(built.lineage.flatMap((l) => l.feedbackIds)).size,
+      interactions: membership.size,
+      feedbackEvents: feedbackEvents.size,
       spec,
     };
     await writeJsonl(join(staging, 'manifest.json'), [manifest]);
     mkdirSync(dirname(folder), { recursive: true });
     renameSync(staging, folder);
     options.onProgress?.('write', { rows: built.rows.length });
-    const membership = new Map<string, 'train' | 'test'>();
-    for (const l of built.lineage) for (const id of l.interactionIds) membership.set(id, l.split);
     try {
       return await store.datasets.insertVersion(
         {

@@ -42,18 +42,39 @@ export class GrowableColumns {
   }
 }
 
-/** Dense integer ids for strings, in first-seen order. */
+/**
+ * Dense integer ids for strings, in first-seen order. Ids that arrive in increasing order (the
+ * store reads ratings in interaction order) need no map: a larger id than the last is new. The map
+ * is built the first time an id arrives out of order.
+ */
 export class IdIndex {
   readonly ids: string[] = [];
-  private readonly index = new Map<string, number>();
+  private index: Map<string, number> | null = null;
+  private last = '';
+  private lastIndex = -1;
 
   of(id: string): number {
+    if (this.lastIndex >= 0 && id === this.last) return this.lastIndex;
+    if (this.index === null) {
+      if (this.lastIndex < 0 || id > this.last) return this.remember(id, this.add(id));
+      this.index = new Map(this.ids.map((x, i) => [x, i]));
+    }
     let i = this.index.get(id);
     if (i === undefined) {
-      i = this.ids.length;
+      i = this.add(id);
       this.index.set(id, i);
-      this.ids.push(id);
     }
+    return this.remember(id, i);
+  }
+
+  private add(id: string): number {
+    this.ids.push(id);
+    return this.ids.length - 1;
+  }
+
+  private remember(id: string, i: number): number {
+    this.last = id;
+    this.lastIndex = i;
     return i;
   }
 }

@@ -4,10 +4,12 @@ import { type Kysely, sql } from 'kysely';
 import type { DialectName } from './connection.js';
 import { chunk, decodeJson, encodeJson, rowsPerStatement } from './json.js';
 import type { Database } from './schema.js';
+import { insertManySqlite } from './sqlite-bulk.js';
 
 /** A current feedback event of a kind that carries a scalar reward, as calibration reads it. */
 export interface ScalarRatingRow {
-  feedbackId: string;
+  /** Read for criteria events only (their scores are looked up by it): null for the millions of others. */
+  feedbackId: string | null;
   interactionId: string;
   raterId: string;
   kind: 'thumbs' | 'stars' | 'criteria' | 'implicit';
@@ -50,7 +52,7 @@ const PAGE = 20_000;
 
 const SCALAR_KINDS = "('thumbs', 'stars', 'criteria', 'implicit')";
 
-type CurrentRow = [string, string, string, ScalarRatingRow['kind'], number | null, string | null];
+type CurrentRow = [string | null, string, string, ScalarRatingRow['kind'], number | null, string | null];
 
 export class CalibrationRepository {
   constructor(
@@ -72,7 +74,7 @@ export class CalibrationRepository {
         ? this.pageSqlite(this.sqlite, projectId, after)
         : await this.pageKysely(projectId, after);
       if (rows.length === 0) return;
-      const criteria = rows.filter((r) => r[3] === 'criteria').map((r) => r[0]);
+      const criteria = rows.filter((r) => r[3] === 'criteria').map((r) => r[0]!);
       const data = new Map<string, Record<string, unknown> | null>();
       for (const part of chunk(criteria, 1000)) {
         const found = await this.db
@@ -89,7 +91,7 @@ export class CalibrationRepository {
         kind,
         value,
         label,
-        data: data.get(feedbackId) ?? null,
+        data: feedbackId === null ? null : (data.get(feedbackId) ?? null),
       }));
       if (rows.length < PAGE) return;
       const last = rows[rows.length - 1]!;
@@ -103,7 +105,7 @@ export class CalibrationRepository {
     projectId: string,
     after: [string, string, string] | undefined,
   ): CurrentRow[] {
-    const select = `select feedback_id, interaction_id, rater_id, kind, value, label from feedback_current
+    const select = `select case when kind = 'criteria' then feedback_id end, interaction_id, rater_id, kind, value, label from feedback_current
       where project_id = ? and kind in ${SCALAR_KINDS}`;
     const order = `order by interaction_id, rater_id, kind limit ${PAGE}`;
     if (!after) return sqlite.prepare(`${select} ${order}`).raw(true).all(projectId) as CurrentRow[];
@@ -133,7 +135,7 @@ export class CalibrationRepository {
       .limit(PAGE)
       .execute();
     return rows.map((r) => [
-      r.feedback_id,
+      r.kind === 'criteria' ? r.feedback_id : null,
       r.interaction_id,
       r.rater_id,
       r.kind as ScalarRatingRow['kind'],
@@ -215,13 +217,18 @@ export class CalibrationRepository {
       }
       await trx.deleteFrom('interaction_rewards').where('project_id', '=', projectId).execute();
       if (this.sqlite) {
-        // Inside the transaction Kysely began on this same connection: a million prepared
-        // inserts take seconds, where building multi-row insert queries took tens of seconds.
-        const insert = this.sqlite.prepare(
-          'insert into interaction_rewards (project_id, interaction_id, calibration_id, n, raw_mean, reward, sd, lower, upper) values (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+        // Inside the transaction Kysely began on this same connection: prepared multi-row
+        // inserts take seconds for a million rows, where query objects took tens of seconds.
+        insertManySqlite(
+          this.sqlite,
+          'interaction_rewards (project_id, interaction_id, calibration_id, n, raw_mean, reward, sd, lower, upper)',
+          9,
+          items.length,
+          (params, k) => {
+            const i = items[k]!;
+            params.push(projectId, i.interactionId, run.id, i.n, i.rawMean, i.reward, i.sd, i.lower, i.upper);
+          },
         );
-        for (const i of items)
-          insert.run(projectId, i.interactionId, run.id, i.n, i.rawMean, i.reward, i.sd, i.lower, i.upper);
         return;
       }
       const itemRows = items.map((i) => ({

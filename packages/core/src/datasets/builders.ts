@@ -94,29 +94,42 @@ function finish<Row>(
   stats: Record<string, number>,
 ): BuiltDataset<Row> {
   const splits = assignSplits(all, common.split);
-  const split = (d: Draft<Row>): Split => splits.get(d.promptHash) ?? 'train';
-  const train = balanceBySegment(
-    drafts.filter((d) => split(d) === 'train'),
-    common.maxSegmentShare,
-  );
-  const ordered = [...train.kept, ...drafts.filter((d) => split(d) === 'test')];
-  const lineage: RowLineage[] = ordered.map((d) => ({
-    split: split(d),
-    interactionIds: d.interactionIds,
-    feedbackIds: [...new Set(d.feedbackIds)],
-    promptHash: d.promptHash,
-  }));
+  const trainDrafts: Draft<Row>[] = [];
+  const testDrafts: Draft<Row>[] = [];
+  for (const d of drafts) (splits.get(d.promptHash) === 'test' ? testDrafts : trainDrafts).push(d);
+  const train = balanceBySegment(trainDrafts, common.maxSegmentShare);
+  const rows: Row[] = [];
+  const lineage: RowLineage[] = [];
+  const add = (d: Draft<Row>, split: Split) => {
+    rows.push(d.row);
+    lineage.push({
+      split,
+      interactionIds: d.interactionIds,
+      feedbackIds: distinct(d.feedbackIds),
+      promptHash: d.promptHash,
+    });
+  };
+  for (const d of train.kept) add(d, 'train');
+  for (const d of testDrafts) add(d, 'test');
   return {
-    rows: ordered.map((d) => d.row),
+    rows,
     lineage,
     stats: {
       ...stats,
-      rows: ordered.length,
-      train_rows: lineage.filter((l) => l.split === 'train').length,
-      test_rows: lineage.filter((l) => l.split === 'test').length,
+      rows: rows.length,
+      train_rows: train.kept.length,
+      test_rows: testDrafts.length,
       dropped_for_balance: train.dropped.length,
     },
   };
+}
+
+/** The ids without repeats, in order; the array itself when it has none (the usual case). */
+function distinct(ids: string[]): string[] {
+  if (ids.length < 2) return ids;
+  if (ids.length === 2) return ids[0] === ids[1] ? [ids[0]!] : ids;
+  const set = new Set(ids);
+  return set.size === ids.length ? ids : [...set];
 }
 
 function byInteraction(candidates: readonly CandidateExample[]): Map<string, CandidateExample> {
@@ -124,7 +137,10 @@ function byInteraction(candidates: readonly CandidateExample[]): Map<string, Can
 }
 
 /** Corrections as (original, corrected text) from the pairwise evidence. */
-function corrections(comparisons: readonly PairwiseComparison[], index: Map<string, CandidateExample>) {
+function corrections(comparisons: readonly PairwiseComparison[], candidates: readonly CandidateExample[]) {
+  // Indexing a million candidates costs more than the rest of a build: only with corrections.
+  if (!comparisons.some((c) => c.winner.type === 'correction')) return [];
+  const index = byInteraction(candidates);
   return comparisons.flatMap((c) => {
     if (c.winner.type !== 'correction') return [];
     const original = index.get(c.winner.interactionId);
@@ -147,7 +163,7 @@ export function buildSftDataset(
       feedbackIds: c.feedbackIds,
       segment: c.segment,
     }));
-  const fromCorrections = s.includeCorrections ? corrections(comparisons, byInteraction(candidates)) : [];
+  const fromCorrections = s.includeCorrections ? corrections(comparisons, candidates) : [];
   for (const k of fromCorrections) {
     drafts.push({
       row: { prompt: k.original.prompt, completion: [assistant(k.text)] },
@@ -184,27 +200,26 @@ export function buildKtoDataset(
     feedbackIds: c.feedbackIds,
     segment: c.segment,
   }));
-  const seen = new Set(drafts.map((d) => d.interactionIds[0]));
-  if (s.includeCorrections) {
-    for (const k of corrections(comparisons, byInteraction(candidates))) {
+  const fromCorrections = s.includeCorrections ? corrections(comparisons, candidates) : [];
+  const seen = new Set(fromCorrections.length ? drafts.map((d) => d.interactionIds[0]) : []);
+  for (const k of fromCorrections) {
+    drafts.push({
+      row: { prompt: k.original.prompt, completion: [assistant(k.text)], label: true },
+      promptHash: k.original.promptHash,
+      interactionIds: [k.original.interactionId],
+      feedbackIds: [k.feedbackId],
+      segment: k.original.segment,
+    });
+    // The answer a rater corrected is an example of what not to say.
+    if (!seen.has(k.original.interactionId)) {
+      seen.add(k.original.interactionId);
       drafts.push({
-        row: { prompt: k.original.prompt, completion: [assistant(k.text)], label: true },
+        row: { prompt: k.original.prompt, completion: [k.original.completion], label: false },
         promptHash: k.original.promptHash,
         interactionIds: [k.original.interactionId],
-        feedbackIds: [k.feedbackId],
+        feedbackIds: [k.feedbackId, ...k.original.feedbackIds],
         segment: k.original.segment,
       });
-      // The answer a rater corrected is an example of what not to say.
-      if (!seen.has(k.original.interactionId)) {
-        seen.add(k.original.interactionId);
-        drafts.push({
-          row: { prompt: k.original.prompt, completion: [k.original.completion], label: false },
-          promptHash: k.original.promptHash,
-          interactionIds: [k.original.interactionId],
-          feedbackIds: [k.feedbackId, ...k.original.feedbackIds],
-          segment: k.original.segment,
-        });
-      }
     }
   }
   const built = finish(drafts, candidates, s, {});
@@ -240,14 +255,17 @@ function preferencePairs(
   comparisons: readonly PairwiseComparison[],
   s: z.output<typeof DpoSpec>,
 ) {
-  const index = byInteraction(candidates);
   const pairs: Pair[] = [];
   let crossPrompt = 0;
   const groups = new Map<string, CandidateExample[]>();
-  for (const c of candidates)
-    if (c.reward !== null) groups.set(c.promptHash, [...(groups.get(c.promptHash) ?? []), c]);
+  for (const c of candidates) {
+    if (c.reward === null) continue;
+    const group = groups.get(c.promptHash);
+    if (group) group.push(c);
+    else groups.set(c.promptHash, [c]);
+  }
   for (const group of groups.values()) {
-    const sorted = [...group].sort(
+    const sorted = group.sort(
       (a, b) => b.reward! - a.reward! || (a.interactionId < b.interactionId ? -1 : 1),
     );
     for (let i = 0; i < Math.min(s.maxPairsPerPrompt, Math.floor(sorted.length / 2)); i++) {
@@ -265,6 +283,7 @@ function preferencePairs(
       });
     }
   }
+  const index = comparisons.length ? byInteraction(candidates) : new Map<string, CandidateExample>();
   for (const c of comparisons) {
     if (c.tie) continue;
     if (c.source === 'correction' ? !s.includeCorrections : !s.includePreferences) continue;
@@ -351,7 +370,7 @@ export function buildRwsftDataset(
       };
     });
   if (s.includeCorrections) {
-    for (const k of corrections(comparisons, byInteraction(candidates))) {
+    for (const k of corrections(comparisons, candidates)) {
       drafts.push({
         row: {
           prompt: k.original.prompt,
