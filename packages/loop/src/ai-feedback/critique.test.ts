@@ -233,6 +233,7 @@ describe('self-critique turns revisions of low-rated answers into judge correcti
           raterId: 'judge:tiny-base',
           metadata: { model: 'tiny-base', rewardModel, revisionScore: item.revisionScore },
         });
+        expect(correction!.text).toBe(item.revision);
         expect(correction!.text).not.toBe(originals.get(item.interactionId));
         expect(typeof correction!.metadata.critique).toBe('string');
       } else {

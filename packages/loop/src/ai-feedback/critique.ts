@@ -86,8 +86,10 @@ export interface SelfCritiqueItem {
   interactionId: string;
   outcome: SelfCritiqueOutcome;
   originalScore: number | null;
-  /** The best revision's reward score. */
+  /** The best revision's reward score (the kept one's, when kept). */
   revisionScore: number | null;
+  /** That revision's text, kept or not, to see what the checks turned down. */
+  revision?: string;
   /** The stored correction, when kept. */
   feedbackId?: string;
   error?: string;
@@ -336,7 +338,12 @@ async function processOne(
     ...revisions.map((r) => answer(x, r)),
   ]);
   const ranked = revisions.map((text, k) => ({ text, score: scores[k]! })).sort((a, b) => b.score - a.score);
-  const scored = { ...base, originalScore: originalScore!, revisionScore: ranked[0]!.score };
+  const scored = {
+    ...base,
+    originalScore: originalScore!,
+    revisionScore: ranked[0]!.score,
+    revision: ranked[0]!.text,
+  };
   const better = ranked.filter((r) => r.score - originalScore! > o.minMargin);
   if (better.length === 0) return { ...scored, outcome: 'reward' };
 
@@ -382,6 +389,7 @@ async function processOne(
   return {
     ...scored,
     revisionScore: chosen.score,
+    revision: chosen.text,
     outcome: 'kept',
     feedbackId: written!.id,
     created: written!.created,
