@@ -3,6 +3,7 @@ import { dirname, resolve } from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
 import { Kysely, PostgresDialect, SqliteDialect } from 'kysely';
 import pg from 'pg';
+import { checkpointOffThread } from './checkpointer.js';
 import type { Database } from './schema.js';
 
 export type DialectName = 'sqlite' | 'postgres';
@@ -75,6 +76,7 @@ export function openDatabase(config: DatabaseConfig): OpenedDatabase {
     sqlite.pragma('busy_timeout = 10000');
     // Aggregations over millions of rows want a bigger page cache than the 2 MB default.
     sqlite.pragma('cache_size = -65536');
+    if (config.location !== ':memory:') checkpointOffThread(sqlite, resolve(config.location));
     return { db: new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) }), sqlite };
   }
   const pool = new pg.Pool({ connectionString: config.location, max: config.poolSize ?? 10 });
