@@ -17,7 +17,7 @@ export class ScoreConfigRepository {
       .where('project_id', '=', projectId)
       .orderBy('name')
       .execute();
-    return rows.map((r) => this.toScoreConfig(r));
+    return rows.map((r) => this.fromRow(r));
   }
 
   async byName(projectId: string, db: Kysely<Database> = this.db): Promise<Map<string, ScoreConfig>> {
@@ -57,7 +57,8 @@ export class ScoreConfigRepository {
     };
   }
 
-  private toScoreConfig(r: Selectable<ScoreConfigsTable>): ScoreConfig {
+  /** A stored row as a config (also for callers that read the table with their own statement). */
+  fromRow(r: Selectable<ScoreConfigsTable>): ScoreConfig {
     return {
       name: r.name,
       usage: r.usage,
