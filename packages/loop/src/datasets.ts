@@ -19,6 +19,7 @@ import {
   pairwiseEvidence,
   parseInput,
   RatchetError,
+  type RowLineage,
   redactPii,
   Tag,
 } from '@ratchet/core';
@@ -210,6 +211,33 @@ async function curateCandidates(
   return { kept, counts, decisions };
 }
 
+/**
+ * The split of every interaction the rows use, and how many distinct feedback events they came
+ * from. A feedback event is about one interaction (a preference about its pair), and a row lists
+ * only events about its own interactions, each once; so only rows that share an interaction with
+ * another row can repeat an event, and only their events need a set (millions of ids otherwise).
+ */
+export function lineageCounts(lineage: readonly RowLineage[]): {
+  membership: Map<string, 'train' | 'test'>;
+  feedbackEvents: number;
+} {
+  const membership = new Map<string, 'train' | 'test'>();
+  const shared = new Set<string>();
+  for (const l of lineage)
+    for (const id of l.interactionIds) {
+      if (membership.has(id)) shared.add(id);
+      membership.set(id, l.split);
+    }
+  let unshared = 0;
+  const events = new Set<string>();
+  for (const l of lineage) {
+    if (shared.size > 0 && l.interactionIds.some((id) => shared.has(id)))
+      for (const id of l.feedbackIds) events.add(id);
+    else unshared += l.feedbackIds.length;
+  }
+  return { membership, feedbackEvents: unshared + events.size };
+}
+
 /** Writes rows as JSON lines and returns the file's sha256; lines go out in ~1 MB chunks. */
 async function writeJsonl(path: string, rows: readonly unknown[]): Promise<string> {
   const hash = createHash('sha256');
@@ -289,12 +317,7 @@ export async function buildDatasetVersion(
   const staging = `${folder}.tmp-${process.pid}-${Date.now()}`;
   mkdirSync(staging, { recursive: true });
   try {
-    const membership = new Map<string, 'train' | 'test'>();
-    const feedbackEvents = new Set<string>();
-    for (const l of built.lineage) {
-      for (const id of l.interactionIds) membership.set(id, l.split);
-      for (const id of l.feedbackIds) feedbackEvents.add(id);
-    }
+    const { membership, feedbackEvents } = lineageCounts(built.lineage);
     const contentHash = await writeJsonl(join(staging, 'rows.jsonl'), built.rows);
     await writeJsonl(join(staging, 'lineage.jsonl'), built.lineage);
     // Every interaction curation dropped or changed, with the filter and the reason.
@@ -313,7 +336,7 @@ export async function buildDatasetVersion(
       comparisons: comparisons.length,
       calibrationId: inputs.calibrationId,
       interactions: membership.size,
-      feedbackEvents: feedbackEvents.size,
+      feedbackEvents,
       spec,
     };
     await writeJsonl(join(staging, 'manifest.json'), [manifest]);

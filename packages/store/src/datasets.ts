@@ -10,6 +10,7 @@ import { insertManySqlite } from './sqlite-bulk.js';
 export interface RatedInteraction {
   interactionId: string;
   promptHash: string;
+  /** Read-only: rows with the same prompt may share one array. */
   messages: ChatMessage[];
   output: ChatMessage;
   tags: string[];
@@ -140,15 +141,26 @@ export class DatasetRepository {
     const next = sqlite
       .prepare(`${select} and r.interaction_id > ? order by r.interaction_id limit ${PAGE}`)
       .raw(true);
+    // Answers to one prompt usually sit side by side (sampled together): they share one parsed
+    // prompt instead of a million copies of the same messages living through the build.
+    let lastMessages = '';
+    let parsedMessages: ChatMessage[] = [];
+    const messagesOf = (text: string) => {
+      if (text !== lastMessages) {
+        parsedMessages = JSON.parse(text);
+        lastMessages = text;
+      }
+      return parsedMessages;
+    };
     let rows = first.all(projectId) as Row[];
     while (rows.length > 0) {
       yield rows.map(
         ([id, promptHash, messages, output, tags, createdAt, reward, lower, upper, n, fids]) => ({
           interactionId: id,
           promptHash,
-          messages: JSON.parse(messages),
+          messages: messagesOf(messages),
           output: JSON.parse(output),
-          tags: JSON.parse(tags),
+          tags: tags === '[]' ? [] : JSON.parse(tags),
           createdAt,
           reward,
           lower,
