@@ -317,3 +317,54 @@ export function betaDensity(
     return [x, Math.exp(norm + (a - 1) * Math.log(x) + (b - 1) * Math.log(1 - x))];
   });
 }
+
+export interface TimelineMark {
+  t: number;
+  kind: string;
+  note: string;
+}
+
+/** Events along a time axis, one colour per kind (an experiment's decision at each look). */
+export function Timeline({
+  title,
+  marks,
+  colours,
+}: {
+  title: string;
+  marks: TimelineMark[];
+  colours: Record<string, string>;
+}) {
+  const width = 560;
+  const height = 48;
+  const pad = 12;
+  const [t0, t1] = extent(marks.map((m) => m.t));
+  const sx = (t: number) => pad + ((t - t0) / (t1 - t0)) * (width - 2 * pad);
+  const kinds = [...new Set(marks.map((m) => m.kind))];
+  return (
+    <figure className="chart">
+      <svg role="img" aria-label={title} viewBox={`0 0 ${width} ${height}`} width="100%">
+        <title>{title}</title>
+        <line x1={pad} x2={width - pad} y1={18} y2={18} stroke="#999" />
+        {marks.map((m) => (
+          <circle key={`${m.t}-${m.kind}`} cx={sx(m.t)} cy={18} r={6} fill={colours[m.kind] ?? '#6b7280'}>
+            <title>{m.note}</title>
+          </circle>
+        ))}
+        <text x={pad} y={height - 4} fontSize="10">
+          {marks.length ? new Date(t0).toISOString().slice(5, 16).replace('T', ' ') : ''}
+        </text>
+        <text x={width - pad} y={height - 4} fontSize="10" textAnchor="end">
+          {marks.length > 1 ? new Date(t1).toISOString().slice(5, 16).replace('T', ' ') : ''}
+        </text>
+      </svg>
+      <figcaption>
+        {title}
+        {kinds.map((k) => (
+          <span key={k} className="legend" style={{ color: colours[k] ?? '#6b7280' }}>
+            ● {k}
+          </span>
+        ))}
+      </figcaption>
+    </figure>
+  );
+}

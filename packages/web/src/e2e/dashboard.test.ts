@@ -284,6 +284,9 @@ describe('dashboard and widget in a browser', () => {
   });
 
   it("shows an experiment's posteriors, intervals and probability to beat as charts", async () => {
+    // Two looks recorded, as the loop records them.
+    for (let i = 0; i < 2; i++)
+      expect((await t.call(`/api/v1/experiments/${experimentId}/analyze`, { body: {} })).status).toBe(200);
     const status = (await t.call(`/api/v1/experiments/${experimentId}`)).body;
     const [friendly] = status.decision.comparisons;
     expect(friendly).toMatchObject({ variant: 'friendly', metric: 'thumbs_up_rate' });
@@ -301,6 +304,13 @@ describe('dashboard and widget in a browser', () => {
       .waitFor();
     await card.getByRole('img', { name: 'checkout-tone: probability to beat control' }).waitFor();
     await expect(card.textContent()).resolves.toContain('Decision now:');
+    await card.getByRole('img', { name: 'checkout-tone: decision at each of 2 recorded looks' }).waitFor();
+    await expect(
+      card
+        .getByRole('table', { name: 'checkout-tone: decisions recorded at each look' })
+        .locator('tbody tr')
+        .count(),
+    ).resolves.toBe(2);
     // The numbers beside the charts are the API's.
     const row = card
       .getByRole('table', { name: 'checkout-tone: comparisons' })

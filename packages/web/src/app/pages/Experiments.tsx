@@ -1,4 +1,4 @@
-import { betaDensity, DifferenceChart, LineChart, ProbabilityChart } from '../charts.js';
+import { betaDensity, DifferenceChart, LineChart, ProbabilityChart, Timeline } from '../charts.js';
 import { useApi } from '../hooks.js';
 import { fmt, Loading, Table } from '../ui.js';
 
@@ -20,6 +20,7 @@ interface Look {
   decision: string;
   variant: string | null;
   reasons: string[];
+  weights?: Record<string, number>;
   actor: string;
 }
 
@@ -64,6 +65,41 @@ const decisionText: Record<string, string> = {
   stop_for_harm: 'Stop for harm',
   stopped: 'Stopped',
 };
+const decisionColour: Record<string, string> = {
+  'Keep running': '#6b7280',
+  Ship: '#059669',
+  'Stop for harm': '#dc2626',
+  Stopped: '#111827',
+};
+
+/** The decision recorded at each look, and a bandit's traffic weights over the looks. */
+function Looks({ e }: { e: ExperimentStatus['experiment'] }) {
+  if (!e.history.length)
+    return <p className="muted">No look recorded yet (the loop, or POST …/analyze, records one).</p>;
+  const weighted = e.history.filter((h) => h.weights);
+  return (
+    <>
+      <Timeline
+        title={`${e.name}: decision at each of ${e.history.length} recorded looks`}
+        colours={decisionColour}
+        marks={e.history.map((h) => {
+          const kind = decisionText[h.decision] ?? h.decision;
+          return { t: h.at, kind, note: `${fmt.time(h.at)} ${kind}${h.variant ? ` (${h.variant})` : ''}` };
+        })}
+      />
+      {weighted.length > 1 && (
+        <LineChart
+          title={`${e.name}: traffic weight of each variant at each look (Thompson sampling)`}
+          formatX={fmt.day}
+          series={Object.keys(weighted[0]!.weights!).map((name) => ({
+            name,
+            points: weighted.map((h) => [h.at, h.weights![name] ?? 0] as [number, number]),
+          }))}
+        />
+      )}
+    </>
+  );
+}
 
 /** Each variant's Beta posterior of the thumbs-up rate, over the range where they have mass. */
 function RatePosteriors({ s }: { s: ExperimentStatus }) {
@@ -169,6 +205,7 @@ function ExperimentReport({ id }: { id: string }) {
                 fmt.num(c.expectedLoss, 4),
               ])}
             />
+            <Looks e={e} />
             <Table
               caption={`${e.name}: decisions recorded at each look`}
               head={['Time', 'Decision', 'Variant', 'Reasons', 'By']}
