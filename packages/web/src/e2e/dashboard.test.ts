@@ -239,6 +239,9 @@ describe('dashboard and widget in a browser', () => {
   it('refuses a public key at sign-in', async () => {
     const other = await browser.newPage();
     await other.goto(t.url);
+    await other.getByLabel('Project secret key').waitFor();
+    expect({ unnamed: await unnamedControls(other) }).toEqual({ unnamed: [] });
+    expect({ unreachable: await unreachableByTab(other) }).toEqual({ unreachable: [] });
     await other.getByLabel('Project secret key').fill(t.publicKey);
     await other.getByRole('button', { name: 'Sign in' }).click();
     await expect(other.getByRole('alert').textContent()).resolves.toContain('public key');
@@ -256,6 +259,7 @@ describe('dashboard and widget in a browser', () => {
       ['runs', 'Training runs'],
       ['models', 'Models and experiments'],
       ['what-changed', 'What changed'],
+      ['interactions/q1', 'Interaction q1'],
     ];
     for (const [route, title] of pages) {
       await page.goto(`${t.url}/#/${route}`);
