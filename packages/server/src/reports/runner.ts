@@ -38,6 +38,14 @@ export class ReportRunner {
     return answer as Promise<ReportValue<N>>;
   }
 
+  /**
+   * Starts the thread ahead of its first report (loading its modules and opening its connection
+   * take a second or two), e.g. when the dashboard's first page opens.
+   */
+  warm(): void {
+    if (this.threaded && !this.closed) this.start();
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     const worker = this.worker;
