@@ -63,7 +63,7 @@ export class Store {
     this.projects = new ProjectRepository(db);
     // SQLite has one writer: concurrent capture writes share commits (see group-commit.ts).
     const writes = opened.sqlite ? new GroupCommit(db) : new DirectTransactions(db);
-    this.interactions = new InteractionRepository(db, dialect, writes);
+    this.interactions = new InteractionRepository(db, dialect, writes, opened.sqlite);
     this.scoreConfigs = new ScoreConfigRepository(db, dialect);
     this.feedback = new FeedbackRepository(
       db,
