@@ -8,6 +8,7 @@ import { exportExchange } from './commands/exchange.js';
 import { registerExperimentCommands } from './commands/experiments.js';
 import { registerImportCommands } from './commands/imports.js';
 import { registerLoopCommands } from './commands/loop.js';
+import { registerPersonalizeCommand } from './commands/personalize.js';
 import {
   buildWithProgress,
   calibrateWithProgress,
@@ -408,6 +409,7 @@ export function buildProgram(): Command {
   registerTrainingCommands(program);
   registerSimulateCommand(program);
   registerLoopCommands(program);
+  registerPersonalizeCommand(program);
   registerEvalCommand(program);
   registerCritiqueCommand(program);
   registerExperimentCommands(program);
