@@ -200,4 +200,13 @@ describe('pairwiseEvidence', () => {
     expect(out[0]!.loser).toEqual({ type: 'interaction', interactionId: 'x' });
     expect(out[0]!.source).toBe('correction');
   });
+
+  it("weighs a judge's correction by the judge's source weight, a person's in full", () => {
+    const [judge, person] = pairwiseEvidence([
+      row({ kind: 'correction', interactionId: 'x', text: 'revised by the model', source: 'judge' }),
+      row({ kind: 'correction', interactionId: 'y', text: 'fixed by a person', source: 'user' }),
+    ]);
+    expect(judge!.weight).toBeCloseTo(defaultRewardMapping.pairwise.correction * 0.3);
+    expect(person!.weight).toBe(defaultRewardMapping.pairwise.correction);
+  });
 });

@@ -93,7 +93,8 @@ export function pairwiseEvidence(
   rows: Iterable<Feedback>,
   options: { mapping?: RewardMapping; includeHistory?: boolean } = {},
 ): PairwiseComparison[] {
-  const mapping = (options.mapping ?? defaultRewardMapping).pairwise;
+  const full = options.mapping ?? defaultRewardMapping;
+  const mapping = full.pairwise;
   const out: PairwiseComparison[] = [];
   for (const row of rows) {
     if (!row.current && !options.includeHistory) continue;
@@ -104,7 +105,13 @@ export function pairwiseEvidence(
     } else if (row.kind === 'correction') {
       comparisons = fromCorrection(row, mapping);
     }
-    for (const c of comparisons) if (c.weight > 0) out.push(c);
+    // An AI's correction or preference counts as much as its rating would (judge: 0.3 by default),
+    // not as much as a person's.
+    const bySource = full.sourceWeight[row.source as keyof RewardMapping['sourceWeight']] ?? 1;
+    for (const c of comparisons) {
+      c.weight *= bySource;
+      if (c.weight > 0) out.push(c);
+    }
   }
   return out;
 }
