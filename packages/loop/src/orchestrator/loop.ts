@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { RatchetError } from '@ratchet/core';
 import type { LoopRound, Model, Store } from '@ratchet/store';
+import { selfCritique } from '../ai-feedback/critique.js';
 import { labelWithRewardModel } from '../ai-feedback/label.js';
 import { calibrateProject } from '../calibrate.js';
 import { buildDatasetVersion, loadDatasetInputs } from '../datasets.js';
@@ -37,6 +38,8 @@ export interface RoundState {
   production?: string;
   evaluationId?: string;
   aiLabels?: number;
+  /** Self-critique revisions kept as corrections this round. */
+  corrections?: number;
   gatePassed?: boolean;
   gateReasons?: string[];
   experimentId?: string;
@@ -213,19 +216,45 @@ const stages: Record<(typeof loopStages)[number], StageFn> = {
 
   async label(ctx, round, state) {
     const ai = ctx.policy.aiFeedback;
-    if (!ai.enabled || !state.rewardModel) return { to: 'evaluate' };
+    const { enabled: critique, ...critiqueSettings } = ctx.policy.selfCritique;
+    if ((!ai.enabled && !critique) || !state.rewardModel) return { to: 'evaluate' };
     const rm = await modelByName(ctx, state.rewardModel);
     await ctx.serve?.([served(await modelByName(ctx, state.production!)), served(rm)]);
-    const report = await labelWithRewardModel(ctx.store, ctx.projectId, {
-      rewardModel: { baseURL: ctx.modelsBaseUrl, model: rm.name },
-      route: ctx.policy.route,
-      limit: ai.limit,
-      minConfidence: ai.minConfidence,
-    });
-    ctx.log?.(
-      `round ${round.round}: ${rm.name} labeled ${report.labeled} of ${report.looked} unrated answers (${report.up} up, ${report.down} down, ${report.unsure} too close to call)`,
-    );
-    return { to: 'evaluate', state: { aiLabels: report.labeled }, note: { ...report } };
+    const out: RoundState = {};
+    const note: Record<string, unknown> = {};
+    if (ai.enabled) {
+      const report = await labelWithRewardModel(ctx.store, ctx.projectId, {
+        rewardModel: { baseURL: ctx.modelsBaseUrl, model: rm.name },
+        route: ctx.policy.route,
+        limit: ai.limit,
+        minConfidence: ai.minConfidence,
+      });
+      ctx.log?.(
+        `round ${round.round}: ${rm.name} labeled ${report.labeled} of ${report.looked} unrated answers (${report.up} up, ${report.down} down, ${report.unsure} too close to call)`,
+      );
+      out.aiLabels = report.labeled;
+      note.labels = report;
+    }
+    if (critique) {
+      const report = await selfCritique(ctx.store, ctx.projectId, {
+        ...critiqueSettings,
+        route: ctx.policy.route,
+        writer: { baseURL: ctx.modelsBaseUrl, model: state.production },
+        rewardModel: { baseURL: ctx.modelsBaseUrl, model: rm.name },
+        ...(ctx.policy.evaluation.judge ? { judge: ctx.policy.evaluation.judge } : {}),
+      });
+      ctx.log?.(
+        `round ${round.round}: self-critique kept ${report.kept} revisions of ${report.looked} low-rated answers as corrections`,
+      );
+      out.corrections = report.kept;
+      note.critique = {
+        looked: report.looked,
+        revised: report.revised,
+        kept: report.kept,
+        rejected: report.rejected,
+      };
+    }
+    return { to: 'evaluate', state: out, note };
   },
 
   async evaluate(ctx, round, state) {

@@ -10,6 +10,7 @@ import {
 } from '@ratchet/core';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { SelfCritiquePolicy } from '../ai-feedback/critique.js';
 import { datasetMethods } from '../datasets.js';
 import { EndpointSpec } from '../eval/client.js';
 
@@ -80,6 +81,13 @@ export const LoopPolicy = z.strictObject({
       minConfidence: z.number().min(0).max(1).default(0.4),
     })
     .prefault({}),
+  /**
+   * Self-critique: after training, the production model critiques low-rated answers against a
+   * rubric and revises them; revisions the round's reward model (and the judge, if any) prefer
+   * become corrections from source judge for the next round. Off by default: without a judge, a
+   * small model's kept revisions are often no better (see ai-feedback/critique.ts).
+   */
+  selfCritique: SelfCritiquePolicy.prefault({}),
   evaluation: z
     .strictObject({
       enabled: z.boolean().default(true),
