@@ -32,7 +32,8 @@ export interface LocalModelServerOptions {
  */
 export class LocalModelServer {
   private child: ChildProcess | undefined;
-  private serving = '';
+  private serving = new Set<string>();
+  private servingBase = '';
 
   constructor(private readonly o: LocalModelServerOptions) {}
 
@@ -40,7 +41,11 @@ export class LocalModelServer {
     return `http://${this.o.host ?? '127.0.0.1'}:${this.o.port}/v1`;
   }
 
-  /** Serves exactly these models (plus the base), restarting the worker only if the set changed. */
+  /**
+   * Serves these models (plus the base). A running worker that already serves all of them is
+   * kept (a round's stages ask for overlapping sets; each restart reloads every model); else the
+   * worker restarts with exactly this set.
+   */
   async ensure(models: readonly ServedModel[]): Promise<void> {
     // The base answers to the registry name of a model without an adapter, if one is asked for.
     const baseName = models.find((m) => !m.adapterPath)?.name ?? this.o.baseName;
@@ -48,11 +53,12 @@ export class LocalModelServer {
       .filter((m) => m.adapterPath && m.name !== baseName)
       .map((m) => `${m.name}=${m.adapterPath}`)
       .sort();
-    const key = [baseName, ...adapters].join(',');
-    if (this.child && this.child.exitCode === null && key === this.serving) return;
+    const running = this.child && this.child.exitCode === null;
+    if (running && baseName === this.servingBase && adapters.every((a) => this.serving.has(a))) return;
     await this.stop();
     await this.start(baseName, adapters);
-    this.serving = key;
+    this.servingBase = baseName;
+    this.serving = new Set(adapters);
   }
 
   private async start(baseName: string, adapters: string[]): Promise<void> {
@@ -102,7 +108,8 @@ export class LocalModelServer {
   async stop(): Promise<void> {
     const child = this.child;
     this.child = undefined;
-    this.serving = '';
+    this.serving = new Set();
+    this.servingBase = '';
     if (!child || child.exitCode !== null || child.signalCode !== null) return;
     await new Promise<void>((resolve) => {
       const kill = setTimeout(() => child.kill('SIGKILL'), 10_000);
