@@ -438,8 +438,14 @@ export function buildProgram(): Command {
     )
     .option('--port <port>', 'port for the server', integer, 4400)
     .option('--rounds <n>', 'rounds of the loop', integer, 4)
-    .option('--chats <n>', 'chats before each round', integer, 300)
+    .option('--chats <n>', 'chats before each round', integer, 200)
     .option('--probe <n>', 'prompts per true-quality measurement', integer, 150)
+    .option(
+      '--risky-round <n>',
+      'the round that tries a riskier recipe, to show the gate (0: none)',
+      integer,
+      2,
+    )
     .option('--model-dir <dir>', 'where the tiny policy is built (cached)', '.ratchet/models/tiny-support')
     .addOption(
       new Option('--preset <preset>', 'size of the tiny policy')
@@ -449,7 +455,7 @@ export function buildProgram(): Command {
     .option(
       '--data-dir <dir>',
       'datasets and runs (RATCHET_DATA_DIR)',
-      process.env.RATCHET_DATA_DIR ?? '.ratchet/data',
+      process.env.RATCHET_DATA_DIR ?? '.ratchet/demo/data',
     )
     .option('--report-dir <dir>', 'where the report and charts go', '.ratchet/demo-report')
     .option('--exit', 'exit after the rounds instead of leaving the server up')
@@ -459,6 +465,7 @@ export function buildProgram(): Command {
         rounds: number;
         chats: number;
         probe: number;
+        riskyRound: number;
         modelDir: string;
         preset: 'default' | 'test';
         dataDir: string;
@@ -471,6 +478,7 @@ export function buildProgram(): Command {
           rounds: opts.rounds,
           chatsPerRound: opts.chats,
           probePrompts: opts.probe,
+          riskyRound: opts.riskyRound,
           modelDir: opts.modelDir,
           preset: opts.preset,
           dataDir: opts.dataDir,

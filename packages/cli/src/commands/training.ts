@@ -10,7 +10,7 @@ import {
 import type { Run, RunStatus, Store } from '@ratchet/store';
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { projectIdByName, withStore } from '../context.js';
-import { type Progress, progressBar } from '../progress.js';
+import { stepBar } from '../progress.js';
 
 const positive = (value: string): number => {
   const n = Number(value);
@@ -35,27 +35,6 @@ const jsonObject = (value: string): Record<string, unknown> => {
 const runStatuses: RunStatus[] = ['queued', 'running', 'succeeded', 'failed', 'cancelled'];
 const seconds = (ms: number | null) => (ms === null ? '' : `${Math.round(ms / 1000)}s`);
 const fmt = (x: unknown, digits = 4) => (typeof x === 'number' ? x.toFixed(digits) : '');
-
-/** Follows a run's worker events with a progress bar (steps, rate, ETA). */
-function stepBar(label: string): { onEvent: (e: { type: string }, p: RunProgress) => void; stop(): void } {
-  let bar: Progress | undefined;
-  let shown = 0;
-  return {
-    onEvent(event, progress) {
-      if (event.type === 'start') {
-        bar?.stop();
-        bar = progressBar(label, Math.max(1, progress.total - progress.step));
-        shown = progress.step;
-      } else if (event.type === 'progress' && bar) {
-        bar.increment(progress.step - shown);
-        shown = progress.step;
-      }
-    },
-    stop() {
-      bar?.stop();
-    },
-  };
-}
 
 /** Runs (or resumes) one run here with a progress bar; Ctrl-C cancels it cleanly. */
 async function runHere(

@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
+import { mkdirSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { createPopulation, wilsonInterval } from '@ratchet/core';
 import {
@@ -17,7 +18,7 @@ import {
 } from '@ratchet/loop';
 import { buildServer, loadServerConfig, parseGatewayConfig } from '@ratchet/server';
 import { Store } from '@ratchet/store';
-import { progressBar } from '../progress.js';
+import { progressBar, stepBar } from '../progress.js';
 import { writeDemoReport } from './report.js';
 
 export interface LoopDemoOptions {
@@ -37,11 +38,21 @@ export interface LoopDemoOptions {
   policy?: Partial<LoopPolicyInput>;
   /** Prompts per true-quality measurement. */
   probePrompts: number;
+  /**
+   * This round tries a riskier recipe (rating-weighted SFT that also pushes down every token of
+   * disliked answers), to show the gate and the experiment stopping a worse candidate; 0: none.
+   */
+  riskyRound: number;
 }
 
 export interface DemoRound {
   round: number;
   production: string;
+  /** The round's training recipe (the demo plants one risky round). */
+  method: string;
+  candidate: string;
+  /** The candidate's true quality (oracle), measured after the round for the report only. */
+  candidateQuality: number | null;
   trueQuality: number;
   goodShare: number;
   thumbsUp: number;
@@ -82,9 +93,10 @@ async function buildTinyPolicy(o: LoopDemoOptions): Promise<string> {
       const e = JSON.parse(line) as { type: string; step?: number; total?: number };
       if (e.type === 'cached') console.log(`tiny policy: cached at ${out}`);
       if (e.type === 'progress' && e.total) {
-        bar ??= progressBar('building the tiny policy', e.total);
-        bar.increment((e.step ?? 0) - last);
-        last = e.step ?? last;
+        const step = e.step ?? last;
+        if (bar) bar.increment(step - last);
+        else bar = progressBar('building the tiny policy', e.total, step);
+        last = step;
       }
     } catch {
       // not a progress line
@@ -96,6 +108,17 @@ async function buildTinyPolicy(o: LoopDemoOptions): Promise<string> {
   return out;
 }
 
+/**
+ * The demo's own embedded database, emptied first: every `make demo` tells the story from round 1
+ * (a database named with --database-url or RATCHET_DATABASE_URL is used as it is).
+ */
+function freshDemoDatabase(): string {
+  const path = resolve('.ratchet/demo/ratchet.db');
+  for (const suffix of ['', '-wal', '-shm']) rmSync(`${path}${suffix}`, { force: true });
+  mkdirSync(dirname(path), { recursive: true });
+  return `sqlite:${path}`;
+}
+
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
 
 function printRound(r: DemoRound): void {
@@ -104,6 +127,9 @@ function printRound(r: DemoRound): void {
       `round ${r.round}`.padEnd(9),
       r.production.padEnd(22),
       `true ${pct(r.trueQuality)}`.padEnd(13),
+      `candidate (${r.method}) ${r.candidateQuality === null ? '-' : `true ${pct(r.candidateQuality)}`}`.padEnd(
+        28,
+      ),
       `thumbs up ${pct(r.thumbsUp / Math.max(1, r.thumbsTotal))} [${pct(r.thumbsUpLower)}, ${pct(r.thumbsUpUpper)}] of ${r.thumbsTotal}`.padEnd(
         44,
       ),
@@ -114,25 +140,50 @@ function printRound(r: DemoRound): void {
   );
 }
 
-/** The demo's loop policy: small, fast rounds on the tiny policy, overridable by tests. */
+/**
+ * The demo's loop policy: small, fast rounds on the tiny policy, overridable by tests. The
+ * settings are the ones bench/loop-settings measured to work on this model: sft on the answers
+ * users liked at lr 2e-3, each round stacked on the last merged model (kto, dpo and rwsft were
+ * slower and less stable there, and the worker's defaults are for billion-parameter models).
+ */
 export function demoPolicy(baseModel: string, overrides: Partial<LoopPolicyInput> = {}): LoopPolicy {
   return LoopPolicy.parse({
     route: 'support-bot',
     baseModel,
     upstream: 'worker',
     trigger: { minNewFeedback: 30 },
-    dataset: { method: 'kto', options: { requireConfidentSign: false }, groupSimilarPrompts: 0.6 },
-    training: { method: 'kto', hyperparameters: { epochs: 2, batchSize: 16 } },
+    // Any answer whose calibrated reward is positive is one to imitate: most demo answers have a
+    // single rating, so the interval's lower end would exclude nearly all of them.
+    dataset: { method: 'sft', options: { minReward: 0.01, minLower: -1 }, groupSimilarPrompts: 0.6 },
+    training: {
+      method: 'sft',
+      hyperparameters: { learningRate: 2e-3, epochs: 2, batchSize: 8 },
+      stack: true,
+    },
     rewardModel: {
       enabled: true,
       options: { minMargin: 0.05 },
-      hyperparameters: { epochs: 1, batchSize: 16 },
+      hyperparameters: { learningRate: 3e-3, epochs: 2, batchSize: 8 },
     },
     aiFeedback: { enabled: true },
     evaluation: { maxItems: 40, suites: ['heldout', 'redteam'], maxTokens: 80 },
     canary: { share: 0.5 },
     experiment: { minObservationsPerArm: 30, maxObservationsPerArm: 120 },
     ...overrides,
+  });
+}
+
+/**
+ * The demo's planted risky round: the same loop, but training rating-weighted SFT on every rated
+ * answer, with full unlikelihood on the disliked ones. bench/loop-settings saw this recipe
+ * collapse the tiny policy (unlikelihood on a disliked answer also pushes down the tokens it
+ * shares with liked ones); the gate and the experiment should keep it out of production.
+ */
+export function riskyPolicy(policy: LoopPolicy): LoopPolicy {
+  return LoopPolicy.parse({
+    ...policy,
+    dataset: { ...policy.dataset, method: 'rwsft', options: {} },
+    training: { ...policy.training, method: 'rwsft' },
   });
 }
 
@@ -147,12 +198,19 @@ export async function runLoopDemo(o: LoopDemoOptions): Promise<{ rounds: DemoRou
   const started = Date.now();
   console.log("Ratchet demo: a support assistant that gets better from its users' ratings.\n");
   const base = await buildTinyPolicy(o);
-  const store = await Store.open(o.databaseUrl ?? process.env.RATCHET_DATABASE_URL);
+  const store = await Store.open(o.databaseUrl ?? freshDemoDatabase());
   const project = await store.projects.getOrCreate('demo');
   const secret = await store.projects.createKey(project.id, 'secret', 'demo');
   const pub = await store.projects.createKey(project.id, 'public', 'demo widget');
 
-  const models = new LocalModelServer({ baseModel: base, baseName: 'tiny-support', port: await freePort() });
+  // One torch thread: a model this small gains nothing from a second one, and on a busy machine
+  // a second thread makes every generation wait for a core.
+  const models = new LocalModelServer({
+    baseModel: base,
+    baseName: 'tiny-support',
+    port: await freePort(),
+    env: { OMP_NUM_THREADS: process.env.OMP_NUM_THREADS ?? '1' },
+  });
   const server = await buildServer({
     store,
     config: loadServerConfig({ port: o.port, logLevel: 'warn', dataDir: o.dataDir }),
@@ -187,10 +245,13 @@ export async function runLoopDemo(o: LoopDemoOptions): Promise<{ rounds: DemoRou
     const population = createPopulation({
       size: 600,
       seed: 7,
-      raterShare: 0.6,
-      rateProbability: 0.8,
+      raterShare: 0.75,
+      rateProbability: 0.9,
       adversarialShare: 0.15,
     });
+    const trainingBar = stepBar((method) =>
+      method === 'reward' ? '  training the reward model' : `  training the candidate (${method})`,
+    );
     const ctx: LoopContext = {
       store,
       projectId: project.id,
@@ -198,6 +259,7 @@ export async function runLoopDemo(o: LoopDemoOptions): Promise<{ rounds: DemoRou
       modelsBaseUrl: models.baseUrl,
       serve: (m) => models.ensure(m),
       dataDir: o.dataDir,
+      training: { onEvent: trainingBar.onEvent },
       actor: 'demo',
       log: (line) => console.log(`  ${line}`),
     };
@@ -230,6 +292,18 @@ export async function runLoopDemo(o: LoopDemoOptions): Promise<{ rounds: DemoRou
         maxTokens: policy.evaluation.maxTokens,
       });
 
+    // The oracle's verdict on a candidate (rejected ones too), so the report shows whether each
+    // decision was right; the loop never sees it.
+    const probeCandidate = async (name: string, productionName: string) => {
+      const [cand, prod] = await Promise.all([
+        store.models.get(project.id, name),
+        store.models.get(project.id, productionName),
+      ]);
+      if (!cand) return null;
+      await models.ensure([cand, prod!].map((m) => ({ name: m.name, adapterPath: m.adapterPath })));
+      return (await probe(name, 77)).trueQuality;
+    };
+
     const rounds: DemoRound[] = [];
     for (let n = 1; n <= o.rounds; n++) {
       const t0 = Date.now();
@@ -240,17 +314,27 @@ export async function runLoopDemo(o: LoopDemoOptions): Promise<{ rounds: DemoRou
         { up: 0, total: 0 },
       );
       const current = (await store.models.production(project.id, policy.route))!;
-      const truth = await probe(current.name, 77 + n);
+      const truth = await probe(current.name, 77);
+      ctx.policy = n === o.riskyRound ? riskyPolicy(policy) : policy;
+      if (n === o.riskyRound)
+        console.log(
+          '  this round tries a riskier recipe: rating-weighted SFT that also pushes down every token of disliked answers',
+        );
       let round = await advanceLoop(ctx, { start: true });
       for (let extra = 0; round?.status === 'running' && round.stage === 'experiment' && extra < 6; extra++) {
         await new Promise((r) => setTimeout(r, 2500));
         await chat('users on the canary', 100, 5000 + 10 * n + extra);
         round = await advanceLoop(ctx);
       }
+      trainingBar.stop();
       const state = (round?.state ?? {}) as Record<string, unknown>;
+      const candidate = typeof state.candidate === 'string' ? state.candidate : '';
       const row: DemoRound = {
         round: n,
         production: current.name,
+        method: ctx.policy.training.method,
+        candidate,
+        candidateQuality: candidate ? await probeCandidate(candidate, current.name) : null,
         trueQuality: truth.trueQuality,
         goodShare: truth.goodShare,
         thumbsUp: observed.up,

@@ -56,19 +56,21 @@ export function writeDemoReport(
   writeFileSync(join(out, 'quality.svg'), qualityChartSvg(rounds, final.trueQuality));
   const rows = rounds.map(
     (r) =>
-      `| ${r.round} | ${r.production} | ${pct(r.trueQuality)} | ${pct(r.goodShare)} | ${pct(r.thumbsUp / Math.max(1, r.thumbsTotal))} [${pct(r.thumbsUpLower)}, ${pct(r.thumbsUpUpper)}] (${r.thumbsTotal}) | ${r.gate} | ${r.experiment} | ${r.outcome} | ${r.seconds} |`,
+      `| ${r.round} | ${r.production} | ${pct(r.trueQuality)} | ${pct(r.goodShare)} | ${r.candidate || '-'} (${r.method}) | ${r.candidateQuality === null ? '-' : pct(r.candidateQuality)} | ${pct(r.thumbsUp / Math.max(1, r.thumbsTotal))} [${pct(r.thumbsUpLower)}, ${pct(r.thumbsUpUpper)}] (${r.thumbsTotal}) | ${r.gate} | ${r.experiment} | ${r.outcome} | ${r.seconds} |`,
   );
   const md = [
     '# Ratchet demo report',
     '',
     `Generated ${new Date().toISOString()}. Each round: simulated users chat with the production model through the gateway and rate some answers; the loop calibrates the ratings, builds a dataset, trains a candidate, evaluates it against production, canaries it on live traffic and promotes it only if the experiment says it is better.`,
     '',
+    'One round (the "risky" recipe, rwsft) deliberately tries rating-weighted SFT with full unlikelihood on disliked answers, a recipe that can wreck a small model, to show the gate and the experiment keeping a worse candidate out of production. The candidate columns give each candidate\'s true quality, measured after the round for this report only.',
+    '',
     '"True quality" is the oracle: the share of answers that users, rating honestly and without noise, would like. The loop never sees it; users see only their own answers, and 15% of those who rate are adversaries.',
     '',
     '![quality by round](quality.svg)',
     '',
-    '| round | production model | true quality | good on all axes | observed thumbs up [95% CI] (n) | gate | experiment | round outcome | seconds |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    '| round | production model | true quality | good on all axes | candidate (recipe) | candidate true quality | observed thumbs up [95% CI] (n) | gate | experiment | round outcome | seconds |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
     ...rows,
     '',
     `After the last round production is **${final.name}**: true quality ${pct(final.trueQuality)}, good on all four axes ${pct(final.goodShare)}.`,
