@@ -49,6 +49,12 @@ export interface CalibrationRun {
 }
 
 const PAGE = 20_000;
+/**
+ * Raw SQLite pages are smaller: a page's row arrays live until the next page, and 20,000 of them
+ * outgrew V8's young generation, so every page was copied and promoted (2.6 s of 5.6 s CPU for 3M
+ * ratings; 2,000 rows per page: 3.0 s in all).
+ */
+const SQLITE_PAGE = 2_000;
 
 const SCALAR_KINDS = "('thumbs', 'stars', 'criteria', 'implicit')";
 
@@ -93,7 +99,7 @@ export class CalibrationRepository {
         label,
         data: feedbackId === null ? null : (data.get(feedbackId) ?? null),
       }));
-      if (rows.length < PAGE) return;
+      if (rows.length < (this.sqlite ? SQLITE_PAGE : PAGE)) return;
       const last = rows[rows.length - 1]!;
       after = [last[1], last[2], last[3]];
     }
@@ -107,7 +113,7 @@ export class CalibrationRepository {
   ): CurrentRow[] {
     const select = `select case when kind = 'criteria' then feedback_id end, interaction_id, rater_id, kind, value, label from feedback_current
       where project_id = ? and kind in ${SCALAR_KINDS}`;
-    const order = `order by interaction_id, rater_id, kind limit ${PAGE}`;
+    const order = `order by interaction_id, rater_id, kind limit ${SQLITE_PAGE}`;
     if (!after) return sqlite.prepare(`${select} ${order}`).raw(true).all(projectId) as CurrentRow[];
     return sqlite
       .prepare(`${select} and (interaction_id, rater_id, kind) > (?, ?, ?) ${order}`)

@@ -39,6 +39,8 @@ export interface DatasetVersion {
 }
 
 const PAGE = 5000;
+/** Raw SQLite pages: small enough that a page's rows die young (1M rows: 4.0 s CPU vs 5.0 s at 5000). */
+const SQLITE_PAGE = 1000;
 const scalarKinds = ['thumbs', 'stars', 'criteria', 'implicit'];
 
 export class DatasetRepository {
@@ -137,9 +139,9 @@ export class DatasetRepository {
             and +c.kind in ('thumbs', 'stars', 'criteria', 'implicit')) as fids
       from interaction_rewards r join interactions i on i.project_id = r.project_id and i.id = r.interaction_id
       where r.project_id = ?`;
-    const first = sqlite.prepare(`${select} order by r.interaction_id limit ${PAGE}`).raw(true);
+    const first = sqlite.prepare(`${select} order by r.interaction_id limit ${SQLITE_PAGE}`).raw(true);
     const next = sqlite
-      .prepare(`${select} and r.interaction_id > ? order by r.interaction_id limit ${PAGE}`)
+      .prepare(`${select} and r.interaction_id > ? order by r.interaction_id limit ${SQLITE_PAGE}`)
       .raw(true);
     // Answers to one prompt usually sit side by side (sampled together): they share one parsed
     // prompt instead of a million copies of the same messages living through the build.
@@ -169,7 +171,7 @@ export class DatasetRepository {
           feedbackIds: fids ? fids.split(',') : [],
         }),
       );
-      if (rows.length < PAGE) return;
+      if (rows.length < SQLITE_PAGE) return;
       rows = next.all(projectId, rows[rows.length - 1]![0]) as Row[];
     }
   }
