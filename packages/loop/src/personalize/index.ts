@@ -8,5 +8,6 @@ export {
   ratingsBySegment,
   type SegmentOutcome,
   segmentModelRoute,
+  segmentModelsToServe,
   withSegmentVariants,
 } from './personalize.js';

@@ -1,8 +1,9 @@
 import { parseInput, RatchetError, TrainHyperparameters, TrainLora, trainingMethods } from '@ratchet/core';
-import type { Model, Store, StoredVariant } from '@ratchet/store';
+import { type Model, type Store, type StoredVariant, segmentVariants } from '@ratchet/store';
 import { z } from 'zod';
 import { calibrateProject } from '../calibrate.js';
 import { buildDatasetVersion, type DatasetInputs, datasetMethods, loadDatasetInputs } from '../datasets.js';
+import type { ServedModel } from '../orchestrator/model-server.js';
 import { runTraining, startTrainingRun, type TrainingOptions } from '../training/runs.js';
 
 const SegmentName = z
@@ -83,6 +84,25 @@ export interface PersonalizeResult {
   segments: SegmentOutcome[];
   /** The route's variants after the step (unchanged when nothing was trained or routing is off). */
   variants: StoredVariant[];
+}
+
+/**
+ * The models the route's segment variants name, for the model server: whoever restarts
+ * `ratchet-worker serve` with a new set of adapters (the loop's `serve`) must keep these in it,
+ * or the segments' calls fail at the worker.
+ */
+export async function segmentModelsToServe(
+  store: Store,
+  projectId: string,
+  route: string,
+): Promise<ServedModel[]> {
+  const variants = segmentVariants((await store.routes.get(projectId, route))?.variants);
+  const out = new Map<string, ServedModel>();
+  for (const v of variants) {
+    const m = await store.models.get(projectId, v.modelId ?? v.model);
+    if (m) out.set(m.name, { name: m.name, adapterPath: m.adapterPath });
+  }
+  return [...out.values()];
 }
 
 const slug = (s: string) => s.toLowerCase().replace(/[^a-z0-9._-]/g, '-');
