@@ -1,0 +1,115 @@
+import { FeedbackInput, InteractionInput, parseInput } from '@ratchet/core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Store } from './store.js';
+import { testDatabases } from './testing.js';
+
+// More rows than one page of every bulk path (SQLite reads 2,000 ratings and 1,000 rated
+// interactions per page and writes rewards and members in multi-row statements), so that every
+// row must cross page and statement boundaries exactly once.
+const INTERACTIONS = 1_234;
+const id = (i: number) => `i${String(i).padStart(5, '0')}`;
+
+for (const target of testDatabases()) {
+  describe(`bulk calibration and dataset paths on ${target.name}`, () => {
+    let store: Store;
+    let projectId: string;
+
+    beforeAll(async () => {
+      store = await Store.open(await target.create());
+      projectId = (await store.projects.create('bulk')).id;
+      const interactions = Array.from({ length: INTERACTIONS }, (_, i) =>
+        parseInput(InteractionInput, {
+          id: id(i),
+          model: 'm',
+          route: 'r',
+          // Three answers per prompt, side by side: they share one parsed prompt when read.
+          messages: [{ role: 'user', content: `question ${Math.floor(i / 3)}` }],
+          output: `answer ${i}`,
+          tags: i % 2 ? ['odd'] : [],
+        }),
+      );
+      await store.interactions.insert(projectId, interactions);
+      const events = interactions.flatMap((_, i) => [
+        { kind: 'thumbs', interactionId: id(i), raterId: `r${i % 7}`, value: i % 3 ? 'up' : 'down' },
+        { kind: 'stars', interactionId: id(i), raterId: `r${(i + 1) % 7}`, value: 1 + (i % 5) },
+        ...(i % 10 === 0
+          ? [{ kind: 'criteria', interactionId: id(i), raterId: 'r9', scores: { relevance: 4 } }]
+          : []),
+      ]);
+      for (let k = 0; k < events.length; k += 500)
+        await store.feedback.insert(
+          projectId,
+          events.slice(k, k + 500).map((e) => parseInput(FeedbackInput, e)),
+        );
+    });
+    afterAll(async () => {
+      await store?.close();
+      await target.cleanup();
+    });
+
+    it('reads every current scalar rating once, across pages, with criteria data', async () => {
+      const seen = new Map<string, { value: number | null; data: unknown }>();
+      for await (const page of store.calibration.currentScalarRatings(projectId))
+        for (const r of page) {
+          const key = `${r.interactionId}/${r.raterId}/${r.kind}`;
+          expect(seen.has(key)).toBe(false);
+          seen.set(key, { value: r.value, data: r.data });
+          expect(r.feedbackId === null).toBe(r.kind !== 'criteria');
+        }
+      const criteria = Math.ceil(INTERACTIONS / 10);
+      expect(seen.size).toBe(2 * INTERACTIONS + criteria);
+      expect(seen.get(`${id(7)}/r1/stars`)?.value).toBe(3);
+      expect(seen.get(`${id(10)}/r9/criteria`)?.data).toEqual({ scores: { relevance: 4 } });
+    });
+
+    it('saves every reward and reads every rated interaction once with its prompt and feedback', async () => {
+      const items = Array.from({ length: INTERACTIONS }, (_, i) => ({
+        interactionId: id(i),
+        n: 2,
+        rawMean: 0,
+        reward: i / INTERACTIONS,
+        sd: 0.1,
+        lower: -0.2,
+        upper: 0.2,
+      }));
+      const run = await store.calibration.save(projectId, {}, {}, [], items);
+      const read: string[] = [];
+      for await (const page of store.datasets.ratedInteractions(projectId))
+        for (const r of page) {
+          const i = Number(r.interactionId.slice(1));
+          read.push(r.interactionId);
+          expect(r.reward).toBeCloseTo(i / INTERACTIONS, 12);
+          expect(r.messages).toEqual([{ role: 'user', content: `question ${Math.floor(i / 3)}` }]);
+          expect(r.output).toMatchObject({ role: 'assistant', content: `answer ${i}` });
+          expect(r.tags).toEqual(i % 2 ? ['odd'] : []);
+          expect(r.feedbackIds).toHaveLength(i % 10 === 0 ? 3 : 2);
+        }
+      expect(read).toEqual(items.map((x) => x.interactionId));
+
+      const version = await store.datasets.insertVersion(
+        {
+          projectId,
+          name: 'bulk',
+          version: 1,
+          method: 'kto',
+          spec: {},
+          contentHash: 'x',
+          rowCount: INTERACTIONS,
+          manifest: {},
+          path: '/nowhere',
+          calibrationId: run.id,
+        },
+        items.map((x, k) => ({ interactionId: x.interactionId, split: k % 10 ? 'train' : 'test' })),
+      );
+      const members = await store.db
+        .selectFrom('dataset_interactions')
+        .select(['interaction_id', 'split'])
+        .where('dataset_id', '=', version.id)
+        .orderBy('interaction_id')
+        .execute();
+      expect(members).toHaveLength(INTERACTIONS);
+      expect(members[10]).toEqual({ interaction_id: id(10), split: 'test' });
+      expect(members[11]).toEqual({ interaction_id: id(11), split: 'train' });
+    });
+  });
+}
