@@ -6,6 +6,7 @@ import { gatewayLatency } from './gateway-latency.js';
 import { ingest } from './ingest.js';
 import type { Bench, BenchContext } from './lib/bench.js';
 import { type BenchResultFile, commit, machine, packagesDirty, round } from './lib/results.js';
+import { personalizeBench } from './personalize.js';
 import { trainThroughput } from './train-throughput.js';
 
 /** Every benchmark, in the order `bench/run.ts` runs them. */
@@ -17,6 +18,7 @@ export const benches: Bench[] = [
   dashboardLoad,
   trainThroughput,
   feedbackEfficiency,
+  personalizeBench,
 ];
 
 /** The metrics each bench shows in the README table. */
