@@ -168,6 +168,7 @@ export const calibrateBuild: Bench = {
 
     const store = await Store.open(url);
     try {
+      const startLoad = loadNote();
       const cpuStart = process.cpuUsage();
       const started = performance.now();
       const calibration = await calibrateProject(store, projectId);
@@ -254,7 +255,7 @@ export const calibrateBuild: Bench = {
           calibrated_label_accuracy: round(calibratedRight / counted, 4),
           raw_label_accuracy: round(rawRight / raw.length, 4),
         },
-        notes: `${n} interactions (10 answers per prompt), ${3 * n} current ratings (half thumbs, half 1-5 stars) by ${raters} raters, 20% adversarial; SQLite, one run; curation off in the builds; ${loadNote()}.`,
+        notes: `${n} interactions (10 answers per prompt), ${3 * n} current ratings (half thumbs, half 1-5 stars) by ${raters} raters, 20% adversarial; SQLite, one run; curation off in the builds; calibrate_build_cpu_s is the bench process's user+system CPU over the same span (contention on the shared machine moves it far less than wall time); ${startLoad} at the start of the measured part, ${loadNote()} at its end.`,
       };
     } finally {
       await store.close();
