@@ -5,6 +5,7 @@ import { Kysely, PostgresDialect, SqliteDialect } from 'kysely';
 import pg from 'pg';
 import { checkpointOffThread } from './checkpointer.js';
 import type { Database } from './schema.js';
+import { WalSync } from './wal-sync.js';
 
 export type DialectName = 'sqlite' | 'postgres';
 
@@ -60,6 +61,8 @@ export interface OpenedDatabase {
    * query object per row costs more than the database work; undefined on PostgreSQL.
    */
   sqlite?: SqliteDatabase.Database;
+  /** A file database at synchronous=FULL: fsyncs its WAL off the event loop (see wal-sync.ts). */
+  walSync?: WalSync;
 }
 
 export function openKysely(config: DatabaseConfig): Kysely<Database> {
@@ -76,8 +79,13 @@ export function openDatabase(config: DatabaseConfig): OpenedDatabase {
     sqlite.pragma('busy_timeout = 10000');
     // Aggregations over millions of rows want a bigger page cache than the 2 MB default.
     sqlite.pragma('cache_size = -65536');
-    if (config.location !== ':memory:') checkpointOffThread(sqlite, resolve(config.location));
-    return { db: new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) }), sqlite };
+    const file = config.location === ':memory:' ? undefined : resolve(config.location);
+    if (file) checkpointOffThread(sqlite, file);
+    return {
+      db: new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) }),
+      sqlite,
+      ...(file && config.synchronous !== 'normal' ? { walSync: new WalSync(file) } : {}),
+    };
   }
   const pool = new pg.Pool({ connectionString: config.location, max: config.poolSize ?? 10 });
   return { db: new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }) };

@@ -4,6 +4,7 @@ import { GroupCommit } from './group-commit.js';
 import type { Database } from './schema.js';
 import { Store } from './store.js';
 import { sqliteTestDatabase, testDatabases } from './testing.js';
+import { WalSync } from './wal-sync.js';
 
 describe('GroupCommit on SQLite', () => {
   const target = sqliteTestDatabase();
@@ -103,6 +104,72 @@ describe('GroupCommit on SQLite', () => {
     const second = group.run(createProject('wave-2'));
     await Promise.all([first, second]);
     expect(transactions).toBe(2);
+  });
+});
+
+describe('GroupCommit with a WalSync (SQLite file at synchronous=FULL)', () => {
+  const target = sqliteTestDatabase();
+  afterAll(() => target.cleanup());
+
+  it('acknowledges a group only once its WAL fsync returned, and leaves the connection at FULL', async () => {
+    const url = await target.create();
+    const store = await Store.open(url);
+    const file = url.slice('sqlite:'.length);
+    // The real fsync, held back until the test lets it finish.
+    let release: () => void = () => {};
+    const held = new Promise<void>((r) => {
+      release = r;
+    });
+    let syncs = 0;
+    class HeldSync extends WalSync {
+      override async sync(): Promise<void> {
+        syncs++;
+        await held;
+        return super.sync();
+      }
+    }
+    const group = new GroupCommit(store.db, { walSync: new HeldSync(file) });
+    let acknowledged = false;
+    const unit = group
+      .run((trx) =>
+        trx
+          .insertInto('projects')
+          .values({ id: 'durable', name: 'durable', settings: '{}', created_at: 1 })
+          .returning('id')
+          .executeTakeFirstOrThrow(),
+      )
+      .then((r) => {
+        acknowledged = true;
+        return r;
+      });
+    await new Promise((r) => setTimeout(r, 50));
+    // Committed (readable) but not yet acknowledged.
+    expect(
+      await store.db.selectFrom('projects').select('id').where('id', '=', 'durable').execute(),
+    ).toHaveLength(1);
+    expect(acknowledged).toBe(false);
+    expect(syncs).toBe(1);
+    const { rows } = await sql<{ synchronous: number }>`pragma synchronous`.execute(store.db);
+    expect(rows[0]!.synchronous).toBe(2); // FULL for every other write
+    release();
+    await expect(unit).resolves.toEqual({ id: 'durable' });
+    await store.close();
+  });
+
+  it('shares one fsync among the groups committed while another runs', async () => {
+    const url = await target.create();
+    const file = url.slice('sqlite:'.length);
+    const store = await Store.open(url);
+    await store.db
+      .insertInto('projects')
+      .values({ id: 'x', name: 'x', settings: '{}', created_at: 1 })
+      .execute();
+    const wal = new WalSync(file);
+    const first = wal.sync();
+    const more = [wal.sync(), wal.sync(), wal.sync()];
+    expect(more[0]).toBe(more[1]);
+    await Promise.all([first, ...more]);
+    await store.close();
   });
 });
 

@@ -62,7 +62,9 @@ export class Store {
     this.db = db;
     this.projects = new ProjectRepository(db);
     // SQLite has one writer: concurrent capture writes share commits (see group-commit.ts).
-    const writes = opened.sqlite ? new GroupCommit(db) : new DirectTransactions(db);
+    const writes = opened.sqlite
+      ? new GroupCommit(db, { walSync: opened.walSync })
+      : new DirectTransactions(db);
     this.interactions = new InteractionRepository(db, dialect, writes, opened.sqlite);
     this.scoreConfigs = new ScoreConfigRepository(db, dialect);
     this.feedback = new FeedbackRepository(
