@@ -238,12 +238,15 @@ export function lineageCounts(lineage: readonly RowLineage[]): {
   return { membership, feedbackEvents: unshared + events.size };
 }
 
-/** Writes rows as JSON lines and returns the file's sha256; lines go out in ~1 MB chunks. */
-async function writeJsonl(path: string, rows: readonly unknown[]): Promise<string> {
-  const hash = createHash('sha256');
+/**
+ * Writes rows as JSON lines in ~1 MB chunks; returns the file's sha256 when `hashed` (the rows'
+ * content hash; lineage files are as large and need none).
+ */
+async function writeJsonl(path: string, rows: readonly unknown[], hashed = false): Promise<string> {
+  const hash = hashed ? createHash('sha256') : null;
   const out = createWriteStream(path);
   const flush = async (chunk: string) => {
-    hash.update(chunk);
+    hash?.update(chunk);
     if (!out.write(chunk)) await once(out, 'drain');
   };
   let chunk = '';
@@ -256,7 +259,7 @@ async function writeJsonl(path: string, rows: readonly unknown[]): Promise<strin
   }
   if (chunk) await flush(chunk);
   await new Promise<void>((res, rej) => out.end((err?: Error) => (err ? rej(err) : res())));
-  return hash.digest('hex');
+  return hash?.digest('hex') ?? '';
 }
 
 export interface BuildDatasetOptions {
@@ -318,7 +321,7 @@ export async function buildDatasetVersion(
   mkdirSync(staging, { recursive: true });
   try {
     const { membership, feedbackEvents } = lineageCounts(built.lineage);
-    const contentHash = await writeJsonl(join(staging, 'rows.jsonl'), built.rows);
+    const contentHash = await writeJsonl(join(staging, 'rows.jsonl'), built.rows, true);
     await writeJsonl(join(staging, 'lineage.jsonl'), built.lineage);
     // Every interaction curation dropped or changed, with the filter and the reason.
     await writeJsonl(join(staging, 'curation.jsonl'), decisions);

@@ -126,10 +126,14 @@ function finish<Row>(
 
 /** The ids without repeats, in order; the array itself when it has none (the usual case). */
 function distinct(ids: string[]): string[] {
-  if (ids.length < 2) return ids;
-  if (ids.length === 2) return ids[0] === ids[1] ? [ids[0]!] : ids;
-  const set = new Set(ids);
-  return set.size === ids.length ? ids : [...set];
+  // A row cites a handful of events: comparing pairs beats building a set per row.
+  if (ids.length > 16) {
+    const set = new Set(ids);
+    return set.size === ids.length ? ids : [...set];
+  }
+  for (let i = 1; i < ids.length; i++)
+    for (let j = 0; j < i; j++) if (ids[i] === ids[j]) return [...new Set(ids)];
+  return ids;
 }
 
 function byInteraction(candidates: readonly CandidateExample[]): Map<string, CandidateExample> {

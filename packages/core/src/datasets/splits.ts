@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { z } from 'zod';
 import type { Split } from './types.js';
 
@@ -18,7 +18,8 @@ export const SplitSpec = z.discriminatedUnion('by', [
 export type SplitSpec = z.input<typeof SplitSpec>;
 
 function unitHash(key: string, seed: number): number {
-  return createHash('sha256').update(`${seed}\u0000${key}`).digest().readUInt32BE(0) / 2 ** 32;
+  // One-shot hash: the same digest as createHash().update().digest() without a Hash object per key.
+  return hash('sha256', `${seed}\u0000${key}`, 'buffer').readUInt32BE(0) / 2 ** 32;
 }
 
 /** Assigns every prompt group to train or test. Rows with the same promptHash always share a split. */
@@ -29,9 +30,13 @@ export function assignSplits(
   const s = SplitSpec.parse(spec);
   const out = new Map<string, Split>();
   if (s.by === 'prompt') {
-    for (const r of rows)
-      if (!out.has(r.promptHash))
-        out.set(r.promptHash, unitHash(r.promptHash, s.seed) < s.testFraction ? 'test' : 'train');
+    let last: string | undefined;
+    for (const r of rows) {
+      // Answers to one prompt usually sit side by side: skip the map for the repeats.
+      if (r.promptHash === last) continue;
+      last = r.promptHash;
+      if (!out.has(last)) out.set(last, unitHash(last, s.seed) < s.testFraction ? 'test' : 'train');
+    }
     return out;
   }
   const firstSeen = new Map<string, number>();
