@@ -147,6 +147,7 @@ export const calibrateBuild: Bench = {
   summary: '1M interactions with 3M ratings on SQLite: calibrate, then build a KTO and a DPO dataset',
   keyMetrics: [
     'calibrate_build_1m_s',
+    'calibrate_build_cpu_s',
     'bias_recovery_corr',
     'adversary_recall',
     'adversary_false_flag_rate',
