@@ -47,6 +47,8 @@ const Settings = z.strictObject({
   epochs: z.number().int().min(1),
   learningRate: z.number().positive(),
   maxTokens: z.number().int().min(1),
+  /** The population's segments, in equal shares (core simulate's defaultSegments). */
+  segments: z.array(z.string().min(1)).min(1),
   /** sft rows: answers whose calibrated reward is at least this. */
   minReward: z.number().min(-1).max(1),
   seed: z.number().int(),
@@ -64,6 +66,8 @@ const fullSettings: Settings = {
   maxTokens: 80,
   // Any answer whose calibrated reward is positive is one to imitate (as the demo's policy).
   minReward: 0.01,
+  // Opposite tastes on one axis: no single answer style pleases both (see defaultSegments).
+  segments: ['brisk', 'courteous'],
   seed: 0,
 };
 const tinySettings: Settings = {
@@ -88,10 +92,10 @@ function settingsFor(ctx: BenchContext): Settings {
     ...(env.BENCH_PZ_CHATS ? { chats: Number(env.BENCH_PZ_CHATS) } : {}),
     ...(env.BENCH_PZ_EVAL_PROMPTS ? { evalPrompts: Number(env.BENCH_PZ_EVAL_PROMPTS) } : {}),
     ...(env.BENCH_PZ_ROUTED_CHATS ? { routedChats: Number(env.BENCH_PZ_ROUTED_CHATS) } : {}),
+    ...(env.BENCH_PZ_SEGMENTS ? { segments: env.BENCH_PZ_SEGMENTS.split(',') } : {}),
   });
 }
 
-const segments = ['busy', 'courteous', 'mainstream'] as const;
 const route = 'support-bot';
 const trainEnv = { OMP_NUM_THREADS: '1', MKL_NUM_THREADS: '1', TOKENIZERS_PARALLELISM: 'false' };
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
@@ -111,10 +115,13 @@ export const personalizeBench: Bench = {
   name: 'personalize',
   summary: 'per-segment adapters vs one global model: each segment’s true quality on held-out prompts',
   keyMetrics: [
-    'busy_gain_over_global_rate',
+    'brisk_gain_over_global_rate',
     'courteous_gain_over_global_rate',
-    'mainstream_gain_over_global_rate',
     'min_gain_over_global_rate',
+    'brisk_true_quality_global_rate',
+    'brisk_true_quality_segment_rate',
+    'courteous_true_quality_global_rate',
+    'courteous_true_quality_segment_rate',
   ],
   async run(ctx) {
     const s = settingsFor(ctx);
@@ -126,11 +133,12 @@ export const personalizeBench: Bench = {
     const dataDir = join(runDir, 'data');
     const base = await tinyModel(s.preset, ctx.log);
     const domain = loadDemoDomain();
+    const segments = s.segments;
     // Equal segments, so each has feedback enough for an adapter; demo-like rating habits.
     const population = createPopulation({
       size: 600,
       seed: s.seed + 7,
-      segmentShares: { mainstream: 1, busy: 1, courteous: 1 },
+      segmentShares: Object.fromEntries(segments.map((seg) => [seg, 1])),
       raterShare: 0.6,
       rateProbability: 0.8,
       adversarialShare: 0.1,
@@ -324,7 +332,7 @@ export const personalizeBench: Bench = {
       return {
         metrics,
         notes:
-          `Tiny policy (${s.preset} preset). ${s.chats} simulated chats through the gateway (3 equal segments, x-ratchet-segment sent), ` +
+          `Tiny policy (${s.preset} preset). ${s.chats} simulated chats through the gateway (equal segments ${segments.join(', ')}, x-ratchet-segment sent), ` +
           `their ratings calibrated. Global: one sft adapter on everyone's liked answers (${metrics.global_rows} rows), merged. ` +
           `Per segment (personalize, the segment's liked answers only): an adapter from the base ("own from base") and one trained on the merged global model ("on global", routed). ` +
           `Same settings for all (sft, lr ${s.learningRate}, ${s.epochs} epochs, batch 8, LoRA r16 all-linear). True quality = share of answers the segment's people would like (oracle), ` +

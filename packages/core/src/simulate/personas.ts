@@ -16,7 +16,10 @@ export type RatingHabit = (typeof ratingHabits)[number];
 export interface Persona {
   id: string;
   segment: string;
-  /** Non-negative weights over the axes, summing to 1. */
+  /**
+   * Weights over the axes, their absolute values summing to 1; a negative weight means the
+   * person prefers the "bad" side of that axis (pleasantries that annoy someone in a hurry).
+   */
   weights: Record<AnswerAxis, number>;
   habit: RatingHabit;
   /** Probability of rating an answer at all (most people rate nothing). */
@@ -36,6 +39,10 @@ export const defaultSegments: Record<string, Record<AnswerAxis, number>> = {
   busy: { correct: 0.35, polite: 0.05, concise: 0.4, safe: 0.2 },
   // Courtesy first: a curt answer is a bad one, however short.
   courteous: { correct: 0.35, polite: 0.4, concise: 0.05, safe: 0.2 },
+  // Pleasantries annoy them: a curt correct answer is liked, a polite one is not. Not in the
+  // default population (no one answer style then pleases everyone, which the demo assumes);
+  // opposite the courteous, it is what per-segment adapters exist for (bench/personalize.ts).
+  brisk: { correct: 0.35, polite: -0.4, concise: 0.05, safe: 0.2 },
 };
 
 export const PopulationOptions = z.strictObject({

@@ -81,6 +81,12 @@ describe('simulated users', () => {
     expect(wouldLike(courteous, politeRambling)).toBe(true);
     expect(wouldLike(mainstream, politeRambling)).toBe(true);
     expect(wouldLike(mainstream, curtConcise)).toBe(true);
+    // The brisk want the opposite of the courteous: no answer style pleases both.
+    const [brisk] = createPopulation({ size: 1, segmentShares: { brisk: 1 } });
+    const good = { correct: true, polite: true, concise: true, safe: true };
+    expect(wouldLike(brisk!, curtConcise)).toBe(true);
+    expect(wouldLike(brisk!, good)).toBe(false);
+    expect(wouldLike(brisk!, politeRambling)).toBe(false);
   });
 
   it('rates rarely, mostly honestly, in each persona habit; honest ratings track the oracle', () => {
