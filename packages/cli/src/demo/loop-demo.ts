@@ -154,15 +154,23 @@ export function demoPolicy(baseModel: string, overrides: Partial<LoopPolicyInput
     trigger: { minNewFeedback: 30 },
     // Any answer whose calibrated reward is positive is one to imitate: most demo answers have a
     // single rating, so the interval's lower end would exclude nearly all of them.
-    dataset: { method: 'sft', options: { minReward: 0.01, minLower: -1 }, groupSimilarPrompts: 0.6 },
+    // A quarter of the prompts are held out, so that the gate judges on enough of them.
+    dataset: {
+      method: 'sft',
+      options: { minReward: 0.01, minLower: -1, split: { by: 'prompt', testFraction: 0.25 } },
+      groupSimilarPrompts: 0.6,
+    },
     training: {
       method: 'sft',
-      hyperparameters: { learningRate: 2e-3, epochs: 2, batchSize: 8 },
+      // 3 epochs: the first round has only ~50 liked answers, and too few steps barely move it.
+      hyperparameters: { learningRate: 2e-3, epochs: 3, batchSize: 8 },
       stack: true,
     },
     rewardModel: {
       enabled: true,
-      options: { minMargin: 0.05 },
+      // Near-identical prompts form big groups here: more pairs per group give the reward model,
+      // the gate's only critic in the demo, enough to learn from.
+      options: { minMargin: 0.05, maxPairsPerPrompt: 24 },
       hyperparameters: { learningRate: 3e-3, epochs: 2, batchSize: 8 },
     },
     aiFeedback: { enabled: true },
@@ -182,7 +190,7 @@ export function demoPolicy(baseModel: string, overrides: Partial<LoopPolicyInput
 export function riskyPolicy(policy: LoopPolicy): LoopPolicy {
   return LoopPolicy.parse({
     ...policy,
-    dataset: { ...policy.dataset, method: 'rwsft', options: {} },
+    dataset: { ...policy.dataset, method: 'rwsft', options: { split: policy.dataset.options.split } },
     training: { ...policy.training, method: 'rwsft' },
   });
 }

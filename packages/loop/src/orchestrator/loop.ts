@@ -30,6 +30,8 @@ export interface RoundState {
   calibrationRunId?: string;
   calibratedItems?: number;
   datasetId?: string;
+  /** Every rated answer, split like the training dataset: the heldout suite's source. */
+  evalDatasetId?: string;
   rewardDatasetId?: string;
   runId?: string;
   rewardRunId?: string;
@@ -115,6 +117,19 @@ export function stackedBase(p: LoopPolicy, prod: Model): string {
   return existsSync(join(folder, 'config.json')) ? folder : p.baseModel;
 }
 
+/** The training dataset's split, for the round's other datasets (no prompt is test in one and train in another). */
+const sameSplit = (p: LoopPolicy) => (p.dataset.options.split ? { split: p.dataset.options.split } : {});
+
+/** Whether the heldout suite needs its own dataset (the training one keeps only some rated answers). */
+function needsEvalDataset(p: LoopPolicy): boolean {
+  return (
+    p.evaluation.enabled &&
+    p.evaluation.suites.includes('heldout') &&
+    p.evaluation.heldOut === 'all-rated' &&
+    !['kto', 'rwsft'].includes(p.dataset.method)
+  );
+}
+
 type StageResult = {
   to: LoopStage;
   state?: RoundState;
@@ -152,6 +167,24 @@ const stages: Record<(typeof loopStages)[number], StageFn> = {
       { dataDir: ctx.dataDir, inputs },
     );
     const state: RoundState = { datasetId: dataset.id };
+    if (needsEvalDataset(p)) {
+      // Same split as the training dataset, so no held-out prompt was trained on.
+      const heldOut = await buildDatasetVersion(
+        ctx.store,
+        ctx.projectId,
+        {
+          name: `${p.route}-eval`.toLowerCase().replace(/[^a-z0-9._-]/g, '-'),
+          method: 'rwsft',
+          options: { minAbsReward: 0, ...sameSplit(p) },
+          ...(p.dataset.groupSimilarPrompts !== undefined
+            ? { groupSimilarPrompts: p.dataset.groupSimilarPrompts }
+            : {}),
+          ...(p.dataset.curation !== undefined ? { curation: p.dataset.curation } : {}),
+        },
+        { dataDir: ctx.dataDir, inputs },
+      );
+      state.evalDatasetId = heldOut.id;
+    }
     if (p.rewardModel.enabled) {
       // Early on there may be no preference pairs at all (every answer rated alike): the round
       // goes on without a reward model rather than failing.
@@ -161,7 +194,7 @@ const stages: Record<(typeof loopStages)[number], StageFn> = {
         {
           name: `${name}-reward`.replace(/-kto-reward|-dpo-reward/, '-reward'),
           method: 'reward',
-          options: p.rewardModel.options,
+          options: { ...sameSplit(p), ...p.rewardModel.options },
           ...(p.dataset.curation !== undefined ? { curation: p.dataset.curation } : {}),
           ...(p.dataset.groupSimilarPrompts !== undefined
             ? { groupSimilarPrompts: p.dataset.groupSimilarPrompts }
@@ -272,7 +305,7 @@ const stages: Record<(typeof loopStages)[number], StageFn> = {
         name: `${p.route} round ${round.round}`,
         candidate: { endpoint: endpoint(state.candidate!), model: state.candidate! },
         baseline: { endpoint: endpoint(state.production!), model: state.production! },
-        dataset: state.datasetId,
+        dataset: state.evalDatasetId ?? state.datasetId,
         maxItems: p.evaluation.maxItems,
         suites: p.evaluation.suites,
         generation: { maxTokens: p.evaluation.maxTokens, temperature: 0 },

@@ -94,6 +94,12 @@ export const LoopPolicy = z.strictObject({
       /** An LLM judge (any OpenAI-compatible endpoint), if there is one. */
       judge: EndpointSpec.optional(),
       maxItems: z.number().int().positive().default(100),
+      /**
+       * Where the heldout suite's prompts come from: the test split of the training dataset, or
+       * (`all-rated`) of a dataset of every rated answer built with the same split, so that an sft
+       * or dpo round, whose dataset keeps only some rated answers, is still judged on every kind.
+       */
+      heldOut: z.enum(['training', 'all-rated']).default('all-rated'),
       suites: z.array(z.enum(evaluationSuites)).min(1).default(['heldout', 'redteam', 'adversarial']),
       gates: EvaluationGates.prefault({}),
       maxTokens: z.number().int().positive().default(96),
