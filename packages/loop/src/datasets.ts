@@ -225,8 +225,9 @@ export function lineageCounts(lineage: readonly RowLineage[]): {
   const shared = new Set<string>();
   for (const l of lineage)
     for (const id of l.interactionIds) {
-      if (membership.has(id)) shared.add(id);
+      const before = membership.size;
       membership.set(id, l.split);
+      if (membership.size === before) shared.add(id);
     }
   let unshared = 0;
   const events = new Set<string>();

@@ -96,7 +96,16 @@ function finish<Row>(
   const splits = assignSplits(all, common.split);
   const trainDrafts: Draft<Row>[] = [];
   const testDrafts: Draft<Row>[] = [];
-  for (const d of drafts) (splits.get(d.promptHash) === 'test' ? testDrafts : trainDrafts).push(d);
+  let lastHash: string | undefined;
+  let test = false;
+  for (const d of drafts) {
+    // Drafts of one prompt usually follow each other: look the split up once per run of them.
+    if (d.promptHash !== lastHash) {
+      lastHash = d.promptHash;
+      test = splits.get(lastHash) === 'test';
+    }
+    (test ? testDrafts : trainDrafts).push(d);
+  }
   const train = balanceBySegment(trainDrafts, common.maxSegmentShare);
   const rows: Row[] = [];
   const lineage: RowLineage[] = [];
@@ -126,14 +135,10 @@ function finish<Row>(
 
 /** The ids without repeats, in order; the array itself when it has none (the usual case). */
 function distinct(ids: string[]): string[] {
-  // A row cites a handful of events: comparing pairs beats building a set per row.
-  if (ids.length > 16) {
-    const set = new Set(ids);
-    return set.size === ids.length ? ids : [...set];
-  }
-  for (let i = 1; i < ids.length; i++)
-    for (let j = 0; j < i; j++) if (ids[i] === ids[j]) return [...new Set(ids)];
-  return ids;
+  if (ids.length < 2) return ids;
+  if (ids.length === 2) return ids[0] === ids[1] ? [ids[0]!] : ids;
+  const set = new Set(ids);
+  return set.size === ids.length ? ids : [...set];
 }
 
 function byInteraction(candidates: readonly CandidateExample[]): Map<string, CandidateExample> {
