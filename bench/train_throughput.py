@@ -13,7 +13,7 @@ The time covers everything a job does from loading the model to the end of train
 preparation, any reference pass, the training loop), not saving. Runs alternate ours/TRL and
 repeat; medians are reported.
 
-Usage: .venv/bin/python bench/train_throughput.py [--tiny] [--methods sft,dpo] [--repeats 3]
+Usage: .venv/bin/python bench/train_throughput.py [--tiny] [--methods sft,dpo] [--repeats 3] [--threads 1]
 Prints one JSON object on stdout; progress goes to stderr.
 """
 
@@ -219,6 +219,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=None)
+    # One intra-op thread by default: on the shared 2-core machine (load average often 10+), two
+    # threads per process spent most of their time waiting on each other (a reward run took 120 s
+    # of wall and 35 s of CPU at 2 threads, 11 s and 3 s at 1). Both sides get the same setting.
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: torch's default)")
     args = parser.parse_args(argv)
 
     methods = [m for m in args.methods.split(",") if m]
@@ -236,6 +240,9 @@ def main(argv: list[str]) -> int:
 
     import torch
     from transformers import AutoTokenizer
+
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
 
     from ratchet_worker.tiny import PRESETS, build_tiny, generate_preference_pairs
 
