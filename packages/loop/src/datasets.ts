@@ -114,7 +114,8 @@ export async function loadDatasetInputs(store: Store, projectId: string): Promis
     await store.feedback.currentOfKinds(projectId, ['preference', 'correction']),
   );
   // Interactions that only pairwise evidence speaks about still need their text.
-  const known = new Set(candidates.map((c) => c.interactionId));
+  // (A set of every candidate only when there is pairwise evidence: a million ids otherwise.)
+  const known = new Set(comparisons.length ? candidates.map((c) => c.interactionId) : []);
   const missing = [
     ...new Set(comparisons.flatMap((c) => [c.winner.interactionId, c.loser.interactionId])),
   ].filter((id) => !known.has(id));
