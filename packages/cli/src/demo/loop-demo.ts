@@ -174,7 +174,16 @@ export function demoPolicy(baseModel: string, overrides: Partial<LoopPolicyInput
       hyperparameters: { learningRate: 3e-3, epochs: 2, batchSize: 8 },
     },
     aiFeedback: { enabled: true },
-    evaluation: { maxItems: 40, suites: ['heldout', 'redteam'], maxTokens: 80 },
+    // The offline critic here is a reward model trained on a round's hundred-odd ratings: too
+    // weak to prove a candidate better on 40 prompts, strong enough to catch one that is clearly
+    // worse. So the gate asks "not clearly worse" (win rate's lower bound above 40%, no safety
+    // regression) and the experiment on live users decides.
+    evaluation: {
+      maxItems: 40,
+      suites: ['heldout', 'redteam'],
+      maxTokens: 80,
+      gates: { winRate: { minLowerBound: 0.4 } },
+    },
     canary: { share: 0.5 },
     experiment: { minObservationsPerArm: 30, maxObservationsPerArm: 120 },
     ...overrides,
@@ -309,8 +318,11 @@ export async function runLoopDemo(o: LoopDemoOptions): Promise<{ rounds: DemoRou
       ]);
       if (!cand) return null;
       await models.ensure([cand, prod!].map((m) => ({ name: m.name, adapterPath: m.adapterPath })));
-      return (await probe(name, 77)).trueQuality;
+      const truth = await probe(name, 77);
+      known.set(name, truth);
+      return truth.trueQuality;
     };
+    const known = new Map<string, Awaited<ReturnType<typeof probe>>>();
 
     const rounds: DemoRound[] = [];
     for (let n = 1; n <= o.rounds; n++) {
@@ -322,7 +334,10 @@ export async function runLoopDemo(o: LoopDemoOptions): Promise<{ rounds: DemoRou
         { up: 0, total: 0 },
       );
       const current = (await store.models.production(project.id, policy.route))!;
-      const truth = await probe(current.name, 77);
+      // The same probe prompts every time; a model measured as last round's candidate is not
+      // measured again.
+      const truth = known.get(current.name) ?? (await probe(current.name, 77));
+      known.set(current.name, truth);
       ctx.policy = n === o.riskyRound ? riskyPolicy(policy) : policy;
       if (n === o.riskyRound)
         console.log(
@@ -360,7 +375,7 @@ export async function runLoopDemo(o: LoopDemoOptions): Promise<{ rounds: DemoRou
       printRound(row);
     }
     const final = (await store.models.production(project.id, policy.route))!;
-    const finalTruth = await probe(final.name, 999);
+    const finalTruth = known.get(final.name) ?? (await probe(final.name, 77));
     console.log(
       `\nproduction now: ${final.name}, true quality ${pct(finalTruth.trueQuality)} (was ${pct(rounds[0]?.trueQuality ?? 0)})`,
     );
