@@ -59,7 +59,7 @@ const Settings = z.strictObject({
   maxTokens: z.number().int().min(1),
   seed: z.number().int(),
 });
-type Settings = z.infer<typeof Settings>;
+export type Settings = z.infer<typeof Settings>;
 
 const fullSettings: Settings = {
   preset: 'default',
@@ -99,6 +99,7 @@ function settingsFor(ctx: BenchContext): Settings {
     ...(env.BENCH_FE_ARMS ? { arms: list(env.BENCH_FE_ARMS) } : {}),
     ...(env.BENCH_FE_EVAL_PROMPTS ? { evalPrompts: Number(env.BENCH_FE_EVAL_PROMPTS) } : {}),
     ...(env.BENCH_FE_POOL_PROMPTS ? { poolPrompts: Number(env.BENCH_FE_POOL_PROMPTS) } : {}),
+    ...(env.BENCH_FE_SEED ? { seed: Number(env.BENCH_FE_SEED) } : {}),
   });
 }
 
@@ -163,6 +164,15 @@ const arms: Record<string, Arm> = {
     learningRate: 3e-3,
     label: 'kto, calibrated, random',
   },
+  // loop-settings' other kto setting (kto-hi: slower, but it did not fall below the base).
+  'kto-lo': {
+    method: 'kto',
+    calibrated: true,
+    active: false,
+    dataset: { margin: 0.1, requireConfidentSign: false },
+    learningRate: 1e-3,
+    label: 'kto at lr 1e-3, calibrated, random',
+  },
   dpo: {
     method: 'dpo',
     calibrated: true,
@@ -190,7 +200,7 @@ interface PoolAnswer {
   answer: string;
 }
 
-interface ArmResult {
+export interface ArmResult {
   arm: string;
   budget: number;
   ratings: number;
@@ -636,7 +646,7 @@ ${paths}
 }
 
 function markdownReport(results: ArmResult[], base: number, s: Settings, extra: string[]): string {
-  const pct = (v: number | undefined) => (v === undefined ? '' : `${(100 * v).toFixed(1)}%`);
+  const pct = (v: number | undefined) => (v === undefined ? 'not trained' : `${(100 * v).toFixed(1)}%`);
   const gain = (v: number | undefined) =>
     v === undefined ? '' : `${v >= base ? '+' : ''}${(100 * (v - base)).toFixed(1)}`;
   const rows = results.map(
@@ -683,7 +693,7 @@ export const feedbackEfficiency: Bench = {
         throw new Error(`BENCH_FE_ARMS: unknown arm "${a}" (known: ${Object.keys(arms).join(', ')})`);
     const loadBefore = loadNote();
     const dir = join(workDir, 'feedback-efficiency');
-    const runDir = join(dir, ctx.tiny ? 'tiny' : 'run');
+    const runDir = join(dir, ctx.tiny ? 'tiny' : `run-seed${s.seed}`);
     rmSync(runDir, { recursive: true, force: true });
     mkdirSync(runDir, { recursive: true });
     const modelDir = await tinyModel(s.preset, ctx.log);
@@ -732,7 +742,9 @@ export const feedbackEfficiency: Bench = {
         const trained = batch.filter((r) => r.adapterPath);
         await server.ensure(trained.map((r) => ({ name: r.modelName!, adapterPath: r.adapterPath! })));
         for (const r of batch) {
-          const q = r.adapterPath ? await measure(c, r.modelName!, population, domain) : baseQ;
+          // No model (no rows, or training failed): nothing to measure; the arm has no point here.
+          if (!r.adapterPath) continue;
+          const q = await measure(c, r.modelName!, population, domain);
           r.quality = q.trueQuality;
           r.goodShare = q.goodShare;
           ctx.log(
@@ -761,7 +773,7 @@ export const feedbackEfficiency: Bench = {
   },
 };
 
-function summarize(
+export function summarize(
   ctx: BenchContext,
   s: Settings,
   results: ArmResult[],
@@ -778,13 +790,19 @@ function summarize(
   const top = Math.max(...s.budgets);
   for (const r of results) {
     const key = r.arm.replace(/-/g, '_');
-    metrics[`quality_${key}_${r.budget}_rate`] = round(r.quality!);
     metrics[`rows_${key}_${r.budget}_count`] = r.rows;
-    if (r.budget === top) metrics[`quality_gain_${key}`] = round(r.quality! - base);
+    if (r.quality === undefined) {
+      metrics[`failed_${key}_${r.budget}_count`] = 1;
+      continue;
+    }
+    metrics[`quality_${key}_${r.budget}_rate`] = round(r.quality);
+    if (r.budget === top) metrics[`quality_gain_${key}`] = round(r.quality - base);
   }
   // Ratings the random arm needs for the gain active learning reached, over active learning's ratings.
   const curve = (arm: string) =>
-    results.filter((r) => r.arm === arm).map((r) => ({ ratings: r.ratings, gain: r.quality! - base }));
+    results
+      .filter((r) => r.arm === arm && r.quality !== undefined)
+      .map((r) => ({ ratings: r.ratings, gain: r.quality! - base }));
   const extra: string[] = [];
   const ratios: number[] = [];
   if (s.arms.includes('sft') && s.arms.includes('sft-al')) {
@@ -808,18 +826,21 @@ function summarize(
         [...ratios].sort((a, b) => a - b)[Math.floor((ratios.length - 1) / 2)]!,
       );
   }
-  const resultsDir = join(benchDir, 'results');
+  // Charts and table go beside the results; a side experiment (e.g. with --no-write) can send them elsewhere.
+  const resultsDir = process.env.BENCH_FE_REPORT_DIR ?? join(benchDir, 'results');
   if (!ctx.tiny) {
     const line = (arm: string) => ({
       label: arms[arm]!.label,
-      points: results.filter((r) => r.arm === arm).map((r) => ({ x: r.ratings, y: r.quality! })),
+      points: results
+        .filter((r) => r.arm === arm && r.quality !== undefined)
+        .map((r) => ({ x: r.ratings, y: r.quality! })),
     });
     mkdirSync(resultsDir, { recursive: true });
     writeFileSync(
       join(resultsDir, 'feedback-efficiency-methods.svg'),
       qualityChartSvg(
         'True quality after one round, by method (calibrated, random choice)',
-        ['sft', 'rwsft', 'kto', 'dpo'].filter((a) => s.arms.includes(a)).map(line),
+        ['sft', 'rwsft', 'kto', 'kto-lo', 'dpo'].filter((a) => s.arms.includes(a)).map(line),
         base,
       ),
     );
