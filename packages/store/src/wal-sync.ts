@@ -1,4 +1,4 @@
-import { open } from 'node:fs/promises';
+import { type FileHandle, open } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
 /**
@@ -40,7 +40,15 @@ export class WalSync {
 
   private async fsync(): Promise<void> {
     // Opened per sync, so a WAL file that was removed and made anew is never missed.
-    const wal = await open(`${this.databaseFile}-wal`, 'r');
+    let wal: FileHandle;
+    try {
+      wal = await open(`${this.databaseFile}-wal`, 'r');
+    } catch (err) {
+      // No WAL: the last connection closed, which copied it into the database file and synced
+      // that (the store closed while this sync was on its way).
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw err;
+    }
     try {
       await wal.datasync();
     } finally {
