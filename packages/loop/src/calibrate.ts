@@ -86,26 +86,31 @@ export async function calibrateProject(
     reason: r.flagReason[k] ?? null,
   }));
   const it = result.items;
-  const itemRows = items.ids.map((interactionId, k) => {
-    // Thumbs-only items get the Wilson interval, which is right for so few binary ratings.
-    const wilson = Number.isFinite(it.wilsonLower[k]!);
-    return {
-      interactionId,
-      n: it.n[k]!,
-      rawMean: it.rawMean[k]!,
-      reward: it.reward[k]!,
-      sd: it.sd[k]!,
-      lower: wilson ? it.wilsonLower[k]! : it.lower[k]!,
-      upper: wilson ? it.wilsonUpper[k]! : it.upper[k]!,
-    };
-  });
+  // Thumbs-only items get the Wilson interval, which is right for so few binary ratings.
+  const lower = it.lower.slice();
+  const upper = it.upper.slice();
+  for (let k = 0; k < lower.length; k++)
+    if (Number.isFinite(it.wilsonLower[k]!)) {
+      lower[k] = it.wilsonLower[k]!;
+      upper[k] = it.wilsonUpper[k]!;
+    }
+  // Columns, not a million row objects.
+  const itemColumns = {
+    interactionIds: items.ids,
+    n: it.n,
+    rawMean: it.rawMean,
+    reward: it.reward,
+    sd: it.sd,
+    lower,
+    upper,
+  };
   const flagged = raterRows.filter((x) => x.flagged).length;
   const stats = {
     ratings: columns.length,
     skipped,
     raters: raterRows.length,
     flagged,
-    items: itemRows.length,
+    items: items.ids.length,
     iterations: result.iterations,
     converged: result.converged,
     rounds: result.rounds,
@@ -116,7 +121,7 @@ export async function calibrateProject(
     { mapping, calibration: options.calibration ?? {} },
     stats,
     raterRows,
-    itemRows,
+    itemColumns,
   );
   options.onProgress?.({ stage: 'save', ratings: columns.length });
   const t3 = performance.now();
@@ -126,7 +131,7 @@ export async function calibrateProject(
     skipped,
     raters: raterRows.length,
     flagged,
-    items: itemRows.length,
+    items: items.ids.length,
     seconds: { read: (t1 - t0) / 1000, fit: (t2 - t1) / 1000, save: (t3 - t2) / 1000 },
   };
 }

@@ -111,5 +111,31 @@ for (const target of testDatabases()) {
       expect(members[10]).toEqual({ interaction_id: id(10), split: 'test' });
       expect(members[11]).toEqual({ interaction_id: id(11), split: 'train' });
     });
+
+    it('saves rewards given as columns the same as rows, replacing the last calibration', async () => {
+      const ids = Array.from({ length: INTERACTIONS }, (_, i) => id(i));
+      const fill = (f: (i: number) => number) => Float64Array.from(ids, (_, i) => f(i));
+      await store.calibration.save(projectId, {}, {}, [], {
+        interactionIds: ids,
+        n: Int32Array.from(ids, () => 3),
+        rawMean: fill((i) => -i / INTERACTIONS),
+        reward: fill((i) => 1 - i / INTERACTIONS),
+        sd: fill(() => 0.2),
+        lower: fill(() => -0.5),
+        upper: fill(() => 0.5),
+      });
+      const count = await store.db
+        .selectFrom('interaction_rewards')
+        .select((eb) => eb.fn.countAll<number>().as('n'))
+        .where('project_id', '=', projectId)
+        .executeTakeFirstOrThrow();
+      expect(Number(count.n)).toBe(INTERACTIONS);
+      for (const i of [0, 999, 1000, INTERACTIONS - 1]) {
+        const r = await store.calibration.rewardOf(projectId, id(i));
+        expect(r).toMatchObject({ n: 3, sd: 0.2, lower: -0.5, upper: 0.5 });
+        expect(r?.reward).toBeCloseTo(1 - i / INTERACTIONS, 12);
+        expect(r?.rawMean).toBeCloseTo(-i / INTERACTIONS, 12);
+      }
+    });
   });
 }

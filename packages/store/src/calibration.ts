@@ -40,6 +40,32 @@ export interface ItemRewardRow {
   upper: number;
 }
 
+/** Item rewards as columns (index k is one interaction): a million rows without an object each. */
+export interface ItemRewardColumns {
+  interactionIds: readonly string[];
+  n: ArrayLike<number>;
+  rawMean: ArrayLike<number>;
+  reward: ArrayLike<number>;
+  sd: ArrayLike<number>;
+  lower: ArrayLike<number>;
+  upper: ArrayLike<number>;
+}
+
+/** Row k of rows or columns. */
+function itemAt(items: readonly ItemRewardRow[] | ItemRewardColumns, k: number): ItemRewardRow {
+  if (Array.isArray(items)) return items[k]!;
+  const c = items as ItemRewardColumns;
+  return {
+    interactionId: c.interactionIds[k]!,
+    n: c.n[k]!,
+    rawMean: c.rawMean[k]!,
+    reward: c.reward[k]!,
+    sd: c.sd[k]!,
+    lower: c.lower[k]!,
+    upper: c.upper[k]!,
+  };
+}
+
 export interface CalibrationRun {
   id: string;
   projectId: string;
@@ -169,8 +195,9 @@ export class CalibrationRepository {
     options: unknown,
     stats: Record<string, unknown>,
     raters: readonly RaterCalibrationRow[],
-    items: readonly ItemRewardRow[],
+    items: readonly ItemRewardRow[] | ItemRewardColumns,
   ): Promise<CalibrationRun> {
+    const count = Array.isArray(items) ? items.length : (items as ItemRewardColumns).interactionIds.length;
     const run: CalibrationRun = { id: newId(), projectId, options, stats, createdAt: Date.now() };
     const num = (x: number) => (Number.isFinite(x) ? x : null);
     await this.db.transaction().execute(async (trx) => {
@@ -229,15 +256,40 @@ export class CalibrationRepository {
           this.sqlite,
           'interaction_rewards (project_id, interaction_id, calibration_id, n, raw_mean, reward, sd, lower, upper)',
           9,
-          items.length,
-          (params, k) => {
-            const i = items[k]!;
-            params.push(projectId, i.interactionId, run.id, i.n, i.rawMean, i.reward, i.sd, i.lower, i.upper);
-          },
+          count,
+          Array.isArray(items)
+            ? (params, k) => {
+                const i = (items as readonly ItemRewardRow[])[k]!;
+                params.push(
+                  projectId,
+                  i.interactionId,
+                  run.id,
+                  i.n,
+                  i.rawMean,
+                  i.reward,
+                  i.sd,
+                  i.lower,
+                  i.upper,
+                );
+              }
+            : (params, k) => {
+                const c = items as ItemRewardColumns;
+                params.push(
+                  projectId,
+                  c.interactionIds[k],
+                  run.id,
+                  c.n[k],
+                  c.rawMean[k],
+                  c.reward[k],
+                  c.sd[k],
+                  c.lower[k],
+                  c.upper[k],
+                );
+              },
         );
         return;
       }
-      const itemRows = items.map((i) => ({
+      const itemRows = Array.from({ length: count }, (_, k) => itemAt(items, k)).map((i) => ({
         project_id: projectId,
         interaction_id: i.interactionId,
         calibration_id: run.id,

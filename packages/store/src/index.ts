@@ -6,7 +6,13 @@ export type {
   PromptSummary,
 } from './analysis.js';
 export type { AuditEntry } from './audit.js';
-export type { CalibrationRun, ItemRewardRow, RaterCalibrationRow, ScalarRatingRow } from './calibration.js';
+export type {
+  CalibrationRun,
+  ItemRewardColumns,
+  ItemRewardRow,
+  RaterCalibrationRow,
+  ScalarRatingRow,
+} from './calibration.js';
 export * from './connection.js';
 export type { ActivityBucket, LearnedFrom, ModelSatisfactionRow, QueueCandidate } from './dashboard.js';
 export type { DatasetVersion, RatedInteraction } from './datasets.js';
