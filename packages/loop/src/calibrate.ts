@@ -45,10 +45,11 @@ export async function calibrateProject(
   const sourceWeight = (raterId: string) =>
     mapping.sourceWeight[(sources.get(raterId) ?? 'user') as keyof RewardMapping['sourceWeight']] ?? 1;
 
+  const context = { scoreConfigs, mapping };
   const t0 = performance.now();
   for await (const page of store.calibration.currentScalarRatings(projectId)) {
     for (const row of page) {
-      const outcome = normalizeFeedback(row, { scoreConfigs, mapping });
+      const outcome = normalizeFeedback(row, context);
       const weight = outcome.reward === null ? 0 : outcome.weight * sourceWeight(row.raterId);
       if (outcome.reward === null || weight <= 0) {
         skipped++;
