@@ -60,7 +60,8 @@ const fullSettings: Settings = {
   // 600 chats left each segment 30-40 liked answers, ~10 steps at 2 epochs: too little for the
   // tiny policy to move (brisk: global 23%, own adapter 22%).
   chats: 1200,
-  evalPrompts: 100,
+  // 100 left the gains (+6 and +11 points) within two standard errors.
+  evalPrompts: 300,
   routedChats: 200,
   minRatings: 40,
   epochs: 4,
@@ -306,6 +307,10 @@ export const personalizeBench: Bench = {
         metrics[`${seg}_true_quality_own_from_base_rate`] = round(rate('own'));
         metrics[`${seg}_true_quality_segment_rate`] = round(rate('segment'));
         metrics[`${seg}_gain_over_global_rate`] = round(rate('segment') - rate('global'));
+        // Standard error of that difference as if the two samples were independent (they share
+        // prompts, so this is conservative).
+        const se = (p: number) => (p * (1 - p)) / s.evalPrompts;
+        metrics[`${seg}_gain_se_rate`] = round(Math.sqrt(se(rate('segment')) + se(rate('global'))));
         metrics[`${seg}_own_from_base_gain_over_global_rate`] = round(rate('own') - rate('global'));
         gains.push(rate('segment') - rate('global'));
         ctx.log(
