@@ -99,3 +99,21 @@ def test_grouped_batches_cover_every_pair_once_per_epoch(tmp_path, tiny_model, t
     # Grouping by packed width leaves less padding than the random order does.
     shuffled = torch.randperm(len(widths), generator=torch.Generator().manual_seed(0)).tolist()
     assert padded(order) < padded(shuffled)
+
+
+def test_models_that_ignore_packing_boundaries_train_unpacked(tmp_path, tiny_model, train_pairs, monkeypatch):
+    import transformers.masking_utils as masking
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from ratchet_worker.train.reward import packing_is_exact
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model, num_labels=1)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    assert packing_is_exact(model, tokenizer.pad_token_id)
+    # An attention that sees one causal sequence per row: the rejected answer would see the chosen.
+    monkeypatch.setattr(masking, "find_packed_sequence_indices", lambda position_ids: None)
+    assert not packing_is_exact(model, tokenizer.pad_token_id)
+    trainer = _build(tmp_path, tiny_model, train_pairs[:8], {"pack_pairs": True})
+    assert not trainer.reward_config.pack_pairs
+    assert "attention_mask" in trainer.data_collator([trainer.train_dataset[0]])

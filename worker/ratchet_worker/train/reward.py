@@ -19,6 +19,7 @@ On the demo pairs this cuts the tokens a step computes on from ~1.5x the real on
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -215,6 +216,37 @@ def has_score_head(model) -> bool:
     return isinstance(getattr(model, "score", None), torch.nn.Module)
 
 
+def packing_is_exact(model, pad_token_id: int) -> bool:
+    """Whether this model keeps packed conversations apart: a packed pair's two scores against
+    the two conversations scored alone. Attention implementations that ignore position-id
+    boundaries would let the rejected answer see the chosen one; those train unpacked."""
+    import torch
+
+    ids = [i for i in range(1, 16) if i != pad_token_id][:8]
+    pair = {"chosen_ids": ids[:5], "rejected_ids": ids[5:]}
+    batch = PairPackingCollator(pad_token_id)([pair])
+    device = next(model.parameters()).device
+    captured = []
+    was_training = model.training
+    model.eval()
+    handle = model.score.register_forward_hook(lambda _module, _args, output: captured.append(output))
+    try:
+        with torch.no_grad():
+            model(
+                input_ids=batch["input_ids"].to(device), position_ids=batch["position_ids"].to(device), use_cache=False
+            )
+            packed = captured[-1][0, batch["ends"][0].to(device), 0].float()
+            alone = [
+                model(input_ids=torch.tensor([pair[key]], device=device), use_cache=False).logits[0, 0].float()
+                for key in ("chosen_ids", "rejected_ids")
+            ]
+    finally:
+        handle.remove()
+        model.train(was_training)
+    rtol = 1e-3 if next(model.parameters()).dtype == torch.float32 else 2e-2  # bf16 rounds more
+    return torch.allclose(packed, torch.stack(alone), rtol=rtol, atol=1e-4)
+
+
 def build_trainer(ctx: TrainContext, cfg: Config, callbacks: list):
     from trl import RewardConfig
 
@@ -224,7 +256,9 @@ def build_trainer(ctx: TrainContext, cfg: Config, callbacks: list):
     tokenizer = load_tokenizer(ctx.spec.base_model)
     model = load_sequence_classifier(ctx.spec, tokenizer)
     # Packing reads per-token scores from the generic head; other heads keep TRL's layout.
-    cfg = dataclasses.replace(cfg, pack_pairs=cfg.pack_pairs and has_score_head(model))
+    if cfg.pack_pairs and not (has_score_head(model) and packing_is_exact(model, tokenizer.pad_token_id)):
+        logging.getLogger(__name__).warning("reward: this model cannot score packed pairs; training unpacked")
+        cfg = dataclasses.replace(cfg, pack_pairs=False)
     args = RewardConfig(
         **common_args(ctx, DEFAULT_LEARNING_RATE),
         # Over-long pairs are dropped while tokenizing (below), so TRL has nothing left to filter.
