@@ -118,15 +118,20 @@ describe('bench machinery', () => {
   }, 600_000);
 
   // The whole pipeline on the test preset: pool sampled through `ratchet-worker serve`, simulated
-  // ratings into SQLite, calibration, a dataset, one rwsft training, the active-learning queue,
+  // ratings into SQLite, calibration, a dataset, one kto training, the active-learning queue,
   // and the oracle's measure of base and trained model.
   it('feedback-efficiency rates, calibrates, trains and measures one budget', async () => {
     const result = await runBench(benches.find((b) => b.name === 'feedback-efficiency')!, ctx);
     expectWellFormed(result, 'feedback-efficiency');
-    expect(result.metrics.rows_rwsft_24_count).toBeGreaterThan(0);
-    for (const m of ['quality_base_rate', 'quality_rwsft_24_rate', 'quality_sft_al_24_rate']) {
+    expect(result.metrics.rows_kto_24_count).toBeGreaterThan(0);
+    for (const m of ['quality_base_rate', 'quality_kto_24_rate']) {
       expect(result.metrics[m]).toBeGreaterThanOrEqual(0);
       expect(result.metrics[m]).toBeLessThanOrEqual(1);
     }
+    // The test preset's answers are almost never liked: active learning may find no positives to
+    // train sft on, and then the arm is reported as not trained rather than as the base.
+    expect(result.metrics.rows_sft_al_24_count).toBeGreaterThanOrEqual(0);
+    if (result.metrics.rows_sft_al_24_count === 0)
+      expect(result.metrics.quality_sft_al_24_rate).toBeUndefined();
   }, 600_000);
 });
