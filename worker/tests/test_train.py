@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import losses, run_method
+from conftest import losses, run_method, write_jsonl
 
 from ratchet_worker.scoring import load_policy, preference_margin
 
@@ -91,6 +91,22 @@ def test_sft_with_merge_saves_a_full_model_that_a_next_round_trains_on(tmp_path,
     again = _artifact(run_method(tmp_path / "r2", str(merged), "sft", rows, hp, lora={"merge": True}))
     assert again["manifest"]["base_model"] == str(merged.resolve())
     assert (Path(again["model_path"]) / "config.json").is_file()
+
+
+def test_final_eval_reuses_the_last_epochs_evaluation(tmp_path, tiny_model, train_pairs, monkeypatch):
+    from transformers import Trainer
+
+    calls = []
+    original = Trainer.evaluate
+    monkeypatch.setattr(Trainer, "evaluate", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    rows = [{"messages": p["prompt"] + p["chosen"]} for p in train_pairs[:16]]
+    held_out = write_jsonl(tmp_path / "eval.jsonl", rows[:8])
+    events = run_method(
+        tmp_path, tiny_model, "sft", rows, {"learning_rate": 3e-3, "per_device_train_batch_size": 8}, eval_dataset=held_out
+    )
+    metrics = _artifact(events)["manifest"]["metrics"]
+    assert metrics["eval_loss"] > 0
+    assert len(calls) == 1  # at the end of the one epoch, not again after training
 
 
 def test_dpo_raises_heldout_margin(tmp_path, tiny_model, train_pairs, heldout_pairs):

@@ -61,6 +61,16 @@ def _save_merged(trainer, ctx: TrainContext) -> Path:
     return merged_dir
 
 
+def _final_eval_metrics(trainer) -> dict[str, Any]:
+    """The evaluation of the trained model: the one the last epoch's end already ran, if it ran
+    after the last step (evaluating the same weights again costs a pass over the test split)."""
+    history = trainer.state.log_history
+    last = next((h for h in reversed(history) if any(k.startswith("eval_") for k in h)), None)
+    if last is not None and last.get("step") == trainer.state.global_step:
+        return {k: v for k, v in last.items() if k.startswith("eval_")}
+    return trainer.evaluate()
+
+
 def run_job(spec: JobSpec, emit: Emitter) -> dict[str, Any]:
     """Train per the spec; emits progress, metrics and artifacts events; returns the manifest."""
     from transformers import set_seed
@@ -92,7 +102,7 @@ def run_job(spec: JobSpec, emit: Emitter) -> dict[str, Any]:
     metrics: dict[str, Any] = dict(result.metrics)
     metrics["global_step"] = result.global_step
     if ctx.eval_rows:
-        metrics.update(trainer.evaluate())
+        metrics.update(_final_eval_metrics(trainer))
     artifact = _save_artifact(trainer, ctx, module.TASK)
     manifest = build_manifest(ctx, cfg, module.TASK, artifact, metrics)
     if trainer.is_world_process_zero():
