@@ -230,7 +230,7 @@ export const personalizeBench: Bench = {
         );
         const out = await runTraining(store, r.id, training);
         if (!out?.model?.adapterPath) throw new Error(`global training ${r.id} failed: ${out?.run.error}`);
-        metrics.global_rows = version.rowCount;
+        metrics.global_rows_count = version.rowCount;
         return out.model;
       });
       const step = (name: string, spec: Partial<PersonalizeSpecInput>) =>
@@ -261,8 +261,8 @@ export const personalizeBench: Bench = {
       const modelOf = (r: PersonalizeResult, seg: string) => {
         const a = r.segments.find((x) => x.segment === seg);
         if (!a?.model) throw new Error(`segment ${seg} got no adapter: ${a?.skipped ?? 'no ratings'}`);
-        metrics[`${seg}_ratings`] = a.ratings;
-        metrics[`${seg}_rows`] = a.rows ?? 0;
+        metrics[`${seg}_ratings_count`] = a.ratings;
+        metrics[`${seg}_rows_count`] = a.rows ?? 0;
         return a.model;
       };
       const compared = Object.fromEntries(
@@ -340,7 +340,7 @@ export const personalizeBench: Bench = {
         metrics,
         notes:
           `Tiny policy (${s.preset} preset). ${s.chats} simulated chats through the gateway (equal segments ${segments.join(', ')}, x-ratchet-segment sent), ` +
-          `their ratings calibrated. Global: one sft adapter on everyone's liked answers (${metrics.global_rows} rows), merged. ` +
+          `their ratings calibrated. Global: one sft adapter on everyone's liked answers (${metrics.global_rows_count} rows), merged. ` +
           `Per segment (personalize, the segment's liked answers only): an adapter from the base ("own from base") and one trained on the merged global model ("on global", routed). ` +
           `Same settings for all (sft, lr ${s.learningRate}, ${s.epochs} epochs, batch 8, LoRA r16 all-linear). True quality = share of answers the segment's people would like (oracle), ` +
           `${s.evalPrompts} held-out prompts per segment and model, temperature 0.8: ${table}. ` +
