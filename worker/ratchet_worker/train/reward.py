@@ -108,21 +108,9 @@ class PairPackingCollator:
 
 def _reward_trainer_class():
     import torch
-    from transformers.trainer_pt_utils import LengthGroupedSampler
     from trl import RewardTrainer
 
-    class ShuffledLengthGroupedSampler(LengthGroupedSampler):
-        """Transformers' grouping (random ~50-batch groups, sorted by length inside), with the
-        batches then put in random order. Transformers runs each group from its longest batch to
-        its shortest (to hit out-of-memory early), a length curriculum the loss did not ask for;
-        with it, the tests' critic trained at seed 0 led rl the wrong way (held-out margin 2.86 ->
-        2.60), with random batch order it did not (-> 3.43; TRL's random batches: -> 3.30)."""
-
-        def __iter__(self):
-            indices = list(super().__iter__())
-            batches = [indices[i : i + self.batch_size] for i in range(0, len(indices), self.batch_size)]
-            order = torch.randperm(len(batches), generator=self.generator).tolist()
-            return iter([i for b in order for i in batches[b]])
+    from .batching import shuffled_length_grouped_sampler
 
     class PackedRewardTrainer(RewardTrainer):
         """TRL's RewardTrainer with length-grouped batches and, when packing, one row per pair."""
@@ -139,8 +127,8 @@ def _reward_trainer_class():
             # The padded width a pair costs: both answers when packed, the longer one otherwise.
             packed = self.reward_config.pack_pairs
             widths = [len(c) + len(r) if packed else max(len(c), len(r)) for c, r in zip(chosen, rejected, strict=True)]
-            return ShuffledLengthGroupedSampler(
-                self.args.train_batch_size * self.args.gradient_accumulation_steps, lengths=widths
+            return shuffled_length_grouped_sampler(
+                self.args.train_batch_size * self.args.gradient_accumulation_steps, widths
             )
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
