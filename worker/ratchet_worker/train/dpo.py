@@ -174,7 +174,7 @@ def _dpo_trainer_class():
     import torch.nn.functional as F
     from accelerate.utils import is_peft_model
     from trl import DPOTrainer
-    from trl.trainer.utils import use_adapter
+    from trl.trainer.utils import add_fused_lm_head, use_adapter
 
     from .batching import shuffled_length_grouped_sampler
 
@@ -184,7 +184,19 @@ def _dpo_trainer_class():
         def __init__(self, *args, dpo_config: Config, **kwargs):
             # Set before TRL's __init__, which runs the reference pass (_precompute_ref_logps).
             self.dpo_config = dpo_config
+            self._log_probs_only = False
             super().__init__(*args, **kwargs)
+            self._use_log_probs_only_head()
+
+        def _use_log_probs_only_head(self):
+            """TRL's fused LM head also computes entropy, mean logits and top-1 hits per token for
+            its logging metrics; packed, we log the reward metrics only, so the head computes the
+            log-probs alone (about 40% less head work per token on the tiny model)."""
+            if not self.dpo_config.pack_pairs or self._log_probs_only:
+                return
+            model = self.accelerator.unwrap_model(self.model)
+            add_fused_lm_head(model.get_base_model() if is_peft_model(model) else model, outputs=("log_probs",))
+            self._log_probs_only = True
 
         def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
             # Tokenized by tokenize_pairs already (TRL's over-long-prompt filter included).
@@ -218,6 +230,7 @@ def _dpo_trainer_class():
         def _precompute_ref_logps(self, dataset, name, batch_size):
             if not self.dpo_config.pack_pairs or self.is_deepspeed_enabled:
                 return super()._precompute_ref_logps(dataset, name, batch_size)
+            self._use_log_probs_only_head()
             pairs = dataset.to_list()
             # Sorted by width, so each batch's rows are of similar length; results go back in order.
             order = sorted(range(len(pairs)), key=lambda i: packed_width(pairs[i]))
