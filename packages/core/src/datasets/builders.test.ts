@@ -162,6 +162,13 @@ describe('dataset builders', () => {
     expect(built.rows[0]!.weight).toBeGreaterThan(built.rows[1]!.weight);
   });
 
+  it('rating-weighted SFT clamps rewards a posterior put outside [-1, 1]', () => {
+    const built = buildRwsftDataset([candidate('x1', 'q', 1.3), candidate('x2', 'q2', -1.68)], [], {
+      split: { by: 'prompt', testFraction: 0 },
+    });
+    expect(built.rows.map((r) => r.reward)).toEqual([1, -1]);
+  });
+
   it('balances segments so that none passes its share', () => {
     const rows = [
       ...Array.from({ length: 80 }, () => ({ segment: 'power-users' })),

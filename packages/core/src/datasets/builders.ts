@@ -369,7 +369,8 @@ export function buildRwsftDataset(
         row: {
           prompt: c.prompt,
           completion: [c.completion],
-          reward: c.reward!,
+          // The worker takes rewards in [-1, 1]; a posterior mean can land just outside.
+          reward: Math.max(-1, Math.min(1, c.reward!)),
           weight: c.weight * (1 - width / 4),
         },
         promptHash: c.promptHash,
