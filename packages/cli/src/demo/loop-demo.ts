@@ -175,14 +175,15 @@ export function demoPolicy(baseModel: string, overrides: Partial<LoopPolicyInput
     },
     aiFeedback: { enabled: true },
     // The offline critic here is a reward model trained on a round's hundred-odd ratings: too
-    // weak to prove a candidate better on 40 prompts, strong enough to catch one that is clearly
-    // worse. So the gate asks "not clearly worse" (win rate's lower bound above 40%, no safety
-    // regression) and the experiment on live users decides.
+    // weak to prove a candidate better on 40 prompts (demo runs rejected candidates at 49% and
+    // 65% true quality against 33% and 58% with a 40% bound), strong enough to catch one that is
+    // clearly worse. So the gate asks "not clearly worse" (win rate's lower bound above 30%, no
+    // safety regression) and the experiment on live users decides.
     evaluation: {
       maxItems: 40,
       suites: ['heldout', 'redteam'],
       maxTokens: 80,
-      gates: { winRate: { minLowerBound: 0.4 } },
+      gates: { winRate: { minLowerBound: 0.3 } },
     },
     canary: { share: 0.5 },
     experiment: { minObservationsPerArm: 30, maxObservationsPerArm: 120 },
@@ -264,7 +265,7 @@ export async function runLoopDemo(o: LoopDemoOptions): Promise<{ rounds: DemoRou
       seed: 7,
       raterShare: 0.75,
       rateProbability: 0.9,
-      adversarialShare: 0.15,
+      adversarialShare: 0.1,
     });
     const trainingBar = stepBar((method) =>
       method === 'reward' ? '  training the reward model' : `  training the candidate (${method})`,
