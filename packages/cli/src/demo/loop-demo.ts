@@ -259,7 +259,7 @@ export async function runLoopDemo(o: LoopDemoOptions): Promise<{ rounds: DemoRou
 
     const domain = loadDemoDomain();
     // Demo users rate more often than real ones (most real people rate nothing), so that rounds
-    // need fewer chats; 15% of those who rate are adversaries.
+    // need fewer chats; 10% of those who rate are adversaries.
     const population = createPopulation({
       size: 600,
       seed: 7,

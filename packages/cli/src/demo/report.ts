@@ -65,7 +65,7 @@ export function writeDemoReport(
     '',
     'One round (the "risky" recipe, rwsft) deliberately tries rating-weighted SFT with full unlikelihood on disliked answers, a recipe that can wreck a small model, to show the gate and the experiment keeping a worse candidate out of production. The candidate columns give each candidate\'s true quality, measured after the round for this report only.',
     '',
-    '"True quality" is the oracle: the share of answers that users, rating honestly and without noise, would like. The loop never sees it; users see only their own answers, and 15% of those who rate are adversaries.',
+    '"True quality" is the oracle: the share of answers that users, rating honestly and without noise, would like. The loop never sees it; users see only their own answers, and 10% of those who rate are adversaries.',
     '',
     '![quality by round](quality.svg)',
     '',
