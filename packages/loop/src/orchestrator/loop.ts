@@ -8,6 +8,7 @@ import { calibrateProject } from '../calibrate.js';
 import { buildDatasetVersion, loadDatasetInputs } from '../datasets.js';
 import { runEvaluation } from '../eval/harness.js';
 import { experimentStatus, startExperiment, stopExperiment } from '../experiments/experiments.js';
+import { segmentModelsToServe } from '../personalize/personalize.js';
 import { runTraining, startTrainingRun, type TrainingOptions } from '../training/runs.js';
 import type { ServedModel } from './model-server.js';
 import type { LoopPolicy } from './policy.js';
@@ -67,6 +68,17 @@ export interface LoopContext {
 
 const actorOf = (ctx: LoopContext) => ctx.actor ?? 'loop';
 const served = (m: Model): ServedModel => ({ name: m.name, adapterPath: m.adapterPath });
+
+/**
+ * Has the model server serve these models and the route's per-segment adapters (which
+ * `personalize` routes segments to): a restart without them would break those segments' calls.
+ */
+async function serve(ctx: LoopContext, models: ServedModel[]): Promise<void> {
+  if (!ctx.serve) return;
+  const segments = await segmentModelsToServe(ctx.store, ctx.projectId, ctx.policy.route);
+  const names = new Set(models.map((m) => m.name));
+  await ctx.serve([...models, ...segments.filter((m) => !names.has(m.name))]);
+}
 
 async function production(ctx: LoopContext): Promise<Model> {
   const model = await ctx.store.models.production(ctx.projectId, ctx.policy.route);
@@ -252,7 +264,7 @@ const stages: Record<(typeof loopStages)[number], StageFn> = {
     const { enabled: critique, ...critiqueSettings } = ctx.policy.selfCritique;
     if ((!ai.enabled && !critique) || !state.rewardModel) return { to: 'evaluate' };
     const rm = await modelByName(ctx, state.rewardModel);
-    await ctx.serve?.([served(await modelByName(ctx, state.production!)), served(rm)]);
+    await serve(ctx, [served(await modelByName(ctx, state.production!)), served(rm)]);
     const out: RoundState = {};
     const note: Record<string, unknown> = {};
     if (ai.enabled) {
@@ -296,7 +308,7 @@ const stages: Record<(typeof loopStages)[number], StageFn> = {
       return { to: 'canary', state: { gatePassed: true, gateReasons: ['evaluation off'] } };
     const models = [await modelByName(ctx, state.production!), await modelByName(ctx, state.candidate!)];
     if (state.rewardModel) models.push(await modelByName(ctx, state.rewardModel));
-    await ctx.serve?.(models.map(served));
+    await serve(ctx, models.map(served));
     const endpoint = (model: string) => ({ baseURL: ctx.modelsBaseUrl, model });
     const outcome = await runEvaluation(
       ctx.store,
@@ -333,7 +345,7 @@ const stages: Record<(typeof loopStages)[number], StageFn> = {
     const p = ctx.policy;
     const prod = await modelByName(ctx, state.production!);
     const cand = await modelByName(ctx, state.candidate!);
-    await ctx.serve?.([served(prod), served(cand)]);
+    await serve(ctx, [served(prod), served(cand)]);
     const experiment = await startExperiment(
       ctx.store,
       ctx.projectId,
