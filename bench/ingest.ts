@@ -84,7 +84,17 @@ async function createPostgresDatabase(
       const c = new pg.Client({ connectionString: serverUrl });
       await c.connect();
       try {
-        await c.query(`drop database if exists ${name} with (force)`);
+        // After heavy inserts an autovacuum worker may still be on the database, and ending it
+        // needs a privilege the bench role may lack: wait for it to finish.
+        for (let attempt = 1; ; attempt++) {
+          try {
+            await c.query(`drop database if exists ${name} with (force)`);
+            return;
+          } catch (err) {
+            if (attempt >= 30) throw err;
+            await new Promise((r) => setTimeout(r, 2000));
+          }
+        }
       } finally {
         await c.end();
       }
@@ -382,7 +392,11 @@ export async function runIngest(
         notes.push(`${db}: ${r.acknowledged} events acknowledged but ${r.stored} stored.`);
       notes.push(...r.errors);
     } finally {
-      await drop?.();
+      await drop?.().catch((err: unknown) => {
+        notes.push(
+          `Scratch PostgreSQL database not dropped: ${err instanceof Error ? err.message : String(err)}.`,
+        );
+      });
     }
   }
   if (process.env.BENCH_INGEST_PROTO) notes.push(`Prototype server: ${process.env.BENCH_INGEST_PROTO}.`);
