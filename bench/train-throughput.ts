@@ -31,6 +31,7 @@ export const trainThroughput: Bench = {
     const loadBefore = loadNote();
     // The smoke test trains one TRL-backed method and our own trainer, on 8 pairs for one step.
     // BENCH_TT_METHODS=reward runs a subset; BENCH_TT_THREADS=0 keeps torch's default threads (1 by default).
+    // BENCH_TT_REPEATS=5 repeats each pair of runs five times.
     const methodFilter = process.env.BENCH_TT_METHODS;
     const args = [
       ...(ctx.tiny
@@ -39,6 +40,8 @@ export const trainThroughput: Bench = {
           ? ['--methods', methodFilter]
           : []),
       ...(process.env.BENCH_TT_THREADS ? ['--threads', process.env.BENCH_TT_THREADS] : []),
+      // More interleaved repeats steady the medians when other jobs load the machine (3 by default).
+      ...(process.env.BENCH_TT_REPEATS ? ['--repeats', process.env.BENCH_TT_REPEATS] : []),
     ];
     ctx.log(`train-throughput: .venv/bin/python bench/train_throughput.py ${args.join(' ')}`);
     const out = await runJson<TrainThroughputOutput>(
@@ -63,7 +66,7 @@ export const trainThroughput: Bench = {
       `Tiny local policy (${c.preset} preset) on CPU, fp32, LoRA r16 all-linear, ${c.pairs} preference pairs from the demo domain,`,
       `${c.epochs} epoch(s), batch ${c.batch}, lr 1e-3, logging every step; ${c.torch_threads} torch threads on ${c.cpus} cores.`,
       "Ours: the worker's trainers as `ratchet-worker train` runs them (no gradient checkpointing, reference log-probs",
-      'precomputed in one batched pass for dpo/kto, length-grouped batches for sft/rwsft/reward, reward pairs packed one per row). TRL: its trainer with its default',
+      'precomputed in one batched pass for dpo/kto, length-grouped batches for sft/rwsft/reward/dpo, reward and dpo pairs packed one per row). TRL: its trainer with its default',
       'config (gradient checkpointing on, reference forward every step, random batches, chosen and rejected as separate padded rows), only the shared hyperparameters set',
       "and fp32 (TRL's default bf16 cannot run on this CPU), plus our objective: assistant-only loss (sft), reward centering 0.01 (reward). rwsft has no TRL counterpart: TRL's SFTTrainer on the same",
       '(prompt, completion) rows stands in, so its losses are of different objectives.',
