@@ -88,5 +88,11 @@ export function openDatabase(config: DatabaseConfig): OpenedDatabase {
     };
   }
   const pool = new pg.Pool({ connectionString: config.location, max: config.poolSize ?? 10 });
+  // An idle pooled connection that the server closes (a restart, a failover, an administrator's
+  // terminate) is an 'error' event on the pool; unhandled, it would take the whole process down.
+  // The pool has already dropped that client and opens a new one on next use.
+  pool.on('error', (err) => {
+    console.warn(`postgres: an idle connection was closed (${err.message}); a new one opens on next use`);
+  });
   return { db: new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }) };
 }
