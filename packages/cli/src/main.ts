@@ -438,7 +438,7 @@ export function buildProgram(): Command {
     )
     .option('--port <port>', 'port for the server', integer, 4400)
     .option('--rounds <n>', 'rounds of the loop', integer, 4)
-    .option('--chats <n>', 'chats before each round', integer, 200)
+    .option('--chats <n>', 'chats before each round', integer, 250)
     .option('--probe <n>', 'prompts per true-quality measurement', integer, 150)
     .option(
       '--risky-round <n>',

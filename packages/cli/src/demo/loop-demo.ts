@@ -173,7 +173,8 @@ export function demoPolicy(baseModel: string, overrides: Partial<LoopPolicyInput
       options: { minMargin: 0.05, maxPairsPerPrompt: 24 },
       hyperparameters: { learningRate: 3e-3, epochs: 2, batchSize: 8 },
     },
-    aiFeedback: { enabled: true },
+    // Only the reward model's confident calls: its labels become sft examples like a person's.
+    aiFeedback: { enabled: true, minConfidence: 0.8 },
     // The offline critic here is a reward model trained on a round's hundred-odd ratings: too
     // weak to prove a candidate better on 40 prompts (demo runs rejected candidates at 49% and
     // 65% true quality against 33% and 58% with a 40% bound), strong enough to catch one that is
@@ -186,7 +187,13 @@ export function demoPolicy(baseModel: string, overrides: Partial<LoopPolicyInput
       gates: { winRate: { minLowerBound: 0.3 } },
     },
     canary: { share: 0.5 },
-    experiment: { minObservationsPerArm: 30, maxObservationsPerArm: 120 },
+    // mSPRT stays valid for any mixture width; 0.3 sd matches the size of effect a round here
+    // has (thumbs-up rates 15-25 points apart), where the default 0.1 needs far more users.
+    experiment: {
+      minObservationsPerArm: 30,
+      maxObservationsPerArm: 800,
+      decisionRule: { tauInStandardDeviations: 0.3 },
+    },
     ...overrides,
   });
 }
@@ -263,8 +270,9 @@ export async function runLoopDemo(o: LoopDemoOptions): Promise<{ rounds: DemoRou
     const population = createPopulation({
       size: 600,
       seed: 7,
-      raterShare: 0.75,
-      rateProbability: 0.9,
+      raterShare: 0.95,
+      rateProbability: 0.95,
+      habitShares: { thumbs: 0.75, stars: 0.1, criteria: 0.05, comment: 0.06, correction: 0.04 },
       adversarialShare: 0.1,
     });
     const trainingBar = stepBar((method) =>
@@ -345,9 +353,9 @@ export async function runLoopDemo(o: LoopDemoOptions): Promise<{ rounds: DemoRou
           '  this round tries a riskier recipe: rating-weighted SFT that also pushes down every token of disliked answers',
         );
       let round = await advanceLoop(ctx, { start: true });
-      for (let extra = 0; round?.status === 'running' && round.stage === 'experiment' && extra < 6; extra++) {
+      for (let extra = 0; round?.status === 'running' && round.stage === 'experiment' && extra < 20; extra++) {
         await new Promise((r) => setTimeout(r, 2500));
-        await chat('users on the canary', 100, 5000 + 10 * n + extra);
+        await chat('users on the canary', 150, 5000 + 10 * n + extra);
         round = await advanceLoop(ctx);
       }
       trainingBar.stop();
