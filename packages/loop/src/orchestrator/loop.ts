@@ -97,11 +97,23 @@ async function modelByName(ctx: LoopContext, name: string): Promise<Model> {
   return m;
 }
 
-/** Whether enough new feedback arrived since the last round started to start another. */
-export async function roundIsDue(ctx: LoopContext): Promise<{ due: boolean; newFeedback: number }> {
+/**
+ * Whether another round should start: enough new feedback since the last round started, or (with
+ * `trigger.everyHours`) the schedule says so and there is any new feedback to learn from.
+ */
+export async function roundIsDue(
+  ctx: LoopContext,
+  now = Date.now(),
+): Promise<{ due: boolean; newFeedback: number; why?: 'feedback' | 'schedule' }> {
   const [last] = await ctx.store.loops.list(ctx.projectId, { route: ctx.policy.route, limit: 1 });
   const newFeedback = await ctx.store.feedback.count(ctx.projectId, last?.createdAt);
-  return { due: newFeedback >= ctx.policy.trigger.minNewFeedback, newFeedback };
+  const t = ctx.policy.trigger;
+  if (newFeedback >= t.minNewFeedback) return { due: true, newFeedback, why: 'feedback' };
+  const scheduled =
+    t.everyHours !== undefined &&
+    newFeedback > 0 &&
+    (!last || now - last.createdAt >= t.everyHours * 3_600_000);
+  return scheduled ? { due: true, newFeedback, why: 'schedule' } : { due: false, newFeedback };
 }
 
 /** Trains one model and waits for it; the registered candidate, or an error naming the run. */

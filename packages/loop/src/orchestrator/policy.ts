@@ -32,6 +32,8 @@ export const LoopPolicy = z.strictObject({
     .strictObject({
       /** A round starts once this many feedback events arrived since the last round started. */
       minNewFeedback: z.number().int().min(1).default(200),
+      /** Also start a round on this schedule (hours since the last round started), given any new feedback. */
+      everyHours: z.number().positive().optional(),
       /** Check at most this often when running inside `ratchet serve`. */
       checkEveryMinutes: z.number().positive().default(5),
     })
