@@ -353,7 +353,11 @@ export async function runLoopDemo(o: LoopDemoOptions): Promise<{ rounds: DemoRou
           '  this round tries a riskier recipe: rating-weighted SFT that also pushes down every token of disliked answers',
         );
       let round = await advanceLoop(ctx, { start: true });
-      for (let extra = 0; round?.status === 'running' && round.stage === 'experiment' && extra < 20; extra++) {
+      for (
+        let extra = 0;
+        round?.status === 'running' && round.stage === 'experiment' && extra < 20;
+        extra++
+      ) {
         await new Promise((r) => setTimeout(r, 2500));
         await chat('users on the canary', 150, 5000 + 10 * n + extra);
         round = await advanceLoop(ctx);
