@@ -1,6 +1,6 @@
-import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import {
   checkTrainingDataset,
   newId,
@@ -84,6 +84,27 @@ function workerHyperparameters(h: TrainRequest['hyperparameters']): Record<strin
       .filter(([, v]) => v !== undefined)
       .map(([k, v]) => [names[k as keyof typeof names], v]),
   );
+}
+
+/**
+ * The checkpoint a second attempt continues from: the one the first attempt reported as saved,
+ * or, when the trainer has since rotated that one away (it keeps the newest few), the newest
+ * later checkpoint that finished saving (its trainer_state.json is written last).
+ */
+export function resumeFrom(saved: { step: number; path: string }): string | false {
+  if (isFolder(saved.path)) return saved.path;
+  const dir = dirname(saved.path);
+  let names: string[] = [];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return false;
+  }
+  const later = names
+    .map((name) => ({ name, step: Number(/^checkpoint-(\d+)$/.exec(name)?.[1] ?? Number.NaN) }))
+    .filter((c) => c.step > saved.step && existsSync(join(dir, c.name, 'trainer_state.json')))
+    .sort((a, b) => b.step - a.step);
+  return later[0] ? join(dir, later[0].name) : false;
 }
 
 async function resolveRewardModel(
@@ -203,8 +224,8 @@ export async function runTraining(
   // simply the newest folder: a crash in the middle of a save leaves a partial one behind.
   if (claimed.attempts > 1) {
     const spec = JSON.parse(readFileSync(specPath, 'utf8'));
-    const saved = (claimed.progress as Partial<RunProgress>).lastCheckpoint?.path;
-    const resume = saved && isFolder(saved) ? saved : false;
+    const saved = (claimed.progress as Partial<RunProgress>).lastCheckpoint;
+    const resume = saved ? resumeFrom(saved) : false;
     writeFileSync(specPath, `${JSON.stringify({ ...spec, resume }, null, 2)}\n`);
   }
   const tracker = options.tracker ?? mlflowTrackerFromEnv(options.env);
