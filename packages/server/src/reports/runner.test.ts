@@ -68,7 +68,8 @@ describe('dashboard reports on the report thread', () => {
     const onLoopMs = performance.now() - started;
     expect(direct.negativeTexts).toBeGreaterThan(3000);
     // Too small a project would make the comparison below meaningless.
-    expect(onLoopMs).toBeGreaterThan(400);
+    // (About 300 ms on a quiet 2-core machine, seconds under load.)
+    expect(onLoopMs).toBeGreaterThan(200);
 
     // One client keeps calling an ordinary endpoint while another waits for the report.
     const latencies: number[] = [];
