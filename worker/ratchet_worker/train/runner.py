@@ -108,6 +108,8 @@ def run_job(spec: JobSpec, emit: Emitter) -> dict[str, Any]:
     if trainer.is_world_process_zero():
         (ctx.output_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
         emit({"type": "metrics", "split": "train", **metrics})
-        path_key = "model_path" if manifest["kind"] != "lora" else "adapter_path"
+        # `adapter_path` names the trained artifact (adapter or full fine-tune) as it always has;
+        # a merged model is a different kind of artifact, a full model folder to serve or build on.
+        path_key = "model_path" if manifest["kind"] == "merged" else "adapter_path"
         emit({"type": "artifacts", path_key: str(artifact.resolve()), "manifest": manifest})
     return manifest
