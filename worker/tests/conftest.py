@@ -111,6 +111,29 @@ def run_method(
     return events
 
 
+def build_trainer(tmp: Path, base: str, method: str, rows: list[dict[str, Any]], method_config: dict[str, Any]):
+    """The method's trainer for these rows, built as `train` builds it, without training."""
+    from ratchet_worker.data import load_rows
+    from ratchet_worker.events import Emitter
+    from ratchet_worker.spec import parse_spec
+    from ratchet_worker.train import method_module
+    from ratchet_worker.train.common import TrainContext, method_config as parse_config
+
+    data = write_jsonl(tmp / f"{method}.jsonl", rows)
+    spec = parse_spec(
+        {
+            "method": method,
+            "base_model": base,
+            "dataset": data,
+            "output_dir": str(tmp / "out"),
+            "method_config": method_config,
+        }
+    )
+    module = method_module(method)
+    ctx = TrainContext(spec=spec, emit=Emitter(), rows=load_rows(method, data), eval_rows=None, output_dir=tmp / "out")
+    return module.build_trainer(ctx, parse_config(module.Config, spec), [])
+
+
 def losses(events: Collect) -> list[float]:
     return [e["loss"] for e in events.of("progress") if e.get("loss") is not None]
 

@@ -9,27 +9,9 @@ import torch
 
 
 def _build(tmp_path, tiny_model, rows, method_config):
-    from conftest import write_jsonl
+    from conftest import build_trainer
 
-    from ratchet_worker.data import load_rows
-    from ratchet_worker.events import Emitter
-    from ratchet_worker.spec import parse_spec
-    from ratchet_worker.train import dpo
-    from ratchet_worker.train.common import TrainContext, method_config as parse_config
-
-    data = write_jsonl(tmp_path / "dpo.jsonl", rows)
-    spec = parse_spec(
-        {
-            "method": "dpo",
-            "base_model": tiny_model,
-            "dataset": data,
-            "output_dir": str(tmp_path / "out"),
-            "method_config": method_config,
-        }
-    )
-    rows = load_rows("dpo", data)
-    ctx = TrainContext(spec=spec, emit=Emitter(), rows=rows, eval_rows=None, output_dir=tmp_path / "out")
-    return dpo.build_trainer(ctx, parse_config(dpo.Config, spec), [])
+    return build_trainer(tmp_path, tiny_model, "dpo", rows, method_config)
 
 
 def _alone_log_probs(model, pair, side: str) -> torch.Tensor:

@@ -8,27 +8,9 @@ import torch
 
 
 def _build(tmp_path, tiny_model, rows, method_config):
-    from conftest import write_jsonl
+    from conftest import build_trainer
 
-    from ratchet_worker.data import load_rows
-    from ratchet_worker.events import Emitter
-    from ratchet_worker.spec import parse_spec
-    from ratchet_worker.train import reward
-    from ratchet_worker.train.common import TrainContext, method_config as parse_config
-
-    data = write_jsonl(tmp_path / "reward.jsonl", rows)
-    spec = parse_spec(
-        {
-            "method": "reward",
-            "base_model": tiny_model,
-            "dataset": data,
-            "output_dir": str(tmp_path / "out"),
-            "method_config": method_config,
-        }
-    )
-    rows = load_rows("reward", data)
-    ctx = TrainContext(spec=spec, emit=Emitter(), rows=rows, eval_rows=None, output_dir=tmp_path / "out")
-    return reward.build_trainer(ctx, parse_config(reward.Config, spec), [])
+    return build_trainer(tmp_path, tiny_model, "reward", rows, method_config)
 
 
 def test_pairs_are_tokenized_as_trl_does(tiny_model, train_pairs):
