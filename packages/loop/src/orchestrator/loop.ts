@@ -141,6 +141,14 @@ export function stackedBase(p: LoopPolicy, prod: Model): string {
   return existsSync(join(folder, 'config.json')) ? folder : p.baseModel;
 }
 
+/** What every dataset of a round shares with the policy's: prompt grouping and curation. */
+const sharedSpec = (p: LoopPolicy) => ({
+  ...(p.dataset.groupSimilarPrompts !== undefined
+    ? { groupSimilarPrompts: p.dataset.groupSimilarPrompts }
+    : {}),
+  ...(p.dataset.curation !== undefined ? { curation: p.dataset.curation } : {}),
+});
+
 /** The training dataset's split, for the round's other datasets (no prompt is test in one and train in another). */
 const sameSplit = (p: LoopPolicy) => (p.dataset.options.split ? { split: p.dataset.options.split } : {});
 
@@ -183,10 +191,7 @@ const stages: Record<(typeof loopStages)[number], StageFn> = {
         name,
         method: p.dataset.method,
         options: p.dataset.options,
-        ...(p.dataset.groupSimilarPrompts !== undefined
-          ? { groupSimilarPrompts: p.dataset.groupSimilarPrompts }
-          : {}),
-        ...(p.dataset.curation !== undefined ? { curation: p.dataset.curation } : {}),
+        ...sharedSpec(p),
       },
       { dataDir: ctx.dataDir, inputs },
     );
@@ -200,10 +205,7 @@ const stages: Record<(typeof loopStages)[number], StageFn> = {
           name: `${p.route}-eval`.toLowerCase().replace(/[^a-z0-9._-]/g, '-'),
           method: 'rwsft',
           options: { minAbsReward: 0, ...sameSplit(p) },
-          ...(p.dataset.groupSimilarPrompts !== undefined
-            ? { groupSimilarPrompts: p.dataset.groupSimilarPrompts }
-            : {}),
-          ...(p.dataset.curation !== undefined ? { curation: p.dataset.curation } : {}),
+          ...sharedSpec(p),
         },
         { dataDir: ctx.dataDir, inputs },
       );
@@ -219,10 +221,7 @@ const stages: Record<(typeof loopStages)[number], StageFn> = {
           name: `${name}-reward`.replace(/-kto-reward|-dpo-reward/, '-reward'),
           method: 'reward',
           options: { ...sameSplit(p), ...p.rewardModel.options },
-          ...(p.dataset.curation !== undefined ? { curation: p.dataset.curation } : {}),
-          ...(p.dataset.groupSimilarPrompts !== undefined
-            ? { groupSimilarPrompts: p.dataset.groupSimilarPrompts }
-            : {}),
+          ...sharedSpec(p),
         },
         { dataDir: ctx.dataDir, inputs },
       ).catch((err: unknown) => {
