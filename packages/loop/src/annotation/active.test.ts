@@ -80,3 +80,72 @@ describe('the active-learning annotation queue', () => {
     expect(new Set(order).size).toBe(order.length);
   });
 });
+
+describe('the active-learning queue with the positives objective', () => {
+  const db = sqliteTestDatabase();
+  let store: Store;
+  let projectId: string;
+  const liked =
+    'thank you for asking, your refund for order 1001 is on its way and arrives within three days';
+  const disliked = 'no idea. ask someone else about your parcel, this is not something we deal with here';
+
+  beforeAll(async () => {
+    store = await Store.open(await db.create());
+    projectId = (await store.projects.create('al-positives')).id;
+    const answers: [string, string, string][] = [
+      ['liked', 'where is my refund for order 1001', liked],
+      ['disliked', 'where is my parcel 17', disliked],
+      ['like-the-liked', 'when do i get my refund for order 2002', liked.replace('1001', '2002')],
+      ['like-the-disliked', 'my parcel 42 has not arrived yet', disliked.replace('parcel', 'package')],
+      [
+        'fresh',
+        'can i change my delivery address',
+        'the warranty covers two years of repairs for every kettle',
+      ],
+    ];
+    await store.interactions.insert(
+      projectId,
+      answers.map(([id, prompt, output], i) =>
+        parseInput(InteractionInput, {
+          id,
+          model: 'm',
+          messages: [{ role: 'user', content: prompt }],
+          output,
+          createdAt: 1_000 + i,
+        }),
+      ),
+    );
+    const fb = (o: Record<string, unknown>) => parseInput(FeedbackInput, o);
+    await store.feedback.insert(projectId, [
+      ...['a', 'b', 'c'].map((r) => fb({ kind: 'thumbs', interactionId: 'liked', raterId: r, value: 'up' })),
+      ...['a', 'b', 'c'].map((r) =>
+        fb({ kind: 'thumbs', interactionId: 'disliked', raterId: r, value: 'down' }),
+      ),
+    ]);
+    await calibrateProject(store, projectId);
+  });
+  afterAll(async () => {
+    await store?.close();
+    await db.cleanup();
+  });
+
+  it('asks first about unrated answers like those people liked, last about those like the disliked', async () => {
+    const { items } = await selectForAnnotation(
+      store,
+      { projectId, limit: 5, objective: 'positives' },
+      'active-learning',
+    );
+    const order = items.map((i) => i.interactionId);
+    expect(order.slice(0, 3)).toEqual(['like-the-liked', 'fresh', 'like-the-disliked']);
+    // The default objective asks about the unknown answer before the one that is all but settled.
+    const { items: unsure } = await selectForAnnotation(store, { projectId, limit: 5 }, 'active-learning');
+    const rank = (id: string) => unsure.map((i) => i.interactionId).indexOf(id);
+    expect(rank('fresh')).toBeLessThan(rank('like-the-liked'));
+  });
+
+  it('rejects an unknown objective by name', async () => {
+    await expect(
+      selectForAnnotation(store, { projectId, limit: 5, objective: 'fun' as 'positives' }, 'active-learning'),
+    ).rejects.toThrow(/objective/);
+  });
+});

@@ -1,4 +1,4 @@
-import { RatchetError } from '@ratchet/core';
+import { type ActiveLearningObjective, RatchetError } from '@ratchet/core';
 import type { QueueCandidate, Store } from '@ratchet/store';
 import { activeLearning } from './active.js';
 
@@ -9,6 +9,11 @@ export interface QueueRequest {
   route?: string;
   /** The annotator: items they already rated are skipped where the policy can tell. */
   raterId?: string;
+  /**
+   * What the ratings are for, where the policy can use it (`active-learning`): `uncertainty` or
+   * `positives` (see `activeLearningObjectiveFor`).
+   */
+  objective?: ActiveLearningObjective;
 }
 
 /**

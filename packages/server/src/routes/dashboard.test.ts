@@ -115,6 +115,14 @@ for (const database of testDatabases()) {
       expect(rated[0].uncertainty).toBeGreaterThanOrEqual(rated[1].uncertainty);
       const bad = await t.call('/api/v1/dashboard/queue?policy=psychic');
       expect(bad).toMatchObject({ status: 400, body: { error: { path: 'policy' } } });
+      // Active learning for an sft dataset: the unrated answers most likely liked.
+      const positives = await t.call(
+        '/api/v1/dashboard/queue?policy=active-learning&objective=positives&limit=3',
+      );
+      expect(positives.status).toBe(200);
+      expect(positives.body.items.length).toBeGreaterThan(0);
+      const badObjective = await t.call('/api/v1/dashboard/queue?policy=active-learning&objective=fun');
+      expect(badObjective).toMatchObject({ status: 400, body: { error: { path: 'objective' } } });
     });
 
     it('what changed and the widget summary count the feedback behind the production model', async () => {

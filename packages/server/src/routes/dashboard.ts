@@ -1,7 +1,7 @@
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { RatchetError } from '@ratchet/core';
+import { ActiveLearningObjective, RatchetError } from '@ratchet/core';
 import { annotationPolicies, selectForAnnotation } from '@ratchet/loop';
 import type { Store } from '@ratchet/store';
 import { z } from 'zod';
@@ -124,6 +124,8 @@ export function registerDashboardRoutes(
       limit: z.coerce.number().int().min(1).max(100).default(20),
       route: z.string().min(1).max(200).optional(),
       raterId: z.string().min(1).max(200).optional(),
+      /** For the active-learning policy: `positives` when the ratings feed an sft dataset. */
+      objective: ActiveLearningObjective.optional(),
     }),
     handler: async ({ principal, query }) => {
       const { policy, ...request } = query;
