@@ -216,38 +216,3 @@ def test_rl_raises_heldout_margin_with_reward_model_as_critic(
     before, after = _margin_gain(tiny_model, artifacts["adapter_path"], heldout_pairs)
     print(f"rl margin {before:.2f} -> {after:.2f}")
     assert after - before > 0.2
-
-
-def test_kto_row_weights_reach_the_loss(tmp_path, tiny_model, train_pairs, monkeypatch):
-    """Per-row weights become per-example loss weights (TRL itself has per-class ones only)."""
-    from conftest import write_jsonl
-    from trl import KTOTrainer
-
-    from ratchet_worker.data import load_rows
-    from ratchet_worker.events import Emitter
-    from ratchet_worker.spec import parse_spec
-    from ratchet_worker.train import kto
-    from ratchet_worker.train.common import TrainContext, method_config
-
-    rows = []
-    for p in train_pairs[:4]:
-        rows.append({"prompt": p["prompt"], "completion": p["chosen"], "label": True, "weight": 2.0})
-        rows.append({"prompt": p["prompt"], "completion": p["rejected"], "label": False, "weight": 0.5})
-    data = write_jsonl(tmp_path / "kto.jsonl", rows)
-    spec = parse_spec({"method": "kto", "base_model": tiny_model, "dataset": data, "output_dir": str(tmp_path / "o")})
-    ctx = TrainContext(
-        spec=spec, emit=Emitter(), rows=load_rows("kto", data), eval_rows=None, output_dir=tmp_path / "o"
-    )
-    trainer = kto.build_trainer(ctx, method_config(kto.Config, spec), [])
-    batch = next(iter(trainer.get_train_dataloader()))
-    seen = {}
-    original = KTOTrainer._compute_loss
-
-    def spy(self, model, inputs, return_outputs):
-        seen["desirable"], seen["undesirable"] = self.desirable_weight, self.undesirable_weight
-        return original(self, model, inputs, return_outputs)
-
-    monkeypatch.setattr(KTOTrainer, "_compute_loss", spy)
-    trainer.compute_loss(trainer.model, dict(batch))
-    assert seen["desirable"].tolist() == [2.0] * 4 and seen["undesirable"].tolist() == [0.5] * 4
-    assert trainer.desirable_weight == 1.0  # restored after the batch

@@ -42,6 +42,12 @@ def method_config(cls: type, spec: JobSpec):
     return from_dict(cls, spec.method_config, f"spec.method_config ({spec.method})")
 
 
+def chat_ids(tokenizer, conversations: list[list[dict[str, str]]], **kwargs) -> list[list[int]]:
+    """Token ids of each conversation through the chat template, in one batched call."""
+    encoded = tokenizer.apply_chat_template(conversations, tokenize=True, return_dict=True, **kwargs)
+    return [list(ids) for ids in encoded["input_ids"]]
+
+
 def load_tokenizer(path: str):
     from transformers import AutoTokenizer
 

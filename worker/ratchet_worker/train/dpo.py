@@ -24,6 +24,7 @@ from typing import Any
 
 from .common import (
     TrainContext,
+    chat_ids,
     common_args,
     load_causal_lm,
     load_tokenizer,
@@ -62,9 +63,9 @@ def tokenize_pairs(rows: list[dict[str, Any]], tokenizer, max_length: int | None
     keep_start truncation) and pairs whose prompt fills it are dropped, as TRL does."""
     from trl.data_utils import common_prefix_length
 
-    prompts = _chat_ids(tokenizer, [r["prompt"] for r in rows], add_generation_prompt=True)
-    chosen = _chat_ids(tokenizer, [r["prompt"] + r["chosen"] for r in rows])
-    rejected = _chat_ids(tokenizer, [r["prompt"] + r["rejected"] for r in rows])
+    prompts = chat_ids(tokenizer, [r["prompt"] for r in rows], add_generation_prompt=True)
+    chosen = chat_ids(tokenizer, [r["prompt"] + r["chosen"] for r in rows])
+    rejected = chat_ids(tokenizer, [r["prompt"] + r["rejected"] for r in rows])
     out = []
     for p, c, r in zip(prompts, chosen, rejected, strict=True):
         n = min(common_prefix_length(p, c), common_prefix_length(p, r))
@@ -76,11 +77,6 @@ def tokenize_pairs(rows: list[dict[str, Any]], tokenizer, max_length: int | None
     if not out:
         raise ValueError(f"dpo: every prompt is longer than max_length ({max_length} tokens)")
     return out
-
-
-def _chat_ids(tokenizer, conversations: list[list[dict[str, str]]], **kwargs) -> list[list[int]]:
-    encoded = tokenizer.apply_chat_template(conversations, tokenize=True, return_dict=True, **kwargs)
-    return [list(ids) for ids in encoded["input_ids"]]
 
 
 def packed_width(pair: dict[str, Any]) -> int:

@@ -23,7 +23,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from .common import TrainContext, common_args, load_sequence_classifier, load_tokenizer, lora_config
+from .common import TrainContext, chat_ids, common_args, load_sequence_classifier, load_tokenizer, lora_config
 
 TASK = "reward_model"
 DEFAULT_LEARNING_RATE = 1e-4
@@ -43,8 +43,8 @@ class Config:
 def tokenize_pairs(rows: list[dict[str, Any]], tokenizer, max_length: int | None) -> list[dict[str, Any]]:
     """chosen_ids / rejected_ids per pair, as TRL tokenizes them (the chat template over prompt +
     answer); pairs with a side longer than max_length are dropped, as TRL does."""
-    chosen = _chat_ids(tokenizer, [r["prompt"] + r["chosen"] for r in rows])
-    rejected = _chat_ids(tokenizer, [r["prompt"] + r["rejected"] for r in rows])
+    chosen = chat_ids(tokenizer, [r["prompt"] + r["chosen"] for r in rows])
+    rejected = chat_ids(tokenizer, [r["prompt"] + r["rejected"] for r in rows])
     out = []
     for row, c, r in zip(rows, chosen, rejected, strict=True):
         if max_length is not None and max(len(c), len(r)) > max_length:
@@ -56,11 +56,6 @@ def tokenize_pairs(rows: list[dict[str, Any]], tokenizer, max_length: int | None
     if not out:
         raise ValueError(f"reward: every pair is longer than max_length ({max_length} tokens)")
     return out
-
-
-def _chat_ids(tokenizer, conversations: list[list[dict[str, str]]]) -> list[list[int]]:
-    encoded = tokenizer.apply_chat_template(conversations, tokenize=True, return_dict=True)
-    return [list(ids) for ids in encoded["input_ids"]]
 
 
 def _last_non_pad(ids: list[int], pad_token_id: int | None) -> int:
