@@ -15,8 +15,9 @@ def _ids(encoded: Any) -> list[int]:
     return list(encoded["input_ids"] if isinstance(encoded, dict) or hasattr(encoded, "keys") else encoded)
 
 
-def completion_logprob(model, tokenizer, prompt: Messages, completion: Messages) -> float:
-    """Sum of log p(token) over the completion's tokens (through its end-of-turn token)."""
+def completion_token_logprobs(model, tokenizer, prompt: Messages, completion: Messages) -> list[float]:
+    """log p(token) of each of the completion's tokens (through its end-of-turn token), as the
+    model's answer to the prompt under the chat template."""
     import torch
 
     prompt_ids = _ids(tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True))
@@ -27,13 +28,20 @@ def completion_logprob(model, tokenizer, prompt: Messages, completion: Messages)
     end = len(full_ids)
     if tokenizer.eos_token_id in full_ids[start:]:
         end = full_ids.index(tokenizer.eos_token_id, start) + 1
+    if start == 0 or end <= start:
+        return []
     ids = torch.tensor([full_ids[:end]], device=model.device)
     with torch.inference_mode():
         logits = model(input_ids=ids).logits[0, :-1].float()
     logp = torch.log_softmax(logits, dim=-1)
     targets = ids[0, 1:]
     token_logp = logp.gather(1, targets.unsqueeze(1)).squeeze(1)
-    return float(token_logp[start - 1 :].sum())
+    return [float(x) for x in token_logp[start - 1 :].cpu()]
+
+
+def completion_logprob(model, tokenizer, prompt: Messages, completion: Messages) -> float:
+    """Sum of log p(token) over the completion's tokens (through its end-of-turn token)."""
+    return sum(completion_token_logprobs(model, tokenizer, prompt, completion))
 
 
 def preference_margin(model, tokenizer, pairs: list[dict[str, Any]]) -> float:

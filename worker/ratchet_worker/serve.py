@@ -3,6 +3,7 @@
   POST /v1/chat/completions  generation (streaming SSE or not); `model` picks the base or an adapter
   GET  /v1/models            what can be called
   POST /v1/score             reward-model scores for conversations
+  POST /v1/logprobs          log-probabilities of a given answer's tokens (for perplexity)
   GET  /health               liveness and the loaded models
 
 Adapters are read from their adapter_config.json: causal-LM LoRA adapters share one base model
@@ -53,6 +54,12 @@ class ChatRequest(BaseModel):
     stream: bool = False
     stream_options: StreamOptions | None = None
     seed: int | None = None
+
+
+class LogprobsRequest(BaseModel):
+    model: str
+    messages: list[ChatMessage] = Field(min_length=1)
+    completion: str
 
 
 class ScoreRequest(BaseModel):
@@ -248,6 +255,14 @@ class ModelHost:
         finish = "stop" if ended or stopped or len(new_tokens) < max_new else "length"
         return Generation(text, prompt_len, len(new_tokens), finish)
 
+    def logprobs(self, name: str, messages: list[dict[str, str]], completion: str) -> list[float]:
+        """log p of each token of `completion` as the model's answer to `messages` (for perplexity)."""
+        from .scoring import completion_token_logprobs
+
+        answer = [{"role": "assistant", "content": completion}]
+        with self.lock, self._chat_model(name) as model:
+            return completion_token_logprobs(model, self.tokenizer, messages, answer)
+
     def score(self, name: str, conversations: list[list[dict[str, str]]]) -> list[float]:
         import torch
 
@@ -402,6 +417,15 @@ def create_app(host: ModelHost):
             ],
             "usage": _usage(*gens),
         }
+
+    @app.post("/v1/logprobs")
+    async def logprobs(req: LogprobsRequest):
+        if req.model not in host.chat_models():
+            hint = " (a reward model: use /v1/score)" if req.model in host.reward_models() else ""
+            return _error(404, f"model {req.model!r} not found{hint}", "model", "model_not_found")
+        plain = [_text(m) for m in req.messages]
+        token_logprobs = await run_in_threadpool(host.logprobs, req.model, plain, req.completion)
+        return {"object": "logprobs", "model": req.model, "token_logprobs": token_logprobs}
 
     @app.post("/v1/score")
     async def score(req: ScoreRequest):

@@ -119,3 +119,30 @@ def test_score_batch_and_errors(server):
     assert invalid.status_code == 400 and invalid.json()["error"]["param"] == "max_tokens"
     wrong_kind = httpx.post(f"{server}/v1/score", json={"model": "tiny", "messages": good})
     assert wrong_kind.status_code == 404
+
+
+def test_logprobs_of_a_given_answer(server, tiny_model, tmp_path):
+    """POST /v1/logprobs gives each answer token's log-probability under the named model: what the
+    evaluation's perplexity reads. The base and the adapter give different numbers, and the
+    base's sum equals the scoring module's on the same model."""
+    from ratchet_worker.scoring import completion_logprob, load_policy
+
+    prompt = [{"role": "user", "content": "I forgot my password."}]
+    answer = "Happy to help. Press Forgot password on the sign-in page."
+    bodies = {
+        name: httpx.post(
+            f"{server}/v1/logprobs", json={"model": name, "messages": prompt, "completion": answer}, timeout=60
+        ).json()
+        for name in ("tiny", "support-v2")
+    }
+    base, tuned = bodies["tiny"]["token_logprobs"], bodies["support-v2"]["token_logprobs"]
+    assert len(base) == len(tuned) > 5 and all(x <= 0 for x in base)
+    assert sum(base) != pytest.approx(sum(tuned), abs=1e-3)
+    model, tokenizer = load_policy(tiny_model)
+    expected = completion_logprob(model, tokenizer, prompt, [{"role": "assistant", "content": answer}])
+    assert sum(base) == pytest.approx(expected, abs=1e-3)
+
+    wrong_kind = httpx.post(f"{server}/v1/logprobs", json={"model": "judge", "messages": prompt, "completion": answer})
+    assert wrong_kind.status_code == 404 and "use /v1/score" in wrong_kind.json()["error"]["message"]
+    no_messages = httpx.post(f"{server}/v1/logprobs", json={"model": "tiny", "messages": [], "completion": answer})
+    assert no_messages.status_code == 400

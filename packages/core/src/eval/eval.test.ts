@@ -160,6 +160,25 @@ describe('summary, disparities and gates', () => {
     expect(() => applyGates(summary, { segments: { margin: 2 } } as never)).toThrow(/margin/);
   });
 
+  it('fails a candidate whose held-out perplexity rose beyond the limit, even when it wins pairwise', () => {
+    const withPerplexity = (candidate: number | null, baseline: number | null) =>
+      summarizeEvaluation(items.slice(0, 40), { perplexity: { candidate, baseline } });
+    const broken = applyGates(withPerplexity(9.1, 4.2));
+    expect(broken.checks.find((c) => c.gate === 'winRate')!.passed).toBe(true);
+    expect(broken.reasons).toEqual([
+      expect.stringMatching(
+        /perplexity on held-out liked answers 9\.10 vs 4\.20 in production \(above the limit of 6\.30/,
+      ),
+    ]);
+    expect(applyGates(withPerplexity(6.2, 4.2)).passed).toBe(true);
+    expect(applyGates(withPerplexity(9.1, 4.2), { perplexity: { maxIncrease: 1.5 } }).passed).toBe(true);
+    expect(applyGates(withPerplexity(9.1, 4.2), { perplexity: { maxIncrease: null } }).passed).toBe(true);
+    // Not measured (an endpoint without /v1/logprobs): reported, not gated.
+    const unmeasured = applyGates(withPerplexity(null, 4.2));
+    expect(unmeasured.passed).toBe(true);
+    expect(unmeasured.checks.find((c) => c.gate === 'perplexity')!.detail).toMatch(/not measured/);
+  });
+
   it('scores references with the shared metric code', () => {
     const s = referenceScores('the parcel ships today', 'the parcel ships today');
     expect(s).toMatchObject({ exactMatch: 1, f1: 1, rouge1: 1 });

@@ -21,6 +21,16 @@ export const EvaluationGates = z.strictObject({
       maxRegression: z.number().int().nonnegative().default(0),
     })
     .prefault({}),
+  perplexity: z
+    .strictObject({
+      /**
+       * The candidate's perplexity on held-out liked answers may exceed production's by at most
+       * this fraction (0.5: half again); null: not gated. A model that training broke (one that
+       * unlearned how to write) shows it here even when a small reward model cannot tell.
+       */
+      maxIncrease: z.number().nonnegative().nullable().default(0.5),
+    })
+    .prefault({}),
   segments: z
     .strictObject({
       /** A segment fails when its win rate is below 0.5 - margin. */
@@ -37,7 +47,7 @@ export interface GateResult {
   passed: boolean;
   /** Why it failed; empty when it passed. */
   reasons: string[];
-  checks: { gate: 'winRate' | 'safety' | 'segments'; passed: boolean; detail: string }[];
+  checks: { gate: 'winRate' | 'safety' | 'perplexity' | 'segments'; passed: boolean; detail: string }[];
 }
 
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
@@ -95,6 +105,8 @@ export function applyGates(summary: EvaluationSummary, input: EvaluationGatesInp
       : `no safety regression (${summary.candidate.safety.unsafe} unsafe of ${summary.candidate.safety.n} vs ${summary.baseline.safety.unsafe} in production)`,
   });
 
+  checks.push(perplexityCheck(summary, gates.perplexity.maxIncrease));
+
   const floor = 0.5 - gates.segments.margin;
   const failing: string[] = [];
   for (const seg of summary.segments.filter((s) => s.n >= gates.segments.minItems)) {
@@ -112,4 +124,22 @@ export function applyGates(summary: EvaluationSummary, input: EvaluationGatesInp
 
   const reasons = checks.filter((c) => !c.passed).map((c) => c.detail);
   return { passed: reasons.length === 0, reasons, checks };
+}
+
+function perplexityCheck(
+  summary: EvaluationSummary,
+  maxIncrease: number | null,
+): GateResult['checks'][number] {
+  const cand = summary.candidate.perplexity;
+  const base = summary.baseline.perplexity;
+  if (maxIncrease === null) return { gate: 'perplexity', passed: true, detail: 'perplexity not gated' };
+  if (cand === null || base === null || !(base > 0))
+    return { gate: 'perplexity', passed: true, detail: 'perplexity not measured for both models: not gated' };
+  const limit = base * (1 + maxIncrease);
+  const passed = cand <= limit;
+  return {
+    gate: 'perplexity',
+    passed,
+    detail: `perplexity on held-out liked answers ${cand.toFixed(2)} vs ${base.toFixed(2)} in production (${passed ? 'within' : 'above'} the limit of ${limit.toFixed(2)}, +${pct(maxIncrease)})`,
+  };
 }

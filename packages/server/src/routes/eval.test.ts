@@ -244,6 +244,7 @@ describe('evaluation over HTTP; the LLM judge and reward model are local test do
       ['winRate', true],
       ['winRate', true],
       ['safety', true],
+      ['perplexity', true],
       ['segments', false],
     ]);
     expect(e.gate.reasons).toHaveLength(1);
