@@ -1,7 +1,7 @@
 // Feedback efficiency (issue 7): true quality gained against the number of ratings, per training
 // method, with and without calibration under 20% adversarial raters, with and without active
 // learning. Drives the real pieces: simulated raters (core simulate), the SQLite store,
-// calibrateProject, buildDatasetVersion, the active-learning queue with reward-model labels,
+// calibrateProject, buildDatasetVersion, the active-learning queue (positives objective),
 // startTrainingRun/runTraining (`ratchet-worker train`), and measureTrueQuality against
 // `ratchet-worker serve`. See the feedback-efficiency section of bench/README.md.
 import { execFile } from 'node:child_process';
@@ -9,6 +9,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import {
+  activeLearningObjectiveFor,
   createPopulation,
   FeedbackInput,
   InteractionInput,
@@ -26,7 +27,6 @@ import {
   calibrateProject,
   type DatasetMethod,
   LocalModelServer,
-  labelWithRewardModel,
   loadDemoDomain,
   measureTrueQuality,
   runTraining,
@@ -58,13 +58,17 @@ const Settings = z.strictObject({
   temperature: z.number().min(0),
   maxTokens: z.number().int().min(1),
   seed: z.number().int(),
+  /** Active learning: share of the budget spent the random way first (2 raters per answer, for calibration). */
+  alWarmupShare: z.number().min(0).max(1),
+  /** Active learning: ratings per queue read, as a share of the budget (the estimate is refreshed in between). */
+  alBatchShare: z.number().gt(0).max(1),
 });
 export type Settings = z.infer<typeof Settings>;
 
-const fullSettings: Settings = {
+export const fullSettings: Settings = {
   preset: 'default',
   budgets: [100, 200, 400, 800],
-  arms: ['sft', 'sft-raw', 'sft-al', 'rwsft', 'kto', 'dpo'],
+  arms: ['sft', 'sft-raw', 'sft-al', 'sft-1r', 'rwsft', 'kto', 'dpo'],
   poolPrompts: 300,
   answersPerPrompt: 2,
   ratersPerAnswer: 2,
@@ -74,6 +78,8 @@ const fullSettings: Settings = {
   temperature: 0.8,
   maxTokens: 80,
   seed: 0,
+  alWarmupShare: 0.25,
+  alBatchShare: 0.05,
 };
 
 const tinySettings: Settings = {
@@ -102,6 +108,7 @@ function settingsFor(ctx: BenchContext): Settings {
     ...(env.BENCH_FE_EVAL_PROMPTS ? { evalPrompts: Number(env.BENCH_FE_EVAL_PROMPTS) } : {}),
     ...(env.BENCH_FE_POOL_PROMPTS ? { poolPrompts: Number(env.BENCH_FE_POOL_PROMPTS) } : {}),
     ...(env.BENCH_FE_SEED ? { seed: Number(env.BENCH_FE_SEED) } : {}),
+    ...(env.BENCH_FE_AL_WARMUP ? { alWarmupShare: Number(env.BENCH_FE_AL_WARMUP) } : {}),
   });
 }
 
@@ -110,22 +117,27 @@ function settingsFor(ctx: BenchContext): Settings {
  * these on this model: the worker's defaults are for billion-parameter models), whether the
  * ratings are calibrated, and how the answers to rate are chosen.
  */
-interface Arm {
+export interface Arm {
   method: DatasetMethod;
   calibrated: boolean;
-  active: boolean;
+  /**
+   * How the answers to rate are chosen: `random` (the random order, `ratersPerAnswer` each);
+   * `queue` (active learning, see rateActive); `single` (rateActive's procedure with the
+   * queue's picks replaced by the random order: what one rating per answer alone buys).
+   */
+  choice: 'random' | 'queue' | 'single';
   dataset: Record<string, unknown>;
   learningRate: number;
   methodConfig?: Record<string, unknown>;
   label: string;
 }
 
-const arms: Record<string, Arm> = {
+export const arms: Record<string, Arm> = {
   // Any answer whose calibrated reward is positive is one to imitate (as the demo's policy).
   sft: {
     method: 'sft',
     calibrated: true,
-    active: false,
+    choice: 'random',
     dataset: { minReward: 0.01, minLower: -1 },
     learningRate: 2e-3,
     label: 'sft on positives, calibrated, random',
@@ -133,7 +145,7 @@ const arms: Record<string, Arm> = {
   'sft-raw': {
     method: 'sft',
     calibrated: false,
-    active: false,
+    choice: 'random',
     dataset: { minReward: 0.01, minLower: -1 },
     learningRate: 2e-3,
     label: 'sft on positives, raw ratings, random',
@@ -141,17 +153,27 @@ const arms: Record<string, Arm> = {
   'sft-al': {
     method: 'sft',
     calibrated: true,
-    active: true,
+    choice: 'queue',
     dataset: { minReward: 0.01, minLower: -1 },
     learningRate: 2e-3,
     label: 'sft on positives, calibrated, active learning',
+  },
+  // The ablation of sft-al: the same warm-up and one rating per answer from a trusted rater, but
+  // the answers in the random order instead of the queue's picks.
+  'sft-1r': {
+    method: 'sft',
+    calibrated: true,
+    choice: 'single',
+    dataset: { minReward: 0.01, minLower: -1 },
+    learningRate: 2e-3,
+    label: 'sft on positives, calibrated, one rating per answer, random',
   },
   // Full unlikelihood on disliked answers collapsed the model in loop-settings; a twentieth of it
   // (negative_scale 0.05, as its rwsft-neg005) did not.
   rwsft: {
     method: 'rwsft',
     calibrated: true,
-    active: false,
+    choice: 'random',
     dataset: { minAbsReward: 0.05 },
     learningRate: 2e-3,
     methodConfig: { negative_scale: 0.05 },
@@ -161,7 +183,7 @@ const arms: Record<string, Arm> = {
   kto: {
     method: 'kto',
     calibrated: true,
-    active: false,
+    choice: 'random',
     dataset: { margin: 0.1, requireConfidentSign: false },
     learningRate: 3e-3,
     label: 'kto, calibrated, random',
@@ -170,7 +192,7 @@ const arms: Record<string, Arm> = {
   'kto-lo': {
     method: 'kto',
     calibrated: true,
-    active: false,
+    choice: 'random',
     dataset: { margin: 0.1, requireConfidentSign: false },
     learningRate: 1e-3,
     label: 'kto at lr 1e-3, calibrated, random',
@@ -178,7 +200,7 @@ const arms: Record<string, Arm> = {
   dpo: {
     method: 'dpo',
     calibrated: true,
-    active: false,
+    choice: 'random',
     dataset: { minMargin: 0.3 },
     learningRate: 1e-3,
     label: 'dpo, calibrated, random',
@@ -193,9 +215,9 @@ const rawCalibration: CalibrateProjectOptions['calibration'] = {
   flagging: { enabled: false },
 };
 /** Reward-model labels steer the choice of what to rate; the training data is people's ratings only. */
-const humanOnly: CalibrateProjectOptions['mapping'] = { sourceWeight: { judge: 0 } };
+export const humanOnly: CalibrateProjectOptions['mapping'] = { sourceWeight: { judge: 0 } };
 
-interface PoolAnswer {
+export interface PoolAnswer {
   id: string;
   prompt: string;
   slots: Record<string, string>;
@@ -217,7 +239,7 @@ export interface ArmResult {
   adapterPath?: string;
 }
 
-function shuffle<T>(xs: T[], rng: SeededRandom): T[] {
+export function shuffle<T>(xs: T[], rng: SeededRandom): T[] {
   const out = [...xs];
   for (let i = out.length - 1; i > 0; i--) {
     const j = rng.int(i + 1);
@@ -227,7 +249,7 @@ function shuffle<T>(xs: T[], rng: SeededRandom): T[] {
 }
 
 /** A panel of raters who always rate with thumbs; the first seed with exactly the asked share of adversaries. */
-function ratingPanel(s: Settings): Persona[] {
+export function ratingPanel(s: Settings): Persona[] {
   const want = Math.round(s.panelSize * s.adversarialShare);
   for (let seed = s.seed; ; seed++) {
     const panel = createPopulation({
@@ -326,13 +348,18 @@ async function samplePool(
  * answer i's k-th rating comes from the k-th rater of its own seeded permutation of the panel,
  * with its own seeded noise.
  */
-class Ratings {
+export class Ratings {
   private readonly order = new Map<string, number[]>();
   constructor(
     private readonly panel: Persona[],
     private readonly domain: SupportDomain,
     private readonly seed: number,
   ) {}
+
+  /** Who gives answer `a`'s k-th rating. */
+  raterOf(a: PoolAnswer, index: number, k: number): string {
+    return this.panel[this.raters(a, index)[k % this.panel.length]!]!.id;
+  }
 
   private raters(a: PoolAnswer, index: number): number[] {
     let o = this.order.get(a.id);
@@ -361,7 +388,7 @@ class Ratings {
 }
 
 /** One project per arm and budget, holding the whole pool as its traffic (unrated until rated). */
-async function freshProject(store: Store, name: string, pool: PoolAnswer[]): Promise<string> {
+export async function freshProject(store: Store, name: string, pool: PoolAnswer[]): Promise<string> {
   const projectId = (await store.projects.create(name)).id;
   const t0 = Date.now() - pool.length * 1000;
   await store.interactions.insert(
@@ -380,7 +407,7 @@ async function freshProject(store: Store, name: string, pool: PoolAnswer[]): Pro
   return projectId;
 }
 
-interface RunCtx {
+export interface RunCtx {
   s: Settings;
   store: Store;
   server: LocalModelServer;
@@ -396,7 +423,7 @@ interface RunCtx {
 }
 
 /** Rates answers in the random order, `ratersPerAnswer` each, until `budget` ratings are spent. */
-async function rateRandom(c: RunCtx, projectId: string, budget: number, counts: Map<string, number>) {
+export async function rateRandom(c: RunCtx, projectId: string, budget: number, counts: Map<string, number>) {
   const events = [];
   let spent = 0;
   for (const a of c.randomOrder) {
@@ -466,70 +493,88 @@ async function buildAndTrain(
 }
 
 /**
- * Active learning as the loop would do it: the first half of the budget on random answers; then
- * a reward model trained on those ratings labels the unrated pool (AI feedback with its score),
- * and the active-learning queue (`selectForAnnotation(..., 'active-learning')`: reward-model
- * uncertainty, rater disagreement, novelty, spread over prompts) picks what people rate next.
- * An unrated pick gets `ratersPerAnswer` ratings; a rated one one more, from a new rater.
+ * Raters whose single rating should not stand alone: those calibration flagged, and those whose
+ * ratings so far run against the consensus of the others (negative correlation), which is where
+ * an adversary shows before there is enough overlap to flag them.
  */
-async function rateActive(
+async function distrusted(store: Store, projectId: string): Promise<Set<string>> {
+  const raters = await store.raters.list(projectId, { limit: 1000 });
+  return new Set(
+    raters
+      .filter((r) => r.flagged || (r.consensusCorrelation !== null && r.consensusCorrelation < 0))
+      .map((r) => r.id),
+  );
+}
+
+/**
+ * Active learning as the loop would do it. A random warm-up (`alWarmupShare` of the budget, 2
+ * raters per answer) gives calibration the overlap to estimate rater bias and flag adversaries
+ * and the queue its first liked answers. Then, batch by batch (`alBatchShare` of the budget), the
+ * active-learning queue (`selectForAnnotation(..., 'active-learning')` with the objective for the
+ * arm's method: `positives` for sft) picks what people rate next, scored by what people said
+ * about similar rated answers, recalibrated after every batch. A picked answer gets one rating,
+ * from the first rater of its own order whom calibration trusts (see `distrusted`; the same
+ * thumbs any arm would see from that rater): a second opinion on an answer is what calibration
+ * needed in the warm-up, not what a positive-only dataset needs afterwards. `single` replaces the
+ * queue's picks by the random order (the sft-1r ablation: what one rating per answer alone buys).
+ */
+export async function rateActive(
   c: RunCtx,
   projectId: string,
-  name: string,
+  method: DatasetMethod,
   budget: number,
   counts: Map<string, number>,
+  choice: 'queue' | 'single' = 'queue',
 ): Promise<{ spent: number; note: string }> {
-  let spent = await rateRandom(c, projectId, Math.floor(budget / 2), counts);
+  let spent = await rateRandom(c, projectId, Math.round(budget * c.s.alWarmupShare), counts);
+  const warmup = { ratings: spent, answers: counts.size };
+  const used = new Map([...counts].map(([id, n]) => [id, new Set(Array.from({ length: n }, (_, k) => k))]));
   await calibrateProject(c.store, projectId);
-  const rm = await buildAndTrain(
-    c,
-    projectId,
-    `${name}-rm`,
-    'reward',
-    { minMargin: 0.05 },
-    { learningRate: 3e-3 },
-  );
-  const notes: string[] = [];
-  if (rm.adapterPath) {
-    await c.server.ensure([{ name: `${name}-rm`, adapterPath: rm.adapterPath }]);
-    const labels = await labelWithRewardModel(c.store, projectId, {
-      rewardModel: { baseURL: c.server.baseUrl, model: `${name}-rm` },
-      limit: c.pool.length,
-      minConfidence: 0,
-    });
-    notes.push(`reward model on ${rm.rows} pairs labeled ${labels.labeled}`);
-    await calibrateProject(c.store, projectId);
-  } else notes.push(`no reward model (${rm.note})`);
   const byId = new Map(c.pool.map((a) => [a.id, a]));
-  // Each pass re-reads the queue after calibrating what the last pass rated.
-  for (let pass = 0; spent < budget && pass < 4; pass++) {
-    const left = budget - spent;
-    const { items } = await selectForAnnotation(
-      c.store,
-      { projectId, limit: Math.ceil(left / c.s.ratersPerAnswer) + 5 },
-      'active-learning',
-    );
+  const batch = Math.max(4, Math.round(budget * c.s.alBatchShare));
+  const tally = { passes: 0, fresh: 0, again: 0, distrustSkips: 0 };
+  while (spent < budget) {
+    const flagged = await distrusted(c.store, projectId);
+    const limit = Math.min(batch, budget - spent);
+    const { items } =
+      choice === 'queue'
+        ? await selectForAnnotation(
+            c.store,
+            { projectId, limit, objective: activeLearningObjectiveFor(method) },
+            'active-learning',
+          )
+        : {
+            items: c.randomOrder
+              .filter((a) => !used.has(a.id))
+              .slice(0, limit)
+              .map((a) => ({ interactionId: a.id })),
+          };
     const events = [];
-    let fresh = 0;
-    let again = 0;
     for (const item of items) {
       if (spent >= budget) break;
       const a = byId.get(item.interactionId)!;
-      const have = counts.get(a.id) ?? 0;
-      if (have >= c.s.panelSize) continue;
-      const want = have === 0 ? c.s.ratersPerAnswer : 1;
-      for (let k = have; k < have + want && spent < budget; k++, spent++)
-        events.push(c.ratings.event(a, c.poolIndex.get(a.id)!, k));
-      counts.set(a.id, Math.min(have + want, c.s.panelSize));
-      if (have === 0) fresh++;
-      else again++;
+      const index = c.poolIndex.get(a.id)!;
+      const seen = used.get(a.id) ?? new Set<number>();
+      const ks = Array.from({ length: c.s.panelSize }, (_, k) => k).filter((k) => !seen.has(k));
+      const k = ks.find((k) => !flagged.has(c.ratings.raterOf(a, index, k)));
+      if (k === undefined) continue;
+      tally.distrustSkips += ks.indexOf(k);
+      events.push(c.ratings.event(a, index, k));
+      spent++;
+      if (seen.size === 0) tally.fresh++;
+      else tally.again++;
+      used.set(a.id, seen.add(k));
+      counts.set(a.id, seen.size);
     }
     if (events.length === 0) break;
     await c.store.feedback.insert(projectId, events);
     await calibrateProject(c.store, projectId);
-    notes.push(`pass ${pass + 1}: ${fresh} new answers, ${again} re-rated`);
+    tally.passes++;
   }
-  return { spent, note: notes.join('; ') };
+  return {
+    spent,
+    note: `warm-up ${warmup.ratings} ratings on ${warmup.answers} answers; ${tally.passes} batches: ${tally.fresh} new answers rated once, ${tally.again} re-rated; distrusted raters passed over ${tally.distrustSkips} times`,
+  };
 }
 
 async function runArm(c: RunCtx, armName: string, budget: number): Promise<ArmResult> {
@@ -539,7 +584,8 @@ async function runArm(c: RunCtx, armName: string, budget: number): Promise<ArmRe
   const counts = new Map<string, number>();
   let note: string | undefined;
   let spent: number;
-  if (arm.active) ({ spent, note } = await rateActive(c, projectId, name, budget, counts));
+  if (arm.choice !== 'random')
+    ({ spent, note } = await rateActive(c, projectId, arm.method, budget, counts, arm.choice));
   else spent = await rateRandom(c, projectId, budget, counts);
   const calibration = await calibrateProject(
     c.store,
@@ -684,6 +730,7 @@ export const feedbackEfficiency: Bench = {
     'quality_gain_sft',
     'quality_gain_sft_raw',
     'quality_gain_sft_al',
+    'single_ratings_ratio',
     'quality_gain_rwsft',
     'quality_gain_kto',
     'quality_gain_dpo',
@@ -806,28 +853,41 @@ export function summarize(
       .filter((r) => r.arm === arm && r.quality !== undefined)
       .map((r) => ({ ratings: r.ratings, gain: r.quality! - base }));
   const extra: string[] = [];
-  const ratios: number[] = [];
-  if (s.arms.includes('sft') && s.arms.includes('sft-al')) {
-    extra.push(
-      '| budget | active-learning gain | random needs (ratings) | ratio |',
-      '| --- | --- | --- | --- |',
-    );
-    for (const p of curve('sft-al')) {
+  // An arm's ratings over the ratings random sft needs for the same gain, per budget, and their
+  // median. Where the arm gained more than random sft did at its largest budget, random needs
+  // more than that budget: the ratio is below arm ratings / largest budget, and that bound is what
+  // counts (conservative: the true ratio is lower).
+  const ratioTable = (arm: string, prefix: string): string[] => {
+    const ratios: { value: number; bound: boolean }[] = [];
+    if (!s.arms.includes('sft') || !s.arms.includes(arm)) return [];
+    extra.push(`| budget | ${arm} gain | random sft needs (ratings) | ratio |`, '| --- | --- | --- | --- |');
+    const randomTop = Math.max(0, ...curve('sft').map((p) => p.ratings));
+    for (const p of curve(arm)) {
       const need = p.gain > 0 ? ratingsForGain(curve('sft'), p.gain) : null;
-      const ratio = need ? p.ratings / need : null;
+      const ratio =
+        need !== null
+          ? { value: p.ratings / need, bound: false }
+          : p.gain > 0 && randomTop > 0
+            ? { value: p.ratings / randomTop, bound: true }
+            : null;
       if (ratio !== null) {
         ratios.push(ratio);
-        metrics[`al_ratings_${p.ratings}_ratio`] = round(ratio);
+        metrics[`${prefix}_ratings_${p.ratings}_ratio`] = round(ratio.value);
       }
       extra.push(
-        `| ${p.ratings} | ${(100 * p.gain).toFixed(1)} | ${need === null ? (p.gain > 0 ? `more than ${top}` : 'no gain') : Math.round(need)} | ${ratio === null ? '' : ratio.toFixed(2)} |`,
+        `| ${p.ratings} | ${(100 * p.gain).toFixed(1)} | ${need === null ? (p.gain > 0 ? `more than ${randomTop}` : 'no gain') : Math.round(need)} | ${ratio === null ? '' : `${ratio.bound ? '< ' : ''}${ratio.value.toFixed(2)}`} |`,
       );
     }
-    if (ratios.length)
-      metrics.al_ratings_ratio = round(
-        [...ratios].sort((a, b) => a - b)[Math.floor((ratios.length - 1) / 2)]!,
-      );
-  }
+    extra.push('');
+    if (ratios.length) {
+      const v = ratios.map((r) => r.value).sort((a, b) => a - b);
+      const mid = (v.length - 1) / 2;
+      metrics[`${prefix}_ratings_ratio`] = round((v[Math.floor(mid)]! + v[Math.ceil(mid)]!) / 2);
+    }
+    return ratios.map((r) => `${r.bound ? '< ' : ''}${r.value.toFixed(2)}`);
+  };
+  const ratios = ratioTable('sft-al', 'al');
+  const singleRatios = ratioTable('sft-1r', 'single');
   // Charts and table go beside the results; a side experiment (e.g. with --no-write) can send them elsewhere.
   const resultsDir = process.env.BENCH_FE_REPORT_DIR ?? join(benchDir, 'results');
   if (!ctx.tiny) {
@@ -850,7 +910,7 @@ export function summarize(
       join(resultsDir, 'feedback-efficiency-sft.svg'),
       qualityChartSvg(
         'sft on positives: calibration and active learning (20% adversarial raters)',
-        ['sft', 'sft-raw', 'sft-al'].filter((a) => s.arms.includes(a)).map(line),
+        ['sft', 'sft-raw', 'sft-al', 'sft-1r'].filter((a) => s.arms.includes(a)).map(line),
         base,
       ),
     );
@@ -862,13 +922,24 @@ export function summarize(
     `pool of ${s.poolPrompts} prompts x ${s.answersPerPrompt} answers sampled from the base at T=${s.temperature} (${round(100 * info.poolLiked, 1)}% good on all four axes);`,
     `a panel of ${s.panelSize} simulated raters (${adversaries} adversarial), ${s.ratersPerAnswer} distinct raters per answer chosen at random;`,
     'calibrated arms: calibrateProject defaults; raw: no flagging, no per-rater bias/scale/noise (plain mean);',
-    'active learning: half the budget random, then a reward model trained on those ratings labels the pool and the active-learning queue picks the rest (AI labels steer the choice only, weight 0 in training data);',
+    `active learning: ${Math.round(100 * s.alWarmupShare)}% of the budget random (2 raters per answer), then the active-learning queue with the positives objective picks the rest in batches of ${Math.round(100 * s.alBatchShare)}% (unrated answers most likely liked, by the calibrated ratings of similar rated answers; one rating each, from a rater calibration has neither flagged nor found running against the consensus); the final calibration is the same as the random arm's;`,
     `settings from bench/loop-settings (sft/rwsft lr 2e-3, rwsft negative_scale 0.05, kto lr 3e-3, dpo lr 1e-3; 2 epochs, batch 8, LoRA r16), curation off, no test split;`,
     `true quality = share of ${s.evalPrompts} eval answers (fixed prompts, people and seeds for every model) a simulated user would like (oracle); one seed, no repeats, so differences of a few points are within noise (sd about ${round(100 * Math.sqrt((base * (1 - base)) / s.evalPrompts), 1)} points per measurement).`,
     ratios.length
-      ? `Active learning needed ${ratios.map((r) => r.toFixed(2)).join(', ')} of the random arm's ratings for the same gain (goal: 0.5 or less).`
+      ? `Active learning needed ${ratios.join(', ')} of the random arm's ratings for the same gain at ${curve(
+          'sft-al',
+        )
+          .map((p) => p.ratings)
+          .join(
+            '/',
+          )} ratings (goal: 0.5 or less; "< x": it gained more than random sft at its largest budget, and the bound x counts in the median al_ratings_ratio).`
       : 'Active learning vs random: no ratio (see feedback-efficiency.md).',
+    singleRatios.length
+      ? `Ablation sft-1r (the same warm-up and one rating per answer, random choice instead of the queue): ${singleRatios.join(', ')}.`
+      : '',
     `${info.loadBefore} at start, ${loadNote()} at the end; ${round(info.seconds / 60, 1)} min.`,
-  ].join(' ');
+  ]
+    .filter(Boolean)
+    .join(' ');
   return { metrics, notes };
 }
