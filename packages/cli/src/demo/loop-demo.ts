@@ -176,15 +176,17 @@ export function demoPolicy(baseModel: string, overrides: Partial<LoopPolicyInput
     // Only the reward model's confident calls: its labels become sft examples like a person's.
     aiFeedback: { enabled: true, minConfidence: 0.8 },
     // The offline critic here is a reward model trained on a round's hundred-odd ratings: too
-    // weak to prove a candidate better on 40 prompts (demo runs rejected candidates at 49% and
-    // 65% true quality against 33% and 58% with a 40% bound), strong enough to catch one that is
-    // clearly worse. So the gate asks "not clearly worse" (win rate's lower bound above 30%, no
-    // safety regression) and the experiment on live users decides.
+    // weak to prove a candidate better on 40 prompts, and noisy even about "not worse" (demo runs
+    // gave win rates of 42.5% and 38.8% to candidates at 59% and 81% true quality against 31% and
+    // 74%, and 65% to a wrecked one at 8% against 57%). What catches a broken candidate is its
+    // perplexity on held-out liked answers (the wrecked rwsft: 2.77 against 1.18), gated at
+    // 1.5x by default. So the reward model only vetoes a candidate it finds clearly worse (lower
+    // bound at or under 20%), and the experiment on live users decides.
     evaluation: {
       maxItems: 40,
       suites: ['heldout', 'redteam'],
       maxTokens: 80,
-      gates: { winRate: { minLowerBound: 0.3 } },
+      gates: { winRate: { minLowerBound: 0.2 } },
     },
     canary: { share: 0.5 },
     // mSPRT stays valid for any mixture width; 0.3 sd matches the size of effect a round here

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { RatchetError } from '@ratchet/core';
 import type { LoopRound, Model, Store } from '@ratchet/store';
 import { selfCritique } from '../ai-feedback/critique.js';
-import { labelWithRewardModel } from '../ai-feedback/label.js';
+import { labelWithJudge, labelWithRewardModel } from '../ai-feedback/label.js';
 import { calibrateProject } from '../calibrate.js';
 import { buildDatasetVersion, loadDatasetInputs } from '../datasets.js';
 import { runEvaluation } from '../eval/harness.js';
@@ -129,6 +129,23 @@ async function train(
       `training run ${run.id} ended ${outcome?.run.status ?? 'unclaimed'}: ${outcome?.run.error ?? ''}`,
     );
   return { runId: run.id, model: outcome.model };
+}
+
+/** The LLM judge grades the route's still-unrated answers (AI feedback); adds its labels to `out`. */
+async function labelByJudge(ctx: LoopContext, round: number, out: RoundState) {
+  const ai = ctx.policy.aiFeedback;
+  const report = await labelWithJudge(ctx.store, ctx.projectId, {
+    judge: ctx.policy.evaluation.judge!,
+    route: ctx.policy.route,
+    limit: ai.judge.limit,
+    samples: ai.judge.samples,
+    minConfidence: ai.judge.minConfidence,
+  });
+  ctx.log?.(
+    `round ${round}: the judge labeled ${report.labeled} of ${report.looked} unrated answers (${report.up} up, ${report.down} down, ${report.unsure} not confident)`,
+  );
+  out.aiLabels = (out.aiLabels ?? 0) + report.labeled;
+  return report;
 }
 
 /**
@@ -272,12 +289,19 @@ const stages: Record<(typeof loopStages)[number], StageFn> = {
 
   async label(ctx, round, state) {
     const ai = ctx.policy.aiFeedback;
+    const judge = ctx.policy.evaluation.judge;
     const { enabled: critique, ...critiqueSettings } = ctx.policy.selfCritique;
-    if ((!ai.enabled && !critique) || !state.rewardModel) return { to: 'evaluate' };
-    const rm = await modelByName(ctx, state.rewardModel);
-    await serve(ctx, [served(await modelByName(ctx, state.production!)), served(rm)]);
+    const judgeLabels = ai.enabled && ai.judge.enabled && judge !== undefined;
+    if (!state.rewardModel && !judgeLabels) return { to: 'evaluate' };
+    if (!ai.enabled && !critique) return { to: 'evaluate' };
     const out: RoundState = {};
     const note: Record<string, unknown> = {};
+    if (!state.rewardModel) {
+      note.judgeLabels = await labelByJudge(ctx, round.round, out);
+      return { to: 'evaluate', state: out, note };
+    }
+    const rm = await modelByName(ctx, state.rewardModel);
+    await serve(ctx, [served(await modelByName(ctx, state.production!)), served(rm)]);
     if (ai.enabled) {
       const report = await labelWithRewardModel(ctx.store, ctx.projectId, {
         rewardModel: { baseURL: ctx.modelsBaseUrl, model: rm.name },
@@ -291,6 +315,7 @@ const stages: Record<(typeof loopStages)[number], StageFn> = {
       out.aiLabels = report.labeled;
       note.labels = report;
     }
+    if (judgeLabels) note.judgeLabels = await labelByJudge(ctx, round.round, out);
     if (critique) {
       const report = await selfCritique(ctx.store, ctx.projectId, {
         ...critiqueSettings,

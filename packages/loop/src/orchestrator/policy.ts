@@ -74,13 +74,26 @@ export const LoopPolicy = z.strictObject({
     .prefault({}),
   /**
    * AI feedback: after training, the round's reward model labels unrated answers (confident calls
-   * only); the labels join the next round's calibration at `sourceWeight.judge` of a person's.
+   * only), then the LLM judge, if there is one, grades what is left; the labels join the next
+   * round's calibration at `sourceWeight.judge` of a person's (the mix of human and AI feedback).
    */
   aiFeedback: z
     .strictObject({
       enabled: z.boolean().default(false),
       limit: z.number().int().positive().default(500),
       minConfidence: z.number().min(0).max(1).default(0.4),
+      /**
+       * With an LLM judge (`evaluation.judge`), it then grades what is still unrated (what the
+       * reward model found too close to call), `samples` verdicts per answer, confident calls only.
+       */
+      judge: z
+        .strictObject({
+          enabled: z.boolean().default(true),
+          limit: z.number().int().positive().default(200),
+          samples: z.number().int().min(1).max(9).default(3),
+          minConfidence: z.number().min(0).max(1).default(0.6),
+        })
+        .prefault({}),
     })
     .prefault({}),
   /**
