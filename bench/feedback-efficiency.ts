@@ -68,7 +68,7 @@ export type Settings = z.infer<typeof Settings>;
 export const fullSettings: Settings = {
   preset: 'default',
   budgets: [100, 200, 400, 800],
-  arms: ['sft', 'sft-raw', 'sft-al', 'sft-1r', 'rwsft', 'kto', 'dpo'],
+  arms: ['sft', 'sft-raw', 'sft-al', 'sft-single', 'rwsft', 'kto', 'dpo'],
   poolPrompts: 300,
   answersPerPrompt: 2,
   ratersPerAnswer: 2,
@@ -160,7 +160,7 @@ export const arms: Record<string, Arm> = {
   },
   // The ablation of sft-al: the same warm-up and one rating per answer from a trusted rater, but
   // the answers in the random order instead of the queue's picks.
-  'sft-1r': {
+  'sft-single': {
     method: 'sft',
     calibrated: true,
     choice: 'single',
@@ -516,7 +516,7 @@ async function distrusted(store: Store, projectId: string): Promise<Set<string>>
  * from the first rater of its own order whom calibration trusts (see `distrusted`; the same
  * thumbs any arm would see from that rater): a second opinion on an answer is what calibration
  * needed in the warm-up, not what a positive-only dataset needs afterwards. `single` replaces the
- * queue's picks by the random order (the sft-1r ablation: what one rating per answer alone buys).
+ * queue's picks by the random order (the sft-single ablation: what one rating per answer alone buys).
  */
 export async function rateActive(
   c: RunCtx,
@@ -887,7 +887,7 @@ export function summarize(
     return ratios.map((r) => `${r.bound ? '< ' : ''}${r.value.toFixed(2)}`);
   };
   const ratios = ratioTable('sft-al', 'al');
-  const singleRatios = ratioTable('sft-1r', 'single');
+  const singleRatios = ratioTable('sft-single', 'single');
   // Charts and table go beside the results; a side experiment (e.g. with --no-write) can send them elsewhere.
   const resultsDir = process.env.BENCH_FE_REPORT_DIR ?? join(benchDir, 'results');
   if (!ctx.tiny) {
@@ -910,7 +910,7 @@ export function summarize(
       join(resultsDir, 'feedback-efficiency-sft.svg'),
       qualityChartSvg(
         'sft on positives: calibration and active learning (20% adversarial raters)',
-        ['sft', 'sft-raw', 'sft-al', 'sft-1r'].filter((a) => s.arms.includes(a)).map(line),
+        ['sft', 'sft-raw', 'sft-al', 'sft-single'].filter((a) => s.arms.includes(a)).map(line),
         base,
       ),
     );
@@ -935,7 +935,7 @@ export function summarize(
           )} ratings (goal: 0.5 or less; "< x": it gained more than random sft at its largest budget, and the bound x counts in the median al_ratings_ratio).`
       : 'Active learning vs random: no ratio (see feedback-efficiency.md).',
     singleRatios.length
-      ? `Ablation sft-1r (the same warm-up and one rating per answer, random choice instead of the queue): ${singleRatios.join(', ')}.`
+      ? `Ablation sft-single (the same warm-up and one rating per answer, random choice instead of the queue): ${singleRatios.join(', ')}.`
       : '',
     `${info.loadBefore} at start, ${loadNote()} at the end; ${round(info.seconds / 60, 1)} min.`,
   ]

@@ -34,7 +34,7 @@ const s = {
   seed: Number(arg('--seed', '0')),
   budgets: arg('--budgets', fullSettings.budgets.join(',')).split(',').map(Number),
 };
-const armNames = arg('--arms', 'sft,sft-al,sft-1r').split(',');
+const armNames = arg('--arms', 'sft,sft-al,sft-single').split(',');
 const poolFile = join(
   workDir,
   'feedback-efficiency',
