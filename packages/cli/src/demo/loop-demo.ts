@@ -224,19 +224,22 @@ export function riskyPolicy(policy: LoopPolicy): LoopPolicy {
 export async function runLoopDemo(o: LoopDemoOptions): Promise<{ rounds: DemoRound[]; url: string }> {
   const started = Date.now();
   console.log("Ratchet demo: a support assistant that gets better from its users' ratings.\n");
+  // One torch thread for every worker process the demo starts (the tiny build, the model server,
+  // each training job), unless OMP_NUM_THREADS says otherwise: a model this small gains little
+  // from a second thread (the build: 15 s with two on an idle machine, 33 s with one while the
+  // other core was busy), and when anything else runs on a 2-core machine two threads wait on
+  // each other: the build fell to 0.6 steps/s from 20 and training to 0.4-0.7 from 24-38.
+  process.env.OMP_NUM_THREADS ??= '1';
   const base = await buildTinyPolicy(o);
   const store = await Store.open(o.databaseUrl ?? freshDemoDatabase());
   const project = await store.projects.getOrCreate('demo');
   const secret = await store.projects.createKey(project.id, 'secret', 'demo');
   const pub = await store.projects.createKey(project.id, 'public', 'demo widget');
 
-  // One torch thread: a model this small gains nothing from a second one, and on a busy machine
-  // a second thread makes every generation wait for a core.
   const models = new LocalModelServer({
     baseModel: base,
     baseName: 'tiny-support',
     port: await freePort(),
-    env: { OMP_NUM_THREADS: process.env.OMP_NUM_THREADS ?? '1' },
   });
   const server = await buildServer({
     store,
