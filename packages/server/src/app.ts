@@ -1,3 +1,4 @@
+import type { ActiveLearningObjective } from '@ratchet/core';
 import type { Store } from '@ratchet/store';
 import Fastify, { type FastifyInstance, LogController } from 'fastify';
 import { CaptureService } from './capture.js';
@@ -35,6 +36,8 @@ export interface ServerOptions {
   providerFactory?: ProviderFactory;
   /** Compute the slow dashboard reports on a worker thread (default); false: on the event loop. */
   reportThread?: boolean;
+  /** Per route, what the annotation queue's active learning asks for when a request does not say (from loop policies). */
+  queueObjectives?: Record<string, ActiveLearningObjective>;
 }
 
 export interface RatchetServer {
@@ -110,7 +113,7 @@ export async function buildServer(options: ServerOptions): Promise<RatchetServer
   registerEvalRoutes(routes, store);
   registerExperimentRoutes(routes, store, () => gateway);
   const reportRunner = new ReportRunner(store, { threaded: options.reportThread ?? true });
-  registerDashboardRoutes(routes, store, reportRunner);
+  registerDashboardRoutes(routes, store, reportRunner, { queueObjectives: options.queueObjectives ?? {} });
   registerWebRoutes(app);
 
   let closed = false;

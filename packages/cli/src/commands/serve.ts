@@ -1,4 +1,4 @@
-import { loadLoopPolicies } from '@ratchet/loop';
+import { loadLoopPolicies, queueObjective } from '@ratchet/loop';
 import { buildServer, loadServerConfig, type RatchetServer, type ServerConfigInput } from '@ratchet/server';
 import { Store } from '@ratchet/store';
 import { runLoopPass } from './loop.js';
@@ -23,7 +23,10 @@ export async function startServer(opts: ServeOptions): Promise<Running> {
   const store = await Store.open(databaseUrl ?? process.env.RATCHET_DATABASE_URL);
   let server: RatchetServer;
   try {
-    server = await buildServer({ store, config });
+    const queueObjectives = loop
+      ? Object.fromEntries(loadLoopPolicies(loop.policyPath).map((p) => [p.route, queueObjective(p)]))
+      : {};
+    server = await buildServer({ store, config, queueObjectives });
   } catch (err) {
     await store.close();
     throw err;

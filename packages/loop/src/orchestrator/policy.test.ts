@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadLoopPolicies } from './policy.js';
+import { LoopPolicy, loadLoopPolicies, queueObjective } from './policy.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'ratchet-policy-'));
 const write = (name: string, text: string) => {
@@ -23,6 +23,16 @@ describe('loop policies', () => {
       experiment: { engine: 'msprt', maxObservationsPerArm: 600 },
       promotion: { auto: true },
     });
+  });
+
+  it("gives the annotation queue the objective of the route's dataset method unless the policy sets one", () => {
+    const policy = (extra: object) => LoopPolicy.parse({ route: 'r', baseModel: 'm', ...extra });
+    expect(queueObjective(policy({ dataset: { method: 'sft' } }))).toBe('positives');
+    expect(queueObjective(policy({ dataset: { method: 'kto' } }))).toBe('uncertainty');
+    expect(
+      queueObjective(policy({ dataset: { method: 'sft' }, activeLearning: { objective: 'uncertainty' } })),
+    ).toBe('uncertainty');
+    expect(() => policy({ activeLearning: { objective: 'fun' } })).toThrow(/objective/);
   });
 
   it('names the file and field of a bad policy', () => {

@@ -1,5 +1,7 @@
 import { readFileSync } from 'node:fs';
 import {
+  ActiveLearningObjective,
+  activeLearningObjectiveFor,
   EvaluationGates,
   evaluationSuites,
   parseInput,
@@ -77,6 +79,12 @@ export const LoopPolicy = z.strictObject({
    * only), then the LLM judge, if there is one, grades what is left; the labels join the next
    * round's calibration at `sourceWeight.judge` of a person's (the mix of human and AI feedback).
    */
+  /**
+   * The annotation queue's active learning on this route: what people are asked to rate serves
+   * `objective`; by default the one for the dataset method (`positives` for sft, which keeps only
+   * liked answers; `uncertainty` otherwise).
+   */
+  activeLearning: z.strictObject({ objective: ActiveLearningObjective.optional() }).prefault({}),
   aiFeedback: z
     .strictObject({
       enabled: z.boolean().default(false),
@@ -145,6 +153,11 @@ export const LoopPolicy = z.strictObject({
 });
 export type LoopPolicy = z.output<typeof LoopPolicy>;
 export type LoopPolicyInput = z.input<typeof LoopPolicy>;
+
+/** What the route's annotation queue should ask for (see `activeLearning`). */
+export function queueObjective(p: LoopPolicy): ActiveLearningObjective {
+  return p.activeLearning.objective ?? activeLearningObjectiveFor(p.dataset.method);
+}
 
 export const LoopPolicyFile = z.strictObject({ policies: z.array(LoopPolicy).min(1) });
 

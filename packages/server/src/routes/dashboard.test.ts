@@ -30,6 +30,7 @@ for (const database of testDatabases()) {
       process.env.RATCHET_WEB_DIR = webDir;
       t = await startTestServer(await database.create(), {
         config: { dataDir: mkdtempSync(join(tmpdir(), 'ratchet-dash-data-')) },
+        queueObjectives: { 'support-bot': 'positives' },
       });
       delete process.env.RATCHET_WEB_DIR;
       expect((await t.call('/api/v1/interactions', { body: { items: interactions } })).status).toBe(201);
@@ -121,6 +122,12 @@ for (const database of testDatabases()) {
       );
       expect(positives.status).toBe(200);
       expect(positives.body.items.length).toBeGreaterThan(0);
+      // A route run by a loop policy asks for what its datasets need (here sft: positives),
+      // unless the request says otherwise; other routes keep the queue's default.
+      const onRoute = (q: string) => t.call(`/api/v1/dashboard/queue?policy=active-learning&${q}`);
+      expect((await onRoute('route=support-bot')).body.objective).toBe('positives');
+      expect((await onRoute('route=support-bot&objective=uncertainty')).body.objective).toBe('uncertainty');
+      expect((await onRoute('route=other')).body.objective).toBeNull();
       const badObjective = await t.call('/api/v1/dashboard/queue?policy=active-learning&objective=fun');
       expect(badObjective).toMatchObject({ status: 400, body: { error: { path: 'objective' } } });
     });

@@ -79,6 +79,7 @@ export function registerDashboardRoutes(
   routes: RouteTable,
   store: Store,
   runner: ReportRunner,
+  options: { queueObjectives?: Record<string, ActiveLearningObjective> } = {},
   reports: ReportCache = new ReportCache((err) => console.error('dashboard report failed:', err)),
 ): void {
   const cached = async <T>(projectId: string, name: string, compute: () => Promise<T>) =>
@@ -128,8 +129,14 @@ export function registerDashboardRoutes(
       objective: ActiveLearningObjective.optional(),
     }),
     handler: async ({ principal, query }) => {
-      const { policy, ...request } = query;
-      const chosen = await selectForAnnotation(store, { projectId: principal.projectId, ...request }, policy);
+      const { policy, objective, ...request } = query;
+      // A route run by a loop policy asks for what its datasets need unless the request says.
+      const asked = objective ?? (request.route ? options.queueObjectives?.[request.route] : undefined);
+      const chosen = await selectForAnnotation(
+        store,
+        { projectId: principal.projectId, ...request, ...(asked ? { objective: asked } : {}) },
+        policy,
+      );
       const items = await Promise.all(
         chosen.items.map(async (c) => ({
           ...c,
@@ -138,6 +145,8 @@ export function registerDashboardRoutes(
       );
       return {
         policy: chosen.policy,
+        /** What active learning was asked to serve (the request's, else the route's loop policy's). */
+        objective: asked ?? null,
         policies: annotationPolicies().map((p) => ({ name: p.name, description: p.description })),
         items,
       };

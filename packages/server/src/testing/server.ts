@@ -1,5 +1,5 @@
 import { Store } from '@ratchet/store';
-import { buildServer, type RatchetServer } from '../app.js';
+import { buildServer, type RatchetServer, type ServerOptions } from '../app.js';
 import { loadServerConfig, type ServerConfigInput } from '../config.js';
 import type { GatewayConfigInput } from '../gateway/config.js';
 import { parseGatewayConfig } from '../gateway/config.js';
@@ -27,7 +27,12 @@ export interface TestServer {
 /** A real server on a free port over a real database, with a project and both kinds of key. */
 export async function startTestServer(
   databaseUrl: string,
-  options: { config?: ServerConfigInput; gateway?: GatewayConfigInput; project?: string } = {},
+  options: {
+    config?: ServerConfigInput;
+    gateway?: GatewayConfigInput;
+    project?: string;
+    queueObjectives?: ServerOptions['queueObjectives'];
+  } = {},
 ): Promise<TestServer> {
   const store = await Store.open(databaseUrl);
   const project = await store.projects.create(options.project ?? 'test');
@@ -37,6 +42,7 @@ export async function startTestServer(
     store,
     config: loadServerConfig({ port: 0, logLevel: 'silent', ...options.config }, {}),
     gatewayConfig: options.gateway ? parseGatewayConfig(options.gateway) : undefined,
+    ...(options.queueObjectives ? { queueObjectives: options.queueObjectives } : {}),
   });
   const url = await server.listen();
   return {
