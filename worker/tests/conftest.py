@@ -149,3 +149,29 @@ def subprocess_env() -> dict[str, str]:
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+def trl_tokenized(trainer_cls, config_cls, rows: list[dict[str, Any]], tokenizer, **attributes) -> Any:
+    """The dataset TRL's trainer would train on: its own _prepare_dataset over these rows, without
+    building the trainer (so no model is loaded)."""
+    from datasets import Dataset
+
+    trainer = trainer_cls.__new__(trainer_cls)
+    trainer._tokenizer = tokenizer
+    for name, value in attributes.items():
+        setattr(trainer, name, value)
+    args = config_cls(output_dir="unused", max_length=None, bf16=False, report_to="none")
+    return trainer_cls._prepare_dataset(trainer, Dataset.from_list(rows), tokenizer, args, "train")
+
+
+def padded_cells(order: list[int], widths: list[int], batch_size: int) -> int:
+    """Token cells the batches of `order` (consecutive chunks of batch_size) take, each row padded
+    to its batch's widest."""
+    chunks = (order[k : k + batch_size] for k in range(0, len(order), batch_size))
+    return sum(len(c) * max(widths[i] for i in c) for c in chunks)
+
+
+def random_order(n: int) -> list[int]:
+    import torch
+
+    return torch.randperm(n, generator=torch.Generator().manual_seed(0)).tolist()

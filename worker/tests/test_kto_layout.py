@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import padded_cells, random_order, trl_tokenized
 
 
 def _rows(pairs, weights=(1.0, 1.0)):
@@ -33,7 +34,6 @@ def _nudge_adapter(trainer, *others):
 
 
 def test_rows_are_tokenized_as_trl_does(tiny_model, train_pairs):
-    from datasets import Dataset
     from transformers import AutoTokenizer
     from trl import KTOConfig, KTOTrainer
 
@@ -41,11 +41,7 @@ def test_rows_are_tokenized_as_trl_does(tiny_model, train_pairs):
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     rows = _rows(train_pairs[:8])
-    trainer = KTOTrainer.__new__(KTOTrainer)
-    trainer._tokenizer = tokenizer
-    trainer.calculate_KL = False
-    args = KTOConfig(output_dir="unused", max_length=None, bf16=False, report_to="none")
-    theirs = KTOTrainer._prepare_dataset(trainer, Dataset.from_list(rows), tokenizer, args, "train")
+    theirs = trl_tokenized(KTOTrainer, KTOConfig, rows, tokenizer, calculate_KL=False)
     ours = tokenize_rows(rows, tokenizer, max_length=None)
     for key in ("prompt_ids", "completion_ids", "label"):
         assert [r[key] for r in ours] == theirs[key]
@@ -77,11 +73,7 @@ def test_kl_completions_come_from_the_same_fixed_batch(tmp_path, tiny_model, tra
     assert first != second
     # Rows of similar length share a batch: less padding than the same rows in random batches.
     widths = [len(r["prompt_ids"]) + len(r["completion_ids"]) for r in data]
-
-    def padded(order):
-        return sum(len(c) * max(widths[i] for i in c) for c in (order[s : s + size] for s in range(0, len(order), size)))
-
-    assert padded(first) < padded(torch.randperm(len(data), generator=torch.Generator().manual_seed(0)).tolist())
+    assert padded_cells(first, widths, size) < padded_cells(random_order(len(data)), widths, size)
 
 
 def test_a_batch_of_one_borrows_a_completion(tiny_model):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import padded_cells, random_order, trl_tokenized
 
 
 def _build(tmp_path, tiny_model, rows, method_config):
@@ -14,7 +15,6 @@ def _build(tmp_path, tiny_model, rows, method_config):
 
 
 def test_pairs_are_tokenized_as_trl_does(tiny_model, train_pairs):
-    from datasets import Dataset
     from transformers import AutoTokenizer
     from trl import RewardConfig, RewardTrainer
 
@@ -22,8 +22,7 @@ def test_pairs_are_tokenized_as_trl_does(tiny_model, train_pairs):
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     rows = train_pairs[:16]
-    args = RewardConfig(output_dir="unused", max_length=None, bf16=False, report_to="none")
-    theirs = RewardTrainer._prepare_dataset(None, Dataset.from_list(rows), tokenizer, args, "train")
+    theirs = trl_tokenized(RewardTrainer, RewardConfig, rows, tokenizer)
     ours = tokenize_pairs(rows, tokenizer, max_length=None)
     assert [p["chosen_ids"] for p in ours] == theirs["chosen_ids"]
     assert [p["rejected_ids"] for p in ours] == theirs["rejected_ids"]
@@ -73,14 +72,8 @@ def test_grouped_batches_cover_every_pair_once_per_epoch(tmp_path, tiny_model, t
     assert sorted(order) == list(range(len(trainer.train_dataset)))
     widths = [len(p["chosen_ids"]) + len(p["rejected_ids"]) for p in trainer.train_dataset]
     batch = trainer.args.train_batch_size
-
-    def padded(indices):
-        batches = (indices[k : k + batch] for k in range(0, len(indices), batch))
-        return sum(len(b) * max(widths[i] for i in b) for b in batches)
-
     # Grouping by packed width leaves less padding than the random order does.
-    shuffled = torch.randperm(len(widths), generator=torch.Generator().manual_seed(0)).tolist()
-    assert padded(order) < padded(shuffled)
+    assert padded_cells(order, widths, batch) < padded_cells(random_order(len(widths)), widths, batch)
 
 
 def test_models_that_ignore_packing_boundaries_train_unpacked(tmp_path, tiny_model, train_pairs, monkeypatch):

@@ -136,6 +136,35 @@ def packed_log_probs(model, batch: dict[str, Any]):
     return (token_logps * (shifted == 1)).sum(dim=1), (token_logps * (shifted == 2)).sum(dim=1)
 
 
+def reference_context(trainer):
+    """With LoRA the reference is the base with the adapter off (or a "ref" adapter)."""
+    from accelerate.utils import is_peft_model
+    from trl.trainer.utils import use_adapter
+
+    if trainer.ref_model is None and is_peft_model(trainer.model):
+        unwrapped = trainer.accelerator.unwrap_model(trainer.model)
+        return use_adapter(unwrapped, adapter_name="ref" if "ref" in unwrapped.peft_config else None)
+    return nullcontext()
+
+
+def packed_reference_log_probs(trainer, pairs: list[dict[str, Any]], batch_size: int, collate):
+    """The reference's summed log-probabilities of each pair's two answers, from packed rows
+    without autograd, over batches of pairs sorted by width (so each carries little padding);
+    returned in the pairs' order."""
+    import torch
+
+    order = sorted(range(len(pairs)), key=lambda i: packed_width(pairs[i]))
+    first, second = torch.zeros(len(pairs)), torch.zeros(len(pairs))
+    device = trainer.accelerator.device
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        batch = {k: v.to(device) for k, v in collate([pairs[i] for i in idx]).items()}
+        with torch.no_grad(), reference_context(trainer), trainer.accelerator.autocast():
+            a, b = packed_log_probs(trainer.ref_model or trainer.model, batch)
+        first[idx], second[idx] = a.float().cpu(), b.float().cpu()
+    return first, second
+
+
 def packing_is_exact(model, pad_token_id: int) -> bool:
     """Whether this model keeps packed conversations apart: a packed pair's token log-probs
     against the two conversations run alone. Attention implementations that ignore position-id
@@ -170,7 +199,7 @@ def _dpo_trainer_class():
     import torch.nn.functional as F
     from accelerate.utils import is_peft_model
     from trl import DPOTrainer
-    from trl.trainer.utils import add_fused_lm_head, use_adapter
+    from trl.trainer.utils import add_fused_lm_head
 
     from .batching import shuffled_length_grouped_sampler
 
@@ -212,33 +241,15 @@ def _dpo_trainer_class():
                 self.args.train_batch_size * self.args.gradient_accumulation_steps, widths
             )
 
-        def _reference_context(self):
-            """With LoRA the reference is the base with the adapter off (or a "ref" adapter)."""
-            if self.ref_model is None and is_peft_model(self.model):
-                unwrapped = self.accelerator.unwrap_model(self.model)
-                return use_adapter(unwrapped, adapter_name="ref" if "ref" in unwrapped.peft_config else None)
-            return nullcontext()
-
         def _reference_log_probs(self, batch):
-            with torch.no_grad(), self._reference_context(), self.accelerator.autocast():
+            with torch.no_grad(), reference_context(self), self.accelerator.autocast():
                 return packed_log_probs(self.ref_model or self.model, batch)
 
         def _precompute_ref_logps(self, dataset, name, batch_size):
             if not self.dpo_config.pack_pairs or self.is_deepspeed_enabled:
                 return super()._precompute_ref_logps(dataset, name, batch_size)
             self._use_log_probs_only_head()
-            pairs = dataset.to_list()
-            # Sorted by width, so each batch's rows are of similar length; results go back in order.
-            order = sorted(range(len(pairs)), key=lambda i: packed_width(pairs[i]))
-            chosen = torch.zeros(len(pairs))
-            rejected = torch.zeros(len(pairs))
-            device = self.accelerator.device
-            for start in range(0, len(order), batch_size):
-                idx = order[start : start + batch_size]
-                batch = self.data_collator([pairs[i] for i in idx])
-                batch = {k: v.to(device) for k, v in batch.items()}
-                c, r = self._reference_log_probs(batch)
-                chosen[idx], rejected[idx] = c.float().cpu(), r.float().cpu()
+            chosen, rejected = packed_reference_log_probs(self, dataset.to_list(), batch_size, self.data_collator)
             dataset = dataset.add_column("ref_chosen_logps", chosen.tolist())
             return dataset.add_column("ref_rejected_logps", rejected.tolist())
 

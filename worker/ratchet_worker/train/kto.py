@@ -23,7 +23,6 @@ weights only). What differs from TRL is how the work is laid out (as in dpo.py):
 from __future__ import annotations
 
 import logging
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -180,9 +179,9 @@ def _kto_trainer_class():
     import torch.nn.functional as F
     from accelerate.utils import is_peft_model
     from trl import KTOTrainer
-    from trl.trainer.utils import add_fused_lm_head, use_adapter
+    from trl.trainer.utils import add_fused_lm_head
 
-    from .dpo import PackedPairCollator, packed_log_probs, packed_width
+    from .dpo import PackedPairCollator, packed_reference_log_probs, reference_context
 
     class FixedBatchKTOTrainer(KTOTrainer):
         """TRL's KTOTrainer on pre-tokenized rows in fixed length-grouped batches, with row weights."""
@@ -216,31 +215,17 @@ def _kto_trainer_class():
             dataset = train_dataset if train_dataset is not None else self.train_dataset
             return _FixedBatchSampler(len(dataset), self.args.per_device_train_batch_size)
 
-        def _reference_context(self):
-            """With LoRA the reference is the base with the adapter off (or a "ref" adapter)."""
-            if self.ref_model is None and is_peft_model(self.model):
-                unwrapped = self.accelerator.unwrap_model(self.model)
-                return use_adapter(unwrapped, adapter_name="ref" if "ref" in unwrapped.peft_config else None)
-            return nullcontext()
-
         def _precompute_ref_logps(self, dataset, name, batch_size):
             if not (self._packed_reference and self.calculate_KL) or self.is_deepspeed_enabled:
                 return super()._precompute_ref_logps(dataset, name, batch_size)
             self._use_log_probs_only_head()
+            # A row's completion and its KL completion score as a pair's two answers do.
             pairs = [
                 {"prompt_ids": r["prompt_ids"], "chosen_ids": r["completion_ids"], "rejected_ids": r["KL_completion_ids"]}
                 for r in dataset.select_columns(["prompt_ids", "completion_ids", "KL_completion_ids"]).to_list()
             ]
-            order = sorted(range(len(pairs)), key=lambda i: packed_width(pairs[i]))
             collate = PackedPairCollator(self._tokenizer.pad_token_id)
-            ref, ref_kl = torch.zeros(len(pairs)), torch.zeros(len(pairs))
-            device = self.accelerator.device
-            for start in range(0, len(order), batch_size):
-                idx = order[start : start + batch_size]
-                batch = {k: v.to(device) for k, v in collate([pairs[i] for i in idx]).items()}
-                with torch.no_grad(), self._reference_context(), self.accelerator.autocast():
-                    c, k = packed_log_probs(self.ref_model or self.model, batch)
-                ref[idx], ref_kl[idx] = c.float().cpu(), k.float().cpu()
+            ref, ref_kl = packed_reference_log_probs(self, pairs, batch_size, collate)
             dataset = dataset.add_column("ref_logps", ref.tolist())
             return dataset.add_column("ref_KL_logps", ref_kl.tolist())
 
@@ -260,7 +245,7 @@ def _kto_trainer_class():
             return out.log_probs[:, -(ids.size(1) - 1) :].sum(-1)
 
         def _reference_log_probs(self, batch):
-            with torch.no_grad(), self._reference_context():
+            with torch.no_grad(), reference_context(self):
                 model = self.ref_model or self.model
                 kl = self._completion_log_probs(model, batch, "KL_") if self.calculate_KL else None
                 return self._completion_log_probs(model, batch), kl
