@@ -1,5 +1,4 @@
 import { mkdtempSync, readFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
 import { type AddressInfo, createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,7 +19,7 @@ import { buildDatasetVersion } from '../datasets.js';
 import { LocalModelServer } from '../orchestrator/model-server.js';
 import { loadDemoDomain } from '../simulate/traffic.js';
 import { runTraining, startTrainingRun } from '../training/runs.js';
-import { tinyTestModel } from '../training/testing.js';
+import { chatDouble, tinyTestModel } from '../training/testing.js';
 import { type SelfCritiqueReport, selfCritique } from './critique.js';
 
 const freePort = () =>
@@ -39,31 +38,10 @@ const freePort = () =>
  * the logged originals, in either order.
  */
 function judgeDouble(mode: { kind: 'first' } | { kind: 'revision'; originals: Set<string> }) {
-  let calls = 0;
-  const server: Server = createServer((req, res) => {
-    let body = '';
-    req.on('data', (d) => (body += d));
-    req.on('end', () => {
-      calls++;
-      const user = (JSON.parse(body) as { messages: { role: string; content: string }[] }).messages.at(-1)!;
-      const a = /\[ANSWER A\]\n([\s\S]*?)\n\[ANSWER B\]/.exec(user.content)![1]!;
-      const verdict = mode.kind === 'first' ? 'A' : mode.originals.has(a) ? 'B' : 'A';
-      res.setHeader('content-type', 'application/json');
-      res.end(
-        JSON.stringify({ choices: [{ message: { role: 'assistant', content: `VERDICT: ${verdict}` } }] }),
-      );
-    });
+  return chatDouble(({ messages }) => {
+    const a = /\[ANSWER A\]\n([\s\S]*?)\n\[ANSWER B\]/.exec(messages.at(-1)!.content)![1]!;
+    return `VERDICT: ${mode.kind === 'first' ? 'A' : mode.originals.has(a) ? 'B' : 'A'}`;
   });
-  return {
-    calls: () => calls,
-    start: () =>
-      new Promise<string>((resolve) =>
-        server.listen(0, '127.0.0.1', () =>
-          resolve(`http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`),
-        ),
-      ),
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  };
 }
 
 const good: AnswerQualities = { correct: true, polite: true, concise: true, safe: true };

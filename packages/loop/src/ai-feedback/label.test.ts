@@ -1,9 +1,8 @@
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { FeedbackInput, InteractionInput, parseInput } from '@ratchet/core';
 import { Store } from '@ratchet/store';
 import { sqliteTestDatabase } from '@ratchet/store/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { chatDouble } from '../training/testing.js';
 import { labelWithJudge } from './label.js';
 
 /**
@@ -12,45 +11,16 @@ import { labelWithJudge } from './label.js';
  * answer containing "maybe" it alternates, as a judge unsure of it would across samples.
  */
 function judgeDouble() {
-  let calls = 0;
   let flip = false;
-  const server: Server = createServer((req, res) => {
-    let body = '';
-    req.on('data', (d) => (body += d));
-    req.on('end', () => {
-      calls++;
-      const { messages, temperature } = JSON.parse(body) as {
-        messages: { role: string; content: string }[];
-        temperature: number;
-      };
-      const answer = /\[ANSWER\]\n([\s\S]*?)\n\[TASK\]/.exec(messages.at(-1)!.content)![1]!;
-      let verdict = answer.includes('reset link') ? 'GOOD' : 'BAD';
-      if (answer.includes('maybe')) {
-        flip = !flip;
-        verdict = flip ? 'GOOD' : 'BAD';
-      }
-      res.setHeader('content-type', 'application/json');
-      res.end(
-        JSON.stringify({
-          choices: [
-            {
-              message: { role: 'assistant', content: `At temperature ${temperature}.\nVERDICT: ${verdict}` },
-            },
-          ],
-        }),
-      );
-    });
+  return chatDouble(({ messages, temperature }) => {
+    const answer = /\[ANSWER\]\n([\s\S]*?)\n\[TASK\]/.exec(messages.at(-1)!.content)![1]!;
+    let verdict = answer.includes('reset link') ? 'GOOD' : 'BAD';
+    if (answer.includes('maybe')) {
+      flip = !flip;
+      verdict = flip ? 'GOOD' : 'BAD';
+    }
+    return `At temperature ${temperature}.\nVERDICT: ${verdict}`;
   });
-  return {
-    calls: () => calls,
-    start: () =>
-      new Promise<string>((resolve) =>
-        server.listen(0, '127.0.0.1', () =>
-          resolve(`http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`),
-        ),
-      ),
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  };
 }
 
 describe('the LLM judge labels unrated answers (judge is a local test double)', () => {

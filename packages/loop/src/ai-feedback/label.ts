@@ -54,15 +54,7 @@ export async function labelWithRewardModel(
   input: { rewardModel: EndpointSpecInput } & Omit<AiLabelOptions, 'rewardModel'>,
 ): Promise<AiLabelReport> {
   const o = parseInput(AiLabelOptions, input, 'aiFeedback');
-  const rater = `judge:${o.rewardModel.model}`;
-  const unrated = await store.dashboard.unratedRecent(projectId, {
-    limit: o.limit,
-    ...(o.route ? { route: o.route } : {}),
-  });
-  const interactions = await store.interactions.getMany(
-    projectId,
-    unrated.map((u) => u.interactionId),
-  );
+  const interactions = await unratedInteractions(store, projectId, o);
   const batches: (typeof interactions)[] = [];
   for (let i = 0; i < interactions.length; i += o.batchSize)
     batches.push(interactions.slice(i, i + o.batchSize));
@@ -76,44 +68,75 @@ export async function labelWithRewardModel(
     })
   ).flat();
 
-  const report: AiLabelReport = { looked: scored.length, labeled: 0, up: 0, down: 0, unsure: 0, rater };
-  const events: LabelEvent[] = [];
-  for (const { interaction, score } of scored) {
+  const calls = scored.map(({ interaction, score }): Call => {
     const p = 1 / (1 + Math.exp(-(score - o.threshold)));
     const confidence = Math.abs(2 * p - 1);
-    if (confidence < o.minConfidence) {
+    if (confidence < o.minConfidence) return { interaction, label: null };
+    return { interaction, label: { up: p >= 0.5, confidence, metadata: { score } } };
+  });
+  return writeLabels(store, projectId, o.rewardModel.model, calls);
+}
+
+/** The unrated interactions a labeller looks at: newest first, of one route if given. */
+async function unratedInteractions(
+  store: Store,
+  projectId: string,
+  o: { limit: number; route?: string | undefined },
+): Promise<Interaction[]> {
+  const unrated = await store.dashboard.unratedRecent(projectId, {
+    limit: o.limit,
+    ...(o.route ? { route: o.route } : {}),
+  });
+  return store.interactions.getMany(
+    projectId,
+    unrated.map((u) => u.interactionId),
+  );
+}
+
+/** A labeller's call on one interaction; null when it was not confident enough to label it. */
+interface Call {
+  interaction: Interaction;
+  label: { up: boolean; confidence: number; metadata: Record<string, unknown> } | null;
+}
+
+/**
+ * Writes the confident calls as thumbs from source `judge`, rater `judge:<model>`, with the
+ * confidence, the model and the labeller's own metadata; counts every call in the report.
+ */
+async function writeLabels(
+  store: Store,
+  projectId: string,
+  model: string,
+  calls: Call[],
+): Promise<AiLabelReport> {
+  const rater = `judge:${model}`;
+  const report: AiLabelReport = { looked: calls.length, labeled: 0, up: 0, down: 0, unsure: 0, rater };
+  const events: z.output<typeof FeedbackInput>[] = [];
+  for (const { interaction, label } of calls) {
+    if (!label) {
       report.unsure++;
       continue;
     }
-    const up = p >= 0.5;
-    if (up) report.up++;
+    if (label.up) report.up++;
     else report.down++;
     events.push(
       parseInput(FeedbackInput, {
         kind: 'thumbs',
-        value: up ? 'up' : 'down',
+        value: label.up ? 'up' : 'down',
         interactionId: interaction.id,
         raterId: rater,
         source: 'judge',
         // One label per interaction and model, however often this runs.
         idempotencyKey: `${rater}:${interaction.id}`,
-        metadata: { confidence: Number(confidence.toFixed(4)), score, model: o.rewardModel.model },
+        metadata: { confidence: Number(label.confidence.toFixed(4)), ...label.metadata, model },
       }),
     );
   }
-  report.labeled = await insertLabels(store, projectId, events);
-  return report;
-}
-
-type LabelEvent = z.output<typeof FeedbackInput>;
-
-async function insertLabels(store: Store, projectId: string, events: LabelEvent[]): Promise<number> {
-  let created = 0;
   for (let i = 0; i < events.length; i += 500) {
     const written = await store.feedback.insert(projectId, events.slice(i, i + 500));
-    created += written.filter((w) => w.created).length;
+    report.labeled += written.filter((w) => w.created).length;
   }
-  return created;
+  return report;
 }
 
 export const JudgeLabelOptions = z.strictObject({
@@ -169,48 +192,15 @@ export async function labelWithJudge(
   input: JudgeLabelOptions,
 ): Promise<AiLabelReport> {
   const o = parseInput(JudgeLabelOptions, input, 'judgeLabels');
-  const rater = `judge:${o.judge.model}`;
-  const unrated = await store.dashboard.unratedRecent(projectId, {
-    limit: o.limit,
-    ...(o.route ? { route: o.route } : {}),
-  });
-  const interactions = await store.interactions.getMany(
-    projectId,
-    unrated.map((u) => u.interactionId),
-  );
-  const voted = await mapConcurrent(interactions, o.concurrency, async (interaction) => ({
-    interaction,
-    votes: await judgeVotes(o, interaction),
-  }));
-  const report: AiLabelReport = { looked: voted.length, labeled: 0, up: 0, down: 0, unsure: 0, rater };
-  const events: LabelEvent[] = [];
-  for (const { interaction, votes } of voted) {
+  const interactions = await unratedInteractions(store, projectId, o);
+  const calls = await mapConcurrent(interactions, o.concurrency, async (interaction): Promise<Call> => {
+    const votes = await judgeVotes(o, interaction);
     const good = votes.filter(Boolean).length;
     // Missing votes count against confidence: 2 of 3 calls agreeing, 1 failing, is not 2 of 2.
-    const confidence = o.samples > 0 ? Math.abs(2 * good - votes.length) / o.samples : 0;
-    if (votes.length === 0 || confidence < o.minConfidence) {
-      report.unsure++;
-      continue;
-    }
-    const up = 2 * good > votes.length;
-    if (up) report.up++;
-    else report.down++;
-    events.push(
-      parseInput(FeedbackInput, {
-        kind: 'thumbs',
-        value: up ? 'up' : 'down',
-        interactionId: interaction.id,
-        raterId: rater,
-        source: 'judge',
-        idempotencyKey: `${rater}:${interaction.id}`,
-        metadata: {
-          confidence: Number(confidence.toFixed(4)),
-          votes: { good, bad: votes.length - good, asked: o.samples },
-          model: o.judge.model,
-        },
-      }),
-    );
-  }
-  report.labeled = await insertLabels(store, projectId, events);
-  return report;
+    const confidence = Math.abs(2 * good - votes.length) / o.samples;
+    if (votes.length === 0 || confidence < o.minConfidence) return { interaction, label: null };
+    const metadata = { votes: { good, bad: votes.length - good, asked: o.samples } };
+    return { interaction, label: { up: 2 * good > votes.length, confidence, metadata } };
+  });
+  return writeLabels(store, projectId, o.judge.model, calls);
 }

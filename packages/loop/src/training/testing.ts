@@ -3,6 +3,8 @@
 // whose rated interactions become a small dataset version.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FeedbackInput as FeedbackSchema, InteractionInput, parseInput } from '@ratchet/core';
@@ -125,4 +127,35 @@ export async function ratedDatasetVersion(
     },
     { dataDir: options.dataDir },
   );
+}
+
+/**
+ * A local OpenAI-compatible chat endpoint that answers each request with `reply(request)`: the
+ * test double for an LLM judge, which would otherwise be a remote paid API. `start` resolves with
+ * its base URL (`.../v1`); `calls` counts requests.
+ */
+export function chatDouble(
+  reply: (request: { messages: { role: string; content: string }[]; temperature?: number }) => string,
+) {
+  let calls = 0;
+  const server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (d) => (body += d));
+    req.on('end', () => {
+      calls++;
+      const content = reply(JSON.parse(body));
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify({ choices: [{ message: { role: 'assistant', content } }] }));
+    });
+  });
+  return {
+    calls: () => calls,
+    start: () =>
+      new Promise<string>((resolve) =>
+        server.listen(0, '127.0.0.1', () =>
+          resolve(`http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`),
+        ),
+      ),
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
 }
