@@ -1,4 +1,4 @@
-import { loadLoopPolicies, queueObjective } from '@ratchet/loop';
+import { type LoopPolicy, loadLoopPolicies, queueObjective } from '@ratchet/loop';
 import { buildServer, loadServerConfig, type RatchetServer, type ServerConfigInput } from '@ratchet/server';
 import { Store } from '@ratchet/store';
 import { runLoopPass } from './loop.js';
@@ -22,17 +22,17 @@ export async function startServer(opts: ServeOptions): Promise<Running> {
   const config = loadServerConfig(overrides);
   const store = await Store.open(databaseUrl ?? process.env.RATCHET_DATABASE_URL);
   let server: RatchetServer;
+  let policies: LoopPolicy[] = [];
   try {
-    const queueObjectives = loop
-      ? Object.fromEntries(loadLoopPolicies(loop.policyPath).map((p) => [p.route, queueObjective(p)]))
-      : {};
+    policies = loop ? loadLoopPolicies(loop.policyPath) : [];
+    const queueObjectives = Object.fromEntries(policies.map((p) => [p.route, queueObjective(p)]));
     server = await buildServer({ store, config, queueObjectives });
   } catch (err) {
     await store.close();
     throw err;
   }
   const url = await server.listen();
-  const loopTimer = loop ? await startLoopTimer(store, server, loop) : undefined;
+  const loopTimer = loop ? await startLoopTimer(store, server, loop, policies) : undefined;
   let stopping: Promise<void> | undefined;
   const stop = () => {
     stopping ??= (async () => {
@@ -68,8 +68,8 @@ async function startLoopTimer(
   store: Store,
   server: RatchetServer,
   loop: NonNullable<ServeOptions['loop']>,
+  policies: LoopPolicy[],
 ): Promise<{ stop(): void; idle(): Promise<void> }> {
-  const policies = loadLoopPolicies(loop.policyPath);
   const project = await store.projects.getByName(loop.project);
   if (!project) throw new Error(`--loop-project: no project named "${loop.project}"`);
   const upstream = server.gatewayConfig?.upstreams[policies[0]!.upstream];
