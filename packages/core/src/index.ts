@@ -22,3 +22,4 @@ export * from './schemas/interaction.js';
 export * from './schemas/score-config.js';
 export * from './schemas/training.js';
 export * from './simulate/index.js';
+export * from './storable.js';
