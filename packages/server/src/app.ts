@@ -1,5 +1,5 @@
 import type { ActiveLearningObjective } from '@ratchet/core';
-import type { Store } from '@ratchet/store';
+import type { LoopRound, Store } from '@ratchet/store';
 import Fastify, { type FastifyInstance, LogController } from 'fastify';
 import { CaptureService } from './capture.js';
 import type { ServerConfig } from './config.js';
@@ -18,6 +18,7 @@ import { registerCaptureRoutes } from './routes/capture.js';
 import { registerDashboardRoutes } from './routes/dashboard.js';
 import { registerEvalRoutes } from './routes/eval.js';
 import { registerExperimentRoutes } from './routes/experiments.js';
+import { registerLoopRoutes } from './routes/loop.js';
 import { registerOtlpRoutes } from './routes/otlp.js';
 import { registerPipelineRoutes } from './routes/pipeline.js';
 import { registerRegistryRoutes } from './routes/registry.js';
@@ -38,6 +39,8 @@ export interface ServerOptions {
   reportThread?: boolean;
   /** Per route, what the annotation queue's active learning asks for when a request does not say (from loop policies). */
   queueObjectives?: Record<string, ActiveLearningObjective>;
+  /** Called when a person approves or rejects a loop round, so a loop running here can resume at once. */
+  onLoopReviewed?: (round: LoopRound) => void;
 }
 
 export interface RatchetServer {
@@ -112,6 +115,7 @@ export async function buildServer(options: ServerOptions): Promise<RatchetServer
   registerGatewayRoutes(routes, () => gateway);
   registerEvalRoutes(routes, store);
   registerExperimentRoutes(routes, store, () => gateway);
+  registerLoopRoutes(routes, store, (round) => options.onLoopReviewed?.(round));
   const reportRunner = new ReportRunner(store, { threaded: options.reportThread ?? true });
   registerDashboardRoutes(routes, store, reportRunner, { queueObjectives: options.queueObjectives ?? {} });
   registerWebRoutes(app);

@@ -24,7 +24,8 @@ export type {
   VariantFeedbackTotals,
 } from './experiments.js';
 export type { Page, WriteResult } from './interactions.js';
-export type { LoopRound, LoopRoundStatus } from './loops.js';
+export type { LoopApproval, LoopRound, LoopRoundStatus } from './loops.js';
+export { openLoopStatuses } from './loops.js';
 export type { Model, NewModel } from './models.js';
 export type { ApiKeyInfo, Principal, Project } from './projects.js';
 export type { Rater } from './raters.js';

@@ -7,6 +7,20 @@ import type { Database, LoopRoundStatus, LoopRoundsTable } from './schema.js';
 
 export type { LoopRoundStatus };
 
+/** Statuses of a round that has not ended: at most one per route. */
+export const openLoopStatuses = [
+  'running',
+  'awaiting_approval',
+] as const satisfies readonly LoopRoundStatus[];
+
+/** A person's answer to a round awaiting approval. */
+export interface LoopApproval {
+  approved: boolean;
+  actor: string;
+  reason: string | null;
+  at: number;
+}
+
 export interface LoopRound {
   id: string;
   projectId: string;
@@ -22,6 +36,10 @@ export interface LoopRound {
   finishedAt: number | null;
 }
 
+function isOpen(status: LoopRoundStatus): boolean {
+  return (openLoopStatuses as readonly string[]).includes(status);
+}
+
 /**
  * The loop's rounds. A round moves through its stages one at a time; each move is written (with
  * what the stage produced) and audited in one transaction, so a loop restarted after a crash
@@ -34,14 +52,14 @@ export class LoopRoundRepository {
     private readonly audit: AuditLog,
   ) {}
 
-  /** The round still running for a route, if any. */
+  /** The round not yet ended for a route (running or awaiting approval), if any. */
   async current(projectId: string, route: string): Promise<LoopRound | undefined> {
     const row = await this.db
       .selectFrom('loop_rounds')
       .selectAll()
       .where('project_id', '=', projectId)
       .where('route', '=', route)
-      .where('status', '=', 'running')
+      .where('status', 'in', openLoopStatuses)
       .orderBy('round', 'desc')
       .executeTakeFirst();
     return row && this.toRound(row);
@@ -81,7 +99,7 @@ export class LoopRoundRepository {
         .select('id')
         .where('project_id', '=', projectId)
         .where('route', '=', route)
-        .where('status', '=', 'running')
+        .where('status', 'in', openLoopStatuses)
         .executeTakeFirst();
       if (running)
         throw new RatchetError(
@@ -183,7 +201,7 @@ export class LoopRoundRepository {
           state: encodeJson(state),
           error: move.error ?? null,
           updated_at: now,
-          finished_at: status === 'running' ? null : now,
+          finished_at: isOpen(status) ? null : now,
         })
         .where('id', '=', id)
         .execute();
@@ -199,6 +217,61 @@ export class LoopRoundRepository {
         trx,
       );
       return { ...round, stage: move.to, status, state, error: move.error ?? null, updatedAt: now };
+    });
+  }
+
+  /**
+   * A person approves or rejects a round awaiting approval: the answer joins the round's state
+   * (`approval`), the round is running again so the loop's next pass acts on it (promote, or keep
+   * production), and the answer is audited with who gave it, in one transaction. Fails unless the
+   * round is awaiting approval, so an answer cannot land twice or on a round that moved on.
+   */
+  async review(
+    projectId: string,
+    id: string,
+    answer: { approved: boolean; actor: string; reason?: string | undefined },
+  ): Promise<LoopRound> {
+    return this.db.transaction().execute(async (trx) => {
+      const row = await trx
+        .selectFrom('loop_rounds')
+        .selectAll()
+        .where('project_id', '=', projectId)
+        .where('id', '=', id)
+        .executeTakeFirst();
+      if (!row) throw new RatchetError('not_found', `loop round "${id}" not found`, 'id');
+      const round = this.toRound(row);
+      if (round.status !== 'awaiting_approval')
+        throw new RatchetError(
+          'conflict',
+          `loop round ${round.round} of "${round.route}" is ${round.status} at ${round.stage}, not awaiting approval`,
+          'id',
+        );
+      const now = Date.now();
+      const approval: LoopApproval = {
+        approved: answer.approved,
+        actor: answer.actor,
+        reason: answer.reason ?? null,
+        at: now,
+      };
+      const state = { ...round.state, approval };
+      await trx
+        .updateTable('loop_rounds')
+        .set({ status: 'running', state: encodeJson(state), updated_at: now })
+        .where('id', '=', id)
+        .where('status', '=', 'awaiting_approval')
+        .execute();
+      await this.audit.record(
+        {
+          projectId,
+          actor: answer.actor,
+          action: answer.approved ? 'loop.round.approved' : 'loop.round.rejected_by_person',
+          subjectType: 'loop_round',
+          subjectId: id,
+          details: { route: round.route, round: round.round, reason: approval.reason },
+        },
+        trx,
+      );
+      return { ...round, status: 'running', state, updatedAt: now };
     });
   }
 

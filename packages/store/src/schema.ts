@@ -314,7 +314,17 @@ export interface ExperimentsTable {
   stopped_at: number | null;
 }
 
-export type LoopRoundStatus = 'running' | 'succeeded' | 'rejected' | 'rolled_back' | 'failed';
+/**
+ * `running` and `awaiting_approval` are open (the route's current round); the rest are final.
+ * `awaiting_approval`: the experiment shipped, the policy wants a person to say yes or no.
+ */
+export type LoopRoundStatus =
+  | 'running'
+  | 'awaiting_approval'
+  | 'succeeded'
+  | 'rejected'
+  | 'rolled_back'
+  | 'failed';
 
 export interface LoopRoundsTable {
   id: string;

@@ -72,6 +72,37 @@ export async function runLoopPass(
   }
 }
 
+interface ReviewOptions extends Partial<Omit<LoopRunOptions, 'project' | 'force'>> {
+  project: string;
+  route: string;
+  reason?: string;
+}
+
+/**
+ * A person's answer to the route's round awaiting approval. Recorded and audited; with
+ * `--policy` the round resumes here at once (promotes, or keeps production), otherwise the next
+ * loop pass (`ratchet serve --loop-policy`, `ratchet loop run`) does it.
+ */
+async function reviewRound(program: Command, opts: ReviewOptions, approved: boolean): Promise<void> {
+  await withStore(program.opts(), async (store) => {
+    const projectId = await projectIdByName(store, opts.project);
+    const round = await store.loops.current(projectId, opts.route);
+    if (round?.status !== 'awaiting_approval')
+      throw new InvalidArgumentError(
+        round
+          ? `route "${opts.route}": round ${round.round} is ${round.status} at ${round.stage}, not awaiting approval`
+          : `route "${opts.route}" has no round awaiting approval`,
+      );
+    const actor = `cli:${process.env.USER ?? 'operator'}`;
+    await store.loops.review(projectId, round.id, { approved, actor, reason: opts.reason });
+    console.log(
+      `${opts.route}: round ${round.round} ${approved ? 'approved' : 'rejected'} (${String(round.state.candidate ?? '')})`,
+    );
+    if (opts.policy) await runLoopPass(store, projectId, { ...opts, policy: opts.policy }, console.log);
+    else console.log('the next loop pass (ratchet serve --loop-policy, or ratchet loop run) acts on it');
+  });
+}
+
 export function registerLoopCommands(program: Command): void {
   const loop = program
     .command('loop')
@@ -102,6 +133,32 @@ export function registerLoopCommands(program: Command): void {
         await runLoopPass(store, projectId, opts, (line) => console.log(line));
       });
     });
+  for (const approved of [true, false]) {
+    const cmd = loop
+      .command(approved ? 'approve' : 'reject')
+      .description(
+        approved
+          ? "Approve the route's round awaiting approval: its candidate is promoted"
+          : "Reject the route's round awaiting approval: production stays, the candidate is archived",
+      )
+      .requiredOption('--project <name>', 'project name')
+      .requiredOption('--route <name>', 'the route whose round awaits approval');
+    if (approved) cmd.option('--reason <text>', 'why (kept in the audit log)');
+    else cmd.requiredOption('--reason <text>', 'why (kept in the audit log)');
+    cmd
+      .option(
+        '--policy <file>',
+        'resume the round now with these loop policies (else the next loop pass does)',
+      )
+      .option('--models-url <url>', "with --policy: where the route's models are served (up to /v1)")
+      .option(
+        '--local-worker-port <port>',
+        'with --policy: serve models with ratchet-worker on this port',
+        port,
+      )
+      .option('--data-dir <dir>', 'datasets and runs (RATCHET_DATA_DIR)')
+      .action((opts: ReviewOptions) => reviewRound(program, opts, approved));
+  }
   loop
     .command('status')
     .description("The rounds of a project's routes, newest first")
@@ -123,7 +180,10 @@ export function registerLoopCommands(program: Command): void {
               route: r.route,
               round: r.round,
               stage: r.stage,
-              status: r.status,
+              status:
+                r.status === 'awaiting_approval'
+                  ? 'awaiting approval (ratchet loop approve|reject)'
+                  : r.status,
               candidate: String(r.state.candidate ?? ''),
               gate: r.state.gatePassed === undefined ? '' : r.state.gatePassed ? 'passed' : 'failed',
               experiment: String(r.state.decision ?? ''),

@@ -23,16 +23,18 @@ export async function startServer(opts: ServeOptions): Promise<Running> {
   const store = await Store.open(databaseUrl ?? process.env.RATCHET_DATABASE_URL);
   let server: RatchetServer;
   let policies: LoopPolicy[] = [];
+  let loopTimer: LoopTimer | undefined;
   try {
     policies = loop ? loadLoopPolicies(loop.policyPath) : [];
     const queueObjectives = Object.fromEntries(policies.map((p) => [p.route, queueObjective(p)]));
-    server = await buildServer({ store, config, queueObjectives });
+    // A person's approval or rejection through the API wakes the loop instead of waiting a tick.
+    server = await buildServer({ store, config, queueObjectives, onLoopReviewed: () => loopTimer?.pass() });
   } catch (err) {
     await store.close();
     throw err;
   }
   const url = await server.listen();
-  const loopTimer = loop ? await startLoopTimer(store, server, loop, policies) : undefined;
+  loopTimer = loop ? await startLoopTimer(store, server, loop, policies) : undefined;
   let stopping: Promise<void> | undefined;
   const stop = () => {
     stopping ??= (async () => {
@@ -58,6 +60,13 @@ export async function startServer(opts: ServeOptions): Promise<Running> {
   return { url, server, store, stop };
 }
 
+interface LoopTimer {
+  stop(): void;
+  idle(): Promise<void>;
+  /** Runs a pass now (after the one under way). */
+  pass(): void;
+}
+
 /**
  * The loop inside `ratchet serve`: a pass over the policies (continue each route's round, or
  * start one when its trigger fired) every `checkEveryMinutes` of the first policy, one pass at a
@@ -69,7 +78,7 @@ async function startLoopTimer(
   server: RatchetServer,
   loop: NonNullable<ServeOptions['loop']>,
   policies: LoopPolicy[],
-): Promise<{ stop(): void; idle(): Promise<void> }> {
+): Promise<LoopTimer> {
   const project = await store.projects.getByName(loop.project);
   if (!project) throw new Error(`--loop-project: no project named "${loop.project}"`);
   const upstream = server.gatewayConfig?.upstreams[policies[0]!.upstream];
@@ -88,5 +97,5 @@ async function startLoopTimer(
   const timer = setInterval(pass, policies[0]!.trigger.checkEveryMinutes * 60_000);
   timer.unref();
   pass();
-  return { stop: () => clearInterval(timer), idle: () => running };
+  return { stop: () => clearInterval(timer), idle: () => running, pass };
 }

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { RatchetError } from '@ratchet/core';
-import type { LoopRound, Model, Store } from '@ratchet/store';
+import type { LoopApproval, LoopRound, Model, Store } from '@ratchet/store';
 import { selfCritique } from '../ai-feedback/critique.js';
 import { labelWithJudge, labelWithRewardModel } from '../ai-feedback/label.js';
 import { calibrateProject } from '../calibrate.js';
@@ -49,6 +49,8 @@ export interface RoundState {
   decision?: string;
   decisionReasons?: string[];
   observations?: Record<string, number>;
+  /** A person's answer when the policy does not promote on its own (`promotion.auto: false`). */
+  approval?: LoopApproval;
 }
 
 export interface LoopContext {
@@ -443,13 +445,28 @@ const stages: Record<(typeof loopStages)[number], StageFn> = {
 
   async decide(ctx, round, state) {
     const p = ctx.policy;
-    const actor = actorOf(ctx);
-    const ship = state.decision === 'ship';
-    if (ship && !p.promotion.auto) return undefined; // waits for a person to promote
+    const shipped = state.decision === 'ship';
+    if (shipped && !p.promotion.auto && !state.approval) {
+      ctx.log?.(
+        `round ${round.round}: the experiment shipped ${state.candidate}; waiting for a person to approve or reject it`,
+      );
+      return {
+        to: 'decide',
+        status: 'awaiting_approval',
+        note: { candidate: state.candidate, decisionReasons: state.decisionReasons },
+      };
+    }
+    const approval = shipped ? state.approval : undefined;
+    const ship = shipped && (approval?.approved ?? true);
+    // The promotion is the approver's act when a person approved it.
+    const actor = approval?.actor ?? actorOf(ctx);
+    const why = approval
+      ? `round ${round.round}: ${approval.approved ? 'approved' : 'rejected'} by ${approval.actor}${approval.reason ? ` (${approval.reason})` : ''}`
+      : `round ${round.round}: ${state.decision}`;
     // Stopping keeps one variant on the route at full weight: the candidate if it won, else production.
     await stopExperiment(ctx.store, ctx.projectId, state.experimentId!, {
       keep: ship ? 'candidate' : 'production',
-      reason: `round ${round.round}: ${state.decision}`,
+      reason: why,
       actor,
     });
     if (ship) {
@@ -458,18 +475,20 @@ const stages: Record<(typeof loopStages)[number], StageFn> = {
         state.candidate!,
         'production',
         actor,
-        `round ${round.round}: the experiment shipped it`,
+        approval ? why : `round ${round.round}: the experiment shipped it`,
       );
       ctx.log?.(`round ${round.round}: promoted ${promoted.name} to production`);
       return { to: 'done', status: 'succeeded' };
     }
-    await ctx.store.models.setStage(
-      ctx.projectId,
-      state.candidate!,
-      'archived',
-      actor,
-      `round ${round.round}: ${state.decision}`,
-    );
+    await ctx.store.models.setStage(ctx.projectId, state.candidate!, 'archived', actor, why);
+    if (approval) {
+      ctx.log?.(`${why}; ${state.production} stays`);
+      return {
+        to: 'done',
+        status: 'rejected',
+        note: { rejectedBy: approval.actor, reason: approval.reason },
+      };
+    }
     ctx.log?.(
       `round ${round.round}: rolled back ${state.candidate} (${state.decision}); ${state.production} stays`,
     );
@@ -500,6 +519,8 @@ export async function advanceLoop(
     );
     ctx.log?.(`round ${round.round} of ${p.route} started`);
   }
+  // Stops when the round ends, or waits: for users (a stage returns nothing) or for a person
+  // (`awaiting_approval`, until `store.loops.review` answers).
   while (round.status === 'running' && round.stage !== 'done') {
     const stage = round.stage as (typeof loopStages)[number];
     const fn = stages[stage];

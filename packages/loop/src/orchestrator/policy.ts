@@ -146,7 +146,11 @@ export const LoopPolicy = z.strictObject({
     .prefault({}),
   promotion: z
     .strictObject({
-      /** Promote on a ship decision without asking (otherwise the round waits for `ratchet promote`). */
+      /**
+       * Promote on a ship decision without asking. Otherwise the round waits in
+       * `awaiting_approval` (the experiment keeps its split meanwhile) until a person approves or
+       * rejects it (`ratchet loop approve|reject`, the dashboard's Loop page, the API).
+       */
       auto: z.boolean().default(true),
     })
     .prefault({}),

@@ -4,6 +4,7 @@ import { AnalysisPage } from './pages/Analysis.js';
 import { DatasetsPage } from './pages/Datasets.js';
 import { ExplorerPage } from './pages/Explorer.js';
 import { InteractionPage } from './pages/InteractionView.js';
+import { LoopPage } from './pages/Loop.js';
 import { ModelsPage } from './pages/Models.js';
 import { OverviewPage } from './pages/Overview.js';
 import { QueuePage } from './pages/Queue.js';
@@ -20,6 +21,7 @@ const pages = [
   ['datasets', 'Datasets'],
   ['runs', 'Runs'],
   ['models', 'Models and experiments'],
+  ['loop', 'Loop'],
   ['what-changed', 'What changed'],
 ] as const;
 
@@ -51,6 +53,8 @@ function Content({ route }: { route: string }) {
       return <RunsPage />;
     case 'models':
       return <ModelsPage />;
+    case 'loop':
+      return <LoopPage />;
     case 'what-changed':
       return <WhatChangedPage />;
     default:

@@ -259,6 +259,7 @@ describe('dashboard and widget in a browser', () => {
       ['runs', 'Training runs'],
       ['models', 'Models and experiments'],
       ['what-changed', 'What changed'],
+      ['loop', 'Loop'],
       ['interactions/q1', 'Interaction q1'],
     ];
     for (const [route, title] of pages) {
@@ -540,4 +541,38 @@ describe('dashboard and widget in a browser', () => {
     expect(await readsFrom(app)).toEqual(onlyTheSummary);
     await app.close();
   }, 60_000);
+
+  it('a round awaiting approval is rejected without a reason, then approved, by a person on the Loop page', async () => {
+    // A round whose experiment shipped under `promotion.auto: false`, as the loop leaves it.
+    const round = await t.store.loops.start(t.projectId, 'helpdesk', 'decide', {}, 'e2e');
+    await t.store.loops.advance(t.projectId, round.id, {
+      from: 'decide',
+      to: 'decide',
+      status: 'awaiting_approval',
+      actor: 'loop',
+      state: {
+        production: 'helpdesk-r1',
+        candidate: 'helpdesk-r2',
+        decision: 'ship',
+        decisionReasons: ['p = 0.01'],
+      },
+    });
+    await page.goto(`${t.url}/#/loop`);
+    const request = page.getByRole('region', { name: 'Approval for helpdesk round 1' });
+    await expect(request.textContent()).resolves.toContain('promote helpdesk-r2?');
+    expect({ unnamed: await unnamedControls(page) }).toEqual({ unnamed: [] });
+
+    await request.getByRole('button', { name: 'Reject' }).click();
+    await expect(request.getByRole('alert').textContent()).resolves.toContain('reason');
+    expect((await t.store.loops.get(t.projectId, round.id))!.status).toBe('awaiting_approval');
+
+    await request.getByLabel('Reason (required to reject)').fill('read the examples');
+    await request.getByRole('button', { name: 'Approve' }).click();
+    await request.waitFor({ state: 'detached' });
+    const answered = (await t.store.loops.get(t.projectId, round.id))!;
+    expect(answered.status).toBe('running');
+    expect(answered.state.approval).toMatchObject({ approved: true, reason: 'read the examples' });
+    const audit = await t.store.audit.list(t.projectId, { subjectId: round.id });
+    expect(audit[0]).toMatchObject({ action: 'loop.round.approved', actor: expect.stringMatching(/^api:/) });
+  });
 });
