@@ -11,6 +11,7 @@ export * from './experiments/index.js';
 export * from './feedback.js';
 export * from './hashing.js';
 export * from './ids.js';
+export * from './json-text.js';
 export * from './metrics/index.js';
 export * from './normalize/index.js';
 export * from './random.js';

@@ -16,6 +16,7 @@ import { ReportRunner } from './reports/runner.js';
 import { registerAdminRoutes } from './routes/admin.js';
 import { registerCaptureRoutes } from './routes/capture.js';
 import { registerDashboardRoutes } from './routes/dashboard.js';
+import { registerDeadLetterRoutes } from './routes/dead-letters.js';
 import { registerEvalRoutes } from './routes/eval.js';
 import { registerExperimentRoutes } from './routes/experiments.js';
 import { registerLoopRoutes } from './routes/loop.js';
@@ -78,6 +79,7 @@ export async function buildServer(options: ServerOptions): Promise<RatchetServer
     app.log,
     config.logFlushIntervalMs,
     config.logFlushBatchSize,
+    { maxBuffered: config.logBufferLimit },
   );
   const capture = new CaptureService(store, metrics, logWriter);
   const gatewayConfig =
@@ -108,6 +110,7 @@ export async function buildServer(options: ServerOptions): Promise<RatchetServer
   registerSystemRoutes(routes, store, metrics, version);
   registerCaptureRoutes(routes, store, capture);
   registerOtlpRoutes(routes, capture);
+  registerDeadLetterRoutes(routes, store);
   registerAdminRoutes(routes, store);
   registerPipelineRoutes(routes, store, config.dataDir);
   registerRegistryRoutes(routes, store);

@@ -20,6 +20,8 @@ export const ServerConfig = z.strictObject({
   logFlushIntervalMs: z.coerce.number().int().positive().default(50),
   /** Buffered gateway interactions that trigger a write before the interval ends. */
   logFlushBatchSize: z.coerce.number().int().positive().default(500),
+  /** Most gateway interactions held while the database is unreachable; beyond it the oldest is dropped. */
+  logBufferLimit: z.coerce.number().int().positive().default(100_000),
   /** Where dataset versions are written (RATCHET_DATA_DIR; default .ratchet/data). */
   dataDir: z.string().optional(),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -36,6 +38,7 @@ const envNames: Record<keyof ServerConfig, string> = {
   gatewayConfigPath: 'RATCHET_GATEWAY_CONFIG',
   logFlushIntervalMs: 'RATCHET_LOG_FLUSH_INTERVAL_MS',
   logFlushBatchSize: 'RATCHET_LOG_FLUSH_BATCH_SIZE',
+  logBufferLimit: 'RATCHET_LOG_BUFFER_LIMIT',
   dataDir: 'RATCHET_DATA_DIR',
   logLevel: 'RATCHET_LOG_LEVEL',
 };

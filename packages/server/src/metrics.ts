@@ -46,7 +46,19 @@ export function createMetrics() {
     }),
     logWriteFailures: new Counter({
       name: 'ratchet_gateway_log_write_failures_total',
-      help: 'Failed writes of buffered gateway interactions (retried)',
+      help: 'Writes of buffered gateway interactions that failed because the database did (retried with backoff)',
+      registers: [registry],
+    }),
+    deadLetters: new Counter({
+      name: 'ratchet_gateway_dead_letters_total',
+      help: 'Gateway interactions recorded as dead letters, by reason (a storable-rule break, with a repaired copy stored, or write_failed)',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
+    logDropped: new Counter({
+      name: 'ratchet_gateway_log_dropped_total',
+      help: 'Gateway interactions never written, by reason (buffer_full: the oldest dropped; shutdown: database unreachable at close; unstorable: not even as a dead letter)',
+      labelNames: ['reason'] as const,
       registers: [registry],
     }),
   };

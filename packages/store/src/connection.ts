@@ -94,5 +94,11 @@ export function openDatabase(config: DatabaseConfig): OpenedDatabase {
   pool.on('error', (err) => {
     console.warn(`postgres: an idle connection was closed (${err.message}); a new one opens on next use`);
   });
+  // A connection lost while checked out (mid-query) also emits 'error', on the client, where the
+  // pool no longer listens: unhandled, a database outage would crash the server. Its query has
+  // already failed with the same error, and the pool drops the dead client when it is released.
+  pool.on('connect', (client) => {
+    client.on('error', () => {});
+  });
   return { db: new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }) };
 }

@@ -16,6 +16,12 @@ export type {
 export * from './connection.js';
 export type { ActivityBucket, LearnedFrom, ModelSatisfactionRow, QueueCandidate } from './dashboard.js';
 export type { DatasetVersion, RatedInteraction } from './datasets.js';
+export {
+  type DeadLetter,
+  type DeadLetterReason,
+  MAX_DEAD_LETTER_PAYLOAD,
+  type NewDeadLetter,
+} from './dead-letters.js';
 export type { Evaluation, EvaluationItemRow } from './evaluations.js';
 export type {
   Experiment,

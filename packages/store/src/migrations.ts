@@ -572,6 +572,36 @@ function dashboardIndexes(): Migration {
   };
 }
 
+/**
+ * Gateway interactions the log writer could not store as they were. `payload` is text, not
+ * JSON: it holds JSON text with every NUL escaped, which PostgreSQL's jsonb would refuse.
+ */
+function deadLetters(dialect: DialectName): Migration {
+  const t = types(dialect);
+  return {
+    async up(db: AnyDb) {
+      await db.schema
+        .createTable('dead_letters')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('project_id', 'text', (c) => c.notNull().references('projects.id').onDelete('cascade'))
+        .addColumn('interaction_id', 'text', (c) => c.notNull())
+        .addColumn('source', 'text', (c) => c.notNull())
+        .addColumn('reason', 'text', (c) => c.notNull())
+        .addColumn('error', 'text', (c) => c.notNull())
+        .addColumn('payload', 'text', (c) => c.notNull())
+        .addColumn('payload_truncated', 'integer', (c) => c.notNull())
+        .addColumn('repaired', 'integer', (c) => c.notNull())
+        .addColumn('created_at', t.time, (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createIndex('dead_letters_project_created')
+        .on('dead_letters')
+        .columns(['project_id', 'created_at', 'id'])
+        .execute();
+    },
+  };
+}
+
 export function migrations(dialect: DialectName): Record<string, Migration> {
   return {
     '0001_initial': initial(dialect),
@@ -584,5 +614,6 @@ export function migrations(dialect: DialectName): Record<string, Migration> {
     '0008_dashboard_indexes': dashboardIndexes(),
     '0009_feedback_write_path': feedbackWritePath(),
     '0010_loop_rounds': loopRounds(dialect),
+    '0011_dead_letters': deadLetters(dialect),
   };
 }

@@ -344,7 +344,25 @@ export interface LoopRoundsTable {
   finished_at: number | null;
 }
 
+/** What the gateway's log writer could not store as it was (see `dead-letters.ts`). */
+export interface DeadLettersTable {
+  id: string;
+  project_id: string;
+  interaction_id: string;
+  source: string;
+  /** `nul_character`, `lone_surrogate`, `too_deep` (the storable rule) or `write_failed` (the database refused it). */
+  reason: string;
+  error: string;
+  /** The interaction as it arrived, as JSON text (escaped, so it stores anywhere); cut at a limit. */
+  payload: string;
+  payload_truncated: number;
+  /** 1 when a repaired copy of the interaction was stored under the same id. */
+  repaired: number;
+  created_at: number;
+}
+
 export interface Database {
+  dead_letters: DeadLettersTable;
   loop_rounds: LoopRoundsTable;
   projects: ProjectsTable;
   api_keys: ApiKeysTable;

@@ -11,6 +11,7 @@ import {
 } from './connection.js';
 import { DashboardRepository } from './dashboard.js';
 import { DatasetRepository } from './datasets.js';
+import { DeadLetterRepository } from './dead-letters.js';
 import { EvaluationRepository } from './evaluations.js';
 import { ExperimentRepository } from './experiments.js';
 import { FeedbackRepository } from './feedback.js';
@@ -47,6 +48,7 @@ export class Store {
   readonly routes: GatewayRouteRepository;
   readonly experiments: ExperimentRepository;
   readonly loops: LoopRoundRepository;
+  readonly deadLetters: DeadLetterRepository;
 
   readonly db: Kysely<Database>;
 
@@ -87,6 +89,7 @@ export class Store {
     this.routes = new GatewayRouteRepository(db, dialect);
     this.experiments = new ExperimentRepository(db, dialect, this.routes, this.audit);
     this.loops = new LoopRoundRepository(db, dialect, this.audit);
+    this.deadLetters = new DeadLetterRepository(db);
   }
 
   /** Opens (and migrates) the database named by a URL, by default `RATCHET_DATABASE_URL`. */

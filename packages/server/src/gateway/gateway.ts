@@ -1,5 +1,14 @@
 import { Transform } from 'node:stream';
-import { ChatMessage, newId, type ParsedInteraction, parseInput, RatchetError, Tags } from '@ratchet/core';
+import {
+  ChatMessage,
+  InteractionInput,
+  newId,
+  type ParsedInteraction,
+  parseInput,
+  RatchetError,
+  storableIssue,
+  Tags,
+} from '@ratchet/core';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { Metrics } from '../metrics.js';
@@ -11,15 +20,17 @@ import type { Provider, ProviderFactory } from './providers/types.js';
 import { assign, type DatabaseRoutes } from './router.js';
 import { StreamAccumulator, toUsage } from './sse.js';
 
-/** What the gateway reads from a chat request; everything else is forwarded untouched. */
+/**
+ * What the gateway reads from a chat request; everything else is forwarded untouched. `model` and
+ * `user` are logged (and indexed), so they have the capture API's caps: a longer value would be
+ * stored on SQLite but refused by PostgreSQL's index.
+ */
 const ChatRequest = z.looseObject({
-  model: z.string().min(1),
+  model: InteractionInput.shape.model,
   messages: z.array(ChatMessage).min(1),
   stream: z.boolean().optional(),
-  user: z.string().optional(),
+  user: InteractionInput.shape.userId,
 });
-
-const Metadata = z.record(z.string(), z.unknown());
 
 /** Fields that describe the call rather than parameterize the model; not logged as parameters. */
 const notParameters = new Set(['model', 'messages', 'stream', 'user']);
@@ -29,36 +40,60 @@ function header(request: FastifyRequest, name: string): string | undefined {
   return Array.isArray(v) ? v[0] : v;
 }
 
+/**
+ * A logged header's value, held to the capture API's schema for the same field (its caps) and to
+ * the storable rule, so that a header can neither break the log nor differ from the API: a bad
+ * one is a 400 naming the header, before the upstream is called.
+ */
+function headerField<T extends z.ZodType>(name: string, schema: T, value: unknown): z.output<T> {
+  const parsed = parseInput(schema, value, name);
+  const issue = storableIssue(parsed, name);
+  if (issue) throw new RatchetError('invalid_request', `${issue.path}: ${issue.message}`, issue.path);
+  return parsed;
+}
+
+function metadataHeader(request: FastifyRequest): Record<string, unknown> | undefined {
+  const text = header(request, 'x-ratchet-metadata');
+  if (text === undefined) return undefined;
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new RatchetError(
+      'invalid_request',
+      'x-ratchet-metadata: must be a JSON object',
+      'x-ratchet-metadata',
+    );
+  }
+  return headerField('x-ratchet-metadata', InteractionInput.shape.metadata.unwrap(), value);
+}
+
 /** Ratchet's own per-call fields travel in headers, so the body stays exactly what upstreams accept. */
 function callContext(request: FastifyRequest) {
   const tagsHeader = header(request, 'x-ratchet-tags');
-  const metadataHeader = header(request, 'x-ratchet-metadata');
-  let metadata: Record<string, unknown> | undefined;
-  if (metadataHeader) {
-    try {
-      metadata = parseInput(Metadata, JSON.parse(metadataHeader), 'x-ratchet-metadata');
-    } catch (err) {
-      if (err instanceof RatchetError) throw err;
-      throw new RatchetError(
-        'invalid_request',
-        'x-ratchet-metadata: must be a JSON object',
-        'x-ratchet-metadata',
-      );
-    }
-  }
-  const tags = tagsHeader
-    ? parseInput(
-        Tags,
-        tagsHeader
-          .split(',')
-          .map((t) => t.trim())
-          .filter(Boolean),
-        'x-ratchet-tags',
-      )
-    : undefined;
+  const sessionId = header(request, 'x-ratchet-session-id');
+  const userId = header(request, 'x-ratchet-user-id');
+  const metadata = metadataHeader(request);
+  const tags =
+    tagsHeader === undefined
+      ? undefined
+      : headerField(
+          'x-ratchet-tags',
+          InteractionInput.shape.tags,
+          tagsHeader
+            .split(',')
+            .map((t) => t.trim())
+            .filter(Boolean),
+        );
   return {
-    sessionId: header(request, 'x-ratchet-session-id'),
-    userId: header(request, 'x-ratchet-user-id'),
+    sessionId:
+      sessionId === undefined
+        ? undefined
+        : headerField('x-ratchet-session-id', InteractionInput.shape.sessionId, sessionId),
+    userId:
+      userId === undefined
+        ? undefined
+        : headerField('x-ratchet-user-id', InteractionInput.shape.userId, userId),
     tags: withSegmentTag(tags, header(request, 'x-ratchet-segment')),
     metadata,
   };

@@ -1,18 +1,86 @@
-import type { ParsedInteraction } from '@ratchet/core';
-import type { Store } from '@ratchet/store';
+import { type ParsedInteraction, type StorableIssue, toStorable } from '@ratchet/core';
+import type { NewDeadLetter, Store } from '@ratchet/store';
 import type { FastifyBaseLogger } from 'fastify';
+import { sql } from 'kysely';
 import type { Metrics } from '../metrics.js';
+
+type LoggedInteraction = ParsedInteraction & { id: string };
 
 interface Pending {
   projectId: string;
-  interaction: ParsedInteraction & { id: string };
+  /** What is written: the interaction as logged, or its repaired copy. */
+  interaction: LoggedInteraction;
+  /** Set when the interaction broke the storable rule: written with its repaired copy, in one transaction. */
+  deadLetter?: NewDeadLetter;
+  /** The storable rule has been applied (it runs once, not at every retry). */
+  checked?: boolean;
+}
+
+export interface LogWriterOptions {
+  /** Most interactions held waiting; when full the oldest is dropped (`ratchet_gateway_log_dropped_total`). */
+  maxBuffered?: number;
+  /** First wait before retrying when the database itself failed; doubles up to `retryMaxMs`. */
+  retryBaseMs?: number;
+  retryMaxMs?: number;
+  /** How long `close()` keeps retrying an unreachable database before giving up on what is left. */
+  closeTimeoutMs?: number;
+}
+
+/** The database itself failed (down, unreachable, busy): nothing is wrong with the items. */
+class DatabaseUnavailable extends Error {
+  constructor(override readonly cause: unknown) {
+    super(errorMessage(cause));
+  }
+}
+
+function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+// Error codes that mean the database (or the way to it) failed, not the row: node's socket
+// errors, PostgreSQL's SQLSTATE classes 08 (connection), 53 (resources: disk full, too many
+// connections), 57P (shutting down), 40001/40P01 (serialization, deadlock: retry as a whole),
+// and SQLite's busy, locked, I/O and full.
+const DATABASE_FAILURE_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  '40001',
+  '40P01',
+  'SQLITE_FULL',
+  'SQLITE_CANTOPEN',
+  'SQLITE_PROTOCOL',
+  'SQLITE_NOMEM',
+]);
+const DATABASE_FAILURE_PREFIXES = ['08', '53', '57P', 'SQLITE_BUSY', 'SQLITE_LOCKED', 'SQLITE_IOERR'];
+
+function isDatabaseFailureCode(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string') return false;
+  return DATABASE_FAILURE_CODES.has(code) || DATABASE_FAILURE_PREFIXES.some((p) => code.startsWith(p));
 }
 
 /**
  * Buffers the gateway's interactions and writes them in batches off the response path, so that
  * logging adds no latency to the call it logs. Flushed on an interval, when the buffer fills, on
- * demand (feedback for an id still in the buffer), and on shutdown. A failed write is retried at
- * the next flush; the buffer is bounded so a dead database cannot exhaust memory.
+ * demand (feedback for an id still in the buffer), and on shutdown.
+ *
+ * One bad interaction must not stop the log for everyone (issue 14). So:
+ * - Before writing, each interaction is held to the storable rule (`@ratchet/core` storable.ts).
+ *   One that breaks it (NUL, lone surrogate, nesting deeper than 64) is stored as a repaired copy
+ *   marked `metadata.ratchet_repaired`, and recorded as a dead letter in the same transaction.
+ * - A batch the database refuses is split in halves until the item it refuses is found; that
+ *   item becomes a dead letter with the database's error, everything else is stored.
+ * - A failure of the database itself (connection errors, or a failed `select 1` after a write
+ *   failed) is not the items' fault: the batch goes back and is retried with backoff.
+ * - The buffer is bounded: when full, the oldest entry is dropped and counted (the newest ids were
+ *   just handed out and are the likeliest to be rated). `close()` writes or dead-letters everything,
+ *   retrying an unreachable database for `closeTimeoutMs` before counting what is left as dropped.
  */
 export class InteractionLogWriter {
   private buffer: Pending[] = [];
@@ -20,6 +88,16 @@ export class InteractionLogWriter {
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> | undefined;
   private closed = false;
+  private closing = false;
+  private readonly maxBuffered: number;
+  private readonly retryBaseMs: number;
+  private readonly retryMaxMs: number;
+  private readonly closeTimeoutMs: number;
+  /** The wait before the next retry after a database failure; reset by a successful write. */
+  private retryDelayMs: number;
+  /** No write is started on a full batch before this time (the database failed; backing off). */
+  private retryAt = 0;
+  private lastDropLog = 0;
   /** Batches committed so far: lets a reader tell that a write landed while it was looking. */
   writes = 0;
 
@@ -29,29 +107,39 @@ export class InteractionLogWriter {
     private readonly log: FastifyBaseLogger,
     private readonly intervalMs: number,
     private readonly batchSize: number,
-    private readonly maxBuffered = 100_000,
-  ) {}
+    options: LogWriterOptions = {},
+  ) {
+    this.maxBuffered = options.maxBuffered ?? 100_000;
+    this.retryBaseMs = options.retryBaseMs ?? Math.max(intervalMs, 1000);
+    this.retryMaxMs = options.retryMaxMs ?? 30_000;
+    this.closeTimeoutMs = options.closeTimeoutMs ?? 10_000;
+    this.retryDelayMs = this.retryBaseMs;
+  }
 
-  enqueue(projectId: string, interaction: ParsedInteraction & { id: string }): void {
+  enqueue(projectId: string, interaction: LoggedInteraction): void {
     if (this.closed) throw new Error('log writer is closed');
-    if (this.buffer.length >= this.maxBuffered) {
-      this.log.error({ dropped: interaction.id }, 'interaction log buffer full; dropping the oldest entry');
-      const dropped = this.buffer.shift()!;
-      this.pendingIds.delete(`${dropped.projectId}\u0000${dropped.interaction.id}`);
-    }
     this.buffer.push({ projectId, interaction });
-    this.pendingIds.add(`${projectId}\u0000${interaction.id}`);
+    this.pendingIds.add(key(projectId, interaction.id));
+    this.dropOverflow();
     this.metrics.logQueueDepth.set(this.buffer.length);
-    if (this.buffer.length >= this.batchSize) void this.flush();
+    if (this.buffer.length >= this.batchSize && Date.now() >= this.retryAt) void this.flush();
     else this.timer ??= setTimeout(() => void this.flush(), this.intervalMs);
   }
 
   /** Whether an interaction id is buffered and not yet written. */
   has(projectId: string, id: string): boolean {
-    return this.pendingIds.has(`${projectId}\u0000${id}`);
+    return this.pendingIds.has(key(projectId, id));
   }
 
-  /** Writes everything buffered so far; resolves when it is committed. */
+  /** How many interactions wait to be written. */
+  get depth(): number {
+    return this.buffer.length;
+  }
+
+  /**
+   * Writes everything buffered so far; resolves when each entry is committed, dead-lettered, or
+   * (the database being unreachable) back in the buffer for a retry.
+   */
   async flush(): Promise<void> {
     if (this.timer) {
       clearTimeout(this.timer);
@@ -68,41 +156,226 @@ export class InteractionLogWriter {
   }
 
   private async write(batch: Pending[]): Promise<void> {
-    const byProject = new Map<string, ParsedInteraction[]>();
-    for (const p of batch) {
-      const list = byProject.get(p.projectId) ?? [];
-      list.push(p.interaction);
-      byProject.set(p.projectId, list);
-    }
-    const written: Pending[] = [];
+    const settled = new Set<Pending>();
     try {
-      for (const [projectId, items] of byProject) {
-        // The log is in memory until flushed anyway: waiting for the disk at commit would only
-        // stall the event loop (SQLite fsyncs on it) for every call in flight.
-        await this.store.writeRelaxed((trx) => this.store.interactions.insert(projectId, items, trx));
-        written.push(...batch.filter((p) => p.projectId === projectId));
-        this.metrics.interactionsWritten.inc({ source: 'gateway' }, items.length);
-      }
+      for (const p of batch) this.applyStorableRule(p);
+      for (const [projectId, items] of groupByProject(batch))
+        await this.writeIsolated(projectId, items, settled);
+      this.retryDelayMs = this.retryBaseMs;
+      this.retryAt = 0;
     } catch (err) {
+      // Only a database failure gets here (item failures are isolated below): keep the rest.
       this.metrics.logWriteFailures.inc();
-      this.log.error({ err, count: batch.length }, 'writing gateway interactions failed; will retry');
-      const done = new Set(written);
-      this.buffer.unshift(...batch.filter((p) => !done.has(p)));
-      if (!this.closed) this.timer ??= setTimeout(() => void this.flush(), Math.max(this.intervalMs, 1000));
-      if (written.length > 0) this.writes++;
-      for (const p of written) this.pendingIds.delete(`${p.projectId}\u0000${p.interaction.id}`);
-      this.metrics.logQueueDepth.set(this.buffer.length);
-      return;
+      const rest = batch.filter((p) => !settled.has(p));
+      this.log.error(
+        {
+          err: err instanceof DatabaseUnavailable ? err.cause : err,
+          count: rest.length,
+          retryInMs: this.retryDelayMs,
+        },
+        'writing gateway interactions failed: the database is unavailable; will retry',
+      );
+      this.buffer.unshift(...rest);
+      this.dropOverflow();
+      this.retryAt = Date.now() + this.retryDelayMs;
+      if (!this.closing) this.timer ??= setTimeout(() => void this.flush(), this.retryDelayMs);
+      this.retryDelayMs = Math.min(this.retryDelayMs * 2, this.retryMaxMs);
     }
-    this.writes++;
-    for (const p of batch) this.pendingIds.delete(`${p.projectId}\u0000${p.interaction.id}`);
     this.metrics.logQueueDepth.set(this.buffer.length);
   }
 
-  /** Writes what is left and stops accepting entries. */
+  /**
+   * Writes `items` in one transaction; if the database refuses it, halves it and tries each half,
+   * down to the single item it refuses, which becomes a dead letter. A batch with one bad item
+   * costs about 2·log2(n) extra transactions. Throws `DatabaseUnavailable` to stop everything.
+   */
+  private async writeIsolated(projectId: string, items: Pending[], settled: Set<Pending>): Promise<void> {
+    try {
+      await this.commit(projectId, items);
+    } catch (err) {
+      if (await this.databaseFailed(err)) throw new DatabaseUnavailable(err);
+      if (items.length === 1) {
+        await this.deadLetterRefused(projectId, items[0]!, err);
+        this.settle(items, settled);
+        return;
+      }
+      const half = Math.ceil(items.length / 2);
+      await this.writeIsolated(projectId, items.slice(0, half), settled);
+      await this.writeIsolated(projectId, items.slice(half), settled);
+      return;
+    }
+    this.writes++;
+    this.metrics.interactionsWritten.inc({ source: 'gateway' }, items.length);
+    for (const p of items) if (p.deadLetter) this.metrics.deadLetters.inc({ reason: p.deadLetter.reason });
+    this.settle(items, settled);
+  }
+
+  private async commit(projectId: string, items: Pending[]): Promise<void> {
+    const letters = items.flatMap((p) => (p.deadLetter ? [p.deadLetter] : []));
+    // The log is in memory until flushed anyway: waiting for the disk at commit would only
+    // stall the event loop (SQLite fsyncs on it) for every call in flight.
+    await this.store.writeRelaxed(async (trx) => {
+      await this.store.interactions.insert(
+        projectId,
+        items.map((p) => p.interaction),
+        trx,
+      );
+      await this.store.deadLetters.insert(projectId, letters, trx);
+    });
+  }
+
+  /** The database refused this one item: keep it, with the database's words, as a dead letter. */
+  private async deadLetterRefused(projectId: string, p: Pending, err: unknown): Promise<void> {
+    const refused = `the database refused the interaction: ${errorMessage(err)}`;
+    const letter: NewDeadLetter = {
+      interactionId: p.interaction.id,
+      source: 'gateway',
+      reason: 'write_failed',
+      error: p.deadLetter
+        ? `${refused} (its repaired copy; it was repaired for ${p.deadLetter.error})`
+        : refused,
+      payload: p.deadLetter?.payload ?? p.interaction,
+      repaired: false,
+    };
+    const attempts: NewDeadLetter[] = [
+      letter,
+      // The payload itself may be what fails (e.g. a row too large): keep the reason without it.
+      { ...letter, payload: null, error: `${letter.error}; the payload could not be kept` },
+    ];
+    for (const attempt of attempts) {
+      try {
+        await this.store.writeRelaxed((trx) => this.store.deadLetters.insert(projectId, [attempt], trx));
+        this.metrics.deadLetters.inc({ reason: letter.reason });
+        this.log.warn(
+          { projectId, interactionId: letter.interactionId, err },
+          'gateway interaction refused by the database; recorded as a dead letter',
+        );
+        return;
+      } catch (deadLetterErr) {
+        if (await this.databaseFailed(deadLetterErr)) throw new DatabaseUnavailable(deadLetterErr);
+      }
+    }
+    this.metrics.logDropped.inc({ reason: 'unstorable' });
+    this.log.error(
+      { projectId, interactionId: letter.interactionId, err },
+      'gateway interaction refused by the database and not storable as a dead letter; dropped',
+    );
+  }
+
+  /**
+   * Whether a write failed because of the database rather than the rows: a connection-level
+   * error code, or, for any other error, the database failing a trivial query right after.
+   */
+  private async databaseFailed(err: unknown): Promise<boolean> {
+    if (isDatabaseFailureCode(err)) return true;
+    try {
+      await sql`select 1`.execute(this.store.db);
+      return false;
+    } catch {
+      return true;
+    }
+  }
+
+  /**
+   * Applies the storable rule to each stored field on its own (each is its own column, so each
+   * may nest 64 levels). A break becomes a repaired copy plus a dead letter that keeps the
+   * original; the repaired paths are listed in `metadata.ratchet_repaired`.
+   */
+  private applyStorableRule(p: Pending): void {
+    if (p.checked) return;
+    p.checked = true;
+    const repaired: Record<string, unknown> = {};
+    const issues: StorableIssue[] = [];
+    for (const [field, value] of Object.entries(p.interaction)) {
+      const fixed = toStorable(value);
+      repaired[field] = fixed.value;
+      for (const r of fixed.repairs)
+        issues.push({ ...r, path: r.path === '' ? field : `${field}.${r.path}` });
+    }
+    const first = issues[0];
+    if (!first) return;
+    const more = issues.length > 1 ? ` (and ${issues.length - 1} more)` : '';
+    p.deadLetter = {
+      interactionId: p.interaction.id,
+      source: 'gateway',
+      reason: first.reason,
+      error: `${first.path}: ${first.message}${more}; a repaired copy was stored`,
+      payload: p.interaction,
+      repaired: true,
+    };
+    p.interaction = {
+      ...(repaired as LoggedInteraction),
+      metadata: {
+        ...(repaired.metadata as Record<string, unknown>),
+        ratchet_repaired: issues.map((i) => i.path),
+      },
+    };
+  }
+
+  private settle(items: Pending[], settled: Set<Pending>): void {
+    for (const p of items) {
+      settled.add(p);
+      this.pendingIds.delete(key(p.projectId, p.interaction.id));
+    }
+  }
+
+  /** The buffer-full policy: drop the oldest entries beyond the bound, and count them. */
+  private dropOverflow(): void {
+    const excess = this.buffer.length - this.maxBuffered;
+    if (excess <= 0) return;
+    const dropped = this.buffer.splice(0, excess);
+    for (const p of dropped) this.pendingIds.delete(key(p.projectId, p.interaction.id));
+    this.metrics.logDropped.inc({ reason: 'buffer_full' }, dropped.length);
+    // At full load this runs on every call: one line a second says it without flooding the log.
+    if (Date.now() - this.lastDropLog < 1000) return;
+    this.lastDropLog = Date.now();
+    this.log.error(
+      { dropped: dropped.map((p) => p.interaction.id), limit: this.maxBuffered },
+      'gateway interaction log buffer full; dropped the oldest entries',
+    );
+  }
+
+  /**
+   * Writes what is left (dead-lettering what the database refuses) and stops accepting entries.
+   * If the database is unreachable it retries for `closeTimeoutMs`, then counts the rest as
+   * dropped and names them in the error log.
+   */
   async close(): Promise<void> {
+    this.closing = true;
+    const deadline = Date.now() + this.closeTimeoutMs;
     await this.flush();
+    while (this.buffer.length > 0 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, Math.min(this.retryDelayMs, deadline - Date.now())));
+      await this.flush();
+    }
+    while (this.flushing) await this.flushing;
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    if (this.buffer.length > 0) {
+      const lost = this.buffer;
+      this.buffer = [];
+      for (const p of lost) this.pendingIds.delete(key(p.projectId, p.interaction.id));
+      this.metrics.logDropped.inc({ reason: 'shutdown' }, lost.length);
+      this.metrics.logQueueDepth.set(0);
+      this.log.error(
+        { count: lost.length, ids: lost.map((p) => `${p.projectId}/${p.interaction.id}`) },
+        'database unreachable at shutdown: gateway interactions not written',
+      );
+    }
   }
+}
+
+function key(projectId: string, id: string): string {
+  return `${projectId}\u0000${id}`;
+}
+
+function groupByProject(batch: Pending[]): Map<string, Pending[]> {
+  const byProject = new Map<string, Pending[]>();
+  for (const p of batch) {
+    const list = byProject.get(p.projectId) ?? [];
+    list.push(p);
+    byProject.set(p.projectId, list);
+  }
+  return byProject;
 }

@@ -1,3 +1,4 @@
+import { jsonText } from '@ratchet/core';
 import { Pool } from 'undici';
 import type { UpstreamConfig } from '../../config.js';
 import type { Provider, UpstreamResponse } from '../types.js';
@@ -35,7 +36,8 @@ export class OpenAICompatibleProvider implements Provider {
       path: this.path,
       method: 'POST',
       headers: this.headers,
-      body: JSON.stringify(body),
+      // A body nested too deep for JSON.stringify still parsed; it must still reach the upstream.
+      body: jsonText(body),
       signal,
     });
     const contentType = res.headers['content-type'];

@@ -1,0 +1,48 @@
+import { Limit } from '@ratchet/core';
+import type { Store } from '@ratchet/store';
+import { z } from 'zod';
+import type { RouteTable } from '../routing.js';
+
+const DeadLetter = z.object({
+  id: z.string(),
+  interactionId: z.string(),
+  source: z.string(),
+  reason: z.enum(['nul_character', 'lone_surrogate', 'too_deep', 'write_failed']),
+  error: z.string(),
+  payload: z
+    .string()
+    .describe('The interaction as it arrived, as JSON text (NUL and lone surrogates escaped)'),
+  payloadTruncated: z.boolean(),
+  repaired: z.boolean().describe('Whether a repaired copy was stored under interactionId'),
+  createdAt: z.number(),
+});
+
+const DeadLetterPage = z.object({
+  items: z.array(DeadLetter),
+  nextCursor: z.string().nullable(),
+  countsByReason: z.record(z.string(), z.number()),
+});
+
+export function registerDeadLetterRoutes(routes: RouteTable, store: Store): void {
+  routes.add({
+    method: 'GET',
+    url: '/api/v1/dead-letters',
+    access: 'secret',
+    tag: 'capture',
+    summary:
+      'Gateway interactions that could not be stored as they arrived (the storable rule, or the database refused them), newest first, with counts by reason.',
+    query: z.strictObject({ limit: Limit.default(50), cursor: z.string().max(500).optional() }),
+    response: { status: 200, schema: DeadLetterPage, description: 'A page of dead letters' },
+    handler: async ({ query, principal }) => {
+      const [page, countsByReason] = await Promise.all([
+        store.deadLetters.list(principal.projectId, query),
+        store.deadLetters.countByReason(principal.projectId),
+      ]);
+      return {
+        items: page.items.map(({ projectId: _, ...d }) => d),
+        nextCursor: page.nextCursor,
+        countsByReason,
+      };
+    },
+  });
+}
