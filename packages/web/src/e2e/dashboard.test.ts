@@ -279,6 +279,25 @@ describe('dashboard and widget in a browser', () => {
     }
   });
 
+  it('the Overview shows the dead letters: their count by reason and the latest with its reason', async () => {
+    await t.store.deadLetters.insert(t.projectId, [
+      {
+        interactionId: 'poisoned-1',
+        source: 'gateway',
+        reason: 'nul_character',
+        error: 'messages.0.content: contains a NUL character',
+        payload: { messages: [{ role: 'user', content: 'a\u0000' }] },
+        repaired: true,
+      },
+    ]);
+    await page.goto(`${t.url}/#/overview`);
+    const table = page.getByRole('table', { name: 'Latest dead letters' });
+    await expect(table.textContent()).resolves.toMatch(/poisoned-1nul_characteryesmessages\.0\.content/);
+    await expect(
+      page.getByText('1 gateway calls could not be stored as they arrived').textContent(),
+    ).resolves.toContain('nul_character 1');
+  });
+
   it('what changed: release notes per version with its lineage', async () => {
     await page.goto(`${t.url}/#/what-changed`);
     const v2 = page.getByRole('article', { name: 'support-v2' });

@@ -20,11 +20,24 @@ interface Overview {
   production: Model[];
 }
 
+interface DeadLetters {
+  items: {
+    id: string;
+    interactionId: string;
+    reason: string;
+    error: string;
+    repaired: boolean;
+    createdAt: number;
+  }[];
+  countsByReason: Record<string, number>;
+}
+
 export function OverviewPage() {
   const overview = useReport<Overview>('/dashboard/overview?days=30');
   const experiments = useApi<{ items: { id: string; route?: string; status?: string; name?: string }[] }>(
     '/experiments',
   );
+  const deadLetters = useApi<DeadLetters>('/dead-letters?limit=5');
   return (
     <Page title="Overview">
       <Loading state={overview} what="overview">
@@ -94,6 +107,33 @@ export function OverviewPage() {
               .map((x) => [x.name ?? x.id, x.route ?? '–', x.status ?? '–'])}
           />
         )}
+      </Loading>
+      <h2>Dead letters</h2>
+      <Loading state={deadLetters} what="dead letters">
+        {(d) => {
+          const counts = Object.entries(d.countsByReason);
+          const total = counts.reduce((sum, [, n]) => sum + n, 0);
+          return (
+            <>
+              <p>
+                {total === 0
+                  ? 'Every gateway call was stored as it arrived.'
+                  : `${total} gateway calls could not be stored as they arrived: ${counts.map(([r, n]) => `${r} ${n}`).join(', ')}.`}
+              </p>
+              <Table
+                caption="Latest dead letters"
+                head={['When', 'Interaction', 'Reason', 'Repaired copy stored', 'Error']}
+                rows={d.items.map((x) => [
+                  fmt.time(x.createdAt),
+                  x.interactionId,
+                  x.reason,
+                  x.repaired ? 'yes' : 'no',
+                  x.error.slice(0, 200),
+                ])}
+              />
+            </>
+          );
+        }}
       </Loading>
     </Page>
   );
