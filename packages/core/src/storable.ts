@@ -32,7 +32,13 @@ export interface StorableIssue {
 const UNSTORABLE_CHAR = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 const UNSTORABLE_CHARS = new RegExp(UNSTORABLE_CHAR.source, 'g');
 
+// Node 20 has String.prototype.isWellFormed (ES2024); the lib here is ES2023.
+const isWellFormed = (s: string): boolean => (s as unknown as { isWellFormed(): boolean }).isWellFormed();
+
 function stringIssue(s: string, path: string): StorableIssue | undefined {
+  // The common case, a clean string, without the regex: several times faster on long text, and
+  // the gateway's log writer checks every string of every call.
+  if (isWellFormed(s) && !s.includes('\u0000')) return undefined;
   const m = UNSTORABLE_CHAR.exec(s);
   if (!m) return undefined;
   return m[0] === '\u0000'
@@ -79,7 +85,7 @@ function walkIssue(value: unknown, path: string, depth: number): StorableIssue |
 
 /** A string with every NUL and lone surrogate replaced by U+FFFD. */
 export function storableString(s: string): string {
-  return UNSTORABLE_CHAR.test(s) ? s.replace(UNSTORABLE_CHARS, REPLACEMENT_CHARACTER) : s;
+  return stringIssue(s, '') !== undefined ? s.replace(UNSTORABLE_CHARS, REPLACEMENT_CHARACTER) : s;
 }
 
 /**

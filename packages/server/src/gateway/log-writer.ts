@@ -1,4 +1,4 @@
-import { type ParsedInteraction, type StorableIssue, toStorable } from '@ratchet/core';
+import { type ParsedInteraction, type StorableIssue, storableIssue, toStorable } from '@ratchet/core';
 import type { NewDeadLetter, Store } from '@ratchet/store';
 import type { FastifyBaseLogger } from 'fastify';
 import { sql } from 'kysely';
@@ -117,7 +117,16 @@ export class InteractionLogWriter {
   }
 
   enqueue(projectId: string, interaction: LoggedInteraction): void {
-    if (this.closed) throw new Error('log writer is closed');
+    if (this.closed) {
+      // A stream that ends after shutdown: its call was answered; throwing here would crash the
+      // process from a stream callback. Count it and name it instead.
+      this.metrics.logDropped.inc({ reason: 'shutdown' });
+      this.log.error(
+        { projectId, interactionId: interaction.id },
+        'gateway interaction logged after shutdown; not written',
+      );
+      return;
+    }
     this.buffer.push({ projectId, interaction });
     this.pendingIds.add(key(projectId, interaction.id));
     this.dropOverflow();
@@ -284,6 +293,9 @@ export class InteractionLogWriter {
   private applyStorableRule(p: Pending): void {
     if (p.checked) return;
     p.checked = true;
+    // One walk over the whole record first: it flags a superset (the record is one level deeper
+    // than its fields), and clean records, nearly all of them, stop here at half the cost.
+    if (!storableIssue(p.interaction)) return;
     const repaired: Record<string, unknown> = {};
     const issues: StorableIssue[] = [];
     for (const [field, value] of Object.entries(p.interaction)) {

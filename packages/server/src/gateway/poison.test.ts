@@ -168,6 +168,38 @@ for (const target of testDatabases()) {
       expect(await metricValue(t, 'ratchet_gateway_dead_letters_total{reason="nul_character"}')).toBe(1);
     });
 
+    it('answers deep bodies wherever the depth is (a streamed call, a content part, a message field) and stores each repaired', async () => {
+      const deep = `${'['.repeat(DEPTH)}1${']'.repeat(DEPTH)}`;
+      const bodies = [
+        `{"model":"gpt-local","stream":true,"messages":[{"role":"user","content":"streamed deep"}],"deep_param":${deep}}`,
+        `{"model":"gpt-local","messages":[{"role":"user","content":[{"type":"text","text":"part","extra":${deep}}]}]}`,
+        `{"model":"gpt-local","messages":[{"role":"user","content":"field","extra":${deep}}]}`,
+      ];
+      const ids: string[] = [];
+      for (const body of bodies) {
+        const res = await fetch(`${t.url}/v1/chat/completions`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${a.key}`, 'content-type': 'application/json' },
+          body,
+        });
+        expect(res.status, body.slice(0, 60)).toBe(200);
+        await res.text();
+        ids.push(res.headers.get('x-ratchet-interaction-id')!);
+      }
+      await t.server.logWriter.flush();
+      const [streamed, part, field] = await Promise.all(
+        ids.map(async (id) => (await t.call(`/api/v1/interactions/${id}`, { key: a.key })).body),
+      );
+      expect(streamed.output.content).toBe('You said: streamed deep');
+      expect(streamed.metadata.ratchet_repaired[0]).toMatch(/^parameters\.deep_param\.0\.0/);
+      expect(part.metadata.ratchet_repaired[0]).toMatch(/^messages\.0\.content\.0\.extra\.0/);
+      expect(field.metadata.ratchet_repaired[0]).toMatch(/^messages\.0\.extra\.0/);
+      const letters = await t.call('/api/v1/dead-letters?limit=3', { key: a.key });
+      expect(letters.body.items.map((d: { interactionId: string }) => d.interactionId).sort()).toEqual(
+        [...ids].sort(),
+      );
+    });
+
     it('isolates the one item a database constraint refuses: it is dead-lettered with the error, all others stored', async () => {
       // A real refusal the storable rule cannot foresee: the database itself says no to one row.
       if (target.name === 'postgres')
@@ -301,6 +333,17 @@ for (const target of testDatabases()) {
         [ids[1], 'too_deep', true],
       ]);
       expect(await metricValue(t, 'ratchet_gateway_log_dropped_total{reason="shutdown"}')).toBe(0);
+      // A stream that ends after shutdown logs into a closed writer: counted, not a crash.
+      const late = {
+        id: 'late',
+        model: 'm',
+        messages: [],
+        output: { role: 'assistant' as const, content: '' },
+      };
+      expect(() =>
+        t.server.logWriter.enqueue(t.projectId, { ...late, status: 'ok', source: 'gateway' }),
+      ).not.toThrow();
+      expect(await metricValue(t, 'ratchet_gateway_log_dropped_total{reason="shutdown"}')).toBe(1);
     });
   });
 }
