@@ -6,6 +6,7 @@ import {
   type ParsedInteraction,
   promptHash,
   RatchetError,
+  storableIssue,
   type Usage,
 } from '@ratchet/core';
 import type SqliteDatabase from 'better-sqlite3';
@@ -35,7 +36,16 @@ export function encodeCursor(createdAt: number, id: string): string {
 export function decodeCursor(cursor: string): [number, string] {
   try {
     const value: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString());
-    if (Array.isArray(value) && typeof value[0] === 'number' && typeof value[1] === 'string')
+    // Only what encodeCursor writes: a forged time beyond bigint or an id PostgreSQL cannot
+    // take (NUL) would otherwise fail in the database instead of here.
+    if (
+      Array.isArray(value) &&
+      Number.isSafeInteger(value[0]) &&
+      value[0] >= 0 &&
+      typeof value[1] === 'string' &&
+      value[1].length <= 200 &&
+      !storableIssue(value[1])
+    )
       return [value[0], value[1]];
   } catch {
     // fall through to the error below

@@ -252,6 +252,25 @@ for (const target of testDatabases()) {
       }
     });
 
+    it('lists dead letters in the OpenAPI document, and refuses a bad page request with a 400 naming the field', async () => {
+      const spec = await t.call('/openapi.json', { key: null });
+      expect(spec.body.paths['/api/v1/dead-letters'].get.responses['200']).toBeDefined();
+      const forged = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
+      for (const [query, field] of [
+        ['limit=0', 'limit'],
+        ['limit=abc', 'limit'],
+        ['cursor=nonsense', 'cursor'],
+        [`cursor=${forged([1e300, 'x'])}`, 'cursor'],
+        [`cursor=${forged([1, 'a\u0000'])}`, 'cursor'],
+        ['unknown=1', 'unknown'],
+      ]) {
+        const res = await t.call(`/api/v1/dead-letters?${query}`, { key: a.key });
+        expect(res.status, query).toBe(400);
+        expect(res.body.error.path ?? '', query).toBe(field);
+      }
+      expect((await t.call('/api/v1/dead-letters', { key: t.publicKey })).status).toBe(403);
+    });
+
     it('refuses bad x-ratchet-* headers with a 400 naming the header, before the upstream is called', async () => {
       const cases: [Record<string, string>, string][] = [
         [{ 'x-ratchet-user-id': 'u'.repeat(201) }, 'x-ratchet-user-id'],
