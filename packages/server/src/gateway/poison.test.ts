@@ -1,5 +1,6 @@
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { REPLACEMENT_CHARACTER, TRUNCATED_MARKER } from '@ratchet/core';
+import { Store } from '@ratchet/store';
 import { testDatabases } from '@ratchet/store/testing';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -458,3 +459,63 @@ describe.skipIf(!postgres)(
     });
   },
 );
+
+describe('gateway log on sqlite: a locked database is retried, never dead-lettered', () => {
+  const sqlite = testDatabases().find((d) => d.name === 'sqlite')!;
+  let upstream: LocalUpstream;
+  let t: TestServer;
+  let url: string;
+
+  beforeAll(async () => {
+    url = await sqlite.create();
+    upstream = await startLocalUpstream({ record: false });
+    t = await startTestServer(url, {
+      config: { logFlushIntervalMs: 60_000, logFlushBatchSize: 10_000 },
+      gateway: { upstreams: { local: { baseURL: upstream.url } }, routes: {}, defaultUpstream: 'local' },
+    });
+    // Give up on the lock after 200 ms rather than 10 s (better-sqlite3 waits synchronously).
+    await sql`pragma busy_timeout = 200`.execute(t.store.db);
+  });
+  afterAll(async () => {
+    await t?.close();
+    await upstream?.close();
+    await sqlite.cleanup();
+  });
+
+  it('keeps the batch while another process holds the write lock (SQLITE_BUSY), and writes all of it after', async () => {
+    const me = { name: 'a', key: t.secretKey };
+    const ids: string[] = [];
+    for (let i = 0; i < 6; i++) ids.push((await chat(t, me, normalCall(i))).id!);
+    // A second connection to the same file, as another process would hold it: an exclusive lock.
+    const other = await Store.open(url);
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let locked!: () => void;
+    const isLocked = new Promise<void>((resolve) => {
+      locked = resolve;
+    });
+    const holder = other.db.connection().execute(async (conn) => {
+      await sql`begin exclusive`.execute(conn);
+      locked();
+      await released;
+      await sql`commit`.execute(conn);
+    });
+    await isLocked;
+    try {
+      await t.server.logWriter.flush();
+      expect(t.server.logWriter.depth).toBe(6);
+      expect(await metricValue(t, 'ratchet_gateway_log_write_failures_total')).toBe(1);
+      expect(ids.every((id) => t.server.logWriter.has(t.projectId, id))).toBe(true);
+    } finally {
+      release();
+      await holder;
+      await other.close();
+    }
+    await t.server.logWriter.flush();
+    expect(t.server.logWriter.depth).toBe(0);
+    expect((await t.store.interactions.getMany(t.projectId, ids)).length).toBe(6);
+    expect((await t.store.deadLetters.list(t.projectId)).items).toEqual([]);
+  });
+});
