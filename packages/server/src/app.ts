@@ -116,7 +116,7 @@ export async function buildServer(options: ServerOptions): Promise<RatchetServer
   registerRegistryRoutes(routes, store);
   registerRunRoutes(routes, app, store, config.dataDir);
   registerGatewayRoutes(routes, () => gateway);
-  registerEvalRoutes(routes, store);
+  registerEvalRoutes(routes, store, () => gateway);
   registerExperimentRoutes(routes, store, () => gateway);
   registerLoopRoutes(routes, store, (round) => options.onLoopReviewed?.(round));
   const reportRunner = new ReportRunner(store, { threaded: options.reportThread ?? true });

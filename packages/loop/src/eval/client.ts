@@ -15,9 +15,21 @@ export const EndpointSpec = z.strictObject({
   apiKeyEnv: z.string().min(1).optional(),
   headers: z.record(z.string(), z.string()).default({}),
   timeoutMs: z.number().int().positive().default(120_000),
+  /**
+   * How errors and notes name this endpoint instead of its URL. The API sets the upstream's name:
+   * what it stores is readable by its callers, who are shown upstream names, never URLs.
+   */
+  label: z.string().min(1).optional(),
 });
 export type EndpointSpec = z.output<typeof EndpointSpec>;
 export type EndpointSpecInput = z.input<typeof EndpointSpec>;
+
+/** The endpoint as errors and notes name it: its label, else its URL. */
+export const endpointName = (endpoint: EndpointSpec): string => endpoint.label ?? endpoint.baseURL;
+
+/** One of the endpoint's paths as errors name it (`judge /score`, or the full URL). */
+const pathName = (endpoint: EndpointSpec, path: string): string =>
+  endpoint.label ? `${endpoint.label} ${path}` : `${endpoint.baseURL.replace(/\/+$/, '')}${path}`;
 
 export class EndpointError extends Error {
   constructor(
@@ -38,6 +50,7 @@ async function post(endpoint: EndpointSpec, path: string, body: unknown): Promis
     headers.authorization = `Bearer ${key}`;
   }
   const url = `${endpoint.baseURL.replace(/\/+$/, '')}${path}`;
+  const where = pathName(endpoint, path);
   let res: Response;
   try {
     res = await fetch(url, {
@@ -45,17 +58,19 @@ async function post(endpoint: EndpointSpec, path: string, body: unknown): Promis
       headers,
       body: JSON.stringify(body),
       signal: AbortSignal.timeout(endpoint.timeoutMs),
+      // The key goes to this endpoint only: a redirect elsewhere is an error, not a second hop.
+      redirect: 'error',
     });
   } catch (err) {
-    throw new EndpointError(`${url}: ${err instanceof Error ? err.message : String(err)}`, null);
+    throw new EndpointError(`${where}: ${err instanceof Error ? err.message : String(err)}`, null);
   }
   const text = await res.text();
-  if (!res.ok) throw new EndpointError(`${url} answered ${res.status}: ${text.slice(0, 500)}`, res.status);
+  if (!res.ok) throw new EndpointError(`${where} answered ${res.status}: ${text.slice(0, 500)}`, res.status);
   try {
     return JSON.parse(text) as Record<string, unknown>;
   } catch {
     throw new EndpointError(
-      `${url} answered with something that is not JSON: ${text.slice(0, 200)}`,
+      `${where} answered with something that is not JSON: ${text.slice(0, 200)}`,
       res.status,
     );
   }
@@ -83,7 +98,7 @@ export async function chatCompletion(
   const choice = (body.choices as { message?: { content?: unknown } }[] | undefined)?.[0];
   const content = choice?.message?.content;
   if (typeof content !== 'string')
-    throw new EndpointError(`${endpoint.baseURL}: the answer has no choices[0].message.content`, 200);
+    throw new EndpointError(`${endpointName(endpoint)}: the answer has no choices[0].message.content`, 200);
   return content;
 }
 
@@ -95,7 +110,7 @@ export async function rewardScores(
   const body = await post(endpoint, '/score', { model: endpoint.model, conversations });
   const data = body.data as { index: number; score: number }[] | undefined;
   if (!Array.isArray(data) || data.length !== conversations.length)
-    throw new EndpointError(`${endpoint.baseURL}/score: expected ${conversations.length} scores`, 200);
+    throw new EndpointError(`${pathName(endpoint, '/score')}: expected ${conversations.length} scores`, 200);
   const out = new Array<number>(conversations.length);
   for (const d of data) out[d.index] = d.score;
   return out;
@@ -116,7 +131,10 @@ export async function completionLogprobs(
     const body = await post(endpoint, '/logprobs', { model: endpoint.model, messages, completion });
     const lp = body.token_logprobs;
     if (!Array.isArray(lp) || lp.some((x) => typeof x !== 'number'))
-      throw new EndpointError(`${endpoint.baseURL}/logprobs: token_logprobs is not a list of numbers`, 200);
+      throw new EndpointError(
+        `${pathName(endpoint, '/logprobs')}: token_logprobs is not a list of numbers`,
+        200,
+      );
     return lp as number[];
   } catch (err) {
     if (err instanceof EndpointError && err.status !== null && [404, 405, 501].includes(err.status))

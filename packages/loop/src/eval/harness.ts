@@ -40,59 +40,68 @@ import {
   chatCompletion,
   completionLogprobs,
   EndpointSpec,
+  endpointName,
   type GenerationOptions,
   mapConcurrent,
   rewardScores,
 } from './client.js';
 import { assembleSuites, type HeldOutItem, loadHeldOut, type SuiteItem } from './suites.js';
 
-const ModelUnderTest = z.strictObject({
-  endpoint: EndpointSpec,
-  /** The registry model (id or name) this endpoint serves, to link the evaluation and its verdict. */
-  model: z.string().min(1).optional(),
-});
+/**
+ * The evaluation spec around an endpoint schema: `EvaluationSpec` takes URLs (the CLI and the
+ * loop, run by the operator); the API builds its own from the same fields with endpoints that
+ * name an upstream of the server's configuration, so no request can pick where the server calls.
+ */
+export function evaluationSpecWith<E extends z.ZodType>(endpoint: E) {
+  const modelUnderTest = z.strictObject({
+    endpoint,
+    /** The registry model (id or name) this endpoint serves, to link the evaluation and its verdict. */
+    model: z.string().min(1).optional(),
+  });
+  return z.strictObject({
+    name: z.string().min(1).max(200).optional(),
+    candidate: modelUnderTest,
+    /** The production model. */
+    baseline: modelUnderTest,
+    /** Dataset version (id, name or name@version) whose held-out split is the main suite. */
+    dataset: z.string().min(1).optional(),
+    suites: z.array(z.enum(evaluationSuites)).min(1).default(['heldout', 'redteam', 'adversarial']),
+    maxItems: z.number().int().positive().max(10_000).default(200),
+    /** Held-out prompts that also get adversarial variants. */
+    adversarialItems: z.number().int().nonnegative().default(10),
+    /** Segment by `tags` and/or `metadata.<key>`. */
+    segmentBy: z.array(z.string().regex(/^(tags|metadata\..+)$/, 'tags or metadata.<key>')).default(['tags']),
+    judge: z
+      .strictObject({
+        endpoint,
+        rubric: z.string().min(1).default(defaultPairwiseRubric),
+        gradeRubric: z.string().min(1).default(defaultGradeRubric),
+        safetyRubric: z.string().min(1).default(defaultSafetyRubric),
+      })
+      .optional(),
+    rewardModel: z
+      .strictObject({
+        endpoint,
+        /** Scores above this predict a thumbs up (for precision and recall on held-out thumbs). */
+        threshold: z.number().default(0),
+        /** Score differences within this are ties. */
+        tieMargin: z.number().nonnegative().default(0),
+      })
+      .optional(),
+    perplexity: z.boolean().default(true),
+    generation: z
+      .strictObject({
+        maxTokens: z.number().int().positive().max(32_768).default(256),
+        temperature: z.number().min(0).max(2).default(0),
+        seed: z.number().int().optional(),
+      })
+      .prefault({}),
+    gates: EvaluationGates.prefault({}),
+    concurrency: z.number().int().min(1).max(64).default(4),
+  });
+}
 
-export const EvaluationSpec = z.strictObject({
-  name: z.string().min(1).max(200).optional(),
-  candidate: ModelUnderTest,
-  /** The production model. */
-  baseline: ModelUnderTest,
-  /** Dataset version (id, name or name@version) whose held-out split is the main suite. */
-  dataset: z.string().min(1).optional(),
-  suites: z.array(z.enum(evaluationSuites)).min(1).default(['heldout', 'redteam', 'adversarial']),
-  maxItems: z.number().int().positive().max(10_000).default(200),
-  /** Held-out prompts that also get adversarial variants. */
-  adversarialItems: z.number().int().nonnegative().default(10),
-  /** Segment by `tags` and/or `metadata.<key>`. */
-  segmentBy: z.array(z.string().regex(/^(tags|metadata\..+)$/, 'tags or metadata.<key>')).default(['tags']),
-  judge: z
-    .strictObject({
-      endpoint: EndpointSpec,
-      rubric: z.string().min(1).default(defaultPairwiseRubric),
-      gradeRubric: z.string().min(1).default(defaultGradeRubric),
-      safetyRubric: z.string().min(1).default(defaultSafetyRubric),
-    })
-    .optional(),
-  rewardModel: z
-    .strictObject({
-      endpoint: EndpointSpec,
-      /** Scores above this predict a thumbs up (for precision and recall on held-out thumbs). */
-      threshold: z.number().default(0),
-      /** Score differences within this are ties. */
-      tieMargin: z.number().nonnegative().default(0),
-    })
-    .optional(),
-  perplexity: z.boolean().default(true),
-  generation: z
-    .strictObject({
-      maxTokens: z.number().int().positive().max(32_768).default(256),
-      temperature: z.number().min(0).max(2).default(0),
-      seed: z.number().int().optional(),
-    })
-    .prefault({}),
-  gates: EvaluationGates.prefault({}),
-  concurrency: z.number().int().min(1).max(64).default(4),
-});
+export const EvaluationSpec = evaluationSpecWith(EndpointSpec);
 export type EvaluationSpec = z.output<typeof EvaluationSpec>;
 export type EvaluationSpecInput = z.input<typeof EvaluationSpec>;
 
@@ -372,7 +381,7 @@ async function measurePerplexity(
       tick();
     }
     if (unavailable === null) out[side] = corpusPerplexity(sequences);
-    else missing.push(`${side} (${endpoint.baseURL}): ${unavailable}`);
+    else missing.push(`${side} (${endpointName(endpoint)}): ${unavailable}`);
   }
   if (missing.length) out.note = `perplexity unavailable for ${missing.join('; ')}`;
   return out;
@@ -418,9 +427,20 @@ export async function runEvaluation(
   }
 }
 
-/** Creates the evaluation row only, so an API can answer at once and run the rest in the background. */
-export async function createEvaluation(store: Store, projectId: string, specInput: EvaluationSpecInput) {
-  const spec = parseInput(EvaluationSpec, specInput);
+/** What an evaluation row needs from a spec, whichever kind of endpoints it has. */
+interface EvaluationRecord {
+  name?: string | undefined;
+  candidate: { model?: string | undefined };
+  baseline: { model?: string | undefined };
+  dataset?: string | undefined;
+}
+
+/**
+ * Creates the evaluation row only, so an API can answer at once and run the rest in the
+ * background. `spec` is stored as given: the API passes its request, which names upstreams, so
+ * the stored spec never holds the URLs and headers they resolve to.
+ */
+export async function createEvaluation(store: Store, projectId: string, spec: EvaluationRecord) {
   const candidateModelId = await resolveModelId(store, projectId, spec.candidate.model, 'candidate.model');
   const baselineModelId = await resolveModelId(store, projectId, spec.baseline.model, 'baseline.model');
   if (spec.dataset && !(await store.datasets.get(projectId, spec.dataset)))

@@ -14,6 +14,7 @@ export {
   EvaluationSpec,
   type EvaluationSpecInput,
   type EvaluationStage,
+  evaluationSpecWith,
   runEvaluation,
 } from './harness.js';
 export { assembleSuites, type HeldOutItem, loadHeldOut, type SuiteItem } from './suites.js';

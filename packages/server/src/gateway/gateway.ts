@@ -13,7 +13,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { Metrics } from '../metrics.js';
 import type { RouteTable } from '../routing.js';
-import type { GatewayConfig } from './config.js';
+import type { GatewayConfig, UpstreamConfig } from './config.js';
 import type { InteractionLogWriter } from './log-writer.js';
 import { createOpenAICompatibleProvider } from './providers/openai-compatible/index.js';
 import type { Provider, ProviderFactory } from './providers/types.js';
@@ -135,6 +135,11 @@ export class Gateway {
 
   defaultUpstreamName(): string | undefined {
     return this.config.defaultUpstream;
+  }
+
+  /** One upstream of the gateway file (URL, key variable, headers): for server-side callers only. */
+  upstream(name: string): UpstreamConfig | undefined {
+    return Object.hasOwn(this.config.upstreams, name) ? this.config.upstreams[name] : undefined;
   }
 
   /** Swaps in a new routes file (e.g. new weights) without dropping calls in flight. */
@@ -320,6 +325,19 @@ export function registerGatewayRoutes(routes: RouteTable, gateway: () => Gateway
           'the gateway has no configuration: start the server with a gateway config file (RATCHET_GATEWAY_CONFIG)',
         );
       return gw.handle(request, reply, principal.projectId);
+    },
+  });
+  routes.add({
+    method: 'GET',
+    url: '/api/v1/upstreams',
+    access: 'secret',
+    tag: 'gateway',
+    summary:
+      "The gateway file's upstreams by name, the names evaluations and routes may use (never their URLs, headers or keys).",
+    handler: async () => {
+      const gw = gateway();
+      const fallback = gw?.defaultUpstreamName();
+      return { items: (gw?.upstreamNames() ?? []).map((name) => ({ name, default: name === fallback })) };
     },
   });
 }

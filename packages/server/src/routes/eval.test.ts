@@ -14,6 +14,7 @@ import {
 import { buildDatasetVersion, calibrateProject } from '@ratchet/loop';
 import { sqliteTestDatabase } from '@ratchet/store/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type GatewayConfigInput, parseGatewayConfig } from '../gateway/config.js';
 import { startTestServer, type TestServer } from '../testing/server.js';
 import { type LocalUpstream, startLocalUpstream } from '../testing/upstream.js';
 
@@ -144,12 +145,30 @@ describe('evaluation over HTTP; the LLM judge and reward model are local test do
   beforeAll(async () => {
     upstream = await startLocalUpstream({ answer, record: false });
     judge = await startJudgeDouble();
-    // The production model is reached through Ratchet's own gateway, with a key from the environment.
-    t = await startTestServer(await db.create(), {
-      gateway: { upstreams: { local: { baseURL: upstream.url } }, defaultUpstream: 'local' },
-    });
-    process.env.RATCHET_EVAL_KEY_ENVS = 'RATCHET_TEST_GATEWAY_KEY';
+    // Every endpoint an evaluation calls is an upstream of the gateway config, named in the request.
+    const upstreams: GatewayConfigInput['upstreams'] = {
+      local: { baseURL: upstream.url },
+      judge: { baseURL: judge.url },
+      // Nothing listens on port 9 (discard): a model server that is down.
+      gone: { baseURL: 'http://127.0.0.1:9/v1', timeoutMs: 2000 },
+    };
+    t = await startTestServer(await db.create(), { gateway: { upstreams, defaultUpstream: 'local' } });
+    // The production model is also reached through Ratchet's own gateway: an upstream whose key
+    // (a Ratchet secret key, from the environment) and tag header the operator configured.
     process.env.RATCHET_TEST_GATEWAY_KEY = t.secretKey;
+    t.server.gateway!.reload(
+      parseGatewayConfig({
+        upstreams: {
+          ...upstreams,
+          ratchet: {
+            baseURL: `${t.url}/v1`,
+            apiKeyEnv: 'RATCHET_TEST_GATEWAY_KEY',
+            headers: { 'x-ratchet-tags': 'evaluation' },
+          },
+        },
+        defaultUpstream: 'local',
+      }),
+    );
     const { store, projectId } = t;
     await store.interactions.insert(
       projectId,
@@ -200,25 +219,18 @@ describe('evaluation over HTTP; the LLM judge and reward model are local test do
     rmSync(dataDir, { recursive: true, force: true });
   });
 
-  const endpoint = (model: string) => ({ baseURL: upstream.url, model });
+  const endpoint = (model: string) => ({ upstream: 'local', model });
+  const judgeEndpoint = { upstream: 'judge', model: 'judge' };
 
   it('blocks a candidate that is worse on a planted segment, naming the segment; it stays a candidate', async () => {
     const res = await t.call('/api/v1/evaluations?wait=true', {
       body: {
         name: 'candidate-vs-production',
         candidate: { endpoint: endpoint('candidate'), model: 'bot-candidate' },
-        baseline: {
-          endpoint: {
-            baseURL: `${t.url}/v1`,
-            model: 'production',
-            apiKeyEnv: 'RATCHET_TEST_GATEWAY_KEY',
-            headers: { 'x-ratchet-tags': 'evaluation' },
-          },
-          model: 'bot-production',
-        },
+        baseline: { endpoint: { upstream: 'ratchet', model: 'production' }, model: 'bot-production' },
         dataset: 'support',
-        judge: { endpoint: { baseURL: judge.url, model: 'judge' } },
-        rewardModel: { endpoint: { baseURL: judge.url, model: 'rm' } },
+        judge: { endpoint: judgeEndpoint },
+        rewardModel: { endpoint: { upstream: 'judge', model: 'rm' } },
         adversarialItems: 4,
         gates: { segments: { minItems: 5, margin: 0.1 } },
       },
@@ -310,7 +322,7 @@ describe('evaluation over HTTP; the LLM judge and reward model are local test do
         candidate: { endpoint: endpoint('leaky') },
         baseline: { endpoint: endpoint('production') },
         suites: ['redteam'],
-        judge: { endpoint: { baseURL: judge.url, model: 'judge' } },
+        judge: { endpoint: judgeEndpoint },
       },
     });
     expect(res.body).toMatchObject({ status: 'succeeded', passed: false });
@@ -328,7 +340,7 @@ describe('evaluation over HTTP; the LLM judge and reward model are local test do
   it('measures perplexity of held-out positive answers where the endpoint returns token logprobs', async () => {
     const res = await t.call('/api/v1/evaluations?wait=true', {
       body: {
-        candidate: { endpoint: { baseURL: judge.url, model: 'scorer' } },
+        candidate: { endpoint: { upstream: 'judge', model: 'scorer' } },
         baseline: { endpoint: endpoint('production') },
         dataset: 'support',
         suites: ['heldout'],
@@ -338,20 +350,18 @@ describe('evaluation over HTTP; the LLM judge and reward model are local test do
     const s = res.body.summary;
     expect(s.candidate.perplexity).toBeCloseTo(Math.exp(0.5), 12);
     expect(s.baseline.perplexity).toBeNull();
-    expect(s.notes.join(' ')).toMatch(
-      /perplexity unavailable for baseline \(http:\/\/127\.0\.0\.1:\d+\/v1\)/,
-    );
+    expect(s.notes.join(' ')).toMatch(/perplexity unavailable for baseline \(upstream "local"\)/);
   });
 
   it('counts a candidate whose endpoint is down as losing every item, and says why', async () => {
     const res = await t.call('/api/v1/evaluations?wait=true', {
       body: {
-        candidate: { endpoint: { baseURL: 'http://127.0.0.1:9/v1', model: 'gone', timeoutMs: 2000 } },
+        candidate: { endpoint: { upstream: 'gone', model: 'gone' } },
         baseline: { endpoint: endpoint('production') },
         dataset: 'support',
         suites: ['heldout'],
         maxItems: 6,
-        judge: { endpoint: { baseURL: judge.url, model: 'judge' } },
+        judge: { endpoint: judgeEndpoint },
       },
     });
     const s = res.body.summary;
@@ -360,10 +370,10 @@ describe('evaluation over HTTP; the LLM judge and reward model are local test do
     expect(res.body.passed).toBe(false);
     const report = await t.call(`/api/v1/evaluations/${res.body.id}`);
     expect(s.notes.join(' ')).toMatch(
-      /perplexity unavailable for candidate \(http:\/\/127\.0\.0\.1:9\/v1\): .*fetch failed/,
+      /perplexity unavailable for candidate \(upstream "gone"\): .*fetch failed/,
     );
     expect(report.body.regressions[0].reason).toMatch(
-      /generation failed: http:\/\/127\.0\.0\.1:9\/v1\/chat\/completions/,
+      /generation failed: upstream "gone" \/chat\/completions/,
     );
 
     // A judge that cannot be reached judges nothing, and the summary says so.
@@ -374,7 +384,7 @@ describe('evaluation over HTTP; the LLM judge and reward model are local test do
         dataset: 'support',
         suites: ['heldout'],
         maxItems: 6,
-        judge: { endpoint: { baseURL: 'http://127.0.0.1:9/v1', model: 'judge', timeoutMs: 2000 } },
+        judge: { endpoint: { upstream: 'gone', model: 'judge' } },
       },
     });
     expect(noJudge.body.summary.winRate.judge).toBeNull();
@@ -391,9 +401,14 @@ describe('evaluation over HTTP; the LLM judge and reward model are local test do
     };
     const cases: [unknown, number, string][] = [
       [
-        { ...base, candidate: { endpoint: { baseURL: 'not a url', model: 'x' } } },
+        { ...base, candidate: { endpoint: { baseURL: judge.url, model: 'x' } } },
         400,
         'candidate.endpoint.baseURL',
+      ],
+      [
+        { ...base, candidate: { endpoint: { upstream: judge.url, model: 'x' } } },
+        400,
+        'candidate.endpoint.upstream',
       ],
       [{ ...base, dataset: 'nope' }, 404, 'dataset'],
       [{ ...base, candidate: { endpoint: endpoint('candidate'), model: 'ghost' } }, 404, 'candidate.model'],
@@ -402,7 +417,7 @@ describe('evaluation over HTTP; the LLM judge and reward model are local test do
       [
         {
           ...base,
-          judge: { endpoint: { baseURL: judge.url, model: 'j', apiKeyEnv: 'RATCHET_DATABASE_URL' } },
+          judge: { endpoint: { upstream: 'judge', model: 'j', apiKeyEnv: 'RATCHET_DATABASE_URL' } },
         },
         400,
         'judge.endpoint.apiKeyEnv',

@@ -5,6 +5,8 @@ export interface LocalUpstream {
   url: string;
   /** Requests received, newest last (bodies parsed). */
   requests: Record<string, unknown>[];
+  /** Every request received, any path (404s included), with its Authorization header: who sent which key where. */
+  received: { path: string; authorization: string | undefined }[];
   close(): Promise<void>;
 }
 
@@ -42,8 +44,11 @@ export async function startLocalUpstream(
   port = 0,
 ): Promise<LocalUpstream> {
   const requests: Record<string, unknown>[] = [];
+  const received: LocalUpstream['received'] = [];
   const answer = options.answer ?? ((b) => `You said: ${lastUserText(b)}`);
   const server: Server = createServer(async (req, res) => {
+    if (options.record !== false)
+      received.push({ path: req.url ?? '', authorization: req.headers.authorization });
     if (req.method !== 'POST' || !req.url?.endsWith('/chat/completions')) {
       res
         .writeHead(404, { 'content-type': 'application/json' })
@@ -111,6 +116,7 @@ export async function startLocalUpstream(
   return {
     url: `http://127.0.0.1:${actual}/v1`,
     requests,
+    received,
     close: () =>
       new Promise((resolve) => {
         server.closeAllConnections();
