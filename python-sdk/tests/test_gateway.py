@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Iterator
 import pytest
 from openai import OpenAI
 
-from ratchet_sdk import Ratchet, interaction_id_of
+from ratchet_sdk import Ratchet, RatchetApiError, feedback_token_of, interaction_id_of
 
 if TYPE_CHECKING:
     from conftest import RatchetServer
@@ -41,8 +41,18 @@ def test_non_streaming_call_is_logged_and_takes_feedback(
     interaction_id = interaction_id_of(raw)
     assert interaction_id and len(interaction_id) == 36
 
+    feedback_token = feedback_token_of(raw)
+    assert feedback_token and feedback_token.startswith("ft1.")
+    # Without the token the public key writes nothing; the refusal names the field.
+    with pytest.raises(RatchetApiError) as refused:
+        browser.send_feedback("thumbs", interaction_id, value="up")
+    assert (refused.value.status, refused.value.path) == (401, "items.0.feedbackToken")
+    # A forged rater is refused, not rewritten.
+    with pytest.raises(RatchetApiError) as forged:
+        browser.send_feedback("thumbs", interaction_id, value="up", feedback_token=feedback_token, rater_id="mallory")
+    assert (forged.value.status, forged.value.path) == (403, "items.0.raterId")
     # Sent at once: the server finds the interaction even before the gateway's buffered write.
-    written = browser.send_feedback("thumbs", interaction_id, value="up")
+    written = browser.send_feedback("thumbs", interaction_id, value="up", feedback_token=feedback_token)
     assert written["created"] is True
 
     got = ratchet_server.interaction(interaction_id)
@@ -52,8 +62,8 @@ def test_non_streaming_call_is_logged_and_takes_feedback(
     assert got["output"]["content"] == "You said: Where is my parcel?"
     assert got["parameters"] == {"temperature": 0.3}
     assert got["usage"] == {"inputTokens": 4, "outputTokens": 6, "totalTokens": 10}
-    assert [(f["kind"], f["label"], f["raterId"], f["current"]) for f in got["feedback"]] == [
-        ("thumbs", "up", "alice", True)
+    assert [(f["kind"], f["label"], f["raterId"], f["source"], f["current"]) for f in got["feedback"]] == [
+        ("thumbs", "up", "alice", "user", True)
     ]
 
 
@@ -78,8 +88,9 @@ def test_streaming_call_is_logged_and_takes_feedback(
     assert text == "You said: tell me about refunds please"
     assert chunks > 5
 
-    browser.feedback("stars", interaction_id, value=4)
-    browser.feedback("comment", interaction_id, text="clear and short")
+    feedback_token = feedback_token_of(raw)
+    browser.feedback("stars", interaction_id, value=4, feedback_token=feedback_token)
+    browser.feedback("comment", interaction_id, text="clear and short", feedback_token=feedback_token)
     browser.flush()
 
     got = ratchet_server.interaction(interaction_id)
@@ -101,7 +112,7 @@ def test_plain_stream_carries_the_id_on_its_response(
     interaction_id = interaction_id_of(stream)
     assert interaction_id
     text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
-    browser.send_feedback("implicit", interaction_id, signal="copied")
+    browser.send_feedback("implicit", interaction_id, signal="copied", feedback_token=feedback_token_of(stream))
     got = ratchet_server.interaction(interaction_id)
     assert got["output"]["content"] == text
     assert got["feedback"][0]["label"] == "copied"

@@ -9,7 +9,7 @@ import openai
 import pytest
 from openai import AsyncOpenAI, OpenAI
 
-from ratchet_sdk import Ratchet, RatchetSdkError, ratchet_interaction_id, wrap_openai
+from ratchet_sdk import Ratchet, RatchetSdkError, ratchet_feedback_token, ratchet_interaction_id, wrap_openai
 
 if TYPE_CHECKING:
     from conftest import RatchetServer, Upstream
@@ -58,6 +58,27 @@ def test_logs_a_non_streaming_call(wrapped: OpenAI, ratchet: Ratchet, ratchet_se
     assert got["usage"] == {"inputTokens": 4, "outputTokens": 6, "totalTokens": 10}
     assert got["metadata"]["finishReason"] == "stop"
     assert got["latencyMs"] > 0
+    assert errors == []
+
+
+def test_exposes_the_feedback_token_a_browser_rates_with(
+    wrapped: OpenAI, ratchet: Ratchet, ratchet_server: "RatchetServer", errors
+) -> None:
+    completion = wrapped.chat.completions.create(
+        model="tiny-chat", messages=[{"role": "user", "content": "token please"}], user="erin"
+    )
+    interaction_id = ratchet_interaction_id(completion)
+    # Still queued: asking for the token sends the interaction first.
+    token = ratchet_feedback_token(completion)
+    assert token and token.startswith("ft1.")
+    assert ratchet.feedback_token(interaction_id) == token
+    browser = Ratchet(ratchet_server.url, ratchet_server.public_key, flush_at_exit=False, max_retries=0)
+    try:
+        assert browser.send_feedback("thumbs", interaction_id, value="up", feedback_token=token)["created"] is True
+    finally:
+        browser.shutdown()
+    got = ratchet_server.interaction(interaction_id)
+    assert [(f["kind"], f["raterId"], f["source"]) for f in got["feedback"]] == [("thumbs", "erin", "user")]
     assert errors == []
 
 

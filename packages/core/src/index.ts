@@ -9,6 +9,7 @@ export * from './errors.js';
 export * from './eval/index.js';
 export * from './experiments/index.js';
 export * from './feedback.js';
+export * from './feedback-token.js';
 export * from './hashing.js';
 export * from './ids.js';
 export * from './json-text.js';

@@ -242,7 +242,7 @@ for (const target of testDatabases()) {
     it('sends directly, awaiting the answer, idempotently', async () => {
       const ratchet = client();
       const [written] = await ratchet.sendInteractions([interaction(1)]);
-      expect(written).toMatchObject({ created: true });
+      expect(written).toMatchObject({ created: true, feedbackToken: expect.stringMatching(/^ft1\./) });
       expect(written!.id).toMatch(UUID_V7);
 
       const comment = {

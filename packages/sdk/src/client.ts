@@ -1,4 +1,11 @@
-import { FeedbackInput, InteractionInput, newId, parseInput, referencedInteractionIds } from '@ratchet/core';
+import {
+  apiKeyKindOf,
+  FeedbackInput,
+  InteractionInput,
+  newId,
+  parseInput,
+  referencedInteractionIds,
+} from '@ratchet/core';
 import {
   RatchetApiError,
   RatchetDeliveryError,
@@ -12,6 +19,8 @@ import { Transport } from './transport.js';
 export interface WriteResult {
   id: string;
   created: boolean;
+  /** Interactions only: the token a browser sends (with the public key) to rate this interaction. */
+  feedbackToken?: string;
 }
 
 export interface RatchetOptions {
@@ -49,6 +58,8 @@ type QueuedFeedback = FeedbackInput & { idempotencyKey: string };
 const SERVER_MAX_BATCH = 1000;
 
 const INTERACTIONS_PATH = '/api/v1/interactions';
+/** Feedback tokens kept for interactions this client logged (the most recent ones). */
+const MAX_KEPT_TOKENS = 10_000;
 const FEEDBACK_PATH = '/api/v1/feedback';
 
 /** The index of the batch item a 4xx names (`items.3.value` -> 3), if it names one. */
@@ -87,6 +98,10 @@ export class Ratchet {
   private readonly onError: (error: RatchetSdkError) => void;
   private interactions: QueuedInteraction[] = [];
   private feedbackQueue: QueuedFeedback[] = [];
+  /** A browser's key: feedback only, each item with its interaction's feedback token. */
+  private readonly publicKey: boolean;
+  /** Feedback tokens the server returned for interactions this client logged, oldest first. */
+  private readonly feedbackTokens = new Map<string, string>();
   /** Ids of interactions queued or being sent, so direct feedback on them can wait for them. */
   private readonly unsentInteractionIds = new Set<string>();
   /** Ids handed out for calls still running (e.g. streams), with when: feedback on them waits. */
@@ -112,6 +127,7 @@ export class Ratchet {
       flushOnExit: options.flushOnExit ?? true,
     };
     this.onError = options.onError ?? defaultOnError;
+    this.publicKey = apiKeyKindOf(options.apiKey) === 'public';
     this.transport = new Transport({
       baseUrl: options.baseUrl,
       apiKey: options.apiKey,
@@ -233,6 +249,26 @@ export class Ratchet {
   }
 
   /**
+   * The feedback token of an interaction this client logged (sent first if still queued), for the
+   * application's server to hand to its page: the browser sends it with the public key to rate
+   * the interaction. Undefined when the interaction was not delivered (or a stream not yet read).
+   */
+  async feedbackToken(interactionId: string): Promise<string | undefined> {
+    if (this.unsentInteractionIds.has(interactionId)) await this.flush().catch(() => undefined);
+    return this.feedbackTokens.get(interactionId);
+  }
+
+  private rememberTokens(results: readonly WriteResult[] | undefined): void {
+    for (const r of results ?? []) {
+      if (!r.feedbackToken) continue;
+      this.feedbackTokens.delete(r.id);
+      this.feedbackTokens.set(r.id, r.feedbackToken);
+      if (this.feedbackTokens.size > MAX_KEPT_TOKENS)
+        this.feedbackTokens.delete(this.feedbackTokens.keys().next().value!);
+    }
+  }
+
+  /**
    * Hands an error to `onError`. For integrations (like wrapOpenAI) that log on the app's behalf
    * and must never throw into it.
    */
@@ -256,11 +292,12 @@ export class Ratchet {
   }
 
   private prepareFeedback(input: FeedbackInput): QueuedFeedback {
-    // Timestamped when it happened, not when a batch finally got through.
+    // Timestamped when it happened, not when a batch finally got through. Not with a public key:
+    // the server uses its own time then (and a browser's clock may run ahead).
     const item = {
       ...input,
       idempotencyKey: input.idempotencyKey ?? newId(),
-      createdAt: input.createdAt ?? Date.now(),
+      ...(this.publicKey ? {} : { createdAt: input.createdAt ?? Date.now() }),
     } as QueuedFeedback;
     parseInput(FeedbackInput, item);
     return item;
@@ -269,6 +306,7 @@ export class Ratchet {
   private async sendNow<T>(path: string, items: T[]): Promise<WriteResult[]> {
     try {
       const answer = await this.transport.post<{ items: WriteResult[] }>(path, { items });
+      this.rememberTokens(answer.items);
       return answer.items;
     } catch (err) {
       if (err instanceof RatchetSdkError) err.items = items;
@@ -432,7 +470,8 @@ export class Ratchet {
     let remaining = batch;
     while (remaining.length > 0) {
       try {
-        await this.transport.post(path, { items: remaining });
+        const answer = await this.transport.post<{ items?: WriteResult[] }>(path, { items: remaining });
+        this.rememberTokens(answer?.items);
         return { undelivered: [] };
       } catch (err) {
         if (err instanceof RatchetDeliveryError) return { undelivered: remaining, failure: err };

@@ -17,10 +17,13 @@ export {
   RatchetSdkError,
 } from './errors.js';
 export {
+  FEEDBACK_TOKEN_HEADER,
+  feedbackTokenOf,
   INTERACTION_ID_HEADER,
   interactionIdOf,
   type OpenAIClientLike,
   type RatchetResultInfo,
+  ratchetFeedbackToken,
   ratchetInteractionId,
   type WrapOpenAIOptions,
   wrapOpenAI,

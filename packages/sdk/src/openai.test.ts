@@ -9,7 +9,13 @@ import OpenAI from 'openai';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Ratchet } from './client.js';
 import type { RatchetSdkError } from './errors.js';
-import { interactionIdOf, ratchetInteractionId, wrapOpenAI } from './openai.js';
+import {
+  feedbackTokenOf,
+  interactionIdOf,
+  ratchetFeedbackToken,
+  ratchetInteractionId,
+  wrapOpenAI,
+} from './openai.js';
 
 for (const target of testDatabases()) {
   describe(`wrapOpenAI and the gateway with the official openai client, on ${target.name}`, () => {
@@ -236,7 +242,38 @@ for (const target of testDatabases()) {
       expect([...sentHeaders[0]!.keys()].filter((h) => h.startsWith('x-ratchet-'))).toEqual([]);
     });
 
-    it('gateway: the plain client gets the interaction id, and the public key rates it', async () => {
+    it('wrapOpenAI exposes the feedback token, and a browser with the public key rates as the end user', async () => {
+      newRatchet();
+      const completion = await wrappedClient().chat.completions.create({
+        model: 'tiny-chat',
+        messages: [{ role: 'user', content: 'wrapped token' }],
+        user: 'erin',
+      });
+      const interactionId = ratchetInteractionId(completion)!;
+      // Still queued: asking for the token sends the interaction first.
+      const feedbackToken = (await ratchetFeedbackToken(completion))!;
+      expect(feedbackToken).toMatch(/^ft1\./);
+      expect(await ratchet.feedbackToken(interactionId)).toBe(feedbackToken);
+      const browser = new Ratchet({ baseUrl: t.url, apiKey: t.publicKey, flushOnExit: false, maxRetries: 0 });
+      try {
+        await expect(
+          browser.sendFeedback({ kind: 'thumbs', interactionId, value: 'up' }),
+        ).rejects.toMatchObject({
+          status: 401,
+          path: 'items.0.feedbackToken',
+        });
+        expect(
+          await browser.sendFeedback({ kind: 'thumbs', interactionId, value: 'up', feedbackToken }),
+        ).toMatchObject({ created: true });
+      } finally {
+        await browser.shutdown();
+      }
+      const got = await t.call(`/api/v1/interactions/${interactionId}`);
+      expect(got.body.feedback).toMatchObject([{ kind: 'thumbs', raterId: 'erin', source: 'user' }]);
+      expect(errors).toEqual([]);
+    });
+
+    it('gateway: the plain client gets the interaction id and feedback token, and the public key rates it', async () => {
       const openai = new OpenAI({ baseURL: `${t.url}/v1`, apiKey: t.secretKey, maxRetries: 0 });
       const browser = newRatchet(t.publicKey);
 
@@ -246,8 +283,17 @@ for (const target of testDatabases()) {
       const plainId = interactionIdOf(plain)!;
       expect(plainId).toMatch(/^[0-9a-f-]{36}$/);
       expect(interactionIdOf(plain.response)).toBe(plainId);
+      const plainToken = feedbackTokenOf(plain)!;
+      expect(feedbackTokenOf(plain.response)).toBe(plainToken);
       // Sent right away: the server finds the interaction even if the gateway has not written it yet.
-      expect(await browser.sendFeedback({ kind: 'stars', interactionId: plainId, value: 5 })).toMatchObject({
+      expect(
+        await browser.sendFeedback({
+          kind: 'stars',
+          interactionId: plainId,
+          value: 5,
+          feedbackToken: plainToken,
+        }),
+      ).toMatchObject({
         created: true,
       });
 
@@ -261,7 +307,12 @@ for (const target of testDatabases()) {
       let text = '';
       for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? '';
       const streamId = interactionIdOf(response)!;
-      browser.feedback({ kind: 'comment', interactionId: streamId, text: 'clear answer' });
+      browser.feedback({
+        kind: 'comment',
+        interactionId: streamId,
+        text: 'clear answer',
+        feedbackToken: feedbackTokenOf(response)!,
+      });
       await browser.flush();
 
       await t.server.logWriter.flush();
@@ -270,12 +321,13 @@ for (const target of testDatabases()) {
         source: 'gateway',
         userId: 'dave',
         output: { content: 'You said: via gateway' },
-        feedback: [{ kind: 'stars', value: 5, raterId: 'dave' }],
+        feedback: [{ kind: 'stars', value: 5, raterId: 'dave', source: 'user' }],
       });
       const second = await t.call(`/api/v1/interactions/${streamId}`);
       expect(second.body).toMatchObject({
         output: { content: text },
-        feedback: [{ kind: 'comment', text: 'clear answer' }],
+        // No end user on this call: the rater is this interaction's own anonymous one.
+        feedback: [{ kind: 'comment', text: 'clear answer', raterId: `anonymous:${streamId}` }],
       });
       expect(errors).toEqual([]);
     });

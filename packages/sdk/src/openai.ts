@@ -9,6 +9,8 @@ import {
 
 /** The header by which the Ratchet gateway names the interaction it logged for a call. */
 export const INTERACTION_ID_HEADER = 'x-ratchet-interaction-id';
+/** The header with the token that lets the call's end user rate it with the public key. */
+export const FEEDBACK_TOKEN_HEADER = 'x-ratchet-feedback-token';
 
 /** Per-call fields the gateway reads from headers; the wrapper reads (and strips) the same ones. */
 const CONTEXT_HEADERS = {
@@ -21,6 +23,8 @@ const CONTEXT_HEADERS = {
 /** What wrapOpenAI attaches to each result (a completion, or a stream) as `_ratchet`. */
 export interface RatchetResultInfo {
   interactionId: string;
+  /** Its feedback token, once the interaction is logged (for a stream: after it is read). */
+  feedbackToken(): Promise<string | undefined>;
 }
 
 /**
@@ -114,6 +118,24 @@ export function ratchetInteractionId(result: object): string | undefined {
 }
 
 /**
+ * The feedback token of a completion or stream wrapOpenAI logged: hand it to the page with the
+ * interaction id so the user's browser can rate the answer with the public key.
+ */
+export function ratchetFeedbackToken(result: object): Promise<string | undefined> {
+  return (result as { _ratchet?: RatchetResultInfo })._ratchet?.feedbackToken() ?? Promise.resolve(undefined);
+}
+
+/**
+ * The feedback token the Ratchet gateway returned for a call (see `interactionIdOf`).
+ */
+export function feedbackTokenOf(
+  source: { headers: HeadersLike } | { response: { headers: HeadersLike } },
+): string | undefined {
+  const headers = 'headers' in source ? source.headers : source.response.headers;
+  return headers.get(FEEDBACK_TOKEN_HEADER) ?? undefined;
+}
+
+/**
  * The id of the interaction the Ratchet gateway logged for a call, from its response: pass the
  * `Response` (or the whole `{ data, response }`) that the openai client's `.withResponse()` gives.
  */
@@ -191,7 +213,7 @@ function recordCompletion(completion: ChatCompletionLike, call: CallRecorder): C
     finishReason: choice?.finish_reason ?? undefined,
     responseModel: completion.model,
   });
-  attachInfo(completion, call.id);
+  attachInfo(completion, call);
   return completion;
 }
 
@@ -217,7 +239,7 @@ function tapStream(
     controller instanceof AbortController && typeof stream.constructor === 'function'
       ? new (stream.constructor as StreamConstructor)(iterate, controller, client)
       : { [Symbol.asyncIterator]: iterate };
-  attachInfo(tapped, call.id);
+  attachInfo(tapped, call);
   return tapped;
 }
 
@@ -273,6 +295,10 @@ class CallRecorder {
   ) {
     // A stream's id is known before its answer; reserving it holds feedback on it until it is logged.
     this.id = body.stream === true ? ratchet.reserveInteractionId() : newId();
+  }
+
+  feedbackToken(): Promise<string | undefined> {
+    return this.ratchet.feedbackToken(this.id);
   }
 
   firstChunk(): void {
@@ -344,10 +370,13 @@ function compactMessage(message: Record<string, unknown> | null | undefined): Ch
   return { role: 'assistant', ...Object.fromEntries(kept) } as ChatMessage;
 }
 
-function attachInfo(target: object, interactionId: string): void {
+function attachInfo(target: object, call: CallRecorder): void {
   // Not enumerable: the result serializes exactly as the provider sent it.
   Object.defineProperty(target, '_ratchet', {
-    value: { interactionId } satisfies RatchetResultInfo,
+    value: {
+      interactionId: call.id,
+      feedbackToken: () => call.feedbackToken(),
+    } satisfies RatchetResultInfo,
     enumerable: false,
     configurable: true,
   });

@@ -3,6 +3,7 @@ import type { LoopRound, Store } from '@ratchet/store';
 import Fastify, { type FastifyInstance, LogController } from 'fastify';
 import { CaptureService } from './capture.js';
 import type { ServerConfig } from './config.js';
+import { FeedbackTokens } from './feedback-tokens.js';
 import { type GatewayConfig, loadGatewayConfig } from './gateway/config.js';
 import { Gateway, registerGatewayRoutes } from './gateway/gateway.js';
 import { InteractionLogWriter } from './gateway/log-writer.js';
@@ -81,7 +82,14 @@ export async function buildServer(options: ServerOptions): Promise<RatchetServer
     config.logFlushBatchSize,
     { maxBuffered: config.logBufferLimit },
   );
-  const capture = new CaptureService(store, metrics, logWriter);
+  const feedbackTokens = new FeedbackTokens(store, config.feedbackTokenTtlSeconds * 1000);
+  const capture = new CaptureService(
+    store,
+    metrics,
+    logWriter,
+    feedbackTokens,
+    new RateLimiter(config.publicFeedbackPerSecond, config.publicFeedbackBurst, 'this end user'),
+  );
   const gatewayConfig =
     options.gatewayConfig ??
     (config.gatewayConfigPath ? loadGatewayConfig(config.gatewayConfigPath) : undefined);
@@ -96,6 +104,7 @@ export async function buildServer(options: ServerOptions): Promise<RatchetServer
           2000,
           (err) => app.log.error({ err }, 'loading database routes failed'),
         ),
+        feedbackTokens,
       )
     : undefined;
 

@@ -14,6 +14,16 @@ export const ServerConfig = z.strictObject({
   rateLimitPerSecond: z.coerce.number().nonnegative().default(2000),
   /** Requests a key may make in a burst above the sustained rate. */
   rateLimitBurst: z.coerce.number().positive().default(4000),
+  /** How long a feedback token (x-ratchet-feedback-token) lets a browser rate its interaction, in seconds. */
+  feedbackTokenTtlSeconds: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(7 * 24 * 3600),
+  /** Sustained feedback events per second one end user may send with the public key; 0 disables. */
+  publicFeedbackPerSecond: z.coerce.number().nonnegative().default(1),
+  /** Events one end user may send in a burst above that rate. */
+  publicFeedbackBurst: z.coerce.number().positive().default(30),
   /** Path of the gateway's upstreams-and-routes file (YAML or JSON); no gateway routes without it. */
   gatewayConfigPath: z.string().optional(),
   /** How often buffered gateway interactions are written, in milliseconds. */
@@ -35,6 +45,9 @@ const envNames: Record<keyof ServerConfig, string> = {
   bodyLimit: 'RATCHET_BODY_LIMIT',
   rateLimitPerSecond: 'RATCHET_RATE_LIMIT_PER_SECOND',
   rateLimitBurst: 'RATCHET_RATE_LIMIT_BURST',
+  feedbackTokenTtlSeconds: 'RATCHET_FEEDBACK_TOKEN_TTL_SECONDS',
+  publicFeedbackPerSecond: 'RATCHET_PUBLIC_FEEDBACK_PER_SECOND',
+  publicFeedbackBurst: 'RATCHET_PUBLIC_FEEDBACK_BURST',
   gatewayConfigPath: 'RATCHET_GATEWAY_CONFIG',
   logFlushIntervalMs: 'RATCHET_LOG_FLUSH_INTERVAL_MS',
   logFlushBatchSize: 'RATCHET_LOG_FLUSH_BATCH_SIZE',

@@ -22,6 +22,17 @@ import type { ScoreConfigRepository } from './score-configs.js';
 
 const FEEDBACK_COLUMNS = 14;
 
+/**
+ * Checks (and may rewrite) each event once the end users of the interactions it refers to are
+ * known (`endUsers` maps each existing interaction to its end user, null for none); throws to
+ * refuse the whole batch. The feedback API uses it for public-key writes.
+ */
+export type FeedbackGate = (
+  f: ParsedFeedback,
+  index: number,
+  endUsers: ReadonlyMap<string, string | null>,
+) => ParsedFeedback;
+
 export class FeedbackRepository {
   constructor(
     private readonly db: Kysely<Database>,
@@ -54,19 +65,23 @@ export class FeedbackRepository {
    */
   async insert(
     projectId: string,
-    items: readonly ParsedFeedback[],
+    given: readonly ParsedFeedback[],
     itemPath: (index: number) => string = (i) => `items.${i}`,
+    gate?: FeedbackGate,
   ): Promise<WriteResult[]> {
     const at = (i: number, field: string) => [itemPath(i), field].filter(Boolean).join('.');
     return this.writes.run(async (trx) => {
+      const referenced = given.flatMap(referencedInteractionIds);
+      const users = this.sqlite
+        ? this.sqliteExisting(this.sqlite, projectId, referenced)
+        : await this.interactions.existing(projectId, referenced, trx);
+      // The gate runs before anything else answers, so a caller it refuses learns nothing more
+      // (not even whether an interaction exists).
+      const items = gate ? given.map((f, i) => gate(f, i, users)) : given;
       const configs = await this.scalesFor(projectId, items, trx);
       items.forEach((f, i) => {
         checkAgainstScales(f, configs, itemPath(i));
       });
-      const referenced = items.flatMap(referencedInteractionIds);
-      const users = this.sqlite
-        ? this.sqliteExisting(this.sqlite, projectId, referenced)
-        : await this.interactions.existing(projectId, referenced, trx);
       items.forEach((f, i) => {
         for (const id of referencedInteractionIds(f)) {
           if (!users.has(id)) {

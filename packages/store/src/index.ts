@@ -29,6 +29,7 @@ export type {
   NewExperiment,
   VariantFeedbackTotals,
 } from './experiments.js';
+export type { FeedbackGate } from './feedback.js';
 export type { Page, WriteResult } from './interactions.js';
 export type { LoopApproval, LoopRound, LoopRoundStatus } from './loops.js';
 export { openLoopStatuses } from './loops.js';

@@ -602,6 +602,25 @@ function deadLetters(dialect: DialectName): Migration {
   };
 }
 
+/**
+ * Each project's HMAC key for feedback tokens. Stored in the database (not per process) so every
+ * server on it verifies the tokens any of them issued. An HMAC key cannot be hashed like an API
+ * key: the server needs it to sign. No API returns it.
+ */
+function feedbackTokens(dialect: DialectName): Migration {
+  const t = types(dialect);
+  return {
+    async up(db: AnyDb) {
+      await db.schema
+        .createTable('feedback_token_keys')
+        .addColumn('project_id', 'text', (c) => c.primaryKey().references('projects.id').onDelete('cascade'))
+        .addColumn('key', 'text', (c) => c.notNull())
+        .addColumn('created_at', t.time, (c) => c.notNull())
+        .execute();
+    },
+  };
+}
+
 export function migrations(dialect: DialectName): Record<string, Migration> {
   return {
     '0001_initial': initial(dialect),
@@ -615,5 +634,6 @@ export function migrations(dialect: DialectName): Record<string, Migration> {
     '0009_feedback_write_path': feedbackWritePath(),
     '0010_loop_rounds': loopRounds(dialect),
     '0011_dead_letters': deadLetters(dialect),
+    '0012_feedback_tokens': feedbackTokens(dialect),
   };
 }

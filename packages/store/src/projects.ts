@@ -3,6 +3,7 @@ import {
   defaultScoreConfigs,
   generateApiKey,
   hashApiKey,
+  newFeedbackTokenKey,
   newId,
   RatchetError,
 } from '@ratchet/core';
@@ -177,5 +178,26 @@ export class ProjectRepository {
       .where('revoked_at', 'is', null)
       .executeTakeFirst();
     return row && { projectId: row.project_id, keyId: row.id, kind: row.kind };
+  }
+
+  /**
+   * The project's HMAC key for feedback tokens, created on first use. Two servers asking at once
+   * both insert-if-absent and then read, so they agree on the one key that was stored.
+   */
+  async feedbackTokenKey(projectId: string): Promise<string> {
+    const read = () =>
+      this.db
+        .selectFrom('feedback_token_keys')
+        .select('key')
+        .where('project_id', '=', projectId)
+        .executeTakeFirst();
+    const existing = await read();
+    if (existing) return existing.key;
+    await this.db
+      .insertInto('feedback_token_keys')
+      .values({ project_id: projectId, key: newFeedbackTokenKey(), created_at: Date.now() })
+      .onConflict((oc) => oc.column('project_id').doNothing())
+      .execute();
+    return (await read())!.key;
   }
 }

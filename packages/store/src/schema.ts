@@ -361,7 +361,15 @@ export interface DeadLettersTable {
   created_at: number;
 }
 
+/** A project's HMAC key for feedback tokens (migration 0012); never returned by an API. */
+export interface FeedbackTokenKeysTable {
+  project_id: string;
+  key: string;
+  created_at: number;
+}
+
 export interface Database {
+  feedback_token_keys: FeedbackTokenKeysTable;
   dead_letters: DeadLettersTable;
   loop_rounds: LoopRoundsTable;
   projects: ProjectsTable;

@@ -8,7 +8,15 @@
 """
 
 from ._ids import new_id
-from ._openai import INTERACTION_ID_HEADER, interaction_id_of, ratchet_interaction_id, wrap_openai
+from ._openai import (
+    FEEDBACK_TOKEN_HEADER,
+    INTERACTION_ID_HEADER,
+    feedback_token_of,
+    interaction_id_of,
+    ratchet_feedback_token,
+    ratchet_interaction_id,
+    wrap_openai,
+)
 from ._transport import RetryPolicy, backoff_delay, is_retryable_status, parse_retry_after
 from ._version import VERSION
 from .client import FEEDBACK_KINDS, Ratchet, WriteResult
@@ -25,6 +33,7 @@ __version__ = VERSION
 
 __all__ = [
     "FEEDBACK_KINDS",
+    "FEEDBACK_TOKEN_HEADER",
     "INTERACTION_ID_HEADER",
     "Ratchet",
     "RatchetApiError",
@@ -36,10 +45,12 @@ __all__ = [
     "RetryPolicy",
     "WriteResult",
     "backoff_delay",
+    "feedback_token_of",
     "interaction_id_of",
     "is_retryable_status",
     "new_id",
     "parse_retry_after",
+    "ratchet_feedback_token",
     "ratchet_interaction_id",
     "wrap_openai",
 ]

@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from .client import Ratchet
 
 INTERACTION_ID_HEADER = "x-ratchet-interaction-id"
+# The header with the token that lets the call's end user rate it with the public key.
+FEEDBACK_TOKEN_HEADER = "x-ratchet-feedback-token"
 """The header by which the Ratchet gateway names the interaction it logged for a call."""
 
 # Per-call fields the gateway reads from headers; the wrapper reads (and strips) the same ones.
@@ -90,24 +92,44 @@ def ratchet_interaction_id(result: Any) -> Optional[str]:
     return info.get("interaction_id") if isinstance(info, dict) else None
 
 
+def ratchet_feedback_token(result: Any) -> Optional[str]:
+    """The feedback token of a completion or stream ``wrap_openai`` logged (sends it first if queued).
+
+    Hand it to the page with the interaction id, so the user's browser can rate the answer with
+    the public key. For a stream, ask after it has been read.
+    """
+    info = getattr(result, _INFO, None)
+    call = info.get("call") if isinstance(info, dict) else None
+    return call.ratchet.feedback_token(call.id) if call is not None else None
+
+
+def _gateway_header(response: Any, name: str) -> Optional[str]:
+    for candidate in (response, getattr(response, "http_response", None), getattr(response, "response", None)):
+        headers = getattr(candidate, "headers", None)
+        if headers is not None and hasattr(headers, "get"):
+            value = headers.get(name)
+            if value:
+                return value
+    return None
+
+
 def interaction_id_of(response: Any) -> Optional[str]:
     """The id of the interaction the Ratchet gateway logged for a call.
 
     Pass what ``client.chat.completions.with_raw_response.create(...)`` returns, an
     ``httpx.Response``, or a stream from the gateway (its ``response`` carries the headers).
     """
-    for candidate in (response, getattr(response, "http_response", None), getattr(response, "response", None)):
-        headers = getattr(candidate, "headers", None)
-        if headers is not None and hasattr(headers, "get"):
-            value = headers.get(INTERACTION_ID_HEADER)
-            if value:
-                return value
-    return None
+    return _gateway_header(response, INTERACTION_ID_HEADER)
 
 
-def _attach(target: Any, interaction_id: str) -> None:
+def feedback_token_of(response: Any) -> Optional[str]:
+    """The feedback token the Ratchet gateway returned for a call (pass what ``interaction_id_of`` takes)."""
+    return _gateway_header(response, FEEDBACK_TOKEN_HEADER)
+
+
+def _attach(target: Any, call: "_CallRecorder") -> None:
     try:
-        setattr(target, _INFO, {"interaction_id": interaction_id})
+        setattr(target, _INFO, {"interaction_id": call.id, "call": call})
     except (AttributeError, TypeError, ValueError):
         pass  # an object that takes no attributes; the id is still logged
 
@@ -174,7 +196,7 @@ def _observe(result: Any, call: "_CallRecorder", asynchronous: bool) -> Any:
     try:
         if type(result).__name__ == "LegacyAPIResponse":
             # with_raw_response: parse() caches, so the app's own parse() gets the object seen here.
-            _attach(result, call.id)
+            _attach(result, call)
             _observe_parsed(result.parse(), call, asynchronous)
         else:
             _observe_parsed(result, call, asynchronous)
@@ -201,7 +223,7 @@ def _record_completion(completion: Any, call: "_CallRecorder") -> None:
         finish_reason=getattr(choice, "finish_reason", None),
         response_model=getattr(completion, "model", None),
     )
-    _attach(completion, call.id)
+    _attach(completion, call)
 
 
 def _tap_stream(stream: Any, call: "_CallRecorder") -> None:
@@ -230,7 +252,7 @@ def _tap_stream(stream: Any, call: "_CallRecorder") -> None:
         original_close()
 
     stream.close = close
-    _attach(stream, call.id)
+    _attach(stream, call)
 
 
 def _tap_async_stream(stream: Any, call: "_CallRecorder") -> None:
@@ -258,7 +280,7 @@ def _tap_async_stream(stream: Any, call: "_CallRecorder") -> None:
         await original_close()
 
     stream.close = close
-    _attach(stream, call.id)
+    _attach(stream, call)
 
 
 def _usage(usage: Any) -> Optional[Dict[str, int]]:

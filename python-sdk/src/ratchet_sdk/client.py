@@ -7,6 +7,7 @@ import re
 import threading
 import time
 import weakref
+from collections import OrderedDict
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, TypedDict, Union
 
 import httpx
@@ -27,6 +28,8 @@ FEEDBACK_PATH = "/api/v1/feedback"
 
 # The server takes at most this many items per request.
 SERVER_MAX_BATCH = 1000
+# Feedback tokens kept for interactions this client logged (the most recent ones).
+MAX_KEPT_TOKENS = 10_000
 
 FEEDBACK_KINDS = ("thumbs", "stars", "criteria", "comment", "correction", "preference", "implicit")
 
@@ -34,11 +37,18 @@ Message = Mapping[str, Any]
 Payload = Dict[str, Any]
 
 
-class WriteResult(TypedDict):
-    """What the server answers per written item (``created`` False: an idempotent repeat)."""
-
+class _WriteResultFields(TypedDict):
     id: str
     created: bool
+
+
+class WriteResult(_WriteResultFields, total=False):
+    """What the server answers per written item (``created`` False: an idempotent repeat).
+
+    For interactions also ``feedbackToken``: what a browser sends with the public key to rate it.
+    """
+
+    feedbackToken: str
 
 
 def _camel(name: str) -> str:
@@ -145,6 +155,10 @@ class Ratchet:
             timeout,
             http_client,
         )
+        # A browser's key: feedback only, each item with its interaction's feedback token.
+        self._public = api_key.startswith("rk_pub_")
+        # Feedback tokens the server returned for interactions this client logged, oldest first.
+        self._feedback_tokens: "OrderedDict[str, str]" = OrderedDict()
         self._interactions: List[Payload] = []
         self._feedback: List[Payload] = []
         # Ids of interactions queued or being sent, so direct feedback on them can wait for them.
@@ -252,7 +266,9 @@ class Ratchet:
 
         ``fields`` are the kind's fields in snake_case: ``value``, ``scale``, ``scores``, ``text``,
         ``message``, ``other``, ``choice``, ``ranking``, ``signal``, ``rater_id``, ``source``,
-        ``idempotency_key``, ``metadata``, ``created_at``.
+        ``idempotency_key``, ``metadata``, ``created_at``, ``feedback_token``. With a public key
+        ``feedback_token`` is required (the gateway's ``x-ratchet-feedback-token``); the server
+        then rates as the interaction's end user, with source ``user``, at its own time.
         """
         item = self._prepare_feedback(kind, interaction_id, fields)
         dropped = None
@@ -281,6 +297,33 @@ class Ratchet:
         """Stops holding feedback for a reserved id (the call was abandoned without being logged)."""
         with self._queue_lock:
             self._reserved.pop(interaction_id, None)
+
+    def feedback_token(self, interaction_id: str) -> Optional[str]:
+        """The feedback token of an interaction this client logged (sent first if still queued).
+
+        Hand it to the page with the interaction id: the browser sends it with the public key to
+        rate the interaction. None when the interaction was not delivered (or a stream not yet read).
+        """
+        with self._queue_lock:
+            unsent = interaction_id in self._unsent_interaction_ids
+        if unsent:
+            try:
+                self.flush()
+            except RatchetFlushError:
+                pass  # reported through on_error
+        with self._queue_lock:
+            return self._feedback_tokens.get(interaction_id)
+
+    def _remember_tokens(self, results: Any) -> None:
+        with self._queue_lock:
+            for r in results or []:
+                token = r.get("feedbackToken") if isinstance(r, dict) else None
+                if not token:
+                    continue
+                self._feedback_tokens.pop(r["id"], None)
+                self._feedback_tokens[r["id"]] = token
+                if len(self._feedback_tokens) > MAX_KEPT_TOKENS:
+                    self._feedback_tokens.popitem(last=False)
 
     def report_error(self, error: BaseException) -> None:
         """Hands an error to ``on_error``; for integrations (wrap_openai) that must never raise into the app."""
@@ -377,13 +420,17 @@ class Ratchet:
         item["kind"] = kind
         item["interactionId"] = interaction_id
         item.setdefault("idempotencyKey", new_id())
-        # Timestamped when it happened, not when a batch finally got through.
-        item.setdefault("createdAt", int(time.time() * 1000))
+        # Timestamped when it happened, not when a batch finally got through. Not with a public
+        # key: the server uses its own time then (and a user's clock may run ahead).
+        if not self._public:
+            item.setdefault("createdAt", int(time.time() * 1000))
         return item
 
     def _send_now(self, path: str, items: List[Payload]) -> List[WriteResult]:
         try:
-            return self._transport.post(path, {"items": items})["items"]
+            results = self._transport.post(path, {"items": items})["items"]
+            self._remember_tokens(results)
+            return results
         except RatchetSdkError as err:
             err.items = list(items)
             raise
@@ -511,7 +558,8 @@ class Ratchet:
         remaining = batch
         while remaining:
             try:
-                self._transport.post(path, {"items": remaining})
+                answer = self._transport.post(path, {"items": remaining})
+                self._remember_tokens(answer.get("items") if isinstance(answer, dict) else None)
                 return _Delivery()
             except RatchetDeliveryError as err:
                 return _Delivery(remaining, err)

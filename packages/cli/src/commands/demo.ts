@@ -37,7 +37,8 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
   });
   const server = await buildServer({
     store,
-    config: loadServerConfig({ port: opts.port, logLevel: 'warn' }),
+    // Simulated users rate within seconds what real ones rate over days: a larger per-user burst.
+    config: loadServerConfig({ port: opts.port, logLevel: 'warn', publicFeedbackBurst: 1000 }),
     gatewayConfig: parseGatewayConfig({
       upstreams: { 'demo-model': { baseURL: model.url } },
       routes: {
@@ -75,6 +76,8 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
       });
       const body = (await res.json()) as { choices: { message: { content: string } }[] };
       const interactionId = res.headers.get('x-ratchet-interaction-id')!;
+      // What the app hands its page so the user's browser can rate the answer with the public key.
+      const feedbackToken = res.headers.get('x-ratchet-feedback-token')!;
       const text = body.choices[0]!.message.content;
       for (const rating of sampleRatings(
         { good: goodness.get(text) ?? false, question: call.question },
@@ -84,7 +87,7 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
         const fb = await fetch(`${url}/api/v1/feedback`, {
           method: 'POST',
           headers: { authorization: `Bearer ${pub.key}`, 'content-type': 'application/json' },
-          body: JSON.stringify({ kind: rating.kind, interactionId, ...rating.body }),
+          body: JSON.stringify({ kind: rating.kind, interactionId, feedbackToken, ...rating.body }),
         });
         if (!fb.ok) throw new Error(`feedback failed: ${fb.status} ${await fb.text()}`);
         ratings++;

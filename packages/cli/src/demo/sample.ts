@@ -128,7 +128,8 @@ export function sampleRatings(
   if (rand() < 0.2)
     out.push({
       kind: 'implicit',
-      body: { signal: answer.good ? 'copied' : 'regenerated', source: 'implicit' },
+      // Sent from the browser with the public key, which rates only as the user (source user).
+      body: { signal: answer.good ? 'copied' : 'regenerated' },
     });
   return out;
 }

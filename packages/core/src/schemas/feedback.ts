@@ -27,7 +27,20 @@ const common = {
   /** Makes the write idempotent: a repeated key returns the first event and writes nothing. */
   idempotencyKey: z.string().min(1).max(200).optional(),
   metadata: Metadata.optional(),
+  /** Ignored from a public key (the server's time); never in the future. */
   createdAt: Timestamp.optional(),
+  /**
+   * Required with a public key: the token the gateway returned as `x-ratchet-feedback-token` (or
+   * `POST /api/v1/interactions` as `feedbackToken`) for this interaction. Ignored with a secret key.
+   */
+  feedbackToken: z
+    .string()
+    .min(1)
+    .max(200)
+    .optional()
+    .describe(
+      'Required with a public key: the x-ratchet-feedback-token the gateway returned for this interaction. Ignored with a secret key.',
+    ),
 };
 
 const Thumbs = z.strictObject({ ...common, kind: z.literal('thumbs'), value: z.enum(['up', 'down']) });

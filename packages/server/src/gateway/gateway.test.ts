@@ -56,9 +56,12 @@ for (const target of testDatabases()) {
       expect(['production', 'candidate']).toContain(variant);
       expect(upstream.requests.at(-1)?.model).toBe(variant === 'production' ? 'tiny-base' : 'tiny-cand');
 
+      // The browser gets the id and the token from the application and rates as alice.
+      const feedbackToken = response.headers.get('x-ratchet-feedback-token')!;
+      expect(feedbackToken).toMatch(/^ft1\.[0-9a-z]+\.[A-Za-z0-9_-]{43}$/);
       const fb = await t.call('/api/v1/feedback', {
         key: t.publicKey,
-        body: { kind: 'thumbs', interactionId: id, value: 'up' },
+        body: { kind: 'thumbs', interactionId: id, value: 'up', feedbackToken },
       });
       expect(fb.status).toBe(201);
       const got = await t.call(`/api/v1/interactions/${id}`);
@@ -74,7 +77,7 @@ for (const target of testDatabases()) {
         usage: { inputTokens: 4, outputTokens: 6, totalTokens: 10 },
       });
       expect(got.body.feedback).toMatchObject([
-        { kind: 'thumbs', label: 'up', raterId: 'alice', current: true },
+        { kind: 'thumbs', label: 'up', raterId: 'alice', source: 'user', current: true },
       ]);
     });
 

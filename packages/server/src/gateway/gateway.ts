@@ -11,6 +11,7 @@ import {
 } from '@ratchet/core';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
+import type { FeedbackTokens } from '../feedback-tokens.js';
 import type { Metrics } from '../metrics.js';
 import type { RouteTable } from '../routing.js';
 import type { GatewayConfig, UpstreamConfig } from './config.js';
@@ -126,6 +127,8 @@ export class Gateway {
     private readonly providerFactory: ProviderFactory = createOpenAICompatibleProvider,
     /** Routes kept in the database (experiments), consulted before the file's. */
     readonly databaseRoutes?: DatabaseRoutes,
+    /** Signs the x-ratchet-feedback-token each answer carries (none without it). */
+    private readonly feedbackTokens?: FeedbackTokens,
   ) {}
 
   /** The upstreams the gateway file defines (database routes may only name these). */
@@ -208,6 +211,12 @@ export class Gateway {
       });
 
     reply.header('x-ratchet-interaction-id', id);
+    // What the application hands its browser so the user (and only they) can rate this answer.
+    if (this.feedbackTokens)
+      reply.header(
+        'x-ratchet-feedback-token',
+        await this.feedbackTokens.issue(projectId, id, userId ?? null),
+      );
     if (target.route) reply.header('x-ratchet-route', target.route);
     if (target.variant) reply.header('x-ratchet-variant', target.variant);
 
@@ -315,7 +324,7 @@ export function registerGatewayRoutes(routes: RouteTable, gateway: () => Gateway
     access: 'secret',
     tag: 'gateway',
     summary:
-      'OpenAI-compatible chat completions (streaming or not). `model` names a route or an upstream model; every call is logged and answered with x-ratchet-interaction-id.',
+      'OpenAI-compatible chat completions (streaming or not). `model` names a route or an upstream model; every call is logged and answered with x-ratchet-interaction-id and x-ratchet-feedback-token.',
     bodyDoc: ChatRequest,
     handler: async ({ request, reply, principal }) => {
       const gw = gateway();

@@ -33,6 +33,8 @@ for (const target of testDatabases()) {
   describe(`capture API on ${target.name}`, () => {
     let t: TestServer;
     let foreign: { key: string; interactionId: string };
+    /** The feedback token the capture API returned for `known-1`. */
+    let knownToken: string;
 
     beforeAll(async () => {
       t = await startTestServer(await target.create(), { config: { bodyLimit: 64 * 1024 } });
@@ -49,6 +51,7 @@ for (const target of testDatabases()) {
       foreign = { key: otherKey.key, interactionId: 'foreign-1' };
       const res = await t.call('/api/v1/interactions', { body: interaction({ id: 'known-1' }) });
       expect(res.status).toBe(201);
+      knownToken = res.body.feedbackToken;
     });
     afterAll(async () => {
       await t?.close();
@@ -90,7 +93,7 @@ for (const target of testDatabases()) {
       expect(ids).toEqual(items.map((i) => i.id).reverse());
     });
 
-    it('takes every kind of feedback, with the public key too, and shows history with the current one', async () => {
+    it('takes every kind of feedback from the secret key, as given, and shows history with the current one', async () => {
       await t.call('/api/v1/interactions', { body: interaction({ id: 'pair-b' }) });
       const batch = [
         { kind: 'thumbs', interactionId: 'known-1', value: 'down', raterId: 'r-1', createdAt: 1000 },
@@ -114,7 +117,7 @@ for (const target of testDatabases()) {
         { kind: 'preference', interactionId: 'known-1', other: 'pair-b', choice: 'this', raterId: 'r-2' },
         { kind: 'implicit', interactionId: 'known-1', signal: 'copied', source: 'implicit' },
       ];
-      const res = await t.call('/api/v1/feedback', { body: { items: batch }, key: t.publicKey });
+      const res = await t.call('/api/v1/feedback', { body: { items: batch } });
       expect(res.status).toBe(201);
       expect(res.body.items.every((r: { created: boolean }) => r.created)).toBe(true);
       const got = await t.call('/api/v1/interactions/known-1');
@@ -129,7 +132,13 @@ for (const target of testDatabases()) {
     });
 
     it('makes a feedback idempotency key return the first event', async () => {
-      const body = { kind: 'thumbs', interactionId: 'known-1', value: 'up', idempotencyKey: 'click-42' };
+      const body = {
+        kind: 'thumbs',
+        interactionId: 'known-1',
+        value: 'up',
+        idempotencyKey: 'click-42',
+        feedbackToken: knownToken,
+      };
       const a = await t.call('/api/v1/feedback', { body, key: t.publicKey });
       const b = await t.call('/api/v1/feedback', { body: { ...body, value: 'down' }, key: t.publicKey });
       expect(a.status).toBe(201);
@@ -252,6 +261,27 @@ for (const target of testDatabases()) {
         status: 400,
         code: 'invalid_request',
         field: 'choice',
+      },
+      {
+        name: 'feedback dated in the future (beyond clock skew), even from the secret key',
+        path: '/api/v1/feedback',
+        body: {
+          items: [
+            { kind: 'thumbs', interactionId: 'known-1', value: 'up', raterId: 'r-9' },
+            { kind: 'thumbs', interactionId: 'known-1', value: 'up', createdAt: Date.now() + 3_600_000 },
+          ],
+        },
+        status: 400,
+        code: 'invalid_request',
+        field: 'items.1.createdAt',
+      },
+      {
+        name: 'feedback pinned at the largest timestamp',
+        path: '/api/v1/feedback',
+        body: { kind: 'thumbs', interactionId: 'known-1', value: 'up', createdAt: 2 ** 53 - 1 },
+        status: 400,
+        code: 'invalid_request',
+        field: 'createdAt',
       },
       {
         name: 'missing interaction',
@@ -477,15 +507,13 @@ describe('rate limit', () => {
       expect(statuses.slice(3)).toContain(429);
       const limited = await t.call('/api/v1/interactions?limit=1');
       expect(limited.headers.get('retry-after')).toBe('1');
-      // Another key has its own bucket.
-      expect(
-        (
-          await t.call('/api/v1/feedback', {
-            key: t.publicKey,
-            body: { kind: 'thumbs', interactionId: 'x', value: 'up' },
-          })
-        ).status,
-      ).toBe(404);
+      // Another key has its own bucket: refused for its missing token, not for the rate.
+      const other = await t.call('/api/v1/feedback', {
+        key: t.publicKey,
+        body: { kind: 'thumbs', interactionId: 'x', value: 'up' },
+      });
+      expect(other.status).toBe(401);
+      expect(other.body.error.path).toBe('feedbackToken');
     } finally {
       await t.close();
       await db!.cleanup();

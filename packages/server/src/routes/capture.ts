@@ -16,6 +16,11 @@ const MAX_BATCH = 1000;
 
 const WriteResult = z.object({ id: z.string(), created: z.boolean() });
 const BatchResult = z.object({ items: z.array(WriteResult) });
+/** An interaction's result carries the token its end user's browser rates it with. */
+const InteractionResult = WriteResult.extend({
+  feedbackToken: z.string().describe('Send with public-key feedback on this interaction'),
+});
+const InteractionBatchResult = z.object({ items: z.array(InteractionResult) });
 
 /** A body is one item, or `{ "items": [...] }` for a batch that is written all or nothing. */
 function oneOrBatch<T extends z.ZodType>(item: T) {
@@ -44,6 +49,28 @@ function parseOneOrBatch<T extends z.ZodType>(
   return { items: [parseInput(schema, body)], batch: false };
 }
 
+/**
+ * Each written interaction's result with its feedback token, signed for the end user as stored
+ * (a repeat keeps the end user it was first logged with, whatever this request says).
+ */
+async function withFeedbackTokens(
+  store: Store,
+  capture: CaptureService,
+  projectId: string,
+  results: readonly { id: string; created: boolean }[],
+) {
+  const endUsers = await store.interactions.existing(
+    projectId,
+    results.map((r) => r.id),
+  );
+  return Promise.all(
+    results.map(async (r) => ({
+      ...r,
+      feedbackToken: await capture.tokens.issue(projectId, r.id, endUsers.get(r.id) ?? null),
+    })),
+  );
+}
+
 export function registerCaptureRoutes(routes: RouteTable, store: Store, capture: CaptureService): void {
   routes.add({
     method: 'POST',
@@ -55,12 +82,13 @@ export function registerCaptureRoutes(routes: RouteTable, store: Store, capture:
     bodyDoc: oneOrBatch(InteractionInput),
     response: {
       status: 201,
-      schema: z.union([WriteResult, BatchResult]),
+      schema: z.union([InteractionResult, InteractionBatchResult]),
       description: 'Committed (created=false: an idempotent repeat)',
     },
     handler: async ({ request, principal, reply }) => {
       const { items, batch } = parseOneOrBatch(InteractionInput, request.body);
-      const results = await capture.writeInteractions(principal.projectId, items);
+      const written = await capture.writeInteractions(principal.projectId, items);
+      const results = await withFeedbackTokens(store, capture, principal.projectId, written);
       reply.status(results.some((r) => r.created) ? 201 : 200);
       return batch ? { items: results } : results[0];
     },
@@ -72,7 +100,7 @@ export function registerCaptureRoutes(routes: RouteTable, store: Store, capture:
     access: 'public',
     tag: 'capture',
     summary:
-      'Send one feedback event, or a batch as { items: [...] } (all or nothing). Public keys may call this.',
+      "Send one feedback event, or a batch as { items: [...] } (all or nothing). A public key needs each item's feedbackToken and rates as the interaction's end user (source user, server time).",
     bodyDoc: oneOrBatch(FeedbackInput),
     response: {
       status: 201,
@@ -85,6 +113,7 @@ export function registerCaptureRoutes(routes: RouteTable, store: Store, capture:
         principal.projectId,
         items,
         batch ? (i) => `items.${i}` : () => '',
+        principal.kind,
       );
       reply.status(results.some((r) => r.created) ? 201 : 200);
       return batch ? { items: results } : results[0];

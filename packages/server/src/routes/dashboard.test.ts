@@ -16,6 +16,8 @@ writeFileSync(join(webDir, 'ratchet-widget.js'), 'window.RatchetWidget = {}');
 for (const database of testDatabases()) {
   describe(`dashboard API (${database.name})`, () => {
     let t: TestServer;
+    /** Each logged interaction's feedback token, as the capture API returned it. */
+    let tokens: Map<string, string>;
     // Two models on the route; model "a" gets 6 ups and 2 downs from alice, "b" 1 up and 3 downs.
     const interactions = Array.from({ length: 14 }, (_, i) => ({
       id: `i${i}`,
@@ -33,7 +35,11 @@ for (const database of testDatabases()) {
         queueObjectives: { 'support-bot': 'positives' },
       });
       delete process.env.RATCHET_WEB_DIR;
-      expect((await t.call('/api/v1/interactions', { body: { items: interactions } })).status).toBe(201);
+      const logged = await t.call('/api/v1/interactions', { body: { items: interactions } });
+      expect(logged.status).toBe(201);
+      tokens = new Map(
+        logged.body.items.map((r: { id: string; feedbackToken: string }) => [r.id, r.feedbackToken]),
+      );
       const thumbs = interactions.slice(0, 12).map((it, i) => ({
         kind: 'thumbs',
         interactionId: it.id,
@@ -221,7 +227,7 @@ for (const database of testDatabases()) {
       expect(preflight.headers.get('access-control-allow-headers')).toContain('authorization');
       const sent = await t.call('/api/v1/feedback', {
         key: t.publicKey,
-        body: { kind: 'thumbs', interactionId: 'i13', value: 'up' },
+        body: { kind: 'thumbs', interactionId: 'i13', value: 'up', feedbackToken: tokens.get('i13') },
       });
       expect(sent.status).toBe(201);
       for (const path of [

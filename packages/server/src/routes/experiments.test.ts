@@ -45,6 +45,7 @@ for (const target of testDatabases()) {
       expect(res.status).toBe(200);
       return {
         id: res.headers.get('x-ratchet-interaction-id')!,
+        feedbackToken: res.headers.get('x-ratchet-feedback-token')!,
         variant: res.headers.get('x-ratchet-variant')!,
         model: (res.body.choices[0].message.content as string).split(':')[0]!,
       };
@@ -57,7 +58,7 @@ for (const target of testDatabases()) {
     async function simulate(users: number, prefix: string, seed: number) {
       const rng = new SeededRandom(seed);
       const draws = Array.from({ length: users }, () => rng.uniform());
-      const seen: { id: string; variant: string; model: string }[] = [];
+      const seen: { id: string; feedbackToken: string; variant: string; model: string }[] = [];
       for (let start = 0; start < users; start += 25) {
         seen.push(
           ...(await Promise.all(
@@ -74,6 +75,7 @@ for (const target of testDatabases()) {
               body: {
                 kind: 'thumbs',
                 interactionId: call.id,
+                feedbackToken: call.feedbackToken,
                 value: draws[start + j]! < upRate[call.model]! ? 'up' : 'down',
               },
             });

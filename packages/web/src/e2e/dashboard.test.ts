@@ -121,8 +121,14 @@ describe('dashboard and widget in a browser', () => {
       messages: [{ role: 'user', content: `How do I reset password ${i % 3}?` }],
       output: `Answer number ${i}`,
       createdAt: Date.now() - (6 - i) * 1000,
+      // The end users the widgets on the application's pages rate as (their tokens say so).
+      ...(i === 3 ? { userId: 'react-user-9' } : i === 5 ? { userId: 'end-user-7' } : {}),
     }));
-    expect((await t.call('/api/v1/interactions', { body: { items } })).status).toBe(201);
+    const logged = await t.call('/api/v1/interactions', { body: { items } });
+    expect(logged.status).toBe(201);
+    const tokens = new Map<string, string>(
+      logged.body.items.map((r: { id: string; feedbackToken: string }) => [r.id, r.feedbackToken]),
+    );
     const ratings = items.slice(0, 4).flatMap((it, i) =>
       ['r1', 'r2'].map((raterId) => ({
         kind: 'thumbs',
@@ -203,14 +209,14 @@ describe('dashboard and widget in a browser', () => {
             baseUrl: t.url,
             publicKey: t.publicKey,
             interactionId: 'q3',
+            feedbackToken: tokens.get('q3'),
             route: 'support',
-            raterId: 'react-user-9',
             criteria: ['helpfulness'],
           })}</script>
           <script type="module" src="/react-host.js"></script>`);
       res.end(`<!doctype html><title>App</title><p>An answer</p>
-        <div data-ratchet-interaction="q5" data-ratchet-route="support" data-ratchet-rater="end-user-7"
-             data-ratchet-criteria="accuracy"></div>
+        <div data-ratchet-interaction="q5" data-ratchet-token="${tokens.get('q5')}"
+             data-ratchet-route="support" data-ratchet-criteria="accuracy"></div>
         <script src="${t.url}/ratchet-widget.js" data-key="${t.publicKey}"></script>`);
     });
     await new Promise<void>((resolve) => host.listen(0, '127.0.0.1', resolve));

@@ -9,7 +9,9 @@ import {
 
 /**
  * The widget as a React component, for applications built with React:
- *   <FeedbackWidget baseUrl="https://ratchet.example.com" publicKey="rk_pub_..." interactionId={id} route="support-bot" />
+ *   <FeedbackWidget baseUrl="https://ratchet.example.com" publicKey="rk_pub_..." interactionId={id}
+ *     feedbackToken={token} route="support-bot" />
+ * where `token` is the gateway's `x-ratchet-feedback-token` for that answer, from your server.
  */
 export function FeedbackWidget(options: WidgetOptions) {
   const uid = useId();

@@ -8,10 +8,14 @@ export interface WidgetOptions {
   /** The project's public key (rk_pub_...). Never a secret key in a browser. */
   publicKey: string;
   interactionId: string;
+  /**
+   * The interaction's feedback token: the gateway's `x-ratchet-feedback-token` (or the
+   * `feedbackToken` of `POST /api/v1/interactions`), handed to the page by the application. It
+   * makes the rating the interaction's end user's; the public key writes nothing without it.
+   */
+  feedbackToken: string;
   /** The gateway route, to say how many ratings went into its current model. */
   route?: string;
-  /** Who rates: the end user's id in the application (optional). */
-  raterId?: string;
   /** Criteria to offer, scored 1..5 (e.g. ["accuracy", "helpfulness"]). */
   criteria?: string[];
 }
@@ -38,11 +42,12 @@ async function call(options: WidgetOptions, path: string, init: RequestInit = {}
 /** Sends the given feedback events for the interaction in one all-or-nothing batch. */
 export async function sendFeedback(options: WidgetOptions, events: WidgetFeedback[]): Promise<void> {
   if (!events.length) return;
+  // No rater or time: the server rates as the token's end user, at its own time.
   const items = events.map((e) => ({
     ...e,
     interactionId: options.interactionId,
-    source: 'user',
-    ...(options.raterId ? { raterId: options.raterId } : {}),
+    // Left out when the page has none: the server's 401 then names the missing field.
+    ...(options.feedbackToken ? { feedbackToken: options.feedbackToken } : {}),
   }));
   await call(options, '/api/v1/feedback', { method: 'POST', body: JSON.stringify({ items }) });
 }

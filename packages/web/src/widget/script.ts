@@ -11,8 +11,10 @@ import {
  * places to rate:
  *
  *   <script src="https://ratchet.example.com/ratchet-widget.js" data-key="rk_pub_..."></script>
- *   <div data-ratchet-interaction="<interaction id>" data-ratchet-route="support-bot"
- *        data-ratchet-criteria="accuracy,helpfulness"></div>
+ *   <div data-ratchet-interaction="<interaction id>" data-ratchet-token="<its feedback token>"
+ *        data-ratchet-route="support-bot" data-ratchet-criteria="accuracy,helpfulness"></div>
+ *
+ * The token is the gateway's `x-ratchet-feedback-token` for that answer, from your server.
  *
  * Or call `RatchetWidget.mount(element, options)` yourself.
  */
@@ -126,8 +128,9 @@ export function mountAll(root: ParentNode = document): void {
       baseUrl: settings.baseUrl,
       publicKey: settings.key,
       interactionId: target.dataset.ratchetInteraction!,
+      // Missing, the server's refusal names the field when the user sends.
+      feedbackToken: target.dataset.ratchetToken ?? '',
       ...(target.dataset.ratchetRoute ? { route: target.dataset.ratchetRoute } : {}),
-      ...(target.dataset.ratchetRater ? { raterId: target.dataset.ratchetRater } : {}),
       ...(target.dataset.ratchetCriteria ? { criteria: target.dataset.ratchetCriteria.split(',') } : {}),
     });
   }
