@@ -322,6 +322,19 @@ for (const target of testDatabases()) {
       }
     });
 
+    it("no read of the API returns the project's token key", async () => {
+      const key = await t.store.projects.feedbackTokenKey(t.projectId);
+      const spec = await t.call('/openapi.json', { key: null });
+      const reads = Object.entries(spec.body.paths as Record<string, Record<string, unknown>>)
+        .filter(([path, methods]) => methods.get && !path.includes('{'))
+        .map(([path]) => path);
+      expect(reads.length).toBeGreaterThan(10);
+      for (const path of reads) {
+        const res = await t.call(path);
+        expect({ path, leaks: JSON.stringify(res.body).includes(key) }).toEqual({ path, leaks: false });
+      }
+    });
+
     it('documents feedbackToken in /openapi.json', async () => {
       const spec = await t.call('/openapi.json', { key: null });
       expect(JSON.stringify(spec.body.paths['/api/v1/feedback'].post.requestBody)).toContain('feedbackToken');
