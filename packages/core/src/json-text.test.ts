@@ -43,4 +43,12 @@ describe('jsonText', () => {
     const text = jsonText([v, nested(20_000)]);
     expect(text.startsWith(`[${JSON.stringify(v)},`)).toBe(true);
   });
+
+  it('stops at maxChars, on the fast path and the deep one, with the same prefix', () => {
+    const deep = nested(20_000);
+    const full = jsonText(deep);
+    expect(jsonText(deep, 1000)).toBe(full.slice(0, 1000));
+    expect(jsonText({ a: 'xyz' }, 4)).toBe('{"a"');
+    expect(jsonText({ a: 'xyz' }, 100)).toBe('{"a":"xyz"}');
+  });
 });

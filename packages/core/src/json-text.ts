@@ -5,55 +5,78 @@
  * body upstream and keep it, unchanged, as a dead letter's evidence. The common case costs one
  * native `JSON.stringify`; only when it overflows does the explicit-stack walk below run.
  *
+ * `maxChars` cuts the text (a caller keeping a prefix need not encode the rest).
+ *
  * Like `JSON.stringify`, strings are escaped so the text is well-formed (a NUL becomes `\u0000`,
  * a lone surrogate `\udXXX`): the result itself can be stored in any text column.
  */
-export function jsonText(value: unknown): string {
+export function jsonText(value: unknown, maxChars = Number.POSITIVE_INFINITY): string {
   try {
-    return JSON.stringify(value) ?? 'null';
+    const text = JSON.stringify(value) ?? 'null';
+    return text.length > maxChars ? text.slice(0, maxChars) : text;
   } catch (err) {
     if (!(err instanceof RangeError)) throw err;
-    return deepJsonText(value);
+    return deepJsonText(value, maxChars);
   }
 }
 
-/** A piece of output already written as text, told apart from values still to encode. */
-class Raw {
-  constructor(readonly text: string) {}
+/** An array or object being written: where the walk is inside it. */
+interface Frame {
+  /** The array, or the object's entries. */
+  items: readonly unknown[] | readonly [string, unknown][];
+  isArray: boolean;
+  next: number;
 }
 
-/** The explicit-stack encoder: same output as `JSON.stringify` for plain JSON values. */
-function deepJsonText(root: unknown): string {
+function skipped(v: unknown): boolean {
+  return v === undefined || typeof v === 'function' || typeof v === 'symbol';
+}
+
+/**
+ * The explicit-stack encoder: the same text as `JSON.stringify` for plain JSON values, cut at
+ * `maxChars` (a caller that keeps only a prefix need not pay for the rest).
+ */
+function deepJsonText(root: unknown, maxChars: number): string {
   const out: string[] = [];
-  const stack: unknown[] = [root];
-  while (stack.length > 0) {
-    const next = stack.pop();
-    if (next instanceof Raw) {
-      out.push(next.text);
+  let length = 0;
+  const write = (s: string) => {
+    out.push(s);
+    length += s.length;
+  };
+  const stack: Frame[] = [];
+  // Writes a primitive, or opens a container and returns its frame.
+  const open = (v: unknown): void => {
+    if (v === null || typeof v !== 'object') {
+      write(JSON.stringify(v) ?? 'null');
+      return;
+    }
+    if (Array.isArray(v)) {
+      write('[');
+      stack.push({ items: v, isArray: true, next: 0 });
+      return;
+    }
+    write('{');
+    stack.push({ items: Object.entries(v).filter(([, x]) => !skipped(x)), isArray: false, next: 0 });
+  };
+  open(root);
+  while (stack.length > 0 && length <= maxChars) {
+    const frame = stack[stack.length - 1]!;
+    if (frame.next >= frame.items.length) {
+      write(frame.isArray ? ']' : '}');
+      stack.pop();
       continue;
     }
-    if (next === null || typeof next !== 'object') {
-      out.push(JSON.stringify(next) ?? 'null');
-      continue;
+    const i = frame.next++;
+    if (i > 0) write(',');
+    if (frame.isArray) {
+      const v = frame.items[i];
+      open(skipped(v) ? null : v);
+    } else {
+      const [k, v] = frame.items[i] as [string, unknown];
+      write(`${JSON.stringify(k)}:`);
+      open(v);
     }
-    // Pushed in reverse, so that popping writes them in order.
-    if (Array.isArray(next)) {
-      stack.push(new Raw(']'));
-      for (let i = next.length - 1; i >= 0; i--) {
-        stack.push(next[i] === undefined || typeof next[i] === 'function' ? null : next[i]);
-        if (i > 0) stack.push(new Raw(','));
-      }
-      stack.push(new Raw('['));
-      continue;
-    }
-    const entries = Object.entries(next).filter(([, v]) => v !== undefined && typeof v !== 'function');
-    stack.push(new Raw('}'));
-    for (let i = entries.length - 1; i >= 0; i--) {
-      const [k, v] = entries[i]!;
-      stack.push(v);
-      stack.push(new Raw(`${i > 0 ? ',' : ''}${JSON.stringify(k)}:`));
-    }
-    stack.push(new Raw('{'));
   }
-  return out.join('');
+  const text = out.join('');
+  return text.length > maxChars ? text.slice(0, maxChars) : text;
 }

@@ -47,7 +47,8 @@ export class DeadLetterRepository {
     if (letters.length === 0) return [];
     const now = Date.now();
     const stored = letters.map((l): DeadLetter => {
-      const text = jsonText(l.payload);
+      // Encoding stops just past the limit: a 2 MB body nested a million levels deep costs half.
+      const text = jsonText(l.payload, MAX_DEAD_LETTER_PAYLOAD + 1);
       const payloadTruncated = text.length > MAX_DEAD_LETTER_PAYLOAD;
       return {
         id: newId(now),
