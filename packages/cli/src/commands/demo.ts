@@ -132,10 +132,11 @@ function printWelcome(
     '',
     'Point an app at it with the official openai client:',
     `  new OpenAI({ baseURL: "${url}/v1", apiKey: "${secret}" })`,
-    '  model: "support-bot"  (a route; the answer carries x-ratchet-interaction-id for feedback)',
+    '  model: "support-bot"  (a route; the answer carries x-ratchet-interaction-id and',
+    '  x-ratchet-feedback-token: hand both to the page, whose public key rates only with the token)',
     '',
     `Secret key (server side): ${secret}`,
-    `Public key (browser, feedback only): ${pub}`,
+    `Public key (browser, feedback with a token only): ${pub}`,
     '',
     'Ctrl-C to stop.',
   ];

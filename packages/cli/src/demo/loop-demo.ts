@@ -423,7 +423,7 @@ function printWelcome(url: string, secret: string, pub: string): void {
       `API: ${url}/openapi.json   Metrics: ${url}/metrics`,
       `Point an app at it: new OpenAI({ baseURL: "${url}/v1", apiKey: "<secret key>" }), model "support-bot"`,
       `Secret key (server side): ${secret}`,
-      `Public key (browser widget, feedback only): ${pub}`,
+      `Public key (browser widget, feedback with an answer's x-ratchet-feedback-token only): ${pub}`,
       '',
       'Ctrl-C to stop.',
     ].join('\n'),
