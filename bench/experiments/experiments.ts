@@ -1,8 +1,10 @@
 // The experiments bench: what the statistics of packages/core/src/experiments promise, by
-// seeded simulation (issue 6, "Must show"). Pure computation: no servers, no network.
+// seeded simulation (issue 6, "Must show"; the clustered A/A runs: issue 14, "the user is the
+// unit"). Pure computation: no servers, no network.
 import {
   sampleRatioMismatch,
   simulateAaPeeking,
+  simulateClusteredAa,
   simulatePower,
   simulateSampleRatio,
 } from '../../packages/core/src/experiments/index.js';
@@ -18,6 +20,13 @@ interface Config {
   powerUsersPerArm: number[];
   powerSimulations: number;
   srmRoutes: number;
+  clustered: {
+    experiments: number;
+    usersPerExperiment: number;
+    /** Intra-user correlation 1 / (concentration + 1). */
+    concentration: number;
+    maxRatingsPerUser: number;
+  };
 }
 
 const FULL: Config = {
@@ -29,6 +38,7 @@ const FULL: Config = {
   powerUsersPerArm: [500, 1000, 1500, 2000, 3000, 4000, 5000, 6000, 8000],
   powerSimulations: 1000,
   srmRoutes: 1000,
+  clustered: { experiments: 2000, usersPerExperiment: 10_000, concentration: 4, maxRatingsPerUser: 20 },
 };
 
 const TINY: Config = {
@@ -37,6 +47,7 @@ const TINY: Config = {
   powerSimulations: 50,
   srmRoutes: 50,
   powerUsersPerArm: [1000, 4000],
+  clustered: { ...FULL.clustered, experiments: 50 },
 };
 
 function timed<T>(ctx: BenchContext, label: string, f: () => T): [T, number] {
@@ -63,6 +74,36 @@ function aaMetrics(ctx: BenchContext, c: Config): Record<string, number> {
     aa_experiments_count: aa.experiments,
     aa_looks_per_experiment_count: aa.looksPerExperiment,
     aa_simulation_s: round(seconds, 2),
+  };
+}
+
+/**
+ * A/A experiments whose users rate 1 to 20 answers each with a propensity of their own, looked at
+ * every 100 users by the product's decision code: over users (what experiments do now) and over
+ * ratings as independent units (what they did before).
+ */
+function clusteredAaMetrics(ctx: BenchContext, c: Config): Record<string, number> {
+  const k = c.clustered;
+  const [aa, seconds] = timed(ctx, `${k.experiments} clustered A/A experiments`, () =>
+    simulateClusteredAa({
+      experiments: k.experiments,
+      usersPerExperiment: k.usersPerExperiment,
+      peekEvery: c.peekEvery,
+      rate: c.baseRate,
+      concentration: k.concentration,
+      maxRatingsPerUser: k.maxRatingsPerUser,
+      seed: 20261205,
+    }),
+  );
+  ctx.log(
+    `clustered A/A: user level ${aa.userLevelFalsePositiveRate}, event level ${aa.eventLevelFalsePositiveRate} (${round(aa.meanRatingsPerUser, 2)} ratings per user)`,
+  );
+  return {
+    aa_fpr_user_level: aa.userLevelFalsePositiveRate,
+    aa_fpr_event_level_clustered: aa.eventLevelFalsePositiveRate,
+    aa_clustered_experiments_count: aa.experiments,
+    aa_clustered_ratings_per_user_mean: round(aa.meanRatingsPerUser, 3),
+    aa_clustered_simulation_s: round(seconds, 2),
   };
 }
 
@@ -130,19 +171,33 @@ export const experimentsBench: Bench = {
   keyMetrics: [
     'aa_fpr_sequential',
     'aa_fpr_naive_ttest',
+    'aa_fpr_user_level',
+    'aa_fpr_event_level_clustered',
     'srm_detected_52_48_at_20k',
     'power_sequential_4000_per_arm_rate',
   ],
   async run(ctx: BenchContext): Promise<BenchOutcome> {
     const c = ctx.tiny ? TINY : FULL;
-    const metrics = { ...aaMetrics(ctx, c), ...srmMetrics(ctx, c), ...powerMetrics(ctx, c) };
+    const metrics = {
+      ...aaMetrics(ctx, c),
+      ...clusteredAaMetrics(ctx, c),
+      ...srmMetrics(ctx, c),
+      ...powerMetrics(ctx, c),
+    };
     const notes =
       `${c.aaExperiments} A/A experiments of ${c.usersPerExperiment} users at a ${c.baseRate} thumbs-up rate, ` +
       `looked at after every ${c.peekEvery} users; a false positive is any look with p <= 0.05 (mSPRT, ` +
       `tau = 0.1 sd) or p < 0.05 (Welch t-test). Power: ${c.baseRate} -> ${c.baseRate + c.lift}, ` +
       `${c.powerSimulations} simulations. SRM: 50/50 weights, 10,400 vs 9,600 users, threshold p < 0.001; ` +
-      `simulated routes losing 1 in 13 of one arm's logs, and healthy ones, ${c.srmRoutes} each. Seeded: ` +
-      'the numbers are the same on every run.';
+      `simulated routes losing 1 in 13 of one arm's logs, and healthy ones, ${c.srmRoutes} each. ` +
+      `Clustered A/A: ${c.clustered.experiments} experiments of ${c.clustered.usersPerExperiment} users, each ` +
+      `rating 1 to ${c.clustered.maxRatingsPerUser} answers (uniform) with their own propensity ` +
+      `Beta(${c.baseRate} x ${c.clustered.concentration}, ${round(1 - c.baseRate, 2)} x ${c.clustered.concentration}) ` +
+      `(intra-user correlation ${round(1 / (c.clustered.concentration + 1), 2)}), looked at after every ` +
+      `${c.peekEvery} users; user level: decideExperiment on each user's share of thumbs up ` +
+      '(userMeanMetric, as experimentStatus passes it), a false positive when the always-valid p of the ' +
+      'primary metric reaches 0.05 at any look; event level: the same mSPRT on the ratings as one ' +
+      'proportion (the analysis before the user was the unit). Seeded: the numbers are the same on every run.';
     return { metrics, notes };
   },
 };

@@ -45,7 +45,7 @@ for (const target of testDatabases()) {
       expect(await store.experiments.list(projectId)).toHaveLength(1);
     });
 
-    it('totals feedback per variant in SQL: users, thumbs, stars and rewards', async () => {
+    it('totals feedback per variant in SQL: users served, and each user’s thumbs and stars once', async () => {
       const exp = (await store.experiments.get(projectId, 'v2-vs-v1'))!;
       const now = Date.now();
       // 3 users on control (one of them twice), 2 on treatment; one call before the experiment.
@@ -91,18 +91,122 @@ for (const target of testDatabases()) {
       ]);
       const totals = await store.experiments.variantTotals(projectId, 'support', exp.startedAt);
       const byName = Object.fromEntries(totals.map((t) => [t.variant, t]));
+      // Control: u1's thumbs up and down are one user at 0.5, u2's down one at 0; u1's stars 5 and
+      // 2 are one user at 3.5, u3's 4 another.
       expect(byName.control).toMatchObject({
         users: 3,
         interactions: 4,
-        thumbs: { up: 1, total: 3 },
-        stars: { n: 3, sum: 11, sumOfSquares: 45 },
+        thumbs: { users: 2, events: 3, up: 1, sum: 0.5, sumOfSquares: 0.25 },
+        stars: { users: 2, events: 3, sum: 7.5, sumOfSquares: 28.25 },
+        otherSources: [],
       });
       expect(byName.treatment).toMatchObject({
         users: 2,
         interactions: 2,
-        thumbs: { up: 2, total: 2 },
-        stars: { n: 2, sum: 8, sumOfSquares: 34 },
+        thumbs: { users: 2, events: 2, up: 2, sum: 2, sumOfSquares: 2 },
+        stars: { users: 2, events: 2, sum: 8, sumOfSquares: 34 },
       });
+    });
+
+    it('counts a user who rated 10 answers as one unit, users for the SRM check, and other sources apart', async () => {
+      const now = Date.now();
+      const call = (id: string, variant: string, userId?: string) =>
+        parseInput(InteractionInput, {
+          id,
+          route: 'clustered',
+          variant,
+          model: 'm',
+          ...(userId ? { userId } : {}),
+          messages: [{ role: 'user', content: 'hi' }],
+          output: { role: 'assistant', content: 'hello' },
+          createdAt: now,
+        });
+      const heavy = Array.from({ length: 10 }, (_, k) => `h${k}`);
+      await store.interactions.insert(projectId, [
+        ...heavy.map((id) => call(id, 'control', 'heavy')),
+        call('l0', 'control', 'light'),
+        // No user id: each call was assigned on its own, so each is its own unit.
+        call('a0', 'control'),
+        call('a1', 'control'),
+        call('tr0', 'treatment', 't1'),
+        call('tr1', 'treatment', 't1'),
+        call('tr2', 'treatment', 't2'),
+        call('tr3', 'treatment', 't3'),
+      ]);
+      const thumb = (interactionId: string, value: 'up' | 'down', extra: object = {}) =>
+        parseInput(FeedbackInput, { kind: 'thumbs', interactionId, value, ...extra });
+      const judge = { source: 'judge', raterId: 'judge-1' };
+      const annotator = { source: 'annotator', raterId: 'ann-1' };
+      await store.feedback.insert(projectId, [
+        // heavy: 9 up and 1 down from the user; a judge says down and an annotator gives 1 star to all.
+        ...heavy.map((id, k) => thumb(id, k < 9 ? 'up' : 'down')),
+        ...heavy.map((id) => thumb(id, 'down', judge)),
+        ...heavy.map((id) =>
+          parseInput(FeedbackInput, { kind: 'stars', interactionId: id, value: 1, ...annotator }),
+        ),
+        thumb('l0', 'down'),
+        thumb('a0', 'up'),
+        thumb('a1', 'up'),
+        thumb('tr0', 'up'),
+        thumb('tr1', 'up'),
+        thumb('tr2', 'down'),
+        // t3's answer was rated only by the judge: no user outcome, but a user served.
+        thumb('tr3', 'up', judge),
+        thumb('tr0', 'up', judge),
+      ]);
+      const rewards = [
+        ...heavy.map((id, k) => [id, k < 5 ? 1 : 0] as const),
+        ['l0', -1],
+        ['tr0', 0.2],
+        ['tr1', 0.4],
+        ['tr2', 0],
+        ['tr3', 1],
+      ] as const;
+      await store.calibration.save(
+        projectId,
+        {},
+        {},
+        [],
+        rewards.map(([interactionId, reward]) => ({
+          interactionId,
+          n: 1,
+          rawMean: reward,
+          reward,
+          sd: 0.1,
+          lower: reward - 0.2,
+          upper: reward + 0.2,
+        })),
+      );
+      const totals = await store.experiments.variantTotals(projectId, 'clustered', now - 1000);
+      const byName = Object.fromEntries(totals.map((t) => [t.variant, t]));
+      const control = byName.control!;
+      const treatment = byName.treatment!;
+      // The SRM check counts users: heavy, light and the two anonymous calls; t1, t2 and t3.
+      expect([control.users, control.interactions]).toEqual([4, 13]);
+      expect([treatment.users, treatment.interactions]).toEqual([3, 4]);
+      // Thumbs, users' own only: heavy 0.9, light 0, each anonymous call 1: 4 units of 13 ratings.
+      expect(control.thumbs).toMatchObject({ users: 4, events: 13, up: 11 });
+      expect(control.thumbs.sum).toBeCloseTo(2.9, 12);
+      expect(control.thumbs.sumOfSquares).toBeCloseTo(2.81, 12);
+      expect(treatment.thumbs).toEqual({ users: 2, events: 3, up: 2, sum: 1, sumOfSquares: 1 });
+      // No stars from users: the annotator's are not the users' outcome.
+      expect(control.stars).toMatchObject({ users: 0, events: 0 });
+      // Rewards of the answers users rated: heavy 0.5 (ten answers, one unit), light -1; t1 0.3, t2
+      // 0; t3's answer only the judge rated.
+      expect(control.reward).toMatchObject({ users: 2, events: 11 });
+      expect(control.reward.sum).toBeCloseTo(-0.5, 12);
+      expect(control.reward.sumOfSquares).toBeCloseTo(1.25, 12);
+      expect(treatment.reward).toMatchObject({ users: 2, events: 3 });
+      expect(treatment.reward.sum).toBeCloseTo(0.3, 12);
+      expect(treatment.reward.sumOfSquares).toBeCloseTo(0.09, 12);
+      // The judge and annotator labels are reported apart, at event level.
+      expect(control.otherSources).toEqual([
+        { source: 'annotator', thumbs: { up: 0, total: 0 }, stars: { n: 10, sum: 10 } },
+        { source: 'judge', thumbs: { up: 0, total: 10 }, stars: { n: 0, sum: 0 } },
+      ]);
+      expect(treatment.otherSources).toEqual([
+        { source: 'judge', thumbs: { up: 2, total: 2 }, stars: { n: 0, sum: 0 } },
+      ]);
     });
 
     it('records decisions, moves bandit weights with them, and stops keeping the winner', async () => {

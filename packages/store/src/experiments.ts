@@ -1,4 +1,4 @@
-import { newId, RatchetError } from '@ratchet/core';
+import { emptyUserMetricSums, newId, RatchetError, type UserMetricSums } from '@ratchet/core';
 import { type Kysely, sql } from 'kysely';
 import type { AuditLog } from './audit.js';
 import type { DialectName } from './connection.js';
@@ -45,14 +45,68 @@ export interface NewExperiment {
   bandit: boolean;
 }
 
-/** Feedback totals of one variant since the experiment started, computed in SQL. */
+/**
+ * Labels on a variant's answers that are not its users' own (`judge`, `annotator`, `implicit`):
+ * event counts shown beside the experiment, never part of its metrics.
+ */
+export interface SourceFeedbackTotals {
+  source: string;
+  thumbs: { up: number; total: number };
+  stars: { n: number; sum: number };
+}
+
+/**
+ * Totals of one variant since the experiment started, computed in SQL. The metrics are per end
+ * user (core's users.ts says why): `source: user` feedback only, each user's mean outcome summed
+ * over the users. A later per-user addition (CUPED's pre-period mean and its cross-product,
+ * guardrail metrics) is more sums over the same per-user rows (`perUserRatings`).
+ */
 export interface VariantFeedbackTotals {
   variant: string;
+  /**
+   * Units served since the start, what the sample ratio check counts: distinct end users, or the
+   * interaction when the call named no user (the gateway then assigned that call alone at random).
+   */
   users: number;
   interactions: number;
-  thumbs: { up: number; total: number };
-  stars: { n: number; sum: number; sumOfSquares: number };
-  reward: { n: number; sum: number; sumOfSquares: number };
+  /** Each user's share of thumbs up; `up` counts the thumbs-up events (shown, not tested). */
+  thumbs: UserMetricSums & { up: number };
+  /** Each user's mean of default-scale stars. */
+  stars: UserMetricSums;
+  /** Each user's mean calibrated reward over the answers that user rated. */
+  reward: UserMetricSums;
+  /** Other sources' labels, at event level, apart from the metrics. */
+  otherSources: SourceFeedbackTotals[];
+}
+
+interface TotalsWindow {
+  projectId: string;
+  route: string;
+  from: number;
+  to: number;
+}
+
+/**
+ * The unit of randomization: the end user, or the interaction when the call named none (the
+ * gateway assigns such a call on its own, at random, so it is its own unit).
+ */
+const userUnit = sql`coalesce(i.user_id, i.id)`;
+
+/** Sums over the per-user rows `u` (with `events` and `outcome` per user). */
+const overUsers = [
+  sql<number>`count(*)`.as('users'),
+  sql<number>`sum(u.events)`.as('events'),
+  sql<number>`sum(u.outcome)`.as('total'),
+  sql<number>`sum(u.outcome * u.outcome)`.as('squares'),
+] as const;
+
+function sumsOf(r: { users: unknown; events: unknown; total: unknown; squares: unknown }): UserMetricSums {
+  return {
+    users: Number(r.users),
+    events: Number(r.events),
+    sum: Number(r.total),
+    sumOfSquares: Number(r.squares),
+  };
 }
 
 type Row = {
@@ -264,9 +318,10 @@ export class ExperimentRepository {
   }
 
   /**
-   * Per-variant totals of the route's traffic in [from, to): users (distinct end users, or the
-   * interaction when no user is known), thumbs, default-scale stars and calibrated rewards.
-   * Four GROUP BY queries; nothing is read row by row.
+   * Per-variant totals of the route's traffic in [from, to): units served (for the SRM check),
+   * per-user sums of thumbs, default-scale stars and calibrated rewards from `source: user`
+   * feedback, and the other sources' labels apart. GROUP BY queries (per user, then per variant);
+   * nothing is read row by row.
    */
   async variantTotals(
     projectId: string,
@@ -274,98 +329,176 @@ export class ExperimentRepository {
     from: number,
     to: number = Number.MAX_SAFE_INTEGER,
   ): Promise<VariantFeedbackTotals[]> {
-    const users = await this.db
-      .selectFrom('interactions')
-      .select([
-        'variant',
-        sql<number>`count(distinct coalesce(user_id, id))`.as('users'),
-        sql<number>`count(*)`.as('interactions'),
-      ])
-      .where('project_id', '=', projectId)
-      .where('route', '=', route)
-      .where('created_at', '>=', from)
-      .where('created_at', '<', to)
-      .where('variant', 'is not', null)
-      .groupBy('variant')
-      .execute();
-    const ratings = await this.db
-      .selectFrom('feedback_current as f')
-      .innerJoin('interactions as i', (j) =>
-        j.onRef('i.project_id', '=', 'f.project_id').onRef('i.id', '=', 'f.interaction_id'),
-      )
-      .select([
-        'i.variant',
-        'f.kind',
-        sql<number>`count(*)`.as('n'),
-        sql<number>`sum(case when f.value > 0 then 1 else 0 end)`.as('positive'),
-        sql<number>`sum(f.value)`.as('total'),
-        sql<number>`sum(f.value * f.value)`.as('squares'),
-      ])
-      .where('f.project_id', '=', projectId)
-      .where('i.route', '=', route)
-      .where('i.created_at', '>=', from)
-      .where('i.created_at', '<', to)
-      .where((eb) =>
-        eb.or([
-          eb('f.kind', '=', 'thumbs'),
-          eb.and([eb('f.kind', '=', 'stars'), eb('f.label', '=', 'stars')]),
-        ]),
-      )
-      .where('f.value', 'is not', null)
-      .groupBy(['i.variant', 'f.kind'])
-      .execute();
-    const rewards = await this.db
-      .selectFrom('interaction_rewards as r')
-      .innerJoin('interactions as i', (j) =>
-        j.onRef('i.project_id', '=', 'r.project_id').onRef('i.id', '=', 'r.interaction_id'),
-      )
-      .select([
-        'i.variant',
-        sql<number>`count(*)`.as('n'),
-        sql<number>`sum(r.reward)`.as('total'),
-        sql<number>`sum(r.reward * r.reward)`.as('squares'),
-      ])
-      .where('r.project_id', '=', projectId)
-      .where('i.route', '=', route)
-      .where('i.created_at', '>=', from)
-      .where('i.created_at', '<', to)
-      .groupBy('i.variant')
-      .execute();
+    const window = { projectId, route, from, to };
+    const [units, ratings, rewards, others] = await Promise.all([
+      this.unitsServed(window),
+      this.userRatingSums(window),
+      this.userRewardSums(window),
+      this.otherSourceTotals(window),
+    ]);
     const out = new Map<string, VariantFeedbackTotals>();
-    const of = (variant: string | null): VariantFeedbackTotals | undefined => {
-      if (variant === null) return undefined;
+    const of = (variant: string): VariantFeedbackTotals => {
       let t = out.get(variant);
       if (!t) {
         t = {
           variant,
           users: 0,
           interactions: 0,
-          thumbs: { up: 0, total: 0 },
-          stars: { n: 0, sum: 0, sumOfSquares: 0 },
-          reward: { n: 0, sum: 0, sumOfSquares: 0 },
+          thumbs: { ...emptyUserMetricSums, up: 0 },
+          stars: { ...emptyUserMetricSums },
+          reward: { ...emptyUserMetricSums },
+          otherSources: [],
         };
         out.set(variant, t);
       }
       return t;
     };
-    for (const u of users) {
-      const t = of(u.variant);
-      if (!t) continue;
-      t.users = Number(u.users);
-      t.interactions = Number(u.interactions);
-    }
+    for (const u of units) Object.assign(of(u.variant), { users: u.users, interactions: u.interactions });
     for (const r of ratings) {
       const t = of(r.variant);
-      if (!t) continue;
-      if (r.kind === 'thumbs') t.thumbs = { up: Number(r.positive), total: Number(r.n) };
-      else t.stars = { n: Number(r.n), sum: Number(r.total), sumOfSquares: Number(r.squares) };
+      if (r.kind === 'thumbs') t.thumbs = { ...r.sums, up: r.up };
+      else t.stars = r.sums;
     }
-    for (const r of rewards) {
-      const t = of(r.variant);
-      if (!t) continue;
-      t.reward = { n: Number(r.n), sum: Number(r.total), sumOfSquares: Number(r.squares) };
+    for (const r of rewards) of(r.variant).reward = r.sums;
+    for (const o of others) {
+      const t = of(o.variant);
+      let s = t.otherSources.find((x) => x.source === o.source);
+      if (!s) {
+        s = { source: o.source, thumbs: { up: 0, total: 0 }, stars: { n: 0, sum: 0 } };
+        t.otherSources.push(s);
+      }
+      if (o.kind === 'thumbs') s.thumbs = { up: o.up, total: o.n };
+      else s.stars = { n: o.n, sum: o.sum };
     }
     return [...out.values()];
+  }
+
+  /** The route's interactions in the window that were assigned a variant. */
+  private routeInteractions(w: TotalsWindow) {
+    return this.db
+      .selectFrom('interactions as i')
+      .where('i.project_id', '=', w.projectId)
+      .where('i.route', '=', w.route)
+      .where('i.created_at', '>=', w.from)
+      .where('i.created_at', '<', w.to)
+      .where('i.variant', 'is not', null);
+  }
+
+  private async unitsServed(w: TotalsWindow) {
+    const rows = await this.routeInteractions(w)
+      .select([
+        'i.variant',
+        sql<number>`count(distinct ${userUnit})`.as('users'),
+        sql<number>`count(*)`.as('interactions'),
+      ])
+      .groupBy('i.variant')
+      .execute();
+    return rows.map((r) => ({
+      variant: r.variant!,
+      users: Number(r.users),
+      interactions: Number(r.interactions),
+    }));
+  }
+
+  /**
+   * The current thumbs and default-scale stars of `source: user` feedback, one row per (variant,
+   * kind, user) with the user's mean outcome. A thumb is 1 when up and 0 when down.
+   */
+  private perUserRatings(w: TotalsWindow) {
+    return this.routeInteractions(w)
+      .innerJoin('feedback_current as f', (j) =>
+        j.onRef('f.project_id', '=', 'i.project_id').onRef('f.interaction_id', '=', 'i.id'),
+      )
+      .innerJoin('feedback as e', 'e.id', 'f.feedback_id')
+      .where('e.source', '=', 'user')
+      .where('f.value', 'is not', null)
+      .where((eb) =>
+        eb.or([
+          eb('f.kind', '=', 'thumbs'),
+          eb.and([eb('f.kind', '=', 'stars'), eb('f.label', '=', 'stars')]),
+        ]),
+      )
+      .select([
+        'i.variant',
+        'f.kind',
+        sql<number>`count(*)`.as('events'),
+        sql<number>`sum(case when f.value > 0 then 1 else 0 end)`.as('up'),
+        sql<number>`avg(case when f.kind = 'thumbs' then (case when f.value > 0 then 1.0 else 0.0 end) else f.value end)`.as(
+          'outcome',
+        ),
+      ])
+      .groupBy(['i.variant', 'f.kind', userUnit]);
+  }
+
+  private async userRatingSums(w: TotalsWindow) {
+    const rows = await this.db
+      .selectFrom(this.perUserRatings(w).as('u'))
+      .select(['u.variant', 'u.kind', sql<number>`sum(u.up)`.as('up'), ...overUsers])
+      .groupBy(['u.variant', 'u.kind'])
+      .execute();
+    return rows.map((r) => ({ variant: r.variant!, kind: r.kind, up: Number(r.up), sums: sumsOf(r) }));
+  }
+
+  /** Calibrated rewards of the answers a user (`source: user`) rated, averaged per user. */
+  private async userRewardSums(w: TotalsWindow) {
+    const perUser = this.routeInteractions(w)
+      .innerJoin('interaction_rewards as r', (j) =>
+        j.onRef('r.project_id', '=', 'i.project_id').onRef('r.interaction_id', '=', 'i.id'),
+      )
+      .where(({ exists, selectFrom }) =>
+        exists(
+          selectFrom('feedback_current as f')
+            .innerJoin('feedback as e', 'e.id', 'f.feedback_id')
+            .select(sql`1`.as('one'))
+            .whereRef('f.project_id', '=', 'i.project_id')
+            .whereRef('f.interaction_id', '=', 'i.id')
+            .where('e.source', '=', 'user'),
+        ),
+      )
+      .select(['i.variant', sql<number>`count(*)`.as('events'), sql<number>`avg(r.reward)`.as('outcome')])
+      .groupBy(['i.variant', userUnit]);
+    const rows = await this.db
+      .selectFrom(perUser.as('u'))
+      .select(['u.variant', ...overUsers])
+      .groupBy('u.variant')
+      .execute();
+    return rows.map((r) => ({ variant: r.variant!, sums: sumsOf(r) }));
+  }
+
+  /** Judge, annotator and implicit labels: event counts per source, apart from the metrics. */
+  private async otherSourceTotals(w: TotalsWindow) {
+    const rows = await this.routeInteractions(w)
+      .innerJoin('feedback_current as f', (j) =>
+        j.onRef('f.project_id', '=', 'i.project_id').onRef('f.interaction_id', '=', 'i.id'),
+      )
+      .innerJoin('feedback as e', 'e.id', 'f.feedback_id')
+      .where('e.source', '!=', 'user')
+      .where('f.value', 'is not', null)
+      .where((eb) =>
+        eb.or([
+          eb('f.kind', '=', 'thumbs'),
+          eb.and([eb('f.kind', '=', 'stars'), eb('f.label', '=', 'stars')]),
+        ]),
+      )
+      .select([
+        'i.variant',
+        'e.source',
+        'f.kind',
+        sql<number>`count(*)`.as('n'),
+        sql<number>`sum(case when f.value > 0 then 1 else 0 end)`.as('up'),
+        sql<number>`sum(f.value)`.as('sum'),
+      ])
+      .groupBy(['i.variant', 'e.source', 'f.kind'])
+      .orderBy('e.source')
+      .execute();
+    return rows.map((r) => ({
+      variant: r.variant!,
+      source: r.source,
+      kind: r.kind,
+      n: Number(r.n),
+      up: Number(r.up),
+      sum: Number(r.sum),
+    }));
   }
 
   private toExperiment(r: Row): Experiment {

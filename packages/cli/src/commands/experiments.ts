@@ -17,6 +17,13 @@ const fmt = (x: number | null | undefined, digits = 3) =>
 
 type VariantInput = ExperimentStartSpec['variants'][number];
 
+/** A per-user figure: the mean of user means, its interval, and the users behind it. */
+function perUser(m: ExperimentStatus['variants'][number]['stars']): string {
+  if (m.mean === null) return '';
+  const i = m.interval ? ` [${fmt(m.interval.lower)}, ${fmt(m.interval.upper)}]` : '';
+  return `${fmt(m.mean)}${i} (${m.users} users)`;
+}
+
 /**
  * `NAME=MODEL[@UPSTREAM][:WEIGHT]`: MODEL is a registry model; prefix it with `upstream:` for a
  * model name sent as is (e.g. `v2=upstream:gpt-4o-mini@openai:10`).
@@ -52,6 +59,7 @@ export function printExperimentStatus(s: ExperimentStatus): void {
   console.log(
     `experiment ${e.name} on route ${e.route}: ${e.status}, metric ${e.metric}, engine ${e.engine}${e.bandit ? ', Thompson-sampling bandit' : ''}, control ${e.control}`,
   );
+  console.log("per user (each user's mean of their own ratings; the user is the unit of the test):");
   console.table(
     s.variants.map((v) => ({
       variant: v.name,
@@ -59,12 +67,25 @@ export function printExperimentStatus(s: ExperimentStatus): void {
       weight: fmt(v.weight),
       users: v.users,
       calls: v.interactions,
-      'thumbs up': `${v.thumbsUpRate.up}/${v.thumbsUpRate.total}`,
-      'up rate': fmt(v.thumbsUpRate.rate),
-      'mean reward': fmt(v.meanReward.mean),
-      stars: fmt(v.stars.mean),
+      'thumbs up': `${v.thumbsUpRate.up}/${v.thumbsUpRate.events}`,
+      'up rate': perUser(v.thumbsUpRate),
+      'mean reward': perUser(v.meanReward),
+      stars: perUser(v.stars),
     })),
   );
+  const others = s.variants.flatMap((v) =>
+    v.otherSources.map((o) => ({
+      variant: v.name,
+      source: o.source,
+      'thumbs up': `${o.thumbs.up}/${o.thumbs.total}`,
+      'up rate': fmt(o.thumbs.rate),
+      stars: o.stars.n ? `${fmt(o.stars.mean)} (${o.stars.n})` : '',
+    })),
+  );
+  if (others.length) {
+    console.log('AI and annotator labels (not in the decision):');
+    console.table(others);
+  }
   if (s.decision.comparisons.length)
     console.table(
       s.decision.comparisons.map((c) => ({

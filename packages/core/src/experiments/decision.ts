@@ -32,14 +32,20 @@ export const ExperimentDecisionConfig = z.strictObject({
   alpha: Probability.default(0.05),
   /** Mixture width of the mSPRT in pooled standard deviations of the metric. */
   tauInStandardDeviations: z.number().positive().default(0.1),
-  /** No decision before every arm has this many observations of the primary metric. */
+  /**
+   * No decision before every arm has this many observations of the primary metric (users with an
+   * outcome, for the per-user metrics the product passes; see users.ts).
+   */
   minObservationsPerArm: z.number().int().nonnegative().default(100),
   /** Planned maximum; past it, the reasons say that no effect was found. */
   maxObservationsPerArm: z.number().int().positive().optional(),
   /** p-value below which the users per variant do not match the weights. */
   srmThreshold: Probability.default(0.001),
   credibleLevel: Probability.default(0.95),
-  /** Beta prior for proportion metrics. */
+  /**
+   * Beta prior for proportion metrics (event counts given straight to decideExperiment). The
+   * product's experiments pass per-user means (users.ts), which take the flat-prior normal posterior.
+   */
   prior: z
     .strictObject({ alpha: z.number().positive(), beta: z.number().positive() })
     .default({ alpha: 1, beta: 1 }),
@@ -64,6 +70,11 @@ export const ExperimentDecisionConfig = z.strictObject({
 export type ExperimentDecisionConfig = z.output<typeof ExperimentDecisionConfig>;
 export type ExperimentDecisionConfigInput = z.input<typeof ExperimentDecisionConfig>;
 
+/**
+ * A metric of one arm. `proportion` treats every trial as an independent unit (right only when
+ * each unit gives one 0/1 outcome); `mean` is n independent units with their mean and sample
+ * variance, which is how per-user metrics come in (userMeanMetric in users.ts).
+ */
 export type ExperimentMetricData =
   | { kind: 'proportion'; successes: number; trials: number }
   | { kind: 'mean'; n: number; mean: number; variance: number };

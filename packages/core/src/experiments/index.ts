@@ -9,3 +9,4 @@ export * from './special.js';
 export * from './srm.js';
 export * from './t-test.js';
 export * from './thompson.js';
+export * from './users.js';

@@ -1,7 +1,14 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { proportionMoments } from './moments.js';
 import { msprtHalfWidth, msprtLogLikelihoodRatio, msprtTest } from './msprt.js';
-import { type AaSimulationResult, type PowerRow, simulateAaPeeking, simulatePower } from './simulate.js';
+import {
+  type AaSimulationResult,
+  type ClusteredAaResult,
+  type PowerRow,
+  simulateAaPeeking,
+  simulateClusteredAa,
+  simulatePower,
+} from './simulate.js';
 import { welchTTest } from './t-test.js';
 
 /** The mixture likelihood ratio by brute-force integration over the mixing distribution. */
@@ -95,6 +102,31 @@ describe('A/A experiments looked at after every 100 users', () => {
   it('the fixed-horizon t-test looked at the same way is far above it', () => {
     expect(aa.naiveFalsePositiveRate).toBeGreaterThanOrEqual(0.25);
     expect(aa.naiveFalsePositiveRate).toBeGreaterThan(5 * aa.sequentialFalsePositiveRate);
+  });
+});
+
+describe('clustered A/A experiments: users rate 1 to 20 answers with their own propensity', () => {
+  // 400 experiments of 3,000 users (a few seconds); bench/experiments runs 2,000 of 10,000 users.
+  let aa: ClusteredAaResult;
+  beforeAll(() => {
+    aa = simulateClusteredAa({
+      experiments: 400,
+      usersPerExperiment: 3000,
+      peekEvery: 100,
+      rate: 0.6,
+      concentration: 4,
+      maxRatingsPerUser: 20,
+      seed: 14,
+    });
+  });
+
+  it('the per-user analysis the product runs keeps its false positive rate at or below 5%', () => {
+    expect(aa.meanRatingsPerUser).toBeGreaterThan(9);
+    expect(aa.userLevelFalsePositiveRate).toBeLessThanOrEqual(0.05);
+  });
+
+  it('treating each rating as an independent unit does not: far above 5%', () => {
+    expect(aa.eventLevelFalsePositiveRate).toBeGreaterThan(0.2);
   });
 });
 

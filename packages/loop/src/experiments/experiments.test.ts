@@ -127,11 +127,11 @@ for (const target of testDatabases()) {
       });
       await traffic(store, projectId, 'r5', { a: 0.3, b: 0.8 }, 400, 5);
       const before = await experimentStatus(store, projectId, 'reward');
-      expect(before.variants.map((v) => v.meanReward.n)).toEqual([0, 0]);
+      expect(before.variants.map((v) => v.meanReward.users)).toEqual([0, 0]);
       await calibrateProject(store, projectId);
       const s = await experimentStatus(store, projectId, 'reward');
       const [a, b] = s.variants;
-      expect([a!.meanReward.n, b!.meanReward.n]).toEqual([200, 200]);
+      expect([a!.meanReward.users, b!.meanReward.users]).toEqual([200, 200]);
       expect(b!.meanReward.mean!).toBeGreaterThan(a!.meanReward.mean! + 0.3);
       expect(s.decision.comparisons[0]).toMatchObject({ metric: 'mean_reward', verdict: 'better' });
       expect(s.decision).toMatchObject({ decision: 'ship', variant: 'b' });

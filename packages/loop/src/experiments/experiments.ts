@@ -1,8 +1,9 @@
 /**
  * Experiments on a gateway route: start (the route's variants go to the database, where every
- * gateway picks them up), look (per-variant metrics from feedback in SQL, the Bayesian and mSPRT
- * engines, the sample ratio check, a decision appended to the history, Thompson-sampling weights
- * when the experiment is a bandit), and stop (keep the winner or return the route to the file).
+ * gateway picks them up), look (per-variant metrics over users, from the users' own feedback, in
+ * SQL; judge and annotator labels shown apart; the Bayesian and mSPRT engines, the sample ratio
+ * check over users, a decision appended to the history, Thompson-sampling weights when the
+ * experiment is a bandit), and stop (keep the winner or return the route to the file).
  */
 import {
   decideExperiment,
@@ -10,10 +11,13 @@ import {
   ExperimentDecisionConfig,
   type ExperimentMetricData,
   type ExperimentVariantData,
-  momentsFromSums,
+  emptyUserMetricSums,
   parseInput,
   RatchetError,
   thompsonSamplingWeights,
+  type UserMeanSummary,
+  userMeanMetric,
+  userMeanSummary,
 } from '@ratchet/core';
 import type { Experiment, Store, StoredVariant, VariantFeedbackTotals } from '@ratchet/store';
 import { z } from 'zod';
@@ -135,16 +139,29 @@ export async function startExperiment(
   return store.experiments.start(projectId, { ...spec, variants }, options.actor ?? 'loop');
 }
 
+/** A variant's metric over its users (`source: user` feedback): users, ratings, mean of user means. */
+export type VariantMetricStatus = UserMeanSummary;
+
+/** Labels from one other source (judge, annotator, implicit): shown apart, never in the decision. */
+export interface OtherSourceStatus {
+  source: string;
+  thumbs: { up: number; total: number; rate: number | null };
+  stars: { n: number; mean: number | null };
+}
+
 export interface VariantStatus {
   name: string;
   weight: number;
   model: string;
   modelId: string | null;
+  /** Units served (end users; the interaction for a call without one): what the SRM check counts. */
   users: number;
   interactions: number;
-  thumbsUpRate: { up: number; total: number; rate: number | null };
-  meanReward: { n: number; mean: number | null };
-  stars: { n: number; mean: number | null };
+  /** Users with thumbs, their thumbs, the mean of each user's share of ups and its interval. */
+  thumbsUpRate: VariantMetricStatus & { up: number };
+  meanReward: VariantMetricStatus;
+  stars: VariantMetricStatus;
+  otherSources: OtherSourceStatus[];
 }
 
 export interface ExperimentStatus {
@@ -155,15 +172,38 @@ export interface ExperimentStatus {
   weights: Record<string, number> | null;
 }
 
+/** Every metric per user (the user is the unit: core's users.ts says how and why). */
 function metricData(t: VariantFeedbackTotals | undefined): Record<ExperimentMetric, ExperimentMetricData> {
-  const mean = (s: { n: number; sum: number; sumOfSquares: number } | undefined): ExperimentMetricData => ({
-    kind: 'mean',
-    ...momentsFromSums(s?.n ?? 0, s?.sum ?? 0, s?.sumOfSquares ?? 0),
-  });
+  const empty = emptyUserMetricSums;
   return {
-    thumbs_up_rate: { kind: 'proportion', successes: t?.thumbs.up ?? 0, trials: t?.thumbs.total ?? 0 },
-    mean_reward: mean(t?.reward),
-    stars: mean(t?.stars),
+    thumbs_up_rate: userMeanMetric(t?.thumbs ?? empty),
+    mean_reward: userMeanMetric(t?.reward ?? empty),
+    stars: userMeanMetric(t?.stars ?? empty),
+  };
+}
+
+function variantStatus(
+  v: StoredVariant,
+  t: VariantFeedbackTotals | undefined,
+  weight: number,
+  level: number,
+): VariantStatus {
+  const empty = emptyUserMetricSums;
+  return {
+    name: v.name,
+    weight,
+    model: v.model,
+    modelId: v.modelId ?? null,
+    users: t?.users ?? 0,
+    interactions: t?.interactions ?? 0,
+    thumbsUpRate: { ...userMeanSummary(t?.thumbs ?? empty, level), up: t?.thumbs.up ?? 0 },
+    meanReward: userMeanSummary(t?.reward ?? empty, level),
+    stars: userMeanSummary(t?.stars ?? empty, level),
+    otherSources: (t?.otherSources ?? []).map((o) => ({
+      source: o.source,
+      thumbs: { ...o.thumbs, rate: o.thumbs.total ? o.thumbs.up / o.thumbs.total : null },
+      stars: { n: o.stars.n, mean: o.stars.n ? o.stars.sum / o.stars.n : null },
+    })),
   };
 }
 
@@ -282,26 +322,9 @@ export async function experimentStatus(
       decision.state,
     );
   }
-  const variants: VariantStatus[] = experiment.variants.map((v) => {
-    const t = byName.get(v.name);
-    const stars = momentsFromSums(t?.stars.n ?? 0, t?.stars.sum ?? 0, t?.stars.sumOfSquares ?? 0);
-    const reward = momentsFromSums(t?.reward.n ?? 0, t?.reward.sum ?? 0, t?.reward.sumOfSquares ?? 0);
-    return {
-      name: v.name,
-      weight: weights?.[v.name] ?? currentWeight(v),
-      model: v.model,
-      modelId: v.modelId ?? null,
-      users: t?.users ?? 0,
-      interactions: t?.interactions ?? 0,
-      thumbsUpRate: {
-        up: t?.thumbs.up ?? 0,
-        total: t?.thumbs.total ?? 0,
-        rate: t?.thumbs.total ? t.thumbs.up / t.thumbs.total : null,
-      },
-      meanReward: { n: reward.n, mean: reward.n ? reward.mean : null },
-      stars: { n: stars.n, mean: stars.n ? stars.mean : null },
-    };
-  });
+  const variants = experiment.variants.map((v) =>
+    variantStatus(v, byName.get(v.name), weights?.[v.name] ?? currentWeight(v), config.credibleLevel),
+  );
   return { experiment: stored, variants, decision, weights };
 }
 

@@ -6,7 +6,9 @@ export {
   experimentMetrics,
   experimentStatus,
   type GatewayFacts,
+  type OtherSourceStatus,
   startExperiment,
   stopExperiment,
+  type VariantMetricStatus,
   type VariantStatus,
 } from './experiments.js';

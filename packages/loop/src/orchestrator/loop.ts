@@ -420,12 +420,13 @@ const stages: Record<(typeof loopStages)[number], StageFn> = {
 
   async experiment(ctx, round, state) {
     const status = await experimentStatus(ctx.store, ctx.projectId, state.experimentId!, { record: true });
+    // Observations are users with an outcome: the user is the unit of the experiment.
     const observed = (v: (typeof status.variants)[number]) =>
       ctx.policy.experiment.metric === 'thumbs_up_rate'
-        ? v.thumbsUpRate.total
+        ? v.thumbsUpRate.users
         : ctx.policy.experiment.metric === 'stars'
-          ? v.stars.n
-          : v.meanReward.n;
+          ? v.stars.users
+          : v.meanReward.users;
     const observations = Object.fromEntries(status.variants.map((v) => [v.name, observed(v)]));
     const decision = status.decision.decision;
     const atMax = status.variants.every((v) => observed(v) >= ctx.policy.experiment.maxObservationsPerArm);

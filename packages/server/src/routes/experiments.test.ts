@@ -4,6 +4,20 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startTestServer, type TestServer } from '../testing/server.js';
 import { type LocalUpstream, startLocalUpstream } from '../testing/upstream.js';
 
+/** A variant in the experiment status (the fields these tests read). */
+interface VariantView {
+  name: string;
+  users: number;
+  thumbsUpRate: {
+    users: number;
+    events: number;
+    up: number;
+    mean: number;
+    interval: { lower: number; upper: number };
+  };
+  otherSources: unknown[];
+}
+
 /** Thumbs-up probability per upstream model: the treatment is truly better. */
 const upRate: Record<string, number> = { 'bot-v1': 0.35, 'bot-v2': 0.65 };
 
@@ -122,12 +136,18 @@ for (const target of testDatabases()) {
       expect(status.status).toBe(200);
       const v = Object.fromEntries(
         (status.body.variants as { name: string }[]).map((x) => [x.name, x]),
-      ) as Record<string, { users: number; thumbsUpRate: { up: number; total: number; rate: number } }>;
+      ) as Record<string, VariantView>;
       const count = (name: string) => seen.filter((s) => s.variant === name).length;
-      expect(v.v1!.thumbsUpRate.total).toBe(count('v1'));
-      expect(v.v2!.thumbsUpRate.total).toBe(count('v2'));
+      // One rating per user here: as many users with thumbs as thumbs.
+      for (const name of ['v1', 'v2']) {
+        expect(v[name]!.thumbsUpRate).toMatchObject({ users: count(name), events: count(name) });
+        expect(v[name]!.otherSources).toEqual([]);
+      }
       expect(v.v1!.users + v.v2!.users).toBe(400 + 1); // alice too (her feedback-less calls count as users)
-      expect(v.v2!.thumbsUpRate.rate).toBeGreaterThan(v.v1!.thumbsUpRate.rate + 0.15);
+      expect(v.v2!.thumbsUpRate.mean).toBeGreaterThan(v.v1!.thumbsUpRate.mean + 0.15);
+      const i = v.v2!.thumbsUpRate.interval;
+      expect(i.lower).toBeLessThan(v.v2!.thumbsUpRate.mean);
+      expect(i.upper).toBeGreaterThan(v.v2!.thumbsUpRate.mean);
 
       const d = status.body.decision;
       expect(d.srm.mismatch).toBe(false);
@@ -145,6 +165,55 @@ for (const target of testDatabases()) {
       expect(
         (await t.call('/api/v1/experiments/v2-vs-v1/analyze', { method: 'POST' })).body.experiment.history,
       ).toEqual([expect.objectContaining({ decision: 'ship', variant: 'v2' })]);
+    });
+
+    it('counts a user who rates ten answers as one user, and shows judge labels apart from the metrics', async () => {
+      const look = async () => {
+        const res = await t.call('/api/v1/experiments/v2-vs-v1');
+        expect(res.status).toBe(200);
+        return {
+          variants: Object.fromEntries(
+            (res.body.variants as VariantView[]).map((x) => [x.name, x]),
+          ) as Record<string, VariantView>,
+          comparison: res.body.decision.comparisons[0],
+        };
+      };
+      const before = await look();
+      const calls = [];
+      for (let k = 0; k < 10; k++) calls.push(await chat('devoted'));
+      const arm = calls[0]!.variant;
+      const other = arm === 'v1' ? 'v2' : 'v1';
+      expect(calls.every((c) => c.variant === arm)).toBe(true);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      for (const c of calls) {
+        const fb = await t.call('/api/v1/feedback', {
+          key: t.publicKey,
+          body: { kind: 'thumbs', interactionId: c.id, value: 'up' },
+        });
+        expect(fb.status).toBe(201);
+      }
+      // An AI judge labels five of the answers (the secret key may say so; the public key may not).
+      for (const c of calls.slice(0, 5)) {
+        const fb = await t.call('/api/v1/feedback', {
+          body: { kind: 'thumbs', interactionId: c.id, value: 'down', source: 'judge', raterId: 'judge-1' },
+        });
+        expect(fb.status).toBe(201);
+      }
+      const after = await look();
+      const b = before.variants[arm]!.thumbsUpRate;
+      const a = after.variants[arm]!.thumbsUpRate;
+      // Ten ratings, one user: the mean of user means moves by one user whose mean is 1.
+      expect(a).toMatchObject({ users: b.users + 1, events: b.events + 10, up: b.up + 10 });
+      expect(a.mean).toBeCloseTo((b.mean * b.users + 1) / (b.users + 1), 12);
+      expect(after.variants[arm]!.users).toBe(before.variants[arm]!.users + 1);
+      expect(after.variants[other]!.thumbsUpRate).toEqual(before.variants[other]!.thumbsUpRate);
+      // The judge's labels are reported apart, and the comparison counts users only.
+      expect(after.variants[arm]!.otherSources).toEqual([
+        { source: 'judge', thumbs: { up: 0, total: 5, rate: 0 }, stars: { n: 0, mean: null } },
+      ]);
+      const users = (x: VariantView) => x.thumbsUpRate.users;
+      expect(users(after.variants.v1!) + users(after.variants.v2!)).toBe(400 + 1);
+      expect(after.comparison.verdict).toBe('better');
     });
 
     it('stops keeping the winner: every user then gets it, and the audit log has the story', async () => {

@@ -170,7 +170,7 @@ export function registerExperimentRoutes(
     access: 'secret',
     tag: 'experiments',
     summary:
-      'Status: per-variant metrics from feedback, each treatment against the control (always-valid interval, p-value, probability to beat, expected loss, credible interval), SRM, and the decision now. Records nothing.',
+      "Status: per-variant metrics per end user from the users' own feedback (each user's mean, then the mean over users; judge and annotator labels reported apart), each treatment against the control (always-valid interval, p-value, probability to beat, expected loss, credible interval), SRM over users, and the decision now. Records nothing.",
     params: ExperimentRef,
     handler: async ({ principal, params }) => experimentStatus(store, principal.projectId, params.ref),
   });

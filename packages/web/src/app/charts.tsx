@@ -289,32 +289,17 @@ export function ProbabilityChart({
   );
 }
 
-/** ln Γ(x) (Lanczos), for Beta densities. */
-function logGamma(x: number): number {
-  const g = [
-    676.5203681218851, -1259.1392167224028, 771.32342877765313, -176.61502916214059, 12.507343278686905,
-    -0.13857109526572012, 9.9843695780195716e-6, 1.5056327351493116e-7,
-  ];
-  if (x < 0.5) return Math.log(Math.PI / Math.sin(Math.PI * x)) - logGamma(1 - x);
-  const z = x - 1;
-  let a = 0.99999999999980993;
-  for (let i = 0; i < g.length; i++) a += g[i]! / (z + i + 1);
-  const t = z + g.length - 0.5;
-  return 0.5 * Math.log(2 * Math.PI) + (z + 0.5) * Math.log(t) - t + Math.log(a);
-}
-
-/** The Beta(a, b) density at `points` x values spread over where most of its mass lies. */
-export function betaDensity(
-  a: number,
-  b: number,
+/** The normal density N(mean, sd²) at `points` x values from `from` to `to`. */
+export function normalDensity(
+  mean: number,
+  sd: number,
   from: number,
   to: number,
   points = 120,
 ): [number, number][] {
-  const norm = logGamma(a + b) - logGamma(a) - logGamma(b);
   return Array.from({ length: points + 1 }, (_, i) => {
-    const x = Math.min(1 - 1e-9, Math.max(1e-9, from + ((to - from) * i) / points));
-    return [x, Math.exp(norm + (a - 1) * Math.log(x) + (b - 1) * Math.log(1 - x))];
+    const x = from + ((to - from) * i) / points;
+    return [x, Math.exp(-0.5 * ((x - mean) / sd) ** 2) / (sd * Math.sqrt(2 * Math.PI))];
   });
 }
 

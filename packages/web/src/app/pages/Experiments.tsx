@@ -1,4 +1,4 @@
-import { betaDensity, DifferenceChart, LineChart, ProbabilityChart, Timeline } from '../charts.js';
+import { DifferenceChart, LineChart, normalDensity, ProbabilityChart, Timeline } from '../charts.js';
 import { useApi } from '../hooks.js';
 import { fmt, Loading, Table } from '../ui.js';
 
@@ -31,6 +31,22 @@ export interface ExperimentSummary {
   startedAt: number;
 }
 
+/** A metric over users: each user's mean of their own ratings, then the mean over users. */
+interface PerUser {
+  users: number;
+  events: number;
+  mean: number | null;
+  standardError: number | null;
+  interval: { lower: number; upper: number } | null;
+}
+
+function perUser(m: PerUser, pct = false): string {
+  if (m.mean === null) return '–';
+  const f = (x: number) => (pct ? fmt.pct(x) : fmt.num(x));
+  const i = m.interval ? ` (${f(m.interval.lower)} … ${f(m.interval.upper)})` : '';
+  return `${f(m.mean)}${i}, ${m.users} users`;
+}
+
 interface ExperimentStatus {
   experiment: ExperimentSummary & {
     route: string;
@@ -40,7 +56,6 @@ interface ExperimentStatus {
     bandit: boolean;
     stoppedAt: number | null;
     decisionRule: {
-      prior?: { alpha: number; beta: number };
       ship?: { minProbabilityToBeat?: number };
       credibleLevel?: number;
     };
@@ -51,9 +66,14 @@ interface ExperimentStatus {
     model: string;
     weight: number;
     users: number;
-    thumbsUpRate: { up: number; total: number; rate: number | null };
-    meanReward: { n: number; mean: number | null };
-    stars: { n: number; mean: number | null };
+    thumbsUpRate: PerUser & { up: number };
+    meanReward: PerUser;
+    stars: PerUser;
+    otherSources: {
+      source: string;
+      thumbs: { up: number; total: number; rate: number | null };
+      stars: { n: number; mean: number | null };
+    }[];
   }[];
   decision: { decision: string; variant: string | null; reasons: string[]; comparisons: Comparison[] };
   weights: Record<string, number> | null;
@@ -101,28 +121,23 @@ function Looks({ e }: { e: ExperimentStatus['experiment'] }) {
   );
 }
 
-/** Each variant's Beta posterior of the thumbs-up rate, over the range where they have mass. */
+/** Each variant's posterior of the thumbs-up rate over users (normal: mean of user means, its standard error). */
 function RatePosteriors({ s }: { s: ExperimentStatus }) {
-  const prior = s.experiment.decisionRule.prior ?? { alpha: 1, beta: 1 };
-  const arms = s.variants.map((v) => ({
-    name: `${v.name} (${v.thumbsUpRate.up}/${v.thumbsUpRate.total})`,
-    a: prior.alpha + v.thumbsUpRate.up,
-    b: prior.beta + v.thumbsUpRate.total - v.thumbsUpRate.up,
-  }));
-  if (s.variants.every((v) => v.thumbsUpRate.total === 0))
-    return <p className="muted">No thumbs ratings in the experiment yet: the posteriors are the prior.</p>;
-  const spread = arms.map(({ a, b }) => {
-    const mean = a / (a + b);
-    const sd = Math.sqrt((a * b) / ((a + b) ** 2 * (a + b + 1)));
-    return [mean - 4 * sd, mean + 4 * sd];
+  const arms = s.variants.flatMap((v) => {
+    const m = v.thumbsUpRate;
+    return m.mean !== null && m.standardError
+      ? [{ name: `${v.name} (${m.users} users)`, mean: m.mean, sd: m.standardError }]
+      : [];
   });
-  const from = Math.max(0, Math.min(...spread.map((r) => r[0]!)));
-  const to = Math.min(1, Math.max(...spread.map((r) => r[1]!)));
+  if (arms.length < s.variants.length)
+    return <p className="muted">Too few users with thumbs ratings yet to show each variant's posterior.</p>;
+  const from = Math.max(0, Math.min(...arms.map((a) => a.mean - 4 * a.sd)));
+  const to = Math.min(1, Math.max(...arms.map((a) => a.mean + 4 * a.sd)));
   return (
     <LineChart
-      title={`${s.experiment.name}: posterior of each variant's thumbs-up rate`}
+      title={`${s.experiment.name}: posterior of each variant's thumbs-up rate per user`}
       formatX={(x) => `${(x * 100).toFixed(0)}%`}
-      series={arms.map(({ name, a, b }) => ({ name, points: betaDensity(a, b, from, to) }))}
+      series={arms.map(({ name, mean, sd }) => ({ name, points: normalDensity(mean, sd, from, to) }))}
     />
   );
 }
@@ -172,18 +187,42 @@ function ExperimentReport({ id }: { id: string }) {
               </>
             )}
             <Table
-              caption={`${e.name}: variants`}
-              head={['Variant', 'Model', 'Weight', 'Users', 'Thumbs up', 'Stars', 'Mean reward']}
+              caption={`${e.name}: variants, per user (each user's mean of their own ratings; ${level}% intervals)`}
+              head={[
+                'Variant',
+                'Model',
+                'Weight',
+                'Users',
+                'Thumbs up',
+                'Thumbs-up rate',
+                'Stars',
+                'Mean reward',
+              ]}
               rows={s.variants.map((v) => [
                 v.name,
                 v.model,
                 fmt.num(s.weights?.[v.name] ?? v.weight),
                 v.users,
-                `${fmt.pct(v.thumbsUpRate.rate)} of ${v.thumbsUpRate.total}`,
-                `${fmt.num(v.stars.mean)} (n=${v.stars.n})`,
-                `${fmt.num(v.meanReward.mean)} (n=${v.meanReward.n})`,
+                `${v.thumbsUpRate.up} of ${v.thumbsUpRate.events}`,
+                perUser(v.thumbsUpRate, true),
+                perUser(v.stars),
+                perUser(v.meanReward),
               ])}
             />
+            {s.variants.some((v) => v.otherSources.length > 0) && (
+              <Table
+                caption={`${e.name}: AI and annotator labels (shown apart, not in the decision)`}
+                head={['Variant', 'Source', 'Thumbs up', 'Stars']}
+                rows={s.variants.flatMap((v) =>
+                  v.otherSources.map((o) => [
+                    v.name,
+                    o.source,
+                    `${fmt.pct(o.thumbs.rate)} of ${o.thumbs.total}`,
+                    o.stars.n ? `${fmt.num(o.stars.mean)} (n=${o.stars.n})` : '–',
+                  ]),
+                )}
+              />
+            )}
             <Table
               caption={`${e.name}: comparisons`}
               head={[
