@@ -102,7 +102,7 @@ function clusteredAaMetrics(ctx: BenchContext, c: Config): Record<string, number
     aa_fpr_user_level: aa.userLevelFalsePositiveRate,
     aa_fpr_event_level_clustered: aa.eventLevelFalsePositiveRate,
     aa_clustered_experiments_count: aa.experiments,
-    aa_clustered_ratings_per_user_mean: round(aa.meanRatingsPerUser, 3),
+    aa_clustered_ratings_per_user_count: round(aa.meanRatingsPerUser, 3),
     aa_clustered_simulation_s: round(seconds, 2),
   };
 }

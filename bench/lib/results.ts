@@ -52,8 +52,12 @@ export function round(value: number, digits = 3): number {
   return Math.round(value * f) / f;
 }
 
-/** Names ../shared/BENCH.md prescribes even though they carry no unit suffix. */
+/** Names ../shared/BENCH.md (or an issue's "Must show") prescribes though they carry no unit suffix. */
 const sharedMetricNames = new Set([
+  'aa_fpr_sequential',
+  'aa_fpr_naive_ttest',
+  'aa_fpr_user_level',
+  'aa_fpr_event_level_clustered',
   'srm_detected_52_48_at_20k',
   'adversary_recall',
   'calibrated_label_accuracy',

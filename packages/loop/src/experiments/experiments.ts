@@ -174,11 +174,10 @@ export interface ExperimentStatus {
 
 /** Every metric per user (the user is the unit: core's users.ts says how and why). */
 function metricData(t: VariantFeedbackTotals | undefined): Record<ExperimentMetric, ExperimentMetricData> {
-  const empty = emptyUserMetricSums;
   return {
-    thumbs_up_rate: userMeanMetric(t?.thumbs ?? empty),
-    mean_reward: userMeanMetric(t?.reward ?? empty),
-    stars: userMeanMetric(t?.stars ?? empty),
+    thumbs_up_rate: userMeanMetric(t?.thumbs ?? emptyUserMetricSums),
+    mean_reward: userMeanMetric(t?.reward ?? emptyUserMetricSums),
+    stars: userMeanMetric(t?.stars ?? emptyUserMetricSums),
   };
 }
 
@@ -188,7 +187,6 @@ function variantStatus(
   weight: number,
   level: number,
 ): VariantStatus {
-  const empty = emptyUserMetricSums;
   return {
     name: v.name,
     weight,
@@ -196,9 +194,9 @@ function variantStatus(
     modelId: v.modelId ?? null,
     users: t?.users ?? 0,
     interactions: t?.interactions ?? 0,
-    thumbsUpRate: { ...userMeanSummary(t?.thumbs ?? empty, level), up: t?.thumbs.up ?? 0 },
-    meanReward: userMeanSummary(t?.reward ?? empty, level),
-    stars: userMeanSummary(t?.stars ?? empty, level),
+    thumbsUpRate: { ...userMeanSummary(t?.thumbs ?? emptyUserMetricSums, level), up: t?.thumbs.up ?? 0 },
+    meanReward: userMeanSummary(t?.reward ?? emptyUserMetricSums, level),
+    stars: userMeanSummary(t?.stars ?? emptyUserMetricSums, level),
     otherSources: (t?.otherSources ?? []).map((o) => ({
       source: o.source,
       thumbs: { ...o.thumbs, rate: o.thumbs.total ? o.thumbs.up / o.thumbs.total : null },

@@ -138,8 +138,9 @@ export const LoopPolicy = z.strictObject({
     .strictObject({
       metric: z.enum(experimentMetrics).default('thumbs_up_rate'),
       engine: z.enum(experimentEngines).default('msprt'),
+      /** Observations are users with an outcome of the metric (the user is the unit). */
       minObservationsPerArm: z.number().int().nonnegative().default(60),
-      /** Past this many per arm without a ship decision, the candidate is rolled back. */
+      /** Past this many users per arm without a ship decision, the candidate is rolled back. */
       maxObservationsPerArm: z.number().int().positive().default(600),
       decisionRule: z.record(z.string(), z.unknown()).default({}),
     })
