@@ -188,7 +188,7 @@ for (const target of testDatabases()) {
       for (const c of calls) {
         const fb = await t.call('/api/v1/feedback', {
           key: t.publicKey,
-          body: { kind: 'thumbs', interactionId: c.id, value: 'up' },
+          body: { kind: 'thumbs', interactionId: c.id, feedbackToken: c.feedbackToken, value: 'up' },
         });
         expect(fb.status).toBe(201);
       }
