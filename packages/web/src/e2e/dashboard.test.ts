@@ -314,6 +314,15 @@ describe('dashboard and widget in a browser', () => {
   });
 
   it("shows an experiment's posteriors, intervals and probability to beat as charts", async () => {
+    // An AI judge labels two of the friendly arm's answers: shown apart, not in the metrics.
+    const judged = ['x1-0', 'x1-1'].map((interactionId) => ({
+      kind: 'thumbs',
+      interactionId,
+      raterId: 'judge:tone',
+      source: 'judge',
+      value: 'down',
+    }));
+    expect((await t.call('/api/v1/feedback', { body: { items: judged } })).status).toBe(201);
     // Two looks recorded, as the loop records them.
     for (let i = 0; i < 2; i++)
       expect((await t.call(`/api/v1/experiments/${experimentId}/analyze`, { body: {} })).status).toBe(200);
@@ -323,11 +332,11 @@ describe('dashboard and widget in a browser', () => {
     await page.goto(`${t.url}/#/models`);
     const card = page.getByRole('article', { name: 'Experiment checkout-tone' });
     await card
-      .getByRole('img', { name: "checkout-tone: posterior of each variant's thumbs-up rate" })
+      .getByRole('img', { name: "checkout-tone: posterior of each variant's thumbs-up rate per user" })
       .waitFor();
-    // One density curve per variant, labelled with its thumbs.
+    // One density curve per variant, labelled with its users (the unit of the experiment).
     await expect(card.locator('figure').first().textContent()).resolves.toMatch(
-      /control \(15\/30\).*friendly \(24\/30\)/,
+      /control \(30 users\).*friendly \(30 users\)/,
     );
     await card
       .getByRole('img', { name: /checkout-tone: each variant minus control, 95% credible/ })
@@ -347,9 +356,16 @@ describe('dashboard and widget in a browser', () => {
       .getByRole('row', { name: /friendly · thumbs up rate/ });
     await expect(row.textContent()).resolves.toContain(`${(friendly.probabilityToBeat * 100).toFixed(0)}%`);
     expect(friendly.probabilityToBeat).toBeGreaterThan(0.95);
-    await expect(
-      card.getByRole('table', { name: 'checkout-tone: variants' }).textContent(),
-    ).resolves.toContain('80% of 30');
+    // Per user: 24 of 30 thumbs up, one each, so 80% ± 1.96 × sqrt(0.8 × 0.2 × 30 / 29 / 30).
+    const variants = await card
+      .getByRole('table', { name: /checkout-tone: variants, per user/ })
+      .textContent();
+    expect(variants).toContain('24 of 30');
+    expect(variants).toContain('80% (65% … 95%), 30 users');
+    const labels = card.getByRole('table', { name: /checkout-tone: AI and annotator labels/ });
+    await expect(labels.getByRole('row', { name: /friendly judge/ }).textContent()).resolves.toContain(
+      '0% of 2',
+    );
   });
 
   it('rates an item in the annotation queue with the keyboard and finds it in the explorer', async () => {
