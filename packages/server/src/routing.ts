@@ -1,4 +1,4 @@
-import { parseInput } from '@ratchet/core';
+import { parseInput, RatchetError } from '@ratchet/core';
 import type { Principal } from '@ratchet/store';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
@@ -21,7 +21,13 @@ export interface RouteSpec<B extends z.ZodType, Q extends z.ZodType, P extends z
   query?: Q;
   params?: P;
   /** Description of the success response for the spec. */
-  response?: { status: number; schema?: z.ZodType; description: string };
+  response?: {
+    status: number;
+    schema?: z.ZodType;
+    description: string;
+    /** Other success statuses the handler chooses (same body schema), so the spec lists them too. */
+    also?: { status: number; description: string }[];
+  };
   handler: (ctx: RouteContext<z.output<B>, z.output<Q>, z.output<P>>) => Promise<unknown>;
 }
 
@@ -61,6 +67,9 @@ export class RouteTable {
       handler: async (request, reply) => {
         const principal = await authenticate(request, spec.access, keys);
         if (principal) rateLimiter.take(principal.keyId);
+        // Without this, a missing body fails as "expected object" with no field named.
+        if ((spec.body || spec.bodyDoc) && request.body === undefined)
+          throw new RatchetError('invalid_request', 'body: send a JSON object', 'body');
         const ctx = {
           request,
           reply,
@@ -89,22 +98,57 @@ const errorSchema = {
   required: ['error'],
 };
 
-function jsonSchema(schema: z.ZodType, io: 'input' | 'output'): unknown {
-  return z.toJSONSchema(schema, { io, unrepresentable: 'any', target: 'openapi-3.0' });
+/**
+ * The JSON Schemas of one OpenAPI document. zod puts the definitions of recursive schemas (e.g.
+ * an OTLP attribute value) under the schema's own `definitions`, with `#/definitions/...`
+ * references; inside an OpenAPI document such a reference points at the document's root and
+ * cannot be resolved, so definitions move to `components.schemas` under a name unique to the
+ * operation, and the references follow.
+ */
+class SchemaCollector {
+  readonly components: Record<string, unknown> = {};
+
+  convert(schema: z.ZodType, io: 'input' | 'output', owner: string): Record<string, unknown> {
+    const js = z.toJSONSchema(schema, { io, unrepresentable: 'any', target: 'openapi-3.0' }) as Record<
+      string,
+      unknown
+    >;
+    const { definitions, ...rest } = js as { definitions?: Record<string, unknown> };
+    if (!definitions) return rest;
+    const renamed = (name: string) => `${owner}_${name}`.replace(/[^A-Za-z0-9._-]/g, '_');
+    const rewrite = (value: unknown): unknown => {
+      if (Array.isArray(value)) return value.map(rewrite);
+      if (!value || typeof value !== 'object') return value;
+      return Object.fromEntries(
+        Object.entries(value).map(([k, v]) =>
+          k === '$ref' && typeof v === 'string' && v.startsWith('#/definitions/')
+            ? [k, `#/components/schemas/${renamed(v.slice('#/definitions/'.length))}`]
+            : [k, rewrite(v)],
+        ),
+      );
+    };
+    for (const [name, def] of Object.entries(definitions)) this.components[renamed(name)] = rewrite(def);
+    return rewrite(rest) as Record<string, unknown>;
+  }
 }
 
 /** OpenAPI 3.0 document generated from the route table. */
 export function openApiDocument(table: RouteTable, version: string): unknown {
+  const schemas = new SchemaCollector();
   const paths: Record<string, Record<string, unknown>> = {};
   for (const spec of table.specs) {
     const path = spec.url.replace(/:([A-Za-z]+)/g, '{$1}');
+    const owner = `${spec.method}${path}`;
     const parameters: unknown[] = [];
     for (const [where, schema] of [
       ['path', spec.params],
       ['query', spec.query],
     ] as const) {
       if (!schema) continue;
-      const js = jsonSchema(schema, 'input') as { properties?: Record<string, unknown>; required?: string[] };
+      const js = schemas.convert(schema, 'input', `${owner}_${where}`) as {
+        properties?: Record<string, unknown>;
+        required?: string[];
+      };
       for (const [name, s] of Object.entries(js.properties ?? {})) {
         parameters.push({
           name,
@@ -114,29 +158,31 @@ export function openApiDocument(table: RouteTable, version: string): unknown {
         });
       }
     }
-    const responses: Record<string, unknown> = {
-      [String(spec.response?.status ?? 200)]: {
-        description: spec.response?.description ?? 'OK',
-        ...(spec.response?.schema
-          ? { content: { 'application/json': { schema: jsonSchema(spec.response.schema, 'output') } } }
-          : {}),
-      },
-      '4XX': {
-        description: 'Bad input, auth or limits; names the field',
-        content: { 'application/json': { schema: errorSchema } },
-      },
+    const success = spec.response ?? { status: 200, description: 'OK' };
+    const content = spec.response?.schema
+      ? {
+          content: { 'application/json': { schema: schemas.convert(spec.response.schema, 'output', owner) } },
+        }
+      : {};
+    const responses: Record<string, unknown> = {};
+    for (const { status, description } of [success, ...(spec.response?.also ?? [])])
+      responses[String(status)] = { description, ...content };
+    responses['4XX'] = {
+      description: 'Bad input, auth or limits; names the field',
+      content: { 'application/json': { schema: errorSchema } },
     };
+    const body = spec.body ?? spec.bodyDoc;
     paths[path] ??= {};
     paths[path][spec.method.toLowerCase()] = {
       summary: spec.summary,
       tags: [spec.tag],
       ...(spec.access === 'none' ? { security: [] } : {}),
       ...(parameters.length ? { parameters } : {}),
-      ...(spec.body || spec.bodyDoc
+      ...(body
         ? {
             requestBody: {
               required: true,
-              content: { 'application/json': { schema: jsonSchema((spec.body ?? spec.bodyDoc)!, 'input') } },
+              content: { 'application/json': { schema: schemas.convert(body, 'input', `${owner}_body`) } },
             },
           }
         : {}),
@@ -147,6 +193,7 @@ export function openApiDocument(table: RouteTable, version: string): unknown {
     openapi: '3.0.3',
     info: { title: 'Ratchet API', version, description: 'Capture, feedback and gateway API of Ratchet.' },
     components: {
+      schemas: schemas.components,
       securitySchemes: {
         bearer: { type: 'http', scheme: 'bearer', description: 'A project key: rk_sec_... or rk_pub_...' },
       },

@@ -1,6 +1,5 @@
-import { Limit } from '@ratchet/core';
+import { ScoreConfigInput } from '@ratchet/core';
 import type { Store } from '@ratchet/store';
-import { z } from 'zod';
 import type { RouteTable } from '../routing.js';
 
 export function registerAdminRoutes(routes: RouteTable, store: Store): void {
@@ -18,8 +17,9 @@ export function registerAdminRoutes(routes: RouteTable, store: Store): void {
     access: 'secret',
     tag: 'admin',
     summary: 'Add or replace a rating scale (stars) or criterion.',
+    body: ScoreConfigInput,
     response: { status: 201, description: 'Stored' },
-    handler: async ({ request, principal }) => store.scoreConfigs.upsert(principal.projectId, request.body),
+    handler: async ({ body, principal }) => store.scoreConfigs.upsert(principal.projectId, body),
   });
   routes.add({
     method: 'GET',

@@ -83,7 +83,8 @@ export function registerCaptureRoutes(routes: RouteTable, store: Store, capture:
     response: {
       status: 201,
       schema: z.union([InteractionResult, InteractionBatchResult]),
-      description: 'Committed (created=false: an idempotent repeat)',
+      description: 'Committed',
+      also: [{ status: 200, description: 'An idempotent repeat: nothing new written (created=false)' }],
     },
     handler: async ({ request, principal, reply }) => {
       const { items, batch } = parseOneOrBatch(InteractionInput, request.body);
@@ -105,7 +106,8 @@ export function registerCaptureRoutes(routes: RouteTable, store: Store, capture:
     response: {
       status: 201,
       schema: z.union([WriteResult, BatchResult]),
-      description: 'Committed (created=false: a repeated idempotency key)',
+      description: 'Committed',
+      also: [{ status: 200, description: 'A repeated idempotency key: nothing new written (created=false)' }],
     },
     handler: async ({ request, principal, reply }) => {
       const { items, batch } = parseOneOrBatch(FeedbackInput, request.body);

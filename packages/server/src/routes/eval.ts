@@ -133,7 +133,11 @@ export function registerEvalRoutes(
       "Evaluate a candidate against the production model. Every endpoint (models, judge, reward model) names an upstream of the server's gateway config and a model; URLs are refused. Answers 202 at once and runs in the background; `?wait=true` answers with the finished evaluation.",
     body: EvaluationRequest,
     query: z.strictObject({ wait: z.enum(['true', 'false']).default('false') }),
-    response: { status: 202, description: 'The evaluation (running, or finished with ?wait=true)' },
+    response: {
+      status: 202,
+      description: 'The evaluation, running',
+      also: [{ status: 200, description: 'The finished evaluation (?wait=true)' }],
+    },
     handler: async ({ principal, body, query, reply }) => {
       const { recorded, spec } = resolveUpstreams(body, gateway());
       const actor = `api:${principal.keyId}`;
