@@ -10,17 +10,15 @@ import {
   buildRwsftDataset,
   buildSftDataset,
   type CandidateExample,
-  type ChatMessage,
   CurationConfig,
-  type CurationDecision,
-  curate,
+  curateDatasetInputs,
+  excludeFlaggedRaters,
   findDuplicates,
   type PairwiseComparison,
   pairwiseEvidence,
   parseInput,
   RatchetError,
   type RowLineage,
-  redactPii,
   Tag,
 } from '@ratchet/core';
 import type { DatasetVersion, Store } from '@ratchet/store';
@@ -73,14 +71,14 @@ const builders: Record<
   rwsft: buildRwsftDataset,
 };
 
-const text = (m: ChatMessage) =>
-  typeof m.content === 'string' ? m.content : JSON.stringify(m.content ?? '');
-
 /** What dataset builds read from the store; load once to build several versions from it. */
 export interface DatasetInputs {
   calibrationId: string;
   candidates: (CandidateExample & { tags: string[] })[];
+  /** Every current correction, preference and ranking; builds leave out the flagged raters'. */
   comparisons: PairwiseComparison[];
+  /** Raters the calibration flagged (id -> reason): their pairwise evidence trains nothing. */
+  flaggedRaters: Map<string, string | null>;
 }
 
 /** Rated interactions of the latest calibration, plus the pairwise evidence and the texts it needs. */
@@ -113,11 +111,14 @@ export async function loadDatasetInputs(store: Store, projectId: string): Promis
   const comparisons = pairwiseEvidence(
     await store.feedback.currentOfKinds(projectId, ['preference', 'correction']),
   );
-  // Interactions that only pairwise evidence speaks about still need their text.
+  const flaggedRaters = await store.raters.flagged(projectId);
+  // Interactions that only pairwise evidence speaks about still need their text (not when only a
+  // flagged rater speaks about them: that evidence is left out of every build).
   // (A set of every candidate only when there is pairwise evidence: a million ids otherwise.)
-  const known = new Set(comparisons.length ? candidates.map((c) => c.interactionId) : []);
+  const { trusted } = excludeFlaggedRaters(comparisons, flaggedRaters);
+  const known = new Set(trusted.length ? candidates.map((c) => c.interactionId) : []);
   const missing = [
-    ...new Set(comparisons.flatMap((c) => [c.winner.interactionId, c.loser.interactionId])),
+    ...new Set(trusted.flatMap((c) => [c.winner.interactionId, c.loser.interactionId])),
   ].filter((id) => !known.has(id));
   for (const i of await store.interactions.getMany(projectId, missing)) {
     candidates.push({
@@ -135,7 +136,7 @@ export async function loadDatasetInputs(store: Store, projectId: string): Promis
       feedbackIds: [],
     });
   }
-  return { calibrationId: calibration.id, candidates, comparisons };
+  return { calibrationId: calibration.id, candidates, comparisons, flaggedRaters };
 }
 
 /** Gives answers to near-identical prompts one prompt group (the group's first prompt hash). */
@@ -161,55 +162,6 @@ function withSegments(
     const segment = c.tags.find((t) => t.startsWith(prefix));
     return segment === undefined ? c : { ...c, segment };
   });
-}
-
-/**
- * Drops what curation drops and redacts PII in every message; returns every decision (which
- * interaction, which filter, dropped or changed, why) and counts by filter.
- */
-async function curateCandidates(
-  candidates: CandidateExample[],
-  config: z.output<typeof CurationConfig> | false,
-): Promise<{ kept: CandidateExample[]; counts: Record<string, number>; decisions: CurationDecision[] }> {
-  if (config === false) return { kept: candidates, counts: {}, decisions: [] };
-  const { decisions } = await curate(
-    candidates.map((c) => ({
-      id: c.interactionId,
-      prompt: c.prompt.map(text).join('\n'),
-      completion: text(c.completion),
-      negative: c.reward !== null && c.reward < 0,
-    })),
-    { ...config, pii: { ...config.pii, enabled: false } },
-  );
-  const counts: Record<string, number> = {};
-  for (const d of decisions) counts[d.filter] = (counts[d.filter] ?? 0) + 1;
-  const dropped = new Set(decisions.filter((d) => d.action === 'dropped').map((d) => d.id));
-  let kept = candidates.filter((c) => !dropped.has(c.interactionId));
-  if (config.pii.enabled) {
-    let redacted = 0;
-    kept = kept.map((c) => {
-      const kinds = new Set<string>();
-      const clean = (m: ChatMessage): ChatMessage => {
-        if (typeof m.content !== 'string') return m;
-        const r = redactPii(m.content, config.pii.config);
-        for (const f of r.findings) kinds.add(f.kind);
-        return r.findings.length ? { ...m, content: r.text } : m;
-      };
-      const cleaned = { ...c, prompt: c.prompt.map(clean), completion: clean(c.completion) };
-      if (kinds.size) {
-        redacted++;
-        decisions.push({
-          id: c.interactionId,
-          filter: 'pii',
-          action: 'changed',
-          reason: `redacted ${[...kinds].join(', ')}`,
-        });
-      }
-      return cleaned;
-    });
-    counts.pii = redacted;
-  }
-  return { kept, counts, decisions };
 }
 
 /**
@@ -295,11 +247,16 @@ export async function buildDatasetVersion(
       : groupSimilarPrompts(segmented, spec.groupSimilarPrompts);
   const { comparisons } = inputs;
   options.onProgress?.('candidates', { candidates: candidates.length, comparisons: comparisons.length });
-  const { kept, counts, decisions } = await curateCandidates(candidates, spec.curation);
+  // Interactions and the corrections about them through the same filters; flagged raters'
+  // corrections and preferences out, with curation on or off.
+  const curated = await curateDatasetInputs(candidates, comparisons, spec.curation, {
+    flaggedRaters: inputs.flaggedRaters,
+  });
+  const kept = curated.candidates;
   options.onProgress?.('curate', { kept: kept.length });
   let built: BuiltDataset<unknown>;
   try {
-    built = builders[spec.method](kept, comparisons, spec.options);
+    built = builders[spec.method](kept, curated.comparisons, spec.options);
   } catch (err) {
     if (err instanceof z.ZodError)
       throw new RatchetError(
@@ -325,8 +282,8 @@ export async function buildDatasetVersion(
     const { membership, feedbackEvents } = lineageCounts(built.lineage);
     const contentHash = await writeJsonl(join(staging, 'rows.jsonl'), built.rows, true);
     await writeJsonl(join(staging, 'lineage.jsonl'), built.lineage);
-    // Every interaction curation dropped or changed, with the filter and the reason.
-    await writeJsonl(join(staging, 'curation.jsonl'), decisions);
+    // Every interaction and feedback event curation dropped or changed, with filter and reason.
+    await writeJsonl(join(staging, 'curation.jsonl'), curated.decisions);
     const manifest = {
       name: spec.name,
       version,
@@ -336,7 +293,8 @@ export async function buildDatasetVersion(
       rowCount: built.rows.length,
       splits: { train: built.stats.train_rows ?? 0, test: built.stats.test_rows ?? 0 },
       stats: built.stats,
-      curation: counts,
+      curation: curated.counts.interactions,
+      feedbackCuration: curated.counts.feedback,
       candidates: candidates.length,
       comparisons: comparisons.length,
       calibrationId: inputs.calibrationId,

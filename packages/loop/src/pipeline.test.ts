@@ -166,9 +166,10 @@ for (const target of testDatabases()) {
         .map((l) => JSON.parse(l));
       expect(curation).toContainEqual({
         id: 'pii-1',
+        subject: 'interaction',
         filter: 'pii',
         action: 'changed',
-        reason: 'redacted email',
+        reason: 'redacted 2 span(s): email',
       });
       const first = JSON.parse(rows.split('\n')[0]!);
       expect(first).toMatchObject({

@@ -52,6 +52,17 @@ export class RaterRepository {
     }));
   }
 
+  /** The raters the last calibration that saw them flagged, with the reason, by id. */
+  async flagged(projectId: string): Promise<Map<string, string | null>> {
+    const rows = await this.db
+      .selectFrom('raters')
+      .select(['id', 'flag_reason'])
+      .where('project_id', '=', projectId)
+      .where('flagged', '=', 1)
+      .execute();
+    return new Map(rows.map((r) => [r.id, r.flag_reason]));
+  }
+
   /** Raters whose source is not `user` (annotators, judges, implicit), by id: everyone else is a user. */
   async nonUserSources(projectId: string): Promise<Map<string, string>> {
     const rows = await this.db

@@ -1,4 +1,6 @@
+export * from './dataset-inputs.js';
 export * from './filters.js';
+export * from './messages.js';
 export * from './near-duplicates.js';
 export * from './pii.js';
 export * from './pipeline.js';

@@ -1,5 +1,7 @@
 import { z } from 'zod';
+import type { ChatMessage } from '../schemas/interaction.js';
 import { lengthOutliers, lengthViolation, repetitionRatio } from './filters.js';
+import { redactMessage } from './messages.js';
 import { findDuplicates } from './near-duplicates.js';
 import { PiiConfig, redactPii } from './pii.js';
 import { lexiconSafetyClassifier, type SafetyClassifier } from './safety.js';
@@ -16,6 +18,16 @@ export interface CurationRow {
    * and PII apply to every row.
    */
   negative?: boolean;
+  /**
+   * The messages `prompt` and `completion` were read from: PII is redacted in every string of
+   * them too, keeping their structure, so what a dataset writes is what was screened.
+   */
+  messages?: ChatMessage[];
+  /**
+   * The row this one corrects (a rater's correction of an answer): never dropped as a duplicate
+   * of it, since a near-identical fix (a wrong number, a typo) is the point, not a repeat.
+   */
+  contrastOf?: string;
 }
 
 export const CurationConfig = z.strictObject({
@@ -106,19 +118,29 @@ export async function curate<R extends CurationRow>(
     });
   }
   if (c.pii.enabled) {
+    const pii = c.pii.config;
     current = current.map((row) => {
-      const p = redactPii(row.prompt, c.pii.config);
-      const a = redactPii(row.completion, c.pii.config);
-      const found = [...p.findings, ...a.findings];
-      if (found.length === 0) return row;
-      const kinds = [...new Set(found.map((f) => f.kind))].join(', ');
+      const p = redactPii(row.prompt, pii);
+      const a = redactPii(row.completion, pii);
+      const messages = row.messages?.map((m) => redactMessage(m, pii));
+      const inTexts = [...p.findings, ...a.findings];
+      // The texts were read from the messages: count the messages' spans, not both.
+      const found = messages ? messages.flatMap((m) => m.findings) : inTexts;
+      if (found.length === 0 && inTexts.length === 0) return row;
+      const spans = found.length || inTexts.length;
+      const kinds = [...new Set([...found, ...inTexts].map((f) => f.kind))].join(', ');
       decisions.push({
         id: row.id,
         filter: 'pii',
         action: 'changed',
-        reason: `redacted ${found.length} span(s): ${kinds}`,
+        reason: `redacted ${spans} span(s): ${kinds}`,
       });
-      return { ...row, prompt: p.text, completion: a.text };
+      return {
+        ...row,
+        prompt: p.text,
+        completion: a.text,
+        ...(messages ? { messages: messages.map((m) => m.message) } : {}),
+      };
     });
   }
   if (c.dedup.enabled) {
@@ -128,7 +150,7 @@ export async function curate<R extends CurationRow>(
     );
     current = current.filter((row, i) => {
       const r = reason[i];
-      if (representative[i] !== i && r) {
+      if (representative[i] !== i && r && current[r.of]!.id !== row.contrastOf) {
         drop(
           row,
           'duplicate',

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { PairwiseCandidate, PairwiseComparison } from '../normalize/pairwise.js';
+import { correctionMessage, type PairwiseCandidate, type PairwiseComparison } from '../normalize/pairwise.js';
 import type { ChatMessage } from '../schemas/interaction.js';
 import { balanceBySegment } from './balance.js';
 import { assignSplits, SplitSpec } from './splits.js';
@@ -76,8 +76,6 @@ export type KtoSpec = z.input<typeof KtoSpec>;
 export type DpoSpec = z.input<typeof DpoSpec>;
 export type RwsftSpec = z.input<typeof RwsftSpec>;
 
-const assistant = (content: string): ChatMessage => ({ role: 'assistant', content });
-
 interface Draft<Row> {
   row: Row;
   promptHash: string;
@@ -153,7 +151,9 @@ function corrections(comparisons: readonly PairwiseComparison[], candidates: rea
   return comparisons.flatMap((c) => {
     if (c.winner.type !== 'correction') return [];
     const original = index.get(c.winner.interactionId);
-    return original ? [{ original, text: c.winner.text, feedbackId: c.feedbackId, weight: c.weight }] : [];
+    return original
+      ? [{ original, message: correctionMessage(c.winner), feedbackId: c.feedbackId, weight: c.weight }]
+      : [];
   });
 }
 
@@ -175,7 +175,7 @@ export function buildSftDataset(
   const fromCorrections = s.includeCorrections ? corrections(comparisons, candidates) : [];
   for (const k of fromCorrections) {
     drafts.push({
-      row: { prompt: k.original.prompt, completion: [assistant(k.text)] },
+      row: { prompt: k.original.prompt, completion: [k.message] },
       promptHash: k.original.promptHash,
       interactionIds: [k.original.interactionId],
       feedbackIds: [k.feedbackId],
@@ -213,7 +213,7 @@ export function buildKtoDataset(
   const seen = new Set(fromCorrections.length ? drafts.map((d) => d.interactionIds[0]) : []);
   for (const k of fromCorrections) {
     drafts.push({
-      row: { prompt: k.original.prompt, completion: [assistant(k.text)], label: true },
+      row: { prompt: k.original.prompt, completion: [k.message], label: true },
       promptHash: k.original.promptHash,
       interactionIds: [k.original.interactionId],
       feedbackIds: [k.feedbackId],
@@ -245,7 +245,7 @@ export function buildKtoDataset(
 
 function textOf(candidate: PairwiseCandidate, index: Map<string, CandidateExample>): ChatMessage | undefined {
   return candidate.type === 'correction'
-    ? assistant(candidate.text)
+    ? correctionMessage(candidate)
     : index.get(candidate.interactionId)?.completion;
 }
 
@@ -384,7 +384,7 @@ export function buildRwsftDataset(
       drafts.push({
         row: {
           prompt: k.original.prompt,
-          completion: [assistant(k.text)],
+          completion: [k.message],
           reward: 1,
           weight: Math.min(1, k.weight),
         },

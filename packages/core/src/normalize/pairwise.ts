@@ -1,4 +1,5 @@
 import type { Feedback } from '../schemas/feedback.js';
+import { ChatMessage } from '../schemas/interaction.js';
 import { defaultRewardMapping, type RewardMapping } from './reward-mapping.js';
 
 /**
@@ -7,7 +8,19 @@ import { defaultRewardMapping, type RewardMapping } from './reward-mapping.js';
  */
 export type PairwiseCandidate =
   | { type: 'interaction'; interactionId: string }
-  | { type: 'correction'; feedbackId: string; interactionId: string; text: string };
+  | {
+      type: 'correction';
+      feedbackId: string;
+      interactionId: string;
+      text: string;
+      /** The full assistant message the rater sent with the text (tool calls...), when they did. */
+      message?: ChatMessage;
+    };
+
+/** The assistant message a correction puts in a dataset row: the rater's full message, or its text. */
+export function correctionMessage(c: Extract<PairwiseCandidate, { type: 'correction' }>): ChatMessage {
+  return c.message ?? { role: 'assistant', content: c.text };
+}
 
 /** Evidence that `winner` is better than `loser`, worth `weight` comparisons. */
 export interface PairwiseComparison {
@@ -65,11 +78,14 @@ function fromRanking(row: Feedback, mapping: RewardMapping['pairwise']): Pairwis
 
 function fromCorrection(row: Feedback, mapping: RewardMapping['pairwise']): PairwiseComparison[] {
   if (!row.text) return [];
+  // Only an assistant message can stand for the answer; anything else was never an answer.
+  const message = ChatMessage.safeParse(row.data?.['message']);
   const corrected: PairwiseCandidate = {
     type: 'correction',
     feedbackId: row.id,
     interactionId: row.interactionId,
     text: row.text,
+    ...(message.success && message.data.role === 'assistant' ? { message: message.data } : {}),
   };
   return [
     {
