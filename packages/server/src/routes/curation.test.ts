@@ -72,8 +72,11 @@ for (const target of testDatabases()) {
     const corrected: string[] = [];
     const correctionIds: string[] = [];
 
-    /** A call through the gateway, as an application makes it; the interaction's id. */
-    async function chat(content: string, user: string): Promise<string> {
+    /** A call through the gateway, as an application makes it: the interaction and its feedback token. */
+    async function chat(
+      content: string,
+      user: string,
+    ): Promise<{ interactionId: string; feedbackToken: string }> {
       const res = await fetch(`${t.url}/v1/chat/completions`, {
         method: 'POST',
         headers: { authorization: `Bearer ${t.secretKey}`, 'content-type': 'application/json' },
@@ -81,7 +84,10 @@ for (const target of testDatabases()) {
       });
       expect(res.status).toBe(200);
       await res.json();
-      return res.headers.get('x-ratchet-interaction-id')!;
+      return {
+        interactionId: res.headers.get('x-ratchet-interaction-id')!,
+        feedbackToken: res.headers.get('x-ratchet-feedback-token')!,
+      };
     }
 
     beforeAll(async () => {
@@ -107,17 +113,22 @@ for (const target of testDatabases()) {
       await target.cleanup();
     });
 
-    it('a correction with an e-mail, a card, a secret key and unsafe text never reaches a dataset row', async () => {
+    it('a public-key correction with an e-mail, a card, a secret key and unsafe text never reaches a dataset row', async () => {
       expect(luhnValid(CARD.replace(/\D/g, ''))).toBe(true);
       for (const [user, text, question] of [
         ['alice', poisoned, 'When does parcel 1042 arrive? It is late and I need it for the weekend.'],
         ['bob', leaky, 'Where is parcel 1042 now? The tracking page has not changed since Monday.'],
       ] as const) {
-        const interactionId = await chat(question, user);
+        // As a browser sends it: the public key, with the token the gateway gave for this answer.
+        const { interactionId, feedbackToken } = await chat(question, user);
         corrected.push(interactionId);
-        const sent = await t.call('/api/v1/feedback', {
-          body: { kind: 'correction', interactionId, raterId: user, text },
+        const correction = { kind: 'correction', interactionId, text, feedbackToken };
+        const forged = await t.call('/api/v1/feedback', {
+          key: t.publicKey,
+          body: { ...correction, raterId: 'rater-a' },
         });
+        expect([forged.status, forged.body.error?.path]).toEqual([403, 'raterId']);
+        const sent = await t.call('/api/v1/feedback', { key: t.publicKey, body: correction });
         expect(sent.status).toBe(201);
         correctionIds.push(sent.body.id);
       }
