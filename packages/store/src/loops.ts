@@ -209,7 +209,13 @@ export class LoopRoundRepository {
         {
           projectId,
           actor: move.actor,
-          action: status === 'running' ? `loop.stage.${move.from}` : `loop.round.${status}`,
+          // A move within a stage (what it has done so far, kept before it finishes) is progress.
+          action:
+            status !== 'running'
+              ? `loop.round.${status}`
+              : move.to === move.from
+                ? `loop.progress.${move.from}`
+                : `loop.stage.${move.from}`,
           subjectType: 'loop_round',
           subjectId: id,
           details: { route: round.route, round: round.round, from: move.from, to: move.to, ...move.note },

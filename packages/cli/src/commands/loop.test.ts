@@ -13,9 +13,61 @@ import {
 import { advanceLoop, LocalModelServer, LoopPolicy, loadDemoDomain, simulateTraffic } from '@ratchet/loop';
 import { tinyTestModel } from '@ratchet/loop/testing';
 import { startTestServer, type TestServer } from '@ratchet/server/testing';
+import type { LoopRound, Store } from '@ratchet/store';
 import { sqliteTestDatabase } from '@ratchet/store/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../test-utils/process.js';
+
+class SimulatedCrash extends Error {}
+
+/**
+ * The store as a loop process that dies once at every move of a round: after a stage's effects
+ * (datasets built, models trained and registered, the experiment started...) and before the move
+ * is recorded. Moves within a stage count too (the reward model, kept in the round as soon as it
+ * is registered, before the candidate trains).
+ */
+function crashingOnceAtEveryMove(store: Store): { store: Store; crashes: string[]; restart(): void } {
+  const crashes: string[] = [];
+  // A dead process records nothing more (not even the round's failure) until it is restarted.
+  let dead = false;
+  const loops = new Proxy(store.loops, {
+    get(target, prop) {
+      if (prop !== 'advance') return Reflect.get(target, prop, target);
+      return async (...args: Parameters<Store['loops']['advance']>): Promise<LoopRound> => {
+        const move = `${args[2].from}->${args[2].to}`;
+        if (dead) throw new SimulatedCrash(move);
+        if (!crashes.includes(move)) {
+          crashes.push(move);
+          dead = true;
+          throw new SimulatedCrash(move);
+        }
+        return target.advance(...args);
+      };
+    },
+  });
+  return {
+    store: new Proxy(store, { get: (t, p) => (p === 'loops' ? loops : Reflect.get(t, p, t)) }),
+    crashes,
+    restart: () => {
+      dead = false;
+    },
+  };
+}
+
+/** Runs the loop, starting it again after every simulated crash, as a restarted process would. */
+async function advanceThroughCrashes(
+  crashing: { restart(): void },
+  ...args: Parameters<typeof advanceLoop>
+): Promise<LoopRound | undefined> {
+  for (;;) {
+    try {
+      return await advanceLoop(...args);
+    } catch (err) {
+      if (!(err instanceof SimulatedCrash)) throw err;
+      crashing.restart();
+    }
+  }
+}
 
 /**
  * One round of the loop for real: the tiny model served by the worker behind the gateway,
@@ -80,7 +132,7 @@ describe('the loop runs a round end to end', () => {
       maxTokens: 48,
     });
 
-  it('calibrates, builds, trains a candidate, canaries it, decides, and records every step', async () => {
+  it('calibrates, builds, trains a candidate, canaries it, decides, and records every step, through a crash at every stage boundary', async () => {
     const before = await chat(120, 1);
     expect(before.errors, before.firstError).toBe(0);
     // The test-sized model's answers are nearly all bad; a few good ones (as a stronger model
@@ -135,8 +187,9 @@ describe('the loop runs a round end to end', () => {
       canary: { share: 0.5 },
       experiment: { minObservationsPerArm: 10, maxObservationsPerArm: 30 },
     });
+    const crashing = crashingOnceAtEveryMove(t.store);
     const ctx = {
-      store: t.store,
+      store: crashing.store,
       projectId: t.projectId,
       policy,
       modelsBaseUrl: models.baseUrl,
@@ -146,7 +199,7 @@ describe('the loop runs a round end to end', () => {
     };
 
     // Up to the canary; then it waits for users.
-    const waiting = await advanceLoop(ctx, { start: true });
+    const waiting = await advanceThroughCrashes(crashing, ctx, { start: true });
     expect(waiting, log.join('\n')).toMatchObject({ stage: 'experiment', status: 'running', round: 1 });
     const candidate = await t.store.models.get(t.projectId, 'support-bot-r1');
     expect(candidate).toMatchObject({ stage: 'canary', route: 'support-bot' });
@@ -169,7 +222,7 @@ describe('the loop runs a round end to end', () => {
     const during = await chat(160, 2);
     expect(Object.keys(during.variants).sort()).toEqual(['candidate', 'production']);
 
-    const ended = await advanceLoop(ctx);
+    const ended = await advanceThroughCrashes(crashing, ctx);
     expect(ended, log.join('\n')).toMatchObject({ stage: 'done' });
     expect(['succeeded', 'rolled_back']).toContain(ended!.status);
     const route = await t.store.routes.get(t.projectId, 'support-bot');
@@ -194,6 +247,7 @@ describe('the loop runs a round end to end', () => {
       'loop.round.start',
       'loop.stage.calibrate',
       'loop.stage.build',
+      'loop.progress.train',
       'loop.stage.train',
       'loop.stage.label',
       'loop.stage.evaluate',
@@ -201,6 +255,36 @@ describe('the loop runs a round end to end', () => {
       'loop.stage.experiment',
       `loop.round.${ended!.status}`,
     ]);
+    // It crashed once at every move, including right after the reward model was registered...
+    expect(crashing.crashes).toEqual([
+      'calibrate->build',
+      'build->train',
+      'train->train',
+      'train->label',
+      'label->evaluate',
+      'evaluate->canary',
+      'canary->experiment',
+      'experiment->decide',
+      'decide->done',
+    ]);
+    // ...and every resumed stage found what its crashed attempt had made: one calibration, one
+    // version of each dataset, one run per model, one experiment, no failed run.
+    const count = async (table: 'calibration_runs' | 'datasets' | 'runs' | 'models' | 'experiments') =>
+      (await t.store.db.selectFrom(table).select('id').where('project_id', '=', t.projectId).execute())
+        .length;
+    expect(await count('calibration_runs')).toBe(1);
+    const datasets = await t.store.datasets.list(t.projectId);
+    expect(datasets.map((d) => `${d.name}@${d.version}`).sort()).toEqual(
+      ['support-bot-kto@1', 'support-bot-reward@1'].sort(),
+    );
+    const runs = await t.store.runs.list(t.projectId);
+    expect(runs.map((r) => `${r.request.modelName}:${r.status}`).sort()).toEqual([
+      'support-bot-r1:succeeded',
+      'support-bot-reward-r1:succeeded',
+    ]);
+    expect(await count('models')).toBe(3);
+    expect(await count('experiments')).toBe(1);
+
     // Nothing more to do until new feedback arrives.
     expect(await advanceLoop(ctx)).toBeUndefined();
   }, 900_000);

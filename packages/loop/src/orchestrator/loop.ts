@@ -118,19 +118,51 @@ export async function roundIsDue(
   return scheduled ? { due: true, newFeedback, why: 'schedule' } : { due: false, newFeedback };
 }
 
-/** Trains one model and waits for it; the registered candidate, or an error naming the run. */
+/**
+ * Trains one model and waits for it; the registered candidate, or an error naming the run.
+ * Idempotent by model name (each round names its models): a model an earlier attempt of this
+ * stage registered is reused, and its run, if still queued or orphaned by a crash, is resumed
+ * rather than trained again beside it.
+ */
 async function train(
   ctx: LoopContext,
-  request: Parameters<typeof startTrainingRun>[2],
+  request: Parameters<typeof startTrainingRun>[2] & { modelName: string },
 ): Promise<{ runId: string; model: Model }> {
+  const done = await ctx.store.models.get(ctx.projectId, request.modelName);
+  if (done?.runId) return { runId: done.runId, model: done };
   const options = { dataDir: ctx.dataDir, actor: actorOf(ctx), ...ctx.training };
-  const run = await startTrainingRun(ctx.store, ctx.projectId, request, options);
-  const outcome = await runTraining(ctx.store, run.id, options);
+  const runs = await ctx.store.runs.list(ctx.projectId, { limit: 1000 });
+  const pending = runs.find(
+    (r) => r.request.modelName === request.modelName && (r.status === 'queued' || r.status === 'running'),
+  );
+  const runId = pending?.id ?? (await startTrainingRun(ctx.store, ctx.projectId, request, options)).id;
+  // A run left `running` by a crashed loop has a stale heartbeat: claim it again from its checkpoint.
+  const outcome = await runTraining(ctx.store, runId, { ...options, staleMs: ORPHANED_AFTER_MS });
   if (!outcome?.model)
     throw new Error(
-      `training run ${run.id} ended ${outcome?.run.status ?? 'unclaimed'}: ${outcome?.run.error ?? ''}`,
+      `training run ${runId} ended ${outcome?.run.status ?? 'unclaimed'}: ${outcome?.run.error ?? ''}`,
     );
-  return { runId: run.id, model: outcome.model };
+  return { runId, model: outcome.model };
+}
+
+/** A training run whose owner has not beaten its heart for this long is taken to be dead. */
+const ORPHANED_AFTER_MS = 30_000;
+
+/**
+ * A dataset version of this name that an earlier attempt of the round's build stage made (after
+ * the round reached the stage), else a new one: a crash between building and recording the
+ * stage does not leave two versions behind.
+ */
+async function buildOnce(
+  ctx: LoopContext,
+  round: LoopRound,
+  spec: Parameters<typeof buildDatasetVersion>[2],
+  inputs: Awaited<ReturnType<typeof loadDatasetInputs>>,
+) {
+  const earlier = (await ctx.store.datasets.list(ctx.projectId)).find(
+    (d) => d.name === spec.name && d.createdAt >= round.updatedAt,
+  );
+  return earlier ?? buildDatasetVersion(ctx.store, ctx.projectId, spec, { dataDir: ctx.dataDir, inputs });
 }
 
 /** The LLM judge grades the route's still-unrated answers (AI feedback); adds its labels to `out`. */
@@ -190,12 +222,18 @@ type StageResult = {
 type StageFn = (ctx: LoopContext, round: LoopRound, state: RoundState) => Promise<StageResult | undefined>;
 
 const stages: Record<(typeof loopStages)[number], StageFn> = {
-  async calibrate(ctx) {
-    const summary = await calibrateProject(ctx.store, ctx.projectId);
+  async calibrate(ctx, round) {
+    // A calibration made since the round reached this stage (by an attempt that crashed before
+    // recording it) is as fresh as a new one.
+    const latest = await ctx.store.calibration.latestRun(ctx.projectId);
+    const run =
+      latest && latest.createdAt >= round.updatedAt
+        ? { id: latest.id, ...(latest.stats as { items?: number; raters?: number; flagged?: number }) }
+        : await calibrateProject(ctx.store, ctx.projectId).then((s) => ({ ...s, id: s.run.id }));
     return {
       to: 'build',
-      state: { calibrationRunId: summary.run.id, calibratedItems: summary.items },
-      note: { items: summary.items, raters: summary.raters, flagged: summary.flagged },
+      state: { calibrationRunId: run.id, calibratedItems: run.items },
+      note: { items: run.items, raters: run.raters, flagged: run.flagged },
     };
   },
 
@@ -203,46 +241,41 @@ const stages: Record<(typeof loopStages)[number], StageFn> = {
     const p = ctx.policy;
     const inputs = await loadDatasetInputs(ctx.store, ctx.projectId);
     const name = `${p.route}-${p.dataset.method}`.toLowerCase().replace(/[^a-z0-9._-]/g, '-');
-    const dataset = await buildDatasetVersion(
-      ctx.store,
-      ctx.projectId,
-      {
-        name,
-        method: p.dataset.method,
-        options: p.dataset.options,
-        ...sharedSpec(p),
-      },
-      { dataDir: ctx.dataDir, inputs },
+    const dataset = await buildOnce(
+      ctx,
+      round,
+      { name, method: p.dataset.method, options: p.dataset.options, ...sharedSpec(p) },
+      inputs,
     );
     const state: RoundState = { datasetId: dataset.id };
     if (needsEvalDataset(p)) {
       // Same split as the training dataset, so no held-out prompt was trained on.
-      const heldOut = await buildDatasetVersion(
-        ctx.store,
-        ctx.projectId,
+      const heldOut = await buildOnce(
+        ctx,
+        round,
         {
           name: `${p.route}-eval`.toLowerCase().replace(/[^a-z0-9._-]/g, '-'),
           method: 'rwsft',
           options: { minAbsReward: 0, ...sameSplit(p) },
           ...sharedSpec(p),
         },
-        { dataDir: ctx.dataDir, inputs },
+        inputs,
       );
       state.evalDatasetId = heldOut.id;
     }
     if (p.rewardModel.enabled) {
       // Early on there may be no preference pairs at all (every answer rated alike): the round
       // goes on without a reward model rather than failing.
-      const reward = await buildDatasetVersion(
-        ctx.store,
-        ctx.projectId,
+      const reward = await buildOnce(
+        ctx,
+        round,
         {
           name: `${name}-reward`.replace(/-kto-reward|-dpo-reward/, '-reward'),
           method: 'reward',
           options: { ...sameSplit(p), ...p.rewardModel.options },
           ...sharedSpec(p),
         },
-        { dataDir: ctx.dataDir, inputs },
+        inputs,
       ).catch((err: unknown) => {
         const why = err instanceof Error ? err.message : String(err);
         if (!/produced no rows/.test(why)) throw err;
@@ -273,6 +306,14 @@ const stages: Record<(typeof loopStages)[number], StageFn> = {
       out.rewardRunId = rm.runId;
       out.rewardModel = rm.model.name;
       ctx.log?.(`round ${round.round}: trained reward model ${rm.model.name}`);
+      // Kept in the round now, so a crash while the candidate trains resumes with it.
+      await ctx.store.loops.advance(ctx.projectId, round.id, {
+        from: 'train',
+        to: 'train',
+        state: out as Record<string, unknown>,
+        actor: actorOf(ctx),
+        note: { rewardModel: rm.model.name },
+      });
     }
     const policyModel = await train(ctx, {
       method: p.training.method,
@@ -348,23 +389,28 @@ const stages: Record<(typeof loopStages)[number], StageFn> = {
     if (state.rewardModel) models.push(await modelByName(ctx, state.rewardModel));
     await serve(ctx, models.map(served));
     const endpoint = (model: string) => ({ baseURL: ctx.modelsBaseUrl, model });
-    const outcome = await runEvaluation(
-      ctx.store,
-      ctx.projectId,
-      {
-        name: `${p.route} round ${round.round}`,
-        candidate: { endpoint: endpoint(state.candidate!), model: state.candidate! },
-        baseline: { endpoint: endpoint(state.production!), model: state.production! },
-        dataset: state.evalDatasetId ?? state.datasetId,
-        maxItems: p.evaluation.maxItems,
-        suites: p.evaluation.suites,
-        generation: { maxTokens: p.evaluation.maxTokens, temperature: 0 },
-        ...(state.rewardModel ? { rewardModel: { endpoint: endpoint(state.rewardModel) } } : {}),
-        ...(p.evaluation.judge ? { judge: { endpoint: p.evaluation.judge } } : {}),
-        gates: p.evaluation.gates,
-      },
-      { actor: actorOf(ctx) },
+    const earlier = (await ctx.store.evaluations.list(ctx.projectId, { modelId: models[1]!.id })).find(
+      (e) => e.createdAt >= round.updatedAt && e.status === 'succeeded' && e.gate,
     );
+    const outcome = earlier
+      ? { evaluation: earlier, gate: earlier.gate! }
+      : await runEvaluation(
+          ctx.store,
+          ctx.projectId,
+          {
+            name: `${p.route} round ${round.round}`,
+            candidate: { endpoint: endpoint(state.candidate!), model: state.candidate! },
+            baseline: { endpoint: endpoint(state.production!), model: state.production! },
+            dataset: state.evalDatasetId ?? state.datasetId,
+            maxItems: p.evaluation.maxItems,
+            suites: p.evaluation.suites,
+            generation: { maxTokens: p.evaluation.maxTokens, temperature: 0 },
+            ...(state.rewardModel ? { rewardModel: { endpoint: endpoint(state.rewardModel) } } : {}),
+            ...(p.evaluation.judge ? { judge: { endpoint: p.evaluation.judge } } : {}),
+            gates: p.evaluation.gates,
+          },
+          { actor: actorOf(ctx) },
+        );
     const passed = outcome.gate.passed;
     ctx.log?.(
       `round ${round.round}: evaluation ${passed ? 'passed' : 'failed'}${passed ? '' : `: ${outcome.gate.reasons.join('; ')}`}`,
@@ -384,34 +430,42 @@ const stages: Record<(typeof loopStages)[number], StageFn> = {
     const prod = await modelByName(ctx, state.production!);
     const cand = await modelByName(ctx, state.candidate!);
     await serve(ctx, [served(prod), served(cand)]);
-    const experiment = await startExperiment(
-      ctx.store,
-      ctx.projectId,
-      {
-        name: `${p.route}-r${round.round}`,
-        route: p.route,
-        control: 'production',
-        variants: [
-          { name: 'production', model: prod.name, upstream: p.upstream, weight: 1 - p.canary.share },
-          { name: 'candidate', model: cand.name, upstream: p.upstream, weight: p.canary.share },
-        ],
-        metric: p.experiment.metric,
-        engine: p.experiment.engine,
-        decisionRule: {
-          minObservationsPerArm: p.experiment.minObservationsPerArm,
-          maxObservationsPerArm: p.experiment.maxObservationsPerArm,
-          ...p.experiment.decisionRule,
+    const name = `${p.route}-r${round.round}`;
+    // An attempt that crashed before recording this stage may have started it already.
+    const [running] = (
+      await ctx.store.experiments.list(ctx.projectId, { route: p.route, status: 'running' })
+    ).filter((e) => e.name === name);
+    const experiment =
+      running ??
+      (await startExperiment(
+        ctx.store,
+        ctx.projectId,
+        {
+          name,
+          route: p.route,
+          control: 'production',
+          variants: [
+            { name: 'production', model: prod.name, upstream: p.upstream, weight: 1 - p.canary.share },
+            { name: 'candidate', model: cand.name, upstream: p.upstream, weight: p.canary.share },
+          ],
+          metric: p.experiment.metric,
+          engine: p.experiment.engine,
+          decisionRule: {
+            minObservationsPerArm: p.experiment.minObservationsPerArm,
+            maxObservationsPerArm: p.experiment.maxObservationsPerArm,
+            ...p.experiment.decisionRule,
+          },
         },
-      },
-      { actor: actorOf(ctx) },
-    );
-    await ctx.store.models.setStage(
-      ctx.projectId,
-      cand.name,
-      'canary',
-      actorOf(ctx),
-      `round ${round.round}: canary at ${p.canary.share}`,
-    );
+        { actor: actorOf(ctx) },
+      ));
+    if (cand.stage !== 'canary')
+      await ctx.store.models.setStage(
+        ctx.projectId,
+        cand.name,
+        'canary',
+        actorOf(ctx),
+        `round ${round.round}: canary at ${p.canary.share}`,
+      );
     ctx.log?.(
       `round ${round.round}: canary ${cand.name} gets ${Math.round(p.canary.share * 100)}% of ${p.route}`,
     );
@@ -464,24 +518,32 @@ const stages: Record<(typeof loopStages)[number], StageFn> = {
     const why = approval
       ? `round ${round.round}: ${approval.approved ? 'approved' : 'rejected'} by ${approval.actor}${approval.reason ? ` (${approval.reason})` : ''}`
       : `round ${round.round}: ${state.decision}`;
-    // Stopping keeps one variant on the route at full weight: the candidate if it won, else production.
-    await stopExperiment(ctx.store, ctx.projectId, state.experimentId!, {
-      keep: ship ? 'candidate' : 'production',
-      reason: why,
-      actor,
-    });
-    if (ship) {
-      const promoted = await ctx.store.models.setStage(
-        ctx.projectId,
-        state.candidate!,
-        'production',
+    // Stopping keeps one variant on the route at full weight: the candidate if it won, else
+    // production. An attempt that crashed before recording this stage may have done it already.
+    const experiment = await ctx.store.experiments.get(ctx.projectId, state.experimentId!);
+    if (experiment?.status === 'running')
+      await stopExperiment(ctx.store, ctx.projectId, experiment.id, {
+        keep: ship ? 'candidate' : 'production',
+        reason: why,
         actor,
-        approval ? why : `round ${round.round}: the experiment shipped it`,
-      );
+      });
+    const candidate = await modelByName(ctx, state.candidate!);
+    if (ship) {
+      const promoted =
+        candidate.stage === 'production'
+          ? candidate
+          : await ctx.store.models.setStage(
+              ctx.projectId,
+              state.candidate!,
+              'production',
+              actor,
+              approval ? why : `round ${round.round}: the experiment shipped it`,
+            );
       ctx.log?.(`round ${round.round}: promoted ${promoted.name} to production`);
       return { to: 'done', status: 'succeeded' };
     }
-    await ctx.store.models.setStage(ctx.projectId, state.candidate!, 'archived', actor, why);
+    if (candidate.stage !== 'archived')
+      await ctx.store.models.setStage(ctx.projectId, state.candidate!, 'archived', actor, why);
     if (approval) {
       ctx.log?.(`${why}; ${state.production} stays`);
       return {
