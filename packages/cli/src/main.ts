@@ -1,5 +1,7 @@
 import { InteractionFilters, modelStages, parseInput } from '@ratchet/core';
 import { datasetMethods, exportFormats } from '@ratchet/loop';
+import { gatewayFacts, loadGatewayConfig } from '@ratchet/server';
+import type { ServedChange } from '@ratchet/store';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { registerCritiqueCommand } from './commands/critique.js';
 import { runDemo } from './commands/demo.js';
@@ -22,6 +24,14 @@ import { registerSimulateCommand } from './commands/simulate.js';
 import { registerTrainingCommands } from './commands/training.js';
 import { projectIdByName, withStore } from './context.js';
 import { runLoopDemo } from './demo/loop-demo.js';
+
+/** What a stage change made the gateway serve, for the one line the CLI prints. */
+function describeServed(served: ServedChange): string {
+  if (!served.variants) return `the gateway file's route serves ${served.route}`;
+  return `${served.route} serves ${served.variants
+    .map((v) => `${v.model}@${v.upstream}:${v.weight}${v.segment ? ' (segment)' : ''}`)
+    .join(', ')}`;
+}
 
 function integer(value: string): number {
   const n = Number(value);
@@ -362,20 +372,32 @@ export function buildProgram(): Command {
         });
       },
     );
+  const gatewayConfigOption = () =>
+    new Option(
+      '--gateway-config <file>',
+      'the gateway file, to know which upstream serves the model (RATCHET_GATEWAY_CONFIG)',
+    ).env('RATCHET_GATEWAY_CONFIG');
   program
     .command('promote')
     .description(
-      "Move a model to a stage (production replaces the route's production model); asks for a reason",
+      "Move a model to a stage (production replaces the route's production model, and the route serves it at once); asks for a reason",
     )
     .requiredOption('--project <name>', 'project name')
     .argument('<model>', 'model name or id')
     .addOption(new Option('--stage <stage>', 'target stage').choices([...modelStages]).default('production'))
     .requiredOption('--reason <text>', 'why: kept in the audit log')
+    .addOption(gatewayConfigOption())
     .action(
       async (
         model: string,
-        opts: { project: string; stage: (typeof modelStages)[number]; reason: string },
+        opts: {
+          project: string;
+          stage: (typeof modelStages)[number];
+          reason: string;
+          gatewayConfig?: string;
+        },
       ) => {
+        const gateway = opts.gatewayConfig ? gatewayFacts(loadGatewayConfig(opts.gatewayConfig)) : undefined;
         await withStore(program.opts(), async (store) => {
           const m = await store.models.setStage(
             await projectIdByName(store, opts.project),
@@ -383,26 +405,34 @@ export function buildProgram(): Command {
             opts.stage,
             'cli',
             opts.reason,
+            gateway,
           );
-          console.log(`${m.name} is now ${m.stage}`);
+          console.log(`${m.name} is now ${m.stage}${m.served ? `; ${describeServed(m.served)}` : ''}`);
         });
       },
     );
   program
     .command('rollback')
-    .description("Archive a route's production model and restore the one it replaced")
+    .description(
+      "Archive a route's production model and restore the one it replaced, which the route serves at once",
+    )
     .requiredOption('--project <name>', 'project name')
     .requiredOption('--route <route>', 'route name')
     .requiredOption('--reason <text>', 'why: kept in the audit log')
-    .action(async (opts: { project: string; route: string; reason: string }) => {
+    .addOption(gatewayConfigOption())
+    .action(async (opts: { project: string; route: string; reason: string; gatewayConfig?: string }) => {
+      const gateway = opts.gatewayConfig ? gatewayFacts(loadGatewayConfig(opts.gatewayConfig)) : undefined;
       await withStore(program.opts(), async (store) => {
-        const { from, to } = await store.models.rollback(
+        const { from, to, served } = await store.models.rollback(
           await projectIdByName(store, opts.project),
           opts.route,
           'cli',
           opts.reason,
+          gateway,
         );
-        console.log(`rolled back ${opts.route}: ${from.name} archived, ${to.name} is production again`);
+        console.log(
+          `rolled back ${opts.route}: ${from.name} archived, ${to.name} is production again; ${describeServed(served)}`,
+        );
       });
     });
 

@@ -103,6 +103,10 @@ export async function buildServer(options: ServerOptions): Promise<RatchetServer
           () => store.routes.list(),
           2000,
           (err) => app.log.error({ err }, 'loading database routes failed'),
+          (reload) =>
+            store.routes.subscribe(reload, {
+              onError: (err) => app.log.warn({ err }, 'watching database routes'),
+            }),
         ),
         feedbackTokens,
       )
@@ -122,7 +126,7 @@ export async function buildServer(options: ServerOptions): Promise<RatchetServer
   registerDeadLetterRoutes(routes, store);
   registerAdminRoutes(routes, store);
   registerPipelineRoutes(routes, store, config.dataDir);
-  registerRegistryRoutes(routes, store);
+  registerRegistryRoutes(routes, store, gatewayConfig);
   registerRunRoutes(routes, app, store, config.dataDir);
   registerGatewayRoutes(routes, () => gateway);
   registerEvalRoutes(routes, store, () => gateway);

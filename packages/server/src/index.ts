@@ -3,6 +3,7 @@ export { loadServerConfig, ServerConfig, type ServerConfigInput } from './config
 export {
   GatewayConfig,
   type GatewayConfigInput,
+  gatewayFacts,
   loadGatewayConfig,
   parseGatewayConfig,
 } from './gateway/config.js';

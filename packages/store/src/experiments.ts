@@ -143,7 +143,7 @@ export class ExperimentRepository {
   async start(projectId: string, e: NewExperiment, actor: string): Promise<Experiment> {
     const now = Date.now();
     const id = newId(now);
-    await this.db.transaction().execute(async (trx) => {
+    await this.routes.transaction(async (trx) => {
       const running = await trx
         .selectFrom('experiments')
         .select(['name'])
@@ -233,7 +233,7 @@ export class ExperimentRepository {
     entry: ExperimentDecisionEntry,
     state: unknown,
   ): Promise<Experiment> {
-    await this.db.transaction().execute(async (trx) => {
+    await this.routes.transaction(async (trx) => {
       const row = (await trx
         .selectFrom('experiments')
         .selectAll()
@@ -270,7 +270,7 @@ export class ExperimentRepository {
     entry: ExperimentDecisionEntry,
     keepVariant?: string,
   ): Promise<Experiment> {
-    await this.db.transaction().execute(async (trx) => {
+    await this.routes.transaction(async (trx) => {
       const row = (await trx
         .selectFrom('experiments')
         .selectAll()

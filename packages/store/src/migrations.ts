@@ -621,6 +621,24 @@ function feedbackTokens(dialect: DialectName): Migration {
   };
 }
 
+/**
+ * A counter that every write to `gateway_routes` bumps in the same transaction: a gateway in
+ * another process on the same SQLite file notices a change by reading one number (see
+ * GatewayRouteRepository.subscribe), and PostgreSQL gateways use it when LISTEN was down.
+ */
+function servedRoutes(): Migration {
+  return {
+    async up(db: AnyDb) {
+      await db.schema
+        .createTable('gateway_route_version')
+        .addColumn('id', 'integer', (c) => c.primaryKey())
+        .addColumn('version', 'bigint', (c) => c.notNull())
+        .execute();
+      await db.insertInto('gateway_route_version').values({ id: 1, version: 0 }).execute();
+    },
+  };
+}
+
 export function migrations(dialect: DialectName): Record<string, Migration> {
   return {
     '0001_initial': initial(dialect),
@@ -635,5 +653,6 @@ export function migrations(dialect: DialectName): Record<string, Migration> {
     '0010_loop_rounds': loopRounds(dialect),
     '0011_dead_letters': deadLetters(dialect),
     '0012_feedback_tokens': feedbackTokens(dialect),
+    '0015_served_routes': servedRoutes(),
   };
 }

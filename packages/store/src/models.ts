@@ -1,9 +1,11 @@
 import { checkStageMove, type ModelStage, newId, RatchetError } from '@ratchet/core';
-import type { Kysely, Selectable } from 'kysely';
+import type { Kysely, Selectable, Transaction } from 'kysely';
 import type { AuditLog } from './audit.js';
 import type { DialectName } from './connection.js';
 import { decodeJson, encodeJson } from './json.js';
+import type { GatewayRouteRepository, StoredVariant } from './routes.js';
 import type { Database, ModelsTable } from './schema.js';
+import { type GatewayFacts, servingModel, servingNoModel } from './serving.js';
 
 export interface Model {
   id: string;
@@ -31,15 +33,24 @@ export interface NewModel {
   metrics?: Record<string, unknown>;
 }
 
+/** A stage change's effect on the gateway: the route's variants now (null: the file's route). */
+export interface ServedChange {
+  route: string;
+  variants: StoredVariant[] | null;
+}
+
 /**
- * The model registry. Stage changes run in one transaction with their audit entries; making a
- * model production archives the route's previous production model, which a rollback restores.
+ * The model registry. Stage changes run in one transaction with their audit entries and with
+ * the gateway's routing (`gateway_routes`): making a model production archives the route's
+ * previous production model, which a rollback restores, and makes the route serve it. So what
+ * the registry calls production is what every gateway serves, or the change is refused.
  */
 export class ModelRepository {
   constructor(
     private readonly db: Kysely<Database>,
     private readonly dialect: DialectName,
     private readonly audit: AuditLog,
+    private readonly routes: GatewayRouteRepository,
   ) {}
 
   async register(projectId: string, m: NewModel, actor: string): Promise<Model> {
@@ -120,15 +131,21 @@ export class ModelRepository {
     return (await this.list(projectId, { route, stage: 'production' }))[0];
   }
 
-  /** Moves a model to a stage; production replaces (archives) the route's current production model. */
+  /**
+   * Moves a model to a stage; production replaces (archives) the route's current production model
+   * and the route serves the new one; a production model leaving production hands the route back
+   * to the gateway file. Refused, changing nothing, when that cannot be served (see serving.ts)
+   * or an experiment runs on the route. `gateway`: what the caller knows of the gateway file.
+   */
   async setStage(
     projectId: string,
     ref: string,
     stage: ModelStage,
     actor: string,
     reason: string,
-  ): Promise<Model> {
-    return this.db.transaction().execute(async (trx) => {
+    gateway?: GatewayFacts,
+  ): Promise<Model & { served: ServedChange | null }> {
+    return this.routes.transaction(async (trx) => {
       const row = await trx
         .selectFrom('models')
         .selectAll()
@@ -137,6 +154,7 @@ export class ModelRepository {
         .executeTakeFirst();
       if (!row) throw new RatchetError('not_found', `model "${ref}" not found`, 'model');
       checkStageMove(row.stage, stage, row.name);
+      const served = await this.planStageServing(trx, row, stage, gateway);
       const now = Date.now();
       if (stage === 'production' && row.route !== null) {
         const current = await trx
@@ -177,8 +195,97 @@ export class ModelRepository {
         },
         trx,
       );
-      return this.toModel({ ...row, stage, updated_at: now });
+      if (served) await this.writeServed(trx, projectId, served, actor, reason);
+      return { ...this.toModel({ ...row, stage, updated_at: now }), served };
     });
+  }
+
+  /**
+   * What a stage move does to the gateway: a model becoming production is served by its route;
+   * the production model leaving production hands the route back to the gateway file; other
+   * moves (candidate, canary: an experiment sends canary traffic) leave routing alone. Throws
+   * when the move cannot be served, or would change a route an experiment runs on.
+   */
+  private async planStageServing(
+    trx: Transaction<Database>,
+    row: Selectable<ModelsTable>,
+    stage: ModelStage,
+    gateway: GatewayFacts | undefined,
+  ): Promise<ServedChange | null> {
+    const touchesRoute = row.route !== null && (stage === 'production' || row.stage === 'production');
+    if (!touchesRoute) {
+      if (stage !== 'canary') await this.refuseDuringExperiment(trx, row.project_id, { model: row });
+      return null;
+    }
+    const route = row.route!;
+    await this.refuseDuringExperiment(trx, row.project_id, { route });
+    const current = (await this.routes.get(row.project_id, route, trx))?.variants ?? [];
+    const variants =
+      stage === 'production'
+        ? servingModel(
+            route,
+            { id: row.id, name: row.name, adapterPath: row.adapter_path },
+            current,
+            gateway,
+            'stage',
+          )
+        : servingNoModel(route, current, gateway, 'stage');
+    return { route, variants };
+  }
+
+  /**
+   * A running experiment owns its route's traffic split and compares its variants: a stage change
+   * that rewrote the route (or took away a model it serves) would invalidate its evidence and
+   * leave a loop round waiting on a comparison that no longer exists. So it is refused; stopping
+   * the experiment (keeping a variant) is an explicit decision with its own audit entry.
+   */
+  private async refuseDuringExperiment(
+    trx: Transaction<Database>,
+    projectId: string,
+    on: { route: string } | { model: Selectable<ModelsTable> },
+    path = 'stage',
+  ): Promise<void> {
+    let q = trx
+      .selectFrom('experiments')
+      .select(['name', 'route', 'variants'])
+      .where('project_id', '=', projectId)
+      .where('status', '=', 'running');
+    if ('route' in on) q = q.where('route', '=', on.route);
+    for (const e of await q.execute()) {
+      const variants = decodeJson<StoredVariant[]>(this.dialect, e.variants);
+      if ('model' in on && !variants.some((v) => v.modelId === on.model.id)) continue;
+      throw new RatchetError(
+        'conflict',
+        `${path}: experiment "${e.name}" runs on route "${e.route}"${
+          'model' in on ? ` with ${on.model.name} as a variant` : ''
+        }; stop it first (ratchet experiment stop ${e.name} --keep <variant>)`,
+        path,
+      );
+    }
+  }
+
+  /** Writes the route's new variants (or removes its entry) and audits it, in the caller's transaction. */
+  private async writeServed(
+    trx: Transaction<Database>,
+    projectId: string,
+    served: ServedChange,
+    actor: string,
+    reason: string,
+  ): Promise<void> {
+    const before = (await this.routes.get(projectId, served.route, trx))?.variants ?? null;
+    if (served.variants) await this.routes.put(projectId, served.route, served.variants, trx);
+    else await this.routes.delete(projectId, served.route, trx);
+    await this.audit.record(
+      {
+        projectId,
+        actor,
+        action: 'route.served',
+        subjectType: 'route',
+        subjectId: served.route,
+        details: { from: before, to: served.variants, reason },
+      },
+      trx,
+    );
   }
 
   /**
@@ -190,8 +297,9 @@ export class ModelRepository {
     route: string,
     actor: string,
     reason: string,
-  ): Promise<{ from: Model; to: Model }> {
-    return this.db.transaction().execute(async (trx) => {
+    gateway?: GatewayFacts,
+  ): Promise<{ from: Model; to: Model; served: ServedChange }> {
+    return this.routes.transaction(async (trx) => {
       const current = await trx
         .selectFrom('models')
         .selectAll()
@@ -224,6 +332,18 @@ export class ModelRepository {
         .selectAll()
         .where('id', '=', replaced.id)
         .executeTakeFirstOrThrow();
+      await this.refuseDuringExperiment(trx, projectId, { route }, 'route');
+      const routeNow = (await this.routes.get(projectId, route, trx))?.variants ?? [];
+      const served: ServedChange = {
+        route,
+        variants: servingModel(
+          route,
+          { id: previous.id, name: previous.name, adapterPath: previous.adapter_path },
+          routeNow,
+          gateway,
+          'route',
+        ),
+      };
       const now = Date.now();
       await trx
         .updateTable('models')
@@ -257,9 +377,11 @@ export class ModelRepository {
         },
         trx,
       );
+      await this.writeServed(trx, projectId, served, actor, reason);
       return {
         from: this.toModel({ ...current, stage: 'archived', updated_at: now }),
         to: this.toModel({ ...previous, stage: 'production', updated_at: now }),
+        served,
       };
     });
   }

@@ -289,6 +289,12 @@ export interface GatewayRoutesTable {
   updated_at: number;
 }
 
+/** One row (id 1): bumped by every write to gateway_routes. */
+export interface GatewayRouteVersionTable {
+  id: number;
+  version: number;
+}
+
 export type ExperimentStatus = 'running' | 'stopped';
 
 export interface ExperimentsTable {
@@ -391,6 +397,7 @@ export interface Database {
   evaluations: EvaluationsTable;
   evaluation_items: EvaluationItemsTable;
   gateway_routes: GatewayRoutesTable;
+  gateway_route_version: GatewayRouteVersionTable;
   experiments: ExperimentsTable;
 }
 

@@ -82,11 +82,11 @@ export class Store {
     this.datasets = new DatasetRepository(db, dialect, opened.sqlite);
     this.analysis = new AnalysisRepository(db, dialect);
     this.audit = new AuditLog(db, dialect);
-    this.models = new ModelRepository(db, dialect, this.audit);
+    this.routes = new GatewayRouteRepository(db, dialect, config);
+    this.models = new ModelRepository(db, dialect, this.audit, this.routes);
     this.dashboard = new DashboardRepository(db);
     this.runs = new RunRepository(db, dialect);
     this.evaluations = new EvaluationRepository(db, dialect, this.audit);
-    this.routes = new GatewayRouteRepository(db, dialect);
     this.experiments = new ExperimentRepository(db, dialect, this.routes, this.audit);
     this.loops = new LoopRoundRepository(db, dialect, this.audit);
     this.deadLetters = new DeadLetterRepository(db);

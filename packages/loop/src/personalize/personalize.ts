@@ -264,7 +264,7 @@ export async function personalize(
   const current = (await store.routes.get(projectId, spec.route))?.variants ?? [];
   if (!spec.updateRoute || trained.length === 0) return { route: spec.route, segments, variants: current };
   const variants = withSegmentVariants(current, trained, spec);
-  await store.db.transaction().execute(async (trx) => {
+  await store.routes.transaction(async (trx) => {
     await store.routes.put(projectId, spec.route, variants, trx);
     await store.audit.record(
       {

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import type { GatewayFacts } from '@ratchet/store';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 
@@ -98,4 +99,23 @@ export function loadGatewayConfig(path: string): GatewayConfig {
   const text = readFileSync(path, 'utf8');
   const value = path.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
   return parseGatewayConfig(value, path);
+}
+
+/**
+ * What a registry stage change needs to know of the gateway file to serve a model: its
+ * upstreams, where each route sends the calls of no segment (its heaviest such variant), and
+ * its default upstream.
+ */
+export function gatewayFacts(config: GatewayConfig): GatewayFacts {
+  const routeUpstreams: Record<string, string> = {};
+  for (const [name, route] of Object.entries(config.routes)) {
+    const global = route.variants.filter((v) => !v.segment && v.weight > 0);
+    const heaviest = global.sort((a, b) => b.weight - a.weight)[0];
+    if (heaviest) routeUpstreams[name] = heaviest.upstream;
+  }
+  return {
+    upstreams: Object.keys(config.upstreams),
+    routeUpstreams,
+    ...(config.defaultUpstream ? { defaultUpstream: config.defaultUpstream } : {}),
+  };
 }

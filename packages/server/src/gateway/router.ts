@@ -102,10 +102,11 @@ export function assign(
 }
 
 /**
- * The routes kept in the database, held in memory: loaded in the background every `refreshMs`
- * (so servers that did not make a change see it within that time) and at once on `refresh()`
- * (called by the server that made it). A request only reads the map; it never waits on the
- * database. A failed load keeps the previous routes.
+ * The routes kept in the database, held in memory: reloaded when `subscribe` says they changed
+ * (the store's change feed: at once in this process, by LISTEN/NOTIFY between PostgreSQL
+ * clients, by a short poll between processes on one SQLite file), on `refresh()`, and every
+ * `refreshMs` as a last resort. A request only reads the map; it never waits on the database.
+ * A failed load keeps the previous routes.
  */
 export class DatabaseRoutes {
   private routes = new Map<string, VariantConfig[]>();
@@ -115,16 +116,20 @@ export class DatabaseRoutes {
   readonly ready: Promise<void>;
   loaded = false;
 
+  private readonly unsubscribe: (() => Promise<void>) | undefined;
+
   constructor(
     private readonly load: () => Promise<StoredRoute[]>,
     refreshMs = 2000,
     private readonly onError: (err: unknown) => void = () => {},
+    subscribe?: (reload: () => Promise<void>) => () => Promise<void>,
   ) {
     this.ready = this.refresh().finally(() => {
       this.loaded = true;
     });
     this.timer = setInterval(() => void this.refresh(), refreshMs);
     this.timer.unref();
+    this.unsubscribe = subscribe?.(() => this.refresh());
   }
 
   private static key(projectId: string, name: string): string {
@@ -164,5 +169,6 @@ export class DatabaseRoutes {
 
   close(): void {
     clearInterval(this.timer);
+    void this.unsubscribe?.().catch(this.onError);
   }
 }

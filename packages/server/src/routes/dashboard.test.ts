@@ -159,8 +159,10 @@ for (const database of testDatabases()) {
         { name: 'b', route: 'support', baseModel: 'tiny', datasetId: built.body.id },
         'test',
       );
-      await t.store.models.setStage(t.projectId, base.id, 'production', 'test', 'baseline');
-      await t.store.models.setStage(t.projectId, tuned.id, 'production', 'test', 'better');
+      // A gateway whose default upstream serves the route's registry models.
+      const gateway = { upstreams: ['local'], routeUpstreams: {}, defaultUpstream: 'local' };
+      await t.store.models.setStage(t.projectId, base.id, 'production', 'test', 'baseline', gateway);
+      await t.store.models.setStage(t.projectId, tuned.id, 'production', 'test', 'better', gateway);
 
       const exported = await fetch(`${t.url}/api/v1/dashboard/datasets/kto@1/export`, {
         headers: { authorization: `Bearer ${t.secretKey}` },

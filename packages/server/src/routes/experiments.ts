@@ -72,7 +72,7 @@ export function registerExperimentRoutes(
           `route: experiment "${running[0]!.name}" runs on "${params.route}"`,
           'route',
         );
-      const route = await store.db.transaction().execute(async (trx) => {
+      const route = await store.routes.transaction(async (trx) => {
         const written = await store.routes.put(principal.projectId, params.route, body.variants, trx);
         await store.audit.record(
           {
@@ -109,7 +109,7 @@ export function registerExperimentRoutes(
           `route: experiment "${running[0]!.name}" runs on "${params.route}"`,
           'route',
         );
-      await store.db.transaction().execute(async (trx) => {
+      await store.routes.transaction(async (trx) => {
         if (!(await store.routes.delete(principal.projectId, params.route, trx)))
           throw new RatchetError('not_found', `route "${params.route}" is not in the database`, 'route');
         await store.audit.record(

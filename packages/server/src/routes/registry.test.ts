@@ -6,7 +6,10 @@ describe('model registry over HTTP', () => {
   const db = sqliteTestDatabase();
   let t: TestServer;
   beforeAll(async () => {
-    t = await startTestServer(await db.create());
+    // Stage changes are checked against the gateway file: `support` calls go to `local`.
+    t = await startTestServer(await db.create(), {
+      gateway: { upstreams: { local: { baseURL: 'http://127.0.0.1:9/v1' } }, defaultUpstream: 'local' },
+    });
   });
   afterAll(async () => {
     await t?.close();
@@ -37,6 +40,7 @@ describe('model registry over HTTP', () => {
     expect(rolled.body).toMatchObject({
       from: { name: 'v2', stage: 'archived' },
       to: { name: 'v1', stage: 'production' },
+      served: { route: 'support', variants: [{ upstream: 'local', model: 'v1', weight: 1 }] },
     });
     const v2 = await t.call('/api/v1/models/v2');
     expect(v2.body.history.map((h: { action: string }) => h.action)).toEqual([

@@ -1,12 +1,22 @@
 import { modelStages, RatchetError } from '@ratchet/core';
 import type { Store } from '@ratchet/store';
 import { z } from 'zod';
+import { type GatewayConfig, gatewayFacts } from '../gateway/config.js';
 import type { RouteTable } from '../routing.js';
 
 const ModelRef = z.strictObject({ ref: z.string().min(1).max(200) });
 
-/** The model registry: stages, promotion and rollback, each change in the audit log. */
-export function registerRegistryRoutes(routes: RouteTable, store: Store): void {
+/**
+ * The model registry: stages, promotion and rollback, each change in the audit log and in the
+ * gateway's routing (the store does both in one transaction, checked against this server's
+ * gateway file; every gateway on the database reloads at once).
+ */
+export function registerRegistryRoutes(
+  routes: RouteTable,
+  store: Store,
+  gatewayConfig: GatewayConfig | undefined,
+): void {
+  const gateway = gatewayConfig && gatewayFacts(gatewayConfig);
   routes.add({
     method: 'GET',
     url: '/api/v1/models',
@@ -58,7 +68,8 @@ export function registerRegistryRoutes(routes: RouteTable, store: Store): void {
     url: '/api/v1/models/:ref/stage',
     access: 'secret',
     tag: 'registry',
-    summary: "Move a model to a stage; production replaces the route's production model.",
+    summary:
+      "Move a model to a stage; production replaces the route's production model and the route serves it at once (`served`). Refused (409, nothing changed) when no upstream can serve it, its local adapter folder is missing, or an experiment runs on the route.",
     params: ModelRef,
     body: z.strictObject({ stage: z.enum(modelStages), reason: z.string().min(1).max(2000) }),
     handler: async ({ principal, params, body }) =>
@@ -68,6 +79,7 @@ export function registerRegistryRoutes(routes: RouteTable, store: Store): void {
         body.stage,
         `api:${principal.keyId}`,
         body.reason,
+        gateway,
       ),
   });
   routes.add({
@@ -75,11 +87,18 @@ export function registerRegistryRoutes(routes: RouteTable, store: Store): void {
     url: '/api/v1/routes/:route/rollback',
     access: 'secret',
     tag: 'registry',
-    summary: "Archive a route's production model and restore the one it replaced.",
+    summary:
+      "Archive a route's production model and restore the one it replaced, which the route serves at once (`served`); refused like a stage change when it cannot be served.",
     params: z.strictObject({ route: z.string().min(1).max(200) }),
     body: z.strictObject({ reason: z.string().min(1).max(2000) }),
     handler: async ({ principal, params, body }) =>
-      store.models.rollback(principal.projectId, params.route, `api:${principal.keyId}`, body.reason),
+      store.models.rollback(
+        principal.projectId,
+        params.route,
+        `api:${principal.keyId}`,
+        body.reason,
+        gateway,
+      ),
   });
   routes.add({
     method: 'GET',

@@ -156,7 +156,11 @@ describe('dashboard and widget in a browser', () => {
         'e2e',
       );
     }
-    await t.store.models.setStage(t.projectId, 'support-v1', 'production', 'e2e', 'baseline');
+    await t.store.models.setStage(t.projectId, 'support-v1', 'production', 'e2e', 'baseline', {
+      upstreams: ['local'],
+      routeUpstreams: {},
+      defaultUpstream: 'local',
+    });
 
     // An experiment on another route with thumbs on both arms: 15 of 30 up against 24 of 30.
     const started = await t.call('/api/v1/experiments', {
