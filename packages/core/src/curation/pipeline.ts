@@ -119,29 +119,7 @@ export async function curate<R extends CurationRow>(
   }
   if (c.pii.enabled) {
     const pii = c.pii.config;
-    current = current.map((row) => {
-      const p = redactPii(row.prompt, pii);
-      const a = redactPii(row.completion, pii);
-      const messages = row.messages?.map((m) => redactMessage(m, pii));
-      const inTexts = [...p.findings, ...a.findings];
-      // The texts were read from the messages: count the messages' spans, not both.
-      const found = messages ? messages.flatMap((m) => m.findings) : inTexts;
-      if (found.length === 0 && inTexts.length === 0) return row;
-      const spans = found.length || inTexts.length;
-      const kinds = [...new Set([...found, ...inTexts].map((f) => f.kind))].join(', ');
-      decisions.push({
-        id: row.id,
-        filter: 'pii',
-        action: 'changed',
-        reason: `redacted ${spans} span(s): ${kinds}`,
-      });
-      return {
-        ...row,
-        prompt: p.text,
-        completion: a.text,
-        ...(messages ? { messages: messages.map((m) => m.message) } : {}),
-      };
-    });
+    current = current.map((row) => redactRow(row, pii, decisions));
   }
   if (c.dedup.enabled) {
     const { representative, reason } = findDuplicates(
@@ -162,4 +140,36 @@ export async function curate<R extends CurationRow>(
     });
   }
   return { kept: current, decisions };
+}
+
+/**
+ * Redacts PII in a row: in its messages when it has them (what a dataset writes), else in its
+ * texts. The texts were read from the messages, so they are redacted only when the messages had
+ * something (they stay what the duplicate filter compares, never what is written).
+ */
+function redactRow<R extends CurationRow>(
+  row: R,
+  pii: z.output<typeof PiiConfig>,
+  decisions: CurationDecision[],
+): R {
+  const messages = row.messages?.map((m) => redactMessage(m, pii));
+  const fromMessages = messages?.flatMap((m) => m.findings);
+  if (fromMessages && fromMessages.length === 0) return row;
+  const p = redactPii(row.prompt, pii);
+  const a = redactPii(row.completion, pii);
+  const found = fromMessages ?? [...p.findings, ...a.findings];
+  if (found.length === 0) return row;
+  const kinds = [...new Set(found.map((f) => f.kind))].join(', ');
+  decisions.push({
+    id: row.id,
+    filter: 'pii',
+    action: 'changed',
+    reason: `redacted ${found.length} span(s): ${kinds}`,
+  });
+  return {
+    ...row,
+    prompt: p.text,
+    completion: a.text,
+    ...(messages ? { messages: messages.map((m) => m.message) } : {}),
+  };
 }
