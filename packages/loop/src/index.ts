@@ -12,6 +12,7 @@ export {
   groupSimilarPrompts,
   loadDatasetInputs,
 } from './datasets.js';
+export * from './deploy/index.js';
 export * from './eval/index.js';
 export * from './experiments/index.js';
 export { type ExportFormat, exportDataset, exportFormats } from './exports.js';

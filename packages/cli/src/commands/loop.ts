@@ -1,4 +1,12 @@
-import { advanceLoop, LocalModelServer, type LoopContext, loadLoopPolicies, roundIsDue } from '@ratchet/loop';
+import {
+  advanceLoop,
+  createDeployTarget,
+  type DeployTarget,
+  type LoopContext,
+  type LoopPolicy,
+  loadLoopPolicies,
+  roundIsDue,
+} from '@ratchet/loop';
 import type { Store } from '@ratchet/store';
 import { type Command, InvalidArgumentError } from 'commander';
 import { projectIdByName, withStore } from '../context.js';
@@ -30,26 +38,36 @@ export async function runLoopPass(
   log: (line: string) => void,
 ): Promise<void> {
   const policies = loadLoopPolicies(opts.policy);
-  const local =
-    opts.localWorkerPort !== undefined
-      ? new LocalModelServer({
-          baseModel: policies[0]!.baseModel,
-          baseName: 'base',
-          port: opts.localWorkerPort,
-          onLog: () => {},
-        })
-      : undefined;
+  // One target per distinct deploy setting: routes on the same server share it (and, for the
+  // built-in worker, one process, as before).
+  const targets = new Map<string, DeployTarget | undefined>();
+  const targetFor = (policy: LoopPolicy) => {
+    const key = JSON.stringify(policy.deploy);
+    if (!targets.has(key)) {
+      const target = createDeployTarget(policy.deploy, {
+        baseModel: policy.baseModel,
+        workerPort: opts.localWorkerPort,
+        onLog: () => {},
+      });
+      if (target) log(`${policy.route}: models served by ${target.describe()}`);
+      targets.set(key, target);
+    }
+    return targets.get(key);
+  };
   try {
     for (const policy of policies) {
-      const modelsBaseUrl = opts.modelsUrl ?? local?.baseUrl;
+      const target = targetFor(policy);
+      const modelsBaseUrl = opts.modelsUrl ?? target?.baseUrl;
       if (!modelsBaseUrl)
-        throw new Error("give --models-url (where the route's models are served) or --local-worker-port");
+        throw new Error(
+          "give --models-url (where the route's models are served) or --local-worker-port, or set the policy's deploy target",
+        );
       const ctx: LoopContext = {
         store,
         projectId,
         policy,
         modelsBaseUrl,
-        serve: local ? (m) => local.ensure(m) : undefined,
+        serve: target ? (m) => target.ensure(m) : undefined,
         dataDir: opts.dataDir,
         actor: 'ratchet loop',
         log: (line) => log(`${policy.route}: ${line}`),
@@ -68,7 +86,7 @@ export async function runLoopPass(
       if (round) log(`${policy.route}: round ${round.round} is ${round.status} at ${round.stage}`);
     }
   } finally {
-    await local?.stop();
+    for (const target of targets.values()) await target?.close();
   }
 }
 

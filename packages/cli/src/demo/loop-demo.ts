@@ -6,7 +6,6 @@ import { createInterface } from 'node:readline';
 import { createPopulation, wilsonInterval } from '@ratchet/core';
 import {
   advanceLoop,
-  LocalModelServer,
   type LoopContext,
   LoopPolicy,
   type LoopPolicyInput,
@@ -14,6 +13,7 @@ import {
   measureTrueQuality,
   simulateTraffic,
   type TrafficReport,
+  WorkerTarget,
   workerCommand,
 } from '@ratchet/loop';
 import { buildServer, loadServerConfig, parseGatewayConfig } from '@ratchet/server';
@@ -236,7 +236,7 @@ export async function runLoopDemo(o: LoopDemoOptions): Promise<{ rounds: DemoRou
   const secret = await store.projects.createKey(project.id, 'secret', 'demo');
   const pub = await store.projects.createKey(project.id, 'public', 'demo widget');
 
-  const models = new LocalModelServer({
+  const models = new WorkerTarget({
     baseModel: base,
     baseName: 'tiny-support',
     port: await freePort(),
@@ -249,7 +249,7 @@ export async function runLoopDemo(o: LoopDemoOptions): Promise<{ rounds: DemoRou
   const url = await server.listen();
   const shutdown = async () => {
     await server.close();
-    await models.stop();
+    await models.close();
     await store.close();
   };
   try {

@@ -14,6 +14,7 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { SelfCritiquePolicy } from '../ai-feedback/critique.js';
 import { datasetMethods } from '../datasets.js';
+import { DeployPolicy } from '../deploy/index.js';
 import { EndpointSpec } from '../eval/client.js';
 
 import { experimentEngines, experimentMetrics } from '../experiments/experiments.js';
@@ -24,12 +25,18 @@ import { experimentEngines, experimentMetrics } from '../experiments/experiments
  * promoted. One policy per route, from a YAML or JSON file; every field has a default that works
  * for the embedded setup.
  */
-export const LoopPolicy = z.strictObject({
+const LoopPolicyFields = z.strictObject({
   route: z.string().min(1).max(200),
   /** The base model folder every candidate is trained from. */
   baseModel: z.string().min(1),
   /** The gateway upstream that serves the route's models (the local worker by default). */
   upstream: z.string().min(1).default('worker'),
+  /**
+   * Where the route's models are served, and how a round's candidates get there: the built-in
+   * worker (default), any OpenAI-compatible server that already serves them by name, or vLLM
+   * with runtime LoRA loading (see `deploy/`). The gateway upstream should point at the same URL.
+   */
+  deploy: DeployPolicy.prefault({ target: 'worker' }),
   trigger: z
     .strictObject({
       /** A round starts once this many feedback events arrived since the last round started. */
@@ -155,6 +162,17 @@ export const LoopPolicy = z.strictObject({
       auto: z.boolean().default(true),
     })
     .prefault({}),
+});
+export const LoopPolicy = LoopPolicyFields.superRefine((p, ctx) => {
+  // The round's reward model is a SEQ_CLS adapter the worker scores at /v1/score; vLLM's runtime
+  // LoRA loading serves generation adapters only, so every round would fail at its first use.
+  if (p.deploy.target === 'vllm' && p.rewardModel.enabled)
+    ctx.addIssue({
+      code: 'custom',
+      path: ['rewardModel', 'enabled'],
+      message:
+        'must be false with deploy target vllm: the reward model is scored by the built-in worker (/v1/score), which vLLM does not serve',
+    });
 });
 export type LoopPolicy = z.output<typeof LoopPolicy>;
 export type LoopPolicyInput = z.input<typeof LoopPolicy>;
