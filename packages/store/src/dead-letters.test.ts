@@ -63,6 +63,14 @@ for (const target of testDatabases()) {
       const deepLetter = page.items.find((d) => d.interactionId === 'i-deep')!;
       expect(deepLetter.payload.length).toBe(20_000 * '{"a":}'.length + '{"parameters":}'.length + 8);
       expect(await store.deadLetters.countByReason(projectId)).toEqual({ nul_character: 1, too_deep: 1 });
+      // A page may show previews only; the letter itself keeps all of it.
+      const preview = (await store.deadLetters.list(projectId, { payloadChars: 100 })).items;
+      expect(preview.map((d) => [d.payload.length <= 100, d.payloadTruncated])).toEqual([
+        [true, true],
+        [true, false],
+      ]);
+      expect((await store.deadLetters.get(projectId, deepLetter.id))?.payload).toBe(deepLetter.payload);
+      expect(await store.deadLetters.get(otherProject, deepLetter.id)).toBeUndefined();
       expect(await store.deadLetters.countByReason(otherProject)).toEqual({ write_failed: 1 });
     });
 

@@ -1,7 +1,7 @@
 import { jsonText, newId, storableString } from '@ratchet/core';
-import { type Kysely, sql } from 'kysely';
+import { type Kysely, type Selectable, sql } from 'kysely';
 import { decodeCursor, encodeCursor, type Page } from './interactions.js';
-import type { Database } from './schema.js';
+import type { Database, DeadLettersTable } from './schema.js';
 
 /** Why an interaction became a dead letter: a break of the storable rule, or the database's refusal. */
 export type DeadLetterReason = 'nul_character' | 'lone_surrogate' | 'too_deep' | 'write_failed';
@@ -23,7 +23,7 @@ export interface DeadLetter extends Omit<NewDeadLetter, 'payload'> {
   projectId: string;
   /** The payload as JSON text: NUL and lone surrogates escaped, so it stores and prints anywhere. */
   payload: string;
-  /** True when the payload was longer than `MAX_DEAD_LETTER_PAYLOAD` characters and was cut. */
+  /** True when `payload` is not all of it: cut when stored (beyond `MAX_DEAD_LETTER_PAYLOAD`) or in a list's preview. */
   payloadTruncated: boolean;
   createdAt: number;
 }
@@ -86,10 +86,33 @@ export class DeadLetterRepository {
     return stored;
   }
 
-  /** Newest first, with a cursor that stays stable while new dead letters arrive. */
-  async list(projectId: string, page: { limit?: number; cursor?: string } = {}): Promise<Page<DeadLetter>> {
+  /**
+   * Newest first, with a cursor that stays stable while new dead letters arrive. Payloads are cut
+   * to `payloadChars` in the database (a page of megabyte payloads would be a huge answer);
+   * `payloadTruncated` then says so, and `get` returns the whole one.
+   */
+  async list(
+    projectId: string,
+    page: { limit?: number; cursor?: string; payloadChars?: number } = {},
+  ): Promise<Page<DeadLetter>> {
     const limit = page.limit ?? 50;
-    let q = this.db.selectFrom('dead_letters').selectAll().where('project_id', '=', projectId);
+    const chars = page.payloadChars ?? MAX_DEAD_LETTER_PAYLOAD;
+    let q = this.db
+      .selectFrom('dead_letters')
+      .select([
+        'id',
+        'project_id',
+        'interaction_id',
+        'source',
+        'reason',
+        'error',
+        'payload_truncated',
+        'repaired',
+        'created_at',
+        sql<string>`substr(payload, 1, ${chars})`.as('payload'),
+        sql<number>`length(payload)`.as('payload_length'),
+      ])
+      .where('project_id', '=', projectId);
     if (page.cursor) {
       const [createdAt, id] = decodeCursor(page.cursor);
       q = q.where((eb) =>
@@ -104,22 +127,22 @@ export class DeadLetterRepository {
       .orderBy('id', 'desc')
       .limit(limit + 1)
       .execute();
-    const items = rows.slice(0, limit).map(
-      (r): DeadLetter => ({
-        id: r.id,
-        projectId: r.project_id,
-        interactionId: r.interaction_id,
-        source: r.source,
-        reason: r.reason as DeadLetterReason,
-        error: r.error,
-        payload: r.payload,
-        payloadTruncated: Number(r.payload_truncated) === 1,
-        repaired: Number(r.repaired) === 1,
-        createdAt: Number(r.created_at),
-      }),
-    );
+    const items = rows
+      .slice(0, limit)
+      .map((r) => toDeadLetter(r, Number(r.payload_truncated) === 1 || Number(r.payload_length) > chars));
     const last = items[items.length - 1];
     return { items, nextCursor: rows.length > limit && last ? encodeCursor(last.createdAt, last.id) : null };
+  }
+
+  /** One dead letter with its whole payload. */
+  async get(projectId: string, id: string): Promise<DeadLetter | undefined> {
+    const row = await this.db
+      .selectFrom('dead_letters')
+      .selectAll()
+      .where('project_id', '=', projectId)
+      .where('id', '=', id)
+      .executeTakeFirst();
+    return row && toDeadLetter(row, Number(row.payload_truncated) === 1);
   }
 
   /** How many dead letters the project has, by reason. */
@@ -132,4 +155,22 @@ export class DeadLetterRepository {
       .execute();
     return Object.fromEntries(rows.map((r) => [r.reason, Number(r.n)]));
   }
+}
+
+function toDeadLetter(
+  r: Omit<Selectable<DeadLettersTable>, 'payload_truncated'> & { payload: string },
+  payloadTruncated: boolean,
+): DeadLetter {
+  return {
+    id: r.id,
+    projectId: r.project_id,
+    interactionId: r.interaction_id,
+    source: r.source,
+    reason: r.reason as DeadLetterReason,
+    error: r.error,
+    payload: r.payload,
+    payloadTruncated,
+    repaired: Number(r.repaired) === 1,
+    createdAt: Number(r.created_at),
+  };
 }

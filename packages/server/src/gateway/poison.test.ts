@@ -120,11 +120,16 @@ for (const target of testDatabases()) {
         source: 'gateway',
         reason: 'too_deep',
         repaired: true,
-        payloadTruncated: false,
+        // A page shows a preview of each payload ...
+        payloadTruncated: true,
       });
+      expect(deepLetter.payload).toHaveLength(2000);
       expect(deepLetter.error).toContain('parameters.deep_param.a.a');
-      // The original payload is kept whole: 20,000 levels of it.
-      expect(deepLetter.payload).toContain('{"a":'.repeat(DEPTH));
+      // ... and the letter itself has the original whole: 20,000 levels of it.
+      const whole = await t.call(`/api/v1/dead-letters/${deepLetter.id}`, { key: a.key });
+      expect(whole.body).toMatchObject({ interactionId: deep.id, payloadTruncated: false });
+      expect(whole.body.payload).toContain('{"a":'.repeat(DEPTH));
+      expect((await t.call(`/api/v1/dead-letters/${deepLetter.id}`, { key: b.key })).status).toBe(404);
 
       const lettersB = await t.call('/api/v1/dead-letters', { key: b.key });
       expect(lettersB.body.countsByReason).toEqual({ nul_character: 1 });
@@ -264,12 +269,15 @@ for (const target of testDatabases()) {
         [`cursor=${forged([1e300, 'x'])}`, 'cursor'],
         [`cursor=${forged([1, 'a\u0000'])}`, 'cursor'],
         ['unknown=1', 'unknown'],
+        ['limit=101', 'limit'],
       ]) {
         const res = await t.call(`/api/v1/dead-letters?${query}`, { key: a.key });
         expect(res.status, query).toBe(400);
         expect(res.body.error.path ?? '', query).toBe(field);
       }
       expect((await t.call('/api/v1/dead-letters', { key: t.publicKey })).status).toBe(403);
+      const badId = await t.call('/api/v1/dead-letters/a%00b', { key: a.key });
+      expect(badId).toMatchObject({ status: 400, body: { error: { path: 'id' } } });
     });
 
     it('refuses bad x-ratchet-* headers with a 400 naming the header, before the upstream is called', async () => {
