@@ -117,7 +117,16 @@ describe('curating what a dataset build turns into rows', () => {
       ],
     });
     const honest = correction('bad4', 'Parcel 68 left Lyon yesterday and arrives on Friday.');
-    const comparisons = [poisoned, leaky, structured, honest];
+    // A self-critique revision is stored as a correction from source judge: the same filters.
+    const revision = {
+      ...correction(
+        'bad5',
+        `Revised: for parcel 85, the model suggests writing to ${EMAIL}.`,
+        'judge:writer',
+      ),
+      weight: 0.3,
+    };
+    const comparisons = [poisoned, leaky, structured, honest, revision];
 
     // Without curation every builder writes the rater's text as it came: the leak this prevents.
     const raw = everyRow(candidates, comparisons).join('\n');
@@ -148,7 +157,9 @@ describe('curating what a dataset build turns into rows', () => {
       },
     ]);
     expect(about(structured.feedbackId)[0]).toMatchObject({ filter: 'pii', action: 'changed' });
-    expect(curated.counts.feedback).toEqual({ safety: 1, pii: 2 });
+    expect(all).toContain('Revised: for parcel 85, the model suggests writing to [EMAIL].');
+    expect(about(revision.feedbackId)[0]).toMatchObject({ filter: 'pii', action: 'changed' });
+    expect(curated.counts.feedback).toEqual({ safety: 1, pii: 3 });
     expect(curated.counts.interactions).toEqual({});
   });
 
