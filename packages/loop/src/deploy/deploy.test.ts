@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LoopPolicy } from '../orchestrator/policy.js';
 import { tinyTestModel } from '../training/testing.js';
 import { createDeployTarget, DeployPolicy, deployTargetNames, type ServedModel } from './index.js';
-import { vllmDouble } from './test-utils/vllm-double.js';
+import { vllmDouble } from './vllm/test-double.js';
 
 const root = mkdtempSync(join(tmpdir(), 'ratchet-deploy-'));
 /** Ratchet's data dir, where training writes adapters. */

@@ -159,3 +159,5 @@ export function chatDouble(
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
 }
+
+export { vllmDouble } from '../deploy/vllm/test-double.js';
