@@ -64,6 +64,20 @@ export interface Model {
   updatedAt: number;
 }
 
+/** A route's entry in `gateway_routes`: what the gateway serves for it (GET /routes). */
+export interface ServedRoute {
+  name: string;
+  variants: {
+    name: string;
+    upstream: string;
+    model: string;
+    weight: number;
+    modelId?: string | null;
+    segment?: { tag: string } | { metadata: string; equals: string | number | boolean };
+  }[];
+  updatedAt: number;
+}
+
 export interface DatasetVersion {
   id: string;
   name: string;

@@ -4,7 +4,12 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startTestServer, type TestServer } from '@ratchet/server/testing';
+import {
+  type LocalUpstream,
+  startLocalUpstream,
+  startTestServer,
+  type TestServer,
+} from '@ratchet/server/testing';
 import { sqliteTestDatabase } from '@ratchet/store/testing';
 import react from '@vitejs/plugin-react';
 import { type Browser, chromium, type Page } from 'playwright-core';
@@ -69,6 +74,7 @@ async function unreachableByTab(page: Page): Promise<string[]> {
 describe('dashboard and widget in a browser', () => {
   const db = sqliteTestDatabase();
   let t: TestServer;
+  let upstream: LocalUpstream;
   let browser: Browser;
   let page: Page;
   let host: Server;
@@ -103,14 +109,42 @@ describe('dashboard and widget in a browser', () => {
     summary: '200 route,ratingsInCurrentModel,since',
   };
 
+  /** What the gateway answers a call to the route `support` with (the upstream names the model). */
+  const answer = async (): Promise<string> => {
+    const res = await t.call('/v1/chat/completions', {
+      body: { model: 'support', messages: [{ role: 'user', content: 'How do I reset my password?' }] },
+    });
+    expect(res.status).toBe(200);
+    return res.body.choices[0].message.content;
+  };
+  /** Milliseconds until the gateway's answers come from `model` (Infinity after 3 s); then five more agree. */
+  const servedWithin = async (model: string, since = Date.now()): Promise<number> => {
+    let elapsed = Number.POSITIVE_INFINITY;
+    while (Date.now() - since < 3000) {
+      if ((await answer()) === `served by ${model}`) {
+        elapsed = Date.now() - since;
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    for (let i = 0; i < 5; i++) expect(await answer()).toBe(`served by ${model}`);
+    return elapsed;
+  };
+
   beforeAll(async () => {
     if (!existsSync(join(webDist, 'index.html')))
       throw new Error(`the dashboard is not built (${webDist}): run \`make build\``);
     if (!existsSync(chromiumPath))
       throw new Error(`no chromium at ${chromiumPath}: \`make test\` installs it`);
     process.env.RATCHET_WEB_DIR = webDist;
+    // The gateway's upstream answers with the model it was asked for: the answer says who served it.
+    upstream = await startLocalUpstream({
+      answer: (body) => `served by ${String(body.model)}`,
+      record: false,
+    });
     t = await startTestServer(await db.create(), {
       config: { dataDir: mkdtempSync(join(tmpdir(), 'ratchet-e2e-data-')) },
+      gateway: { upstreams: { local: { baseURL: upstream.url } }, defaultUpstream: 'local' },
     });
     delete process.env.RATCHET_WEB_DIR;
     // Two answers to each of three prompts (pairs to compare), rated by two raters except q0.
@@ -243,6 +277,7 @@ describe('dashboard and widget in a browser', () => {
     await browser?.close();
     await new Promise((resolve) => host?.close(resolve));
     await t?.close();
+    await upstream?.close();
     await db.cleanup();
   });
 
@@ -454,6 +489,7 @@ describe('dashboard and widget in a browser', () => {
     await dialog.getByLabel('Reason (kept in the audit log)').fill('won the canary');
     await dialog.getByRole('button', { name: 'Confirm' }).click();
     await page.getByText('Done: Move support-v2 to production').waitFor();
+    expect(await servedWithin('support-v2')).toBeLessThan(1000);
     expect((await t.store.models.get(t.projectId, 'support-v2'))!.stage).toBe('production');
     expect((await t.store.models.get(t.projectId, 'support-v1'))!.stage).toBe('archived');
     const audit = await t.store.audit.list(t.projectId, { subjectType: 'model' });
@@ -619,5 +655,34 @@ describe('dashboard and widget in a browser', () => {
     expect(answered.state.approval).toMatchObject({ approved: true, reason: 'read the examples' });
     const audit = await t.store.audit.list(t.projectId, { subjectId: round.id });
     expect(audit[0]).toMatchObject({ action: 'loop.round.approved', actor: expect.stringMatching(/^api:/) });
+  });
+
+  it('rolls a route back from the dashboard: the gateway serves the restored model at once, and the page shows it', async () => {
+    await page.goto(`${t.url}/#/models`);
+    const served = page.getByRole('table', { name: 'What the gateway serves now, per route' });
+    const support = served
+      .getByRole('row')
+      .filter({ has: page.getByRole('cell', { name: 'support', exact: true }) });
+    await expect.poll(() => support.textContent()).toMatch(/support-v2.*support-v2 @ local: 100%.*yes/);
+
+    await page.getByRole('button', { name: 'Roll back support' }).click();
+    const dialog = page.getByRole('dialog');
+    await dialog.getByLabel('Reason (kept in the audit log)').fill('complaints spiked');
+    const since = Date.now();
+    await dialog.getByRole('button', { name: 'Confirm' }).click();
+    await page.getByText('Done: Roll back route support').waitFor();
+    expect(await servedWithin('support-v1', since)).toBeLessThan(1000);
+    await expect.poll(() => support.textContent()).toMatch(/support-v1.*support-v1 @ local: 100%.*yes/);
+
+    // Archiving the production model would leave the route nothing to serve (the gateway file has
+    // no route "support"): refused with the reason, and nothing changes.
+    const audit = (await t.store.audit.list(t.projectId, { limit: 1000 })).length;
+    await page.getByRole('button', { name: 'Archive support-v1' }).click();
+    await dialog.getByLabel('Reason (kept in the audit log)').fill('tidy up');
+    await dialog.getByRole('button', { name: 'Confirm' }).click();
+    await page.getByText(/Refused: .*route "support" would serve nothing/).waitFor();
+    expect((await t.store.models.get(t.projectId, 'support-v1'))!.stage).toBe('production');
+    expect((await t.store.audit.list(t.projectId, { limit: 1000 })).length).toBe(audit);
+    expect(await answer()).toBe('served by support-v1');
   });
 });

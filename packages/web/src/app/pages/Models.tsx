@@ -2,7 +2,7 @@ import { useRef, useState } from 'react';
 import { api } from '../api.js';
 import { BarChart } from '../charts.js';
 import { useApi } from '../hooks.js';
-import type { Model } from '../types.js';
+import type { Model, ServedRoute } from '../types.js';
 import { fmt, Loading, Page, Table } from '../ui.js';
 import { type ExperimentSummary, Experiments } from './Experiments.js';
 
@@ -16,6 +16,8 @@ function describe(a: Action): string {
 
 export function ModelsPage() {
   const models = useApi<{ items: Model[] }>('/models');
+  // Polled: another process (the CLI, the loop, another server) may change what is served.
+  const served = useApi<{ items: ServedRoute[] }>('/routes', 3000);
   const experiments = useApi<{ items: ExperimentSummary[] }>('/experiments');
   const evaluations = useApi<{ items: Record<string, unknown>[] }>('/evaluations');
   const [pending, setPending] = useState<Action>();
@@ -38,6 +40,7 @@ export function ModelsPage() {
       else await api(`/routes/${encodeURIComponent(pending.route)}/rollback`, { body: { reason } });
       setStatus(`Done: ${describe(pending).replace(/\?$/, '')}.`);
       models.reload();
+      served.reload();
     } catch (err) {
       setStatus(`Refused: ${(err as Error).message}`);
     }
@@ -80,6 +83,9 @@ export function ModelsPage() {
           />
         )}
       </Loading>
+      <Loading state={served} what="served routes">
+        {(r) => <Served routes={r.items} models={models.data?.items ?? []} />}
+      </Loading>
       {routes.map(
         (r) =>
           r && (
@@ -117,6 +123,67 @@ export function ModelsPage() {
         {(e) => <Reports items={e.items} what="evaluation" />}
       </Loading>
     </Page>
+  );
+}
+
+/** A variant as the gateway sends it: model, upstream, share of its group's traffic. */
+function variantText(v: ServedRoute['variants'][number], total: number): string {
+  const share = total > 0 ? `${Math.round((v.weight / total) * 1000) / 10}%` : '0%';
+  const who = v.segment
+    ? ` (segment ${'tag' in v.segment ? v.segment.tag : `${v.segment.metadata}=${v.segment.equals}`})`
+    : '';
+  return `${v.model} @ ${v.upstream}: ${share}${who}`;
+}
+
+/** The total weight of the variants a call of `v`'s segment (or of no segment) is assigned among. */
+function groupTotal(variants: ServedRoute['variants'], v: ServedRoute['variants'][number]): number {
+  const key = JSON.stringify(v.segment ?? null);
+  return variants.filter((w) => JSON.stringify(w.segment ?? null) === key).reduce((s, w) => s + w.weight, 0);
+}
+
+/**
+ * Per route, what the gateway serves now (the `gateway_routes` entry every gateway reads) next to
+ * the registry's production model, and whether they agree: a route whose traffic is split is in
+ * an experiment; one with no entry goes to the gateway file's route.
+ */
+function Served({ routes, models }: { routes: ServedRoute[]; models: Model[] }) {
+  const production = new Map(models.filter((m) => m.stage === 'production').map((m) => [m.route, m.name]));
+  const names = [...new Set([...routes.map((r) => r.name), ...production.keys()])].filter(
+    (n): n is string => n !== null,
+  );
+  const byName = new Map(routes.map((r) => [r.name, r]));
+  return (
+    <Table
+      caption="What the gateway serves now, per route"
+      head={['Route', 'Registry production', 'Gateway serves', 'Agree']}
+      rows={names.sort().map((name) => {
+        const entry = byName.get(name);
+        const global = (entry?.variants ?? []).filter((v) => !v.segment);
+        const live = global.filter((v) => v.weight > 0);
+        const prod = production.get(name);
+        const agree = !entry
+          ? 'the gateway file routes it'
+          : live.length > 1
+            ? 'split: an experiment'
+            : live[0]?.model === prod
+              ? 'yes'
+              : 'no';
+        return [
+          name,
+          prod ?? '–',
+          entry ? (
+            <ul key="v">
+              {entry.variants.map((v) => (
+                <li key={v.name}>{variantText(v, groupTotal(entry.variants, v))}</li>
+              ))}
+            </ul>
+          ) : (
+            "the gateway file's route"
+          ),
+          agree,
+        ];
+      })}
+    />
   );
 }
 
