@@ -216,7 +216,13 @@ export const dashboardLoad: Bench = {
         { name, route: 'support-bot', baseModel: 'tiny', datasetId: dataset.id },
         'bench',
       );
-      await store.models.setStage(project.id, name, 'production', 'bench', `round ${i + 1}`);
+      // As behind a gateway whose default upstream serves the route's models (a stage change
+      // must name who serves the model).
+      await store.models.setStage(project.id, name, 'production', 'bench', `round ${i + 1}`, {
+        upstreams: ['worker'],
+        routeUpstreams: {},
+        defaultUpstream: 'worker',
+      });
     }
     ctx.log(`seeded in ${round((performance.now() - seedStart) / 1000, 1)} s; ${loadNote()}`);
 
