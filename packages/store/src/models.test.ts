@@ -2,6 +2,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RatchetError } from '@ratchet/core';
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { GatewayFacts } from './serving.js';
 import { Store } from './store.js';
@@ -172,6 +173,30 @@ for (const target of testDatabases()) {
         await other.routes.delete(chat, 'elsewhere');
         await stop();
       });
+
+      it.runIf(target.name === 'postgres')(
+        'after its LISTEN connection is cut, a subscriber reconnects and hears changes again',
+        async () => {
+          const heard: number[] = [];
+          // No poll within the test: only LISTEN can hear the change.
+          const stop = store.routes.subscribe(() => void heard.push(Date.now()), { pollMs: 600_000 });
+          await new Promise((r) => setTimeout(r, 300));
+          const cut = await sql<{
+            cut: boolean;
+          }>`select pg_terminate_backend(pid) as cut from pg_stat_activity
+            where datname = current_database() and query = 'listen ratchet_gateway_routes'`.execute(other.db);
+          expect(cut.rows.length).toBeGreaterThan(0);
+          // Reconnected after a second, it reloads once for what it may have missed.
+          await expect.poll(() => heard.length, { timeout: 3000 }).toBeGreaterThan(0);
+          const start = Date.now();
+          await other.db.transaction().execute((trx) => other.routes.put(chat, 'cut', [segment], trx));
+          await expect
+            .poll(() => heard.find((t) => t >= start), { timeout: 1000, interval: 20 })
+            .toBeDefined();
+          await other.routes.delete(chat, 'cut');
+          await stop();
+        },
+      );
 
       it('refuses a stage change that cannot be served, changing nothing', async () => {
         await store.models.setStage(chat, 'chat-v3', 'production', 'test', 'baseline', gateway);

@@ -149,24 +149,28 @@ export class GatewayRouteRepository {
     let client: pg.Client | undefined;
     let stopped = false;
     let retry: NodeJS.Timeout | undefined;
+    // A client fails once however it fails (a refused connect, an error event, an end): only the
+    // current one schedules the single reconnect.
+    const drop = (c: pg.Client, err?: unknown) => {
+      if (client !== c) return;
+      client = undefined;
+      if (err !== undefined) onError(err);
+      void c.end().catch(() => {});
+      if (!stopped) retry = setTimeout(() => void connect(true), 1000);
+    };
     const connect = async (reconnecting: boolean) => {
       const c = new pg.Client({ connectionString: this.database.location });
       client = c;
       c.on('notification', () => void listener());
-      c.on('error', (err) => {
-        onError(err);
-        void c.end().catch(() => {});
-        if (!stopped) retry = setTimeout(() => void connect(true), 1000);
-      });
+      c.on('error', (err) => drop(c, err));
+      c.on('end', () => drop(c));
       try {
         await c.connect();
         await c.query(`listen ${routesChannel}`);
         if (stopped) await c.end();
         else if (reconnecting) await listener();
       } catch (err) {
-        onError(err);
-        void c.end().catch(() => {});
-        if (!stopped) retry = setTimeout(() => void connect(true), 1000);
+        drop(c, err);
       }
     };
     const started = connect(false);
@@ -175,7 +179,9 @@ export class GatewayRouteRepository {
         stopped = true;
         clearTimeout(retry);
         await started;
-        await client?.end().catch(() => {});
+        const c = client;
+        client = undefined;
+        await c?.end().catch(() => {});
       },
     };
   }
