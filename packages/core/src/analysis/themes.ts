@@ -13,12 +13,24 @@ const stopWords = new Set(
   please thanks thank ok okay one even still much many way`.split(/\s+/),
 );
 
+/**
+ * A token without its leading and trailing apostrophes. (The regex `/^'+|'+$/g` did this in time
+ * quadratic in a run of apostrophes inside a token: 9 s on 50k of them.)
+ */
+function trimQuotes(t: string): string {
+  let start = 0;
+  let end = t.length;
+  while (start < end && t[start] === "'") start++;
+  while (end > start && t[end - 1] === "'") end--;
+  return t.slice(start, end);
+}
+
 export function tokenize(text: string): string[] {
   return text
     .toLowerCase()
     .normalize('NFKC')
     .split(/[^\p{L}\p{N}']+/u)
-    .map((t) => t.replace(/^'+|'+$/g, ''))
+    .map(trimQuotes)
     .map((t) => (t.length > 3 && t.endsWith('s') && !t.endsWith('ss') ? t.slice(0, -1) : t))
     .filter((t) => t.length > 2 && !stopWords.has(t) && !/^\d+$/.test(t));
 }

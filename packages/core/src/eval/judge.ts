@@ -83,7 +83,9 @@ export function gradeJudgePrompt(
 
 /** The label of the judge's last `VERDICT:` line, upper-cased; null when there is none. */
 export function parseVerdictLabel(text: string): string | null {
-  const matches = [...text.matchAll(/VERDICT\s*:\s*\**\s*([A-Za-z_]+)/gi)];
+  // Spaces and asterisks (markdown bold) in one class: `\s*\**\s*` could split a run of spaces
+  // between its two `\s*` in quadratically many ways before failing.
+  const matches = [...text.matchAll(/VERDICT\s*:[\s*]*([A-Za-z_]+)/gi)];
   const last = matches.at(-1);
   return last ? last[1]!.toUpperCase() : null;
 }
