@@ -11,8 +11,9 @@ import type { ProviderFactory } from './gateway/providers/types.js';
 import { DatabaseRoutes } from './gateway/router.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { KeyResolver } from './middleware/auth.js';
-import { registerErrorHandling } from './middleware/errors.js';
+import { clientErrorHandler, frameworkErrors, registerErrorHandling } from './middleware/errors.js';
 import { RateLimiter } from './middleware/rate-limit.js';
+import { registerStorableJsonBody } from './middleware/storable-input.js';
 import { ReportRunner } from './reports/runner.js';
 import { registerAdminRoutes } from './routes/admin.js';
 import { registerCaptureRoutes } from './routes/capture.js';
@@ -70,6 +71,11 @@ export async function buildServer(options: ServerOptions): Promise<RatchetServer
     requestIdHeader: false,
     return503OnClosing: true,
     forceCloseConnections: 'idle',
+    // Bad URLs, over-long parameters and what Node's parser refuses (431) in the one error shape.
+    frameworkErrors,
+    clientErrorHandler,
+    // Longer than any id or name the schemas take, so a long one is a 400 naming the parameter.
+    maxParamLength: 1000,
   });
   const metrics = createMetrics();
   const keys = new KeyResolver(store);
@@ -112,14 +118,15 @@ export async function buildServer(options: ServerOptions): Promise<RatchetServer
       )
     : undefined;
 
-  registerErrorHandling(app);
+  const routes = new RouteTable(app, { keys, rateLimiter });
+  registerErrorHandling(app, (path) => routes.methodsFor(path));
+  registerStorableJsonBody(app);
   app.addHook('onResponse', async (request, reply) => {
     const route = request.routeOptions.url ?? 'unmatched';
     metrics.httpRequests.inc({ route, method: request.method, status: reply.statusCode });
     metrics.httpDuration.observe({ route, method: request.method }, reply.elapsedTime / 1000);
   });
 
-  const routes = new RouteTable(app, { keys, rateLimiter });
   registerSystemRoutes(routes, store, metrics, version);
   registerCaptureRoutes(routes, store, capture);
   registerOtlpRoutes(routes, capture);

@@ -4,6 +4,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { type Access, authenticate, type KeyResolver } from './middleware/auth.js';
 import type { RateLimiter } from './middleware/rate-limit.js';
+import { type StorableRouteConfig, unstorableInput } from './middleware/storable-input.js';
 
 /**
  * One declaration per endpoint: its schemas validate the request (zod at the edge, errors name
@@ -28,6 +29,11 @@ export interface RouteSpec<B extends z.ZodType, Q extends z.ZodType, P extends z
     /** Other success statuses the handler chooses (same body schema), so the spec lists them too. */
     also?: { status: number; description: string }[];
   };
+  /**
+   * The body is stored repaired instead of refused when a database could not store it as it is
+   * (NUL, lone surrogate, too deep): only the gateway, whose log writer repairs what it records.
+   */
+  repairsBody?: boolean;
   handler: (ctx: RouteContext<z.output<B>, z.output<Q>, z.output<P>>) => Promise<unknown>;
 }
 
@@ -48,6 +54,7 @@ export interface RouteDeps {
 
 export class RouteTable {
   readonly specs: RouteSpec<z.ZodType, z.ZodType, z.ZodType>[] = [];
+  private readonly patterns: { method: string; pattern: RegExp }[] = [];
 
   constructor(
     private readonly app: FastifyInstance,
@@ -61,15 +68,22 @@ export class RouteTable {
   >(spec: RouteSpec<B, Q, P>): void {
     this.specs.push(spec as unknown as RouteSpec<z.ZodType, z.ZodType, z.ZodType>);
     const { keys, rateLimiter } = this.deps;
+    this.patterns.push({ method: spec.method, pattern: urlPattern(spec.url) });
+    const config: StorableRouteConfig = { repairsBody: spec.repairsBody ?? false };
     this.app.route({
       method: spec.method,
       url: spec.url,
+      config,
       handler: async (request, reply) => {
         const principal = await authenticate(request, spec.access, keys);
         if (principal) rateLimiter.take(principal.keyId);
         // Without this, a missing body fails as "expected object" with no field named.
         if ((spec.body || spec.bodyDoc) && request.body === undefined)
           throw new RatchetError('invalid_request', 'body: send a JSON object', 'body');
+        // What the JSON parser checks for bodies, for the path and the query string (`%00`).
+        const unstorable =
+          unstorableInput(request.params, 'params') ?? unstorableInput(request.query, 'query');
+        if (unstorable) throw unstorable;
         const ctx = {
           request,
           reply,
@@ -84,6 +98,20 @@ export class RouteTable {
       },
     });
   }
+
+  /** The methods some route takes at `path` (for a 405 that says which). */
+  methodsFor(path: string): string[] {
+    return [...new Set(this.patterns.filter((p) => p.pattern.test(path)).map((p) => p.method))];
+  }
+}
+
+/** `/api/v1/datasets/:ref` as a regular expression over concrete paths (one segment per param). */
+function urlPattern(url: string): RegExp {
+  const source = url
+    .split('/')
+    .map((segment) => (segment.startsWith(':') ? '[^/]+' : segment.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')))
+    .join('/');
+  return new RegExp(`^${source}/?$`);
 }
 
 const errorSchema = {

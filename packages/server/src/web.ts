@@ -64,8 +64,8 @@ export function registerWebRoutes(app: FastifyInstance, webDir: string = default
   };
   app.get('/*', async (request, reply) => {
     const path = decodeURIComponent(request.url.split('?')[0]!);
-    if (path.startsWith('/api/') || path.startsWith('/v1/'))
-      throw new RatchetError('not_found', `no route ${request.method} ${path}`);
+    // The not-found handler answers 404, or 405 naming the methods the path takes.
+    if (path.startsWith('/api/') || path.startsWith('/v1/')) return reply.callNotFound();
     if (!existsSync(join(root, 'index.html')))
       return reply
         .status(404)

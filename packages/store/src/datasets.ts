@@ -1,4 +1,4 @@
-import { type ChatMessage, newId, RatchetError } from '@ratchet/core';
+import { type ChatMessage, newId, parseDatasetRef, RatchetError } from '@ratchet/core';
 import type SqliteDatabase from 'better-sqlite3';
 import type { Kysely } from 'kysely';
 import type { DialectName } from './connection.js';
@@ -267,10 +267,10 @@ export class DatasetRepository {
 
   /** By id, or by `name` (latest version) or `name@version`. */
   async get(projectId: string, ref: string): Promise<DatasetVersion | undefined> {
-    const [name, version] = ref.split('@');
+    const { name, version } = parseDatasetRef(ref);
     let q = this.db.selectFrom('datasets').selectAll().where('project_id', '=', projectId);
-    q = q.where((eb) => eb.or([eb('id', '=', ref), eb('name', '=', name!)]));
-    if (version !== undefined) q = q.where('version', '=', Number(version));
+    q = q.where((eb) => eb.or([eb('id', '=', ref), eb('name', '=', name)]));
+    if (version !== undefined) q = q.where('version', '=', version);
     const row = await q.orderBy('version', 'desc').executeTakeFirst();
     return row && this.toVersion(row);
   }

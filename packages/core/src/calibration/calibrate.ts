@@ -15,27 +15,35 @@ import {
 const Probability = z.number().gt(0).lt(1);
 
 /**
+ * Bounds on the model's settings. Ratings are normalized to [-1, 1], so a prior mean or spread
+ * beyond 1e6 means nothing, and values near 1e308 or 1e-320 overflow or underflow the fit into
+ * NaN/Infinity, which no database column takes: such settings are a 400, not a failed write.
+ */
+const PRIOR_LIMIT = 1e6;
+const Spread = z.number().min(1e-6).max(PRIOR_LIMIT);
+
+/**
  * Options of calibrateRaters. Defaults assume ratings normalized to [-1, 1] (see normalize/);
  * the thresholds in rating units (constantMaxSd, constantMinConsensusSd) scale with other ranges.
  */
 export const CalibrationOptions = z.strictObject({
-  maxIterations: z.number().int().positive().default(200),
+  maxIterations: z.number().int().positive().max(10_000).default(200),
   /** Converged when no item's posterior mean moves more than this in one iteration. */
-  tolerance: z.number().positive().default(1e-4),
+  tolerance: z.number().min(1e-12).max(1).default(1e-4),
   /** Fit a scale per rater (harsh/lenient raters who also use more or less of the range). */
   fitScale: z.boolean().default(true),
   /** Pseudo-ratings of pooled noise added to each rater's noise estimate (shrinkage). */
-  noisePriorStrength: z.number().nonnegative().default(5),
-  minNoiseSd: z.number().positive().default(0.01),
+  noisePriorStrength: z.number().nonnegative().max(PRIOR_LIMIT).default(5),
+  minNoiseSd: z.number().min(1e-6).max(1000).default(0.01),
   /** Two-sided level of the item intervals. */
   intervalLevel: Probability.default(0.95),
   /** Fixed priors instead of empirical Bayes estimates. */
   priors: z
     .strictObject({
-      itemMean: z.number().optional(),
-      itemSd: z.number().positive().optional(),
-      biasSd: z.number().positive().optional(),
-      scaleSd: z.number().positive().optional(),
+      itemMean: z.number().min(-PRIOR_LIMIT).max(PRIOR_LIMIT).optional(),
+      itemSd: Spread.optional(),
+      biasSd: Spread.optional(),
+      scaleSd: Spread.optional(),
     })
     .prefault({}),
   flagging: z
@@ -47,11 +55,11 @@ export const CalibrationOptions = z.strictObject({
       minRatings: z.number().int().min(4).default(10),
       significance: Probability.default(0.01),
       minConsensusCorrelation: z.number().min(-1).max(1).default(0),
-      constantMaxSd: z.number().nonnegative().default(0.02),
-      constantMinConsensusSd: z.number().nonnegative().default(0.1),
-      maxNoiseRatio: z.number().positive().default(6),
+      constantMaxSd: z.number().nonnegative().max(PRIOR_LIMIT).default(0.02),
+      constantMinConsensusSd: z.number().nonnegative().max(PRIOR_LIMIT).default(0.1),
+      maxNoiseRatio: z.number().positive().max(PRIOR_LIMIT).default(6),
       /** Flag, refit without the flagged raters, flag again with the cleaner consensus: at most this often. */
-      maxRounds: z.number().int().min(1).default(3),
+      maxRounds: z.number().int().min(1).max(100).default(3),
     })
     .prefault({}),
 });

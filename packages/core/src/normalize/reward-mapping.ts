@@ -1,6 +1,8 @@
 import { z } from 'zod';
 
 const Reward = z.number().min(-1).max(1);
+/** A relative weight; beyond 1e6 sums of weights overflow towards Infinity and rewards to NaN. */
+const Weight = z.number().nonnegative().max(1e6);
 
 /**
  * How each kind of feedback becomes one reward in [-1, 1]. Every field has a default, so `{}` is a
@@ -22,9 +24,7 @@ const Reward = z.number().min(-1).max(1);
  */
 export const RewardMapping = z.strictObject({
   thumbs: z.strictObject({ up: Reward.default(1), down: Reward.default(-1) }).prefault({}),
-  criteria: z
-    .strictObject({ weights: z.record(z.string().min(1), z.number().nonnegative()).default({}) })
-    .prefault({}),
+  criteria: z.strictObject({ weights: z.record(z.string().min(1), Weight).default({}) }).prefault({}),
   implicit: z
     .strictObject({
       copied: Reward.default(0.5),
@@ -36,10 +36,10 @@ export const RewardMapping = z.strictObject({
     .prefault({}),
   evidenceWeight: z
     .strictObject({
-      thumbs: z.number().nonnegative().default(1),
-      stars: z.number().nonnegative().default(1),
-      criteria: z.number().nonnegative().default(1),
-      implicit: z.number().nonnegative().default(0.5),
+      thumbs: Weight.default(1),
+      stars: Weight.default(1),
+      criteria: Weight.default(1),
+      implicit: Weight.default(0.5),
     })
     .prefault({}),
   /**
@@ -49,27 +49,27 @@ export const RewardMapping = z.strictObject({
    */
   sourceWeight: z
     .strictObject({
-      user: z.number().nonnegative().default(1),
-      annotator: z.number().nonnegative().default(1),
-      judge: z.number().nonnegative().default(0.3),
-      implicit: z.number().nonnegative().default(1),
+      user: Weight.default(1),
+      annotator: Weight.default(1),
+      judge: Weight.default(0.3),
+      implicit: Weight.default(1),
     })
     .prefault({}),
   pairwise: z
     .strictObject({
       /** Weight of one explicit "this over that" preference. */
-      preference: z.number().nonnegative().default(1),
+      preference: Weight.default(1),
       /**
        * A tie becomes two half-comparisons (each way, this weight times `preference`), the usual
        * Bradley-Terry treatment; set 0 to drop ties.
        */
-      tie: z.number().nonnegative().default(0.5),
+      tie: Weight.default(0.5),
       /** Weight of each pair implied by a ranking. */
-      ranking: z.number().nonnegative().default(1),
+      ranking: Weight.default(1),
       /** `all`: every ordered pair of the ranking; `adjacent`: only neighbours (n-1 pairs). */
       rankingPairs: z.enum(['all', 'adjacent']).default('all'),
       /** Weight of "the corrected text beats the original answer". */
-      correction: z.number().nonnegative().default(1),
+      correction: Weight.default(1),
     })
     .prefault({}),
 });

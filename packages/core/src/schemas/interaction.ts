@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ClientId, Metadata, Tags, Timestamp } from './common.js';
+import { ClientId, Count, MAX_INT32, Metadata, Tags, Timestamp } from './common.js';
 
 /**
  * A chat message as OpenAI-compatible APIs carry it. Content may be text, an array of parts, or
@@ -13,9 +13,9 @@ export const ChatMessage = z.looseObject({
 export type ChatMessage = z.infer<typeof ChatMessage>;
 
 export const Usage = z.strictObject({
-  inputTokens: z.number().int().nonnegative().optional(),
-  outputTokens: z.number().int().nonnegative().optional(),
-  totalTokens: z.number().int().nonnegative().optional(),
+  inputTokens: Count.optional(),
+  outputTokens: Count.optional(),
+  totalTokens: Count.optional(),
 });
 export type Usage = z.infer<typeof Usage>;
 
@@ -36,7 +36,8 @@ export const InteractionInput = z.strictObject({
     ChatMessage,
   ]),
   parameters: Metadata.optional(),
-  latencyMs: z.number().nonnegative().optional(),
+  /** At most 2^31 - 1 ms (24 days): anything longer is a clock or unit error, not a latency. */
+  latencyMs: z.number().nonnegative().max(MAX_INT32).optional(),
   usage: Usage.optional(),
   sessionId: z.string().min(1).max(200).optional(),
   userId: z.string().min(1).max(200).optional(),

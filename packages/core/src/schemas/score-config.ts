@@ -13,12 +13,13 @@ export const ScoreConfigInput = z
       .regex(/^[a-z][a-z0-9_]*$/, 'must be lower_snake_case'),
     usage: z.enum(['stars', 'criterion']),
     dataType: z.enum(['numeric', 'categorical']).default('numeric'),
-    min: z.number().optional(),
-    max: z.number().optional(),
+    /** At most 1e9 either way: ratings are normalized by (max - min), which must stay finite. */
+    min: z.number().min(-1e9).max(1e9).optional(),
+    max: z.number().min(-1e9).max(1e9).optional(),
     /** For categorical criteria: the labels in order from worst to best. */
     categories: z.array(z.string().min(1).max(100)).min(2).max(100).optional(),
     /** Weight of this criterion when criteria are combined into one reward. */
-    weight: z.number().nonnegative().default(1),
+    weight: z.number().nonnegative().max(1e6).default(1),
     description: z.string().max(1000).optional(),
   })
   .superRefine((c, ctx) => {

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { RatchetError } from '../errors.js';
+import { DatasetRef, MAX_INT32 } from './common.js';
 
 /** Trainers of the model worker (`ratchet-worker train`). */
 export const trainingMethods = ['sft', 'kto', 'dpo', 'reward', 'rwsft', 'rl'] as const;
@@ -23,7 +24,7 @@ export const TrainHyperparameters = z.strictObject({
   learningRate: z.number().positive().max(1).optional(),
   epochs: z.number().positive().max(1000).optional(),
   /** Stops after this many optimizer steps (overrides epochs). */
-  maxSteps: z.number().int().positive().optional(),
+  maxSteps: z.number().int().positive().max(MAX_INT32).optional(),
   batchSize: z.number().int().positive().max(4096).optional(),
   gradientAccumulationSteps: z.number().int().positive().max(1024).optional(),
   maxLength: z.number().int().positive().max(1_000_000).optional(),
@@ -32,9 +33,9 @@ export const TrainHyperparameters = z.strictObject({
   weightDecay: z.number().nonnegative().optional(),
   lrSchedulerType: z.string().min(1).optional(),
   maxGradNorm: z.number().positive().optional(),
-  loggingSteps: z.number().int().positive().optional(),
-  saveSteps: z.number().int().positive().optional(),
-  saveTotalLimit: z.number().int().positive().optional(),
+  loggingSteps: z.number().int().positive().max(MAX_INT32).optional(),
+  saveSteps: z.number().int().positive().max(MAX_INT32).optional(),
+  saveTotalLimit: z.number().int().positive().max(MAX_INT32).optional(),
   gradientCheckpointing: z.boolean().optional(),
   precision: z.enum(['auto', 'bf16', 'fp16', 'fp32']).optional(),
 });
@@ -60,7 +61,7 @@ export const TrainRequest = z.strictObject({
   /** A local Hugging Face model folder (the tiny policy, or any downloaded model). */
   baseModel: z.string().min(1).max(4096),
   /** Dataset version: id, `name` (latest) or `name@N`. */
-  dataset: z.string().min(1).max(300),
+  dataset: DatasetRef,
   /** Name of the candidate model registered on success (default `<dataset>-<method>-<run>`). */
   modelName: z
     .string()

@@ -13,6 +13,7 @@ import {
   cohenKappa,
   combineOrders,
   corpusPerplexity,
+  DatasetRef,
   defaultGradeRubric,
   defaultPairwiseRubric,
   defaultSafetyRubric,
@@ -64,7 +65,7 @@ export function evaluationSpecWith<E extends z.ZodType>(endpoint: E) {
     /** The production model. */
     baseline: modelUnderTest,
     /** Dataset version (id, name or name@version) whose held-out split is the main suite. */
-    dataset: z.string().min(1).optional(),
+    dataset: DatasetRef.optional(),
     suites: z.array(z.enum(evaluationSuites)).min(1).default(['heldout', 'redteam', 'adversarial']),
     maxItems: z.number().int().positive().max(10_000).default(200),
     /** Held-out prompts that also get adversarial variants. */

@@ -326,6 +326,7 @@ export function registerGatewayRoutes(routes: RouteTable, gateway: () => Gateway
     summary:
       'OpenAI-compatible chat completions (streaming or not). `model` names a route or an upstream model; every call is logged and answered with x-ratchet-interaction-id and x-ratchet-feedback-token.',
     bodyDoc: ChatRequest,
+    repairsBody: true,
     handler: async ({ request, reply, principal }) => {
       const gw = gateway();
       if (!gw)

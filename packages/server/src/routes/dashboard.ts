@@ -1,7 +1,7 @@
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ActiveLearningObjective, RatchetError } from '@ratchet/core';
+import { ActiveLearningObjective, DatasetRef, RatchetError } from '@ratchet/core';
 import { annotationPolicies, selectForAnnotation } from '@ratchet/loop';
 import type { Store } from '@ratchet/store';
 import { z } from 'zod';
@@ -170,7 +170,7 @@ export function registerDashboardRoutes(
     access: 'secret',
     tag: 'dashboard',
     summary: "Download a dataset version's rows (TRL JSON lines) as a file.",
-    params: z.strictObject({ ref: z.string().min(1).max(200) }),
+    params: z.strictObject({ ref: DatasetRef }),
     handler: async ({ principal, params, reply }) => {
       const v = await store.datasets.get(principal.projectId, params.ref);
       if (!v) throw new RatchetError('not_found', `dataset "${params.ref}" not found`, 'ref');

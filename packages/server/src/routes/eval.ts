@@ -2,6 +2,7 @@ import {
   comparisonRows,
   type EvaluationItemResult,
   type EvaluationSummary,
+  Offset,
   RatchetError,
   worstRegressions,
 } from '@ratchet/core';
@@ -209,7 +210,7 @@ export function registerEvalRoutes(
     query: z.strictObject({
       suite: z.enum(['heldout', 'redteam', 'adversarial']).optional(),
       judge: z.enum(['candidate', 'baseline', 'tie']).optional(),
-      offset: z.coerce.number().int().min(0).default(0),
+      offset: Offset.default(0),
       limit: z.coerce.number().int().min(1).max(1000).default(100),
     }),
     handler: async ({ principal, params, query }) => {

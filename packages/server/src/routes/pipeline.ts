@@ -1,7 +1,7 @@
 import { createReadStream } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { CalibrationOptions, Limit, RatchetError, RewardMapping } from '@ratchet/core';
+import { CalibrationOptions, DatasetRef, Limit, Offset, RatchetError, RewardMapping } from '@ratchet/core';
 import { analyzeProject, buildDatasetVersion, calibrateProject, DatasetBuildSpec } from '@ratchet/loop';
 import type { Store } from '@ratchet/store';
 import { z } from 'zod';
@@ -77,7 +77,7 @@ export function registerPipelineRoutes(routes: RouteTable, store: Store, dataDir
     summary: 'Dataset versions, newest first.',
     handler: async ({ principal }) => ({ items: await store.datasets.list(principal.projectId) }),
   });
-  const ref = z.strictObject({ ref: z.string().min(1).max(200) });
+  const ref = z.strictObject({ ref: DatasetRef });
   routes.add({
     method: 'GET',
     url: '/api/v1/datasets/:ref',
@@ -100,7 +100,7 @@ export function registerPipelineRoutes(routes: RouteTable, store: Store, dataDir
     params: ref,
     query: z.strictObject({
       limit: Limit.default(20),
-      offset: z.coerce.number().int().nonnegative().default(0),
+      offset: Offset.default(0),
     }),
     handler: async ({ principal, params, query }) => {
       const v = await store.datasets.get(principal.projectId, params.ref);
