@@ -14,6 +14,7 @@ import {
   curateDatasetInputs,
   excludeFlaggedRaters,
   findDuplicates,
+  newId,
   type PairwiseComparison,
   pairwiseEvidence,
   parseInput,
@@ -273,60 +274,99 @@ export async function buildDatasetVersion(
       `the ${spec.method} builder produced no rows from ${kept.length} candidates; loosen its options or collect more ratings`,
     );
 
-  const version = await store.datasets.nextVersion(projectId, spec.name);
-  const root = resolve(options.dataDir ?? process.env.RATCHET_DATA_DIR ?? '.ratchet/data');
-  const folder = join(root, 'datasets', projectId, spec.name, `v${version}`);
-  const staging = `${folder}.tmp-${process.pid}-${Date.now()}`;
-  mkdirSync(staging, { recursive: true });
-  try {
-    const { membership, feedbackEvents } = lineageCounts(built.lineage);
-    const contentHash = await writeJsonl(join(staging, 'rows.jsonl'), built.rows, true);
-    await writeJsonl(join(staging, 'lineage.jsonl'), built.lineage);
-    // Every interaction and feedback event curation dropped or changed, with filter and reason.
-    await writeJsonl(join(staging, 'curation.jsonl'), curated.decisions);
-    const manifest = {
-      name: spec.name,
-      version,
-      method: spec.method,
-      format: 'trl-conversational',
-      contentHash,
-      rowCount: built.rows.length,
-      splits: { train: built.stats.train_rows ?? 0, test: built.stats.test_rows ?? 0 },
-      stats: built.stats,
-      curation: curated.counts.interactions,
-      feedbackCuration: curated.counts.feedback,
-      candidates: candidates.length,
-      comparisons: comparisons.length,
-      calibrationId: inputs.calibrationId,
-      interactions: membership.size,
-      feedbackEvents,
-      spec,
-    };
-    await writeJsonl(join(staging, 'manifest.json'), [manifest]);
-    mkdirSync(dirname(folder), { recursive: true });
-    renameSync(staging, folder);
-    options.onProgress?.('write', { rows: built.rows.length });
+  return oneBuildAtATime(`${projectId}\u0000${spec.name}`, async () => {
+    const version = await store.datasets.nextVersion(projectId, spec.name);
+    const root = resolve(options.dataDir ?? process.env.RATCHET_DATA_DIR ?? '.ratchet/data');
+    let folder = join(root, 'datasets', projectId, spec.name, `v${version}`);
+    const staging = `${folder}.tmp-${process.pid}-${newId()}`;
+    mkdirSync(staging, { recursive: true });
     try {
-      return await store.datasets.insertVersion(
-        {
-          projectId,
-          name: spec.name,
-          version,
-          method: spec.method,
-          spec,
-          contentHash,
-          rowCount: built.rows.length,
-          manifest,
-          path: folder,
-          calibrationId: inputs.calibrationId,
-        },
-        [...membership].map(([interactionId, split]) => ({ interactionId, split })),
-      );
-    } catch (err) {
-      rmSync(folder, { recursive: true, force: true });
-      throw err;
+      const { membership, feedbackEvents } = lineageCounts(built.lineage);
+      const contentHash = await writeJsonl(join(staging, 'rows.jsonl'), built.rows, true);
+      await writeJsonl(join(staging, 'lineage.jsonl'), built.lineage);
+      // Every interaction and feedback event curation dropped or changed, with filter and reason.
+      await writeJsonl(join(staging, 'curation.jsonl'), curated.decisions);
+      const manifest = {
+        name: spec.name,
+        version,
+        method: spec.method,
+        format: 'trl-conversational',
+        contentHash,
+        rowCount: built.rows.length,
+        splits: { train: built.stats.train_rows ?? 0, test: built.stats.test_rows ?? 0 },
+        stats: built.stats,
+        curation: curated.counts.interactions,
+        feedbackCuration: curated.counts.feedback,
+        candidates: candidates.length,
+        comparisons: comparisons.length,
+        calibrationId: inputs.calibrationId,
+        interactions: membership.size,
+        feedbackEvents,
+        spec,
+      };
+      await writeJsonl(join(staging, 'manifest.json'), [manifest]);
+      mkdirSync(dirname(folder), { recursive: true });
+      folder = moveIntoPlace(staging, folder);
+      options.onProgress?.('write', { rows: built.rows.length });
+      try {
+        return await store.datasets.insertVersion(
+          {
+            projectId,
+            name: spec.name,
+            version,
+            method: spec.method,
+            spec,
+            contentHash,
+            rowCount: built.rows.length,
+            manifest,
+            path: folder,
+            calibrationId: inputs.calibrationId,
+          },
+          [...membership].map(([interactionId, split]) => ({ interactionId, split })),
+        );
+      } catch (err) {
+        rmSync(folder, { recursive: true, force: true });
+        throw err;
+      }
+    } finally {
+      rmSync(staging, { recursive: true, force: true });
     }
+  });
+}
+
+/**
+ * Builds of one dataset name in this process take their turns from reading the next version to
+ * recording it, so two concurrent requests get versions N and N+1. Builds in other processes
+ * (another server, the CLI) are not serialized: the unique (project, name, version) lets one
+ * record version N and the other fails with a 409 `conflict` naming the dataset.
+ */
+const buildsInProgress = new Map<string, Promise<unknown>>();
+async function oneBuildAtATime<T>(key: string, build: () => Promise<T>): Promise<T> {
+  const previous = buildsInProgress.get(key) ?? Promise.resolve();
+  const run = previous.then(build, build);
+  const settled = run.catch(() => undefined);
+  buildsInProgress.set(key, settled);
+  try {
+    return await run;
   } finally {
-    rmSync(staging, { recursive: true, force: true });
+    if (buildsInProgress.get(key) === settled) buildsInProgress.delete(key);
+  }
+}
+
+/**
+ * Renames the staged files to `folder`, or, when that exists (another process building the same
+ * version, or files left by a build that died before recording them), to a folder of its own
+ * beside it: the database row holds the path, and only the row decides which version is real.
+ */
+function moveIntoPlace(staging: string, folder: string): string {
+  try {
+    renameSync(staging, folder);
+    return folder;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw err;
+    const own = `${folder}-${newId()}`;
+    renameSync(staging, own);
+    return own;
   }
 }
