@@ -205,6 +205,8 @@ export function openApiDocument(table: RouteTable, version: string): unknown {
       summary: spec.summary,
       tags: [spec.tag],
       ...(spec.access === 'none' ? { security: [] } : {}),
+      // Which key may call it (bearer alone cannot say): 'public' takes a public or secret key.
+      'x-ratchet-access': spec.access,
       ...(parameters.length ? { parameters } : {}),
       ...(body
         ? {
