@@ -2,6 +2,7 @@ import { calibrateBuild } from './calibrate-build.js';
 import { dashboardLoad } from './dashboard-load.js';
 import { experimentsBench } from './experiments/experiments.js';
 import { feedbackEfficiency } from './feedback-efficiency.js';
+import { gatesBench } from './gates.js';
 import { gatewayLatency } from './gateway-latency.js';
 import { ingest } from './ingest.js';
 import type { Bench, BenchContext } from './lib/bench.js';
@@ -15,6 +16,7 @@ export const benches: Bench[] = [
   ingest,
   calibrateBuild,
   experimentsBench,
+  gatesBench,
   dashboardLoad,
   trainThroughput,
   feedbackEfficiency,

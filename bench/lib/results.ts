@@ -58,6 +58,8 @@ const sharedMetricNames = new Set([
   'aa_fpr_naive_ttest',
   'aa_fpr_user_level',
   'aa_fpr_event_level_clustered',
+  'gate_false_reject_rate_better10',
+  'gate_false_accept_rate_worse10',
   'srm_detected_52_48_at_20k',
   'adversary_recall',
   'calibrated_label_accuracy',

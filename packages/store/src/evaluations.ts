@@ -73,7 +73,8 @@ export class EvaluationRepository {
   /**
    * Items, summary and gate land together in one transaction: a finished evaluation is whole.
    * When the candidate is a registry model, the gate's verdict and reasons go to the audit log in
-   * the same transaction (`model.gate_passed` or `model.gate_failed`; the stage is not changed).
+   * the same transaction (`model.gate_passed`, `model.gate_undecided` or `model.gate_failed`; the
+   * stage is not changed). `passed` is 1 unless a gate failed (undecided may go on to a canary).
    */
   async complete(
     projectId: string,
@@ -123,7 +124,11 @@ export class EvaluationRepository {
           {
             projectId,
             actor,
-            action: result.gate.passed ? 'model.gate_passed' : 'model.gate_failed',
+            action: !result.gate.passed
+              ? 'model.gate_failed'
+              : result.gate.decision === 'undecided'
+                ? 'model.gate_undecided'
+                : 'model.gate_passed',
             subjectType: 'model',
             subjectId: row.candidate_model_id,
             details: { evaluationId: id, reasons: result.gate.reasons },

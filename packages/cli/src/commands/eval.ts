@@ -66,7 +66,11 @@ export function printEvaluation(
       console.log(`  #${r.index} ${r.suite} ${r.itemId} [${r.segments.join(', ')}]: ${r.reason}`);
   }
   console.log(
-    gate.passed ? 'GATE PASSED' : `GATE FAILED:\n${gate.reasons.map((r) => `  - ${r}`).join('\n')}`,
+    gate.decision === 'pass'
+      ? 'GATE PASSED'
+      : gate.decision === 'undecided'
+        ? `GATE UNDECIDED (no gate failed; a canary decides):\n${gate.undecided.map((r) => `  - ${r}`).join('\n')}`
+        : `GATE FAILED:\n${gate.reasons.map((r) => `  - ${r}`).join('\n')}`,
   );
 }
 

@@ -203,7 +203,10 @@ export function registerLoopCommands(program: Command): void {
                   ? 'awaiting approval (ratchet loop approve|reject)'
                   : r.status,
               candidate: String(r.state.candidate ?? ''),
-              gate: r.state.gatePassed === undefined ? '' : r.state.gatePassed ? 'passed' : 'failed',
+              gate: String(
+                r.state.gateDecision ??
+                  (r.state.gatePassed === undefined ? '' : r.state.gatePassed ? 'pass' : 'fail'),
+              ),
               experiment: String(r.state.decision ?? ''),
               error: r.error ?? '',
               started: new Date(r.createdAt).toISOString(),

@@ -180,13 +180,13 @@ export function demoPolicy(baseModel: string, overrides: Partial<LoopPolicyInput
     // gave win rates of 42.5% and 38.8% to candidates at 59% and 81% true quality against 31% and
     // 74%, and 65% to a wrecked one at 8% against 57%). What catches a broken candidate is its
     // perplexity on held-out liked answers (the wrecked rwsft: 2.77 against 1.18), gated at
-    // 1.5x by default. So the reward model only vetoes a candidate it finds clearly worse (lower
-    // bound at or under 20%), and the experiment on live users decides.
+    // 1.5x by default. The gates decide on intervals: they fail a candidate only when the
+    // evidence shows it worse, and leave the rest (undecided on 40 items) to the experiment on
+    // live users.
     evaluation: {
       maxItems: 40,
       suites: ['heldout', 'redteam'],
       maxTokens: 80,
-      gates: { winRate: { minLowerBound: 0.2 } },
     },
     canary: { share: 0.5 },
     // mSPRT stays valid for any mixture width; 0.3 sd matches the size of effect a round here
@@ -384,7 +384,14 @@ export async function runLoopDemo(o: LoopDemoOptions): Promise<{ rounds: DemoRou
           const w = wilsonInterval(observed.up, observed.total);
           return { thumbsUpLower: w.lower, thumbsUpUpper: w.upper };
         })(),
-        gate: state.gatePassed === undefined ? '-' : state.gatePassed ? 'passed' : 'failed',
+        gate:
+          state.gatePassed === undefined
+            ? '-'
+            : state.gateDecision === 'undecided'
+              ? 'undecided'
+              : state.gatePassed
+                ? 'passed'
+                : 'failed',
         experiment: String(state.decision ?? '-'),
         outcome: round?.status ?? 'no round',
         seconds: Math.round((Date.now() - t0) / 1000),

@@ -123,7 +123,7 @@ describe('summary, disparities and gates', () => {
     expect(gate.passed).toBe(false);
     expect(gate.checks.find((c) => c.gate === 'winRate')!.passed).toBe(true);
     expect(gate.reasons).toHaveLength(1);
-    expect(gate.reasons[0]).toMatch(/tag:billing: judge win rate 0\.0% over 8 items/);
+    expect(gate.reasons[0]).toMatch(/tag:billing: judge 0\.0% of 8 decisive for the candidate/);
     expect(gate.reasons[0]).not.toMatch(/tag:general|tag:shipping/);
     // Without the billing items everything passes.
     expect(applyGates(summarizeEvaluation(items.slice(0, 40))).passed).toBe(true);
@@ -161,22 +161,91 @@ describe('summary, disparities and gates', () => {
   });
 
   it('fails a candidate whose held-out perplexity rose beyond the limit, even when it wins pairwise', () => {
-    const withPerplexity = (candidate: number | null, baseline: number | null) =>
-      summarizeEvaluation(items.slice(0, 40), { perplexity: { candidate, baseline } });
+    // Per answer, each model's log perplexity: the candidate's spread around its mean.
+    const withPerplexity = (candidate: number | null, baseline: number | null, answers = 30) =>
+      summarizeEvaluation(items.slice(0, 40), {
+        perplexity: {
+          candidate,
+          baseline,
+          ...(candidate && baseline
+            ? {
+                perAnswer: Array.from({ length: answers }, (_, i) => ({
+                  candidate: Math.log(candidate) + 0.1 * ((i % 5) - 2),
+                  baseline: Math.log(baseline),
+                })),
+              }
+            : {}),
+        },
+      });
     const broken = applyGates(withPerplexity(9.1, 4.2));
     expect(broken.checks.find((c) => c.gate === 'winRate')!.passed).toBe(true);
+    expect(broken.decision).toBe('fail');
     expect(broken.reasons).toEqual([
       expect.stringMatching(
-        /perplexity on held-out liked answers 9\.10 vs 4\.20 in production \(above the limit of 6\.30/,
+        /perplexity on 30 held-out liked answers 9\.10 vs 4\.20 in production; per-answer ratio 2\.17, 95\.0% interval \[2\.\d\d, 2\.\d\d\], limit 1\.50: above the limit/,
       ),
     ]);
-    expect(applyGates(withPerplexity(6.2, 4.2)).passed).toBe(true);
+    // Just under the limit, with the interval across it: undecided, not failed.
+    const near = applyGates(withPerplexity(6.2, 4.2));
+    expect(near.passed).toBe(true);
+    expect(near.checks.find((c) => c.gate === 'perplexity')!.outcome).toBe('undecided');
+    // Far above the limit on two answers: the interval is too wide to fail it.
+    const few = applyGates(withPerplexity(9.1, 4.2, 2));
+    expect(few.checks.find((c) => c.gate === 'perplexity')!.outcome).toBe('undecided');
     expect(applyGates(withPerplexity(9.1, 4.2), { perplexity: { maxIncrease: 1.5 } }).passed).toBe(true);
     expect(applyGates(withPerplexity(9.1, 4.2), { perplexity: { maxIncrease: null } }).passed).toBe(true);
     // Not measured (an endpoint without /v1/logprobs): reported, not gated.
     const unmeasured = applyGates(withPerplexity(null, 4.2));
     expect(unmeasured.passed).toBe(true);
     expect(unmeasured.checks.find((c) => c.gate === 'perplexity')!.detail).toMatch(/not measured/);
+  });
+
+  it('decides the win rate on the interval of decisive items: better, worse, or undecided', () => {
+    const judged = (wins: number, losses: number, ties = 0) =>
+      summarizeEvaluation(
+        items.slice(0, wins + losses + ties).map((it, i) => ({
+          ...it,
+          segments: [],
+          judge: (i < wins ? 'candidate' : i < wins + losses ? 'baseline' : 'tie') as PairVerdict,
+          rewardVerdict: null,
+        })),
+      );
+    expect(applyGates(judged(30, 10)).decision).toBe('pass');
+    expect(applyGates(judged(10, 30)).decision).toBe('fail');
+    // 40 items, 22 to 18: a point estimate above 50% proves nothing either way.
+    const close = applyGates(judged(18, 22));
+    expect(close).toMatchObject({ decision: 'undecided', passed: true, reasons: [] });
+    expect(close.undecided[0]).toMatch(/the interval includes 50%/);
+    // Ties say nothing about which is better: 4 to 0 with 36 ties is too few decisive items.
+    expect(applyGates(judged(4, 0, 36)).undecided[0]).toMatch(/fewer than 5 decisive/);
+    // Allowed to decide on 4, the Jeffreys interval of 4 of 4 lies above 50%.
+    expect(applyGates(judged(4, 0, 36), { winRate: { minDecisive: 3 } }).decision).toBe('pass');
+  });
+
+  it('corrects segment intervals for the number of segments tested', () => {
+    // One segment lost 7 of 8 decisive items: alone it is shown worse; among 20 segments tested,
+    // the same evidence is what chance gives one of them, and the gate does not fail it.
+    const bySegment = (segments: number) =>
+      summarizeEvaluation(
+        Array.from({ length: segments * 8 }, (_, i) => {
+          const seg = Math.floor(i / 8);
+          const lost = seg === 0 ? i % 8 < 7 : i % 8 >= 7;
+          return {
+            ...items[i % items.length]!,
+            index: i,
+            segments: [`tag:s${seg}`],
+            judge: (lost ? 'baseline' : 'candidate') as PairVerdict,
+            rewardVerdict: null,
+          };
+        }),
+      );
+    const alone = applyGates(bySegment(1));
+    expect(alone.checks.find((c) => c.gate === 'segments')!.outcome).toBe('fail');
+    const many = applyGates(bySegment(20));
+    expect(many.checks.find((c) => c.gate === 'segments')).toMatchObject({ outcome: 'pass' });
+    expect(many.checks.find((c) => c.gate === 'segments')!.detail).toMatch(
+      /20 segment judgments at 99\.8% each/,
+    );
   });
 
   it('scores references with the shared metric code', () => {

@@ -72,3 +72,34 @@ export function winRate(verdicts: readonly PairVerdict[], level = 0.95): WinRate
     level,
   };
 }
+
+/** A paired comparison's decisive items (ties dropped) and the interval of the candidate's share. */
+export interface SignInterval {
+  /** Items one model won: wins + losses. */
+  decisive: number;
+  /** wins / decisive; NaN when nothing was decisive. */
+  share: number;
+  lower: number;
+  upper: number;
+  level: number;
+}
+
+/**
+ * The sign test's view of paired verdicts: among items where one model won, the candidate's share,
+ * with an equal-tailed Jeffreys interval. "Better" (share > 1/2) is the same hypothesis as a win
+ * rate with ties as half a win above 1/2, but ties carry no information about which model is
+ * better, and counting them as half-successes of a binomial overstates the variance: the sign
+ * test decides with the same error rate on fewer items. This is what the gates decide on.
+ */
+export function signInterval(wins: number, losses: number, level = 0.95): SignInterval {
+  const decisive = wins + losses;
+  if (decisive === 0) return { decisive, share: Number.NaN, lower: 0, upper: 1, level };
+  const tail = (1 - level) / 2;
+  return {
+    decisive,
+    share: wins / decisive,
+    lower: wins === 0 ? 0 : betaQuantile(tail, wins + 0.5, losses + 0.5),
+    upper: losses === 0 ? 1 : betaQuantile(1 - tail, wins + 0.5, losses + 0.5),
+    level,
+  };
+}

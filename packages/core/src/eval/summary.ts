@@ -102,7 +102,16 @@ export interface Disparity {
 }
 
 export interface EvaluationExtras {
-  perplexity?: { candidate: number | null; baseline: number | null; note?: string };
+  perplexity?: {
+    candidate: number | null;
+    baseline: number | null;
+    note?: string;
+    /**
+     * Per held-out answer scored by both models: each model's mean negative log-likelihood per
+     * token (the log of that answer's perplexity), for a paired interval of the ratio.
+     */
+    perAnswer?: { candidate: number; baseline: number }[];
+  };
   judgeAgreement?: { kappa: number; n: number; agreement: number } | null;
   rewardModel?: (BinaryClassificationMetrics & { n: number; threshold: number }) | null;
   notes?: string[];
@@ -119,6 +128,11 @@ export interface EvaluationSummary {
   disparities: Disparity[];
   judgeAgreement: { kappa: number; n: number; agreement: number } | null;
   rewardModel: (BinaryClassificationMetrics & { n: number; threshold: number }) | null;
+  /**
+   * Paired per-answer log perplexity ratios (candidate minus production) over the answers both
+   * models scored: their count, mean and standard deviation. exp(mean) is the typical ratio.
+   */
+  perplexityLogRatio: { n: number; mean: number; sd: number } | null;
   notes: string[];
 }
 
@@ -287,8 +301,19 @@ export function summarizeEvaluation(
     disparities: segmentDisparities(segments, options.minSegmentItems ?? 5),
     judgeAgreement: extras.judgeAgreement ?? null,
     rewardModel: extras.rewardModel ?? null,
+    perplexityLogRatio: logRatioStats(extras.perplexity?.perAnswer),
     notes: [...(extras.perplexity?.note ? [extras.perplexity.note] : []), ...(extras.notes ?? [])],
   };
+}
+
+function logRatioStats(
+  perAnswer: readonly { candidate: number; baseline: number }[] | undefined,
+): EvaluationSummary['perplexityLogRatio'] {
+  const d = (perAnswer ?? []).map((a) => a.candidate - a.baseline).filter((x) => Number.isFinite(x));
+  if (d.length < 2) return null;
+  const m = d.reduce((a, x) => a + x, 0) / d.length;
+  const sd = Math.sqrt(d.reduce((a, x) => a + (x - m) ** 2, 0) / (d.length - 1));
+  return { n: d.length, mean: m, sd };
 }
 
 export interface ComparisonRow {

@@ -359,11 +359,12 @@ async function measurePerplexity(
     };
   }
   const tick = counter('perplexity', positive.length * 2, onProgress);
-  const out: { candidate: number | null; baseline: number | null; note?: string } = {
+  const out: NonNullable<NonNullable<Parameters<typeof summarizeEvaluation>[1]>['perplexity']> = {
     candidate: null,
     baseline: null,
   };
   const missing: string[] = [];
+  const scored: Partial<Record<'candidate' | 'baseline', number[][]>> = {};
   for (const side of ['candidate', 'baseline'] as const) {
     const endpoint = spec[side].endpoint;
     const sequences: number[][] = [];
@@ -381,9 +382,18 @@ async function measurePerplexity(
       }
       tick();
     }
-    if (unavailable === null) out[side] = corpusPerplexity(sequences);
-    else missing.push(`${side} (${endpointName(endpoint)}): ${unavailable}`);
+    if (unavailable === null) {
+      out[side] = corpusPerplexity(sequences);
+      scored[side] = sequences;
+    } else missing.push(`${side} (${endpointName(endpoint)}): ${unavailable}`);
   }
+  // Per answer, each model's mean negative log-likelihood per token: the gate's paired interval.
+  const meanNll = (lp: readonly number[]) => -lp.reduce((a, x) => a + x, 0) / lp.length;
+  if (scored.candidate && scored.baseline)
+    out.perAnswer = scored.candidate.flatMap((c, i) => {
+      const b = scored.baseline![i]!;
+      return c.length > 0 && b.length > 0 ? [{ candidate: meanNll(c), baseline: meanNll(b) }] : [];
+    });
   if (missing.length) out.note = `perplexity unavailable for ${missing.join('; ')}`;
   return out;
 }

@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { RatchetError } from '@ratchet/core';
+import { type GateResult, RatchetError } from '@ratchet/core';
 import type { LoopApproval, LoopRound, Model, Store } from '@ratchet/store';
 import { selfCritique } from '../ai-feedback/critique.js';
 import { labelWithJudge, labelWithRewardModel } from '../ai-feedback/label.js';
@@ -43,7 +43,10 @@ export interface RoundState {
   aiLabels?: number;
   /** Self-critique revisions kept as corrections this round. */
   corrections?: number;
+  /** The candidate may go on (no gate failed); `gateDecision` says whether the gates showed it better. */
   gatePassed?: boolean;
+  gateDecision?: 'pass' | 'fail' | 'undecided';
+  /** Why a gate failed, or (undecided) why the evidence could not decide. */
   gateReasons?: string[];
   experimentId?: string;
   decision?: string;
@@ -411,17 +414,21 @@ const stages: Record<(typeof loopStages)[number], StageFn> = {
           },
           { actor: actorOf(ctx) },
         );
-    const passed = outcome.gate.passed;
+    // An evaluation stored before gates had three outcomes has only `passed` and `reasons`.
+    const gate = outcome.gate as Pick<GateResult, 'passed' | 'reasons'> & Partial<GateResult>;
+    const decision = gate.decision ?? (gate.passed ? 'pass' : 'fail');
+    const why = decision === 'fail' ? gate.reasons : decision === 'undecided' ? (gate.undecided ?? []) : [];
     ctx.log?.(
-      `round ${round.round}: evaluation ${passed ? 'passed' : 'failed'}${passed ? '' : `: ${outcome.gate.reasons.join('; ')}`}`,
+      `round ${round.round}: evaluation ${decision === 'pass' ? 'passed' : decision === 'fail' ? 'failed' : 'undecided, the canary decides'}${why.length ? `: ${why.join('; ')}` : ''}`,
     );
     const gateState = {
       evaluationId: outcome.evaluation.id,
-      gatePassed: passed,
-      gateReasons: outcome.gate.reasons,
+      gatePassed: decision !== 'fail',
+      gateDecision: decision,
+      gateReasons: why,
     };
-    if (!passed)
-      return { to: 'done', status: 'rejected', state: gateState, note: { reasons: outcome.gate.reasons } };
+    if (decision === 'fail')
+      return { to: 'done', status: 'rejected', state: gateState, note: { reasons: why } };
     return { to: 'canary', state: gateState };
   },
 

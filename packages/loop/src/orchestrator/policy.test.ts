@@ -18,7 +18,7 @@ describe('loop policies', () => {
       route: 'support-bot',
       trigger: { minNewFeedback: 200 },
       training: { method: 'kto', lora: { enabled: true, r: 16 } },
-      evaluation: { gates: { winRate: { minLowerBound: 0.5 } } },
+      evaluation: { gates: { level: 0.95, winRate: { minDecisive: 5 }, segments: { margin: 0 } } },
       canary: { share: 0.3 },
       experiment: { engine: 'msprt', maxObservationsPerArm: 600 },
       promotion: { auto: true },

@@ -232,7 +232,7 @@ describe('evaluation over HTTP; the LLM judge and reward model are local test do
         judge: { endpoint: judgeEndpoint },
         rewardModel: { endpoint: { upstream: 'judge', model: 'rm' } },
         adversarialItems: 4,
-        gates: { segments: { minItems: 5, margin: 0.1 } },
+        gates: { segments: { minItems: 5 } },
       },
     });
     expect(res.status).toBe(200);
@@ -260,7 +260,9 @@ describe('evaluation over HTTP; the LLM judge and reward model are local test do
       ['segments', false],
     ]);
     expect(e.gate.reasons).toHaveLength(1);
-    expect(e.gate.reasons[0]).toMatch(/tag:billing: judge win rate 0\.0%/);
+    expect(e.gate.reasons[0]).toMatch(
+      /tag:billing: judge 0\.0% of \d+ decisive for the candidate, upper bound/,
+    );
     expect(e.gate.reasons[0]).not.toMatch(/tag:shipping|tag:account/);
     expect(s.disparities.find((d: { metric: string }) => d.metric === 'judgeWinRate').lowest.segment).toBe(
       'tag:billing',
@@ -391,7 +393,9 @@ describe('evaluation over HTTP; the LLM judge and reward model are local test do
     expect(noJudge.body.summary.notes.join(' ')).toMatch(
       /judge: 12 of 12 pairwise calls failed .*fetch failed/,
     );
-    expect(noJudge.body.gate.reasons[0]).toMatch(/no pairwise judgment/);
+    // No pairwise evidence cannot show the candidate worse (or better): undecided, left to a canary.
+    expect(noJudge.body.gate).toMatchObject({ decision: 'undecided', passed: true, reasons: [] });
+    expect(noJudge.body.gate.undecided[0]).toMatch(/no pairwise judgment/);
   });
 
   it('answers bad input with the field named, and runs in the background by default', async () => {
@@ -412,7 +416,8 @@ describe('evaluation over HTTP; the LLM judge and reward model are local test do
       ],
       [{ ...base, dataset: 'nope' }, 404, 'dataset'],
       [{ ...base, candidate: { endpoint: endpoint('candidate'), model: 'ghost' } }, 404, 'candidate.model'],
-      [{ ...base, gates: { winRate: { minLowerBound: 2 } } }, 400, 'gates.winRate.minLowerBound'],
+      [{ ...base, gates: { level: 2 } }, 400, 'gates.level'],
+      [{ ...base, gates: { winRate: { minDecisive: 0 } } }, 400, 'gates.winRate.minDecisive'],
       [{ ...base, suites: ['vibes'] }, 400, 'suites.0'],
       [
         {
@@ -435,7 +440,8 @@ describe('evaluation over HTTP; the LLM judge and reward model are local test do
       e = (await t.call(`/api/v1/evaluations/${e.id}`)).body;
     }
     expect(e.status).toBe('succeeded');
-    // No judge and no held-out items: there is no pairwise evidence, so the gate cannot pass.
-    expect(e.gate.reasons[0]).toMatch(/no pairwise judgment/);
+    // No judge and no held-out items: no pairwise evidence, so the gate cannot pass; undecided.
+    expect(e.gate.decision).toBe('undecided');
+    expect(e.gate.undecided[0]).toMatch(/no pairwise judgment/);
   });
 });

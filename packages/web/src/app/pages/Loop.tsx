@@ -15,6 +15,7 @@ interface Round {
     production?: string;
     candidate?: string;
     gatePassed?: boolean;
+    gateDecision?: 'pass' | 'fail' | 'undecided';
     gateReasons?: string[];
     decision?: string;
     decisionReasons?: string[];
@@ -53,7 +54,8 @@ export function LoopPage() {
               r.status === 'awaiting_approval' ? 'awaiting approval' : r.status,
               r.state.production ?? '',
               r.state.candidate ?? '',
-              r.state.gatePassed === undefined ? '' : r.state.gatePassed ? 'passed' : 'failed',
+              r.state.gateDecision ??
+                (r.state.gatePassed === undefined ? '' : r.state.gatePassed ? 'pass' : 'fail'),
               [r.state.decision, r.state.approval && (r.state.approval.approved ? 'approved' : 'rejected')]
                 .filter(Boolean)
                 .join(', '),
