@@ -322,6 +322,31 @@ const cases: BadInput[] = [
     code: 'invalid_request',
     field: 'variants.0.name',
   },
+  {
+    name: 'route variant weights of 1e308 (their sum is Infinity)',
+    path: '/api/v1/routes/r1',
+    method: 'PUT',
+    body: { variants: [{ name: 'a', upstream: 'u', model: 'm', weight: 1e308 }] },
+    status: 400,
+    code: 'invalid_request',
+    field: 'variants.0.weight',
+  },
+  {
+    name: 'experiment variant weight of 1e308',
+    path: '/api/v1/experiments',
+    body: {
+      name: 'e1',
+      route: 'r2',
+      control: 'a',
+      variants: [
+        { name: 'a', weight: 1, upstreamModel: 'x' },
+        { name: 'b', weight: 1e308, upstreamModel: 'y' },
+      ],
+    },
+    status: 400,
+    code: 'invalid_request',
+    field: 'variants.1.weight',
+  },
   // Dataset build specs: custom PII patterns are checked before they run.
   ...(
     [

@@ -1,8 +1,7 @@
 import { z } from 'zod';
+import { Weight } from '../schemas/common.js';
 
 const Reward = z.number().min(-1).max(1);
-/** A relative weight; beyond 1e6 sums of weights overflow towards Infinity and rewards to NaN. */
-const Weight = z.number().nonnegative().max(1e6);
 
 /**
  * How each kind of feedback becomes one reward in [-1, 1]. Every field has a default, so `{}` is a

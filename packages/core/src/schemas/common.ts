@@ -17,6 +17,12 @@ export const MAX_TIMESTAMP_MS = 8.64e15;
 /** A count stored in an `integer` column: a larger one is a 400 here, not an overflow there. */
 export const Count = z.number().int().nonnegative().max(MAX_INT32);
 
+/**
+ * A relative weight (of a variant, a source, a kind of evidence). Bounded so that a sum of
+ * weights stays finite: two of 1e308 add up to Infinity and every share computed from them to NaN.
+ */
+export const Weight = z.number().nonnegative().max(1e6);
+
 /** A page offset in a query string. */
 export const Offset = z.coerce.number().int().nonnegative().max(MAX_INT32);
 

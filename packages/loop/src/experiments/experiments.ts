@@ -18,6 +18,7 @@ import {
   type UserMeanSummary,
   userMeanMetric,
   userMeanSummary,
+  Weight,
 } from '@ratchet/core';
 import type { Experiment, Store, StoredVariant, VariantFeedbackTotals } from '@ratchet/store';
 import { z } from 'zod';
@@ -29,7 +30,7 @@ export const experimentEngines = ['msprt', 'bayesian'] as const;
 const VariantSpec = z
   .strictObject({
     name: z.string().min(1).max(100),
-    weight: z.number().nonnegative(),
+    weight: Weight,
     /** A registry model (id or name); the gateway sends its name as the model to `upstream`. */
     model: z.string().min(1).optional(),
     /** The gateway upstream; defaults to the gateway file's defaultUpstream. */

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { Weight } from '@ratchet/core';
 import type { GatewayFacts } from '@ratchet/store';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
@@ -35,7 +36,7 @@ const Variant = z.strictObject({
   upstream: z.string(),
   /** The model name sent upstream. */
   model: z.string().min(1),
-  weight: z.number().nonnegative(),
+  weight: Weight,
   segment: VariantSegment.optional(),
 });
 

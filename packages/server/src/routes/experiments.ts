@@ -1,4 +1,4 @@
-import { RatchetError } from '@ratchet/core';
+import { RatchetError, Weight } from '@ratchet/core';
 import { ExperimentStartSpec, experimentStatus, startExperiment, stopExperiment } from '@ratchet/loop';
 import type { Store } from '@ratchet/store';
 import { z } from 'zod';
@@ -13,7 +13,7 @@ const RouteVariant = z.strictObject({
   name: z.string().min(1).max(100),
   upstream: z.string().min(1),
   model: z.string().min(1),
-  weight: z.number().nonnegative(),
+  weight: Weight,
   /** Restricts the variant to one segment's calls (personalization); see VariantSegment. */
   segment: VariantSegment.optional(),
 });
