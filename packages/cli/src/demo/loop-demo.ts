@@ -221,7 +221,9 @@ export function riskyPolicy(policy: LoopPolicy): LoopPolicy {
  * the oracle's true quality beside what users reported, writes a report with charts, and leaves
  * the server and dashboard running.
  */
-export async function runLoopDemo(o: LoopDemoOptions): Promise<{ rounds: DemoRound[]; url: string }> {
+export async function runLoopDemo(
+  o: LoopDemoOptions,
+): Promise<{ rounds: DemoRound[]; url: string; failedCalls: number; calls: number }> {
   const started = Date.now();
   console.log("Ratchet demo: a support assistant that gets better from its users' ratings.\n");
   // One torch thread for every worker process the demo starts (the tiny build, the model server,
@@ -294,6 +296,9 @@ export async function runLoopDemo(o: LoopDemoOptions): Promise<{ rounds: DemoRou
       actor: 'demo',
       log: (line) => console.log(`  ${line}`),
     };
+    // Every user call of every round, and how many failed: production must keep answering
+    // through training, evaluation, model loads and promotions.
+    const calls = { total: 0, failed: 0 };
     const chat = async (label: string, chats: number, seed: number): Promise<TrafficReport> => {
       const bar = progressBar(label, chats);
       const report = await simulateTraffic({
@@ -309,6 +314,8 @@ export async function runLoopDemo(o: LoopDemoOptions): Promise<{ rounds: DemoRou
         onProgress: () => bar.increment(),
       });
       bar.stop();
+      calls.total += chats;
+      calls.failed += report.errors;
       if (report.errors > 0) console.log(`  ${report.errors} chats failed: ${report.firstError}`);
       return report;
     };
@@ -405,6 +412,7 @@ export async function runLoopDemo(o: LoopDemoOptions): Promise<{ rounds: DemoRou
       `\nproduction now: ${final.name}, true quality ${pct(finalTruth.trueQuality)} (was ${pct(rounds[0]?.trueQuality ?? 0)})`,
     );
     const reportPath = writeDemoReport(o.reportDir, rounds, { name: final.name, ...finalTruth });
+    console.log(`failed user calls: ${calls.failed} of ${calls.total}`);
     console.log(`report: ${reportPath}`);
     console.log(`took ${Math.round((Date.now() - started) / 1000)} s`);
     printWelcome(url, secret.key, pub.key);
@@ -415,7 +423,7 @@ export async function runLoopDemo(o: LoopDemoOptions): Promise<{ rounds: DemoRou
       });
       await shutdown();
     }
-    return { rounds, url };
+    return { rounds, url, failedCalls: calls.failed, calls: calls.total };
   } catch (err) {
     await shutdown();
     throw err;
