@@ -5,6 +5,7 @@ import {
   type ParsedFeedback,
   type ParsedInteraction,
   RatchetError,
+  storableIssue,
 } from '@ratchet/core';
 import type { z } from 'zod';
 
@@ -31,6 +32,10 @@ export function importError(origin: string, message: string, field?: string): Ra
 
 /** Parses with a schema; a failure names the origin and the first bad field. */
 export function parseAt<S extends z.ZodType>(schema: S, value: unknown, origin: string): z.output<S> {
+  // What the API refuses (NUL, lone surrogate, too deep) a file must not write either: PostgreSQL
+  // would fail the whole import on it, SQLite store it differently.
+  const unstorable = storableIssue(value);
+  if (unstorable) throw importError(origin, unstorable.message, unstorable.path || undefined);
   const result = schema.safeParse(value);
   if (!result.success) throw importError(origin, fromZodError(result.error).message);
   return result.data;
