@@ -1,5 +1,6 @@
 import { mkdtempSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MAX_JSON_DEPTH } from '@ratchet/core';
@@ -567,6 +568,17 @@ for (const target of testDatabases()) {
       });
     });
 
+    it('a request Node cannot parse is a 400 in the one error shape', async () => {
+      const answer = await rawSocket(
+        t.url,
+        'POST /api/v1/feedback HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n',
+      );
+      expect(answer).toMatch(/^HTTP\/1\.1 400 /);
+      expect(JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4))).toEqual({
+        error: { code: 'invalid_request', message: expect.stringContaining('not valid HTTP') },
+      });
+    });
+
     it('calibration priors at the edge of what is accepted give finite results, not a 500', async () => {
       for (const calibration of [
         { priors: { itemSd: 1e6, biasSd: 1e6, scaleSd: 1e6, itemMean: 1e6 } },
@@ -584,6 +596,19 @@ for (const target of testDatabases()) {
 
 function escapeRegExp(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+function rawSocket(url: string, request: string): Promise<string> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    let answer = '';
+    const socket = connect(Number(port), hostname, () => socket.write(request));
+    socket.on('data', (c: Buffer) => {
+      answer += c.toString('utf8');
+    });
+    socket.on('close', () => resolve(answer));
+    socket.on('error', reject);
+  });
 }
 
 function rawRequest(url: string, headers: Record<string, string>): Promise<{ status: number; body: string }> {
