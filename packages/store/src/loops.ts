@@ -1,5 +1,5 @@
 import { newId, RatchetError } from '@ratchet/core';
-import type { Kysely, Selectable } from 'kysely';
+import type { Kysely, Selectable, Transaction } from 'kysely';
 import type { AuditLog } from './audit.js';
 import type { DialectName } from './connection.js';
 import { decodeJson, encodeJson } from './json.js';
@@ -176,14 +176,7 @@ export class LoopRoundRepository {
     },
   ): Promise<LoopRound> {
     return this.db.transaction().execute(async (trx) => {
-      const row = await trx
-        .selectFrom('loop_rounds')
-        .selectAll()
-        .where('project_id', '=', projectId)
-        .where('id', '=', id)
-        .executeTakeFirst();
-      if (!row) throw new RatchetError('not_found', `loop round "${id}" not found`, 'id');
-      const round = this.toRound(row);
+      const round = await this.inTransaction(trx, projectId, id);
       if (round.status !== 'running' || round.stage !== move.from)
         throw new RatchetError(
           'conflict',
@@ -238,14 +231,7 @@ export class LoopRoundRepository {
     answer: { approved: boolean; actor: string; reason?: string | undefined },
   ): Promise<LoopRound> {
     return this.db.transaction().execute(async (trx) => {
-      const row = await trx
-        .selectFrom('loop_rounds')
-        .selectAll()
-        .where('project_id', '=', projectId)
-        .where('id', '=', id)
-        .executeTakeFirst();
-      if (!row) throw new RatchetError('not_found', `loop round "${id}" not found`, 'id');
-      const round = this.toRound(row);
+      const round = await this.inTransaction(trx, projectId, id);
       if (round.status !== 'awaiting_approval')
         throw new RatchetError(
           'conflict',
@@ -279,6 +265,18 @@ export class LoopRoundRepository {
       );
       return { ...round, status: 'running', state, updatedAt: now };
     });
+  }
+
+  /** A round read inside a write's transaction, or not_found. */
+  private async inTransaction(trx: Transaction<Database>, projectId: string, id: string): Promise<LoopRound> {
+    const row = await trx
+      .selectFrom('loop_rounds')
+      .selectAll()
+      .where('project_id', '=', projectId)
+      .where('id', '=', id)
+      .executeTakeFirst();
+    if (!row) throw new RatchetError('not_found', `loop round "${id}" not found`, 'id');
+    return this.toRound(row);
   }
 
   private toRound(r: Selectable<LoopRoundsTable>): LoopRound {
