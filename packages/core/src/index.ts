@@ -3,6 +3,7 @@ export * from './agreement/index.js';
 export * from './analysis/index.js';
 export * from './augment/index.js';
 export * from './calibration/index.js';
+export * from './chat-stream.js';
 export * from './curation/index.js';
 export * from './datasets/index.js';
 export * from './errors.js';

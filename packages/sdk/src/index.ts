@@ -7,7 +7,7 @@ export type {
   InteractionInput,
   Usage,
 } from '@ratchet/core';
-export { RatchetError } from '@ratchet/core';
+export { type ChatCompletionChunkLike, ChatStreamAssembler, RatchetError } from '@ratchet/core';
 export { Ratchet, type RatchetOptions, type WriteResult } from './client.js';
 export {
   RatchetApiError,
@@ -28,5 +28,4 @@ export {
   type WrapOpenAIOptions,
   wrapOpenAI,
 } from './openai.js';
-export { type ChatCompletionChunkLike, ChatStreamAssembler } from './stream-assembler.js';
 export { backoffDelay, isRetryableStatus, parseRetryAfter, type RetryPolicy } from './transport.js';

@@ -1,11 +1,15 @@
-import { type ChatMessage, type InteractionInput, newId, type Usage } from '@ratchet/core';
-import type { Ratchet } from './client.js';
 import {
   type ChatCompletionChunkLike,
+  type ChatMessage,
   ChatStreamAssembler,
+  extraChoicesMetadata,
+  type InteractionInput,
+  newId,
   type OpenAIUsage,
   toUsage,
-} from './stream-assembler.js';
+  type Usage,
+} from '@ratchet/core';
+import type { Ratchet } from './client.js';
 
 /** The header by which the Ratchet gateway names the interaction it logged for a call. */
 export const INTERACTION_ID_HEADER = 'x-ratchet-interaction-id';
@@ -253,7 +257,7 @@ async function* readAndAssemble(
     usage: assembler.usage,
     finishReason: assembler.finishReason,
     responseModel: assembler.responseModel,
-    extra: { streamed: true, ...extra },
+    extra: { streamed: true, ...extraChoicesMetadata(assembler.choices()), ...extra },
   });
   try {
     for await (const chunk of source) {

@@ -43,7 +43,7 @@ export interface InteractionsTable {
   user_id: string | null;
   metadata: Json;
   tags: Json;
-  status: 'ok' | 'error';
+  status: 'ok' | 'error' | 'aborted';
   error: string | null;
   trace_id: string | null;
   span_id: string | null;

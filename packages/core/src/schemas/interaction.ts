@@ -19,6 +19,13 @@ export const Usage = z.strictObject({
 });
 export type Usage = z.infer<typeof Usage>;
 
+/**
+ * How the call ended: `aborted` is a stream its client closed early (a "stop" button); it is
+ * logged with the output streamed so far and takes feedback like any other.
+ */
+export const InteractionStatus = z.enum(['ok', 'error', 'aborted']);
+export type InteractionStatus = z.infer<typeof InteractionStatus>;
+
 export const InteractionSource = z.enum(['api', 'gateway', 'otlp', 'import', 'sdk']);
 export type InteractionSource = z.infer<typeof InteractionSource>;
 
@@ -43,7 +50,7 @@ export const InteractionInput = z.strictObject({
   userId: z.string().min(1).max(200).optional(),
   metadata: Metadata.optional(),
   tags: Tags.optional(),
-  status: z.enum(['ok', 'error']).default('ok'),
+  status: InteractionStatus.default('ok'),
   error: z.string().max(10_000).optional(),
   traceId: z.string().max(64).optional(),
   spanId: z.string().max(32).optional(),
@@ -69,7 +76,7 @@ export interface Interaction {
   userId: string | null;
   metadata: Record<string, unknown>;
   tags: string[];
-  status: 'ok' | 'error';
+  status: InteractionStatus;
   error: string | null;
   traceId: string | null;
   spanId: string | null;

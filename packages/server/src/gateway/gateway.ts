@@ -1,13 +1,18 @@
 import { Transform } from 'node:stream';
 import {
+  type AssembledChoice,
   ChatMessage,
+  extraChoicesMetadata,
   InteractionInput,
   newId,
+  type OpenAIUsage,
   type ParsedInteraction,
   parseInput,
   RatchetError,
+  SseChatStream,
   storableIssue,
   Tags,
+  toUsage,
 } from '@ratchet/core';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
@@ -19,7 +24,6 @@ import type { InteractionLogWriter } from './log-writer.js';
 import { createOpenAICompatibleProvider } from './providers/openai-compatible/index.js';
 import type { Provider, ProviderFactory } from './providers/types.js';
 import { assign, type DatabaseRoutes } from './router.js';
-import { StreamAccumulator, toUsage } from './sse.js';
 
 /**
  * What the gateway reads from a chat request; everything else is forwarded untouched. `model` and
@@ -35,6 +39,48 @@ const ChatRequest = z.looseObject({
 
 /** Fields that describe the call rather than parameterize the model; not logged as parameters. */
 const notParameters = new Set(['model', 'messages', 'stream', 'user']);
+
+type LogCall = (output: ChatMessage, extra: Partial<ParsedInteraction>) => void;
+
+const EMPTY_ANSWER: ChatMessage = { role: 'assistant', content: '' };
+
+function clientAskedForUsage(body: Record<string, unknown>): boolean {
+  const options = body.stream_options;
+  return (
+    typeof options === 'object' &&
+    options !== null &&
+    (options as Record<string, unknown>).include_usage === true
+  );
+}
+
+/**
+ * A stream is always asked for its usage (`stream_options.include_usage`), so every streamed
+ * call is logged with its tokens; the usage chunk is stripped from the answer when the client did
+ * not ask for it (`relayStream`). Other stream options the client sent are kept.
+ */
+function streamOptions(body: Record<string, unknown>): Record<string, unknown> {
+  if (body.stream !== true) return {};
+  const options = body.stream_options;
+  const kept = typeof options === 'object' && options !== null && !Array.isArray(options) ? options : {};
+  return { stream_options: { ...kept, include_usage: true } };
+}
+
+/** The choices of a non-streamed completion by index; a choice whose message is not a chat message is logged empty. */
+function completionChoices(choices: unknown): AssembledChoice[] {
+  if (!Array.isArray(choices)) return [];
+  return choices
+    .filter((c): c is Record<string, unknown> => typeof c === 'object' && c !== null)
+    .map((c, position) => {
+      const message = ChatMessage.safeParse(c.message);
+      const choice: AssembledChoice = {
+        index: Number.isSafeInteger(c.index) ? (c.index as number) : position,
+        message: message.success ? message.data : EMPTY_ANSWER,
+      };
+      if (typeof c.finish_reason === 'string') choice.finishReason = c.finish_reason;
+      return choice;
+    })
+    .sort((a, b) => a.index - b.index);
+}
 
 function header(request: FastifyRequest, name: string): string | undefined {
   const v = request.headers[name];
@@ -186,11 +232,17 @@ export class Gateway {
 
     const id = newId(createdAt);
     const abort = new AbortController();
-    request.raw.once('close', () => {
+    // The response's close before it finished is the client going away (a "stop" button).
+    reply.raw.once('close', () => {
       if (!reply.raw.writableFinished) abort.abort();
     });
     const parameters = Object.fromEntries(Object.entries(body).filter(([k]) => !notParameters.has(k)));
-    const log = (output: ChatMessage, { metadata: more, ...extra }: Partial<ParsedInteraction>) =>
+    const streamed = body.stream === true;
+    let logged = false;
+    // Exactly once, however the call ends (answered, failed, or closed by the client mid-stream).
+    const log: LogCall = (output, { metadata: more, ...extra }) => {
+      if (logged) return;
+      logged = true;
       this.logWriter.enqueue(projectId, {
         id,
         route: target.route ?? undefined,
@@ -202,13 +254,14 @@ export class Gateway {
         latencyMs: performance.now() - started,
         sessionId: ctx.sessionId,
         userId,
-        metadata: { ...ctx.metadata, upstream: target.upstreamName, ...more },
+        metadata: { ...ctx.metadata, upstream: target.upstreamName, streamed, ...more },
         tags: ctx.tags,
         status: 'ok',
         source: 'gateway',
         createdAt,
         ...extra,
       });
+    };
 
     reply.header('x-ratchet-interaction-id', id);
     // What the application hands its browser so the user (and only they) can rate this answer.
@@ -223,7 +276,7 @@ export class Gateway {
     let upstream: Awaited<ReturnType<Provider['chatCompletions']>>;
     try {
       upstream = await this.provider(target.upstreamName).chatCompletions(
-        { ...body, model: target.model },
+        { ...body, model: target.model, ...streamOptions(body) },
         abort.signal,
       );
     } catch (err) {
@@ -232,7 +285,11 @@ export class Gateway {
         { upstream: target.upstreamName, status: 'error' },
         (performance.now() - started) / 1000,
       );
-      log({ role: 'assistant', content: '' }, { status: 'error', error: message });
+      if (abort.signal.aborted) {
+        log(EMPTY_ANSWER, { status: 'aborted', error: 'the client closed the connection before the answer' });
+        return reply;
+      }
+      log(EMPTY_ANSWER, { status: 'error', error: message });
       throw new RatchetError('upstream_error', message);
     }
     this.metrics.upstreamDuration.observe(
@@ -243,10 +300,23 @@ export class Gateway {
     if (upstream.contentType) reply.header('content-type', upstream.contentType);
 
     const streaming = upstream.status === 200 && (upstream.contentType ?? '').includes('text/event-stream');
-    if (streaming) return this.relayStream(reply, upstream.body, log);
+    if (streaming) {
+      const stripUsage = streamed && !clientAskedForUsage(body);
+      return this.relayStream(reply, upstream.body, abort.signal, stripUsage, log);
+    }
 
     const chunks: Buffer[] = [];
-    for await (const chunk of upstream.body) chunks.push(chunk as Buffer);
+    try {
+      for await (const chunk of upstream.body) chunks.push(chunk as Buffer);
+    } catch (err) {
+      const aborted = abort.signal.aborted;
+      log(EMPTY_ANSWER, {
+        status: aborted ? 'aborted' : 'error',
+        error: `${aborted ? 'the client closed the connection' : 'upstream body broke'}: ${err instanceof Error ? err.message : String(err)}`,
+      });
+      if (aborted) return reply;
+      throw new RatchetError('upstream_error', `upstream "${target.upstreamName}" broke off its answer`);
+    }
     const raw = Buffer.concat(chunks);
     reply.send(raw);
     // Parsing for the log happens after the response is on its way.
@@ -254,27 +324,47 @@ export class Gateway {
     return reply;
   }
 
+  /**
+   * Relays the upstream's SSE bytes as they come while the shared assembler rebuilds every choice.
+   * When the gateway asked for usage the client did not (`stripUsage`), the usage chunk is taken
+   * out of what the client receives. A client that closes early gets its partial answer logged
+   * as `aborted`.
+   */
   private relayStream(
     reply: FastifyReply,
     body: NodeJS.ReadableStream,
-    log: (output: ChatMessage, extra: Partial<ParsedInteraction>) => void,
+    aborted: AbortSignal,
+    stripUsage: boolean,
+    log: LogCall,
   ): FastifyReply {
-    const acc = new StreamAccumulator();
+    const sse = new SseChatStream(stripUsage);
+    const logAssembled = (extra: Partial<ParsedInteraction>) => {
+      const choices = sse.assembler.choices();
+      const finishReason = choices[0]?.finishReason;
+      log(choices[0]!.message, {
+        usage: sse.assembler.usage,
+        ...extra,
+        metadata: { ...(finishReason ? { finishReason } : {}), ...extraChoicesMetadata(choices) },
+      });
+    };
     const tap = new Transform({
       transform(chunk: Buffer, _enc, done) {
-        acc.feed(chunk);
-        done(null, chunk);
+        const forward = sse.push(chunk);
+        done(null, stripUsage ? forward : chunk);
       },
       flush(done) {
-        log(acc.message(), {
-          usage: acc.usage,
-          metadata: acc.finishReason ? { finishReason: acc.finishReason } : undefined,
-        });
-        done();
+        const rest = sse.end();
+        logAssembled({});
+        done(null, stripUsage ? rest : undefined);
       },
     });
+    const onAbort = () =>
+      logAssembled({ status: 'aborted', error: 'the client closed the stream before its end' });
+    if (aborted.aborted) onAbort();
+    else aborted.addEventListener('abort', onAbort, { once: true });
     body.once('error', (err) => {
-      log(acc.message(), { status: 'error', error: `stream broke: ${err.message}` });
+      if (aborted.aborted) onAbort();
+      else logAssembled({ status: 'error', error: `stream broke: ${err.message}` });
       tap.destroy(err);
     });
     body.pipe(tap);
@@ -283,30 +373,25 @@ export class Gateway {
     return reply;
   }
 
-  private logCompletion(
-    raw: Buffer,
-    status: number,
-    log: (output: ChatMessage, extra: Partial<ParsedInteraction>) => void,
-  ): void {
+  private logCompletion(raw: Buffer, status: number, log: LogCall): void {
     let parsed: Record<string, unknown> | undefined;
     try {
       parsed = JSON.parse(raw.toString('utf8'));
     } catch {
       parsed = undefined;
     }
-    if (status >= 400 || !parsed) {
-      log(
-        { role: 'assistant', content: '' },
-        { status: 'error', error: `upstream status ${status}: ${raw.toString('utf8').slice(0, 2000)}` },
-      );
+    if (status >= 400 || !parsed || typeof parsed !== 'object') {
+      log(EMPTY_ANSWER, {
+        status: 'error',
+        error: `upstream status ${status}: ${raw.toString('utf8').slice(0, 2000)}`,
+      });
       return;
     }
-    const choice = (parsed.choices as Record<string, unknown>[] | undefined)?.[0];
-    const message = ChatMessage.safeParse(choice?.message);
-    const finishReason = choice?.finish_reason;
-    log(message.success ? message.data : { role: 'assistant', content: '' }, {
-      usage: toUsage(parsed.usage as Record<string, number> | undefined),
-      metadata: typeof finishReason === 'string' ? { finishReason } : undefined,
+    const choices = completionChoices(parsed.choices);
+    const finishReason = choices[0]?.finishReason;
+    log(choices[0]?.message ?? EMPTY_ANSWER, {
+      usage: toUsage(parsed.usage as OpenAIUsage | undefined),
+      metadata: { ...(finishReason ? { finishReason } : {}), ...extraChoicesMetadata(choices) },
     });
   }
 
