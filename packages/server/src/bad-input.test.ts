@@ -251,6 +251,14 @@ const cases: BadInput[] = [
     code: 'invalid_request',
     field: 'dataset',
   },
+  {
+    name: 'a training warm-up of 1e308 steps',
+    path: '/api/v1/runs',
+    body: { method: 'sft', baseModel: 'tiny', dataset: 'base', hyperparameters: { warmupSteps: 1e308 } },
+    status: 400,
+    code: 'invalid_request',
+    field: 'hyperparameters.warmupSteps',
+  },
   // Calibration settings.
   ...(
     [

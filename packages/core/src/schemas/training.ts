@@ -29,10 +29,10 @@ export const TrainHyperparameters = z.strictObject({
   gradientAccumulationSteps: z.number().int().positive().max(1024).optional(),
   maxLength: z.number().int().positive().max(1_000_000).optional(),
   /** Steps, or a fraction of training below 1. */
-  warmupSteps: z.number().nonnegative().optional(),
-  weightDecay: z.number().nonnegative().optional(),
+  warmupSteps: z.number().nonnegative().max(MAX_INT32).optional(),
+  weightDecay: z.number().nonnegative().max(1000).optional(),
   lrSchedulerType: z.string().min(1).optional(),
-  maxGradNorm: z.number().positive().optional(),
+  maxGradNorm: z.number().positive().max(1e6).optional(),
   loggingSteps: z.number().int().positive().max(MAX_INT32).optional(),
   saveSteps: z.number().int().positive().max(MAX_INT32).optional(),
   saveTotalLimit: z.number().int().positive().max(MAX_INT32).optional(),
