@@ -57,6 +57,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         base_name=args.base_name,
+        max_batch=args.max_batch,
+        batch_window_ms=args.batch_window_ms,
     )
     return 0
 
@@ -86,6 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--base-name", default=None, help="model name of the base (default: folder name)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8400)
+    serve.add_argument("--max-batch", type=int, default=16, help="most sequences generated together per model")
+    serve.add_argument(
+        "--batch-window-ms",
+        type=float,
+        default=4.0,
+        help="when idle, how long the first request waits for others to prefill with it",
+    )
     serve.set_defaults(func=_cmd_serve)
     return parser
 
