@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import threading
 import time
 import uuid
@@ -520,7 +521,13 @@ def create_app(host: ModelHost):
 
     @app.get("/health")
     def health():
-        return {"status": "ok", "device": host.device, "models": host.model_names(), "generating": host.engine.busy()}
+        return {
+            "status": "ok",
+            "pid": os.getpid(),  # so a caller can tell the process was never restarted
+            "device": host.device,
+            "models": host.model_names(),
+            "generating": host.engine.busy(),
+        }
 
     def listing(name: str, entry: Served, created: int) -> dict[str, Any]:
         kind, path = entry.kind, entry.path
