@@ -117,6 +117,17 @@ describe('bench machinery', () => {
     expect(result.metrics.train_speedup_vs_trl).toBeGreaterThan(0);
   }, 600_000);
 
+  // Not concurrent with the server benches: the worker generates on the same two cores. Eight
+  // calls one at a time and eight at once, 8 tokens each, on the test preset.
+  it('serve measures one call at a time and eight at once on the same worker', async () => {
+    const result = await runBench(benches.find((b) => b.name === 'serve')!, ctx);
+    expectWellFormed(result, 'serve');
+    expect(result.metrics.serve_failed_calls_count).toBe(0);
+    expect(result.metrics.serve_1_at_once_tokens_per_s).toBeGreaterThan(0);
+    expect(result.metrics.serve_8_at_once_tokens_per_s).toBeGreaterThan(0);
+    expect(result.metrics.serve_concurrency_speedup).toBeGreaterThan(0);
+  }, 600_000);
+
   // The whole pipeline on the test preset: pool sampled through `ratchet-worker serve`, simulated
   // ratings into SQLite, calibration, a dataset, one kto training, the active-learning queue,
   // and the oracle's measure of base and trained model.

@@ -8,6 +8,7 @@ import { ingest } from './ingest.js';
 import type { Bench, BenchContext } from './lib/bench.js';
 import { type BenchResultFile, commit, machine, packagesDirty, round } from './lib/results.js';
 import { personalizeBench } from './personalize.js';
+import { serveBench } from './serve.js';
 import { trainThroughput } from './train-throughput.js';
 
 /** Every benchmark, in the order `bench/run.ts` runs them. */
@@ -21,6 +22,7 @@ export const benches: Bench[] = [
   trainThroughput,
   feedbackEfficiency,
   personalizeBench,
+  serveBench,
 ];
 
 /** The metrics each bench shows in the README table. */

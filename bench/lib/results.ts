@@ -67,6 +67,7 @@ const sharedMetricNames = new Set([
   'page_load_ms_max_100k',
   'al_ratings_ratio',
   'train_speedup_vs_trl',
+  'serve_concurrency_speedup', // issue 13's name
 ]);
 
 export function assertWellFormed(result: BenchResultFile): void {

@@ -197,10 +197,12 @@ class Engine:
                 model, seqs, input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache
             )
         keep = self._advance(seqs, out.logits[:, -1, :])
-        layers = [(layer.keys[keep], layer.values[keep]) for layer in out.past_key_values.layers]
-        mask = mask[keep]
+        layers = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+        if len(keep) < len(seqs):  # rows that finished leave the cache
+            layers = [(k[keep], v[keep]) for k, v in layers]
+            mask = mask[keep]
         # Columns that only finished sequences used are padding for everyone left: drop them.
-        if len(keep):
+        if len(keep) and len(keep) < len(seqs):
             first = int((mask.sum(0) > 0).nonzero()[0])
             if first:
                 mask = mask[:, first:]
