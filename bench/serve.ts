@@ -78,7 +78,7 @@ export const serveBench: Bench = {
     const maxTokens = Number(process.env.BENCH_SERVE_MAX_TOKENS ?? (ctx.tiny ? 8 : 64));
     // Calls per client and phase: the sequential client makes as many calls as all concurrent
     // clients together, so both phases generate the same tokens.
-    const perClient = Number(process.env.BENCH_SERVE_CALLS ?? (ctx.tiny ? 1 : 3));
+    const perClient = Number(process.env.BENCH_SERVE_CALLS ?? (ctx.tiny ? 1 : 6));
     const threads = process.env.BENCH_SERVE_THREADS ?? '1';
     const worker = join(repoDir, '.venv', 'bin', 'ratchet-worker');
     const preset = ctx.tiny ? 'test' : 'default';
