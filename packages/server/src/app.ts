@@ -27,6 +27,7 @@ import { registerPipelineRoutes } from './routes/pipeline.js';
 import { registerRegistryRoutes } from './routes/registry.js';
 import { registerRunRoutes } from './routes/runs.js';
 import { registerSystemRoutes } from './routes/system.js';
+import { registerUsageRecordRoutes } from './routes/usage-records.js';
 import { RouteTable } from './routing.js';
 import { registerWebRoutes } from './web.js';
 
@@ -115,6 +116,10 @@ export async function buildServer(options: ServerOptions): Promise<RatchetServer
             }),
         ),
         feedbackTokens,
+        (projectId, id, record) =>
+          void store.usage
+            .insert(projectId, record, id)
+            .catch((err) => app.log.error({ err, id }, 'recording a usage record failed')),
       )
     : undefined;
 
@@ -131,6 +136,7 @@ export async function buildServer(options: ServerOptions): Promise<RatchetServer
   registerCaptureRoutes(routes, store, capture);
   registerOtlpRoutes(routes, capture);
   registerDeadLetterRoutes(routes, store);
+  registerUsageRecordRoutes(routes, store);
   registerAdminRoutes(routes, store);
   registerPipelineRoutes(routes, store, config.dataDir);
   registerRegistryRoutes(routes, store, gatewayConfig);

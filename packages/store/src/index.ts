@@ -41,3 +41,4 @@ export { type MetricSeries, type NewRun, type Run, type RunStatus, terminalRunSt
 export type { Database } from './schema.js';
 export { type GatewayFacts, productionVariant } from './serving.js';
 export { Store } from './store.js';
+export type { NewUsageRecord, UsageKind, UsageRecord } from './usage-records.js';

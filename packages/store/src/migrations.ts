@@ -639,6 +639,41 @@ function servedRoutes(): Migration {
   };
 }
 
+/**
+ * Gateway calls that are usage only (embeddings): a table of their own, so nothing that reads
+ * interactions (feedback, the annotation queue, curation, datasets) can ever see them.
+ */
+function gatewaySurface(dialect: DialectName): Migration {
+  const t = types(dialect);
+  return {
+    async up(db: AnyDb) {
+      await db.schema
+        .createTable('usage_records')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('project_id', 'text', (c) => c.notNull().references('projects.id').onDelete('cascade'))
+        .addColumn('kind', 'text', (c) => c.notNull())
+        .addColumn('route', 'text')
+        .addColumn('variant', 'text')
+        .addColumn('model', 'text', (c) => c.notNull())
+        .addColumn('upstream', 'text', (c) => c.notNull())
+        .addColumn('user_id', 'text')
+        .addColumn('inputs', 'integer', (c) => c.notNull())
+        .addColumn('input_tokens', 'integer')
+        .addColumn('total_tokens', 'integer')
+        .addColumn('latency_ms', t.real, (c) => c.notNull())
+        .addColumn('status', 'text', (c) => c.notNull())
+        .addColumn('error', 'text')
+        .addColumn('created_at', t.time, (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createIndex('usage_records_project_created')
+        .on('usage_records')
+        .columns(['project_id', 'created_at', 'id'])
+        .execute();
+    },
+  };
+}
+
 export function migrations(dialect: DialectName): Record<string, Migration> {
   return {
     '0001_initial': initial(dialect),
@@ -654,5 +689,6 @@ export function migrations(dialect: DialectName): Record<string, Migration> {
     '0011_dead_letters': deadLetters(dialect),
     '0012_feedback_tokens': feedbackTokens(dialect),
     '0015_served_routes': servedRoutes(),
+    '0019_gateway_surface': gatewaySurface(dialect),
   };
 }

@@ -374,7 +374,27 @@ export interface FeedbackTokenKeysTable {
   created_at: number;
 }
 
+/** Gateway calls logged as usage, never as interactions (migration 0019; see `usage-records.ts`). */
+export interface UsageRecordsTable {
+  id: string;
+  project_id: string;
+  kind: string;
+  route: string | null;
+  variant: string | null;
+  model: string;
+  upstream: string;
+  user_id: string | null;
+  inputs: number;
+  input_tokens: number | null;
+  total_tokens: number | null;
+  latency_ms: number;
+  status: string;
+  error: string | null;
+  created_at: number;
+}
+
 export interface Database {
+  usage_records: UsageRecordsTable;
   feedback_token_keys: FeedbackTokenKeysTable;
   dead_letters: DeadLettersTable;
   loop_rounds: LoopRoundsTable;

@@ -26,6 +26,7 @@ import { GatewayRouteRepository } from './routes.js';
 import { RunRepository } from './runs.js';
 import type { Database } from './schema.js';
 import { ScoreConfigRepository } from './score-configs.js';
+import { UsageRecordRepository } from './usage-records.js';
 
 /**
  * The store: one object per database, with a repository per noun. The same code runs on SQLite
@@ -49,6 +50,7 @@ export class Store {
   readonly experiments: ExperimentRepository;
   readonly loops: LoopRoundRepository;
   readonly deadLetters: DeadLetterRepository;
+  readonly usage: UsageRecordRepository;
 
   readonly db: Kysely<Database>;
 
@@ -90,6 +92,7 @@ export class Store {
     this.experiments = new ExperimentRepository(db, dialect, this.routes, this.audit);
     this.loops = new LoopRoundRepository(db, dialect, this.audit);
     this.deadLetters = new DeadLetterRepository(db);
+    this.usage = new UsageRecordRepository(db);
   }
 
   /** Opens (and migrates) the database named by a URL, by default `RATCHET_DATABASE_URL`. */

@@ -13,7 +13,9 @@ import {
   storableIssue,
   Tags,
   toUsage,
+  type Usage,
 } from '@ratchet/core';
+import type { NewUsageRecord } from '@ratchet/store';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { FeedbackTokens } from '../feedback-tokens.js';
@@ -23,7 +25,7 @@ import type { GatewayConfig, UpstreamConfig } from './config.js';
 import type { InteractionLogWriter } from './log-writer.js';
 import { createOpenAICompatibleProvider } from './providers/openai-compatible/index.js';
 import type { Provider, ProviderFactory } from './providers/types.js';
-import { assign, type DatabaseRoutes } from './router.js';
+import { assign, type CallSegmentInfo, type DatabaseRoutes } from './router.js';
 
 /**
  * What the gateway reads from a chat request; everything else is forwarded untouched. `model` and
@@ -39,6 +41,53 @@ const ChatRequest = z.looseObject({
 
 /** Fields that describe the call rather than parameterize the model; not logged as parameters. */
 const notParameters = new Set(['model', 'messages', 'stream', 'user']);
+
+/** Records a usage-only call off the response path (it must not throw: it logs its own failures). */
+export type UsageLog = (projectId: string, id: string, record: NewUsageRecord) => void;
+
+/**
+ * What the gateway reads from an embeddings request; the rest passes through. `input` is any of
+ * OpenAI's forms (text, texts, tokens, token arrays); the upstream judges it.
+ */
+const EmbeddingsRequest = z.looseObject({
+  model: InteractionInput.shape.model,
+  input: z.union([
+    z.string(),
+    z.array(z.string()).min(1),
+    z.array(z.number()).min(1),
+    z.array(z.array(z.number())).min(1),
+  ]),
+  user: InteractionInput.shape.userId,
+});
+
+/** How many inputs an embeddings request holds: one text or token array, or the array's length. */
+function inputCount(input: z.output<typeof EmbeddingsRequest>['input']): number {
+  if (typeof input === 'string') return 1;
+  return typeof input[0] === 'number' ? 1 : input.length;
+}
+
+/** The unix time `GET /v1/models` gives routes, which have no creation time of their own. */
+interface ModelEntry {
+  id: string;
+  object: 'model';
+  created: number;
+  owned_by: string;
+}
+
+/** What is read of an upstream's `GET /models` (anything else in it is ignored). */
+const UpstreamModelList = z.object({
+  data: z
+    .array(
+      z.looseObject({
+        id: InteractionInput.shape.model,
+        created: z.number().int().nonnegative().optional(),
+        owned_by: z.string().max(200).optional(),
+      }),
+    )
+    .max(10_000),
+});
+
+const STARTED_SECONDS = Math.floor(Date.now() / 1000);
 
 type LogCall = (output: ChatMessage, extra: Partial<ParsedInteraction>) => void;
 
@@ -175,6 +224,8 @@ export class Gateway {
     readonly databaseRoutes?: DatabaseRoutes,
     /** Signs the x-ratchet-feedback-token each answer carries (none without it). */
     private readonly feedbackTokens?: FeedbackTokens,
+    /** Where usage-only calls (embeddings) are recorded: never as interactions. */
+    private readonly usageLog?: UsageLog,
   ) {}
 
   /** The upstreams the gateway file defines (database routes may only name these). */
@@ -214,21 +265,7 @@ export class Gateway {
     const body = parseInput(ChatRequest, request.body);
     const ctx = callContext(request);
     const userId = ctx.userId ?? body.user;
-    // Only the first calls after start can find the database routes not yet loaded.
-    if (this.databaseRoutes && !this.databaseRoutes.loaded) await this.databaseRoutes.ready;
-    const target = assign(
-      this.config,
-      body.model,
-      userId,
-      this.databaseRoutes?.lookup(projectId, body.model),
-      ctx,
-    );
-    if (!target)
-      throw new RatchetError(
-        'not_found',
-        `model: "${body.model}" is neither a route nor servable by a default upstream`,
-        'model',
-      );
+    const target = await this.target(projectId, body.model, userId, ctx);
 
     const id = newId(createdAt);
     const abort = new AbortController();
@@ -395,11 +432,149 @@ export class Gateway {
     });
   }
 
+  /** Resolves `model` as chat calls do (database route, file route, default upstream), or 404 naming it. */
+  private async target(projectId: string, model: string, userId: string | undefined, ctx: CallSegmentInfo) {
+    // Only the first calls after start can find the database routes not yet loaded.
+    if (this.databaseRoutes && !this.databaseRoutes.loaded) await this.databaseRoutes.ready;
+    const target = assign(this.config, model, userId, this.databaseRoutes?.lookup(projectId, model), ctx);
+    if (!target)
+      throw new RatchetError(
+        'not_found',
+        `model: "${model}" is neither a route nor servable by a default upstream`,
+        'model',
+      );
+    return target;
+  }
+
+  /**
+   * `GET /v1/models` in OpenAI's list format: the caller's project's database routes and the
+   * file's routes (owned by `ratchet`), then the default upstream's own models, which `model`
+   * also reaches. An upstream that cannot list in 2 s is left out rather than failing the list.
+   */
+  async listModels(projectId: string): Promise<{ object: 'list'; data: ModelEntry[] }> {
+    if (this.databaseRoutes && !this.databaseRoutes.loaded) await this.databaseRoutes.ready;
+    const names = new Set([
+      ...(this.databaseRoutes?.names(projectId) ?? []),
+      ...Object.keys(this.config.routes),
+    ]);
+    const data: ModelEntry[] = [...names]
+      .sort()
+      .map((id) => ({ id, object: 'model', created: STARTED_SECONDS, owned_by: 'ratchet' }));
+    for (const entry of await this.upstreamModels()) if (!names.has(entry.id)) data.push(entry);
+    return { object: 'list', data };
+  }
+
+  private async upstreamModels(): Promise<ModelEntry[]> {
+    const name = this.config.defaultUpstream;
+    const provider = name ? this.provider(name) : undefined;
+    if (!provider?.models) return [];
+    try {
+      const res = await provider.models(AbortSignal.timeout(2000));
+      const chunks: Buffer[] = [];
+      for await (const chunk of res.body) chunks.push(chunk as Buffer);
+      if (res.status !== 200) return [];
+      const parsed = UpstreamModelList.safeParse(JSON.parse(Buffer.concat(chunks).toString('utf8')));
+      if (!parsed.success) return [];
+      return parsed.data.data.map((m) => ({
+        id: m.id,
+        object: 'model',
+        created: m.created ?? STARTED_SECONDS,
+        owned_by: m.owned_by ?? name!,
+      }));
+    } catch {
+      return [];
+    }
+  }
+
+  /**
+   * `POST /v1/embeddings`, passed through to the route's (or the default) upstream and recorded
+   * as a usage record, not an interaction: an embedding has no answer anyone could rate, and
+   * kept out of `interactions` it can never reach feedback, the annotation queue or a dataset.
+   * The answer carries `x-ratchet-usage-id` (no interaction id or feedback token: nothing to rate).
+   */
+  async embeddings(request: FastifyRequest, reply: FastifyReply, projectId: string): Promise<FastifyReply> {
+    const started = performance.now();
+    const createdAt = Date.now();
+    const body = parseInput(EmbeddingsRequest, request.body);
+    const ctx = callContext(request);
+    const userId = ctx.userId ?? body.user;
+    const target = await this.target(projectId, body.model, userId, ctx);
+    const provider = this.provider(target.upstreamName);
+    if (!provider.embeddings)
+      throw new RatchetError(
+        'invalid_request',
+        `model: upstream "${target.upstreamName}" does not serve embeddings`,
+        'model',
+      );
+    const id = newId(createdAt);
+    const record = (fields: Pick<NewUsageRecord, 'status' | 'error' | 'inputTokens' | 'totalTokens'>) =>
+      this.usageLog?.(projectId, id, {
+        kind: 'embeddings',
+        route: target.route ?? undefined,
+        variant: target.variant ?? undefined,
+        model: target.model,
+        upstream: target.upstreamName,
+        userId,
+        inputs: inputCount(body.input),
+        latencyMs: performance.now() - started,
+        createdAt,
+        ...fields,
+      });
+    reply.header('x-ratchet-usage-id', id);
+    if (target.route) reply.header('x-ratchet-route', target.route);
+    if (target.variant) reply.header('x-ratchet-variant', target.variant);
+    const abort = new AbortController();
+    reply.raw.once('close', () => {
+      if (!reply.raw.writableFinished) abort.abort();
+    });
+    let raw: Buffer;
+    let upstream: Awaited<ReturnType<NonNullable<Provider['embeddings']>>>;
+    try {
+      upstream = await provider.embeddings({ ...body, model: target.model }, abort.signal);
+      const chunks: Buffer[] = [];
+      for await (const chunk of upstream.body) chunks.push(chunk as Buffer);
+      raw = Buffer.concat(chunks);
+    } catch (err) {
+      const message = `upstream "${target.upstreamName}" failed: ${err instanceof Error ? err.message : String(err)}`;
+      record({ status: abort.signal.aborted ? 'aborted' : 'error', error: message });
+      throw new RatchetError('upstream_error', message);
+    }
+    reply.status(upstream.status);
+    if (upstream.contentType) reply.header('content-type', upstream.contentType);
+    reply.send(raw);
+    setImmediate(() => {
+      if (upstream.status >= 400) {
+        record({
+          status: 'error',
+          error: `upstream status ${upstream.status}: ${raw.toString('utf8').slice(0, 2000)}`,
+        });
+        return;
+      }
+      let usage: Usage | undefined;
+      try {
+        usage = toUsage(JSON.parse(raw.toString('utf8'))?.usage);
+      } catch {
+        usage = undefined;
+      }
+      record({ status: 'ok', inputTokens: usage?.inputTokens, totalTokens: usage?.totalTokens });
+    });
+    return reply;
+  }
+
   async close(): Promise<void> {
     this.databaseRoutes?.close();
     await Promise.all([...this.providers.values()].map((p) => p.close()));
     this.providers.clear();
   }
+}
+
+function configured(gateway: Gateway | undefined): Gateway {
+  if (!gateway)
+    throw new RatchetError(
+      'not_found',
+      'the gateway has no configuration: start the server with a gateway config file (RATCHET_GATEWAY_CONFIG)',
+    );
+  return gateway;
 }
 
 export function registerGatewayRoutes(routes: RouteTable, gateway: () => Gateway | undefined): void {
@@ -412,15 +587,30 @@ export function registerGatewayRoutes(routes: RouteTable, gateway: () => Gateway
       'OpenAI-compatible chat completions (streaming or not). `model` names a route or an upstream model; every call is logged and answered with x-ratchet-interaction-id and x-ratchet-feedback-token.',
     bodyDoc: ChatRequest,
     repairsBody: true,
-    handler: async ({ request, reply, principal }) => {
-      const gw = gateway();
-      if (!gw)
-        throw new RatchetError(
-          'not_found',
-          'the gateway has no configuration: start the server with a gateway config file (RATCHET_GATEWAY_CONFIG)',
-        );
-      return gw.handle(request, reply, principal.projectId);
-    },
+    handler: async ({ request, reply, principal }) =>
+      configured(gateway()).handle(request, reply, principal.projectId),
+  });
+  routes.add({
+    method: 'GET',
+    url: '/v1/models',
+    access: 'secret',
+    tag: 'gateway',
+    summary:
+      "OpenAI's models list: the caller's project's routes (database and gateway file), then the default upstream's models.",
+    handler: async ({ principal }) => configured(gateway()).listModels(principal.projectId),
+  });
+  routes.add({
+    method: 'POST',
+    url: '/v1/embeddings',
+    access: 'secret',
+    tag: 'gateway',
+    summary:
+      "OpenAI-compatible embeddings, passed through to the route's or the default upstream; recorded as a usage record (x-ratchet-usage-id, GET /api/v1/usage-records), never as an interaction, so never rated or trained on.",
+    bodyDoc: EmbeddingsRequest,
+    // Inputs are forwarded, not stored: a NUL in a text to embed is the upstream's to judge.
+    repairsBody: true,
+    handler: async ({ request, reply, principal }) =>
+      configured(gateway()).embeddings(request, reply, principal.projectId),
   });
   routes.add({
     method: 'GET',

@@ -141,6 +141,12 @@ export class DatabaseRoutes {
     return this.routes.size === 0 ? undefined : this.routes.get(DatabaseRoutes.key(projectId, name));
   }
 
+  /** The names of the project's database routes that serve (a positive weight). */
+  names(projectId: string): string[] {
+    const prefix = `${projectId}\u0000`;
+    return [...this.routes.keys()].filter((k) => k.startsWith(prefix)).map((k) => k.slice(prefix.length));
+  }
+
   /** Reloads now; concurrent callers share one load, and a call during a load waits for a fresh one. */
   async refresh(): Promise<void> {
     const previous = this.inFlight;

@@ -59,7 +59,7 @@ function toolCall(body: Record<string, unknown>, index: number): ToolCall | unde
   };
 }
 
-/** Deterministic vectors (8 numbers, or `dimensions`) from each input's characters. */
+/** Deterministic vectors (8 numbers, or `dimensions`) from each input's characters, as floats or base64. */
 function embeddings(body: Record<string, unknown>) {
   const inputs = Array.isArray(body.input) ? body.input : [body.input];
   const size = typeof body.dimensions === 'number' ? body.dimensions : 8;
@@ -72,6 +72,13 @@ function embeddings(body: Record<string, unknown>) {
       for (let c = 0; c < text.length; c++) h = (h * 31 + text.charCodeAt(c)) % 1000;
       return h / 1000;
     });
+    // The openai npm client asks for base64 (little-endian float32s) and decodes it.
+    if (body.encoding_format === 'base64')
+      return {
+        object: 'embedding',
+        index,
+        embedding: Buffer.from(new Float32Array(embedding).buffer).toString('base64'),
+      };
     return { object: 'embedding', index, embedding };
   });
   return { object: 'list', data, model: body.model, usage: { prompt_tokens: tokens, total_tokens: tokens } };

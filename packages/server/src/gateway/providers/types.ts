@@ -14,6 +14,10 @@ export interface UpstreamResponse {
  */
 export interface Provider {
   chatCompletions(body: Record<string, unknown>, signal: AbortSignal): Promise<UpstreamResponse>;
+  /** OpenAI's `POST /embeddings`, passed through; a provider without it cannot serve embeddings. */
+  embeddings?(body: Record<string, unknown>, signal: AbortSignal): Promise<UpstreamResponse>;
+  /** OpenAI's `GET /models`: what the upstream serves, for `GET /v1/models`. */
+  models?(signal: AbortSignal): Promise<UpstreamResponse>;
   close(): Promise<void>;
 }
 

@@ -6,7 +6,8 @@ import type { Provider, UpstreamResponse } from '../types.js';
 /** Any server speaking OpenAI's chat completions: vLLM, Ollama, llama.cpp, OpenAI, the Ratchet worker. */
 export class OpenAICompatibleProvider implements Provider {
   private readonly pool: Pool;
-  private readonly path: string;
+  /** The upstream's base path (`/v1`), to which `/chat/completions`, `/embeddings` and `/models` are appended. */
+  private readonly base: string;
   private readonly headers: Record<string, string>;
 
   constructor(
@@ -14,7 +15,7 @@ export class OpenAICompatibleProvider implements Provider {
     private readonly config: UpstreamConfig,
   ) {
     const url = new URL(config.baseURL);
-    this.path = `${url.pathname.replace(/\/$/, '')}/chat/completions`;
+    this.base = url.pathname.replace(/\/$/, '');
     // A pool of kept-alive connections per upstream: no TCP handshake on the hot path.
     this.pool = new Pool(url.origin, {
       connections: config.connections,
@@ -31,13 +32,30 @@ export class OpenAICompatibleProvider implements Provider {
     };
   }
 
-  async chatCompletions(body: Record<string, unknown>, signal: AbortSignal): Promise<UpstreamResponse> {
+  chatCompletions(body: Record<string, unknown>, signal: AbortSignal): Promise<UpstreamResponse> {
+    return this.request('POST', '/chat/completions', body, signal);
+  }
+
+  embeddings(body: Record<string, unknown>, signal: AbortSignal): Promise<UpstreamResponse> {
+    return this.request('POST', '/embeddings', body, signal);
+  }
+
+  models(signal: AbortSignal): Promise<UpstreamResponse> {
+    return this.request('GET', '/models', undefined, signal);
+  }
+
+  private async request(
+    method: 'GET' | 'POST',
+    path: string,
+    body: Record<string, unknown> | undefined,
+    signal: AbortSignal,
+  ): Promise<UpstreamResponse> {
     const res = await this.pool.request({
-      path: this.path,
-      method: 'POST',
+      path: `${this.base}${path}`,
+      method,
       headers: this.headers,
       // A body nested too deep for JSON.stringify still parsed; it must still reach the upstream.
-      body: jsonText(body),
+      body: body === undefined ? undefined : jsonText(body),
       signal,
     });
     const contentType = res.headers['content-type'];
