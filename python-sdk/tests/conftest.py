@@ -3,9 +3,11 @@ and a flaky proxy, all on loopback ports."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -44,40 +46,53 @@ def start_http_server(handler: type) -> ThreadingHTTPServer:
 
 
 class UpstreamHandler(BaseHTTPRequestHandler):
-    """Answers chat completions at once and deterministically: "You said: <last user message>".
+    """Answers chat completions at once and deterministically: "You said: <last user message>",
+    with " (choice N)" after the first of ``n`` choices.
 
-    Streams as SSE when asked (one chunk per word, usage last if include_usage); the model
-    "overloaded" gets a 429. Requests (body and headers) are recorded on the server object.
+    Streams as SSE when asked (one chunk per word and choice, the choices interleaved, usage last
+    if include_usage); the model "overloaded" gets a 429 and "slow" streams 50 ms per chunk.
+    Also ``GET /models`` and ``POST /embeddings`` (8 floats per input, or base64 when asked).
+    Requests (body and headers) are recorded on the server object.
     """
 
     def log_message(self, *args: Any) -> None:
         pass
 
+    def do_GET(self) -> None:
+        if not self.path.endswith("/models"):
+            return self._json(404, {"error": {"message": "not found"}})
+        models = [{"id": "tiny-chat", "object": "model", "created": 1700000000, "owned_by": "local"}]
+        self._json(200, {"object": "list", "data": models})
+
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}")
         headers = {k.lower(): v for k, v in self.headers.items()}
         self.server.requests.append({"body": body, "headers": headers})  # type: ignore[attr-defined]
+        if self.path.endswith("/embeddings"):
+            return self._json(200, _embeddings(body))
         if not self.path.endswith("/chat/completions"):
             return self._json(404, {"error": {"message": "not found"}})
         if body.get("model") == "overloaded":
             return self._json(429, {"error": {"message": "upstream refused with 429", "type": "rate_limit"}})
         user_texts = [m.get("content") for m in body.get("messages", []) if m.get("role") == "user"]
         prompt = user_texts[-1] if user_texts and isinstance(user_texts[-1], str) else ""
-        text = f"You said: {prompt}"
-        usage = {"prompt_tokens": len(prompt.split()), "completion_tokens": len(text.split())}
+        n = body.get("n") if isinstance(body.get("n"), int) and body.get("n") > 1 else 1
+        texts = [f"You said: {prompt}" + (f" (choice {i + 1})" if i else "") for i in range(n)]
+        usage = {"prompt_tokens": len(prompt.split()), "completion_tokens": sum(len(t.split()) for t in texts)}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         base = {"id": "chatcmpl-local", "created": int(time.time()), "model": body.get("model")}
         if body.get("stream"):
-            return self._stream(base, text, usage, (body.get("stream_options") or {}).get("include_usage"))
-        self._json(
-            200,
-            {
-                **base,
-                "object": "chat.completion",
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-                "usage": usage,
-            },
-        )
+            delay = 0.05 if body.get("model") == "slow" else 0.0
+            include_usage = (body.get("stream_options") or {}).get("include_usage")
+            try:
+                return self._stream(base, texts, usage, include_usage, delay)
+            except (BrokenPipeError, ConnectionResetError):
+                return  # the gateway went away (its client stopped the stream)
+        choices = [
+            {"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop"}
+            for i, t in enumerate(texts)
+        ]
+        self._json(200, {**base, "object": "chat.completion", "choices": choices, "usage": usage})
 
     def _json(self, status: int, payload: Dict[str, Any]) -> None:
         data = json.dumps(payload).encode()
@@ -87,7 +102,9 @@ class UpstreamHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def _stream(self, base: Dict[str, Any], text: str, usage: Dict[str, int], include_usage: bool) -> None:
+    def _stream(
+        self, base: Dict[str, Any], texts: List[str], usage: Dict[str, int], include_usage: bool, delay: float
+    ) -> None:
         self.send_response(200)
         self.send_header("content-type", "text/event-stream")
         self.send_header("cache-control", "no-cache")
@@ -98,19 +115,38 @@ class UpstreamHandler(BaseHTTPRequestHandler):
         def event(payload: Any) -> None:
             self.wfile.write(f"data: {json.dumps(payload)}\n\n".encode())
             self.wfile.flush()
+            if delay:
+                time.sleep(delay)
 
-        first = {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
-        event({**chunk, "choices": [first]})
-        words = text.split(" ")
-        for i, word in enumerate(words):
-            piece = word if i == len(words) - 1 else word + " "
-            event({**chunk, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]})
-        event({**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        first = [
+            {"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": None} for i in range(len(texts))
+        ]
+        event({**chunk, "choices": first})
+        pieces = [[w if k == len(t.split(" ")) - 1 else w + " " for k, w in enumerate(t.split(" "))] for t in texts]
+        for k in range(max(len(p) for p in pieces)):
+            for i, p in enumerate(pieces):
+                if k < len(p):
+                    event({**chunk, "choices": [{"index": i, "delta": {"content": p[k]}, "finish_reason": None}]})
+        event({**chunk, "choices": [{"index": i, "delta": {}, "finish_reason": "stop"} for i in range(len(texts))]})
         if include_usage:
             event({**chunk, "choices": [], "usage": usage})
         self.wfile.write(b"data: [DONE]\n\n")
         self.wfile.flush()
         self.close_connection = True
+
+
+def _embeddings(body: Dict[str, Any]) -> Dict[str, Any]:
+    inputs = body.get("input") if isinstance(body.get("input"), list) else [body.get("input")]
+    data = []
+    for index, text in enumerate(inputs):
+        vector = [((len(str(text)) * (d + 1)) % 97) / 97 for d in range(8)]
+        if body.get("encoding_format") == "base64":
+            encoded: Any = base64.b64encode(struct.pack("<8f", *vector)).decode()
+        else:
+            encoded = vector
+        data.append({"object": "embedding", "index": index, "embedding": encoded})
+    tokens = sum(len(str(t).split()) for t in inputs)
+    return {"object": "list", "data": data, "model": body.get("model"), "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 
 
 @dataclass
@@ -142,6 +178,9 @@ class RatchetServer:
 
     def get(self, path: str) -> httpx.Response:
         return _http.get(self.url + path, headers={"authorization": f"Bearer {self.secret_key}"})
+
+    def post(self, path: str, body: Any) -> httpx.Response:
+        return _http.post(self.url + path, json=body, headers={"authorization": f"Bearer {self.secret_key}"})
 
     def interaction(self, interaction_id: str) -> Dict[str, Any]:
         """GET /api/v1/interactions/:id (with its feedback); fails the test on anything but 200."""
