@@ -30,8 +30,16 @@ export const ExperimentDecisionConfig = z.strictObject({
   guardrails: z.array(ExperimentGuardrailConfig).default([]),
   /** Level of the sequential test, split over the treatments (Bonferroni). */
   alpha: Probability.default(0.05),
-  /** Mixture width of the mSPRT in pooled standard deviations of the metric. */
+  /** Mixture width of the mSPRT in pooled standard deviations of the metric (when no `expectedEffect`). */
   tauInStandardDeviations: z.number().positive().default(0.1),
+  /**
+   * The effect the experiment is there to find, in metric units (e.g. 0.05 = 5 points of
+   * thumbs-up rate). When given, the mSPRT's mixture is N(0, expectedEffect²): the test is most
+   * sensitive where the effects one expects lie, and, being fixed before the data, it keeps the
+   * guarantee exactly (the default, tau = 0.1 sd of the metric, moves with the estimated sd, and
+   * shrinks with it when CUPED removes variance). Any value is valid; a poor one costs power only.
+   */
+  expectedEffect: z.number().positive().finite().optional(),
   /**
    * No decision before every arm has this many observations of the primary metric (users with an
    * outcome, for the per-user metrics the product passes; see users.ts).
@@ -169,6 +177,7 @@ function compareOriented(
   const sequential = msprtTest(mc, mt, {
     alpha,
     tauInStandardDeviations: config.tauInStandardDeviations,
+    ...(config.expectedEffect !== undefined ? { tau: config.expectedEffect } : {}),
     ...(previous ? { previous } : {}),
   });
   const pooledSd = Math.sqrt((mc.variance + mt.variance) / 2);

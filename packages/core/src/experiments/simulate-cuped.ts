@@ -1,0 +1,216 @@
+/**
+ * Seeded experiments on users who were there before the experiment: each user has a thumbs-up
+ * propensity of their own that persists, rates some answers in a pre-period (none for a new user)
+ * and some during the experiment. Every look runs the product's decision code (decideExperiment
+ * on userMeanMetric of the per-user sums, after cupedAdjust when the configuration adjusts), for
+ * several analysis configurations on the same simulated users, so their power and A/A
+ * false-positive rates compare like for like.
+ */
+import { SeededRandom } from '../random.js';
+import { type CupedArmSums, cupedAdjust, emptyUserCovariateSums } from './cuped.js';
+import { decideExperiment, type ExperimentDecisionConfigInput, type ExperimentState } from './decision.js';
+import { emptyUserMetricSums, userMeanMetric } from './users.js';
+
+export interface CupedPopulation {
+  /** Mean thumbs-up propensity of the control's users. */
+  rate: number;
+  /**
+   * Each user's propensity is Beta(rate · c, (1 - rate) · c): one user's ratings correlate with
+   * each other (intra-user correlation 1 / (c + 1)), before and during the experiment alike.
+   */
+  concentration: number;
+  /** Ratings per user during the experiment: a uniform whole number in [1, this]. */
+  maxRatingsPerUser: number;
+  /** Ratings per user in the pre-period: a uniform whole number in [0, this]; 0 is a new user. */
+  maxPrePeriodRatingsPerUser: number;
+}
+
+export interface CupedAnalysis {
+  name: string;
+  /** Regress each user's outcome on their pre-period mean (cuped.ts). */
+  cuped: boolean;
+  /** The decision rule, as an experiment's `decisionRule` (primary metric `thumbs_up_rate`). */
+  decisionRule?: Omit<ExperimentDecisionConfigInput, 'primaryMetric'>;
+}
+
+export interface CupedSimulationOptions {
+  population: CupedPopulation;
+  /**
+   * Treatment lift in thumbs-up points. Each treated user's propensity p becomes
+   * p + lift (1 - p) / (1 - rate): a share of their thumbs down turn up, which keeps p in [0, 1]
+   * and moves the mean by exactly `lift`. 0 is an A/A experiment.
+   */
+  lift: number;
+  analyses: CupedAnalysis[];
+  experiments: number;
+  /** Users (both arms) per experiment at most. */
+  usersPerExperiment: number;
+  /** Look after every this many users. */
+  peekEvery: number;
+  seed: number;
+}
+
+export interface CupedAnalysisResult {
+  name: string;
+  /** Per experiment: users per arm (all users / 2) at the first ship decision, or null. */
+  shippedAt: (number | null)[];
+  /** Share of experiments whose primary always-valid p-value ever reached alpha (either direction). */
+  significantRate: number;
+  /** Mean variance reduction CUPED reported at the last look (0 without CUPED). */
+  meanVarianceReduction: number;
+}
+
+export interface CupedSimulationResult {
+  experiments: number;
+  looksPerExperiment: number;
+  /** Sample correlation of users' pre-period and experiment means (users with both), pooled. */
+  prePostCorrelation: number;
+  analyses: CupedAnalysisResult[];
+}
+
+interface Arm extends CupedArmSums {}
+
+function newArm(): Arm {
+  return { outcome: { ...emptyUserMetricSums }, covariate: { ...emptyUserCovariateSums } };
+}
+
+function ups(rng: SeededRandom, p: number, n: number): number {
+  let up = 0;
+  for (let k = 0; k < n; k++) if (rng.uniform() < p) up++;
+  return up;
+}
+
+interface Moments {
+  n: number;
+  x: number;
+  y: number;
+  xx: number;
+  yy: number;
+  xy: number;
+}
+
+function addUser(arm: Arm, rng: SeededRandom, pop: CupedPopulation, lift: number, m: Moments): void {
+  const base = rng.beta(pop.rate * pop.concentration, (1 - pop.rate) * pop.concentration);
+  const p = base + (lift * (1 - base)) / (1 - pop.rate);
+  const pre = rng.int(pop.maxPrePeriodRatingsPerUser + 1);
+  // The pre-period was before the experiment: the user's own propensity, untreated.
+  const x = pre > 0 ? ups(rng, base, pre) / pre : null;
+  const ratings = 1 + rng.int(pop.maxRatingsPerUser);
+  const y = ups(rng, p, ratings) / ratings;
+  const o = arm.outcome;
+  o.users++;
+  o.events += ratings;
+  o.sum += y;
+  o.sumOfSquares += y * y;
+  if (x === null) return;
+  const c = arm.covariate;
+  c.users++;
+  c.sum += x;
+  c.sumOfSquares += x * x;
+  c.crossSum += x * y;
+  c.outcomeSum += y;
+  m.n++;
+  m.x += x;
+  m.y += y;
+  m.xx += x * x;
+  m.yy += y * y;
+  m.xy += x * y;
+}
+
+function look(
+  arms: [Arm, Arm],
+  analysis: CupedAnalysis,
+  previous: ExperimentState | undefined,
+): { decision: string; pValue: number; state: ExperimentState; varianceReduction: number } {
+  const adjustment = analysis.cuped ? cupedAdjust(arms) : null;
+  const sums = adjustment ? adjustment.arms : arms.map((a) => a.outcome);
+  const d = decideExperiment(
+    {
+      control: 'a',
+      variants: sums.map((s, i) => ({
+        name: i === 0 ? 'a' : 'b',
+        weight: 1,
+        users: s.users,
+        metrics: { thumbs_up_rate: userMeanMetric(s) },
+      })),
+      ...(previous ? { previous } : {}),
+    },
+    { ...analysis.decisionRule, primaryMetric: 'thumbs_up_rate' },
+  );
+  return {
+    decision: d.decision,
+    pValue: d.comparisons[0]?.sequentialPValue ?? 1,
+    state: d.state,
+    varianceReduction: adjustment?.varianceReduction ?? 0,
+  };
+}
+
+/**
+ * Experiments on a persistent-propensity population, looked at after every `peekEvery` users by
+ * each analysis in turn, on the same users. An analysis ships when decideExperiment says `ship`;
+ * it is significant when the primary metric's always-valid p-value reaches alpha at any look.
+ */
+export function simulateCupedExperiments(o: CupedSimulationOptions): CupedSimulationResult {
+  const rng = new SeededRandom(o.seed);
+  const looks = Math.floor(o.usersPerExperiment / o.peekEvery);
+  const alpha = (a: CupedAnalysis) => a.decisionRule?.alpha ?? 0.05;
+  const results = o.analyses.map((a) => ({
+    name: a.name,
+    shippedAt: [] as (number | null)[],
+    significant: 0,
+    reduction: 0,
+  }));
+  const m: Moments = { n: 0, x: 0, y: 0, xx: 0, yy: 0, xy: 0 };
+  for (let e = 0; e < o.experiments; e++) {
+    const arms: [Arm, Arm] = [newArm(), newArm()];
+    const state = o.analyses.map(() => ({
+      previous: undefined as ExperimentState | undefined,
+      shippedAt: null as number | null,
+      significant: false,
+      reduction: 0,
+    }));
+    for (let l = 0; l < looks; l++) {
+      for (let u = 0; u < o.peekEvery; u++) {
+        const arm = rng.uniform() < 0.5 ? 0 : 1;
+        addUser(arms[arm], rng, o.population, arm === 1 ? o.lift : 0, m);
+      }
+      // Users per arm as the design counts them (both arms together / 2), as simulatePower does.
+      const perArm = ((l + 1) * o.peekEvery) / 2;
+      o.analyses.forEach((a, i) => {
+        const s = state[i]!;
+        // Once shipped and significant, later looks change nothing (the p-value is a running minimum).
+        if (s.shippedAt !== null && s.significant) return;
+        const r = look(arms, a, s.previous);
+        s.previous = r.state;
+        s.reduction = r.varianceReduction;
+        if (r.pValue <= alpha(a)) s.significant = true;
+        if (s.shippedAt === null && r.decision === 'ship') s.shippedAt = perArm;
+      });
+    }
+    state.forEach((s, i) => {
+      const r = results[i]!;
+      r.shippedAt.push(s.shippedAt);
+      if (s.significant) r.significant++;
+      r.reduction += s.reduction;
+    });
+  }
+  const cov = m.xy / m.n - (m.x / m.n) * (m.y / m.n);
+  const vx = m.xx / m.n - (m.x / m.n) ** 2;
+  const vy = m.yy / m.n - (m.y / m.n) ** 2;
+  return {
+    experiments: o.experiments,
+    looksPerExperiment: looks,
+    prePostCorrelation: cov / Math.sqrt(vx * vy),
+    analyses: results.map((r) => ({
+      name: r.name,
+      shippedAt: r.shippedAt,
+      significantRate: r.significant / o.experiments,
+      meanVarianceReduction: r.reduction / o.experiments,
+    })),
+  };
+}
+
+/** Share of experiments that shipped by `usersPerArm` users per arm. */
+export function shippedByRate(r: CupedAnalysisResult, usersPerArm: number): number {
+  return r.shippedAt.filter((n) => n !== null && n <= usersPerArm).length / r.shippedAt.length;
+}
