@@ -209,6 +209,124 @@ for (const target of testDatabases()) {
       ]);
     });
 
+    it('joins each user’s pre-period mean of the same metric to their experiment mean (CUPED’s sums)', async () => {
+      const now = Date.now();
+      const start = now - 1000;
+      const call = (id: string, userId: string, at: number, variant?: string) =>
+        parseInput(InteractionInput, {
+          id,
+          route: 'cuped',
+          ...(variant ? { variant } : {}),
+          model: 'm',
+          userId,
+          messages: [{ role: 'user', content: 'hi' }],
+          output: { role: 'assistant', content: 'hello' },
+          createdAt: at,
+        });
+      const pre = start - 5000;
+      await store.interactions.insert(projectId, [
+        // Before the experiment (no variant yet): alice 2 up of 3 and 4 stars, bob down, dave down
+        // (and an older up, outside the 10 s pre-period), erin (never in the experiment) up.
+        call('p-a1', 'alice', pre),
+        call('p-a2', 'alice', pre),
+        call('p-a3', 'alice', pre),
+        call('p-b1', 'bob', pre),
+        call('p-d1', 'dave', pre),
+        call('p-d0', 'dave', start - 20_000),
+        call('p-e1', 'erin', pre),
+        call('p-c1', 'carol', pre),
+        // The experiment: alice up (and 5 stars), bob up and down on control; carol up, dave down
+        // twice on treatment.
+        call('x-a1', 'alice', now, 'control'),
+        call('x-b1', 'bob', now, 'control'),
+        call('x-b2', 'bob', now, 'control'),
+        call('x-c1', 'carol', now, 'treatment'),
+        call('x-d1', 'dave', now, 'treatment'),
+        call('x-d2', 'dave', now, 'treatment'),
+      ]);
+      const thumb = (interactionId: string, value: 'up' | 'down', extra: object = {}) =>
+        parseInput(FeedbackInput, { kind: 'thumbs', interactionId, value, ...extra });
+      const stars = (interactionId: string, value: number) =>
+        parseInput(FeedbackInput, { kind: 'stars', interactionId, value });
+      await store.feedback.insert(projectId, [
+        thumb('p-a1', 'up'),
+        thumb('p-a2', 'up'),
+        thumb('p-a3', 'down'),
+        stars('p-a1', 4),
+        thumb('p-b1', 'down'),
+        thumb('p-d1', 'down'),
+        thumb('p-d0', 'up'),
+        thumb('p-e1', 'up'),
+        // carol's pre-period answer only a judge rated: she has no pre-period outcome.
+        thumb('p-c1', 'up', { source: 'judge', raterId: 'judge-1' }),
+        thumb('x-a1', 'up'),
+        stars('x-a1', 5),
+        thumb('x-b1', 'up'),
+        thumb('x-b2', 'down'),
+        thumb('x-c1', 'up'),
+        thumb('x-d1', 'down'),
+        thumb('x-d2', 'down'),
+      ]);
+      await store.calibration.save(
+        projectId,
+        {},
+        {},
+        [],
+        [
+          ['p-a1', 0.5],
+          ['x-a1', 1],
+        ].map(([interactionId, reward]) => ({
+          interactionId: interactionId as string,
+          n: 1,
+          rawMean: reward as number,
+          reward: reward as number,
+          sd: 0.1,
+          lower: 0,
+          upper: 1,
+        })),
+      );
+      const totals = await store.experiments.variantTotals(projectId, 'cuped', start, undefined, {
+        prePeriodMs: 10_000,
+      });
+      const byName = Object.fromEntries(totals.map((t) => [t.variant, t]));
+      const control = byName.control!;
+      const treatment = byName.treatment!;
+      // Control: alice x = 2/3, y = 1; bob x = 0, y = 0.5.
+      expect(control.thumbs).toMatchObject({ users: 2, events: 3, sum: 1.5 });
+      expect(control.prePeriod.thumbs.users).toBe(2);
+      expect(control.prePeriod.thumbs.sum).toBeCloseTo(2 / 3, 12);
+      expect(control.prePeriod.thumbs.sumOfSquares).toBeCloseTo(4 / 9, 12);
+      expect(control.prePeriod.thumbs.crossSum).toBeCloseTo(2 / 3, 12);
+      expect(control.prePeriod.thumbs.outcomeSum).toBeCloseTo(1.5, 12);
+      // Treatment: carol has no pre-period outcome (the judge's is not hers); dave x = 0 (his
+      // older up is outside the window), y = 0. erin was never in the experiment.
+      expect(treatment.thumbs).toMatchObject({ users: 2, sum: 1 });
+      expect(treatment.prePeriod.thumbs).toEqual({
+        users: 1,
+        sum: 0,
+        sumOfSquares: 0,
+        crossSum: 0,
+        outcomeSum: 0,
+      });
+      // Stars and rewards: alice 4 -> 5 stars, reward 0.5 -> 1.
+      expect(control.prePeriod.stars).toEqual({
+        users: 1,
+        sum: 4,
+        sumOfSquares: 16,
+        crossSum: 20,
+        outcomeSum: 5,
+      });
+      expect(control.prePeriod.reward.users).toBe(1);
+      expect(control.prePeriod.reward.sum).toBeCloseTo(0.5, 12);
+      expect(control.prePeriod.reward.crossSum).toBeCloseTo(0.5, 12);
+      expect(control.prePeriod.reward.outcomeSum).toBeCloseTo(1, 12);
+      // Without a pre-period nothing is joined, and the experiment's sums are the same.
+      const plain = await store.experiments.variantTotals(projectId, 'cuped', start);
+      const plainControl = plain.find((t) => t.variant === 'control')!;
+      expect(plainControl.prePeriod.thumbs.users).toBe(0);
+      expect(plainControl.thumbs).toEqual(control.thumbs);
+    });
+
     it('records decisions, moves bandit weights with them, and stops keeping the winner', async () => {
       const exp = (await store.experiments.get(projectId, 'v2-vs-v1'))!;
       const look = {

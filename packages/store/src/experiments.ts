@@ -1,4 +1,11 @@
-import { emptyUserMetricSums, newId, RatchetError, type UserMetricSums } from '@ratchet/core';
+import {
+  emptyUserCovariateSums,
+  emptyUserMetricSums,
+  newId,
+  RatchetError,
+  type UserCovariateSums,
+  type UserMetricSums,
+} from '@ratchet/core';
 import { type Kysely, sql } from 'kysely';
 import type { AuditLog } from './audit.js';
 import type { DialectName } from './connection.js';
@@ -58,8 +65,8 @@ export interface SourceFeedbackTotals {
 /**
  * Totals of one variant since the experiment started, computed in SQL. The metrics are per end
  * user (core's users.ts says why): `source: user` feedback only, each user's mean outcome summed
- * over the users. A later per-user addition (CUPED's pre-period mean and its cross-product,
- * guardrail metrics) is more sums over the same per-user rows (`perUserRatings`).
+ * over the users, and CUPED's covariate: the same users' pre-period means joined per user, with
+ * their squares and cross-products summed (`prePeriod`).
  */
 export interface VariantFeedbackTotals {
   variant: string;
@@ -77,6 +84,13 @@ export interface VariantFeedbackTotals {
   reward: UserMetricSums;
   /** Other sources' labels, at event level, apart from the metrics. */
   otherSources: SourceFeedbackTotals[];
+  /**
+   * CUPED's covariate per metric: over this variant's users who also have an outcome of the same
+   * metric on the route in the pre-period (before the experiment started), their count, Σ x,
+   * Σ x², Σ x·y and Σ y (x the user's pre-period mean, y the experiment mean). Empty without a
+   * pre-period.
+   */
+  prePeriod: { thumbs: UserCovariateSums; stars: UserCovariateSums; reward: UserCovariateSums };
 }
 
 interface TotalsWindow {
@@ -84,6 +98,11 @@ interface TotalsWindow {
   route: string;
   from: number;
   to: number;
+}
+
+export interface VariantTotalsOptions {
+  /** Length of the pre-period before `from` whose per-user outcomes are CUPED's covariate (0: none). */
+  prePeriodMs?: number;
 }
 
 /**
@@ -106,6 +125,36 @@ function sumsOf(r: { users: unknown; events: unknown; total: unknown; squares: u
     events: Number(r.events),
     sum: Number(r.total),
     sumOfSquares: Number(r.squares),
+  };
+}
+
+/**
+ * Sums over the per-user rows `u` left-joined to the same users' pre-period rows `p` (null for a
+ * user without one): count(p.outcome) counts the users with a covariate, and the products are
+ * null (skipped by SUM) for the others.
+ */
+const overPrePeriod = [
+  sql<number>`count(p.outcome)`.as('pre_users'),
+  sql<number>`sum(p.outcome)`.as('pre_total'),
+  sql<number>`sum(p.outcome * p.outcome)`.as('pre_squares'),
+  sql<number>`sum(p.outcome * u.outcome)`.as('pre_cross'),
+  sql<number>`sum(case when p.outcome is null then null else u.outcome end)`.as('pre_outcome'),
+] as const;
+
+function covariateOf(r: {
+  pre_users: unknown;
+  pre_total: unknown;
+  pre_squares: unknown;
+  pre_cross: unknown;
+  pre_outcome: unknown;
+}): UserCovariateSums {
+  // SUM over no rows is NULL on both databases: Number(null) is the 0 it means.
+  return {
+    users: Number(r.pre_users),
+    sum: Number(r.pre_total),
+    sumOfSquares: Number(r.pre_squares),
+    crossSum: Number(r.pre_cross),
+    outcomeSum: Number(r.pre_outcome),
   };
 }
 
@@ -328,12 +377,14 @@ export class ExperimentRepository {
     route: string,
     from: number,
     to: number = Number.MAX_SAFE_INTEGER,
+    options: VariantTotalsOptions = {},
   ): Promise<VariantFeedbackTotals[]> {
     const window = { projectId, route, from, to };
+    const pre = { projectId, route, from: from - Math.max(0, options.prePeriodMs ?? 0), to: from };
     const [units, ratings, rewards, others] = await Promise.all([
       this.unitsServed(window),
-      this.userRatingSums(window),
-      this.userRewardSums(window),
+      this.userRatingSums(window, pre),
+      this.userRewardSums(window, pre),
       this.otherSourceTotals(window),
     ]);
     const out = new Map<string, VariantFeedbackTotals>();
@@ -348,6 +399,11 @@ export class ExperimentRepository {
           stars: { ...emptyUserMetricSums },
           reward: { ...emptyUserMetricSums },
           otherSources: [],
+          prePeriod: {
+            thumbs: { ...emptyUserCovariateSums },
+            stars: { ...emptyUserCovariateSums },
+            reward: { ...emptyUserCovariateSums },
+          },
         };
         out.set(variant, t);
       }
@@ -356,10 +412,18 @@ export class ExperimentRepository {
     for (const u of units) Object.assign(of(u.variant), { users: u.users, interactions: u.interactions });
     for (const r of ratings) {
       const t = of(r.variant);
-      if (r.kind === 'thumbs') t.thumbs = { ...r.sums, up: r.up };
-      else t.stars = r.sums;
+      if (r.kind === 'thumbs') {
+        t.thumbs = { ...r.sums, up: r.up };
+        t.prePeriod.thumbs = r.covariate;
+      } else {
+        t.stars = r.sums;
+        t.prePeriod.stars = r.covariate;
+      }
     }
-    for (const r of rewards) of(r.variant).reward = r.sums;
+    for (const r of rewards) {
+      of(r.variant).reward = r.sums;
+      of(r.variant).prePeriod.reward = r.covariate;
+    }
     for (const o of others) {
       const t = of(o.variant);
       let s = t.otherSources.find((x) => x.source === o.source);
@@ -375,13 +439,17 @@ export class ExperimentRepository {
 
   /** The route's interactions in the window that were assigned a variant. */
   private routeInteractions(w: TotalsWindow) {
+    return this.anyRouteInteractions(w).where('i.variant', 'is not', null);
+  }
+
+  /** All the route's interactions in the window, assigned or not (the pre-period's). */
+  private anyRouteInteractions(w: TotalsWindow) {
     return this.db
       .selectFrom('interactions as i')
       .where('i.project_id', '=', w.projectId)
       .where('i.route', '=', w.route)
       .where('i.created_at', '>=', w.from)
-      .where('i.created_at', '<', w.to)
-      .where('i.variant', 'is not', null);
+      .where('i.created_at', '<', w.to);
   }
 
   private async unitsServed(w: TotalsWindow) {
@@ -401,11 +469,11 @@ export class ExperimentRepository {
   }
 
   /**
-   * The current thumbs and default-scale stars of `source: user` feedback, one row per (variant,
-   * kind, user) with the user's mean outcome. A thumb is 1 when up and 0 when down.
+   * The current thumbs and default-scale stars of `source: user` feedback on `interactions`, one
+   * row per (kind, user) with the user's mean outcome. A thumb is 1 when up and 0 when down.
    */
-  private perUserRatings(w: TotalsWindow) {
-    return this.routeInteractions(w)
+  private userRatingRows(interactions: ReturnType<ExperimentRepository['anyRouteInteractions']>) {
+    return interactions
       .innerJoin('feedback_current as f', (j) =>
         j.onRef('f.project_id', '=', 'i.project_id').onRef('f.interaction_id', '=', 'i.id'),
       )
@@ -419,29 +487,40 @@ export class ExperimentRepository {
         ]),
       )
       .select([
-        'i.variant',
         'f.kind',
+        sql<string>`${userUnit}`.as('unit'),
         sql<number>`count(*)`.as('events'),
         sql<number>`sum(case when f.value > 0 then 1 else 0 end)`.as('up'),
         sql<number>`avg(case when f.kind = 'thumbs' then (case when f.value > 0 then 1.0 else 0.0 end) else f.value end)`.as(
           'outcome',
         ),
-      ])
-      .groupBy(['i.variant', 'f.kind', userUnit]);
+      ]);
   }
 
-  private async userRatingSums(w: TotalsWindow) {
+  /** Per (variant, kind, user) in the window; per (kind, user) in the pre-period; summed per variant and kind. */
+  private async userRatingSums(w: TotalsWindow, pre: TotalsWindow) {
+    const perUser = this.userRatingRows(this.routeInteractions(w))
+      .select('i.variant')
+      .groupBy(['i.variant', 'f.kind', userUnit]);
+    const prePeriod = this.userRatingRows(this.anyRouteInteractions(pre)).groupBy(['f.kind', userUnit]);
     const rows = await this.db
-      .selectFrom(this.perUserRatings(w).as('u'))
-      .select(['u.variant', 'u.kind', sql<number>`sum(u.up)`.as('up'), ...overUsers])
+      .selectFrom(perUser.as('u'))
+      .leftJoin(prePeriod.as('p'), (j) => j.onRef('p.kind', '=', 'u.kind').onRef('p.unit', '=', 'u.unit'))
+      .select(['u.variant', 'u.kind', sql<number>`sum(u.up)`.as('up'), ...overUsers, ...overPrePeriod])
       .groupBy(['u.variant', 'u.kind'])
       .execute();
-    return rows.map((r) => ({ variant: r.variant!, kind: r.kind, up: Number(r.up), sums: sumsOf(r) }));
+    return rows.map((r) => ({
+      variant: r.variant!,
+      kind: r.kind,
+      up: Number(r.up),
+      sums: sumsOf(r),
+      covariate: covariateOf(r),
+    }));
   }
 
-  /** Calibrated rewards of the answers a user (`source: user`) rated, averaged per user. */
-  private async userRewardSums(w: TotalsWindow) {
-    const perUser = this.routeInteractions(w)
+  /** Calibrated rewards of the answers a user (`source: user`) rated on `interactions`, per user. */
+  private userRewardRows(interactions: ReturnType<ExperimentRepository['anyRouteInteractions']>) {
+    return interactions
       .innerJoin('interaction_rewards as r', (j) =>
         j.onRef('r.project_id', '=', 'i.project_id').onRef('r.interaction_id', '=', 'i.id'),
       )
@@ -455,14 +534,25 @@ export class ExperimentRepository {
             .where('e.source', '=', 'user'),
         ),
       )
-      .select(['i.variant', sql<number>`count(*)`.as('events'), sql<number>`avg(r.reward)`.as('outcome')])
+      .select([
+        sql<string>`${userUnit}`.as('unit'),
+        sql<number>`count(*)`.as('events'),
+        sql<number>`avg(r.reward)`.as('outcome'),
+      ]);
+  }
+
+  private async userRewardSums(w: TotalsWindow, pre: TotalsWindow) {
+    const perUser = this.userRewardRows(this.routeInteractions(w))
+      .select('i.variant')
       .groupBy(['i.variant', userUnit]);
+    const prePeriod = this.userRewardRows(this.anyRouteInteractions(pre)).groupBy(userUnit);
     const rows = await this.db
       .selectFrom(perUser.as('u'))
-      .select(['u.variant', ...overUsers])
+      .leftJoin(prePeriod.as('p'), 'p.unit', 'u.unit')
+      .select(['u.variant', ...overUsers, ...overPrePeriod])
       .groupBy('u.variant')
       .execute();
-    return rows.map((r) => ({ variant: r.variant!, sums: sumsOf(r) }));
+    return rows.map((r) => ({ variant: r.variant!, sums: sumsOf(r), covariate: covariateOf(r) }));
   }
 
   /** Judge, annotator and implicit labels: event counts per source, apart from the metrics. */

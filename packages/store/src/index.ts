@@ -28,6 +28,7 @@ export type {
   ExperimentDecisionEntry,
   NewExperiment,
   VariantFeedbackTotals,
+  VariantTotalsOptions,
 } from './experiments.js';
 export type { FeedbackGate } from './feedback.js';
 export type { Page, WriteResult } from './interactions.js';

@@ -41,6 +41,17 @@ export const ExperimentDecisionConfig = z.strictObject({
    */
   expectedEffect: z.number().positive().finite().optional(),
   /**
+   * CUPED (cuped.ts) on every metric: each user's outcome adjusted by their mean of the same
+   * metric over `prePeriodDays` before the experiment started. Applied where the per-user sums
+   * are read (the loop's experimentStatus); decideExperiment receives the adjusted metrics.
+   */
+  cuped: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      prePeriodDays: z.number().positive().max(365).default(28),
+    })
+    .prefault({}),
+  /**
    * No decision before every arm has this many observations of the primary metric (users with an
    * outcome, for the per-user metrics the product passes; see users.ts).
    */

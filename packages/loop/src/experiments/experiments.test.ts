@@ -49,6 +49,48 @@ async function traffic(
   );
 }
 
+/**
+ * Returning users: each has a propensity of 0.15 or 0.85 that persists; they rated 8 answers on
+ * the route a day before `start` (no variant yet) and rate 2 during the experiment.
+ */
+async function returningUsers(store: Store, projectId: string, route: string, users: number, seed: number) {
+  const rng = new SeededRandom(seed);
+  const interactions: ReturnType<typeof parseInput<typeof InteractionInput>>[] = [];
+  const feedback: ReturnType<typeof parseInput<typeof FeedbackInput>>[] = [];
+  const rate = (u: number) => (u % 2 === 0 ? 0.15 : 0.85);
+  const answer = (id: string, u: number, at: number, variant?: string) => {
+    interactions.push(
+      parseInput(InteractionInput, {
+        id,
+        route,
+        ...(variant ? { variant } : {}),
+        model: 'm',
+        userId: `${route}-user-${u}`,
+        messages: [{ role: 'user', content: 'hi' }],
+        output: 'hello',
+        createdAt: at,
+      }),
+    );
+    feedback.push(
+      parseInput(FeedbackInput, {
+        kind: 'thumbs',
+        interactionId: id,
+        value: rng.uniform() < rate(u) ? 'up' : 'down',
+      }),
+    );
+  };
+  const before = Date.now() - 24 * 60 * 60 * 1000;
+  for (let u = 0; u < users; u++) for (let k = 0; k < 8; k++) answer(`${route}-pre-${u}-${k}`, u, before);
+  return async () => {
+    const now = Date.now();
+    // Sticky assignment: a user's two answers come from the same variant.
+    for (let u = 0; u < users; u++)
+      for (let k = 0; k < 2; k++) answer(`${route}-x-${u}-${k}`, u, now, Math.floor(u / 2) % 2 ? 'b' : 'a');
+    await store.interactions.insert(projectId, interactions);
+    await store.feedback.insert(projectId, feedback);
+  };
+}
+
 const variants = (a: string, b: string) => [
   { name: a, upstreamModel: a, weight: 1, upstream: 'local' },
   { name: b, upstreamModel: b, weight: 1, upstream: 'local' },
@@ -65,6 +107,45 @@ for (const target of testDatabases()) {
     afterAll(async () => {
       await store?.close();
       await target.cleanup();
+    });
+
+    it('adjusts by users’ pre-period outcomes (CUPED) and says so: a narrower interval on the same users', async () => {
+      const intervals: Record<string, number> = {};
+      for (const [route, cuped] of [
+        ['cuped-on', true],
+        ['cuped-off', false],
+      ] as const) {
+        // The same seed: both routes get the very same users and thumbs.
+        const during = await returningUsers(store, projectId, route, 400, 7);
+        await startExperiment(store, projectId, {
+          name: route,
+          route,
+          control: 'a',
+          variants: variants('a', 'b'),
+          decisionRule: { minObservationsPerArm: 50, cuped: { enabled: cuped, prePeriodDays: 7 } },
+        });
+        await during();
+        const s = await experimentStatus(store, projectId, route);
+        const c = s.decision.comparisons[0]!;
+        intervals[route] = c.sequentialInterval.upper - c.sequentialInterval.lower;
+        // No rule named the effect: the metric's default (5 points) was written at the start.
+        expect(s.experiment.decisionRule).toMatchObject({ expectedEffect: 0.05 });
+        expect(s.adjustments.mixture).toEqual({ expectedEffect: 0.05 });
+        if (!cuped) {
+          expect(s.adjustments.cuped).toBeNull();
+          continue;
+        }
+        // Propensities 0.15 / 0.85: the users' pre-period means explain most of their thumbs.
+        const a = s.adjustments.cuped!;
+        expect(a.prePeriodDays).toBe(7);
+        expect(a.coveredShare).toBe(1);
+        expect(a.theta).toBeGreaterThan(0.6);
+        expect(a.theta).toBeLessThan(1.2);
+        expect(a.varianceReduction).toBeGreaterThan(0.3);
+        // The arms' means as people read them stay unadjusted.
+        expect(s.variants[0]!.thumbsUpRate.users).toBe(200);
+      }
+      expect(intervals['cuped-on']!).toBeLessThan(0.85 * intervals['cuped-off']!);
     });
 
     it('stops for harm when the treatment is clearly worse', async () => {

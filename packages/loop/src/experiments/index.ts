@@ -1,4 +1,6 @@
 export {
+  defaultExpectedEffect,
+  type ExperimentAdjustments,
   type ExperimentMetric,
   ExperimentStartSpec,
   type ExperimentStatus,
