@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import {
+  describeAdjustments,
   type ExperimentStartSpec,
   type ExperimentStatus,
   experimentEngines,
@@ -101,6 +102,7 @@ export function printExperimentStatus(s: ExperimentStatus): void {
         verdict: c.verdict,
       })),
     );
+  console.log(`adjustments: ${describeAdjustments(s.adjustments)}`);
   const srm = s.decision.srm;
   console.log(
     `sample ratio: chi-square ${fmt(srm.chiSquare)}, p ${fmt(srm.pValue)}${srm.mismatch ? ' MISMATCH' : ''}`,

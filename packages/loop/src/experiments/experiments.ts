@@ -408,6 +408,19 @@ export async function experimentStatus(
   };
 }
 
+/** One line for people: which adjustments ran on the primary metric and what they did. */
+export function describeAdjustments(a: ExperimentAdjustments): string {
+  const pct = (x: number) => `${(100 * x).toFixed(0)}%`;
+  const cuped = a.cuped
+    ? `CUPED on ${a.cuped.prePeriodDays} days before the start: theta ${a.cuped.theta.toPrecision(3)}, ${pct(a.cuped.coveredShare)} of users with a pre-period, variance ${pct(a.cuped.varianceReduction)} lower`
+    : 'no CUPED adjustment';
+  const mixture =
+    'expectedEffect' in a.mixture
+      ? `mixture tuned to an expected effect of ${a.mixture.expectedEffect}`
+      : `mixture tau ${a.mixture.tauInStandardDeviations} standard deviations`;
+  return `${cuped}; ${mixture}`;
+}
+
 function adjustmentsOf(
   config: ExperimentDecisionConfig,
   cuped: CupedAdjustment | undefined,

@@ -1,5 +1,6 @@
 export {
   defaultExpectedEffect,
+  describeAdjustments,
   type ExperimentAdjustments,
   type ExperimentMetric,
   ExperimentStartSpec,

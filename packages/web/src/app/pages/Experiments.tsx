@@ -76,7 +76,26 @@ interface ExperimentStatus {
     }[];
   }[];
   decision: { decision: string; variant: string | null; reasons: string[]; comparisons: Comparison[] };
+  adjustments?: {
+    cuped: { prePeriodDays: number; theta: number; coveredShare: number; varianceReduction: number } | null;
+    mixture: { expectedEffect: number } | { tauInStandardDeviations: number };
+  };
   weights: Record<string, number> | null;
+}
+
+/** Which adjustments ran on the primary metric (CUPED, the tuned mixture) and what they removed. */
+function Adjustments({ a }: { a: NonNullable<ExperimentStatus['adjustments']> }) {
+  const pct = (x: number) => `${(100 * x).toFixed(0)}%`;
+  return (
+    <p className="muted">
+      {a.cuped
+        ? `Adjusted for each user's ${a.cuped.prePeriodDays} days before the start (CUPED, theta ${a.cuped.theta.toPrecision(3)}, ${pct(a.cuped.coveredShare)} of users had them): variance ${pct(a.cuped.varianceReduction)} lower. `
+        : 'No pre-period adjustment. '}
+      {'expectedEffect' in a.mixture
+        ? `Sequential test tuned to an effect of ${a.mixture.expectedEffect}.`
+        : `Sequential test mixture ${a.mixture.tauInStandardDeviations} standard deviations wide.`}
+    </p>
+  );
 }
 
 const decisionText: Record<string, string> = {
@@ -166,6 +185,7 @@ function ExperimentReport({ id }: { id: string }) {
               </strong>
               . {s.decision.reasons.join('; ')}
             </p>
+            {s.adjustments && <Adjustments a={s.adjustments} />}
             {e.metric === 'thumbs_up_rate' && <RatePosteriors s={s} />}
             {s.decision.comparisons.length > 0 && (
               <>
