@@ -161,7 +161,11 @@ for (const target of testDatabases()) {
       }
       await ratchet.flush();
       const got = await t.call(`/api/v1/interactions/${ratchetInteractionId(stream)}`);
-      expect(got.body).toMatchObject({ output: { content: text }, metadata: { abandoned: true } });
+      expect(got.body).toMatchObject({
+        status: 'aborted',
+        output: { content: text },
+        metadata: { abandoned: true },
+      });
     });
 
     it('keeps tee() working on a wrapped stream and logs the answer once', async () => {

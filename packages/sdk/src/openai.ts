@@ -273,7 +273,8 @@ async function* readAndAssemble(
     throw err;
   } finally {
     // The app stopped reading early: log what it saw.
-    if (!settled) call.succeeded(assembler.message(), outcome({ abandoned: true }));
+    // Logged as the gateway logs a stream its client closed early: `aborted`, with what was read.
+    if (!settled) call.aborted(assembler.message(), outcome({ abandoned: true }));
   }
 }
 
@@ -311,6 +312,10 @@ class CallRecorder {
 
   succeeded(output: ChatMessage, outcome: Outcome): void {
     this.log({ output, usage: outcome.usage, status: 'ok' }, outcome);
+  }
+
+  aborted(partial: ChatMessage, outcome: Outcome): void {
+    this.log({ output: partial, usage: outcome.usage, status: 'aborted' }, outcome);
   }
 
   failed(error: unknown, partial?: ChatMessage, outcome: Outcome = {}): void {
