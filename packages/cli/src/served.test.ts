@@ -57,7 +57,13 @@ for (const target of testDatabases()) {
 
     const answer = async (): Promise<string> => {
       const res = await t.call('/v1/chat/completions', {
-        body: { model: 'support-bot', messages: [{ role: 'user', content: 'Where is my refund?' }] },
+        // One end user throughout: a promotion over a production model opens a watch that keeps
+        // 5% of the users (sticky) on the replaced model; this user is in the other 95%.
+        body: {
+          model: 'support-bot',
+          user: 'served-test-user',
+          messages: [{ role: 'user', content: 'Where is my refund?' }],
+        },
       });
       expect(res.status).toBe(200);
       return res.body.choices[0].message.content;

@@ -16,6 +16,7 @@ export * from './deploy/index.js';
 export * from './eval/index.js';
 export * from './experiments/index.js';
 export { type ExportFormat, exportDataset, exportFormats } from './exports.js';
+export * from './guardrails/index.js';
 export * from './imports/index.js';
 export * from './labelstudio/index.js';
 export * from './orchestrator/index.js';

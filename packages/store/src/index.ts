@@ -43,3 +43,10 @@ export type { Database } from './schema.js';
 export { type GatewayFacts, productionVariant } from './serving.js';
 export { Store } from './store.js';
 export type { NewUsageRecord, UsageKind, UsageRecord } from './usage-records.js';
+export {
+  holdbackVariant,
+  type PromotionWatch,
+  type PromotionWatchLook,
+  type WatchEvidence,
+  watchedVariants,
+} from './watches.js';

@@ -674,6 +674,57 @@ function gatewaySurface(dialect: DialectName): Migration {
   };
 }
 
+/**
+ * A watch per promotion (see watches.ts): the route serves the new model with the previous one
+ * as a small sticky holdback until the watch ends or rolls back; every look is kept with its
+ * evidence. Apart from `experiments`: an experiment blocks stage changes on its route and a loop
+ * round waits on it, while a watch must let a rollback (its own, or a person's) through.
+ */
+function promotionWatches(dialect: DialectName): Migration {
+  const t = types(dialect);
+  return {
+    async up(db: AnyDb) {
+      await db.schema
+        .createTable('promotion_watches')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('project_id', 'text', (c) => c.notNull().references('projects.id').onDelete('cascade'))
+        .addColumn('route', 'text', (c) => c.notNull())
+        .addColumn('model_id', 'text', (c) => c.notNull())
+        .addColumn('holdback_model_id', 'text', (c) => c.notNull())
+        .addColumn('status', 'text', (c) => c.notNull())
+        .addColumn('policy', t.json, (c) => c.notNull())
+        .addColumn('state', t.json, (c) => c.notNull())
+        .addColumn('opened_by', 'text', (c) => c.notNull())
+        .addColumn('opened_at', t.time, (c) => c.notNull())
+        .addColumn('closed_at', t.time)
+        .addColumn('outcome', t.json)
+        .execute();
+      await db.schema
+        .createIndex('promotion_watches_project_status')
+        .on('promotion_watches')
+        .columns(['project_id', 'status', 'route'])
+        .execute();
+      await db.schema
+        .createTable('promotion_watch_looks')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('watch_id', 'text', (c) =>
+          c.notNull().references('promotion_watches.id').onDelete('cascade'),
+        )
+        .addColumn('decision', 'text', (c) => c.notNull())
+        .addColumn('reasons', t.json, (c) => c.notNull())
+        .addColumn('evidence', t.json, (c) => c.notNull())
+        .addColumn('actor', 'text', (c) => c.notNull())
+        .addColumn('created_at', t.time, (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createIndex('promotion_watch_looks_watch')
+        .on('promotion_watch_looks')
+        .columns(['watch_id', 'created_at'])
+        .execute();
+    },
+  };
+}
+
 export function migrations(dialect: DialectName): Record<string, Migration> {
   return {
     '0001_initial': initial(dialect),
@@ -689,6 +740,7 @@ export function migrations(dialect: DialectName): Record<string, Migration> {
     '0011_dead_letters': deadLetters(dialect),
     '0012_feedback_tokens': feedbackTokens(dialect),
     '0015_served_routes': servedRoutes(),
+    '0017_promotion_watch': promotionWatches(dialect),
     '0019_gateway_surface': gatewaySurface(dialect),
   };
 }

@@ -68,8 +68,11 @@ for (const target of testDatabases()) {
         'model.stage',
         'model.replaced',
         'model.stage',
+        // Replacing a production model opens a watch; the rollback closes it.
+        'watch.opened',
         'model.rolled_back',
         'model.restored',
+        'watch.rolled_back',
       ]);
       expect(log[0]).toMatchObject({
         actor: 'test',
@@ -146,9 +149,13 @@ for (const target of testDatabases()) {
         await expect.poll(() => heard.filter((t) => t >= start).length, { timeout: 1000 }).toBeGreaterThan(0);
 
         await store.models.setStage(chat, 'chat-v2', 'production', 'test', 'better', gateway);
-        expect((await store.routes.get(chat, 'chat'))?.variants.map((v) => v.model)).toEqual([
-          'busy-adapter',
-          'chat-v2',
+        // chat-v1 stays on as the watch's holdback (5% of the users), segments untouched.
+        expect(
+          (await store.routes.get(chat, 'chat'))?.variants.map((v) => [v.name, v.model, v.weight]),
+        ).toEqual([
+          ['busy', 'busy-adapter', 1],
+          ['production', 'chat-v2', 0.95],
+          ['holdback', 'chat-v1', 0.05],
         ]);
         // Production leaving production: the gateway file's route takes the calls of no segment.
         const file = { ...gateway, routeUpstreams: { chat: 'local' } };

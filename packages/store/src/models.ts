@@ -1,11 +1,19 @@
-import { checkStageMove, type ModelStage, newId, RatchetError } from '@ratchet/core';
+import {
+  checkStageMove,
+  type ModelStage,
+  newId,
+  RatchetError,
+  type WatchPolicyInput,
+  watchPolicySchema,
+} from '@ratchet/core';
 import type { Kysely, Selectable, Transaction } from 'kysely';
 import type { AuditLog } from './audit.js';
 import type { DialectName } from './connection.js';
 import { decodeJson, encodeJson } from './json.js';
 import type { GatewayRouteRepository, StoredVariant } from './routes.js';
 import type { Database, ModelsTable } from './schema.js';
-import { type GatewayFacts, servingModel, servingNoModel } from './serving.js';
+import { type GatewayFacts, productionVariant, servingModel, servingNoModel } from './serving.js';
+import { type WatchRepository, watchedVariants } from './watches.js';
 
 export interface Model {
   id: string;
@@ -51,6 +59,7 @@ export class ModelRepository {
     private readonly dialect: DialectName,
     private readonly audit: AuditLog,
     private readonly routes: GatewayRouteRepository,
+    private readonly watches: WatchRepository,
   ) {}
 
   async register(projectId: string, m: NewModel, actor: string): Promise<Model> {
@@ -136,6 +145,9 @@ export class ModelRepository {
    * and the route serves the new one; a production model leaving production hands the route back
    * to the gateway file. Refused, changing nothing, when that cannot be served (see serving.ts)
    * or an experiment runs on the route. `gateway`: what the caller knows of the gateway file.
+   * A promotion that replaces a production model opens a watch (watches.ts) here, the one place
+   * every promotion goes through: the replaced model keeps a holdback share of the route's users
+   * until the watch ends or the guardrail rolls back. `watch`: its policy (defaults otherwise).
    */
   async setStage(
     projectId: string,
@@ -144,7 +156,9 @@ export class ModelRepository {
     actor: string,
     reason: string,
     gateway?: GatewayFacts,
-  ): Promise<Model & { served: ServedChange | null }> {
+    options: { watch?: WatchPolicyInput } = {},
+  ): Promise<Model & { served: ServedChange | null; watchId: string | null }> {
+    const policy = watchPolicySchema.parse(options.watch ?? {});
     return this.routes.transaction(async (trx) => {
       const row = await trx
         .selectFrom('models')
@@ -156,14 +170,19 @@ export class ModelRepository {
       checkStageMove(row.stage, stage, row.name);
       const served = await this.planStageServing(trx, row, stage, gateway);
       const now = Date.now();
+      let replaced: Selectable<ModelsTable> | undefined;
       if (stage === 'production' && row.route !== null) {
         const current = await trx
           .selectFrom('models')
-          .select(['id', 'name'])
+          .selectAll()
           .where('project_id', '=', projectId)
           .where('route', '=', row.route)
           .where('stage', '=', 'production')
+          .where('id', '!=', row.id)
           .execute();
+        replaced = current[0];
+        if (current.length > 0)
+          await this.watches.closeOn(trx, projectId, row.route, 'superseded', actor, `${row.name} promoted`);
         for (const c of current) {
           await trx
             .updateTable('models')
@@ -195,9 +214,73 @@ export class ModelRepository {
         },
         trx,
       );
+      let watchId: string | null = null;
+      if (served && stage === 'production' && row.route !== null && replaced) {
+        watchId = await this.openWatch(trx, row, replaced, served, gateway, policy, actor);
+      } else if (row.stage === 'production' && stage !== 'production' && row.route !== null) {
+        await this.watches.closeOn(
+          trx,
+          projectId,
+          row.route,
+          'superseded',
+          actor,
+          `${row.name} left production`,
+        );
+      }
       if (served) await this.writeServed(trx, projectId, served, actor, reason);
-      return { ...this.toModel({ ...row, stage, updated_at: now }), served };
+      return { ...this.toModel({ ...row, stage, updated_at: now }), served, watchId };
     });
+  }
+
+  /**
+   * Puts the replaced model on the route as the holdback (mutating `served`) and opens the watch.
+   * When the replaced model cannot be served any more (its adapter is gone, no upstream), the
+   * promotion still goes ahead unwatched, and the audit says why: refusing a promotion because the
+   * old model is broken would keep the broken one.
+   */
+  private async openWatch(
+    trx: Transaction<Database>,
+    row: Selectable<ModelsTable>,
+    replaced: Selectable<ModelsTable>,
+    served: ServedChange,
+    gateway: GatewayFacts | undefined,
+    policy: ReturnType<typeof watchPolicySchema.parse>,
+    actor: string,
+  ): Promise<string | null> {
+    const route = row.route!;
+    const before = (await this.routes.get(row.project_id, route, trx))?.variants ?? [];
+    let holdback: StoredVariant | undefined;
+    try {
+      const asProduction = servingModel(
+        route,
+        { id: replaced.id, name: replaced.name, adapterPath: replaced.adapter_path },
+        before,
+        gateway,
+        'stage',
+      );
+      holdback = asProduction.find((v) => v.name === productionVariant && !v.segment);
+    } catch (err) {
+      if (!(err instanceof RatchetError)) throw err;
+      await this.audit.record(
+        {
+          projectId: row.project_id,
+          actor,
+          action: 'watch.skipped',
+          subjectType: 'model',
+          subjectId: row.id,
+          details: { route, holdback: replaced.id, reason: err.message },
+        },
+        trx,
+      );
+      return null;
+    }
+    if (!holdback || !served.variants) return null;
+    served.variants = watchedVariants(served.variants, holdback, policy.holdbackShare);
+    return this.watches.open(
+      trx,
+      { projectId: row.project_id, route, modelId: row.id, holdbackModelId: replaced.id, policy },
+      actor,
+    );
   }
 
   /**
@@ -377,6 +460,7 @@ export class ModelRepository {
         },
         trx,
       );
+      await this.watches.closeOn(trx, projectId, route, 'rolled_back', actor, reason);
       await this.writeServed(trx, projectId, served, actor, reason);
       return {
         from: this.toModel({ ...current, stage: 'archived', updated_at: now }),

@@ -320,6 +320,38 @@ export interface ExperimentsTable {
   stopped_at: number | null;
 }
 
+/** A promotion's watch: `watching` until it ends without harm, rolls back, or another change replaces it. */
+export type PromotionWatchStatus = 'watching' | 'ended' | 'rolled_back' | 'superseded';
+
+export interface PromotionWatchesTable {
+  id: string;
+  project_id: string;
+  route: string;
+  /** The promoted model, served to all but the holdback. */
+  model_id: string;
+  /** The model it replaced, served to the holdback share. */
+  holdback_model_id: string;
+  status: PromotionWatchStatus;
+  policy: Json;
+  /** The sequential tests' running p-values, carried from one look to the next. */
+  state: Json;
+  opened_by: string;
+  opened_at: number;
+  closed_at: number | null;
+  /** How it closed: by whom and why. */
+  outcome: Json | null;
+}
+
+export interface PromotionWatchLooksTable {
+  id: string;
+  watch_id: string;
+  decision: string;
+  reasons: Json;
+  evidence: Json;
+  actor: string;
+  created_at: number;
+}
+
 /**
  * `running` and `awaiting_approval` are open (the route's current round); the rest are final.
  * `awaiting_approval`: the experiment shipped, the policy wants a person to say yes or no.
@@ -419,6 +451,8 @@ export interface Database {
   gateway_routes: GatewayRoutesTable;
   gateway_route_version: GatewayRouteVersionTable;
   experiments: ExperimentsTable;
+  promotion_watches: PromotionWatchesTable;
+  promotion_watch_looks: PromotionWatchLooksTable;
 }
 
 export type { Generated };

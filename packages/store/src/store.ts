@@ -27,6 +27,7 @@ import { RunRepository } from './runs.js';
 import type { Database } from './schema.js';
 import { ScoreConfigRepository } from './score-configs.js';
 import { UsageRecordRepository } from './usage-records.js';
+import { WatchRepository } from './watches.js';
 
 /**
  * The store: one object per database, with a repository per noun. The same code runs on SQLite
@@ -48,6 +49,7 @@ export class Store {
   readonly evaluations: EvaluationRepository;
   readonly routes: GatewayRouteRepository;
   readonly experiments: ExperimentRepository;
+  readonly watches: WatchRepository;
   readonly loops: LoopRoundRepository;
   readonly deadLetters: DeadLetterRepository;
   readonly usage: UsageRecordRepository;
@@ -85,11 +87,12 @@ export class Store {
     this.analysis = new AnalysisRepository(db, dialect);
     this.audit = new AuditLog(db, dialect);
     this.routes = new GatewayRouteRepository(db, dialect, config);
-    this.models = new ModelRepository(db, dialect, this.audit, this.routes);
+    this.experiments = new ExperimentRepository(db, dialect, this.routes, this.audit);
+    this.watches = new WatchRepository(db, dialect, this.audit, this.routes, this.experiments);
+    this.models = new ModelRepository(db, dialect, this.audit, this.routes, this.watches);
     this.dashboard = new DashboardRepository(db);
     this.runs = new RunRepository(db, dialect);
     this.evaluations = new EvaluationRepository(db, dialect, this.audit);
-    this.experiments = new ExperimentRepository(db, dialect, this.routes, this.audit);
     this.loops = new LoopRoundRepository(db, dialect, this.audit);
     this.deadLetters = new DeadLetterRepository(db);
     this.usage = new UsageRecordRepository(db);
@@ -122,6 +125,9 @@ export class Store {
       provider: { getMigrations: async () => migrations(dialect) },
       migrationTableName: 'ratchet_migrations',
       migrationLockTableName: 'ratchet_migrations_lock',
+      // Numbers are handed out to parallel work, so a database may have run a later one (0019)
+      // before an earlier one (0017) lands; they touch different tables, so order is free.
+      allowUnorderedMigrations: true,
     });
     const { error } = await migrator.migrateToLatest();
     if (error) throw error instanceof Error ? error : new Error(String(error));

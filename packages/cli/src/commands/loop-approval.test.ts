@@ -98,7 +98,8 @@ for (const db of testDatabases()) {
       expect(done).toMatchObject({ stage: 'done', status: 'succeeded' });
       expect(await stageOf(t, 'bot-cand')).toBe('production');
       expect(await stageOf(t, 'bot-prod')).toBe('archived');
-      expect(await served(t, 'bot')).toEqual(['bot-cand@1']);
+      // The promotion opened a watch: the replaced model keeps its 5% holdback.
+      expect(await served(t, 'bot')).toEqual(['bot-cand@0.95', 'bot-prod@0.05']);
       const approver = approved.body.state.approval.actor as string;
       expect(approver).toMatch(/^api:/);
       expect(await actions(t, roundId)).toEqual(

@@ -226,14 +226,17 @@ describe('the loop runs a round end to end', () => {
     expect(ended, log.join('\n')).toMatchObject({ stage: 'done' });
     expect(['succeeded', 'rolled_back']).toContain(ended!.status);
     const route = await t.store.routes.get(t.projectId, 'support-bot');
-    expect(route!.variants).toHaveLength(1);
     const after = await t.store.models.get(t.projectId, 'support-bot-r1');
     if (ended!.status === 'succeeded') {
       expect(after!.stage).toBe('production');
-      expect(route!.variants[0]!.model).toBe('support-bot-r1');
+      // The promotion opened a watch: the replaced model keeps its 5% holdback.
+      expect(route!.variants.map((v) => `${v.model}@${v.weight}`)).toEqual([
+        'support-bot-r1@0.95',
+        'tiny-base@0.05',
+      ]);
     } else {
       expect(after!.stage).toBe('archived');
-      expect(route!.variants[0]!.model).toBe('tiny-base');
+      expect(route!.variants.map((v) => v.model)).toEqual(['tiny-base']);
     }
 
     const audit = await t.store.db

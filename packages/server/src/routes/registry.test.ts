@@ -43,8 +43,11 @@ describe('model registry over HTTP', () => {
       served: { route: 'support', variants: [{ upstream: 'local', model: 'v1', weight: 1 }] },
     });
     const v2 = await t.call('/api/v1/models/v2');
+    // The hand promotion over v1 opened a watch; the rollback closed it.
     expect(v2.body.history.map((h: { action: string }) => h.action)).toEqual([
+      'watch.rolled_back',
       'model.rolled_back',
+      'watch.opened',
       'model.stage',
       'model.registered',
     ]);
