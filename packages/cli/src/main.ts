@@ -22,6 +22,7 @@ import {
 import { startServer } from './commands/serve.js';
 import { registerSimulateCommand } from './commands/simulate.js';
 import { registerTrainingCommands } from './commands/training.js';
+import { registerWatchCommands } from './commands/watch.js';
 import { projectIdByName, withStore } from './context.js';
 import { runLoopDemo } from './demo/loop-demo.js';
 
@@ -408,6 +409,10 @@ export function buildProgram(): Command {
             gateway,
           );
           console.log(`${m.name} is now ${m.stage}${m.served ? `; ${describeServed(m.served)}` : ''}`);
+          if (m.watchId)
+            console.log(
+              `watching it (${m.watchId}): the replaced model keeps a holdback of users; see ratchet watch status --project ${opts.project}`,
+            );
         });
       },
     );
@@ -443,6 +448,7 @@ export function buildProgram(): Command {
   registerEvalCommand(program);
   registerCritiqueCommand(program);
   registerExperimentCommands(program);
+  registerWatchCommands(program);
 
   program
     .command('sample')

@@ -1,5 +1,18 @@
-import { type LoopPolicy, loadLoopPolicies, queueObjective } from '@ratchet/loop';
-import { buildServer, loadServerConfig, type RatchetServer, type ServerConfigInput } from '@ratchet/server';
+import {
+  type GuardrailWebhook,
+  guardrailWebhookFromEnv,
+  type LoopPolicy,
+  loadLoopPolicies,
+  lookAtOpenWatches,
+  queueObjective,
+} from '@ratchet/loop';
+import {
+  buildServer,
+  gatewayFacts,
+  loadServerConfig,
+  type RatchetServer,
+  type ServerConfigInput,
+} from '@ratchet/server';
 import { Store } from '@ratchet/store';
 import { runLoopPass } from './loop.js';
 
@@ -7,6 +20,8 @@ export interface ServeOptions extends ServerConfigInput {
   databaseUrl?: string;
   /** Run the loop inside the server: a policy file and the project it improves. */
   loop?: { policyPath: string; project: string; modelsUrl?: string };
+  /** Seconds between looks at the open promotion watches (default 60; RATCHET_WATCH_LOOK_SECONDS). */
+  watchLookSeconds?: number;
 }
 
 export interface Running {
@@ -18,8 +33,10 @@ export interface Running {
 
 /** Starts the server; SIGINT/SIGTERM write buffered interactions and close cleanly. */
 export async function startServer(opts: ServeOptions): Promise<Running> {
-  const { databaseUrl, loop, ...overrides } = opts;
+  const { databaseUrl, loop, watchLookSeconds, ...overrides } = opts;
   const config = loadServerConfig(overrides);
+  // Read before anything starts: half a webhook configuration is an error, not a silent no.
+  const webhook = guardrailWebhookFromEnv();
   const store = await Store.open(databaseUrl ?? process.env.RATCHET_DATABASE_URL);
   let server: RatchetServer;
   let policies: LoopPolicy[] = [];
@@ -35,11 +52,19 @@ export async function startServer(opts: ServeOptions): Promise<Running> {
   }
   const url = await server.listen();
   loopTimer = loop ? await startLoopTimer(store, server, loop, policies) : undefined;
+  const watchTimer = startWatchTimer(
+    store,
+    server,
+    webhook,
+    watchLookSeconds ?? Number(process.env.RATCHET_WATCH_LOOK_SECONDS ?? 60),
+  );
   let stopping: Promise<void> | undefined;
   const stop = () => {
     stopping ??= (async () => {
       loopTimer?.stop();
+      watchTimer.stop();
       await loopTimer?.idle();
+      await watchTimer.idle();
       await server.close();
       await store.close();
     })();
@@ -98,4 +123,34 @@ async function startLoopTimer(
   timer.unref();
   pass();
   return { stop: () => clearInterval(timer), idle: () => running, pass };
+}
+
+/**
+ * The guardrail inside `ratchet serve`: a look at every open promotion watch every `seconds`, one
+ * pass at a time. It runs whether or not the loop does: a model promoted by hand is watched too.
+ */
+function startWatchTimer(
+  store: Store,
+  server: RatchetServer,
+  webhook: GuardrailWebhook | undefined,
+  seconds: number,
+): { stop(): void; idle(): Promise<void> } {
+  if (!(seconds > 0)) throw new Error(`watch look interval: expected seconds > 0, got ${seconds}`);
+  const gateway = server.gatewayConfig ? gatewayFacts(server.gatewayConfig) : undefined;
+  let running: Promise<void> = Promise.resolve();
+  const pass = () => {
+    running = running
+      .then(async () => {
+        for (const out of await lookAtOpenWatches(store, { webhook, gateway }))
+          if (out.decision !== 'continue')
+            server.app.log.info(
+              { watch: out.watch.id, route: out.watch.route, reasons: out.reasons },
+              `watch ${out.decision}`,
+            );
+      })
+      .catch((err) => server.app.log.error({ err }, 'watch look failed'));
+  };
+  const timer = setInterval(pass, seconds * 1000);
+  timer.unref();
+  return { stop: () => clearInterval(timer), idle: () => running };
 }
