@@ -126,6 +126,7 @@ describe('bench machinery', () => {
     expect(result.metrics.serve_1_at_once_tokens_per_s).toBeGreaterThan(0);
     expect(result.metrics.serve_8_at_once_tokens_per_s).toBeGreaterThan(0);
     expect(result.metrics.serve_concurrency_speedup).toBeGreaterThan(0);
+    expect(result.metrics.serve_mixed_adapters_speedup_ratio).toBeGreaterThan(0);
   }, 600_000);
 
   // The whole pipeline on the test preset: pool sampled through `ratchet-worker serve`, simulated

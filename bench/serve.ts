@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { type Bench, loadNote } from './lib/bench.js';
 import { firstJsonLine, freePort, groupCpuMs, type Proc, startProc } from './lib/procs.js';
 import { repoDir, round, workDir } from './lib/results.js';
@@ -25,12 +25,12 @@ interface Phase {
 }
 
 /** One chat call; the completion tokens it produced (0 on failure). */
-async function call(url: string, i: number, maxTokens: number): Promise<number> {
+async function call(url: string, model: string, i: number, maxTokens: number): Promise<number> {
   const res = await fetch(`${url}/v1/chat/completions`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({
-      model: 'tiny',
+      model,
       messages: [{ role: 'user', content: prompts[i % prompts.length] }],
       max_tokens: maxTokens,
       temperature: 0,
@@ -42,8 +42,16 @@ async function call(url: string, i: number, maxTokens: number): Promise<number> 
   return ((await res.json()) as { usage: { completion_tokens: number } }).usage.completion_tokens;
 }
 
-/** `clients` closed-loop clients, each sending `perClient` calls back to back. */
-async function phase(worker: Proc, url: string, clients: number, perClient: number, maxTokens: number) {
+/** `clients` closed-loop clients, each sending `perClient` calls back to back; call i goes to
+ * `models[i % models.length]`. */
+async function phase(
+  worker: Proc,
+  url: string,
+  models: string[],
+  clients: number,
+  perClient: number,
+  maxTokens: number,
+) {
   const cpuBefore = groupCpuMs(worker.child.pid!);
   const started = performance.now();
   let failed = 0;
@@ -51,7 +59,8 @@ async function phase(worker: Proc, url: string, clients: number, perClient: numb
     Array.from({ length: clients }, async (_, c) => {
       let tokens = 0;
       for (let k = 0; k < perClient; k++) {
-        const got = await call(url, c * perClient + k, maxTokens);
+        const i = c * perClient + k;
+        const got = await call(url, models[i % models.length]!, i, maxTokens);
         if (got === 0) failed++;
         tokens += got;
       }
@@ -66,11 +75,51 @@ async function phase(worker: Proc, url: string, clients: number, perClient: numb
   } satisfies Phase;
 }
 
+/**
+ * `count` LoRA adapters of the model (random weights: what is measured is the arithmetic, not
+ * what they say), made once under bench/.work, then loaded into the running worker at run time.
+ */
+async function loadAdapters(url: string, worker: string, model: string, count: number): Promise<string[]> {
+  const dir = join(workDir, 'serve-adapters', basename(model));
+  const script = `
+import os, sys, torch
+from peft import LoraConfig, get_peft_model
+from transformers import AutoModelForCausalLM
+model, out, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+for i in range(count):
+    folder = os.path.join(out, f"a{i}")
+    if os.path.exists(os.path.join(folder, "adapter_config.json")):
+        continue
+    torch.manual_seed(i)
+    config = LoraConfig(r=16, target_modules="all-linear", init_lora_weights=False, task_type="CAUSAL_LM")
+    get_peft_model(AutoModelForCausalLM.from_pretrained(model), config).save_pretrained(folder)
+`;
+  execFileSync(join(dirname(worker), 'python'), ['-c', script, model, dir, String(count)], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+    env: { ...process.env, OMP_NUM_THREADS: '1', TRANSFORMERS_VERBOSITY: 'error', PYTHONWARNINGS: 'ignore' },
+  });
+  const names = Array.from({ length: count }, (_, i) => `adapter-${i}`);
+  for (const [i, name] of names.entries()) {
+    const res = await fetch(`${url}/v1/models/load`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ name, path: join(dir, `a${i}`) }),
+    });
+    if (!res.ok) throw new Error(`serve: loading ${name} failed: ${await res.text()}`);
+  }
+  return names;
+}
+
 export const serveBench: Bench = {
   name: 'serve',
   summary:
     'generated tokens/s of ratchet-worker serve at 8 concurrent calls over 1 at a time, tiny model on CPU',
-  keyMetrics: ['serve_concurrency_speedup', 'serve_1_at_once_tokens_per_s', 'serve_8_at_once_tokens_per_s'],
+  keyMetrics: [
+    'serve_concurrency_speedup',
+    'serve_1_at_once_tokens_per_s',
+    'serve_8_at_once_tokens_per_s',
+    'serve_mixed_adapters_speedup_ratio',
+  ],
   async run(ctx) {
     const loadBefore = loadNote();
     const concurrency = Number(process.env.BENCH_SERVE_CONCURRENCY ?? 8);
@@ -100,27 +149,37 @@ export const serveBench: Bench = {
     try {
       await firstJsonLine(proc, 300_000);
       const url = `http://127.0.0.1:${port}`;
-      await phase(proc, url, concurrency, 1, maxTokens); // warm-up: first calls allocate and compile
-      const runs: { one: Phase; many: Phase }[] = [];
+      const adapters = await loadAdapters(url, worker, model, ctx.tiny ? 2 : 4);
+      // Warm-up: first calls allocate and compile; the adapters' first calls too.
+      await phase(proc, url, ['tiny'], concurrency, 1, maxTokens);
+      await phase(proc, url, adapters, concurrency, 1, maxTokens);
+      type Which = 'one' | 'many' | 'oneMixed' | 'manyMixed';
+      const measure = (which: Which) => {
+        const models = which.endsWith('Mixed') ? adapters : ['tiny'];
+        return which.startsWith('one')
+          ? phase(proc, url, models, 1, concurrency * perClient, maxTokens)
+          : phase(proc, url, models, concurrency, perClient, maxTokens);
+      };
+      const tps = (p: Phase) => p.tokens / p.seconds;
+      const runs: Record<Which, Phase>[] = [];
       for (let r = 0; r < repeats; r++) {
         // Interleaved, the order alternating, so a burst of other load hits both alike.
-        const measure = async (which: 'one' | 'many') =>
-          which === 'one'
-            ? phase(proc, url, 1, concurrency * perClient, maxTokens)
-            : phase(proc, url, concurrency, perClient, maxTokens);
-        const order = r % 2 ? (['many', 'one'] as const) : (['one', 'many'] as const);
-        const got = {} as { one: Phase; many: Phase };
+        const order: Which[] =
+          r % 2 ? ['manyMixed', 'oneMixed', 'many', 'one'] : ['one', 'many', 'oneMixed', 'manyMixed'];
+        const got = {} as Record<Which, Phase>;
         for (const which of order) got[which] = await measure(which);
         runs.push(got);
-        const tps = (p: Phase) => p.tokens / p.seconds;
         ctx.log(
-          `serve run ${r + 1}/${repeats}: 1 at a time ${tps(got.one).toFixed(1)} tok/s, ${concurrency} at once ${tps(got.many).toFixed(1)} tok/s (x${(tps(got.many) / tps(got.one)).toFixed(2)}), ${loadNote()}`,
+          `serve run ${r + 1}/${repeats}: base 1 at a time ${tps(got.one).toFixed(1)} tok/s, ${concurrency} at once ${tps(got.many).toFixed(1)} tok/s (x${(tps(got.many) / tps(got.one)).toFixed(2)}); ${adapters.length} adapters 1 at a time ${tps(got.oneMixed).toFixed(1)}, ${concurrency} at once ${tps(got.manyMixed).toFixed(1)} (x${(tps(got.manyMixed) / tps(got.oneMixed)).toFixed(2)}), ${loadNote()}`,
         );
       }
-      const failed = runs.reduce((n, r) => n + r.one.failed + r.many.failed, 0);
+      const failed = runs.reduce(
+        (n, r) => n + r.one.failed + r.many.failed + r.oneMixed.failed + r.manyMixed.failed,
+        0,
+      );
       if (failed) throw new Error(`serve: ${failed} calls failed`);
-      const tps = (p: Phase) => p.tokens / p.seconds;
       const ratios = runs.map((r) => tps(r.many) / tps(r.one));
+      const mixedRatios = runs.map((r) => tps(r.manyMixed) / tps(r.oneMixed));
       const cpuPerToken = (p: Phase) => p.cpuMs / p.tokens;
       const cpuRatios = runs.map((r) => cpuPerToken(r.one) / cpuPerToken(r.many));
       const metrics = {
@@ -133,6 +192,12 @@ export const serveBench: Bench = {
           3,
         ),
         serve_cpu_speedup_ratio: round(median(cpuRatios), 2),
+        serve_mixed_adapters_speedup_ratio: round(median(mixedRatios), 2),
+        serve_adapters_1_at_once_tokens_per_s: round(median(runs.map((r) => tps(r.oneMixed))), 1),
+        [`serve_adapters_${concurrency}_at_once_tokens_per_s`]: round(
+          median(runs.map((r) => tps(r.manyMixed))),
+          1,
+        ),
         serve_failed_calls_count: failed,
       };
       const notes = [
@@ -141,6 +206,7 @@ export const serveBench: Bench = {
         `1 at a time: one client, ${concurrency * perClient} calls back to back; ${concurrency} at once: ${concurrency} closed-loop clients, ${perClient} calls each (the same tokens).`,
         `Tokens/s = completion tokens / wall time of the phase, client and HTTP included (the client runs in the bench process on the same 2 cores).`,
         `${repeats} interleaved repeats (order alternating) after a warm-up, median of the per-repeat ratios shown; spread of the ratio ${spread(ratios)}.`,
+        `Across adapters: the same two phases with call i going to LoRA adapter i mod ${adapters.length} (r 16, all linear layers, random weights, loaded at run time through /v1/models/load), so 8 at once mixes adapters in each batch; serve_mixed_adapters_speedup_ratio is their median ratio, spread ${spread(mixedRatios)}.`,
         `serve_cpu_speedup_ratio: worker CPU time per token, 1 at a time over ${concurrency} at once (contention moves it less than wall time), spread ${spread(cpuRatios)}.`,
         `Machine shared with other engineers' jobs: ${loadBefore} at start, ${loadNote()} at the end; wall times are noisy.`,
       ].join(' ');
