@@ -327,6 +327,68 @@ for (const target of testDatabases()) {
       expect(plainControl.thumbs).toEqual(control.thumbs);
     });
 
+    it('leaves out the ratings of raters calibration flagged, when asked, before and during the experiment', async () => {
+      const now = Date.now();
+      const call = (id: string, userId: string, at: number, variant?: string) =>
+        parseInput(InteractionInput, {
+          id,
+          route: 'flagged',
+          ...(variant ? { variant } : {}),
+          model: 'm',
+          userId,
+          messages: [{ role: 'user', content: 'hi' }],
+          output: { role: 'assistant', content: 'hello' },
+          createdAt: at,
+        });
+      await store.interactions.insert(projectId, [
+        call('f-pre-honest', 'honest', now - 5000),
+        call('f-pre-troll', 'troll', now - 5000),
+        call('f-honest', 'honest', now, 'control'),
+        call('f-troll', 'troll', now, 'control'),
+      ]);
+      const thumb = (interactionId: string, value: 'up' | 'down', raterId: string) =>
+        parseInput(FeedbackInput, { kind: 'thumbs', interactionId, value, raterId });
+      await store.feedback.insert(projectId, [
+        thumb('f-pre-honest', 'up', 'honest'),
+        thumb('f-pre-troll', 'down', 'troll'),
+        thumb('f-honest', 'up', 'honest'),
+        thumb('f-troll', 'down', 'troll'),
+      ]);
+      const rater = (raterId: string, flagged: boolean) => ({
+        raterId,
+        bias: 0,
+        scale: flagged ? -1 : 1,
+        noiseSd: 0.5,
+        reliability: 0.5,
+        consensusCorrelation: flagged ? -0.9 : 0.9,
+        influence: flagged ? 0 : 1,
+        flagged,
+        reason: flagged ? 'runs against the consensus' : null,
+      });
+      await store.calibration.save(projectId, {}, {}, [rater('honest', false), rater('troll', true)], []);
+      const totals = async (excludeFlaggedRaters: boolean) =>
+        (
+          await store.experiments.variantTotals(projectId, 'flagged', now - 1000, undefined, {
+            prePeriodMs: 10_000,
+            excludeFlaggedRaters,
+          })
+        ).find((t) => t.variant === 'control')!;
+      const all = await totals(false);
+      expect(all.thumbs).toMatchObject({ users: 2, sum: 1, up: 1 });
+      expect(all.prePeriod.thumbs).toMatchObject({ users: 2, sum: 1 });
+      const clean = await totals(true);
+      expect(clean.thumbs).toMatchObject({ users: 1, events: 1, sum: 1, up: 1 });
+      expect(clean.prePeriod.thumbs).toEqual({
+        users: 1,
+        sum: 1,
+        sumOfSquares: 1,
+        crossSum: 1,
+        outcomeSum: 1,
+      });
+      // The troll is still a user served: the sample ratio check counts assignment, not ratings.
+      expect(clean.users).toBe(2);
+    });
+
     it('records decisions, moves bandit weights with them, and stops keeping the winner', async () => {
       const exp = (await store.experiments.get(projectId, 'v2-vs-v1'))!;
       const look = {

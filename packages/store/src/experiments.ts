@@ -103,7 +103,15 @@ interface TotalsWindow {
 export interface VariantTotalsOptions {
   /** Length of the pre-period before `from` whose per-user outcomes are CUPED's covariate (0: none). */
   prePeriodMs?: number;
+  /**
+   * Leave out the ratings of raters the last calibration flagged (adversarial or random), in the
+   * experiment and the pre-period: a flagged user's thumbs say little about the answers and, with
+   * many of them, shrink the difference between the arms toward 0.
+   */
+  excludeFlaggedRaters?: boolean;
 }
+
+type RouteInteractions = ReturnType<ExperimentRepository['anyRouteInteractions']>;
 
 /**
  * The unit of randomization: the end user, or the interaction when the call named none (the
@@ -381,10 +389,11 @@ export class ExperimentRepository {
   ): Promise<VariantFeedbackTotals[]> {
     const window = { projectId, route, from, to };
     const pre = { projectId, route, from: from - Math.max(0, options.prePeriodMs ?? 0), to: from };
+    const clean = options.excludeFlaggedRaters ?? false;
     const [units, ratings, rewards, others] = await Promise.all([
       this.unitsServed(window),
-      this.userRatingSums(window, pre),
-      this.userRewardSums(window, pre),
+      this.userRatingSums(window, pre, clean),
+      this.userRewardSums(window, pre, clean),
       this.otherSourceTotals(window),
     ]);
     const out = new Map<string, VariantFeedbackTotals>();
@@ -472,12 +481,18 @@ export class ExperimentRepository {
    * The current thumbs and default-scale stars of `source: user` feedback on `interactions`, one
    * row per (kind, user) with the user's mean outcome. A thumb is 1 when up and 0 when down.
    */
-  private userRatingRows(interactions: ReturnType<ExperimentRepository['anyRouteInteractions']>) {
+  private userRatingRows(interactions: RouteInteractions, excludeFlagged: boolean) {
     return interactions
       .innerJoin('feedback_current as f', (j) =>
         j.onRef('f.project_id', '=', 'i.project_id').onRef('f.interaction_id', '=', 'i.id'),
       )
       .innerJoin('feedback as e', 'e.id', 'f.feedback_id')
+      .leftJoin('raters as rr', (j) =>
+        j.onRef('rr.project_id', '=', 'f.project_id').onRef('rr.id', '=', 'f.rater_id'),
+      )
+      .where((eb) =>
+        excludeFlagged ? eb.or([eb('rr.flagged', 'is', null), eb('rr.flagged', '=', 0)]) : eb.lit(true),
+      )
       .where('e.source', '=', 'user')
       .where('f.value', 'is not', null)
       .where((eb) =>
@@ -498,11 +513,14 @@ export class ExperimentRepository {
   }
 
   /** Per (variant, kind, user) in the window; per (kind, user) in the pre-period; summed per variant and kind. */
-  private async userRatingSums(w: TotalsWindow, pre: TotalsWindow) {
-    const perUser = this.userRatingRows(this.routeInteractions(w))
+  private async userRatingSums(w: TotalsWindow, pre: TotalsWindow, excludeFlagged: boolean) {
+    const perUser = this.userRatingRows(this.routeInteractions(w), excludeFlagged)
       .select('i.variant')
       .groupBy(['i.variant', 'f.kind', userUnit]);
-    const prePeriod = this.userRatingRows(this.anyRouteInteractions(pre)).groupBy(['f.kind', userUnit]);
+    const prePeriod = this.userRatingRows(this.anyRouteInteractions(pre), excludeFlagged).groupBy([
+      'f.kind',
+      userUnit,
+    ]);
     const rows = await this.db
       .selectFrom(perUser.as('u'))
       .leftJoin(prePeriod.as('p'), (j) => j.onRef('p.kind', '=', 'u.kind').onRef('p.unit', '=', 'u.unit'))
@@ -519,7 +537,7 @@ export class ExperimentRepository {
   }
 
   /** Calibrated rewards of the answers a user (`source: user`) rated on `interactions`, per user. */
-  private userRewardRows(interactions: ReturnType<ExperimentRepository['anyRouteInteractions']>) {
+  private userRewardRows(interactions: RouteInteractions, excludeFlagged: boolean) {
     return interactions
       .innerJoin('interaction_rewards as r', (j) =>
         j.onRef('r.project_id', '=', 'i.project_id').onRef('r.interaction_id', '=', 'i.id'),
@@ -528,10 +546,16 @@ export class ExperimentRepository {
         exists(
           selectFrom('feedback_current as f')
             .innerJoin('feedback as e', 'e.id', 'f.feedback_id')
+            .leftJoin('raters as rr', (j) =>
+              j.onRef('rr.project_id', '=', 'f.project_id').onRef('rr.id', '=', 'f.rater_id'),
+            )
             .select(sql`1`.as('one'))
             .whereRef('f.project_id', '=', 'i.project_id')
             .whereRef('f.interaction_id', '=', 'i.id')
-            .where('e.source', '=', 'user'),
+            .where('e.source', '=', 'user')
+            .where((eb) =>
+              excludeFlagged ? eb.or([eb('rr.flagged', 'is', null), eb('rr.flagged', '=', 0)]) : eb.lit(true),
+            ),
         ),
       )
       .select([
@@ -541,11 +565,11 @@ export class ExperimentRepository {
       ]);
   }
 
-  private async userRewardSums(w: TotalsWindow, pre: TotalsWindow) {
-    const perUser = this.userRewardRows(this.routeInteractions(w))
+  private async userRewardSums(w: TotalsWindow, pre: TotalsWindow, excludeFlagged: boolean) {
+    const perUser = this.userRewardRows(this.routeInteractions(w), excludeFlagged)
       .select('i.variant')
       .groupBy(['i.variant', userUnit]);
-    const prePeriod = this.userRewardRows(this.anyRouteInteractions(pre)).groupBy(userUnit);
+    const prePeriod = this.userRewardRows(this.anyRouteInteractions(pre), excludeFlagged).groupBy(userUnit);
     const rows = await this.db
       .selectFrom(perUser.as('u'))
       .leftJoin(prePeriod.as('p'), 'p.unit', 'u.unit')

@@ -45,6 +45,12 @@ export const ExperimentDecisionConfig = z.strictObject({
    * metric over `prePeriodDays` before the experiment started. Applied where the per-user sums
    * are read (the loop's experimentStatus); decideExperiment receives the adjusted metrics.
    */
+  /**
+   * Outcomes cleaned by calibration: leave out the ratings of raters the last calibration flagged
+   * (adversarial, random), before and during the experiment. Applied where the per-user sums are
+   * read, like `cuped`.
+   */
+  excludeFlaggedRaters: z.boolean().default(true),
   cuped: z
     .strictObject({
       enabled: z.boolean().default(true),

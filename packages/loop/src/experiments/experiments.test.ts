@@ -148,6 +148,82 @@ for (const target of testDatabases()) {
       expect(intervals['cuped-on']!).toBeLessThan(0.85 * intervals['cuped-off']!);
     });
 
+    it('leaves out flagged raters: with a third adversarial the raw difference shrinks, the cleaned one does not', async () => {
+      const rng = new SeededRandom(21);
+      const users = 600;
+      const troll = (u: number) => u % 3 === 0;
+      const difference: Record<string, number> = {};
+      for (const clean of [true, false]) {
+        const route = clean ? 'trolls-clean' : 'trolls-raw';
+        await startExperiment(store, projectId, {
+          name: route,
+          route,
+          control: 'a',
+          variants: variants('a', 'b'),
+          decisionRule: { minObservationsPerArm: 50, excludeFlaggedRaters: clean },
+        });
+        const now = Date.now();
+        const rows = Array.from({ length: users }, (_, u) => {
+          const variant = u % 2 ? 'b' : 'a';
+          // Truly 40% liked on a, 80% on b; an adversary answers the opposite of what they think.
+          const liked = rng.uniform() < (variant === 'b' ? 0.8 : 0.4);
+          return { id: `${route}-${u}`, u, variant, up: troll(u) ? !liked : liked };
+        });
+        await store.interactions.insert(
+          projectId,
+          rows.map((r) =>
+            parseInput(InteractionInput, {
+              id: r.id,
+              route,
+              variant: r.variant,
+              model: r.variant,
+              userId: `rater-${r.u}`,
+              messages: [{ role: 'user', content: 'hi' }],
+              output: 'hello',
+              createdAt: now,
+            }),
+          ),
+        );
+        await store.feedback.insert(
+          projectId,
+          rows.map((r) =>
+            parseInput(FeedbackInput, {
+              kind: 'thumbs',
+              interactionId: r.id,
+              value: r.up ? 'up' : 'down',
+              raterId: `rater-${r.u}`,
+            }),
+          ),
+        );
+        if (clean)
+          // What calibration found: the adversaries flagged (the same users rate on both routes).
+          await store.calibration.save(
+            projectId,
+            {},
+            {},
+            Array.from({ length: users }, (_, u) => ({
+              raterId: `rater-${u}`,
+              bias: 0,
+              scale: troll(u) ? -1 : 1,
+              noiseSd: 0.5,
+              reliability: 0.5,
+              consensusCorrelation: null,
+              influence: troll(u) ? 0 : 1,
+              flagged: troll(u),
+              reason: troll(u) ? 'runs against the consensus' : null,
+            })),
+            [],
+          );
+        const s = await experimentStatus(store, projectId, route);
+        difference[route] = s.decision.comparisons[0]!.difference;
+        expect(s.adjustments.flaggedRatersExcluded).toBe(clean);
+        if (clean) expect(s.variants[0]!.thumbsUpRate.users).toBe(200);
+      }
+      // True difference 0.4; a third inverted leaves 0.4 (2/3 - 1/3) = 0.13 in the raw thumbs.
+      expect(difference['trolls-raw']!).toBeLessThan(0.25);
+      expect(difference['trolls-clean']!).toBeGreaterThan(0.3);
+    });
+
     it('stops for harm when the treatment is clearly worse', async () => {
       await startExperiment(store, projectId, {
         name: 'harmful',

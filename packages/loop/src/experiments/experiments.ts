@@ -200,6 +200,8 @@ export interface VariantStatus {
 
 /** What was done to the primary metric before the test, so a person can tell what the numbers are. */
 export interface ExperimentAdjustments {
+  /** Ratings of raters the last calibration flagged were left out of every metric. */
+  flaggedRatersExcluded: boolean;
   /** CUPED on the users' pre-period outcomes; null when the rule turns it off. */
   cuped: {
     prePeriodDays: number;
@@ -341,7 +343,10 @@ export async function experimentStatus(
     experiment.route,
     experiment.startedAt,
     experiment.stoppedAt ?? undefined,
-    config.cuped.enabled ? { prePeriodMs: config.cuped.prePeriodDays * day } : {},
+    {
+      ...(config.cuped.enabled ? { prePeriodMs: config.cuped.prePeriodDays * day } : {}),
+      excludeFlaggedRaters: config.excludeFlaggedRaters,
+    },
   );
   const byName = new Map(totals.map((t) => [t.variant, t]));
   const metrics = metricData(
@@ -418,7 +423,8 @@ export function describeAdjustments(a: ExperimentAdjustments): string {
     'expectedEffect' in a.mixture
       ? `mixture tuned to an expected effect of ${a.mixture.expectedEffect}`
       : `mixture tau ${a.mixture.tauInStandardDeviations} standard deviations`;
-  return `${cuped}; ${mixture}`;
+  const raters = a.flaggedRatersExcluded ? 'flagged raters left out' : 'every rater counted';
+  return `${raters}; ${cuped}; ${mixture}`;
 }
 
 function adjustmentsOf(
@@ -426,6 +432,7 @@ function adjustmentsOf(
   cuped: CupedAdjustment | undefined,
 ): ExperimentAdjustments {
   return {
+    flaggedRatersExcluded: config.excludeFlaggedRaters,
     cuped: cuped
       ? {
           prePeriodDays: config.cuped.prePeriodDays,

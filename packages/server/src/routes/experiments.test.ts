@@ -161,9 +161,10 @@ for (const target of testDatabases()) {
       expect(d.comparisons[0].sequentialInterval.lower).toBeGreaterThan(0);
       expect(d.comparisons[0].credibleInterval.lower).toBeGreaterThan(0);
       expect(d).toMatchObject({ decision: 'ship', variant: 'v2' });
-      // What ran: CUPED (these users have no history on the route, so theta is 0 and nothing is
+      // What ran: flagged raters left out (none is flagged here), CUPED (these users have no history on the route, so theta is 0 and nothing is
       // removed) and the mixture tuned to the metric's default effect.
       expect(status.body.adjustments).toEqual({
+        flaggedRatersExcluded: true,
         cuped: { prePeriodDays: 28, theta: 0, coveredShare: 0, varianceReduction: 0 },
         mixture: { expectedEffect: 0.05 },
       });

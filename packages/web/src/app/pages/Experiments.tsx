@@ -77,6 +77,7 @@ interface ExperimentStatus {
   }[];
   decision: { decision: string; variant: string | null; reasons: string[]; comparisons: Comparison[] };
   adjustments?: {
+    flaggedRatersExcluded: boolean;
     cuped: { prePeriodDays: number; theta: number; coveredShare: number; varianceReduction: number } | null;
     mixture: { expectedEffect: number } | { tauInStandardDeviations: number };
   };
@@ -88,6 +89,7 @@ function Adjustments({ a }: { a: NonNullable<ExperimentStatus['adjustments']> })
   const pct = (x: number) => `${(100 * x).toFixed(0)}%`;
   return (
     <p className="muted">
+      {a.flaggedRatersExcluded ? 'Ratings of raters calibration flagged are left out. ' : ''}
       {a.cuped
         ? `Adjusted for each user's ${a.cuped.prePeriodDays} days before the start (CUPED, theta ${a.cuped.theta.toPrecision(3)}, ${pct(a.cuped.coveredShare)} of users had them): variance ${pct(a.cuped.varianceReduction)} lower. `
         : 'No pre-period adjustment. '}
