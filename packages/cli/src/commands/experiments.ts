@@ -134,6 +134,11 @@ export function registerExperimentCommands(program: Command): void {
     .addOption(new Option('--metric <metric>', 'primary metric').choices([...experimentMetrics]))
     .addOption(new Option('--engine <engine>', 'decision engine').choices([...experimentEngines]))
     .option('--min-per-arm <n>', 'observations per arm before any decision', (v) => Number(v))
+    .option(
+      '--expected-effect <x>',
+      'the effect looked for, in metric units (e.g. 0.05 = 5 points of thumbs-up rate): tunes the sequential test',
+      (v) => Number(v),
+    )
     .option('--bandit', 'Thompson-sampling weights at every recorded look')
     .option('--gateway-config <file>', 'the gateway file, to check upstream names and take defaultUpstream')
     .action(
@@ -147,6 +152,7 @@ export function registerExperimentCommands(program: Command): void {
         metric?: string;
         engine?: string;
         minPerArm?: number;
+        expectedEffect?: number;
         bandit?: boolean;
         gatewayConfig?: string;
       }) => {
@@ -163,11 +169,12 @@ export function registerExperimentCommands(program: Command): void {
           ...(opts.metric ? { metric: opts.metric } : {}),
           ...(opts.engine ? { engine: opts.engine } : {}),
           ...(opts.bandit ? { bandit: true } : {}),
-          ...(opts.minPerArm !== undefined
+          ...(opts.minPerArm !== undefined || opts.expectedEffect !== undefined
             ? {
                 decisionRule: {
                   ...((base.decisionRule ?? {}) as object),
-                  minObservationsPerArm: opts.minPerArm,
+                  ...(opts.minPerArm !== undefined ? { minObservationsPerArm: opts.minPerArm } : {}),
+                  ...(opts.expectedEffect !== undefined ? { expectedEffect: opts.expectedEffect } : {}),
                 },
               }
             : {}),

@@ -460,6 +460,9 @@ const stages: Record<(typeof loopStages)[number], StageFn> = {
           decisionRule: {
             minObservationsPerArm: p.experiment.minObservationsPerArm,
             maxObservationsPerArm: p.experiment.maxObservationsPerArm,
+            ...(p.experiment.expectedEffect !== undefined
+              ? { expectedEffect: p.experiment.expectedEffect }
+              : {}),
             ...p.experiment.decisionRule,
           },
         },

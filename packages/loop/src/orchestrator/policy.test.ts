@@ -35,6 +35,13 @@ describe('loop policies', () => {
     expect(() => policy({ activeLearning: { objective: 'fun' } })).toThrow(/objective/);
   });
 
+  it('takes the effect the canary looks for, and names it when it is not a positive number', () => {
+    const policy = (experiment: object) => LoopPolicy.parse({ route: 'r', baseModel: 'm', experiment });
+    expect(policy({ expectedEffect: 0.1 }).experiment.expectedEffect).toBe(0.1);
+    expect(policy({}).experiment.expectedEffect).toBeUndefined();
+    expect(() => policy({ expectedEffect: 0 })).toThrow(/expectedEffect/);
+  });
+
   it('names the file and field of a bad policy', () => {
     const bad = write('bad.yaml', 'policies:\n  - route: r\n    baseModel: m\n    canary: { share: 0.9 }\n');
     expect(() => loadLoopPolicies(bad)).toThrow(/bad\.yaml.*policies\.0\.canary\.share/s);

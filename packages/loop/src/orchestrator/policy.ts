@@ -149,6 +149,11 @@ const LoopPolicyFields = z.strictObject({
       minObservationsPerArm: z.number().int().nonnegative().default(60),
       /** Past this many users per arm without a ship decision, the candidate is rolled back. */
       maxObservationsPerArm: z.number().int().positive().default(600),
+      /**
+       * The effect the canary looks for, in metric units (the sequential test's mixture, see
+       * ExperimentDecisionConfig.expectedEffect); without it, the metric's default (5% of its range).
+       */
+      expectedEffect: z.number().positive().finite().optional(),
       decisionRule: z.record(z.string(), z.unknown()).default({}),
     })
     .prefault({}),

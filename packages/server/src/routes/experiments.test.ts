@@ -323,6 +323,8 @@ for (const target of testDatabases()) {
         ],
         [{ ...base, metric: 'clicks' }, 400, 'metric'],
         [{ ...base, decisionRule: { alpha: 2 } }, 400, 'decisionRule.alpha'],
+        [{ ...base, decisionRule: { expectedEffect: -0.05 } }, 400, 'decisionRule.expectedEffect'],
+        [{ ...base, decisionRule: { cuped: { prePeriodDays: 0 } } }, 400, 'decisionRule.cuped.prePeriodDays'],
         [{ ...base, route: 'support' }, 409, 'route'],
       ];
       for (const [body, status, path] of cases) {
