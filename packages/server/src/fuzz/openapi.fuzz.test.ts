@@ -13,13 +13,15 @@ const schemathesis = join(repoRoot, '.venv/bin/st');
 
 /**
  * What every answer is checked for: no 5xx, a status the document lists, a content type it
- * lists, and a body that matches the documented schema (the one error shape on every 4xx).
+ * lists, a body that matches the documented schema (the one error shape on every 4xx), and a
+ * 4xx for every request the document says is invalid (nothing it rules out is accepted).
  */
 const checks = [
   'not_a_server_error',
   'status_code_conformance',
   'content_type_conformance',
   'response_schema_conformance',
+  'negative_data_rejection',
 ];
 
 /**
