@@ -160,7 +160,11 @@ export class SseChatStream {
   private pending = '';
   private dropBlank = false;
 
-  constructor(private readonly stripUsage = false) {}
+  constructor(
+    private readonly stripUsage = false,
+    /** Called with each chunk after the assembler took it (e.g. to translate it to other events). */
+    private readonly onChunk?: (chunk: ChatCompletionChunkLike) => void,
+  ) {}
 
   push(bytes: Uint8Array | string): string {
     this.pending += typeof bytes === 'string' ? bytes : this.decoder.decode(bytes, { stream: true });
@@ -202,6 +206,7 @@ export class SseChatStream {
     }
     if (!chunk || typeof chunk !== 'object') return raw;
     this.assembler.add(chunk);
+    this.onChunk?.(chunk);
     if (!this.stripUsage || !('usage' in chunk)) return raw;
     if (isUsageOnly(chunk)) {
       this.dropBlank = true;

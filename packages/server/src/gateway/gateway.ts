@@ -2,6 +2,7 @@ import { Transform } from 'node:stream';
 import {
   type AssembledChoice,
   ChatMessage,
+  type ChatStreamAssembler,
   extraChoicesMetadata,
   InteractionInput,
   newId,
@@ -25,7 +26,15 @@ import type { GatewayConfig, UpstreamConfig } from './config.js';
 import type { InteractionLogWriter } from './log-writer.js';
 import { createOpenAICompatibleProvider } from './providers/openai-compatible/index.js';
 import type { Provider, ProviderFactory } from './providers/types.js';
-import { assign, type CallSegmentInfo, type DatabaseRoutes } from './router.js';
+import {
+  newResponseId,
+  outputItems,
+  ResponsesEventWriter,
+  ResponsesRequest,
+  responseObject,
+  responsesToChat,
+} from './responses.js';
+import { type Assignment, assign, type CallSegmentInfo, type DatabaseRoutes } from './router.js';
 
 /**
  * What the gateway reads from a chat request; everything else is forwarded untouched. `model` and
@@ -88,6 +97,17 @@ const UpstreamModelList = z.object({
 });
 
 const STARTED_SECONDS = Math.floor(Date.now() / 1000);
+
+interface OpenCall {
+  target: Assignment;
+  ctx: ReturnType<typeof callContext>;
+  userId: string | undefined;
+  started: number;
+  createdAt: number;
+  messages: ChatMessage[];
+  parameters: Record<string, unknown>;
+  metadata: Record<string, unknown>;
+}
 
 type LogCall = (output: ChatMessage, extra: Partial<ParsedInteraction>) => void;
 
@@ -267,48 +287,17 @@ export class Gateway {
     const userId = ctx.userId ?? body.user;
     const target = await this.target(projectId, body.model, userId, ctx);
 
-    const id = newId(createdAt);
-    const abort = new AbortController();
-    // The response's close before it finished is the client going away (a "stop" button).
-    reply.raw.once('close', () => {
-      if (!reply.raw.writableFinished) abort.abort();
-    });
     const parameters = Object.fromEntries(Object.entries(body).filter(([k]) => !notParameters.has(k)));
-    const streamed = body.stream === true;
-    let logged = false;
-    // Exactly once, however the call ends (answered, failed, or closed by the client mid-stream).
-    const log: LogCall = (output, { metadata: more, ...extra }) => {
-      if (logged) return;
-      logged = true;
-      this.logWriter.enqueue(projectId, {
-        id,
-        route: target.route ?? undefined,
-        variant: target.variant ?? undefined,
-        model: target.model,
-        messages: body.messages,
-        output,
-        parameters,
-        latencyMs: performance.now() - started,
-        sessionId: ctx.sessionId,
-        userId,
-        metadata: { ...ctx.metadata, upstream: target.upstreamName, streamed, ...more },
-        tags: ctx.tags,
-        status: 'ok',
-        source: 'gateway',
-        createdAt,
-        ...extra,
-      });
-    };
-
-    reply.header('x-ratchet-interaction-id', id);
-    // What the application hands its browser so the user (and only they) can rate this answer.
-    if (this.feedbackTokens)
-      reply.header(
-        'x-ratchet-feedback-token',
-        await this.feedbackTokens.issue(projectId, id, userId ?? null),
-      );
-    if (target.route) reply.header('x-ratchet-route', target.route);
-    if (target.variant) reply.header('x-ratchet-variant', target.variant);
+    const { abort, log } = await this.openCall(reply, projectId, {
+      target,
+      ctx,
+      userId,
+      started,
+      createdAt,
+      messages: body.messages,
+      parameters,
+      metadata: { streamed: body.stream === true },
+    });
 
     let upstream: Awaited<ReturnType<Provider['chatCompletions']>>;
     try {
@@ -338,7 +327,7 @@ export class Gateway {
 
     const streaming = upstream.status === 200 && (upstream.contentType ?? '').includes('text/event-stream');
     if (streaming) {
-      const stripUsage = streamed && !clientAskedForUsage(body);
+      const stripUsage = body.stream === true && !clientAskedForUsage(body);
       return this.relayStream(reply, upstream.body, abort.signal, stripUsage, log);
     }
 
@@ -430,6 +419,199 @@ export class Gateway {
       usage: toUsage(parsed.usage as OpenAIUsage | undefined),
       metadata: { ...(finishReason ? { finishReason } : {}), ...extraChoicesMetadata(choices) },
     });
+  }
+
+  /**
+   * What every call that becomes an interaction shares: its id and feedback token in the answer's
+   * headers, an abort signal for the client going away, and the log function that enqueues the
+   * interaction exactly once, however the call ends (answered, failed, or closed mid-stream).
+   */
+  private async openCall(reply: FastifyReply, projectId: string, call: OpenCall) {
+    const { target, ctx, userId, started, createdAt } = call;
+    const id = newId(createdAt);
+    const abort = new AbortController();
+    // The response's close before it finished is the client going away (a "stop" button).
+    reply.raw.once('close', () => {
+      if (!reply.raw.writableFinished) abort.abort();
+    });
+    let logged = false;
+    const log: LogCall = (output, { metadata: more, ...extra }) => {
+      if (logged) return;
+      logged = true;
+      this.logWriter.enqueue(projectId, {
+        id,
+        route: target.route ?? undefined,
+        variant: target.variant ?? undefined,
+        model: target.model,
+        messages: call.messages,
+        output,
+        parameters: call.parameters,
+        latencyMs: performance.now() - started,
+        sessionId: ctx.sessionId,
+        userId,
+        metadata: { ...ctx.metadata, upstream: target.upstreamName, ...call.metadata, ...more },
+        tags: ctx.tags,
+        status: 'ok',
+        source: 'gateway',
+        createdAt,
+        ...extra,
+      });
+    };
+    reply.header('x-ratchet-interaction-id', id);
+    // What the application hands its browser so the user (and only they) can rate this answer.
+    if (this.feedbackTokens)
+      reply.header(
+        'x-ratchet-feedback-token',
+        await this.feedbackTokens.issue(projectId, id, userId ?? null),
+      );
+    if (target.route) reply.header('x-ratchet-route', target.route);
+    if (target.variant) reply.header('x-ratchet-variant', target.variant);
+    return { id, abort, log };
+  }
+
+  /**
+   * `POST /v1/responses`, translated to chat completions for the upstream (`responses.ts`) and
+   * back, streamed as the Responses API's events or not; logged as an interaction like a chat
+   * call (its messages are the translated input, `metadata.api: 'responses'`), with the same
+   * headers, usage, `streamed` and `aborted`.
+   */
+  async responses(request: FastifyRequest, reply: FastifyReply, projectId: string): Promise<FastifyReply> {
+    const started = performance.now();
+    const createdAt = Date.now();
+    const body = parseInput(ResponsesRequest, request.body);
+    const ctx = callContext(request);
+    const userId = ctx.userId ?? body.user ?? undefined;
+    const target = await this.target(projectId, body.model, userId, ctx);
+    const chat = responsesToChat(body, target.model);
+    const { messages: _, model: __, ...chatParameters } = chat;
+    const { stream: ___, stream_options: ____, user: _____, ...parameters } = chatParameters;
+    const { abort, log } = await this.openCall(reply, projectId, {
+      target,
+      ctx,
+      userId,
+      started,
+      createdAt,
+      messages: chat.messages as ChatMessage[],
+      parameters,
+      metadata: { api: 'responses', streamed: body.stream === true },
+    });
+    const responseId = newResponseId();
+    let upstream: Awaited<ReturnType<Provider['chatCompletions']>>;
+    let raw: Buffer | undefined;
+    try {
+      upstream = await this.provider(target.upstreamName).chatCompletions(chat, abort.signal);
+      const streaming = upstream.status === 200 && (upstream.contentType ?? '').includes('text/event-stream');
+      if (!streaming) {
+        const chunks: Buffer[] = [];
+        for await (const chunk of upstream.body) chunks.push(chunk as Buffer);
+        raw = Buffer.concat(chunks);
+      }
+    } catch (err) {
+      const message = `upstream "${target.upstreamName}" failed: ${err instanceof Error ? err.message : String(err)}`;
+      if (abort.signal.aborted) {
+        log(EMPTY_ANSWER, { status: 'aborted', error: 'the client closed the connection before the answer' });
+        return reply;
+      }
+      log(EMPTY_ANSWER, { status: 'error', error: message });
+      throw new RatchetError('upstream_error', message);
+    }
+    this.metrics.upstreamDuration.observe(
+      { upstream: target.upstreamName, status: String(upstream.status) },
+      (performance.now() - started) / 1000,
+    );
+    if (raw === undefined) {
+      const write = (assembler: ChatStreamAssembler) =>
+        new ResponsesEventWriter(assembler, responseId, body, target.model, createdAt);
+      return this.relayResponsesStream(reply, upstream.body, abort.signal, write, log);
+    }
+    let parsed: Record<string, unknown> | undefined;
+    try {
+      parsed = JSON.parse(raw.toString('utf8'));
+    } catch {
+      parsed = undefined;
+    }
+    if (upstream.status >= 400 || !parsed || typeof parsed !== 'object') {
+      // The upstream's own error passes through with its status, as for chat calls.
+      log(EMPTY_ANSWER, {
+        status: 'error',
+        error: `upstream status ${upstream.status}: ${raw.toString('utf8').slice(0, 2000)}`,
+      });
+      reply.status(upstream.status);
+      if (upstream.contentType) reply.header('content-type', upstream.contentType);
+      return reply.send(raw);
+    }
+    const choice = completionChoices(parsed.choices)[0];
+    const message = choice?.message ?? EMPTY_ANSWER;
+    const usage = toUsage(parsed.usage as OpenAIUsage | undefined);
+    reply.send(
+      responseObject(responseId, body, target.model, createdAt, {
+        status: 'completed',
+        output: outputItems(message),
+        usage,
+      }),
+    );
+    log(message, {
+      usage,
+      metadata: { responseId, ...(choice?.finishReason ? { finishReason: choice.finishReason } : {}) },
+    });
+    return reply;
+  }
+
+  /** Relays a chat stream as Responses events; a client that goes away gets its partial answer logged as aborted. */
+  private relayResponsesStream(
+    reply: FastifyReply,
+    body: NodeJS.ReadableStream,
+    aborted: AbortSignal,
+    writer: (assembler: ChatStreamAssembler) => ResponsesEventWriter,
+    log: LogCall,
+  ): FastifyReply {
+    // The chat chunks, as the SSE parser finds them, become the Responses API's events.
+    let out = '';
+    const sse = new SseChatStream(false, (chunk) => {
+      out += events.chunk(chunk);
+    });
+    const events = writer(sse.assembler);
+    const logAssembled = (extra: Partial<ParsedInteraction>) => {
+      const finishReason = sse.assembler.finishReason;
+      log(sse.assembler.message(), {
+        usage: sse.assembler.usage,
+        ...extra,
+        metadata: { ...(finishReason ? { finishReason } : {}) },
+      });
+    };
+    const take = () => {
+      const text = out;
+      out = '';
+      return text;
+    };
+    out = events.start();
+    const tap = new Transform({
+      transform(chunk: Buffer, _enc, done) {
+        sse.push(chunk);
+        done(null, take());
+      },
+      flush(done) {
+        sse.end();
+        out += events.finish();
+        logAssembled({});
+        done(null, take());
+      },
+    });
+    const onAbort = () =>
+      logAssembled({ status: 'aborted', error: 'the client closed the stream before its end' });
+    if (aborted.aborted) onAbort();
+    else aborted.addEventListener('abort', onAbort, { once: true });
+    body.once('error', (err) => {
+      if (aborted.aborted) onAbort();
+      else logAssembled({ status: 'error', error: `stream broke: ${err.message}` });
+      tap.destroy(err);
+    });
+    body.pipe(tap);
+    reply.status(200);
+    reply.header('content-type', 'text/event-stream; charset=utf-8');
+    reply.header('cache-control', 'no-cache');
+    reply.send(tap);
+    return reply;
   }
 
   /** Resolves `model` as chat calls do (database route, file route, default upstream), or 404 naming it. */
@@ -589,6 +771,18 @@ export function registerGatewayRoutes(routes: RouteTable, gateway: () => Gateway
     repairsBody: true,
     handler: async ({ request, reply, principal }) =>
       configured(gateway()).handle(request, reply, principal.projectId),
+  });
+  routes.add({
+    method: 'POST',
+    url: '/v1/responses',
+    access: 'secret',
+    tag: 'gateway',
+    summary:
+      "OpenAI's Responses API (streaming or not; text, message and function-call items, function tools, text.format), translated to chat completions for the upstream; logged as an interaction and answered with x-ratchet-interaction-id and x-ratchet-feedback-token.",
+    bodyDoc: ResponsesRequest,
+    repairsBody: true,
+    handler: async ({ request, reply, principal }) =>
+      configured(gateway()).responses(request, reply, principal.projectId),
   });
   routes.add({
     method: 'GET',
