@@ -64,7 +64,8 @@ function embeddings(body: Record<string, unknown>) {
   const inputs = Array.isArray(body.input) ? body.input : [body.input];
   // Any other `dimensions` (a fuzzer's -1 or 1e9) gets the default rather than a crash or a huge answer.
   const asked = body.dimensions;
-  const size = Number.isInteger(asked) && (asked as number) >= 1 && (asked as number) <= 4096 ? (asked as number) : 8;
+  const size =
+    Number.isInteger(asked) && (asked as number) >= 1 && (asked as number) <= 4096 ? (asked as number) : 8;
   let tokens = 0;
   const data = inputs.map((input, index) => {
     const text = typeof input === 'string' ? input : JSON.stringify(input);
