@@ -14,6 +14,7 @@ import {
   simulateTraffic,
   type TrafficReport,
   WorkerTarget,
+  withRoutedModels,
   workerCommand,
 } from '@ratchet/loop';
 import { buildServer, loadServerConfig, parseGatewayConfig } from '@ratchet/server';
@@ -338,7 +339,10 @@ export async function runLoopDemo(
         store.models.get(project.id, productionName),
       ]);
       if (!cand) return null;
-      await models.ensure([cand, prod!].map((m) => ({ name: m.name, adapterPath: m.adapterPath })));
+      // With whatever the route still sends users to (a watch's holdback): the worker unloads
+      // what it is not asked to serve.
+      const probed = [cand, prod!].map((m) => ({ name: m.name, adapterPath: m.adapterPath }));
+      await models.ensure(await withRoutedModels(store, project.id, policy.route, probed));
       const truth = await probe(name, 77);
       known.set(name, truth);
       return truth.trueQuality;

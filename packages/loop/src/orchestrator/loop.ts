@@ -8,10 +8,10 @@ import { calibrateProject } from '../calibrate.js';
 import { buildDatasetVersion, loadDatasetInputs } from '../datasets.js';
 import { runEvaluation } from '../eval/harness.js';
 import { experimentStatus, startExperiment, stopExperiment } from '../experiments/experiments.js';
-import { segmentModelsToServe } from '../personalize/personalize.js';
 import { runTraining, startTrainingRun, type TrainingOptions } from '../training/runs.js';
 import type { ServedModel } from './model-server.js';
 import type { LoopPolicy } from './policy.js';
+import { withRoutedModels } from './routed.js';
 
 /** The stages of a round, in order; `done` ends it. */
 export const loopStages = [
@@ -75,14 +75,13 @@ const actorOf = (ctx: LoopContext) => ctx.actor ?? 'loop';
 const served = (m: Model): ServedModel => ({ name: m.name, adapterPath: m.adapterPath });
 
 /**
- * Has the model server serve these models and the route's per-segment adapters (which
- * `personalize` routes segments to): a restart without them would break those segments' calls.
+ * Has the model server serve these models and every model the route's variants still send calls
+ * to (production, the holdback of a watch, per-segment adapters): the server unloads what it is
+ * not asked for, and those users' calls must keep being answered.
  */
 async function serve(ctx: LoopContext, models: ServedModel[]): Promise<void> {
   if (!ctx.serve) return;
-  const segments = await segmentModelsToServe(ctx.store, ctx.projectId, ctx.policy.route);
-  const names = new Set(models.map((m) => m.name));
-  await ctx.serve([...models, ...segments.filter((m) => !names.has(m.name))]);
+  await ctx.serve(await withRoutedModels(ctx.store, ctx.projectId, ctx.policy.route, models));
 }
 
 async function production(ctx: LoopContext): Promise<Model> {
