@@ -4,7 +4,10 @@ import { resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { workerCommand } from '../training/worker.js';
 
-/** A model the local worker serves: the base itself (no adapter) or the base with a LoRA adapter. */
+/**
+ * A model the local worker serves: the base itself (no adapter), the base with a LoRA adapter, or
+ * a full model folder (a merged adapter) in `adapterPath`.
+ */
 export interface ServedModel {
   /** The name callers put in `model` (the registry's model name). */
   name: string;
