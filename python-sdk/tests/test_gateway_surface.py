@@ -111,3 +111,24 @@ def test_models_and_embeddings(gateway_client: OpenAI, ratchet_server: RatchetSe
     assert record is not None
     assert (record["kind"], record["model"], record["inputs"], record["inputTokens"]) == ("embeddings", "embed-small", 2, 3)
     assert ratchet_server.get(f"/api/v1/interactions/{usage_id}").status_code == 404
+
+
+def test_responses_api_streamed_and_not(gateway_client: OpenAI, ratchet_server: RatchetServer) -> None:
+    raw = gateway_client.responses.with_raw_response.create(
+        model="tiny-chat", instructions="Be brief.", input="where is my parcel"
+    )
+    response = raw.parse()
+    assert response.output_text == "You said: where is my parcel"
+    got = logged(ratchet_server, interaction_id_of(raw))
+    assert got["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "where is my parcel"},
+    ]
+    assert got["metadata"]["api"] == "responses"
+
+    with gateway_client.responses.stream(model="tiny-chat", input="refunds please") as stream:
+        text = "".join(e.delta for e in stream if e.type == "response.output_text.delta")
+        final = stream.get_final_response()
+    assert text == "You said: refunds please"
+    assert final.output_text == text
+    assert final.usage is not None and final.usage.input_tokens == 2
