@@ -10,8 +10,10 @@ import { type LocalUpstream, startLocalUpstream } from '../testing/upstream.js';
  */
 export interface Seeded {
   interactions: string[];
-  /** Dataset, model and experiment names (`{ref}` parameters). */
-  refs: string[];
+  /** `{ref}` of the dataset, model and experiment paths. */
+  datasets: string[];
+  models: string[];
+  experiments: string[];
   routes: string[];
   /** The feedback token of each of `interactions`, in the same order (the public key needs one). */
   feedbackTokens: string[];
@@ -73,7 +75,9 @@ async function must(t: TestServer, what: string, path: string, body: unknown, me
 async function seed(t: TestServer): Promise<Seeded> {
   const seeded: Seeded = {
     interactions: [],
-    refs: ['seed-sft', 'seed-sft@1', 'seed-model', 'seed-exp'],
+    datasets: ['seed-sft', 'seed-sft@1'],
+    models: ['seed-model'],
+    experiments: ['seed-exp'],
     routes: ['assistant'],
     feedbackTokens: [],
   };

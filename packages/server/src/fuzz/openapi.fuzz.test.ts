@@ -55,16 +55,28 @@ function configFile(seeded: Seeded, key: Key, secretOnly: string[]): string {
     `generation.max-examples = ${examplesPerOperation}`,
     '[dictionaries]',
     `interactions = { values = ${tomlList(seeded.interactions)} }`,
-    `refs = { values = ${tomlList(seeded.refs)} }`,
+    `datasets = { values = ${tomlList(seeded.datasets)} }`,
+    `models = { values = ${tomlList(seeded.models)} }`,
+    `experiments = { values = ${tomlList(seeded.experiments)} }`,
     `routes = { values = ${tomlList(seeded.routes)} }`,
     `tokens = { values = ${tomlList(seeded.feedbackTokens)} }`,
     '[parameters]',
     `"path.id" = ${bind('interactions')}`,
-    `"path.ref" = ${bind('refs')}`,
     `"path.route" = ${bind('routes')}`,
     `"body.interactionId" = ${bind('interactions')}`,
     `"body.feedbackToken" = ${bind('tokens')}`,
   ];
+  // `{ref}` names a different kind of thing under each path.
+  for (const [pattern, dictionary] of [
+    ['^/api/v1/(dashboard/)?datasets/', 'datasets'],
+    ['^/api/v1/models/', 'models'],
+    ['^/api/v1/experiments/', 'experiments'],
+  ])
+    lines.push(
+      '[[operations]]',
+      `include-path-regex = "${pattern}"`,
+      `parameters = { "path.ref" = ${bind(dictionary!)} }`,
+    );
   if (key === 'public')
     lines.push(
       '[[operations]]',
