@@ -54,6 +54,13 @@ for (const target of testDatabases()) {
         ['text-embed-small', 'local'],
       ]);
       expect(models.every((m) => m.object === 'model' && Number.isInteger(m.created))).toBe(true);
+      // Another project sees the file's routes but not this project's database route.
+      const other = await t.store.projects.create('other-project');
+      const otherKey = await t.store.projects.createKey(other.id, 'secret');
+      const theirs = await t.call('/v1/models', { key: otherKey.key });
+      expect(theirs.body.data.map((m: { id: string }) => m.id)).not.toContain('canary');
+      expect(theirs.body.data.map((m: { id: string }) => m.id)).toContain('support-bot');
+
       // The public key cannot list (it cannot call the gateway either).
       expect((await t.call('/v1/models', { key: t.publicKey })).status).toBe(403);
     });
@@ -95,6 +102,13 @@ for (const target of testDatabases()) {
         calls: 1,
         inputTokens: 6,
       });
+
+      // Another project does not see this project's usage.
+      const stranger = await t.store.projects.createKey(
+        (await t.store.projects.create('stranger')).id,
+        'secret',
+      );
+      expect((await t.call('/api/v1/usage-records', { key: stranger.key })).body.items).toEqual([]);
 
       // Never an interaction: not listed, not rateable, not in the annotation queue.
       await t.server.logWriter.flush();
