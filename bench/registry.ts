@@ -4,6 +4,7 @@ import { experimentsBench } from './experiments/experiments.js';
 import { feedbackEfficiency } from './feedback-efficiency.js';
 import { gatesBench } from './gates.js';
 import { gatewayLatency } from './gateway-latency.js';
+import { guardrailBench } from './guardrail.js';
 import { ingest } from './ingest.js';
 import type { Bench, BenchContext } from './lib/bench.js';
 import { type BenchResultFile, commit, machine, packagesDirty, round } from './lib/results.js';
@@ -17,6 +18,7 @@ export const benches: Bench[] = [
   ingest,
   calibrateBuild,
   experimentsBench,
+  guardrailBench,
   gatesBench,
   dashboardLoad,
   trainThroughput,
