@@ -188,6 +188,30 @@ for (const target of testDatabases()) {
         restored: { name: 'good-v1' },
         reasons: [expect.stringMatching(/thumbs_up_rate/)],
       });
+      // What the dashboard reads: the watch, its decision and the evidence of its last look.
+      const listed = await t.call('/api/v1/watches?looks=1');
+      expect(listed.status).toBe(200);
+      expect(listed.body.items[0]).toMatchObject({
+        id: watch!.id,
+        modelName: 'bad-v2',
+        holdbackModelName: 'good-v1',
+        status: 'rolled_back',
+        looks: [
+          {
+            decision: 'rollback',
+            evidence: {
+              metrics: expect.arrayContaining([
+                expect.objectContaining({
+                  metric: 'thumbs_up_rate',
+                  harmful: true,
+                  holdbackUsers: held.length,
+                }),
+              ]),
+            },
+          },
+        ],
+      });
+      expect((await t.call('/api/v1/watches?looks=500')).body.error.path).toBe('looks');
       // A look at a closed watch changes nothing.
       expect((await lookAtPromotionWatch(t.store, watch!)).decision).toBe('closed');
     }, 120_000);

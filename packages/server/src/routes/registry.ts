@@ -64,6 +64,37 @@ export function registerRegistryRoutes(
     },
   });
   routes.add({
+    method: 'GET',
+    url: '/api/v1/watches',
+    access: 'secret',
+    tag: 'registry',
+    summary:
+      "Promotion watches, newest first: the promoted model, the holdback it is compared with, status, outcome and the last looks with their evidence (per metric: each arm's mean of user means, users, the one-sided always-valid p and the level it acts at).",
+    query: z.strictObject({
+      route: z.string().min(1).max(200).optional(),
+      open: z.enum(['true', 'false']).optional(),
+      looks: z.coerce.number().int().min(0).max(100).default(5),
+    }),
+    handler: async ({ principal, query }) => {
+      const watches = await store.watches.list(principal.projectId, {
+        open: query.open === 'true',
+        ...(query.route ? { route: query.route } : {}),
+        limit: 50,
+      });
+      const name = async (id: string) => (await store.models.get(principal.projectId, id))?.name ?? id;
+      return {
+        items: await Promise.all(
+          watches.map(async (w) => ({
+            ...w,
+            modelName: await name(w.modelId),
+            holdbackModelName: await name(w.holdbackModelId),
+            looks: query.looks > 0 ? await store.watches.looks(w.id, query.looks) : [],
+          })),
+        ),
+      };
+    },
+  });
+  routes.add({
     method: 'POST',
     url: '/api/v1/models/:ref/stage',
     access: 'secret',

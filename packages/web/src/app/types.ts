@@ -65,6 +65,47 @@ export interface Model {
 }
 
 /** A route's entry in `gateway_routes`: what the gateway serves for it (GET /routes). */
+/** One metric of a watch's look: each arm's mean of user means and the one-sided test. */
+export interface WatchMetricLook {
+  metric: string;
+  newMean: number | null;
+  holdbackMean: number | null;
+  newUsers: number;
+  holdbackUsers: number;
+  harm: number | null;
+  tolerated: number;
+  pValue: number;
+  alpha: number;
+  harmful: boolean;
+  skipped?: string;
+}
+
+/** A promotion watch (GET /api/v1/watches) with its last looks. */
+export interface PromotionWatch {
+  id: string;
+  route: string;
+  modelName: string;
+  holdbackModelName: string;
+  status: 'watching' | 'ended' | 'rolled_back' | 'superseded';
+  policy: { users: number; hours: number; holdbackShare: number; alpha: number };
+  openedBy: string;
+  openedAt: number;
+  closedAt: number | null;
+  outcome: { actor: string; reason: string } | null;
+  looks: {
+    id: string;
+    decision: string;
+    reasons: string[];
+    evidence: {
+      metrics?: WatchMetricLook[];
+      newArm?: { users: number; latencyP50Ms: number | null; latencyP95Ms: number | null };
+      holdback?: { users: number; latencyP50Ms: number | null; latencyP95Ms: number | null };
+    };
+    actor: string;
+    createdAt: number;
+  }[];
+}
+
 export interface ServedRoute {
   name: string;
   variants: {

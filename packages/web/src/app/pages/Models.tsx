@@ -2,7 +2,7 @@ import { useRef, useState } from 'react';
 import { api } from '../api.js';
 import { BarChart } from '../charts.js';
 import { useApi } from '../hooks.js';
-import type { Model, ServedRoute } from '../types.js';
+import type { Model, PromotionWatch, ServedRoute } from '../types.js';
 import { fmt, Loading, Page, Table } from '../ui.js';
 import { type ExperimentSummary, Experiments } from './Experiments.js';
 
@@ -18,6 +18,7 @@ export function ModelsPage() {
   const models = useApi<{ items: Model[] }>('/models');
   // Polled: another process (the CLI, the loop, another server) may change what is served.
   const served = useApi<{ items: ServedRoute[] }>('/routes', 3000);
+  const watches = useApi<{ items: PromotionWatch[] }>('/watches?looks=1', 5000);
   const experiments = useApi<{ items: ExperimentSummary[] }>('/experiments');
   const evaluations = useApi<{ items: Record<string, unknown>[] }>('/evaluations');
   const [pending, setPending] = useState<Action>();
@@ -114,6 +115,10 @@ export function ModelsPage() {
           </div>
         </form>
       </dialog>
+      <h2>Watches after promotion</h2>
+      <Loading state={watches} what="watches">
+        {(w) => <Watches items={w.items} />}
+      </Loading>
       <h2>Experiments</h2>
       <Loading state={experiments} what="experiments">
         {(e) => <Experiments items={e.items} />}
@@ -161,13 +166,18 @@ function Served({ routes, models }: { routes: ServedRoute[]; models: Model[] }) 
         const global = (entry?.variants ?? []).filter((v) => !v.segment);
         const live = global.filter((v) => v.weight > 0);
         const prod = production.get(name);
+        const holdback = live.find((v) => v.name === 'holdback');
         const agree = !entry
           ? 'the gateway file routes it'
-          : live.length > 1
-            ? 'split: an experiment'
-            : live[0]?.model === prod
-              ? 'yes'
-              : 'no';
+          : holdback && live.length === 2
+            ? live.find((v) => v.name !== 'holdback')?.model === prod
+              ? `yes (watched: ${holdback.model} kept as holdback)`
+              : 'no'
+            : live.length > 1
+              ? 'split: an experiment'
+              : live[0]?.model === prod
+                ? 'yes'
+                : 'no';
         return [
           name,
           prod ?? '–',
@@ -184,6 +194,58 @@ function Served({ routes, models }: { routes: ServedRoute[]; models: Model[] }) 
         ];
       })}
     />
+  );
+}
+
+const p = (x: number | null) => (x === null ? '–' : x.toFixed(3));
+
+/**
+ * Each promotion's watch: the promoted model against the holdback it kept on the replaced model,
+ * the last look's evidence per metric (mean of user means per arm, users, the always-valid
+ * one-sided p and the level at which the guardrail acts) and how it ended.
+ */
+function Watches({ items }: { items: PromotionWatch[] }) {
+  if (!items.length) return <p className="muted">No promotion has been watched yet.</p>;
+  return (
+    <div className="reports">
+      {items.map((w) => {
+        const look = w.looks[0];
+        const label = `${w.route}: ${w.modelName} against ${w.holdbackModelName}`;
+        return (
+          <article key={w.id} aria-label={`watch ${label}`}>
+            <h3>{label}</h3>
+            <p>
+              <span className={`stage ${w.status === 'rolled_back' ? 'archived' : 'production'}`}>
+                {w.status}
+              </span>{' '}
+              holdback {Math.round(w.policy.holdbackShare * 1000) / 10}%, opened {fmt.time(w.openedAt)} by{' '}
+              {w.openedBy}; length {w.policy.users} users and {w.policy.hours} h
+            </p>
+            {w.outcome && (
+              <p>
+                Decision by {w.outcome.actor}: {w.outcome.reason}
+              </p>
+            )}
+            {look ? (
+              <Table
+                caption={`Last look (${fmt.time(look.createdAt)}): ${look.decision}`}
+                head={['Metric', 'New', 'Holdback', 'Users (new / holdback)', 'p (acts at)', 'Harm']}
+                rows={(look.evidence.metrics ?? []).map((m) => [
+                  m.metric,
+                  p(m.newMean),
+                  p(m.holdbackMean),
+                  `${m.newUsers} / ${m.holdbackUsers}`,
+                  m.skipped ?? `${m.pValue.toPrecision(3)} (${m.alpha.toPrecision(2)})`,
+                  m.harmful ? 'yes' : 'no',
+                ])}
+              />
+            ) : (
+              <p className="muted">Not looked at yet.</p>
+            )}
+          </article>
+        );
+      })}
+    </div>
   );
 }
 
