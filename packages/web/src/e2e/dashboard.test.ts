@@ -112,7 +112,13 @@ describe('dashboard and widget in a browser', () => {
   /** What the gateway answers a call to the route `support` with (the upstream names the model). */
   const answer = async (): Promise<string> => {
     const res = await t.call('/v1/chat/completions', {
-      body: { model: 'support', messages: [{ role: 'user', content: 'How do I reset my password?' }] },
+      // One end user throughout: a promotion over a production model keeps 5% of the users
+      // (sticky) on the replaced model while it is watched; this user is in the other 95%.
+      body: {
+        model: 'support',
+        user: 'dashboard-e2e-user',
+        messages: [{ role: 'user', content: 'How do I reset my password?' }],
+      },
     });
     expect(res.status).toBe(200);
     return res.body.choices[0].message.content;
@@ -493,7 +499,9 @@ describe('dashboard and widget in a browser', () => {
     expect((await t.store.models.get(t.projectId, 'support-v2'))!.stage).toBe('production');
     expect((await t.store.models.get(t.projectId, 'support-v1'))!.stage).toBe('archived');
     const audit = await t.store.audit.list(t.projectId, { subjectType: 'model' });
-    expect(audit[0]).toMatchObject({
+    // The promotion replaced support-v1, so a watch opened with it (the newest entry).
+    expect(audit.map((a) => a.action).slice(0, 2)).toEqual(['watch.opened', 'model.stage']);
+    expect(audit[1]).toMatchObject({
       action: 'model.stage',
       details: expect.objectContaining({ reason: 'won the canary' }),
     });
@@ -663,7 +671,12 @@ describe('dashboard and widget in a browser', () => {
     const support = served
       .getByRole('row')
       .filter({ has: page.getByRole('cell', { name: 'support', exact: true }) });
-    await expect.poll(() => support.textContent()).toMatch(/support-v2.*support-v2 @ local: 100%.*yes/);
+    // support-v2 was promoted over support-v1: its watch keeps support-v1 for 5% of the users.
+    await expect
+      .poll(() => support.textContent())
+      .toMatch(
+        /support-v2.*support-v2 @ local: 95%.*support-v1 @ local: 5%.*yes \(watched: support-v1 kept as holdback\)/,
+      );
 
     await page.getByRole('button', { name: 'Roll back support' }).click();
     const dialog = page.getByRole('dialog');
@@ -672,6 +685,11 @@ describe('dashboard and widget in a browser', () => {
     await dialog.getByRole('button', { name: 'Confirm' }).click();
     await page.getByText('Done: Roll back route support').waitFor();
     expect(await servedWithin('support-v1', since)).toBeLessThan(1000);
+    // The promotion's watch is on the page, closed by the person's rollback with the reason.
+    const watch = page.getByRole('article', { name: 'watch support: support-v2 against support-v1' });
+    await expect
+      .poll(() => watch.textContent(), { timeout: 10_000 })
+      .toMatch(/rolled_back.*holdback 5%.*Decision by api:.*complaints spiked/);
     await expect.poll(() => support.textContent()).toMatch(/support-v1.*support-v1 @ local: 100%.*yes/);
 
     // Archiving the production model would leave the route nothing to serve (the gateway file has
