@@ -244,5 +244,26 @@ for (const target of testDatabases()) {
       expect((await t.store.models.production(t.projectId, 'support'))?.name).toBe('fine-v3');
       for (let i = 0; i < 30; i++) expect((await chat(`w-${i}`)).model).toBe('fine-v3');
     }, 120_000);
+
+    it('an experiment started on a watched route ends the watch (its variants replace the holdback)', async () => {
+      const v1 = await t.store.models.setStage(t.projectId, 'good-v1', 'production', 'test', 'back to v1');
+      expect(v1.watchId).not.toBeNull();
+      const started = await t.call('/api/v1/experiments', {
+        body: {
+          name: 'v1-vs-v3',
+          route: 'support',
+          control: 'a',
+          variants: [
+            { name: 'a', model: 'good-v1', upstream: 'local', weight: 1 },
+            { name: 'b', model: 'fine-v3', upstream: 'local', weight: 1 },
+          ],
+        },
+      });
+      expect(started.status, JSON.stringify(started.body)).toBe(201);
+      expect(await t.store.watches.get(t.projectId, v1.watchId!)).toMatchObject({
+        status: 'superseded',
+        outcome: { reason: 'experiment "v1-vs-v3" started on the route' },
+      });
+    });
   });
 }

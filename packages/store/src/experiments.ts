@@ -237,6 +237,19 @@ export class ExperimentRepository {
       // Per-segment variants (personalization) keep serving their segments during the experiment.
       const segments = segmentVariants((await this.routes.get(projectId, e.route, trx))?.variants);
       await this.routes.put(projectId, e.route, [...segments, ...e.variants], trx);
+      // The experiment's variants replace a promotion watch's holdback: the watch ends here (the
+      // experiment now compares the route's models on its users), not at its next look.
+      await trx
+        .updateTable('promotion_watches')
+        .set({
+          status: 'superseded',
+          closed_at: now,
+          outcome: encodeJson({ actor, reason: `experiment "${e.name}" started on the route` }),
+        })
+        .where('project_id', '=', projectId)
+        .where('route', '=', e.route)
+        .where('status', '=', 'watching')
+        .execute();
       await this.audit.record(
         {
           projectId,
