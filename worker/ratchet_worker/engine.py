@@ -92,6 +92,7 @@ class Engine:
         self._cv = threading.Condition()
         self._waiting: list[Sequence] = []
         self._running: dict[str, _Running] = {}
+        self.generated = 0  # tokens generated since start (for /health and tests)
         self._thread = threading.Thread(target=self._loop, name="ratchet-engine", daemon=True)
         self._thread.start()
 
@@ -239,11 +240,10 @@ class Engine:
     def _advance(self, seqs: list[Sequence], logits: Any) -> list[int]:
         """Picks each sequence's next token, streams its new text; the rows still going."""
         chosen = self._choose(seqs, logits)
+        self.generated += len(chosen)
         keep = []
         for row, (seq, token) in enumerate(zip(seqs, chosen, strict=True)):
-            if seq.cancelled:  # its client went away: free the row
-                self._finish(seq, "stop")
-            elif token == self.eos and not seq.ignore_eos:
+            if seq.cancelled or (token == self.eos and not seq.ignore_eos):  # cancelled: its client left
                 self._finish(seq, "stop")
                 continue
             seq.tokens.append(token)

@@ -457,13 +457,27 @@ def _choices(
     return queues, seqs
 
 
-async def _stream(queue: asyncio.Queue, seq: Sequence, req: ChatRequest, prompt_tokens: int) -> AsyncIterator[str]:
-    """SSE chunks as the engine produces the tokens; a client that goes away frees its row."""
-    try:
-        async for chunk in _chunks(queue, req, prompt_tokens):
-            yield chunk
-    finally:
-        seq.cancelled = True  # a no-op once the sequence has finished
+def _stream_response(chunks: AsyncIterator[str], seq: Sequence):
+    """SSE chunks as the engine produces the tokens. A client that goes away frees its row at
+    once: uvicorn drops writes to a closed connection without an error, so the connection's
+    disconnect message is watched for alongside the sending."""
+    from fastapi.responses import StreamingResponse
+
+    class Stream(StreamingResponse):
+        async def __call__(self, scope, receive, send) -> None:
+            async def watch() -> None:
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                seq.cancelled = True
+
+            watcher = asyncio.ensure_future(watch())
+            try:
+                await super().__call__(scope, receive, send)
+            finally:
+                watcher.cancel()
+                seq.cancelled = True  # a no-op once the sequence has finished
+
+    return Stream(chunks, media_type="text/event-stream")
 
 
 async def _chunks(queue: asyncio.Queue, req: ChatRequest, prompt_tokens: int) -> AsyncIterator[str]:
@@ -527,6 +541,7 @@ def create_app(host: ModelHost):
             "device": host.device,
             "models": host.model_names(),
             "generating": host.engine.busy(),
+            "generated_tokens": host.engine.generated,
         }
 
     def listing(name: str, entry: Served, created: int) -> dict[str, Any]:
@@ -575,7 +590,7 @@ def create_app(host: ModelHost):
             host.release(entry)
             raise
         if req.stream:
-            return StreamingResponse(_stream(queues[0], seqs[0], req, prompt_tokens), media_type="text/event-stream")
+            return _stream_response(_chunks(queues[0], req, prompt_tokens), seqs[0])
         try:
             finishes = [await _collect(q) for q in queues]
         except Exception as err:  # noqa: BLE001 - the engine's error, as OpenAI's error shape

@@ -239,14 +239,20 @@ def test_concurrent_streams_arrive_interleaved_and_whole(server):
     """Six streams at once each get their own text (equal to the non-streamed answer) in pieces,
     and the pieces of different streams interleave: they were generated together, not in turn."""
     cases = [("tiny" if i % 2 else "support-v2", p) for i, p in enumerate(PROMPTS[:6])]
+    # 60 tokens each (past the end of the answer), so that no stream can end before the last
+    # thread has even sent its call; the threads send together.
+    clients, together = [_client(server) for _ in cases], threading.Barrier(len(cases))
 
     def stream(model: str, prompt: str) -> tuple[str, list[float], str]:
-        stream = _client(server).chat.completions.create(
+        client = clients[[p for _, p in cases].index(prompt)]
+        together.wait()
+        stream = client.chat.completions.create(
             model=model,
             messages=[{"role": "user", "content": prompt}],
-            max_tokens=40,
+            max_tokens=60,
             temperature=0,
             stream=True,
+            extra_body={"ignore_eos": True},
         )
         text, times, finish = "", [], None
         for chunk in stream:
@@ -258,7 +264,7 @@ def test_concurrent_streams_arrive_interleaved_and_whole(server):
         return text, times, finish
 
     results = _at_once([lambda m=m, p=p: stream(m, p) for m, p in cases])
-    expected = [_chat(server, m, p)["choices"][0]["message"]["content"] for m, p in cases]
+    expected = [_chat(server, m, p, 60, ignore_eos=True)["choices"][0]["message"]["content"] for m, p in cases]
     assert [text for text, _, _ in results] == expected
     assert all(len(times) > 3 and finish in ("stop", "length") for _, times, finish in results)
     first_done = min(times[-1] for _, times, _ in results)
@@ -405,9 +411,36 @@ def test_unload_waits_for_requests_in_flight(server, trained):
         deadline = time.monotonic() + 30
         while "leaving" in _models(server) and time.monotonic() < deadline:
             time.sleep(0.01)
-        refused = _post(server, "/v1/chat/completions", {"model": "leaving", "messages": [{"role": "user", "content": "Hi"}]})
+        hi = [{"role": "user", "content": "Hi"}]
+        refused = _post(server, "/v1/chat/completions", {"model": "leaving", "messages": hi})
         assert refused.status_code == 404
         assert "stream" not in ended  # refused while the earlier call was still streaming
         assert streaming.result() == (400, "length")
         assert unloading.result() == 200
     assert ended["unload"] >= ended["stream"] - 0.05
+
+
+def test_a_stream_the_client_closes_frees_its_row(server):
+    """A client that goes away mid-stream stops its generation: the row leaves the batch instead
+    of generating the rest of its 400 tokens for nobody."""
+    body = {
+        "model": "tiny",
+        "messages": [{"role": "user", "content": "Hi"}],
+        "max_tokens": 400,
+        "temperature": 0,
+        "stream": True,
+        "ignore_eos": True,
+    }
+    health = lambda: httpx.get(f"{server}/health").json()  # noqa: E731
+    before = health()["generated_tokens"]
+    with httpx.stream("POST", f"{server}/v1/chat/completions", json=body, timeout=60) as response:
+        lines = response.iter_lines()
+        for _ in range(6):  # the role chunk and a few tokens (with their blank separator lines)
+            next(lines)
+        assert health()["generating"] == 1
+    deadline = time.monotonic() + 30
+    while health()["generating"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    after = health()
+    assert after["generating"] == 0
+    assert after["generated_tokens"] - before < 400  # stopped early, not at its max_tokens
