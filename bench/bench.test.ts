@@ -101,6 +101,14 @@ describe('bench machinery', () => {
     }
   });
 
+  it('guardrail rolls back every planted drop through the real store, and both paths decide alike', async () => {
+    const result = await runBench(benches.find((b) => b.name === 'guardrail')!, ctx);
+    expectWellFormed(result, 'guardrail');
+    expect(result.metrics.guardrail_drop_rolled_back_rate).toBe(1);
+    expect(result.metrics.guardrail_store_pure_agreement_rate).toBe(1);
+    expect(result.metrics.guardrail_users_to_rollback_p50).toBeLessThanOrEqual(6000);
+  }, 300_000);
+
   // Not concurrent with the server benches: it trains on the same two cores. One step of dpo
   // (TRL-backed) and of rwsft (ours) on 8 pairs, each beside TRL's trainer, on the test preset
   // (built into bench/.work/models once, about 30 s).

@@ -272,7 +272,7 @@ export const guardrailBench: Bench = {
       const rolled = drops.filter((r) => r.rolledBackAt !== null).length;
       const metrics = {
         guardrail_users_to_rollback_p50: median(toRollback),
-        guardrail_users_to_rollback_p90: [...toRollback].sort((a, b) => a - b)[
+        guardrail_users_to_rollback_p90_count: [...toRollback].sort((a, b) => a - b)[
           Math.floor(0.9 * toRollback.length)
         ]!,
         guardrail_drop_rolled_back_rate: round(rolled / drops.length, 4),
@@ -282,7 +282,7 @@ export const guardrailBench: Bench = {
           4,
         ),
         guardrail_store_pure_agreement_rate: round(agree / compared, 4),
-        guardrail_store_seconds: round(storeSeconds, 1),
+        guardrail_store_s: round(storeSeconds, 1),
       };
       const notes =
         `Default watch policy (holdback ${defaultWatchPolicy.holdbackShare * 100}%, alpha ${defaultWatchPolicy.alpha} ` +

@@ -68,6 +68,7 @@ const sharedMetricNames = new Set([
   'al_ratings_ratio',
   'train_speedup_vs_trl',
   'serve_concurrency_speedup', // issue 13's name
+  'guardrail_users_to_rollback_p50', // issue 13's name (users)
 ]);
 
 export function assertWellFormed(result: BenchResultFile): void {
