@@ -495,8 +495,13 @@ export function buildProgram(): Command {
     )
     .option('--report-dir <dir>', 'where the report and charts go', '.ratchet/demo-report')
     .option('--exit', 'exit after the rounds instead of leaving the server up')
+    .option(
+      '--no-careless-promotion',
+      'skip the last step (a worse model promoted by hand, which the guardrail rolls back)',
+    )
     .action(
       async (opts: {
+        carelessPromotion: boolean;
         port: number;
         rounds: number;
         chats: number;
@@ -515,6 +520,7 @@ export function buildProgram(): Command {
           chatsPerRound: opts.chats,
           probePrompts: opts.probe,
           riskyRound: opts.riskyRound,
+          carelessPromotion: opts.carelessPromotion,
           modelDir: opts.modelDir,
           preset: opts.preset,
           dataDir: opts.dataDir,

@@ -10,6 +10,7 @@ import {
   LoopPolicy,
   type LoopPolicyInput,
   loadDemoDomain,
+  lookAtOpenWatches,
   measureTrueQuality,
   simulateTraffic,
   type TrafficReport,
@@ -44,6 +45,8 @@ export interface LoopDemoOptions {
    * disliked answers), to show the gate and the experiment stopping a worse candidate; 0: none.
    */
   riskyRound: number;
+  /** After the rounds, promote the worst turned-away candidate by hand and let the guardrail act. */
+  carelessPromotion: boolean;
 }
 
 export interface DemoRound {
@@ -176,25 +179,29 @@ export function demoPolicy(baseModel: string, overrides: Partial<LoopPolicyInput
     },
     // Only the reward model's confident calls: its labels become sft examples like a person's.
     aiFeedback: { enabled: true, minConfidence: 0.8 },
-    // The offline critic here is a reward model trained on a round's hundred-odd ratings: too
-    // weak to prove a candidate better on 40 prompts, and noisy even about "not worse" (demo runs
-    // gave win rates of 42.5% and 38.8% to candidates at 59% and 81% true quality against 31% and
-    // 74%, and 65% to a wrecked one at 8% against 57%). What catches a broken candidate is its
-    // perplexity on held-out liked answers (the wrecked rwsft: 2.77 against 1.18), gated at
-    // 1.5x by default. The gates decide on intervals: they fail a candidate only when the
-    // evidence shows it worse, and leave the rest (undecided on 40 items) to the experiment on
-    // live users.
+    // The offline critic here is a reward model trained on a round's hundred-odd ratings, and it
+    // is confidently wrong about a candidate's new answers in both directions: in one demo run it
+    // preferred a wrecked candidate (16% true quality) 9 to 0 over production (65%), and
+    // production 9 to 0 over a better candidate (77%), each a significant interval on the sign
+    // test. So in the demo it does not gate (`source: 'judge'`, and the demo has no judge): the
+    // pairwise gates are undecided, perplexity and safety gate on intervals, and the experiment
+    // on live users and the guardrail after promotion decide. A better critic (the LLM judge,
+    // `evaluation.judge`) gates where one is configured.
     evaluation: {
       maxItems: 40,
       suites: ['heldout', 'redteam'],
       maxTokens: 80,
+      gates: { winRate: { source: 'judge' } },
     },
     canary: { share: 0.5 },
     // mSPRT stays valid for any mixture width; 0.3 sd matches the size of effect a round here
     // has (thumbs-up rates 15-25 points apart), where the default 0.1 needs far more users.
+    // Observations are users with a thumb (the user is the unit): of the demo's 600 people about
+    // 240 per arm give thumbs on a half-and-half canary, so one that has not shipped by 200 such
+    // users an arm ends as no effect.
     experiment: {
       minObservationsPerArm: 30,
-      maxObservationsPerArm: 800,
+      maxObservationsPerArm: 200,
       decisionRule: { tauInStandardDeviations: 0.3 },
     },
     ...overrides,
@@ -349,6 +356,89 @@ export async function runLoopDemo(
     };
     const known = new Map<string, Awaited<ReturnType<typeof probe>>>();
 
+    /**
+     * A careless operator promotes by hand the worst candidate the loop turned away. The
+     * promotion opens a watch (the replaced model keeps half the users here, so a short demo
+     * decides; the product's default holdback is 5%), users keep chatting, and the guardrail's
+     * looks roll it back on their own once the users' ratings show the harm.
+     */
+    const carelessPromotion = async (): Promise<DemoRound | null> => {
+      const t0 = Date.now();
+      const current = (await store.models.production(project.id, policy.route))!;
+      const turnedAway = (await store.models.list(project.id, { route: policy.route })).filter(
+        (m) => m.stage !== 'production' && known.has(m.name) && m.name !== current.name,
+      );
+      const worst = turnedAway.sort(
+        (a, b) => known.get(a.name)!.trueQuality - known.get(b.name)!.trueQuality,
+      )[0];
+      const truth = known.get(current.name) ?? (await probe(current.name, 77));
+      if (!worst || known.get(worst.name)!.trueQuality >= truth.trueQuality) {
+        console.log('\n(no turned-away candidate worse than production to promote by hand)');
+        return null;
+      }
+      const open = await store.loops.current(project.id, policy.route);
+      if (open) {
+        console.log(
+          `\n(round ${open.round} is still ${open.status} at ${open.stage}: no promotion by hand over it)`,
+        );
+        return null;
+      }
+      console.log(`\n== a careless promotion ==`);
+      console.log(`  an operator promotes ${worst.name} by hand over ${current.name}, skipping the loop`);
+      await store.models.setStage(
+        project.id,
+        worst.name,
+        'production',
+        'operator',
+        'looked fine in two chats',
+        undefined,
+        {
+          watch: { holdbackShare: 0.5 },
+        },
+      );
+      await models.ensure(await withRoutedModels(store, project.id, policy.route, []));
+      await new Promise((r) => setTimeout(r, 1500)); // every gateway applies a route change within a second
+      const users = { up: 0, total: 0 };
+      let outcome = 'not rolled back';
+      let reasons: string[] = [];
+      for (let batch = 0; batch < 12 && outcome === 'not rolled back'; batch++) {
+        const traffic = await chat('users after the promotion', 150, 9000 + batch);
+        for (const v of Object.values(traffic.variants)) {
+          users.up += v.thumbsUp;
+          users.total += v.thumbsUp + v.thumbsDown;
+        }
+        for (const look of await lookAtOpenWatches(store, { actor: 'guardrail' }))
+          if (look.watch.route === policy.route && look.decision === 'rollback') {
+            outcome = 'rolled_back (guardrail)';
+            reasons = look.reasons;
+          }
+      }
+      const after = (await store.models.production(project.id, policy.route))!;
+      console.log(
+        outcome === 'not rolled back'
+          ? `  the guardrail did not roll ${worst.name} back within the demo's traffic`
+          : `  the guardrail rolled ${worst.name} back to ${after.name}: ${reasons.join('; ')}`,
+      );
+      const w = wilsonInterval(users.up, users.total);
+      return {
+        round: o.rounds + 1,
+        production: current.name,
+        method: 'by hand',
+        candidate: worst.name,
+        candidateQuality: known.get(worst.name)!.trueQuality,
+        trueQuality: truth.trueQuality,
+        goodShare: truth.goodShare,
+        thumbsUp: users.up,
+        thumbsTotal: users.total,
+        thumbsUpLower: w.lower,
+        thumbsUpUpper: w.upper,
+        gate: 'skipped',
+        experiment: 'watch',
+        outcome,
+        seconds: Math.round((Date.now() - t0) / 1000),
+      };
+    };
+
     const rounds: DemoRound[] = [];
     for (let n = 1; n <= o.rounds; n++) {
       const t0 = Date.now();
@@ -409,6 +499,13 @@ export async function runLoopDemo(
       };
       rounds.push(row);
       printRound(row);
+    }
+    if (o.carelessPromotion) {
+      const row = await carelessPromotion();
+      if (row) {
+        rounds.push(row);
+        printRound(row);
+      }
     }
     const final = (await store.models.production(project.id, policy.route))!;
     const finalTruth = known.get(final.name) ?? (await probe(final.name, 77));
