@@ -175,6 +175,15 @@ function cohenCases(rng: SeededRandom): Case[] {
     b: ['negative', 'positive', 'negative', 'neutral', 'negative'],
     weights: null,
   });
+  // Characters above U+FFFF and in U+E000..U+FFFF: UTF-16 and code point order differ.
+  for (const weights of ['linear', 'quadratic'] as const)
+    cases.push({
+      name: `code point order ${weights}`,
+      type: 'cohen',
+      a: ['a', '😀', 'ｚ', '\uE000', '😀'],
+      b: ['ｚ', '😀', 'a', '😀', '\uE000'],
+      weights,
+    });
   return cases;
 }
 

@@ -9,6 +9,7 @@ import {
   krippendorffAlphaFromUnits,
 } from './krippendorff.js';
 import { agreementByCriterion, pairwiseCohenKappa, reliabilityMatrix } from './summary.js';
+import { sortedDistinct } from './values.js';
 
 const n = null;
 
@@ -196,6 +197,13 @@ describe("Cohen's kappa", () => {
     expect(cohenKappa([...a, 'x', null], [...b, null, 'y'])).toBeCloseTo(0.6875, 12);
     expect(cohenKappa([1, 1], [1, 1])).toBeNaN();
     expect(() => cohenKappa([1], [1, 2])).toThrow(RatchetError);
+  });
+
+  it('orders string categories by code point, as scikit-learn does', () => {
+    // UTF-16 order would put the emoji (surrogates from U+D800) before the fullwidth z (U+FF5A)
+    // and give -0.5; code point order is a < ｚ < 😀.
+    expect(cohenKappa(['a', '😀', 'ｚ'], ['ｚ', '😀', 'a'], { weights: 'linear' })).toBeCloseTo(0.25, 12);
+    expect(sortedDistinct(['😀', 'ｚ', 'a', 'ab', ''])).toEqual(['', 'a', 'ab', 'ｚ', '😀']);
   });
 });
 

@@ -18,9 +18,23 @@ export function sortedDistinct(values: Iterable<RatingValue>): (number | string)
   if (numbers !== 0 && numbers !== list.length) {
     throw new RatchetError('invalid_request', 'values mix numbers and strings');
   }
-  return numbers > 0
-    ? (list as number[]).sort((a, b) => a - b)
-    : (list as string[]).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  return numbers > 0 ? (list as number[]).sort((a, b) => a - b) : (list as string[]).sort(compareCodePoints);
+}
+
+/**
+ * Orders strings by Unicode code point, as Python and numpy do. JavaScript's `<` compares UTF-16
+ * code units, which puts a character above U+FFFF (two surrogate units from U+D800) before one in
+ * U+E000..U+FFFF; weighted kappa's category indices would then differ from scikit-learn's.
+ */
+export function compareCodePoints(a: string, b: string): number {
+  let i = 0;
+  while (i < a.length && i < b.length) {
+    const x = a.codePointAt(i)!;
+    const y = b.codePointAt(i)!;
+    if (x !== y) return x - y;
+    i += x > 0xffff ? 2 : 1;
+  }
+  return a.length - i - (b.length - i);
 }
 
 /** Index of every value of a domain, failing clearly on a value outside it. */
