@@ -1,21 +1,11 @@
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { newId, promptHash } from '@ratchet/core';
+import { mulberry32, newId, promptHash } from '@ratchet/core';
 import { buildDatasetVersion, calibrateProject, loadDatasetInputs } from '@ratchet/loop';
 import { Store } from '@ratchet/store';
 import Database from 'better-sqlite3';
 import { type Bench, loadNote } from './lib/bench.js';
 import { round, workDir } from './lib/results.js';
-
-function prng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface World {
   truth: Float64Array;
@@ -36,7 +26,7 @@ export async function seed(
   raters: number,
   log: (m: string) => void,
 ): Promise<World> {
-  const rand = prng(2026);
+  const rand = mulberry32(2026);
   const truth = new Float64Array(n);
   const raterBias = Float64Array.from({ length: raters }, () => rand() * 1.2 - 0.6);
   const adversarial = Uint8Array.from({ length: raters }, (_, r) => (r < raters * 0.2 ? 1 : 0));

@@ -1,6 +1,6 @@
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { FeedbackInput, InteractionInput, parseInput } from '@ratchet/core';
+import { FeedbackInput, InteractionInput, mulberry32, parseInput } from '@ratchet/core';
 import { buildDatasetVersion, calibrateProject } from '@ratchet/loop';
 import { buildServer, loadServerConfig } from '@ratchet/server';
 import { Store } from '@ratchet/store';
@@ -12,16 +12,6 @@ import { median } from './lib/stats.js';
 const DAY = 86_400_000;
 const chromiumPath = process.env.RATCHET_CHROMIUM ?? '/usr/bin/chromium';
 const webDist = join(repoDir, 'packages/web/dist');
-
-function prng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const complaints = [
   'the refund policy in the answer is wrong',
@@ -38,7 +28,7 @@ const complaints = [
  * rated by one to three of 200 raters (thumbs or stars, some criteria, comments and corrections).
  */
 async function seed(store: Store, projectId: string, n: number, log: (m: string) => void): Promise<void> {
-  const rand = prng(8);
+  const rand = mulberry32(8);
   const now = Date.now();
   const batch = 2000;
   for (let from = 0; from < n; from += batch) {

@@ -100,3 +100,25 @@ export class SeededRandom {
     return x / (x + this.gamma(b));
   }
 }
+
+/**
+ * Mulberry32 (Tommy Ettinger, public domain): 32-bit state, one multiply-xorshift round a draw.
+ * Weaker than SeededRandom, but the demo's sample data, EDA, MinHash, theme starts and two
+ * benchmarks were recorded with its sequences, so it stays under its own name (changing the
+ * generator would change their numbers). Each call of the returned function gives a uint32.
+ */
+export function mulberry32Uint32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(a ^ (a >>> 15), a | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return (t ^ (t >>> 14)) >>> 0;
+  };
+}
+
+/** Mulberry32 as uniform draws in [0, 1) (32 random bits each). */
+export function mulberry32(seed: number): () => number {
+  const next = mulberry32Uint32(seed);
+  return () => next() / 4294967296;
+}

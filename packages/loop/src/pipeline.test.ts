@@ -6,6 +6,7 @@ import {
   type FeedbackInput,
   FeedbackInput as FeedbackSchema,
   InteractionInput,
+  mulberry32,
   parseInput,
 } from '@ratchet/core';
 import { Store } from '@ratchet/store';
@@ -14,22 +15,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { calibrateProject } from './calibrate.js';
 import { buildDatasetVersion } from './datasets.js';
 
-function prng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /**
  * 60 prompts x 4 answers with a hidden quality; 40 raters with their own leniency, 8 of them
  * adversarial (they rate the opposite of the truth). Each answer gets 5 star ratings.
  */
 function world(seed = 5) {
-  const rand = prng(seed);
+  const rand = mulberry32(seed);
   const interactions: ReturnType<typeof parseInput<typeof InteractionInput>>[] = [];
   const truth = new Map<string, number>();
   for (let p = 0; p < 60; p++) {

@@ -1,7 +1,8 @@
+import { mulberry32 } from '@ratchet/core';
 import { buildServer, loadServerConfig, parseGatewayConfig } from '@ratchet/server';
 import { startLocalUpstream } from '@ratchet/server/testing';
 import { Store } from '@ratchet/store';
-import { demoAnswer, mulberry32, sampleCalls, sampleRatings } from '../demo/sample.js';
+import { demoAnswer, sampleCalls, sampleRatings } from '../demo/sample.js';
 import { progressBar } from '../progress.js';
 
 export interface DemoOptions {

@@ -1,18 +1,9 @@
+import { mulberry32 } from '@ratchet/core';
+
 /**
  * A small, seeded sample of a customer-support assistant's traffic and its ratings, so that a
  * new install has something to look at before real traffic arrives.
  */
-
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Intent {
   question: string;

@@ -1,3 +1,5 @@
+import { mulberry32 } from '../random.js';
+
 /**
  * Themes in free-text feedback (negative comments, corrections): TF-IDF vectors, spherical
  * k-means with seeded k-means++ starts, each theme named by its heaviest terms and shown with
@@ -49,16 +51,6 @@ export interface Theme {
   /** Comments nearest the theme's centre. */
   examples: ThemeInput[];
   ids: string[];
-}
-
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 type SparseVector = Map<number, number>;
@@ -129,7 +121,7 @@ export function findThemes(inputs: readonly ThemeInput[], options: ThemeOptions 
     1,
     Math.min(options.k ?? Math.min(10, Math.round(Math.sqrt(usable.length / 2))), usable.length),
   );
-  const rand = prng(options.seed ?? 1);
+  const rand = mulberry32(options.seed ?? 1);
 
   // k-means++ seeding on cosine distance.
   const centres: Float64Array[] = [centroid([vectors[Math.floor(rand() * vectors.length)]!], dims)];

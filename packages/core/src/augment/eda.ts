@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { mulberry32 } from '../random.js';
 import { buildLexicon, type Lexicon } from './lexicon.js';
 
 /**
@@ -24,16 +25,6 @@ const stopWords = new Set(
     ' ',
   ),
 );
-
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 type Op = (words: string[], n: number, rand: () => number, lexicon: Lexicon) => string[];
 
@@ -98,7 +89,7 @@ export function augmentWithEda(
   const c = EdaConfig.parse(config);
   const words = text.split(/\s+/).filter(Boolean);
   if (words.length === 0) return [];
-  const rand = prng(c.seed ^ hashString(text));
+  const rand = mulberry32(c.seed ^ hashString(text));
   const n = Math.max(1, Math.round(c.alpha * words.length));
   const seen = new Set([text]);
   const out: { text: string; operation: string }[] = [];

@@ -4,6 +4,8 @@
  * similarity. Linear in the number of texts.
  */
 
+import { mulberry32Uint32 } from '../random.js';
+
 export interface DedupOptions {
   /** Jaccard similarity (0..1) at or above which two texts are near-duplicates. */
   threshold?: number;
@@ -49,16 +51,6 @@ export function shingles(text: string, size: number): Set<number> {
   return out;
 }
 
-function mulberry(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  };
-}
-
 /**
  * A family of hash functions h_i(x) = mix(a_i * x + b_i) in 32-bit integer arithmetic (odd a_i),
  * each seeded independently: fast enough for millions of shingles, and min-wise enough for MinHash.
@@ -71,7 +63,7 @@ export class MinHasher {
     readonly numHashes = 128,
     seed = 1,
   ) {
-    const rand = mulberry(seed);
+    const rand = mulberry32Uint32(seed);
     this.a = Uint32Array.from({ length: numHashes }, () => rand() | 1);
     this.b = Uint32Array.from({ length: numHashes }, () => rand());
   }
