@@ -153,7 +153,7 @@ for (const target of testDatabases()) {
       const out = await lookAtPromotionWatch(t.store, watch!, { webhook: { url: receiver.url, secret } });
       expect(out.decision).toBe('rollback');
       expect(out.reasons[0]).toMatch(/^thumbs_up_rate: new 0\.\d+ \(\d+ users\) vs holdback 0\.\d+/);
-      expect(out.webhook).toEqual({ status: 204 });
+      expect(out.webhook).toMatchObject({ delivered: true, status: 204, attempts: [{ status: 204 }] });
 
       // Registry and audit.
       expect((await t.store.models.production(t.projectId, 'support'))?.name).toBe('good-v1');
@@ -196,6 +196,7 @@ for (const target of testDatabases()) {
         modelName: 'bad-v2',
         holdbackModelName: 'good-v1',
         status: 'rolled_back',
+        webhook: { delivered: true, status: 204, url: receiver.url },
         looks: [
           {
             decision: 'rollback',

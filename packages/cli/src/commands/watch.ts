@@ -1,5 +1,11 @@
 import type { WatchMetricLook } from '@ratchet/core';
-import { guardrailWebhookFromEnv, lookAtPromotionWatch, type WatchLookOutcome } from '@ratchet/loop';
+import {
+  guardrailWebhookFromEnv,
+  lookAtPromotionWatch,
+  type WatchLookOutcome,
+  type WebhookDelivery,
+  webhookAuditAction,
+} from '@ratchet/loop';
 import { gatewayFacts, loadGatewayConfig } from '@ratchet/server';
 import type { PromotionWatch, Store } from '@ratchet/store';
 import { type Command, Option } from 'commander';
@@ -10,6 +16,12 @@ const fmt = (x: number | null) => (x === null ? '-' : Number(x.toPrecision(3)).t
 function metricLine(m: WatchMetricLook): string {
   const p = m.skipped ? m.skipped : `p=${fmt(m.pValue)} (acts at ${fmt(m.alpha)})`;
   return `    ${m.metric.padEnd(15)} new ${fmt(m.newMean).padEnd(7)} holdback ${fmt(m.holdbackMean).padEnd(7)} users ${m.newUsers}/${m.holdbackUsers}  ${p}`;
+}
+
+/** `200`, `200 after 3 attempts`, `failed after 5 attempts: fetch failed: ...`. */
+function deliveryText(d: WebhookDelivery): string {
+  const tries = d.attempts.length > 1 ? ` after ${d.attempts.length} attempts` : '';
+  return d.delivered ? `${d.status}${tries}` : `failed${tries || ' after 1 attempt'}: ${d.status ?? d.error}`;
 }
 
 async function describeWatch(store: Store, w: PromotionWatch): Promise<string[]> {
@@ -23,6 +35,13 @@ async function describeWatch(store: Store, w: PromotionWatch): Promise<string[]>
     }%), ${w.status}, opened ${new Date(w.openedAt).toISOString()} by ${w.openedBy}`,
   ];
   if (w.outcome) lines.push(`  closed by ${w.outcome.actor}: ${w.outcome.reason}`);
+  const [hook] = await store.audit.list(w.projectId, {
+    subjectType: 'watch',
+    subjectId: w.id,
+    action: webhookAuditAction,
+    limit: 1,
+  });
+  if (hook) lines.push(`  webhook: ${deliveryText(hook.details as unknown as WebhookDelivery)}`);
   const [last] = await store.watches.looks(w.id, 1);
   if (last) {
     lines.push(
@@ -91,7 +110,7 @@ export function registerWatchCommands(program: Command): void {
             gateway,
             actor: 'guardrail',
           });
-          const hook = out.webhook ? ` (webhook: ${out.webhook.status ?? out.webhook.error})` : '';
+          const hook = out.webhook ? ` (webhook: ${deliveryText(out.webhook)})` : '';
           console.log(`${w.route}: ${out.decision}${hook}: ${out.reasons.join('; ')}`);
         }
       });

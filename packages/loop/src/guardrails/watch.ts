@@ -15,6 +15,45 @@ export interface GuardrailWebhook {
   url: string;
   /** HMAC-SHA256 key of the signature header; the receiver holds the same. */
   secret: string;
+  /** How a failed delivery is retried (defaults: `defaultWebhookRetry`). */
+  retry?: Partial<WebhookRetry>;
+}
+
+/**
+ * Retries of a delivery that failed on the network or with a 5xx, 408 or 429 (the receiver may be
+ * restarting): at most `attempts` POSTs, waiting before each retry a backoff that doubles from
+ * `baseDelayMs` up to `maxDelayMs`, half of it random (jitter, so many servers that saw the same
+ * outage do not retry in step). Bounded so a look's pass ends: the rollback has committed already.
+ */
+export interface WebhookRetry {
+  attempts: number;
+  baseDelayMs: number;
+  maxDelayMs: number;
+  /** Each attempt's own timeout. */
+  timeoutMs: number;
+}
+
+export const defaultWebhookRetry: WebhookRetry = {
+  attempts: 5,
+  baseDelayMs: 1000,
+  maxDelayMs: 30_000,
+  timeoutMs: 10_000,
+};
+
+/** One POST of a delivery: the receiver's status, or the network error. */
+export interface WebhookAttempt {
+  at: number;
+  status?: number;
+  error?: string;
+}
+
+/** A webhook delivery's outcome, recorded in the audit log (`watch.webhook`, subject the watch). */
+export interface WebhookDelivery {
+  delivered: boolean;
+  /** The last attempt's status or error. */
+  status?: number;
+  error?: string;
+  attempts: WebhookAttempt[];
 }
 
 /** The webhook from RATCHET_GUARDRAIL_WEBHOOK_URL and RATCHET_GUARDRAIL_WEBHOOK_SECRET (both, or none). */
@@ -43,8 +82,8 @@ export interface WatchLookOutcome {
   decision: WatchLookResult['decision'] | 'closed';
   reasons: string[];
   result?: WatchLookResult;
-  /** The webhook's answer status, or the error, when one was sent. */
-  webhook?: { status?: number; error?: string };
+  /** The webhook's delivery, when one was sent. */
+  webhook?: WebhookDelivery;
 }
 
 export interface WatchLookOptions {
@@ -116,10 +155,10 @@ export async function lookAtPromotionWatch(
       await store.audit.record({
         projectId: watch.projectId,
         actor,
-        action: 'watch.webhook',
-        subjectType: 'route',
-        subjectId: watch.route,
-        details: { watch: watch.id, url: options.webhook!.url, ...outcome.webhook },
+        action: webhookAuditAction,
+        subjectType: 'watch',
+        subjectId: watch.id,
+        details: { route: watch.route, url: options.webhook!.url, ...outcome.webhook },
       });
   }
   return outcome;
@@ -136,24 +175,72 @@ export async function lookAtOpenWatches(
   return out;
 }
 
+/** The audit action of a webhook delivery (subject: the watch), which `GET /api/v1/watches` shows. */
+export const webhookAuditAction = 'watch.webhook';
+
+/** A status worth another attempt: the receiver is down or busy, not refusing this event. */
+const retryableStatus = (status: number) => status >= 500 || status === 408 || status === 429;
+
+/** The wait before retry `n` (1-based): half the doubled backoff, plus up to as much at random. */
+export function webhookBackoffMs(retry: WebhookRetry, n: number, random: () => number = Math.random): number {
+  const cap = Math.min(retry.maxDelayMs, retry.baseDelayMs * 2 ** (n - 1));
+  return cap / 2 + random() * (cap / 2);
+}
+
 /**
  * POSTs the event, signed like Stripe's and GitHub's webhooks so the receiver can check it came
- * from here and was not replayed later (the signed timestamp). A failure is reported, not thrown:
- * the rollback has committed and must not be undone by a receiver that is down.
+ * from here and was not replayed later (the signed timestamp, fresh on every attempt), retried
+ * on network errors and 5xx (see WebhookRetry). A failure is reported, not thrown: the rollback
+ * has committed and must not be undone by a receiver that is down.
  */
-async function sendWebhook(options: WatchLookOptions, event: Record<string, unknown>) {
-  if (!options.webhook) return undefined;
+async function sendWebhook(
+  options: WatchLookOptions,
+  event: Record<string, unknown>,
+): Promise<WebhookDelivery | undefined> {
+  const hook = options.webhook;
+  if (!hook) return undefined;
+  const retry = { ...defaultWebhookRetry, ...hook.retry };
   const body = JSON.stringify(event);
-  const signature = signWebhook(options.webhook.secret, body, Math.floor(Date.now() / 1000));
+  const attempts: WebhookAttempt[] = [];
+  for (let n = 0; n < retry.attempts; n++) {
+    if (n > 0) await new Promise((r) => setTimeout(r, webhookBackoffMs(retry, n)));
+    const attempt = await postOnce(options.fetch ?? fetch, hook, body, retry.timeoutMs);
+    attempts.push(attempt);
+    if (attempt.status !== undefined && attempt.status < 300)
+      return { delivered: true, ...last(attempt), attempts };
+    if (attempt.status !== undefined && !retryableStatus(attempt.status)) break;
+  }
+  return { delivered: false, ...last(attempts.at(-1)!), attempts };
+}
+
+const last = (a: WebhookAttempt) => (a.status !== undefined ? { status: a.status } : { error: a.error! });
+
+async function postOnce(
+  post: typeof fetch,
+  hook: GuardrailWebhook,
+  body: string,
+  timeoutMs: number,
+): Promise<WebhookAttempt> {
+  const at = Date.now();
+  const signature = signWebhook(hook.secret, body, Math.floor(at / 1000));
   try {
-    const res = await (options.fetch ?? fetch)(options.webhook.url, {
+    const res = await post(hook.url, {
       method: 'POST',
       headers: { 'content-type': 'application/json', [signatureHeader]: signature },
       body,
-      signal: AbortSignal.timeout(10_000),
+      signal: AbortSignal.timeout(timeoutMs),
     });
-    return { status: res.status };
+    // Read the answer so the connection is released (its content is not needed).
+    await res.arrayBuffer().catch(() => undefined);
+    return { at, status: res.status };
   } catch (err) {
-    return { error: err instanceof Error ? err.message : String(err) };
+    return { at, error: errorText(err) };
   }
+}
+
+/** Node's fetch says only "fetch failed"; the cause says what (ECONNREFUSED, a reset, a timeout). */
+function errorText(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const cause = err.cause instanceof Error ? err.cause.message : undefined;
+  return cause ? `${err.message}: ${cause}` : err.message;
 }

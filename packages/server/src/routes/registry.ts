@@ -1,8 +1,20 @@
 import { modelStages, RatchetError } from '@ratchet/core';
+import { type WebhookDelivery, webhookAuditAction } from '@ratchet/loop';
 import type { Store } from '@ratchet/store';
 import { z } from 'zod';
 import { type GatewayConfig, gatewayFacts } from '../gateway/config.js';
 import type { RouteTable } from '../routing.js';
+
+/** The last recorded delivery of a watch's rollback webhook (its audit entry's details). */
+async function webhookDelivery(store: Store, projectId: string, watchId: string) {
+  const [entry] = await store.audit.list(projectId, {
+    subjectType: 'watch',
+    subjectId: watchId,
+    action: webhookAuditAction,
+    limit: 1,
+  });
+  return entry?.details as unknown as WebhookDelivery | undefined;
+}
 
 const ModelRef = z.strictObject({ ref: z.string().min(1).max(200) });
 
@@ -69,7 +81,7 @@ export function registerRegistryRoutes(
     access: 'secret',
     tag: 'registry',
     summary:
-      "Promotion watches, newest first: the promoted model, the holdback it is compared with, status, outcome and the last looks with their evidence (per metric: each arm's mean of user means, users, the one-sided always-valid p and the level it acts at).",
+      "Promotion watches, newest first: the promoted model, the holdback it is compared with, status, outcome, the rollback webhook's delivery (delivered, attempts) and the last looks with their evidence (per metric: each arm's mean of user means, users, the one-sided always-valid p and the level it acts at).",
     query: z.strictObject({
       route: z.string().min(1).max(200).optional(),
       open: z.enum(['true', 'false']).optional(),
@@ -89,6 +101,7 @@ export function registerRegistryRoutes(
             modelName: await name(w.modelId),
             holdbackModelName: await name(w.holdbackModelId),
             looks: query.looks > 0 ? await store.watches.looks(w.id, query.looks) : [],
+            webhook: (await webhookDelivery(store, principal.projectId, w.id)) ?? null,
           })),
         ),
       };

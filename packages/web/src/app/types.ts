@@ -92,6 +92,13 @@ export interface PromotionWatch {
   openedAt: number;
   closedAt: number | null;
   outcome: { actor: string; reason: string } | null;
+  /** The rollback webhook's delivery, when one was sent. */
+  webhook: {
+    delivered: boolean;
+    status?: number;
+    error?: string;
+    attempts: { at: number; status?: number; error?: string }[];
+  } | null;
   looks: {
     id: string;
     decision: string;

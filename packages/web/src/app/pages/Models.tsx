@@ -226,6 +226,12 @@ function Watches({ items }: { items: PromotionWatch[] }) {
                 Decision by {w.outcome.actor}: {w.outcome.reason}
               </p>
             )}
+            {w.webhook && (
+              <p>
+                Webhook {w.webhook.delivered ? 'delivered' : 'failed'} ({w.webhook.status ?? w.webhook.error})
+                after {w.webhook.attempts.length} attempt{w.webhook.attempts.length === 1 ? '' : 's'}
+              </p>
+            )}
             {look ? (
               <Table
                 caption={`Last look (${fmt.time(look.createdAt)}): ${look.decision}`}
