@@ -1,4 +1,4 @@
-import { InteractionFilters, modelStages, parseInput } from '@ratchet/core';
+import { ApiKeyScopes, apiKeyScopes, InteractionFilters, modelStages, parseInput } from '@ratchet/core';
 import { datasetMethods, exportFormats } from '@ratchet/loop';
 import { gatewayFacts, loadGatewayConfig } from '@ratchet/server';
 import type { ServedChange } from '@ratchet/store';
@@ -105,29 +105,44 @@ export function buildProgram(): Command {
         .choices(['secret', 'public'])
         .default('secret'),
     )
+    .option(
+      '--scopes <scopes>',
+      `comma-separated scopes instead of a kind (${apiKeyScopes.join(', ')}): ingest logs calls and feedback, public sends feedback with a feedback token only, read reads, admin changes things`,
+    )
     .option('--name <label>', 'a label to tell keys apart')
     .option('--json', 'print JSON')
-    .action(async (opts: { project: string; kind: 'secret' | 'public'; name?: string; json?: boolean }) => {
-      await withStore(program.opts(), async (store) => {
-        const existed = await store.projects.getByName(opts.project);
-        const project = existed ?? (await store.projects.create(opts.project));
-        const key = await store.projects.createKey(project.id, opts.kind, opts.name);
-        if (opts.json)
-          console.log(
-            JSON.stringify({
-              project: project.name,
-              projectId: project.id,
-              id: key.id,
-              kind: key.kind,
-              key: key.key,
-            }),
-          );
-        else {
-          if (!existed) console.error(`created project "${project.name}"`);
-          console.log(key.key);
-        }
-      });
-    });
+    .action(
+      async (opts: {
+        project: string;
+        kind: 'secret' | 'public';
+        scopes?: string;
+        name?: string;
+        json?: boolean;
+      }) => {
+        const scopes =
+          opts.scopes === undefined ? undefined : parseInput(ApiKeyScopes, opts.scopes.split(','), 'scopes');
+        await withStore(program.opts(), async (store) => {
+          const existed = await store.projects.getByName(opts.project);
+          const project = existed ?? (await store.projects.create(opts.project));
+          const key = await store.projects.createKey(project.id, scopes ?? opts.kind, opts.name, 'cli');
+          if (opts.json)
+            console.log(
+              JSON.stringify({
+                project: project.name,
+                projectId: project.id,
+                id: key.id,
+                kind: key.kind,
+                scopes: key.scopes,
+                key: key.key,
+              }),
+            );
+          else {
+            if (!existed) console.error(`created project "${project.name}"`);
+            console.log(key.key);
+          }
+        });
+      },
+    );
   keys
     .command('list')
     .description("List a project's keys (prefixes only; keys are stored hashed)")
@@ -139,6 +154,7 @@ export function buildProgram(): Command {
           rows.map((k) => ({
             id: k.id,
             kind: k.kind,
+            scopes: k.scopes.join(','),
             prefix: `${k.displayPrefix}…`,
             name: k.name ?? '',
             created: new Date(k.createdAt).toISOString(),
@@ -154,7 +170,7 @@ export function buildProgram(): Command {
     .argument('<id>', 'key id (from keys list)')
     .action(async (id: string, opts: { project: string }) => {
       await withStore(program.opts(), async (store) => {
-        await store.projects.revokeKey(await projectIdByName(store, opts.project), id);
+        await store.projects.revokeKey(await projectIdByName(store, opts.project), id, 'cli');
         console.log(`revoked ${id}`);
       });
     });

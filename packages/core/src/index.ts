@@ -1,6 +1,7 @@
 export * from './active/index.js';
 export * from './agreement/index.js';
 export * from './analysis/index.js';
+export * from './api-key-scopes.js';
 export * from './augment/index.js';
 export * from './calibration/index.js';
 export * from './chat-stream.js';

@@ -80,6 +80,7 @@ export async function buildServer(options: ServerOptions): Promise<RatchetServer
   });
   const metrics = createMetrics();
   const keys = new KeyResolver(store);
+  const stopWatchingKeys = keys.watch((err) => app.log.warn({ err }, 'watching API key revocations'));
   const rateLimiter = new RateLimiter(config.rateLimitPerSecond, config.rateLimitBurst);
   const logWriter = new InteractionLogWriter(
     store,
@@ -164,6 +165,7 @@ export async function buildServer(options: ServerOptions): Promise<RatchetServer
       if (closed) return;
       closed = true;
       await app.close();
+      await stopWatchingKeys();
       await reportRunner.close();
       await logWriter.close();
       await gateway?.close();

@@ -89,10 +89,12 @@ describe('the OpenAPI document generated from the route table', () => {
     expect(ok).toMatchObject({ status: 201, body: { name: 'nps', min: 0, max: 10 } });
   });
 
-  it('says which key each operation takes: public ones take a public key, none need no key', () => {
+  it('says which key scopes each operation takes: public ones take a public key, none need no key', () => {
     const access = (path: string, method: string) => spec.paths[path][method]['x-ratchet-access'];
-    expect(access('/api/v1/feedback', 'post')).toBe('public');
-    expect(access('/api/v1/interactions', 'post')).toBe('secret');
+    expect(access('/api/v1/feedback', 'post')).toEqual(['ingest', 'public']);
+    expect(access('/api/v1/interactions', 'post')).toEqual(['ingest']);
+    expect(access('/api/v1/interactions', 'get')).toEqual(['read']);
+    expect(access('/api/v1/models/{ref}/stage', 'post')).toEqual(['admin']);
     expect(access('/healthz', 'get')).toBe('none');
     expect(spec.paths['/healthz'].get.security).toEqual([]);
   });

@@ -2,7 +2,7 @@ import { parseInput, RatchetError } from '@ratchet/core';
 import type { Principal } from '@ratchet/store';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import { type Access, authenticate, type KeyResolver } from './middleware/auth.js';
+import { type Access, accessScopes, authenticate, type KeyResolver } from './middleware/auth.js';
 import type { RateLimiter } from './middleware/rate-limit.js';
 import { type StorableRouteConfig, unstorableInput } from './middleware/storable-input.js';
 
@@ -205,8 +205,9 @@ export function openApiDocument(table: RouteTable, version: string): unknown {
       summary: spec.summary,
       tags: [spec.tag],
       ...(spec.access === 'none' ? { security: [] } : {}),
-      // Which key may call it (bearer alone cannot say): 'public' takes a public or secret key.
-      'x-ratchet-access': spec.access,
+      // Which key may call it (bearer alone cannot say): 'none', or the scopes any one of which
+      // admits a key (a key created before scopes existed: secret = all four, public = public).
+      'x-ratchet-access': spec.access === 'none' ? 'none' : accessScopes(spec.access),
       ...(parameters.length ? { parameters } : {}),
       ...(body
         ? {

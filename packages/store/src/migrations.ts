@@ -725,6 +725,35 @@ function promotionWatches(dialect: DialectName): Migration {
   };
 }
 
+/**
+ * Scopes per key (space-separated, see core `apiKeyScopes`): an existing secret key keeps doing
+ * everything, a public key keeps its token-bound feedback. And a counter every key change bumps,
+ * so servers in other processes on one SQLite file drop their cached keys (PostgreSQL also
+ * NOTIFYs; see ChangeSignal).
+ */
+function keyScopes(): Migration {
+  return {
+    async up(db: AnyDb) {
+      await db.schema
+        .alterTable('api_keys')
+        .addColumn('scopes', 'text', (c) => c.notNull().defaultTo(''))
+        .execute();
+      await db
+        .updateTable('api_keys')
+        .set({ scopes: 'ingest public read admin' })
+        .where('kind', '=', 'secret')
+        .execute();
+      await db.updateTable('api_keys').set({ scopes: 'public' }).where('kind', '=', 'public').execute();
+      await db.schema
+        .createTable('api_key_version')
+        .addColumn('id', 'integer', (c) => c.primaryKey())
+        .addColumn('version', 'bigint', (c) => c.notNull())
+        .execute();
+      await db.insertInto('api_key_version').values({ id: 1, version: 0 }).execute();
+    },
+  };
+}
+
 export function migrations(dialect: DialectName): Record<string, Migration> {
   return {
     '0001_initial': initial(dialect),
@@ -742,5 +771,6 @@ export function migrations(dialect: DialectName): Record<string, Migration> {
     '0015_served_routes': servedRoutes(),
     '0017_promotion_watch': promotionWatches(dialect),
     '0019_gateway_surface': gatewaySurface(dialect),
+    '0021_key_scopes': keyScopes(),
   };
 }

@@ -1,15 +1,26 @@
 import {
   type ApiKeyKind,
+  type ApiKeyScope,
+  decodeScopes,
   defaultScoreConfigs,
+  encodeScopes,
   generateApiKey,
   hashApiKey,
+  kindOfScopes,
   newFeedbackTokenKey,
   newId,
   RatchetError,
+  scopesOfKind,
 } from '@ratchet/core';
 import type { Kysely } from 'kysely';
+import type { AuditLog } from './audit.js';
+import { type ChangeListener, ChangeSignal } from './change-signal.js';
+import type { DatabaseConfig, DialectName } from './connection.js';
 import { encodeJson } from './json.js';
 import type { Database } from './schema.js';
+
+/** The PostgreSQL channel every key change notifies, at commit. */
+const keysChannel = 'ratchet_api_keys';
 
 export interface Project {
   id: string;
@@ -21,6 +32,7 @@ export interface ApiKeyInfo {
   id: string;
   projectId: string;
   kind: ApiKeyKind;
+  scopes: ApiKeyScope[];
   displayPrefix: string;
   name: string | null;
   createdAt: number;
@@ -31,10 +43,20 @@ export interface Principal {
   projectId: string;
   keyId: string;
   kind: ApiKeyKind;
+  scopes: ApiKeyScope[];
 }
 
 export class ProjectRepository {
-  constructor(private readonly db: Kysely<Database>) {}
+  private readonly keyChanges: ChangeSignal;
+
+  constructor(
+    private readonly db: Kysely<Database>,
+    dialect: DialectName,
+    database: DatabaseConfig,
+    private readonly audit: AuditLog,
+  ) {
+    this.keyChanges = new ChangeSignal(db, dialect, database, keysChannel, 'api_key_version');
+  }
 
   /** Creates a project with the default score configs, in one transaction. */
   async create(name: string): Promise<Project> {
@@ -109,33 +131,60 @@ export class ProjectRepository {
     return (await this.getByName(name)) ?? this.create(name);
   }
 
-  /** Creates a key and returns its plaintext, which is never stored and cannot be shown again. */
-  async createKey(projectId: string, kind: ApiKeyKind, name?: string): Promise<ApiKeyInfo & { key: string }> {
+  /**
+   * Creates a key and returns its plaintext, which is never stored and cannot be shown again.
+   * `access` is a kind (a secret key gets every scope, a public key `public`) or the scopes.
+   */
+  async createKey(
+    projectId: string,
+    access: ApiKeyKind | readonly ApiKeyScope[],
+    name?: string,
+    actor = 'system',
+  ): Promise<ApiKeyInfo & { key: string }> {
     if (!(await this.get(projectId)))
       throw new RatchetError('not_found', `project ${projectId} not found`, 'projectId');
+    const scopes = typeof access === 'string' ? scopesOfKind(access) : decodeScopes(encodeScopes(access));
+    if (scopes.length === 0)
+      throw new RatchetError('invalid_request', 'scopes: name at least one scope', 'scopes');
+    const kind = kindOfScopes(scopes);
     const key = generateApiKey(kind);
     const info: ApiKeyInfo = {
       id: newId(),
       projectId,
       kind,
+      scopes,
       displayPrefix: key.slice(0, 12),
       name: name ?? null,
       createdAt: Date.now(),
       revokedAt: null,
     };
-    await this.db
-      .insertInto('api_keys')
-      .values({
-        id: info.id,
-        project_id: projectId,
-        kind,
-        key_hash: hashApiKey(key),
-        display_prefix: info.displayPrefix,
-        name: info.name,
-        created_at: info.createdAt,
-        revoked_at: null,
-      })
-      .execute();
+    await this.db.transaction().execute(async (trx) => {
+      await trx
+        .insertInto('api_keys')
+        .values({
+          id: info.id,
+          project_id: projectId,
+          kind,
+          scopes: encodeScopes(scopes),
+          key_hash: hashApiKey(key),
+          display_prefix: info.displayPrefix,
+          name: info.name,
+          created_at: info.createdAt,
+          revoked_at: null,
+        })
+        .execute();
+      await this.audit.record(
+        {
+          projectId,
+          actor,
+          action: 'key.created',
+          subjectType: 'api_key',
+          subjectId: info.id,
+          details: { scopes, name: info.name },
+        },
+        trx,
+      );
+    });
     return { ...info, key };
   }
 
@@ -150,6 +199,7 @@ export class ProjectRepository {
       id: r.id,
       projectId: r.project_id,
       kind: r.kind,
+      scopes: decodeScopes(r.scopes),
       displayPrefix: r.display_prefix,
       name: r.name,
       createdAt: r.created_at,
@@ -157,27 +207,50 @@ export class ProjectRepository {
     }));
   }
 
-  async revokeKey(projectId: string, keyId: string): Promise<void> {
-    const result = await this.db
-      .updateTable('api_keys')
-      .set({ revoked_at: Date.now() })
-      .where('project_id', '=', projectId)
-      .where('id', '=', keyId)
-      .where('revoked_at', 'is', null)
-      .executeTakeFirst();
-    if (result.numUpdatedRows === 0n)
-      throw new RatchetError('not_found', `key ${keyId} not found or already revoked`, 'keyId');
+  /**
+   * Revokes a key. Every server drops its cached keys when this commits: this process's at once
+   * (before this returns), other PostgreSQL servers by NOTIFY, other processes on one SQLite file
+   * by the version they poll.
+   */
+  async revokeKey(projectId: string, keyId: string, actor = 'system'): Promise<void> {
+    await this.db.transaction().execute(async (trx) => {
+      const result = await trx
+        .updateTable('api_keys')
+        .set({ revoked_at: Date.now() })
+        .where('project_id', '=', projectId)
+        .where('id', '=', keyId)
+        .where('revoked_at', 'is', null)
+        .executeTakeFirst();
+      if (result.numUpdatedRows === 0n)
+        throw new RatchetError('not_found', `id: key ${keyId} not found or already revoked`, 'id');
+      await this.audit.record(
+        { projectId, actor, action: 'key.revoked', subjectType: 'api_key', subjectId: keyId, details: {} },
+        trx,
+      );
+      await this.keyChanges.markChanged(trx);
+    });
+    await this.keyChanges.notifyLocal();
   }
 
-  /** The project and kind a presented key grants, or undefined when unknown or revoked. */
+  /** Calls `listener` whenever a key is revoked, from this process or any other on the database. */
+  subscribeKeys(
+    listener: ChangeListener,
+    options: { pollMs?: number; onError?: (err: unknown) => void } = {},
+  ): () => Promise<void> {
+    return this.keyChanges.subscribe(listener, options);
+  }
+
+  /** The project, kind and scopes a presented key grants, or undefined when unknown or revoked. */
   async authenticate(key: string): Promise<Principal | undefined> {
     const row = await this.db
       .selectFrom('api_keys')
-      .select(['id', 'project_id', 'kind'])
+      .select(['id', 'project_id', 'kind', 'scopes'])
       .where('key_hash', '=', hashApiKey(key))
       .where('revoked_at', 'is', null)
       .executeTakeFirst();
-    return row && { projectId: row.project_id, keyId: row.id, kind: row.kind };
+    return (
+      row && { projectId: row.project_id, keyId: row.id, kind: row.kind, scopes: decodeScopes(row.scopes) }
+    );
   }
 
   /**

@@ -1,6 +1,5 @@
-import { resolve } from 'node:path';
-import { type Kysely, sql, type Transaction } from 'kysely';
-import pg from 'pg';
+import type { Kysely, Transaction } from 'kysely';
+import { type ChangeListener, ChangeSignal } from './change-signal.js';
 import type { DatabaseConfig, DialectName } from './connection.js';
 import { decodeJson, encodeJson } from './json.js';
 import type { Database } from './schema.js';
@@ -34,23 +33,10 @@ export interface StoredRoute {
 }
 
 /** Wakes a gateway when the routes it serves changed; it reloads them (the payload is empty). */
-export type RouteChangeListener = () => void | Promise<void>;
+export type RouteChangeListener = ChangeListener;
 
 /** The PostgreSQL channel every route write notifies, at commit. */
 const routesChannel = 'ratchet_gateway_routes';
-
-/**
- * The listeners of each database in this process, by database: a change committed by any Store
- * in this process (a server's API, the loop, the CLI run in-process) wakes every gateway here
- * on the same database, whichever Store object it reads through.
- */
-const localListeners = new Map<string, Set<RouteChangeListener>>();
-
-function databaseKey(config: DatabaseConfig): string {
-  return config.dialect === 'sqlite' && config.location !== ':memory:'
-    ? `sqlite:${resolve(config.location)}`
-    : `${config.dialect}:${config.location}`;
-}
 
 /**
  * Routes kept in the database: a route's weighted variants, written by stage changes of the
@@ -60,14 +46,14 @@ function databaseKey(config: DatabaseConfig): string {
  * NOTIFYs in the writer's transaction, so the signal goes out exactly when the change commits.
  */
 export class GatewayRouteRepository {
-  private readonly key: string;
+  private readonly signal: ChangeSignal;
 
   constructor(
     private readonly db: Kysely<Database>,
     private readonly dialect: DialectName,
-    private readonly database: DatabaseConfig,
+    database: DatabaseConfig,
   ) {
-    this.key = databaseKey(database);
+    this.signal = new ChangeSignal(db, dialect, database, routesChannel, 'gateway_route_version');
   }
 
   /**
@@ -91,115 +77,21 @@ export class GatewayRouteRepository {
     listener: RouteChangeListener,
     options: { pollMs?: number; onError?: (err: unknown) => void } = {},
   ): () => Promise<void> {
-    const onError = options.onError ?? (() => {});
-    const listeners = localListeners.get(this.key) ?? new Set<RouteChangeListener>();
-    localListeners.set(this.key, listeners);
-    listeners.add(listener);
-    const poll = this.pollVersion(
-      listener,
-      options.pollMs ?? (this.dialect === 'sqlite' ? 250 : 1000),
-      onError,
-    );
-    const listen = this.dialect === 'postgres' ? this.listen(listener, onError) : undefined;
-    return async () => {
-      listeners.delete(listener);
-      if (listeners.size === 0) localListeners.delete(this.key);
-      poll.stop();
-      await listen?.stop();
-    };
+    return this.signal.subscribe(listener, options);
   }
 
   /** The counter every route write bumps. */
-  async version(): Promise<number> {
-    const row = await this.db
-      .selectFrom('gateway_route_version')
-      .select('version')
-      .where('id', '=', 1)
-      .executeTakeFirst();
-    return Number(row?.version ?? 0);
+  version(): Promise<number> {
+    return this.signal.version();
   }
 
-  private pollVersion(listener: RouteChangeListener, pollMs: number, onError: (err: unknown) => void) {
-    let last: number | undefined;
-    let busy = false;
-    const tick = async () => {
-      if (busy) return;
-      busy = true;
-      try {
-        const now = await this.version();
-        if (last !== undefined && now !== last) await listener();
-        last = now;
-      } catch (err) {
-        onError(err);
-      } finally {
-        busy = false;
-      }
-    };
-    void tick();
-    const timer = setInterval(() => void tick(), pollMs);
-    timer.unref();
-    return { stop: () => clearInterval(timer) };
-  }
-
-  /**
-   * One LISTEN connection (outside the pool: a pooled client would be handed to queries). When
-   * it drops it reconnects after a second and reloads once, for what it may have missed.
-   */
-  private listen(listener: RouteChangeListener, onError: (err: unknown) => void) {
-    let client: pg.Client | undefined;
-    let stopped = false;
-    let retry: NodeJS.Timeout | undefined;
-    // A client fails once however it fails (a refused connect, an error event, an end): only the
-    // current one schedules the single reconnect.
-    const drop = (c: pg.Client, err?: unknown) => {
-      if (client !== c) return;
-      client = undefined;
-      if (err !== undefined) onError(err);
-      void c.end().catch(() => {});
-      if (!stopped) retry = setTimeout(() => void connect(true), 1000);
-    };
-    const connect = async (reconnecting: boolean) => {
-      const c = new pg.Client({ connectionString: this.database.location });
-      client = c;
-      c.on('notification', () => void listener());
-      c.on('error', (err) => drop(c, err));
-      c.on('end', () => drop(c));
-      try {
-        await c.connect();
-        await c.query(`listen ${routesChannel}`);
-        if (stopped) await c.end();
-        else if (reconnecting) await listener();
-      } catch (err) {
-        drop(c, err);
-      }
-    };
-    const started = connect(false);
-    return {
-      stop: async () => {
-        stopped = true;
-        clearTimeout(retry);
-        await started;
-        const c = client;
-        client = undefined;
-        await c?.end().catch(() => {});
-      },
-    };
-  }
-
-  private async notifyLocal(): Promise<void> {
-    const listeners = [...(localListeners.get(this.key) ?? [])];
-    // A listener's failure is its own (the gateway logs it); the change has committed.
-    await Promise.all(listeners.map(async (l) => l()).map((p) => p.catch(() => {})));
+  private notifyLocal(): Promise<void> {
+    return this.signal.notifyLocal();
   }
 
   /** Bumps the version and (PostgreSQL) notifies: both take effect when `trx` commits. */
-  private async markChanged(trx: Kysely<Database>): Promise<void> {
-    await trx
-      .updateTable('gateway_route_version')
-      .set((eb) => ({ version: eb('version', '+', 1) }))
-      .where('id', '=', 1)
-      .execute();
-    if (this.dialect === 'postgres') await sql`select pg_notify(${routesChannel}, '')`.execute(trx);
+  private markChanged(trx: Kysely<Database>): Promise<void> {
+    return this.signal.markChanged(trx);
   }
 
   /** Sets a route's variants; without `trx`, in a transaction of its own that wakes the gateways. */

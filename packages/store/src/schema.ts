@@ -24,6 +24,8 @@ export interface ApiKeysTable {
   name: string | null;
   created_at: number;
   revoked_at: number | null;
+  /** Space-separated scopes (core `encodeScopes`). */
+  scopes: string;
 }
 
 export interface InteractionsTable {
@@ -450,6 +452,7 @@ export interface Database {
   evaluation_items: EvaluationItemsTable;
   gateway_routes: GatewayRoutesTable;
   gateway_route_version: GatewayRouteVersionTable;
+  api_key_version: GatewayRouteVersionTable;
   experiments: ExperimentsTable;
   promotion_watches: PromotionWatchesTable;
   promotion_watch_looks: PromotionWatchLooksTable;

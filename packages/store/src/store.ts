@@ -66,7 +66,6 @@ export class Store {
   ) {
     const db = opened.db;
     this.db = db;
-    this.projects = new ProjectRepository(db);
     // SQLite has one writer: concurrent capture writes share commits (see group-commit.ts).
     const writes = opened.sqlite
       ? new GroupCommit(db, { walSync: opened.walSync })
@@ -86,6 +85,7 @@ export class Store {
     this.datasets = new DatasetRepository(db, dialect, opened.sqlite);
     this.analysis = new AnalysisRepository(db, dialect);
     this.audit = new AuditLog(db, dialect);
+    this.projects = new ProjectRepository(db, dialect, config, this.audit);
     this.routes = new GatewayRouteRepository(db, dialect, config);
     this.experiments = new ExperimentRepository(db, dialect, this.routes, this.audit);
     this.watches = new WatchRepository(db, dialect, this.audit, this.routes, this.experiments);

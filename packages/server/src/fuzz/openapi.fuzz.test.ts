@@ -87,14 +87,14 @@ function configFile(seeded: Seeded, key: Key, secretOnly: string[]): string {
   return `${lines.join('\n')}\n`;
 }
 
-/** `METHOD /path` of every operation the document says only a secret key may call. */
+/** `METHOD /path` of every operation the document says a public key may not call. */
 async function secretOnlyOperations(url: string): Promise<string[]> {
   const document = (await (await fetch(`${url}/openapi.json`)).json()) as {
-    paths: Record<string, Record<string, { 'x-ratchet-access': string }>>;
+    paths: Record<string, Record<string, { 'x-ratchet-access': 'none' | string[] }>>;
   };
   return Object.entries(document.paths).flatMap(([path, methods]) =>
     Object.entries(methods)
-      .filter(([, operation]) => operation['x-ratchet-access'] === 'secret')
+      .filter(([, { 'x-ratchet-access': access }]) => access !== 'none' && !access.includes('public'))
       .map(([method]) => `${method.toUpperCase()} ${path}`),
   );
 }

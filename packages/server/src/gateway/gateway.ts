@@ -763,7 +763,7 @@ export function registerGatewayRoutes(routes: RouteTable, gateway: () => Gateway
   routes.add({
     method: 'POST',
     url: '/v1/chat/completions',
-    access: 'secret',
+    access: 'ingest',
     tag: 'gateway',
     summary:
       'OpenAI-compatible chat completions (streaming or not). `model` names a route or an upstream model; every call is logged and answered with x-ratchet-interaction-id and x-ratchet-feedback-token.',
@@ -775,7 +775,7 @@ export function registerGatewayRoutes(routes: RouteTable, gateway: () => Gateway
   routes.add({
     method: 'POST',
     url: '/v1/responses',
-    access: 'secret',
+    access: 'ingest',
     tag: 'gateway',
     summary:
       "OpenAI's Responses API (streaming or not; text, message and function-call items, function tools, text.format), translated to chat completions for the upstream; logged as an interaction and answered with x-ratchet-interaction-id and x-ratchet-feedback-token.",
@@ -787,7 +787,7 @@ export function registerGatewayRoutes(routes: RouteTable, gateway: () => Gateway
   routes.add({
     method: 'GET',
     url: '/v1/models',
-    access: 'secret',
+    access: 'ingest',
     tag: 'gateway',
     summary:
       "OpenAI's models list: the caller's project's routes (database and gateway file), then the default upstream's models.",
@@ -796,7 +796,7 @@ export function registerGatewayRoutes(routes: RouteTable, gateway: () => Gateway
   routes.add({
     method: 'POST',
     url: '/v1/embeddings',
-    access: 'secret',
+    access: 'ingest',
     tag: 'gateway',
     summary:
       "OpenAI-compatible embeddings, passed through to the route's or the default upstream; recorded as a usage record (x-ratchet-usage-id, GET /api/v1/usage-records), never as an interaction, so never rated or trained on.",
@@ -809,7 +809,7 @@ export function registerGatewayRoutes(routes: RouteTable, gateway: () => Gateway
   routes.add({
     method: 'GET',
     url: '/api/v1/upstreams',
-    access: 'secret',
+    access: 'read',
     tag: 'gateway',
     summary:
       "The gateway file's upstreams by name, the names evaluations and routes may use (never their URLs, headers or keys).",

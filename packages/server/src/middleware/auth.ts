@@ -1,9 +1,18 @@
-import { apiKeyKindOf, RatchetError } from '@ratchet/core';
+import { type ApiKeyScope, apiKeyKindOf, RatchetError } from '@ratchet/core';
 import type { Principal, Store } from '@ratchet/store';
 import type { FastifyRequest } from 'fastify';
 
-/** Who may call a route: a secret key, a secret or public key, or anyone. */
-export type Access = 'secret' | 'public' | 'none';
+/**
+ * Who may call a route: a key holding the scope, or one of the scopes (the first is the one a
+ * 403 names), or anyone (`none`).
+ */
+export type Access = 'none' | ApiKeyScope | readonly [ApiKeyScope, ...ApiKeyScope[]];
+
+/** The scopes that admit a key to a route (empty for `none`). */
+export function accessScopes(access: Access): readonly ApiKeyScope[] {
+  if (access === 'none') return [];
+  return typeof access === 'string' ? [access] : access;
+}
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -17,8 +26,10 @@ interface CacheEntry {
 }
 
 /**
- * Resolves bearer keys to projects. Lookups are cached briefly so that the gateway's hot path
- * does not hit the database on every call; a revoked key stops working within `ttlMs`. The cache
+ * Resolves bearer keys to projects. Lookups are cached so that the gateway's hot path does not
+ * hit the database on every call; `watch` empties the cache whenever a key is revoked (in this
+ * process at once, in others by NOTIFY or the polled version), and `ttlMs` bounds what a missed
+ * signal could cost. The cache
  * holds the lookup itself, so the calls in flight when an entry expires share one query instead
  * of each running its own (at a few hundred calls per second, that burst was a latency spike
  * every `ttlMs`).
@@ -50,6 +61,11 @@ export class KeyResolver {
   forget(): void {
     this.cache.clear();
   }
+
+  /** Forgets every cached key whenever one is revoked anywhere; returns the function that stops. */
+  watch(onError?: (err: unknown) => void): () => Promise<void> {
+    return this.store.projects.subscribeKeys(() => this.forget(), { onError });
+  }
 }
 
 function bearerKey(request: FastifyRequest): string | undefined {
@@ -80,10 +96,12 @@ export async function authenticate(
   const principal = await keys.resolve(key);
   if (!principal)
     throw new RatchetError('unauthorized', 'authorization: unknown or revoked key', 'authorization');
-  if (access === 'secret' && principal.kind !== 'secret') {
+  const scopes = accessScopes(access);
+  if (!scopes.some((scope) => principal.scopes.includes(scope))) {
+    const needed = scopes.map((scope) => `"${scope}"`).join(' or ');
     throw new RatchetError(
       'forbidden',
-      'authorization: a public key may only send feedback; this route needs a secret key',
+      `authorization: this route needs a key with the scope ${needed}; this key has ${principal.scopes.join(', ') || 'none'}`,
       'authorization',
     );
   }

@@ -75,7 +75,7 @@ export function registerCaptureRoutes(routes: RouteTable, store: Store, capture:
   routes.add({
     method: 'POST',
     url: '/api/v1/interactions',
-    access: 'secret',
+    access: 'ingest',
     tag: 'capture',
     summary:
       'Log one interaction, or a batch as { items: [...] } (all or nothing). A client id makes it idempotent.',
@@ -98,7 +98,7 @@ export function registerCaptureRoutes(routes: RouteTable, store: Store, capture:
   routes.add({
     method: 'POST',
     url: '/api/v1/feedback',
-    access: 'public',
+    access: ['ingest', 'public'],
     tag: 'capture',
     summary:
       "Send one feedback event, or a batch as { items: [...] } (all or nothing). A public key needs each item's feedbackToken and rates as the interaction's end user (source user, server time).",
@@ -115,7 +115,8 @@ export function registerCaptureRoutes(routes: RouteTable, store: Store, capture:
         principal.projectId,
         items,
         batch ? (i) => `items.${i}` : () => '',
-        principal.kind,
+        // Without `ingest`, a key reaches this route by `public`: feedback tokens only.
+        principal.scopes.includes('ingest') ? 'secret' : 'public',
       );
       reply.status(results.some((r) => r.created) ? 201 : 200);
       return batch ? { items: results } : results[0];
@@ -125,7 +126,7 @@ export function registerCaptureRoutes(routes: RouteTable, store: Store, capture:
   routes.add({
     method: 'GET',
     url: '/api/v1/interactions',
-    access: 'secret',
+    access: 'read',
     tag: 'capture',
     summary: 'List interactions, newest first, with filters and cursor pagination.',
     query: InteractionFilters.extend({ limit: Limit.default(50), cursor: z.string().max(500).optional() }),
@@ -138,7 +139,7 @@ export function registerCaptureRoutes(routes: RouteTable, store: Store, capture:
   routes.add({
     method: 'GET',
     url: '/api/v1/interactions/:id',
-    access: 'secret',
+    access: 'read',
     tag: 'capture',
     summary:
       'One interaction with its feedback history (each event marked current or not), calibrated reward and dataset membership.',

@@ -88,7 +88,7 @@ export function registerDashboardRoutes(
   routes.add({
     method: 'GET',
     url: '/api/v1/dashboard/analysis',
-    access: 'secret',
+    access: 'read',
     tag: 'dashboard',
     summary:
       'Error analysis (themes, worst prompts, criteria breakdowns, agreement) as of the latest data: computed in the background, served from the last computation while a newer one runs.',
@@ -99,7 +99,7 @@ export function registerDashboardRoutes(
   routes.add({
     method: 'GET',
     url: '/api/v1/dashboard/overview',
-    access: 'secret',
+    access: 'read',
     tag: 'dashboard',
     summary:
       'Interactions and feedback per day, satisfaction by model with 95% intervals, criteria by model, production models (a report, like /dashboard/analysis).',
@@ -116,7 +116,7 @@ export function registerDashboardRoutes(
   routes.add({
     method: 'GET',
     url: '/api/v1/dashboard/queue',
-    access: 'secret',
+    access: 'read',
     tag: 'dashboard',
     summary:
       'The annotation queue: the next interactions to rate under a selection policy, each with another answer to the same prompt when there is one (for a pairwise comparison).',
@@ -156,7 +156,7 @@ export function registerDashboardRoutes(
   routes.add({
     method: 'GET',
     url: '/api/v1/dashboard/what-changed',
-    access: 'secret',
+    access: 'read',
     tag: 'dashboard',
     summary:
       'Per registered model: the dataset and feedback it learned from (lineage), complaint themes against the model before it on the route, its stage history.',
@@ -167,7 +167,7 @@ export function registerDashboardRoutes(
   routes.add({
     method: 'GET',
     url: '/api/v1/dashboard/datasets/:ref/export',
-    access: 'secret',
+    access: 'read',
     tag: 'dashboard',
     summary: "Download a dataset version's rows (TRL JSON lines) as a file.",
     params: z.strictObject({ ref: DatasetRef }),
@@ -187,7 +187,7 @@ export function registerDashboardRoutes(
   routes.add({
     method: 'GET',
     url: '/api/v1/widget/summary',
-    access: 'public',
+    access: ['read', 'public'],
     tag: 'widget',
     summary:
       "For the feedback widget (public key): how many ratings went into the route's current production model. Only this aggregate.",

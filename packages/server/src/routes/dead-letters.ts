@@ -30,7 +30,7 @@ export function registerDeadLetterRoutes(routes: RouteTable, store: Store): void
   routes.add({
     method: 'GET',
     url: '/api/v1/dead-letters',
-    access: 'secret',
+    access: 'read',
     tag: 'capture',
     summary:
       'Gateway interactions that could not be stored as they arrived (the storable rule, or the database refused them), newest first, with counts by reason.',
@@ -59,7 +59,7 @@ export function registerDeadLetterRoutes(routes: RouteTable, store: Store): void
   routes.add({
     method: 'GET',
     url: '/api/v1/dead-letters/:id',
-    access: 'secret',
+    access: 'read',
     tag: 'capture',
     summary: 'One dead letter with its whole payload (as stored: up to 1,000,000 characters).',
     params: z.strictObject({ id: ClientId }),

@@ -128,7 +128,7 @@ export function registerEvalRoutes(
   routes.add({
     method: 'POST',
     url: '/api/v1/evaluations',
-    access: 'secret',
+    access: 'admin',
     tag: 'evaluation',
     summary:
       "Evaluate a candidate against the production model. Every endpoint (models, judge, reward model) names an upstream of the server's gateway config and a model; URLs are refused. Answers 202 at once and runs in the background; `?wait=true` answers with the finished evaluation.",
@@ -166,7 +166,7 @@ export function registerEvalRoutes(
   routes.add({
     method: 'GET',
     url: '/api/v1/evaluations',
-    access: 'secret',
+    access: 'read',
     tag: 'evaluation',
     summary: 'Evaluations, newest first (filter by candidate model id).',
     query: z.strictObject({
@@ -180,7 +180,7 @@ export function registerEvalRoutes(
   routes.add({
     method: 'GET',
     url: '/api/v1/evaluations/:id',
-    access: 'secret',
+    access: 'read',
     tag: 'evaluation',
     summary:
       'One evaluation: the side-by-side table of candidate and production, the gate verdict with reasons, and the worst regressions.',
@@ -203,7 +203,7 @@ export function registerEvalRoutes(
   routes.add({
     method: 'GET',
     url: '/api/v1/evaluations/:id/items',
-    access: 'secret',
+    access: 'read',
     tag: 'evaluation',
     summary: "An evaluation's per-item results (outputs of both models, judgments, scores, segments).",
     params: EvaluationId,

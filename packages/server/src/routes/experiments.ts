@@ -32,7 +32,7 @@ export function registerExperimentRoutes(
   routes.add({
     method: 'GET',
     url: '/api/v1/routes',
-    access: 'secret',
+    access: 'read',
     tag: 'experiments',
     summary: 'Routes kept in the database (they take precedence over the gateway file).',
     handler: async ({ principal }) => ({ items: await store.routes.list(principal.projectId) }),
@@ -40,7 +40,7 @@ export function registerExperimentRoutes(
   routes.add({
     method: 'PUT',
     url: '/api/v1/routes/:route',
-    access: 'secret',
+    access: 'admin',
     tag: 'experiments',
     summary:
       "Set a route's weighted variants in the database (e.g. a canary share) without an experiment. A variant with `segment` ({tag} or {metadata, equals}) serves only that segment's calls; the others go to the variants without one, or to the gateway file's route when there are none.",
@@ -94,7 +94,7 @@ export function registerExperimentRoutes(
   routes.add({
     method: 'DELETE',
     url: '/api/v1/routes/:route',
-    access: 'secret',
+    access: 'admin',
     tag: 'experiments',
     summary: "Remove a route's database entry: the gateway file's route applies again.",
     params: RouteName,
@@ -132,7 +132,7 @@ export function registerExperimentRoutes(
   routes.add({
     method: 'POST',
     url: '/api/v1/experiments',
-    access: 'secret',
+    access: 'admin',
     tag: 'experiments',
     summary:
       "Start an experiment: the route's variants (registry models or upstream models) with traffic weights, the metric, engine and decision rule.",
@@ -153,7 +153,7 @@ export function registerExperimentRoutes(
   routes.add({
     method: 'GET',
     url: '/api/v1/experiments',
-    access: 'secret',
+    access: 'read',
     tag: 'experiments',
     summary: 'Experiments, newest first.',
     query: z.strictObject({
@@ -167,7 +167,7 @@ export function registerExperimentRoutes(
   routes.add({
     method: 'GET',
     url: '/api/v1/experiments/:ref',
-    access: 'secret',
+    access: 'read',
     tag: 'experiments',
     summary:
       "Status: per-variant metrics per end user from the users' own feedback (each user's mean, then the mean over users; judge and annotator labels reported apart), each treatment against the control (always-valid interval, p-value, probability to beat, expected loss, credible interval), SRM over users, and the decision now. Records nothing.",
@@ -177,7 +177,7 @@ export function registerExperimentRoutes(
   routes.add({
     method: 'POST',
     url: '/api/v1/experiments/:ref/analyze',
-    access: 'secret',
+    access: 'admin',
     tag: 'experiments',
     summary:
       "Take a look and record it: the decision joins the history, the sequential test's state is kept, and a bandit's new weights go to the route.",
@@ -194,7 +194,7 @@ export function registerExperimentRoutes(
   routes.add({
     method: 'POST',
     url: '/api/v1/experiments/:ref/stop',
-    access: 'secret',
+    access: 'admin',
     tag: 'experiments',
     summary:
       'Stop an experiment; `keep` gives that variant all of the route, otherwise the route returns to the gateway file.',

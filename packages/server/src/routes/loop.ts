@@ -18,7 +18,7 @@ export function registerLoopRoutes(
   routes.add({
     method: 'GET',
     url: '/api/v1/loop/rounds',
-    access: 'secret',
+    access: 'read',
     tag: 'loop',
     summary:
       "The loop's rounds, newest first (filter by route); a round awaiting approval says so in its status.",
@@ -49,7 +49,7 @@ export function registerLoopRoutes(
   routes.add({
     method: 'POST',
     url: '/api/v1/loop/rounds/:id/approve',
-    access: 'secret',
+    access: 'admin',
     tag: 'loop',
     summary: "Approve a round awaiting approval: the loop's next pass promotes its candidate.",
     params: RoundRef,
@@ -59,7 +59,7 @@ export function registerLoopRoutes(
   routes.add({
     method: 'POST',
     url: '/api/v1/loop/rounds/:id/reject',
-    access: 'secret',
+    access: 'admin',
     tag: 'loop',
     summary:
       'Reject a round awaiting approval (a reason is required): production stays, the candidate is archived.',

@@ -214,7 +214,7 @@ export function registerOtlpRoutes(routes: RouteTable, capture: CaptureService):
   routes.add({
     method: 'POST',
     url: '/v1/traces',
-    access: 'secret',
+    access: 'ingest',
     tag: 'capture',
     summary:
       'OTLP/HTTP JSON trace export; OpenTelemetry GenAI spans become interactions, other spans are ignored.',

@@ -28,7 +28,7 @@ export function registerPipelineRoutes(routes: RouteTable, store: Store, dataDir
   routes.add({
     method: 'POST',
     url: '/api/v1/calibrations',
-    access: 'secret',
+    access: 'admin',
     tag: 'datasets',
     summary:
       "Calibrate the project's current ratings: rater bias, scale, reliability and flags; calibrated rewards per interaction.",
@@ -44,7 +44,7 @@ export function registerPipelineRoutes(routes: RouteTable, store: Store, dataDir
   routes.add({
     method: 'GET',
     url: '/api/v1/calibrations/latest',
-    access: 'secret',
+    access: 'read',
     tag: 'datasets',
     summary: 'The latest calibration run.',
     handler: async ({ principal }) => {
@@ -56,7 +56,7 @@ export function registerPipelineRoutes(routes: RouteTable, store: Store, dataDir
   routes.add({
     method: 'POST',
     url: '/api/v1/datasets',
-    access: 'secret',
+    access: 'admin',
     tag: 'datasets',
     summary: 'Build an immutable dataset version (sft, kto, dpo, reward, rwsft) from the latest calibration.',
     bodyDoc: DatasetBuildSpec,
@@ -72,7 +72,7 @@ export function registerPipelineRoutes(routes: RouteTable, store: Store, dataDir
   routes.add({
     method: 'GET',
     url: '/api/v1/datasets',
-    access: 'secret',
+    access: 'read',
     tag: 'datasets',
     summary: 'Dataset versions, newest first.',
     handler: async ({ principal }) => ({ items: await store.datasets.list(principal.projectId) }),
@@ -81,7 +81,7 @@ export function registerPipelineRoutes(routes: RouteTable, store: Store, dataDir
   routes.add({
     method: 'GET',
     url: '/api/v1/datasets/:ref',
-    access: 'secret',
+    access: 'read',
     tag: 'datasets',
     summary: 'One version by id, name (latest) or name@version, with its manifest.',
     params: ref,
@@ -94,7 +94,7 @@ export function registerPipelineRoutes(routes: RouteTable, store: Store, dataDir
   routes.add({
     method: 'GET',
     url: '/api/v1/datasets/:ref/rows',
-    access: 'secret',
+    access: 'read',
     tag: 'datasets',
     summary: "A page of a version's rows (TRL format) with their lineage.",
     params: ref,
@@ -115,7 +115,7 @@ export function registerPipelineRoutes(routes: RouteTable, store: Store, dataDir
   routes.add({
     method: 'GET',
     url: '/api/v1/analysis',
-    access: 'secret',
+    access: 'read',
     tag: 'datasets',
     summary:
       'Error analysis: complaint themes, worst prompts, criteria by model/route/variant/tag, correlations, agreement.',

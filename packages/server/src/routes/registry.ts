@@ -32,7 +32,7 @@ export function registerRegistryRoutes(
   routes.add({
     method: 'GET',
     url: '/api/v1/models',
-    access: 'secret',
+    access: 'read',
     tag: 'registry',
     summary: 'Registered models, newest first (filter by route or stage).',
     query: z.strictObject({ route: z.string().optional(), stage: z.enum(modelStages).optional() }),
@@ -41,7 +41,7 @@ export function registerRegistryRoutes(
   routes.add({
     method: 'POST',
     url: '/api/v1/models',
-    access: 'secret',
+    access: 'admin',
     tag: 'registry',
     summary: 'Register a model (a base model, or base plus adapter) as a candidate.',
     body: z.strictObject({
@@ -62,7 +62,7 @@ export function registerRegistryRoutes(
   routes.add({
     method: 'GET',
     url: '/api/v1/models/:ref',
-    access: 'secret',
+    access: 'read',
     tag: 'registry',
     summary: 'One model by id or name, with its audit history.',
     params: ModelRef,
@@ -78,7 +78,7 @@ export function registerRegistryRoutes(
   routes.add({
     method: 'GET',
     url: '/api/v1/watches',
-    access: 'secret',
+    access: 'read',
     tag: 'registry',
     summary:
       "Promotion watches, newest first: the promoted model, the holdback it is compared with, status, outcome, the rollback webhook's delivery (delivered, attempts) and the last looks with their evidence (per metric: each arm's mean of user means, users, the one-sided always-valid p and the level it acts at).",
@@ -110,7 +110,7 @@ export function registerRegistryRoutes(
   routes.add({
     method: 'POST',
     url: '/api/v1/models/:ref/stage',
-    access: 'secret',
+    access: 'admin',
     tag: 'registry',
     summary:
       "Move a model to a stage; production replaces the route's production model and the route serves it at once (`served`). Refused (409, nothing changed) when no upstream can serve it, its local adapter folder is missing, or an experiment runs on the route.",
@@ -129,7 +129,7 @@ export function registerRegistryRoutes(
   routes.add({
     method: 'POST',
     url: '/api/v1/routes/:route/rollback',
-    access: 'secret',
+    access: 'admin',
     tag: 'registry',
     summary:
       "Archive a route's production model and restore the one it replaced, which the route serves at once (`served`); refused like a stage change when it cannot be served.",
@@ -147,7 +147,7 @@ export function registerRegistryRoutes(
   routes.add({
     method: 'GET',
     url: '/api/v1/audit',
-    access: 'secret',
+    access: 'read',
     tag: 'registry',
     summary: 'The audit log, newest first.',
     query: z.strictObject({

@@ -32,7 +32,7 @@ export function registerRunRoutes(
   routes.add({
     method: 'POST',
     url: '/api/v1/runs',
-    access: 'secret',
+    access: 'admin',
     tag: 'training',
     summary:
       'Train a model on a dataset version (queued; on success the adapter is registered as a candidate model).',
@@ -43,7 +43,7 @@ export function registerRunRoutes(
   routes.add({
     method: 'GET',
     url: '/api/v1/runs',
-    access: 'secret',
+    access: 'read',
     tag: 'training',
     summary: 'Training runs, newest first, with their latest progress (filter by status).',
     query: z.strictObject({
@@ -57,7 +57,7 @@ export function registerRunRoutes(
   routes.add({
     method: 'GET',
     url: '/api/v1/runs/:id',
-    access: 'secret',
+    access: 'read',
     tag: 'training',
     summary:
       'One run: status, progress (step, total, loss, ETA), metric series ({name: [[step, value], ...]}), artifacts.',
@@ -71,7 +71,7 @@ export function registerRunRoutes(
   routes.add({
     method: 'POST',
     url: '/api/v1/runs/:id/cancel',
-    access: 'secret',
+    access: 'admin',
     tag: 'training',
     summary:
       'Cancel a run: a queued run at once, a running one as soon as the process training it sees the request.',

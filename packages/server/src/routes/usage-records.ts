@@ -31,7 +31,7 @@ export function registerUsageRecordRoutes(routes: RouteTable, store: Store): voi
   routes.add({
     method: 'GET',
     url: '/api/v1/usage-records',
-    access: 'secret',
+    access: 'read',
     tag: 'gateway',
     summary:
       'Gateway calls recorded as usage only (embeddings), newest first, with calls and tokens by kind and model. They are not interactions: never rated, queued for annotation or trained on.',
