@@ -23,8 +23,16 @@ import type { FeedbackTokens } from '../feedback-tokens.js';
 import type { Metrics } from '../metrics.js';
 import type { RouteTable } from '../routing.js';
 import type { GatewayConfig, UpstreamConfig } from './config.js';
+import {
+  type Answered,
+  type Attempt,
+  type Candidate,
+  ClientGone,
+  Failover,
+  FailoverExhausted,
+} from './failover.js';
 import type { InteractionLogWriter } from './log-writer.js';
-import { createOpenAICompatibleProvider } from './providers/openai-compatible/index.js';
+import { createProvider } from './providers/index.js';
 import type { Provider, ProviderFactory } from './providers/types.js';
 import {
   newResponseId,
@@ -107,6 +115,10 @@ interface OpenCall {
   messages: ChatMessage[];
   parameters: Record<string, unknown>;
   metadata: Record<string, unknown>;
+  /** The upstream and model that answered, when failover went past the variant's. */
+  served?: Candidate;
+  /** Every try of the call (`metadata.attempts`). */
+  attempts?: Attempt[];
 }
 
 type LogCall = (output: ChatMessage, extra: Partial<ParsedInteraction>) => void;
@@ -234,19 +246,27 @@ function withSegmentTag(tags: string[] | undefined, segment: string | undefined)
 
 export class Gateway {
   private readonly providers = new Map<string, Provider>();
+  private failover: Failover;
 
   constructor(
     private config: GatewayConfig,
     private readonly logWriter: InteractionLogWriter,
     private readonly metrics: Metrics,
-    private readonly providerFactory: ProviderFactory = createOpenAICompatibleProvider,
+    private readonly providerFactory: ProviderFactory = createProvider,
     /** Routes kept in the database (experiments), consulted before the file's. */
     readonly databaseRoutes?: DatabaseRoutes,
     /** Signs the x-ratchet-feedback-token each answer carries (none without it). */
     private readonly feedbackTokens?: FeedbackTokens,
     /** Where usage-only calls (embeddings) are recorded: never as interactions. */
     private readonly usageLog?: UsageLog,
-  ) {}
+  ) {
+    this.failover = new Failover(config);
+  }
+
+  /** The circuit of an upstream: `closed`, `open` or `half-open`. */
+  circuitState(upstream: string): 'closed' | 'open' | 'half-open' {
+    return this.failover.breakers.stateOf(upstream);
+  }
 
   /** The upstreams the gateway file defines (database routes may only name these). */
   upstreamNames(): string[] {
@@ -267,6 +287,7 @@ export class Gateway {
     const old = [...this.providers.values()];
     this.providers.clear();
     this.config = config;
+    this.failover = new Failover(config);
     setTimeout(() => void Promise.all(old.map((p) => p.close())), 60_000).unref();
   }
 
@@ -288,7 +309,7 @@ export class Gateway {
     const target = await this.target(projectId, body.model, userId, ctx);
 
     const parameters = Object.fromEntries(Object.entries(body).filter(([k]) => !notParameters.has(k)));
-    const { abort, log } = await this.openCall(reply, projectId, {
+    const call: OpenCall = {
       target,
       ctx,
       userId,
@@ -297,57 +318,73 @@ export class Gateway {
       messages: body.messages,
       parameters,
       metadata: { streamed: body.stream === true },
-    });
+    };
+    const { abort, log } = await this.openCall(reply, projectId, call);
 
-    let upstream: Awaited<ReturnType<Provider['chatCompletions']>>;
+    const answer = await this.callUpstream(call, { ...body, ...streamOptions(body) }, abort.signal, log);
+    if (!answer) return reply;
+    reply.status(answer.status);
+    if (answer.contentType) reply.header('content-type', answer.contentType);
+    if (answer.stream) {
+      const stripUsage = body.stream === true && !clientAskedForUsage(body);
+      return this.relayStream(reply, answer.stream, abort.signal, stripUsage, log);
+    }
+    const raw = answer.raw!;
+    reply.send(raw);
+    // Parsing for the log happens after the response is on its way.
+    setImmediate(() => this.logCompletion(raw, answer.status, log));
+    return reply;
+  }
+
+  /**
+   * Sends a chat request to the call's upstream through failover (the route's retries and
+   * fallbacks, the circuit breakers, the timeouts) and records on the call which upstream
+   * answered and every try. Undefined when the client went away first (the call is logged
+   * `aborted`); a 502 naming every try when no upstream answered.
+   */
+  private async callUpstream(
+    call: OpenCall,
+    body: Record<string, unknown>,
+    signal: AbortSignal,
+    log: LogCall,
+  ): Promise<Answered | undefined> {
+    const { target } = call;
+    const candidates: Candidate[] = [{ upstreamName: target.upstreamName, model: target.model }];
+    for (const f of target.failover?.fallbacks ?? [])
+      candidates.push({ upstreamName: f.upstream, model: f.model });
+    const started = performance.now();
     try {
-      upstream = await this.provider(target.upstreamName).chatCompletions(
-        { ...body, model: target.model, ...streamOptions(body) },
-        abort.signal,
+      const answer = await this.failover.call(
+        candidates,
+        target.failover,
+        (c, s) => this.provider(c.upstreamName).chatCompletions({ ...body, model: c.model }, s),
+        signal,
       );
+      call.served = answer.served;
+      call.attempts = answer.attempts;
+      this.metrics.upstreamDuration.observe(
+        { upstream: answer.served.upstreamName, status: String(answer.status) },
+        (performance.now() - started) / 1000,
+      );
+      return answer;
     } catch (err) {
-      const message = `upstream "${target.upstreamName}" failed: ${err instanceof Error ? err.message : String(err)}`;
       this.metrics.upstreamDuration.observe(
         { upstream: target.upstreamName, status: 'error' },
         (performance.now() - started) / 1000,
       );
-      if (abort.signal.aborted) {
+      if (err instanceof FailoverExhausted) call.attempts = err.attempts;
+      if (signal.aborted || err instanceof ClientGone) {
         log(EMPTY_ANSWER, { status: 'aborted', error: 'the client closed the connection before the answer' });
-        return reply;
+        return undefined;
       }
+      if (err instanceof RatchetError) {
+        log(EMPTY_ANSWER, { status: 'error', error: err.message });
+        throw err;
+      }
+      const message = `upstream "${target.upstreamName}" failed: ${err instanceof Error ? err.message : String(err)}`;
       log(EMPTY_ANSWER, { status: 'error', error: message });
       throw new RatchetError('upstream_error', message);
     }
-    this.metrics.upstreamDuration.observe(
-      { upstream: target.upstreamName, status: String(upstream.status) },
-      (performance.now() - started) / 1000,
-    );
-    reply.status(upstream.status);
-    if (upstream.contentType) reply.header('content-type', upstream.contentType);
-
-    const streaming = upstream.status === 200 && (upstream.contentType ?? '').includes('text/event-stream');
-    if (streaming) {
-      const stripUsage = body.stream === true && !clientAskedForUsage(body);
-      return this.relayStream(reply, upstream.body, abort.signal, stripUsage, log);
-    }
-
-    const chunks: Buffer[] = [];
-    try {
-      for await (const chunk of upstream.body) chunks.push(chunk as Buffer);
-    } catch (err) {
-      const aborted = abort.signal.aborted;
-      log(EMPTY_ANSWER, {
-        status: aborted ? 'aborted' : 'error',
-        error: `${aborted ? 'the client closed the connection' : 'upstream body broke'}: ${err instanceof Error ? err.message : String(err)}`,
-      });
-      if (aborted) return reply;
-      throw new RatchetError('upstream_error', `upstream "${target.upstreamName}" broke off its answer`);
-    }
-    const raw = Buffer.concat(chunks);
-    reply.send(raw);
-    // Parsing for the log happens after the response is on its way.
-    setImmediate(() => this.logCompletion(raw, upstream.status, log));
-    return reply;
   }
 
   /**
@@ -442,14 +479,20 @@ export class Gateway {
         id,
         route: target.route ?? undefined,
         variant: target.variant ?? undefined,
-        model: target.model,
+        model: call.served?.model ?? target.model,
         messages: call.messages,
         output,
         parameters: call.parameters,
         latencyMs: performance.now() - started,
         sessionId: ctx.sessionId,
         userId,
-        metadata: { ...ctx.metadata, upstream: target.upstreamName, ...call.metadata, ...more },
+        metadata: {
+          ...ctx.metadata,
+          upstream: call.served?.upstreamName ?? target.upstreamName,
+          ...(call.attempts ? { attempts: call.attempts } : {}),
+          ...call.metadata,
+          ...more,
+        },
         tags: ctx.tags,
         status: 'ok',
         source: 'gateway',
@@ -485,7 +528,7 @@ export class Gateway {
     const chat = responsesToChat(body, target.model);
     const { messages: _, model: __, ...chatParameters } = chat;
     const { stream: ___, stream_options: ____, user: _____, ...parameters } = chatParameters;
-    const { abort, log } = await this.openCall(reply, projectId, {
+    const call: OpenCall = {
       target,
       ctx,
       userId,
@@ -494,36 +537,18 @@ export class Gateway {
       messages: chat.messages as ChatMessage[],
       parameters,
       metadata: { api: 'responses', streamed: body.stream === true },
-    });
+    };
+    const { abort, log } = await this.openCall(reply, projectId, call);
     const responseId = newResponseId();
-    let upstream: Awaited<ReturnType<Provider['chatCompletions']>>;
-    let raw: Buffer | undefined;
-    try {
-      upstream = await this.provider(target.upstreamName).chatCompletions(chat, abort.signal);
-      const streaming = upstream.status === 200 && (upstream.contentType ?? '').includes('text/event-stream');
-      if (!streaming) {
-        const chunks: Buffer[] = [];
-        for await (const chunk of upstream.body) chunks.push(chunk as Buffer);
-        raw = Buffer.concat(chunks);
-      }
-    } catch (err) {
-      const message = `upstream "${target.upstreamName}" failed: ${err instanceof Error ? err.message : String(err)}`;
-      if (abort.signal.aborted) {
-        log(EMPTY_ANSWER, { status: 'aborted', error: 'the client closed the connection before the answer' });
-        return reply;
-      }
-      log(EMPTY_ANSWER, { status: 'error', error: message });
-      throw new RatchetError('upstream_error', message);
-    }
-    this.metrics.upstreamDuration.observe(
-      { upstream: target.upstreamName, status: String(upstream.status) },
-      (performance.now() - started) / 1000,
-    );
-    if (raw === undefined) {
+    const upstream = await this.callUpstream(call, chat, abort.signal, log);
+    if (!upstream) return reply;
+    const served = upstream.served.model;
+    if (upstream.stream) {
       const write = (assembler: ChatStreamAssembler) =>
-        new ResponsesEventWriter(assembler, responseId, body, target.model, createdAt);
-      return this.relayResponsesStream(reply, upstream.body, abort.signal, write, log);
+        new ResponsesEventWriter(assembler, responseId, body, served, createdAt);
+      return this.relayResponsesStream(reply, upstream.stream, abort.signal, write, log);
     }
+    const raw = upstream.raw!;
     let parsed: Record<string, unknown> | undefined;
     try {
       parsed = JSON.parse(raw.toString('utf8'));
@@ -544,7 +569,7 @@ export class Gateway {
     const message = choice?.message ?? EMPTY_ANSWER;
     const usage = toUsage(parsed.usage as OpenAIUsage | undefined);
     reply.send(
-      responseObject(responseId, body, target.model, createdAt, {
+      responseObject(responseId, body, served, createdAt, {
         status: 'completed',
         output: outputItems(message),
         usage,

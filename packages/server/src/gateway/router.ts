@@ -1,7 +1,13 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { RatchetError } from '@ratchet/core';
 import type { StoredRoute } from '@ratchet/store';
-import type { GatewayConfig, UpstreamConfig, VariantConfig, VariantSegment } from './config.js';
+import type {
+  FailoverConfig,
+  GatewayConfig,
+  UpstreamConfig,
+  VariantConfig,
+  VariantSegment,
+} from './config.js';
 
 export interface Assignment {
   route: string | null;
@@ -9,6 +15,8 @@ export interface Assignment {
   upstreamName: string;
   upstream: UpstreamConfig;
   model: string;
+  /** The route's retries and fallbacks, from the gateway file (database routes of its name too). */
+  failover?: FailoverConfig;
 }
 
 /** A number in [0, 1) fixed by route and user, so a user keeps their variant across calls. */
@@ -87,6 +95,7 @@ export function assign(
       upstreamName: variant.upstream,
       upstream,
       model: variant.model,
+      ...(config.routes[requested]?.failover ? { failover: config.routes[requested].failover } : {}),
     };
   }
   if (config.defaultUpstream) {

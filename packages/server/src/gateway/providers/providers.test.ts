@@ -1,0 +1,633 @@
+import type { ServerResponse } from 'node:http';
+import { testDatabases } from '@ratchet/store/testing';
+import OpenAI from 'openai';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestServer, type TestServer } from '../../testing/server.js';
+import { type LocalUpstream, startLocalUpstream } from '../../testing/upstream.js';
+import { parseGatewayConfig } from '../config.js';
+import {
+  type ProviderDouble,
+  type Received,
+  sendJson,
+  sendSse,
+  startProviderDouble,
+} from './test-doubles.js';
+
+const weatherTool = {
+  type: 'function' as const,
+  function: {
+    name: 'get_weather',
+    description: 'The weather in a city',
+    parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] },
+  },
+};
+
+const question: OpenAI.Chat.ChatCompletionMessageParam[] = [
+  { role: 'system', content: 'Be brief.' },
+  { role: 'user', content: 'What is weather in Paris?' },
+];
+
+/** The same answer from every provider: "It is sunny." with 5 input and 3 output tokens. */
+const ANSWER = 'It is sunny.';
+
+// --- Anthropic Messages (https://docs.anthropic.com/en/api/messages, .../messages-streaming) ---
+
+function anthropicMessage(content: unknown[], stopReason: string) {
+  return {
+    id: 'msg_01',
+    type: 'message',
+    role: 'assistant',
+    model: 'claude-sonnet-4-5',
+    content,
+    stop_reason: stopReason,
+    stop_sequence: null,
+    usage: { input_tokens: 5, output_tokens: 3 },
+  };
+}
+
+function anthropicStream(blocks: { event: string; data: unknown }[], stopReason: string) {
+  return [
+    {
+      event: 'message_start',
+      data: {
+        type: 'message_start',
+        message: {
+          ...anthropicMessage([], stopReason),
+          stop_reason: null,
+          usage: { input_tokens: 5, output_tokens: 1 },
+        },
+      },
+    },
+    { event: 'ping', data: { type: 'ping' } },
+    ...blocks,
+    {
+      event: 'message_delta',
+      data: {
+        type: 'message_delta',
+        delta: { stop_reason: stopReason, stop_sequence: null },
+        usage: { output_tokens: 3 },
+      },
+    },
+    { event: 'message_stop', data: { type: 'message_stop' } },
+  ];
+}
+
+function anthropicAnswer(req: Received, res: ServerResponse) {
+  const tools = Array.isArray(req.body.tools) && req.body.tool_choice !== undefined;
+  if (!req.body.stream) {
+    if (tools)
+      return sendJson(
+        res,
+        200,
+        anthropicMessage(
+          [{ type: 'tool_use', id: 'toolu_01', name: 'get_weather', input: { city: 'Paris' } }],
+          'tool_use',
+        ),
+      );
+    return sendJson(res, 200, anthropicMessage([{ type: 'text', text: ANSWER }], 'end_turn'));
+  }
+  if (tools)
+    return sendSse(
+      res,
+      anthropicStream(
+        [
+          {
+            event: 'content_block_start',
+            data: {
+              type: 'content_block_start',
+              index: 0,
+              content_block: { type: 'tool_use', id: 'toolu_01', name: 'get_weather', input: {} },
+            },
+          },
+          {
+            event: 'content_block_delta',
+            data: {
+              type: 'content_block_delta',
+              index: 0,
+              delta: { type: 'input_json_delta', partial_json: '{"city": ' },
+            },
+          },
+          {
+            event: 'content_block_delta',
+            data: {
+              type: 'content_block_delta',
+              index: 0,
+              delta: { type: 'input_json_delta', partial_json: '"Paris"}' },
+            },
+          },
+          { event: 'content_block_stop', data: { type: 'content_block_stop', index: 0 } },
+        ],
+        'tool_use',
+      ),
+    );
+  return sendSse(
+    res,
+    anthropicStream(
+      [
+        {
+          event: 'content_block_start',
+          data: { type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } },
+        },
+        {
+          event: 'content_block_delta',
+          data: { type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: 'It is ' } },
+        },
+        {
+          event: 'content_block_delta',
+          data: { type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: 'sunny.' } },
+        },
+        { event: 'content_block_stop', data: { type: 'content_block_stop', index: 0 } },
+      ],
+      'end_turn',
+    ),
+  );
+}
+
+// --- Azure OpenAI (OpenAI's bodies at /openai/deployments/{deployment}/...?api-version=) ---
+
+function azureAnswer(req: Received, res: ServerResponse) {
+  const tools = Array.isArray(req.body.tools) && req.body.tool_choice !== undefined;
+  const call = {
+    id: 'call_az',
+    type: 'function',
+    function: { name: 'get_weather', arguments: '{"city":"Paris"}' },
+  };
+  const base = { id: 'chatcmpl-az', created: 1_700_000_000, model: 'gpt-4o-2024-11-20' };
+  const usage = { prompt_tokens: 5, completion_tokens: 3, total_tokens: 8 };
+  if (!req.body.stream)
+    return sendJson(res, 200, {
+      ...base,
+      object: 'chat.completion',
+      // Azure adds its content filter results to the body; clients ignore them.
+      prompt_filter_results: [{ prompt_index: 0, content_filter_results: {} }],
+      choices: [
+        tools
+          ? {
+              index: 0,
+              message: { role: 'assistant', content: null, tool_calls: [call] },
+              finish_reason: 'tool_calls',
+            }
+          : { index: 0, message: { role: 'assistant', content: ANSWER }, finish_reason: 'stop' },
+      ],
+      usage,
+    });
+  const chunk = (choices: unknown[], extra: Record<string, unknown> = {}) => ({
+    data: { ...base, object: 'chat.completion.chunk', choices, ...extra },
+  });
+  return sendSse(res, [
+    // Azure's first chunk carries the prompt's filter results and no choices.
+    {
+      data: {
+        id: '',
+        object: '',
+        created: 0,
+        model: '',
+        choices: [],
+        prompt_filter_results: [{ prompt_index: 0 }],
+      },
+    },
+    chunk([{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }]),
+    ...(tools
+      ? [
+          chunk([
+            {
+              index: 0,
+              delta: {
+                tool_calls: [
+                  {
+                    index: 0,
+                    id: 'call_az',
+                    type: 'function',
+                    function: { name: 'get_weather', arguments: '' },
+                  },
+                ],
+              },
+              finish_reason: null,
+            },
+          ]),
+          chunk([
+            {
+              index: 0,
+              delta: { tool_calls: [{ index: 0, function: { arguments: '{"city":"Paris"}' } }] },
+              finish_reason: null,
+            },
+          ]),
+          chunk([{ index: 0, delta: {}, finish_reason: 'tool_calls' }]),
+        ]
+      : [
+          chunk([{ index: 0, delta: { content: 'It is ' }, finish_reason: null }]),
+          chunk([{ index: 0, delta: { content: 'sunny.' }, finish_reason: null }]),
+          chunk([{ index: 0, delta: {}, finish_reason: 'stop' }]),
+        ]),
+    ...((req.body.stream_options as { include_usage?: boolean } | undefined)?.include_usage
+      ? [chunk([], { usage })]
+      : []),
+    { data: '[DONE]' },
+  ]);
+}
+
+// --- Google Gemini (https://ai.google.dev/api/generate-content) ---
+
+function geminiResponse(parts: unknown[], finishReason: string | undefined, usage = true) {
+  return {
+    candidates: [{ content: { role: 'model', parts }, ...(finishReason ? { finishReason } : {}), index: 0 }],
+    ...(usage ? { usageMetadata: { promptTokenCount: 5, candidatesTokenCount: 3, totalTokenCount: 8 } } : {}),
+    modelVersion: 'gemini-2.5-flash',
+    responseId: 'gem-1',
+  };
+}
+
+function geminiAnswer(req: Received, res: ServerResponse) {
+  const tools = Array.isArray(req.body.tools) && req.body.toolConfig !== undefined;
+  const call = { functionCall: { name: 'get_weather', args: { city: 'Paris' } } };
+  if (req.path.includes(':generateContent'))
+    return sendJson(
+      res,
+      200,
+      tools ? geminiResponse([call], 'STOP') : geminiResponse([{ text: ANSWER }], 'STOP'),
+    );
+  // Gemini's SSE separates events with \r\n\r\n.
+  return sendSse(
+    res,
+    tools
+      ? [{ data: geminiResponse([call], 'STOP') }]
+      : [
+          { data: geminiResponse([{ text: 'It is ' }], undefined) },
+          { data: geminiResponse([{ text: 'sunny.' }], 'STOP') },
+        ],
+    '\r\n',
+  );
+}
+
+const doubles = {
+  anthropic: { answer: anthropicAnswer, path: '/v1/messages', model: 'claude-sonnet-4-5' },
+  azure: {
+    answer: azureAnswer,
+    path: '/openai/deployments/gpt-4o-prod/chat/completions?api-version=2024-10-21',
+    model: 'gpt-4o-prod',
+  },
+  gemini: {
+    answer: geminiAnswer,
+    path: '/v1beta/models/gemini-2.5-flash:generateContent',
+    model: 'gemini-2.5-flash',
+  },
+} as const;
+type Kind = keyof typeof doubles;
+const kinds = Object.keys(doubles) as Kind[];
+
+describe('provider config', () => {
+  it('refuses an unknown provider, naming the field', () => {
+    expect(() =>
+      parseGatewayConfig({ upstreams: { x: { provider: 'bedrock', baseURL: 'http://127.0.0.1:1/v1' } } }),
+    ).toThrow(/upstreams\.x\.provider/);
+  });
+});
+
+for (const target of testDatabases()) {
+  describe(`providers behind one interface on ${target.name}, through test doubles of Anthropic, Azure OpenAI and Gemini`, () => {
+    let t: TestServer;
+    let client: OpenAI;
+    let local: LocalUpstream;
+    const double = {} as Record<Kind, ProviderDouble>;
+
+    beforeAll(async () => {
+      process.env.TEST_PROVIDER_KEY = 'sk-test-provider';
+      for (const kind of kinds) {
+        double[kind] = await startProviderDouble();
+        double[kind].answer(doubles[kind].answer);
+      }
+      local = await startLocalUpstream({ answer: () => ANSWER });
+      t = await startTestServer(await target.create(), {
+        config: { logFlushIntervalMs: 60_000 },
+        gateway: {
+          upstreams: {
+            local: { baseURL: local.url },
+            anthropic: {
+              provider: 'anthropic',
+              baseURL: `${double.anthropic.url}/v1`,
+              apiKeyEnv: 'TEST_PROVIDER_KEY',
+            },
+            azure: {
+              provider: 'azure',
+              baseURL: `${double.azure.url}/openai`,
+              apiVersion: '2024-10-21',
+              apiKeyEnv: 'TEST_PROVIDER_KEY',
+            },
+            gemini: {
+              provider: 'gemini',
+              baseURL: `${double.gemini.url}/v1beta`,
+              apiKeyEnv: 'TEST_PROVIDER_KEY',
+            },
+          },
+          routes: Object.fromEntries(
+            [...kinds, 'local' as const].map((kind) => [
+              `${kind}-bot`,
+              {
+                variants: [
+                  {
+                    name: 'only',
+                    upstream: kind,
+                    model: kind === 'local' ? 'tiny-base' : doubles[kind].model,
+                    weight: 1,
+                  },
+                ],
+              },
+            ]),
+          ),
+        },
+      });
+      client = new OpenAI({ baseURL: `${t.url}/v1`, apiKey: t.secretKey, maxRetries: 0 });
+    });
+    afterAll(async () => {
+      await t?.close();
+      await local?.close();
+      for (const kind of kinds) await double[kind]?.close();
+      await target.cleanup();
+    });
+
+    async function stored(id: string) {
+      await t.server.logWriter.flush();
+      const got = await t.call(`/api/v1/interactions/${id}`);
+      expect(got.status).toBe(200);
+      return got.body;
+    }
+
+    it('sends each provider its documented request: path, key header, system apart, tools, max tokens', async () => {
+      for (const kind of kinds) {
+        double[kind].answer(doubles[kind].answer);
+        await client.chat.completions.create({
+          model: `${kind}-bot`,
+          messages: question,
+          max_tokens: 50,
+          temperature: 0.2,
+          tools: [weatherTool],
+          tool_choice: 'auto',
+        });
+      }
+      const a = double.anthropic.received.at(-1)!;
+      expect(a.path).toBe(doubles.anthropic.path);
+      expect(a.headers['x-api-key']).toBe('sk-test-provider');
+      expect(a.headers['anthropic-version']).toBe('2023-06-01');
+      expect(a.body).toEqual({
+        model: 'claude-sonnet-4-5',
+        max_tokens: 50,
+        system: 'Be brief.',
+        messages: [{ role: 'user', content: [{ type: 'text', text: 'What is weather in Paris?' }] }],
+        temperature: 0.2,
+        tools: [
+          {
+            name: 'get_weather',
+            description: 'The weather in a city',
+            input_schema: weatherTool.function.parameters,
+          },
+        ],
+        tool_choice: { type: 'auto' },
+      });
+      const z = double.azure.received.at(-1)!;
+      expect(z.path).toBe(doubles.azure.path);
+      expect(z.headers['api-key']).toBe('sk-test-provider');
+      expect(z.headers.authorization).toBeUndefined();
+      expect(z.body).toMatchObject({
+        messages: question,
+        max_tokens: 50,
+        tools: [weatherTool],
+        tool_choice: 'auto',
+      });
+      const g = double.gemini.received.at(-1)!;
+      expect(g.path).toBe(doubles.gemini.path);
+      expect(g.headers['x-goog-api-key']).toBe('sk-test-provider');
+      expect(g.body).toEqual({
+        systemInstruction: { parts: [{ text: 'Be brief.' }] },
+        contents: [{ role: 'user', parts: [{ text: 'What is weather in Paris?' }] }],
+        generationConfig: { temperature: 0.2, maxOutputTokens: 50 },
+        tools: [
+          {
+            functionDeclarations: [
+              {
+                name: 'get_weather',
+                description: 'The weather in a city',
+                parametersJsonSchema: weatherTool.function.parameters,
+              },
+            ],
+          },
+        ],
+        toolConfig: { functionCallingConfig: { mode: 'AUTO' } },
+      });
+    });
+
+    it('logs the same interaction whichever provider answered, streamed or not', async () => {
+      const logs: Record<string, unknown>[] = [];
+      for (const kind of [...kinds, 'local' as const]) {
+        if (kind !== 'local') double[kind].answer(doubles[kind].answer);
+        const { data, response } = await client.chat.completions
+          .create({ model: `${kind}-bot`, messages: question })
+          .withResponse();
+        expect(data.choices[0]?.message.content, kind).toBe(ANSWER);
+        expect(data.usage, kind).toMatchObject({ prompt_tokens: 5, completion_tokens: 3, total_tokens: 8 });
+        logs.push(await stored(response.headers.get('x-ratchet-interaction-id')!));
+
+        const streamed = await client.chat.completions
+          .create({ model: `${kind}-bot`, messages: question, stream: true })
+          .withResponse();
+        let text = '';
+        let sawUsage = false;
+        for await (const chunk of streamed.data) {
+          text += chunk.choices[0]?.delta.content ?? '';
+          if (chunk.usage) sawUsage = true;
+        }
+        expect(text, kind).toBe(ANSWER);
+        // The gateway asked every provider for usage; the client, which did not, gets none.
+        expect(sawUsage, kind).toBe(false);
+        logs.push(await stored(streamed.response.headers.get('x-ratchet-interaction-id')!));
+      }
+      for (const log of logs) {
+        expect(log).toMatchObject({
+          status: 'ok',
+          messages: question,
+          output: { role: 'assistant', content: ANSWER },
+          usage: { inputTokens: 5, outputTokens: 3, totalTokens: 8 },
+          metadata: { finishReason: 'stop' },
+        });
+      }
+      expect(logs.map((l) => (l.metadata as Record<string, unknown>).upstream)).toEqual([
+        'anthropic',
+        'anthropic',
+        'azure',
+        'azure',
+        'gemini',
+        'gemini',
+        'local',
+        'local',
+      ]);
+    });
+
+    it('returns and logs tool calls from every provider alike, streamed and not, and takes tool results back', async () => {
+      for (const kind of kinds) {
+        double[kind].answer(doubles[kind].answer);
+        const plain = await client.chat.completions.create({
+          model: `${kind}-bot`,
+          messages: question,
+          tools: [weatherTool],
+          tool_choice: 'required',
+        });
+        const call = plain.choices[0]!.message
+          .tool_calls![0]! as OpenAI.Chat.ChatCompletionMessageFunctionToolCall;
+        expect(call.function, kind).toEqual({ name: 'get_weather', arguments: expect.any(String) });
+        expect(JSON.parse(call.function.arguments), kind).toEqual({ city: 'Paris' });
+        expect(plain.choices[0]!.finish_reason, kind).toBe('tool_calls');
+
+        const stream = await client.chat.completions
+          .create({
+            model: `${kind}-bot`,
+            messages: question,
+            tools: [weatherTool],
+            tool_choice: 'required',
+            stream: true,
+          })
+          .withResponse();
+        let name = '';
+        let args = '';
+        let finish: string | null = null;
+        for await (const chunk of stream.data) {
+          const piece = chunk.choices[0]?.delta.tool_calls?.[0];
+          name += piece?.function?.name ?? '';
+          args += piece?.function?.arguments ?? '';
+          finish = chunk.choices[0]?.finish_reason ?? finish;
+        }
+        expect(name, kind).toBe('get_weather');
+        expect(JSON.parse(args), kind).toEqual({ city: 'Paris' });
+        expect(finish, kind).toBe('tool_calls');
+        const log = await stored(stream.response.headers.get('x-ratchet-interaction-id')!);
+        expect(log.output, kind).toMatchObject({
+          role: 'assistant',
+          tool_calls: [{ id: call.id, type: 'function', function: { name: 'get_weather' } }],
+        });
+
+        // The tool's result goes back in each provider's own form.
+        await client.chat.completions.create({
+          model: `${kind}-bot`,
+          messages: [
+            ...question,
+            { role: 'assistant', content: null, tool_calls: [call] },
+            { role: 'tool', tool_call_id: call.id, content: '21 degrees' },
+          ],
+          tools: [weatherTool],
+        });
+      }
+      const anthropicTurns = double.anthropic.received.at(-1)!.body.messages as unknown[];
+      expect(anthropicTurns.slice(1)).toEqual([
+        {
+          role: 'assistant',
+          content: [{ type: 'tool_use', id: 'toolu_01', name: 'get_weather', input: { city: 'Paris' } }],
+        },
+        { role: 'user', content: [{ type: 'tool_result', tool_use_id: 'toolu_01', content: '21 degrees' }] },
+      ]);
+      const geminiTurns = double.gemini.received.at(-1)!.body.contents as unknown[];
+      expect(geminiTurns.slice(1)).toEqual([
+        { role: 'model', parts: [{ functionCall: { name: 'get_weather', args: { city: 'Paris' } } }] },
+        {
+          role: 'user',
+          parts: [{ functionResponse: { name: 'get_weather', response: { content: '21 degrees' } } }],
+        },
+      ]);
+      expect((double.azure.received.at(-1)!.body.messages as unknown[]).at(-1)).toEqual({
+        role: 'tool',
+        tool_call_id: 'call_az',
+        content: '21 degrees',
+      });
+    });
+
+    it("maps each provider's documented errors to OpenAI-shaped errors with their status, logged as failed calls", async () => {
+      const cases: { kind: Kind; status: number; body: unknown; expected: number; message: RegExp }[] = [
+        {
+          kind: 'anthropic',
+          status: 400,
+          body: {
+            type: 'error',
+            error: { type: 'invalid_request_error', message: 'max_tokens: must be positive' },
+          },
+          expected: 400,
+          message: /max_tokens: must be positive/,
+        },
+        {
+          kind: 'anthropic',
+          status: 529,
+          body: { type: 'error', error: { type: 'overloaded_error', message: 'Overloaded' } },
+          expected: 503,
+          message: /Overloaded/,
+        },
+        {
+          kind: 'azure',
+          status: 429,
+          body: {
+            error: {
+              code: '429',
+              message: 'Requests to the ChatCompletions_Create Operation have exceeded the rate limit',
+            },
+          },
+          expected: 429,
+          message: /exceeded the rate limit/,
+        },
+        {
+          kind: 'gemini',
+          status: 400,
+          body: {
+            error: {
+              code: 400,
+              message: 'API key not valid. Please pass a valid API key.',
+              status: 'INVALID_ARGUMENT',
+            },
+          },
+          expected: 400,
+          message: /API key not valid/,
+        },
+      ];
+      for (const c of cases) {
+        double[c.kind].answer((_req, res) => sendJson(res, c.status, c.body));
+        const err = await client.chat.completions
+          .create({ model: `${c.kind}-bot`, messages: question })
+          .catch((e) => e);
+        expect(err, c.kind).toBeInstanceOf(OpenAI.APIError);
+        expect(err.status, c.kind).toBe(c.expected);
+        expect(err.message, c.kind).toMatch(c.message);
+        expect(err.error, c.kind).toMatchObject({ message: expect.stringMatching(c.message) });
+        // Azure's errors are OpenAI's already and pass as they are; the others are translated, with a type.
+        if (c.kind !== 'azure') expect(err.error.type, c.kind).toEqual(expect.any(String));
+        const log = await stored(err.headers.get('x-ratchet-interaction-id'));
+        expect(log.status, c.kind).toBe('error');
+        expect(log.error, c.kind).toMatch(c.message);
+      }
+    });
+
+    it('refuses n > 1 for Anthropic with a 400 naming the field, before calling it', async () => {
+      const before = double.anthropic.received.length;
+      const err = await client.chat.completions
+        .create({ model: 'anthropic-bot', messages: question, n: 2 })
+        .catch((e) => e);
+      expect(err.status).toBe(400);
+      expect(err.error).toMatchObject({ code: 'invalid_request', path: 'n' });
+      expect(double.anthropic.received.length).toBe(before);
+    });
+
+    it('asks Gemini for n candidates and logs each as a choice', async () => {
+      double.gemini.answer((_req, res) =>
+        sendJson(res, 200, {
+          candidates: [0, 1].map((index) => ({
+            content: { role: 'model', parts: [{ text: `answer ${index}` }] },
+            finishReason: 'STOP',
+            index,
+          })),
+          usageMetadata: { promptTokenCount: 5, candidatesTokenCount: 4, totalTokenCount: 9 },
+        }),
+      );
+      const { data, response } = await client.chat.completions
+        .create({ model: 'gemini-bot', messages: question, n: 2 })
+        .withResponse();
+      expect(data.choices.map((c) => c.message.content)).toEqual(['answer 0', 'answer 1']);
+      expect(double.gemini.received.at(-1)!.body.generationConfig).toEqual({ candidateCount: 2 });
+      const log = await stored(response.headers.get('x-ratchet-interaction-id')!);
+      expect(log.output).toEqual({ role: 'assistant', content: 'answer 0' });
+      expect(log.metadata).toMatchObject({ choices: [{ index: 1, message: { content: 'answer 1' } }] });
+    });
+  });
+}
