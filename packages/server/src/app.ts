@@ -13,6 +13,7 @@ import { createMetrics, type Metrics } from './metrics.js';
 import { KeyResolver } from './middleware/auth.js';
 import { clientErrorHandler, frameworkErrors, registerErrorHandling } from './middleware/errors.js';
 import { RateLimiter } from './middleware/rate-limit.js';
+import { registerSecurityHeaders } from './middleware/security-headers.js';
 import { registerStorableJsonBody } from './middleware/storable-input.js';
 import { ReportRunner } from './reports/runner.js';
 import { registerAdminRoutes } from './routes/admin.js';
@@ -127,13 +128,14 @@ export async function buildServer(options: ServerOptions): Promise<RatchetServer
   const routes = new RouteTable(app, { keys, rateLimiter });
   registerErrorHandling(app, (path) => routes.methodsFor(path));
   registerStorableJsonBody(app);
+  registerSecurityHeaders(app);
   app.addHook('onResponse', async (request, reply) => {
     const route = request.routeOptions.url ?? 'unmatched';
     metrics.httpRequests.inc({ route, method: request.method, status: reply.statusCode });
     metrics.httpDuration.observe({ route, method: request.method }, reply.elapsedTime / 1000);
   });
 
-  registerSystemRoutes(routes, store, metrics, version);
+  registerSystemRoutes(routes, store, metrics, version, { metricsRequireKey: config.metricsRequireKey });
   registerCaptureRoutes(routes, store, capture);
   registerOtlpRoutes(routes, capture);
   registerDeadLetterRoutes(routes, store);

@@ -35,6 +35,8 @@ export const ServerConfig = z.strictObject({
   /** Where dataset versions are written (RATCHET_DATA_DIR; default .ratchet/data). */
   dataDir: z.string().optional(),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** `/metrics` answers only a key with the `read` scope (a Prometheus scrape's bearer token). */
+  metricsRequireKey: z.union([z.boolean(), z.stringbool()]).default(false),
 });
 export type ServerConfig = z.output<typeof ServerConfig>;
 export type ServerConfigInput = z.input<typeof ServerConfig>;
@@ -54,6 +56,7 @@ const envNames: Record<keyof ServerConfig, string> = {
   logBufferLimit: 'RATCHET_LOG_BUFFER_LIMIT',
   dataDir: 'RATCHET_DATA_DIR',
   logLevel: 'RATCHET_LOG_LEVEL',
+  metricsRequireKey: 'RATCHET_METRICS_REQUIRE_KEY',
 };
 
 /** Reads settings from the environment, then applies explicit overrides (e.g. CLI flags). */

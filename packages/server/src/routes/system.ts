@@ -8,6 +8,7 @@ export function registerSystemRoutes(
   store: Store,
   metrics: Metrics,
   version: string,
+  options: { metricsRequireKey: boolean } = { metricsRequireKey: false },
 ): void {
   routes.add({
     method: 'GET',
@@ -32,9 +33,10 @@ export function registerSystemRoutes(
   routes.add({
     method: 'GET',
     url: '/metrics',
-    access: 'none',
+    // Server-wide counters, so any project's read key will do when a key is required.
+    access: options.metricsRequireKey ? 'read' : 'none',
     tag: 'system',
-    summary: 'Prometheus metrics.',
+    summary: 'Prometheus metrics (with RATCHET_METRICS_REQUIRE_KEY, a key with the read scope).',
     handler: async ({ reply }) => {
       reply.header('content-type', metrics.registry.contentType);
       return metrics.registry.metrics();

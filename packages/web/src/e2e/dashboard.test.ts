@@ -82,6 +82,10 @@ describe('dashboard and widget in a browser', () => {
   let experimentId: string;
   /** The React widget's host page, bundled by vite in its test. */
   let reactBundle: string | undefined;
+  /** What chromium refused under the dashboard's Content-Security-Policy, over every test. */
+  const cspViolations: string[] = [];
+  /** The CSP header the dashboard's page came with. */
+  let dashboardCsp: string | undefined;
 
   /** What a page can read with the public key: the secret-key API is blocked (no CORS, and 403). */
   const readsFrom = (app: Page) =>
@@ -273,7 +277,11 @@ describe('dashboard and widget in a browser', () => {
     });
     page = await browser.newPage();
     page.setDefaultTimeout(10_000);
-    await page.goto(t.url);
+    page.on('console', (message) => {
+      if (/Content Security Policy/i.test(message.text())) cspViolations.push(message.text());
+    });
+    const loaded = await page.goto(t.url);
+    dashboardCsp = loaded?.headers()['content-security-policy'];
     await page.getByLabel('Project secret key').fill(t.secretKey);
     await page.getByRole('button', { name: 'Sign in' }).click();
     await page.getByRole('heading', { name: 'Overview' }).waitFor();
@@ -702,5 +710,23 @@ describe('dashboard and widget in a browser', () => {
     expect((await t.store.models.get(t.projectId, 'support-v1'))!.stage).toBe('production');
     expect((await t.store.audit.list(t.projectId, { limit: 1000 })).length).toBe(audit);
     expect(await answer()).toBe('served by support-v1');
+  });
+
+  it('every page above ran under the Content-Security-Policy without a violation', async () => {
+    expect(dashboardCsp).toContain("script-src 'self'");
+    expect(dashboardCsp).toContain("frame-ancestors 'none'");
+    expect({ violations: cspViolations }).toEqual({ violations: [] });
+    // The policy is enforced: an inline script on the dashboard's page is refused and reported.
+    await page.goto(`${t.url}/#/overview`);
+    await page.getByRole('heading', { name: 'Overview', level: 1 }).waitFor();
+    const inlineRan = await page.evaluate(() => {
+      const script = document.createElement('script');
+      script.textContent = 'window.__inlineRan = true';
+      document.body.append(script);
+      return (window as unknown as { __inlineRan?: boolean }).__inlineRan === true;
+    });
+    expect(inlineRan).toBe(false);
+    await expect.poll(() => cspViolations.length).toBe(1);
+    expect(cspViolations[0]).toMatch(/inline script/i);
   });
 });
