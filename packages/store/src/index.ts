@@ -14,7 +14,15 @@ export type {
   ScalarRatingRow,
 } from './calibration.js';
 export * from './connection.js';
-export type { ActivityBucket, LearnedFrom, ModelSatisfactionRow, QueueCandidate } from './dashboard.js';
+export type {
+  ActivityBucket,
+  LearnedFrom,
+  ModelHealthBucket,
+  ModelHealthQuery,
+  ModelHealthSeries,
+  ModelSatisfactionRow,
+  QueueCandidate,
+} from './dashboard.js';
 export type { DatasetVersion, RatedInteraction } from './datasets.js';
 export {
   type DeadLetter,

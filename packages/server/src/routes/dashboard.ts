@@ -9,6 +9,35 @@ import { overview } from '../reports/compute.js';
 import type { ReportRunner } from '../reports/runner.js';
 import type { RouteTable } from '../routing.js';
 
+const hourMs = 3_600_000;
+/** The production-health windows the dashboard offers, and their length. */
+const healthWindows = {
+  '24h': 24 * hourMs,
+  '7d': 7 * 24 * hourMs,
+  '30d': 30 * 24 * hourMs,
+  '90d': 90 * 24 * hourMs,
+};
+const healthBuckets = { hour: hourMs, day: 24 * hourMs };
+
+const HealthQuery = z
+  .strictObject({
+    window: z.enum(Object.keys(healthWindows) as [keyof typeof healthWindows]).default('7d'),
+    bucket: z.enum(Object.keys(healthBuckets) as [keyof typeof healthBuckets]).default('hour'),
+    route: z.string().min(1).max(200).optional(),
+    model: z.string().min(1).max(200).optional(),
+    /** The end of the window (epoch ms, default now): a past window, and a stable one for tests. */
+    to: z.coerce.number().int().positive().optional(),
+  })
+  .superRefine((q, ctx) => {
+    // A chart of thousands of points per model says no more than one per day does.
+    if (q.bucket === 'hour' && healthWindows[q.window] > healthWindows['30d'])
+      ctx.addIssue({
+        code: 'custom',
+        path: ['bucket'],
+        message: 'hour buckets cover at most 30 days; use day',
+      });
+  });
+
 interface Computed<T> {
   version: string;
   value: T;
@@ -110,6 +139,44 @@ export function registerDashboardRoutes(
       return cached(principal.projectId, `overview:${query.days}`, () =>
         overview(store, principal.projectId, query.days),
       );
+    },
+  });
+
+  routes.add({
+    method: 'GET',
+    url: '/api/v1/dashboard/health',
+    access: 'read',
+    tag: 'dashboard',
+    summary:
+      "Each model version's production health over time, per route: per hour or day of the window, calls, error rate, input and output tokens, latency p50/p95 (nearest rank, answered calls) and the thumbs-up share of the calls' current thumbs; each series names the model's registry stage.",
+    query: HealthQuery,
+    handler: async ({ principal, query }) => {
+      const bucketMs = healthBuckets[query.bucket];
+      const to = query.to ?? Date.now();
+      // Whole buckets from the first one the window touches (UTC hours or days).
+      const from = Math.floor((to - healthWindows[query.window]) / bucketMs) * bucketMs;
+      const [series, models] = await Promise.all([
+        store.dashboard.modelHealth(principal.projectId, {
+          from,
+          to,
+          bucketMs,
+          ...(query.route ? { route: query.route } : {}),
+          ...(query.model ? { model: query.model } : {}),
+        }),
+        store.models.list(principal.projectId),
+      ]);
+      const registered = new Map(models.map((m) => [m.name, m]));
+      return {
+        window: query.window,
+        bucket: query.bucket,
+        bucketMs,
+        from,
+        to,
+        items: series.map((s) => {
+          const m = registered.get(s.model);
+          return { ...s, modelId: m?.id ?? null, stage: m?.stage ?? null };
+        }),
+      };
     },
   });
 

@@ -357,6 +357,56 @@ describe('dashboard and widget in a browser', () => {
     ).resolves.toContain('nul_character 1');
   });
 
+  it("the Models page shows each model version's production health with the numbers the calls make", async () => {
+    // 20 calls of one model in one hour: 18 answered in 10..180 ms, 2 failed upstream (slow,
+    // and not in the percentiles); 10 input and 5 output tokens each; 3 of 4 thumbs up.
+    const at = Date.now() - 60_000;
+    const items = Array.from({ length: 20 }, (_, i) => ({
+      id: `h${i}`,
+      route: 'health-e2e',
+      model: 'health-v1',
+      messages: [{ role: 'user', content: `health ${i}` }],
+      output: 'ok',
+      createdAt: at,
+      status: i < 18 ? 'ok' : 'error',
+      latencyMs: i < 18 ? 10 * (i + 1) : 5000,
+      usage: { inputTokens: 10, outputTokens: 5 },
+    }));
+    expect((await t.call('/api/v1/interactions', { body: { items } })).status).toBe(201);
+    const thumbs = ['up', 'up', 'up', 'down'].map((value, i) => ({
+      kind: 'thumbs',
+      interactionId: `h${i}`,
+      raterId: 'r1',
+      value,
+    }));
+    expect((await t.call('/api/v1/feedback', { body: { items: thumbs } })).status).toBe(201);
+    await page.goto(`${t.url}/#/models`);
+    const panel = page.getByRole('article', { name: 'production health of health-e2e' });
+    await panel.waitFor();
+    const row = panel.getByRole('row').filter({ hasText: 'health-v1' });
+    // Model, stage (not registered), since, calls, p50 (9th of 18), p95 (18th), errors, tokens, thumbs.
+    const cells = (await row.getByRole('cell').allTextContents()).map((c) => c.trim());
+    expect([cells[0], cells[1], ...cells.slice(3)]).toEqual([
+      'health-v1',
+      '–',
+      '20',
+      '90',
+      '180',
+      '10%',
+      '200 / 100',
+      '75% of 4',
+    ]);
+    await panel.getByRole('img', { name: 'health-e2e: latency p95 (ms)' }).waitFor();
+    await panel.getByRole('img', { name: 'health-e2e: satisfaction (thumbs-up share)' }).waitFor();
+    // Per day over 30 days: the same calls in one bucket.
+    const controls = page.getByRole('form', { name: 'Production health window' });
+    await controls.locator('select[name="window"]').selectOption('30d');
+    await controls.locator('select[name="bucket"]').selectOption('day');
+    await expect
+      .poll(async () => (await row.getByRole('cell').nth(2).textContent())?.trim())
+      .toBe(new Date(at).toISOString().slice(5, 10));
+  });
+
   it('what changed: release notes per version with its lineage', async () => {
     await page.goto(`${t.url}/#/what-changed`);
     const v2 = page.getByRole('article', { name: 'support-v2' });

@@ -5,6 +5,7 @@ import { useApi } from '../hooks.js';
 import type { Model, PromotionWatch, ServedRoute } from '../types.js';
 import { fmt, Loading, Page, Table } from '../ui.js';
 import { type ExperimentSummary, Experiments } from './Experiments.js';
+import { ProductionHealth } from './Health.js';
 
 type Action = { kind: 'stage'; model: Model; stage: Model['stage'] } | { kind: 'rollback'; route: string };
 
@@ -119,6 +120,8 @@ export function ModelsPage() {
       <Loading state={watches} what="watches">
         {(w) => <Watches items={w.items} />}
       </Loading>
+      <h2>Production health</h2>
+      <ProductionHealth />
       <h2>Experiments</h2>
       <Loading state={experiments} what="experiments">
         {(e) => <Experiments items={e.items} />}
