@@ -63,8 +63,9 @@ $(CHROMIUM):
 
 build: $(BUILD_STAMP) $(WEB_STAMP)
 
+# DEMO_ARGS passes options to `ratchet demo` (e.g. DEMO_ARGS="--seed 8 --exit --record demo.json").
 demo: install build
-	node packages/cli/bin/ratchet.js demo
+	node packages/cli/bin/ratchet.js demo $(DEMO_ARGS)
 
 serve: install build
 	node packages/cli/bin/ratchet.js serve

@@ -5,6 +5,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { demoMetrics } from './demo.js';
 import type { BenchContext } from './lib/bench.js';
 import { runOpenLoop } from './lib/openloop.js';
 import { type BenchResultFile, resultsTable, updateReadme, writeResult } from './lib/results.js';
@@ -58,6 +59,37 @@ describe('bench machinery', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it("sums the demo's records into well-formed metrics (the smallest end, the mean gain, every failed call)", () => {
+    const record = (seed: number, start: number, end: number, failedCalls: number) => ({
+      record: {
+        seed,
+        population: 'realistic' as const,
+        rounds: [],
+        trueQualityStart: start,
+        trueQualityEnd: end,
+        finalModel: 'm',
+        calls: 100,
+        failedCalls,
+        seconds: 60,
+      },
+      minutes: 1,
+    });
+    const m = demoMetrics('realistic', [record(7, 0.3, 0.7, 0), record(8, 0.2, 0.4, 2)]);
+    expect(m.realistic_true_quality_end_min).toBe(0.4);
+    expect(m.realistic_true_quality_gain).toBe(0.3);
+    expect(m.realistic_failed_calls).toBe(2);
+    expect(m.realistic_seed8_true_quality_start).toBe(0.2);
+    const result: BenchResultFile = {
+      bench: 'demo-realistic',
+      date: '2026-12-05T10:00:00Z',
+      commit: 'abc1234',
+      machine: { cpus: 2, memory_gb: 24, gpu: null },
+      metrics: m,
+      notes: 'n',
+    };
+    expect(() => writeResult(result, mkdtempSync(join(tmpdir(), 'ratchet-bench-')))).not.toThrow();
   });
 
   it('sends open-loop load at the fixed rate and reports errors', async () => {

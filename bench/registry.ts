@@ -1,5 +1,6 @@
 import { calibrateBuild } from './calibrate-build.js';
 import { dashboardLoad } from './dashboard-load.js';
+import { demoBench, demoRealisticBench } from './demo.js';
 import { experimentsBench } from './experiments/experiments.js';
 import { feedbackEfficiency } from './feedback-efficiency.js';
 import { gatesBench } from './gates.js';
@@ -25,6 +26,8 @@ export const benches: Bench[] = [
   feedbackEfficiency,
   personalizeBench,
   serveBench,
+  demoBench,
+  demoRealisticBench,
 ];
 
 /** The metrics each bench shows in the README table. */

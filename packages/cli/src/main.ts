@@ -1,4 +1,12 @@
-import { ApiKeyScopes, apiKeyScopes, InteractionFilters, modelStages, parseInput } from '@ratchet/core';
+import {
+  ApiKeyScopes,
+  apiKeyScopes,
+  InteractionFilters,
+  modelStages,
+  type PopulationPreset,
+  parseInput,
+  populationPresets,
+} from '@ratchet/core';
 import { datasetMethods, exportFormats } from '@ratchet/loop';
 import { gatewayFacts, loadGatewayConfig } from '@ratchet/server';
 import type { ServedChange } from '@ratchet/store';
@@ -490,7 +498,21 @@ export function buildProgram(): Command {
     )
     .option('--port <port>', 'port for the server', integer, 4400)
     .option('--rounds <n>', 'rounds of the loop', integer, 4)
-    .option('--chats <n>', 'chats before each round', integer, 250)
+    .option(
+      '--chats <n>',
+      'chats before each round (default: 250, 1000 with --population realistic)',
+      integer,
+    )
+    .option('--seed <n>', 'seed of the simulated people and their chats', integer, 7)
+    .addOption(
+      new Option(
+        '--population <name>',
+        'who uses the assistant: default (nearly everyone rates) or realistic (about 12% of answers rated, a third of raters adversarial)',
+      )
+        .choices(Object.keys(populationPresets))
+        .default('default'),
+    )
+    .option('--record <file>', "write the run's record (rounds, true quality, failed calls) as JSON")
     .option('--probe <n>', 'prompts per true-quality measurement', integer, 150)
     .option(
       '--risky-round <n>',
@@ -520,7 +542,10 @@ export function buildProgram(): Command {
         carelessPromotion: boolean;
         port: number;
         rounds: number;
-        chats: number;
+        chats?: number;
+        seed: number;
+        population: PopulationPreset;
+        record?: string;
         probe: number;
         riskyRound: number;
         modelDir: string;
@@ -533,7 +558,10 @@ export function buildProgram(): Command {
           databaseUrl: program.opts().databaseUrl,
           port: opts.port,
           rounds: opts.rounds,
-          chatsPerRound: opts.chats,
+          chatsPerRound: opts.chats ?? (opts.population === 'realistic' ? 1000 : 250),
+          seed: opts.seed,
+          population: opts.population,
+          recordPath: opts.record,
           probePrompts: opts.probe,
           riskyRound: opts.riskyRound,
           carelessPromotion: opts.carelessPromotion,

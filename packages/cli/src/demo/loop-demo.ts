@@ -1,9 +1,9 @@
 import { spawn } from 'node:child_process';
-import { mkdirSync, rmSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
-import { createPopulation, wilsonInterval } from '@ratchet/core';
+import { createPopulation, type PopulationPreset, populationPresets, wilsonInterval } from '@ratchet/core';
 import {
   advanceLoop,
   type LoopContext,
@@ -47,6 +47,30 @@ export interface LoopDemoOptions {
   riskyRound: number;
   /** After the rounds, promote the worst turned-away candidate by hand and let the guardrail act. */
   carelessPromotion: boolean;
+  /** Seeds the simulated people and their chats (the default run is seed 7). */
+  seed: number;
+  /** Who uses the assistant (core's populationPresets). */
+  population: PopulationPreset;
+  /** Where to write the run's machine-readable record (DemoRecord as JSON); none when unset. */
+  recordPath?: string;
+}
+
+/** The seed the demo has always run with; other seeds shift every chat's seed with it. */
+export const defaultDemoSeed = 7;
+
+/** What a run did, for bench/demo.ts and anyone comparing runs: written with --record. */
+export interface DemoRecord {
+  seed: number;
+  population: PopulationPreset;
+  rounds: DemoRound[];
+  /** Production's true quality (oracle) before round 1 and after the last step. */
+  trueQualityStart: number;
+  trueQualityEnd: number;
+  finalModel: string;
+  /** User calls through the gateway, and how many failed. */
+  calls: number;
+  failedCalls: number;
+  seconds: number;
 }
 
 export interface DemoRound {
@@ -229,9 +253,7 @@ export function riskyPolicy(policy: LoopPolicy): LoopPolicy {
  * the oracle's true quality beside what users reported, writes a report with charts, and leaves
  * the server and dashboard running.
  */
-export async function runLoopDemo(
-  o: LoopDemoOptions,
-): Promise<{ rounds: DemoRound[]; url: string; failedCalls: number; calls: number }> {
+export async function runLoopDemo(o: LoopDemoOptions): Promise<DemoRecord & { url: string }> {
   const started = Date.now();
   console.log("Ratchet demo: a support assistant that gets better from its users' ratings.\n");
   // One torch thread for every worker process the demo starts (the tiny build, the model server,
@@ -280,16 +302,14 @@ export async function runLoopDemo(
     await new Promise((r) => setTimeout(r, 2500)); // the gateway loads database routes every 2 s
 
     const domain = loadDemoDomain();
-    // Demo users rate more often than real ones (most real people rate nothing), so that rounds
-    // need fewer chats; 10% of those who rate are adversaries.
-    const population = createPopulation({
-      size: 600,
-      seed: 7,
-      raterShare: 0.95,
-      rateProbability: 0.95,
-      habitShares: { thumbs: 0.75, stars: 0.1, criteria: 0.05, comment: 0.06, correction: 0.04 },
-      adversarialShare: 0.1,
-    });
+    // The default population rates more often than real people (most rate nothing), so that
+    // rounds need fewer chats; `realistic` rates about 12% of answers with a third adversaries.
+    const population = createPopulation({ ...populationPresets[o.population], seed: o.seed });
+    console.log(
+      `population: ${o.population} (${population.length} people, seed ${o.seed}), ${o.chatsPerRound} chats a round\n`,
+    );
+    // Seed 7 keeps the chats the demo always had; another seed moves every chat's seed with it.
+    const chatSeed = (n: number) => n + 100_000 * (o.seed - defaultDemoSeed);
     const trainingBar = stepBar((method) =>
       method === 'reward' ? '  training the reward model' : `  training the candidate (${method})`,
     );
@@ -316,7 +336,7 @@ export async function runLoopDemo(
         domain,
         population,
         chats,
-        seed,
+        seed: chatSeed(seed),
         concurrency: 2,
         maxTokens: policy.evaluation.maxTokens,
         onProgress: () => bar.increment(),
@@ -515,7 +535,23 @@ export async function runLoopDemo(
     const reportPath = writeDemoReport(o.reportDir, rounds, { name: final.name, ...finalTruth });
     console.log(`failed user calls: ${calls.failed} of ${calls.total}`);
     console.log(`report: ${reportPath}`);
-    console.log(`took ${Math.round((Date.now() - started) / 1000)} s`);
+    const record: DemoRecord = {
+      seed: o.seed,
+      population: o.population,
+      rounds,
+      trueQualityStart: rounds[0]?.trueQuality ?? finalTruth.trueQuality,
+      trueQualityEnd: finalTruth.trueQuality,
+      finalModel: final.name,
+      calls: calls.total,
+      failedCalls: calls.failed,
+      seconds: Math.round((Date.now() - started) / 1000),
+    };
+    if (o.recordPath) {
+      mkdirSync(dirname(resolve(o.recordPath)), { recursive: true });
+      writeFileSync(o.recordPath, `${JSON.stringify(record, null, 2)}\n`);
+      console.log(`record: ${o.recordPath}`);
+    }
+    console.log(`took ${record.seconds} s`);
     printWelcome(url, secret.key, pub.key);
     if (o.exit) await shutdown();
     else {
@@ -524,7 +560,7 @@ export async function runLoopDemo(
       });
       await shutdown();
     }
-    return { rounds, url, failedCalls: calls.failed, calls: calls.total };
+    return { ...record, url };
   } catch (err) {
     await shutdown();
     throw err;

@@ -78,6 +78,33 @@ function pickWeighted<K extends string>(rng: SeededRandom, shares: Partial<Recor
   return entries[entries.length - 1]![0];
 }
 
+/**
+ * The demo's populations, named once (the demo's `--population` and the benches use them; the
+ * seed is the run's).
+ * - `default`: people who rate almost everything (95% of them, 95% of the time), so that a short
+ *   demo has enough ratings per round; 10% of raters adversarial.
+ * - `realistic`: closer to real use (issue 19): 3 in 10 people ever rate, and they rate 4 answers
+ *   in 10, so about 12% of answers are rated; a third of the raters are adversaries; the three
+ *   segments weigh the axes differently; and more people, each with fewer chats.
+ */
+export const populationPresets = {
+  default: {
+    size: 600,
+    raterShare: 0.95,
+    rateProbability: 0.95,
+    habitShares: { thumbs: 0.75, stars: 0.1, criteria: 0.05, comment: 0.06, correction: 0.04 },
+    adversarialShare: 0.1,
+  },
+  realistic: {
+    size: 3000,
+    raterShare: 0.3,
+    rateProbability: 0.4,
+    habitShares: { thumbs: 0.75, stars: 0.1, criteria: 0.05, comment: 0.06, correction: 0.04 },
+    adversarialShare: 1 / 3,
+  },
+} as const satisfies Record<string, PopulationOptions>;
+export type PopulationPreset = keyof typeof populationPresets;
+
 /** A seeded population of personas; the same options give the same people. */
 export function createPopulation(options: PopulationOptions = {}): Persona[] {
   const o = parseInput(PopulationOptions, options, 'population');
