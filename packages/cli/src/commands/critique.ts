@@ -1,13 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { type SelfCritiqueOptions, type SelfCritiqueReport, selfCritique } from '@ratchet/loop';
 import { type Command, InvalidArgumentError } from 'commander';
+import { finiteNumber } from '../arguments.js';
 import { type GlobalOptions, projectIdByName, withStore } from '../context.js';
-
-function number(value: string): number {
-  const n = Number(value);
-  if (!Number.isFinite(n)) throw new InvalidArgumentError('must be a number');
-  return n;
-}
 
 interface CritiqueFlags {
   project: string;
@@ -99,16 +94,24 @@ export function registerCritiqueCommand(program: Command): void {
     .option('--judge-model <name>', 'LLM judge model')
     .option('--judge-key-env <name>', "environment variable with the judge's API key")
     .option('--rubric <text>', 'the rubric, or @file to read it from a file')
-    .option('--max-reward <r>', 'pick answers whose calibrated reward is below this (default 0)', number)
-    .option('--stars <n>', 'pick answers rated at most this many stars (default 2; 0: ignore stars)', number)
-    .option('--samples <k>', 'revisions sampled per answer (default 1)', number)
+    .option(
+      '--max-reward <r>',
+      'pick answers whose calibrated reward is below this (default 0)',
+      finiteNumber,
+    )
+    .option(
+      '--stars <n>',
+      'pick answers rated at most this many stars (default 2; 0: ignore stars)',
+      finiteNumber,
+    )
+    .option('--samples <k>', 'revisions sampled per answer (default 1)', finiteNumber)
     .option(
       '--min-margin <m>',
       "how far above the original's the revision's reward must be (default 0.5)",
-      number,
+      finiteNumber,
     )
-    .option('--limit <n>', 'answers to work on (default 50)', number)
-    .option('--max-tokens <n>', 'tokens per critique and revision (default 256)', number)
+    .option('--limit <n>', 'answers to work on (default 50)', finiteNumber)
+    .option('--max-tokens <n>', 'tokens per critique and revision (default 256)', finiteNumber)
     .option('--json', 'print the report as JSON')
     .action(async (flags: CritiqueFlags) => {
       await withStore(program.opts<GlobalOptions>(), async (store) => {

@@ -2,6 +2,8 @@ import { mulberry32 } from '@ratchet/core';
 import { buildServer, loadServerConfig, parseGatewayConfig } from '@ratchet/server';
 import { startLocalUpstream } from '@ratchet/server/testing';
 import { Store } from '@ratchet/store';
+import type { Command } from 'commander';
+import { nonNegativeInteger } from '../arguments.js';
 import { demoAnswer, sampleCalls, sampleRatings } from '../demo/sample.js';
 import { progressBar } from '../progress.js';
 
@@ -142,4 +144,24 @@ function printWelcome(
     'Ctrl-C to stop.',
   ];
   console.log(lines.join('\n'));
+}
+
+/** `ratchet sample`: a generated sample of rated chats through a stand-in model. */
+export function registerSampleCommand(program: Command): void {
+  program
+    .command('sample')
+    .description(
+      'Load a generated sample of rated support chats through a stand-in model (no training): the API, CLI and dashboard in seconds',
+    )
+    .option('--port <port>', 'port for the server', nonNegativeInteger, 4400)
+    .option('--calls <n>', 'simulated chats', nonNegativeInteger, 300)
+    .option('--exit', 'load the sample and exit instead of serving')
+    .action(async (opts: { port: number; calls: number; exit?: boolean }) => {
+      await runDemo({
+        databaseUrl: program.opts().databaseUrl,
+        port: opts.port,
+        calls: opts.calls,
+        exit: opts.exit ?? false,
+      });
+    });
 }

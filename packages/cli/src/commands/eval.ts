@@ -8,18 +8,13 @@ import {
 } from '@ratchet/core';
 import { type EvaluationProgress, type EvaluationSpecInput, runEvaluation } from '@ratchet/loop';
 import type { Evaluation } from '@ratchet/store';
-import { type Command, InvalidArgumentError } from 'commander';
+import type { Command } from 'commander';
+import { positiveInteger } from '../arguments.js';
 import { type GlobalOptions, projectIdByName, withStore } from '../context.js';
 import { type Progress, progressBar } from '../progress.js';
 
 const fmt = (x: number | null | undefined, digits = 3) =>
   x === null || x === undefined || !Number.isFinite(x) ? '' : Number(x.toFixed(digits)).toString();
-
-function positiveInteger(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('must be a positive integer');
-  return n;
-}
 
 /** The side-by-side table, the gate verdict, the largest disparities and the worst regressions. */
 export function printEvaluation(

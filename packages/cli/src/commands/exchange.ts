@@ -6,13 +6,16 @@ import {
   ExchangeLine,
   feedbackToInput,
   fromZodError,
-  type InteractionFilters,
+  InteractionFilters,
   interactionToInput,
   type ParsedFeedback,
   type ParsedInteraction,
+  parseInput,
   referencedInteractionIds,
 } from '@ratchet/core';
 import type { Store } from '@ratchet/store';
+import type { Command } from 'commander';
+import { projectIdByName, withStore } from '../context.js';
 import { progressBar } from '../progress.js';
 
 const BATCH = 1000;
@@ -140,4 +143,47 @@ export async function exportExchange(
       (out as ReturnType<typeof createWriteStream>).end((err?: Error) => (err ? reject(err) : resolve())),
     );
   return written;
+}
+
+/** `ratchet export`: interactions with their feedback history as JSONL. */
+export function registerExportCommand(program: Command): void {
+  program
+    .command('export')
+    .description('Export interactions with their whole feedback history as JSONL')
+    .requiredOption('--project <name>', 'project name')
+    .option('--out <file>', 'write here instead of stdout')
+    .option('--route <route>')
+    .option('--model <model>')
+    .option('--tag <tag>')
+    .option('--from <time>', 'ISO time or epoch ms')
+    .option('--to <time>', 'ISO time or epoch ms')
+    .action(
+      async (opts: {
+        project: string;
+        out?: string;
+        route?: string;
+        model?: string;
+        tag?: string;
+        from?: string;
+        to?: string;
+      }) => {
+        const time = (v?: string) => (v === undefined ? undefined : /^\d+$/.test(v) ? Number(v) : v);
+        const filters = parseInput(InteractionFilters, {
+          route: opts.route,
+          model: opts.model,
+          tag: opts.tag,
+          from: time(opts.from),
+          to: time(opts.to),
+        });
+        await withStore(program.opts(), async (store) => {
+          const n = await exportExchange(
+            store,
+            await projectIdByName(store, opts.project),
+            opts.out,
+            filters,
+          );
+          if (opts.out) console.error(`exported ${n} interactions to ${opts.out}`);
+        });
+      },
+    );
 }

@@ -11,6 +11,7 @@ import {
   pushToLabelStudio,
 } from '@ratchet/loop';
 import { type Command, InvalidArgumentError, Option } from 'commander';
+import { positiveInteger } from '../arguments.js';
 import { projectIdByName, withStore } from '../context.js';
 import { progressBar } from '../progress.js';
 import { importExchange } from './exchange.js';
@@ -26,12 +27,6 @@ function columnMap(pairs: string[] = []): Record<string, string> {
       return [pair.slice(0, at), pair.slice(at + 1)];
     }),
   );
-}
-
-function positiveInteger(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError('must be a positive integer');
-  return n;
 }
 
 function labelStudioClient(opts: { url: string; apiKey: string }): LabelStudioClient {

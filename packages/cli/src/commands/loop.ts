@@ -9,13 +9,8 @@ import {
 } from '@ratchet/loop';
 import type { Store } from '@ratchet/store';
 import { type Command, InvalidArgumentError } from 'commander';
+import { portNumber } from '../arguments.js';
 import { projectIdByName, withStore } from '../context.js';
-
-function port(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1 || n > 65535) throw new InvalidArgumentError('must be a port number');
-  return n;
-}
 
 interface LoopRunOptions {
   project: string;
@@ -141,7 +136,7 @@ export function registerLoopCommands(program: Command): void {
     .option(
       '--local-worker-port <port>',
       'serve candidates with ratchet-worker serve on this port (the gateway upstream must point at it)',
-      port,
+      portNumber,
     )
     .option('--data-dir <dir>', 'datasets and runs (RATCHET_DATA_DIR)')
     .option('--force', 'start a round even if the trigger has not fired')
@@ -172,7 +167,7 @@ export function registerLoopCommands(program: Command): void {
       .option(
         '--local-worker-port <port>',
         'with --policy: serve models with ratchet-worker on this port',
-        port,
+        portNumber,
       )
       .option('--data-dir <dir>', 'datasets and runs (RATCHET_DATA_DIR)')
       .action((opts: ReviewOptions) => reviewRound(program, opts, approved));

@@ -1,20 +1,10 @@
 // `ratchet personalize`: per-segment adapters for a route (issue 7).
 import { readFileSync } from 'node:fs';
 import { type PersonalizeSpecInput, personalize } from '@ratchet/loop';
-import { type Command, InvalidArgumentError } from 'commander';
+import type { Command } from 'commander';
 import { parse as parseYaml } from 'yaml';
+import { positiveInteger, positiveShare } from '../arguments.js';
 import { projectIdByName, withStore } from '../context.js';
-
-const positiveInteger = (value: string): number => {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('must be a positive integer');
-  return n;
-};
-const share = (value: string): number => {
-  const n = Number(value);
-  if (!(n > 0 && n <= 1)) throw new InvalidArgumentError('must be in (0, 1]');
-  return n;
-};
 
 interface PersonalizeCliOptions {
   project: string;
@@ -66,7 +56,7 @@ export function registerPersonalizeCommand(program: Command): void {
     .option(
       '--share <x>',
       "share of a segment's calls its adapter gets; the rest stay on the global model",
-      share,
+      positiveShare,
     )
     .option('--train-only', 'train and register only; leave the route as it is')
     .option('--data-dir <dir>', 'datasets and runs (RATCHET_DATA_DIR)')

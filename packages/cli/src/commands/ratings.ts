@@ -3,10 +3,14 @@ import {
   buildDatasetVersion,
   calibrateProject,
   type DatasetBuildSpec,
+  datasetMethods,
   type ExportFormat,
   exportDataset,
+  exportFormats,
 } from '@ratchet/loop';
 import type { Store } from '@ratchet/store';
+import { type Command, Option } from 'commander';
+import { projectIdByName, withStore } from '../context.js';
 import { progressBar } from '../progress.js';
 
 const fmt = (x: number | null | undefined, digits = 2) =>
@@ -170,4 +174,131 @@ export async function printAnalysis(store: Store, projectId: string, json: boole
     console.log('\nHow criteria correlate:');
     console.table(report.correlations.map((c) => ({ criteria: `${c.a} ~ ${c.b}`, r: fmt(c.r), n: c.n })));
   }
+}
+
+/** `ratchet raters` and `ratchet analyze`: raters' calibration and error analysis. */
+export function registerRatingCommands(program: Command): void {
+  program
+    .command('raters')
+    .description("Show raters' calibration: bias, scale, reliability, and who is flagged and why")
+    .requiredOption('--project <name>', 'project name')
+    .option('--calibrate', 'calibrate the current ratings first')
+    .option('--flagged', 'only flagged raters')
+    .action(async (opts: { project: string; calibrate?: boolean; flagged?: boolean }) => {
+      await withStore(program.opts(), async (store) => {
+        const projectId = await projectIdByName(store, opts.project);
+        if (opts.calibrate) await calibrateWithProgress(store, projectId);
+        await printRaters(store, projectId, opts.flagged ?? false);
+      });
+    });
+
+  program
+    .command('analyze')
+    .description(
+      'Error analysis: complaint themes, worst prompts, criteria by model, route and tag, criteria correlations',
+    )
+    .requiredOption('--project <name>', 'project name')
+    .option('--calibrate', 'calibrate the current ratings first (worst prompts use calibrated rewards)')
+    .option('--json', 'print the report as JSON')
+    .action(async (opts: { project: string; calibrate?: boolean; json?: boolean }) => {
+      await withStore(program.opts(), async (store) => {
+        const projectId = await projectIdByName(store, opts.project);
+        if (opts.calibrate) await calibrateWithProgress(store, projectId);
+        await printAnalysis(store, projectId, opts.json ?? false);
+      });
+    });
+}
+
+/** `ratchet dataset build|list|show|export`: immutable dataset versions. */
+export function registerDatasetCommands(program: Command): void {
+  const dataset = program.command('dataset').description('Build, list, show and export training datasets');
+  dataset
+    .command('build')
+    .description(
+      'Build an immutable dataset version from the latest calibration (and corrections, preferences)',
+    )
+    .requiredOption('--project <name>', 'project name')
+    .requiredOption('--name <name>', 'dataset name; each build is its next version')
+    .addOption(
+      new Option('--method <method>', 'row format and selection')
+        .choices([...datasetMethods])
+        .makeOptionMandatory(),
+    )
+    .option(
+      '--options <json>',
+      'builder options as JSON, e.g. \'{"minMargin":0.5,"split":{"by":"time","testFraction":0.2}}\'',
+      '{}',
+    )
+    .option('--no-curation', 'skip dedup, PII redaction, safety and length filters')
+    .option(
+      '--segment-tag-prefix <prefix>',
+      'balance by the first tag with this prefix (with options.maxSegmentShare)',
+    )
+    .option('--calibrate', 'calibrate the current ratings first')
+    .action(
+      async (opts: {
+        project: string;
+        name: string;
+        method: (typeof datasetMethods)[number];
+        options: string;
+        curation: boolean;
+        segmentTagPrefix?: string;
+        calibrate?: boolean;
+      }) => {
+        let options: Record<string, unknown>;
+        try {
+          options = JSON.parse(opts.options);
+        } catch {
+          throw new Error('--options must be a JSON object');
+        }
+        await withStore(program.opts(), async (store) => {
+          const projectId = await projectIdByName(store, opts.project);
+          if (opts.calibrate) await calibrateWithProgress(store, projectId);
+          await buildWithProgress(store, projectId, {
+            name: opts.name,
+            method: opts.method,
+            options,
+            ...(opts.curation ? {} : { curation: false as const }),
+            ...(opts.segmentTagPrefix ? { segmentTagPrefix: opts.segmentTagPrefix } : {}),
+          });
+        });
+      },
+    );
+  dataset
+    .command('list')
+    .description('Dataset versions of a project')
+    .requiredOption('--project <name>', 'project name')
+    .action(async (opts: { project: string }) => {
+      await withStore(program.opts(), async (store) =>
+        printDatasets(store, await projectIdByName(store, opts.project)),
+      );
+    });
+  dataset
+    .command('show')
+    .description("A version's manifest (name for the latest, name@N for one version)")
+    .requiredOption('--project <name>', 'project name')
+    .argument('<dataset>', 'name, name@version or id')
+    .action(async (ref: string, opts: { project: string }) => {
+      await withStore(program.opts(), async (store) => {
+        const v = await store.datasets.get(await projectIdByName(store, opts.project), ref);
+        if (!v) throw new Error(`no dataset "${ref}" in this project (see: ratchet dataset list)`);
+        console.log(JSON.stringify({ id: v.id, path: v.path, ...v.manifest }, null, 2));
+      });
+    });
+  dataset
+    .command('export')
+    .description('Write a version for TRL, OpenAI fine-tuning or the Hugging Face datasets library')
+    .requiredOption('--project <name>', 'project name')
+    .argument('<dataset>', 'name, name@version or id')
+    .addOption(
+      new Option('--format <format>', 'trl, openai or hf').choices([...exportFormats]).default('trl'),
+    )
+    .requiredOption('--out <dir>', 'output folder')
+    .action(
+      async (ref: string, opts: { project: string; format: (typeof exportFormats)[number]; out: string }) => {
+        await withStore(program.opts(), async (store) =>
+          exportVersion(store, await projectIdByName(store, opts.project), ref, opts.format, opts.out),
+        );
+      },
+    );
 }

@@ -14,6 +14,8 @@ import {
   type ServerConfigInput,
 } from '@ratchet/server';
 import { Store } from '@ratchet/store';
+import type { Command } from 'commander';
+import { nonNegativeInteger } from '../arguments.js';
 import { runLoopPass } from './loop.js';
 
 export interface ServeOptions extends ServerConfigInput {
@@ -153,4 +155,48 @@ function startWatchTimer(
   const timer = setInterval(pass, seconds * 1000);
   timer.unref();
   return { stop: () => clearInterval(timer), idle: () => running };
+}
+
+/** `ratchet serve`: the server, optionally with the loop inside it. */
+export function registerServeCommand(program: Command): void {
+  program
+    .command('serve')
+    .description('Run the server: capture API, feedback API, OTLP ingest and the OpenAI-compatible gateway')
+    .option('--host <host>', 'address to listen on (RATCHET_HOST, default 127.0.0.1)')
+    .option('--port <port>', 'port to listen on (RATCHET_PORT, default 4400)', nonNegativeInteger)
+    .option('--gateway-config <file>', 'upstreams and routes, YAML or JSON (RATCHET_GATEWAY_CONFIG)')
+    .option('--loop-policy <file>', 'run the improvement loop inside the server with these policies')
+    .option('--loop-project <name>', 'the project the loop improves (with --loop-policy)')
+    .option(
+      '--loop-models-url <url>',
+      "where the loop reaches the route's models (default: the policy's gateway upstream)",
+    )
+    .action(
+      async (opts: {
+        host?: string;
+        port?: number;
+        gatewayConfig?: string;
+        loopPolicy?: string;
+        loopProject?: string;
+        loopModelsUrl?: string;
+      }) => {
+        if (opts.loopPolicy && !opts.loopProject) throw new Error('--loop-policy needs --loop-project');
+        const { url } = await startServer({
+          ...program.opts(),
+          host: opts.host,
+          port: opts.port,
+          gatewayConfigPath: opts.gatewayConfig,
+          ...(opts.loopPolicy
+            ? {
+                loop: {
+                  policyPath: opts.loopPolicy,
+                  project: opts.loopProject!,
+                  modelsUrl: opts.loopModelsUrl,
+                },
+              }
+            : {}),
+        });
+        console.log(`ratchet listening on ${url}`);
+      },
+    );
 }

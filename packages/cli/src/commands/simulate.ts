@@ -1,19 +1,8 @@
 import { createPopulation, PopulationOptions, parseInput } from '@ratchet/core';
 import { loadDemoDomain, simulateTraffic, type TrafficReport } from '@ratchet/loop';
-import { type Command, InvalidArgumentError } from 'commander';
+import type { Command } from 'commander';
+import { positiveInteger, share } from '../arguments.js';
 import { progressBar } from '../progress.js';
-
-function positiveInteger(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('must be a positive integer');
-  return n;
-}
-
-function share(value: string): number {
-  const n = Number(value);
-  if (!(n >= 0 && n <= 1)) throw new InvalidArgumentError('must be a number from 0 to 1');
-  return n;
-}
 
 export function printTraffic(report: TrafficReport): void {
   const rows = Object.entries(report.variants).map(([variant, v]) => ({

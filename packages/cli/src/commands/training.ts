@@ -8,29 +8,10 @@ import {
   TrainingService,
 } from '@ratchet/loop';
 import type { Run, RunStatus, Store } from '@ratchet/store';
-import { type Command, InvalidArgumentError, Option } from 'commander';
+import { type Command, Option } from 'commander';
+import { jsonObject, positiveInteger, positiveNumber } from '../arguments.js';
 import { projectIdByName, withStore } from '../context.js';
 import { stepBar } from '../progress.js';
-
-const positive = (value: string): number => {
-  const n = Number(value);
-  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('must be a positive number');
-  return n;
-};
-const positiveInteger = (value: string): number => {
-  const n = positive(value);
-  if (!Number.isInteger(n)) throw new InvalidArgumentError('must be a positive integer');
-  return n;
-};
-const jsonObject = (value: string): Record<string, unknown> => {
-  try {
-    const parsed = JSON.parse(value);
-    if (parsed && typeof parsed === 'object' && !Array.isArray(parsed)) return parsed;
-  } catch {
-    // fall through
-  }
-  throw new InvalidArgumentError('must be a JSON object');
-};
 
 const runStatuses: RunStatus[] = ['queued', 'running', 'succeeded', 'failed', 'cancelled'];
 const seconds = (ms: number | null) => (ms === null ? '' : `${Math.round(ms / 1000)}s`);
@@ -160,9 +141,9 @@ export function registerTrainingCommands(program: Command): void {
     .option('--route <route>', 'the gateway route the candidate would serve')
     .option('--seed <n>', 'random seed', positiveInteger)
     .option('--max-steps <n>', 'stop after this many optimizer steps', positiveInteger)
-    .option('--epochs <n>', 'passes over the data (default 1)', positive)
+    .option('--epochs <n>', 'passes over the data (default 1)', positiveNumber)
     .option('--batch-size <n>', 'per-device batch size (default 8)', positiveInteger)
-    .option('--learning-rate <x>', "learning rate (default: the method's)", positive)
+    .option('--learning-rate <x>', "learning rate (default: the method's)", positiveNumber)
     .option('--save-steps <n>', 'checkpoint every n steps (for resume)', positiveInteger)
     .option('--lora-r <n>', 'LoRA rank (alpha is twice it)', positiveInteger)
     .option('--no-lora', 'full fine-tuning instead of LoRA')
@@ -258,7 +239,7 @@ export function registerTrainingCommands(program: Command): void {
     )
     .requiredOption('--project <name>', 'project name')
     .argument('<run>', 'run id')
-    .option('--stale-seconds <n>', 'how old the heartbeat must be', positive, 60)
+    .option('--stale-seconds <n>', 'how old the heartbeat must be', positiveNumber, 60)
     .action(async (id: string, opts: { project: string; staleSeconds: number }) => {
       await withStore(program.opts(), async (store) => {
         const run = await store.runs.get(id, await projectIdByName(store, opts.project));
@@ -277,7 +258,7 @@ export function registerTrainingCommands(program: Command): void {
     .description(
       'Take queued training jobs (pg-boss on PostgreSQL, the runs table on SQLite) and resume orphaned runs, until stopped',
     )
-    .option('--stale-seconds <n>', 'resume runs whose heartbeat is older than this', positive, 60)
+    .option('--stale-seconds <n>', 'resume runs whose heartbeat is older than this', positiveNumber, 60)
     .option('--poll-ms <n>', 'how often an idle worker looks for jobs', positiveInteger, 1000)
     .option('--max-jobs <n>', 'exit after this many runs', positiveInteger)
     .action(async (opts: { staleSeconds: number; pollMs: number; maxJobs?: number }) => {
