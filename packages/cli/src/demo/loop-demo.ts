@@ -21,7 +21,9 @@ import {
 import { buildServer, loadServerConfig, parseGatewayConfig } from '@ratchet/server';
 import { Store } from '@ratchet/store';
 import { progressBar, stepBar } from '../progress.js';
-import { writeDemoReport } from './report.js';
+import { type DemoRound, writeDemoReport } from './report.js';
+
+export type { DemoRound } from './report.js';
 
 export interface LoopDemoOptions {
   databaseUrl?: string;
@@ -70,26 +72,6 @@ export interface DemoRecord {
   /** User calls through the gateway, and how many failed. */
   calls: number;
   failedCalls: number;
-  seconds: number;
-}
-
-export interface DemoRound {
-  round: number;
-  production: string;
-  /** The round's training recipe (the demo plants one risky round). */
-  method: string;
-  candidate: string;
-  /** The candidate's true quality (oracle), measured after the round for the report only. */
-  candidateQuality: number | null;
-  trueQuality: number;
-  goodShare: number;
-  thumbsUp: number;
-  thumbsTotal: number;
-  thumbsUpLower: number;
-  thumbsUpUpper: number;
-  gate: string;
-  experiment: string;
-  outcome: string;
   seconds: number;
 }
 

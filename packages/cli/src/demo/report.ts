@@ -1,6 +1,26 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import type { DemoRound } from './loop-demo.js';
+
+/** One round of the demo as the report shows it. */
+export interface DemoRound {
+  round: number;
+  production: string;
+  /** The round's training recipe (the demo plants one risky round). */
+  method: string;
+  candidate: string;
+  /** The candidate's true quality (oracle), measured after the round for the report only. */
+  candidateQuality: number | null;
+  trueQuality: number;
+  goodShare: number;
+  thumbsUp: number;
+  thumbsTotal: number;
+  thumbsUpLower: number;
+  thumbsUpUpper: number;
+  gate: string;
+  experiment: string;
+  outcome: string;
+  seconds: number;
+}
 
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
 

@@ -7,7 +7,7 @@ import {
   similarRatedRewards,
 } from '@ratchet/core';
 import type { QueueCandidate, Store } from '@ratchet/store';
-import type { AnnotationPolicy, QueueRequest } from './policy.js';
+import type { AnnotationPolicy, QueueRequest } from './types.js';
 
 const textOf = (content: unknown) => (typeof content === 'string' ? content : JSON.stringify(content));
 const sd = (xs: number[]) => {

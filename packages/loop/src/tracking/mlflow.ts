@@ -1,5 +1,5 @@
 import type { MetricSeries, Model, Run } from '@ratchet/store';
-import type { RunTracker } from '../training/runs.js';
+import type { RunTracker } from './tracker.js';
 
 /** MLflow's REST limits per log-batch call. */
 const MAX_METRICS_PER_BATCH = 1000;

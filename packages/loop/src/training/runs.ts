@@ -12,15 +12,11 @@ import {
 import type { MetricSeries, Model, Run, Store } from '@ratchet/store';
 import { exportDataset } from '../exports.js';
 import { mlflowTrackerFromEnv } from '../tracking/mlflow.js';
+import type { RunTracker } from '../tracking/tracker.js';
 import { type RunProgress, RunTelemetry } from './telemetry.js';
 import { TrainWorker, type WorkerEvent, workerCommand } from './worker.js';
 
-/** Receives a run's life for an outside tracker (MLflow); failures there never fail the run. */
-export interface RunTracker {
-  started(run: Run): Promise<void>;
-  metrics(run: Run, points: MetricSeries): Promise<void>;
-  finished(run: Run, model: Model | undefined): Promise<void>;
-}
+export type { RunTracker } from '../tracking/tracker.js';
 
 export interface TrainingOptions {
   /** Root of Ratchet's files (RATCHET_DATA_DIR, default .ratchet/data); runs go under `runs/`. */
