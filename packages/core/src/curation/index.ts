@@ -1,5 +1,6 @@
 export * from './dataset-inputs.js';
 export * from './filters.js';
+export { linearRegExp } from './linear-regexp.js';
 export * from './messages.js';
 export * from './near-duplicates.js';
 export * from './pii.js';

@@ -3,6 +3,7 @@ import { Weight } from '@ratchet/core';
 import type { GatewayFacts } from '@ratchet/store';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { Guardrails } from './guardrails.js';
 import { providerNames } from './providers/names.js';
 
 const Upstream = z.strictObject({
@@ -80,6 +81,7 @@ const Failover = z.strictObject({
 
 const Route = z.strictObject({
   failover: Failover.optional(),
+  guardrails: Guardrails.optional(),
   variants: z
     .array(Variant)
     .min(1)

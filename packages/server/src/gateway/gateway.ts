@@ -31,6 +31,7 @@ import {
   Failover,
   FailoverExhausted,
 } from './failover.js';
+import { type CheckResult, type PiiRecord, RouteGuardrails } from './guardrails.js';
 import type { InteractionLogWriter } from './log-writer.js';
 import { createProvider } from './providers/index.js';
 import type { Provider, ProviderFactory } from './providers/types.js';
@@ -119,6 +120,9 @@ interface OpenCall {
   served?: Candidate;
   /** Every try of the call (`metadata.attempts`). */
   attempts?: Attempt[];
+  /** The route's guardrails, and what their checks found (`metadata.guardrails`). */
+  guard?: RouteGuardrails;
+  checks?: { input?: CheckResult; output?: CheckResult };
 }
 
 type LogCall = (output: ChatMessage, extra: Partial<ParsedInteraction>) => void;
@@ -247,6 +251,8 @@ function withSegmentTag(tags: string[] | undefined, segment: string | undefined)
 export class Gateway {
   private readonly providers = new Map<string, Provider>();
   private failover: Failover;
+  /** Each route's guardrails, compiled once per gateway file. */
+  private guards = new Map<string, RouteGuardrails>();
 
   constructor(
     private config: GatewayConfig,
@@ -261,6 +267,7 @@ export class Gateway {
     private readonly usageLog?: UsageLog,
   ) {
     this.failover = new Failover(config);
+    this.guards = compileGuardrails(config);
   }
 
   /** The circuit of an upstream: `closed`, `open` or `half-open`. */
@@ -288,6 +295,7 @@ export class Gateway {
     this.providers.clear();
     this.config = config;
     this.failover = new Failover(config);
+    this.guards = compileGuardrails(config);
     setTimeout(() => void Promise.all(old.map((p) => p.close())), 60_000).unref();
   }
 
@@ -320,6 +328,7 @@ export class Gateway {
       metadata: { streamed: body.stream === true },
     };
     const { abort, log } = await this.openCall(reply, projectId, call);
+    await this.checkInput(call, log);
 
     const answer = await this.callUpstream(call, { ...body, ...streamOptions(body) }, abort.signal, log);
     if (!answer) return reply;
@@ -329,11 +338,51 @@ export class Gateway {
       const stripUsage = body.stream === true && !clientAskedForUsage(body);
       return this.relayStream(reply, answer.stream, abort.signal, stripUsage, log);
     }
-    const raw = answer.raw!;
+    let raw = answer.raw!;
+    if (call.guard?.output && answer.status < 400) raw = await this.checkOutput(call, raw);
     reply.send(raw);
     // Parsing for the log happens after the response is on its way.
     setImmediate(() => this.logCompletion(raw, answer.status, log));
     return reply;
+  }
+
+  /**
+   * Runs the route's input check on the call's messages: a match is recorded, and with `block`
+   * the call is logged as refused and answered 400 naming `messages`, before any upstream sees it.
+   */
+  private async checkInput(call: OpenCall, log: LogCall): Promise<void> {
+    const input = await call.guard?.input?.run(call.messages);
+    if (!input) return;
+    call.checks = { ...call.checks, input };
+    if (input.action !== 'blocked') return;
+    const message = `messages: blocked by the route's input guardrail (${input.matched.join(', ')})`;
+    log(EMPTY_ANSWER, { status: 'error', error: message });
+    throw new RatchetError('invalid_request', message, 'messages');
+  }
+
+  /**
+   * Runs the route's output check on a non-streamed completion's choices before it is sent. With
+   * `block`, a matching choice reaches the client (and the log) empty with `finish_reason:
+   * content_filter`, as OpenAI's own filter answers; other bodies pass unchanged.
+   */
+  private async checkOutput(call: OpenCall, raw: Buffer): Promise<Buffer> {
+    let parsed: Record<string, unknown>;
+    try {
+      parsed = JSON.parse(raw.toString('utf8'));
+    } catch {
+      return raw;
+    }
+    const choices = completionChoices(parsed?.choices);
+    const output = await call.guard!.output!.run(choices.map((c) => c.message));
+    if (!output) return raw;
+    call.checks = { ...call.checks, output };
+    if (output.action !== 'blocked' || !Array.isArray(parsed.choices)) return raw;
+    parsed.choices = parsed.choices.map((c: Record<string, unknown>) => ({
+      ...c,
+      message: { role: 'assistant', content: '' },
+      finish_reason: 'content_filter',
+    }));
+    return Buffer.from(JSON.stringify(parsed));
   }
 
   /**
@@ -471,16 +520,30 @@ export class Gateway {
     reply.raw.once('close', () => {
       if (!reply.raw.writableFinished) abort.abort();
     });
+    call.guard = target.route ? this.guards.get(target.route) : undefined;
     let logged = false;
-    const log: LogCall = (output, { metadata: more, ...extra }) => {
+    const log: LogCall = (output, extra) => {
       if (logged) return;
       logged = true;
+      if (!call.guard) return write(call.messages, output, extra);
+      // A stream's output is checked once it is whole; masking runs before anything is stored.
+      void this.guarded(call, output, extra).then(
+        (g) => write(g.messages, g.output, g.extra),
+        () =>
+          write([], EMPTY_ANSWER, { ...extra, status: 'error', error: 'guardrails failed; nothing stored' }),
+      );
+    };
+    const write = (
+      messages: ChatMessage[],
+      output: ChatMessage,
+      { metadata: more, ...extra }: Partial<ParsedInteraction>,
+    ) => {
       this.logWriter.enqueue(projectId, {
         id,
         route: target.route ?? undefined,
         variant: target.variant ?? undefined,
         model: call.served?.model ?? target.model,
-        messages: call.messages,
+        messages,
         output,
         parameters: call.parameters,
         latencyMs: performance.now() - started,
@@ -513,6 +576,31 @@ export class Gateway {
   }
 
   /**
+   * What the route's guardrails make of an interaction before it is stored: a streamed or
+   * Responses output checked (a non-streamed chat output was checked before it was sent), and
+   * PII masked in its messages, output and extra choices; `metadata.guardrails` records both.
+   */
+  private async guarded(call: OpenCall, output: ChatMessage, extra: Partial<ParsedInteraction>) {
+    const guard = call.guard!;
+    if (guard.output && !call.checks?.output && output !== EMPTY_ANSWER) {
+      const found = await guard.output.run([output]);
+      // What was sent cannot be taken back: a stream's match is recorded, not blocked.
+      if (found) call.checks = { ...call.checks, output: { ...found, action: 'flagged' } };
+    }
+    const pii: PiiRecord = {};
+    const messages = guard.mask(call.messages, pii);
+    const [masked] = guard.mask([output], pii);
+    const metadata = { ...extra.metadata };
+    if (Array.isArray(metadata.choices))
+      metadata.choices = metadata.choices.map((c: { message: ChatMessage }) => ({
+        ...c,
+        message: guard.mask([c.message], pii)[0],
+      }));
+    metadata.guardrails = { ...call.checks, ...(guard.masks ? { pii } : {}) };
+    return { messages, output: masked!, extra: { ...extra, metadata } };
+  }
+
+  /**
    * `POST /v1/responses`, translated to chat completions for the upstream (`responses.ts`) and
    * back, streamed as the Responses API's events or not; logged as an interaction like a chat
    * call (its messages are the translated input, `metadata.api: 'responses'`), with the same
@@ -539,6 +627,7 @@ export class Gateway {
       metadata: { api: 'responses', streamed: body.stream === true },
     };
     const { abort, log } = await this.openCall(reply, projectId, call);
+    await this.checkInput(call, log);
     const responseId = newResponseId();
     const upstream = await this.callUpstream(call, chat, abort.signal, log);
     if (!upstream) return reply;
@@ -773,6 +862,13 @@ export class Gateway {
     await Promise.all([...this.providers.values()].map((p) => p.close()));
     this.providers.clear();
   }
+}
+
+function compileGuardrails(config: GatewayConfig): Map<string, RouteGuardrails> {
+  const guards = new Map<string, RouteGuardrails>();
+  for (const [name, route] of Object.entries(config.routes))
+    if (route.guardrails) guards.set(name, new RouteGuardrails(route.guardrails));
+  return guards;
 }
 
 function configured(gateway: Gateway | undefined): Gateway {

@@ -11,7 +11,6 @@ import {
   parseArguments,
   type StreamTranslator,
   stopList,
-  type Translation,
   translateResponse,
 } from '../translate.js';
 import type { Provider, UpstreamResponse } from '../types.js';
