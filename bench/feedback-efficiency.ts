@@ -8,6 +8,7 @@ import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { loadDemoDomain, measureTrueQuality } from '@ratchet/cli';
 import {
   activeLearningObjectiveFor,
   createPopulation,
@@ -27,8 +28,6 @@ import {
   calibrateProject,
   type DatasetMethod,
   LocalModelServer,
-  loadDemoDomain,
-  measureTrueQuality,
   runTraining,
   selectForAnnotation,
   startTrainingRun,

@@ -12,18 +12,16 @@ import { execFile } from 'node:child_process';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { loadDemoDomain, measureSegmentQuality, simulateTraffic } from '@ratchet/cli';
 import { createPopulation } from '@ratchet/core';
 import {
   buildDatasetVersion,
   calibrateProject,
   LocalModelServer,
-  loadDemoDomain,
-  measureSegmentQuality,
   type PersonalizeResult,
   type PersonalizeSpecInput,
   personalize,
   runTraining,
-  simulateTraffic,
   startTrainingRun,
 } from '@ratchet/loop';
 import { buildServer, loadServerConfig, parseGatewayConfig } from '@ratchet/server';

@@ -29,4 +29,10 @@ describe('import graph', () => {
       ['a.ts', 'b.ts', 'c.ts'],
     ]);
   });
+
+  it('the loop imports no SDK: simulated users live with the demo tooling (packages/cli/src/demo)', () => {
+    const loopFiles = listSources(join(packagesDir, 'loop', 'src')).map(readSource);
+    const sdkUsers = loopFiles.filter((f) => f.specifiers.some((s) => s.startsWith('@ratchet/sdk')));
+    expect(sdkUsers.map((f) => relative(root, f.path))).toEqual([]);
+  });
 });

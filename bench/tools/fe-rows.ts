@@ -7,8 +7,9 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { loadDemoDomain } from '@ratchet/cli';
 import { createPopulation, judgeAnswer, SeededRandom, wouldLike } from '@ratchet/core';
-import { calibrateProject, loadDemoDomain } from '@ratchet/loop';
+import { calibrateProject } from '@ratchet/loop';
 import { Store } from '@ratchet/store';
 import {
   arms,

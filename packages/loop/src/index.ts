@@ -21,6 +21,5 @@ export * from './imports/index.js';
 export * from './labelstudio/index.js';
 export * from './orchestrator/index.js';
 export * from './personalize/index.js';
-export * from './simulate/index.js';
 export * from './tracking/index.js';
 export * from './training/index.js';

@@ -10,12 +10,13 @@ import {
   SeededRandom,
   samplePrompt,
 } from '@ratchet/core';
-import { advanceLoop, LocalModelServer, LoopPolicy, loadDemoDomain, simulateTraffic } from '@ratchet/loop';
+import { advanceLoop, LocalModelServer, LoopPolicy } from '@ratchet/loop';
 import { tinyTestModel } from '@ratchet/loop/testing';
 import { startTestServer, type TestServer } from '@ratchet/server/testing';
 import type { LoopRound, Store } from '@ratchet/store';
 import { sqliteTestDatabase } from '@ratchet/store/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadDemoDomain, simulateTraffic } from '../demo/traffic.js';
 import { freePort } from '../test-utils/process.js';
 
 class SimulatedCrash extends Error {}

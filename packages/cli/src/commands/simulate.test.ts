@@ -1,5 +1,4 @@
 import { composeAnswer, createPopulation, intentOf, SeededRandom } from '@ratchet/core';
-import { loadDemoDomain, simulateTraffic } from '@ratchet/loop';
 import {
   type LocalUpstream,
   startLocalUpstream,
@@ -8,6 +7,7 @@ import {
 } from '@ratchet/server/testing';
 import { sqliteTestDatabase } from '@ratchet/store/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadDemoDomain, simulateTraffic } from '../demo/traffic.js';
 import { runCli } from '../test-utils/process.js';
 
 const domain = loadDemoDomain();

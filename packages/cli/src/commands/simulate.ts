@@ -1,7 +1,7 @@
 import { createPopulation, PopulationOptions, parseInput } from '@ratchet/core';
-import { loadDemoDomain, simulateTraffic, type TrafficReport } from '@ratchet/loop';
 import type { Command } from 'commander';
 import { positiveInteger, share } from '../arguments.js';
+import { loadDemoDomain, simulateTraffic, type TrafficReport } from '../demo/traffic.js';
 import { progressBar } from '../progress.js';
 
 export function printTraffic(report: TrafficReport): void {

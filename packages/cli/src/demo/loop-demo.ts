@@ -9,11 +9,7 @@ import {
   type LoopContext,
   LoopPolicy,
   type LoopPolicyInput,
-  loadDemoDomain,
   lookAtOpenWatches,
-  measureTrueQuality,
-  simulateTraffic,
-  type TrafficReport,
   WorkerTarget,
   withRoutedModels,
   workerCommand,
@@ -22,6 +18,7 @@ import { buildServer, loadServerConfig, parseGatewayConfig } from '@ratchet/serv
 import { Store } from '@ratchet/store';
 import { progressBar, stepBar } from '../progress.js';
 import { type DemoRound, writeDemoReport } from './report.js';
+import { loadDemoDomain, measureTrueQuality, simulateTraffic, type TrafficReport } from './traffic.js';
 
 export type { DemoRound } from './report.js';
 

@@ -17,7 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { calibrateProject } from '../calibrate.js';
 import { buildDatasetVersion } from '../datasets.js';
 import { LocalModelServer } from '../orchestrator/model-server.js';
-import { loadDemoDomain } from '../simulate/traffic.js';
+import { demoDomainForTests } from '../test-utils/demo-domain.js';
 import { runTraining, startTrainingRun } from '../training/runs.js';
 import { chatDouble, tinyTestModel } from '../training/testing.js';
 import { type SelfCritiqueReport, selfCritique } from './critique.js';
@@ -55,7 +55,7 @@ const bad: AnswerQualities = { correct: false, polite: false, concise: false, sa
 describe('self-critique turns revisions of low-rated answers into judge corrections', () => {
   const db = sqliteTestDatabase();
   const dataDir = mkdtempSync(join(tmpdir(), 'ratchet-critique-'));
-  const domain = loadDemoDomain();
+  const domain = demoDomainForTests();
   let store: Store;
   let projectId: string;
   let models: LocalModelServer;

@@ -1,4 +1,3 @@
-export { measureSegmentQuality, type SegmentQualityOptions } from './measure.js';
 export {
   type PersonalizeOptions,
   type PersonalizeResult,

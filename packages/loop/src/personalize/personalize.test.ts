@@ -13,11 +13,11 @@ import {
 import { Store } from '@ratchet/store';
 import { sqliteTestDatabase } from '@ratchet/store/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadDemoDomain } from '../simulate/traffic.js';
+import { demoDomainForTests } from '../test-utils/demo-domain.js';
 import { tinyTestModel } from '../training/testing.js';
 import { personalize, segmentModelsToServe, withSegmentVariants } from './personalize.js';
 
-const domain = loadDemoDomain();
+const domain = demoDomainForTests();
 
 /**
  * Calls of three segments, each answered twice (one answer of each style) and thumbed by its

@@ -1,5 +1,5 @@
 import type { Persona, SupportDomain } from '@ratchet/core';
-import { measureTrueQuality } from '../simulate/traffic.js';
+import { measureTrueQuality } from './traffic.js';
 
 export interface SegmentQualityOptions {
   /** An OpenAI-compatible endpoint serving every model named (the worker), without /v1. */
