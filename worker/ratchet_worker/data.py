@@ -1,12 +1,12 @@
-"""Dataset rows: reading JSONL and checking each row against its method's format.
+"""Dataset rows: reading JSONL and checking each row against its method's row format.
 
-Formats are TRL's conversational ones (messages are OpenAI-style {"role", "content"}):
-  sft     {"messages": [...]} or {"prompt": [...], "completion": [...]}
-  kto     {"prompt": [...], "completion": [...], "label": bool, "weight"?: float}
-  dpo     {"prompt": [...], "chosen": [...], "rejected": [...]}
-  reward  same as dpo
-  rwsft   {"prompt": [...], "completion": [...], "reward": float in [-1, 1]}
-  rl      {"prompt": [...]}
+Formats are TRL's conversational ones (messages are OpenAI-style {"role", "content"}); which method
+reads which format is in registry.json (from packages/core/src/methods.ts):
+  prompt-completion    {"messages": [...]} or {"prompt": [...], "completion": [...]}     (sft)
+  unpaired-preference  {"prompt": [...], "completion": [...], "label": bool, "weight"?: float}  (kto)
+  preference           {"prompt": [...], "chosen": [...], "rejected": [...]}    (dpo, reward)
+  rewarded-completion  {"prompt": [...], "completion": [...], "reward": float in [-1, 1]}  (rwsft)
+  prompt               {"prompt": [...]}                                                  (rl)
 Other keys (ids, metadata) are allowed and dropped before training.
 """
 
@@ -16,17 +16,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .registry import FORMAT_COLUMNS, METHOD_FORMATS
+
 ROLES = {"system", "user", "assistant", "tool"}
 
 # Columns each method keeps; everything else is dropped so TRL sees a clean dataset.
-COLUMNS: dict[str, tuple[str, ...]] = {
-    "sft": ("messages", "prompt", "completion"),
-    "kto": ("prompt", "completion", "label", "weight"),
-    "dpo": ("prompt", "chosen", "rejected"),
-    "reward": ("prompt", "chosen", "rejected"),
-    "rwsft": ("prompt", "completion", "reward"),
-    "rl": ("prompt",),
-}
+COLUMNS: dict[str, tuple[str, ...]] = {method: FORMAT_COLUMNS[fmt] for method, fmt in METHOD_FORMATS.items()}
 
 
 class DataError(ValueError):
@@ -79,43 +74,65 @@ def _check_number(value: Any, where: str, low: float, high: float) -> None:
         raise DataError(f"{where}: expected a number in [{low}, {high}], got {value!r}")
 
 
+def _check_prompt_completion(row: dict[str, Any], where: str) -> None:
+    if "messages" in row:
+        _check_messages(row["messages"], f"{where}.messages")
+        if not any(m["role"] == "assistant" for m in row["messages"]):
+            raise DataError(f"{where}.messages: needs at least one assistant message")
+        return
+    _check_messages(row.get("prompt"), f"{where}.prompt")
+    _check_messages(row.get("completion"), f"{where}.completion")
+
+
+def _check_unpaired_preference(row: dict[str, Any], where: str) -> None:
+    _check_messages(row.get("prompt"), f"{where}.prompt")
+    _check_messages(row.get("completion"), f"{where}.completion")
+    if not isinstance(row.get("label"), bool):
+        raise DataError(f"{where}.label: expected true or false")
+    if "weight" in row:
+        _check_number(row["weight"], f"{where}.weight", 0.0, float("inf"))
+
+
+def _check_preference(row: dict[str, Any], where: str) -> None:
+    _check_messages(row.get("prompt"), f"{where}.prompt")
+    _check_messages(row.get("chosen"), f"{where}.chosen")
+    _check_messages(row.get("rejected"), f"{where}.rejected")
+
+
+def _check_rewarded_completion(row: dict[str, Any], where: str) -> None:
+    _check_messages(row.get("prompt"), f"{where}.prompt")
+    _check_messages(row.get("completion"), f"{where}.completion")
+    _check_number(row.get("reward"), f"{where}.reward", -1.0, 1.0)
+
+
+def _check_prompt(row: dict[str, Any], where: str) -> None:
+    _check_messages(row.get("prompt"), f"{where}.prompt")
+
+
+# One check per row format of the registry (a method reads its format's rows).
+FORMAT_CHECKS = {
+    "prompt-completion": _check_prompt_completion,
+    "unpaired-preference": _check_unpaired_preference,
+    "preference": _check_preference,
+    "rewarded-completion": _check_rewarded_completion,
+    "prompt": _check_prompt,
+}
+
+
 def check_row(method: str, row: dict[str, Any], where: str) -> None:
-    if method == "sft":
-        if "messages" in row:
-            _check_messages(row["messages"], f"{where}.messages")
-            if not any(m["role"] == "assistant" for m in row["messages"]):
-                raise DataError(f"{where}.messages: needs at least one assistant message")
-            return
-        _check_messages(row.get("prompt"), f"{where}.prompt")
-        _check_messages(row.get("completion"), f"{where}.completion")
-    elif method == "kto":
-        _check_messages(row.get("prompt"), f"{where}.prompt")
-        _check_messages(row.get("completion"), f"{where}.completion")
-        if not isinstance(row.get("label"), bool):
-            raise DataError(f"{where}.label: expected true or false")
-        if "weight" in row:
-            _check_number(row["weight"], f"{where}.weight", 0.0, float("inf"))
-    elif method in ("dpo", "reward"):
-        _check_messages(row.get("prompt"), f"{where}.prompt")
-        _check_messages(row.get("chosen"), f"{where}.chosen")
-        _check_messages(row.get("rejected"), f"{where}.rejected")
-    elif method == "rwsft":
-        _check_messages(row.get("prompt"), f"{where}.prompt")
-        _check_messages(row.get("completion"), f"{where}.completion")
-        _check_number(row.get("reward"), f"{where}.reward", -1.0, 1.0)
-    elif method == "rl":
-        _check_messages(row.get("prompt"), f"{where}.prompt")
-    else:
+    if method not in METHOD_FORMATS:
         raise DataError(f"unknown method {method!r}")
+    FORMAT_CHECKS[METHOD_FORMATS[method]](row, where)
 
 
 def _normalize(method: str, row: dict[str, Any]) -> dict[str, Any]:
     """Keep the method's columns, with the same keys on every row (Arrow needs a fixed schema)."""
     keys = [k for k in COLUMNS[method] if k in row]
     out = {k: row[k] for k in keys}
-    if method == "kto":
+    fmt = METHOD_FORMATS[method]
+    if fmt == "unpaired-preference":
         out["weight"] = float(row.get("weight", 1.0))
-    if method == "rwsft":
+    if fmt == "rewarded-completion":
         out["reward"] = float(row["reward"])
     return out
 

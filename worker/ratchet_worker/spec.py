@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-METHODS = ("sft", "kto", "dpo", "reward", "rwsft", "rl")
+from .registry import METHODS, NEEDS_REWARD_MODEL
+
 
 
 class SpecError(ValueError):
@@ -145,8 +146,8 @@ def parse_spec(data: Any) -> JobSpec:
         raise SpecError(f"spec.base_model: no model folder at {spec.base_model}")
     if not Path(spec.dataset).exists():
         raise SpecError(f"spec.dataset: no dataset at {spec.dataset}")
-    if spec.method == "rl" and not spec.reward_model:
-        raise SpecError("spec.reward_model: required for method 'rl'")
+    if spec.method in NEEDS_REWARD_MODEL and not spec.reward_model:
+        raise SpecError(f"spec.reward_model: required for method '{spec.method}'")
     if spec.hyperparameters.precision not in ("auto", "bf16", "fp16", "fp32"):
         raise SpecError("spec.hyperparameters.precision: must be auto, bf16, fp16 or fp32")
     return spec

@@ -93,3 +93,20 @@ def test_invalid_json_line(tmp_path):
     (tmp_path / "bad.jsonl").write_text('{"messages": []}\n{oops\n')
     with pytest.raises(DataError, match="bad.jsonl:2"):
         load_rows("sft", tmp_path / "bad.jsonl")
+
+
+def test_every_registry_method_has_a_trainer_and_a_row_check():
+    """registry.json (from core's methods.ts) is the method list: each entry needs its trainer file
+    and a check for its row format, or a spec naming it would pass parsing and fail mid-run."""
+    from pathlib import Path
+
+    from ratchet_worker.data import COLUMNS, FORMAT_CHECKS
+    from ratchet_worker.registry import FORMAT_COLUMNS, METHOD_FORMATS, METHODS
+
+    train = Path(__file__).resolve().parents[1] / "ratchet_worker" / "train"
+    assert set(METHODS) == set(METHOD_FORMATS) == set(COLUMNS)
+    for method, fmt in METHOD_FORMATS.items():
+        assert (train / f"{method}.py").is_file(), f"no trainer train/{method}.py for method {method}"
+        assert fmt in FORMAT_CHECKS, f"no row check for format {fmt} (method {method})"
+        assert COLUMNS[method] == FORMAT_COLUMNS[fmt]
+    assert set(FORMAT_CHECKS) == set(FORMAT_COLUMNS)

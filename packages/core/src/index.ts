@@ -16,6 +16,7 @@ export * from './guardrails/index.js';
 export * from './hashing.js';
 export * from './ids.js';
 export * from './json-text.js';
+export * from './methods.js';
 export * from './metrics/index.js';
 export * from './normalize/index.js';
 export * from './random.js';

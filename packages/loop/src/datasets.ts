@@ -4,14 +4,11 @@ import { createWriteStream, mkdirSync, renameSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import {
   type BuiltDataset,
-  buildDpoDataset,
-  buildKtoDataset,
-  buildRewardDataset,
-  buildRwsftDataset,
-  buildSftDataset,
   type CandidateExample,
   CurationConfig,
   curateDatasetInputs,
+  datasetBuilders,
+  datasetMethods,
   excludeFlaggedRaters,
   findDuplicates,
   newId,
@@ -25,8 +22,7 @@ import {
 import type { DatasetVersion, Store } from '@ratchet/store';
 import { z } from 'zod';
 
-export const datasetMethods = ['sft', 'kto', 'dpo', 'reward', 'rwsft'] as const;
-export type DatasetMethod = (typeof datasetMethods)[number];
+export { type DatasetMethod, datasetMethods } from '@ratchet/core';
 
 export const DatasetBuildSpec = z.strictObject({
   name: z
@@ -56,21 +52,6 @@ export const DatasetBuildSpec = z.strictObject({
   groupSimilarPrompts: z.number().min(0.3).max(1).optional(),
 });
 export type DatasetBuildSpec = z.input<typeof DatasetBuildSpec>;
-
-const builders: Record<
-  DatasetMethod,
-  (
-    c: CandidateExample[],
-    p: ReturnType<typeof pairwiseEvidence>,
-    o: Record<string, unknown>,
-  ) => BuiltDataset<unknown>
-> = {
-  sft: buildSftDataset,
-  kto: buildKtoDataset,
-  dpo: buildDpoDataset,
-  reward: buildRewardDataset,
-  rwsft: buildRwsftDataset,
-};
 
 /** What dataset builds read from the store; load once to build several versions from it. */
 export interface DatasetInputs {
@@ -257,7 +238,7 @@ export async function buildDatasetVersion(
   options.onProgress?.('curate', { kept: kept.length });
   let built: BuiltDataset<unknown>;
   try {
-    built = builders[spec.method](kept, curated.comparisons, spec.options);
+    built = datasetBuilders[spec.method].build(kept, curated.comparisons, spec.options);
   } catch (err) {
     if (err instanceof z.ZodError)
       throw new RatchetError(

@@ -2,7 +2,14 @@ import { once } from 'node:events';
 import { createReadStream, createWriteStream, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { RatchetError } from '@ratchet/core';
+import {
+  type DatasetBuilder,
+  type DatasetMethod,
+  datasetBuilders,
+  RatchetError,
+  type RowFormat,
+  rowFormats,
+} from '@ratchet/core';
 import type { DatasetVersion } from '@ratchet/store';
 
 export const exportFormats = ['trl', 'openai', 'hf'] as const;
@@ -29,18 +36,10 @@ async function* rowsWithSplit(
   }
 }
 
-type Msg = { role: string; content: unknown };
-
-/** OpenAI fine-tuning JSONL: chat SFT (`messages`) or preference (DPO) rows. */
+/** OpenAI fine-tuning JSONL of one row (chat SFT `messages` or a preference row), by its format. */
 function toOpenAI(method: string, row: Record<string, unknown>): Record<string, unknown> | undefined {
-  const prompt = row.prompt as Msg[];
-  if (method === 'sft' || method === 'rwsft') {
-    if (method === 'rwsft' && (row.reward as number) <= 0) return undefined; // OpenAI SFT imitates every row
-    return { messages: [...prompt, ...(row.completion as Msg[])] };
-  }
-  if (method === 'kto')
-    return row.label ? { messages: [...prompt, ...(row.completion as Msg[])] } : undefined;
-  return { input: { messages: prompt }, preferred_output: row.chosen, non_preferred_output: row.rejected };
+  const format: RowFormat = rowFormats[datasetBuilders[method as DatasetMethod].format];
+  return format.toOpenAI?.(row);
 }
 
 class SplitWriters {
@@ -76,12 +75,9 @@ export async function exportDataset(
   format: ExportFormat,
   outDir: string,
 ): Promise<Record<string, number>> {
-  if (format === 'openai' && version.method === 'reward') {
-    throw new RatchetError(
-      'invalid_request',
-      'format: OpenAI has no reward-model format; export the dpo version instead',
-      'format',
-    );
+  const builder: DatasetBuilder | undefined = datasetBuilders[version.method as DatasetMethod];
+  if (format === 'openai' && builder?.noOpenAIExport) {
+    throw new RatchetError('invalid_request', `format: ${builder.noOpenAIExport}`, 'format');
   }
   const dataDir = format === 'hf' ? join(outDir, 'data') : outDir;
   mkdirSync(dataDir, { recursive: true });

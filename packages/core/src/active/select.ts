@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { estimatedJaccard, lshBands, MinHasher, shingles } from '../curation/near-duplicates.js';
 import { parseInput } from '../errors.js';
+import { type DatasetBuilder, type DatasetMethod, datasetBuilders } from '../methods.js';
 
 /**
  * What is known about an interaction that could be sent for rating. Every signal is optional:
@@ -40,7 +41,8 @@ export type ActiveLearningObjective = z.infer<typeof ActiveLearningObjective>;
 
 /** The objective that serves a dataset method best: positives for sft, which keeps only liked answers. */
 export function activeLearningObjectiveFor(method: string): ActiveLearningObjective {
-  return method === 'sft' ? 'positives' : 'uncertainty';
+  const builder: DatasetBuilder | undefined = datasetBuilders[method as DatasetMethod];
+  return builder?.keeps === 'liked-answers' ? 'positives' : 'uncertainty';
 }
 
 const Weights = z.strictObject({

@@ -1,23 +1,15 @@
 import { z } from 'zod';
 import { RatchetError } from '../errors.js';
+import { datasetMethodsFeeding, type TrainingMethod, trainingMethods } from '../methods.js';
 import { DatasetRef, MAX_INT32 } from './common.js';
 
-/** Trainers of the model worker (`ratchet-worker train`). */
-export const trainingMethods = ['sft', 'kto', 'dpo', 'reward', 'rwsft', 'rl'] as const;
-export type TrainingMethod = (typeof trainingMethods)[number];
-
 /**
- * Which dataset versions each trainer can read: the row shapes must match (`dpo` and `reward`
+ * Which dataset versions each trainer can read: the row formats must match (`dpo` and `reward`
  * share `{prompt, chosen, rejected}`; `rl` only needs prompts, which every version has).
  */
-export const datasetMethodsFor: Record<TrainingMethod, readonly string[]> = {
-  sft: ['sft'],
-  kto: ['kto'],
-  dpo: ['dpo', 'reward'],
-  reward: ['reward', 'dpo'],
-  rwsft: ['rwsft'],
-  rl: ['sft', 'kto', 'dpo', 'reward', 'rwsft'],
-};
+export const datasetMethodsFor: Readonly<Record<TrainingMethod, readonly string[]>> = Object.fromEntries(
+  trainingMethods.map((m) => [m, datasetMethodsFeeding(m)]),
+) as Record<string, readonly string[]> as Record<TrainingMethod, readonly string[]>;
 
 /** Settings every trainer shares; unset ones take the worker's (method-aware) defaults. */
 export const TrainHyperparameters = z.strictObject({

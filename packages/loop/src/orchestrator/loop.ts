@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { type GateResult, RatchetError } from '@ratchet/core';
+import { datasetBuilders, type GateResult, RatchetError } from '@ratchet/core';
 import type { LoopApproval, LoopRound, Model, Store } from '@ratchet/store';
 import { selfCritique } from '../ai-feedback/critique.js';
 import { labelWithJudge, labelWithRewardModel } from '../ai-feedback/label.js';
@@ -211,7 +211,7 @@ function needsEvalDataset(p: LoopPolicy): boolean {
     p.evaluation.enabled &&
     p.evaluation.suites.includes('heldout') &&
     p.evaluation.heldOut === 'all-rated' &&
-    !['kto', 'rwsft'].includes(p.dataset.method)
+    datasetBuilders[p.dataset.method].keeps !== 'every-rated-answer'
   );
 }
 

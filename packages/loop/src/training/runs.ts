@@ -6,8 +6,10 @@ import {
   newId,
   parseInput,
   RatchetError,
+  type TrainingMethodEntry,
   TrainRequest,
   type TrainRequestInput,
+  trainingMethodRegistry,
 } from '@ratchet/core';
 import type { MetricSeries, Model, Run, Store } from '@ratchet/store';
 import { exportDataset } from '../exports.js';
@@ -108,9 +110,14 @@ async function resolveRewardModel(
   projectId: string,
   request: TrainRequest,
 ): Promise<{ path: string; base: string | null } | null> {
-  if (request.method !== 'rl') return null;
+  const method: TrainingMethodEntry = trainingMethodRegistry[request.method];
+  if (!method.needsRewardModel) return null;
   if (!request.rewardModel)
-    throw new RatchetError('invalid_request', 'rewardModel: required for method rl', 'rewardModel');
+    throw new RatchetError(
+      'invalid_request',
+      `rewardModel: required for method ${request.method}`,
+      'rewardModel',
+    );
   const registered = await store.models.get(projectId, request.rewardModel);
   if (registered?.adapterPath) return { path: registered.adapterPath, base: registered.baseModel };
   if (isFolder(request.rewardModel)) return { path: resolve(request.rewardModel), base: null };

@@ -1,0 +1,79 @@
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { datasetMethodsFeeding, rowFormats, trainingMethodRegistry, trainingMethods } from './methods.js';
+import { registryFiles } from './registry-files.js';
+import { checkTrainingDataset, datasetMethodsFor } from './schemas/training.js';
+
+/**
+ * Core owns the lists of training methods and feedback kinds; the worker, the Python SDK and the
+ * web app read files written from them. These tests fail when a written file is stale or when
+ * what Python actually loads disagrees with TypeScript.
+ */
+const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
+const python = `${repoRoot}.venv/bin/python`;
+
+/** What the Python packages of this checkout load, as JSON. */
+function pythonLists(): { methods: string[]; columns: Record<string, string[]>; rewardModel: string[] } {
+  if (!existsSync(python))
+    throw new Error(`the cross-check needs the repository venv at ${python} (make install); it is missing`);
+  const script = [
+    'import json',
+    'from ratchet_worker.data import COLUMNS',
+    'from ratchet_worker.spec import METHODS',
+    'from ratchet_worker.registry import NEEDS_REWARD_MODEL',
+    'print(json.dumps({"methods": list(METHODS), "columns": {k: list(v) for k, v in COLUMNS.items()},',
+    '  "rewardModel": sorted(NEEDS_REWARD_MODEL)}))',
+  ].join('\n');
+  const run = spawnSync(python, ['-c', script], {
+    encoding: 'utf8',
+    // This checkout's packages, not whichever the venv has installed editable.
+    env: { ...process.env, PYTHONPATH: `${repoRoot}worker:${repoRoot}python-sdk/src` },
+  });
+  if (run.status !== 0) throw new Error(`python failed: ${run.stderr}`);
+  return JSON.parse(run.stdout);
+}
+
+describe('the lists other languages read agree with core', () => {
+  it('every written file is what scripts/write-registries.ts writes now', () => {
+    for (const [path, content] of Object.entries(registryFiles())) {
+      const written = readFileSync(`${repoRoot}${path}`, 'utf8');
+      expect(written, `${path} is stale: run node --import tsx scripts/write-registries.ts`).toBe(content);
+    }
+  });
+
+  it("the worker's methods, columns and reward-model methods are core's", () => {
+    const py = pythonLists();
+    expect(py.methods).toEqual([...trainingMethods]);
+    expect(py.columns).toEqual(
+      Object.fromEntries(
+        trainingMethods.map((m) => [m, [...rowFormats[trainingMethodRegistry[m].format].columns]]),
+      ),
+    );
+    expect(py.rewardModel).toEqual(
+      trainingMethods.filter((m) => 'needsRewardModel' in trainingMethodRegistry[m]),
+    );
+  });
+});
+
+describe('which dataset trains which method follows the row formats', () => {
+  it('is the table the API has always used', () => {
+    expect(datasetMethodsFor).toEqual({
+      sft: ['sft'],
+      kto: ['kto'],
+      dpo: ['dpo', 'reward'],
+      reward: ['reward', 'dpo'],
+      rwsft: ['rwsft'],
+      rl: ['sft', 'kto', 'dpo', 'reward', 'rwsft'],
+    });
+    expect(datasetMethodsFeeding('dpo')).toEqual(['dpo', 'reward']);
+  });
+
+  it('a mismatched dataset is a 4xx naming dataset', () => {
+    expect(() => checkTrainingDataset('kto', 'dpo')).toThrow(
+      /dataset: a dpo dataset cannot train kto \(needs kto\)/,
+    );
+    expect(() => checkTrainingDataset('rl', 'kto')).not.toThrow();
+  });
+});
