@@ -61,6 +61,12 @@ export function createMetrics() {
       labelNames: ['reason'] as const,
       registers: [registry],
     }),
+    upstreamFailures: new Counter({
+      name: 'ratchet_gateway_upstream_failures_total',
+      help: 'Tries of an upstream that failed or were skipped, by upstream and reason (connection, timeout, 429, 5xx, circuit_open, budget); failover moved on after each',
+      labelNames: ['upstream', 'reason'] as const,
+      registers: [registry],
+    }),
   };
 }
 

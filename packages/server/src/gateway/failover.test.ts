@@ -288,5 +288,23 @@ for (const target of testDatabases()) {
       expect((await ask('breaker-bot')).text).toBe('from breaker');
       expect(breaker.requests.length).toBe(hits + 3);
     });
+
+    it('counts every failed or skipped try by upstream and reason in /metrics', async () => {
+      const text = (await t.call('/metrics', { key: null })).body as string;
+      const value = (labels: string) => {
+        const line = text
+          .split('\n')
+          .find((l) => l.startsWith(`ratchet_gateway_upstream_failures_total{${labels}} `));
+        return line ? Number(line.split(' ')[1]) : 0;
+      };
+      // The tests above, in order: refused-bot and dead-bot, silent-bot, flaky-bot and retry-bot, breaker-bot.
+      expect(value('upstream="refused",reason="connection"')).toBe(2);
+      expect(value('upstream="alsoRefused",reason="connection"')).toBe(1);
+      expect(value('upstream="silent",reason="timeout"')).toBe(1);
+      expect(value('upstream="flaky",reason="429"')).toBe(2);
+      expect(value('upstream="flaky",reason="5xx"')).toBe(4);
+      expect(value('upstream="breaker",reason="5xx"')).toBe(3);
+      expect(value('upstream="breaker",reason="circuit_open"')).toBe(1);
+    });
   });
 }

@@ -3,6 +3,15 @@ import { RatchetError } from '@ratchet/core';
 import type { FailoverConfig, GatewayConfig, UpstreamConfig } from './config.js';
 import type { UpstreamResponse } from './providers/types.js';
 
+/** Why a try failed, as the failures metric counts it. */
+export function failureReason(a: Attempt): string | undefined {
+  if (a.status !== undefined) return a.status === 429 ? '429' : a.status >= 500 ? '5xx' : undefined;
+  if (a.error === undefined) return undefined;
+  if (a.error === 'circuit open') return 'circuit_open';
+  if (a.error === 'retry budget spent') return 'budget';
+  return a.error.startsWith('timeout') ? 'timeout' : 'connection';
+}
+
 /** One upstream and model a call may be sent to: the variant's, then each fallback's. */
 export interface Candidate {
   upstreamName: string;
@@ -152,6 +161,11 @@ export class RetryBudget {
   }
 }
 
+/** The wait before retry number `retry` (1, 2, …): uniform in [0, backoffMs·2^(retry-1)) ("full jitter"). */
+export function backoffDelay(retry: number, backoffMs: number, random: () => number = Math.random): number {
+  return random() * backoffMs * 2 ** (retry - 1);
+}
+
 const sleep = (ms: number, signal: AbortSignal) =>
   new Promise<void>((resolve) => {
     if (ms <= 0 || signal.aborted) return resolve();
@@ -283,7 +297,7 @@ export class Failover {
           attempts.push({ ...this.label(candidate), error: 'retry budget spent', durationMs: 0 });
           return this.giveUp(attempts, lastAnswer);
         }
-        if (retry > 0) await sleep(Math.random() * backoffMs * 2 ** (retry - 1), client);
+        if (retry > 0) await sleep(backoffDelay(retry, backoffMs), client);
         tries += 1;
         const outcome = await this.try(candidate, send, client, attempts);
         if (outcome === 'aborted') {

@@ -30,6 +30,7 @@ import {
   ClientGone,
   Failover,
   FailoverExhausted,
+  failureReason,
 } from './failover.js';
 import { type CheckResult, type PiiRecord, RouteGuardrails } from './guardrails.js';
 import type { InteractionLogWriter } from './log-writer.js';
@@ -346,6 +347,13 @@ export class Gateway {
     return reply;
   }
 
+  private countFailures(attempts: Attempt[]): void {
+    for (const a of attempts) {
+      const reason = failureReason(a);
+      if (reason) this.metrics.upstreamFailures.inc({ upstream: a.upstream, reason });
+    }
+  }
+
   /**
    * Runs the route's input check on the call's messages: a match is recorded, and with `block`
    * the call is logged as refused and answered 400 naming `messages`, before any upstream sees it.
@@ -411,6 +419,7 @@ export class Gateway {
       );
       call.served = answer.served;
       call.attempts = answer.attempts;
+      if (answer.attempts.length > 1) this.countFailures(answer.attempts);
       this.metrics.upstreamDuration.observe(
         { upstream: answer.served.upstreamName, status: String(answer.status) },
         (performance.now() - started) / 1000,
@@ -421,7 +430,10 @@ export class Gateway {
         { upstream: target.upstreamName, status: 'error' },
         (performance.now() - started) / 1000,
       );
-      if (err instanceof FailoverExhausted) call.attempts = err.attempts;
+      if (err instanceof FailoverExhausted) {
+        call.attempts = err.attempts;
+        this.countFailures(err.attempts);
+      }
       if (signal.aborted || err instanceof ClientGone) {
         log(EMPTY_ANSWER, { status: 'aborted', error: 'the client closed the connection before the answer' });
         return undefined;
