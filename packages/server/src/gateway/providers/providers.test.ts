@@ -599,6 +599,36 @@ for (const target of testDatabases()) {
       }
     });
 
+    it('serves the Responses API from every provider, streamed or not, logged like a chat call', async () => {
+      for (const kind of kinds) {
+        double[kind].answer(doubles[kind].answer);
+        const { data, response } = await client.responses
+          .create({ model: `${kind}-bot`, instructions: 'Be brief.', input: 'What is weather in Paris?' })
+          .withResponse();
+        expect(data.output_text, kind).toBe(ANSWER);
+        expect(data.usage, kind).toMatchObject({ input_tokens: 5, output_tokens: 3 });
+        const log = await stored(response.headers.get('x-ratchet-interaction-id')!);
+        expect(log, kind).toMatchObject({
+          messages: question,
+          output: { role: 'assistant', content: ANSWER },
+          metadata: { api: 'responses', upstream: kind },
+        });
+
+        const stream = await client.responses
+          .create({ model: `${kind}-bot`, input: 'What is weather in Paris?', stream: true })
+          .withResponse();
+        let text = '';
+        for await (const event of stream.data)
+          if (event.type === 'response.output_text.delta') text += event.delta;
+        expect(text, kind).toBe(ANSWER);
+        const streamed = await stored(stream.response.headers.get('x-ratchet-interaction-id')!);
+        expect(streamed, kind).toMatchObject({
+          usage: { inputTokens: 5, outputTokens: 3 },
+          metadata: { streamed: true },
+        });
+      }
+    });
+
     it('refuses n > 1 for Anthropic with a 400 naming the field, before calling it', async () => {
       const before = double.anthropic.received.length;
       const err = await client.chat.completions
