@@ -55,6 +55,7 @@ export {
   holdbackVariant,
   type PromotionWatch,
   type PromotionWatchLook,
+  type RouteWatchPolicy,
   type WatchEvidence,
   watchedVariants,
 } from './watches.js';

@@ -726,6 +726,28 @@ function promotionWatches(dialect: DialectName): Migration {
 }
 
 /**
+ * The guardrail's watch policy per route (see WatchRepository.setPolicy): what the next promotion
+ * on the route is watched with, set by the API or the CLI. One row per route, the whole parsed
+ * policy, so a watch opened later reads exactly what was validated.
+ */
+function deployHealth(dialect: DialectName): Migration {
+  const t = types(dialect);
+  return {
+    async up(db: AnyDb) {
+      await db.schema
+        .createTable('route_watch_policies')
+        .addColumn('project_id', 'text', (c) => c.notNull().references('projects.id').onDelete('cascade'))
+        .addColumn('route', 'text', (c) => c.notNull())
+        .addColumn('policy', t.json, (c) => c.notNull())
+        .addColumn('updated_by', 'text', (c) => c.notNull())
+        .addColumn('updated_at', t.time, (c) => c.notNull())
+        .addPrimaryKeyConstraint('route_watch_policies_pk', ['project_id', 'route'])
+        .execute();
+    },
+  };
+}
+
+/**
  * Scopes per key (space-separated, see core `apiKeyScopes`): an existing secret key keeps doing
  * everything, a public key keeps its token-bound feedback. And a counter every key change bumps,
  * so servers in other processes on one SQLite file drop their cached keys (PostgreSQL also
@@ -771,6 +793,7 @@ export function migrations(dialect: DialectName): Record<string, Migration> {
     '0015_served_routes': servedRoutes(),
     '0017_promotion_watch': promotionWatches(dialect),
     '0019_gateway_surface': gatewaySurface(dialect),
+    '0020_deploy_health': deployHealth(dialect),
     '0021_key_scopes': keyScopes(),
   };
 }

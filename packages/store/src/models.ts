@@ -1,7 +1,9 @@
 import {
   checkStageMove,
+  defaultWatchPolicy,
   type ModelStage,
   newId,
+  parseInput,
   RatchetError,
   type WatchPolicyInput,
   watchPolicySchema,
@@ -158,7 +160,9 @@ export class ModelRepository {
     gateway?: GatewayFacts,
     options: { watch?: WatchPolicyInput } = {},
   ): Promise<Model & { served: ServedChange | null; watchId: string | null }> {
-    const policy = watchPolicySchema.parse(options.watch ?? {});
+    // A policy given with the change (the loop policy's) wins over the route's configured one.
+    const given =
+      options.watch === undefined ? undefined : parseInput(watchPolicySchema, options.watch, 'watch');
     return this.routes.transaction(async (trx) => {
       const row = await trx
         .selectFrom('models')
@@ -216,6 +220,8 @@ export class ModelRepository {
       );
       let watchId: string | null = null;
       if (served && stage === 'production' && row.route !== null && replaced) {
+        const policy =
+          given ?? (await this.watches.policyOf(projectId, row.route, trx))?.policy ?? defaultWatchPolicy;
         watchId = await this.openWatch(trx, row, replaced, served, gateway, policy, actor);
       } else if (row.stage === 'production' && stage !== 'production' && row.route !== null) {
         await this.watches.closeOn(

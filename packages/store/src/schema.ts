@@ -427,6 +427,15 @@ export interface UsageRecordsTable {
   created_at: number;
 }
 
+/** A route's watch policy: what its next promotion's watch uses (defaults without a row). */
+export interface RouteWatchPoliciesTable {
+  project_id: string;
+  route: string;
+  policy: Json;
+  updated_by: string;
+  updated_at: number;
+}
+
 export interface Database {
   usage_records: UsageRecordsTable;
   feedback_token_keys: FeedbackTokenKeysTable;
@@ -456,6 +465,7 @@ export interface Database {
   experiments: ExperimentsTable;
   promotion_watches: PromotionWatchesTable;
   promotion_watch_looks: PromotionWatchLooksTable;
+  route_watch_policies: RouteWatchPoliciesTable;
 }
 
 export type { Generated };

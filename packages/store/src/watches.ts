@@ -1,11 +1,13 @@
 import {
   emptyUserMetricSums,
   newId,
+  parseInput,
   type UserMetricSums,
   type WatchArmEvidence,
   type WatchMetricName,
   type WatchPolicy,
   type WatchState,
+  watchPolicySchema,
 } from '@ratchet/core';
 import { type Kysely, type Selectable, sql, type Transaction } from 'kysely';
 import type { AuditLog } from './audit.js';
@@ -42,6 +44,14 @@ export interface PromotionWatchLook {
   evidence: unknown;
   actor: string;
   createdAt: number;
+}
+
+/** A route's configured watch policy: what its next promotion is watched with. */
+export interface RouteWatchPolicy {
+  route: string;
+  policy: WatchPolicy;
+  updatedBy: string;
+  updatedAt: number;
 }
 
 /** The two arms of a watch, summed per user in SQL since it opened. */
@@ -189,6 +199,100 @@ export class WatchRepository {
       await this.closeOn(trx, projectId, w.route, 'ended', actor, reason);
       return true;
     });
+  }
+
+  /**
+   * Sets the route's watch policy (validated: a bad value is a 400 naming the field, nothing
+   * written); the next promotion on the route is watched with it. Watches already open keep the
+   * policy they opened with: a look must not change the test it is in the middle of.
+   */
+  async setPolicy(
+    projectId: string,
+    route: string,
+    input: unknown,
+    actor: string,
+  ): Promise<RouteWatchPolicy> {
+    const policy = parseInput(watchPolicySchema, input);
+    const now = Date.now();
+    await this.db.transaction().execute(async (trx) => {
+      const values = { policy: encodeJson(policy), updated_by: actor, updated_at: now };
+      await trx
+        .insertInto('route_watch_policies')
+        .values({ project_id: projectId, route, ...values })
+        .onConflict((oc) => oc.columns(['project_id', 'route']).doUpdateSet(values))
+        .execute();
+      await this.audit.record(
+        {
+          projectId,
+          actor,
+          action: 'watch.policy',
+          subjectType: 'route',
+          subjectId: route,
+          details: { policy },
+        },
+        trx,
+      );
+    });
+    return { route, policy, updatedBy: actor, updatedAt: now };
+  }
+
+  /** Removes the route's watch policy (its promotions are watched with the defaults again). */
+  async clearPolicy(projectId: string, route: string, actor: string): Promise<boolean> {
+    return this.db.transaction().execute(async (trx) => {
+      const gone = await trx
+        .deleteFrom('route_watch_policies')
+        .where('project_id', '=', projectId)
+        .where('route', '=', route)
+        .executeTakeFirst();
+      if (Number(gone.numDeletedRows) === 0) return false;
+      await this.audit.record(
+        {
+          projectId,
+          actor,
+          action: 'watch.policy',
+          subjectType: 'route',
+          subjectId: route,
+          details: { policy: null },
+        },
+        trx,
+      );
+      return true;
+    });
+  }
+
+  /** The route's configured watch policy, if one was set (in the caller's transaction when given). */
+  async policyOf(
+    projectId: string,
+    route: string,
+    db: Kysely<Database> | Transaction<Database> = this.db,
+  ): Promise<RouteWatchPolicy | undefined> {
+    const row = await db
+      .selectFrom('route_watch_policies')
+      .selectAll()
+      .where('project_id', '=', projectId)
+      .where('route', '=', route)
+      .executeTakeFirst();
+    if (!row) return undefined;
+    return {
+      route,
+      // Parsed again: a field added to the policy since it was stored gets its default.
+      policy: watchPolicySchema.parse(decodeJson(this.dialect, row.policy)),
+      updatedBy: row.updated_by,
+      updatedAt: Number(row.updated_at),
+    };
+  }
+
+  /** Every route's configured watch policy in a project. */
+  async policies(projectId: string): Promise<RouteWatchPolicy[]> {
+    const rows = await this.db
+      .selectFrom('route_watch_policies')
+      .select('route')
+      .where('project_id', '=', projectId)
+      .orderBy('route')
+      .execute();
+    return (await Promise.all(rows.map((r) => this.policyOf(projectId, r.route)))).filter(
+      (p): p is RouteWatchPolicy => p !== undefined,
+    );
   }
 
   async get(projectId: string, id: string): Promise<PromotionWatch | undefined> {

@@ -547,6 +547,8 @@ const stages: Record<(typeof loopStages)[number], StageFn> = {
               'production',
               actor,
               approval ? why : `round ${round.round}: the experiment shipped it`,
+              undefined,
+              p.promotion.watch ? { watch: p.promotion.watch } : {},
             );
       ctx.log?.(`round ${round.round}: promoted ${promoted.name} to production`);
       return { to: 'done', status: 'succeeded' };

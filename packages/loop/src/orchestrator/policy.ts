@@ -9,6 +9,7 @@ import {
   TrainHyperparameters,
   TrainLora,
   trainingMethods,
+  watchPolicySchema,
 } from '@ratchet/core';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
@@ -165,6 +166,12 @@ const LoopPolicyFields = z.strictObject({
        * rejects it (`ratchet loop approve|reject`, the dashboard's Loop page, the API).
        */
       auto: z.boolean().default(true),
+      /**
+       * The watch that follows this loop's promotions (users and hours it lasts, holdback share,
+       * alpha, harm thresholds; see core's watchPolicySchema). Without it, the route's watch
+       * policy (`ratchet watch policy`, PUT /api/v1/routes/:route/watch-policy), else the defaults.
+       */
+      watch: watchPolicySchema.optional(),
     })
     .prefault({}),
 });

@@ -1,4 +1,4 @@
-import { modelStages, RatchetError } from '@ratchet/core';
+import { defaultWatchPolicy, modelStages, RatchetError, watchPolicySchema } from '@ratchet/core';
 import { type WebhookDelivery, webhookAuditAction } from '@ratchet/loop';
 import type { Store } from '@ratchet/store';
 import { z } from 'zod';
@@ -143,6 +143,50 @@ export function registerRegistryRoutes(
         body.reason,
         gateway,
       ),
+  });
+  const RouteParam = z.strictObject({ route: z.string().min(1).max(200) });
+  const policyAnswer = async (projectId: string, route: string) => {
+    const set = await store.watches.policyOf(projectId, route);
+    return set
+      ? { ...set, configured: true }
+      : { route, policy: defaultWatchPolicy, configured: false, updatedBy: null, updatedAt: null };
+  };
+  routes.add({
+    method: 'GET',
+    url: '/api/v1/routes/:route/watch-policy',
+    access: 'read',
+    tag: 'registry',
+    summary:
+      "The policy the route's next promotion is watched with (`configured: false`: the defaults): length in users and hours, holdback share, alpha, harm thresholds.",
+    params: RouteParam,
+    handler: async ({ principal, params }) => policyAnswer(principal.projectId, params.route),
+  });
+  routes.add({
+    method: 'PUT',
+    url: '/api/v1/routes/:route/watch-policy',
+    access: 'admin',
+    tag: 'registry',
+    summary:
+      "Set the route's watch policy (fields left out take their defaults); the next promotion on the route is watched with it, open watches keep theirs. A bad value is a 400 naming the field.",
+    params: RouteParam,
+    body: watchPolicySchema,
+    handler: async ({ principal, params, body }) => ({
+      ...(await store.watches.setPolicy(principal.projectId, params.route, body, `api:${principal.keyId}`)),
+      configured: true,
+    }),
+  });
+  routes.add({
+    method: 'DELETE',
+    url: '/api/v1/routes/:route/watch-policy',
+    access: 'admin',
+    tag: 'registry',
+    summary: "Remove the route's watch policy: its promotions are watched with the defaults again.",
+    params: RouteParam,
+    handler: async ({ principal, params }) => {
+      if (!(await store.watches.clearPolicy(principal.projectId, params.route, `api:${principal.keyId}`)))
+        throw new RatchetError('not_found', `route "${params.route}" has no watch policy`, 'route');
+      return policyAnswer(principal.projectId, params.route);
+    },
   });
   routes.add({
     method: 'GET',
