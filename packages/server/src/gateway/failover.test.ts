@@ -28,6 +28,27 @@ async function startSilentServer(): Promise<{ url: string; hits: () => number; c
   };
 }
 
+/** A server that sends its answer's head and first bytes, then stalls: the total timeout's upstream. */
+async function startStallingServer(): Promise<{ url: string; close(): Promise<void> }> {
+  const server: Server = createServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.write('{"id":"chatcmpl-stall","choices":[');
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}/v1`,
+    close: () =>
+      new Promise((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
 /** A port nothing listens on (a server opened there, then closed): connection refused. */
 async function refusedURL(): Promise<string> {
   const server = createServer();
@@ -91,6 +112,7 @@ for (const target of testDatabases()) {
     let breaker: LocalUpstream;
     let silent: Awaited<ReturnType<typeof startSilentServer>>;
     let breaking: Awaited<ReturnType<typeof startBreakingStream>>;
+    let stalling: Awaited<ReturnType<typeof startStallingServer>>;
     /** What the flaky upstream answers next: a status to fail with, or undefined to answer. */
     const failures: number[] = [];
     let breakerStatus: number | undefined = 500;
@@ -101,6 +123,7 @@ for (const target of testDatabases()) {
       breaker = await startLocalUpstream({ answer: () => 'from breaker', failWith: () => breakerStatus });
       silent = await startSilentServer();
       breaking = await startBreakingStream();
+      stalling = await startStallingServer();
       const fallback = { fallbacks: [{ upstream: 'backup', model: 'backup-model' }], backoffMs: 10 };
       const route = (upstream: string, failover: Record<string, unknown> = fallback) => ({
         variants: [{ name: 'main', upstream, model: `${upstream}-model`, weight: 1 }],
@@ -118,6 +141,7 @@ for (const target of testDatabases()) {
             alsoRefused: { baseURL: await refusedURL() },
             silent: { baseURL: silent.url, firstTokenTimeoutMs: 300 },
             breaking: { baseURL: breaking.url },
+            stalling: { baseURL: stalling.url, timeoutMs: 500 },
           },
           routes: {
             'refused-bot': route('refused'),
@@ -126,6 +150,7 @@ for (const target of testDatabases()) {
             'retry-bot': route('flaky', { ...fallback, retries: 2 }),
             'breaker-bot': route('breaker'),
             'breaking-bot': route('breaking'),
+            'stalling-bot': route('stalling'),
             'dead-bot': route('refused', { fallbacks: [{ upstream: 'alsoRefused', model: 'm2' }] }),
           },
         },
@@ -134,7 +159,7 @@ for (const target of testDatabases()) {
     });
     afterAll(async () => {
       await t?.close();
-      for (const u of [backup, flaky, breaker, silent, breaking]) await u?.close();
+      for (const u of [backup, flaky, breaker, silent, breaking, stalling]) await u?.close();
       await target.cleanup();
     });
 
@@ -183,6 +208,19 @@ for (const target of testDatabases()) {
       const [first, second] = log.metadata.attempts as Record<string, unknown>[];
       expect(first).toMatchObject({ upstream: 'silent', error: 'timeout: no first byte in 300 ms' });
       expect(first!.durationMs).toBeGreaterThanOrEqual(290);
+      expect(second).toMatchObject({ upstream: 'backup', status: 200 });
+    });
+
+    it('falls back when an answer is not complete by the total timeout, though its first bytes came', async () => {
+      const { text, log } = await ask('stalling-bot');
+      expect(text).toBe('from backup');
+      const [first, second] = log.metadata.attempts as Record<string, unknown>[];
+      expect(first).toMatchObject({
+        upstream: 'stalling',
+        status: 200,
+        error: 'timeout: no complete answer in 500 ms',
+      });
+      expect(first!.durationMs).toBeGreaterThanOrEqual(490);
       expect(second).toMatchObject({ upstream: 'backup', status: 200 });
     });
 
@@ -301,6 +339,7 @@ for (const target of testDatabases()) {
       expect(value('upstream="refused",reason="connection"')).toBe(2);
       expect(value('upstream="alsoRefused",reason="connection"')).toBe(1);
       expect(value('upstream="silent",reason="timeout"')).toBe(1);
+      expect(value('upstream="stalling",reason="timeout"')).toBe(1);
       expect(value('upstream="flaky",reason="429"')).toBe(2);
       expect(value('upstream="flaky",reason="5xx"')).toBe(4);
       expect(value('upstream="breaker",reason="5xx"')).toBe(3);

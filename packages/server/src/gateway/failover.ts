@@ -5,10 +5,12 @@ import type { UpstreamResponse } from './providers/types.js';
 
 /** Why a try failed, as the failures metric counts it. */
 export function failureReason(a: Attempt): string | undefined {
-  if (a.status !== undefined) return a.status === 429 ? '429' : a.status >= 500 ? '5xx' : undefined;
+  if (a.status === 429) return '429';
+  if (a.status !== undefined && a.status >= 500) return '5xx';
   if (a.error === undefined) return undefined;
   if (a.error === 'circuit open') return 'circuit_open';
   if (a.error === 'retry budget spent') return 'budget';
+  // A timeout or a broken connection, before the answer's head or while its body was read.
   return a.error.startsWith('timeout') ? 'timeout' : 'connection';
 }
 
