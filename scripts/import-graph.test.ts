@@ -1,8 +1,16 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { importCircles, importGraph, listSources, readSource } from './import-graph.js';
+import {
+  importCircles,
+  importGraph,
+  listSources,
+  networkCalls,
+  nodeBuiltinImports,
+  nodeGlobalUses,
+  readSource,
+} from './import-graph.js';
 
 const root = resolve(import.meta.dirname, '..');
 const packagesDir = join(root, 'packages');
@@ -10,6 +18,8 @@ const packageSources = () =>
   listSources(packagesDir, (name) => name === 'node_modules' || name === 'dist' || name === 'e2e').filter(
     (p) => relative(packagesDir, p).split('/')[1] === 'src',
   );
+
+const isTestFile = (p: string) => /\.test\.tsx?$/.test(p) || p.includes('/test-utils/');
 
 describe('import graph', () => {
   it('has no import circles in any package (type-only imports included)', () => {
@@ -34,5 +44,36 @@ describe('import graph', () => {
     const loopFiles = listSources(join(packagesDir, 'loop', 'src')).map(readSource);
     const sdkUsers = loopFiles.filter((f) => f.specifiers.some((s) => s.startsWith('@ratchet/sdk')));
     expect(sdkUsers.map((f) => relative(root, f.path))).toEqual([]);
+  });
+});
+
+describe('core is browser-safe', () => {
+  const coreSources = () => listSources(join(packagesDir, 'core', 'src')).filter((p) => !isTestFile(p));
+
+  it('imports no Node built-in and no package but zod', () => {
+    const offending = coreSources().flatMap((p) => {
+      const file = readSource(p);
+      const foreign = file.specifiers.filter((s) => !s.startsWith('.') && s !== 'zod');
+      return [...new Set([...nodeBuiltinImports(file), ...foreign])].map((s) => `${relative(root, p)}: ${s}`);
+    });
+    expect(offending).toEqual([]);
+  });
+
+  it("calls no network and uses none of Node's globals (Buffer, process...)", () => {
+    expect(coreSources().flatMap(networkCalls)).toEqual([]);
+    expect(coreSources().flatMap(nodeGlobalUses)).toEqual([]);
+  });
+
+  it('the checks catch a planted Node import and a planted fetch', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ratchet-core-'));
+    mkdirSync(join(dir, 'sub'));
+    const file = join(dir, 'sub', 'x.ts');
+    writeFileSync(
+      file,
+      "import { createHash } from 'node:crypto';\nimport fs from 'fs';\n// fetch( in a comment is fine\nexport const get = () => fetch('http://x');\nexport const y = { fetch: 1 };\nexport const z = Buffer.from('a');\n",
+    );
+    expect(nodeBuiltinImports(readSource(file))).toEqual(['node:crypto', 'fs']);
+    expect(networkCalls(file).map((s) => s.split(' ')[1])).toEqual(['fetch']);
+    expect(nodeGlobalUses(file).map((s) => s.split(' ')[1])).toEqual(['Buffer']);
   });
 });

@@ -142,7 +142,16 @@ export function nodeBuiltinImports(file: SourceFile): string[] {
  * navigator.sendBeacon used as a value (comments and strings are skipped by the scanner).
  */
 export function networkCalls(path: string): string[] {
-  const names = new Set(['fetch', 'XMLHttpRequest', 'WebSocket', 'EventSource', 'sendBeacon']);
+  return globalUses(path, ['fetch', 'XMLHttpRequest', 'WebSocket', 'EventSource', 'sendBeacon']);
+}
+
+/** Node's own globals (a browser has none of them), used as values. */
+export function nodeGlobalUses(path: string): string[] {
+  return globalUses(path, ['Buffer', 'process', 'require', '__dirname', '__filename', 'setImmediate']);
+}
+
+function globalUses(path: string, globals: readonly string[]): string[] {
+  const names = new Set(globals);
   const source = ts.createSourceFile(path, readFileSync(path, 'utf8'), ts.ScriptTarget.Latest, true);
   const found: string[] = [];
   const visit = (node: ts.Node): void => {

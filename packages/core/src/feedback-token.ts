@@ -1,4 +1,3 @@
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { RatchetError } from './errors.js';
 import { referencedInteractionIds } from './feedback.js';
 import type { ParsedFeedback } from './schemas/feedback.js';
@@ -20,8 +19,10 @@ export const feedbackTokenPolicy = {
   clockSkewMs: 5 * 60 * 1000,
 };
 
-const VERSION = 'ft1';
-const TOKEN = /^ft1\.([0-9a-z]{1,11})\.([A-Za-z0-9_-]{43})$/;
+/** The token format's version, the first part of every token. */
+export const FEEDBACK_TOKEN_VERSION = 'ft1';
+/** A token's shape: version, expiry (unix seconds, base 36), MAC (base64url). */
+export const FEEDBACK_TOKEN = /^ft1\.([0-9a-z]{1,11})\.([A-Za-z0-9_-]{43})$/;
 
 export interface FeedbackTokenClaims {
   projectId: string;
@@ -32,56 +33,14 @@ export interface FeedbackTokenClaims {
   expiresAt: number;
 }
 
-/** A new per-project HMAC key: 256 random bits, base64url. */
-export function newFeedbackTokenKey(): string {
-  return randomBytes(32).toString('base64url');
-}
-
-function mac(key: string, claims: Omit<FeedbackTokenClaims, 'expiresAt'>, expirySeconds: number): Buffer {
-  // A JSON array is an unambiguous encoding: no choice of ids can make two claims sign alike.
-  const message = JSON.stringify([
-    VERSION,
-    claims.projectId,
-    claims.interactionId,
-    claims.endUserId,
-    expirySeconds,
-  ]);
-  return createHmac('sha256', Buffer.from(key, 'base64url')).update(message).digest();
-}
-
-export function signFeedbackToken(key: string, claims: FeedbackTokenClaims): string {
-  const expirySeconds = Math.ceil(claims.expiresAt / 1000);
-  return `${VERSION}.${expirySeconds.toString(36)}.${mac(key, claims, expirySeconds).toString('base64url')}`;
-}
-
 export type FeedbackTokenProblem = 'malformed' | 'expired' | 'mismatch';
 
 /** Checks what needs no key: the shape and the expiry. Undefined when the token may be valid. */
 export function feedbackTokenShapeProblem(token: string, now: number): FeedbackTokenProblem | undefined {
-  const match = TOKEN.exec(token);
+  const match = FEEDBACK_TOKEN.exec(token);
   if (!match) return 'malformed';
   if (Number.parseInt(match[1]!, 36) * 1000 <= now) return 'expired';
   return undefined;
-}
-
-/**
- * Verifies a token for the expected project, interaction and end user (a token signed for any
- * other one, or altered in any character, is a `mismatch`). The MAC is compared in constant time.
- */
-export function verifyFeedbackToken(
-  key: string,
-  token: string,
-  expected: Omit<FeedbackTokenClaims, 'expiresAt'>,
-  now: number,
-): FeedbackTokenProblem | undefined {
-  const problem = feedbackTokenShapeProblem(token, now);
-  if (problem) return problem;
-  const [, expiry, given] = TOKEN.exec(token)!;
-  // Compared as text, not decoded bytes: base64url's last character has spare bits, and a token
-  // differing in them is still a different token.
-  const want = Buffer.from(mac(key, expected, Number.parseInt(expiry!, 36)).toString('base64url'));
-  const got = Buffer.from(given!);
-  return got.length === want.length && timingSafeEqual(got, want) ? undefined : 'mismatch';
 }
 
 /** The error for a token problem, naming the field (`feedbackToken` or `items.N.feedbackToken`). */

@@ -4,10 +4,8 @@ import {
   feedbackTokenShapeProblem,
   type ParsedFeedback,
   RatchetError,
-  signFeedbackToken,
-  verifyFeedbackToken,
 } from '@ratchet/core';
-import type { FeedbackGate, Store } from '@ratchet/store';
+import { type FeedbackGate, type Store, signFeedbackToken, verifyFeedbackToken } from '@ratchet/store';
 import type { RateLimiter } from './middleware/rate-limit.js';
 
 /**

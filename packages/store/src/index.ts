@@ -1,3 +1,5 @@
+import './regexp-engine.js';
+
 export type {
   BreakdownDimension,
   CriterionBreakdownRow,
@@ -48,6 +50,13 @@ export type { Rater } from './raters.js';
 export { type RouteChangeListener, type StoredRoute, type StoredVariant, segmentVariants } from './routes.js';
 export { type MetricSeries, type NewRun, type Run, type RunStatus, terminalRunStatuses } from './runs.js';
 export type { Database } from './schema.js';
+export {
+  generateApiKey,
+  hashApiKey,
+  newFeedbackTokenKey,
+  signFeedbackToken,
+  verifyFeedbackToken,
+} from './secrets.js';
 export { type GatewayFacts, productionVariant } from './serving.js';
 export { Store } from './store.js';
 export type { NewUsageRecord, UsageKind, UsageRecord } from './usage-records.js';

@@ -4,10 +4,7 @@ import {
   decodeScopes,
   defaultScoreConfigs,
   encodeScopes,
-  generateApiKey,
-  hashApiKey,
   kindOfScopes,
-  newFeedbackTokenKey,
   newId,
   RatchetError,
   scopesOfKind,
@@ -18,6 +15,7 @@ import { type ChangeListener, ChangeSignal } from './change-signal.js';
 import type { DatabaseConfig, DialectName } from './connection.js';
 import { encodeJson } from './json.js';
 import type { Database } from './schema.js';
+import { generateApiKey, hashApiKey, newFeedbackTokenKey } from './secrets.js';
 
 /** The PostgreSQL channel every key change notifies, at commit. */
 const keysChannel = 'ratchet_api_keys';

@@ -1,5 +1,3 @@
-import { setFlagsFromString } from 'node:v8';
-
 /**
  * Patterns that other people write (a dataset build spec's custom PII patterns) run over every
  * interaction's text, so one like `(a+)+$` or `\w+@\w+\.\w+` could take minutes on a long text with
@@ -9,26 +7,25 @@ import { setFlagsFromString } from 'node:v8';
  * above 16 (`\d{17}`); such a pattern is refused with its reason, before any text is read.
  *
  * The engine is behind a V8 flag that only changes how `l` regexps compile (nothing else reads
- * it), so turning it on at load is safe. If a future Node drops it, `l` becomes an invalid flag
- * and every custom pattern is refused: the check fails closed, never open.
+ * it). Core cannot set it (that takes node:v8, and core must load in a browser): the store turns
+ * it on when it loads (store/src/regexp-engine.ts), and the engine is looked for at each compile.
+ * Where it is off (a browser, a future Node without it) `l` is an invalid flag and every custom
+ * pattern is refused: the check fails closed, never open.
  */
-try {
-  setFlagsFromString('--enable-experimental-regexp-engine');
-} catch {
-  // No such flag: custom patterns will be refused below.
-}
 
 /** The flag as a value: a literal `/a/l` would not even parse where the engine is off. */
 const LINEAR_FLAG = 'l';
 
-const hasLinearEngine = (() => {
+function hasLinearEngine(): boolean {
   try {
     new RegExp('a', LINEAR_FLAG);
     return true;
   } catch {
     return false;
   }
-})();
+}
+
+const noEngine = 'this runtime has no linear-time regexp engine';
 
 export type LinearRegExpResult = { ok: true; regexp: RegExp } | { ok: false; reason: string };
 
@@ -42,6 +39,8 @@ export function linearRegExp(source: string): LinearRegExpResult {
   const hit = compiled.get(source);
   if (hit) return hit;
   const result = compile(source);
+  // A refusal for want of the engine is not kept: the engine may be turned on later.
+  if (!result.ok && result.reason === noEngine) return result;
   if (compiled.size >= MAX_CACHED) compiled.clear();
   compiled.set(source, result);
   return result;
@@ -55,7 +54,7 @@ function compile(source: string): LinearRegExpResult {
   } catch (err) {
     return { ok: false, reason: `not a valid regular expression (${(err as Error).message})` };
   }
-  if (!hasLinearEngine) return { ok: false, reason: 'this Node has no linear-time regexp engine' };
+  if (!hasLinearEngine()) return { ok: false, reason: noEngine };
   try {
     return { ok: true, regexp: new RegExp(source, `g${LINEAR_FLAG}`) };
   } catch {

@@ -1,3 +1,4 @@
+import '../test-utils/linear-engine.js';
 import { describe, expect, it } from 'vitest';
 import { tokenize } from '../analysis/themes.js';
 import { parseVerdictLabel } from '../eval/judge.js';

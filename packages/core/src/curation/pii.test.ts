@@ -1,3 +1,4 @@
+import '../test-utils/linear-engine.js';
 import { describe, expect, it } from 'vitest';
 import { findPii, ibanValid, luhnValid, redactPii } from './pii.js';
 

@@ -1,5 +1,5 @@
-import { hash } from 'node:crypto';
 import { z } from 'zod';
+import { sha256 } from '../sha256.js';
 import type { Split } from './types.js';
 
 export const SplitSpec = z.discriminatedUnion('by', [
@@ -18,8 +18,9 @@ export const SplitSpec = z.discriminatedUnion('by', [
 export type SplitSpec = z.input<typeof SplitSpec>;
 
 function unitHash(key: string, seed: number): number {
-  // One-shot hash: the same digest as createHash().update().digest() without a Hash object per key.
-  return hash('sha256', `${seed}\u0000${key}`, 'buffer').readUInt32BE(0) / 2 ** 32;
+  // The first 32 bits of SHA-256 (core's own, so a browser splits alike): uniform and seeded.
+  const d = sha256(`${seed}\u0000${key}`);
+  return (((d[0]! << 24) | (d[1]! << 16) | (d[2]! << 8) | d[3]!) >>> 0) / 2 ** 32;
 }
 
 /** Assigns every prompt group to train or test. Rows with the same promptHash always share a split. */

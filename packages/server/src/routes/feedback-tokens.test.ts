@@ -1,5 +1,4 @@
-import { signFeedbackToken } from '@ratchet/core';
-import { Store } from '@ratchet/store';
+import { Store, signFeedbackToken } from '@ratchet/store';
 import { testDatabases } from '@ratchet/store/testing';
 import { sql } from 'kysely';
 import OpenAI from 'openai';
