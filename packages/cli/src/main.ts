@@ -10,6 +10,7 @@ import { registerLoopCommands } from './commands/loop.js';
 import { registerDemoCommand } from './commands/loop-demo.js';
 import { registerModelCommands } from './commands/models.js';
 import { registerPersonalizeCommand } from './commands/personalize.js';
+import { registerPrivacyCommands } from './commands/privacy.js';
 import { registerDatasetCommands, registerRatingCommands } from './commands/ratings.js';
 import { registerServeCommand } from './commands/serve.js';
 import { registerSimulateCommand } from './commands/simulate.js';
@@ -43,6 +44,7 @@ export function buildProgram(): Command {
   registerCritiqueCommand(program);
   registerExperimentCommands(program);
   registerWatchCommands(program);
+  registerPrivacyCommands(program);
   registerSampleCommand(program);
   registerDemoCommand(program);
 

@@ -21,6 +21,7 @@ export * from './metrics/index.js';
 export * from './normalize/index.js';
 export * from './random.js';
 export * from './registry.js';
+export * from './retention.js';
 export * from './schemas/common.js';
 export * from './schemas/exchange.js';
 export * from './schemas/feedback.js';

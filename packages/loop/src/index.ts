@@ -22,5 +22,6 @@ export * from './imports/index.js';
 export * from './labelstudio/index.js';
 export * from './orchestrator/index.js';
 export * from './personalize/index.js';
+export * from './privacy/index.js';
 export * from './tracking/index.js';
 export * from './training/index.js';

@@ -25,6 +25,7 @@ import { registerExperimentRoutes } from './routes/experiments.js';
 import { registerLoopRoutes } from './routes/loop.js';
 import { registerOtlpRoutes } from './routes/otlp.js';
 import { registerPipelineRoutes } from './routes/pipeline.js';
+import { registerPrivacyRoutes } from './routes/privacy.js';
 import { registerRegistryRoutes } from './routes/registry.js';
 import { registerRunRoutes } from './routes/runs.js';
 import { registerSystemRoutes } from './routes/system.js';
@@ -148,6 +149,7 @@ export async function buildServer(options: ServerOptions): Promise<RatchetServer
   registerEvalRoutes(routes, store, () => gateway);
   registerExperimentRoutes(routes, store, () => gateway);
   registerLoopRoutes(routes, store, (round) => options.onLoopReviewed?.(round));
+  registerPrivacyRoutes(routes, store);
   const reportRunner = new ReportRunner(store, { threaded: options.reportThread ?? true });
   registerDashboardRoutes(routes, store, reportRunner, { queueObjectives: options.queueObjectives ?? {} });
   registerWebRoutes(app);

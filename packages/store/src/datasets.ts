@@ -36,6 +36,10 @@ export interface DatasetVersion {
   path: string;
   calibrationId: string | null;
   createdAt: number;
+  /** What deletions took from it since it was built (interactions, file rows, when); all 0/null when none. */
+  deletedInteractions: number;
+  deletedRows: number;
+  dataDeletedAt: number | null;
 }
 
 const PAGE = 5000;
@@ -191,10 +195,17 @@ export class DatasetRepository {
    * two concurrent builds of one name fail rather than overwrite each other.
    */
   async insertVersion(
-    v: Omit<DatasetVersion, 'id' | 'createdAt'>,
+    v: Omit<DatasetVersion, 'id' | 'createdAt' | 'deletedInteractions' | 'deletedRows' | 'dataDeletedAt'>,
     membership: readonly { interactionId: string; split: 'train' | 'test' }[],
   ): Promise<DatasetVersion> {
-    const version: DatasetVersion = { ...v, id: newId(), createdAt: Date.now() };
+    const version: DatasetVersion = {
+      ...v,
+      id: newId(),
+      createdAt: Date.now(),
+      deletedInteractions: 0,
+      deletedRows: 0,
+      dataDeletedAt: null,
+    };
     try {
       await this.db.transaction().execute(async (trx) => {
         await trx
@@ -304,6 +315,9 @@ export class DatasetRepository {
     path: string;
     calibration_id: string | null;
     created_at: number;
+    deleted_interactions?: number;
+    deleted_rows?: number;
+    data_deleted_at?: number | null;
   }): DatasetVersion {
     return {
       id: r.id,
@@ -318,6 +332,9 @@ export class DatasetRepository {
       path: r.path,
       calibrationId: r.calibration_id,
       createdAt: r.created_at,
+      deletedInteractions: Number(r.deleted_interactions ?? 0),
+      deletedRows: Number(r.deleted_rows ?? 0),
+      dataDeletedAt: r.data_deleted_at == null ? null : Number(r.data_deleted_at),
     };
   }
 }

@@ -32,6 +32,13 @@ export {
   MAX_DEAD_LETTER_PAYLOAD,
   type NewDeadLetter,
 } from './dead-letters.js';
+export {
+  type DeletionCounts,
+  type DeletionResult,
+  type DeletionSubject,
+  deletionSubjectHash,
+  emptyDeletionCounts,
+} from './deletion.js';
 export type { Evaluation, EvaluationItemRow } from './evaluations.js';
 export type {
   Experiment,

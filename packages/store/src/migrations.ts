@@ -776,6 +776,28 @@ function keyScopes(): Migration {
   };
 }
 
+/**
+ * Marks left by deleting people's data (deletion.ts): a dataset version counts the interactions
+ * and file rows it lost and when; a model trained on such a version says when its data was
+ * later deleted (the registry shows it).
+ */
+function deletion(): Migration {
+  return {
+    async up(db: AnyDb) {
+      await db.schema
+        .alterTable('datasets')
+        .addColumn('deleted_interactions', 'integer', (c) => c.notNull().defaultTo(0))
+        .execute();
+      await db.schema
+        .alterTable('datasets')
+        .addColumn('deleted_rows', 'integer', (c) => c.notNull().defaultTo(0))
+        .execute();
+      await db.schema.alterTable('datasets').addColumn('data_deleted_at', 'bigint').execute();
+      await db.schema.alterTable('models').addColumn('data_deleted_at', 'bigint').execute();
+    },
+  };
+}
+
 export function migrations(dialect: DialectName): Record<string, Migration> {
   return {
     '0001_initial': initial(dialect),
@@ -795,5 +817,6 @@ export function migrations(dialect: DialectName): Record<string, Migration> {
     '0019_gateway_surface': gatewaySurface(dialect),
     '0020_deploy_health': deployHealth(dialect),
     '0021_key_scopes': keyScopes(),
+    '0022_deletion': deletion(),
   };
 }

@@ -30,6 +30,8 @@ export interface Model {
   metrics: Record<string, unknown>;
   createdAt: number;
   updatedAt: number;
+  /** When data it was trained on was later deleted (its dataset version lost interactions); null when never. */
+  dataDeletedAt: number | null;
 }
 
 export interface NewModel {
@@ -79,6 +81,7 @@ export class ModelRepository {
       metrics: m.metrics ?? {},
       createdAt: now,
       updatedAt: now,
+      dataDeletedAt: null,
     };
     await this.db.transaction().execute(async (trx) => {
       const clash = await trx
@@ -490,6 +493,7 @@ export class ModelRepository {
       metrics: decodeJson(this.dialect, r.metrics),
       createdAt: r.created_at,
       updatedAt: r.updated_at,
+      dataDeletedAt: r.data_deleted_at ?? null,
     };
   }
 }

@@ -6,14 +6,16 @@ import {
   encodeScopes,
   kindOfScopes,
   newId,
+  parseInput,
   RatchetError,
+  RetentionPolicy,
   scopesOfKind,
 } from '@ratchet/core';
 import type { Kysely } from 'kysely';
 import type { AuditLog } from './audit.js';
 import { type ChangeListener, ChangeSignal } from './change-signal.js';
 import type { DatabaseConfig, DialectName } from './connection.js';
-import { encodeJson } from './json.js';
+import { decodeJson, encodeJson } from './json.js';
 import type { Database } from './schema.js';
 import { generateApiKey, hashApiKey, newFeedbackTokenKey } from './secrets.js';
 
@@ -49,7 +51,7 @@ export class ProjectRepository {
 
   constructor(
     private readonly db: Kysely<Database>,
-    dialect: DialectName,
+    private readonly dialect: DialectName,
     database: DatabaseConfig,
     private readonly audit: AuditLog,
   ) {
@@ -249,6 +251,49 @@ export class ProjectRepository {
     return (
       row && { projectId: row.project_id, keyId: row.id, kind: row.kind, scopes: decodeScopes(row.scopes) }
     );
+  }
+
+  /** The project's retention policy (in `projects.settings`), or undefined when it keeps everything. */
+  async retention(projectId: string): Promise<RetentionPolicy | undefined> {
+    const row = await this.db
+      .selectFrom('projects')
+      .select('settings')
+      .where('id', '=', projectId)
+      .executeTakeFirst();
+    if (!row) throw new RatchetError('not_found', `project ${projectId} not found`, 'projectId');
+    const settings = decodeJson<{ retention?: unknown }>(this.dialect, row.settings) ?? {};
+    return settings.retention === undefined ? undefined : RetentionPolicy.parse(settings.retention);
+  }
+
+  /** Sets (or with null, removes) the retention policy; audited. */
+  async setRetention(projectId: string, given: RetentionPolicy | null, actor: string): Promise<void> {
+    const policy = given === null ? null : parseInput(RetentionPolicy, given);
+    await this.db.transaction().execute(async (trx) => {
+      const row = await trx
+        .selectFrom('projects')
+        .select('settings')
+        .where('id', '=', projectId)
+        .executeTakeFirst();
+      if (!row) throw new RatchetError('not_found', `project ${projectId} not found`, 'projectId');
+      const { retention: _, ...rest } = decodeJson<Record<string, unknown>>(this.dialect, row.settings) ?? {};
+      const settings = policy === null ? rest : { ...rest, retention: policy };
+      await trx
+        .updateTable('projects')
+        .set({ settings: encodeJson(settings) })
+        .where('id', '=', projectId)
+        .execute();
+      await this.audit.record(
+        {
+          projectId,
+          actor,
+          action: policy === null ? 'retention.removed' : 'retention.set',
+          subjectType: 'project',
+          subjectId: projectId,
+          details: policy === null ? {} : { ...policy },
+        },
+        trx,
+      );
+    });
   }
 
   /**

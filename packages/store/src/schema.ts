@@ -151,6 +151,12 @@ export interface DatasetsTable {
   path: string;
   calibration_id: string | null;
   created_at: number;
+  /** Interactions of this version deleted since it was built (deletion.ts). */
+  deleted_interactions: ColumnType<number, number | undefined, number>;
+  /** Rows its files lost to deletions. */
+  deleted_rows: ColumnType<number, number | undefined, number>;
+  /** When data in it was last deleted; null when never. */
+  data_deleted_at: ColumnType<number | null, number | null | undefined, number | null>;
 }
 
 export interface DatasetInteractionsTable {
@@ -237,6 +243,8 @@ export interface ModelsTable {
   metrics: Json;
   created_at: number;
   updated_at: number;
+  /** When data it was trained on was deleted (its dataset version lost interactions); null when never. */
+  data_deleted_at: ColumnType<number | null, number | null | undefined, number | null>;
 }
 
 export interface AuditLogTable {

@@ -12,6 +12,7 @@ import {
 import { DashboardRepository } from './dashboard.js';
 import { DatasetRepository } from './datasets.js';
 import { DeadLetterRepository } from './dead-letters.js';
+import { DeletionRepository } from './deletion.js';
 import { EvaluationRepository } from './evaluations.js';
 import { ExperimentRepository } from './experiments.js';
 import { FeedbackRepository } from './feedback.js';
@@ -53,6 +54,7 @@ export class Store {
   readonly loops: LoopRoundRepository;
   readonly deadLetters: DeadLetterRepository;
   readonly usage: UsageRecordRepository;
+  readonly deletion: DeletionRepository;
 
   readonly db: Kysely<Database>;
 
@@ -96,6 +98,7 @@ export class Store {
     this.loops = new LoopRoundRepository(db, dialect, this.audit);
     this.deadLetters = new DeadLetterRepository(db);
     this.usage = new UsageRecordRepository(db);
+    this.deletion = new DeletionRepository(db, dialect, this.audit);
   }
 
   /** Opens (and migrates) the database named by a URL, by default `RATCHET_DATABASE_URL`. */

@@ -1,4 +1,5 @@
 import {
+  applyRetentionToAll,
   type GuardrailWebhook,
   guardrailWebhookFromEnv,
   type LoopPolicy,
@@ -24,6 +25,8 @@ export interface ServeOptions extends ServerConfigInput {
   loop?: { policyPath: string; project: string; modelsUrl?: string };
   /** Seconds between looks at the open promotion watches (default 60; RATCHET_WATCH_LOOK_SECONDS). */
   watchLookSeconds?: number;
+  /** Seconds between applications of the projects' retention policies (default 3600; RATCHET_RETENTION_CHECK_SECONDS). */
+  retentionCheckSeconds?: number;
 }
 
 export interface Running {
@@ -35,7 +38,7 @@ export interface Running {
 
 /** Starts the server; SIGINT/SIGTERM write buffered interactions and close cleanly. */
 export async function startServer(opts: ServeOptions): Promise<Running> {
-  const { databaseUrl, loop, watchLookSeconds, ...overrides } = opts;
+  const { databaseUrl, loop, watchLookSeconds, retentionCheckSeconds, ...overrides } = opts;
   const config = loadServerConfig(overrides);
   // Read before anything starts: half a webhook configuration is an error, not a silent no.
   const webhook = guardrailWebhookFromEnv();
@@ -60,13 +63,20 @@ export async function startServer(opts: ServeOptions): Promise<Running> {
     webhook,
     watchLookSeconds ?? Number(process.env.RATCHET_WATCH_LOOK_SECONDS ?? 60),
   );
+  const retentionTimer = startRetentionTimer(
+    store,
+    server,
+    retentionCheckSeconds ?? Number(process.env.RATCHET_RETENTION_CHECK_SECONDS ?? 3600),
+  );
   let stopping: Promise<void> | undefined;
   const stop = () => {
     stopping ??= (async () => {
       loopTimer?.stop();
       watchTimer.stop();
+      retentionTimer.stop();
       await loopTimer?.idle();
       await watchTimer.idle();
+      await retentionTimer.idle();
       await server.close();
       await store.close();
     })();
@@ -199,4 +209,39 @@ export function registerServeCommand(program: Command): void {
         console.log(`ratchet listening on ${url}`);
       },
     );
+}
+
+/**
+ * Retention inside `ratchet serve`: every project's policy applied every `seconds` (and once at
+ * start), one pass at a time. Each batch it deletes is audited by the store as actor `retention`.
+ */
+function startRetentionTimer(
+  store: Store,
+  server: RatchetServer,
+  seconds: number,
+): { stop(): void; idle(): Promise<void> } {
+  if (!(seconds > 0)) throw new Error(`retention check interval: expected seconds > 0, got ${seconds}`);
+  let running: Promise<void> = Promise.resolve();
+  const pass = () => {
+    running = running
+      .then(async () => {
+        for (const r of await applyRetentionToAll(store))
+          server.app.log.info(
+            { project: r.projectId, days: r.policy.days, counts: r.counts, datasets: r.datasets.length },
+            'retention deleted interactions',
+          );
+      })
+      .catch((err) => server.app.log.error({ err }, 'retention pass failed'));
+  };
+  const first = setTimeout(pass, 1000);
+  first.unref();
+  const timer = setInterval(pass, seconds * 1000);
+  timer.unref();
+  return {
+    stop: () => {
+      clearTimeout(first);
+      clearInterval(timer);
+    },
+    idle: () => running,
+  };
 }
