@@ -62,6 +62,8 @@ export interface Model {
   metrics: Record<string, unknown>;
   createdAt: number;
   updatedAt: number;
+  /** When data it was trained on was later deleted; null when never. */
+  dataDeletedAt: number | null;
 }
 
 /** A route's entry in `gateway_routes`: what the gateway serves for it (GET /routes). */
@@ -137,6 +139,17 @@ export interface DatasetVersion {
   manifest: Record<string, unknown>;
   calibrationId: string | null;
   createdAt: number;
+  deletedInteractions: number;
+  deletedRows: number;
+  dataDeletedAt: number | null;
+}
+
+/** What a deletion removed (DELETE /end-users/:id, /interactions/:id): counts, never content. */
+export interface DeletionReport {
+  auditId: string;
+  counts: Record<string, number>;
+  datasets: { id: string; name: string; version: number; interactions: number }[];
+  models: { id: string; name: string }[];
 }
 
 export interface ScoreConfig {

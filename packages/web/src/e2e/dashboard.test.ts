@@ -762,6 +762,28 @@ describe('dashboard and widget in a browser', () => {
     expect(await answer()).toBe('served by support-v1');
   });
 
+  it('deletes an interaction and an end user from the interaction page; the registry marks the models trained on it', async () => {
+    await page.goto(`${t.url}/#/interactions/q1`);
+    await page.getByRole('button', { name: 'Delete this interaction' }).click();
+    await page.getByRole('dialog').getByRole('button', { name: 'Delete', exact: true }).click();
+    await page.getByText(/Deleted: interactions 1, .*models marked: .*support-v1/).waitFor();
+    expect(await t.store.interactions.get(t.projectId, 'q1')).toBeUndefined();
+    await page.goto(`${t.url}/#/models`);
+    const v1 = page
+      .getByRole('row')
+      .filter({ has: page.getByRole('cell', { name: 'support-v1', exact: true }) });
+    await expect.poll(() => v1.first().textContent()).toMatch(/partly deleted/);
+
+    await page.goto(`${t.url}/#/interactions/q5`);
+    await page.getByRole('button', { name: 'Delete all data of end user end-user-7' }).click();
+    await page.getByRole('dialog').getByRole('button', { name: 'Delete', exact: true }).click();
+    await page.getByText(/Deleted: interactions 1\b/).waitFor();
+    expect(await t.store.interactions.get(t.projectId, 'q5')).toBeUndefined();
+    const [entry] = await t.store.audit.list(t.projectId, { action: 'data.deleted' });
+    expect(entry).toMatchObject({ subjectType: 'end_user', actor: expect.stringMatching(/^api:/) });
+    expect(JSON.stringify(entry)).not.toContain('end-user-7');
+  });
+
   it('every page above ran under the Content-Security-Policy without a violation', async () => {
     expect(dashboardCsp).toContain("script-src 'self'");
     expect(dashboardCsp).toContain("frame-ancestors 'none'");

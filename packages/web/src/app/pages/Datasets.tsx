@@ -13,7 +13,7 @@ export function DatasetsPage() {
         {(d) => (
           <Table
             caption="Dataset versions, newest first"
-            head={['Dataset', 'Version', 'Method', 'Rows', 'Built', 'Content hash', '']}
+            head={['Dataset', 'Version', 'Method', 'Rows', 'Built', 'Content hash', 'Deleted since', '']}
             rows={d.items.map((v) => [
               v.name,
               `v${v.version}`,
@@ -21,6 +21,9 @@ export function DatasetsPage() {
               v.rowCount,
               fmt.time(v.createdAt),
               <code key="h">{v.contentHash.slice(0, 12)}</code>,
+              v.dataDeletedAt
+                ? `${v.deletedInteractions} interactions, ${v.deletedRows} rows (${fmt.time(v.dataDeletedAt)})`
+                : 'nothing',
               <button
                 key="b"
                 type="button"

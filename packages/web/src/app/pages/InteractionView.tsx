@@ -1,5 +1,7 @@
+import { useRef, useState } from 'react';
+import { api } from '../api.js';
 import { useApi } from '../hooks.js';
-import type { InteractionDetail, Rater } from '../types.js';
+import type { DeletionReport, InteractionDetail, Rater } from '../types.js';
 import { fmt, Loading, Page, Table, text } from '../ui.js';
 
 function feedbackValue(f: InteractionDetail['feedback'][number]): string {
@@ -75,10 +77,91 @@ export function InteractionPage({ id }: { id: string }) {
                 head={['Dataset', 'Version', 'Split']}
                 rows={i.datasets.map((d) => [d.name, `v${d.version}`, d.split])}
               />
+              <DeleteData interactionId={i.id} userId={i.userId} />
             </>
           );
         }}
       </Loading>
     </Page>
+  );
+}
+
+type Deletion = { kind: 'interaction'; id: string } | { kind: 'end-user'; id: string };
+
+/**
+ * Deleting this interaction, or everything of its end user, after a confirmation: it cannot be
+ * undone. The answer lists counts only (what the audit log keeps), never the deleted content.
+ */
+function DeleteData({ interactionId, userId }: { interactionId: string; userId: string | null }) {
+  const dialog = useRef<HTMLDialogElement>(null);
+  const [pending, setPending] = useState<Deletion>();
+  const [status, setStatus] = useState('');
+  const ask = (d: Deletion) => {
+    setPending(d);
+    dialog.current?.showModal();
+  };
+  const confirm = async () => {
+    if (!pending) return;
+    dialog.current?.close();
+    const path =
+      pending.kind === 'interaction'
+        ? `/interactions/${encodeURIComponent(pending.id)}`
+        : `/end-users/${encodeURIComponent(pending.id)}`;
+    try {
+      const r = await api<DeletionReport>(path, { method: 'DELETE' });
+      const counts = Object.entries(r.counts)
+        .filter(([, n]) => n > 0)
+        .map(([what, n]) => `${what} ${n}`)
+        .join(', ');
+      const marked = r.models.length ? `; models marked: ${r.models.map((m) => m.name).join(', ')}` : '';
+      setStatus(`Deleted: ${counts || 'nothing'}${marked}.`);
+    } catch (err) {
+      setStatus(`Refused: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  };
+  return (
+    <>
+      <h2>Delete</h2>
+      <p className="muted">
+        Removes the data everywhere Ratchet keeps it (feedback, dataset files); dataset versions and models
+        that used it are marked. The audit log keeps counts, not content.
+      </p>
+      <div className="controls">
+        <button type="button" onClick={() => ask({ kind: 'interaction', id: interactionId })}>
+          Delete this interaction
+        </button>
+        {userId && (
+          <button type="button" onClick={() => ask({ kind: 'end-user', id: userId })}>
+            Delete all data of end user {userId}
+          </button>
+        )}
+      </div>
+      <p role="status" aria-live="polite">
+        {status}
+      </p>
+      <dialog ref={dialog} aria-labelledby="delete-title" onClose={() => setPending(undefined)}>
+        <form
+          method="dialog"
+          onSubmit={(e) => {
+            e.preventDefault();
+            void confirm();
+          }}
+        >
+          <h2 id="delete-title">Delete for good?</h2>
+          <p>
+            {pending?.kind === 'end-user'
+              ? `Every interaction, rating and record of end user ${pending.id}.`
+              : `Interaction ${pending?.id} with its ratings.`}{' '}
+            This cannot be undone.
+          </p>
+          <div className="controls">
+            <button type="submit">Delete</button>
+            <button type="button" onClick={() => dialog.current?.close()}>
+              Cancel
+            </button>
+          </div>
+        </form>
+      </dialog>
+    </>
   );
 }

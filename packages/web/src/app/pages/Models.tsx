@@ -62,7 +62,7 @@ export function ModelsPage() {
         {(m) => (
           <Table
             caption="The model registry, newest first"
-            head={['Model', 'Route', 'Stage', 'Base', 'Registered', 'Actions']}
+            head={['Model', 'Route', 'Stage', 'Base', 'Registered', 'Training data', 'Actions']}
             rows={m.items.map((x) => [
               x.name,
               x.route ?? '–',
@@ -71,6 +71,13 @@ export function ModelsPage() {
               </span>,
               x.baseModel,
               fmt.time(x.createdAt),
+              x.dataDeletedAt ? (
+                <span key="d" className="stage archived">
+                  partly deleted {fmt.time(x.dataDeletedAt)}
+                </span>
+              ) : (
+                'as built'
+              ),
               <span key="a" className="controls">
                 {(['canary', 'production', 'archived'] as const)
                   .filter((s) => s !== x.stage)
