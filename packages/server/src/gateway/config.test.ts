@@ -11,6 +11,13 @@ describe('gateway config', () => {
     const config = loadGatewayConfig(example);
     expect(Object.keys(config.routes)).toEqual(['support-bot']);
     expect(config.upstreams.openai?.apiKeyEnv).toBe('OPENAI_API_KEY');
+    expect(config.upstreams.openai?.provider).toBe('openai-compatible');
+    expect(config.upstreams.claude?.provider).toBe('anthropic');
+    expect(config.routes['support-bot']?.failover).toEqual({
+      retries: 1,
+      backoffMs: 100,
+      fallbacks: [{ upstream: 'claude', model: 'claude-sonnet-4-5' }],
+    });
   });
 
   it.each([
