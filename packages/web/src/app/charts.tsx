@@ -20,11 +20,14 @@ export function LineChart({
   series,
   formatX = String,
   height = 180,
+  dots = false,
 }: {
   title: string;
   series: Series[];
   formatX?: (x: number) => string;
   height?: number;
+  /** Mark each point (sparse series: a single point draws no line). */
+  dots?: boolean;
 }) {
   const width = 560;
   const pad = { l: 48, r: 12, t: 12, b: 28 };
@@ -60,6 +63,12 @@ export function LineChart({
             points={s.points.map(([x, y]) => `${sx(x)},${sy(y)}`).join(' ')}
           />
         ))}
+        {dots &&
+          series.flatMap((s, i) =>
+            s.points.map(([x, y]) => (
+              <circle key={`${s.name}:${x}`} cx={sx(x)} cy={sy(y)} r={3} fill={palette[i % palette.length]} />
+            )),
+          )}
       </svg>
       <figcaption>
         {title}

@@ -93,7 +93,7 @@ function HealthByRoute({ series, format }: { series: HealthSeries[]; format: (t:
   if (!series.length) return <p className="muted">No calls in this window.</p>;
   const routes = [...new Set(series.map((s) => s.route))];
   return (
-    <div className="reports">
+    <>
       {routes.map((route) => {
         const mine = series.filter((s) => s.route === route);
         const name = route ?? '(no route)';
@@ -130,24 +130,27 @@ function HealthByRoute({ series, format }: { series: HealthSeries[]; format: (t:
                 ];
               })}
             />
-            {charts.map((c) => (
-              <LineChart
-                key={c.title}
-                title={`${name}: ${c.title}`}
-                formatX={format}
-                height={140}
-                series={mine.map((s) => ({
-                  name: s.model,
-                  points: s.buckets.flatMap((b) => {
-                    const v = c.value(b);
-                    return v === null ? [] : [[b.t, v] as [number, number]];
-                  }),
-                }))}
-              />
-            ))}
+            <div className="reports">
+              {charts.map((c) => (
+                <LineChart
+                  key={c.title}
+                  title={`${name}: ${c.title}`}
+                  formatX={format}
+                  height={140}
+                  dots
+                  series={mine.map((s) => ({
+                    name: s.model,
+                    points: s.buckets.flatMap((b) => {
+                      const v = c.value(b);
+                      return v === null ? [] : [[b.t, v] as [number, number]];
+                    }),
+                  }))}
+                />
+              ))}
+            </div>
           </article>
         );
       })}
-    </div>
+    </>
   );
 }
