@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import { FeedbackInput } from './feedback-kinds.js';
 import { asPublicFeedback, checkNotInFuture } from './feedback-token.js';
-import { FeedbackInput } from './schemas/feedback.js';
 
 const now = 1_800_000_000_000;
 

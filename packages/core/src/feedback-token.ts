@@ -1,6 +1,6 @@
 import { RatchetError } from './errors.js';
 import { referencedInteractionIds } from './feedback.js';
-import type { ParsedFeedback } from './schemas/feedback.js';
+import type { ParsedFeedback } from './feedback-kinds.js';
 
 /**
  * Feedback tokens: what lets a browser (holding only the project's public key) rate exactly the

@@ -11,6 +11,7 @@ export * from './errors.js';
 export * from './eval/index.js';
 export * from './experiments/index.js';
 export * from './feedback.js';
+export * from './feedback-kinds.js';
 export * from './feedback-token.js';
 export * from './guardrails/index.js';
 export * from './hashing.js';

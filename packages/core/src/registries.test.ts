@@ -2,7 +2,9 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { feedbackKindRegistry, feedbackKinds, scalarFeedbackKinds } from './feedback-kinds.js';
 import { datasetMethodsFeeding, rowFormats, trainingMethodRegistry, trainingMethods } from './methods.js';
+import { defaultRewardMapping, RewardMapping } from './normalize/reward-mapping.js';
 import { registryFiles } from './registry-files.js';
 import { checkTrainingDataset, datasetMethodsFor } from './schemas/training.js';
 
@@ -15,7 +17,12 @@ const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
 const python = `${repoRoot}.venv/bin/python`;
 
 /** What the Python packages of this checkout load, as JSON. */
-function pythonLists(): { methods: string[]; columns: Record<string, string[]>; rewardModel: string[] } {
+function pythonLists(): {
+  methods: string[];
+  columns: Record<string, string[]>;
+  rewardModel: string[];
+  feedbackKinds: string[];
+} {
   if (!existsSync(python))
     throw new Error(`the cross-check needs the repository venv at ${python} (make install); it is missing`);
   const script = [
@@ -23,8 +30,9 @@ function pythonLists(): { methods: string[]; columns: Record<string, string[]>; 
     'from ratchet_worker.data import COLUMNS',
     'from ratchet_worker.spec import METHODS',
     'from ratchet_worker.registry import NEEDS_REWARD_MODEL',
+    'from ratchet_sdk import FEEDBACK_KINDS',
     'print(json.dumps({"methods": list(METHODS), "columns": {k: list(v) for k, v in COLUMNS.items()},',
-    '  "rewardModel": sorted(NEEDS_REWARD_MODEL)}))',
+    '  "rewardModel": sorted(NEEDS_REWARD_MODEL), "feedbackKinds": list(FEEDBACK_KINDS)}))',
   ].join('\n');
   const run = spawnSync(python, ['-c', script], {
     encoding: 'utf8',
@@ -54,6 +62,23 @@ describe('the lists other languages read agree with core', () => {
     expect(py.rewardModel).toEqual(
       trainingMethods.filter((m) => 'needsRewardModel' in trainingMethodRegistry[m]),
     );
+  });
+
+  it("the Python SDK's feedback kinds are core's", () => {
+    expect(pythonLists().feedbackKinds).toEqual([...feedbackKinds]);
+  });
+});
+
+describe('the feedback kind descriptors', () => {
+  it('give the reward mapping one evidence weight per kind with a scalar reward', () => {
+    expect(scalarFeedbackKinds).toEqual(['thumbs', 'stars', 'criteria', 'implicit']);
+    expect(defaultRewardMapping.evidenceWeight).toEqual({ thumbs: 1, stars: 1, criteria: 1, implicit: 0.5 });
+    // A kind without a scalar reward has no weight to set.
+    expect(RewardMapping.safeParse({ evidenceWeight: { comment: 1 } }).success).toBe(false);
+  });
+
+  it('name every kind for people', () => {
+    for (const k of feedbackKinds) expect(feedbackKindRegistry[k].label.length).toBeGreaterThan(3);
   });
 });
 

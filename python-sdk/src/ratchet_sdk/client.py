@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import atexit
+import json
 import re
 import threading
 import time
 import weakref
 from collections import OrderedDict
+from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, TypedDict, Union
 
 import httpx
@@ -31,7 +33,11 @@ SERVER_MAX_BATCH = 1000
 # Feedback tokens kept for interactions this client logged (the most recent ones).
 MAX_KEPT_TOKENS = 10_000
 
-FEEDBACK_KINDS = ("thumbs", "stars", "criteria", "comment", "correction", "preference", "implicit")
+# The server's feedback kinds, written from core's registry (packages/core/src/feedback-kinds.ts) by
+# scripts/write-registries.ts; packages/core/src/registries.test.ts fails when they disagree.
+FEEDBACK_KINDS = tuple(
+    k["kind"] for k in json.loads(Path(__file__).with_name("feedback_kinds.json").read_text(encoding="utf-8"))["kinds"]
+)
 
 Message = Mapping[str, Any]
 Payload = Dict[str, Any]

@@ -1,4 +1,4 @@
-import { criterionReward, scaleToReward } from '../normalize/reward.js';
+import { criterionReward, scaleToReward } from '../normalize/scales.js';
 import type { ScoreConfig } from '../schemas/score-config.js';
 import { cohenKappa } from './kappa.js';
 import { krippendorffAlphaFromUnits, type MeasurementLevel } from './krippendorff.js';

@@ -1,16 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import type { Feedback } from '../schemas/feedback.js';
+import type { Feedback } from '../feedback-kinds.js';
 import { defaultScoreConfigs, type ScoreConfig } from '../schemas/score-config.js';
 import { pairwiseEvidence } from './pairwise.js';
-import {
-  categoryToReward,
-  criteriaReward,
-  implicitReward,
-  normalizeFeedback,
-  normalizeFeedbackRows,
-  scaleToReward,
-} from './reward.js';
+import { normalizeFeedback, normalizeFeedbackRows } from './reward.js';
 import { defaultRewardMapping, RewardMapping } from './reward-mapping.js';
+import { categoryToReward, criteriaReward, implicitReward, scaleToReward } from './scales.js';
 
 let nextId = 0;
 function row(partial: Partial<Feedback> & Pick<Feedback, 'kind'>): Feedback {

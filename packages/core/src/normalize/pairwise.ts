@@ -1,4 +1,4 @@
-import type { Feedback } from '../schemas/feedback.js';
+import type { Feedback } from '../feedback-kinds.js';
 import { ChatMessage } from '../schemas/interaction.js';
 import { defaultRewardMapping, type RewardMapping } from './reward-mapping.js';
 

@@ -1,7 +1,16 @@
 import { z } from 'zod';
+import { feedbackKindRegistry, type ScalarFeedbackKind, scalarFeedbackKinds } from '../feedback-kinds.js';
 import { Weight } from '../schemas/common.js';
+import { defaultImplicitRewards } from './scales.js';
 
 const Reward = z.number().min(-1).max(1);
+
+const evidenceWeightShape = Object.fromEntries(
+  scalarFeedbackKinds.map((k) => {
+    const reward = feedbackKindRegistry[k].reward;
+    return [k, Weight.default('evidenceWeight' in reward ? reward.evidenceWeight : 1)];
+  }),
+) as Record<ScalarFeedbackKind, z.ZodDefault<typeof Weight>>;
 
 /**
  * How each kind of feedback becomes one reward in [-1, 1]. Every field has a default, so `{}` is a
@@ -26,21 +35,15 @@ export const RewardMapping = z.strictObject({
   criteria: z.strictObject({ weights: z.record(z.string().min(1), Weight).default({}) }).prefault({}),
   implicit: z
     .strictObject({
-      copied: Reward.default(0.5),
-      regenerated: Reward.default(-0.5),
-      edited: Reward.default(-0.25),
-      abandoned: Reward.default(-0.5),
-      scaleByMagnitude: z.boolean().default(true),
+      copied: Reward.default(defaultImplicitRewards.copied),
+      regenerated: Reward.default(defaultImplicitRewards.regenerated),
+      edited: Reward.default(defaultImplicitRewards.edited),
+      abandoned: Reward.default(defaultImplicitRewards.abandoned),
+      scaleByMagnitude: z.boolean().default(defaultImplicitRewards.scaleByMagnitude),
     })
     .prefault({}),
-  evidenceWeight: z
-    .strictObject({
-      thumbs: Weight.default(1),
-      stars: Weight.default(1),
-      criteria: Weight.default(1),
-      implicit: Weight.default(0.5),
-    })
-    .prefault({}),
+  /** One weight per kind with a scalar reward; the defaults are the kinds' descriptors'. */
+  evidenceWeight: z.strictObject(evidenceWeightShape).prefault({}),
   /**
    * How much a rating counts by who gave it: AI labels (source `judge`: a reward model or an LLM
    * judge) count less than people's by default, so they fill gaps where people rated nothing

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { FeedbackInput } from './feedback.js';
+import { FeedbackInput } from '../feedback-kinds.js';
 import { InteractionInput } from './interaction.js';
 
 /**

@@ -1,5 +1,5 @@
+import type { FeedbackInput } from '../feedback-kinds.js';
 import type { SeededRandom } from '../random.js';
-import type { FeedbackInput } from '../schemas/feedback.js';
 import { type AnswerQualities, composeAnswer, type JudgedAnswer, type SupportDomain } from './domain.js';
 import { likingMargin, type Persona } from './personas.js';
 

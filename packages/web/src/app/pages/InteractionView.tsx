@@ -1,8 +1,12 @@
 import { useRef, useState } from 'react';
+import feedbackKinds from '../../feedback-kinds.json';
 import { api } from '../api.js';
 import { useApi } from '../hooks.js';
 import type { DeletionReport, InteractionDetail, Rater } from '../types.js';
 import { fmt, Loading, Page, Table, text } from '../ui.js';
+
+/** What people call each kind (core's feedback-kinds.ts, written to feedback-kinds.json). */
+const kindLabels = new Map(feedbackKinds.kinds.map((k) => [k.kind, k.label]));
 
 function feedbackValue(f: InteractionDetail['feedback'][number]): string {
   if (f.kind === 'thumbs') return f.label ?? String(f.value);
@@ -46,7 +50,7 @@ export function InteractionPage({ id }: { id: string }) {
                     fmt.time(f.createdAt),
                     f.raterId,
                     f.source,
-                    f.kind,
+                    kindLabels.get(f.kind) ?? f.kind,
                     feedbackValue(f),
                     f.current ? 'current' : 'superseded',
                   ])}
