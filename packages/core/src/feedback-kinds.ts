@@ -58,6 +58,8 @@ interface FeedbackKindDescriptor<S extends z.ZodType, R> {
    * combines them (the default of RewardMapping.evidenceWeight), or why the kind has none.
    */
   reward: R;
+  /** Its events become pairwise evidence ("this answer beats that one", pairwiseEvidence). */
+  pairwise?: true;
   /** Checks a parsed event against the project's score configs; throws a 4xx naming the field. */
   checkScales?: (
     f: z.output<S>,
@@ -254,6 +256,7 @@ export const feedbackKindRegistry = {
     }),
     // "The corrected text beats the answer": pairwise evidence (pairwiseEvidence).
     reward: { none: 'correction is pairwise evidence, not a scalar reward' },
+    pairwise: true,
   }),
   preference: defineKind({
     input: Preference,
@@ -270,6 +273,7 @@ export const feedbackKindRegistry = {
             choice: row.label as 'this' | 'other' | 'tie',
           },
     reward: { none: 'preference is pairwise evidence, not a scalar reward' },
+    pairwise: true,
     interactionIds: (f) => {
       if (f.ranking) return f.ranking;
       return f.other === undefined ? [f.interactionId] : [f.interactionId, f.other];
@@ -311,6 +315,11 @@ export type ScalarFeedbackKind = {
 export const scalarFeedbackKinds = feedbackKinds.filter(
   (k) => 'evidenceWeight' in feedbackKindRegistry[k].reward,
 ) as ScalarFeedbackKind[];
+
+/** The kinds whose events become pairwise evidence (what dataset builds load besides rewards). */
+export const pairwiseFeedbackKinds: FeedbackKind[] = feedbackKinds.filter(
+  (k) => (feedbackKindRegistry[k] as { pairwise?: true }).pairwise,
+);
 
 type KindInput = Registry[FeedbackKind]['input'];
 /** One feedback event (`POST /api/v1/feedback`), discriminated by `kind`. */

@@ -2,7 +2,12 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { feedbackKindRegistry, feedbackKinds, scalarFeedbackKinds } from './feedback-kinds.js';
+import {
+  feedbackKindRegistry,
+  feedbackKinds,
+  pairwiseFeedbackKinds,
+  scalarFeedbackKinds,
+} from './feedback-kinds.js';
 import { datasetMethodsFeeding, rowFormats, trainingMethodRegistry, trainingMethods } from './methods.js';
 import { defaultRewardMapping, RewardMapping } from './normalize/reward-mapping.js';
 import { registryFiles } from './registry-files.js';
@@ -72,6 +77,7 @@ describe('the lists other languages read agree with core', () => {
 describe('the feedback kind descriptors', () => {
   it('give the reward mapping one evidence weight per kind with a scalar reward', () => {
     expect(scalarFeedbackKinds).toEqual(['thumbs', 'stars', 'criteria', 'implicit']);
+    expect(pairwiseFeedbackKinds).toEqual(['correction', 'preference']);
     expect(defaultRewardMapping.evidenceWeight).toEqual({ thumbs: 1, stars: 1, criteria: 1, implicit: 0.5 });
     // A kind without a scalar reward has no weight to set.
     expect(RewardMapping.safeParse({ evidenceWeight: { comment: 1 } }).success).toBe(false);

@@ -14,6 +14,7 @@ import {
   newId,
   type PairwiseComparison,
   pairwiseEvidence,
+  pairwiseFeedbackKinds,
   parseInput,
   RatchetError,
   type RowLineage,
@@ -90,9 +91,7 @@ export async function loadDatasetInputs(store: Store, projectId: string): Promis
       });
     }
   }
-  const comparisons = pairwiseEvidence(
-    await store.feedback.currentOfKinds(projectId, ['preference', 'correction']),
-  );
+  const comparisons = pairwiseEvidence(await store.feedback.currentOfKinds(projectId, pairwiseFeedbackKinds));
   const flaggedRaters = await store.raters.flagged(projectId);
   // Interactions that only pairwise evidence speaks about still need their text (not when only a
   // flagged rater speaks about them: that evidence is left out of every build).

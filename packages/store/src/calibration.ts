@@ -1,4 +1,4 @@
-import { newId } from '@ratchet/core';
+import { newId, type ScalarFeedbackKind, scalarFeedbackKinds } from '@ratchet/core';
 import type SqliteDatabase from 'better-sqlite3';
 import { type Kysely, sql } from 'kysely';
 import type { DialectName } from './connection.js';
@@ -12,7 +12,7 @@ export interface ScalarRatingRow {
   feedbackId: string | null;
   interactionId: string;
   raterId: string;
-  kind: 'thumbs' | 'stars' | 'criteria' | 'implicit';
+  kind: ScalarFeedbackKind;
   value: number | null;
   label: string | null;
   data: Record<string, unknown> | null;
@@ -82,7 +82,8 @@ const PAGE = 20_000;
  */
 const SQLITE_PAGE = 2_000;
 
-const SCALAR_KINDS = "('thumbs', 'stars', 'criteria', 'implicit')";
+/** The kinds with a scalar reward as an SQL list (names from core's registry, never input). */
+const SCALAR_KINDS = `(${scalarFeedbackKinds.map((k) => `'${k}'`).join(', ')})`;
 
 type CurrentRow = [string | null, string, string, ScalarRatingRow['kind'], number | null, string | null];
 
@@ -155,7 +156,7 @@ export class CalibrationRepository {
       .selectFrom('feedback_current as c')
       .select(['c.feedback_id', 'c.interaction_id', 'c.rater_id', 'c.kind', 'c.value', 'c.label'])
       .where('c.project_id', '=', projectId)
-      .where('c.kind', 'in', ['thumbs', 'stars', 'criteria', 'implicit']);
+      .where('c.kind', 'in', scalarFeedbackKinds);
     if (after) {
       const [i, r, k] = after;
       q = q.where(sql<boolean>`(c.interaction_id, c.rater_id, c.kind) > (${i}, ${r}, ${k})`);
@@ -181,7 +182,7 @@ export class CalibrationRepository {
       .selectFrom('feedback_current')
       .select((eb) => eb.fn.countAll<number>().as('n'))
       .where('project_id', '=', projectId)
-      .where('kind', 'in', ['thumbs', 'stars', 'criteria', 'implicit'])
+      .where('kind', 'in', scalarFeedbackKinds)
       .executeTakeFirstOrThrow();
     return Number(row.n);
   }

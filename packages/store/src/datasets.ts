@@ -1,4 +1,4 @@
-import { type ChatMessage, newId, parseDatasetRef, RatchetError } from '@ratchet/core';
+import { type ChatMessage, newId, parseDatasetRef, RatchetError, scalarFeedbackKinds } from '@ratchet/core';
 import type SqliteDatabase from 'better-sqlite3';
 import type { Kysely } from 'kysely';
 import type { DialectName } from './connection.js';
@@ -45,7 +45,8 @@ export interface DatasetVersion {
 const PAGE = 5000;
 /** Raw SQLite pages: small enough that a page's rows die young (1M rows: 4.0 s CPU vs 5.0 s at 5000). */
 const SQLITE_PAGE = 1000;
-const scalarKinds = ['thumbs', 'stars', 'criteria', 'implicit'];
+/** The kinds with a scalar reward as an SQL list (names from core's registry, never input). */
+const scalarKindsSql = `(${scalarFeedbackKinds.map((k) => `'${k}'`).join(', ')})`;
 
 export class DatasetRepository {
   constructor(
@@ -93,7 +94,7 @@ export class DatasetRepository {
           'in',
           rows.map((r) => r.id),
         )
-        .where('kind', 'in', scalarKinds)
+        .where('kind', 'in', scalarFeedbackKinds)
         .execute();
       for (const l of links)
         feedback.set(l.interaction_id, [...(feedback.get(l.interaction_id) ?? []), l.feedback_id]);
@@ -140,7 +141,7 @@ export class DatasetRepository {
     const select = `select i.id, i.prompt_hash, i.messages, i.output, i.tags, i.created_at, r.reward, r.lower, r.upper, r.n,
         (select group_concat(c.feedback_id) from feedback_current c
           where c.project_id = r.project_id and c.interaction_id = r.interaction_id
-            and +c.kind in ('thumbs', 'stars', 'criteria', 'implicit')) as fids
+            and +c.kind in ${scalarKindsSql}) as fids
       from interaction_rewards r join interactions i on i.project_id = r.project_id and i.id = r.interaction_id
       where r.project_id = ?`;
     const first = sqlite.prepare(`${select} order by r.interaction_id limit ${SQLITE_PAGE}`).raw(true);
