@@ -73,6 +73,7 @@ describe('bench machinery', () => {
         calls: 100,
         failedCalls,
         seconds: 60,
+        complete: true,
       },
       minutes: 1,
     });

@@ -27,6 +27,11 @@ export function registerDemoCommand(program: Command): void {
         .default('default'),
     )
     .option('--record <file>', "write the run's record (rounds, true quality, failed calls) as JSON")
+    .option(
+      '--canary-chats <n>',
+      "most chats on a round's canary before moving on (default: 3000, 9000 with --population realistic)",
+      nonNegativeInteger,
+    )
     .option('--probe <n>', 'prompts per true-quality measurement', nonNegativeInteger, 150)
     .option(
       '--risky-round <n>',
@@ -60,6 +65,7 @@ export function registerDemoCommand(program: Command): void {
         seed: number;
         population: PopulationPreset;
         record?: string;
+        canaryChats?: number;
         probe: number;
         riskyRound: number;
         modelDir: string;
@@ -76,6 +82,7 @@ export function registerDemoCommand(program: Command): void {
           seed: opts.seed,
           population: opts.population,
           recordPath: opts.record,
+          canaryChats: opts.canaryChats ?? (opts.population === 'realistic' ? 9000 : 3000),
           probePrompts: opts.probe,
           riskyRound: opts.riskyRound,
           carelessPromotion: opts.carelessPromotion,

@@ -52,6 +52,12 @@ export interface LoopDemoOptions {
   population: PopulationPreset;
   /** Where to write the run's machine-readable record (DemoRecord as JSON); none when unset. */
   recordPath?: string;
+  /**
+   * Most chats on a round's canary before the demo moves on (in batches of 150). The experiment
+   * ends itself at the policy's maximum of users per arm; this only bounds a run whose users
+   * rate too rarely to get there, whose round would otherwise run on into the next one.
+   */
+  canaryChats: number;
 }
 
 /** The seed the demo has always run with; other seeds shift every chat's seed with it. */
@@ -70,6 +76,11 @@ export interface DemoRecord {
   calls: number;
   failedCalls: number;
   seconds: number;
+  /**
+   * False while the run goes on: the record is rewritten after every round, so a run stopped
+   * early leaves what it did (trueQualityEnd is then the last production measured).
+   */
+  complete: boolean;
 }
 
 function freePort(): Promise<number> {
@@ -439,6 +450,25 @@ export async function runLoopDemo(o: LoopDemoOptions): Promise<DemoRecord & { ur
     };
 
     const rounds: DemoRound[] = [];
+    const writeRecord = (complete: boolean, production: { name: string; trueQuality: number }) => {
+      const record: DemoRecord = {
+        seed: o.seed,
+        population: o.population,
+        rounds,
+        trueQualityStart: rounds[0]?.trueQuality ?? production.trueQuality,
+        trueQualityEnd: production.trueQuality,
+        finalModel: production.name,
+        calls: calls.total,
+        failedCalls: calls.failed,
+        seconds: Math.round((Date.now() - started) / 1000),
+        complete,
+      };
+      if (o.recordPath) {
+        mkdirSync(dirname(resolve(o.recordPath)), { recursive: true });
+        writeFileSync(o.recordPath, `${JSON.stringify(record, null, 2)}\n`);
+      }
+      return record;
+    };
     for (let n = 1; n <= o.rounds; n++) {
       const t0 = Date.now();
       console.log(`\n== round ${n} ==`);
@@ -460,7 +490,7 @@ export async function runLoopDemo(o: LoopDemoOptions): Promise<DemoRecord & { ur
       let round = await advanceLoop(ctx, { start: true });
       for (
         let extra = 0;
-        round?.status === 'running' && round.stage === 'experiment' && extra < 20;
+        round?.status === 'running' && round.stage === 'experiment' && extra < Math.ceil(o.canaryChats / 150);
         extra++
       ) {
         await new Promise((r) => setTimeout(r, 2500));
@@ -498,6 +528,7 @@ export async function runLoopDemo(o: LoopDemoOptions): Promise<DemoRecord & { ur
       };
       rounds.push(row);
       printRound(row);
+      writeRecord(false, { name: current.name, trueQuality: known.get(current.name)!.trueQuality });
     }
     if (o.carelessPromotion) {
       const row = await carelessPromotion();
@@ -514,22 +545,8 @@ export async function runLoopDemo(o: LoopDemoOptions): Promise<DemoRecord & { ur
     const reportPath = writeDemoReport(o.reportDir, rounds, { name: final.name, ...finalTruth });
     console.log(`failed user calls: ${calls.failed} of ${calls.total}`);
     console.log(`report: ${reportPath}`);
-    const record: DemoRecord = {
-      seed: o.seed,
-      population: o.population,
-      rounds,
-      trueQualityStart: rounds[0]?.trueQuality ?? finalTruth.trueQuality,
-      trueQualityEnd: finalTruth.trueQuality,
-      finalModel: final.name,
-      calls: calls.total,
-      failedCalls: calls.failed,
-      seconds: Math.round((Date.now() - started) / 1000),
-    };
-    if (o.recordPath) {
-      mkdirSync(dirname(resolve(o.recordPath)), { recursive: true });
-      writeFileSync(o.recordPath, `${JSON.stringify(record, null, 2)}\n`);
-      console.log(`record: ${o.recordPath}`);
-    }
+    const record = writeRecord(true, { name: final.name, trueQuality: finalTruth.trueQuality });
+    if (o.recordPath) console.log(`record: ${o.recordPath}`);
     console.log(`took ${record.seconds} s`);
     printWelcome(url, secret.key, pub.key);
     if (o.exit) await shutdown();
