@@ -145,6 +145,35 @@ for (const target of testDatabases()) {
       expect(delivery).toMatchObject({ delivered: false, error: expect.stringMatching(/ECONNREFUSED/) });
     }, 60_000);
 
+    it('a shutdown cuts the retries short: the rollback stands, the delivery is recorded as not delivered', async () => {
+      const receiver = await startReceiver([503]);
+      try {
+        const watch = await plantHarm(store, projectId, 'stopping');
+        const stop = new AbortController();
+        const started = Date.now();
+        setTimeout(() => stop.abort(), 300);
+        const out = await lookAtPromotionWatch(store, watch, {
+          webhook: { url: receiver.url, secret, retry: { ...retry, baseDelayMs: 20_000 } },
+          signal: stop.signal,
+        });
+        // Without the abort the first retry alone would wait at least 10 s.
+        expect(Date.now() - started).toBeLessThan(5000);
+        expect(out.decision).toBe('rollback');
+        expect(out.webhook).toMatchObject({
+          delivered: false,
+          error: 'not sent: the server is shutting down',
+        });
+        expect(out.webhook!.attempts.map((a) => a.status ?? a.error)).toEqual([
+          503,
+          'not sent: the server is shutting down',
+        ]);
+        expect((await store.models.production(projectId, 'stopping'))?.name).toBe('stopping-good');
+        expect((await recorded(watch.id))[0]).toMatchObject({ delivered: false });
+      } finally {
+        await receiver.close();
+      }
+    }, 60_000);
+
     it('a 4xx refusal is not retried: the receiver rejected the event, not the moment', async () => {
       const receiver = await startReceiver([401, 200]);
       try {

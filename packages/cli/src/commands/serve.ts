@@ -150,10 +150,12 @@ function startWatchTimer(
   if (!(seconds > 0)) throw new Error(`watch look interval: expected seconds > 0, got ${seconds}`);
   const gateway = server.gatewayConfig ? gatewayFacts(server.gatewayConfig) : undefined;
   let running: Promise<void> = Promise.resolve();
+  // Stopping cuts a webhook's retries short, so a receiver that is down cannot hold up shutdown.
+  const stopping = new AbortController();
   const pass = () => {
     running = running
       .then(async () => {
-        for (const out of await lookAtOpenWatches(store, { webhook, gateway }))
+        for (const out of await lookAtOpenWatches(store, { webhook, gateway, signal: stopping.signal }))
           if (out.decision !== 'continue')
             server.app.log.info(
               { watch: out.watch.id, route: out.watch.route, reasons: out.reasons },
@@ -164,7 +166,13 @@ function startWatchTimer(
   };
   const timer = setInterval(pass, seconds * 1000);
   timer.unref();
-  return { stop: () => clearInterval(timer), idle: () => running };
+  return {
+    stop: () => {
+      clearInterval(timer);
+      stopping.abort();
+    },
+    idle: () => running,
+  };
 }
 
 /** `ratchet serve`: the server, optionally with the loop inside it. */

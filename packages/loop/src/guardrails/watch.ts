@@ -93,6 +93,8 @@ export interface WatchLookOptions {
   /** The clock (tests and the bench move it). */
   now?: number;
   fetch?: typeof fetch;
+  /** Aborted when the server shuts down: a webhook's retries stop waiting (recorded as not delivered). */
+  signal?: AbortSignal;
 }
 
 /**
@@ -203,8 +205,12 @@ async function sendWebhook(
   const body = JSON.stringify(event);
   const attempts: WebhookAttempt[] = [];
   for (let n = 0; n < retry.attempts; n++) {
-    if (n > 0) await new Promise((r) => setTimeout(r, webhookBackoffMs(retry, n)));
-    const attempt = await postOnce(options.fetch ?? fetch, hook, body, retry.timeoutMs);
+    if (n > 0) await pause(webhookBackoffMs(retry, n), options.signal);
+    if (options.signal?.aborted) {
+      attempts.push({ at: Date.now(), error: 'not sent: the server is shutting down' });
+      break;
+    }
+    const attempt = await postOnce(options.fetch ?? fetch, hook, body, retry.timeoutMs, options.signal);
     attempts.push(attempt);
     if (attempt.status !== undefined && attempt.status < 300)
       return { delivered: true, ...last(attempt), attempts };
@@ -215,11 +221,26 @@ async function sendWebhook(
 
 const last = (a: WebhookAttempt) => (a.status !== undefined ? { status: a.status } : { error: a.error! });
 
+/** Waits `ms`, or less when `signal` aborts. */
+function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  if (signal?.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}
+
 async function postOnce(
   post: typeof fetch,
   hook: GuardrailWebhook,
   body: string,
   timeoutMs: number,
+  stop: AbortSignal | undefined,
 ): Promise<WebhookAttempt> {
   const at = Date.now();
   const signature = signWebhook(hook.secret, body, Math.floor(at / 1000));
@@ -228,7 +249,7 @@ async function postOnce(
       method: 'POST',
       headers: { 'content-type': 'application/json', [signatureHeader]: signature },
       body,
-      signal: AbortSignal.timeout(timeoutMs),
+      signal: stop ? AbortSignal.any([AbortSignal.timeout(timeoutMs), stop]) : AbortSignal.timeout(timeoutMs),
     });
     // Read the answer so the connection is released (its content is not needed).
     await res.arrayBuffer().catch(() => undefined);
