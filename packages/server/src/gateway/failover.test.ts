@@ -211,6 +211,34 @@ for (const target of testDatabases()) {
       expect(second).toMatchObject({ upstream: 'backup', status: 200 });
     });
 
+    it('stops trying when the client goes away before any answer: logged aborted, no fallback called', async () => {
+      const before = backup.requests.length;
+      const controller = new AbortController();
+      setTimeout(() => controller.abort(), 100);
+      const pending = client.chat.completions
+        .create(
+          { model: 'silent-bot', messages: [{ role: 'user', content: 'hello' }] },
+          { signal: controller.signal },
+        )
+        .catch((e) => e);
+      expect(await pending).toBeInstanceOf(Error);
+      // Past the silent upstream's 300 ms first-token timeout: a fallback would have been called by now.
+      await sleep(500);
+      expect(backup.requests.length).toBe(before);
+      await t.server.logWriter.flush();
+      const listed = await t.call('/api/v1/interactions?route=silent-bot');
+      const last = listed.body.items[0];
+      expect(last.status).toBe('aborted');
+      expect((await stored(last.id)).metadata.attempts).toEqual([
+        {
+          upstream: 'silent',
+          model: 'silent-model',
+          error: 'the client closed the connection',
+          durationMs: expect.any(Number),
+        },
+      ]);
+    });
+
     it('falls back when an answer is not complete by the total timeout, though its first bytes came', async () => {
       const { text, log } = await ask('stalling-bot');
       expect(text).toBe('from backup');

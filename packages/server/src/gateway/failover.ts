@@ -49,8 +49,12 @@ export interface Answered {
 
 export type Send = (candidate: Candidate, signal: AbortSignal) => Promise<UpstreamResponse>;
 
-/** Why an upstream failed, for the attempt's log and the error the client gets. */
-class TryFailed extends Error {}
+/** The client went away before any upstream answered: nothing to send, the call is logged aborted. */
+export class ClientGone extends Error {
+  constructor(readonly attempts: Attempt[]) {
+    super('the client closed the connection');
+  }
+}
 
 /** Statuses worth another try elsewhere: rate limited, or the upstream's own failure. */
 function retryable(status: number): boolean {
@@ -95,8 +99,7 @@ export class CircuitBreakers {
   }
 
   succeeded(name: string): void {
-    const s = this.states.get(name);
-    if (s) this.states.delete(name);
+    this.states.delete(name);
   }
 
   failed(name: string): void {
@@ -230,7 +233,7 @@ function trySignal(client: AbortSignal, upstream: UpstreamConfig) {
   let reason: string | undefined;
   const stop = (why: string) => {
     reason ??= why;
-    controller.abort(new TryFailed(why));
+    controller.abort(new Error(why));
   };
   const onClient = () => stop('the client closed the connection');
   client.addEventListener('abort', onClient, { once: true });
@@ -289,7 +292,7 @@ export class Failover {
     let tries = 0;
     for (const candidate of candidates) {
       for (let retry = 0; retry <= retries; retry++) {
-        if (client.aborted) throw new TryFailed('the client closed the connection');
+        if (client.aborted) throw new ClientGone(attempts);
         if (!this.breakers.allow(candidate.upstreamName)) {
           attempts.push({ ...this.label(candidate), error: 'circuit open', durationMs: 0 });
           break;
@@ -304,7 +307,7 @@ export class Failover {
         const outcome = await this.try(candidate, send, client, attempts);
         if (outcome === 'aborted') {
           this.breakers.released(candidate.upstreamName);
-          throw new TryFailed('the client closed the connection');
+          throw new ClientGone(attempts);
         }
         if (outcome.kind === 'answered') {
           this.breakers.succeeded(candidate.upstreamName);
@@ -386,5 +389,3 @@ export class FailoverExhausted extends Error {
     super(message);
   }
 }
-
-export { TryFailed as ClientGone };

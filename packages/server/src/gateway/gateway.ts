@@ -430,6 +430,7 @@ export class Gateway {
         { upstream: target.upstreamName, status: 'error' },
         (performance.now() - started) / 1000,
       );
+      if (err instanceof ClientGone) call.attempts = err.attempts;
       if (err instanceof FailoverExhausted) {
         call.attempts = err.attempts;
         this.countFailures(err.attempts);
