@@ -538,6 +538,9 @@ describe('dashboard and widget in a browser', () => {
     const history = page.getByRole('table', { name: /Every feedback event/ });
     await expect(history.textContent()).resolves.toContain('e2e-annotator');
     await expect(history.textContent()).resolves.toContain('clear and correct');
+    // Kinds are named as people call them (core's descriptors, through feedback-kinds.json).
+    await expect(history.textContent()).resolves.toContain('Preference or ranking');
+    await expect(history.textContent()).resolves.toContain('Scores per criterion');
   });
 
   it('promotes a model only after confirmation', async () => {
