@@ -262,6 +262,9 @@ export async function runLoopDemo(o: LoopDemoOptions): Promise<DemoRecord & { ur
     baseModel: base,
     baseName: 'tiny-support',
     port: await freePort(),
+    // A newcomer's machine may be busy: on the shared 2-core machine at load 20-25 the worker
+    // took over the default 2 minutes to import torch and load the model, and the demo died.
+    readyTimeoutMs: 600_000,
   });
   const server = await buildServer({
     store,
