@@ -250,13 +250,16 @@ for (const target of testDatabases()) {
     });
 
     it('deletes one interaction by id; an unknown one is a 404 naming it; a read key may not delete', async () => {
+      const tooLong = await t.call(`/api/v1/end-users/${'x'.repeat(201)}`, { method: 'DELETE' });
+      expect(tooLong.status).toBe(400);
+      expect(tooLong.body.error.path).toBe('userId');
       const res = await t.call('/api/v1/interactions/b3', { method: 'DELETE' });
       expect(res.status).toBe(200);
       expect(res.body.counts).toMatchObject({ interactions: 1, feedback: 2 });
       expect((await t.call('/api/v1/interactions/b3')).status).toBe(404);
       const again = await t.call('/api/v1/interactions/b3', { method: 'DELETE' });
       expect(again.status).toBe(404);
-      expect(again.body.error.path).toBe('ids.0');
+      expect(again.body.error.path).toBe('id');
       const reader = await t.call('/api/v1/keys', { body: { scopes: ['read'] } });
       const refused = await t.call('/api/v1/interactions/b2', { method: 'DELETE', key: reader.body.key });
       expect(refused.status).toBe(403);

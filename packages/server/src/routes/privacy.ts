@@ -36,13 +36,17 @@ export function registerPrivacyRoutes(routes: RouteTable, store: Store): void {
     summary:
       'Delete an interaction with its feedback, everywhere it is kept (as for an end user); audited with counts, never content.',
     params: z.strictObject({ id: ClientId }),
-    handler: async ({ params, principal }) =>
-      deleteData(
+    handler: async ({ params, principal }) => {
+      // The store names a missing id by its place in a list (ids.0); this route's field is `id`.
+      if (!(await store.interactions.get(principal.projectId, params.id)))
+        throw new RatchetError('not_found', `id: interaction "${params.id}" not found`, 'id');
+      return deleteData(
         store,
         principal.projectId,
         { kind: 'interactions', ids: [params.id] },
         `api:${principal.keyId}`,
-      ),
+      );
+    },
   });
   routes.add({
     method: 'GET',
