@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -75,5 +75,21 @@ describe('core is browser-safe', () => {
     expect(nodeBuiltinImports(readSource(file))).toEqual(['node:crypto', 'fs']);
     expect(networkCalls(file).map((s) => s.split(' ')[1])).toEqual(['fetch']);
     expect(nodeGlobalUses(file).map((s) => s.split(' ')[1])).toEqual(['Buffer']);
+  });
+});
+
+describe('the dashboard takes its shapes from core', () => {
+  const declared = (files: string[]) =>
+    new Set(
+      files.flatMap((p) =>
+        [...readFileSync(p, 'utf8').matchAll(/^export (?:interface|type) (\w+)/gm)].map((m) => m[1]!),
+      ),
+    );
+
+  it('declares no interface or type that core declares (types.ts, the hand-made copy, is gone)', () => {
+    expect(existsSync(join(packagesDir, 'web', 'src', 'app', 'types.ts'))).toBe(false);
+    const core = declared(listSources(join(packagesDir, 'core', 'src')).filter((p) => !isTestFile(p)));
+    const web = declared(listSources(join(packagesDir, 'web', 'src')));
+    expect([...web].filter((name) => core.has(name))).toEqual([]);
   });
 });

@@ -27,6 +27,8 @@ export * from './schemas/common.js';
 export * from './schemas/exchange.js';
 export * from './schemas/feedback.js';
 export * from './schemas/interaction.js';
+export * from './schemas/records.js';
+export * from './schemas/routing.js';
 export * from './schemas/score-config.js';
 export * from './schemas/training.js';
 export * from './simulate/index.js';

@@ -1,5 +1,6 @@
 import {
   type AgreementSummary,
+  type AnalysisView,
   agreementByCriterion,
   findThemes,
   pearsonFromSums,
@@ -7,7 +8,8 @@ import {
 } from '@ratchet/core';
 import type { BreakdownDimension, CriterionBreakdownRow, PromptSummary, Store } from '@ratchet/store';
 
-export interface AnalysisReport {
+/** The whole report; the dashboard reads core's AnalysisView of it (checked by `extends`). */
+export interface AnalysisReport extends AnalysisView {
   /** Themes in comments and corrections on answers that went badly. */
   themes: Theme[];
   negativeTexts: number;

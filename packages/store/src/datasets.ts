@@ -1,10 +1,19 @@
-import { type ChatMessage, newId, parseDatasetRef, RatchetError, scalarFeedbackKinds } from '@ratchet/core';
+import {
+  type ChatMessage,
+  type DatasetVersion,
+  newId,
+  parseDatasetRef,
+  RatchetError,
+  scalarFeedbackKinds,
+} from '@ratchet/core';
 import type SqliteDatabase from 'better-sqlite3';
 import type { Kysely } from 'kysely';
 import type { DialectName } from './connection.js';
 import { chunk, decodeJson, encodeJson, rowsPerStatement } from './json.js';
 import type { Database } from './schema.js';
 import { insertManySqlite } from './sqlite-bulk.js';
+
+export type { DatasetVersion } from '@ratchet/core';
 
 /** A rated interaction with its calibrated reward, as dataset builders need it. */
 export interface RatedInteraction {
@@ -21,25 +30,6 @@ export interface RatedInteraction {
   n: number;
   /** The current scalar feedback events behind the reward. */
   feedbackIds: string[];
-}
-
-export interface DatasetVersion {
-  id: string;
-  projectId: string;
-  name: string;
-  version: number;
-  method: string;
-  spec: unknown;
-  contentHash: string;
-  rowCount: number;
-  manifest: Record<string, unknown>;
-  path: string;
-  calibrationId: string | null;
-  createdAt: number;
-  /** What deletions took from it since it was built (interactions, file rows, when); all 0/null when none. */
-  deletedInteractions: number;
-  deletedRows: number;
-  dataDeletedAt: number | null;
 }
 
 const PAGE = 5000;

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import type { DeletionSummary } from '@ratchet/core';
 import { RatchetError } from '@ratchet/core';
 import { type Kysely, sql, type Transaction } from 'kysely';
 import type { AuditLog } from './audit.js';
@@ -44,18 +45,8 @@ export function emptyDeletionCounts(): DeletionCounts {
   };
 }
 
-export interface DeletionResult {
-  /**
-   * The audit entry's id: what was deleted (by kind and a hash of the subject), by whom, counts.
-   * Null only for a retention pass that found nothing to delete.
-   */
-  auditId: string | null;
-  counts: DeletionCounts;
-  /** Dataset versions that held deleted interactions: marked, their files scrubbed after. */
-  datasets: { id: string; name: string; version: number; interactions: number }[];
-  /** Models trained on those versions: marked as trained on data later deleted. */
-  models: { id: string; name: string }[];
-}
+/** A deletion's summary (core's DeletionSummary, which the dashboard reads) with typed counts. */
+export type DeletionResult = DeletionSummary<DeletionCounts>;
 
 /** IN lists stay under both databases' parameter limits (SQLite: 32,766). */
 const CHUNK = 500;

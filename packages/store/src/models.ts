@@ -1,3 +1,4 @@
+import type { Model } from '@ratchet/core';
 import {
   checkStageMove,
   defaultWatchPolicy,
@@ -17,22 +18,7 @@ import type { Database, ModelsTable } from './schema.js';
 import { type GatewayFacts, productionVariant, servingModel, servingNoModel } from './serving.js';
 import { type WatchRepository, watchedVariants } from './watches.js';
 
-export interface Model {
-  id: string;
-  projectId: string;
-  name: string;
-  route: string | null;
-  baseModel: string;
-  adapterPath: string | null;
-  runId: string | null;
-  datasetId: string | null;
-  stage: ModelStage;
-  metrics: Record<string, unknown>;
-  createdAt: number;
-  updatedAt: number;
-  /** When data it was trained on was later deleted (its dataset version lost interactions); null when never. */
-  dataDeletedAt: number | null;
-}
+export type { Model } from '@ratchet/core';
 
 export interface NewModel {
   name: string;

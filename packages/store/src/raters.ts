@@ -1,23 +1,8 @@
+import type { Rater } from '@ratchet/core';
 import type { Kysely } from 'kysely';
 import type { Database } from './schema.js';
 
-export interface Rater {
-  id: string;
-  source: string;
-  feedbackCount: number;
-  firstSeenAt: number;
-  lastSeenAt: number;
-  bias: number | null;
-  scale: number | null;
-  reliability: number | null;
-  noiseSd: number | null;
-  consensusCorrelation: number | null;
-  /** Weight on item scores after flagging: 1, a down-weight, or 0 when excluded. */
-  influence: number | null;
-  flagged: boolean;
-  flagReason: string | null;
-  calibratedAt: number | null;
-}
+export type { Rater } from '@ratchet/core';
 
 export class RaterRepository {
   constructor(private readonly db: Kysely<Database>) {}

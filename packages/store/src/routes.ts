@@ -1,35 +1,20 @@
+import type { ServedRoute, ServedVariant } from '@ratchet/core';
 import type { Kysely, Transaction } from 'kysely';
 import { type ChangeListener, ChangeSignal } from './change-signal.js';
 import type { DatabaseConfig, DialectName } from './connection.js';
 import { decodeJson, encodeJson } from './json.js';
 import type { Database } from './schema.js';
 
-export interface StoredVariant {
-  name: string;
-  /** A gateway upstream (from the gateway file). */
-  upstream: string;
-  /** The model name sent upstream. */
-  model: string;
-  weight: number;
-  /** The registry model this variant serves, when it is one. */
-  modelId?: string | null;
-  /**
-   * Only calls of this segment get this variant (tagged `tag`, or metadata key equal to
-   * `equals`); calls of no segment go to the variants without one. Experiments keep these.
-   */
-  segment?: { tag: string } | { metadata: string; equals: string | number | boolean };
-}
+/** A variant as the store keeps it: core's ServedVariant, the one declaration of the shape. */
+export type StoredVariant = ServedVariant;
 
 /** The route's per-segment variants, which experiments on the route's global model leave alone. */
 export function segmentVariants(variants: readonly StoredVariant[] | undefined): StoredVariant[] {
   return (variants ?? []).filter((v) => v.segment !== undefined);
 }
 
-export interface StoredRoute {
+export interface StoredRoute extends ServedRoute {
   projectId: string;
-  name: string;
-  variants: StoredVariant[];
-  updatedAt: number;
 }
 
 /** Wakes a gateway when the routes it serves changed; it reloads them (the payload is empty). */

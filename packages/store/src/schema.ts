@@ -1,4 +1,7 @@
+import type { ModelStage, PromotionWatchStatus } from '@ratchet/core';
 import type { ColumnType, Generated } from 'kysely';
+
+export type { ModelStage, PromotionWatchStatus } from '@ratchet/core';
 
 /**
  * JSON columns are jsonb on PostgreSQL and text on SQLite. Writes always pass a JSON string (both
@@ -226,8 +229,6 @@ export interface RunsTable {
   worker: string | null;
 }
 
-export type ModelStage = 'candidate' | 'canary' | 'production' | 'archived';
-
 export interface ModelsTable {
   id: string;
   project_id: string;
@@ -331,7 +332,6 @@ export interface ExperimentsTable {
 }
 
 /** A promotion's watch: `watching` until it ends without harm, rolls back, or another change replaces it. */
-export type PromotionWatchStatus = 'watching' | 'ended' | 'rolled_back' | 'superseded';
 
 export interface PromotionWatchesTable {
   id: string;

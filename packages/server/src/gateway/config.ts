@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { Weight } from '@ratchet/core';
+import { VariantSegment, Weight } from '@ratchet/core';
 import type { GatewayFacts } from '@ratchet/store';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
@@ -39,21 +39,6 @@ const Upstream = z.strictObject({
     })
     .prefault({}),
 });
-
-/**
- * The requests a variant is restricted to (personalization): calls tagged `tag` (the
- * `x-ratchet-tags` header; `x-ratchet-segment: busy` adds the tag `segment:busy`), or calls whose
- * `x-ratchet-metadata` has `metadata` equal to `equals`. A call that matches no segment variant
- * goes to the route's variants without a segment (the global model).
- */
-export const VariantSegment = z.union([
-  z.strictObject({ tag: z.string().min(1).max(100) }),
-  z.strictObject({
-    metadata: z.string().min(1).max(100),
-    equals: z.union([z.string(), z.number(), z.boolean()]),
-  }),
-]);
-export type VariantSegment = z.output<typeof VariantSegment>;
 
 const Variant = z.strictObject({
   name: z.string().min(1).max(100),

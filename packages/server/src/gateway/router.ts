@@ -1,13 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { RatchetError } from '@ratchet/core';
+import { RatchetError, type VariantSegment } from '@ratchet/core';
 import type { StoredRoute } from '@ratchet/store';
-import type {
-  FailoverConfig,
-  GatewayConfig,
-  UpstreamConfig,
-  VariantConfig,
-  VariantSegment,
-} from './config.js';
+import type { FailoverConfig, GatewayConfig, UpstreamConfig, VariantConfig } from './config.js';
 
 export interface Assignment {
   route: string | null;

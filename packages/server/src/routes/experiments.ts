@@ -1,8 +1,7 @@
-import { RatchetError, Weight } from '@ratchet/core';
+import { RatchetError, VariantSegment, Weight } from '@ratchet/core';
 import { ExperimentStartSpec, experimentStatus, startExperiment, stopExperiment } from '@ratchet/loop';
 import type { Store } from '@ratchet/store';
 import { z } from 'zod';
-import { VariantSegment } from '../gateway/config.js';
 import type { Gateway } from '../gateway/gateway.js';
 import type { RouteTable } from '../routing.js';
 

@@ -1,6 +1,6 @@
+import type { AnalysisView as Analysis } from '@ratchet/core';
 import { BarChart } from '../charts.js';
 import { useReport } from '../hooks.js';
-import type { Analysis } from '../types.js';
 import { fmt, Loading, Page, Table } from '../ui.js';
 
 export function AnalysisPage() {

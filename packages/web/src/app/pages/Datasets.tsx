@@ -1,7 +1,7 @@
+import type { DatasetVersion } from '@ratchet/core';
 import { useState } from 'react';
 import { download } from '../api.js';
 import { useApi } from '../hooks.js';
-import type { DatasetVersion } from '../types.js';
 import { fmt, Loading, Page, Table } from '../ui.js';
 
 export function DatasetsPage() {

@@ -1,7 +1,7 @@
+import type { Interaction } from '@ratchet/core';
 import { useState } from 'react';
 import { query } from '../api.js';
 import { useApi } from '../hooks.js';
-import type { Interaction } from '../types.js';
 import { fmt, Loading, Page, Table, text } from '../ui.js';
 
 const filterFields = [

@@ -1,8 +1,8 @@
+import type { DeletionSummary as DeletionReport, InteractionDetail, Rater } from '@ratchet/core';
 import { useRef, useState } from 'react';
 import feedbackKinds from '../../feedback-kinds.json';
 import { api } from '../api.js';
 import { useApi } from '../hooks.js';
-import type { DeletionReport, InteractionDetail, Rater } from '../types.js';
 import { fmt, Loading, Page, Table, text } from '../ui.js';
 
 /** What people call each kind (core's feedback-kinds.ts, written to feedback-kinds.json). */

@@ -1,8 +1,13 @@
+import {
+  type Model,
+  modelStages,
+  type PromotionWatchView as PromotionWatch,
+  type ServedRoute,
+} from '@ratchet/core';
 import { useRef, useState } from 'react';
 import { api } from '../api.js';
 import { BarChart } from '../charts.js';
 import { useApi } from '../hooks.js';
-import type { Model, PromotionWatch, ServedRoute } from '../types.js';
 import { fmt, Loading, Page, Table } from '../ui.js';
 import { type ExperimentSummary, Experiments } from './Experiments.js';
 import { ProductionHealth } from './Health.js';
@@ -79,8 +84,8 @@ export function ModelsPage() {
                 'as built'
               ),
               <span key="a" className="controls">
-                {(['canary', 'production', 'archived'] as const)
-                  .filter((s) => s !== x.stage)
+                {modelStages
+                  .filter((s) => s !== 'candidate' && s !== x.stage)
                   .map((s) => (
                     <button key={s} type="button" onClick={() => ask({ kind: 'stage', model: x, stage: s })}>
                       {s === 'production' ? 'Promote' : s === 'canary' ? 'Canary' : 'Archive'}

@@ -1,6 +1,6 @@
+import type { Model } from '@ratchet/core';
 import { BarChart, IntervalChart, LineChart } from '../charts.js';
 import { useApi, useReport } from '../hooks.js';
-import type { Model } from '../types.js';
 import { fmt, Loading, Page, Table } from '../ui.js';
 
 interface Overview {

@@ -1,7 +1,7 @@
+import type { InteractionDetail, ScoreConfig } from '@ratchet/core';
 import { useCallback, useEffect, useRef, useState } from 'react';
 import { api, query } from '../api.js';
 import { useApi } from '../hooks.js';
-import type { InteractionDetail, ScoreConfig } from '../types.js';
 import { Loading, Page, text } from '../ui.js';
 
 interface QueueResponse {

@@ -1,6 +1,6 @@
+import type { AnalysisView as Analysis, Rater } from '@ratchet/core';
 import { BarChart } from '../charts.js';
 import { useApi, useReport } from '../hooks.js';
-import type { Analysis, Rater } from '../types.js';
 import { fmt, Loading, Page, Table } from '../ui.js';
 
 export function RatersPage() {
