@@ -249,6 +249,29 @@ function withSegmentTag(tags: string[] | undefined, segment: string | undefined)
   return tags?.includes(tag) ? tags : [...(tags ?? []), tag];
 }
 
+/**
+ * An error event inside a stream (`data: {"error": …}`: vLLM's and OpenAI's way to fail after the
+ * head was sent, and what a translated provider's stream error becomes): the client's SDK throws
+ * on it, so the call is logged as failed, with what was streamed before it.
+ */
+class StreamFailure {
+  private message: string | undefined;
+
+  readonly watch = (chunk: object): void => {
+    const error = (chunk as { error?: unknown }).error;
+    if (error === undefined || this.message !== undefined) return;
+    const message =
+      typeof error === 'object' && error !== null ? (error as { message?: unknown }).message : error;
+    this.message = String(message ?? 'stream error').slice(0, 2000);
+  };
+
+  extra(): Partial<ParsedInteraction> {
+    return this.message === undefined
+      ? {}
+      : { status: 'error', error: `upstream error in the stream: ${this.message}` };
+  }
+}
+
 export class Gateway {
   private readonly providers = new Map<string, Provider>();
   private failover: Failover;
@@ -462,7 +485,8 @@ export class Gateway {
     stripUsage: boolean,
     log: LogCall,
   ): FastifyReply {
-    const sse = new SseChatStream(stripUsage);
+    const failure = new StreamFailure();
+    const sse = new SseChatStream(stripUsage, failure.watch);
     const logAssembled = (extra: Partial<ParsedInteraction>) => {
       const choices = sse.assembler.choices();
       const finishReason = choices[0]?.finishReason;
@@ -479,7 +503,7 @@ export class Gateway {
       },
       flush(done) {
         const rest = sse.end();
-        logAssembled({});
+        logAssembled(failure.extra());
         done(null, stripUsage ? rest : undefined);
       },
     });
@@ -694,7 +718,9 @@ export class Gateway {
   ): FastifyReply {
     // The chat chunks, as the SSE parser finds them, become the Responses API's events.
     let out = '';
+    const failure = new StreamFailure();
     const sse = new SseChatStream(false, (chunk) => {
+      failure.watch(chunk);
       out += events.chunk(chunk);
     });
     const events = writer(sse.assembler);
@@ -720,7 +746,7 @@ export class Gateway {
       flush(done) {
         sse.end();
         out += events.finish();
-        logAssembled({});
+        logAssembled(failure.extra());
         done(null, take());
       },
     });

@@ -629,6 +629,42 @@ for (const target of testDatabases()) {
       }
     });
 
+    it('logs a stream the provider breaks off with an error event as failed, with what it had streamed', async () => {
+      double.anthropic.answer((_req, res) =>
+        sendSse(res, [
+          ...anthropicStream([], 'end_turn').slice(0, 2),
+          {
+            event: 'content_block_start',
+            data: { type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } },
+          },
+          {
+            event: 'content_block_delta',
+            data: { type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: 'It is ' } },
+          },
+          {
+            event: 'error',
+            data: { type: 'error', error: { type: 'overloaded_error', message: 'Overloaded' } },
+          },
+        ]),
+      );
+      const stream = await client.chat.completions
+        .create({ model: 'anthropic-bot', messages: question, stream: true })
+        .withResponse();
+      let text = '';
+      const err = await (async () => {
+        for await (const chunk of stream.data) text += chunk.choices[0]?.delta.content ?? '';
+      })().catch((e) => e);
+      expect(err).toBeInstanceOf(OpenAI.APIError);
+      expect(err.message).toMatch(/Overloaded/);
+      expect(text).toBe('It is ');
+      const log = await stored(stream.response.headers.get('x-ratchet-interaction-id')!);
+      expect(log).toMatchObject({
+        status: 'error',
+        error: 'upstream error in the stream: Overloaded',
+        output: { role: 'assistant', content: 'It is ' },
+      });
+    });
+
     it('refuses n > 1 for Anthropic with a 400 naming the field, before calling it', async () => {
       const before = double.anthropic.received.length;
       const err = await client.chat.completions
