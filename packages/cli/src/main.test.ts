@@ -17,6 +17,18 @@ describe('ratchet CLI', () => {
     expect(keys.stdout).toContain('--kind');
   });
 
+  it('refuses a demo population or seed it does not know before starting anything', async () => {
+    const population = await runCli(['demo', '--population', 'everyone', '--exit'], env);
+    expect(population.code).not.toBe(0);
+    expect(population.stderr).toMatch(/--population.*everyone.*default, realistic/s);
+    const seed = await runCli(['demo', '--seed', 'seven', '--exit'], env);
+    expect(seed.code).not.toBe(0);
+    expect(seed.stderr).toContain('--seed');
+    const help = await runCli(['demo', '--help']);
+    for (const flag of ['--seed', '--population', '--record', '--canary-chats'])
+      expect(help.stdout).toContain(flag);
+  }, 120_000); // three CLI starts; on the shared machine each took 10 s
+
   it('creates keys, loads the demo sample and exports it as JSONL', async () => {
     const created = await runCli(['keys', 'create', '--project', 'p1', '--kind', 'public', '--json'], env);
     expect(created.code).toBe(0);
