@@ -112,6 +112,37 @@ for (const target of testDatabases()) {
       expect(members[11]).toEqual({ interaction_id: id(11), split: 'train' });
     });
 
+    it("lists a dataset version's members, of one split or all, across statements", async () => {
+      const membership = Array.from({ length: INTERACTIONS }, (_, i) => ({
+        interactionId: id(i),
+        split: (i % 4 === 0 ? 'test' : 'train') as 'train' | 'test',
+      }));
+      const version = await store.datasets.insertVersion(
+        {
+          projectId,
+          name: 'members',
+          version: 1,
+          method: 'reward',
+          spec: {},
+          contentHash: 'h',
+          rowCount: INTERACTIONS,
+          manifest: {},
+          path: '/nowhere',
+          calibrationId: null,
+        },
+        membership,
+      );
+      const test = await store.datasets.members(projectId, version.id, 'test');
+      expect(test).toEqual(membership.filter((m) => m.split === 'test').map((m) => m.interactionId));
+      expect((await store.datasets.members(projectId, version.id, 'train')).length).toBe(
+        INTERACTIONS - test.length,
+      );
+      expect((await store.datasets.members(projectId, version.id)).length).toBe(INTERACTIONS);
+      // Another project sees none of them.
+      const other = (await store.projects.create('other')).id;
+      expect(await store.datasets.members(other, version.id)).toEqual([]);
+    });
+
     it('saves rewards given as columns the same as rows, replacing the last calibration', async () => {
       const ids = Array.from({ length: INTERACTIONS }, (_, i) => id(i));
       const fill = (f: (i: number) => number) => Float64Array.from(ids, (_, i) => f(i));

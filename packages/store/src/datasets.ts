@@ -277,6 +277,18 @@ export class DatasetRepository {
     return row && this.toVersion(row);
   }
 
+  /** The interactions a dataset version's rows came from, of one split if given. */
+  async members(projectId: string, datasetId: string, split?: 'train' | 'test'): Promise<string[]> {
+    let q = this.db
+      .selectFrom('dataset_interactions')
+      .select('interaction_id')
+      .where('project_id', '=', projectId)
+      .where('dataset_id', '=', datasetId);
+    if (split) q = q.where('split', '=', split);
+    const rows = await q.orderBy('interaction_id').execute();
+    return rows.map((r) => r.interaction_id);
+  }
+
   /** Dataset versions an interaction went into (the dashboard's "dataset membership"). */
   async membershipOf(
     projectId: string,

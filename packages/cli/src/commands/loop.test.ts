@@ -182,8 +182,9 @@ describe('the loop runs a round end to end', () => {
         options: { minMargin: 0.05 },
         hyperparameters: { maxSteps: 4, batchSize: 8 },
       },
-      // Label every unrated answer, however unsure the tiny reward model is, to see the labels land.
-      aiFeedback: { enabled: true, minConfidence: 0 },
+      // No precision to reach: the tiny reward model labels every unrated answer its held-out
+      // answers lean on, to see the labels land (with their precision recorded).
+      aiFeedback: { enabled: true, targetPrecision: 0 },
       evaluation: { enabled: false },
       canary: { share: 0.5 },
       experiment: { minObservationsPerArm: 10, maxObservationsPerArm: 30 },
@@ -215,7 +216,16 @@ describe('the loop runs a round end to end', () => {
       .execute();
     expect(labels.length, log.join('\n')).toBeGreaterThan(0);
     expect(labels[0]!.rater_id).toBe('judge:support-bot-reward-r1');
-    expect(JSON.parse(labels[0]!.metadata as string)).toMatchObject({ model: 'support-bot-reward-r1' });
+    expect(JSON.parse(labels[0]!.metadata as string)).toMatchObject({
+      model: 'support-bot-reward-r1',
+      pLiked: expect.any(Number),
+    });
+    // The round records the labels' precision on held-out human ratings and the share labelled.
+    expect(waiting!.state).toMatchObject({
+      aiLabels: labels.length,
+      aiLabelPrecision: expect.any(Number),
+      aiLabelShare: expect.any(Number),
+    });
 
     // Live traffic splits between production and the candidate, sticky per user (once the
     // gateway has reloaded its routes).

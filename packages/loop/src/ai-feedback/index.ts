@@ -1,2 +1,3 @@
 export * from './critique.js';
 export * from './label.js';
+export * from './reliability.js';

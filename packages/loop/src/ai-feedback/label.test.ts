@@ -1,9 +1,12 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { FeedbackInput, InteractionInput, parseInput } from '@ratchet/core';
 import { Store } from '@ratchet/store';
 import { sqliteTestDatabase } from '@ratchet/store/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { calibrateProject } from '../calibrate.js';
 import { chatDouble } from '../training/testing.js';
-import { labelWithJudge } from './label.js';
+import { labelWithJudge, labelWithRewardModel } from './label.js';
 
 /**
  * Stands in for an LLM judge, which here would be a remote paid API. It grades the answer in the
@@ -23,73 +26,243 @@ function judgeDouble() {
   });
 }
 
-describe('the LLM judge labels unrated answers (judge is a local test double)', () => {
+/**
+ * Stands in for a reward model's `/v1/score` (a trained one is not predictable enough to test
+ * the rule with): +2 for an answer with "reset link", -2 for "figure it out", 0 for "maybe"; the
+ * model named "inverted" scores the reset links -2 too (confidently wrong on liked answers).
+ */
+function scoreDouble() {
+  let scored = 0;
+  const server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (d) => (body += d));
+    req.on('end', () => {
+      const { model, conversations } = JSON.parse(body) as {
+        model: string;
+        conversations: { content: string }[][];
+      };
+      scored += conversations.length;
+      const score = (c: { content: string }[]) => {
+        const answer = c.at(-1)!.content;
+        if (answer.includes('maybe')) return 0;
+        if (answer.includes('reset link')) return model === 'inverted' ? -2 : 2;
+        return -2;
+      };
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify({ data: conversations.map((c, index) => ({ index, score: score(c) })) }));
+    });
+  });
+  return {
+    scored: () => scored,
+    start: () =>
+      new Promise<string>((resolve) =>
+        server.listen(0, '127.0.0.1', () =>
+          resolve(`http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`),
+        ),
+      ),
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+const goodAnswer = (i: number) => `We just sent a reset link to your address (${i}).`;
+const badAnswer = (i: number) => `Not my problem, figure it out (${i}).`;
+
+/**
+ * A project with 14 liked and 14 disliked answers rated by people (calibrated), and unrated
+ * answers: `unratedGood` good, `unratedBad` bad, and 2 the labellers cannot call ("maybe").
+ */
+async function project(store: Store, name: string, unratedGood: number, unratedBad: number) {
+  const projectId = (await store.projects.create(name)).id;
+  const rows: { id: string; output: string; thumb?: 'up' | 'down' }[] = [];
+  for (let i = 0; i < 14; i++) rows.push({ id: `liked-${i}`, output: goodAnswer(i), thumb: 'up' });
+  for (let i = 0; i < 14; i++) rows.push({ id: `disliked-${i}`, output: badAnswer(i), thumb: 'down' });
+  for (let i = 0; i < unratedGood; i++) rows.push({ id: `good-${i}`, output: goodAnswer(100 + i) });
+  for (let i = 0; i < unratedBad; i++) rows.push({ id: `bad-${i}`, output: badAnswer(100 + i) });
+  for (let i = 0; i < 2; i++) rows.push({ id: `maybe-${i}`, output: `It maybe works later (${i}).` });
+  await store.interactions.insert(
+    projectId,
+    rows.map((r) =>
+      parseInput(InteractionInput, {
+        id: r.id,
+        model: 'support-v1',
+        route: 'support-bot',
+        messages: [{ role: 'user', content: 'I forgot my password.' }],
+        output: r.output,
+      }),
+    ),
+  );
+  await store.feedback.insert(
+    projectId,
+    rows
+      .filter((r) => r.thumb)
+      .map((r, k) =>
+        parseInput(FeedbackInput, {
+          kind: 'thumbs',
+          interactionId: r.id,
+          raterId: `user-${k % 7}`,
+          value: r.thumb,
+        }),
+      ),
+  );
+  await calibrateProject(store, projectId);
+  return projectId;
+}
+
+const judgeThumbs = async (store: Store, projectId: string) =>
+  (await store.feedback.currentOfKinds(projectId, ['thumbs']))
+    .filter((f) => f.source === 'judge')
+    .map((f) => [f.interactionId, f.value] as const)
+    .sort();
+
+describe('the reward model labels unrated answers where held-out ratings show it right (score endpoint is a local test double)', () => {
+  const db = sqliteTestDatabase();
+  const rm = scoreDouble();
+  let store: Store;
+  let baseURL: string;
+
+  beforeAll(async () => {
+    baseURL = await rm.start();
+    store = await Store.open(await db.create());
+  });
+  afterAll(async () => {
+    await store?.close();
+    await rm.close();
+    await db.cleanup();
+  });
+
+  it('labels past the thresholds the held-out answers chose, reports their precision and the share labelled', async () => {
+    const projectId = await project(store, 'rm-reliable', 3, 3);
+    const report = await labelWithRewardModel(store, projectId, {
+      rewardModel: { baseURL, model: 'reliable' },
+      route: 'support-bot',
+    });
+    expect(report).toMatchObject({ looked: 8, labeled: 6, up: 3, down: 3, unsure: 2, share: 0.75 });
+    expect(report.reliability).toMatchObject({
+      targetPrecision: 0.8,
+      heldOut: 28,
+      precision: 1,
+      upThreshold: 2,
+      downThreshold: -2,
+      reasons: [],
+    });
+    expect(report.reliability.lower!).toBeGreaterThanOrEqual(0.8);
+    expect(await judgeThumbs(store, projectId)).toEqual([
+      ['bad-0', -1],
+      ['bad-1', -1],
+      ['bad-2', -1],
+      ['good-0', 1],
+      ['good-1', 1],
+      ['good-2', 1],
+    ]);
+    const label = (await store.feedback.currentOfKinds(projectId, ['thumbs'])).find(
+      (f) => f.interactionId === 'good-0',
+    )!;
+    expect(label).toMatchObject({ raterId: 'judge:reliable', source: 'judge' });
+    expect(label.metadata).toMatchObject({ score: 2, pLiked: 1, confidence: 1, model: 'reliable' });
+  });
+
+  it('does not check the model on answers it trained on, nor on answers AI labelled before', async () => {
+    const projectId = await project(store, 'rm-trained', 3, 3);
+    // Trained on all but 10 liked answers: the disliked side has no held-out answers left.
+    const trainedOn = [...Array.from({ length: 4 }, (_, i) => `liked-${i}`)];
+    trainedOn.push(...Array.from({ length: 14 }, (_, i) => `disliked-${i}`));
+    const before = rm.scored();
+    const report = await labelWithRewardModel(store, projectId, {
+      rewardModel: { baseURL, model: 'reliable' },
+      trainedOn,
+    });
+    // 10 liked answers cannot show 0.8 at 95%: nothing is labelled, and the unrated are not scored.
+    expect(report).toMatchObject({ looked: 8, labeled: 0, unsure: 8, share: 0 });
+    expect(report.reliability).toMatchObject({ heldOut: 10, precision: null, upThreshold: null });
+    expect(report.reliability.reasons).toEqual([
+      expect.stringMatching(/^up: 10 held-out answers cannot show 0.8 precision at 0.95 confidence/),
+      expect.stringMatching(/^down: on no held-out answer/),
+    ]);
+    expect(rm.scored() - before).toBe(10);
+
+    // A first pass labels; the second finds those labels among the rated and leaves them out of
+    // its held-out set (a labeller is not graded against its own labels).
+    await labelWithRewardModel(store, projectId, { rewardModel: { baseURL, model: 'reliable' } });
+    await calibrateProject(store, projectId);
+    const again = await labelWithRewardModel(store, projectId, {
+      rewardModel: { baseURL, model: 'reliable' },
+    });
+    expect(again.reliability.heldOut).toBe(28);
+    expect(again).toMatchObject({ looked: 2, labeled: 0, unsure: 2 });
+  });
+
+  it('labels none where its score does not tell liked from disliked, and says why', async () => {
+    const projectId = await project(store, 'rm-inverted', 3, 3);
+    const report = await labelWithRewardModel(store, projectId, {
+      rewardModel: { baseURL, model: 'inverted' },
+    });
+    // Every held-out answer scores -2, liked and disliked alike: the score says nothing either way.
+    expect(report).toMatchObject({ looked: 8, labeled: 0, up: 0, down: 0 });
+    expect(report.reliability).toMatchObject({ heldOut: 28, precision: null });
+    expect(report.reliability.reasons).toEqual([
+      'up: on no held-out answer does the score make "liked" the likelier outcome',
+      'down: on no held-out answer does the score make "disliked" the likelier outcome',
+    ]);
+    expect(await judgeThumbs(store, projectId)).toEqual([]);
+  });
+
+  it('names the bad field', async () => {
+    const projectId = (await store.projects.create('rm-bad')).id;
+    await expect(
+      labelWithRewardModel(store, projectId, { rewardModel: { baseURL, model: 'm' }, targetPrecision: 2 }),
+    ).rejects.toMatchObject({ path: 'aiFeedback.targetPrecision' });
+  });
+});
+
+describe('the LLM judge labels unrated answers where held-out ratings show it right (judge is a local test double)', () => {
   const db = sqliteTestDatabase();
   const judge = judgeDouble();
   let store: Store;
-  let projectId: string;
   let baseURL: string;
-  const answers: Record<string, string> = {
-    good1: 'Open Settings, press Forgot password and follow the reset link we email you.',
-    good2: 'We just sent a reset link to your address; it works for an hour.',
-    bad1: 'Not my problem, figure it out.',
-    unsure: 'It maybe works if you try again later.',
-    rated: 'We just sent a reset link, check your inbox.',
-  };
 
   beforeAll(async () => {
     baseURL = await judge.start();
     store = await Store.open(await db.create());
-    projectId = (await store.projects.create('judge-labels')).id;
-    await store.interactions.insert(
-      projectId,
-      Object.entries(answers).map(([id, output]) =>
-        parseInput(InteractionInput, {
-          id,
-          model: 'support-v1',
-          route: id === 'good2' ? 'other-route' : 'support-bot',
-          messages: [{ role: 'user', content: 'I forgot my password.' }],
-          output,
-        }),
-      ),
-    );
-    await store.feedback.insert(projectId, [
-      parseInput(FeedbackInput, { kind: 'thumbs', interactionId: 'rated', raterId: 'user-1', value: 'up' }),
-    ]);
   });
-
   afterAll(async () => {
     await store?.close();
     await judge.close();
     await db.cleanup();
   });
 
-  it('writes confident verdicts as judge thumbs with their votes, skips the rated and the unsure', async () => {
+  it('grades held-out and unrated answers, writes calls past its thresholds with their votes, skips the unsure', async () => {
+    const projectId = await project(store, 'judge-labels', 1, 1);
     const report = await labelWithJudge(store, projectId, {
       judge: { baseURL, model: 'judge-large' },
       route: 'support-bot',
       samples: 3,
       concurrency: 1,
     });
-    // good2 is on another route and rated is rated: the judge sees good1, bad1 and unsure.
+    // Unanimous on the 28 held-out answers and on good-0 and bad-0; split on the maybes.
     expect(report).toMatchObject({
-      looked: 3,
+      looked: 4,
       labeled: 2,
       up: 1,
       down: 1,
-      unsure: 1,
+      unsure: 2,
+      share: 0.5,
       rater: 'judge:judge-large',
     });
-    expect(judge.calls()).toBe(9);
+    expect(report.reliability).toMatchObject({ heldOut: 28, precision: 1, upThreshold: 1, downThreshold: 0 });
+    expect(judge.calls()).toBe(3 * (28 + 4));
+    expect(await judgeThumbs(store, projectId)).toEqual([
+      ['bad-0', -1],
+      ['good-0', 1],
+    ]);
     const labels = (await store.feedback.currentOfKinds(projectId, ['thumbs'])).filter(
       (f) => f.source === 'judge',
     );
-    expect(labels.map((f) => [f.interactionId, f.value]).sort()).toEqual([
-      ['bad1', -1],
-      ['good1', 1],
-    ]);
     expect(labels.every((f) => f.raterId === 'judge:judge-large')).toBe(true);
-    expect(labels[0]!.metadata).toMatchObject({ confidence: 1, votes: { asked: 3 }, model: 'judge-large' });
+    expect(labels[0]!.metadata).toMatchObject({
+      confidence: 1,
+      votes: { good: 0, bad: 3, asked: 3 },
+      model: 'judge-large',
+    });
 
     // Labeled answers are rated now: a second pass asks only about what is still unrated.
     const again = await labelWithJudge(store, projectId, {
@@ -98,10 +271,11 @@ describe('the LLM judge labels unrated answers (judge is a local test double)', 
       samples: 3,
       concurrency: 1,
     });
-    expect(again).toMatchObject({ looked: 1, labeled: 0, unsure: 1 });
+    expect(again).toMatchObject({ looked: 2, labeled: 0, unsure: 2 });
   });
 
   it('names the bad field', async () => {
+    const projectId = (await store.projects.create('judge-bad')).id;
     await expect(
       labelWithJudge(store, projectId, { judge: { baseURL, model: 'j' }, samples: 0 }),
     ).rejects.toThrow(/samples/);

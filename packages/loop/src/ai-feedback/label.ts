@@ -15,6 +15,25 @@ import {
   mapConcurrent,
   rewardScores,
 } from '../eval/client.js';
+import { applyRule, chooseLabelRule, isotonicFit } from './reliability.js';
+
+/**
+ * How a labeller earns the right to label: its scores on answers people rated that it never saw
+ * (the held-out set) choose thresholds whose precision reaches `targetPrecision` with confidence
+ * 1 - `alpha` (see reliability.ts); only unrated answers past them are labelled.
+ */
+const ReliabilityFields = {
+  /** Share of labels people must agree with, at the chosen thresholds (a lower confidence bound). */
+  targetPrecision: z.number().min(0).max(1).default(0.8),
+  /** Error of that claim, over both sides and every threshold tried. */
+  alpha: z.number().gt(0).max(0.5).default(0.1),
+  /** Rated answers the labeller trained on: never part of its held-out set. */
+  trainedOn: z.array(z.string().min(1)).max(10_000_000).default([]),
+  /** Held-out answers scored, newest first. */
+  heldOutLimit: z.number().int().positive().max(100_000).default(2000),
+  /** Also needs this calibrated confidence |2 P(liked) - 1| (isotonic fit on the held-out set). */
+  minConfidence: z.number().min(0).max(1).default(0),
+};
 
 export const AiLabelOptions = z.strictObject({
   /** The reward model's `/v1/score` endpoint and name. */
@@ -23,30 +42,47 @@ export const AiLabelOptions = z.strictObject({
   limit: z.number().int().positive().max(100_000).default(500),
   /** Only route's interactions, if given. */
   route: z.string().min(1).optional(),
-  /** Labels only where P(good) is at least this far from 1/2 (0.2: p <= 0.3 or p >= 0.7). */
-  minConfidence: z.number().min(0).max(1).default(0.4),
-  /** The reward model's score at which P(good) is 1/2 (its decision threshold). */
-  threshold: z.number().default(0),
+  ...ReliabilityFields,
   batchSize: z.number().int().positive().max(256).default(16),
 });
 export type AiLabelOptions = z.input<typeof AiLabelOptions>;
+
+/** How reliable the labeller was on the held-out answers, and the rule it labelled by. */
+export interface AiLabelReliability {
+  targetPrecision: number;
+  /** Held-out answers scored (people rated them; the labeller never trained on them). */
+  heldOut: number;
+  /** Precision on the held-out answers the rule labels, and its lower confidence bound; null: labels none. */
+  precision: number | null;
+  lower: number | null;
+  /** Label up at or above `upThreshold`, down at or below `downThreshold` (null: that side labels nothing). */
+  upThreshold: number | null;
+  downThreshold: number | null;
+  /** Why a side labels nothing. */
+  reasons: string[];
+}
 
 export interface AiLabelReport {
   looked: number;
   labeled: number;
   up: number;
   down: number;
-  /** Too close to the threshold to call. */
+  /** Too close to the thresholds to call. */
   unsure: number;
+  /** Share of the unrated answers looked at that were labelled. */
+  share: number;
   rater: string;
+  reliability: AiLabelReliability;
 }
 
 /**
- * AI feedback: the reward model labels interactions nobody rated. Each label is a thumbs event
- * with source `judge`, rater `judge:<model>`, and its confidence and score in the metadata; only
- * confident calls are written. Calibration then treats the judge as one more rater: it learns its
- * bias and reliability from the items people also rated, and its labels count for less than
- * people's (`sourceWeight.judge` of the reward mapping), so they fill gaps without outvoting anyone.
+ * AI feedback: the reward model labels interactions nobody rated, where it has shown it is right:
+ * its scores on held-out human-rated answers (not in `trainedOn`) set the thresholds (see
+ * `calibratedCalls`). Each label is a thumbs event with source `judge`, rater `judge:<model>`, and
+ * its calibrated confidence and score in the metadata. Calibration then treats the judge as one
+ * more rater: it learns its bias and reliability from the items people also rated, and its labels
+ * count for less than people's (`sourceWeight.judge` of the reward mapping), so they fill gaps
+ * without outvoting anyone.
  */
 export async function labelWithRewardModel(
   store: Store,
@@ -54,27 +90,105 @@ export async function labelWithRewardModel(
   input: { rewardModel: EndpointSpecInput } & Omit<AiLabelOptions, 'rewardModel'>,
 ): Promise<AiLabelReport> {
   const o = parseInput(AiLabelOptions, input, 'aiFeedback');
-  const interactions = await unratedInteractions(store, projectId, o);
-  const batches: (typeof interactions)[] = [];
-  for (let i = 0; i < interactions.length; i += o.batchSize)
-    batches.push(interactions.slice(i, i + o.batchSize));
-  const scored = (
-    await mapConcurrent(batches, 2, async (batch) => {
-      const scores = await rewardScores(
-        o.rewardModel,
-        batch.map((i) => [...i.messages, i.output]),
-      );
-      return batch.map((interaction, k) => ({ interaction, score: scores[k]! }));
-    })
-  ).flat();
+  const score = async (interactions: Interaction[]) => {
+    const batches: Interaction[][] = [];
+    for (let i = 0; i < interactions.length; i += o.batchSize)
+      batches.push(interactions.slice(i, i + o.batchSize));
+    return (
+      await mapConcurrent(batches, 2, (batch) =>
+        rewardScores(
+          o.rewardModel,
+          batch.map((i) => [...i.messages, i.output]),
+        ),
+      )
+    ).flat();
+  };
+  const { calls, reliability } = await calibratedCalls(store, projectId, o, score, (s) => ({ score: s }));
+  return writeLabels(store, projectId, o.rewardModel.model, calls, reliability);
+}
 
-  const calls = scored.map(({ interaction, score }): Call => {
-    const p = 1 / (1 + Math.exp(-(score - o.threshold)));
-    const confidence = Math.abs(2 * p - 1);
-    if (confidence < o.minConfidence) return { interaction, label: null };
-    return { interaction, label: { up: p >= 0.5, confidence, metadata: { score } } };
+/**
+ * Human-rated answers a labeller can be checked on, newest first: rated by people only (an
+ * earlier AI label would grade the labeller against itself), with a calibrated reward that is
+ * not 0 (its sign is what people think), of the route if given, and not in `trainedOn`.
+ */
+async function heldOutAnswers(
+  store: Store,
+  projectId: string,
+  o: { route?: string | undefined; trainedOn: string[]; heldOutLimit: number },
+): Promise<{ interaction: Interaction; up: boolean }[]> {
+  const aiLabelled = new Set(
+    (await store.feedback.currentOfKinds(projectId, ['thumbs', 'stars']))
+      .filter((f) => f.source === 'judge')
+      .map((f) => f.interactionId),
+  );
+  const trained = new Set(o.trainedOn);
+  const rated: { id: string; createdAt: number; up: boolean }[] = [];
+  for await (const page of store.datasets.ratedInteractions(projectId))
+    for (const r of page)
+      if (r.reward !== 0 && !aiLabelled.has(r.interactionId) && !trained.has(r.interactionId))
+        rated.push({ id: r.interactionId, createdAt: r.createdAt, up: r.reward > 0 });
+  rated.sort((a, b) => b.createdAt - a.createdAt || (a.id < b.id ? 1 : -1));
+  const out: { interaction: Interaction; up: boolean }[] = [];
+  for (let i = 0; i < rated.length && out.length < o.heldOutLimit; i += 500) {
+    const part = rated.slice(i, i + 500);
+    const byId = new Map(
+      (
+        await store.interactions.getMany(
+          projectId,
+          part.map((r) => r.id),
+        )
+      ).map((x) => [x.id, x]),
+    );
+    for (const r of part) {
+      const interaction = byId.get(r.id);
+      if (interaction && (!o.route || interaction.route === o.route) && out.length < o.heldOutLimit)
+        out.push({ interaction, up: r.up });
+    }
+  }
+  return out;
+}
+
+/**
+ * Scores the held-out answers and the unrated ones with the labeller, chooses the labelling rule
+ * from the held-out scores (chooseLabelRule: thresholds whose precision reaches the target with
+ * confidence), and calls each unrated answer past a threshold, with its calibrated confidence
+ * (isotonic fit of P(people like it) on the held-out scores). A score of NaN (no verdict) is no call.
+ */
+async function calibratedCalls(
+  store: Store,
+  projectId: string,
+  o: z.output<z.ZodObject<typeof ReliabilityFields>> & { route?: string | undefined; limit: number },
+  score: (interactions: Interaction[]) => Promise<number[]>,
+  metadata: (score: number) => Record<string, unknown>,
+): Promise<{ calls: Call[]; reliability: AiLabelReliability }> {
+  const heldOut = await heldOutAnswers(store, projectId, o);
+  const heldOutScores = await score(heldOut.map((h) => h.interaction));
+  const points = heldOut
+    .map((h, k) => ({ score: heldOutScores[k]!, up: h.up }))
+    .filter((p) => Number.isFinite(p.score));
+  const rule = chooseLabelRule(points, o);
+  const pUp = isotonicFit(points);
+  const reliability: AiLabelReliability = {
+    targetPrecision: o.targetPrecision,
+    heldOut: points.length,
+    precision: rule.precision,
+    lower: rule.lower,
+    upThreshold: rule.up?.threshold ?? null,
+    downThreshold: rule.down?.threshold ?? null,
+    reasons: rule.reasons,
+  };
+  const interactions = await unratedInteractions(store, projectId, o);
+  // Nothing to label with: no need to score the unrated answers.
+  const scores = rule.up || rule.down ? await score(interactions) : interactions.map(() => Number.NaN);
+  const calls = interactions.map((interaction, k): Call => {
+    const s = scores[k]!;
+    const up = Number.isFinite(s) ? applyRule(rule, s) : null;
+    const confidence = Math.abs(2 * pUp(s) - 1);
+    if (up === null || confidence < o.minConfidence) return { interaction, label: null };
+    return { interaction, label: { up, confidence, metadata: { ...metadata(s), pLiked: pUp(s) } } };
   });
-  return writeLabels(store, projectId, o.rewardModel.model, calls);
+  return { calls, reliability };
 }
 
 /** The unrated interactions a labeller looks at: newest first, of one route if given. */
@@ -108,9 +222,19 @@ async function writeLabels(
   projectId: string,
   model: string,
   calls: Call[],
+  reliability: AiLabelReliability,
 ): Promise<AiLabelReport> {
   const rater = `judge:${model}`;
-  const report: AiLabelReport = { looked: calls.length, labeled: 0, up: 0, down: 0, unsure: 0, rater };
+  const report: AiLabelReport = {
+    looked: calls.length,
+    labeled: 0,
+    up: 0,
+    down: 0,
+    unsure: 0,
+    share: 0,
+    rater,
+    reliability,
+  };
   const events: z.output<typeof FeedbackInput>[] = [];
   for (const { interaction, label } of calls) {
     if (!label) {
@@ -136,6 +260,7 @@ async function writeLabels(
     const written = await store.feedback.insert(projectId, events.slice(i, i + 500));
     report.labeled += written.filter((w) => w.created).length;
   }
+  report.share = report.looked ? report.labeled / report.looked : 0;
   return report;
 }
 
@@ -153,9 +278,10 @@ export const JudgeLabelOptions = z.strictObject({
    */
   samples: z.number().int().min(1).max(9).default(3),
   temperature: z.number().min(0).max(2).default(0.7),
-  /** |2 * share(GOOD) - 1| needed to write a label (with 3 samples, 1 means unanimous). */
-  minConfidence: z.number().min(0).max(1).default(0.6),
   concurrency: z.number().int().positive().max(32).default(4),
+  ...ReliabilityFields,
+  // Every held-out answer costs `samples` judge calls.
+  heldOutLimit: z.number().int().positive().max(100_000).default(100),
 });
 export type JudgeLabelOptions = z.input<typeof JudgeLabelOptions>;
 
@@ -180,11 +306,12 @@ async function judgeVotes(
 }
 
 /**
- * AI feedback from an LLM judge: it grades unrated answers GOOD or BAD against a rubric,
- * `samples` times each; the share of agreeing verdicts is the confidence, and only confident
- * calls are written, as thumbs from source `judge`, rater `judge:<model>`, with the votes in the
- * metadata. As with the reward model's labels, calibration learns the judge's bias and
- * reliability from answers people also rated, and its labels count at `sourceWeight.judge`.
+ * AI feedback from an LLM judge: it grades answers GOOD or BAD against a rubric, `samples` times
+ * each; its score is the share of GOOD verdicts. As for the reward model, its scores on held-out
+ * human-rated answers choose the share above (below) which it labels up (down), and only unrated
+ * answers past them are written, as thumbs from source `judge`, rater `judge:<model>`, with the
+ * votes in the metadata. Calibration learns the judge's bias and reliability from answers people
+ * also rated, and its labels count at `sourceWeight.judge`.
  */
 export async function labelWithJudge(
   store: Store,
@@ -192,15 +319,16 @@ export async function labelWithJudge(
   input: JudgeLabelOptions,
 ): Promise<AiLabelReport> {
   const o = parseInput(JudgeLabelOptions, input, 'judgeLabels');
-  const interactions = await unratedInteractions(store, projectId, o);
-  const calls = await mapConcurrent(interactions, o.concurrency, async (interaction): Promise<Call> => {
-    const votes = await judgeVotes(o, interaction);
-    const good = votes.filter(Boolean).length;
-    // Missing votes count against confidence: 2 of 3 calls agreeing, 1 failing, is not 2 of 2.
-    const confidence = Math.abs(2 * good - votes.length) / o.samples;
-    if (votes.length === 0 || confidence < o.minConfidence) return { interaction, label: null };
-    const metadata = { votes: { good, bad: votes.length - good, asked: o.samples } };
-    return { interaction, label: { up: 2 * good > votes.length, confidence, metadata } };
-  });
-  return writeLabels(store, projectId, o.judge.model, calls);
+  const votes = new Map<string, { good: number; bad: number; asked: number }>();
+  // Missing votes (failed calls) count as neither: the share is over the verdicts given.
+  const score = (interactions: Interaction[]) =>
+    mapConcurrent(interactions, o.concurrency, async (interaction) => {
+      const v = await judgeVotes(o, interaction);
+      const good = v.filter(Boolean).length;
+      votes.set(interaction.id, { good, bad: v.length - good, asked: o.samples });
+      return v.length ? good / v.length : Number.NaN;
+    });
+  const { calls, reliability } = await calibratedCalls(store, projectId, o, score, () => ({}));
+  for (const c of calls) if (c.label) c.label.metadata.votes = votes.get(c.interaction.id);
+  return writeLabels(store, projectId, o.judge.model, calls, reliability);
 }

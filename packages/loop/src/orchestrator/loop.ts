@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { datasetBuilders, type GateResult, RatchetError } from '@ratchet/core';
 import type { LoopApproval, LoopRound, Model, Store } from '@ratchet/store';
 import { selfCritique } from '../ai-feedback/critique.js';
-import { labelWithJudge, labelWithRewardModel } from '../ai-feedback/label.js';
+import { type AiLabelReport, labelWithJudge, labelWithRewardModel } from '../ai-feedback/label.js';
 import { calibrateProject } from '../calibrate.js';
 import { buildDatasetVersion, loadDatasetInputs } from '../datasets.js';
 import { runEvaluation } from '../eval/harness.js';
@@ -41,6 +41,9 @@ export interface RoundState {
   production?: string;
   evaluationId?: string;
   aiLabels?: number;
+  /** The reward model's labels: precision on held-out human ratings at its thresholds (null: it labelled none), and share of unrated answers labelled. */
+  aiLabelPrecision?: number | null;
+  aiLabelShare?: number;
   /** Self-critique revisions kept as corrections this round. */
   corrections?: number;
   /** The candidate may go on (no gate failed); `gateDecision` says whether the gates showed it better. */
@@ -167,6 +170,17 @@ async function buildOnce(
   return earlier ?? buildDatasetVersion(ctx.store, ctx.projectId, spec, { dataDir: ctx.dataDir, inputs });
 }
 
+/** One line on what a labeller did: its labels, and its held-out precision or why it labelled none. */
+function describeLabels(r: AiLabelReport): string {
+  const h = r.reliability;
+  const pct = (v: number) => `${(100 * v).toFixed(1)}%`;
+  const how =
+    h.precision === null
+      ? `labels none: ${h.reasons.join('; ') || 'no held-out answers'}`
+      : `people agreed with ${pct(h.precision)} of its labels on ${h.heldOut} held-out rated answers (lower bound ${pct(h.lower!)}, target ${pct(h.targetPrecision)})`;
+  return `labeled ${r.labeled} of ${r.looked} unrated answers (${r.up} up, ${r.down} down, ${r.unsure} too close to call); ${how}`;
+}
+
 /** The LLM judge grades the route's still-unrated answers (AI feedback); adds its labels to `out`. */
 async function labelByJudge(ctx: LoopContext, round: number, out: RoundState) {
   const ai = ctx.policy.aiFeedback;
@@ -175,11 +189,12 @@ async function labelByJudge(ctx: LoopContext, round: number, out: RoundState) {
     route: ctx.policy.route,
     limit: ai.judge.limit,
     samples: ai.judge.samples,
+    targetPrecision: ai.targetPrecision,
+    alpha: ai.alpha,
     minConfidence: ai.judge.minConfidence,
+    heldOutLimit: ai.judge.heldOutLimit,
   });
-  ctx.log?.(
-    `round ${round}: the judge labeled ${report.labeled} of ${report.looked} unrated answers (${report.up} up, ${report.down} down, ${report.unsure} not confident)`,
-  );
+  ctx.log?.(`round ${round}: the judge ${describeLabels(report)}`);
   out.aiLabels = (out.aiLabels ?? 0) + report.labeled;
   return report;
 }
@@ -317,8 +332,18 @@ const stages: Record<(typeof loopStages)[number], StageFn> = {
         note: { rewardModel: rm.model.name },
       });
     }
+    const rewardModel = out.rewardModel ?? state.rewardModel;
+    // rl optimizes the round's reward model: a round that could not train one (no preference
+    // pairs yet) has no reward to learn from.
+    if (p.training.method === 'rl' && !rewardModel)
+      throw new RatchetError(
+        'conflict',
+        "training method rl needs the round's reward model, and this round has none (no preference pairs in the ratings yet)",
+        'training.method',
+      );
     const policyModel = await train(ctx, {
       method: p.training.method,
+      ...(p.training.method === 'rl' ? { rewardModel } : {}),
       baseModel: p.training.stack ? stackedBase(p, prod) : p.baseModel,
       dataset: state.datasetId!,
       modelName: `${p.route}-r${round.round}`,
@@ -348,16 +373,24 @@ const stages: Record<(typeof loopStages)[number], StageFn> = {
     const rm = await modelByName(ctx, state.rewardModel);
     await serve(ctx, [served(await modelByName(ctx, state.production!)), served(rm)]);
     if (ai.enabled) {
+      // The reward model's training rows are not held out: its scores there say nothing of
+      // how it does on answers it never saw.
+      const trainedOn = state.rewardDatasetId
+        ? await ctx.store.datasets.members(ctx.projectId, state.rewardDatasetId, 'train')
+        : [];
       const report = await labelWithRewardModel(ctx.store, ctx.projectId, {
         rewardModel: { baseURL: ctx.modelsBaseUrl, model: rm.name },
         route: ctx.policy.route,
         limit: ai.limit,
+        targetPrecision: ai.targetPrecision,
+        alpha: ai.alpha,
         minConfidence: ai.minConfidence,
+        trainedOn,
       });
-      ctx.log?.(
-        `round ${round.round}: ${rm.name} labeled ${report.labeled} of ${report.looked} unrated answers (${report.up} up, ${report.down} down, ${report.unsure} too close to call)`,
-      );
+      ctx.log?.(`round ${round.round}: ${rm.name} ${describeLabels(report)}`);
       out.aiLabels = report.labeled;
+      out.aiLabelPrecision = report.reliability.precision;
+      out.aiLabelShare = report.share;
       note.labels = report;
     }
     if (judgeLabels) note.judgeLabels = await labelByJudge(ctx, round.round, out);

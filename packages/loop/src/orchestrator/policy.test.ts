@@ -42,6 +42,32 @@ describe('loop policies', () => {
     expect(() => policy({ expectedEffect: 0 })).toThrow(/expectedEffect/);
   });
 
+  it('trains a round with rl only beside a reward model, and never trains the candidate as a reward model', () => {
+    const policy = (extra: object) => LoopPolicy.parse({ route: 'r', baseModel: 'm', ...extra });
+    expect(
+      policy({ training: { method: 'rl', methodConfig: { judge_weight: 0.5 } } }).training,
+    ).toMatchObject({
+      method: 'rl',
+      methodConfig: { judge_weight: 0.5 },
+    });
+    expect(() => policy({ training: { method: 'rl' }, rewardModel: { enabled: false } })).toThrow(
+      /round's reward model is rl's reward/,
+    );
+    expect(() => policy({ training: { method: 'reward' } })).toThrow(/"method"/);
+  });
+
+  it('holds AI labels to a target precision on held-out ratings by default', () => {
+    const policy = (aiFeedback: object) => LoopPolicy.parse({ route: 'r', baseModel: 'm', aiFeedback });
+    expect(policy({ enabled: true }).aiFeedback).toMatchObject({
+      targetPrecision: 0.8,
+      alpha: 0.1,
+      minConfidence: 0,
+      judge: { heldOutLimit: 100 },
+    });
+    expect(() => policy({ targetPrecision: 1.5 })).toThrow(/targetPrecision/);
+    expect(() => policy({ alpha: 0 })).toThrow(/alpha/);
+  });
+
   it('names the file and field of a bad policy', () => {
     const bad = write('bad.yaml', 'policies:\n  - route: r\n    baseModel: m\n    canary: { share: 0.9 }\n');
     expect(() => loadLoopPolicies(bad)).toThrow(/bad\.yaml.*policies\.0\.canary\.share/s);

@@ -26,6 +26,12 @@ import { experimentEngines, experimentMetrics } from '../experiments/experiments
  * promoted. One policy per route, from a YAML or JSON file; every field has a default that works
  * for the embedded setup.
  */
+/** What a round can train its candidate with: every trainer but `reward` (the reward model is trained beside it). */
+const loopTrainingMethods = trainingMethods.filter((m) => m !== 'reward') as [
+  Exclude<(typeof trainingMethods)[number], 'reward'>,
+  ...Exclude<(typeof trainingMethods)[number], 'reward'>[],
+];
+
 const LoopPolicyFields = z.strictObject({
   route: z.string().min(1).max(200),
   /** The base model folder every candidate is trained from. */
@@ -60,7 +66,12 @@ const LoopPolicyFields = z.strictObject({
     .prefault({}),
   training: z
     .strictObject({
-      method: z.enum(trainingMethods).default('kto'),
+      /**
+       * `rl`: online RL (GRPO by default, `methodConfig.algorithm: rloo` for RLOO) on the dataset's
+       * prompts, the round's reward model as the reward (and the demo domain's rule judge beside
+       * it with `methodConfig.judge_weight`); needs `rewardModel.enabled`.
+       */
+      method: z.enum(loopTrainingMethods).default('kto'),
       hyperparameters: TrainHyperparameters.prefault({}),
       lora: TrainLora.prefault({}),
       methodConfig: z.record(z.string(), z.unknown()).default({}),
@@ -83,31 +94,39 @@ const LoopPolicyFields = z.strictObject({
     })
     .prefault({}),
   /**
-   * AI feedback: after training, the round's reward model labels unrated answers (confident calls
-   * only), then the LLM judge, if there is one, grades what is left; the labels join the next
-   * round's calibration at `sourceWeight.judge` of a person's (the mix of human and AI feedback).
-   */
-  /**
    * The annotation queue's active learning on this route: what people are asked to rate serves
    * `objective`; by default the one for the dataset method (`positives` for sft, which keeps only
    * liked answers; `uncertainty` otherwise).
    */
   activeLearning: z.strictObject({ objective: ActiveLearningObjective.optional() }).prefault({}),
+  /**
+   * AI feedback: after training, the round's reward model labels unrated answers, then the LLM
+   * judge, if there is one, grades what is left; the labels join the next round's calibration at
+   * `sourceWeight.judge` of a person's (the mix of human and AI feedback). Each labels only where
+   * it has shown it is right: on human-rated answers it never trained on (held out), the scores
+   * past its thresholds must be `targetPrecision` right, as a lower bound at confidence 1 - `alpha`;
+   * where no threshold shows that, it labels nothing and the round's note says why.
+   */
   aiFeedback: z
     .strictObject({
       enabled: z.boolean().default(false),
       limit: z.number().int().positive().default(500),
-      minConfidence: z.number().min(0).max(1).default(0.4),
+      targetPrecision: z.number().min(0).max(1).default(0.8),
+      alpha: z.number().gt(0).max(0.5).default(0.1),
+      /** Also needs this calibrated confidence |2 P(liked) - 1| (isotonic fit on the held-out answers). */
+      minConfidence: z.number().min(0).max(1).default(0),
       /**
        * With an LLM judge (`evaluation.judge`), it then grades what is still unrated (what the
-       * reward model found too close to call), `samples` verdicts per answer, confident calls only.
+       * reward model found too close to call), `samples` verdicts per answer, its share of GOOD
+       * verdicts held to the same target on up to `heldOutLimit` held-out answers.
        */
       judge: z
         .strictObject({
           enabled: z.boolean().default(true),
           limit: z.number().int().positive().default(200),
           samples: z.number().int().min(1).max(9).default(3),
-          minConfidence: z.number().min(0).max(1).default(0.6),
+          minConfidence: z.number().min(0).max(1).default(0),
+          heldOutLimit: z.number().int().positive().default(100),
         })
         .prefault({}),
     })
@@ -176,6 +195,13 @@ const LoopPolicyFields = z.strictObject({
     .prefault({}),
 });
 export const LoopPolicy = LoopPolicyFields.superRefine((p, ctx) => {
+  // rl's reward is the round's reward model: without one there is nothing to optimize.
+  if (p.training.method === 'rl' && !p.rewardModel.enabled)
+    ctx.addIssue({
+      code: 'custom',
+      path: ['rewardModel', 'enabled'],
+      message: "must be true with training method rl: the round's reward model is rl's reward",
+    });
   // The round's reward model is a SEQ_CLS adapter the worker scores at /v1/score; vLLM's runtime
   // LoRA loading serves generation adapters only, so every round would fail at its first use.
   if (p.deploy.target === 'vllm' && p.rewardModel.enabled)
