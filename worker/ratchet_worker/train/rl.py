@@ -88,6 +88,10 @@ def build_trainer(ctx: TrainContext, cfg: Config, callbacks: list):
         "temperature": cfg.temperature,
         "beta": cfg.beta,
         "reward_weights": weights,
+        # A dataset's test split holds rated answers, not a reward to evaluate on: rl does not
+        # evaluate per epoch (it would sample and score every test prompt), the loop's
+        # evaluation stage judges its candidate.
+        "eval_strategy": "no",
     }
     if cfg.algorithm == "grpo":
         from trl import GRPOConfig as ConfigClass

@@ -117,7 +117,8 @@ def run_job(spec: JobSpec, emit: Emitter) -> dict[str, Any]:
         result = trainer.train(resume_from_checkpoint=resolve_resume(ctx))
     metrics: dict[str, Any] = dict(result.metrics)
     metrics["global_step"] = result.global_step
-    if ctx.eval_rows:
+    # A trainer given no eval set (rl: the test split has no reward to evaluate on) has none to report.
+    if ctx.eval_rows and getattr(trainer, "eval_dataset", None) is not None:
         metrics.update(_final_eval_metrics(trainer))
     artifact = _save_artifact(trainer, ctx, module.TASK)
     manifest = build_manifest(ctx, cfg, module.TASK, artifact, metrics)
