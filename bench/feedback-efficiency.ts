@@ -28,6 +28,7 @@ import {
   calibrateProject,
   type DatasetMethod,
   LocalModelServer,
+  labelWithRewardModel,
   runTraining,
   selectForAnnotation,
   startTrainingRun,
@@ -36,15 +37,21 @@ import { Store } from '@ratchet/store';
 import { z } from 'zod';
 import { type Bench, type BenchContext, loadNote } from './lib/bench.js';
 import { freePort } from './lib/procs.js';
-import { benchDir, repoDir, round, workDir } from './lib/results.js';
+import { type BenchResultFile, benchDir, repoDir, resultPath, round, workDir } from './lib/results.js';
 
 const run = promisify(execFile);
 
 /** What one run compares; the full and the tiny (CI smoke) configurations are below. */
 const Settings = z.strictObject({
   preset: z.enum(['default', 'test']),
-  /** Rating budgets: the x axis. Each is a number of single thumbs. */
-  budgets: z.array(z.number().int().min(4)).min(1),
+  /** Rating budgets: the x axis. Each is a number of single thumbs. Empty: only the rate arms run. */
+  budgets: z.array(z.number().int().min(4)),
+  /**
+   * Shares of the pool's answers people rate (`ratersPerAnswer` thumbs each), as real users
+   * rate a few percent: each runs `rateArms` on the same ratings (see runRate).
+   */
+  ratingRates: z.array(z.number().gt(0).max(1)),
+  rateArms: z.array(z.enum(['sft', 'sft-ai', 'rl'])),
   arms: z.array(z.string().min(1)).min(1),
   /** Prompts in the pool of answers to rate; each prompt has `answersPerPrompt` answers. */
   poolPrompts: z.number().int().min(2),
@@ -68,6 +75,8 @@ export const fullSettings: Settings = {
   preset: 'default',
   budgets: [100, 200, 400, 800],
   arms: ['sft', 'sft-raw', 'sft-al', 'sft-single', 'rwsft', 'kto', 'dpo'],
+  ratingRates: [0.05, 0.15],
+  rateArms: ['sft', 'sft-ai', 'rl'],
   poolPrompts: 300,
   answersPerPrompt: 2,
   ratersPerAnswer: 2,
@@ -90,6 +99,8 @@ const tinySettings: Settings = {
   // would be cheaper, but its builder can write calibrated rewards outside [-1, 1], which the
   // worker rejects: see the README.)
   arms: ['kto', 'sft-al'],
+  // A reward model, its labels and an rl run would triple the smoke test's time.
+  ratingRates: [],
   poolPrompts: 16,
   evalPrompts: 8,
   maxTokens: 24,
@@ -102,7 +113,9 @@ function settingsFor(ctx: BenchContext): Settings {
   const env = process.env;
   return Settings.parse({
     ...base,
-    ...(env.BENCH_FE_BUDGETS ? { budgets: list(env.BENCH_FE_BUDGETS)!.map(Number) } : {}),
+    ...(env.BENCH_FE_BUDGETS !== undefined ? { budgets: list(env.BENCH_FE_BUDGETS)!.map(Number) } : {}),
+    ...(env.BENCH_FE_RATES !== undefined ? { ratingRates: list(env.BENCH_FE_RATES)!.map(Number) } : {}),
+    ...(env.BENCH_FE_RATE_ARMS ? { rateArms: list(env.BENCH_FE_RATE_ARMS) } : {}),
     ...(env.BENCH_FE_ARMS ? { arms: list(env.BENCH_FE_ARMS) } : {}),
     ...(env.BENCH_FE_EVAL_PROMPTS ? { evalPrompts: Number(env.BENCH_FE_EVAL_PROMPTS) } : {}),
     ...(env.BENCH_FE_POOL_PROMPTS ? { poolPrompts: Number(env.BENCH_FE_POOL_PROMPTS) } : {}),
@@ -236,6 +249,23 @@ export interface ArmResult {
   note?: string;
   modelName?: string;
   adapterPath?: string;
+  /** Rate arms: the share of the pool people rated, and (sft-ai) what the reward model labelled. */
+  rate?: number;
+  ai?: AiLabelStats;
+}
+
+/** What the reward model's labels were worth in a sft-ai arm. */
+export interface AiLabelStats {
+  heldOut: number;
+  /** Precision on held-out human ratings at the chosen thresholds; null: it labelled none. */
+  precision: number | null;
+  lower: number | null;
+  /** Share of the unrated answers labelled, and how many. */
+  share: number;
+  labeled: number;
+  /** Share of its labels that the oracle agrees with (answer good on all four axes = up). */
+  oracleAgreement: number | null;
+  reasons: string[];
 }
 
 export function shuffle<T>(xs: T[], rng: SeededRandom): T[] {
@@ -412,6 +442,7 @@ export interface RunCtx {
   server: LocalModelServer;
   modelDir: string;
   pool: PoolAnswer[];
+  domain: SupportDomain;
   poolIndex: Map<string, number>;
   ratings: Ratings;
   dataDir: string;
@@ -444,8 +475,23 @@ async function buildAndTrain(
   name: string,
   method: DatasetMethod,
   datasetOptions: Record<string, unknown>,
-  training: { learningRate: number; methodConfig?: Record<string, unknown> },
-): Promise<{ rows: number; modelName?: string; adapterPath?: string; seconds: number; note?: string }> {
+  training: {
+    learningRate: number;
+    methodConfig?: Record<string, unknown>;
+    /** Another trainer than the dataset's method (rl, reward), with its settings. */
+    trainMethod?: 'rl' | 'reward';
+    rewardModel?: string;
+    hyperparameters?: Record<string, unknown>;
+    testFraction?: number;
+  },
+): Promise<{
+  rows: number;
+  modelName?: string;
+  adapterPath?: string;
+  seconds: number;
+  note?: string;
+  datasetId?: string;
+}> {
   let version: Awaited<ReturnType<typeof buildDatasetVersion>>;
   try {
     version = await buildDatasetVersion(
@@ -454,7 +500,7 @@ async function buildAndTrain(
       {
         name,
         method,
-        options: { ...datasetOptions, split: { by: 'prompt', testFraction: 0 } },
+        options: { ...datasetOptions, split: { by: 'prompt', testFraction: training.testFraction ?? 0 } },
         // Templated answers look alike; curation's near-duplicate filter is not what is measured.
         curation: false,
         groupSimilarPrompts: 0.6,
@@ -470,12 +516,19 @@ async function buildAndTrain(
     projectId,
     {
       dataset: `${version.name}@${version.version}`,
-      method,
+      method: training.trainMethod ?? method,
+      ...(training.rewardModel ? { rewardModel: training.rewardModel } : {}),
       baseModel: c.modelDir,
       modelName: name,
       seed: c.s.seed,
       evaluate: false,
-      hyperparameters: { learningRate: training.learningRate, epochs: 2, batchSize: 8, maxLength: 256 },
+      hyperparameters: {
+        learningRate: training.learningRate,
+        epochs: 2,
+        batchSize: 8,
+        maxLength: 256,
+        ...training.hyperparameters,
+      },
       lora: { enabled: true, r: 16, alpha: 32 },
       methodConfig: training.methodConfig ?? {},
     },
@@ -488,7 +541,13 @@ async function buildAndTrain(
   const seconds = (Date.now() - t0) / 1000;
   if (!outcome?.model?.adapterPath)
     return { rows: version.rowCount, seconds, note: `training failed: ${outcome?.run.error ?? 'no run'}` };
-  return { rows: version.rowCount, seconds, modelName: name, adapterPath: outcome.model.adapterPath };
+  return {
+    rows: version.rowCount,
+    seconds,
+    modelName: name,
+    adapterPath: outcome.model.adapterPath,
+    datasetId: version.id,
+  };
 }
 
 /**
@@ -610,6 +669,144 @@ async function runArm(c: RunCtx, armName: string, budget: number): Promise<ArmRe
   return result;
 }
 
+/** The reward model's and rl's settings on this model (the demo's reward model; the worker's rl test). */
+const rewardModelTraining = { learningRate: 3e-3, trainMethod: 'reward' as const, testFraction: 0.3 };
+const rlTraining = {
+  learningRate: 2e-3,
+  trainMethod: 'rl' as const,
+  hyperparameters: { maxSteps: 30, batchSize: 16 },
+  methodConfig: { num_generations: 8, max_completion_length: 64, temperature: 0.7, beta: 0.1 },
+};
+
+/**
+ * One rating rate: people rate `rate` of the pool (random order, `ratersPerAnswer` each), as the
+ * loop would see at that rate; on those same ratings, one project runs the rate arms in order.
+ * `sft`: sft on people's positives (the random sft arm at that budget). `sft-ai`: the round's
+ * reward model (trained on the reward dataset's train split, 30% of prompts held out) labels the
+ * unrated answers where held-out human ratings show it reaches the loop's target precision
+ * (`labelWithRewardModel`, as the loop's label stage), the labels join calibration at
+ * `sourceWeight.judge`, and sft trains on every positive. `rl`: GRPO from the base on the rated
+ * prompts with that reward model as the reward.
+ */
+async function runRate(c: RunCtx, rate: number): Promise<ArmResult[]> {
+  const pct = Math.round(rate * 100);
+  const budget = Math.round(rate * c.pool.length) * c.s.ratersPerAnswer;
+  const projectId = await freshProject(c.store, `rated-${pct}pct`, c.pool);
+  const counts = new Map<string, number>();
+  const spent = await rateRandom(c, projectId, budget, counts);
+  const base = { rate, budget, ratings: spent, ratedAnswers: counts.size };
+  let calibration = await calibrateProject(c.store, projectId, { mapping: humanOnly });
+  const out: ArmResult[] = [];
+  const result = (
+    arm: string,
+    t: Awaited<ReturnType<typeof buildAndTrain>>,
+    extra: Partial<ArmResult> = {},
+  ) => {
+    const r: ArmResult = {
+      arm,
+      ...base,
+      rows: t.rows,
+      flagged: calibration.flagged,
+      trainSeconds: round(t.seconds, 1),
+      ...(t.modelName ? { modelName: t.modelName, adapterPath: t.adapterPath } : {}),
+      ...(t.note ? { note: t.note } : {}),
+      ...extra,
+    };
+    c.log(
+      `  ${arm} @ ${pct}%: ${spent} ratings on ${counts.size} answers, ${t.rows} rows, train ${r.trainSeconds} s${t.note ? ` (${t.note})` : ''}`,
+    );
+    out.push(r);
+  };
+  if (c.s.rateArms.includes('sft'))
+    result('sft', await buildAndTrain(c, projectId, `sft-rated${pct}`, 'sft', arms.sft!.dataset, arms.sft!));
+  if (!c.s.rateArms.includes('sft-ai') && !c.s.rateArms.includes('rl')) return out;
+  const rmName = `reward-rated${pct}`;
+  const rm = await buildAndTrain(c, projectId, rmName, 'reward', { minMargin: 0.05 }, rewardModelTraining);
+  c.log(
+    `  reward model @ ${pct}%: ${rm.rows} pairs, train ${round(rm.seconds, 1)} s${rm.note ? ` (${rm.note})` : ''}`,
+  );
+  if (!rm.adapterPath) {
+    for (const arm of c.s.rateArms.filter((a) => a !== 'sft'))
+      out.push({
+        arm,
+        ...base,
+        rows: 0,
+        flagged: calibration.flagged,
+        trainSeconds: 0,
+        note: `no reward model: ${rm.note}`,
+      });
+    return out;
+  }
+  // Before the AI labels: rl's prompts are the rated ones, as sft's.
+  if (c.s.rateArms.includes('rl'))
+    result(
+      'rl',
+      await buildAndTrain(
+        c,
+        projectId,
+        `rl-rated${pct}`,
+        'rwsft',
+        { minAbsReward: 0 },
+        { ...rlTraining, rewardModel: rmName },
+      ),
+    );
+  if (c.s.rateArms.includes('sft-ai')) {
+    await c.server.ensure([{ name: rmName, adapterPath: rm.adapterPath }]);
+    const report = await labelWithRewardModel(c.store, projectId, {
+      rewardModel: { baseURL: c.server.baseUrl, model: rmName },
+      limit: c.pool.length,
+      trainedOn: await c.store.datasets.members(projectId, rm.datasetId!, 'train'),
+    });
+    const labels = (await c.store.feedback.currentOfKinds(projectId, ['thumbs'])).filter(
+      (f) => f.source === 'judge',
+    );
+    const byId = new Map(c.pool.map((a) => [a.id, a]));
+    const agree = labels.filter((f) => {
+      const a = byId.get(f.interactionId)!;
+      return judgeAnswer(c.domain, a.prompt, a.answer).good === (f.value === 1);
+    }).length;
+    const ai: AiLabelStats = {
+      heldOut: report.reliability.heldOut,
+      precision: report.reliability.precision,
+      lower: report.reliability.lower,
+      share: report.share,
+      labeled: report.labeled,
+      oracleAgreement: labels.length ? agree / labels.length : null,
+      reasons: report.reliability.reasons,
+    };
+    c.log(
+      `  reward model labels @ ${pct}%: ${report.labeled} of ${report.looked} unrated (${report.up} up, ${report.down} down), held-out precision ${ai.precision === null ? 'none' : round(ai.precision)} on ${ai.heldOut}${ai.reasons.length ? ` (${ai.reasons.join('; ')})` : ''}`,
+    );
+    // The labels count at sourceWeight.judge of a person's, as in the loop.
+    calibration = await calibrateProject(c.store, projectId);
+    result(
+      'sft-ai',
+      await buildAndTrain(c, projectId, `sft-ai-rated${pct}`, 'sft', arms.sft!.dataset, arms.sft!),
+      { ai },
+    );
+  }
+  return out;
+}
+
+/** Serves a batch's trained models and measures each (an arm without a model has no point). */
+async function measureBatch(
+  c: RunCtx,
+  batch: ArmResult[],
+  population: Persona[],
+  domain: SupportDomain,
+  base: number,
+  log: (m: string) => void,
+) {
+  const trained = batch.filter((r) => r.adapterPath);
+  await c.server.ensure(trained.map((r) => ({ name: r.modelName!, adapterPath: r.adapterPath! })));
+  for (const r of trained) {
+    const q = await measure(c, r.modelName!, population, domain);
+    r.quality = q.trueQuality;
+    r.goodShare = q.goodShare;
+    log(`  ${r.modelName}: true quality ${round(q.trueQuality)} (gain ${round(q.trueQuality - base)})`);
+  }
+}
+
 async function measure(c: RunCtx, model: string, population: Persona[], domain: SupportDomain) {
   // The same prompts, people and sampling seeds for every model: differences are the models'.
   return measureTrueQuality({
@@ -698,7 +895,7 @@ function markdownReport(results: ArmResult[], base: number, s: Settings, extra: 
     v === undefined ? '' : `${v >= base ? '+' : ''}${(100 * (v - base)).toFixed(1)}`;
   const rows = results.map(
     (r) =>
-      `| ${r.arm} | ${r.budget} | ${r.ratings} | ${r.ratedAnswers} | ${r.flagged} | ${r.rows} | ${pct(r.quality)} | ${gain(r.quality)} | ${pct(r.goodShare)} | ${r.trainSeconds} | ${r.note ?? ''} |`,
+      `| ${r.rate !== undefined ? `${r.arm} @ ${Math.round(100 * r.rate)}% rated` : r.arm} | ${r.budget} | ${r.ratings} | ${r.ratedAnswers} | ${r.flagged} | ${r.rows} | ${pct(r.quality)} | ${gain(r.quality)} | ${pct(r.goodShare)} | ${r.trainSeconds} | ${r.note ?? ''} |`,
   );
   return [
     '# feedback-efficiency: true quality against ratings',
@@ -733,6 +930,10 @@ export const feedbackEfficiency: Bench = {
     'quality_gain_rwsft',
     'quality_gain_kto',
     'quality_gain_dpo',
+    'ai_label_precision',
+    'ai_label_share',
+    'ai_label_gain_15pct',
+    'rl_vs_sft_15pct',
   ],
   async run(ctx) {
     const s = settingsFor(ctx);
@@ -771,6 +972,7 @@ export const feedbackEfficiency: Bench = {
         server,
         modelDir,
         pool,
+        domain,
         poolIndex: new Map(pool.map((a, i) => [a.id, i])),
         ratings: new Ratings(panel, domain, s.seed),
         dataDir: join(runDir, 'data'),
@@ -808,6 +1010,18 @@ export const feedbackEfficiency: Bench = {
           `feedback-efficiency: budget ${budget} done (${Math.round((Date.now() - started) / 1000)} s, ${loadNote()})`,
         );
       }
+      for (const rate of s.ratingRates) {
+        const batch = await runRate(c, rate);
+        await measureBatch(c, batch, population, domain, baseQ.trueQuality, ctx.log);
+        results.push(...batch);
+        writeFileSync(
+          join(runDir, 'results.json'),
+          JSON.stringify({ settings: s, base: baseQ, results }, null, 2),
+        );
+        ctx.log(
+          `feedback-efficiency: rate ${rate} done (${Math.round((Date.now() - started) / 1000)} s, ${loadNote()})`,
+        );
+      }
       return summarize(ctx, s, results, baseQ, {
         poolLiked,
         panel,
@@ -820,6 +1034,83 @@ export const feedbackEfficiency: Bench = {
     }
   },
 };
+
+/**
+ * The rate arms' metrics: `quality_<arm>_rated<pct>pct_rate`, `rows_...`; for the reward model's
+ * labels `ai_label_precision_<pct>pct` (on held-out human ratings; absent when it labelled none),
+ * `ai_label_share_<pct>pct` (of the unrated answers), `ai_label_oracle_agreement_<pct>pct`,
+ * `ai_label_gain_<pct>pct` (sft-ai minus sft, in share points) and `rl_vs_sft_<pct>pct` (rl minus
+ * sft at the same ratings); `ai_label_precision` and `ai_label_share` are those of the highest
+ * rate at which it labelled (else of the highest rate, with the precision absent). Returns notes.
+ */
+export function rateMetrics(metrics: Record<string, number>, results: ArmResult[], base: number): string[] {
+  const rated = results.filter((r) => r.rate !== undefined);
+  if (!rated.length) return [];
+  const pcts = [...new Set(rated.map((r) => Math.round(100 * r.rate!)))].sort((a, b) => a - b);
+  const notes: string[] = [];
+  for (const pct of pcts) {
+    const at = (arm: string) => rated.find((r) => r.arm === arm && Math.round(100 * r.rate!) === pct);
+    for (const r of rated.filter((r) => Math.round(100 * r.rate!) === pct)) {
+      const key = `${r.arm.replace(/-/g, '_')}_rated${pct}pct`;
+      metrics[`rows_${key}_count`] = r.rows;
+      if (r.quality !== undefined) metrics[`quality_${key}_rate`] = round(r.quality);
+      else metrics[`failed_${key}_count`] = 1;
+      metrics[`ratings_rated${pct}pct_count`] = r.ratings;
+    }
+    const [sft, ai, rl] = [at('sft'), at('sft-ai'), at('rl')];
+    const stats = ai?.ai;
+    if (stats) {
+      metrics[`ai_label_share_${pct}pct`] = round(stats.share);
+      metrics[`ai_labels_${pct}pct_count`] = stats.labeled;
+      metrics[`ai_label_heldout_${pct}pct_count`] = stats.heldOut;
+      if (stats.precision !== null) metrics[`ai_label_precision_${pct}pct`] = round(stats.precision);
+      if (stats.lower !== null) metrics[`ai_label_precision_lower_${pct}pct`] = round(stats.lower);
+      if (stats.oracleAgreement !== null)
+        metrics[`ai_label_oracle_agreement_${pct}pct`] = round(stats.oracleAgreement);
+      notes.push(
+        `At ${pct}% rated (${ai!.ratings} thumbs on ${ai!.ratedAnswers} answers) the reward model ${
+          stats.precision === null
+            ? `labelled none of the unrated answers (${stats.reasons.join('; ')})`
+            : `labelled ${round(100 * stats.share, 1)}% of the unrated answers at ${round(100 * stats.precision, 1)}% precision on ${stats.heldOut} held-out human-rated answers (lower bound ${round(100 * stats.lower!, 1)}%; the oracle agreed with ${stats.oracleAgreement === null ? '-' : round(100 * stats.oracleAgreement, 1)}%)`
+        }.`,
+      );
+    }
+    if (sft?.quality !== undefined && ai?.quality !== undefined)
+      metrics[`ai_label_gain_${pct}pct`] = round(ai.quality - sft.quality);
+    if (sft?.quality !== undefined && rl?.quality !== undefined)
+      metrics[`rl_vs_sft_${pct}pct`] = round(rl.quality - sft.quality);
+    const gain = (r: ArmResult | undefined) =>
+      r?.quality === undefined ? 'not trained' : `${round(100 * (r.quality - base), 1)} points`;
+    notes.push(
+      `Gain over the base at ${pct}% rated: sft ${gain(sft)}, sft + AI labels ${gain(ai)}, rl ${gain(rl)}.`,
+    );
+  }
+  const withLabels = [...pcts].reverse().find((p) => metrics[`ai_label_precision_${p}pct`] !== undefined);
+  const headline = withLabels ?? pcts.at(-1)!;
+  if (metrics[`ai_label_share_${headline}pct`] !== undefined) {
+    metrics.ai_label_share = metrics[`ai_label_share_${headline}pct`]!;
+    if (withLabels !== undefined) metrics.ai_label_precision = metrics[`ai_label_precision_${headline}pct`]!;
+  }
+  return notes;
+}
+
+/**
+ * A run of the rate arms alone (`BENCH_FE_BUDGETS=`) keeps the budget arms' metrics of the last
+ * full result, which it did not re-measure, and says where they come from.
+ */
+function carryBudgetMetrics(metrics: Record<string, number>): string[] {
+  const path = resultPath('feedback-efficiency');
+  if (!existsSync(path)) return [];
+  const last = JSON.parse(readFileSync(path, 'utf8')) as BenchResultFile;
+  const carried = Object.entries(last.metrics).filter(
+    ([k]) => !(k in metrics) && !/rated\d+pct|^ai_label|^rl_vs_sft|^ratings_rated/.test(k),
+  );
+  for (const [k, v] of carried) metrics[k] = v;
+  const from = /carried from the run of (\S+ \S+)/.exec(last.notes)?.[1] ?? `${last.commit} ${last.date}`;
+  return [
+    `This run measured the base and the rating-rate arms only; the budget arms' ${carried.length} metrics (quality_<arm>_<budget>_rate, quality_gain_<arm>, al_ratings_*, ...) are carried from the run of ${from} (its own base: see the README), not re-measured.`,
+  ];
+}
 
 export function summarize(
   ctx: BenchContext,
@@ -837,6 +1128,7 @@ export function summarize(
   };
   const top = Math.max(...s.budgets);
   for (const r of results) {
+    if (r.rate !== undefined) continue; // below
     const key = r.arm.replace(/-/g, '_');
     metrics[`rows_${key}_${r.budget}_count`] = r.rows;
     if (r.quality === undefined) {
@@ -846,10 +1138,11 @@ export function summarize(
     metrics[`quality_${key}_${r.budget}_rate`] = round(r.quality);
     if (r.budget === top) metrics[`quality_gain_${key}`] = round(r.quality - base);
   }
+  const rateNotes = rateMetrics(metrics, results, base);
   // Ratings the random arm needs for the gain active learning reached, over active learning's ratings.
   const curve = (arm: string) =>
     results
-      .filter((r) => r.arm === arm && r.quality !== undefined)
+      .filter((r) => r.arm === arm && r.rate === undefined && r.quality !== undefined)
       .map((r) => ({ ratings: r.ratings, gain: r.quality! - base }));
   const extra: string[] = [];
   // An arm's ratings over the ratings random sft needs for the same gain, per budget, and their
@@ -889,11 +1182,15 @@ export function summarize(
   const singleRatios = ratioTable('sft-single', 'single');
   // Charts and table go beside the results; a side experiment (e.g. with --no-write) can send them elsewhere.
   const resultsDir = process.env.BENCH_FE_REPORT_DIR ?? join(benchDir, 'results');
-  if (!ctx.tiny) {
+  if (!ctx.tiny && s.budgets.length === 0) {
+    // Only the rate arms ran: the budget arms' charts and table stay as they are.
+    mkdirSync(resultsDir, { recursive: true });
+    writeFileSync(join(resultsDir, 'feedback-efficiency-rates.md'), markdownReport(results, base, s, extra));
+  } else if (!ctx.tiny) {
     const line = (arm: string) => ({
       label: arms[arm]!.label,
       points: results
-        .filter((r) => r.arm === arm && r.quality !== undefined)
+        .filter((r) => r.arm === arm && r.rate === undefined && r.quality !== undefined)
         .map((r) => ({ x: r.ratings, y: r.quality! })),
     });
     mkdirSync(resultsDir, { recursive: true });
@@ -936,6 +1233,8 @@ export function summarize(
     singleRatios.length
       ? `Ablation sft-single (the same warm-up and one rating per answer, random choice instead of the queue): ${singleRatios.join(', ')}.`
       : '',
+    ...rateNotes,
+    ...(s.budgets.length === 0 && !ctx.tiny ? carryBudgetMetrics(metrics) : []),
     `${info.loadBefore} at start, ${loadNote()} at the end; ${round(info.seconds / 60, 1)} min.`,
   ]
     .filter(Boolean)

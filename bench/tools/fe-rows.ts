@@ -61,6 +61,7 @@ const c: RunCtx = {
   server: undefined as never,
   modelDir: '',
   pool,
+  domain,
   poolIndex: new Map(pool.map((a, i) => [a.id, i])),
   ratings: new Ratings(ratingPanel(s), domain, s.seed),
   dataDir: dir,
