@@ -9,11 +9,12 @@ import {
   SeededRandom,
   samplePrompt,
 } from '@ratchet/core';
-import { advanceLoop, type LoopContext, LoopPolicy, loadDemoDomain } from '@ratchet/loop';
+import { advanceLoop, type LoopContext, LoopPolicy } from '@ratchet/loop';
 import { tinyTestModel } from '@ratchet/loop/testing';
 import { Store } from '@ratchet/store';
 import { sqliteTestDatabase } from '@ratchet/store/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadDemoDomain } from '../demo/traffic.js';
 
 /**
  * Online RL as the loop's recipe: a round whose policy trains with `rl` trains the round's
