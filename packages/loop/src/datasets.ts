@@ -3,6 +3,7 @@ import { once } from 'node:events';
 import { createWriteStream, mkdirSync, renameSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import {
+  AugmentSpec,
   type BuiltDataset,
   type CandidateExample,
   CurationConfig,
@@ -22,6 +23,7 @@ import {
 } from '@ratchet/core';
 import type { DatasetVersion, Store } from '@ratchet/store';
 import { z } from 'zod';
+import { type AugmentationSummary, augmentBuiltDataset } from './augment/dataset.js';
 
 export { type DatasetMethod, datasetMethods } from '@ratchet/core';
 
@@ -51,6 +53,12 @@ export const DatasetBuildSpec = z.strictObject({
    * this DPO and reward datasets find few pairs. Off by default: exact prompts only.
    */
   groupSimilarPrompts: z.number().min(0.3).max(1).optional(),
+  /**
+   * More train rows for under-represented segments or prompts: the prompt reworded by EDA or a
+   * model's paraphrase (see AugmentSpec in core); the manifest counts them and each added row's
+   * lineage names its source row and the method.
+   */
+  augment: AugmentSpec.optional(),
 });
 export type DatasetBuildSpec = z.input<typeof DatasetBuildSpec>;
 
@@ -247,6 +255,19 @@ export async function buildDatasetVersion(
       );
     throw err;
   }
+  let augmentation: AugmentationSummary | undefined;
+  if (spec.augment) {
+    if (spec.augment.by === 'segment' && spec.segmentTagPrefix === undefined)
+      throw new RatchetError(
+        'invalid_request',
+        'augment.by: segment needs segmentTagPrefix (or augment by prompt)',
+        'augment.by',
+      );
+    const segments = new Map(kept.map((c) => [c.interactionId, c.segment]));
+    ({ built, summary: augmentation } = await augmentBuiltDataset(built, spec.augment, (id) =>
+      segments.get(id),
+    ));
+  }
   options.onProgress?.('build', { rows: built.rows.length });
   if (built.rows.length === 0)
     throw new RatchetError(
@@ -282,6 +303,7 @@ export async function buildDatasetVersion(
         calibrationId: inputs.calibrationId,
         interactions: membership.size,
         feedbackEvents,
+        ...(augmentation ? { augmentation } : {}),
         spec,
       };
       await writeJsonl(join(staging, 'manifest.json'), [manifest]);

@@ -1,6 +1,7 @@
 export * from './ai-feedback/index.js';
 export { type AnalysisReport, analyzeProject } from './analyze.js';
 export * from './annotation/index.js';
+export * from './augment/dataset.js';
 export * from './augment/paraphrase.js';
 export { type CalibrateProjectOptions, type CalibrationSummary, calibrateProject } from './calibrate.js';
 export {

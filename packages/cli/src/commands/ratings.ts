@@ -10,6 +10,7 @@ import {
 } from '@ratchet/loop';
 import type { Store } from '@ratchet/store';
 import { type Command, Option } from 'commander';
+import { jsonObject } from '../arguments.js';
 import { projectIdByName, withStore } from '../context.js';
 import { progressBar } from '../progress.js';
 
@@ -234,6 +235,11 @@ export function registerDatasetCommands(program: Command): void {
       '--segment-tag-prefix <prefix>',
       'balance by the first tag with this prefix (with options.maxSegmentShare)',
     )
+    .option(
+      '--augment <json>',
+      'reword under-represented segments\' or prompts\' train rows, e.g. \'{"eda":{"variants":2}}\' (see AugmentSpec)',
+      jsonObject,
+    )
     .option('--calibrate', 'calibrate the current ratings first')
     .action(
       async (opts: {
@@ -243,6 +249,7 @@ export function registerDatasetCommands(program: Command): void {
         options: string;
         curation: boolean;
         segmentTagPrefix?: string;
+        augment?: Record<string, unknown>;
         calibrate?: boolean;
       }) => {
         let options: Record<string, unknown>;
@@ -260,6 +267,7 @@ export function registerDatasetCommands(program: Command): void {
             options,
             ...(opts.curation ? {} : { curation: false as const }),
             ...(opts.segmentTagPrefix ? { segmentTagPrefix: opts.segmentTagPrefix } : {}),
+            ...(opts.augment ? { augment: opts.augment as DatasetBuildSpec['augment'] } : {}),
           });
         });
       },

@@ -31,6 +31,17 @@ export interface RowLineage {
   interactionIds: string[];
   feedbackIds: string[];
   promptHash: string;
+  /** Set on a row the spec's `augment` option added: how it was made and from which row. */
+  augmentation?: RowAugmentation;
+}
+
+/** How an augmented row was made, in its lineage. */
+export interface RowAugmentation {
+  method: 'eda' | 'paraphrase';
+  /** The EDA operation (synonym, insert, swap, delete). */
+  operation?: string;
+  /** The index of the row it rewords, in the same rows file. */
+  sourceRow: number;
 }
 
 export interface BuiltDataset<Row> {
