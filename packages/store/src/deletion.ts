@@ -401,7 +401,58 @@ export class DeletionRepository {
           .execute()),
       );
     }
+    models.push(
+      ...(await this.markStackedOn(
+        trx,
+        projectId,
+        models.map((m) => m.id),
+        now,
+      )),
+    );
     return { datasets, models };
+  }
+
+  /**
+   * Models trained on top of marked ones (a stacked round's base is the previous model's merged
+   * folder, `base_model` = its `adapter_path`) carry the deleted data in their weights too: marked,
+   * generation by generation, each once.
+   */
+  private async markStackedOn(
+    trx: Transaction<Database>,
+    projectId: string,
+    modelIds: readonly string[],
+    now: number,
+  ): Promise<{ id: string; name: string }[]> {
+    const marked: { id: string; name: string }[] = [];
+    let generation = [...modelIds];
+    while (generation.length > 0) {
+      const next: { id: string; name: string }[] = [];
+      for (const part of chunks(generation)) {
+        const folders = (
+          await trx
+            .selectFrom('models')
+            .select('adapter_path')
+            .where('project_id', '=', projectId)
+            .where('id', 'in', part)
+            .where('adapter_path', 'is not', null)
+            .execute()
+        ).map((r) => r.adapter_path!);
+        if (folders.length === 0) continue;
+        next.push(
+          ...(await trx
+            .updateTable('models')
+            .set({ data_deleted_at: now })
+            .where('project_id', '=', projectId)
+            .where('base_model', 'in', folders)
+            .where('data_deleted_at', 'is', null)
+            .returning(['id', 'name'])
+            .execute()),
+        );
+      }
+      marked.push(...next);
+      generation = next.map((m) => m.id);
+    }
+    return marked;
   }
 
   /** Marks a version whose files lost rows to a deletion (and its models), when the scrub finds more. */
@@ -422,12 +473,19 @@ export class DeletionRepository {
         .where('project_id', '=', projectId)
         .where('id', '=', datasetId)
         .execute();
-      await trx
+      const trained = await trx
         .updateTable('models')
         .set((eb) => ({ data_deleted_at: eb.fn.coalesce('data_deleted_at', eb.val(now)) }))
         .where('project_id', '=', projectId)
         .where('dataset_id', '=', datasetId)
+        .returning('id')
         .execute();
+      await this.markStackedOn(
+        trx,
+        projectId,
+        trained.map((m) => m.id),
+        now,
+      );
       await this.audit.record(
         {
           projectId,

@@ -156,7 +156,24 @@ for (const target of testDatabases()) {
       expect(v1.status).toBe(201);
       await t.store.models.register(
         t.projectId,
-        { name: 'support-v1', route: 'support', baseModel: 'tiny', datasetId: v1.body.id },
+        {
+          name: 'support-v1',
+          route: 'support',
+          baseModel: 'tiny',
+          datasetId: v1.body.id,
+          adapterPath: join(dataDir, 'merged-v1'),
+        },
+        'test',
+      );
+      // A stacked round: trained on Bob's data only, on top of support-v1's merged weights.
+      await t.store.models.register(
+        t.projectId,
+        { name: 'support-v2', route: 'support', baseModel: join(dataDir, 'merged-v1') },
+        'test',
+      );
+      await t.store.models.register(
+        t.projectId,
+        { name: 'unrelated', route: 'support', baseModel: 'tiny' },
         'test',
       );
       // Before: Alice's words are in the database and the dataset files (the test can fail).
@@ -237,6 +254,9 @@ for (const target of testDatabases()) {
       expect(rows.length).toBe(v1.body.rowCount - v1.body.deletedRows);
       const model = await t.call('/api/v1/models/support-v1');
       expect(model.body.dataDeletedAt).toEqual(expect.any(Number));
+      // Its weights went into support-v2 (stacked on them); the unrelated model is as it was.
+      expect((await t.call('/api/v1/models/support-v2')).body.dataDeletedAt).toEqual(expect.any(Number));
+      expect((await t.call('/api/v1/models/unrelated')).body.dataDeletedAt).toBeNull();
 
       expect((await t.call('/api/v1/calibrations', { body: {} })).status).toBe(201);
       const v2 = await t.call('/api/v1/datasets', { body: ktoSpec('kto') });
