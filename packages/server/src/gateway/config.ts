@@ -20,12 +20,14 @@ const Upstream = z.strictObject({
   apiKeyEnv: z.string().optional(),
   /** Extra headers sent upstream (e.g. an organization header). */
   headers: z.record(z.string(), z.string()).default({}),
-  /** The whole call, last streamed byte included. */
+  /** The longest wait for the answer's head, and between two chunks of its body. */
   timeoutMs: z.number().int().positive().default(120_000),
   /** Opening a TCP (and TLS) connection. */
   connectTimeoutMs: z.number().int().positive().default(10_000),
   /** From sending the request to the answer's first byte (a stream's first chunk). */
   firstTokenTimeoutMs: z.number().int().positive().optional(),
+  /** The whole call, last streamed byte included (none by default: a long stream is not cut). */
+  totalTimeoutMs: z.number().int().positive().optional(),
   /** Keep-alive connections kept open to this upstream. */
   connections: z.number().int().positive().default(128),
   /**

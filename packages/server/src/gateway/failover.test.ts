@@ -140,12 +140,14 @@ for (const target of testDatabases()) {
             refused: { baseURL: await refusedURL() },
             alsoRefused: { baseURL: await refusedURL() },
             silent: { baseURL: silent.url, firstTokenTimeoutMs: 300 },
+            silentHead: { baseURL: silent.url, timeoutMs: 300 },
             breaking: { baseURL: breaking.url },
-            stalling: { baseURL: stalling.url, timeoutMs: 500 },
+            stalling: { baseURL: stalling.url, totalTimeoutMs: 500 },
           },
           routes: {
             'refused-bot': route('refused'),
             'silent-bot': route('silent'),
+            'silent-head-bot': route('silentHead'),
             'flaky-bot': route('flaky'),
             'retry-bot': route('flaky', { ...fallback, retries: 2 }),
             'breaker-bot': route('breaker'),
@@ -209,6 +211,14 @@ for (const target of testDatabases()) {
       expect(first).toMatchObject({ upstream: 'silent', error: 'timeout: no first byte in 300 ms' });
       expect(first!.durationMs).toBeGreaterThanOrEqual(290);
       expect(second).toMatchObject({ upstream: 'backup', status: 200 });
+
+      // Without a first-token timeout, the head timeout (timeoutMs, undici's) ends the try.
+      const head = await ask('silent-head-bot');
+      expect(head.text).toBe('from backup');
+      expect(head.log.metadata.attempts).toMatchObject([
+        { upstream: 'silentHead', error: expect.stringMatching(/^timeout: UND_ERR_HEADERS_TIMEOUT/) },
+        { upstream: 'backup', status: 200 },
+      ]);
     });
 
     it('stops trying when the client goes away before any answer: logged aborted, no fallback called', async () => {
@@ -367,6 +377,7 @@ for (const target of testDatabases()) {
       expect(value('upstream="refused",reason="connection"')).toBe(2);
       expect(value('upstream="alsoRefused",reason="connection"')).toBe(1);
       expect(value('upstream="silent",reason="timeout"')).toBe(1);
+      expect(value('upstream="silentHead",reason="timeout"')).toBe(1);
       expect(value('upstream="stalling",reason="timeout"')).toBe(1);
       expect(value('upstream="flaky",reason="429"')).toBe(2);
       expect(value('upstream="flaky",reason="5xx"')).toBe(4);

@@ -221,12 +221,15 @@ function describe(err: unknown): string {
   if (!(err instanceof Error)) return String(err);
   const code = (err as { code?: unknown }).code;
   const cause = err.cause instanceof Error ? `: ${err.cause.message}` : '';
-  return `${typeof code === 'string' ? `${code} ` : ''}${err.message}${cause}`;
+  const text = `${typeof code === 'string' ? `${code} ` : ''}${err.message}${cause}`;
+  // undici's connect, head and body timeouts (UND_ERR_CONNECT_TIMEOUT, ...) are timeouts too.
+  return typeof code === 'string' && code.endsWith('_TIMEOUT') ? `timeout: ${text}` : text;
 }
 
 /**
- * One try's signal: aborted when the client goes away, at the total timeout (`timeoutMs`), and
- * at the first-token timeout until `gotFirstByte` is called. `settle` clears what is left.
+ * One try's signal: aborted when the client goes away, at the total timeout (`totalTimeoutMs`),
+ * and at the first-token timeout until `gotFirstByte` is called. `settle` clears what is left.
+ * (undici itself enforces `connectTimeoutMs` and `timeoutMs`, the head and idle-body waits.)
  */
 function trySignal(client: AbortSignal, upstream: UpstreamConfig) {
   const controller = new AbortController();
@@ -237,10 +240,11 @@ function trySignal(client: AbortSignal, upstream: UpstreamConfig) {
   };
   const onClient = () => stop('the client closed the connection');
   client.addEventListener('abort', onClient, { once: true });
-  const total = setTimeout(
-    () => stop(`timeout: no complete answer in ${upstream.timeoutMs} ms`),
-    upstream.timeoutMs,
-  );
+  const totalMs = upstream.totalTimeoutMs;
+  const total =
+    totalMs === undefined
+      ? undefined
+      : setTimeout(() => stop(`timeout: no complete answer in ${totalMs} ms`), totalMs);
   const firstMs = upstream.firstTokenTimeoutMs;
   let first =
     firstMs === undefined
