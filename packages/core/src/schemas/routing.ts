@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { Weight } from './common.js';
 
 /**
  * The requests a variant is restricted to (personalization): calls tagged `tag` (the
@@ -15,6 +16,17 @@ export const VariantSegment = z.union([
   }),
 ]);
 export type VariantSegment = z.output<typeof VariantSegment>;
+
+/** A route's variant as a person writes it: in the gateway file or in PUT /api/v1/routes/:route. */
+export const RouteVariantInput = z.strictObject({
+  name: z.string().min(1).max(100),
+  /** A gateway upstream (from the gateway file). */
+  upstream: z.string().min(1),
+  /** The model name sent upstream. */
+  model: z.string().min(1),
+  weight: Weight,
+  segment: VariantSegment.optional(),
+});
 
 /** One of the variants a route serves (stored by the store, read by the gateway and the dashboard). */
 export interface ServedVariant {

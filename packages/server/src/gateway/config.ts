@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { VariantSegment, Weight } from '@ratchet/core';
+import { RouteVariantInput } from '@ratchet/core';
 import type { GatewayFacts } from '@ratchet/store';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
@@ -42,14 +42,7 @@ const Upstream = z.strictObject({
     .prefault({}),
 });
 
-const Variant = z.strictObject({
-  name: z.string().min(1).max(100),
-  upstream: z.string(),
-  /** The model name sent upstream. */
-  model: z.string().min(1),
-  weight: Weight,
-  segment: VariantSegment.optional(),
-});
+const Variant = RouteVariantInput;
 
 /** Where a route's calls go when its variant's upstream fails: another upstream and its model. */
 const Fallback = z.strictObject({ upstream: z.string(), model: z.string().min(1) });

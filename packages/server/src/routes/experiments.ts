@@ -1,4 +1,4 @@
-import { RatchetError, VariantSegment, Weight } from '@ratchet/core';
+import { RatchetError, RouteVariantInput } from '@ratchet/core';
 import { ExperimentStartSpec, experimentStatus, startExperiment, stopExperiment } from '@ratchet/loop';
 import type { Store } from '@ratchet/store';
 import { z } from 'zod';
@@ -8,14 +8,7 @@ import type { RouteTable } from '../routing.js';
 const ExperimentRef = z.strictObject({ ref: z.string().min(1).max(200) });
 const RouteName = z.strictObject({ route: z.string().min(1).max(200) });
 
-const RouteVariant = z.strictObject({
-  name: z.string().min(1).max(100),
-  upstream: z.string().min(1),
-  model: z.string().min(1),
-  weight: Weight,
-  /** Restricts the variant to one segment's calls (personalization); see VariantSegment. */
-  segment: VariantSegment.optional(),
-});
+const RouteVariant = RouteVariantInput;
 
 /**
  * Experiments and the database routes they write. Every write refreshes this server's gateway at
