@@ -83,7 +83,14 @@ export async function buildServer(options: ServerOptions): Promise<RatchetServer
   const metrics = createMetrics();
   const keys = new KeyResolver(store);
   const stopWatchingKeys = keys.watch((err) => app.log.warn({ err }, 'watching API key revocations'));
-  const rateLimiter = new RateLimiter(config.rateLimitPerSecond, config.rateLimitBurst);
+  // On PostgreSQL several servers may share the database, so a key's limit is counted there too.
+  const rateLimiter = new RateLimiter(
+    config.rateLimitPerSecond,
+    config.rateLimitBurst,
+    'this key',
+    undefined,
+    store.dialect === 'postgres' ? store.rateWindows : undefined,
+  );
   const logWriter = new InteractionLogWriter(
     store,
     metrics,

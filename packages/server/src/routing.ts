@@ -76,7 +76,7 @@ export class RouteTable {
       config,
       handler: async (request, reply) => {
         const principal = await authenticate(request, spec.access, keys);
-        if (principal) rateLimiter.take(principal.keyId);
+        if (principal) await rateLimiter.admit(principal.keyId);
         // Without this, a missing body fails as "expected object" with no field named.
         if ((spec.body || spec.bodyDoc) && request.body === undefined)
           throw new RatchetError('invalid_request', 'body: send a JSON object', 'body');

@@ -798,6 +798,38 @@ function deletion(): Migration {
   };
 }
 
+/** Which server runs a route's loop round: one lease row per route (leases.ts). */
+function roundLeases(): Migration {
+  return {
+    async up(db: AnyDb) {
+      await db.schema
+        .createTable('round_leases')
+        .addColumn('project_id', 'text', (c) => c.notNull())
+        .addColumn('route', 'text', (c) => c.notNull())
+        .addColumn('holder', 'text', (c) => c.notNull())
+        .addColumn('expires_at', 'bigint', (c) => c.notNull())
+        .addColumn('acquired_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('round_leases_pk', ['project_id', 'route'])
+        .execute();
+    },
+  };
+}
+
+/** Per-key request counts shared by the servers on one PostgreSQL (leases.ts, RateWindowRepository). */
+function rateLimits(): Migration {
+  return {
+    async up(db: AnyDb) {
+      await db.schema
+        .createTable('rate_limit_windows')
+        .addColumn('key', 'text', (c) => c.notNull())
+        .addColumn('window_start', 'bigint', (c) => c.notNull())
+        .addColumn('hits', 'integer', (c) => c.notNull())
+        .addPrimaryKeyConstraint('rate_limit_windows_pk', ['key', 'window_start'])
+        .execute();
+    },
+  };
+}
+
 export function migrations(dialect: DialectName): Record<string, Migration> {
   return {
     '0001_initial': initial(dialect),
@@ -818,5 +850,7 @@ export function migrations(dialect: DialectName): Record<string, Migration> {
     '0020_deploy_health': deployHealth(dialect),
     '0021_key_scopes': keyScopes(),
     '0022_deletion': deletion(),
+    '0026_round_leases': roundLeases(),
+    '0027_rate_limits': rateLimits(),
   };
 }

@@ -444,7 +444,23 @@ export interface RouteWatchPoliciesTable {
   updated_at: number;
 }
 
+export interface RoundLeasesTable {
+  project_id: string;
+  route: string;
+  holder: string;
+  expires_at: number;
+  acquired_at: number;
+}
+
+export interface RateLimitWindowsTable {
+  key: string;
+  window_start: number;
+  hits: number;
+}
+
 export interface Database {
+  round_leases: RoundLeasesTable;
+  rate_limit_windows: RateLimitWindowsTable;
   usage_records: UsageRecordsTable;
   feedback_token_keys: FeedbackTokenKeysTable;
   dead_letters: DeadLettersTable;

@@ -18,6 +18,7 @@ import { ExperimentRepository } from './experiments.js';
 import { FeedbackRepository } from './feedback.js';
 import { DirectTransactions, GroupCommit, type WriteWork } from './group-commit.js';
 import { InteractionRepository } from './interactions.js';
+import { RateWindowRepository, RoundLeaseRepository } from './leases.js';
 import { LoopRoundRepository } from './loops.js';
 import { migrations } from './migrations.js';
 import { ModelRepository } from './models.js';
@@ -55,6 +56,8 @@ export class Store {
   readonly deadLetters: DeadLetterRepository;
   readonly usage: UsageRecordRepository;
   readonly deletion: DeletionRepository;
+  readonly leases: RoundLeaseRepository;
+  readonly rateWindows: RateWindowRepository;
 
   readonly db: Kysely<Database>;
 
@@ -99,6 +102,8 @@ export class Store {
     this.deadLetters = new DeadLetterRepository(db);
     this.usage = new UsageRecordRepository(db);
     this.deletion = new DeletionRepository(db, dialect, this.audit);
+    this.leases = new RoundLeaseRepository(db);
+    this.rateWindows = new RateWindowRepository(db);
   }
 
   /** Opens (and migrates) the database named by a URL, by default `RATCHET_DATABASE_URL`. */

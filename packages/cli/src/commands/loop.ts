@@ -6,6 +6,7 @@ import {
   type LoopPolicy,
   loadLoopPolicies,
   roundIsDue,
+  withRoundLease,
 } from '@ratchet/loop';
 import type { Store } from '@ratchet/store';
 import { type Command, InvalidArgumentError } from 'commander';
@@ -67,22 +68,40 @@ export async function runLoopPass(
         actor: 'ratchet loop',
         log: (line) => log(`${policy.route}: ${line}`),
       };
-      const running = await store.loops.current(projectId, policy.route);
-      if (!running) {
-        const { due, newFeedback } = await roundIsDue(ctx);
-        if (!due && !opts.force) {
-          log(
-            `${policy.route}: ${newFeedback} new feedback events, a round starts at ${policy.trigger.minNewFeedback}`,
-          );
-          continue;
-        }
-      }
-      const round = await advanceLoop(ctx, { start: true });
-      if (round) log(`${policy.route}: round ${round.round} is ${round.status} at ${round.stage}`);
+      // Servers sharing one database take turns: the route's lease says whose pass advances it.
+      const leased = await withRoundLease(
+        store,
+        projectId,
+        policy.route,
+        () => advanceRoute(ctx, opts.force ?? false),
+        {
+          onLost: (err) =>
+            log(
+              `${policy.route}: lost the round's lease${err ? ` (${String(err)})` : ''}; another server may take it over`,
+            ),
+        },
+      );
+      if (!leased) log(`${policy.route}: another server is running this route's round`);
     }
   } finally {
     for (const target of targets.values()) await target?.close();
   }
+}
+
+/** Continues the route's round, or starts one when its trigger fired (or `force`). */
+async function advanceRoute(ctx: LoopContext, force: boolean): Promise<void> {
+  const { policy, log } = ctx;
+  const running = await ctx.store.loops.current(ctx.projectId, policy.route);
+  if (running) log?.(`round ${running.round} resumes at ${running.stage}`);
+  else {
+    const { due, newFeedback } = await roundIsDue(ctx);
+    if (!due && !force) {
+      log?.(`${newFeedback} new feedback events, a round starts at ${policy.trigger.minNewFeedback}`);
+      return;
+    }
+  }
+  const round = await advanceLoop(ctx, { start: true });
+  if (round) log?.(`round ${round.round} is ${round.status} at ${round.stage}`);
 }
 
 interface ReviewOptions extends Partial<Omit<LoopRunOptions, 'project' | 'force'>> {

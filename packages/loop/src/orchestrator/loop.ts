@@ -142,7 +142,21 @@ async function train(
   );
   const runId = pending?.id ?? (await startTrainingRun(ctx.store, ctx.projectId, request, options)).id;
   // A run left `running` by a crashed loop has a stale heartbeat: claim it again from its checkpoint.
-  const outcome = await runTraining(ctx.store, runId, { ...options, staleMs: ORPHANED_AFTER_MS });
+  let outcome = await runTraining(ctx.store, runId, { ...options, staleMs: ORPHANED_AFTER_MS });
+  // Not claimable: a live owner trains it (a worker of the queue), or its owner died so recently
+  // that its heartbeat is not stale yet (a server that took the round over from a dead one).
+  // Waiting for it, rather than failing the round, is what keeps one run per model.
+  while (!outcome) {
+    const run = await ctx.store.runs.get(runId);
+    if (!run) break;
+    if (run.status !== 'queued' && run.status !== 'running') {
+      const model = await ctx.store.models.get(ctx.projectId, request.modelName);
+      outcome = { run, ...(model?.runId === runId ? { model } : {}) };
+      break;
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+    outcome = await runTraining(ctx.store, runId, { ...options, staleMs: ORPHANED_AFTER_MS });
+  }
   if (!outcome?.model)
     throw new Error(
       `training run ${runId} ended ${outcome?.run.status ?? 'unclaimed'}: ${outcome?.run.error ?? ''}`,
