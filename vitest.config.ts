@@ -12,5 +12,8 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 60_000,
     pool: 'forks',
+    // eventsource-parser (under the Vercel AI SDK) also exports a "source" condition, pointing at
+    // its TypeScript: Vite transforms the SDK's chain of imports rather than Node loading .ts.
+    server: { deps: { inline: [/node_modules\/(ai|@ai-sdk\/[^/]+|eventsource-parser)\//] } },
   },
 });

@@ -40,9 +40,13 @@ export async function runCli(
   return { code, stdout, stderr };
 }
 
-/** Starts `ratchet serve` and waits until /healthz answers. */
-export async function startServeProcess(env: NodeJS.ProcessEnv, port: number): Promise<ChildProcess> {
-  const child = spawnCli(['serve', '--port', String(port)], env);
+/** Starts `ratchet serve` (with any further flags) and waits until /healthz answers. */
+export async function startServeProcess(
+  env: NodeJS.ProcessEnv,
+  port: number,
+  flags: string[] = [],
+): Promise<ChildProcess> {
+  const child = spawnCli(['serve', '--port', String(port), ...flags], env);
   let output = '';
   child.stderr!.on('data', (d) => (output += d));
   child.stdout!.on('data', (d) => (output += d));
