@@ -122,7 +122,12 @@ describe('bench machinery', () => {
         const result = await runBench(bench, ctx);
         expectWellFormed(result, name);
         if (name === 'gateway-latency') {
-          for (const m of ['direct_p50_ms', 'gateway_added_p50_ms', 'gateway_added_p99_ms'])
+          for (const m of [
+            'direct_p50_ms',
+            'gateway_added_p50_ms',
+            'gateway_added_p99_ms',
+            'gateway_added_ttft_ms',
+          ])
             expect(result.metrics).toHaveProperty(m);
           expect(result.metrics.gateway_logged_ratio).toBe(1);
         } else {

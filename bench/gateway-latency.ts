@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Store } from '@ratchet/store';
+import { Pool } from 'undici';
 import { type Bench, type BenchContext, type BenchOutcome, loadNote, timestampDir } from './lib/bench.js';
 import {
   ensureLiteLLM,
@@ -15,7 +16,7 @@ import { type OpenLoopConfig, type OpenLoopResult, runOpenLoop } from './lib/ope
 import { firstJsonLine, groupCpuMs, type Proc, runJson, startProc, tsNode } from './lib/procs.js';
 import { createProject, startRatchet } from './lib/ratchet.js';
 import { benchDir, round, workDir } from './lib/results.js';
-import { median, spread } from './lib/stats.js';
+import { median, percentile, sortedCopy, spread } from './lib/stats.js';
 
 export interface GatewayLatencyConfig {
   rate: number;
@@ -34,6 +35,16 @@ export interface GatewayLatencyConfig {
   lowRate: number;
   lowWarmupS: number;
   lowDurationS: number;
+  /**
+   * A pass of Ratchet alone (beside direct calls) at a high rate (0: none); its added p99 is
+   * `gateway_added_p99_ms_<rate>rps`. The competitors are left out: at 200 req/s LiteLLM already
+   * times out on this machine.
+   */
+  highRate: number;
+  highWarmupS: number;
+  highDurationS: number;
+  /** Streamed calls, one at a time, alternating direct and Ratchet, for the added time to first token (0: none). */
+  ttftCalls: number;
 }
 
 function envNumber(name: string, fallback: number): number {
@@ -54,6 +65,10 @@ export function gatewayLatencyConfig(tiny: boolean): GatewayLatencyConfig {
       lowRate: 0,
       lowWarmupS: 0,
       lowDurationS: 0,
+      highRate: 0,
+      highWarmupS: 0,
+      highDurationS: 0,
+      ttftCalls: 20,
     };
   return {
     rate: envNumber('BENCH_GATEWAY_RATE', 200),
@@ -66,6 +81,10 @@ export function gatewayLatencyConfig(tiny: boolean): GatewayLatencyConfig {
     lowRate: envNumber('BENCH_GATEWAY_LOW_RATE', 20),
     lowWarmupS: envNumber('BENCH_GATEWAY_LOW_WARMUP_S', 2),
     lowDurationS: envNumber('BENCH_GATEWAY_LOW_DURATION_S', 30),
+    highRate: envNumber('BENCH_GATEWAY_HIGH_RATE', 1000),
+    highWarmupS: envNumber('BENCH_GATEWAY_HIGH_WARMUP_S', 3),
+    highDurationS: envNumber('BENCH_GATEWAY_HIGH_DURATION_S', 15),
+    ttftCalls: envNumber('BENCH_GATEWAY_TTFT_CALLS', 400),
   };
 }
 
@@ -267,6 +286,71 @@ async function runPass(
   return { spreads, results };
 }
 
+/**
+ * Milliseconds from sending a streamed chat call to the first chunk that carries answer text
+ * (the role-only first chunk does not count), read from the raw SSE bytes.
+ */
+async function timeToFirstToken(pool: Pool, target: Target, body: string): Promise<number> {
+  const url = new URL(target.url);
+  const start = performance.now();
+  const res = await pool.request({ path: url.pathname, method: 'POST', headers: target.headers, body });
+  if (res.statusCode !== 200)
+    throw new Error(`${target.name}: status ${res.statusCode}: ${await res.body.text()}`);
+  if (target.requireHeader && !res.headers[target.requireHeader])
+    throw new Error(`${target.name}: missing header ${target.requireHeader}`);
+  let seen = '';
+  let at = Number.NaN;
+  for await (const chunk of res.body) {
+    if (Number.isNaN(at)) {
+      seen += chunk.toString('utf8');
+      if (/"content":"[^"]/.test(seen)) at = performance.now() - start;
+    }
+  }
+  if (Number.isNaN(at)) throw new Error(`${target.name}: the stream carried no answer text`);
+  return at;
+}
+
+/**
+ * The time to first token Ratchet adds: streamed calls one at a time (no queueing), alternating
+ * direct and Ratchet so both see the same machine, p50 and p99 of Ratchet minus direct.
+ */
+async function measureTtft(
+  direct: Target,
+  gateway: Target,
+  calls: number,
+  metrics: Record<string, number>,
+): Promise<{ note: string; gatewayCalls: number }> {
+  const bodies = chatBodies().map((b) => JSON.stringify({ ...JSON.parse(b), stream: true }));
+  const times: Record<'direct' | 'gateway', number[]> = { direct: [], gateway: [] };
+  const pools = new Map(
+    [direct, gateway].map((t) => [t.name, new Pool(new URL(t.url).origin, { connections: 1 })]),
+  );
+  try {
+    // Ten of each first to warm connections and JIT, not counted.
+    for (let i = -10; i < calls; i++) {
+      for (const t of i % 2 ? [direct, gateway] : [gateway, direct]) {
+        const ms = await timeToFirstToken(pools.get(t.name)!, t, bodies[(i + 10) % bodies.length]!);
+        if (i >= 0) times[t.name as 'direct' | 'gateway'].push(ms);
+      }
+    }
+  } finally {
+    for (const p of pools.values()) await p.destroy();
+  }
+  const d = sortedCopy(times.direct);
+  const g = sortedCopy(times.gateway);
+  metrics.direct_ttft_p50_ms = round(percentile(d, 50));
+  metrics.gateway_ttft_p50_ms = round(percentile(g, 50));
+  metrics.gateway_added_ttft_ms = round(percentile(g, 50) - percentile(d, 50));
+  metrics.gateway_added_ttft_p99_ms = round(percentile(g, 99) - percentile(d, 99));
+  return {
+    note:
+      `Time to first token: ${calls} streamed calls each to the upstream and through Ratchet, one at a time, alternating; ` +
+      `gateway_added_ttft_ms is the p50 of Ratchet's time to the first chunk with answer text minus the direct p50 ` +
+      `(direct ${metrics.direct_ttft_p50_ms} ms, Ratchet ${metrics.gateway_ttft_p50_ms} ms; added at p99 ${metrics.gateway_added_ttft_p99_ms} ms).`,
+    gatewayCalls: calls + 10,
+  };
+}
+
 async function countInteractions(databaseUrl: string, projectId: string): Promise<number> {
   const store = await Store.open(databaseUrl);
   try {
@@ -405,9 +489,47 @@ export async function runGatewayLatency(
         notes,
       ));
     }
+    // Ratchet alone at a high rate, beside direct calls.
+    let highSpreads: string[] = [];
+    let highResults = new Map<string, (Measurement | undefined)[]>();
+    if (cfg.highRate > 0) {
+      const high: Pass = {
+        rate: cfg.highRate,
+        warmupS: cfg.highWarmupS,
+        durationS: cfg.highDurationS,
+        runs: cfg.runs,
+        suffix: `_${cfg.highRate}rps`,
+      };
+      const ours = targets.filter((t) => t.name === 'direct' || t.name === 'gateway');
+      ({ spreads: highSpreads, results: highResults } = await runPass(
+        ctx,
+        cfg,
+        high,
+        ours,
+        dir,
+        metrics,
+        notes,
+      ));
+      // The issue's name for it.
+      const added = metrics[`gateway_added_p99_${cfg.highRate}rps_ms`];
+      delete metrics[`gateway_added_p99_${cfg.highRate}rps_ms`];
+      if (added !== undefined) metrics[`gateway_added_p99_ms_${cfg.highRate}rps`] = added;
+    }
+    let ttftCalls = 0;
+    if (cfg.ttftCalls > 0) {
+      const ttft = await measureTtft(
+        targets.find((t) => t.name === 'direct')!,
+        targets.find((t) => t.name === 'gateway')!,
+        cfg.ttftCalls,
+        metrics,
+      );
+      ttftCalls = ttft.gatewayCalls;
+      notes.push(ttft.note);
+      ctx.log(ttft.note);
+    }
     metrics.request_rate_per_s = cfg.rate;
     metrics.measured_duration_s = cfg.durationS;
-    const allResults = [...results.values(), ...lowResults.values()]
+    const allResults = [...results.values(), ...lowResults.values(), ...highResults.values()]
       .flat()
       .filter((r): r is Measurement => !!r);
     metrics.loadgen_lateness_p99_ms = round(median(allResults.map((r) => r.lateness_p99_ms)));
@@ -415,10 +537,13 @@ export async function runGatewayLatency(
     // Every call through Ratchet must have been logged (logging is on: that is the product).
     await ratchet.proc.stop(30_000);
     const logged = await countInteractions(databaseUrl, key.projectId);
-    const served = [...(results.get('gateway') ?? []), ...(lowResults.get('gateway') ?? [])].reduce(
-      (n, r) => n + (r?.all_ok ?? 0),
-      0,
-    );
+    const served =
+      ttftCalls +
+      [
+        ...(results.get('gateway') ?? []),
+        ...(lowResults.get('gateway') ?? []),
+        ...(highResults.get('gateway') ?? []),
+      ].reduce((n, r) => n + (r?.all_ok ?? 0), 0);
     metrics.gateway_logged_ratio = served ? round(logged / served, 4) : 0;
 
     // Whether ours adds the least, percentile by percentile, in each pass.
@@ -445,6 +570,9 @@ export async function runGatewayLatency(
         `${cfg.runs} runs per pass rotating the target order, median of per-run (target - direct) percentiles shown; ` +
         `spread over runs at ${cfg.rate} req/s: ${spreads.join('; ')}` +
         (lowSpreads.length ? `; at ${cfg.lowRate} req/s: ${lowSpreads.join('; ')}` : '') +
+        (highSpreads.length
+          ? `; Ratchet alone at ${cfg.highRate} req/s for ${cfg.highDurationS} s after ${cfg.highWarmupS} s warm-up: ${highSpreads.join('; ')}`
+          : '') +
         `. Ratchet: ratchet serve on embedded SQLite with interaction logging on (${logged} interactions logged for ${served} calls), RATCHET_LOG_LEVEL=warn` +
         (competitors.length
           ? `; ${competitors
@@ -483,6 +611,8 @@ export const gatewayLatency: Bench = {
     'portkey_added_p99_20rps_ms',
     'litellm_added_p50_20rps_ms',
     'litellm_added_p99_20rps_ms',
+    'gateway_added_p99_ms_1000rps',
+    'gateway_added_ttft_ms',
   ],
   run: (ctx) => runGatewayLatency(ctx),
 };
