@@ -51,6 +51,8 @@ class UpstreamHandler(BaseHTTPRequestHandler):
 
     Streams as SSE when asked (one chunk per word and choice, the choices interleaved, usage last
     if include_usage); the model "overloaded" gets a 429 and "slow" streams 50 ms per chunk.
+    With ``tools`` the answer calls the first tool with the user's text (streamed: the arguments
+    in two pieces).
     Also ``GET /models`` and ``POST /embeddings`` (8 floats per input, or base64 when asked).
     Requests (body and headers) are recorded on the server object.
     """
@@ -81,6 +83,14 @@ class UpstreamHandler(BaseHTTPRequestHandler):
         usage = {"prompt_tokens": len(prompt.split()), "completion_tokens": sum(len(t.split()) for t in texts)}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         base = {"id": "chatcmpl-local", "created": int(time.time()), "model": body.get("model")}
+        tools = body.get("tools") or []
+        if tools and body.get("tool_choice") != "none":
+            call = {
+                "id": "call_0",
+                "type": "function",
+                "function": {"name": tools[0]["function"]["name"], "arguments": json.dumps({"query": prompt})},
+            }
+            return self._tool_call(base, call, usage, bool(body.get("stream")))
         if body.get("stream"):
             delay = 0.05 if body.get("model") == "slow" else 0.0
             include_usage = (body.get("stream_options") or {}).get("include_usage")
@@ -93,6 +103,31 @@ class UpstreamHandler(BaseHTTPRequestHandler):
             for i, t in enumerate(texts)
         ]
         self._json(200, {**base, "object": "chat.completion", "choices": choices, "usage": usage})
+
+    def _tool_call(self, base: Dict[str, Any], call: Dict[str, Any], usage: Dict[str, int], stream: bool) -> None:
+        if not stream:
+            message = {"role": "assistant", "content": None, "tool_calls": [call]}
+            choice = {"index": 0, "message": message, "finish_reason": "tool_calls"}
+            return self._json(200, {**base, "object": "chat.completion", "choices": [choice], "usage": usage})
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.send_header("connection", "close")
+        self.end_headers()
+        args = call["function"]["arguments"]
+        half = len(args) // 2
+        first_piece = {**call, "index": 0, "function": {**call["function"], "arguments": args[:half]}}
+        deltas = [
+            ({"role": "assistant", "content": None, "tool_calls": [first_piece]}, None),
+            ({"tool_calls": [{"index": 0, "function": {"arguments": args[half:]}}]}, None),
+            ({}, "tool_calls"),
+        ]
+        for delta, finish_reason in deltas:
+            choice = {"index": 0, "delta": delta, "finish_reason": finish_reason}
+            chunk = {**base, "object": "chat.completion.chunk", "choices": [choice]}
+            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        self.wfile.write(b"data: [DONE]\n\n")
+        self.wfile.flush()
+        self.close_connection = True
 
     def _json(self, status: int, payload: Dict[str, Any]) -> None:
         data = json.dumps(payload).encode()

@@ -1,6 +1,8 @@
-"""The official openai Python client against the gateway: every choice of n=2 logged (streamed
-and not), usage logged for a stream that did not ask for it (and none handed to it), a stream
-the client closes early logged as aborted and rateable, the models list, embeddings as usage."""
+"""The official openai Python client against the gateway (``ratchet serve``): every choice of n=2
+logged (streamed and not), tool calls logged the same streamed and not, usage logged for a
+stream that did not ask for it (and none handed to it), a stream the client closes early logged
+as aborted and rateable, the Responses API, the models list, embeddings as usage. Each logged
+call takes feedback."""
 
 from __future__ import annotations
 
@@ -32,11 +34,47 @@ def logged(server: RatchetServer, interaction_id: str) -> Dict[str, Any]:
         time.sleep(0.05)
 
 
+def rated(server: RatchetServer, interaction_id: str) -> None:
+    feedback = server.post(
+        "/api/v1/feedback", {"kind": "thumbs", "interactionId": interaction_id, "value": "up", "raterId": "carol"}
+    )
+    assert feedback.status_code == 201, feedback.text
+
+
+def test_tool_calls_are_logged_the_same_streamed_and_not(
+    gateway_client: OpenAI, ratchet_server: RatchetServer
+) -> None:
+    tools: Any = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+    messages: Any = [{"role": "user", "content": "weather in Oslo"}]
+    raw = gateway_client.chat.completions.with_raw_response.create(model="tiny-chat", messages=messages, tools=tools)
+    call = raw.parse().choices[0].message.tool_calls[0]  # type: ignore[index]
+    assert (call.function.name, call.function.arguments) == ("get_weather", '{"query": "weather in Oslo"}')  # type: ignore[union-attr]
+    plain = logged(ratchet_server, interaction_id_of(raw))
+    rated(ratchet_server, interaction_id_of(raw))
+
+    with gateway_client.chat.completions.with_streaming_response.create(
+        model="tiny-chat", messages=messages, tools=tools, stream=True
+    ) as response:
+        arguments = ""
+        for chunk in response.parse():
+            for piece in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
+                arguments += (piece.function.arguments or "") if piece.function else ""
+        interaction_id = interaction_id_of(response)
+    assert arguments == call.function.arguments  # type: ignore[union-attr]
+    streamed = logged(ratchet_server, interaction_id)
+    rated(ratchet_server, interaction_id)
+    expected = [{"id": "call_0", "type": "function", "function": {"name": "get_weather", "arguments": arguments}}]
+    assert plain["output"]["tool_calls"] == expected
+    assert streamed["output"]["tool_calls"] == expected
+    assert (plain["metadata"]["streamed"], streamed["metadata"]["streamed"]) == (False, True)
+
+
 def test_n2_logs_both_choices_streamed_and_not(gateway_client: OpenAI, ratchet_server: RatchetServer) -> None:
     messages = [{"role": "user", "content": "hi there"}]
     raw = gateway_client.chat.completions.with_raw_response.create(model="tiny-chat", messages=messages, n=2)
     plain = logged(ratchet_server, interaction_id_of(raw))
     assert [c.message.content for c in raw.parse().choices] == ["You said: hi there", "You said: hi there (choice 2)"]
+    rated(ratchet_server, interaction_id_of(raw))
 
     with gateway_client.chat.completions.with_streaming_response.create(
         model="tiny-chat", messages=messages, n=2, stream=True
@@ -125,6 +163,7 @@ def test_responses_api_streamed_and_not(gateway_client: OpenAI, ratchet_server: 
         {"role": "user", "content": "where is my parcel"},
     ]
     assert got["metadata"]["api"] == "responses"
+    rated(ratchet_server, interaction_id_of(raw))
 
     with gateway_client.responses.stream(model="tiny-chat", input="refunds please") as stream:
         text = "".join(e.delta for e in stream if e.type == "response.output_text.delta")
