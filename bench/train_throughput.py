@@ -47,7 +47,8 @@ def rows_for(method: str, pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The toy preference set in each method's row format (worker/README.md)."""
     out: list[dict[str, Any]] = []
     for p in pairs:
-        prompt, chosen, rejected = _msgs("user", p["prompt"]), _msgs("assistant", p["chosen"]), _msgs("assistant", p["rejected"])
+        prompt = p.get("history", []) + _msgs("user", p["prompt"])
+        chosen, rejected = _msgs("assistant", p["chosen"]), _msgs("assistant", p["rejected"])
         if method == "sft":
             out.append({"messages": prompt + chosen})
         elif method in ("dpo", "reward"):
@@ -58,6 +59,29 @@ def rows_for(method: str, pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         elif method == "rwsft":
             out.append({"prompt": prompt, "completion": chosen, "reward": 1.0})
             out.append({"prompt": prompt, "completion": rejected, "reward": -0.75})
+    return out
+
+
+def with_history(pairs: list[dict[str, Any]], tokenizer, max_length: int, seed: int = 5) -> list[dict[str, Any]]:
+    """Each pair with earlier exchanges of the demo domain as conversation history ahead of its
+    prompt, as many as fit with the longer answer in max_length tokens, so rows run to about
+    max_length (the domain's single exchanges are ~50 tokens). The history is user/assistant
+    turns of good answers (generate_corpus), the same for every method built from the pair."""
+    from ratchet_worker.tiny import generate_corpus
+
+    corpus = generate_corpus(seed, 4 * len(pairs) * max(1, max_length // 40))
+    turns = iter([_msgs("user", e.prompt) + _msgs("assistant", e.answer) for e in corpus])
+    out = []
+    for p in pairs:
+        history: list[dict[str, str]] = []
+        while True:
+            more = history + next(turns)
+            ask = more + _msgs("user", p["prompt"])
+            answers = (_msgs("assistant", p["chosen"]), _msgs("assistant", p["rejected"]))
+            if max(_conversation_tokens(tokenizer, ask + a) for a in answers) > max_length:
+                break
+            history = more
+        out.append({**p, "history": history})
     return out
 
 
@@ -122,8 +146,12 @@ def run_ours(method: str, model: str, data: Path, out: Path, hp: dict[str, Any])
     return {"seconds": seconds, "cpu_seconds": cpu_seconds, "loss": _final_loss(emitter.history)}
 
 
-def _trl_trainer(method: str, model_path: str, rows: list[dict[str, Any]], out: Path, hp: dict[str, Any]):
-    """TRL's trainer with its default config: only the hyperparameters both sides share are set."""
+def _trl_trainer(
+    method: str, model_path: str, rows: list[dict[str, Any]], out: Path, hp: dict[str, Any], checkpointing: bool
+):
+    """TRL's trainer with its default config: only the hyperparameters both sides share are set.
+    checkpointing=False turns off the gradient checkpointing TRL's configs default to (TRL's
+    fastest setting that does the same work)."""
     import trl
     from datasets import Dataset
     from peft import LoraConfig
@@ -145,6 +173,8 @@ def _trl_trainer(method: str, model_path: str, rows: list[dict[str, Any]], out: 
         "save_strategy": "no",
         "report_to": "none",
         "disable_tqdm": True,
+        # Only when asked: left unset, TRL's own default (on) applies.
+        **({} if checkpointing else {"gradient_checkpointing": False}),
     }
     # The worker's LoRA defaults (spec.py), so both train the same adapter.
     lora = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.0, "target_modules": "all-linear"}
@@ -193,16 +223,25 @@ def _trl_trainer(method: str, model_path: str, rows: list[dict[str, Any]], out: 
     raise ValueError(method)
 
 
-def run_trl(method: str, model: str, rows: list[dict[str, Any]], out: Path, hp: dict[str, Any]) -> dict[str, Any]:
+def run_trl(
+    method: str, model: str, rows: list[dict[str, Any]], out: Path, hp: dict[str, Any], checkpointing: bool = True
+) -> dict[str, Any]:
     from transformers import set_seed
 
     wall, cpu = time.perf_counter(), time.process_time()
     set_seed(0)
-    trainer = _trl_trainer(method, model, rows, out, hp)
+    trainer = _trl_trainer(method, model, rows, out, hp, checkpointing)
+    # What the run actually did, so the record cannot claim a setting TRL did not apply.
+    checkpointed = bool(trainer.args.gradient_checkpointing)
     trainer.train()
     trainer.save_model(str(out / "adapter"))  # the worker writes its artifact too
     seconds, cpu_seconds = time.perf_counter() - wall, time.process_time() - cpu
-    return {"seconds": seconds, "cpu_seconds": cpu_seconds, "loss": _final_loss(trainer.state.log_history)}
+    return {
+        "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
+        "loss": _final_loss(trainer.state.log_history),
+        "gradient_checkpointing": checkpointed,
+    }
 
 
 def _write_rows(path: Path, rows: list[dict[str, Any]]) -> Path:
@@ -211,13 +250,28 @@ def _write_rows(path: Path, rows: list[dict[str, Any]]) -> Path:
     return path
 
 
+# --size: the model each configuration trains, where it is built, the methods and rows it runs.
+SIZES: dict[str, dict[str, Any]] = {
+    # The tiny pretrained policy on the domain's single exchanges (~50-70 tokens a conversation).
+    "tiny": {"preset": "default", "folder": "tiny-support", "methods": METHODS, "pairs": 128, "epochs": 2,
+             "batch": 8, "max_length": 512, "history": False, "sides": ("ours", "trl")},
+    # ~20M parameters, random init, conversations with history up to 256 tokens; TRL also without
+    # gradient checkpointing. Suffix _20m on every metric.
+    # 16 pairs in batches of 4 (4 steps of sft and dpo, 8 of kto): a TRL kto run of 64 rows took
+    # 11 minutes of wall at load 15-20 on the shared 2 cores.
+    "20m": {"preset": "bench-20m", "folder": "bench-20m", "methods": ("sft", "kto", "dpo"), "pairs": 16, "epochs": 1,
+            "batch": 4, "max_length": 256, "history": True, "sides": ("ours", "trl", "trl_nockpt")},
+}
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tiny", action="store_true", help="smoke configuration: seconds, test preset, 1 repeat")
-    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--size", choices=sorted(SIZES), default="tiny", help="model and rows (see SIZES)")
+    parser.add_argument("--methods", default=None, help="comma-separated subset (default: the size's methods)")
     parser.add_argument("--pairs", type=int, default=None, help="preference pairs in the toy set")
     parser.add_argument("--epochs", type=int, default=None)
-    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=None)
     # One intra-op thread by default: on the shared 2-core machine (load average often 10+), two
     # threads per process spent most of their time waiting on each other (a reward run took 120 s
@@ -225,13 +279,15 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: torch's default)")
     args = parser.parse_args(argv)
 
-    methods = [m for m in args.methods.split(",") if m]
+    size = SIZES[args.size]
+    methods = [m for m in (args.methods or ",".join(size["methods"])).split(",") if m]
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         parser.error(f"--methods: unknown {', '.join(unknown)} (known: {', '.join(METHODS)})")
-    pairs_n = args.pairs or (8 if args.tiny else 128)
-    epochs = args.epochs or (1 if args.tiny else 2)
+    pairs_n = args.pairs or (8 if args.tiny else size["pairs"])
+    epochs = args.epochs or (1 if args.tiny else size["epochs"])
     repeats = args.repeats or (1 if args.tiny else 3)
+    batch = args.batch or size["batch"]
 
     # Trainers print their logs on stdout; keep it for the one JSON result.
     from ratchet_worker.events import claim_stdout
@@ -245,20 +301,25 @@ def main(argv: list[str]) -> int:
         torch.set_num_threads(args.threads)
 
     from ratchet_worker.tiny import PRESETS, build_tiny, generate_preference_pairs
+    from ratchet_worker.tiny.build import MARKER_FILE
 
-    preset = "test" if args.tiny else "default"
-    log(f"tiny model ({preset} preset) under {MODELS_DIR}")
-    folder = "tiny-test" if args.tiny else "tiny-support"  # built once, reused while its spec is unchanged
-    model = str(build_tiny(MODELS_DIR / folder, PRESETS[preset]))
+    # --tiny smokes the code path on the test preset, whatever the size.
+    preset, folder = ("test", "tiny-test") if args.tiny else (size["preset"], size["folder"])
+    log(f"model ({preset} preset) under {MODELS_DIR / folder}")
+    model = str(build_tiny(MODELS_DIR / folder, PRESETS[preset]))  # reused while its spec is unchanged
     tokenizer = AutoTokenizer.from_pretrained(model)
+    max_length = size["max_length"]
     pairs = generate_preference_pairs(seed=11, n=pairs_n)
+    if size["history"]:
+        pairs = with_history(pairs, tokenizer, max_length)
     hp = {
         "learning_rate": 1e-3,
         "num_train_epochs": epochs,
-        "per_device_train_batch_size": args.batch,
-        "max_length": 512,
+        "per_device_train_batch_size": batch,
+        "max_length": max_length,
         "logging_steps": 1,
     }
+    sides = size["sides"]
     scratch = Path(tempfile.mkdtemp(prefix="train-throughput-", dir=BENCH_DIR / ".work"))
     results: dict[str, dict[str, list[dict[str, Any]]]] = {}
     tokens: dict[str, int] = {}
@@ -276,11 +337,14 @@ def main(argv: list[str]) -> int:
                 rows = rows_for(method, pairs)
                 tokens[method] = tokens_per_epoch(method, rows, tokenizer) * epochs
                 data = _write_rows(scratch / "data" / f"{method}.jsonl", rows)
-                # Alternate who goes first so both sides see the same drift in machine load.
-                order = ("ours", "trl") if (repeat + i) % 2 == 0 else ("trl", "ours")
-                for side in order:
+                # Rotate who goes first so every side sees the same drift in machine load.
+                shift = (repeat + i) % len(sides)
+                for side in sides[shift:] + sides[:shift]:
                     out = scratch / f"{side}-{method}-{repeat}"
-                    run = run_ours(method, model, data, out, hp) if side == "ours" else run_trl(method, model, rows, out, hp)
+                    if side == "ours":
+                        run = run_ours(method, model, data, out, hp)
+                    else:
+                        run = run_trl(method, model, rows, out, hp, checkpointing=side == "trl")
                     run["load_avg_1m"] = os.getloadavg()[0]
                     results.setdefault(method, {}).setdefault(side, []).append(run)
                     log(
@@ -291,43 +355,63 @@ def main(argv: list[str]) -> int:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
-    result_out(summarize(results, tokens, torch.get_num_threads(), pairs_n, epochs, args.batch, preset))
+    suffix = "" if args.size == "tiny" else f"_{args.size}"
+    config = {
+        "size": args.size,
+        "preset": preset,
+        "pairs": pairs_n,
+        "epochs": epochs,
+        "batch": batch,
+        "max_length": max_length,
+        "torch_threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
+        # Counted by the build (its marker file), tied embeddings once.
+        "parameters": json.loads((Path(model) / MARKER_FILE).read_text())["parameters"],
+        "mean_row_tokens": {m: round(tokens[m] / epochs / len(rows_for(m, pairs)), 1) for m in tokens},
+    }
+    result_out(summarize(results, tokens, suffix, config))
     return 0
 
 
-def summarize(results, tokens, threads: int, pairs_n: int, epochs: int, batch: int, preset: str) -> dict[str, Any]:
+def summarize(results, tokens, suffix: str, config: dict[str, Any]) -> dict[str, Any]:
+    """Medians per method and side; every metric name carries the size suffix (_20m), none for tiny.
+    Side "trl" is TRL's defaults; "trl_nockpt" TRL with gradient checkpointing off."""
     metrics: dict[str, float] = {}
     detail: dict[str, Any] = {}
-    speedups = []
+    speedups: dict[str, list[float]] = {}
     for method, sides in results.items():
         med = {side: statistics.median(r["seconds"] for r in runs) for side, runs in sides.items()}
         cpu = {side: statistics.median(r["cpu_seconds"] for r in runs) for side, runs in sides.items()}
         loss = {side: statistics.median(r["loss"] for r in runs) for side, runs in sides.items()}
-        metrics[f"train_tokens_per_s_cpu_{method}"] = round(tokens[method] / med["ours"], 1)
-        metrics[f"trl_tokens_per_s_cpu_{method}"] = round(tokens[method] / med["trl"], 1)
-        metrics[f"speedup_vs_trl_{method}_ratio"] = round(med["trl"] / med["ours"], 3)
-        metrics[f"cpu_time_speedup_vs_trl_{method}_ratio"] = round(cpu["trl"] / cpu["ours"], 3)
-        # (ours - TRL) / TRL: "equal final loss" is a gap near 0 (rwsft: different objectives).
-        metrics[f"final_loss_gap_vs_trl_{method}_ratio"] = round((loss["ours"] - loss["trl"]) / abs(loss["trl"]), 4)
-        metrics[f"tokens_{method}_count"] = tokens[method]
-        speedups.append(med["trl"] / med["ours"])
+        metrics[f"train_tokens_per_s_cpu{suffix}_{method}"] = round(tokens[method] / med["ours"], 1)
+        for side in sides:
+            if side == "ours":
+                continue
+            tag = side.removeprefix("trl")  # "" or "_nockpt"
+            metrics[f"{side}_tokens_per_s_cpu{suffix}_{method}"] = round(tokens[method] / med[side], 1)
+            metrics[f"speedup_vs_trl{suffix}{tag}_{method}_ratio"] = round(med[side] / med["ours"], 3)
+            metrics[f"cpu_time_speedup_vs_trl{suffix}{tag}_{method}_ratio"] = round(cpu[side] / cpu["ours"], 3)
+            # (ours - TRL) / TRL: "equal final loss" is a gap near 0 (rwsft: different objectives).
+            metrics[f"final_loss_gap_vs_trl{suffix}{tag}_{method}_ratio"] = round(
+                (loss["ours"] - loss[side]) / abs(loss[side]), 4
+            )
+            speedups.setdefault(tag, []).append(med[side] / med["ours"])
+        metrics[f"tokens{suffix}_{method}_count"] = tokens[method]
         detail[method] = {
             "final_loss": {side: round(v, 4) for side, v in loss.items()},
-            **{side: [{k: round(v, 4) for k, v in r.items()} for r in runs] for side, runs in sides.items()},
+            **{side: [{k: _rounded(v) for k, v in r.items()} for r in runs] for side, runs in sides.items()},
         }
-    metrics["train_speedup_vs_trl"] = round(min(speedups), 3)
-    return {
-        "metrics": metrics,
-        "runs": detail,
-        "config": {
-            "preset": preset,
-            "pairs": pairs_n,
-            "epochs": epochs,
-            "batch": batch,
-            "torch_threads": threads,
-            "cpus": os.cpu_count(),
-        },
-    }
+    if suffix:
+        # Issue 19's names: the slowest method's ratio, against TRL's defaults and without checkpointing.
+        for tag, values in speedups.items():
+            metrics[f"train_speedup_vs_trl{suffix}{tag}_min"] = round(min(values), 3)
+    else:
+        metrics["train_speedup_vs_trl"] = round(min(speedups[""]), 3)
+    return {"metrics": metrics, "runs": detail, "config": config}
+
+
+def _rounded(value: Any) -> Any:
+    return round(value, 4) if isinstance(value, float) else value
 
 
 if __name__ == "__main__":

@@ -67,6 +67,8 @@ const sharedMetricNames = new Set([
   'page_load_ms_max_100k',
   'al_ratings_ratio',
   'train_speedup_vs_trl',
+  'train_speedup_vs_trl_20m_min', // issue 19's names
+  'train_speedup_vs_trl_20m_nockpt_min',
   'serve_concurrency_speedup', // issue 13's name
   'guardrail_users_to_rollback_p50', // issue 13's name (users)
 ]);

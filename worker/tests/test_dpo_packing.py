@@ -66,9 +66,12 @@ def test_packed_rows_give_the_log_probs_and_loss_of_trls_layout(tmp_path, tiny_m
     examples = [packed.train_dataset[i] for i in range(len(rows))]
     packed_batch = packed.data_collator(examples)
     plain_batch = plain.data_collator(examples)
-    # One row per pair, narrower than chosen and rejected padded to a common width.
+    # One row per pair, narrower than chosen and rejected padded to a common width, and holding
+    # each prompt once: narrower than the two conversations end to end.
     assert packed_batch["input_ids"].shape[0] == len(rows)
     assert packed_batch["input_ids"].numel() < plain_batch["input_ids"].numel()
+    both = max(2 * len(e["prompt_ids"]) + len(e["chosen_ids"]) + len(e["rejected_ids"]) for e in examples)
+    assert packed_batch["input_ids"].shape[1] < both
     assert int(packed_batch["num_tokens"]) == int(plain_batch["attention_mask"].sum())
 
     with torch.no_grad():
@@ -108,16 +111,22 @@ def test_grouped_batches_cover_every_pair_once_per_epoch(tmp_path, tiny_model, t
 
 
 def test_models_that_ignore_packing_boundaries_train_unpacked(tmp_path, tiny_model, train_pairs, monkeypatch):
-    import transformers.masking_utils as masking
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
     from ratchet_worker.train.dpo import packing_is_exact
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     model = AutoModelForCausalLM.from_pretrained(tiny_model)
     assert packing_is_exact(model, tokenizer.pad_token_id)
-    # An attention that sees one causal sequence per row: the rejected answer would see the chosen.
-    monkeypatch.setattr(masking, "find_packed_sequence_indices", lambda position_ids: None)
+    # An attention that ignores a custom mask and runs one causal sequence per row (as some
+    # flash-attention paths do): the rejected answer would see the chosen one.
+    sdpa = ALL_ATTENTION_FUNCTIONS["sdpa"]
+    monkeypatch.setitem(
+        ALL_ATTENTION_FUNCTIONS,
+        "sdpa",
+        lambda module, q, k, v, attention_mask, **kw: sdpa(module, q, k, v, None, **{**kw, "is_causal": True}),
+    )
     assert not packing_is_exact(model, tokenizer.pad_token_id)
     trainer = _build(tmp_path, tiny_model, train_pairs[:8], {"pack_pairs": True})
     assert not trainer.dpo_config.pack_pairs

@@ -82,7 +82,21 @@ TEST_SPEC = TinySpec(
     warmup_steps=15,
 )
 
-PRESETS: dict[str, TinySpec] = {"default": TinySpec(), "test": TEST_SPEC}
+# About 20 million parameters, Llama proportions (GQA, MLP ~8/3 of hidden), randomly initialized
+# (no pretraining steps): the size bench/train-throughput measures training speed at, where the
+# matmuls rather than per-step overheads set the pace. Its vocabulary is every merge the domain
+# corpus offers (~1,100 tokens; asking for more yields no more).
+BENCH_20M_SPEC = TinySpec(
+    vocab_size=1024,
+    hidden_size=512,
+    intermediate_size=1376,
+    num_hidden_layers=7,
+    num_attention_heads=8,
+    num_key_value_heads=4,
+    train_steps=0,
+)
+
+PRESETS: dict[str, TinySpec] = {"default": TinySpec(), "test": TEST_SPEC, "bench-20m": BENCH_20M_SPEC}
 
 Progress = Callable[[dict[str, Any]], None]
 

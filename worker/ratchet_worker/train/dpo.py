@@ -3,14 +3,15 @@
 The objective is TRL's sigmoid DPO loss, -log sigmoid(beta * ((log p(chosen) - ref) - (log p(rejected)
 - ref))), each log-probability summed over the answer's tokens, the reference log-probabilities
 computed once before training. What differs is how the work is laid out (as in reward.py):
-- pairs packed: a pair is one row, prompt + chosen then prompt + rejected, with position ids
-  restarting at the second conversation, so attention stays within each (the model builds a
-  block-diagonal causal mask from the position ids) and each side's log-probability is summed
-  over its own answer tokens. TRL pads chosen and rejected to a common width as 2 x batch rows.
+- pairs packed with their prompt once: a pair is one row, prompt + chosen + (the prompt's last
+  token again) + rejected, a 4-D attention mask letting each answer see the prompt and itself
+  only, position ids continuing the prompt's in both, so each side's log-probability is that of
+  its conversation alone while the prompt (most of a long conversation) is computed once. TRL
+  pads chosen and rejected to a common width as 2 x batch rows, the prompt in each.
 - length-grouped batches of pairs, the batches in random order;
 - tokenization once, in batched calls, without a datasets.map pass; the reference pass runs
   over pairs sorted by length, so its batches carry little padding either.
-Other loss types, and models whose attention ignores the position-id boundaries, train on TRL's
+Other loss types, and models whose attention ignores the mask (packing_is_exact), train on TRL's
 layout (still tokenized once and length-grouped).
 """
 
@@ -80,14 +81,25 @@ def tokenize_pairs(rows: list[dict[str, Any]], tokenizer, max_length: int | None
 
 
 def packed_width(pair: dict[str, Any]) -> int:
-    return 2 * len(pair["prompt_ids"]) + len(pair["chosen_ids"]) + len(pair["rejected_ids"])
+    """A packed pair's width: the prompt once, the chosen answer, the prompt's last token again
+    (it predicts the rejected answer's first token), the rejected answer."""
+    prompt = len(pair["prompt_ids"])
+    return prompt + len(pair["chosen_ids"]) + min(prompt, 1) + len(pair["rejected_ids"])
+
+
+# Segments of a packed row: the shared prompt (all but its last token), the chosen branch (the
+# prompt's last token + chosen), the rejected branch (that token again + rejected), padding.
+SHARED, CHOSEN, REJECTED, PADDING = 0, 1, 2, 3
 
 
 class PackedPairCollator:
-    """Each pair as one right-padded row: prompt + chosen, prompt + rejected, then padding, with
-    position ids restarting at 0 for each (padding is a third segment, so nothing real attends
-    to it). `side` marks the answer tokens: 1 chosen, 2 rejected, 0 prompt and padding.
-    `num_tokens` counts the real tokens (for the Trainer's token metric)."""
+    """Each pair as one right-padded row that holds its prompt once: prompt + chosen + (the
+    prompt's last token) + rejected, then padding. A 4-D attention mask lets each branch see the
+    shared prompt and itself only, and its position ids continue the prompt's, so each answer is
+    scored exactly as its conversation run alone, while the prompt, most of a long conversation,
+    is computed once per pair instead of twice (TRL: two padded rows). `side` marks the answer
+    tokens: 1 chosen, 2 rejected, 0 prompt and padding. `num_tokens` counts both conversations'
+    real tokens, as TRL's two rows do (for the Trainer's token metric)."""
 
     def __init__(self, pad_token_id: int) -> None:
         self.pad_token_id = pad_token_id
@@ -99,23 +111,54 @@ class PackedPairCollator:
         ids = torch.full((len(examples), width), self.pad_token_id, dtype=torch.long)
         positions = torch.zeros((len(examples), width), dtype=torch.long)
         side = torch.zeros((len(examples), width), dtype=torch.long)
+        segment = torch.full((len(examples), width), PADDING, dtype=torch.long)
         real = 0
         for i, e in enumerate(examples):
             p, c, r = e["prompt_ids"], e["chosen_ids"], e["rejected_ids"]
-            first, second = len(p) + len(c), len(p) + len(r)
-            n = first + second
-            ids[i, :n] = torch.tensor(p + c + p + r)
-            positions[i, :first] = torch.arange(first)
-            positions[i, first:n] = torch.arange(second)
+            shared, last = p[:-1], p[-1:]
+            a, b = len(shared), len(shared) + len(last) + len(c)  # where each branch starts
+            n = packed_width(e)
+            ids[i, :n] = torch.tensor(p + c + last + r)
+            positions[i, :b] = torch.arange(b)
+            positions[i, b:n] = torch.arange(a, a + n - b)
             positions[i, n:] = torch.arange(width - n)
-            side[i, len(p) : first] = 1
-            side[i, first + len(p) : n] = 2
-            real += n
-        batch = {"input_ids": ids, "position_ids": positions, "side": side, "num_tokens": torch.tensor(real)}
+            segment[i, :a], segment[i, a:b], segment[i, b:n] = SHARED, CHOSEN, REJECTED
+            side[i, b - len(c) : b] = 1
+            side[i, n - len(r) : n] = 2
+            real += 2 * len(p) + len(c) + len(r)
+        batch = {
+            "input_ids": ids,
+            "position_ids": positions,
+            "attention_mask": branch_mask(segment),
+            "side": side,
+            "num_tokens": torch.tensor(real),
+        }
         for key in ("ref_chosen_logps", "ref_rejected_logps"):
             if key in examples[0]:
                 batch[key] = torch.tensor([e[key] for e in examples], dtype=torch.float)
         return batch
+
+
+def branch_mask(segment):
+    """(batch, 1, width, width) booleans, True where a query may attend a key: causal, and the key
+    is in the shared prompt or in the query's own segment (padding sees the prompt and padding)."""
+    import torch
+
+    width = segment.size(1)
+    causal = torch.ones((width, width), dtype=torch.bool).tril()
+    same = segment[:, :, None] == segment[:, None, :]
+    return ((same | (segment == SHARED)[:, None, :]) & causal)[:, None]
+
+
+def _model_mask(model, mask):
+    """The boolean mask in the form the model's attention takes: booleans for SDPA, an additive
+    float mask for eager attention (which adds it to the scores)."""
+    import torch
+
+    if getattr(model.config, "_attn_implementation", "sdpa") != "eager":
+        return mask
+    dtype = next(model.parameters()).dtype
+    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, torch.finfo(dtype).min)
 
 
 def packed_log_probs(model, batch: dict[str, Any]):
@@ -123,15 +166,16 @@ def packed_log_probs(model, batch: dict[str, Any]):
     through TRL's fused LM head (per-token log-probs without the full logits)."""
     side = batch["side"]
     labels = batch["input_ids"].masked_fill(side == 0, -100)
-    # No attention mask: the model then reads sequence boundaries from the position ids.
     out = model(
         input_ids=batch["input_ids"],
         position_ids=batch["position_ids"],
+        attention_mask=_model_mask(model, batch["attention_mask"]),
         labels=labels,
         fused_lm_head=True,
         use_cache=False,
     )
-    # Position j predicts token j + 1, so the answer marks shift by one.
+    # Position j predicts token j + 1, so the answer marks shift by one: the chosen answer's first
+    # token from the prompt's last, the rejected answer's from that token's copy.
     token_logps, shifted = out.log_probs, side[:, 1:]
     return (token_logps * (shifted == 1)).sum(dim=1), (token_logps * (shifted == 2)).sum(dim=1)
 
@@ -166,9 +210,9 @@ def packed_reference_log_probs(trainer, pairs: list[dict[str, Any]], batch_size:
 
 
 def packing_is_exact(model, pad_token_id: int) -> bool:
-    """Whether this model keeps packed conversations apart: a packed pair's token log-probs
-    against the two conversations run alone. Attention implementations that ignore position-id
-    boundaries would let the rejected answer see the chosen one; those train unpacked."""
+    """Whether this model keeps a packed pair's branches apart: a packed pair's logits against the
+    two conversations run alone. Attention implementations that ignore a custom 4-D mask (or the
+    position ids) would let the rejected answer see the chosen one; those train unpacked."""
     import torch
 
     ids = [i for i in range(1, 16) if i != pad_token_id][:9]
@@ -180,18 +224,23 @@ def packing_is_exact(model, pad_token_id: int) -> bool:
     try:
         with torch.no_grad():
             packed = model(
-                input_ids=batch["input_ids"].to(device), position_ids=batch["position_ids"].to(device), use_cache=False
+                input_ids=batch["input_ids"].to(device),
+                position_ids=batch["position_ids"].to(device),
+                attention_mask=_model_mask(model, batch["attention_mask"].to(device)),
+                use_cache=False,
             ).logits[0].float()
-            alone = [
+            chosen, rejected = (
                 model(input_ids=torch.tensor([pair["prompt_ids"] + pair[key]], device=device), use_cache=False)
                 .logits[0]
                 .float()
                 for key in ("chosen_ids", "rejected_ids")
-            ]
+            )
     finally:
         model.train(was_training)
+    # The packed row holds the chosen conversation whole, then the rejected one from the prompt's last token.
+    alone = torch.cat([chosen, rejected[len(pair["prompt_ids"]) - 1 :]])
     rtol = 1e-3 if next(model.parameters()).dtype == torch.float32 else 2e-2  # bf16 rounds more
-    return torch.allclose(packed[: packed_width(pair)], torch.cat(alone), rtol=rtol, atol=1e-4)
+    return torch.allclose(packed[: packed_width(pair)], alone, rtol=rtol, atol=1e-4)
 
 
 def _dpo_trainer_class():
@@ -232,9 +281,9 @@ def _dpo_trainer_class():
             if not self.dpo_config.group_by_length:
                 return super()._get_train_sampler(train_dataset)
             pairs = zip(dataset["prompt_ids"], dataset["chosen_ids"], dataset["rejected_ids"], strict=True)
-            # The padded width a pair costs: both conversations when packed, the longer one otherwise.
+            # The padded width a pair costs: its packed row, or the longer conversation unpacked.
             if self.dpo_config.pack_pairs:
-                widths = [2 * len(p) + len(c) + len(r) for p, c, r in pairs]
+                widths = [packed_width({"prompt_ids": p, "chosen_ids": c, "rejected_ids": r}) for p, c, r in pairs]
             else:
                 widths = [len(p) + max(len(c), len(r)) for p, c, r in pairs]
             return shuffled_length_grouped_sampler(
