@@ -149,7 +149,8 @@ describe('bench machinery', () => {
 
   // Not concurrent with the server benches: it trains on the same two cores. One step of dpo
   // (TRL-backed) and of rwsft (ours) on 8 pairs, each beside TRL's trainer, on the test preset
-  // (built into bench/.work/models once, about 30 s).
+  // (built into bench/.work/models once, about 30 s); then dpo on the 20m size's 256-token rows
+  // beside TRL with and without gradient checkpointing, on the same preset.
   it('train-throughput trains ours and TRL on the same rows and reports both', async () => {
     const result = await runBench(benches.find((b) => b.name === 'train-throughput')!, ctx);
     expectWellFormed(result, 'train-throughput');
@@ -161,6 +162,15 @@ describe('bench machinery', () => {
     // dpo starts from the same model on the same rows: the first steps' losses must agree.
     expect(Math.abs(result.metrics.final_loss_gap_vs_trl_dpo_ratio!)).toBeLessThan(0.05);
     expect(result.metrics.train_speedup_vs_trl).toBeGreaterThan(0);
+    // The 20m size's path: dpo against TRL's defaults and TRL without checkpointing, same loss.
+    expect(result.metrics.train_speedup_vs_trl_20m_min).toBeGreaterThan(0);
+    expect(result.metrics.train_speedup_vs_trl_20m_nockpt_min).toBeGreaterThan(0);
+    expect(Math.abs(result.metrics.final_loss_gap_vs_trl_20m_dpo_ratio!)).toBeLessThan(0.05);
+    // Checkpointing recomputes the same forward: TRL's loss is the same with it and without.
+    expect(result.metrics.final_loss_gap_vs_trl_20m_nockpt_dpo_ratio).toBeCloseTo(
+      result.metrics.final_loss_gap_vs_trl_20m_dpo_ratio!,
+      3,
+    );
   }, 600_000);
 
   // Not concurrent with the server benches: the worker generates on the same two cores. Eight
