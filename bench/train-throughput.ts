@@ -39,9 +39,9 @@ export const trainThroughput: Bench = {
     'train_speedup_vs_trl_20m_min',
     'train_speedup_vs_trl_20m_nockpt_min',
     ...['sft', 'kto', 'dpo'].flatMap((m) => [
-      `train_tokens_per_s_cpu_20m_${m}`,
-      `trl_tokens_per_s_cpu_20m_${m}`,
-      `trl_nockpt_tokens_per_s_cpu_20m_${m}`,
+      `train_20m_tokens_per_s_cpu_${m}`,
+      `trl_20m_tokens_per_s_cpu_${m}`,
+      `trl_nockpt_20m_tokens_per_s_cpu_${m}`,
     ]),
   ],
   async run(ctx) {
@@ -55,6 +55,7 @@ export const trainThroughput: Bench = {
     const unknown = wanted.filter((s) => !sizes.includes(s));
     if (unknown.length)
       throw new Error(`BENCH_TT_SIZES: unknown ${unknown.join(', ')} (known: ${sizes.join(', ')})`);
+    const fromRuns = ctx.tiny ? undefined : process.env.BENCH_TT_FROM_RUNS;
     const metrics: Record<string, number> = {};
     const notes: string[] = [];
     for (const size of sizes.filter((s) => wanted.includes(s))) {
@@ -69,6 +70,9 @@ export const trainThroughput: Bench = {
         ...(process.env.BENCH_TT_THREADS ? ['--threads', process.env.BENCH_TT_THREADS] : []),
         // More interleaved repeats steady the medians when other jobs load the machine (3 by default).
         ...(process.env.BENCH_TT_REPEATS ? ['--repeats', process.env.BENCH_TT_REPEATS] : []),
+        // BENCH_TT_FROM_RUNS=dir: summarize dir/train-throughput-<size>-runs.json (an earlier run's
+        // saved output) again instead of training, e.g. after a change in how metrics are named.
+        ...(fromRuns ? ['--from-runs', join(fromRuns, `train-throughput-${size}-runs.json`)] : []),
       ];
       const loadBefore = loadNote();
       ctx.log(`train-throughput: .venv/bin/python bench/train_throughput.py ${args.join(' ')}`);
@@ -90,14 +94,18 @@ export const trainThroughput: Bench = {
         `${JSON.stringify(out, null, 2)}\n`,
       );
       Object.assign(metrics, out.metrics);
-      notes.push(size === 'tiny' ? tinyNote(out, loadBefore) : sizedNote(out, loadBefore));
+      if (fromRuns)
+        notes.push(`Size ${size}: metrics summarized again from the runs saved in ${fromRuns}, not re-run.`);
+      notes.push(size === 'tiny' ? tinyNote(out, loadBefore) : sizedNote(out));
     }
     // A size left out (BENCH_TT_SIZES) keeps its metrics from the recorded result, said so in the notes.
     const skipped = ctx.tiny ? [] : sizes.filter((s) => !wanted.includes(s));
     if (skipped.length) notes.push(carryOver(skipped, metrics));
-    notes.push(
-      'No GPU here: the GPU path (bf16, FSDP through accelerate with worker/configs/fsdp.yaml) is not measured.',
-    );
+    // (a carried note has it already)
+    if (!notes.some((n) => n.includes('No GPU here')))
+      notes.push(
+        'No GPU here: the GPU path (bf16, FSDP through accelerate with worker/configs/fsdp.yaml) is not measured.',
+      );
     return { metrics, notes: notes.join(' ') };
   },
 };
@@ -114,15 +122,23 @@ function carryOver(skipped: string[], metrics: Record<string, number>): string {
   return `Size(s) ${skipped.join(', ')} not re-run: their metrics are those recorded ${previous.date.slice(0, 10)} at ${previous.commit}, whose notes read: ${previous.notes}`;
 }
 
+/** Each method's losses, ours first, then TRL's defaults, then TRL without checkpointing. */
+function inSideOrder(losses: Record<string, number> | undefined): string {
+  return ['ours', 'trl', 'trl_nockpt']
+    .filter((side) => losses && side in losses)
+    .map((side) => losses![side])
+    .join(' vs ');
+}
+
 function losses(out: TrainThroughputOutput): string {
   return Object.entries(out.runs)
-    .map(([m, r]) => `${m} ${Object.values(r.final_loss).join(' vs ')}`)
+    .map(([m, r]) => `${m} ${inSideOrder(r.final_loss)}`)
     .join(', ');
 }
 
 function epochLosses(out: TrainThroughputOutput): string {
   return Object.entries(out.runs)
-    .map(([m, r]) => `${m} ${Object.values(r.epoch_mean_loss ?? {}).join(' vs ')}`)
+    .map(([m, r]) => `${m} ${inSideOrder(r.epoch_mean_loss)}`)
     .join(', ');
 }
 
@@ -145,7 +161,17 @@ function tinyNote(out: TrainThroughputOutput, loadBefore: string): string {
   ].join(' ');
 }
 
-function sizedNote(out: TrainThroughputOutput, loadBefore: string): string {
+/** The range of the 1-minute load average read after each run. */
+function loadRange(out: TrainThroughputOutput): string {
+  const loads = Object.values(out.runs).flatMap((r) =>
+    Object.values(r).flatMap((v) =>
+      Array.isArray(v) ? v.map((run) => (run as { load_avg_1m: number }).load_avg_1m) : [],
+    ),
+  );
+  return `${Math.min(...loads).toFixed(1)}-${Math.max(...loads).toFixed(1)}`;
+}
+
+function sizedNote(out: TrainThroughputOutput): string {
   const c = out.config;
   const rows = Object.entries(c.mean_row_tokens)
     .map(([m, n]) => `${m} ${n}`)
@@ -160,6 +186,6 @@ function sizedNote(out: TrainThroughputOutput, loadBefore: string): string {
     `Final loss (last quarter of the steps) ours vs TRL vs TRL without checkpointing: ${losses(out)};`,
     `mean loss over the epoch (every row once on each side, so batch order matters less): ${epochLosses(out)}.`,
     "kto's rows are shuffled (seed 0, the same file for all sides) so that TRL's neighbor KL pairs are mismatched.",
-    `Load: ${loadBefore} at start, ${loadNote()} at the end.`,
+    `Machine shared with other engineers' jobs: 1-minute load average ${loadRange(out)} after the runs (on 2 cores), so wall times stretch; cpu_time_speedup_* beside them.`,
   ].join(' ');
 }

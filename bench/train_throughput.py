@@ -300,7 +300,15 @@ def main(argv: list[str]) -> int:
     # threads per process spent most of their time waiting on each other (a reward run took 120 s
     # of wall and 35 s of CPU at 2 threads, 11 s and 3 s at 1). Both sides get the same setting.
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: torch's default)")
+    parser.add_argument(
+        "--from-runs",
+        default=None,
+        help="summarize the runs of an earlier output (its 'runs' and 'config') again instead of training",
+    )
     args = parser.parse_args(argv)
+    if args.from_runs:
+        print(json.dumps(resummarize(json.loads(Path(args.from_runs).read_text()))))
+        return 0
 
     size = SIZES[args.size]
     methods = [m for m in (args.methods or ",".join(size["methods"])).split(",") if m]
@@ -396,23 +404,37 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+def resummarize(previous: dict[str, Any]) -> dict[str, Any]:
+    """The metrics of an earlier output's recorded runs (every run's time, CPU time and losses),
+    derived again by summarize: for a change in how metrics are named or computed, not in what
+    was measured."""
+    config = previous["config"]
+    suffix = "" if config["size"] == "tiny" else f"_{config['size']}"
+    sides = SIZES[config["size"]]["sides"]
+    results = {m: {side: detail[side] for side in sides if side in detail} for m, detail in previous["runs"].items()}
+    tokens = {m: previous["metrics"][f"tokens{suffix}_{m}_count"] for m in results}
+    return summarize(results, tokens, suffix, config)
+
+
 def summarize(results, tokens, suffix: str, config: dict[str, Any]) -> dict[str, Any]:
     """Medians per method and side; every metric name carries the size suffix (_20m), none for tiny.
     Side "trl" is TRL's defaults; "trl_nockpt" TRL with gradient checkpointing off."""
     metrics: dict[str, float] = {}
     detail: dict[str, Any] = {}
     speedups: dict[str, list[float]] = {}
-    for method, sides in results.items():
+    for method, runs_by_side in results.items():
+        # Ours first, then TRL's sides, whatever order they ran in (the notes list them so).
+        sides = {side: runs_by_side[side] for side in ("ours", "trl", "trl_nockpt") if side in runs_by_side}
         med = {side: statistics.median(r["seconds"] for r in runs) for side, runs in sides.items()}
         cpu = {side: statistics.median(r["cpu_seconds"] for r in runs) for side, runs in sides.items()}
         loss = {side: statistics.median(r["loss"] for r in runs) for side, runs in sides.items()}
         mean_loss = {side: statistics.median(r["mean_loss"] for r in runs) for side, runs in sides.items()}
-        metrics[f"train_tokens_per_s_cpu{suffix}_{method}"] = round(tokens[method] / med["ours"], 1)
+        metrics[f"train{suffix}_tokens_per_s_cpu_{method}"] = round(tokens[method] / med["ours"], 1)
         for side in sides:
             if side == "ours":
                 continue
             tag = side.removeprefix("trl")  # "" or "_nockpt"
-            metrics[f"{side}_tokens_per_s_cpu{suffix}_{method}"] = round(tokens[method] / med[side], 1)
+            metrics[f"{side}{suffix}_tokens_per_s_cpu_{method}"] = round(tokens[method] / med[side], 1)
             metrics[f"speedup_vs_trl{suffix}{tag}_{method}_ratio"] = round(med[side] / med["ours"], 3)
             metrics[f"cpu_time_speedup_vs_trl{suffix}{tag}_{method}_ratio"] = round(cpu[side] / cpu["ours"], 3)
             # (ours - TRL) / TRL: "equal final loss" is a gap near 0 (rwsft: different objectives).
