@@ -932,8 +932,8 @@ export const feedbackEfficiency: Bench = {
     'quality_gain_dpo',
     'ai_label_precision',
     'ai_label_share',
-    'ai_label_gain_15pct',
-    'rl_vs_sft_15pct',
+    'ai_label_quality_gain_15pct_rate',
+    'rl_minus_sft_quality_15pct_rate',
   ],
   async run(ctx) {
     const s = settingsFor(ctx);
@@ -1037,9 +1037,9 @@ export const feedbackEfficiency: Bench = {
 
 /**
  * The rate arms' metrics: `quality_<arm>_rated<pct>pct_rate`, `rows_...`; for the reward model's
- * labels `ai_label_precision_<pct>pct` (on held-out human ratings; absent when it labelled none),
- * `ai_label_share_<pct>pct` (of the unrated answers), `ai_label_oracle_agreement_<pct>pct`,
- * `ai_label_gain_<pct>pct` (sft-ai minus sft, in share points) and `rl_vs_sft_<pct>pct` (rl minus
+ * labels `ai_label_precision_<pct>pct_ratio` (on held-out human ratings; absent when it labelled none),
+ * `ai_label_share_<pct>pct_ratio` (of the unrated answers), `ai_label_oracle_agreement_<pct>pct_ratio`,
+ * `ai_label_quality_gain_<pct>pct_rate` (sft-ai minus sft, in share points) and `rl_minus_sft_quality_<pct>pct_rate` (rl minus
  * sft at the same ratings); `ai_label_precision` and `ai_label_share` are those of the highest
  * rate at which it labelled (else of the highest rate, with the precision absent). Returns notes.
  */
@@ -1060,13 +1060,13 @@ export function rateMetrics(metrics: Record<string, number>, results: ArmResult[
     const [sft, ai, rl] = [at('sft'), at('sft-ai'), at('rl')];
     const stats = ai?.ai;
     if (stats) {
-      metrics[`ai_label_share_${pct}pct`] = round(stats.share);
+      metrics[`ai_label_share_${pct}pct_ratio`] = round(stats.share);
       metrics[`ai_labels_${pct}pct_count`] = stats.labeled;
       metrics[`ai_label_heldout_${pct}pct_count`] = stats.heldOut;
-      if (stats.precision !== null) metrics[`ai_label_precision_${pct}pct`] = round(stats.precision);
-      if (stats.lower !== null) metrics[`ai_label_precision_lower_${pct}pct`] = round(stats.lower);
+      if (stats.precision !== null) metrics[`ai_label_precision_${pct}pct_ratio`] = round(stats.precision);
+      if (stats.lower !== null) metrics[`ai_label_precision_lower_${pct}pct_ratio`] = round(stats.lower);
       if (stats.oracleAgreement !== null)
-        metrics[`ai_label_oracle_agreement_${pct}pct`] = round(stats.oracleAgreement);
+        metrics[`ai_label_oracle_agreement_${pct}pct_ratio`] = round(stats.oracleAgreement);
       notes.push(
         `At ${pct}% rated (${ai!.ratings} thumbs on ${ai!.ratedAnswers} answers) the reward model ${
           stats.precision === null
@@ -1076,20 +1076,23 @@ export function rateMetrics(metrics: Record<string, number>, results: ArmResult[
       );
     }
     if (sft?.quality !== undefined && ai?.quality !== undefined)
-      metrics[`ai_label_gain_${pct}pct`] = round(ai.quality - sft.quality);
+      metrics[`ai_label_quality_gain_${pct}pct_rate`] = round(ai.quality - sft.quality);
     if (sft?.quality !== undefined && rl?.quality !== undefined)
-      metrics[`rl_vs_sft_${pct}pct`] = round(rl.quality - sft.quality);
+      metrics[`rl_minus_sft_quality_${pct}pct_rate`] = round(rl.quality - sft.quality);
     const gain = (r: ArmResult | undefined) =>
       r?.quality === undefined ? 'not trained' : `${round(100 * (r.quality - base), 1)} points`;
     notes.push(
       `Gain over the base at ${pct}% rated: sft ${gain(sft)}, sft + AI labels ${gain(ai)}, rl ${gain(rl)}.`,
     );
   }
-  const withLabels = [...pcts].reverse().find((p) => metrics[`ai_label_precision_${p}pct`] !== undefined);
+  const withLabels = [...pcts]
+    .reverse()
+    .find((p) => metrics[`ai_label_precision_${p}pct_ratio`] !== undefined);
   const headline = withLabels ?? pcts.at(-1)!;
-  if (metrics[`ai_label_share_${headline}pct`] !== undefined) {
-    metrics.ai_label_share = metrics[`ai_label_share_${headline}pct`]!;
-    if (withLabels !== undefined) metrics.ai_label_precision = metrics[`ai_label_precision_${headline}pct`]!;
+  if (metrics[`ai_label_share_${headline}pct_ratio`] !== undefined) {
+    metrics.ai_label_share = metrics[`ai_label_share_${headline}pct_ratio`]!;
+    if (withLabels !== undefined)
+      metrics.ai_label_precision = metrics[`ai_label_precision_${headline}pct_ratio`]!;
   }
   return notes;
 }
@@ -1103,7 +1106,7 @@ function carryBudgetMetrics(metrics: Record<string, number>): string[] {
   if (!existsSync(path)) return [];
   const last = JSON.parse(readFileSync(path, 'utf8')) as BenchResultFile;
   const carried = Object.entries(last.metrics).filter(
-    ([k]) => !(k in metrics) && !/rated\d+pct|^ai_label|^rl_vs_sft|^ratings_rated/.test(k),
+    ([k]) => !(k in metrics) && !/rated\d+pct|^ai_label|^rl_minus_sft|^ratings_rated/.test(k),
   );
   for (const [k, v] of carried) metrics[k] = v;
   const from = /carried from the run of (\S+ \S+)/.exec(last.notes)?.[1] ?? `${last.commit} ${last.date}`;

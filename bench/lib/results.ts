@@ -71,6 +71,8 @@ const sharedMetricNames = new Set([
   'train_speedup_vs_trl_20m_nockpt_min',
   'serve_concurrency_speedup', // issue 13's name
   'guardrail_users_to_rollback_p50', // issue 13's name (users)
+  'ai_label_precision', // issue 19's names (shares)
+  'ai_label_share',
 ]);
 
 export function assertWellFormed(result: BenchResultFile): void {
