@@ -37,7 +37,8 @@ export interface GatewayLatencyConfig {
   lowDurationS: number;
   /**
    * A pass of Ratchet alone (beside direct calls) at a high rate (0: none); its added p99 is
-   * `gateway_added_p99_ms_<rate>rps`. The competitors are left out: at 200 req/s LiteLLM already
+   * `gateway_added_p99_<rate>rps_ms` (issue 15's `gateway_added_p99_ms_1000rps`, with the unit
+   * last as every bench metric has it). The competitors are left out: at 200 req/s LiteLLM already
    * times out on this machine.
    */
   highRate: number;
@@ -471,18 +472,18 @@ export async function runGatewayLatency(
     const { spreads, results } = await runPass(ctx, cfg, main, targets, dir, metrics, notes);
     let lowSpreads: string[] = [];
     let lowResults = new Map<string, (Measurement | undefined)[]>();
+    const lowPass: Pass = {
+      rate: cfg.lowRate,
+      warmupS: cfg.lowWarmupS,
+      durationS: cfg.lowDurationS,
+      runs: cfg.runs,
+      suffix: `_${cfg.lowRate}rps`,
+    };
     if (cfg.lowRate > 0) {
-      const low: Pass = {
-        rate: cfg.lowRate,
-        warmupS: cfg.lowWarmupS,
-        durationS: cfg.lowDurationS,
-        runs: cfg.runs,
-        suffix: `_${cfg.lowRate}rps`,
-      };
       ({ spreads: lowSpreads, results: lowResults } = await runPass(
         ctx,
         cfg,
-        low,
+        lowPass,
         targets,
         dir,
         metrics,
@@ -492,28 +493,24 @@ export async function runGatewayLatency(
     // Ratchet alone at a high rate, beside direct calls.
     let highSpreads: string[] = [];
     let highResults = new Map<string, (Measurement | undefined)[]>();
+    const highPass: Pass = {
+      rate: cfg.highRate,
+      warmupS: cfg.highWarmupS,
+      durationS: cfg.highDurationS,
+      runs: cfg.runs,
+      suffix: `_${cfg.highRate}rps`,
+    };
     if (cfg.highRate > 0) {
-      const high: Pass = {
-        rate: cfg.highRate,
-        warmupS: cfg.highWarmupS,
-        durationS: cfg.highDurationS,
-        runs: cfg.runs,
-        suffix: `_${cfg.highRate}rps`,
-      };
       const ours = targets.filter((t) => t.name === 'direct' || t.name === 'gateway');
       ({ spreads: highSpreads, results: highResults } = await runPass(
         ctx,
         cfg,
-        high,
+        highPass,
         ours,
         dir,
         metrics,
         notes,
       ));
-      // The issue's name for it.
-      const added = metrics[`gateway_added_p99_${cfg.highRate}rps_ms`];
-      delete metrics[`gateway_added_p99_${cfg.highRate}rps_ms`];
-      if (added !== undefined) metrics[`gateway_added_p99_ms_${cfg.highRate}rps`] = added;
     }
     let ttftCalls = 0;
     if (cfg.ttftCalls > 0) {
@@ -537,13 +534,11 @@ export async function runGatewayLatency(
     // Every call through Ratchet must have been logged (logging is on: that is the product).
     await ratchet.proc.stop(30_000);
     const logged = await countInteractions(databaseUrl, key.projectId);
+    // Every request sent to Ratchet counts, answered or not: one the load generator gave up on
+    // (a timeout) still reached the gateway and must be logged too.
+    const passes = [main, ...(cfg.lowRate > 0 ? [lowPass] : []), ...(cfg.highRate > 0 ? [highPass] : [])];
     const served =
-      ttftCalls +
-      [
-        ...(results.get('gateway') ?? []),
-        ...(lowResults.get('gateway') ?? []),
-        ...(highResults.get('gateway') ?? []),
-      ].reduce((n, r) => n + (r?.all_ok ?? 0), 0);
+      ttftCalls + passes.reduce((n, p) => n + p.runs * Math.round((p.warmupS + p.durationS) * p.rate), 0);
     metrics.gateway_logged_ratio = served ? round(logged / served, 4) : 0;
 
     // Whether ours adds the least, percentile by percentile, in each pass.
@@ -611,7 +606,7 @@ export const gatewayLatency: Bench = {
     'portkey_added_p99_20rps_ms',
     'litellm_added_p50_20rps_ms',
     'litellm_added_p99_20rps_ms',
-    'gateway_added_p99_ms_1000rps',
+    'gateway_added_p99_1000rps_ms',
     'gateway_added_ttft_ms',
   ],
   run: (ctx) => runGatewayLatency(ctx),
