@@ -157,13 +157,13 @@ export function calibrateRatingColumns(
   };
 }
 
-interface Flags {
+export interface Flags {
   flagged: Uint8Array;
   reasons: (string | null)[];
 }
 
 /** Flags raters not flagged before; their influence drops at once. Returns how many are new. */
-function flagNewRaters(
+export function flagNewRaters(
   data: PreparedRatings,
   state: ModelState,
   stats: ConsensusStatistics,
@@ -183,7 +183,7 @@ function flagNewRaters(
   return newlyFlagged;
 }
 
-function raterColumns(
+export function raterColumns(
   data: PreparedRatings,
   state: ModelState,
   correlation: Float64Array,
@@ -233,7 +233,7 @@ function intervalVariance(data: PreparedRatings, state: ModelState, i: number): 
   return 1 / (1 / state.hyper.itemVar + precision);
 }
 
-function itemColumns(
+export function itemColumns(
   data: PreparedRatings,
   state: ModelState,
   columns: RatingColumns & { isThumbs?: Uint8Array | null },

@@ -2,3 +2,4 @@ export * from './calibrate.js';
 export * from './calibrate-raters.js';
 export * from './distributions.js';
 export type { Hyperparameters, RatingColumns } from './model.js';
+export * from './recalibrate.js';

@@ -89,13 +89,13 @@ const EXCLUDED_PRIOR_PRECISION = 1e-6;
  * loop touches one line: what the item pass reads (precision gain, gain, gain * bias) and what it
  * accumulates for the rater pass (sums of m, m^2 + v, y * m over the rater's items).
  */
-const BLOCK = 8;
+export const BLOCK = 8;
 const PRECISION_GAIN = 0;
 const GAIN = 1;
 const GAIN_BIAS = 2;
-const SUM_M = 3;
-const SUM_MM = 4;
-const SUM_YM = 5;
+export const SUM_M = 3;
+export const SUM_MM = 4;
+export const SUM_YM = 5;
 
 export function prepareRatings(columns: RatingColumns): PreparedRatings {
   const { item, rater, value, itemCount, raterCount } = columns;
@@ -187,7 +187,7 @@ export function initialState(data: PreparedRatings, options: ModelOptions): Mode
 }
 
 /** What a rater contributes to an item's posterior: precision w * g * s and sum w * g * (y - b). */
-function loadRaterBlock(state: ModelState, block: Float64Array): void {
+export function loadRaterBlock(state: ModelState, block: Float64Array): void {
   for (let r = 0, o = 0; r < state.bias.length; r++, o += BLOCK) {
     const gain = (state.influence[r]! * state.scale[r]!) / state.noiseVar[r]!;
     block[o + PRECISION_GAIN] = gain * state.scale[r]!;
@@ -199,7 +199,7 @@ function loadRaterBlock(state: ModelState, block: Float64Array): void {
   }
 }
 
-interface ItemPassResult {
+export interface ItemPassResult {
   maxChange: number;
   /** Items informed by at least one rater with influence, and their sums of m and m^2 + v. */
   informedItems: number;
@@ -213,7 +213,7 @@ interface ItemPassResult {
  * raters, and at once (while the item's few ratings are in cache) the item moments every rater
  * needs for their own update.
  */
-function itemPass(data: PreparedRatings, state: ModelState, block: Float64Array): ItemPassResult {
+export function itemPass(data: PreparedRatings, state: ModelState, block: Float64Array): ItemPassResult {
   const { itemStart, rater, value, weight } = data;
   const { itemPostMean, itemPostVar, hyper } = state;
   const priorPrecision = 1 / hyper.itemVar;
@@ -280,12 +280,15 @@ function itemPass(data: PreparedRatings, state: ModelState, block: Float64Array)
  * The posterior mode of each rater's (bias, scale) from the normal equations of
  * sum w (y - b - s q)^2 / noiseVar + b^2 / biasVar + (s - 1)^2 / scaleVar, in expectation over
  * q; then the rater's noise from the expected residuals, shrunk toward the pooled noise.
+ * With `update`, only the raters it marks move; the others keep bias, scale and noise and get
+ * their posterior variances and residuals at those values (an incremental recalibration).
  */
-function raterPass(
+export function raterPass(
   data: PreparedRatings,
   state: ModelState,
   options: ModelOptions,
   block: Float64Array,
+  update: Uint8Array | null = null,
 ): void {
   const { raterWeight, raterSumY, raterSumYY } = data;
   const { bias, scale, noiseVar, biasPostVar, scalePostVar, rss, hyper } = state;
@@ -308,6 +311,18 @@ function raterPass(
     const a00 = W * inv + biasPrior;
     let b: number;
     let s: number;
+    if (update !== null && update[r] === 0) {
+      b = bias[r]!;
+      s = scale[r]!;
+      const a01 = Sm * inv;
+      const a11 = Smm * inv + scalePrior;
+      const det = a00 * a11 - a01 * a01;
+      biasPostVar[r] = options.fitScale ? a11 / det : 1 / a00;
+      scalePostVar[r] = options.fitScale ? a00 / det : 0;
+      const kept = raterSumYY[r]! - 2 * b * Sy - 2 * s * Sym + b * b * W + 2 * b * s * Sm + s * s * Smm;
+      rss[r] = Math.max(0, kept);
+      continue;
+    }
     if (options.fitScale) {
       const a01 = Sm * inv;
       const a11 = Smm * inv + scalePrior;
@@ -361,7 +376,7 @@ function replicatedItems(data: PreparedRatings): number {
   return n;
 }
 
-function updateHyperparameters(
+export function updateHyperparameters(
   data: PreparedRatings,
   state: ModelState,
   options: ModelOptions,
