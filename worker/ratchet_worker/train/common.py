@@ -158,7 +158,15 @@ class ProgressCallback(TrainerCallback):
         self.start = time.monotonic()
         self.start_step = state.global_step  # non-zero when resuming
         if state.is_world_process_zero:
-            self.emit({"type": "start", "step": state.global_step, "total": state.max_steps})
+            # How many ranks train together (accelerate launch), so a caller can tell DDP ran.
+            self.emit(
+                {
+                    "type": "start",
+                    "step": state.global_step,
+                    "total": state.max_steps,
+                    "processes": args.world_size,
+                }
+            )
 
     def _eta(self, state) -> float | None:
         done = state.global_step - self.start_step

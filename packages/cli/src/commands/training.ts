@@ -103,6 +103,7 @@ interface TrainFlags {
   rewardModel?: string;
   eval: boolean;
   queue?: boolean;
+  processes?: number;
 }
 
 function trainRequest(o: TrainFlags): TrainRequestInput {
@@ -124,6 +125,7 @@ function trainRequest(o: TrainFlags): TrainRequestInput {
     methodConfig: o.methodConfig,
     rewardModel: o.rewardModel,
     evaluate: o.eval,
+    processes: o.processes,
   };
 }
 
@@ -150,6 +152,11 @@ export function registerTrainingCommands(program: Command): void {
     .option('--method-config <json>', "the method's settings, e.g. '{\"beta\":0.1}'", jsonObject)
     .option('--reward-model <model>', 'rl: a registered reward model or an adapter folder')
     .option('--no-eval', "skip evaluation on the version's test split")
+    .option(
+      '--processes <n>',
+      'worker processes training together through accelerate launch (DDP over gloo on CPU; RATCHET_ACCELERATE_CONFIG for GPUs/FSDP)',
+      positiveInteger,
+    )
     .option('--queue', 'only enqueue the run for a `ratchet worker` and print its id')
     .action(async (opts: TrainFlags) => {
       await withStore(program.opts(), async (store) => {

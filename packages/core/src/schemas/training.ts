@@ -77,6 +77,8 @@ export const TrainRequest = z.strictObject({
   evaluate: z.boolean().default(true),
   /** rl only: the reward model, a registered model (name or id) or an adapter folder. */
   rewardModel: z.string().min(1).optional(),
+  /** Worker processes that train it together (`accelerate launch`; DDP on CPU, FSDP on GPUs). */
+  processes: z.number().int().min(1).max(64).default(1),
 });
 export type TrainRequest = z.output<typeof TrainRequest>;
 export type TrainRequestInput = z.input<typeof TrainRequest>;

@@ -333,6 +333,7 @@ const stages: Record<(typeof loopStages)[number], StageFn> = {
         modelName: `${p.route}-reward-r${round.round}`,
         hyperparameters: p.rewardModel.hyperparameters,
         seed: p.training.seed + round.round,
+        processes: p.training.processes,
       });
       out.rewardRunId = rm.runId;
       out.rewardModel = rm.model.name;
@@ -366,6 +367,7 @@ const stages: Record<(typeof loopStages)[number], StageFn> = {
       lora: p.training.stack ? { ...p.training.lora, merge: true } : p.training.lora,
       methodConfig: p.training.methodConfig,
       seed: p.training.seed + round.round,
+      processes: p.training.processes,
     });
     ctx.log?.(`round ${round.round}: trained candidate ${policyModel.model.name} (${p.training.method})`);
     return { to: 'label', state: { ...out, runId: policyModel.runId, candidate: policyModel.model.name } };

@@ -82,6 +82,8 @@ const LoopPolicyFields = z.strictObject({
        * Costs a full copy of the weights per candidate (fine for small models; off by default).
        */
       stack: z.boolean().default(false),
+      /** Worker processes per training run (`accelerate launch`; see `ratchet train --processes`). */
+      processes: z.number().int().min(1).max(64).default(1),
     })
     .prefault({}),
   /** A reward model trained each round beside the policy: the evaluation's critic. */

@@ -246,6 +246,7 @@ export async function runTraining(
       options.onEvent?.(event, telemetry.progress);
     },
     options.env,
+    Number(claimed.request.processes ?? 1),
   );
 
   let cancelled = false;

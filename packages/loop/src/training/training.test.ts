@@ -110,6 +110,38 @@ describe('training runs with the real worker (SQLite)', () => {
     expect((await store.models.get(projectId, 'support-sft-1'))?.runId).toBe(run.id);
   }, 120_000);
 
+  it('trains with two processes (accelerate launch, DDP over gloo on CPU) into the same kind of candidate', async () => {
+    const run = await startTrainingRun(
+      store,
+      projectId,
+      {
+        method: 'sft',
+        baseModel: base,
+        dataset: `${version.name}@${version.version}`,
+        modelName: 'support-sft-ddp',
+        hyperparameters: { maxSteps: 2, batchSize: 2, learningRate: 0.005 },
+        evaluate: false,
+        processes: 2,
+      },
+      { dataDir },
+    );
+    const events: WorkerEvent[] = [];
+    const outcome = await runTraining(store, run.id, { dataDir, onEvent: (e) => events.push(e) });
+    const done = outcome!.run;
+    expect(done.error).toBeNull();
+    expect(done.status).toBe('succeeded');
+    expect(done.request).toMatchObject({ processes: 2 });
+    // The ranks really trained together: the worker's own report of its distributed setup.
+    const log = readFileSync(join(run.outputDir, 'worker.log'), 'utf8');
+    expect(events.find((e) => e.type === 'start')).toMatchObject({ processes: 2 });
+    expect(log).not.toMatch(/Traceback/);
+    expect(done.progress).toMatchObject({ step: 2, total: 2 });
+    const model = outcome!.model!;
+    expect(model).toMatchObject({ name: 'support-sft-ddp', stage: 'candidate', runId: run.id });
+    expect(existsSync(join(model.adapterPath!, 'adapter_config.json'))).toBe(true);
+    expect(existsSync(join(model.adapterPath!, 'adapter_model.safetensors'))).toBe(true);
+  }, 180_000);
+
   it('rejects bad requests naming the field, writing no run', async () => {
     const before = (await store.runs.list(projectId)).length;
     const fails = (input: Record<string, unknown>) =>

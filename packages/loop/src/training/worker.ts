@@ -38,6 +38,45 @@ export function workerCommand(env: NodeJS.ProcessEnv = process.env, from = proce
   }
 }
 
+/**
+ * How a training run's worker starts: `ratchet-worker train --spec FILE` for one process; for
+ * `processes` > 1, `accelerate launch` of the same module, one process per rank (rank 0 alone
+ * writes events and the artifact). With `RATCHET_ACCELERATE_CONFIG` (e.g. worker/configs/fsdp.yaml
+ * on GPUs) that file chooses the distribution; without it the ranks are DDP over gloo on CPU.
+ * `accelerate` is the one beside the worker executable (same venv), else `RATCHET_ACCELERATE_BIN`,
+ * else on PATH.
+ */
+export function trainLaunch(
+  worker: string,
+  specPath: string,
+  processes: number,
+  env: NodeJS.ProcessEnv = process.env,
+): { command: string; args: string[]; env: Record<string, string> } {
+  if (processes <= 1) return { command: worker, args: ['train', '--spec', specPath], env: {} };
+  const beside = join(dirname(worker), 'accelerate');
+  const accelerate = env.RATCHET_ACCELERATE_BIN ?? (existsSync(beside) ? beside : 'accelerate');
+  const config = env.RATCHET_ACCELERATE_CONFIG;
+  const how = config
+    ? ['--config_file', config]
+    : ['--multi_gpu', '--num_machines', '1', '--mixed_precision', 'no', '--dynamo_backend', 'no'];
+  return {
+    command: accelerate,
+    args: [
+      'launch',
+      ...how,
+      '--num_processes',
+      String(processes),
+      '-m',
+      'ratchet_worker',
+      'train',
+      '--spec',
+      specPath,
+    ],
+    // The torchrun launcher with ACCELERATE_USE_CPU: each rank is a CPU process, gloo between them.
+    env: config ? {} : { ACCELERATE_USE_CPU: 'true' },
+  };
+}
+
 export interface WorkerExit {
   code: number | null;
   signal: NodeJS.Signals | null;
@@ -62,9 +101,12 @@ export class TrainWorker {
     logPath: string,
     onEvent: (event: WorkerEvent) => void,
     env: NodeJS.ProcessEnv = process.env,
+    /** Ranks to launch (see trainLaunch). */
+    processes = 1,
   ) {
-    this.child = spawn(command, ['train', '--spec', specPath], {
-      env: { ...env, PYTHONUNBUFFERED: '1' },
+    const launch = trainLaunch(command, specPath, processes, env);
+    this.child = spawn(launch.command, launch.args, {
+      env: { ...env, ...launch.env, PYTHONUNBUFFERED: '1' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const log = createWriteStream(logPath, { flags: 'a' });
