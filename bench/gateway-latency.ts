@@ -352,6 +352,16 @@ async function measureTtft(
   };
 }
 
+/** The chat calls `ratchet serve` counted (`ratchet_http_requests_total`, any status). */
+async function gatewayCallsCounted(url: string, key: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${key}` } })).text();
+  let n = 0;
+  for (const line of text.split('\n'))
+    if (line.startsWith('ratchet_http_requests_total{') && line.includes('route="/v1/chat/completions"'))
+      n += Number(line.slice(line.lastIndexOf(' ') + 1));
+  return n;
+}
+
 async function countInteractions(databaseUrl: string, projectId: string): Promise<number> {
   const store = await Store.open(databaseUrl);
   try {
@@ -532,14 +542,21 @@ export async function runGatewayLatency(
     metrics.loadgen_lateness_p99_ms = round(median(allResults.map((r) => r.lateness_p99_ms)));
 
     // Every call through Ratchet must have been logged (logging is on: that is the product).
+    // The calls are those the gateway itself counted (its /metrics): a request the load
+    // generator gave up on may have reached it (and is logged) or may never have left the load
+    // generator's queue (and is no call), so neither the answered nor the sent count is right
+    // when a target falls behind.
+    const received = await gatewayCallsCounted(ratchet.url, key.secretKey);
     await ratchet.proc.stop(30_000);
     const logged = await countInteractions(databaseUrl, key.projectId);
-    // Every request sent to Ratchet counts, answered or not: one the load generator gave up on
-    // (a timeout) still reached the gateway and must be logged too.
     const passes = [main, ...(cfg.lowRate > 0 ? [lowPass] : []), ...(cfg.highRate > 0 ? [highPass] : [])];
-    const served =
+    const sent =
       ttftCalls + passes.reduce((n, p) => n + p.runs * Math.round((p.warmupS + p.durationS) * p.rate), 0);
-    metrics.gateway_logged_ratio = served ? round(logged / served, 4) : 0;
+    const served = [results, lowResults, highResults]
+      .flatMap((r) => r.get('gateway') ?? [])
+      .reduce((n, r) => n + (r?.all_ok ?? 0), ttftCalls);
+    metrics.gateway_logged_ratio = received ? round(logged / received, 4) : 0;
+    metrics.gateway_calls_received_count = received;
 
     // Whether ours adds the least, percentile by percentile, in each pass.
     const verdicts: string[] = [];
@@ -568,7 +585,7 @@ export async function runGatewayLatency(
         (highSpreads.length
           ? `; Ratchet alone at ${cfg.highRate} req/s for ${cfg.highDurationS} s after ${cfg.highWarmupS} s warm-up: ${highSpreads.join('; ')}`
           : '') +
-        `. Ratchet: ratchet serve on embedded SQLite with interaction logging on (${logged} interactions logged for ${served} calls), RATCHET_LOG_LEVEL=warn` +
+        `. Ratchet: ratchet serve on embedded SQLite with interaction logging on (${logged} interactions logged for ${received} chat calls the gateway counted in /metrics; ${served} answered in time, ${sent} sent), RATCHET_LOG_LEVEL=warn` +
         (competitors.length
           ? `; ${competitors
               .map((c) =>
