@@ -10,6 +10,7 @@ import { ingest } from './ingest.js';
 import type { Bench, BenchContext } from './lib/bench.js';
 import { type BenchResultFile, commit, machine, packagesDirty, round } from './lib/results.js';
 import { personalizeBench } from './personalize.js';
+import { recalibrateBench } from './recalibrate.js';
 import { serveBench } from './serve.js';
 import { trainThroughput } from './train-throughput.js';
 
@@ -18,6 +19,7 @@ export const benches: Bench[] = [
   gatewayLatency,
   ingest,
   calibrateBuild,
+  recalibrateBench,
   experimentsBench,
   guardrailBench,
   gatesBench,

@@ -73,6 +73,9 @@ const sharedMetricNames = new Set([
   'guardrail_users_to_rollback_p50', // issue 13's name (users)
   'ai_label_precision', // issue 19's names (shares)
   'ai_label_share',
+  'recalibrate_speedup_1pct', // issue 17's names (a reward difference is in reward units)
+  'recalibrate_max_reward_diff',
+  'recalibrate_adversarial_max_reward_diff',
 ]);
 
 export function assertWellFormed(result: BenchResultFile): void {

@@ -1,9 +1,13 @@
+import { isDeepStrictEqual } from 'node:util';
 import {
   type CalibrationOptionsInput,
-  calibrateRatingColumns,
+  type NewRatings,
   normalizeFeedback,
+  type PreviousCalibration,
+  type RecalibrationPolicyInput,
   RewardMapping,
   type RewardMappingInput,
+  recalibrateRatingColumns,
 } from '@ratchet/core';
 import type { CalibrationRun, Store } from '@ratchet/store';
 import { GrowableColumns, IdIndex } from './growable.js';
@@ -11,6 +15,8 @@ import { GrowableColumns, IdIndex } from './growable.js';
 export interface CalibrateProjectOptions {
   mapping?: RewardMappingInput;
   calibration?: CalibrationOptionsInput;
+  /** When to refit everything instead of only what new ratings touch; `false` always refits fully. */
+  recalibration?: RecalibrationPolicyInput | false;
   /** Called as ratings are read and after each stage, for progress bars and job status. */
   onProgress?: (event: { stage: 'read' | 'fit' | 'save'; ratings: number }) => void;
 }
@@ -22,6 +28,11 @@ export interface CalibrationSummary {
   raters: number;
   flagged: number;
   items: number;
+  /** incremental: started from the previous run and rewrote only `rewardsWritten` rewards. */
+  mode: 'full' | 'incremental';
+  /** Why a full refit ran. */
+  reason: string;
+  rewardsWritten: number;
   seconds: { read: number; fit: number; save: number };
 }
 
@@ -46,6 +57,12 @@ export async function calibrateProject(
     mapping.sourceWeight[(sources.get(raterId) ?? 'user') as keyof RewardMapping['sourceWeight']] ?? 1;
 
   const context = { scoreConfigs, mapping };
+  const runOptions = { mapping, calibration: options.calibration ?? {} };
+  const previousRun =
+    options.recalibration === false ? undefined : await store.calibration.latestRun(projectId);
+  // Ratings received from here on are new to the next run (a rating received while this one reads
+  // may be read now and again next time, which only refits it once more).
+  const readStartedAt = Date.now();
   const t0 = performance.now();
   for await (const page of store.calibration.currentScalarRatings(projectId)) {
     for (const row of page) {
@@ -67,10 +84,23 @@ export async function calibrateProject(
   }
   const t1 = performance.now();
   const data = columns.trimmed();
-  const result = calibrateRatingColumns(
-    { ...data, itemCount: items.ids.length, raterCount: raters.ids.length },
-    options.calibration,
+  const start = await warmStart(
+    store,
+    projectId,
+    previousRun,
+    runOptions,
+    items,
+    raters,
+    columns.length + skipped,
   );
+  const result = recalibrateRatingColumns(
+    { ...data, itemCount: items.ids.length, raterCount: raters.ids.length },
+    start.previous,
+    start.newRatings,
+    options.calibration,
+    options.recalibration || {},
+  );
+  const reason = start.previous === null ? start.reason : result.reason;
   options.onProgress?.({ stage: 'fit', ratings: columns.length });
   const t2 = performance.now();
 
@@ -116,14 +146,16 @@ export async function calibrateProject(
     converged: result.converged,
     rounds: result.rounds,
     hyperparameters: result.hyperparameters,
+    mode: result.mode,
+    reason,
+    readStartedAt,
+    incrementalRuns: result.mode === 'incremental' ? (start.incrementalRuns ?? 0) + 1 : 0,
   };
-  const run = await store.calibration.save(
-    projectId,
-    { mapping, calibration: options.calibration ?? {} },
-    stats,
-    raterRows,
-    itemColumns,
-  );
+  const onlyItems =
+    result.mode === 'incremental'
+      ? [...result.changedItems.keys()].filter((k) => result.changedItems[k])
+      : undefined;
+  const run = await store.calibration.save(projectId, runOptions, stats, raterRows, itemColumns, onlyItems);
   options.onProgress?.({ stage: 'save', ratings: columns.length });
   const t3 = performance.now();
   return {
@@ -133,6 +165,83 @@ export async function calibrateProject(
     raters: raterRows.length,
     flagged,
     items: items.ids.length,
+    mode: result.mode,
+    reason,
+    rewardsWritten: onlyItems?.length ?? items.ids.length,
     seconds: { read: (t1 - t0) / 1000, fit: (t2 - t1) / 1000, save: (t3 - t2) / 1000 },
   };
+}
+
+/**
+ * Where an incremental recalibration starts: the previous run's stored rater parameters and priors,
+ * and the items and raters of ratings received since it read. null (a full refit) without a
+ * previous run that recorded when it read, when the mapping or model options changed, or when
+ * ratings were deleted since (their items' rewards would keep evidence that is gone).
+ */
+async function warmStart(
+  store: Store,
+  projectId: string,
+  previousRun: CalibrationRun | undefined,
+  runOptions: unknown,
+  items: IdIndex,
+  raters: IdIndex,
+  readCount: number,
+): Promise<{
+  previous: PreviousCalibration | null;
+  newRatings: NewRatings;
+  reason: string;
+  incrementalRuns?: number;
+}> {
+  const newRatings = { items: new Uint8Array(items.ids.length), raters: new Uint8Array(raters.ids.length) };
+  const full = (reason: string) => ({ previous: null, newRatings, reason });
+  if (!previousRun) return full('no previous calibration');
+  const stats = previousRun.stats as {
+    readStartedAt?: number;
+    hyperparameters?: PreviousCalibration['hyperparameters'];
+    incrementalRuns?: number;
+    ratings?: number;
+    skipped?: number;
+  };
+  if (typeof stats.readStartedAt !== 'number' || !stats.hyperparameters) {
+    return full('the previous calibration did not record when it read');
+  }
+  // Compared as values: PostgreSQL's jsonb does not keep key order.
+  if (!isDeepStrictEqual(previousRun.options, JSON.parse(JSON.stringify(runOptions)))) {
+    return full('the mapping or calibration options changed');
+  }
+  const received = await store.calibration.ratedSince(projectId, stats.readStartedAt);
+  // Fewer ratings than before plus the ones received since: some were deleted (or replaced, which
+  // also counts as received); a full refit forgets them properly.
+  if (readCount < (stats.ratings ?? 0) + (stats.skipped ?? 0)) return full('ratings were deleted since');
+  for (const { interactionId, raterId } of received) {
+    const i = items.find(interactionId);
+    const r = raters.find(raterId);
+    if (i !== undefined) newRatings.items[i] = 1;
+    if (r !== undefined) newRatings.raters[r] = 1;
+  }
+  const stored = await store.calibration.raterParameters(projectId);
+  const R = raters.ids.length;
+  const previous: PreviousCalibration = {
+    raters: {
+      known: new Uint8Array(R),
+      bias: new Float64Array(R),
+      scale: new Float64Array(R),
+      noiseSd: new Float64Array(R),
+      flagged: new Uint8Array(R),
+      flagReason: new Array(R).fill(null),
+    },
+    hyperparameters: stats.hyperparameters,
+    incrementalRuns: stats.incrementalRuns ?? 0,
+  };
+  raters.ids.forEach((id, r) => {
+    const p = stored.get(id);
+    if (!p) return;
+    previous.raters.known[r] = 1;
+    previous.raters.bias[r] = p.bias;
+    previous.raters.scale[r] = p.scale;
+    previous.raters.noiseSd[r] = p.noiseSd;
+    previous.raters.flagged[r] = p.flagged ? 1 : 0;
+    previous.raters.flagReason[r] = p.reason;
+  });
+  return { previous, newRatings, reason: 'incremental', incrementalRuns: previous.incrementalRuns };
 }

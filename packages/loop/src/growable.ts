@@ -67,6 +67,22 @@ export class IdIndex {
     return this.remember(id, i);
   }
 
+  /** The index of an id seen before, or undefined (adds nothing). */
+  find(id: string): number | undefined {
+    if (this.index !== null) return this.index.get(id);
+    // Without a map the ids arrived in increasing order: binary search.
+    let lo = 0;
+    let hi = this.ids.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const x = this.ids[mid]!;
+      if (x === id) return mid;
+      if (x < id) lo = mid + 1;
+      else hi = mid - 1;
+    }
+    return undefined;
+  }
+
   private add(id: string): number {
     this.ids.push(id);
     return this.ids.length - 1;

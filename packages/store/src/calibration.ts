@@ -66,6 +66,14 @@ function itemAt(items: readonly ItemRewardRow[] | ItemRewardColumns, k: number):
   };
 }
 
+/** The rows at `indices` of rows or columns, as rows. */
+function selectItems(
+  items: readonly ItemRewardRow[] | ItemRewardColumns,
+  indices: readonly number[],
+): ItemRewardRow[] {
+  return indices.map((k) => itemAt(items, k));
+}
+
 export interface CalibrationRun {
   id: string;
   projectId: string;
@@ -177,6 +185,60 @@ export class CalibrationRepository {
     ]);
   }
 
+  /**
+   * The (interaction, rater) pairs of current scalar ratings the store received after `since`
+   * (epoch ms): what an incremental recalibration refits. By receipt, not the event's own time, so
+   * a late event with an old timestamp still counts as new. One pass over the project's current
+   * ratings (no index on receipt time), far cheaper than a fit.
+   */
+  async ratedSince(projectId: string, since: number): Promise<{ interactionId: string; raterId: string }[]> {
+    const rows = await this.db
+      .selectFrom('feedback_current as c')
+      .innerJoin('feedback as f', 'f.id', 'c.feedback_id')
+      .select(['c.interaction_id', 'c.rater_id'])
+      .where('c.project_id', '=', projectId)
+      .where('c.kind', 'in', scalarFeedbackKinds)
+      .where('f.received_at', '>', since)
+      .execute();
+    return rows.map((r) => ({ interactionId: r.interaction_id, raterId: r.rater_id }));
+  }
+
+  /** Each calibrated rater's stored parameters and verdict: where an incremental recalibration starts. */
+  async raterParameters(projectId: string): Promise<Map<string, RaterCalibrationRow>> {
+    const rows = await this.db
+      .selectFrom('raters')
+      .select([
+        'id',
+        'bias',
+        'scale',
+        'noise_sd',
+        'reliability',
+        'consensus_corr',
+        'influence',
+        'flagged',
+        'flag_reason',
+      ])
+      .where('project_id', '=', projectId)
+      .where('calibrated_at', 'is not', null)
+      .execute();
+    const out = new Map<string, RaterCalibrationRow>();
+    for (const r of rows) {
+      if (r.bias === null || r.scale === null || r.noise_sd === null) continue;
+      out.set(r.id, {
+        raterId: r.id,
+        bias: r.bias,
+        scale: r.scale,
+        noiseSd: r.noise_sd,
+        reliability: r.reliability ?? Number.NaN,
+        consensusCorrelation: r.consensus_corr,
+        influence: r.influence ?? 1,
+        flagged: Number(r.flagged) === 1,
+        reason: r.flag_reason,
+      });
+    }
+    return out;
+  }
+
   async countCurrentScalarRatings(projectId: string): Promise<number> {
     const row = await this.db
       .selectFrom('feedback_current')
@@ -196,8 +258,11 @@ export class CalibrationRepository {
     options: unknown,
     stats: Record<string, unknown>,
     raters: readonly RaterCalibrationRow[],
-    items: readonly ItemRewardRow[] | ItemRewardColumns,
+    itemsInput: readonly ItemRewardRow[] | ItemRewardColumns,
+    /** Incremental: write only these items' rewards (indices into items) and keep the others' rows. */
+    onlyItems?: readonly number[],
   ): Promise<CalibrationRun> {
+    const items = onlyItems ? selectItems(itemsInput, onlyItems) : itemsInput;
     const count = Array.isArray(items) ? items.length : (items as ItemRewardColumns).interactionIds.length;
     const run: CalibrationRun = { id: newId(), projectId, options, stats, createdAt: Date.now() };
     const num = (x: number) => (Number.isFinite(x) ? x : null);
@@ -249,7 +314,18 @@ export class CalibrationRepository {
           )
           .execute();
       }
-      await trx.deleteFrom('interaction_rewards').where('project_id', '=', projectId).execute();
+      if (!onlyItems)
+        await trx.deleteFrom('interaction_rewards').where('project_id', '=', projectId).execute();
+      else {
+        const ids = Array.from({ length: count }, (_, k) => itemAt(items, k).interactionId);
+        for (const part of chunk(ids, 1000)) {
+          await trx
+            .deleteFrom('interaction_rewards')
+            .where('project_id', '=', projectId)
+            .where('interaction_id', 'in', part)
+            .execute();
+        }
+      }
       if (this.sqlite) {
         // Inside the transaction Kysely began on this same connection: prepared multi-row
         // inserts take seconds for a million rows, where query objects took tens of seconds.

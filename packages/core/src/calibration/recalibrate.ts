@@ -73,7 +73,15 @@ export interface Recalibration extends CalibrationColumns {
   touchedRaters: number;
   /** The drift statistic of an incremental run (NaN for a full refit). */
   drift: number;
+  /**
+   * Items whose reward or sd moved by more than `REWARD_WRITE_THRESHOLD` from what the previous
+   * run's raters give them, or that got new ratings: what a store has to rewrite (every item after a full refit).
+   */
+  changedItems: Uint8Array;
 }
+
+/** A reward (or sd) change below this is not worth a write; rewards are used to a few decimals. */
+export const REWARD_WRITE_THRESHOLD = 1e-4;
 
 /** What the ratings since the previous run touched: 1 per item and per rater with a new or changed rating. */
 export interface NewRatings {
@@ -84,9 +92,8 @@ export interface NewRatings {
 /**
  * Calibrates starting from the previous run: only raters with new ratings and the items they
  * rated (plus the items with new ratings) are refitted, for a bounded
- * number of sweeps with the priors held fixed; everyone else keeps the previous bias, scale and
- * noise. One final pass over all ratings makes every item's posterior consistent with the raters
- * and measures drift. Falls back to calibrateRatingColumns when there is no previous run, on the
+ * number of sweeps with the priors held fixed; then `passes` plain EM passes over all ratings
+ * spread the change, and a final pass makes every item's posterior consistent and measures drift. Falls back to calibrateRatingColumns when there is no previous run, on the
  * policy's schedule, when too many raters are touched, or when the priors drifted.
  */
 export function recalibrateRatingColumns(
@@ -104,6 +111,7 @@ export function recalibrateRatingColumns(
     touchedItems: touched.items,
     touchedRaters: touched.raters,
     drift: Number.NaN,
+    changedItems: new Uint8Array(columns.itemCount).fill(1),
   });
   if (previous === null) return full('no previous calibration');
   if (previous.incrementalRuns >= policy.fullRefitEvery) {
@@ -133,10 +141,13 @@ export function recalibrateRatingColumns(
   let stats: ConsensusStatistics;
   let drift: number;
   let converged: boolean;
+  let before: { reward: Float64Array; variance: Float64Array } | undefined;
   for (;;) {
     rounds++;
     // Later rounds start from the final pass, whose posteriors and moments are current.
     const around = neighbourhood(data, state, block, touched.raters, active, rounds === 1);
+    // The first pass gives every item its posterior under the previous run's raters.
+    before ??= { reward: state.itemPostMean.slice(), variance: state.itemPostVar.slice() };
     const swept = sweep(data, state, modelOptions, block, around, touched.raters, policy.sweeps);
     iterations += swept.sweeps;
     converged = swept.converged;
@@ -156,7 +167,15 @@ export function recalibrateRatingColumns(
   if (drift > policy.maxDrift) {
     return full(`drift ${drift.toFixed(3)} in the priors (more than ${policy.maxDrift})`, counts);
   }
+  const changedItems = new Uint8Array(data.itemCount);
+  for (let i = 0; i < data.itemCount; i++) {
+    const moved =
+      Math.abs(state.itemPostMean[i]! - before!.reward[i]!) > REWARD_WRITE_THRESHOLD ||
+      Math.abs(Math.sqrt(state.itemPostVar[i]!) - Math.sqrt(before!.variance[i]!)) > REWARD_WRITE_THRESHOLD;
+    changedItems[i] = newRatings.items[i] || moved ? 1 : 0;
+  }
   return {
+    changedItems,
     raters: raterColumns(data, state, stats.correlation, flags),
     items: itemColumns(data, state, columns, options.intervalLevel),
     hyperparameters: { ...state.hyper },

@@ -1,0 +1,107 @@
+import { FeedbackInput, InteractionInput, parseInput, SeededRandom } from '@ratchet/core';
+import { Store } from '@ratchet/store';
+import { testDatabases } from '@ratchet/store/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { calibrateProject } from './calibrate.js';
+
+const ITEMS = 600;
+const RATERS = 100;
+
+/** Three star ratings per interaction from honest raters (bias + quality + noise) and a few inverted ones. */
+function feedbackFor(rng: SeededRandom, item: number, quality: number, raters: number[]) {
+  return raters.map((r) => {
+    const signal = r % 10 === 0 ? -quality : quality + (r % 5) * 0.1 - 0.2;
+    const stars = Math.min(5, Math.max(1, Math.round(3 + 2 * signal + rng.normal(0, 0.3))));
+    return parseInput(FeedbackInput, {
+      kind: 'stars',
+      interactionId: `i${item}`,
+      raterId: `r${r}`,
+      value: stars,
+    });
+  });
+}
+
+async function storedResults(store: Store, projectId: string) {
+  const rewards = new Map<string, number>();
+  for (let i = 0; i < ITEMS; i++) {
+    const row = await store.calibration.rewardOf(projectId, `i${i}`);
+    if (row) rewards.set(row.interactionId, row.reward);
+  }
+  const raters = await store.calibration.raterParameters(projectId);
+  const flagged = [...raters.values()]
+    .filter((r) => r.flagged)
+    .map((r) => r.raterId)
+    .sort();
+  return { rewards, flagged };
+}
+
+for (const target of testDatabases()) {
+  describe(`incremental calibrateProject on ${target.name}`, () => {
+    let store: Store;
+    let projectId: string;
+    const rng = new SeededRandom(3);
+
+    beforeAll(async () => {
+      store = await Store.open(await target.create());
+      projectId = (await store.projects.create('recalibrate')).id;
+      const quality = Array.from({ length: ITEMS }, () => rng.normal(0, 0.5));
+      await store.interactions.insert(
+        projectId,
+        quality.map((_, i) =>
+          parseInput(InteractionInput, {
+            id: `i${i}`,
+            model: 'm',
+            route: 'support',
+            messages: [{ role: 'user', content: `question ${i}` }],
+            output: `answer ${i}`,
+          }),
+        ),
+      );
+      const feedback = quality.flatMap((q, i) => feedbackFor(rng, i, q, rng.sampleDistinct(RATERS, 3)));
+      await store.feedback.insert(projectId, feedback);
+      const first = await calibrateProject(store, projectId);
+      expect(first.mode).toBe('full');
+      // 1% new ratings: a fourth rater on a few interactions.
+      const later = [];
+      for (let i = 0; i < ITEMS; i += 60)
+        later.push(...feedbackFor(rng, i, quality[i]!, [(i * 7 + 1) % RATERS]));
+      // Rated by the same rater already? Then it is an edit, which counts as new as well.
+      await store.feedback.insert(projectId, later);
+    });
+    afterAll(async () => {
+      await store?.close();
+      await target.cleanup();
+    });
+
+    it('runs incrementally on the second call, rewrites only changed rewards, and stores what a full refit stores', async () => {
+      const second = await calibrateProject(store, projectId);
+      expect(second.reason).toBe('incremental');
+      expect(second.mode).toBe('incremental');
+      expect(second.rewardsWritten).toBeGreaterThan(0);
+      expect(second.rewardsWritten).toBeLessThan(second.items);
+      const run = await store.calibration.latestRun(projectId);
+      expect(run?.stats).toMatchObject({ mode: 'incremental', incrementalRuns: 1 });
+      const incremental = await storedResults(store, projectId);
+      expect(incremental.rewards.size).toBe(ITEMS);
+
+      const full = await calibrateProject(store, projectId, { recalibration: false });
+      expect(full.mode).toBe('full');
+      const refit = await storedResults(store, projectId);
+      expect(incremental.flagged).toEqual(refit.flagged);
+      expect(incremental.flagged.length).toBeGreaterThan(0);
+      let max = 0;
+      for (const [id, reward] of refit.rewards)
+        max = Math.max(max, Math.abs(reward - incremental.rewards.get(id)!));
+      console.log(
+        `${target.name}: ${second.rewardsWritten} of ${second.items} rewards rewritten, max difference to a full refit ${max.toFixed(4)}`,
+      );
+      expect(max).toBeLessThan(0.01);
+    });
+
+    it('refits fully when the options change', async () => {
+      const summary = await calibrateProject(store, projectId, { calibration: { tolerance: 1e-5 } });
+      expect(summary.mode).toBe('full');
+      expect(summary.reason).toMatch(/options changed/);
+    });
+  });
+}
