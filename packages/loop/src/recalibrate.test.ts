@@ -98,6 +98,14 @@ for (const target of testDatabases()) {
       expect(max).toBeLessThan(0.01);
     });
 
+    it('refits fully when ratings were deleted since the last run', async () => {
+      await store.deletion.delete(projectId, { kind: 'interactions', ids: ['i5'] }, 'test');
+      const summary = await calibrateProject(store, projectId);
+      expect(summary.mode).toBe('full');
+      expect(summary.reason).toMatch(/deleted/);
+      expect(await store.calibration.rewardOf(projectId, 'i5')).toBeUndefined();
+    });
+
     it('refits fully when the options change', async () => {
       const summary = await calibrateProject(store, projectId, { calibration: { tolerance: 1e-5 } });
       expect(summary.mode).toBe('full');
