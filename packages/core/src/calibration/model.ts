@@ -289,6 +289,8 @@ export function raterPass(
   options: ModelOptions,
   block: Float64Array,
   update: Uint8Array | null = null,
+  /** With `update`: leave the other raters' posterior variances and residuals as they are. */
+  skipOthers = false,
 ): void {
   const { raterWeight, raterSumY, raterSumYY } = data;
   const { bias, scale, noiseVar, biasPostVar, scalePostVar, rss, hyper } = state;
@@ -312,6 +314,7 @@ export function raterPass(
     let b: number;
     let s: number;
     if (update !== null && update[r] === 0) {
+      if (skipOthers) continue;
       b = bias[r]!;
       s = scale[r]!;
       const a01 = Sm * inv;

@@ -353,8 +353,10 @@ function sweep(
   const { itemStart, rater, value, weight } = data;
   const priorPrecision = 1 / state.hyper.itemVar;
   const priorSum = state.hyper.itemMean * priorPrecision;
+  // The other raters do not move during the sweeps: their block entries are loaded once.
+  loadRaterBlock(state, block);
   for (let s = 1; s <= maxSweeps; s++) {
-    loadRaterBlock(state, block);
+    if (s > 1) reloadRaters(state, block, raters);
     let maxChange = 0;
     for (let j = 0; j < n.items.length; j++) {
       const i = n.items[j]!;
@@ -392,11 +394,23 @@ function sweep(
       block[o + SUM_MM] = sumMM;
       block[o + SUM_YM] = sumYM;
     }
-    raterPass(data, state, options, block, raters);
+    raterPass(data, state, options, block, raters, true);
     // The first sweep always moves the items (the raters were refitted after it); settle on the rest.
     if (s > 1 && maxChange < options.tolerance) return { sweeps: s, converged: true };
   }
   return { sweeps: maxSweeps, converged: false };
+}
+
+/** loadRaterBlock for the marked raters only (what the item posteriors read of them). */
+function reloadRaters(state: ModelState, block: Float64Array, raters: Uint8Array): void {
+  for (let r = 0; r < raters.length; r++) {
+    if (!raters[r]) continue;
+    const o = r * BLOCK;
+    const gain = (state.influence[r]! * state.scale[r]!) / state.noiseVar[r]!;
+    block[o] = gain * state.scale[r]!;
+    block[o + 1] = gain;
+    block[o + 2] = gain * state.bias[r]!;
+  }
 }
 
 /**
