@@ -5,6 +5,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import type { DemoRecord } from '../packages/cli/src/demo/loop-demo.js';
 import { demoMetrics } from './demo.js';
 import type { BenchContext } from './lib/bench.js';
 import { runOpenLoop } from './lib/openloop.js';
@@ -66,7 +67,10 @@ describe('bench machinery', () => {
       record: {
         seed,
         population: 'realistic' as const,
-        rounds: [],
+        rounds: [
+          { round: 1, experiment: 'ship', outcome: 'succeeded' },
+          { round: 2, experiment: 'no_effect', outcome: 'rolled_back' },
+        ] as DemoRecord['rounds'],
         trueQualityStart: start,
         trueQualityEnd: end,
         finalModel: 'm',
@@ -82,6 +86,7 @@ describe('bench machinery', () => {
     expect(m.realistic_true_quality_gain).toBe(0.3);
     expect(m.realistic_failed_calls).toBe(2);
     expect(m.realistic_seed8_true_quality_start).toBe(0.2);
+    expect(m.realistic_seed8_promoted_count).toBe(1);
     const result: BenchResultFile = {
       bench: 'demo-realistic',
       date: '2026-12-05T10:00:00Z',

@@ -168,7 +168,10 @@ export function demoMetrics(prefix: string, runs: readonly TimedRecord[]): Recor
     m[`${prefix}_seed${r.seed}_true_quality_start`] = round(r.trueQualityStart);
     m[`${prefix}_seed${r.seed}_true_quality_end`] = round(r.trueQualityEnd);
     m[`${prefix}_seed${r.seed}_failed_calls_count`] = r.failedCalls;
-    m[`${prefix}_seed${r.seed}_promoted_count`] = r.rounds.filter((x) => x.outcome === 'promoted').length;
+    // A round the loop promoted ends `succeeded` (rejected and rolled-back rounds say so).
+    m[`${prefix}_seed${r.seed}_promoted_count`] = r.rounds.filter(
+      (x) => x.outcome === 'succeeded' && x.experiment === 'ship',
+    ).length;
   }
   const ends = runs.map((x) => x.record.trueQualityEnd);
   const gains = runs.map((x) => x.record.trueQualityEnd - x.record.trueQualityStart);
