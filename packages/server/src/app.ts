@@ -143,7 +143,11 @@ export async function buildServer(options: ServerOptions): Promise<RatchetServer
     metrics.httpDuration.observe({ route, method: request.method }, reply.elapsedTime / 1000);
   });
 
-  registerSystemRoutes(routes, store, metrics, version, { metricsRequireKey: config.metricsRequireKey });
+  let shuttingDown = false;
+  registerSystemRoutes(routes, store, metrics, version, {
+    metricsRequireKey: config.metricsRequireKey,
+    shuttingDown: () => shuttingDown,
+  });
   registerCaptureRoutes(routes, store, capture);
   registerOtlpRoutes(routes, capture);
   registerDeadLetterRoutes(routes, store);
@@ -175,7 +179,20 @@ export async function buildServer(options: ServerOptions): Promise<RatchetServer
     async close() {
       if (closed) return;
       closed = true;
-      await app.close();
+      // Not ready from now on; still serving through the drain, then Fastify answers new
+      // requests 503 and waits for those under way before the interaction log is flushed.
+      shuttingDown = true;
+      if (config.shutdownDrainSeconds > 0)
+        await new Promise((r) => setTimeout(r, config.shutdownDrainSeconds * 1000));
+      // Fastify closes the connections idle when it starts closing; a keep-alive connection whose
+      // request finishes later would hold the exit for the keep-alive timeout (72 s), so sweep.
+      const closing = app.close();
+      const sweep = setInterval(() => app.server.closeIdleConnections(), 100);
+      try {
+        await closing;
+      } finally {
+        clearInterval(sweep);
+      }
       await stopWatchingKeys();
       await reportRunner.close();
       await logWriter.close();

@@ -14,6 +14,11 @@ export const ServerConfig = z.strictObject({
   rateLimitPerSecond: z.coerce.number().nonnegative().default(2000),
   /** Requests a key may make in a burst above the sustained rate. */
   rateLimitBurst: z.coerce.number().positive().default(4000),
+  /**
+   * On shutdown, seconds /readyz says "shutting down" while requests are still served, so a load
+   * balancer stops sending before the server stops accepting.
+   */
+  shutdownDrainSeconds: z.coerce.number().nonnegative().max(300).default(0),
   /** How long a feedback token (x-ratchet-feedback-token) lets a browser rate its interaction, in seconds. */
   feedbackTokenTtlSeconds: z.coerce
     .number()
@@ -47,6 +52,7 @@ const envNames: Record<keyof ServerConfig, string> = {
   bodyLimit: 'RATCHET_BODY_LIMIT',
   rateLimitPerSecond: 'RATCHET_RATE_LIMIT_PER_SECOND',
   rateLimitBurst: 'RATCHET_RATE_LIMIT_BURST',
+  shutdownDrainSeconds: 'RATCHET_SHUTDOWN_DRAIN_SECONDS',
   feedbackTokenTtlSeconds: 'RATCHET_FEEDBACK_TOKEN_TTL_SECONDS',
   publicFeedbackPerSecond: 'RATCHET_PUBLIC_FEEDBACK_PER_SECOND',
   publicFeedbackBurst: 'RATCHET_PUBLIC_FEEDBACK_BURST',

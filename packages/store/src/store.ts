@@ -127,8 +127,22 @@ export class Store {
   }
 
   async migrate(): Promise<void> {
+    const { error } = await this.migrator().migrateToLatest();
+    if (error) throw error instanceof Error ? error : new Error(String(error));
+  }
+
+  /**
+   * The migrations this code knows that the database has not run (a server of a newer version
+   * started beside older ones before migrating, or the database was restored): `/readyz` says so.
+   */
+  async pendingMigrations(): Promise<string[]> {
+    const known = await this.migrator().getMigrations();
+    return known.filter((m) => m.executedAt === undefined).map((m) => m.name);
+  }
+
+  private migrator(): Migrator {
     const dialect = this.dialect;
-    const migrator = new Migrator({
+    return new Migrator({
       db: this.db,
       provider: { getMigrations: async () => migrations(dialect) },
       migrationTableName: 'ratchet_migrations',
@@ -137,8 +151,6 @@ export class Store {
       // before an earlier one (0017) lands; they touch different tables, so order is free.
       allowUnorderedMigrations: true,
     });
-    const { error } = await migrator.migrateToLatest();
-    if (error) throw error instanceof Error ? error : new Error(String(error));
   }
 
   /**

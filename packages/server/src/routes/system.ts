@@ -8,7 +8,7 @@ export function registerSystemRoutes(
   store: Store,
   metrics: Metrics,
   version: string,
-  options: { metricsRequireKey: boolean } = { metricsRequireKey: false },
+  options: { metricsRequireKey: boolean; shuttingDown?: () => boolean } = { metricsRequireKey: false },
 ): void {
   routes.add({
     method: 'GET',
@@ -32,6 +32,20 @@ export function registerSystemRoutes(
   });
   routes.add({
     method: 'GET',
+    url: '/readyz',
+    access: 'none',
+    tag: 'system',
+    summary:
+      'Readiness for traffic: 503 with the reasons when not ready (shutting down, database unreachable, migrations pending).',
+    handler: async ({ reply }) => {
+      const reasons = await notReadyBecause(store, options.shuttingDown);
+      if (reasons.length === 0) return { status: 'ready', database: store.dialect, version };
+      reply.status(503);
+      return { status: 'not_ready', database: store.dialect, version, reasons };
+    },
+  });
+  routes.add({
+    method: 'GET',
     url: '/metrics',
     // Server-wide counters, so any project's read key will do when a key is required.
     access: options.metricsRequireKey ? 'read' : 'none',
@@ -50,4 +64,23 @@ export function registerSystemRoutes(
     summary: 'This OpenAPI document.',
     handler: async () => openApiDocument(routes, version),
   });
+}
+
+/**
+ * Why a load balancer should send this server nothing now, each reason a sentence: it is
+ * draining for shutdown, its database does not answer, or the database lacks migrations this
+ * server's code expects (its queries would fail).
+ */
+async function notReadyBecause(store: Store, shuttingDown?: () => boolean): Promise<string[]> {
+  const reasons: string[] = [];
+  if (shuttingDown?.()) reasons.push('shutting down: finishing the requests under way');
+  try {
+    await sql`select 1`.execute(store.db);
+  } catch (err) {
+    reasons.push(`database unreachable: ${err instanceof Error ? err.message : String(err)}`);
+    return reasons;
+  }
+  const pending = await store.pendingMigrations();
+  if (pending.length > 0) reasons.push(`migrations pending: ${pending.join(', ')}`);
+  return reasons;
 }
