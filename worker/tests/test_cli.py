@@ -50,6 +50,7 @@ def test_train_cli_streams_json_lines_and_resumes(tmp_path, tiny_model, train_pa
     assert proc.returncode == 0, proc.stderr[-3000:]
     (start,) = [e for e in events if e["type"] == "start"]
     assert start["step"] == 4 and start["total"] == 6
+    assert start["processes"] == 1  # one process: no accelerate launch
     assert [e["step"] for e in events if e["type"] == "progress"][-1] == 6
 
 
