@@ -217,6 +217,17 @@ export class FeedbackRepository {
     return Number(row.n);
   }
 
+  /** Feedback events one rater gave in the project (an AI labeller's labels, however many runs wrote them). */
+  async countByRater(projectId: string, raterId: string): Promise<number> {
+    const row = await this.db
+      .selectFrom('feedback')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('project_id', '=', projectId)
+      .where('rater_id', '=', raterId)
+      .executeTakeFirstOrThrow();
+    return Number(row.n);
+  }
+
   /** Explodes criteria events into one row per criterion (see migration 0003). */
   private async insertCriterionScores(
     trx: Kysely<Database>,

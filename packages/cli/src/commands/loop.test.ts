@@ -220,11 +220,11 @@ describe('the loop runs a round end to end', () => {
       model: 'support-bot-reward-r1',
       pLiked: expect.any(Number),
     });
-    // The round records the labels' precision on held-out human ratings and the share labelled
-    // (of the attempt that finished the stage: after the crash, the resumed attempt finds the
-    // first attempt's labels written and counts only what it wrote itself).
+    // The round records the labels' precision on held-out human ratings and the share labelled:
+    // every label its reward model wrote, although the crash in the label stage split the writes
+    // over two attempts.
     expect(waiting!.state).toMatchObject({
-      aiLabels: expect.any(Number),
+      aiLabels: labels.filter((l) => l.rater_id === 'judge:support-bot-reward-r1').length,
       aiLabelPrecision: expect.any(Number),
       aiLabelShare: expect.any(Number),
     });

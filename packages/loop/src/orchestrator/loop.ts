@@ -404,9 +404,14 @@ const stages: Record<(typeof loopStages)[number], StageFn> = {
         trainedOn,
       });
       ctx.log?.(`round ${round.round}: ${rm.name} ${describeLabels(report)}`);
-      out.aiLabels = report.labeled;
+      // Counted from the store, not this attempt's writes: an attempt resumed after a crash in
+      // this stage finds the first attempt's labels written (and no longer unrated), and the
+      // round must still say how many answers its reward model labelled, of how many.
+      const total = await ctx.store.feedback.countByRater(ctx.projectId, report.rater);
+      const earlier = total - report.labeled;
+      out.aiLabels = total;
       out.aiLabelPrecision = report.reliability.precision;
-      out.aiLabelShare = report.share;
+      out.aiLabelShare = report.looked + earlier > 0 ? total / (report.looked + earlier) : 0;
       note.labels = report;
     }
     if (judgeLabels) note.judgeLabels = await labelByJudge(ctx, round.round, out);
