@@ -123,7 +123,8 @@ export class ModelRepository {
     let q = this.db.selectFrom('models').selectAll().where('project_id', '=', projectId);
     if (filter.route !== undefined) q = q.where('route', '=', filter.route);
     if (filter.stage !== undefined) q = q.where('stage', '=', filter.stage);
-    const rows = await q.orderBy('created_at', 'desc').execute();
+    // Ties on created_at (two models in one millisecond) broken by id, which is time-ordered.
+    const rows = await q.orderBy('created_at', 'desc').orderBy('id', 'desc').execute();
     return rows.map((r) => this.toModel(r));
   }
 

@@ -69,7 +69,12 @@ function previousOf(m: Model, models: Model[], experiments: Experiment[]): Linea
     if (other) return { id: other.id, name: other.name, relation: 'tested-against' };
   }
   if (m.route === null) return undefined;
-  const earlier = models.filter((p) => p.route === m.route && p.createdAt < m.createdAt).at(-1);
+  // `models` is in registration order (see whatChanged); two models registered in the same
+  // millisecond share a createdAt, so the order, not the timestamp, says which came first.
+  const earlier = models
+    .slice(0, models.indexOf(m))
+    .filter((p) => p.route === m.route)
+    .at(-1);
   return earlier && { id: earlier.id, name: earlier.name, relation: 'earlier-on-route' };
 }
 
@@ -103,7 +108,10 @@ function promotedBy(m: Model, experiments: Experiment[]) {
  * how often each complaint theme came up on its answers compared with the model before it.
  */
 export async function whatChanged(store: Store, projectId: string) {
-  const models = (await store.models.list(projectId, {})).sort((x, y) => x.createdAt - y.createdAt);
+  // Registration order: by time, then by id (UUIDv7, ordered within a millisecond).
+  const models = (await store.models.list(projectId, {})).sort(
+    (x, y) => x.createdAt - y.createdAt || (x.id < y.id ? -1 : x.id > y.id ? 1 : 0),
+  );
   const experiments = await store.experiments.list(projectId, {});
   const texts = await store.analysis.negativeFeedbackTexts(projectId, 2000);
   const themes = findThemes(texts.map((t) => ({ id: t.feedbackId, text: t.text })));
