@@ -42,6 +42,24 @@ export function sqliteTestDatabase(): TestDatabase {
   };
 }
 
+/**
+ * Drops a test database, retrying while a server process we may not terminate holds it: FORCE
+ * ends other roles' connections only with pg_signal_backend, and an autovacuum worker can be on a
+ * fresh database for a moment (CI failed once on "must be a member of the role whose process is
+ * being terminated" after every test had passed).
+ */
+async function dropDatabase(c: pg.Client, name: string): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await c.query(`drop database if exists ${name} with (force)`);
+      return;
+    } catch (err) {
+      if ((err as { code?: string }).code !== '42501' || attempt >= 20) throw err;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+}
+
 export function postgresTestDatabase(adminUrl: string): TestDatabase {
   const created: string[] = [];
   const admin = async <T>(fn: (c: pg.Client) => Promise<T>): Promise<T> => {
@@ -67,7 +85,7 @@ export function postgresTestDatabase(adminUrl: string): TestDatabase {
       const names = created.splice(0);
       if (names.length === 0) return;
       await admin(async (c) => {
-        for (const n of names) await c.query(`drop database if exists ${n} with (force)`);
+        for (const n of names) await dropDatabase(c, n);
       });
     },
   };
