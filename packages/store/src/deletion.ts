@@ -119,7 +119,9 @@ export class DeletionRepository {
     }
     const evaluations = trx.selectFrom('evaluations').select('id').where('project_id', '=', projectId);
     for (const part of chunks(ids)) {
-      const inProject = <T extends 'interaction_tags' | 'interaction_rewards' | 'dataset_interactions'>(
+      const inProject = <
+        T extends 'interaction_tags' | 'interaction_rewards' | 'dataset_interactions' | 'dead_letters',
+      >(
         table: T,
       ) =>
         trx
@@ -138,13 +140,7 @@ export class DeletionRepository {
           .where('item_id', 'in', part)
           .executeTakeFirst(),
       );
-      counts.deadLetters += n(
-        await trx
-          .deleteFrom('dead_letters')
-          .where('project_id', '=', projectId)
-          .where('interaction_id', 'in', part)
-          .executeTakeFirst(),
-      );
+      counts.deadLetters += n(await inProject('dead_letters'));
       counts.interactions += n(
         await trx
           .deleteFrom('interactions')
