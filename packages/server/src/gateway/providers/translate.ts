@@ -175,6 +175,12 @@ export function contentText(content: unknown): string {
 }
 
 /** `stop` as OpenAI takes it (a string or strings) as a list. */
+/** An image part's `data:` URL as its media type and base64 payload; null for any other URL. */
+export function dataUrl(url: unknown): { mediaType: string; data: string } | null {
+  const match = typeof url === 'string' ? /^data:([^;]+);base64,(.*)$/s.exec(url) : null;
+  return match ? { mediaType: match[1]!, data: match[2]! } : null;
+}
+
 export function stopList(stop: unknown): string[] | undefined {
   if (typeof stop === 'string') return [stop];
   if (Array.isArray(stop) && stop.every((s) => typeof s === 'string')) return stop as string[];

@@ -6,6 +6,7 @@ import {
   contentParts,
   contentText,
   DONE,
+  dataUrl,
   errorTypeFor,
   isObject,
   parseArguments,
@@ -43,9 +44,9 @@ function blocks(content: unknown): Json[] {
     if (part.type === 'text') return { type: 'text', text: part.text };
     const url = isObject(part.image_url) ? part.image_url.url : undefined;
     if (part.type === 'image_url' && typeof url === 'string') {
-      const data = /^data:([^;]+);base64,(.*)$/s.exec(url);
+      const data = dataUrl(url);
       return data
-        ? { type: 'image', source: { type: 'base64', media_type: data[1], data: data[2] } }
+        ? { type: 'image', source: { type: 'base64', media_type: data.mediaType, data: data.data } }
         : { type: 'image', source: { type: 'url', url } };
     }
     throw new RatchetError(

@@ -6,6 +6,7 @@ import {
   contentParts,
   contentText,
   DONE,
+  dataUrl,
   errorTypeFor,
   isObject,
   parseArguments,
@@ -32,8 +33,8 @@ function parts(content: unknown): Json[] {
   return contentParts(content).map((part, i) => {
     if (part.type === 'text') return { text: part.text };
     const url = isObject(part.image_url) ? part.image_url.url : undefined;
-    const data = typeof url === 'string' ? /^data:([^;]+);base64,(.*)$/s.exec(url) : null;
-    if (data) return { inlineData: { mimeType: data[1], data: data[2] } };
+    const data = dataUrl(url);
+    if (data) return { inlineData: { mimeType: data.mediaType, data: data.data } };
     throw new RatchetError(
       'invalid_request',
       `content part of type "${String(part.type)}" has no Gemini form`,
