@@ -20,6 +20,7 @@ export * from './json-text.js';
 export * from './methods.js';
 export * from './metrics/index.js';
 export * from './normalize/index.js';
+export * from './production-health.js';
 export * from './random.js';
 export * from './registry.js';
 export * from './retention.js';

@@ -1,7 +1,16 @@
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ActiveLearningObjective, DatasetRef, RatchetError } from '@ratchet/core';
+import {
+  ActiveLearningObjective,
+  DatasetRef,
+  healthBucketFits,
+  healthBucketNames,
+  healthBuckets,
+  healthWindowNames,
+  healthWindows,
+  RatchetError,
+} from '@ratchet/core';
 import { annotationPolicies, selectForAnnotation } from '@ratchet/loop';
 import type { Store } from '@ratchet/store';
 import { z } from 'zod';
@@ -9,28 +18,17 @@ import { overview } from '../reports/compute.js';
 import type { ReportRunner } from '../reports/runner.js';
 import type { RouteTable } from '../routing.js';
 
-const hourMs = 3_600_000;
-/** The production-health windows the dashboard offers, and their length. */
-const healthWindows = {
-  '24h': 24 * hourMs,
-  '7d': 7 * 24 * hourMs,
-  '30d': 30 * 24 * hourMs,
-  '90d': 90 * 24 * hourMs,
-};
-const healthBuckets = { hour: hourMs, day: 24 * hourMs };
-
 const HealthQuery = z
   .strictObject({
-    window: z.enum(Object.keys(healthWindows) as [keyof typeof healthWindows]).default('7d'),
-    bucket: z.enum(Object.keys(healthBuckets) as [keyof typeof healthBuckets]).default('hour'),
+    window: z.enum(healthWindowNames).default('7d'),
+    bucket: z.enum(healthBucketNames).default('hour'),
     route: z.string().min(1).max(200).optional(),
     model: z.string().min(1).max(200).optional(),
     /** The end of the window (epoch ms, default now): a past window, and a stable one for tests. */
     to: z.coerce.number().int().positive().optional(),
   })
   .superRefine((q, ctx) => {
-    // A chart of thousands of points per model says no more than one per day does.
-    if (q.bucket === 'hour' && healthWindows[q.window] > healthWindows['30d'])
+    if (!healthBucketFits(q.window, q.bucket))
       ctx.addIssue({
         code: 'custom',
         path: ['bucket'],

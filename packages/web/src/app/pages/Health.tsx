@@ -1,3 +1,10 @@
+import {
+  type HealthBucketName,
+  type HealthWindowName,
+  healthBucketFits,
+  healthBucketNames,
+  healthWindowNames,
+} from '@ratchet/core';
 import { useState } from 'react';
 import { LineChart } from '../charts.js';
 import { useApi } from '../hooks.js';
@@ -25,8 +32,6 @@ interface HealthSeries {
   buckets: HealthBucket[];
 }
 
-const windows = ['24h', '7d', '30d', '90d'] as const;
-
 /** The charts of a route: one line per model version, a point per bucket that has one. */
 const charts: { title: string; value: (b: HealthBucket) => number | null }[] = [
   { title: 'latency p50 (ms)', value: (b) => b.latencyP50Ms },
@@ -43,10 +48,11 @@ const charts: { title: string; value: (b: HealthBucket) => number | null }[] = [
  * one it replaced.
  */
 export function ProductionHealth() {
-  const [period, setPeriod] = useState<(typeof windows)[number]>('7d');
-  const [bucket, setBucket] = useState<'hour' | 'day'>('hour');
-  // Hour buckets cover at most 30 days (the API refuses more).
-  const effective = period === '90d' ? 'day' : bucket;
+  const [period, setPeriod] = useState<HealthWindowName>('7d');
+  const [bucket, setBucket] = useState<HealthBucketName>('hour');
+  // A window too long for hour buckets is shown per day (the API refuses hours there).
+  const hoursFit = healthBucketFits(period, 'hour');
+  const effective = hoursFit ? bucket : 'day';
   const health = useApi<{ items: HealthSeries[] }>(
     `/dashboard/health?window=${period}&bucket=${effective}`,
     30_000,
@@ -60,9 +66,9 @@ export function ProductionHealth() {
           <select
             name="window"
             value={period}
-            onChange={(e) => setPeriod(e.target.value as (typeof windows)[number])}
+            onChange={(e) => setPeriod(e.target.value as HealthWindowName)}
           >
-            {windows.map((w) => (
+            {healthWindowNames.map((w) => (
               <option key={w} value={w}>
                 last {w}
               </option>
@@ -74,11 +80,14 @@ export function ProductionHealth() {
           <select
             name="bucket"
             value={effective}
-            disabled={period === '90d'}
-            onChange={(e) => setBucket(e.target.value as 'hour' | 'day')}
+            disabled={!hoursFit}
+            onChange={(e) => setBucket(e.target.value as HealthBucketName)}
           >
-            <option value="hour">hour</option>
-            <option value="day">day</option>
+            {healthBucketNames.map((b) => (
+              <option key={b} value={b}>
+                {b}
+              </option>
+            ))}
           </select>
         </label>
       </form>
