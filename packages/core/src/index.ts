@@ -24,6 +24,7 @@ export * from './production-health.js';
 export * from './random.js';
 export * from './registry.js';
 export * from './retention.js';
+export * from './roles.js';
 export * from './schemas/common.js';
 export * from './schemas/exchange.js';
 export * from './schemas/feedback.js';

@@ -1,5 +1,6 @@
 import './regexp-engine.js';
 
+export type { Member, NewSession, SessionGrant, User } from './accounts.js';
 export type {
   BreakdownDimension,
   CriterionBreakdownRow,

@@ -830,6 +830,57 @@ function rateLimits(): Migration {
   };
 }
 
+/**
+ * People (accounts.ts): accounts with an argon2 password hash and/or an OpenID Connect subject,
+ * their role in each project, and sign-in sessions stored by the SHA-256 of their id (the cookie
+ * holds the id; a leaked table cannot be replayed).
+ */
+function accounts(): Migration {
+  return {
+    async up(db: AnyDb) {
+      await db.schema
+        .createTable('users')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('email', 'text', (c) => c.notNull().unique())
+        .addColumn('name', 'text')
+        .addColumn('password_hash', 'text')
+        .addColumn('oidc_issuer', 'text')
+        .addColumn('oidc_subject', 'text')
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createIndex('users_oidc_idx')
+        .on('users')
+        .columns(['oidc_issuer', 'oidc_subject'])
+        .unique()
+        .execute();
+      await db.schema
+        .createTable('project_members')
+        .addColumn('project_id', 'text', (c) => c.notNull())
+        .addColumn('user_id', 'text', (c) => c.notNull())
+        .addColumn('role', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('project_members_pk', ['project_id', 'user_id'])
+        .execute();
+      await db.schema
+        .createIndex('project_members_user_idx')
+        .on('project_members')
+        .column('user_id')
+        .execute();
+      await db.schema
+        .createTable('sessions')
+        .addColumn('id_hash', 'text', (c) => c.primaryKey())
+        .addColumn('user_id', 'text', (c) => c.notNull())
+        .addColumn('project_id', 'text', (c) => c.notNull())
+        .addColumn('csrf_hash', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('expires_at', 'bigint', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('sessions_user_idx').on('sessions').column('user_id').execute();
+    },
+  };
+}
+
 export function migrations(dialect: DialectName): Record<string, Migration> {
   return {
     '0001_initial': initial(dialect),
@@ -852,5 +903,6 @@ export function migrations(dialect: DialectName): Record<string, Migration> {
     '0022_deletion': deletion(),
     '0026_round_leases': roundLeases(),
     '0027_rate_limits': rateLimits(),
+    '0028_accounts': accounts(),
   };
 }

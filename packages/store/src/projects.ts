@@ -6,6 +6,7 @@ import {
   encodeScopes,
   kindOfScopes,
   newId,
+  type ProjectRole,
   parseInput,
   RatchetError,
   RetentionPolicy,
@@ -39,11 +40,17 @@ export interface ApiKeyInfo {
   revokedAt: number | null;
 }
 
+/** Who is calling: a key, or a person signed in with a session (then `user` is set). */
 export interface Principal {
   projectId: string;
+  /** The key's id; for a person, `user:<userId>` (what rate limits count by). */
   keyId: string;
   kind: ApiKeyKind;
   scopes: ApiKeyScope[];
+  /** Who the audit log names: `api:<keyId>` for a key, `user:<userId>` for a person. */
+  actor: string;
+  /** The person and their role in the project, for a session-authenticated call. */
+  user?: { id: string; email: string; role: ProjectRole };
 }
 
 export class ProjectRepository {
@@ -249,7 +256,13 @@ export class ProjectRepository {
       .where('revoked_at', 'is', null)
       .executeTakeFirst();
     return (
-      row && { projectId: row.project_id, keyId: row.id, kind: row.kind, scopes: decodeScopes(row.scopes) }
+      row && {
+        projectId: row.project_id,
+        keyId: row.id,
+        kind: row.kind,
+        scopes: decodeScopes(row.scopes),
+        actor: `api:${row.id}`,
+      }
     );
   }
 

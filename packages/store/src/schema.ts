@@ -458,7 +458,41 @@ export interface RateLimitWindowsTable {
   hits: number;
 }
 
+export interface UsersTable {
+  id: string;
+  /** Lowercase; one account per address. */
+  email: string;
+  name: string | null;
+  /** argon2id (PHC string); null for an account that signs in only with OpenID Connect. */
+  password_hash: string | null;
+  oidc_issuer: string | null;
+  oidc_subject: string | null;
+  created_at: number;
+}
+
+export interface ProjectMembersTable {
+  project_id: string;
+  user_id: string;
+  /** core `projectRoles`. */
+  role: string;
+  created_at: number;
+}
+
+export interface SessionsTable {
+  /** SHA-256 of the session id the cookie holds. */
+  id_hash: string;
+  user_id: string;
+  project_id: string;
+  /** SHA-256 of the CSRF token a cookie-authenticated write must echo in a header. */
+  csrf_hash: string;
+  created_at: number;
+  expires_at: number;
+}
+
 export interface Database {
+  users: UsersTable;
+  project_members: ProjectMembersTable;
+  sessions: SessionsTable;
   round_leases: RoundLeasesTable;
   rate_limit_windows: RateLimitWindowsTable;
   usage_records: UsageRecordsTable;

@@ -1,4 +1,5 @@
 import { type Kysely, Migrator, sql } from 'kysely';
+import { AccountRepository } from './accounts.js';
 import { AnalysisRepository } from './analysis.js';
 import { AuditLog } from './audit.js';
 import { CalibrationRepository } from './calibration.js';
@@ -37,6 +38,7 @@ import { WatchRepository } from './watches.js';
  */
 export class Store {
   readonly projects: ProjectRepository;
+  readonly accounts: AccountRepository;
   readonly interactions: InteractionRepository;
   readonly feedback: FeedbackRepository;
   readonly scoreConfigs: ScoreConfigRepository;
@@ -91,6 +93,7 @@ export class Store {
     this.analysis = new AnalysisRepository(db, dialect);
     this.audit = new AuditLog(db, dialect);
     this.projects = new ProjectRepository(db, dialect, config, this.audit);
+    this.accounts = new AccountRepository(db, this.audit);
     this.routes = new GatewayRouteRepository(db, dialect, config);
     this.experiments = new ExperimentRepository(db, dialect, this.routes, this.audit);
     this.watches = new WatchRepository(db, dialect, this.audit, this.routes, this.experiments);

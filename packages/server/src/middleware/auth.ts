@@ -1,4 +1,4 @@
-import { type ApiKeyScope, apiKeyKindOf, RatchetError } from '@ratchet/core';
+import { type ApiKeyScope, apiKeyKindOf, type ProjectRole, RatchetError } from '@ratchet/core';
 import type { Principal, Store } from '@ratchet/store';
 import type { FastifyRequest } from 'fastify';
 
@@ -12,6 +12,23 @@ export type Access = 'none' | ApiKeyScope | readonly [ApiKeyScope, ...ApiKeyScop
 export function accessScopes(access: Access): readonly ApiKeyScope[] {
   if (access === 'none') return [];
   return typeof access === 'string' ? [access] : access;
+}
+
+/**
+ * Who made a request, for code that acts on the person (the annotation queue's assignments, the
+ * audit log): a person signed in with a session, or a key. Undefined before authentication or on
+ * a route open to anyone.
+ */
+export type RequestPrincipal =
+  | { kind: 'user'; userId: string; email: string; role: ProjectRole; projectId: string }
+  | { kind: 'key'; keyId: string; projectId: string };
+
+export function principalOf(request: FastifyRequest): RequestPrincipal | undefined {
+  const p = request.principal;
+  if (!p) return undefined;
+  return p.user
+    ? { kind: 'user', userId: p.user.id, email: p.user.email, role: p.user.role, projectId: p.projectId }
+    : { kind: 'key', keyId: p.keyId, projectId: p.projectId };
 }
 
 declare module 'fastify' {

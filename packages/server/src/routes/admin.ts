@@ -65,7 +65,7 @@ export function registerAdminRoutes(routes: RouteTable, store: Store): void {
     body: KeyCreate,
     response: { status: 201, description: 'Created' },
     handler: async ({ body, principal }) =>
-      store.projects.createKey(principal.projectId, body.scopes, body.name, `api:${principal.keyId}`),
+      store.projects.createKey(principal.projectId, body.scopes, body.name, principal.actor),
   });
   routes.add({
     method: 'DELETE',
@@ -75,7 +75,7 @@ export function registerAdminRoutes(routes: RouteTable, store: Store): void {
     summary: 'Revoke a key; every server on the database refuses it from the next request.',
     params: z.strictObject({ id: z.string().min(1).max(100) }),
     handler: async ({ params, principal }) => {
-      await store.projects.revokeKey(principal.projectId, params.id, `api:${principal.keyId}`);
+      await store.projects.revokeKey(principal.projectId, params.id, principal.actor);
       return { id: params.id, revoked: true };
     },
   });

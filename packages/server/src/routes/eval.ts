@@ -141,7 +141,7 @@ export function registerEvalRoutes(
     },
     handler: async ({ principal, body, query, reply }) => {
       const { recorded, spec } = resolveUpstreams(body, gateway());
-      const actor = `api:${principal.keyId}`;
+      const actor = principal.actor;
       const evaluation = await createEvaluation(store, principal.projectId, recorded);
       const run = runEvaluation(store, principal.projectId, spec, { actor, evaluationId: evaluation.id });
       if (query.wait === 'true') {

@@ -69,7 +69,7 @@ export function registerExperimentRoutes(
         await store.audit.record(
           {
             projectId: principal.projectId,
-            actor: `api:${principal.keyId}`,
+            actor: principal.actor,
             action: 'route.updated',
             subjectType: 'route',
             subjectId: params.route,
@@ -107,7 +107,7 @@ export function registerExperimentRoutes(
         await store.audit.record(
           {
             projectId: principal.projectId,
-            actor: `api:${principal.keyId}`,
+            actor: principal.actor,
             action: 'route.deleted',
             subjectType: 'route',
             subjectId: params.route,
@@ -133,7 +133,7 @@ export function registerExperimentRoutes(
     handler: async ({ principal, body }) => {
       const gw = gateway();
       const experiment = await startExperiment(store, principal.projectId, body, {
-        actor: `api:${principal.keyId}`,
+        actor: principal.actor,
         ...(gw
           ? { gateway: { upstreams: gw.upstreamNames(), defaultUpstream: gw.defaultUpstreamName() } }
           : {}),
@@ -177,7 +177,7 @@ export function registerExperimentRoutes(
     handler: async ({ principal, params }) => {
       const status = await experimentStatus(store, principal.projectId, params.ref, {
         record: true,
-        actor: `api:${principal.keyId}`,
+        actor: principal.actor,
       });
       if (status.weights) await refresh();
       return status;
@@ -196,7 +196,7 @@ export function registerExperimentRoutes(
       const experiment = await stopExperiment(store, principal.projectId, params.ref, {
         reason: body.reason,
         ...(body.keep ? { keep: body.keep } : {}),
-        actor: `api:${principal.keyId}`,
+        actor: principal.actor,
       });
       await refresh();
       return experiment;

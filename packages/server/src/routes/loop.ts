@@ -32,7 +32,7 @@ export function registerLoopRoutes(
   const review =
     (approved: boolean) =>
     async (ctx: {
-      principal: { projectId: string; keyId: string };
+      principal: { projectId: string; actor: string };
       params: { id: string };
       body: { reason?: string | undefined };
     }) => {
@@ -40,7 +40,7 @@ export function registerLoopRoutes(
       if (!round) throw new RatchetError('not_found', `loop round "${ctx.params.id}" not found`, 'id');
       const answered = await store.loops.review(ctx.principal.projectId, round.id, {
         approved,
-        actor: `api:${ctx.principal.keyId}`,
+        actor: ctx.principal.actor,
         reason: ctx.body.reason,
       });
       onReviewed(answered);

@@ -21,12 +21,7 @@ export function registerPrivacyRoutes(routes: RouteTable, store: Store): void {
       "Delete an end user's data: their interactions, feedback about them and by them, their rater row, usage records and dead letters; dataset files lose the rows made of them; the versions and the models trained on them are marked. Audited with counts, never content.",
     params: z.strictObject({ userId: EndUserId }),
     handler: async ({ params, principal }) =>
-      deleteData(
-        store,
-        principal.projectId,
-        { kind: 'end_user', userId: params.userId },
-        `api:${principal.keyId}`,
-      ),
+      deleteData(store, principal.projectId, { kind: 'end_user', userId: params.userId }, principal.actor),
   });
   routes.add({
     method: 'DELETE',
@@ -44,7 +39,7 @@ export function registerPrivacyRoutes(routes: RouteTable, store: Store): void {
         store,
         principal.projectId,
         { kind: 'interactions', ids: [params.id] },
-        `api:${principal.keyId}`,
+        principal.actor,
       );
     },
   });
@@ -67,7 +62,7 @@ export function registerPrivacyRoutes(routes: RouteTable, store: Store): void {
       'Set the retention policy: interactions older than days are deleted on the server schedule, except (keepProductionTrainingData, default true) those a production model was trained on.',
     body: RetentionPolicy,
     handler: async ({ body, principal }) => {
-      await store.projects.setRetention(principal.projectId, body, `api:${principal.keyId}`);
+      await store.projects.setRetention(principal.projectId, body, principal.actor);
       return { policy: body };
     },
   });
@@ -78,7 +73,7 @@ export function registerPrivacyRoutes(routes: RouteTable, store: Store): void {
     tag: 'privacy',
     summary: 'Remove the retention policy: interactions are kept.',
     handler: async ({ principal }) => {
-      await store.projects.setRetention(principal.projectId, null, `api:${principal.keyId}`);
+      await store.projects.setRetention(principal.projectId, null, principal.actor);
       return { policy: null };
     },
   });
@@ -90,7 +85,7 @@ export function registerPrivacyRoutes(routes: RouteTable, store: Store): void {
     summary:
       'Apply the retention policy now (the server also applies it on its schedule); 409 without a policy.',
     handler: async ({ principal }) => {
-      const report = await applyRetention(store, principal.projectId, { actor: `api:${principal.keyId}` });
+      const report = await applyRetention(store, principal.projectId, { actor: principal.actor });
       if (!report)
         throw new RatchetError(
           'conflict',

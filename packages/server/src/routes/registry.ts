@@ -56,8 +56,7 @@ export function registerRegistryRoutes(
       metrics: z.record(z.string(), z.unknown()).optional(),
     }),
     response: { status: 201, description: 'The registered model' },
-    handler: async ({ principal, body }) =>
-      store.models.register(principal.projectId, body, `api:${principal.keyId}`),
+    handler: async ({ principal, body }) => store.models.register(principal.projectId, body, principal.actor),
   });
   routes.add({
     method: 'GET',
@@ -121,7 +120,7 @@ export function registerRegistryRoutes(
         principal.projectId,
         params.ref,
         body.stage,
-        `api:${principal.keyId}`,
+        principal.actor,
         body.reason,
         gateway,
       ),
@@ -136,13 +135,7 @@ export function registerRegistryRoutes(
     params: z.strictObject({ route: z.string().min(1).max(200) }),
     body: z.strictObject({ reason: z.string().min(1).max(2000) }),
     handler: async ({ principal, params, body }) =>
-      store.models.rollback(
-        principal.projectId,
-        params.route,
-        `api:${principal.keyId}`,
-        body.reason,
-        gateway,
-      ),
+      store.models.rollback(principal.projectId, params.route, principal.actor, body.reason, gateway),
   });
   const RouteParam = z.strictObject({ route: z.string().min(1).max(200) });
   const policyAnswer = async (projectId: string, route: string) => {
@@ -171,7 +164,7 @@ export function registerRegistryRoutes(
     params: RouteParam,
     body: watchPolicySchema,
     handler: async ({ principal, params, body }) => ({
-      ...(await store.watches.setPolicy(principal.projectId, params.route, body, `api:${principal.keyId}`)),
+      ...(await store.watches.setPolicy(principal.projectId, params.route, body, principal.actor)),
       configured: true,
     }),
   });
@@ -183,7 +176,7 @@ export function registerRegistryRoutes(
     summary: "Remove the route's watch policy: its promotions are watched with the defaults again.",
     params: RouteParam,
     handler: async ({ principal, params }) => {
-      if (!(await store.watches.clearPolicy(principal.projectId, params.route, `api:${principal.keyId}`)))
+      if (!(await store.watches.clearPolicy(principal.projectId, params.route, principal.actor)))
         throw new RatchetError('not_found', `route "${params.route}" has no watch policy`, 'route');
       return policyAnswer(principal.projectId, params.route);
     },
