@@ -1,5 +1,4 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { hash as argon2Hash, verify as argon2Verify } from '@node-rs/argon2';
 import {
   AccountEmail,
   AccountPassword,
@@ -42,6 +41,22 @@ export interface NewSession {
   /** Echoed in `x-ratchet-csrf` by a cookie-authenticated write. */
   csrfToken: string;
   expiresAt: number;
+}
+
+/**
+ * argon2id from @node-rs/argon2, loaded on first use: the store's other tables work in an
+ * install that has not fetched the native package yet (it arrived with accounts).
+ */
+async function argon2() {
+  return import('@node-rs/argon2');
+}
+
+async function argon2Hash(password: string): Promise<string> {
+  return (await argon2()).hash(password);
+}
+
+async function argon2Verify(hash: string, password: string): Promise<boolean> {
+  return (await argon2()).verify(hash, password);
 }
 
 /** A verifier for high-entropy secrets (session ids, CSRF tokens): nothing to brute-force. */
