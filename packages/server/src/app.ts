@@ -1,4 +1,5 @@
 import type { ActiveLearningObjective } from '@ratchet/core';
+import type { AnnotationQueueTerms } from '@ratchet/loop';
 import type { LoopRound, Store } from '@ratchet/store';
 import Fastify, { type FastifyInstance, LogController } from 'fastify';
 import { CaptureService } from './capture.js';
@@ -17,6 +18,7 @@ import { registerSecurityHeaders } from './middleware/security-headers.js';
 import { registerStorableJsonBody } from './middleware/storable-input.js';
 import { ReportRunner } from './reports/runner.js';
 import { registerAdminRoutes } from './routes/admin.js';
+import { registerAnnotationRoutes } from './routes/annotation.js';
 import { registerCaptureRoutes } from './routes/capture.js';
 import { registerDashboardRoutes } from './routes/dashboard.js';
 import { registerDeadLetterRoutes } from './routes/dead-letters.js';
@@ -45,6 +47,8 @@ export interface ServerOptions {
   reportThread?: boolean;
   /** Per route, what the annotation queue's active learning asks for when a request does not say (from loop policies). */
   queueObjectives?: Record<string, ActiveLearningObjective>;
+  /** Per route, how its annotation team shares the queue (overlap, lock time; from loop policies). */
+  queueTerms?: Record<string, AnnotationQueueTerms>;
   /** Called when a person approves or rejects a loop round, so a loop running here can resume at once. */
   onLoopReviewed?: (round: LoopRound) => void;
 }
@@ -163,6 +167,10 @@ export async function buildServer(options: ServerOptions): Promise<RatchetServer
   registerPrivacyRoutes(routes, store);
   const reportRunner = new ReportRunner(store, { threaded: options.reportThread ?? true });
   registerDashboardRoutes(routes, store, reportRunner, { queueObjectives: options.queueObjectives ?? {} });
+  registerAnnotationRoutes(routes, store, {
+    queueObjectives: options.queueObjectives ?? {},
+    queueTerms: options.queueTerms ?? {},
+  });
   registerWebRoutes(app);
 
   let closed = false;

@@ -26,6 +26,8 @@ export interface DeletionCounts {
   deadLetters: number;
   usageRecords: number;
   raters: number;
+  /** The annotation queue's locks, assignments and adjudications of the interactions. */
+  annotations: number;
 }
 
 /** Every count at zero: the one list of what a deletion counts. */
@@ -42,6 +44,7 @@ export function emptyDeletionCounts(): DeletionCounts {
     deadLetters: 0,
     usageRecords: 0,
     raters: 0,
+    annotations: 0,
   };
 }
 
@@ -132,6 +135,14 @@ export class DeletionRepository {
       counts.interactionTags += n(await inProject('interaction_tags'));
       counts.interactionRewards += n(await inProject('interaction_rewards'));
       counts.datasetMemberships += n(await inProject('dataset_interactions'));
+      for (const table of ['annotation_locks', 'annotation_assignments', 'annotation_adjudications'] as const)
+        counts.annotations += n(
+          await trx
+            .deleteFrom(table as 'annotation_locks')
+            .where('project_id', '=', projectId)
+            .where('interaction_id', 'in', part)
+            .executeTakeFirst(),
+        );
       // A held-out item's result holds the prompt and both models' answers to it.
       counts.evaluationItems += n(
         await trx

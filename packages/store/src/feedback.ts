@@ -61,13 +61,15 @@ export class FeedbackRepository {
    * Writes a batch of feedback events all or nothing: every event must refer to interactions of
    * this project and fit the project's scales, or nothing is written and the error names the item
    * (`itemPath(N).field`, by default `items.N.field`). A repeated idempotency key returns the
-   * event first written with it.
+   * event first written with it. `alsoInTransaction` runs last in the same transaction (the
+   * annotation queue's lock and assignment): when it throws, none of the events is written.
    */
   async insert(
     projectId: string,
     given: readonly ParsedFeedback[],
     itemPath: (index: number) => string = (i) => `items.${i}`,
     gate?: FeedbackGate,
+    alsoInTransaction?: (trx: Kysely<Database>) => Promise<void>,
   ): Promise<WriteResult[]> {
     const at = (i: number, field: string) => [itemPath(i), field].filter(Boolean).join('.');
     return this.writes.run(async (trx) => {
@@ -125,7 +127,9 @@ export class FeedbackRepository {
       await this.insertCriterionScores(trx, fresh, items, rows, configs);
       await this.updateCurrent(trx, fresh);
       await this.updateRaters(trx, fresh);
-      return this.resolveRepeats(trx, projectId, rows, created);
+      const results = await this.resolveRepeats(trx, projectId, rows, created);
+      await alsoInTransaction?.(trx);
+      return results;
     });
   }
 

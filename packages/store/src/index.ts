@@ -8,6 +8,15 @@ export type {
   FeedbackText,
   PromptSummary,
 } from './analysis.js';
+export {
+  type Adjudication,
+  type AnnotationClaim,
+  type AnnotatorProgress,
+  type AnnotatorRating,
+  type AssignmentTerms,
+  comparedKinds,
+  type Disagreement,
+} from './annotation.js';
 export type { AuditEntry } from './audit.js';
 export type {
   CalibrationRun,

@@ -881,6 +881,55 @@ function accounts(): Migration {
   };
 }
 
+/** The annotation team's queue: item locks, who finished what, adjudicated labels (annotation.ts). */
+function annotationAssignments(dialect: DialectName): Migration {
+  const t = types(dialect);
+  return {
+    async up(db: AnyDb) {
+      // One row per item being rated: the primary key is the lock, so two claims cannot both hold it.
+      await db.schema
+        .createTable('annotation_locks')
+        .addColumn('project_id', 'text', (c) => c.notNull())
+        .addColumn('interaction_id', 'text', (c) => c.notNull())
+        .addColumn('annotator_id', 'text', (c) => c.notNull())
+        .addColumn('claimed_at', t.time, (c) => c.notNull())
+        .addColumn('expires_at', t.time, (c) => c.notNull())
+        .addPrimaryKeyConstraint('annotation_locks_pk', ['project_id', 'interaction_id'])
+        .execute();
+      await db.schema
+        .createTable('annotation_assignments')
+        .addColumn('project_id', 'text', (c) => c.notNull())
+        .addColumn('interaction_id', 'text', (c) => c.notNull())
+        .addColumn('annotator_id', 'text', (c) => c.notNull())
+        .addColumn('status', 'text', (c) => c.notNull())
+        .addColumn('overlap', 'integer', (c) => c.notNull())
+        .addColumn('finished_at', t.time, (c) => c.notNull())
+        .addPrimaryKeyConstraint('annotation_assignments_pk', [
+          'project_id',
+          'interaction_id',
+          'annotator_id',
+        ])
+        .execute();
+      await db.schema
+        .createIndex('annotation_assignments_annotator')
+        .on('annotation_assignments')
+        .columns(['project_id', 'annotator_id'])
+        .execute();
+      await db.schema
+        .createTable('annotation_adjudications')
+        .addColumn('project_id', 'text', (c) => c.notNull())
+        .addColumn('interaction_id', 'text', (c) => c.notNull())
+        .addColumn('kind', 'text', (c) => c.notNull())
+        .addColumn('value', t.json, (c) => c.notNull())
+        .addColumn('note', 'text')
+        .addColumn('decided_by', 'text', (c) => c.notNull())
+        .addColumn('decided_at', t.time, (c) => c.notNull())
+        .addPrimaryKeyConstraint('annotation_adjudications_pk', ['project_id', 'interaction_id', 'kind'])
+        .execute();
+    },
+  };
+}
+
 export function migrations(dialect: DialectName): Record<string, Migration> {
   return {
     '0001_initial': initial(dialect),
@@ -904,5 +953,6 @@ export function migrations(dialect: DialectName): Record<string, Migration> {
     '0026_round_leases': roundLeases(),
     '0027_rate_limits': rateLimits(),
     '0028_accounts': accounts(),
+    '0029_annotation_assignments': annotationAssignments(dialect),
   };
 }

@@ -489,10 +489,44 @@ export interface SessionsTable {
   expires_at: number;
 }
 
+/** An item someone is rating: one row per item, so the primary key is the lock. */
+export interface AnnotationLocksTable {
+  project_id: string;
+  interaction_id: string;
+  annotator_id: string;
+  claimed_at: number;
+  expires_at: number;
+}
+
+/** An annotator finished with an item: `submitted` (counts towards its overlap) or `skipped`. */
+export interface AnnotationAssignmentsTable {
+  project_id: string;
+  interaction_id: string;
+  annotator_id: string;
+  status: 'submitted' | 'skipped';
+  /** The overlap the queue asked for when the item was claimed. */
+  overlap: number;
+  finished_at: number;
+}
+
+/** The final label an admin recorded for an item its annotators disagreed on, per kind. */
+export interface AnnotationAdjudicationsTable {
+  project_id: string;
+  interaction_id: string;
+  kind: string;
+  value: Json;
+  note: string | null;
+  decided_by: string;
+  decided_at: number;
+}
+
 export interface Database {
   users: UsersTable;
   project_members: ProjectMembersTable;
   sessions: SessionsTable;
+  annotation_locks: AnnotationLocksTable;
+  annotation_assignments: AnnotationAssignmentsTable;
+  annotation_adjudications: AnnotationAdjudicationsTable;
   round_leases: RoundLeasesTable;
   rate_limit_windows: RateLimitWindowsTable;
   usage_records: UsageRecordsTable;

@@ -1,6 +1,7 @@
 import { type Kysely, Migrator, sql } from 'kysely';
 import { AccountRepository } from './accounts.js';
 import { AnalysisRepository } from './analysis.js';
+import { AnnotationRepository } from './annotation.js';
 import { AuditLog } from './audit.js';
 import { CalibrationRepository } from './calibration.js';
 import {
@@ -60,6 +61,7 @@ export class Store {
   readonly deletion: DeletionRepository;
   readonly leases: RoundLeaseRepository;
   readonly rateWindows: RateWindowRepository;
+  readonly annotation: AnnotationRepository;
 
   readonly db: Kysely<Database>;
 
@@ -107,6 +109,7 @@ export class Store {
     this.deletion = new DeletionRepository(db, dialect, this.audit);
     this.leases = new RoundLeaseRepository(db);
     this.rateWindows = new RateWindowRepository(db);
+    this.annotation = new AnnotationRepository(db, dialect, this.feedback, this.audit);
   }
 
   /** Opens (and migrates) the database named by a URL, by default `RATCHET_DATABASE_URL`. */

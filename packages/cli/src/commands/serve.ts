@@ -49,8 +49,15 @@ export async function startServer(opts: ServeOptions): Promise<Running> {
   try {
     policies = loop ? loadLoopPolicies(loop.policyPath) : [];
     const queueObjectives = Object.fromEntries(policies.map((p) => [p.route, queueObjective(p)]));
+    const queueTerms = Object.fromEntries(policies.map((p) => [p.route, p.annotation]));
     // A person's approval or rejection through the API wakes the loop instead of waiting a tick.
-    server = await buildServer({ store, config, queueObjectives, onLoopReviewed: () => loopTimer?.pass() });
+    server = await buildServer({
+      store,
+      config,
+      queueObjectives,
+      queueTerms,
+      onLoopReviewed: () => loopTimer?.pass(),
+    });
   } catch (err) {
     await store.close();
     throw err;

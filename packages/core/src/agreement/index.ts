@@ -1,4 +1,5 @@
 export * from './kappa.js';
 export * from './krippendorff.js';
+export * from './people.js';
 export * from './summary.js';
 export type { RatingValue } from './values.js';

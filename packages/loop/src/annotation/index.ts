@@ -10,3 +10,4 @@ export {
   unratedRecent,
   unratedThenLowestConfidence,
 } from './policy.js';
+export { AnnotationQueueTerms } from './types.js';

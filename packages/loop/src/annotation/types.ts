@@ -1,5 +1,6 @@
 import type { ActiveLearningObjective } from '@ratchet/core';
 import type { QueueCandidate, Store } from '@ratchet/store';
+import { z } from 'zod';
 
 /** What an annotator asks the queue for. */
 export interface QueueRequest {
@@ -25,3 +26,19 @@ export interface AnnotationPolicy {
   readonly description: string;
   select(store: Store, request: QueueRequest): Promise<QueueCandidate[]>;
 }
+
+/**
+ * How a route's annotation team shares its queue (a loop policy's `annotation`): each item goes to
+ * `overlap` annotators (one at a time, so their ratings can be compared and split items
+ * adjudicated), and a claimed item stays locked to its annotator for `lockMinutes` unless they
+ * submit, skip or release it first.
+ */
+export const AnnotationQueueTerms = z.strictObject({
+  overlap: z.number().int().min(1).max(10).default(1),
+  lockMinutes: z
+    .number()
+    .positive()
+    .max(24 * 60)
+    .default(15),
+});
+export type AnnotationQueueTerms = z.output<typeof AnnotationQueueTerms>;

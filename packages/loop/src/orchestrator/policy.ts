@@ -14,6 +14,7 @@ import {
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { SelfCritiquePolicy } from '../ai-feedback/critique.js';
+import { AnnotationQueueTerms } from '../annotation/types.js';
 import { datasetMethods } from '../datasets.js';
 import { DeployPolicy } from '../deploy/index.js';
 import { EndpointSpec } from '../eval/client.js';
@@ -101,6 +102,8 @@ const LoopPolicyFields = z.strictObject({
    * liked answers; `uncertainty` otherwise).
    */
   activeLearning: z.strictObject({ objective: ActiveLearningObjective.optional() }).prefault({}),
+  /** The route's annotation team: how many annotators rate each item, how long a claim locks it. */
+  annotation: AnnotationQueueTerms.prefault({}),
   /**
    * AI feedback: after training, the round's reward model labels unrated answers, then the LLM
    * judge, if there is one, grades what is left; the labels join the next round's calibration at

@@ -32,6 +32,7 @@ export async function startTestServer(
     gateway?: GatewayConfigInput;
     project?: string;
     queueObjectives?: ServerOptions['queueObjectives'];
+    queueTerms?: ServerOptions['queueTerms'];
   } = {},
 ): Promise<TestServer> {
   const store = await Store.open(databaseUrl);
@@ -43,6 +44,7 @@ export async function startTestServer(
     config: loadServerConfig({ port: 0, logLevel: 'silent', ...options.config }, {}),
     gatewayConfig: options.gateway ? parseGatewayConfig(options.gateway) : undefined,
     ...(options.queueObjectives ? { queueObjectives: options.queueObjectives } : {}),
+    ...(options.queueTerms ? { queueTerms: options.queueTerms } : {}),
   });
   const url = await server.listen();
   return {
