@@ -1,6 +1,8 @@
 import {
   emptyUserCovariateSums,
   emptyUserMetricSums,
+  type ImplicitSignal,
+  implicitSignals,
   newId,
   RatchetError,
   type UserCovariateSums,
@@ -53,8 +55,10 @@ export interface NewExperiment {
 }
 
 /**
- * Labels on a variant's answers that are not its users' own (`judge`, `annotator`, `implicit`):
- * event counts shown beside the experiment, never part of its metrics.
+ * Thumbs and stars on a variant's answers that are not its users' own ratings (`judge`,
+ * `annotator`, or a thumb sent with `source: implicit`): event counts shown beside the experiment,
+ * never part of its metrics. The users' implicit signals (`kind: implicit`) are metrics of their
+ * own (`VariantFeedbackTotals.implicit`).
  */
 export interface SourceFeedbackTotals {
   source: string;
@@ -82,6 +86,14 @@ export interface VariantFeedbackTotals {
   stars: UserMetricSums;
   /** Each user's mean calibrated reward over the answers that user rated. */
   reward: UserMetricSums;
+  /**
+   * Per implicit signal: each user's share of the answers served to them that got the signal
+   * (`kind: implicit` from `source: user` or `implicit`; core's metrics.ts names a metric for
+   * each). Every user served has an outcome, 0 when they did nothing, so `users` here is the units
+   * served; `events` counts the answers and `signalled` the answers with the signal. Implicit
+   * signals are what people did, not what they said, so flagged raters are not left out of them.
+   */
+  implicit: Record<ImplicitSignal, UserMetricSums & { signalled: number }>;
   /** Other sources' labels, at event level, apart from the metrics. */
   otherSources: SourceFeedbackTotals[];
   /**
@@ -90,8 +102,17 @@ export interface VariantFeedbackTotals {
    * Σ x², Σ x·y and Σ y (x the user's pre-period mean, y the experiment mean). Empty without a
    * pre-period.
    */
-  prePeriod: { thumbs: UserCovariateSums; stars: UserCovariateSums; reward: UserCovariateSums };
+  prePeriod: {
+    thumbs: UserCovariateSums;
+    stars: UserCovariateSums;
+    reward: UserCovariateSums;
+    /** Per signal, over the users who were also served on the route in the pre-period. */
+    implicit: Record<ImplicitSignal, UserCovariateSums>;
+  };
 }
+
+const perSignal = <T>(value: () => T) =>
+  Object.fromEntries(implicitSignals.map((s) => [s, value()])) as Record<ImplicitSignal, T>;
 
 interface TotalsWindow {
   projectId: string;
@@ -403,11 +424,12 @@ export class ExperimentRepository {
     const window = { projectId, route, from, to };
     const pre = { projectId, route, from: from - Math.max(0, options.prePeriodMs ?? 0), to: from };
     const clean = options.excludeFlaggedRaters ?? false;
-    const [units, ratings, rewards, others] = await Promise.all([
+    const [units, ratings, rewards, others, implicit] = await Promise.all([
       this.unitsServed(window),
       this.userRatingSums(window, pre, clean),
       this.userRewardSums(window, pre, clean),
       this.otherSourceTotals(window),
+      Promise.all(implicitSignals.map((signal) => this.userImplicitSums(window, pre, signal))),
     ]);
     const out = new Map<string, VariantFeedbackTotals>();
     const of = (variant: string): VariantFeedbackTotals => {
@@ -420,11 +442,13 @@ export class ExperimentRepository {
           thumbs: { ...emptyUserMetricSums, up: 0 },
           stars: { ...emptyUserMetricSums },
           reward: { ...emptyUserMetricSums },
+          implicit: perSignal(() => ({ ...emptyUserMetricSums, signalled: 0 })),
           otherSources: [],
           prePeriod: {
             thumbs: { ...emptyUserCovariateSums },
             stars: { ...emptyUserCovariateSums },
             reward: { ...emptyUserCovariateSums },
+            implicit: perSignal(() => ({ ...emptyUserCovariateSums })),
           },
         };
         out.set(variant, t);
@@ -446,6 +470,12 @@ export class ExperimentRepository {
       of(r.variant).reward = r.sums;
       of(r.variant).prePeriod.reward = r.covariate;
     }
+    implicitSignals.forEach((signal, k) => {
+      for (const r of implicit[k]!) {
+        of(r.variant).implicit[signal] = { ...r.sums, signalled: r.signalled };
+        of(r.variant).prePeriod.implicit[signal] = r.covariate;
+      }
+    });
     for (const o of others) {
       const t = of(o.variant);
       let s = t.otherSources.find((x) => x.source === o.source);
@@ -592,7 +622,42 @@ export class ExperimentRepository {
     return rows.map((r) => ({ variant: r.variant!, sums: sumsOf(r), covariate: covariateOf(r) }));
   }
 
-  /** Judge, annotator and implicit labels: event counts per source, apart from the metrics. */
+  /**
+   * Each user's answers on `interactions` and how many got `signal` from the user's own actions
+   * (`kind: implicit`, source `user` or `implicit`; any number of such events on one answer count
+   * once). Read from the event table, not `feedback_current`: a later signal of the same rater on
+   * the same answer (copied after regenerating) must not hide the earlier one.
+   */
+  private userImplicitRows(interactions: RouteInteractions, signal: ImplicitSignal) {
+    const got = sql<number>`case when exists (select 1 from feedback s where s.project_id = i.project_id and s.interaction_id = i.id and s.kind = 'implicit' and s.label = ${signal} and s.source in ('user', 'implicit')) then 1 else 0 end`;
+    return interactions.select([
+      sql<string>`${userUnit}`.as('unit'),
+      sql<number>`count(*)`.as('events'),
+      sql<number>`sum(${got})`.as('signalled'),
+      sql<number>`avg(1.0 * ${got})`.as('outcome'),
+    ]);
+  }
+
+  private async userImplicitSums(w: TotalsWindow, pre: TotalsWindow, signal: ImplicitSignal) {
+    const perUser = this.userImplicitRows(this.routeInteractions(w), signal)
+      .select('i.variant')
+      .groupBy(['i.variant', userUnit]);
+    const prePeriod = this.userImplicitRows(this.anyRouteInteractions(pre), signal).groupBy(userUnit);
+    const rows = await this.db
+      .selectFrom(perUser.as('u'))
+      .leftJoin(prePeriod.as('p'), 'p.unit', 'u.unit')
+      .select(['u.variant', sql<number>`sum(u.signalled)`.as('signalled'), ...overUsers, ...overPrePeriod])
+      .groupBy('u.variant')
+      .execute();
+    return rows.map((r) => ({
+      variant: r.variant!,
+      signalled: Number(r.signalled),
+      sums: sumsOf(r),
+      covariate: covariateOf(r),
+    }));
+  }
+
+  /** Judge and annotator labels (and thumbs sent as implicit): event counts per source, apart from the metrics. */
   private async otherSourceTotals(w: TotalsWindow) {
     const rows = await this.routeInteractions(w)
       .innerJoin('feedback_current as f', (j) =>

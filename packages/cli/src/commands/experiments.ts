@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { directionText, experimentMetric, isExperimentMetric } from '@ratchet/core';
 import {
   describeAdjustments,
   type ExperimentStartSpec,
@@ -55,10 +56,17 @@ export function parseVariant(value: string, previous: VariantInput[] = []): Vari
   ];
 }
 
+/** " (lower is better)" for a metric core defines that way; nothing for the usual direction. */
+function metricDirection(metric: string): string {
+  return isExperimentMetric(metric) && !experimentMetric(metric).higherIsBetter
+    ? ` (${directionText(false)})`
+    : '';
+}
+
 export function printExperimentStatus(s: ExperimentStatus): void {
   const e = s.experiment;
   console.log(
-    `experiment ${e.name} on route ${e.route}: ${e.status}, metric ${e.metric}, engine ${e.engine}${e.bandit ? ', Thompson-sampling bandit' : ''}, control ${e.control}`,
+    `experiment ${e.name} on route ${e.route}: ${e.status}, metric ${e.metric}${metricDirection(e.metric)}, engine ${e.engine}${e.bandit ? ', Thompson-sampling bandit' : ''}, control ${e.control}`,
   );
   console.log("per user (each user's mean of their own ratings; the user is the unit of the test):");
   console.table(
@@ -74,6 +82,21 @@ export function printExperimentStatus(s: ExperimentStatus): void {
       stars: perUser(v.stars),
     })),
   );
+  // The users' own actions: every user served has a rate (0 when they did nothing).
+  const implicit = s.variants.flatMap((v) =>
+    Object.values(v.metrics)
+      .filter((m) => m.source === 'implicit' && (m.signalled ?? 0) > 0)
+      .map((m) => ({
+        variant: v.name,
+        metric: `${m.metric} (${directionText(m.higherIsBetter)})`,
+        answers: `${m.signalled}/${m.events}`,
+        'per user': perUser(m),
+      })),
+  );
+  if (implicit.length) {
+    console.log("implicit signals (each user's share of their answers with the signal):");
+    console.table(implicit);
+  }
   const others = s.variants.flatMap((v) =>
     v.otherSources.map((o) => ({
       variant: v.name,
@@ -93,6 +116,7 @@ export function printExperimentStatus(s: ExperimentStatus): void {
         variant: c.variant,
         metric: c.metric,
         role: c.role,
+        better: c.higherIsBetter ? 'higher' : 'lower',
         difference: fmt(c.difference),
         'always-valid CI': `[${fmt(c.sequentialInterval.lower)}, ${fmt(c.sequentialInterval.upper)}]`,
         'p (mSPRT)': fmt(c.sequentialPValue),

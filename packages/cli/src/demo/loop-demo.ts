@@ -78,7 +78,7 @@ export interface DemoRecord {
   seconds: number;
   /**
    * False while the run goes on: the record is rewritten after every round, so a run stopped
-   * early leaves what it did (trueQualityEnd is then the last production measured).
+   * early leaves what it did (trueQualityEnd is then production after the last finished round).
    */
   complete: boolean;
 }
@@ -164,7 +164,39 @@ function printRound(r: DemoRound): void {
  * users liked at lr 2e-3, each round stacked on the last merged model (kto, dpo and rwsft were
  * slower and less stable there, and the worker's defaults are for billion-parameter models).
  */
-export function demoPolicy(baseModel: string, overrides: Partial<LoopPolicyInput> = {}): LoopPolicy {
+const demoExperiments: Record<PopulationPreset, LoopPolicyInput['experiment']> = {
+  // mSPRT stays valid for any mixture width; 0.3 sd matches the size of effect a round here
+  // has (thumbs-up rates 15-25 points apart), where the default 0.1 needs far more users.
+  // Observations are users with a thumb (the user is the unit): of the demo's 600 people about
+  // 240 per arm give thumbs on a half-and-half canary, so one that has not shipped by 200 such
+  // users an arm ends as no effect.
+  default: {
+    minObservationsPerArm: 30,
+    maxObservationsPerArm: 200,
+    decisionRule: { tauInStandardDeviations: 0.3 },
+  },
+  // With a third of raters adversarial, thumbs show a true difference at about a third of its
+  // size and only the few users who rate have one: deciding on them takes thousands of users per
+  // arm. The people's own regenerations are not diluted and every user served has a rate (in
+  // the first realistic run, 7.2% of the candidate's answers regenerated against 11.1% of
+  // production's, z about 2.2 where thumbs gave 0.3). So the canary decides on the regenerate
+  // rate (lower is better) with the mixture tuned to a 4-point difference, and thumbs stay a
+  // guardrail (a candidate clearly worse in them is stopped). Observations are users served: of
+  // 3,000 people, about 1,400 per arm on a half-and-half canary of 9,000 chats.
+  realistic: {
+    metric: 'regenerate_rate',
+    guardrails: [{ metric: 'thumbs_up_rate' }],
+    minObservationsPerArm: 200,
+    maxObservationsPerArm: 1400,
+    expectedEffect: 0.04,
+  },
+};
+
+export function demoPolicy(
+  baseModel: string,
+  overrides: Partial<LoopPolicyInput> = {},
+  population: PopulationPreset = 'default',
+): LoopPolicy {
   return LoopPolicy.parse({
     route: 'support-bot',
     baseModel,
@@ -208,16 +240,7 @@ export function demoPolicy(baseModel: string, overrides: Partial<LoopPolicyInput
       gates: { winRate: { source: 'judge' } },
     },
     canary: { share: 0.5 },
-    // mSPRT stays valid for any mixture width; 0.3 sd matches the size of effect a round here
-    // has (thumbs-up rates 15-25 points apart), where the default 0.1 needs far more users.
-    // Observations are users with a thumb (the user is the unit): of the demo's 600 people about
-    // 240 per arm give thumbs on a half-and-half canary, so one that has not shipped by 200 such
-    // users an arm ends as no effect.
-    experiment: {
-      minObservationsPerArm: 30,
-      maxObservationsPerArm: 200,
-      decisionRule: { tauInStandardDeviations: 0.3 },
-    },
+    experiment: demoExperiments[population],
     ...overrides,
   });
 }
@@ -278,7 +301,7 @@ export async function runLoopDemo(o: LoopDemoOptions): Promise<DemoRecord & { ur
     await store.close();
   };
   try {
-    const policy = demoPolicy(base, o.policy);
+    const policy = demoPolicy(base, o.policy, o.population);
     let prod = await store.models.production(project.id, policy.route);
     if (!prod) {
       prod = await store.models.register(
@@ -531,7 +554,13 @@ export async function runLoopDemo(o: LoopDemoOptions): Promise<DemoRecord & { ur
       };
       rounds.push(row);
       printRound(row);
-      writeRecord(false, { name: current.name, trueQuality: known.get(current.name)!.trueQuality });
+      // Production after the round (the candidate, measured above, when it was promoted): a run
+      // stopped early then records what its rounds achieved.
+      const after = (await store.models.production(project.id, policy.route))!;
+      writeRecord(false, {
+        name: after.name,
+        trueQuality: (known.get(after.name) ?? known.get(current.name)!).trueQuality,
+      });
     }
     if (o.carelessPromotion) {
       const row = await carelessPromotion();

@@ -10,6 +10,7 @@
  */
 import { z } from 'zod';
 import { betaBinomialComparison } from './beta-binomial.js';
+import { experimentMetricDefinitions, isExperimentMetric, metricHigherIsBetter } from './metrics.js';
 import { type ArmMoments, proportionMoments } from './moments.js';
 import { type MsprtResult, type MsprtState, msprtTest } from './msprt.js';
 import { normalMeanComparison } from './normal.js';
@@ -19,79 +20,104 @@ const Probability = z.number().gt(0).lt(1);
 
 export const ExperimentGuardrailConfig = z.strictObject({
   metric: z.string().min(1),
-  higherIsBetter: z.boolean().default(true),
+  /**
+   * A metric core defines (metrics.ts) has its own direction, and stating the other one is an
+   * error; a metric of the caller's own is higher-is-better unless this says otherwise.
+   */
+  higherIsBetter: z.boolean().optional(),
   /** Harm only when the treatment is worse by more than this (metric units). */
   margin: z.number().nonnegative().default(0),
 });
 
-export const ExperimentDecisionConfig = z.strictObject({
-  primaryMetric: z.string().min(1),
-  higherIsBetter: z.boolean().default(true),
-  guardrails: z.array(ExperimentGuardrailConfig).default([]),
-  /** Level of the sequential test, split over the treatments (Bonferroni). */
-  alpha: Probability.default(0.05),
-  /** Mixture width of the mSPRT in pooled standard deviations of the metric (when no `expectedEffect`). */
-  tauInStandardDeviations: z.number().positive().default(0.1),
-  /**
-   * The effect the experiment is there to find, in metric units (e.g. 0.05 = 5 points of
-   * thumbs-up rate). When given, the mSPRT's mixture is N(0, expectedEffect²): the test is most
-   * sensitive where the effects one expects lie, and, being fixed before the data, it keeps the
-   * guarantee exactly (the default, tau = 0.1 sd of the metric, moves with the estimated sd, and
-   * shrinks with it when CUPED removes variance). Any value is valid; a poor one costs power only.
-   */
-  expectedEffect: z.number().positive().finite().optional(),
-  /**
-   * CUPED (cuped.ts) on every metric: each user's outcome adjusted by their mean of the same
-   * metric over `prePeriodDays` before the experiment started. Applied where the per-user sums
-   * are read (the loop's experimentStatus); decideExperiment receives the adjusted metrics.
-   */
-  /**
-   * Outcomes cleaned by calibration: leave out the ratings of raters the last calibration flagged
-   * (adversarial, random), before and during the experiment. Applied where the per-user sums are
-   * read, like `cuped`.
-   */
-  excludeFlaggedRaters: z.boolean().default(true),
-  cuped: z
-    .strictObject({
-      enabled: z.boolean().default(true),
-      prePeriodDays: z.number().positive().max(365).default(28),
-    })
-    .prefault({}),
-  /**
-   * No decision before every arm has this many observations of the primary metric (users with an
-   * outcome, for the per-user metrics the product passes; see users.ts).
-   */
-  minObservationsPerArm: z.number().int().nonnegative().default(100),
-  /** Planned maximum; past it, the reasons say that no effect was found. */
-  maxObservationsPerArm: z.number().int().positive().optional(),
-  /** p-value below which the users per variant do not match the weights. */
-  srmThreshold: Probability.default(0.001),
-  credibleLevel: Probability.default(0.95),
-  /**
-   * Beta prior for proportion metrics (event counts given straight to decideExperiment). The
-   * product's experiments pass per-user means (users.ts), which take the flat-prior normal posterior.
-   */
-  prior: z
-    .strictObject({ alpha: z.number().positive(), beta: z.number().positive() })
-    .default({ alpha: 1, beta: 1 }),
-  ship: z
-    .strictObject({
-      /** The always-valid interval's lower bound of the improvement must exceed this (metric units). */
-      minEffect: z.number().nonnegative().default(0),
-      minProbabilityToBeat: Probability.default(0.95),
-      /** Largest acceptable expected loss of shipping, in metric units. */
-      maxExpectedLoss: z.number().nonnegative().optional(),
-      /** When `maxExpectedLoss` is not given: this many pooled standard deviations of the metric. */
-      maxExpectedLossInStandardDeviations: z.number().nonnegative().default(0.005),
-    })
-    .prefault({}),
-  harm: z
-    .strictObject({
-      /** Stop when the always-valid interval shows the treatment worse by more than this (metric units). */
-      margin: z.number().nonnegative().default(0),
-    })
-    .prefault({}),
-});
+export const ExperimentDecisionConfig = z
+  .strictObject({
+    primaryMetric: z.string().min(1),
+    /** As a guardrail's: the direction of a metric core defines comes from its definition. */
+    higherIsBetter: z.boolean().optional(),
+    guardrails: z.array(ExperimentGuardrailConfig).default([]),
+    /** Level of the sequential test, split over the treatments (Bonferroni). */
+    alpha: Probability.default(0.05),
+    /** Mixture width of the mSPRT in pooled standard deviations of the metric (when no `expectedEffect`). */
+    tauInStandardDeviations: z.number().positive().default(0.1),
+    /**
+     * The effect the experiment is there to find, in metric units (e.g. 0.05 = 5 points of
+     * thumbs-up rate). When given, the mSPRT's mixture is N(0, expectedEffect²): the test is most
+     * sensitive where the effects one expects lie, and, being fixed before the data, it keeps the
+     * guarantee exactly (the default, tau = 0.1 sd of the metric, moves with the estimated sd, and
+     * shrinks with it when CUPED removes variance). Any value is valid; a poor one costs power only.
+     */
+    expectedEffect: z.number().positive().finite().optional(),
+    /**
+     * CUPED (cuped.ts) on every metric: each user's outcome adjusted by their mean of the same
+     * metric over `prePeriodDays` before the experiment started. Applied where the per-user sums
+     * are read (the loop's experimentStatus); decideExperiment receives the adjusted metrics.
+     */
+    /**
+     * Outcomes cleaned by calibration: leave out the ratings of raters the last calibration flagged
+     * (adversarial, random), before and during the experiment. Applied where the per-user sums are
+     * read, like `cuped`.
+     */
+    excludeFlaggedRaters: z.boolean().default(true),
+    cuped: z
+      .strictObject({
+        enabled: z.boolean().default(true),
+        prePeriodDays: z.number().positive().max(365).default(28),
+      })
+      .prefault({}),
+    /**
+     * No decision before every arm has this many observations of the primary metric (users with an
+     * outcome, for the per-user metrics the product passes; see users.ts).
+     */
+    minObservationsPerArm: z.number().int().nonnegative().default(100),
+    /** Planned maximum; past it, the reasons say that no effect was found. */
+    maxObservationsPerArm: z.number().int().positive().optional(),
+    /** p-value below which the users per variant do not match the weights. */
+    srmThreshold: Probability.default(0.001),
+    credibleLevel: Probability.default(0.95),
+    /**
+     * Beta prior for proportion metrics (event counts given straight to decideExperiment). The
+     * product's experiments pass per-user means (users.ts), which take the flat-prior normal posterior.
+     */
+    prior: z
+      .strictObject({ alpha: z.number().positive(), beta: z.number().positive() })
+      .default({ alpha: 1, beta: 1 }),
+    ship: z
+      .strictObject({
+        /** The always-valid interval's lower bound of the improvement must exceed this (metric units). */
+        minEffect: z.number().nonnegative().default(0),
+        minProbabilityToBeat: Probability.default(0.95),
+        /** Largest acceptable expected loss of shipping, in metric units. */
+        maxExpectedLoss: z.number().nonnegative().optional(),
+        /** When `maxExpectedLoss` is not given: this many pooled standard deviations of the metric. */
+        maxExpectedLossInStandardDeviations: z.number().nonnegative().default(0.005),
+      })
+      .prefault({}),
+    harm: z
+      .strictObject({
+        /** Stop when the always-valid interval shows the treatment worse by more than this (metric units). */
+        margin: z.number().nonnegative().default(0),
+      })
+      .prefault({}),
+  })
+  .superRefine((c, ctx) => {
+    // A metric core defines has its direction; a rule stating the other one would ship the worse arm.
+    const directions = [
+      { metric: c.primaryMetric, stated: c.higherIsBetter, path: ['higherIsBetter'] },
+      ...c.guardrails.map((g, i) => ({
+        metric: g.metric,
+        stated: g.higherIsBetter,
+        path: ['guardrails', i, 'higherIsBetter'],
+      })),
+    ];
+    for (const d of directions)
+      if (isExperimentMetric(d.metric) && d.stated !== undefined)
+        if (d.stated !== experimentMetricDefinitions[d.metric].higherIsBetter)
+          ctx.addIssue({
+            code: 'custom',
+            path: d.path,
+            message: `${d.metric} is ${d.stated ? 'lower' : 'higher'} is better by definition; leave it out`,
+          });
+  });
 export type ExperimentDecisionConfig = z.output<typeof ExperimentDecisionConfig>;
 export type ExperimentDecisionConfigInput = z.input<typeof ExperimentDecisionConfig>;
 
@@ -326,6 +352,11 @@ function checkVariants(data: ExperimentData): {
   return { control, treatments };
 }
 
+/** The primary metric's direction: its definition's (metrics.ts), else the rule's, else higher. */
+export function primaryHigherIsBetter(config: ExperimentDecisionConfig): boolean {
+  return metricHigherIsBetter(config.primaryMetric, config.higherIsBetter, 'higherIsBetter');
+}
+
 /** Applies the decision rules to an experiment's current totals. */
 export function decideExperiment(
   data: ExperimentData,
@@ -339,10 +370,14 @@ export function decideExperiment(
     {
       metric: config.primaryMetric,
       role: 'primary' as const,
-      higherIsBetter: config.higherIsBetter,
+      higherIsBetter: primaryHigherIsBetter(config),
       margin: config.harm.margin,
     },
-    ...config.guardrails.map((g) => ({ ...g, role: 'guardrail' as const })),
+    ...config.guardrails.map((g, i) => ({
+      ...g,
+      higherIsBetter: metricHigherIsBetter(g.metric, g.higherIsBetter, `guardrails.${i}.higherIsBetter`),
+      role: 'guardrail' as const,
+    })),
   ];
   const comparisons: MetricComparison[] = [];
   const state: ExperimentState = {};

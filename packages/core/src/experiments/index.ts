@@ -1,6 +1,7 @@
 export * from './beta-binomial.js';
 export * from './cuped.js';
 export * from './decision.js';
+export * from './metrics.js';
 export * from './moments.js';
 export * from './msprt.js';
 export * from './normal.js';

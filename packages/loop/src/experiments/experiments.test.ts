@@ -91,6 +91,64 @@ async function returningUsers(store: Store, projectId: string, route: string, us
   };
 }
 
+/**
+ * Users who mostly do not rate: `regenerate[variant]` of each variant's answers are regenerated
+ * (an implicit signal, sent as the SDK does), and one answer in eight gets a thumb whose share of
+ * ups is `up[variant]`.
+ */
+async function quietUsers(
+  store: Store,
+  projectId: string,
+  route: string,
+  arms: Record<string, { regenerate: number; up: number }>,
+  users: number,
+  seed: number,
+) {
+  const rng = new SeededRandom(seed);
+  const names = Object.keys(arms);
+  const now = Date.now();
+  const interactions: ReturnType<typeof parseInput<typeof InteractionInput>>[] = [];
+  const feedback: ReturnType<typeof parseInput<typeof FeedbackInput>>[] = [];
+  for (let u = 0; u < users; u++) {
+    const variant = names[u % names.length]!;
+    for (let k = 0; k < 2; k++) {
+      const id = `${route}-${u}-${k}`;
+      interactions.push(
+        parseInput(InteractionInput, {
+          id,
+          route,
+          variant,
+          model: variant,
+          userId: `${route}-user-${u}`,
+          messages: [{ role: 'user', content: 'hi' }],
+          output: 'hello',
+          createdAt: now,
+        }),
+      );
+      if (rng.bernoulli(1 / 8))
+        feedback.push(
+          parseInput(FeedbackInput, {
+            kind: 'thumbs',
+            interactionId: id,
+            value: rng.bernoulli(arms[variant]!.up) ? 'up' : 'down',
+          }),
+        );
+      else if (rng.bernoulli(arms[variant]!.regenerate))
+        feedback.push(
+          parseInput(FeedbackInput, {
+            kind: 'implicit',
+            signal: 'regenerated',
+            source: 'implicit',
+            raterId: `implicit:${route}-user-${u}`,
+            interactionId: id,
+          }),
+        );
+    }
+  }
+  await store.interactions.insert(projectId, interactions);
+  await store.feedback.insert(projectId, feedback);
+}
+
 const variants = (a: string, b: string) => [
   { name: a, upstreamModel: a, weight: 1, upstream: 'local' },
   { name: b, upstreamModel: b, weight: 1, upstream: 'local' },
@@ -292,6 +350,92 @@ for (const target of testDatabases()) {
       expect(b!.meanReward.mean!).toBeGreaterThan(a!.meanReward.mean! + 0.3);
       expect(s.decision.comparisons[0]).toMatchObject({ metric: 'mean_reward', verdict: 'better' });
       expect(s.decision).toMatchObject({ decision: 'ship', variant: 'b' });
+    });
+
+    it('decides on the regenerate rate (lower is better) with thumbs as a guardrail, and every user served counts', async () => {
+      await startExperiment(store, projectId, {
+        name: 'regen',
+        route: 'r-regen',
+        control: 'a',
+        variants: variants('a', 'b'),
+        metric: 'regenerate_rate',
+        decisionRule: { minObservationsPerArm: 100, guardrails: [{ metric: 'thumbs_up_rate' }] },
+      });
+      // b's answers are regenerated half as often; its thumbs are about the same (and few).
+      await quietUsers(
+        store,
+        projectId,
+        'r-regen',
+        { a: { regenerate: 0.14, up: 0.5 }, b: { regenerate: 0.07, up: 0.5 } },
+        1600,
+        5,
+      );
+      const s = await experimentStatus(store, projectId, 'regen');
+      // The metric's own default effect was written at the start.
+      expect(s.experiment.decisionRule).toMatchObject({ expectedEffect: 0.03 });
+      const [a, b] = s.variants;
+      expect(a!.metrics.regenerate_rate).toMatchObject({
+        users: 800,
+        higherIsBetter: false,
+        source: 'implicit',
+      });
+      expect(b!.metrics.regenerate_rate.mean!).toBeLessThan(a!.metrics.regenerate_rate.mean! - 0.03);
+      // Few users have a thumb at all: far fewer units than the implicit metric has.
+      expect(a!.metrics.thumbs_up_rate.users).toBeLessThan(300);
+      const primary = s.decision.comparisons.find((c) => c.metric === 'regenerate_rate')!;
+      expect(primary).toMatchObject({ role: 'primary', higherIsBetter: false, verdict: 'better' });
+      expect(primary.difference).toBeLessThan(0);
+      expect(s.decision.comparisons.find((c) => c.metric === 'thumbs_up_rate')).toMatchObject({
+        role: 'guardrail',
+        verdict: 'inconclusive',
+      });
+      expect(s.decision).toMatchObject({ decision: 'ship', variant: 'b' });
+    });
+
+    it('stops a candidate people regenerate more, and rejects a rule that turns the metric around', async () => {
+      await startExperiment(store, projectId, {
+        name: 'regen-worse',
+        route: 'r-regen-worse',
+        control: 'a',
+        variants: variants('a', 'b'),
+        metric: 'regenerate_rate',
+        decisionRule: { minObservationsPerArm: 100 },
+      });
+      await quietUsers(
+        store,
+        projectId,
+        'r-regen-worse',
+        { a: { regenerate: 0.06, up: 0.5 }, b: { regenerate: 0.16, up: 0.5 } },
+        1600,
+        6,
+      );
+      const s = await experimentStatus(store, projectId, 'regen-worse');
+      expect(s.decision).toMatchObject({ decision: 'stop_for_harm', variant: 'b' });
+      expect(s.decision.reasons[0]).toMatch(/^harm: b regenerate_rate/);
+      const wrongWay = startExperiment(store, projectId, {
+        name: 'wrong-way',
+        route: 'r-wrong-way',
+        control: 'a',
+        variants: variants('a', 'b'),
+        metric: 'regenerate_rate',
+        decisionRule: { higherIsBetter: true },
+      });
+      await expect(wrongWay).rejects.toMatchObject({
+        code: 'invalid_request',
+        path: 'decisionRule.higherIsBetter',
+      });
+      const unknownGuardrail = startExperiment(store, projectId, {
+        name: 'unknown-guardrail',
+        route: 'r-unknown',
+        control: 'a',
+        variants: variants('a', 'b'),
+        decisionRule: { guardrails: [{ metric: 'latency' }] },
+      });
+      await expect(unknownGuardrail).rejects.toMatchObject({
+        code: 'invalid_request',
+        path: 'decisionRule.guardrails.0.metric',
+      });
+      expect(await store.experiments.get(projectId, 'wrong-way')).toBeUndefined();
     });
 
     it('flags a sample ratio mismatch and will not ship through it', async () => {

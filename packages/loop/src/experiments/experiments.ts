@@ -1,7 +1,8 @@
 /**
  * Experiments on a gateway route: start (the route's variants go to the database, where every
- * gateway picks them up), look (per-variant metrics over users, from the users' own feedback, in
- * SQL; judge and annotator labels shown apart; the Bayesian and mSPRT engines, the sample ratio
+ * gateway picks them up), look (per-variant metrics over users, from the users' own ratings and
+ * their implicit signals (core's metrics.ts defines each metric, its direction and its default
+ * effect), in SQL; judge and annotator labels shown apart; the Bayesian and mSPRT engines, the sample ratio
  * check over users, a decision appended to the history, Thompson-sampling weights when the
  * experiment is a bandit), and stop (keep the winner or return the route to the file).
  */
@@ -12,13 +13,20 @@ import {
   type ExperimentDecision,
   ExperimentDecisionConfig,
   type ExperimentMetricData,
+  type ExperimentMetricName,
   type ExperimentVariantData,
   emptyUserCovariateSums,
   emptyUserMetricSums,
+  experimentMetric,
+  experimentMetricNames,
+  isExperimentMetric,
   parseInput,
+  primaryHigherIsBetter,
   RatchetError,
   thompsonSamplingWeights,
+  type UserCovariateSums,
   type UserMeanSummary,
+  type UserMetricSums,
   userMeanMetric,
   userMeanSummary,
   Weight,
@@ -26,27 +34,10 @@ import {
 import type { Experiment, Store, StoredVariant, VariantFeedbackTotals } from '@ratchet/store';
 import { z } from 'zod';
 
-export const experimentMetrics = ['thumbs_up_rate', 'mean_reward', 'stars'] as const;
-export type ExperimentMetric = (typeof experimentMetrics)[number];
+/** The metrics an experiment decides on: core's definitions (metrics.ts), named once there. */
+export const experimentMetrics = experimentMetricNames;
+export type ExperimentMetric = ExperimentMetricName;
 
-/**
- * The effect an experiment looks for when its rule names none (the mSPRT's mixture width, see
- * ExperimentDecisionConfig.expectedEffect): 5% of each metric's range, i.e. 5 points of
- * thumbs-up rate, 0.1 of a reward on [-1, 1], 0.2 of a star on 1 to 5. bench/experiments: at
- * 1,000 users per arm a +5-point lift is found more often with it than with 0.1 sd.
- */
-export const defaultExpectedEffect: Record<ExperimentMetric, number> = {
-  thumbs_up_rate: 0.05,
-  mean_reward: 0.1,
-  stars: 0.2,
-};
-
-/** The per-user sums behind each metric, and the matching pre-period covariate. */
-const metricSums = {
-  thumbs_up_rate: { outcome: 'thumbs', covariate: 'thumbs' },
-  mean_reward: { outcome: 'reward', covariate: 'reward' },
-  stars: { outcome: 'stars', covariate: 'stars' },
-} as const satisfies Record<ExperimentMetric, { outcome: string; covariate: string }>;
 export const experimentEngines = ['msprt', 'bayesian'] as const;
 
 const VariantSpec = z
@@ -119,7 +110,7 @@ function decisionConfig(e: { metric: string; decisionRule: Record<string, unknow
  */
 function withDefaultEffect(metric: ExperimentMetric, rule: Record<string, unknown>): Record<string, unknown> {
   if ('expectedEffect' in rule || 'tauInStandardDeviations' in rule) return rule;
-  return { ...rule, expectedEffect: defaultExpectedEffect[metric] };
+  return { ...rule, expectedEffect: experimentMetric(metric).defaultExpectedEffect };
 }
 
 async function resolveVariants(
@@ -168,7 +159,15 @@ export async function startExperiment(
   const parsed = parseInput(ExperimentStartSpec, specInput);
   const spec = { ...parsed, decisionRule: withDefaultEffect(parsed.metric, parsed.decisionRule) };
   // Reject a bad rule now, not at the first look.
-  parseInput(ExperimentDecisionConfig, decisionConfig(spec), 'decisionRule');
+  const rule = parseInput(ExperimentDecisionConfig, decisionConfig(spec), 'decisionRule');
+  rule.guardrails.forEach((g, i) => {
+    if (!isExperimentMetric(g.metric))
+      throw new RatchetError(
+        'invalid_request',
+        `decisionRule.guardrails.${i}.metric: "${g.metric}" is not an experiment metric (${experimentMetrics.join(', ')})`,
+        `decisionRule.guardrails.${i}.metric`,
+      );
+  });
   const variants = await resolveVariants(store, projectId, spec, options.gateway ?? {});
   return store.experiments.start(projectId, { ...spec, variants }, options.actor ?? 'loop');
 }
@@ -176,7 +175,7 @@ export async function startExperiment(
 /** A variant's metric over its users (`source: user` feedback): users, ratings, mean of user means. */
 export type VariantMetricStatus = UserMeanSummary;
 
-/** Labels from one other source (judge, annotator, implicit): shown apart, never in the decision. */
+/** Thumbs and stars from one other source (judge, annotator): shown apart, never in the decision. */
 export interface OtherSourceStatus {
   source: string;
   thumbs: { up: number; total: number; rate: number | null };
@@ -195,7 +194,38 @@ export interface VariantStatus {
   thumbsUpRate: VariantMetricStatus & { up: number };
   meanReward: VariantMetricStatus;
   stars: VariantMetricStatus;
+  /**
+   * Every metric of core's definitions, the implicit ones too (regenerate rate, copy rate...):
+   * per user, with its direction. `users` is what the primary metric's minimum and maximum count.
+   */
+  metrics: Record<ExperimentMetric, MetricStatus>;
   otherSources: OtherSourceStatus[];
+}
+
+export interface MetricStatus extends VariantMetricStatus {
+  metric: ExperimentMetric;
+  label: string;
+  source: 'ratings' | 'implicit';
+  higherIsBetter: boolean;
+  /** Implicit metrics: the answers that got the signal (of `events` answers served). */
+  signalled?: number;
+}
+
+/** One metric's per-user sums and pre-period covariate in a variant's totals (core's definition says which). */
+function sumsOf(
+  metric: ExperimentMetric,
+  t: VariantFeedbackTotals | undefined,
+): { outcome: UserMetricSums & { signalled?: number }; covariate: UserCovariateSums } {
+  const o = experimentMetric(metric).outcome;
+  if (o.source === 'implicit')
+    return {
+      outcome: t?.implicit[o.signal] ?? emptyUserMetricSums,
+      covariate: t?.prePeriod.implicit[o.signal] ?? emptyUserCovariateSums,
+    };
+  return {
+    outcome: t?.[o.sums] ?? emptyUserMetricSums,
+    covariate: t?.prePeriod[o.sums] ?? emptyUserCovariateSums,
+  };
 }
 
 /** What was done to the primary metric before the test, so a person can tell what the numbers are. */
@@ -239,11 +269,7 @@ function metricData(
   const data = totals.map(() => ({}) as Record<ExperimentMetric, ExperimentMetricData>);
   const adjustments = new Map<ExperimentMetric, CupedAdjustment>();
   for (const metric of experimentMetrics) {
-    const { outcome, covariate } = metricSums[metric];
-    const arms = totals.map((t) => ({
-      outcome: t?.[outcome] ?? emptyUserMetricSums,
-      covariate: t?.prePeriod[covariate] ?? emptyUserCovariateSums,
-    }));
+    const arms = totals.map((t) => sumsOf(metric, t));
     const adjusted = cuped ? cupedAdjust(arms) : null;
     if (adjusted) adjustments.set(metric, adjusted);
     arms.forEach((a, i) => {
@@ -269,6 +295,23 @@ function variantStatus(
     thumbsUpRate: { ...userMeanSummary(t?.thumbs ?? emptyUserMetricSums, level), up: t?.thumbs.up ?? 0 },
     meanReward: userMeanSummary(t?.reward ?? emptyUserMetricSums, level),
     stars: userMeanSummary(t?.stars ?? emptyUserMetricSums, level),
+    metrics: Object.fromEntries(
+      experimentMetrics.map((metric) => {
+        const d = experimentMetric(metric);
+        const { outcome } = sumsOf(metric, t);
+        return [
+          metric,
+          {
+            metric,
+            label: d.label,
+            source: d.outcome.source,
+            higherIsBetter: d.higherIsBetter,
+            ...userMeanSummary(outcome, level),
+            ...(outcome.signalled !== undefined ? { signalled: outcome.signalled } : {}),
+          },
+        ];
+      }),
+    ) as Record<ExperimentMetric, MetricStatus>,
     otherSources: (t?.otherSources ?? []).map((o) => ({
       source: o.source,
       thumbs: { ...o.thumbs, rate: o.thumbs.total ? o.thumbs.up / o.thumbs.total : null },
@@ -380,7 +423,7 @@ export async function experimentStatus(
     const arms = data.map((d) => d.metrics[experiment.metric]!);
     const w = thompsonSamplingWeights(arms, {
       seed: experiment.history.length + 1,
-      higherIsBetter: config.higherIsBetter,
+      higherIsBetter: primaryHigherIsBetter(config),
       prior: config.prior,
     });
     weights = Object.fromEntries(data.map((d, i) => [d.name, w[i]!]));

@@ -1,5 +1,4 @@
 export {
-  defaultExpectedEffect,
   describeAdjustments,
   type ExperimentAdjustments,
   type ExperimentMetric,
@@ -9,6 +8,7 @@ export {
   experimentMetrics,
   experimentStatus,
   type GatewayFacts,
+  type MetricStatus,
   type OtherSourceStatus,
   startExperiment,
   stopExperiment,

@@ -513,6 +513,7 @@ const stages: Record<(typeof loopStages)[number], StageFn> = {
           decisionRule: {
             minObservationsPerArm: p.experiment.minObservationsPerArm,
             maxObservationsPerArm: p.experiment.maxObservationsPerArm,
+            ...(p.experiment.guardrails.length ? { guardrails: p.experiment.guardrails } : {}),
             ...(p.experiment.expectedEffect !== undefined
               ? { expectedEffect: p.experiment.expectedEffect }
               : {}),
@@ -538,12 +539,8 @@ const stages: Record<(typeof loopStages)[number], StageFn> = {
   async experiment(ctx, round, state) {
     const status = await experimentStatus(ctx.store, ctx.projectId, state.experimentId!, { record: true });
     // Observations are users with an outcome: the user is the unit of the experiment.
-    const observed = (v: (typeof status.variants)[number]) =>
-      ctx.policy.experiment.metric === 'thumbs_up_rate'
-        ? v.thumbsUpRate.users
-        : ctx.policy.experiment.metric === 'stars'
-          ? v.stars.users
-          : v.meanReward.users;
+    // (an implicit metric's users are every user served: each has a rate, 0 when they did nothing).
+    const observed = (v: (typeof status.variants)[number]) => v.metrics[ctx.policy.experiment.metric].users;
     const observations = Object.fromEntries(status.variants.map((v) => [v.name, observed(v)]));
     const decision = status.decision.decision;
     const atMax = status.variants.every((v) => observed(v) >= ctx.policy.experiment.maxObservationsPerArm);

@@ -42,6 +42,18 @@ describe('loop policies', () => {
     expect(() => policy({ expectedEffect: 0 })).toThrow(/expectedEffect/);
   });
 
+  it('decides the canary on any defined metric, implicit ones too, with guardrails named from the same list', () => {
+    const policy = (experiment: object) => LoopPolicy.parse({ route: 'r', baseModel: 'm', experiment });
+    const p = policy({ metric: 'regenerate_rate', guardrails: [{ metric: 'thumbs_up_rate' }] });
+    expect(p.experiment).toMatchObject({
+      metric: 'regenerate_rate',
+      guardrails: [{ metric: 'thumbs_up_rate', margin: 0 }],
+    });
+    expect(policy({}).experiment.guardrails).toEqual([]);
+    expect(() => policy({ metric: 'regen_rate' })).toThrow(/experiment\.metric|metric/);
+    expect(() => policy({ guardrails: [{ metric: 'latency' }] })).toThrow(/guardrails/);
+  });
+
   it('trains a round with rl only beside a reward model, and never trains the candidate as a reward model', () => {
     const policy = (extra: object) => LoopPolicy.parse({ route: 'r', baseModel: 'm', ...extra });
     expect(

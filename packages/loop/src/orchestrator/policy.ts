@@ -168,7 +168,20 @@ const LoopPolicyFields = z.strictObject({
     .prefault({}),
   experiment: z
     .strictObject({
+      /** The primary metric (core's metrics.ts: ratings or implicit signals, each with its direction). */
       metric: z.enum(experimentMetrics).default('thumbs_up_rate'),
+      /**
+       * Guardrail metrics: the candidate is stopped when one of them is worse (its always-valid
+       * interval below -margin, in the metric's own direction), and never ships on them.
+       */
+      guardrails: z
+        .array(
+          z.strictObject({
+            metric: z.enum(experimentMetrics),
+            margin: z.number().nonnegative().default(0),
+          }),
+        )
+        .default([]),
       engine: z.enum(experimentEngines).default('msprt'),
       /** Observations are users with an outcome of the metric (the user is the unit). */
       minObservationsPerArm: z.number().int().nonnegative().default(60),

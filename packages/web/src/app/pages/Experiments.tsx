@@ -13,6 +13,8 @@ interface Comparison {
   expectedLoss: number;
   credibleInterval: { lower: number; upper: number };
   verdict: 'better' | 'worse' | 'inconclusive';
+  /** The metric's direction (core's definition): false for a regenerate rate. */
+  higherIsBetter?: boolean;
 }
 
 interface Look {
@@ -69,6 +71,11 @@ interface ExperimentStatus {
     thumbsUpRate: PerUser & { up: number };
     meanReward: PerUser;
     stars: PerUser;
+    /** Every defined metric, implicit ones too, with its direction. */
+    metrics?: Record<
+      string,
+      PerUser & { metric: string; label: string; source: string; higherIsBetter: boolean; signalled?: number }
+    >;
     otherSources: {
       source: string;
       thumbs: { up: number; total: number; rate: number | null };
@@ -172,13 +179,20 @@ function ExperimentReport({ id }: { id: string }) {
         const e = s.experiment;
         const threshold = e.decisionRule.ship?.minProbabilityToBeat ?? 0.95;
         const level = Math.round((e.decisionRule.credibleLevel ?? 0.95) * 100);
-        const label = (c: Comparison) => `${c.variant} · ${c.metric.replaceAll('_', ' ')}`;
+        const label = (c: Comparison) =>
+          `${c.variant} · ${c.metric.replaceAll('_', ' ')}${c.higherIsBetter === false ? ' (lower is better)' : ''}`;
+        const implicit = s.variants.flatMap((v) =>
+          Object.values(v.metrics ?? {})
+            .filter((m) => m.source === 'implicit' && (m.signalled ?? 0) > 0)
+            .map((m) => ({ variant: v.name, m })),
+        );
         return (
           <>
             <p>
               Route {e.route}, {e.engine} engine{e.bandit ? ' (bandit)' : ''}, metric{' '}
-              {e.metric.replaceAll('_', ' ')}; control {e.control}.{' '}
-              {e.status === 'running' ? 'Running' : 'Stopped'} since {fmt.time(e.stoppedAt ?? e.startedAt)}.
+              {`${e.metric.replaceAll('_', ' ')}${s.variants[0]?.metrics?.[e.metric]?.higherIsBetter === false ? ' (lower is better)' : ''};`}{' '}
+              control {e.control}. {e.status === 'running' ? 'Running' : 'Stopped'} since{' '}
+              {fmt.time(e.stoppedAt ?? e.startedAt)}.
             </p>
             <p>
               <strong className={`decision ${s.decision.decision}`}>
@@ -231,6 +245,19 @@ function ExperimentReport({ id }: { id: string }) {
                 perUser(v.meanReward),
               ])}
             />
+            {implicit.length > 0 && (
+              <Table
+                caption={`${e.name}: what users did with the answers (each user's share of their answers; every user served counts)`}
+                head={['Variant', 'Signal', 'Direction', 'Answers', 'Per user']}
+                rows={implicit.map(({ variant, m }) => [
+                  variant,
+                  m.label,
+                  m.higherIsBetter ? 'higher is better' : 'lower is better',
+                  `${m.signalled} of ${m.events}`,
+                  perUser(m, true),
+                ])}
+              />
+            )}
             {s.variants.some((v) => v.otherSources.length > 0) && (
               <Table
                 caption={`${e.name}: AI and annotator labels (shown apart, not in the decision)`}
