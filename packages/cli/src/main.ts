@@ -12,6 +12,7 @@ import { registerModelCommands } from './commands/models.js';
 import { registerPersonalizeCommand } from './commands/personalize.js';
 import { registerPrivacyCommands } from './commands/privacy.js';
 import { registerDatasetCommands, registerRatingCommands } from './commands/ratings.js';
+import { registerRollupCommands } from './commands/rollups.js';
 import { registerServeCommand } from './commands/serve.js';
 import { registerSimulateCommand } from './commands/simulate.js';
 import { registerTrainingCommands } from './commands/training.js';
@@ -45,6 +46,7 @@ export function buildProgram(): Command {
   registerExperimentCommands(program);
   registerWatchCommands(program);
   registerPrivacyCommands(program);
+  registerRollupCommands(program);
   registerSampleCommand(program);
   registerDemoCommand(program);
 

@@ -5,6 +5,7 @@ import { type Kysely, sql, type Transaction } from 'kysely';
 import type { AuditLog } from './audit.js';
 import type { DialectName } from './connection.js';
 import { chunk, decodeJson } from './json.js';
+import type { RollupRepository } from './rollups.js';
 import type { Database } from './schema.js';
 
 /** What a deletion removes: an end user's data, some interactions, or what a retention policy selected. */
@@ -79,6 +80,7 @@ export class DeletionRepository {
     private readonly db: Kysely<Database>,
     private readonly dialect: DialectName,
     private readonly audit: AuditLog,
+    private readonly rollups: RollupRepository,
   ) {}
 
   async delete(projectId: string, subject: DeletionSubject, actor: string): Promise<DeletionResult> {
@@ -111,6 +113,9 @@ export class DeletionRepository {
       for (const r of rows) perDataset.set(r.dataset_id, (perDataset.get(r.dataset_id) ?? 0) + Number(r.n));
     }
 
+    // The dashboard's rollups of the hours these rows fall in, while the rows are still there.
+    await this.rollups.markFeedbackStale(trx, projectId, feedback.ids);
+    await this.rollups.markInteractionsStale(trx, projectId, ids);
     for (const part of chunks(feedback.ids)) {
       counts.feedbackScores += n(
         await trx.deleteFrom('feedback_scores').where('feedback_id', 'in', part).executeTakeFirst(),

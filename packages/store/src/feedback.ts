@@ -17,6 +17,7 @@ import type { DialectName } from './connection.js';
 import type { TransactionRunner } from './group-commit.js';
 import type { InteractionRepository, WriteResult } from './interactions.js';
 import { chunk, decodeJson, encodeJson, rowsPerStatement } from './json.js';
+import type { RollupRepository } from './rollups.js';
 import type { Database, FeedbackTable, ScoreConfigsTable } from './schema.js';
 import type { ScoreConfigRepository } from './score-configs.js';
 
@@ -41,6 +42,7 @@ export class FeedbackRepository {
     private readonly scoreConfigs: ScoreConfigRepository,
     /** Write transactions: grouped commits on SQLite, one transaction each on PostgreSQL. */
     private readonly writes: TransactionRunner,
+    private readonly rollups: RollupRepository,
     private readonly sqlite?: SqliteDatabase.Database,
   ) {}
 
@@ -127,6 +129,13 @@ export class FeedbackRepository {
       await this.insertCriterionScores(trx, fresh, items, rows, configs);
       await this.updateCurrent(trx, fresh);
       await this.updateRaters(trx, fresh);
+      // The dashboard's rollups: events by their hour, current thumbs and stars by their call's.
+      await this.rollups.markInteractionsStale(
+        trx,
+        projectId,
+        fresh.filter((r) => r.kind === 'thumbs' || r.kind === 'stars').map((r) => r.interaction_id),
+        fresh.map((r) => r.created_at),
+      );
       const results = await this.resolveRepeats(trx, projectId, rows, created);
       await alsoInTransaction?.(trx);
       return results;

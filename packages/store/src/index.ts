@@ -59,6 +59,7 @@ export type {
 } from './experiments.js';
 export type { FeedbackGate } from './feedback.js';
 export type { Page, WriteResult } from './interactions.js';
+export { LATENCY_BIN_EDGES, latencyBin } from './latency-bins.js';
 export type { LoopApproval, LoopRound, LoopRoundStatus } from './loops.js';
 export { openLoopStatuses } from './loops.js';
 export type { Model, NewModel, ServedChange } from './models.js';

@@ -14,6 +14,7 @@ import { type Insertable, type Kysely, type Selectable, sql } from 'kysely';
 import type { DialectName } from './connection.js';
 import { DirectTransactions, type TransactionRunner } from './group-commit.js';
 import { chunk, decodeJson, encodeJson, rowsPerStatement } from './json.js';
+import { RollupRepository } from './rollups.js';
 import type { Database, InteractionsTable } from './schema.js';
 
 export interface WriteResult {
@@ -61,6 +62,7 @@ export class InteractionRepository {
     private readonly writes: TransactionRunner = new DirectTransactions(db),
     /** The SQLite handle under `db`: the gateway's log is written with prepared statements. */
     private readonly sqlite?: SqliteDatabase.Database,
+    private readonly rollups = new RollupRepository(db, dialect),
   ) {}
 
   /**
@@ -108,6 +110,7 @@ export class InteractionRepository {
           if (created.has(id))
             for (const tag of new Set(item.tags ?? [])) w.insertTag.run(projectId, id, tag);
         });
+        await this.markStale(trx, projectId, rows, created);
         return;
       }
       for (const part of chunk(rows, rowsPerStatement(INTERACTION_COLUMNS))) {
@@ -135,6 +138,7 @@ export class InteractionRepository {
           .onConflict((oc) => oc.doNothing())
           .execute();
       }
+      await this.markStale(trx, projectId, rows, created);
     };
     if (db.isTransaction) await write(db);
     else if (db === this.db) await this.writes.run(write);
@@ -146,6 +150,20 @@ export class InteractionRepository {
       seen.add(r.id);
       return { id: r.id, created: first && created.has(r.id) };
     });
+  }
+
+  /** The dashboard's rollups of the hours these new calls fall in are stale (rollups.ts). */
+  private markStale(
+    trx: Kysely<Database>,
+    projectId: string,
+    rows: readonly Insertable<InteractionsTable>[],
+    created: ReadonlySet<string>,
+  ): Promise<void> {
+    return this.rollups.markStale(
+      trx,
+      projectId,
+      rows.filter((r) => created.has(r.id)).map((r) => r.created_at),
+    );
   }
 
   async get(projectId: string, id: string): Promise<Interaction | undefined> {

@@ -930,6 +930,59 @@ function annotationAssignments(dialect: DialectName): Migration {
   };
 }
 
+/**
+ * The dashboard's rollups (rollups.ts). Every hour that already holds interactions or feedback is
+ * logged as stale, so the first roll-forward (or `ratchet rollups rebuild`) fills them.
+ */
+function rollups(dialect: DialectName): Migration {
+  const t = types(dialect);
+  return {
+    async up(db: AnyDb) {
+      await clustered(dialect)(
+        db.schema
+          .createTable('rollup_hours')
+          .addColumn('project_id', 'text', (c) => c.notNull())
+          .addColumn('hour', t.time, (c) => c.notNull())
+          .addColumn('route', 'text', (c) => c.notNull())
+          .addColumn('model', 'text', (c) => c.notNull())
+          .addColumn('calls', 'bigint', (c) => c.notNull())
+          .addColumn('errors', 'bigint', (c) => c.notNull())
+          .addColumn('input_tokens', 'bigint', (c) => c.notNull())
+          .addColumn('output_tokens', 'bigint', (c) => c.notNull())
+          .addColumn('latency_n', 'bigint', (c) => c.notNull())
+          .addColumn('latency_bins', 'text', (c) => c.notNull())
+          .addColumn('thumbs_up', 'bigint', (c) => c.notNull())
+          .addColumn('thumbs_down', 'bigint', (c) => c.notNull())
+          .addColumn('stars_n', 'bigint', (c) => c.notNull())
+          .addColumn('stars_sum', t.real, (c) => c.notNull())
+          .addColumn('stars_sum_sq', t.real, (c) => c.notNull())
+          .addPrimaryKeyConstraint('rollup_hours_pk', ['project_id', 'hour', 'route', 'model']),
+      ).execute();
+      await clustered(dialect)(
+        db.schema
+          .createTable('rollup_feedback_hours')
+          .addColumn('project_id', 'text', (c) => c.notNull())
+          .addColumn('hour', t.time, (c) => c.notNull())
+          .addColumn('events', 'bigint', (c) => c.notNull())
+          .addPrimaryKeyConstraint('rollup_feedback_hours_pk', ['project_id', 'hour']),
+      ).execute();
+      await db.schema
+        .createTable('rollup_log')
+        .addColumn('project_id', 'text', (c) => c.notNull())
+        .addColumn('id', 'text', (c) => c.notNull())
+        .addColumn('hour', t.time, (c) => c.notNull())
+        .addPrimaryKeyConstraint('rollup_log_pk', ['project_id', 'id'])
+        .execute();
+      for (const table of ['interactions', 'feedback'])
+        await sql`insert into rollup_log (project_id, id, hour)
+          select project_id, ${`migration:${table}:`} || cast(hour as text), hour
+          from (select distinct project_id, (created_at / 3600000) * 3600000 as hour from ${sql.table(table)}) h`.execute(
+          db,
+        );
+    },
+  };
+}
+
 export function migrations(dialect: DialectName): Record<string, Migration> {
   return {
     '0001_initial': initial(dialect),
@@ -954,5 +1007,6 @@ export function migrations(dialect: DialectName): Record<string, Migration> {
     '0027_rate_limits': rateLimits(),
     '0028_accounts': accounts(),
     '0029_annotation_assignments': annotationAssignments(dialect),
+    '0030_rollups': rollups(dialect),
   };
 }

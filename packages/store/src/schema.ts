@@ -520,7 +520,50 @@ export interface AnnotationAdjudicationsTable {
   decided_at: number;
 }
 
+/**
+ * The dashboard's figures per project, hour, route and model (rollups.ts): recomputed from the
+ * raw rows of an hour whenever a write logs that hour in `rollup_log`.
+ */
+export interface RollupHoursTable {
+  project_id: string;
+  /** Start of the UTC hour, epoch ms. */
+  hour: number;
+  /** '' for calls on no route (a primary key column cannot be null on PostgreSQL). */
+  route: string;
+  model: string;
+  calls: number;
+  errors: number;
+  input_tokens: number;
+  output_tokens: number;
+  /** Answered calls with a latency, and their latencies as `[[bin, count], ...]` (latency-bins.ts). */
+  latency_n: number;
+  latency_bins: string;
+  /** Current thumbs and stars on the hour's calls (by the call's time). */
+  thumbs_up: number;
+  thumbs_down: number;
+  stars_n: number;
+  stars_sum: number;
+  stars_sum_sq: number;
+}
+
+/** Feedback events per project and hour of the event. */
+export interface RollupFeedbackHoursTable {
+  project_id: string;
+  hour: number;
+  events: number;
+}
+
+/** Hours whose rollups are stale: one row per write (insert-only, so writers never wait on each other). */
+export interface RollupLogTable {
+  project_id: string;
+  id: string;
+  hour: number;
+}
+
 export interface Database {
+  rollup_hours: RollupHoursTable;
+  rollup_feedback_hours: RollupFeedbackHoursTable;
+  rollup_log: RollupLogTable;
   users: UsersTable;
   project_members: ProjectMembersTable;
   sessions: SessionsTable;

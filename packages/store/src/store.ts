@@ -26,6 +26,7 @@ import { migrations } from './migrations.js';
 import { ModelRepository } from './models.js';
 import { ProjectRepository } from './projects.js';
 import { RaterRepository } from './raters.js';
+import { RollupRepository } from './rollups.js';
 import { GatewayRouteRepository } from './routes.js';
 import { RunRepository } from './runs.js';
 import type { Database } from './schema.js';
@@ -50,6 +51,7 @@ export class Store {
   readonly audit: AuditLog;
   readonly models: ModelRepository;
   readonly dashboard: DashboardRepository;
+  readonly rollups: RollupRepository;
   readonly runs: RunRepository;
   readonly evaluations: EvaluationRepository;
   readonly routes: GatewayRouteRepository;
@@ -79,7 +81,8 @@ export class Store {
     const writes = opened.sqlite
       ? new GroupCommit(db, { walSync: opened.walSync })
       : new DirectTransactions(db);
-    this.interactions = new InteractionRepository(db, dialect, writes, opened.sqlite);
+    this.rollups = new RollupRepository(db, dialect);
+    this.interactions = new InteractionRepository(db, dialect, writes, opened.sqlite, this.rollups);
     this.scoreConfigs = new ScoreConfigRepository(db, dialect);
     this.feedback = new FeedbackRepository(
       db,
@@ -87,6 +90,7 @@ export class Store {
       this.interactions,
       this.scoreConfigs,
       writes,
+      this.rollups,
       opened.sqlite,
     );
     this.raters = new RaterRepository(db);
@@ -100,13 +104,13 @@ export class Store {
     this.experiments = new ExperimentRepository(db, dialect, this.routes, this.audit);
     this.watches = new WatchRepository(db, dialect, this.audit, this.routes, this.experiments);
     this.models = new ModelRepository(db, dialect, this.audit, this.routes, this.watches);
-    this.dashboard = new DashboardRepository(db);
+    this.dashboard = new DashboardRepository(db, this.rollups);
     this.runs = new RunRepository(db, dialect);
     this.evaluations = new EvaluationRepository(db, dialect, this.audit);
     this.loops = new LoopRoundRepository(db, dialect, this.audit);
     this.deadLetters = new DeadLetterRepository(db);
     this.usage = new UsageRecordRepository(db);
-    this.deletion = new DeletionRepository(db, dialect, this.audit);
+    this.deletion = new DeletionRepository(db, dialect, this.audit, this.rollups);
     this.leases = new RoundLeaseRepository(db);
     this.rateWindows = new RateWindowRepository(db);
     this.annotation = new AnnotationRepository(db, dialect, this.feedback, this.audit);

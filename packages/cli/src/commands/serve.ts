@@ -27,6 +27,8 @@ export interface ServeOptions extends ServerConfigInput {
   watchLookSeconds?: number;
   /** Seconds between applications of the projects' retention policies (default 3600; RATCHET_RETENTION_CHECK_SECONDS). */
   retentionCheckSeconds?: number;
+  /** Seconds between roll-forwards of the dashboard's rollups (default 10; RATCHET_ROLLUP_SECONDS). */
+  rollupSeconds?: number;
 }
 
 export interface Running {
@@ -38,7 +40,7 @@ export interface Running {
 
 /** Starts the server; SIGINT/SIGTERM write buffered interactions and close cleanly. */
 export async function startServer(opts: ServeOptions): Promise<Running> {
-  const { databaseUrl, loop, watchLookSeconds, retentionCheckSeconds, ...overrides } = opts;
+  const { databaseUrl, loop, watchLookSeconds, retentionCheckSeconds, rollupSeconds, ...overrides } = opts;
   const config = loadServerConfig(overrides);
   // Read before anything starts: half a webhook configuration is an error, not a silent no.
   const webhook = guardrailWebhookFromEnv();
@@ -75,15 +77,22 @@ export async function startServer(opts: ServeOptions): Promise<Running> {
     server,
     retentionCheckSeconds ?? Number(process.env.RATCHET_RETENTION_CHECK_SECONDS ?? 3600),
   );
+  const rollupTimer = startRollupTimer(
+    store,
+    server,
+    rollupSeconds ?? Number(process.env.RATCHET_ROLLUP_SECONDS ?? 10),
+  );
   let stopping: Promise<void> | undefined;
   const stop = () => {
     stopping ??= (async () => {
       loopTimer?.stop();
       watchTimer.stop();
       retentionTimer.stop();
+      rollupTimer.stop();
       await loopTimer?.idle();
       await watchTimer.idle();
       await retentionTimer.idle();
+      await rollupTimer.idle();
       await server.close();
       await store.close();
     })();
@@ -224,6 +233,29 @@ export function registerServeCommand(program: Command): void {
         console.log(`ratchet listening on ${url}`);
       },
     );
+}
+
+/**
+ * The dashboard's rollups rolled forward every `seconds` for every project with logged hours, so
+ * the log of stale hours stays short and a dashboard read finds little left to recompute.
+ */
+function startRollupTimer(
+  store: Store,
+  server: RatchetServer,
+  seconds: number,
+): { stop(): void; idle(): Promise<void> } {
+  if (!(seconds > 0)) throw new Error(`rollup interval: expected seconds > 0, got ${seconds}`);
+  let running: Promise<void> = Promise.resolve();
+  const timer = setInterval(() => {
+    running = running
+      .then(async () => {
+        for (const projectId of await store.rollups.staleProjects())
+          await store.rollups.rollForward(projectId);
+      })
+      .catch((err) => server.app.log.error({ err }, 'rollup pass failed'));
+  }, seconds * 1000);
+  timer.unref();
+  return { stop: () => clearInterval(timer), idle: () => running };
 }
 
 /**

@@ -1,4 +1,5 @@
 import { SeededRandom } from '@ratchet/core';
+import { LATENCY_BIN_EDGES, latencyBin } from '@ratchet/store';
 import { testDatabases } from '@ratchet/store/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestServer, type TestServer } from '../testing/server.js';
@@ -48,7 +49,9 @@ function plantCalls(rng: SeededRandom): Call[] {
 
 /** What a bucket should say, computed here from the planted calls and the final thumbs. */
 function expected(calls: Call[], thumbs: Map<string, Map<string, 'up' | 'down'>>) {
-  const rank = (sorted: number[], q: number) => sorted[Math.ceil(q * sorted.length) - 1]!;
+  // Nearest rank, reported as the upper edge of its latency-histogram bin (the rollups' resolution).
+  const rank = (sorted: number[], q: number) =>
+    LATENCY_BIN_EDGES[latencyBin(sorted[Math.ceil(q * sorted.length) - 1]!)]!;
   const answered = calls
     .filter((c) => c.status === 'ok')
     .map((c) => c.latencyMs)

@@ -1,0 +1,371 @@
+import { newId } from '@ratchet/core';
+import { type Insertable, type Kysely, sql } from 'kysely';
+import type { DialectName } from './connection.js';
+import { chunk, rowsPerStatement } from './json.js';
+import { addToBins, binsOf, type LatencyBins, latencyBin } from './latency-bins.js';
+import type { Database, RollupHoursTable } from './schema.js';
+
+export const HOUR_MS = 3_600_000;
+export const hourOf = (t: number): number => Math.floor(t / HOUR_MS) * HOUR_MS;
+
+/** Hours recomputed by one query: a day of a busy project's rows fits in memory, a year does not. */
+const WINDOW_MS = 24 * HOUR_MS;
+/** Stale-hour log rows read per pass. */
+const LOG_BATCH = 5000;
+
+/** One rollup row as the dashboard reads it. */
+export interface RollupRow {
+  hour: number;
+  route: string | null;
+  model: string;
+  calls: number;
+  errors: number;
+  inputTokens: number;
+  outputTokens: number;
+  latencyBins: LatencyBins;
+  thumbsUp: number;
+  thumbsDown: number;
+  starsN: number;
+  starsSum: number;
+  starsSumSq: number;
+}
+
+/**
+ * The dashboard's rollups: per project, UTC hour, route and model, the figures the dashboard
+ * shows (calls, errors, tokens, a latency histogram, current thumbs and stars), and feedback
+ * events per hour.
+ *
+ * How they stay current: a write that adds or changes rows of an hour appends a row naming that
+ * hour to `rollup_log`, in the write's own transaction (insert-only, so concurrent writers on
+ * PostgreSQL never wait for each other on a counter row). A roll-forward recomputes each logged
+ * hour from its raw rows with GROUP BYs (the same SQL on both databases) and deletes the log rows
+ * it covered. Recomputing instead of adding deltas keeps every figure exact under what deltas
+ * get wrong: a rating replaced by the same rater's newer one (current thumbs move), deletions
+ * and retention, and writers committing out of order. The price is that a roll-forward reads an
+ * hour's rows again, which at ten million calls a day is about 400,000 rows per hour.
+ * Rebuild = forget everything and log every hour that has data.
+ */
+export class RollupRepository {
+  private readonly rolling = new Map<string, Promise<void>>();
+
+  constructor(
+    private readonly db: Kysely<Database>,
+    private readonly dialect: DialectName,
+  ) {}
+
+  /** In a write's transaction: the hours of these times (epoch ms) hold changed rows. */
+  async markStale(trx: Kysely<Database>, projectId: string, times: Iterable<number>): Promise<void> {
+    const hours = [...new Set([...times].map(hourOf))].sort((a, b) => a - b);
+    if (hours.length === 0) return;
+    const write = newId();
+    for (const part of chunk(hours, rowsPerStatement(3)))
+      await trx
+        .insertInto('rollup_log')
+        .values(part.map((hour) => ({ project_id: projectId, id: `${write}:${hour}`, hour })))
+        .execute();
+  }
+
+  /**
+   * In a write's transaction: the hours of these interactions (their feedback changed, or they
+   * go), and of `times` besides.
+   */
+  async markInteractionsStale(
+    trx: Kysely<Database>,
+    projectId: string,
+    interactionIds: Iterable<string>,
+    times: Iterable<number> = [],
+  ): Promise<void> {
+    const hours = new Set<number>([...times].map(hourOf));
+    for (const part of chunk([...new Set(interactionIds)], 1000)) {
+      const rows = await trx
+        .selectFrom('interactions')
+        .select(sql<number>`(created_at / ${sql.lit(HOUR_MS)}) * ${sql.lit(HOUR_MS)}`.as('hour'))
+        .distinct()
+        .where('project_id', '=', projectId)
+        .where('id', 'in', part)
+        .execute();
+      for (const r of rows) hours.add(Number(r.hour));
+    }
+    await this.markStale(trx, projectId, hours);
+  }
+
+  /** In a deletion's transaction, before the rows go: the hours these feedback events touch. */
+  async markFeedbackStale(trx: Kysely<Database>, projectId: string, feedbackIds: readonly string[]) {
+    for (const part of chunk([...new Set(feedbackIds)], 1000)) {
+      const rows = await trx
+        .selectFrom('feedback')
+        .select(['created_at', 'interaction_id'])
+        .where('project_id', '=', projectId)
+        .where('id', 'in', part)
+        .execute();
+      await this.markInteractionsStale(
+        trx,
+        projectId,
+        rows.map((r) => r.interaction_id),
+        rows.map((r) => Number(r.created_at)),
+      );
+    }
+  }
+
+  /**
+   * Recomputes the project's logged hours (one pass at a time per project in this process; on
+   * PostgreSQL an advisory lock keeps two servers from writing the same hour's rows at once).
+   */
+  rollForward(projectId: string): Promise<void> {
+    let run = this.rolling.get(projectId);
+    if (!run) {
+      run = this.rollForwardNow(projectId).finally(() => this.rolling.delete(projectId));
+      this.rolling.set(projectId, run);
+    }
+    return run;
+  }
+
+  /** Projects with logged hours (for a periodic roll-forward). */
+  async staleProjects(): Promise<string[]> {
+    const rows = await this.db.selectFrom('rollup_log').select('project_id').distinct().execute();
+    return rows.map((r) => r.project_id);
+  }
+
+  /** Forgets a project's rollups and recomputes them from every hour that holds its rows. */
+  async rebuild(projectId: string): Promise<void> {
+    await this.db.transaction().execute(async (trx) => {
+      await trx.deleteFrom('rollup_hours').where('project_id', '=', projectId).execute();
+      await trx.deleteFrom('rollup_feedback_hours').where('project_id', '=', projectId).execute();
+      const write = newId();
+      for (const table of ['interactions', 'feedback'] as const)
+        await sql`insert into rollup_log (project_id, id, hour)
+          select project_id, ${`${write}:${table}:`} || cast(hour as text), hour
+          from (select distinct project_id, (created_at / ${sql.lit(HOUR_MS)}) * ${sql.lit(HOUR_MS)} as hour
+                from ${sql.table(table)} where project_id = ${projectId}) h`.execute(trx);
+    });
+    await this.rollForward(projectId);
+  }
+
+  /** The project's rollup rows of hours in [from, to), optionally of one route or model. */
+  async hours(
+    projectId: string,
+    q: { from: number; to: number; route?: string; model?: string },
+  ): Promise<RollupRow[]> {
+    await this.rollForward(projectId);
+    let query = this.db
+      .selectFrom('rollup_hours')
+      .selectAll()
+      .where('project_id', '=', projectId)
+      .where('hour', '>=', q.from)
+      .where('hour', '<', q.to);
+    if (q.route !== undefined) query = query.where('route', '=', q.route);
+    if (q.model !== undefined) query = query.where('model', '=', q.model);
+    const rows = await query.execute();
+    return rows.map((r) => ({
+      hour: Number(r.hour),
+      route: r.route === '' ? null : r.route,
+      model: r.model,
+      calls: Number(r.calls),
+      errors: Number(r.errors),
+      inputTokens: Number(r.input_tokens),
+      outputTokens: Number(r.output_tokens),
+      latencyBins: JSON.parse(r.latency_bins) as LatencyBins,
+      thumbsUp: Number(r.thumbs_up),
+      thumbsDown: Number(r.thumbs_down),
+      starsN: Number(r.stars_n),
+      starsSum: Number(r.stars_sum),
+      starsSumSq: Number(r.stars_sum_sq),
+    }));
+  }
+
+  /** Feedback events per hour in [from, to). */
+  async feedbackHours(
+    projectId: string,
+    from: number,
+    to: number,
+  ): Promise<{ hour: number; events: number }[]> {
+    await this.rollForward(projectId);
+    const rows = await this.db
+      .selectFrom('rollup_feedback_hours')
+      .select(['hour', 'events'])
+      .where('project_id', '=', projectId)
+      .where('hour', '>=', from)
+      .where('hour', '<', to)
+      .execute();
+    return rows.map((r) => ({ hour: Number(r.hour), events: Number(r.events) }));
+  }
+
+  /**
+   * Current thumbs and stars per model over all time, and the project's totals: a GROUP BY over
+   * the rollups (a row per hour, route and model: thousands for a year, not millions).
+   */
+  async byModel(projectId: string) {
+    await this.rollForward(projectId);
+    const rows = await this.db
+      .selectFrom('rollup_hours')
+      .where('project_id', '=', projectId)
+      .select((eb) => [
+        'model',
+        eb.fn.sum<number>('calls').as('calls'),
+        eb.fn.sum<number>('thumbs_up').as('up'),
+        eb.fn.sum<number>('thumbs_down').as('down'),
+        eb.fn.sum<number>('stars_n').as('stars_n'),
+        eb.fn.sum<number>('stars_sum').as('stars_sum'),
+        eb.fn.sum<number>('stars_sum_sq').as('stars_sq'),
+      ])
+      .groupBy('model')
+      .orderBy('model')
+      .execute();
+    return rows.map((r) => ({
+      model: r.model,
+      calls: Number(r.calls ?? 0),
+      up: Number(r.up ?? 0),
+      down: Number(r.down ?? 0),
+      starsN: Number(r.stars_n ?? 0),
+      starsSum: Number(r.stars_sum ?? 0),
+      starsSumSq: Number(r.stars_sq ?? 0),
+    }));
+  }
+
+  private async rollForwardNow(projectId: string): Promise<void> {
+    for (;;) {
+      const log = await this.db
+        .selectFrom('rollup_log')
+        .select(['id', 'hour'])
+        .where('project_id', '=', projectId)
+        .orderBy('hour')
+        .limit(LOG_BATCH)
+        .execute();
+      if (log.length === 0) return;
+      // Consecutive stale hours are recomputed by one query over a window of up to a day.
+      let i = 0;
+      while (i < log.length) {
+        const from = Number(log[i]!.hour);
+        const to = Math.min(from + WINDOW_MS, Number(log.at(-1)!.hour) + HOUR_MS);
+        const covered: string[] = [];
+        while (i < log.length && Number(log[i]!.hour) < to) covered.push(log[i++]!.id);
+        await this.db.transaction().execute(async (trx) => {
+          if (this.dialect === 'postgres')
+            await sql`select pg_advisory_xact_lock(hashtext(${`ratchet:rollups:${projectId}`}))`.execute(trx);
+          await this.recompute(trx, projectId, from, to);
+          // Only the log rows read before the recompute: a write committed since logged its own.
+          for (const part of chunk(covered, 1000))
+            await trx
+              .deleteFrom('rollup_log')
+              .where('project_id', '=', projectId)
+              .where('id', 'in', part)
+              .execute();
+        });
+      }
+      if (log.length < LOG_BATCH) return;
+    }
+  }
+
+  /** Replaces the rollups of the hours in [from, to) with figures recomputed from the raw rows. */
+  private async recompute(trx: Kysely<Database>, projectId: string, from: number, to: number): Promise<void> {
+    const hour = (col: string) => sql<number>`(${sql.ref(col)} / ${sql.lit(HOUR_MS)}) * ${sql.lit(HOUR_MS)}`;
+    const calls = () =>
+      trx
+        .selectFrom('interactions as i')
+        .where('i.project_id', '=', projectId)
+        .where('i.created_at', '>=', from)
+        .where('i.created_at', '<', to);
+    const [totals, latencies, ratings, events] = await Promise.all([
+      calls()
+        .select((eb) => [
+          'i.route',
+          'i.model',
+          hour('i.created_at').as('hour'),
+          eb.fn.countAll<number>().as('calls'),
+          eb.fn.sum<number>(sql`case when i.status = 'error' then 1 else 0 end`).as('errors'),
+          eb.fn.sum<number>(sql`coalesce(i.input_tokens, 0)`).as('input_tokens'),
+          eb.fn.sum<number>(sql`coalesce(i.output_tokens, 0)`).as('output_tokens'),
+        ])
+        .groupBy(['i.route', 'i.model', hour('i.created_at')])
+        .execute(),
+      // Bin edges are whole milliseconds, so a latency and its ceiling fall in the same bin:
+      // grouping by the ceiling returns a few hundred rows per hour, not one per call.
+      calls()
+        .where('i.status', '=', 'ok')
+        .where('i.latency_ms', 'is not', null)
+        .select((eb) => [
+          'i.route',
+          'i.model',
+          hour('i.created_at').as('hour'),
+          sql<number>`ceil(i.latency_ms)`.as('ms'),
+          eb.fn.countAll<number>().as('n'),
+        ])
+        .groupBy(['i.route', 'i.model', hour('i.created_at'), sql`ceil(i.latency_ms)`])
+        .execute(),
+      calls()
+        .innerJoin('feedback_current as c', (j) =>
+          j.onRef('c.project_id', '=', 'i.project_id').onRef('c.interaction_id', '=', 'i.id'),
+        )
+        .where('c.kind', 'in', ['thumbs', 'stars'])
+        .select((eb) => [
+          'i.route',
+          'i.model',
+          hour('i.created_at').as('hour'),
+          eb.fn.sum<number>(sql`case when c.kind = 'thumbs' and c.value > 0 then 1 else 0 end`).as('up'),
+          eb.fn.sum<number>(sql`case when c.kind = 'thumbs' and c.value < 0 then 1 else 0 end`).as('down'),
+          eb.fn.count<number>(sql`case when c.kind = 'stars' then c.value end`).as('stars_n'),
+          eb.fn.sum<number>(sql`case when c.kind = 'stars' then c.value end`).as('stars_sum'),
+          eb.fn.sum<number>(sql`case when c.kind = 'stars' then c.value * c.value end`).as('stars_sq'),
+        ])
+        .groupBy(['i.route', 'i.model', hour('i.created_at')])
+        .execute(),
+      trx
+        .selectFrom('feedback as f')
+        .where('f.project_id', '=', projectId)
+        .where('f.created_at', '>=', from)
+        .where('f.created_at', '<', to)
+        .select((eb) => [hour('f.created_at').as('hour'), eb.fn.countAll<number>().as('events')])
+        .groupBy(hour('f.created_at'))
+        .execute(),
+    ]);
+    const key = (r: { route: string | null; model: string; hour: unknown }) =>
+      JSON.stringify([r.route ?? '', r.model, Number(r.hour)]);
+    const bins = new Map<string, Map<number, number>>();
+    for (const l of latencies) {
+      const k = key(l);
+      const m = bins.get(k) ?? new Map<number, number>();
+      bins.set(k, m);
+      addToBins(m, [[latencyBin(Number(l.ms)), Number(l.n)]]);
+    }
+    const rated = new Map(ratings.map((r) => [key(r), r]));
+    const rows: Insertable<RollupHoursTable>[] = totals.map((t) => {
+      const b = bins.get(key(t));
+      const r = rated.get(key(t));
+      return {
+        project_id: projectId,
+        hour: Number(t.hour),
+        route: t.route ?? '',
+        model: t.model,
+        calls: Number(t.calls),
+        errors: Number(t.errors ?? 0),
+        input_tokens: Number(t.input_tokens ?? 0),
+        output_tokens: Number(t.output_tokens ?? 0),
+        latency_n: b ? [...b.values()].reduce((s, n) => s + n, 0) : 0,
+        latency_bins: JSON.stringify(b ? binsOf(b) : []),
+        thumbs_up: Number(r?.up ?? 0),
+        thumbs_down: Number(r?.down ?? 0),
+        stars_n: Number(r?.stars_n ?? 0),
+        stars_sum: Number(r?.stars_sum ?? 0),
+        stars_sum_sq: Number(r?.stars_sq ?? 0),
+      };
+    });
+    const inWindow = <T extends 'rollup_hours' | 'rollup_feedback_hours'>(table: T) =>
+      trx
+        .deleteFrom(table as 'rollup_hours')
+        .where('project_id', '=', projectId)
+        .where('hour', '>=', from)
+        .where('hour', '<', to)
+        .execute();
+    await inWindow('rollup_hours');
+    await inWindow('rollup_feedback_hours');
+    for (const part of chunk(rows, rowsPerStatement(15)))
+      await trx.insertInto('rollup_hours').values(part).execute();
+    const perHour = events.map((e) => ({
+      project_id: projectId,
+      hour: Number(e.hour),
+      events: Number(e.events),
+    }));
+    for (const part of chunk(perHour, rowsPerStatement(3)))
+      await trx.insertInto('rollup_feedback_hours').values(part).execute();
+  }
+}
