@@ -16,6 +16,7 @@ import { registerRollupCommands } from './commands/rollups.js';
 import { registerServeCommand } from './commands/serve.js';
 import { registerSimulateCommand } from './commands/simulate.js';
 import { registerTrainingCommands } from './commands/training.js';
+import { registerUserCommands } from './commands/users.js';
 import { registerWatchCommands } from './commands/watch.js';
 
 /** The program: every command lives in commands/, registered here in the order help lists them. */
@@ -32,6 +33,7 @@ export function buildProgram(): Command {
 
   registerServeCommand(program);
   registerKeyCommands(program);
+  registerUserCommands(program);
   registerImportCommands(program);
   registerExportCommand(program);
   registerRatingCommands(program);

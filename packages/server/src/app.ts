@@ -16,7 +16,9 @@ import { clientErrorHandler, frameworkErrors, registerErrorHandling } from './mi
 import { RateLimiter } from './middleware/rate-limit.js';
 import { registerSecurityHeaders } from './middleware/security-headers.js';
 import { registerStorableJsonBody } from './middleware/storable-input.js';
+import { OidcSignIn } from './oidc.js';
 import { ReportRunner } from './reports/runner.js';
+import { registerAccountRoutes } from './routes/accounts.js';
 import { registerAdminRoutes } from './routes/admin.js';
 import { registerAnnotationRoutes } from './routes/annotation.js';
 import { registerCaptureRoutes } from './routes/capture.js';
@@ -137,7 +139,7 @@ export async function buildServer(options: ServerOptions): Promise<RatchetServer
       )
     : undefined;
 
-  const routes = new RouteTable(app, { keys, rateLimiter });
+  const routes = new RouteTable(app, { keys, rateLimiter, store });
   registerErrorHandling(app, (path) => routes.methodsFor(path));
   registerStorableJsonBody(app);
   registerSecurityHeaders(app);
@@ -157,6 +159,7 @@ export async function buildServer(options: ServerOptions): Promise<RatchetServer
   registerDeadLetterRoutes(routes, store);
   registerUsageRecordRoutes(routes, store);
   registerAdminRoutes(routes, store);
+  registerAccountRoutes(routes, store, config, OidcSignIn.fromConfig(config));
   registerPipelineRoutes(routes, store, config.dataDir);
   registerRegistryRoutes(routes, store, gatewayConfig);
   registerRunRoutes(routes, app, store, config.dataDir);

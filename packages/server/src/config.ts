@@ -1,3 +1,4 @@
+import { ProjectRole } from '@ratchet/core';
 import { z } from 'zod';
 
 /** Server settings; each has an environment variable (see the README's configuration reference). */
@@ -42,6 +43,27 @@ export const ServerConfig = z.strictObject({
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** `/metrics` answers only a key with the `read` scope (a Prometheus scrape's bearer token). */
   metricsRequireKey: z.union([z.boolean(), z.stringbool()]).default(false),
+  /** How long a person's sign-in lasts, in hours. */
+  sessionTtlHours: z.coerce
+    .number()
+    .positive()
+    .max(24 * 30)
+    .default(12),
+  /**
+   * Session cookies carry `Secure` (sent over HTTPS only). Browsers treat http://localhost as
+   * secure, so only a plain-HTTP deployment under another name needs false.
+   */
+  cookieSecure: z.union([z.boolean(), z.stringbool()]).default(true),
+  /** OpenID Connect sign-in ("Sign in with SSO"): the issuer URL; off without it. */
+  oidcIssuer: z.url().optional(),
+  oidcClientId: z.string().min(1).optional(),
+  oidcClientSecret: z.string().min(1).optional(),
+  /** Where the identity provider sends people back: this server's /api/v1/auth/oidc/callback. */
+  oidcRedirectUrl: z.url().optional(),
+  /** The project a person signing in with SSO for the first time joins, by name. */
+  oidcProject: z.string().min(1).optional(),
+  /** The role that person gets there. */
+  oidcDefaultRole: ProjectRole.default('viewer'),
 });
 export type ServerConfig = z.output<typeof ServerConfig>;
 export type ServerConfigInput = z.input<typeof ServerConfig>;
@@ -63,6 +85,14 @@ const envNames: Record<keyof ServerConfig, string> = {
   dataDir: 'RATCHET_DATA_DIR',
   logLevel: 'RATCHET_LOG_LEVEL',
   metricsRequireKey: 'RATCHET_METRICS_REQUIRE_KEY',
+  sessionTtlHours: 'RATCHET_SESSION_TTL_HOURS',
+  cookieSecure: 'RATCHET_COOKIE_SECURE',
+  oidcIssuer: 'RATCHET_OIDC_ISSUER',
+  oidcClientId: 'RATCHET_OIDC_CLIENT_ID',
+  oidcClientSecret: 'RATCHET_OIDC_CLIENT_SECRET',
+  oidcRedirectUrl: 'RATCHET_OIDC_REDIRECT_URL',
+  oidcProject: 'RATCHET_OIDC_PROJECT',
+  oidcDefaultRole: 'RATCHET_OIDC_DEFAULT_ROLE',
 };
 
 /** Reads settings from the environment, then applies explicit overrides (e.g. CLI flags). */

@@ -1,5 +1,5 @@
-import { parseInput, RatchetError } from '@ratchet/core';
-import type { Principal } from '@ratchet/store';
+import { type ProjectRole, parseInput, RatchetError, rolesOfAccess } from '@ratchet/core';
+import type { Principal, Store } from '@ratchet/store';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { type Access, accessScopes, authenticate, type KeyResolver } from './middleware/auth.js';
@@ -14,6 +14,11 @@ export interface RouteSpec<B extends z.ZodType, Q extends z.ZodType, P extends z
   method: 'GET' | 'POST' | 'PUT' | 'DELETE';
   url: string;
   access: Access;
+  /**
+   * The roles of people (session cookies) the route admits, when not those its scopes stand for
+   * (core `rolesOfScope`): e.g. only owners manage members, annotators write ratings.
+   */
+  roles?: readonly ProjectRole[];
   summary: string;
   tag: string;
   body?: B;
@@ -49,6 +54,8 @@ export interface RouteContext<B, Q, P> {
 
 export interface RouteDeps {
   keys: KeyResolver;
+  /** Where sessions are read; without it only keys authenticate. */
+  store?: Store;
   rateLimiter: RateLimiter;
 }
 
@@ -75,7 +82,12 @@ export class RouteTable {
       url: spec.url,
       config,
       handler: async (request, reply) => {
-        const principal = await authenticate(request, spec.access, keys);
+        const principal = await authenticate(
+          request,
+          spec.access,
+          keys,
+          this.deps.store && { store: this.deps.store, roles: spec.roles },
+        );
         if (principal) await rateLimiter.admit(principal.keyId);
         // Without this, a missing body fails as "expected object" with no field named.
         if ((spec.body || spec.bodyDoc) && request.body === undefined)
@@ -208,6 +220,8 @@ export function openApiDocument(table: RouteTable, version: string): unknown {
       // Which key may call it (bearer alone cannot say): 'none', or the scopes any one of which
       // admits a key (a key created before scopes existed: secret = all four, public = public).
       'x-ratchet-access': spec.access === 'none' ? 'none' : accessScopes(spec.access),
+      // Which people may call it (signed in with a session cookie), by role.
+      'x-ratchet-roles': spec.access === 'none' ? [] : rolesOfAccess(accessScopes(spec.access), spec.roles),
       ...(parameters.length ? { parameters } : {}),
       ...(body
         ? {

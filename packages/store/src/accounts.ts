@@ -64,6 +64,14 @@ export function hashSecret(secret: string): string {
   return createHash('sha256').update(secret).digest('hex');
 }
 
+/**
+ * A session's CSRF token, derived from its id: the server can hand it to the page again after a
+ * reload (GET /api/v1/session), and knowing it reveals nothing of the id (a one-way hash).
+ */
+export function csrfTokenOf(sessionId: string): string {
+  return createHash('sha256').update(`ratchet-csrf\0${sessionId}`).digest('base64url');
+}
+
 /** Compares a presented secret with a stored hash in constant time. */
 export function secretMatches(presented: string, storedHash: string): boolean {
   const a = Buffer.from(hashSecret(presented), 'hex');
@@ -391,7 +399,7 @@ export class AccountRepository {
   /** Opens a session for a member; the answer holds the secrets, shown once. */
   async openSession(userId: string, projectId: string, ttlMs: number): Promise<NewSession> {
     const sessionId = randomBytes(32).toString('base64url');
-    const csrfToken = randomBytes(32).toString('base64url');
+    const csrfToken = csrfTokenOf(sessionId);
     const now = Date.now();
     const expiresAt = now + ttlMs;
     await this.db

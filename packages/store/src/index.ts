@@ -1,6 +1,14 @@
 import './regexp-engine.js';
 
-export type { Member, NewSession, SessionGrant, User } from './accounts.js';
+export {
+  csrfTokenOf,
+  hashSecret,
+  type Member,
+  type NewSession,
+  type SessionGrant,
+  secretMatches,
+  type User,
+} from './accounts.js';
 export type {
   BreakdownDimension,
   CriterionBreakdownRow,

@@ -18,6 +18,7 @@ import { Store } from '@ratchet/store';
 import type { Command } from 'commander';
 import { nonNegativeInteger } from '../arguments.js';
 import { runLoopPass } from './loop.js';
+import { createFirstOwner } from './users.js';
 
 export interface ServeOptions extends ServerConfigInput {
   databaseUrl?: string;
@@ -65,6 +66,13 @@ export async function startServer(opts: ServeOptions): Promise<Running> {
     throw err;
   }
   const url = await server.listen();
+  const owner = await createFirstOwner(store);
+  if (owner)
+    // The only time this password is shown: it is stored as an argon2 hash.
+    console.error(
+      `first run: created the owner ${owner.email} of project "${owner.project}" with the password ${owner.password}` +
+        ' (shown once; sign in at the dashboard, change it with `ratchet users reset-password`)',
+    );
   loopTimer = loop ? await startLoopTimer(store, server, loop, policies) : undefined;
   const watchTimer = startWatchTimer(
     store,

@@ -1,5 +1,13 @@
-import { type ApiKeyScope, apiKeyKindOf, type ProjectRole, RatchetError } from '@ratchet/core';
-import type { Principal, Store } from '@ratchet/store';
+import {
+  type ApiKeyScope,
+  apiKeyKindOf,
+  apiKeyScopes,
+  type ProjectRole,
+  RatchetError,
+  rolesOfAccess,
+  rolesOfScope,
+} from '@ratchet/core';
+import { type Principal, type Store, secretMatches } from '@ratchet/store';
 import type { FastifyRequest } from 'fastify';
 
 /**
@@ -96,18 +104,95 @@ function bearerKey(request: FastifyRequest): string | undefined {
   return typeof alt === 'string' ? alt : undefined;
 }
 
-/** Authenticates a request for a route of the given access level; throws 401/403. */
+/** The cookie a signed-in person's browser sends: the session id (stored as its SHA-256). */
+export const SESSION_COOKIE = 'ratchet_session';
+/** The header a cookie-authenticated write echoes the session's CSRF token in. */
+export const CSRF_HEADER = 'x-ratchet-csrf';
+
+/** One cookie's value from the request's Cookie header, or undefined. */
+export function cookieValue(request: FastifyRequest, name: string): string | undefined {
+  const header = request.headers.cookie;
+  if (!header) return undefined;
+  for (const part of header.split(';')) {
+    const eq = part.indexOf('=');
+    if (eq > 0 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
+  }
+  return undefined;
+}
+
+const safeMethods = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+/** The key scopes a role stands for (so scope-based code, e.g. `/project`, reads a person alike). */
+function scopesOfRole(role: ProjectRole): ApiKeyScope[] {
+  return apiKeyScopes.filter((scope) => rolesOfScope[scope].includes(role));
+}
+
+/**
+ * A person signed in with a session cookie. Writes must echo the session's CSRF token in
+ * `x-ratchet-csrf`: the cookie rides along on a forged cross-site form post, the token cannot
+ * (no other origin can read it). The role must be one the route admits (core `rolesOfAccess`).
+ */
+async function sessionPrincipal(
+  request: FastifyRequest,
+  sessionId: string,
+  access: Access,
+  roles: readonly ProjectRole[] | undefined,
+  store: Store,
+): Promise<Principal> {
+  const grant = await store.accounts.session(sessionId);
+  if (!grant)
+    throw new RatchetError(
+      'unauthorized',
+      'authorization: the session has ended or is unknown; sign in again',
+      'authorization',
+    );
+  if (!safeMethods.has(request.method)) {
+    const token = request.headers[CSRF_HEADER];
+    if (typeof token !== 'string' || !secretMatches(token, grant.csrfHash))
+      throw new RatchetError(
+        'forbidden',
+        `${CSRF_HEADER}: a signed-in write must send the session's CSRF token in this header`,
+        CSRF_HEADER,
+      );
+  }
+  const admitted = rolesOfAccess(accessScopes(access), roles);
+  if (!admitted.includes(grant.role))
+    throw new RatchetError(
+      'forbidden',
+      `role: this needs the role ${admitted.map((r) => `"${r}"`).join(' or ') || 'of a key, not a person'}; you are ${grant.role}`,
+      'role',
+    );
+  return {
+    projectId: grant.projectId,
+    keyId: `user:${grant.userId}`,
+    kind: 'secret',
+    scopes: scopesOfRole(grant.role),
+    actor: `user:${grant.userId}`,
+    user: { id: grant.userId, email: grant.email, role: grant.role },
+  };
+}
+
+/**
+ * Authenticates a request for a route of the given access level; throws 401/403. A bearer key
+ * is checked against the route's scopes; without one, a session cookie against its roles.
+ */
 export async function authenticate(
   request: FastifyRequest,
   access: Access,
   keys: KeyResolver,
+  people?: { store: Store; roles?: readonly ProjectRole[] },
 ): Promise<Principal | undefined> {
   if (access === 'none') return undefined;
   const key = bearerKey(request);
+  const sessionId = key ? undefined : cookieValue(request, SESSION_COOKIE);
+  if (sessionId && people) {
+    request.principal = await sessionPrincipal(request, sessionId, access, people.roles, people.store);
+    return request.principal;
+  }
   if (!key)
     throw new RatchetError(
       'unauthorized',
-      'authorization: send "Authorization: Bearer <project key>"',
+      'authorization: send "Authorization: Bearer <project key>" or sign in',
       'authorization',
     );
   const principal = await keys.resolve(key);

@@ -42,10 +42,12 @@ export function registerAdminRoutes(routes: RouteTable, store: Store): void {
     url: '/api/v1/project',
     access: ['read', 'ingest', 'admin'],
     tag: 'admin',
-    summary: 'The project a key belongs to, the kind of key and its scopes.',
+    summary:
+      'The project a key belongs to, the kind of key and its scopes (for a signed-in person, also who they are and their role).',
     handler: async ({ principal }) => {
       const project = await store.projects.get(principal.projectId);
-      return { project, keyKind: principal.kind, scopes: principal.scopes };
+      const person = principal.user ? { user: principal.user } : {};
+      return { project, keyKind: principal.kind, scopes: principal.scopes, ...person };
     },
   });
   routes.add({

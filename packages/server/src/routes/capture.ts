@@ -11,6 +11,7 @@ import type { Store } from '@ratchet/store';
 import { z } from 'zod';
 import type { CaptureService } from '../capture.js';
 import type { RouteTable } from '../routing.js';
+import { personRaterId } from './accounts.js';
 
 const MAX_BATCH = 1000;
 
@@ -31,6 +32,22 @@ function oneOrBatch<T extends z.ZodType>(item: T) {
  * Parses a single item or a batch so errors name the exact field: `model` for a single item,
  * `items.3.model` inside a batch. (A plain union would report the first branch's errors.)
  */
+/** A signed-in person rates as themselves: each item's rater is their rater id (none names theirs). */
+function refuseOthersRatings(items: { raterId?: string }[], userId: string, batch: boolean): void {
+  const own = personRaterId(userId);
+  items.forEach((item, i) => {
+    if (item.raterId !== undefined && item.raterId !== own) {
+      const path = batch ? `items.${i}.raterId` : 'raterId';
+      throw new RatchetError(
+        'forbidden',
+        `${path}: a signed-in person rates as ${own}, not "${item.raterId}"`,
+        path,
+      );
+    }
+    item.raterId = own;
+  });
+}
+
 function parseOneOrBatch<T extends z.ZodType>(
   schema: T,
   body: unknown,
@@ -99,6 +116,8 @@ export function registerCaptureRoutes(routes: RouteTable, store: Store, capture:
     method: 'POST',
     url: '/api/v1/feedback',
     access: ['ingest', 'public'],
+    // Annotators rate (their own ratings: see below); viewers may not write.
+    roles: ['owner', 'admin', 'annotator'],
     tag: 'capture',
     summary:
       "Send one feedback event, or a batch as { items: [...] } (all or nothing). A public key needs each item's feedbackToken and rates as the interaction's end user (source user, server time).",
@@ -111,12 +130,14 @@ export function registerCaptureRoutes(routes: RouteTable, store: Store, capture:
     },
     handler: async ({ request, principal, reply }) => {
       const { items, batch } = parseOneOrBatch(FeedbackInput, request.body);
+      if (principal.user) refuseOthersRatings(items, principal.user.id, batch);
       const results = await capture.writeFeedback(
         principal.projectId,
         items,
         batch ? (i) => `items.${i}` : () => '',
-        // Without `ingest`, a key reaches this route by `public`: feedback tokens only.
-        principal.scopes.includes('ingest') ? 'secret' : 'public',
+        // Without `ingest`, a key reaches this route by `public`: feedback tokens only. A person
+        // reaches it by role, rating as themselves.
+        principal.user || principal.scopes.includes('ingest') ? 'secret' : 'public',
       );
       reply.status(results.some((r) => r.created) ? 201 : 200);
       return batch ? { items: results } : results[0];
