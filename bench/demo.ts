@@ -265,7 +265,7 @@ export const demoRealisticBench: Bench = {
     return {
       metrics,
       notes: [
-        `ratchet demo --population realistic on seeds ${runs.map((x) => x.record.seed).join(', ')}, each in its own database in this checkout: 3,000 people, 30% of whom ever rate, 40% of the answers they get (about 12% of answers rated), a third of raters adversarial, three segments with different tastes; 4 rounds of 1,000 chats (round 2 the planted risky recipe), then the careless promotion by hand.`,
+        `ratchet demo --population realistic on seeds ${runs.map((x) => x.record.seed).join(', ')}, each in its own database in this checkout: 3,000 people, 30% of whom ever rate, 40% of the answers they get (about 12% of answers rated), a third of raters adversarial, three segments with different tastes; 4 rounds of 1,000 chats (round 2 the planted risky recipe), then the careless promotion by hand. The canary decides on each user's regenerate rate (lower is better; every user served is a unit), the mixture tuned to 4 points, with thumbs as a guardrail, up to 1,400 users per arm (9,000 canary chats).`,
         'realistic_true_quality_gain: production true quality (oracle, 150 probe prompts) after the last step minus before round 1, mean over the seeds.',
         `Rounds (production vs candidate true quality): ${runs.map((x) => roundsNote(x.record)).join(' | ')}.`,
         'Records with every round: bench/results/demo-records/realistic-seed*.json.',

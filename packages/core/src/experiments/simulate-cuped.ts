@@ -1,6 +1,6 @@
 /**
- * Seeded experiments on users who were there before the experiment: each user has a thumbs-up
- * propensity of their own that persists, rates some answers in a pre-period (none for a new user)
+ * Seeded experiments on users who were there before the experiment: each user has a propensity
+ * of their own (to give a thumbs up, or to regenerate an answer) that persists, rates some answers in a pre-period (none for a new user)
  * and some during the experiment. Every look runs the product's decision code (decideExperiment
  * on userMeanMetric of the per-user sums, after cupedAdjust when the configuration adjusts), for
  * several analysis configurations on the same simulated users, so their power and A/A
@@ -9,19 +9,20 @@
 import { SeededRandom } from '../random.js';
 import { type CupedArmSums, cupedAdjust, emptyUserCovariateSums } from './cuped.js';
 import { decideExperiment, type ExperimentDecisionConfigInput, type ExperimentState } from './decision.js';
+import { type ExperimentMetricName, experimentMetric } from './metrics.js';
 import { emptyUserMetricSums, userMeanMetric } from './users.js';
 
 export interface CupedPopulation {
-  /** Mean thumbs-up propensity of the control's users. */
+  /** Mean propensity of the control's users: their thumbs-up rate, or regenerate rate... */
   rate: number;
   /**
    * Each user's propensity is Beta(rate · c, (1 - rate) · c): one user's ratings correlate with
    * each other (intra-user correlation 1 / (c + 1)), before and during the experiment alike.
    */
   concentration: number;
-  /** Ratings per user during the experiment: a uniform whole number in [1, this]. */
+  /** Ratings (answers, for an implicit rate) per user during the experiment: uniform in [1, this]. */
   maxRatingsPerUser: number;
-  /** Ratings per user in the pre-period: a uniform whole number in [0, this]; 0 is a new user. */
+  /** Ratings (answers) per user in the pre-period: uniform in [0, this]; 0 is a new user. */
   maxPrePeriodRatingsPerUser: number;
 }
 
@@ -29,16 +30,23 @@ export interface CupedAnalysis {
   name: string;
   /** Regress each user's outcome on their pre-period mean (cuped.ts). */
   cuped: boolean;
-  /** The decision rule, as an experiment's `decisionRule` (primary metric `thumbs_up_rate`). */
+  /** The decision rule, as an experiment's `decisionRule` (the primary metric is the simulation's). */
   decisionRule?: Omit<ExperimentDecisionConfigInput, 'primaryMetric'>;
 }
 
 export interface CupedSimulationOptions {
   population: CupedPopulation;
   /**
-   * Treatment lift in thumbs-up points. Each treated user's propensity p becomes
-   * p + lift (1 - p) / (1 - rate): a share of their thumbs down turn up, which keeps p in [0, 1]
-   * and moves the mean by exactly `lift`. 0 is an A/A experiment.
+   * The metric the outcomes are (default `thumbs_up_rate`): a rate of core's metrics.ts, whose
+   * direction says which way the treatment moves it (e.g. `regenerate_rate`: the propensity is
+   * the user's chance to regenerate an answer, and a better treatment lowers it).
+   */
+  metric?: ExperimentMetricName;
+  /**
+   * Treatment improvement in points of the metric, in its better direction. Higher is better:
+   * each treated user's propensity p becomes p + lift (1 - p) / (1 - rate) (a share of their
+   * thumbs down turn up); lower is better: p (1 - lift / rate) (a share of their regenerations do
+   * not happen). Both keep p in [0, 1] and move the mean by exactly `lift`. 0 is an A/A experiment.
    */
   lift: number;
   analyses: CupedAnalysis[];
@@ -89,9 +97,16 @@ interface Moments {
   xy: number;
 }
 
-function addUser(arm: Arm, rng: SeededRandom, pop: CupedPopulation, lift: number, m: Moments): void {
+function addUser(
+  arm: Arm,
+  rng: SeededRandom,
+  pop: CupedPopulation,
+  lift: number,
+  higherIsBetter: boolean,
+  m: Moments,
+): void {
   const base = rng.beta(pop.rate * pop.concentration, (1 - pop.rate) * pop.concentration);
-  const p = base + (lift * (1 - base)) / (1 - pop.rate);
+  const p = higherIsBetter ? base + (lift * (1 - base)) / (1 - pop.rate) : base * (1 - lift / pop.rate);
   const pre = rng.int(pop.maxPrePeriodRatingsPerUser + 1);
   // The pre-period was before the experiment: the user's own propensity, untreated.
   const x = pre > 0 ? ups(rng, base, pre) / pre : null;
@@ -119,6 +134,7 @@ function addUser(arm: Arm, rng: SeededRandom, pop: CupedPopulation, lift: number
 
 function look(
   arms: [Arm, Arm],
+  metric: ExperimentMetricName,
   analysis: CupedAnalysis,
   previous: ExperimentState | undefined,
 ): { decision: string; pValue: number; state: ExperimentState; varianceReduction: number } {
@@ -131,11 +147,11 @@ function look(
         name: i === 0 ? 'a' : 'b',
         weight: 1,
         users: s.users,
-        metrics: { thumbs_up_rate: userMeanMetric(s) },
+        metrics: { [metric]: userMeanMetric(s) },
       })),
       ...(previous ? { previous } : {}),
     },
-    { ...analysis.decisionRule, primaryMetric: 'thumbs_up_rate' },
+    { ...analysis.decisionRule, primaryMetric: metric },
   );
   return {
     decision: d.decision,
@@ -152,6 +168,8 @@ function look(
  */
 export function simulateCupedExperiments(o: CupedSimulationOptions): CupedSimulationResult {
   const rng = new SeededRandom(o.seed);
+  const metric = o.metric ?? 'thumbs_up_rate';
+  const { higherIsBetter } = experimentMetric(metric);
   const looks = Math.floor(o.usersPerExperiment / o.peekEvery);
   const alpha = (a: CupedAnalysis) => a.decisionRule?.alpha ?? 0.05;
   const results = o.analyses.map((a) => ({
@@ -172,7 +190,7 @@ export function simulateCupedExperiments(o: CupedSimulationOptions): CupedSimula
     for (let l = 0; l < looks; l++) {
       for (let u = 0; u < o.peekEvery; u++) {
         const arm = rng.uniform() < 0.5 ? 0 : 1;
-        addUser(arms[arm], rng, o.population, arm === 1 ? o.lift : 0, m);
+        addUser(arms[arm], rng, o.population, arm === 1 ? o.lift : 0, higherIsBetter, m);
       }
       // Users per arm as the design counts them (both arms together / 2), as simulatePower does.
       const perArm = ((l + 1) * o.peekEvery) / 2;
@@ -180,7 +198,7 @@ export function simulateCupedExperiments(o: CupedSimulationOptions): CupedSimula
         const s = state[i]!;
         // Once shipped and significant, later looks change nothing (the p-value is a running minimum).
         if (s.shippedAt !== null && s.significant) return;
-        const r = look(arms, a, s.previous);
+        const r = look(arms, metric, a, s.previous);
         s.previous = r.state;
         s.reduction = r.varianceReduction;
         if (r.pValue <= alpha(a)) s.significant = true;
