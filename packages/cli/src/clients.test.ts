@@ -4,7 +4,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createOpenAI } from '@ai-sdk/openai';
 import { ChatOpenAI } from '@langchain/openai';
-import { type LocalUpstream, startLocalUpstream } from '@ratchet/server/testing';
+import {
+  type LocalUpstream,
+  type OpenAIResponsesDouble,
+  startLocalUpstream,
+  startOpenAIResponsesDouble,
+} from '@ratchet/server/testing';
 import { Store } from '@ratchet/store';
 import { testDatabases } from '@ratchet/store/testing';
 import { generateText, streamText } from 'ai';
@@ -18,7 +23,14 @@ const INTERACTION_HEADER = 'x-ratchet-interaction-id';
 interface Logged {
   status: string;
   output: { content: string; tool_calls?: unknown[] };
-  metadata: { api?: string; streamed?: boolean; choices?: unknown[] };
+  messages: { role: string; content: unknown }[];
+  metadata: {
+    api?: string;
+    streamed?: boolean;
+    choices?: unknown[];
+    native?: boolean;
+    responses?: { id?: string; previousInteractionId?: string; conversationId?: string };
+  };
 }
 
 /**
@@ -32,6 +44,7 @@ for (const target of testDatabases()) {
   describe(`unmodified clients through ratchet serve on ${target.name}`, () => {
     let upstream: LocalUpstream;
     let slow: LocalUpstream;
+    let responsesApi: OpenAIResponsesDouble;
     let server: ChildProcess;
     let url: string;
     let key: string;
@@ -44,6 +57,8 @@ for (const target of testDatabases()) {
         chunkDelayMs: 40,
         answer: () => 'one two three four five six seven eight nine ten',
       });
+      // OpenAI itself cannot be reached from here: its Responses API is a test double.
+      responsesApi = await startOpenAIResponsesDouble();
       const gatewayFile = join(mkdtempSync(join(tmpdir(), 'ratchet-clients-')), 'gateway.json');
       const only = (upstreamName: string, model: string) => ({
         variants: [{ name: 'only', upstream: upstreamName, model, weight: 1 }],
@@ -51,8 +66,13 @@ for (const target of testDatabases()) {
       writeFileSync(
         gatewayFile,
         JSON.stringify({
-          upstreams: { local: { baseURL: upstream.url }, slow: { baseURL: slow.url } },
+          upstreams: {
+            local: { baseURL: upstream.url },
+            slow: { baseURL: slow.url },
+            openai: { provider: 'openai', baseURL: responsesApi.url },
+          },
           routes: {
+            assistant: only('openai', 'gpt-test'),
             'support-bot': only('local', 'tiny-base'),
             'slow-bot': only('slow', 'tiny-slow'),
             embedder: only('local', 'text-embed-small'),
@@ -78,6 +98,7 @@ for (const target of testDatabases()) {
       if (server) await exited(server);
       await upstream?.close();
       await slow?.close();
+      await responsesApi?.close();
       await target.cleanup();
     });
 
@@ -195,6 +216,50 @@ for (const target of testDatabases()) {
         expect(text).toBe('You said: And my invoice?');
         const storedStream = await loggedAndRated(streamed.headers.get(INTERACTION_HEADER));
         expect(storedStream.output.content).toBe(text);
+      });
+
+      it('the Responses API proxied natively, two turns by previous_response_id, streamed and not', async () => {
+        for (const stream of [false, true]) {
+          const ask = async (input: string, previous?: string) => {
+            const body = {
+              model: 'assistant',
+              input,
+              ...(previous ? { previous_response_id: previous } : {}),
+            };
+            if (!stream) {
+              const { data, response } = await openai.responses.create(body).withResponse();
+              return {
+                id: data.id,
+                text: data.output_text,
+                interaction: response.headers.get(INTERACTION_HEADER),
+              };
+            }
+            const { data, response } = await openai.responses
+              .create({ ...body, stream: true })
+              .withResponse();
+            let id = '';
+            let text = '';
+            for await (const event of data) {
+              if (event.type === 'response.output_text.delta') text += event.delta;
+              if (event.type === 'response.completed') id = event.response.id;
+            }
+            return { id, text, interaction: response.headers.get(INTERACTION_HEADER) };
+          };
+          const first = await ask('Where is my parcel?');
+          const second = await ask('When will it come?', first.id);
+          // The upstream held the conversation: the second turn is its second.
+          expect(second.text).toBe('You said: When will it come? (turn 2)');
+          const one = await loggedAndRated(first.interaction);
+          const two = await loggedAndRated(second.interaction);
+          expect(one.metadata).toMatchObject({ native: true, streamed: stream, responses: { id: first.id } });
+          expect(two.messages).toEqual([{ role: 'user', content: 'When will it come?' }]);
+          expect(two.output.content).toBe(second.text);
+          expect(two.metadata.responses).toMatchObject({
+            id: second.id,
+            previousInteractionId: first.interaction,
+            conversationId: first.interaction,
+          });
+        }
       });
 
       it('models and embeddings', async () => {

@@ -9,6 +9,7 @@ import { type GatewayConfig, loadGatewayConfig } from './gateway/config.js';
 import { Gateway, registerGatewayRoutes } from './gateway/gateway.js';
 import { InteractionLogWriter } from './gateway/log-writer.js';
 import type { ProviderFactory } from './gateway/providers/types.js';
+import { ResponseLinks } from './gateway/response-links.js';
 import { DatabaseRoutes } from './gateway/router.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { KeyResolver } from './middleware/auth.js';
@@ -136,6 +137,9 @@ export async function buildServer(options: ServerOptions): Promise<RatchetServer
           void store.usage
             .insert(projectId, record, id)
             .catch((err) => app.log.error({ err, id }, 'recording a usage record failed')),
+        new ResponseLinks(store.responseLinks, (err, link) =>
+          app.log.error({ err, responseId: link.responseId }, 'recording a Responses link failed'),
+        ),
       )
     : undefined;
 

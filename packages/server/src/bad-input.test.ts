@@ -478,6 +478,34 @@ const cases: BadInput[] = [
     code: 'invalid_request',
     field: 'open',
   },
+  // The gateway's Responses API (native to an upstream that speaks it): the fields it reads.
+  ...(
+    [
+      ['a number as previous_response_id', { previous_response_id: 42 }, 'previous_response_id'],
+      ['a NUL in previous_response_id', { previous_response_id: nul }, 'previous_response_id'],
+      [
+        'a previous_response_id of 201 characters',
+        { previous_response_id: 'r'.repeat(201) },
+        'previous_response_id',
+      ],
+      ['store that is not a boolean', { store: 'yes' }, 'store'],
+      ['an input item of an unknown role', { input: [{ role: 'robot', content: 'hi' }] }, 'input'],
+      [
+        'a function call item without a call id',
+        { input: [{ type: 'function_call', name: 'f', arguments: '{}' }] },
+        'input',
+      ],
+    ] as const
+  ).map(
+    ([name, fields, field]): BadInput => ({
+      name: `Responses: ${name}`,
+      path: '/v1/responses',
+      body: { model: 'gpt-test', input: 'hi', ...fields },
+      status: 400,
+      code: 'invalid_request',
+      field,
+    }),
+  ),
   // The framework's own errors and limits.
   {
     name: 'a URL of 9,000 characters',
@@ -689,6 +717,12 @@ for (const target of testDatabases()) {
     beforeAll(async () => {
       t = await startTestServer(await target.create(), {
         config: { dataDir: mkdtempSync(join(tmpdir(), 'ratchet-bad-input-')), bodyLimit: 256 * 1024 },
+        // An upstream that speaks the Responses API, never reached: every bad input stops before it.
+        gateway: {
+          upstreams: { openai: { provider: 'openai', baseURL: 'http://127.0.0.1:9/v1' } },
+          routes: {},
+          defaultUpstream: 'openai',
+        },
       });
       const items = Array.from({ length: 12 }, (_, i) => ({
         id: `i${i}`,

@@ -128,7 +128,12 @@ export class DeletionRepository {
     const evaluations = trx.selectFrom('evaluations').select('id').where('project_id', '=', projectId);
     for (const part of chunks(ids)) {
       const inProject = <
-        T extends 'interaction_tags' | 'interaction_rewards' | 'dataset_interactions' | 'dead_letters',
+        T extends
+          | 'interaction_tags'
+          | 'interaction_rewards'
+          | 'dataset_interactions'
+          | 'dead_letters'
+          | 'gateway_responses',
       >(
         table: T,
       ) =>
@@ -157,6 +162,8 @@ export class DeletionRepository {
           .executeTakeFirst(),
       );
       counts.deadLetters += n(await inProject('dead_letters'));
+      // Ids only, but a later turn must not link to an interaction that is gone.
+      await inProject('gateway_responses');
       counts.interactions += n(
         await trx
           .deleteFrom('interactions')

@@ -73,6 +73,7 @@ export { openLoopStatuses } from './loops.js';
 export type { Model, NewModel, ServedChange } from './models.js';
 export type { ApiKeyInfo, Principal, Project } from './projects.js';
 export type { Rater } from './raters.js';
+export type { ResponseLink } from './response-links.js';
 export { type RouteChangeListener, type StoredRoute, type StoredVariant, segmentVariants } from './routes.js';
 export { type MetricSeries, type NewRun, type Run, type RunStatus, terminalRunStatuses } from './runs.js';
 export type { Database } from './schema.js';

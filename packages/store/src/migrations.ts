@@ -983,6 +983,35 @@ function rollups(dialect: DialectName): Migration {
   };
 }
 
+/**
+ * Which interaction a Responses API answer was logged as (see response-links.ts): an upstream
+ * that speaks Responses keeps the conversation, and a later turn names it only by
+ * `previous_response_id`, so the gateway needs this to link the turn to the earlier one.
+ */
+function responsesStore(dialect: DialectName): Migration {
+  const t = types(dialect);
+  return {
+    async up(db: AnyDb) {
+      await db.schema
+        .createTable('gateway_responses')
+        .addColumn('project_id', 'text', (c) => c.notNull().references('projects.id').onDelete('cascade'))
+        .addColumn('response_id', 'text', (c) => c.notNull())
+        .addColumn('interaction_id', 'text', (c) => c.notNull())
+        .addColumn('conversation_id', 'text', (c) => c.notNull())
+        .addColumn('session_id', 'text')
+        .addColumn('created_at', t.time, (c) => c.notNull())
+        .addPrimaryKeyConstraint('gateway_responses_pk', ['project_id', 'response_id'])
+        .execute();
+      // Deleting an interaction deletes its link (deletion.ts looks it up by interaction).
+      await db.schema
+        .createIndex('gateway_responses_interaction')
+        .on('gateway_responses')
+        .columns(['project_id', 'interaction_id'])
+        .execute();
+    },
+  };
+}
+
 export function migrations(dialect: DialectName): Record<string, Migration> {
   return {
     '0001_initial': initial(dialect),
@@ -1008,5 +1037,6 @@ export function migrations(dialect: DialectName): Record<string, Migration> {
     '0028_accounts': accounts(),
     '0029_annotation_assignments': annotationAssignments(dialect),
     '0030_rollups': rollups(dialect),
+    '0034_responses_store': responsesStore(dialect),
   };
 }

@@ -435,6 +435,16 @@ export interface UsageRecordsTable {
   created_at: number;
 }
 
+/** A Responses API answer's interaction and conversation (migration 0034; see `response-links.ts`). */
+export interface GatewayResponsesTable {
+  project_id: string;
+  response_id: string;
+  interaction_id: string;
+  conversation_id: string;
+  session_id: string | null;
+  created_at: number;
+}
+
 /** A route's watch policy: what its next promotion's watch uses (defaults without a row). */
 export interface RouteWatchPoliciesTable {
   project_id: string;
@@ -573,6 +583,7 @@ export interface Database {
   round_leases: RoundLeasesTable;
   rate_limit_windows: RateLimitWindowsTable;
   usage_records: UsageRecordsTable;
+  gateway_responses: GatewayResponsesTable;
   feedback_token_keys: FeedbackTokenKeysTable;
   dead_letters: DeadLettersTable;
   loop_rounds: LoopRoundsTable;

@@ -26,6 +26,7 @@ import { migrations } from './migrations.js';
 import { ModelRepository } from './models.js';
 import { ProjectRepository } from './projects.js';
 import { RaterRepository } from './raters.js';
+import { ResponseLinkRepository } from './response-links.js';
 import { RollupRepository } from './rollups.js';
 import { GatewayRouteRepository } from './routes.js';
 import { RunRepository } from './runs.js';
@@ -60,6 +61,7 @@ export class Store {
   readonly loops: LoopRoundRepository;
   readonly deadLetters: DeadLetterRepository;
   readonly usage: UsageRecordRepository;
+  readonly responseLinks: ResponseLinkRepository;
   readonly deletion: DeletionRepository;
   readonly leases: RoundLeaseRepository;
   readonly rateWindows: RateWindowRepository;
@@ -111,6 +113,7 @@ export class Store {
     this.deadLetters = new DeadLetterRepository(db);
     this.usage = new UsageRecordRepository(db);
     this.deletion = new DeletionRepository(db, dialect, this.audit, this.rollups);
+    this.responseLinks = new ResponseLinkRepository(db);
     this.leases = new RoundLeaseRepository(db);
     this.rateWindows = new RateWindowRepository(db);
     this.annotation = new AnnotationRepository(db, dialect, this.feedback, this.audit);

@@ -9,7 +9,8 @@ import { providerNames } from './providers/names.js';
 const Upstream = z.strictObject({
   /**
    * How the upstream is spoken to (`providers/index.ts`): `openai-compatible` (vLLM, Ollama,
-   * llama.cpp, OpenAI, the worker), `anthropic`, `azure` or `gemini`.
+   * llama.cpp, the worker), `openai` (OpenAI itself: also the Responses API, proxied natively),
+   * `anthropic`, `azure` or `gemini`.
    */
   provider: z.enum(providerNames).default('openai-compatible'),
   /** The base URL, up to and including the API version (/v1, v1beta) or Azure's /openai. */

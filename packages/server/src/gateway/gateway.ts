@@ -36,12 +36,17 @@ import { type CheckResult, type PiiRecord, RouteGuardrails } from './guardrails.
 import type { InteractionLogWriter } from './log-writer.js';
 import { createProvider } from './providers/index.js';
 import type { Provider, ProviderFactory } from './providers/types.js';
+import { ResponseLinks } from './response-links.js';
 import {
+  nativeOutputMessage,
+  nativeUsage,
   newResponseId,
   outputItems,
   ResponsesEventWriter,
   ResponsesRequest,
+  ResponsesStreamLog,
   responseObject,
+  responsesMessages,
   responsesToChat,
 } from './responses.js';
 import { type Assignment, assign, type CallSegmentInfo, type DatabaseRoutes } from './router.js';
@@ -289,6 +294,8 @@ export class Gateway {
     private readonly feedbackTokens?: FeedbackTokens,
     /** Where usage-only calls (embeddings) are recorded: never as interactions. */
     private readonly usageLog?: UsageLog,
+    /** Which interaction each native Responses answer became, for the turns that follow it. */
+    private readonly responseLinks: ResponseLinks = new ResponseLinks(undefined),
   ) {
     this.failover = new Failover(config);
     this.guards = compileGuardrails(config);
@@ -427,17 +434,22 @@ export class Gateway {
     body: Record<string, unknown>,
     signal: AbortSignal,
     log: LogCall,
+    operation: 'chatCompletions' | 'responses' = 'chatCompletions',
   ): Promise<Answered | undefined> {
     const { target } = call;
-    const candidates: Candidate[] = [{ upstreamName: target.upstreamName, model: target.model }];
+    let candidates: Candidate[] = [{ upstreamName: target.upstreamName, model: target.model }];
     for (const f of target.failover?.fallbacks ?? [])
       candidates.push({ upstreamName: f.upstream, model: f.model });
+    // A native Responses call (its conversation held upstream) can only fall back to an upstream
+    // that speaks Responses too; the variant's own upstream does, or the call is translated.
+    if (operation === 'responses')
+      candidates = candidates.filter((c) => this.provider(c.upstreamName).responses !== undefined);
     const started = performance.now();
     try {
       const answer = await this.failover.call(
         candidates,
         target.failover,
-        (c, s) => this.provider(c.upstreamName).chatCompletions({ ...body, model: c.model }, s),
+        (c, s) => this.provider(c.upstreamName)[operation]!({ ...body, model: c.model }, s),
         signal,
       );
       call.served = answer.served;
@@ -650,6 +662,14 @@ export class Gateway {
     const ctx = callContext(request);
     const userId = ctx.userId ?? body.user ?? undefined;
     const target = await this.target(projectId, body.model, userId, ctx);
+    if (this.provider(target.upstreamName).responses)
+      return this.nativeResponses(reply, projectId, request.body as Record<string, unknown>, body, {
+        target,
+        ctx,
+        userId,
+        started,
+        createdAt,
+      });
     const chat = responsesToChat(body, target.model);
     const { messages: _, model: __, ...chatParameters } = chat;
     const { stream: ___, stream_options: ____, user: _____, ...parameters } = chatParameters;
@@ -705,6 +725,132 @@ export class Gateway {
       usage,
       metadata: { responseId, ...(choice?.finishReason ? { finishReason: choice.finishReason } : {}) },
     });
+    return reply;
+  }
+
+  /**
+   * A Responses call to an upstream that speaks the Responses API: the client's body goes
+   * upstream as it is (only `model` resolved) and the answer comes back untouched, streamed or
+   * not. The upstream holds the conversation (`previous_response_id`, `store`); the log records
+   * this turn's input items (as chat messages, like a translated call) and links the turn to the
+   * interaction of the response it continues: `metadata.responses` has the previous response's
+   * and interaction's ids and the conversation's id (its first turn's interaction id), and the
+   * turn keeps the conversation's session when the client names none.
+   */
+  private async nativeResponses(
+    reply: FastifyReply,
+    projectId: string,
+    raw: Record<string, unknown>,
+    body: ResponsesRequest,
+    opened: Pick<OpenCall, 'target' | 'ctx' | 'userId' | 'started' | 'createdAt'>,
+  ): Promise<FastifyReply> {
+    const previousResponseId = body.previous_response_id ?? undefined;
+    const previous = previousResponseId
+      ? await this.responseLinks.find(projectId, previousResponseId)
+      : undefined;
+    const ctx = { ...opened.ctx, sessionId: opened.ctx.sessionId ?? previous?.sessionId };
+    const {
+      model: _m,
+      input: _i,
+      instructions: _in,
+      stream: _s,
+      user: _u,
+      previous_response_id: _p,
+      store: _st,
+      ...parameters
+    } = raw;
+    const links: Record<string, unknown> = { store: body.store ?? true };
+    if (previousResponseId) links.previousResponseId = previousResponseId;
+    if (previous) links.previousInteractionId = previous.interactionId;
+    const call: OpenCall = {
+      ...opened,
+      ctx,
+      messages: responsesMessages(body),
+      parameters,
+      metadata: { api: 'responses', native: true, streamed: body.stream === true, responses: links },
+    };
+    const { id, abort, log } = await this.openCall(reply, projectId, call);
+    const conversationId = previous?.conversationId ?? id;
+    links.conversationId = conversationId;
+    await this.checkInput(call, log);
+    const upstream = await this.callUpstream(call, raw, abort.signal, log, 'responses');
+    if (!upstream) return reply;
+    // The turn is logged with the upstream's response id, and linked for the turns after it
+    // (not with `store: false`: the upstream keeps nothing a later turn could continue).
+    const logTurn = (responseId: unknown, output: ChatMessage, extra: Partial<ParsedInteraction>) => {
+      const known = typeof responseId === 'string' && responseId.length <= 200 ? responseId : undefined;
+      if (known) links.id = known;
+      if (known && body.store !== false && extra.status !== 'error')
+        this.responseLinks.record(projectId, {
+          responseId: known,
+          interactionId: id,
+          conversationId,
+          sessionId: ctx.sessionId,
+          createdAt: opened.createdAt,
+        });
+      log(output, extra);
+    };
+    reply.status(upstream.status);
+    if (upstream.contentType) reply.header('content-type', upstream.contentType);
+    if (upstream.stream) return this.relayNativeResponses(reply, upstream.stream, abort.signal, logTurn);
+    const answer = upstream.raw!;
+    reply.send(answer);
+    setImmediate(() => {
+      let parsed: Record<string, unknown> | undefined;
+      try {
+        parsed = JSON.parse(answer.toString('utf8'));
+      } catch {
+        parsed = undefined;
+      }
+      if (upstream.status >= 400 || !parsed || typeof parsed !== 'object') {
+        log(EMPTY_ANSWER, {
+          status: 'error',
+          error: `upstream status ${upstream.status}: ${answer.toString('utf8').slice(0, 2000)}`,
+        });
+        return;
+      }
+      const failed = parsed.status === 'failed';
+      logTurn(parsed.id, nativeOutputMessage(parsed.output), {
+        usage: nativeUsage(parsed.usage),
+        ...(failed ? { status: 'error', error: 'the upstream response failed' } : {}),
+      });
+    });
+    return reply;
+  }
+
+  /** Relays a native Responses stream byte for byte while `ResponsesStreamLog` reads it for the log. */
+  private relayNativeResponses(
+    reply: FastifyReply,
+    body: NodeJS.ReadableStream,
+    aborted: AbortSignal,
+    logTurn: (responseId: unknown, output: ChatMessage, extra: Partial<ParsedInteraction>) => void,
+  ): FastifyReply {
+    const events = new ResponsesStreamLog();
+    const logRead = (extra: Partial<ParsedInteraction>) =>
+      logTurn(events.responseId, events.message(), { usage: events.usage, ...extra });
+    const tap = new Transform({
+      transform(chunk: Buffer, _enc, done) {
+        events.push(chunk);
+        done(null, chunk);
+      },
+      flush(done) {
+        events.end();
+        logRead(events.extra());
+        done();
+      },
+    });
+    const onAbort = () =>
+      logRead({ status: 'aborted', error: 'the client closed the stream before its end' });
+    if (aborted.aborted) onAbort();
+    else aborted.addEventListener('abort', onAbort, { once: true });
+    body.once('error', (err) => {
+      if (aborted.aborted) onAbort();
+      else logRead({ status: 'error', error: `stream broke: ${err.message}` });
+      tap.destroy(err);
+    });
+    body.pipe(tap);
+    reply.header('cache-control', 'no-cache');
+    reply.send(tap);
     return reply;
   }
 

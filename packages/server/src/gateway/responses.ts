@@ -4,18 +4,22 @@ import {
   type ChatMessage,
   type ChatStreamAssembler,
   InteractionInput,
+  type ParsedInteraction,
   RatchetError,
   type Usage,
 } from '@ratchet/core';
 import { z } from 'zod';
 
 /**
- * OpenAI's Responses API (`POST /v1/responses`) translated to and from chat completions, so any
+ * OpenAI's Responses API (`POST /v1/responses`). To an upstream whose provider speaks it (OpenAI,
+ * Azure) it is proxied as it is, and read for the log (`nativeOutputMessage`, `nativeUsage`,
+ * `ResponsesStreamLog`); to any other it is translated to and from chat completions, so any
  * OpenAI-compatible upstream serves it. What is translated: `input` (text, or message, function
  * call and function call output items), `instructions`, function tools and `tool_choice`,
  * `text.format` (json_schema, json_object), `max_output_tokens` and the sampling parameters;
  * the answer as a `response` object, or streamed as its events. What cannot be translated (built-in
- * tools, `previous_response_id`, which needs stored responses) is a 400 naming the field.
+ * tools; `previous_response_id`, which needs the upstream to hold the conversation) is a 400
+ * naming the field.
  */
 
 const TextPart = z.looseObject({
@@ -83,7 +87,14 @@ export const ResponsesRequest = z.looseObject({
   parallel_tool_calls: z.boolean().nullish(),
   stream: z.boolean().optional(),
   user: InteractionInput.shape.userId,
-  previous_response_id: z.string().nullish(),
+  // An id, looked up in the database to link the turn: visible ASCII only (OpenAI's are `resp_…`).
+  previous_response_id: z
+    .string()
+    .min(1)
+    .max(200)
+    .regex(/^[\x21-\x7e]+$/, 'an id of visible ASCII characters')
+    .nullish(),
+  store: z.boolean().nullish(),
   metadata: z.record(z.string(), z.string()).nullish(),
 });
 export type ResponsesRequest = z.output<typeof ResponsesRequest>;
@@ -126,7 +137,7 @@ export function responsesToChat(body: ResponsesRequest, model: string): Record<s
   if (body.previous_response_id)
     throw new RatchetError(
       'invalid_request',
-      'previous_response_id: not supported (the gateway stores no responses); send the conversation as input items',
+      "previous_response_id: this model's upstream does not speak the Responses API, so it holds no conversation; send the conversation as input items",
       'previous_response_id',
     );
   const chat: Record<string, unknown> = { model, messages: responsesMessages(body) };
@@ -381,5 +392,165 @@ export class ResponsesEventWriter {
     }
     const output = items.sort((a, b) => a.index - b.index).map((i) => i.item);
     return out + this.event('response.completed', { response: this.response('completed', output) });
+  }
+}
+
+/** A number the log can store as a token count (an upstream's answer is not trusted). */
+function count(value: unknown): number | undefined {
+  return Number.isSafeInteger(value) && (value as number) >= 0 ? (value as number) : undefined;
+}
+
+/** A Responses API `usage` (input, output and total tokens) as the log's usage. */
+export function nativeUsage(usage: unknown): Usage | undefined {
+  if (typeof usage !== 'object' || usage === null) return undefined;
+  const u = usage as Record<string, unknown>;
+  const out: Usage = {};
+  const input = count(u.input_tokens);
+  const output = count(u.output_tokens);
+  const total = count(u.total_tokens);
+  if (input !== undefined) out.inputTokens = input;
+  if (output !== undefined) out.outputTokens = output;
+  if (total !== undefined) out.totalTokens = total;
+  return out;
+}
+
+function record(value: unknown): Record<string, unknown> | undefined {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+    ? (value as Record<string, unknown>)
+    : undefined;
+}
+
+/**
+ * A Responses answer's output items as the one assistant message the log stores, the way a
+ * translated call's answer is stored: the message items' text (output text and refusals),
+ * and each function call as a tool call (`content: null` when it only calls tools). Other items
+ * (reasoning, built-in tool calls) are not a chat message's; they stay in the upstream's answer.
+ */
+export function nativeOutputMessage(output: unknown): ChatMessage {
+  let text = '';
+  const calls: { id: string; type: 'function'; function: { name: string; arguments: string } }[] = [];
+  for (const raw of Array.isArray(output) ? output : []) {
+    const item = record(raw);
+    if (item?.type === 'message' && Array.isArray(item.content)) {
+      for (const part of item.content) {
+        const p = record(part);
+        if (p?.type === 'output_text' && typeof p.text === 'string') text += p.text;
+        if (p?.type === 'refusal' && typeof p.refusal === 'string') text += p.refusal;
+      }
+    } else if (item?.type === 'function_call') {
+      calls.push({
+        id: String(item.call_id ?? item.id ?? ''),
+        type: 'function',
+        function: {
+          name: typeof item.name === 'string' ? item.name : '',
+          arguments: typeof item.arguments === 'string' ? item.arguments : '',
+        },
+      });
+    }
+  }
+  if (calls.length === 0) return { role: 'assistant', content: text };
+  return { role: 'assistant', content: text || null, tool_calls: calls };
+}
+
+/**
+ * Reads a native Responses stream for the log while its bytes are relayed untouched: the
+ * response's id (from `response.created`), the final response (`response.completed`,
+ * `.incomplete` or `.failed`) with its output and usage, and, for a stream cut short, the
+ * output so far from the items and deltas seen. An `error` event or a failed response makes the
+ * call's status `error`.
+ */
+export class ResponsesStreamLog {
+  private buffer = '';
+  responseId: string | undefined;
+  private final: Record<string, unknown> | undefined;
+  private readonly items = new Map<number, Record<string, unknown>>();
+  private readonly texts = new Map<number, string>();
+  private readonly args = new Map<number, string>();
+  private failure: string | undefined;
+
+  push(chunk: Buffer): void {
+    this.buffer += chunk.toString('utf8');
+    const events = this.buffer.split(/\r?\n\r?\n/);
+    this.buffer = events.pop() ?? '';
+    for (const e of events) this.event(e);
+  }
+
+  end(): void {
+    if (this.buffer.trim()) this.event(this.buffer);
+    this.buffer = '';
+  }
+
+  private event(block: string): void {
+    const data = block
+      .split(/\r?\n/)
+      .filter((l) => l.startsWith('data:'))
+      .map((l) => l.slice(5).trimStart())
+      .join('\n');
+    if (!data || data === '[DONE]') return;
+    let parsed: Record<string, unknown> | undefined;
+    try {
+      parsed = record(JSON.parse(data));
+    } catch {
+      return;
+    }
+    if (parsed) this.take(parsed);
+  }
+
+  private take(e: Record<string, unknown>): void {
+    const index = Number.isSafeInteger(e.output_index) ? (e.output_index as number) : 0;
+    const response = record(e.response);
+    switch (e.type) {
+      case 'response.created':
+      case 'response.in_progress':
+        if (typeof response?.id === 'string') this.responseId ??= response.id;
+        break;
+      case 'response.output_item.added':
+      case 'response.output_item.done':
+        if (record(e.item)) this.items.set(index, record(e.item)!);
+        break;
+      case 'response.output_text.delta':
+        if (typeof e.delta === 'string') this.texts.set(index, (this.texts.get(index) ?? '') + e.delta);
+        break;
+      case 'response.function_call_arguments.delta':
+        if (typeof e.delta === 'string') this.args.set(index, (this.args.get(index) ?? '') + e.delta);
+        break;
+      case 'response.completed':
+      case 'response.incomplete':
+      case 'response.failed':
+        this.final = response;
+        if (typeof response?.id === 'string') this.responseId ??= response.id;
+        if (e.type === 'response.failed')
+          this.failure ??= String(record(response?.error)?.message ?? 'the response failed');
+        break;
+      case 'error':
+        this.failure ??= String(e.message ?? record(e.error)?.message ?? 'stream error');
+        break;
+    }
+  }
+
+  /** The answer so far: the final response's output, else what the items and deltas built. */
+  message(): ChatMessage {
+    if (this.final) return nativeOutputMessage(this.final.output);
+    const output = [...this.items.entries()]
+      .sort(([a], [b]) => a - b)
+      .map(([index, item]) => {
+        if (item.type === 'message' && !(Array.isArray(item.content) && item.content.length))
+          return { ...item, content: [{ type: 'output_text', text: this.texts.get(index) ?? '' }] };
+        if (item.type === 'function_call' && !item.arguments)
+          return { ...item, arguments: this.args.get(index) ?? '' };
+        return item;
+      });
+    return nativeOutputMessage(output);
+  }
+
+  get usage(): Usage | undefined {
+    return nativeUsage(this.final?.usage);
+  }
+
+  /** `status: error` with the upstream's message, when the stream failed. */
+  extra(): Partial<ParsedInteraction> {
+    return this.failure === undefined
+      ? {}
+      : { status: 'error', error: `upstream error in the stream: ${this.failure.slice(0, 2000)}` };
   }
 }

@@ -3,6 +3,7 @@ import { createAnthropicProvider } from './anthropic/index.js';
 import { createAzureOpenAIProvider } from './azure/index.js';
 import { createGeminiProvider } from './gemini/index.js';
 import type { ProviderName } from './names.js';
+import { createOpenAIProvider } from './openai/index.js';
 import { createOpenAICompatibleProvider } from './openai-compatible/index.js';
 import type { Provider, ProviderFactory } from './types.js';
 
@@ -12,6 +13,7 @@ import type { Provider, ProviderFactory } from './types.js';
  */
 export const providerFactories: Record<ProviderName, ProviderFactory> = {
   'openai-compatible': createOpenAICompatibleProvider,
+  openai: createOpenAIProvider,
   anthropic: createAnthropicProvider,
   azure: createAzureOpenAIProvider,
   gemini: createGeminiProvider,

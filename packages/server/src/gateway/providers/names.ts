@@ -3,5 +3,5 @@
  * (`index.ts`, which must have a factory for each) so that the config schema can list them
  * without importing the providers, which import the config's types.
  */
-export const providerNames = ['openai-compatible', 'anthropic', 'azure', 'gemini'] as const;
+export const providerNames = ['openai-compatible', 'openai', 'anthropic', 'azure', 'gemini'] as const;
 export type ProviderName = (typeof providerNames)[number];

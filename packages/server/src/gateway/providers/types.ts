@@ -14,6 +14,12 @@ export interface UpstreamResponse {
  */
 export interface Provider {
   chatCompletions(body: Record<string, unknown>, signal: AbortSignal): Promise<UpstreamResponse>;
+  /**
+   * OpenAI's `POST /responses`, passed through: present exactly when the upstream speaks the
+   * Responses API (OpenAI, Azure OpenAI), which is how the gateway knows to proxy a Responses
+   * call natively instead of translating it to chat completions (`gateway/responses.ts`).
+   */
+  responses?(body: Record<string, unknown>, signal: AbortSignal): Promise<UpstreamResponse>;
   /** OpenAI's `POST /embeddings`, passed through; a provider without it cannot serve embeddings. */
   embeddings?(body: Record<string, unknown>, signal: AbortSignal): Promise<UpstreamResponse>;
   /** OpenAI's `GET /models`: what the upstream serves, for `GET /v1/models`. */

@@ -31,6 +31,14 @@ export class AzureOpenAIProvider implements Provider {
     return this.http.request('POST', this.path(body, 'chat/completions'), body, signal);
   }
 
+  /**
+   * Azure's Responses API is served by its v1 API (`<resource>/openai/v1/responses`, no
+   * `api-version`), with the deployment's name as `model` in the body.
+   */
+  responses(body: Record<string, unknown>, signal: AbortSignal): Promise<UpstreamResponse> {
+    return this.http.request('POST', '/v1/responses', body, signal);
+  }
+
   embeddings(body: Record<string, unknown>, signal: AbortSignal): Promise<UpstreamResponse> {
     return this.http.request('POST', this.path(body, 'embeddings'), body, signal);
   }

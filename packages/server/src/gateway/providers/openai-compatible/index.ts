@@ -2,9 +2,13 @@ import type { UpstreamConfig } from '../../config.js';
 import { apiKey, UpstreamHttp } from '../http.js';
 import type { Provider, UpstreamResponse } from '../types.js';
 
-/** Any server speaking OpenAI's chat completions: vLLM, Ollama, llama.cpp, OpenAI, the Ratchet worker. */
+/**
+ * Any server speaking OpenAI's chat completions: vLLM, Ollama, llama.cpp, the Ratchet worker.
+ * Not all of them speak the Responses API, so Responses calls to it are translated; OpenAI
+ * itself is the `openai` provider.
+ */
 export class OpenAICompatibleProvider implements Provider {
-  private readonly http: UpstreamHttp;
+  protected readonly http: UpstreamHttp;
 
   constructor(
     readonly name: string,
