@@ -12,7 +12,7 @@ for (const target of testDatabases()) {
     let other: Store;
     let projectId: string;
     const t = 5_000_000;
-    const twoEach = { overlap: 2, lockMs: 60_000 };
+    const twoEach = () => ({ overlap: 2, lockMs: 60_000 });
     beforeAll(async () => {
       const url = await target.create();
       store = await Store.open(url);
@@ -54,21 +54,15 @@ for (const target of testDatabases()) {
       expect(await other.annotation.claim(projectId, second, ['x'], twoEach, t + 10)).toBeNull();
       await store.annotation.submit(projectId, first, 'x', [thumbs('x', first, 'up')], 2, t + 20);
       // Submitted once, overlap 2: the other annotator gets it now, and it is offered to them first.
-      expect(await store.annotation.openItems(projectId, second, { overlap: 2, limit: 10 }, t + 30)).toEqual([
-        'x',
-      ]);
-      expect(await store.annotation.openItems(projectId, first, { overlap: 2, limit: 10 }, t + 30)).toEqual(
-        [],
-      );
+      expect(await store.annotation.openItems(projectId, second, { limit: 10 }, t + 30)).toEqual(['x']);
+      expect(await store.annotation.openItems(projectId, first, { limit: 10 }, t + 30)).toEqual([]);
       expect(await store.annotation.claim(projectId, first, ['x'], twoEach, t + 30)).toBeNull();
       const again = await other.annotation.claim(projectId, second, ['x'], twoEach, t + 30);
       expect(again).toMatchObject({ interactionId: 'x', submitted: 1, resumed: false });
       await other.annotation.submit(projectId, second, 'x', [thumbs('x', second, 'down')], 2, t + 40);
       // Overlap reached: no one else is given it.
       expect(await store.annotation.claim(projectId, 'cy', ['x'], twoEach, t + 50)).toBeNull();
-      expect(await store.annotation.openItems(projectId, 'cy', { overlap: 2, limit: 10 }, t + 50)).toEqual(
-        [],
-      );
+      expect(await store.annotation.openItems(projectId, 'cy', { limit: 10 }, t + 50)).toEqual([]);
       // Each annotator's rating carries their identity as its rater.
       const rated = await store.feedback.listForInteraction(projectId, 'x');
       expect(rated.map((f) => [f.raterId, f.source]).sort()).toEqual([
@@ -78,7 +72,7 @@ for (const target of testDatabases()) {
     });
 
     it('lets a lock expire: the item goes to the next annotator and the late submit writes nothing', async () => {
-      const short = { overlap: 2, lockMs: 1_000 };
+      const short = () => ({ overlap: 2, lockMs: 1_000 });
       expect(await store.annotation.claim(projectId, 'ann', ['y'], short, t)).toMatchObject({
         interactionId: 'y',
         expiresAt: t + 1_000,
@@ -175,14 +169,38 @@ for (const target of testDatabases()) {
       expect(audit[0]).toMatchObject({ actor: 'owner', subjectId: 'x', details: { value: 'down' } });
     });
 
+    it("gives each item its own route's overlap, whatever the claim asked for", async () => {
+      await store.interactions.insert(projectId, [
+        parseInput(InteractionInput, {
+          id: 'solo-1',
+          model: 'm',
+          route: 'solo',
+          messages: [{ role: 'user', content: 'one rater is enough here' }],
+          output: 'fine',
+        }),
+      ]);
+      const byRoute = (route: string | null) => ({ overlap: route === 'solo' ? 1 : 2, lockMs: 60_000 });
+      expect(await store.annotation.claim(projectId, 'fay', ['solo-1', 's'], byRoute, t)).toMatchObject({
+        interactionId: 'solo-1',
+        overlap: 1,
+      });
+      await store.annotation.submit(projectId, 'fay', 'solo-1', [thumbs('solo-1', 'fay', 'up')], 1, t + 1);
+      expect(await store.annotation.openItems(projectId, 'gus', { limit: 10 }, t + 2)).not.toContain(
+        'solo-1',
+      );
+      expect(await store.annotation.claim(projectId, 'gus', ['solo-1', 's'], byRoute, t + 2)).toMatchObject({
+        interactionId: 's',
+        overlap: 2,
+      });
+      await store.annotation.release(projectId, 'gus', 's');
+    });
+
     it("deletes an interaction's locks, assignments and adjudication with it", async () => {
       const deleted = await store.deletion.delete(projectId, { kind: 'interactions', ids: ['x'] }, 'owner');
       // ann's and bob's submissions and the adjudication.
       expect(deleted.counts.annotations).toBe(3);
       expect(await store.annotation.disagreements(projectId)).toEqual([]);
-      expect(await store.annotation.openItems(projectId, 'cy', { overlap: 3, limit: 10 }, t)).not.toContain(
-        'x',
-      );
+      expect(await store.annotation.openItems(projectId, 'cy', { limit: 10 }, t)).not.toContain('x');
     });
   });
 }

@@ -19,6 +19,8 @@ export interface AnnotationClaim {
   expiresAt: number;
   /** Annotators who already submitted it (the claimant will be one more, up to the overlap). */
   submitted: number;
+  /** How many annotators its route's queue gives each item. */
+  overlap: number;
   /** True when the annotator already held this lock (a reload): it was renewed, not newly taken. */
   resumed: boolean;
 }
@@ -75,41 +77,72 @@ export class AnnotationRepository {
 
   /**
    * Locks the first of `candidates` this annotator may rate: not locked by someone else, not
-   * already submitted or skipped by them, and submitted by fewer than `overlap` annotators. An
-   * annotator holds one item at a time: a live lock of theirs is renewed and returned instead.
+   * already submitted or skipped by them, and submitted by fewer than its overlap. An item's
+   * overlap and lock time are those of its route (`termsFor`, from the route's loop policy), so a
+   * claim across routes still gives each item its own. An annotator holds one item at a time: a
+   * live lock of theirs is renewed and returned instead.
    */
   async claim(
     projectId: string,
     annotatorId: string,
     candidates: readonly string[],
-    terms: AssignmentTerms,
+    termsFor: (route: string | null) => AssignmentTerms,
     now = Date.now(),
   ): Promise<AnnotationClaim | null> {
-    const expiresAt = now + terms.lockMs;
     const held = await this.db
-      .updateTable('annotation_locks')
-      .set({ expires_at: expiresAt })
-      .where('project_id', '=', projectId)
-      .where('annotator_id', '=', annotatorId)
-      .where('expires_at', '>', now)
-      .returning('interaction_id')
+      .selectFrom('annotation_locks as l')
+      .innerJoin('interactions as i', (j) =>
+        j.onRef('i.project_id', '=', 'l.project_id').onRef('i.id', '=', 'l.interaction_id'),
+      )
+      .select(['l.interaction_id', 'i.route'])
+      .where('l.project_id', '=', projectId)
+      .where('l.annotator_id', '=', annotatorId)
+      .where('l.expires_at', '>', now)
       .executeTakeFirst();
-    if (held)
+    if (held) {
+      const terms = termsFor(held.route);
+      const expiresAt = now + terms.lockMs;
+      await this.db
+        .updateTable('annotation_locks')
+        .set({ expires_at: expiresAt })
+        .where('project_id', '=', projectId)
+        .where('interaction_id', '=', held.interaction_id)
+        .where('annotator_id', '=', annotatorId)
+        .execute();
       return {
         interactionId: held.interaction_id,
         expiresAt,
         submitted: await this.submittedCount(this.db, projectId, held.interaction_id),
+        overlap: terms.overlap,
         resumed: true,
       };
-    for (const interactionId of new Set(candidates)) {
+    }
+    const routes = await this.routesOf(projectId, [...new Set(candidates)]);
+    for (const [interactionId, route] of routes) {
+      const terms = termsFor(route);
+      const expiresAt = now + terms.lockMs;
       const submitted = await this.db
         .transaction()
         .execute((trx) =>
           this.tryLock(trx, projectId, annotatorId, interactionId, terms.overlap, now, expiresAt),
         );
-      if (submitted !== null) return { interactionId, expiresAt, submitted, resumed: false };
+      if (submitted !== null)
+        return { interactionId, expiresAt, submitted, overlap: terms.overlap, resumed: false };
     }
     return null;
+  }
+
+  /** The route of each of `ids` that is an interaction of the project, in the order given. */
+  private async routesOf(projectId: string, ids: readonly string[]): Promise<Map<string, string | null>> {
+    if (ids.length === 0) return new Map();
+    const rows = await this.db
+      .selectFrom('interactions')
+      .select(['id', 'route'])
+      .where('project_id', '=', projectId)
+      .where('id', 'in', ids)
+      .execute();
+    const route = new Map(rows.map((r) => [r.id, r.route]));
+    return new Map(ids.filter((id) => route.has(id)).map((id) => [id, route.get(id) ?? null]));
   }
 
   /**
@@ -175,14 +208,14 @@ export class AnnotationRepository {
   }
 
   /**
-   * Items other annotators started and fewer than `overlap` finished, that this annotator has not
-   * touched and no one holds: the queue offers these before new ones, so items reach their
-   * overlap (and can be compared) before the queue moves on.
+   * Items other annotators started and fewer than their overlap (as recorded with the
+   * submissions) finished, that this annotator has not touched and no one holds: the queue offers
+   * these before new ones, so items reach their overlap (and can be compared) before it moves on.
    */
   async openItems(
     projectId: string,
     annotatorId: string,
-    options: { overlap: number; limit: number; route?: string },
+    options: { limit: number; route?: string },
     now = Date.now(),
   ): Promise<string[]> {
     let q = this.db
@@ -216,7 +249,7 @@ export class AnnotationRepository {
         ),
       )
       .groupBy('a.interaction_id')
-      .having((eb) => eb.fn.countAll(), '<', options.overlap)
+      .having((eb) => eb(eb.fn.countAll(), '<', eb.fn.max('a.overlap')))
       .orderBy((eb) => eb.fn.min('a.finished_at'))
       .limit(options.limit);
     if (options.route) q = q.where('i.route', '=', options.route);

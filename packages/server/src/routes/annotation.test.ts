@@ -41,7 +41,7 @@ for (const target of testDatabases()) {
     it('gives two annotators with overlap 2 the same items, never at the same time, and their agreement per person', async () => {
       const a1 = await claim('ann');
       expect(a1.status).toBe(200);
-      expect(a1.body).toMatchObject({ annotator: who('ann'), overlap: 2, item: { submitted: 0 } });
+      expect(a1.body).toMatchObject({ annotator: who('ann'), item: { submitted: 0, overlap: 2 } });
       const first = a1.body.item.interactionId as string;
       // Locked to ann: bob gets another item.
       const b1 = await claim('bob');

@@ -168,14 +168,9 @@ export function registerAnnotationRoutes(
     handler: async ({ request, principal, body }) => {
       const annotator = annotatorOf(request, principal, body.annotator);
       const { projectId } = principal;
-      const terms = termsFor(body.route);
       const route = body.route ? { route: body.route } : {};
-      const started = await store.annotation.openItems(projectId, annotator, {
-        overlap: terms.overlap,
-        limit: 20,
-        ...route,
-      });
-      let claim = await store.annotation.claim(projectId, annotator, started, terms);
+      const started = await store.annotation.openItems(projectId, annotator, { limit: 20, ...route });
+      let claim = await store.annotation.claim(projectId, annotator, started, termsFor);
       let policy: string | null = null;
       if (!claim) {
         const objective = body.objective ?? (body.route ? options.queueObjectives?.[body.route] : undefined);
@@ -192,13 +187,12 @@ export function registerAnnotationRoutes(
         );
         policy = chosen.policy;
         const ids = chosen.items.map((c) => c.interactionId);
-        claim = await store.annotation.claim(projectId, annotator, ids, terms);
+        claim = await store.annotation.claim(projectId, annotator, ids, termsFor);
       }
       const pairWith = claim ? await store.dashboard.siblingAnswer(projectId, claim.interactionId) : null;
       return {
         annotator,
         policy,
-        overlap: terms.overlap,
         item: claim ? { ...claim, pairWith: pairWith ?? null } : null,
       };
     },

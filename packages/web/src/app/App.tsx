@@ -10,12 +10,14 @@ import { OverviewPage } from './pages/Overview.js';
 import { QueuePage } from './pages/Queue.js';
 import { RatersPage } from './pages/Raters.js';
 import { RunsPage } from './pages/Runs.js';
+import { TeamPage } from './pages/Team.js';
 import { WhatChangedPage } from './pages/WhatChanged.js';
 
 const pages = [
   ['overview', 'Overview'],
   ['explorer', 'Feedback explorer'],
   ['queue', 'Annotation queue'],
+  ['team', 'Annotation team'],
   ['raters', 'Raters'],
   ['analysis', 'Error analysis'],
   ['datasets', 'Datasets'],
@@ -43,6 +45,8 @@ function Content({ route }: { route: string }) {
       return <ExplorerPage />;
     case 'queue':
       return <QueuePage />;
+    case 'team':
+      return <TeamPage />;
     case 'raters':
       return <RatersPage />;
     case 'analysis':

@@ -155,6 +155,8 @@ describe('dashboard and widget in a browser', () => {
     t = await startTestServer(await db.create(), {
       config: { dataDir: mkdtempSync(join(tmpdir(), 'ratchet-e2e-data-')) },
       gateway: { upstreams: { local: { baseURL: upstream.url } }, defaultUpstream: 'local' },
+      // The annotation team's route: each item to two annotators.
+      queueTerms: { team: { overlap: 2, lockMinutes: 5 } },
     });
     delete process.env.RATCHET_WEB_DIR;
     // Two answers to each of three prompts (pairs to compare), rated by two raters except q0.
@@ -312,6 +314,7 @@ describe('dashboard and widget in a browser', () => {
       ['overview', 'Overview'],
       ['explorer', 'Feedback explorer'],
       ['queue', 'Annotation queue'],
+      ['team', 'Annotation team'],
       ['raters', 'Raters'],
       ['analysis', 'Error analysis'],
       ['datasets', 'Datasets'],
@@ -475,15 +478,17 @@ describe('dashboard and widget in a browser', () => {
     await page.goto(`${t.url}/#/queue`);
     const item = page.getByRole('article', { name: 'Item to rate' });
     await item.waitFor();
-    // Only the keyboard from here on: Tab to the rater id (past the skip link, sign-out and the
-    // page links), type it, leave the field with Escape, then the queue's keys.
-    const raterField = page.getByLabel('Your rater id');
+    // Only the keyboard from here on: Tab to the annotator's name (past the skip link, sign-out and
+    // the page links), type it, leave the field with Escape, then the queue's keys.
+    const raterField = page.getByLabel('Your name on the team');
     for (let i = 0; i < 30 && !(await raterField.evaluate((el) => el === document.activeElement)); i++)
       await page.keyboard.press('Tab');
     await expect(raterField.evaluate((el) => el === document.activeElement)).resolves.toBe(true);
     await page.keyboard.press('ControlOrMeta+A');
     await page.keyboard.type('e2e-annotator');
     await page.keyboard.press('Escape');
+    // Leaving the field gives the key's item back and claims one for the name typed.
+    await page.getByText('Rating as e2e-annotator').waitFor();
     await item.waitFor();
     const id = (await item.getAttribute('data-interaction'))!;
     // Unrated, newest first: q5 then q4; each has a sibling answer to compare with.
@@ -785,6 +790,55 @@ describe('dashboard and widget in a browser', () => {
     const [entry] = await t.store.audit.list(t.projectId, { action: 'data.deleted' });
     expect(entry).toMatchObject({ subjectType: 'end_user', actor: expect.stringMatching(/^api:/) });
     expect(JSON.stringify(entry)).not.toContain('end-user-7');
+  });
+
+  it('shows two annotators with overlap 2 their shared item one at a time, their agreement per person, and adjudicates the split', async () => {
+    const logged = await t.call('/api/v1/interactions', {
+      body: {
+        items: ['t1'].map((id) => ({
+          id,
+          route: 'team',
+          model: 'tiny',
+          messages: [{ role: 'user', content: 'Is the team item fine?' }],
+          output: 'It is.',
+        })),
+      },
+    });
+    expect(logged.status).toBe(201);
+    const claim = (annotator: string) =>
+      t.call('/api/v1/annotation/claim', { body: { route: 'team', annotator } });
+    const rate = (annotator: string, value: string) =>
+      t.call('/api/v1/annotation/submit', {
+        body: { interactionId: 't1', annotator, items: [{ kind: 'thumbs', value }] },
+      });
+    expect((await claim('ann')).body.item).toMatchObject({ interactionId: 't1', overlap: 2 });
+    // Locked to ann: nothing on the route for bob until she is done.
+    expect((await claim('bob')).body.item).toBeNull();
+    expect((await rate('ann', 'up')).status).toBe(200);
+    expect((await claim('bob')).body.item).toMatchObject({ interactionId: 't1', submitted: 1 });
+    expect((await rate('bob', 'down')).status).toBe(200);
+
+    await page.goto(`${t.url}/#/team`);
+    const people = page.getByRole('table', { name: /Each annotator/ });
+    await people.getByRole('cell', { name: 'bob', exact: true }).waitFor();
+    const rowOf = async (name: string) =>
+      (await people.locator('tr', { has: page.getByRole('cell', { name, exact: true }) }).textContent()) ??
+      '';
+    expect(await rowOf('ann')).toContain('0%');
+    expect(await rowOf('bob')).toContain('0%');
+    const split = page.getByRole('article', { name: 'Disagreement on t1 (thumbs)' });
+    await expect(split.textContent()).resolves.toContain('ann: up');
+    await split.getByLabel('Final label for t1 (thumbs)').selectOption('down');
+    await split.getByLabel('Note').fill('bob is right');
+    await split.getByRole('button', { name: 'Record final label for t1 (thumbs)' }).click();
+    await split.getByText('Recorded down for t1 (thumbs).').waitFor();
+    const decided = await t.call('/api/v1/annotation/disagreements');
+    expect(decided.body.items.find((d: { interactionId: string }) => d.interactionId === 't1')).toMatchObject(
+      {
+        adjudication: { value: 'down', note: 'bob is right' },
+      },
+    );
+    expect({ unnamed: await unnamedControls(page) }).toEqual({ unnamed: [] });
   });
 
   it('every page above ran under the Content-Security-Policy without a violation', async () => {

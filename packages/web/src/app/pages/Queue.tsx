@@ -1,13 +1,28 @@
 import type { InteractionDetail, ScoreConfig } from '@ratchet/core';
 import { useCallback, useEffect, useRef, useState } from 'react';
-import { api, query } from '../api.js';
+import { api } from '../api.js';
 import { useApi } from '../hooks.js';
 import { Loading, Page, text } from '../ui.js';
 
-interface QueueResponse {
-  policy: string;
+interface PolicyList {
   policies: { name: string; description: string }[];
-  items: { interactionId: string; uncertainty: number | null; ratings: number; pairWith: string | null }[];
+}
+
+/** What POST /annotation/claim answers: the item locked to this annotator, or null when none is left. */
+interface ClaimResponse {
+  annotator: string;
+  item: {
+    interactionId: string;
+    expiresAt: number;
+    submitted: number;
+    overlap: number;
+    resumed: boolean;
+    pairWith: string | null;
+  } | null;
+}
+
+interface ProgressResponse {
+  annotators: { annotatorId: string; submitted: number; skipped: number; holding: string | null }[];
 }
 
 interface Draft {
@@ -29,23 +44,100 @@ function isTyping(target: EventTarget | null): boolean {
   return target instanceof HTMLElement && ['INPUT', 'TEXTAREA', 'SELECT'].includes(target.tagName);
 }
 
+const NAME_KEY = 'ratchet.rater';
+
+/** The annotator a request acts for: the name given on this page, else the signed-in key's own. */
+const asAnnotator = (name: string) => (name ? { annotator: name } : {});
+
 export function QueuePage() {
-  const [rater, setRater] = useState(() => sessionStorage.getItem('ratchet.rater') ?? 'annotator');
+  // The name is typed in `draftName` and used once the field is left, so a half-typed name never
+  // claims an item.
+  const [draftName, setDraftName] = useState(() => sessionStorage.getItem(NAME_KEY) ?? '');
+  const [annotator, setAnnotator] = useState(draftName);
   const [policy, setPolicy] = useState('');
-  const [done, setDone] = useState<Set<string>>(new Set());
-  const queue = useApi<QueueResponse>(`/dashboard/queue${query({ policy, raterId: rater, limit: 20 })}`);
+  const [round, setRound] = useState(0);
+  const [claim, setClaim] = useState<ClaimResponse | null>(null);
+  const [claimError, setClaimError] = useState('');
   const [status, setStatus] = useState('');
-  const next = queue.data?.items.find((i) => !done.has(i.interactionId));
+  const policies = useApi<PolicyList>('/dashboard/queue?limit=1');
+  const progress = useApi<ProgressResponse>('/annotation/progress');
+  const reloadProgress = progress.reload;
+  /** The item locked to us and for whom, so that a change of name gives it back first. */
+  const held = useRef<{ interactionId: string; name: string } | null>(null);
+
+  // biome-ignore lint/correctness/useExhaustiveDependencies: round is how a finished item asks for the next
+  useEffect(() => {
+    let live = true;
+    void (async () => {
+      const before = held.current;
+      if (before && before.name !== annotator) {
+        held.current = null;
+        await api('/annotation/release', {
+          body: { interactionId: before.interactionId, ...asAnnotator(before.name) },
+        }).catch(() => undefined);
+      }
+      try {
+        const next = await api<ClaimResponse>('/annotation/claim', {
+          body: { ...asAnnotator(annotator), ...(policy ? { policy } : {}) },
+        });
+        held.current = next.item ? { interactionId: next.item.interactionId, name: annotator } : null;
+        if (live) {
+          setClaim(next);
+          setClaimError('');
+          reloadProgress();
+        }
+      } catch (err) {
+        if (live) setClaimError((err as Error).message);
+      }
+    })();
+    return () => {
+      live = false;
+    };
+  }, [annotator, policy, round, reloadProgress]);
+
+  // Leaving the page gives the item back at once instead of when its lock expires.
+  useEffect(
+    () => () => {
+      const h = held.current;
+      if (h)
+        void api('/annotation/release', {
+          body: { interactionId: h.interactionId, ...asAnnotator(h.name) },
+        }).catch(() => undefined);
+    },
+    [],
+  );
+
+  const finished = useCallback(() => {
+    held.current = null;
+    setRound((r) => r + 1);
+  }, []);
+  const skip = useCallback(async () => {
+    const h = held.current;
+    if (!h) return;
+    try {
+      await api('/annotation/skip', { body: { interactionId: h.interactionId, ...asAnnotator(h.name) } });
+      setStatus(`Skipped ${h.interactionId}.`);
+    } catch (err) {
+      setStatus(`Not skipped: ${(err as Error).message}`);
+    }
+    finished();
+  }, [finished]);
+
+  const item = claim?.item;
+  const mine = progress.data?.annotators.find((a) => a.annotatorId === claim?.annotator);
   return (
     <Page title="Annotation queue">
       <div className="filters">
         <label>
-          Your rater id{' '}
+          Your name on the team{' '}
           <input
-            value={rater}
-            onChange={(e) => {
-              setRater(e.target.value);
-              sessionStorage.setItem('ratchet.rater', e.target.value);
+            value={draftName}
+            placeholder="this key's own"
+            onChange={(e) => setDraftName(e.target.value)}
+            onBlur={() => {
+              const name = draftName.trim();
+              sessionStorage.setItem(NAME_KEY, name);
+              setAnnotator(name);
             }}
           />
         </label>
@@ -53,7 +145,7 @@ export function QueuePage() {
           Policy{' '}
           <select value={policy} onChange={(e) => setPolicy(e.target.value)}>
             <option value="">default</option>
-            {queue.data?.policies.map((p) => (
+            {policies.data?.policies.map((p) => (
               <option key={p.name} value={p.name} title={p.description}>
                 {p.name}
               </option>
@@ -62,26 +154,33 @@ export function QueuePage() {
         </label>
       </div>
       <p className="muted">Keys: {keyHelp}</p>
-      <Loading state={queue} what="queue">
-        {(q) =>
-          next ? (
-            <RateItem
-              key={next.interactionId}
-              itemId={next.interactionId}
-              pairWith={next.pairWith}
-              rater={rater}
-              report={setStatus}
-              onDone={() => {
-                const seen = new Set(done).add(next.interactionId);
-                setDone(seen);
-                if (q.items.every((i) => seen.has(i.interactionId))) queue.reload();
-              }}
-            />
-          ) : (
-            <p>Nothing left to rate under this policy.</p>
-          )
-        }
-      </Loading>
+      {claim && (
+        <p className="progress">
+          Rating as <strong>{claim.annotator}</strong>: {mine?.submitted ?? 0} submitted, {mine?.skipped ?? 0}{' '}
+          skipped.
+          {item &&
+            ` This item is locked to you until ${new Date(item.expiresAt).toLocaleTimeString()}; ${item.submitted} of ${item.overlap} annotators rated it before you.`}
+        </p>
+      )}
+      {claimError ? (
+        <p role="alert" className="error">
+          Could not claim an item: {claimError}
+        </p>
+      ) : !claim ? (
+        <p className="muted">Loading queue…</p>
+      ) : item ? (
+        <RateItem
+          key={`${item.interactionId}:${round}`}
+          itemId={item.interactionId}
+          pairWith={item.pairWith}
+          annotator={annotator}
+          report={setStatus}
+          onDone={finished}
+          onSkip={skip}
+        />
+      ) : (
+        <p>Nothing left to rate under this policy.</p>
+      )}
       <p role="status" aria-live="polite">
         {status}
       </p>
@@ -92,15 +191,17 @@ export function QueuePage() {
 function RateItem({
   itemId,
   pairWith,
-  rater,
+  annotator,
   report,
   onDone,
+  onSkip,
 }: {
   itemId: string;
   pairWith: string | null;
-  rater: string;
+  annotator: string;
   report: (message: string) => void;
   onDone: () => void;
+  onSkip: () => void;
 }) {
   const item = useApi<InteractionDetail>(`/interactions/${encodeURIComponent(itemId)}`);
   const other = useApi<InteractionDetail>(pairWith ? `/interactions/${encodeURIComponent(pairWith)}` : null);
@@ -114,27 +215,26 @@ function RateItem({
   const criteriaRef = useRef<HTMLFieldSetElement>(null);
 
   const submit = useCallback(async () => {
-    const common = { interactionId: itemId, raterId: rater, source: 'annotator' };
+    // The queue sets the item, the rater (the annotator) and the source of each.
     const items: Record<string, unknown>[] = [];
-    if (draft.thumbs) items.push({ ...common, kind: 'thumbs', value: draft.thumbs });
-    if (draft.stars) items.push({ ...common, kind: 'stars', value: draft.stars });
-    if (Object.keys(draft.scores).length) items.push({ ...common, kind: 'criteria', scores: draft.scores });
-    if (draft.choice && pairWith)
-      items.push({ ...common, kind: 'preference', other: pairWith, choice: draft.choice });
+    if (draft.thumbs) items.push({ kind: 'thumbs', value: draft.thumbs });
+    if (draft.stars) items.push({ kind: 'stars', value: draft.stars });
+    if (Object.keys(draft.scores).length) items.push({ kind: 'criteria', scores: draft.scores });
+    if (draft.choice && pairWith) items.push({ kind: 'preference', other: pairWith, choice: draft.choice });
     const answer = text(item.data?.output.content);
     if (draft.correction.trim() && draft.correction.trim() !== answer.trim())
-      items.push({ ...common, kind: 'correction', text: draft.correction.trim() });
-    if (draft.comment.trim()) items.push({ ...common, kind: 'comment', text: draft.comment.trim() });
+      items.push({ kind: 'correction', text: draft.correction.trim() });
+    if (draft.comment.trim()) items.push({ kind: 'comment', text: draft.comment.trim() });
     if (!items.length)
       return report('Nothing to save: rate, compare, correct or comment first (or s to skip).');
     try {
-      await api('/feedback', { body: { items } });
+      await api('/annotation/submit', { body: { interactionId: itemId, ...asAnnotator(annotator), items } });
       report(`Saved ${items.length} feedback events for ${itemId}.`);
       onDone();
     } catch (err) {
       report(`Not saved: ${(err as Error).message}`);
     }
-  }, [draft, item.data, itemId, pairWith, rater, onDone, report]);
+  }, [draft, item.data, itemId, pairWith, annotator, onDone, report]);
 
   useEffect(() => {
     const onKey = (e: KeyboardEvent) => {
@@ -154,7 +254,7 @@ function RateItem({
         e: () => correctionRef.current?.focus(),
         r: () => criteriaRef.current?.querySelector('select')?.focus(),
         c: () => commentRef.current?.focus(),
-        s: onDone,
+        s: onSkip,
         enter: () => void submit(),
       };
       if (/^[1-5]$/.test(k)) act[k] = () => setDraft((d) => ({ ...d, stars: Number(k) }));
@@ -166,7 +266,7 @@ function RateItem({
     };
     document.addEventListener('keydown', onKey);
     return () => document.removeEventListener('keydown', onKey);
-  }, [submit, pairWith, onDone]);
+  }, [submit, pairWith, onSkip]);
 
   return (
     <Loading state={item} what="item">
@@ -294,7 +394,7 @@ function RateItem({
             <button type="button" onClick={() => void submit()} aria-keyshortcuts="Enter">
               Submit and next (Enter)
             </button>
-            <button type="button" onClick={onDone} aria-keyshortcuts="s">
+            <button type="button" onClick={onSkip} aria-keyshortcuts="s">
               Skip (s)
             </button>
           </div>
