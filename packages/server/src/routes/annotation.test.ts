@@ -166,3 +166,80 @@ for (const target of testDatabases()) {
     });
   });
 }
+
+for (const target of testDatabases()) {
+  describe(`signed-in annotators work the queue as themselves on ${target.name}`, () => {
+    let t: TestServer;
+    const PASSWORD = 'a long enough password';
+    const people: Record<string, { cookie: string; csrf: string; raterId: string }> = {};
+    const as = (name: string, path: string, body?: unknown) =>
+      t.call(path, {
+        key: null,
+        ...(body === undefined ? {} : { body }),
+        headers: { cookie: `ratchet_session=${people[name]!.cookie}`, 'x-ratchet-csrf': people[name]!.csrf },
+      });
+
+    beforeAll(async () => {
+      t = await startTestServer(await target.create(), {
+        config: { cookieSecure: true },
+        queueTerms: { support: { overlap: 2, lockMinutes: 10 } },
+      });
+      for (const [name, role] of [
+        ['ann', 'annotator'],
+        ['bob', 'annotator'],
+        ['val', 'viewer'],
+      ] as const) {
+        const email = `${name}@example.com`;
+        const user = await t.store.accounts.createUser({ email, password: PASSWORD });
+        await t.store.accounts.setRole(t.projectId, user.id, role, 'test');
+        const res = await t.call('/api/v1/session', { body: { email, password: PASSWORD }, key: null });
+        expect(res.status).toBe(201);
+        const cookie = /ratchet_session=([^;]+)/.exec(res.headers.get('set-cookie')!)![1]!;
+        people[name] = { cookie, csrf: res.body.csrfToken, raterId: res.body.raterId };
+      }
+      const logged = await t.call('/api/v1/interactions', {
+        body: {
+          id: 'p1',
+          model: 'tiny',
+          route: 'support',
+          messages: [{ role: 'user', content: 'q' }],
+          output: 'a',
+        },
+      });
+      expect(logged.status).toBe(201);
+    });
+    afterAll(async () => {
+      await t?.close();
+      await target.cleanup();
+    });
+
+    it('gives both annotators the item in turn; their ratings and agreement are per person; a viewer cannot claim', async () => {
+      const first = await as('ann', '/api/v1/annotation/claim', { route: 'support' });
+      expect(first.status).toBe(200);
+      expect(first.body).toMatchObject({ annotator: people.ann!.raterId, item: { interactionId: 'p1' } });
+      expect((await as('bob', '/api/v1/annotation/claim', { route: 'support' })).body.item).toBeNull();
+      // A person cannot annotate as someone else.
+      const posing = await as('bob', '/api/v1/annotation/claim', { route: 'support', annotator: 'ann' });
+      expect(posing.status).toBe(403);
+      expect(posing.body.error.path).toBe('annotator');
+      const items = [{ kind: 'thumbs', value: 'up' }];
+      expect((await as('ann', '/api/v1/annotation/submit', { interactionId: 'p1', items })).status).toBe(200);
+      expect((await as('bob', '/api/v1/annotation/claim', { route: 'support' })).body.item).toMatchObject({
+        interactionId: 'p1',
+        submitted: 1,
+      });
+      expect((await as('bob', '/api/v1/annotation/submit', { interactionId: 'p1', items })).status).toBe(200);
+      const raters = (await t.store.feedback.listForInteraction(t.projectId, 'p1'))
+        .map((f) => f.raterId)
+        .sort();
+      expect(raters).toEqual([people.ann!.raterId, people.bob!.raterId].sort());
+      const progress = await as('val', '/api/v1/annotation/progress');
+      expect(progress.status).toBe(200);
+      expect(progress.body.agreement.thumbs.pairs).toEqual([expect.objectContaining({ n: 1, agreement: 1 })]);
+      expect(progress.body.annotators.map((a: { annotatorId: string }) => a.annotatorId).sort()).toEqual(
+        [people.ann!.raterId, people.bob!.raterId].sort(),
+      );
+      expect((await as('val', '/api/v1/annotation/claim', { route: 'support' })).status).toBe(403);
+    });
+  });
+}

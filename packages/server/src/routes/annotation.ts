@@ -14,6 +14,7 @@ import type { FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { principalOf } from '../middleware/auth.js';
 import type { RouteTable } from '../routing.js';
+import { personRaterId } from './accounts.js';
 
 /** A person's name on the team as an admin key may give it; not one of the callers' own ids. */
 const AnnotatorName = z
@@ -27,8 +28,8 @@ const AnnotatorName = z
 
 /**
  * Who is annotating: the one place the queue learns a person's identity, so that each person is
- * one rater in calibration and agreement. A signed-in person is themselves (`user:<id>`, the
- * audit log's actor); a key stands for one person (`api:<keyId>`), and a key with the admin
+ * one rater in calibration and agreement. A signed-in person is themselves (`personRaterId`,
+ * the rater id of all their ratings); a key stands for one person (`api:<keyId>`), and a key with the admin
  * scope may name the person it acts for (a team on a shared key). No one else may name anyone.
  */
 export function annotatorOf(
@@ -37,7 +38,7 @@ export function annotatorOf(
   named: string | undefined,
 ): string {
   const caller = principalOf(request);
-  if (named === undefined) return principal.actor;
+  if (named === undefined) return caller?.kind === 'user' ? personRaterId(caller.userId) : principal.actor;
   if (caller?.kind === 'user' || !principal.scopes.includes('admin'))
     throw new RatchetError(
       'forbidden',
@@ -161,6 +162,8 @@ export function registerAnnotationRoutes(
     method: 'POST',
     url: '/api/v1/annotation/claim',
     access: 'admin',
+    // People by role: annotators work the queue, as themselves.
+    roles: ['owner', 'admin', 'annotator'],
     tag: 'annotation',
     summary:
       "Locks the annotator's next item: one another annotator started first (until it has the route's overlap), else the queue policy's next. An annotator holds one item at a time; asking again renews it. null when nothing is left.",
@@ -202,6 +205,8 @@ export function registerAnnotationRoutes(
     method: 'POST',
     url: '/api/v1/annotation/submit',
     access: 'admin',
+    // People by role: annotators work the queue, as themselves.
+    roles: ['owner', 'admin', 'annotator'],
     tag: 'annotation',
     summary:
       "Saves the annotator's feedback on the item they hold (rater: the annotator, source: annotator) and unlocks it, in one transaction; 409 when they no longer hold it.",
@@ -225,6 +230,8 @@ export function registerAnnotationRoutes(
     method: 'POST',
     url: '/api/v1/annotation/skip',
     access: 'admin',
+    // People by role: annotators work the queue, as themselves.
+    roles: ['owner', 'admin', 'annotator'],
     tag: 'annotation',
     summary: 'Passes on the item the annotator holds: it is not offered to them again; others may rate it.',
     body: z.strictObject(ItemRef),
@@ -240,6 +247,8 @@ export function registerAnnotationRoutes(
     method: 'POST',
     url: '/api/v1/annotation/release',
     access: 'admin',
+    // People by role: annotators work the queue, as themselves.
+    roles: ['owner', 'admin', 'annotator'],
     tag: 'annotation',
     summary: "Unlocks the annotator's item unrated (they stopped): anyone may claim it again.",
     body: z.strictObject(ItemRef),
