@@ -1,86 +1,18 @@
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { testDatabases } from '@ratchet/store/testing';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  type FailingUpstream,
+  refusedURL,
+  startBreakingStream,
+  startSilentServer,
+  startStallingServer,
+} from '../testing/failing-upstreams.js';
 import { startTestServer, type TestServer } from '../testing/server.js';
 import { type LocalUpstream, startLocalUpstream } from '../testing/upstream.js';
 import { parseGatewayConfig } from './config.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** A real server that accepts calls and never answers them: the timeout's upstream. */
-async function startSilentServer(): Promise<{ url: string; hits: () => number; close(): Promise<void> }> {
-  let hits = 0;
-  const server: Server = createServer(() => {
-    hits += 1;
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}/v1`,
-    hits: () => hits,
-    close: () =>
-      new Promise((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
-}
-
-/** A server that sends its answer's head and first bytes, then stalls: the total timeout's upstream. */
-async function startStallingServer(): Promise<{ url: string; close(): Promise<void> }> {
-  const server: Server = createServer((req, res) => {
-    req.resume();
-    req.on('end', () => {
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.write('{"id":"chatcmpl-stall","choices":[');
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}/v1`,
-    close: () =>
-      new Promise((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
-}
-
-/** A port nothing listens on (a server opened there, then closed): connection refused. */
-async function refusedURL(): Promise<string> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return `http://127.0.0.1:${port}/v1`;
-}
-
-/** A stream that sends its first chunk and then breaks the connection. */
-async function startBreakingStream(): Promise<{ url: string; close(): Promise<void> }> {
-  const server: Server = createServer((req, res) => {
-    req.resume();
-    req.on('end', () => {
-      res.writeHead(200, { 'content-type': 'text/event-stream' });
-      res.write(
-        `data: ${JSON.stringify({ id: 'c1', object: 'chat.completion.chunk', created: 1, model: 'm', choices: [{ index: 0, delta: { role: 'assistant', content: 'Half an ' }, finish_reason: null }] })}\n\n`,
-      );
-      setTimeout(() => res.socket?.destroy(), 50);
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}/v1`,
-    close: () =>
-      new Promise((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
-}
 
 describe('failover config', () => {
   it('refuses a fallback to an unknown upstream, naming the field', () => {
@@ -110,9 +42,9 @@ for (const target of testDatabases()) {
     let backup: LocalUpstream;
     let flaky: LocalUpstream;
     let breaker: LocalUpstream;
-    let silent: Awaited<ReturnType<typeof startSilentServer>>;
-    let breaking: Awaited<ReturnType<typeof startBreakingStream>>;
-    let stalling: Awaited<ReturnType<typeof startStallingServer>>;
+    let silent: FailingUpstream;
+    let breaking: FailingUpstream;
+    let stalling: FailingUpstream;
     /** What the flaky upstream answers next: a status to fail with, or undefined to answer. */
     const failures: number[] = [];
     let breakerStatus: number | undefined = 500;

@@ -211,7 +211,7 @@ function firstChunk(body: Readable): Promise<Buffer | null> {
   });
 }
 
-async function readAll(body: Readable): Promise<Buffer> {
+export async function readAll(body: Readable): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const chunk of body) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks);

@@ -31,6 +31,7 @@ import {
   Failover,
   FailoverExhausted,
   failureReason,
+  readAll,
 } from './failover.js';
 import { type CheckResult, type PiiRecord, RouteGuardrails } from './guardrails.js';
 import type { InteractionLogWriter } from './log-writer.js';
@@ -437,13 +438,7 @@ export class Gateway {
     operation: 'chatCompletions' | 'responses' = 'chatCompletions',
   ): Promise<Answered | undefined> {
     const { target } = call;
-    let candidates: Candidate[] = [{ upstreamName: target.upstreamName, model: target.model }];
-    for (const f of target.failover?.fallbacks ?? [])
-      candidates.push({ upstreamName: f.upstream, model: f.model });
-    // A native Responses call (its conversation held upstream) can only fall back to an upstream
-    // that speaks Responses too; the variant's own upstream does, or the call is translated.
-    if (operation === 'responses')
-      candidates = candidates.filter((c) => this.provider(c.upstreamName).responses !== undefined);
+    const candidates = this.candidates(target, operation);
     const started = performance.now();
     try {
       const answer = await this.failover.call(
@@ -482,6 +477,18 @@ export class Gateway {
       log(EMPTY_ANSWER, { status: 'error', error: message });
       throw new RatchetError('upstream_error', message);
     }
+  }
+
+  /**
+   * Where a call may go, in order: the variant's upstream, then the route's fallbacks, each only
+   * if its provider has the operation (a native Responses call, its conversation held upstream,
+   * falls back only to an upstream that speaks Responses; embeddings only to one that embeds).
+   */
+  private candidates(target: Assignment, operation: 'chatCompletions' | 'responses' | 'embeddings') {
+    const candidates: Candidate[] = [{ upstreamName: target.upstreamName, model: target.model }];
+    for (const f of target.failover?.fallbacks ?? [])
+      candidates.push({ upstreamName: f.upstream, model: f.model });
+    return candidates.filter((c) => this.provider(c.upstreamName)[operation] !== undefined);
   }
 
   /**
@@ -988,13 +995,14 @@ export class Gateway {
         'model',
       );
     const id = newId(createdAt);
+    let served: Candidate = { upstreamName: target.upstreamName, model: target.model };
     const record = (fields: Pick<NewUsageRecord, 'status' | 'error' | 'inputTokens' | 'totalTokens'>) =>
       this.usageLog?.(projectId, id, {
         kind: 'embeddings',
         route: target.route ?? undefined,
         variant: target.variant ?? undefined,
-        model: target.model,
-        upstream: target.upstreamName,
+        model: served.model,
+        upstream: served.upstreamName,
         userId,
         inputs: inputCount(body.input),
         latencyMs: performance.now() - started,
@@ -1008,18 +1016,30 @@ export class Gateway {
     reply.raw.once('close', () => {
       if (!reply.raw.writableFinished) abort.abort();
     });
-    let raw: Buffer;
-    let upstream: Awaited<ReturnType<NonNullable<Provider['embeddings']>>>;
+    let upstream: Answered;
     try {
-      upstream = await provider.embeddings({ ...body, model: target.model }, abort.signal);
-      const chunks: Buffer[] = [];
-      for await (const chunk of upstream.body) chunks.push(chunk as Buffer);
-      raw = Buffer.concat(chunks);
+      // The same failover as chat calls: retries, fallbacks, budget, circuit breakers, timeouts.
+      upstream = await this.failover.call(
+        this.candidates(target, 'embeddings'),
+        target.failover,
+        (c, s) => this.provider(c.upstreamName).embeddings!({ ...body, model: c.model }, s),
+        abort.signal,
+      );
     } catch (err) {
-      const message = `upstream "${target.upstreamName}" failed: ${err instanceof Error ? err.message : String(err)}`;
-      record({ status: abort.signal.aborted ? 'aborted' : 'error', error: message });
+      if (err instanceof FailoverExhausted) this.countFailures(err.attempts);
+      const aborted = abort.signal.aborted || err instanceof ClientGone;
+      const message =
+        err instanceof FailoverExhausted
+          ? err.message
+          : `upstream "${target.upstreamName}" failed: ${err instanceof Error ? err.message : String(err)}`;
+      record({ status: aborted ? 'aborted' : 'error', error: message });
+      if (err instanceof RatchetError) throw err;
       throw new RatchetError('upstream_error', message);
     }
+    served = upstream.served;
+    if (upstream.attempts.length > 1) this.countFailures(upstream.attempts);
+    // An embeddings answer is never a stream; one that claims to be is read whole all the same.
+    const raw = upstream.raw ?? (await readAll(upstream.stream!));
     reply.status(upstream.status);
     if (upstream.contentType) reply.header('content-type', upstream.contentType);
     reply.send(raw);

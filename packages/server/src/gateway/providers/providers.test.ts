@@ -2,16 +2,16 @@ import type { ServerResponse } from 'node:http';
 import { testDatabases } from '@ratchet/store/testing';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestServer, type TestServer } from '../../testing/server.js';
-import { type LocalUpstream, startLocalUpstream } from '../../testing/upstream.js';
-import { parseGatewayConfig } from '../config.js';
 import {
   type ProviderDouble,
   type Received,
   sendJson,
   sendSse,
   startProviderDouble,
-} from './test-doubles.js';
+} from '../../testing/provider-double.js';
+import { startTestServer, type TestServer } from '../../testing/server.js';
+import { type LocalUpstream, startLocalUpstream } from '../../testing/upstream.js';
+import { parseGatewayConfig } from '../config.js';
 
 const weatherTool = {
   type: 'function' as const,
