@@ -118,12 +118,18 @@ export class OidcSignIn {
     const claims = tokens.claims();
     if (!claims)
       throw new RatchetError('unauthorized', 'id_token: the provider sent no ID token', 'id_token');
+    // Many providers keep the email out of the ID token: then the userinfo endpoint has it (for
+    // the same subject; openid-client checks that).
+    const profile: Record<string, unknown> =
+      typeof claims.email === 'string'
+        ? claims
+        : await lib.fetchUserInfo(config, tokens.access_token, claims.sub);
     return {
       issuer: claims.iss,
       subject: claims.sub,
-      email: typeof claims.email === 'string' ? claims.email : undefined,
-      emailVerified: claims.email_verified === true,
-      name: typeof claims.name === 'string' ? claims.name : undefined,
+      email: typeof profile.email === 'string' ? profile.email : undefined,
+      emailVerified: profile.email_verified === true,
+      name: typeof profile.name === 'string' ? profile.name : undefined,
     };
   }
 }

@@ -134,6 +134,22 @@ for (const target of testDatabases()) {
       expect(key.status).toBe(403);
     });
 
+    it('annotators work the team queue as themselves; viewers may not claim', async () => {
+      const annotator = people.annotator!;
+      const fresh = await t.call('/api/v1/interactions', {
+        body: { id: 'i-2', route: 'bot', model: 'm', messages: [{ role: 'user', content: 'q2' }], output: 'a2' },
+      });
+      expect(fresh.status).toBe(201);
+      const claimed = await asPerson(annotator, '/api/v1/annotation/claim', { body: {} });
+      expect(claimed.status).toBe(200);
+      expect(claimed.body.annotator).toBe(annotator.raterId);
+      const locks = await t.store.db.selectFrom('annotation_locks').select('annotator_id').execute();
+      expect(locks.map((l) => l.annotator_id)).toEqual([annotator.raterId]);
+      const viewer = await asPerson(people.viewer!, '/api/v1/annotation/claim', { body: {} });
+      expect(viewer.status).toBe(403);
+      expect(viewer.body.error.path).toBe('role');
+    });
+
     it('a viewer reads and cannot write anything', async () => {
       const viewer = people.viewer!;
       expect((await asPerson(viewer, '/api/v1/interactions')).status).toBe(200);

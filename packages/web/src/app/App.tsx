@@ -1,10 +1,11 @@
 import { type FormEvent, useEffect, useState } from 'react';
-import { ApiError, api, session } from './api.js';
+import { ApiError, api, type Me, session } from './api.js';
 import { AnalysisPage } from './pages/Analysis.js';
 import { DatasetsPage } from './pages/Datasets.js';
 import { ExplorerPage } from './pages/Explorer.js';
 import { InteractionPage } from './pages/InteractionView.js';
 import { LoopPage } from './pages/Loop.js';
+import { MembersPage } from './pages/Members.js';
 import { ModelsPage } from './pages/Models.js';
 import { OverviewPage } from './pages/Overview.js';
 import { QueuePage } from './pages/Queue.js';
@@ -25,6 +26,7 @@ const pages = [
   ['models', 'Models and experiments'],
   ['loop', 'Loop'],
   ['what-changed', 'What changed'],
+  ['members', 'Members'],
 ] as const;
 
 function useHashRoute(): string {
@@ -61,21 +63,76 @@ function Content({ route }: { route: string }) {
       return <LoopPage />;
     case 'what-changed':
       return <WhatChangedPage />;
+    case 'members':
+      return <MembersPage />;
     default:
       return <OverviewPage />;
   }
 }
 
-/** Sign in with the project's secret key; it stays in this tab's sessionStorage only. */
-function SignIn({ onSignedIn }: { onSignedIn: (project: string) => void }) {
+interface SessionView {
+  project: { name: string };
+  role: Exclude<Me['role'], null>;
+  user: { email: string };
+  raterId: string;
+  csrfToken: string;
+}
+
+const roleScopes: Record<Exclude<Me['role'], null>, string[]> = {
+  // What each role stands for, as the server's map (core rolesOfScope) has it; only for hiding.
+  owner: ['read', 'admin', 'ingest'],
+  admin: ['read', 'admin', 'ingest'],
+  annotator: ['read'],
+  viewer: ['read'],
+};
+
+function personOf(view: SessionView): Me {
+  session.useCsrf(view.csrfToken);
+  return {
+    project: view.project.name,
+    role: view.role,
+    scopes: roleScopes[view.role],
+    email: view.user.email,
+    raterId: view.raterId,
+  };
+}
+
+async function keyHolder(key?: string): Promise<Me> {
+  const got = await api<{ project: { name: string }; scopes: string[] }>('/project', key ? { key } : {});
+  return { project: got.project.name, role: null, scopes: got.scopes, email: null, raterId: null };
+}
+
+/**
+ * Sign in as a person (email and password, or SSO when the server has it), or as an operator
+ * with the project's secret key (kept in this tab's sessionStorage only).
+ */
+function SignIn({ onSignedIn }: { onSignedIn: (me: Me) => void }) {
+  const [email, setEmail] = useState('');
+  const [password, setPassword] = useState('');
   const [key, setKey] = useState('');
   const [error, setError] = useState('');
-  const submit = async (e: FormEvent) => {
+  const [sso, setSso] = useState(false);
+  useEffect(() => {
+    api<{ sso: boolean }>('/auth/config').then(
+      (c) => setSso(c.sso),
+      () => setSso(false),
+    );
+  }, []);
+  const withPassword = async (e: FormEvent) => {
     e.preventDefault();
     try {
-      const me = await api<{ project: { name: string } }>('/project', { key: key.trim() });
+      const view = await api<SessionView>('/session', { body: { email, password }, key: '' });
+      onSignedIn(personOf(view));
+    } catch (err) {
+      setError(`Sign-in failed: ${(err as Error).message}`);
+    }
+  };
+  const withKey = async (e: FormEvent) => {
+    e.preventDefault();
+    try {
+      const who = await keyHolder(key.trim());
       session.signIn(key.trim());
-      onSignedIn(me.project.name);
+      onSignedIn(who);
     } catch (err) {
       setError(
         err instanceof ApiError && err.status === 403
@@ -87,7 +144,33 @@ function SignIn({ onSignedIn }: { onSignedIn: (project: string) => void }) {
   return (
     <main className="signin">
       <h1>Ratchet</h1>
-      <form onSubmit={submit} aria-label="Sign in">
+      <form onSubmit={withPassword} aria-label="Sign in with your account">
+        <label htmlFor="email">Email</label>
+        <input
+          id="email"
+          type="email"
+          autoComplete="username"
+          value={email}
+          onChange={(e) => setEmail(e.target.value)}
+          required
+        />
+        <label htmlFor="password">Password</label>
+        <input
+          id="password"
+          type="password"
+          autoComplete="current-password"
+          value={password}
+          onChange={(e) => setPassword(e.target.value)}
+          required
+        />
+        <button type="submit">Sign in</button>
+      </form>
+      {sso && (
+        <p>
+          <a href="/api/v1/auth/oidc/start">Sign in with SSO</a>
+        </p>
+      )}
+      <form onSubmit={withKey} aria-label="Operators: use a project key">
         <label htmlFor="key">Project secret key</label>
         <input
           id="key"
@@ -97,9 +180,9 @@ function SignIn({ onSignedIn }: { onSignedIn: (project: string) => void }) {
           onChange={(e) => setKey(e.target.value)}
           required
         />
-        <button type="submit">Sign in</button>
-        {error && <p role="alert">{error}</p>}
+        <button type="submit">Use key</button>
       </form>
+      {error && <p role="alert">{error}</p>}
     </main>
   );
 }
@@ -107,19 +190,33 @@ function SignIn({ onSignedIn }: { onSignedIn: (project: string) => void }) {
 export function App() {
   const route = useHashRoute();
   // With a key from this tab's session, the page renders (and starts its own requests) while
-  // the key is checked; a key that no longer works signs out.
-  const [project, setProject] = useState<string | null>(() => (session.key() ? '…' : null));
+  // the key is checked; a key that no longer works signs out. Without one, the session cookie
+  // (an HTTP-only cookie the page cannot read) is asked about.
+  const [me, setMe] = useState<Me | null | 'checking'>('checking');
   useEffect(() => {
-    if (!session.key()) return;
-    api<{ project: { name: string } }>('/project').then(
-      (me) => setProject(me.project.name),
+    const who = session.key() ? keyHolder() : api<SessionView>('/session').then(personOf);
+    who.then(
+      (m) => {
+        session.setMe(m);
+        setMe(m);
+      },
       () => {
         session.signOut();
-        setProject(null);
+        setMe(null);
       },
     );
   }, []);
-  if (!project) return <SignIn onSignedIn={setProject} />;
+  if (me === 'checking') return null;
+  if (!me)
+    return (
+      <SignIn
+        onSignedIn={(m) => {
+          session.setMe(m);
+          setMe(m);
+        }}
+      />
+    );
+  const project = me.project;
   const current = route.split(/[/?]/)[0];
   return (
     <>
@@ -128,11 +225,18 @@ export function App() {
       </a>
       <header>
         <strong>Ratchet</strong> · {project}
+        {me.role && (
+          <span className="muted">
+            {' '}
+            · {me.email} ({me.role})
+          </span>
+        )}
         <button
           type="button"
           onClick={() => {
+            if (!session.key()) void api('/session', { method: 'DELETE' }).catch(() => undefined);
             session.signOut();
-            setProject(null);
+            setMe(null);
           }}
         >
           Sign out
@@ -140,13 +244,15 @@ export function App() {
       </header>
       <nav aria-label="Pages">
         <ul>
-          {pages.map(([id, label]) => (
-            <li key={id}>
-              <a href={`#/${id}`} aria-current={current === id ? 'page' : undefined}>
-                {label}
-              </a>
-            </li>
-          ))}
+          {pages
+            .filter(([id]) => id !== 'members' || me.role !== null)
+            .map(([id, label]) => (
+              <li key={id}>
+                <a href={`#/${id}`} aria-current={current === id ? 'page' : undefined}>
+                  {label}
+                </a>
+              </li>
+            ))}
         </ul>
       </nav>
       <main id="main" tabIndex={-1}>

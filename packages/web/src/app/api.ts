@@ -1,10 +1,43 @@
-/** The dashboard's one way to the API: the signed-in key from sessionStorage as a bearer token. */
+/**
+ * The dashboard's one way to the API: a person signed in with the session cookie (the browser
+ * sends it; writes add the session's CSRF token), or an operator's key from sessionStorage as a
+ * bearer token.
+ */
 const KEY = 'ratchet.key';
+
+/** Who is signed in and what they may do: the UI hides what the role may not (the server refuses it anyway). */
+export interface Me {
+  project: string;
+  /** A person's role; null when signed in with a key. */
+  role: 'owner' | 'admin' | 'annotator' | 'viewer' | null;
+  /** What the key may do, or what the person's role stands for. */
+  scopes: string[];
+  email: string | null;
+  /** The rater id a person's ratings carry (the server checks it). */
+  raterId: string | null;
+}
+
+let csrfToken: string | null = null;
+let me: Me | null = null;
 
 export const session = {
   key: (): string | null => sessionStorage.getItem(KEY),
   signIn: (key: string) => sessionStorage.setItem(KEY, key),
-  signOut: () => sessionStorage.removeItem(KEY),
+  signOut: () => {
+    sessionStorage.removeItem(KEY);
+    csrfToken = null;
+    me = null;
+  },
+  /** After a password or SSO sign-in: the token writes echo in x-ratchet-csrf. */
+  useCsrf: (token: string) => {
+    csrfToken = token;
+  },
+  setMe: (who: Me) => {
+    me = who;
+  },
+  me: (): Me | null => me,
+  /** Whether the signed-in key or person may make changes with the given scope (e.g. admin). */
+  can: (scope: string): boolean => me?.scopes.includes(scope) ?? false,
 };
 
 export class ApiError extends Error {
@@ -21,10 +54,12 @@ export async function api<T>(
   init: { method?: string; body?: unknown; key?: string } = {},
 ): Promise<T> {
   const key = init.key ?? session.key();
+  const method = init.method ?? (init.body === undefined ? 'GET' : 'POST');
   const res = await fetch(`/api/v1${path}`, {
-    method: init.method ?? (init.body === undefined ? 'GET' : 'POST'),
+    method,
     headers: {
       ...(key ? { authorization: `Bearer ${key}` } : {}),
+      ...(!key && csrfToken && method !== 'GET' ? { 'x-ratchet-csrf': csrfToken } : {}),
       ...(init.body === undefined ? {} : { 'content-type': 'application/json' }),
     },
     body: init.body === undefined ? undefined : JSON.stringify(init.body),
@@ -39,7 +74,8 @@ export async function api<T>(
 
 /** Downloads an authenticated file (a dataset export) through a blob link. */
 export async function download(path: string, filename: string): Promise<void> {
-  const res = await fetch(`/api/v1${path}`, { headers: { authorization: `Bearer ${session.key()}` } });
+  const key = session.key();
+  const res = await fetch(`/api/v1${path}`, { headers: key ? { authorization: `Bearer ${key}` } : {} });
   if (!res.ok) throw new ApiError(res.status, `download failed: HTTP ${res.status}`);
   const url = URL.createObjectURL(await res.blob());
   const a = Object.assign(document.createElement('a'), { href: url, download: filename });

@@ -285,7 +285,7 @@ describe('dashboard and widget in a browser', () => {
     const loaded = await page.goto(t.url);
     dashboardCsp = loaded?.headers()['content-security-policy'];
     await page.getByLabel('Project secret key').fill(t.secretKey);
-    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('button', { name: 'Use key' }).click();
     await page.getByRole('heading', { name: 'Overview' }).waitFor();
   }, 60_000);
 
@@ -304,7 +304,7 @@ describe('dashboard and widget in a browser', () => {
     expect({ unnamed: await unnamedControls(other) }).toEqual({ unnamed: [] });
     expect({ unreachable: await unreachableByTab(other) }).toEqual({ unreachable: [] });
     await other.getByLabel('Project secret key').fill(t.publicKey);
-    await other.getByRole('button', { name: 'Sign in' }).click();
+    await other.getByRole('button', { name: 'Use key' }).click();
     await expect(other.getByRole('alert').textContent()).resolves.toContain('public key');
     await other.close();
   });

@@ -5,7 +5,7 @@ import {
   type ServedRoute,
 } from '@ratchet/core';
 import { useRef, useState } from 'react';
-import { api } from '../api.js';
+import { api, session } from '../api.js';
 import { BarChart } from '../charts.js';
 import { useApi } from '../hooks.js';
 import { fmt, Loading, Page, Table } from '../ui.js';
@@ -31,6 +31,7 @@ export function ModelsPage() {
   const [reason, setReason] = useState('');
   const [status, setStatus] = useState('');
   const dialog = useRef<HTMLDialogElement>(null);
+  const canChange = session.can('admin');
 
   const ask = (a: Action) => {
     setPending(a);
@@ -85,7 +86,8 @@ export function ModelsPage() {
               ),
               <span key="a" className="controls">
                 {modelStages
-                  .filter((s) => s !== 'candidate' && s !== x.stage)
+                  // Stage changes take the admin scope (owner, admin): not shown to others.
+                  .filter((s) => canChange && s !== 'candidate' && s !== x.stage)
                   .map((s) => (
                     <button key={s} type="button" onClick={() => ask({ kind: 'stage', model: x, stage: s })}>
                       {s === 'production' ? 'Promote' : s === 'canary' ? 'Canary' : 'Archive'}
@@ -102,7 +104,8 @@ export function ModelsPage() {
       </Loading>
       {routes.map(
         (r) =>
-          r && (
+          r &&
+          canChange && (
             <button key={r} type="button" onClick={() => ask({ kind: 'rollback', route: r })}>
               Roll back {r}
             </button>

@@ -1,6 +1,6 @@
 import type { InteractionDetail, ScoreConfig } from '@ratchet/core';
 import { useCallback, useEffect, useRef, useState } from 'react';
-import { api } from '../api.js';
+import { api, session } from '../api.js';
 import { useApi } from '../hooks.js';
 import { Loading, Page, text } from '../ui.js';
 
@@ -52,7 +52,8 @@ const asAnnotator = (name: string) => (name ? { annotator: name } : {});
 export function QueuePage() {
   // The name is typed in `draftName` and used once the field is left, so a half-typed name never
   // claims an item.
-  const [draftName, setDraftName] = useState(() => sessionStorage.getItem(NAME_KEY) ?? '');
+  const person = session.me()?.role != null;
+  const [draftName, setDraftName] = useState(() => (person ? '' : (sessionStorage.getItem(NAME_KEY) ?? '')));
   const [annotator, setAnnotator] = useState(draftName);
   const [policy, setPolicy] = useState('');
   const [round, setRound] = useState(0);
@@ -128,19 +129,22 @@ export function QueuePage() {
   return (
     <Page title="Annotation queue">
       <div className="filters">
-        <label>
-          Your name on the team{' '}
-          <input
-            value={draftName}
-            placeholder="this key's own"
-            onChange={(e) => setDraftName(e.target.value)}
-            onBlur={() => {
-              const name = draftName.trim();
-              sessionStorage.setItem(NAME_KEY, name);
-              setAnnotator(name);
-            }}
-          />
-        </label>
+        {/* A signed-in person annotates as themselves; only a key names who it acts for. */}
+        {!person && (
+          <label>
+            Your name on the team{' '}
+            <input
+              value={draftName}
+              placeholder="this key's own"
+              onChange={(e) => setDraftName(e.target.value)}
+              onBlur={() => {
+                const name = draftName.trim();
+                sessionStorage.setItem(NAME_KEY, name);
+                setAnnotator(name);
+              }}
+            />
+          </label>
+        )}
         <label>
           Policy{' '}
           <select value={policy} onChange={(e) => setPolicy(e.target.value)}>
