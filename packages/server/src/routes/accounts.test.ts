@@ -137,7 +137,13 @@ for (const target of testDatabases()) {
     it('annotators work the team queue as themselves; viewers may not claim', async () => {
       const annotator = people.annotator!;
       const fresh = await t.call('/api/v1/interactions', {
-        body: { id: 'i-2', route: 'bot', model: 'm', messages: [{ role: 'user', content: 'q2' }], output: 'a2' },
+        body: {
+          id: 'i-2',
+          route: 'bot',
+          model: 'm',
+          messages: [{ role: 'user', content: 'q2' }],
+          output: 'a2',
+        },
       });
       expect(fresh.status).toBe(201);
       const claimed = await asPerson(annotator, '/api/v1/annotation/claim', { body: {} });

@@ -87,7 +87,7 @@ const roleScopes: Record<Exclude<Me['role'], null>, string[]> = {
 };
 
 function personOf(view: SessionView): Me {
-  session.useCsrf(view.csrfToken);
+  session.setCsrf(view.csrfToken);
   return {
     project: view.project.name,
     role: view.role,

@@ -29,7 +29,7 @@ export const session = {
     me = null;
   },
   /** After a password or SSO sign-in: the token writes echo in x-ratchet-csrf. */
-  useCsrf: (token: string) => {
+  setCsrf: (token: string) => {
     csrfToken = token;
   },
   setMe: (who: Me) => {
