@@ -247,6 +247,15 @@ for (const target of testDatabases()) {
       expect((await asPerson(who, '/api/v1/interactions')).status).toBe(401);
     });
 
+    it('password guessing on one account is slowed: the 11th quick try is a 429, even with the right password', async () => {
+      const email = 'guessed@example.com';
+      await t.store.accounts.createUser({ email, password: PASSWORD });
+      for (let i = 0; i < 10; i++) expect((await signIn(email, `wrong password ${i}`)).status).toBe(401);
+      const limited = await signIn(email);
+      expect(limited.status).toBe(429);
+      expect(limited.headers.get('set-cookie')).toBeNull();
+    });
+
     it('a bearer key still works as before next to sessions', async () => {
       expect((await t.call('/api/v1/interactions')).status).toBe(200);
       const project = await t.call('/api/v1/project');

@@ -4,6 +4,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { ServerConfig } from '../config.js';
 import { cookieValue, SESSION_COOKIE } from '../middleware/auth.js';
+import { RateLimiter } from '../middleware/rate-limit.js';
 import type { OidcFlow, OidcSignIn } from '../oidc.js';
 import type { RouteTable } from '../routing.js';
 
@@ -88,6 +89,8 @@ export function registerAccountRoutes(
   oidc: OidcSignIn | undefined,
 ): void {
   const ttlMs = config.sessionTtlHours * 3600 * 1000;
+  // Password guessing: 10 tries per account at once, then one every 6 seconds (per server).
+  const signInLimiter = new RateLimiter(1 / 6, 10, 'sign-ins to this account');
   const secure = config.cookieSecure;
 
   /** Opens a session in the project (by name, else the person's first) and sets its cookie. */
@@ -129,6 +132,7 @@ export function registerAccountRoutes(
     body: SignIn,
     response: { status: 201, description: 'Signed in' },
     handler: async ({ body, reply }) => {
+      signInLimiter.take(body.email);
       const user = await store.accounts.verifyPassword(body.email, body.password);
       if (!user) throw new RatchetError('unauthorized', 'password: wrong email or password', 'password');
       return sessionView(store, await signIn(reply, user.id, body.project));
