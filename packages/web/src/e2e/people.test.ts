@@ -190,6 +190,10 @@ describe('people and roles in a browser', () => {
     expect(rate.body.error.path).toBe('role');
     const key = await postFromPage(page, '/api/v1/keys', { scopes: ['read'] });
     expect(key.status).toBe(403);
+    // Nor the interaction page's deletions.
+    await page.goto(`${t.url}/#/interactions/q0`);
+    await page.getByRole('heading', { name: 'Dataset membership' }).waitFor();
+    expect(await page.getByRole('button', { name: /Delete/ }).count()).toBe(0);
     expect(await t.store.feedback.listForInteraction(t.projectId, 'q0')).toEqual(before);
     await page.context().close();
   });
@@ -198,6 +202,8 @@ describe('people and roles in a browser', () => {
     const page = await signedIn('owner@example.com');
     await page.goto(`${t.url}/#/models`);
     await page.getByRole('button', { name: 'Promote support-v2' }).waitFor();
+    await page.goto(`${t.url}/#/interactions/q0`);
+    await page.getByRole('button', { name: 'Delete this interaction' }).waitFor();
     await page.goto(`${t.url}/#/members`);
     const form = page.getByRole('form', { name: 'Add a member' });
     await form.getByLabel('Member email').fill('new.annotator@example.com');

@@ -1,7 +1,7 @@
 import type { DeletionSummary as DeletionReport, InteractionDetail, Rater } from '@ratchet/core';
 import { useRef, useState } from 'react';
 import feedbackKinds from '../../feedback-kinds.json';
-import { api } from '../api.js';
+import { api, session } from '../api.js';
 import { useApi } from '../hooks.js';
 import { fmt, Loading, Page, Table, text } from '../ui.js';
 
@@ -81,7 +81,7 @@ export function InteractionPage({ id }: { id: string }) {
                 head={['Dataset', 'Version', 'Split']}
                 rows={i.datasets.map((d) => [d.name, `v${d.version}`, d.split])}
               />
-              <DeleteData interactionId={i.id} userId={i.userId} />
+              {session.can('admin') && <DeleteData interactionId={i.id} userId={i.userId} />}
             </>
           );
         }}

@@ -1,5 +1,5 @@
 import { type FormEvent, useState } from 'react';
-import { api } from '../api.js';
+import { api, session } from '../api.js';
 import { useApi } from '../hooks.js';
 import { fmt, Loading, Page, Table } from '../ui.js';
 
@@ -29,9 +29,9 @@ export function LoopPage() {
   const waiting = rounds.data?.items.filter((r) => r.status === 'awaiting_approval') ?? [];
   return (
     <Page title="Loop">
-      {waiting.map((r) => (
-        <ApprovalRequest key={r.id} round={r} onAnswered={rounds.reload} />
-      ))}
+      {/* Approving a round promotes a model: admin and owner only (the server checks it too). */}
+      {session.can('admin') &&
+        waiting.map((r) => <ApprovalRequest key={r.id} round={r} onAnswered={rounds.reload} />)}
       <Loading state={rounds} what="loop rounds">
         {(d) => (
           <Table
