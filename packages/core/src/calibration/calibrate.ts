@@ -108,13 +108,20 @@ export interface CalibrationColumns {
  * and reports both. `isThumbs[k]` = 1 marks a thumbs rating (for the Wilson intervals).
  */
 export function calibrateRatingColumns(
-  columns: RatingColumns & { isThumbs?: Uint8Array | null },
+  columns: RatingColumns,
   optionsInput: CalibrationOptionsInput = {},
 ): CalibrationColumns {
   const options = CalibrationOptions.parse(optionsInput);
+  return calibratePrepared(prepareRatings(columns), options).result;
+}
+
+/** A full fit of prepared ratings, with the state it ended in (what a recalibration snapshot keeps). */
+export function calibratePrepared(
+  data: PreparedRatings,
+  options: CalibrationOptions,
+): { result: CalibrationColumns; state: ModelState; flags: Flags; stats: ConsensusStatistics } {
   const modelOptions = { ...options, ...options.priors };
   const { flagging } = options;
-  const data = prepareRatings(columns);
   const state = initialState(data, modelOptions);
   const flags: Flags = {
     flagged: new Uint8Array(data.raterCount),
@@ -147,14 +154,15 @@ export function calibrateRatingColumns(
     flagRounds++;
     if (flagNewRaters(data, state, stats, flagging, flags) === 0) break;
   }
-  return {
+  const result: CalibrationColumns = {
     raters: raterColumns(data, state, stats.correlation, flags),
-    items: itemColumns(data, state, columns, options.intervalLevel),
+    items: itemColumns(data, state, options.intervalLevel),
     hyperparameters: { ...state.hyper },
     iterations,
     converged: last.converged,
     rounds,
   };
+  return { result, state, flags, stats };
 }
 
 export interface Flags {
@@ -236,60 +244,71 @@ function intervalVariance(data: PreparedRatings, state: ModelState, i: number): 
 export function itemColumns(
   data: PreparedRatings,
   state: ModelState,
-  columns: RatingColumns & { isThumbs?: Uint8Array | null },
   level: number,
 ): CalibrationColumns['items'] {
   const I = data.itemCount;
-  const z = normalQuantile(1 - (1 - level) / 2);
-  const n = new Int32Array(I);
-  const rawMean = new Float64Array(I);
-  const sd = new Float64Array(I);
-  const lower = new Float64Array(I);
-  const upper = new Float64Array(I);
-  for (let i = 0; i < I; i++) {
-    const start = data.itemStart[i]!;
-    const end = data.itemStart[i + 1]!;
-    n[i] = end - start;
-    let sum = 0;
-    for (let k = start; k < end; k++) sum += data.value[k]!;
-    rawMean[i] = end > start ? sum / (end - start) : Number.NaN;
-    sd[i] = Math.sqrt(intervalVariance(data, state, i));
-    lower[i] = state.itemPostMean[i]! - z * sd[i]!;
-    upper[i] = state.itemPostMean[i]! + z * sd[i]!;
-  }
-  const { wilsonLower, wilsonUpper } = thumbsIntervals(columns, state, I, level);
-  return { n, rawMean, reward: state.itemPostMean, sd, lower, upper, wilsonLower, wilsonUpper };
+  const items: CalibrationColumns['items'] = {
+    n: new Int32Array(I),
+    rawMean: new Float64Array(I),
+    reward: state.itemPostMean,
+    sd: new Float64Array(I),
+    lower: new Float64Array(I),
+    upper: new Float64Array(I),
+    wilsonLower: new Float64Array(I),
+    wilsonUpper: new Float64Array(I),
+  };
+  const interval = { level, z: normalQuantile(1 - (1 - level) / 2) };
+  for (let i = 0; i < I; i++) fillItemColumns(data, state, items, i, interval);
+  return items;
 }
 
-/** Wilson intervals for items whose counted ratings (from raters with influence) are all thumbs. */
-function thumbsIntervals(
-  columns: RatingColumns & { isThumbs?: Uint8Array | null },
+/**
+ * Item i's entries of the item columns at the current state (all but the reward, which is the
+ * state's posterior mean); an incremental recalibration refills only the items it moved.
+ * `interval.z` is the normal quantile of the two-sided `interval.level`.
+ */
+export function fillItemColumns(
+  data: PreparedRatings,
   state: ModelState,
-  itemCount: number,
+  items: CalibrationColumns['items'],
+  i: number,
+  interval: { level: number; z: number },
+): void {
+  const { z } = interval;
+  const start = data.itemStart[i]!;
+  const end = data.itemStart[i + 1]!;
+  items.n[i] = end - start;
+  let sum = 0;
+  for (let k = start; k < end; k++) sum += data.value[k]!;
+  items.rawMean[i] = end > start ? sum / (end - start) : Number.NaN;
+  const sd = Math.sqrt(intervalVariance(data, state, i));
+  items.sd[i] = sd;
+  items.lower[i] = state.itemPostMean[i]! - z * sd;
+  items.upper[i] = state.itemPostMean[i]! + z * sd;
+  thumbsInterval(data, state, items, i, interval.level);
+}
+
+/** The Wilson interval of an item whose counted ratings (from raters with influence) are all thumbs; NaN otherwise. */
+function thumbsInterval(
+  data: PreparedRatings,
+  state: ModelState,
+  items: CalibrationColumns['items'],
+  i: number,
   level: number,
-): { wilsonLower: Float64Array; wilsonUpper: Float64Array } {
-  const wilsonLower = new Float64Array(itemCount).fill(Number.NaN);
-  const wilsonUpper = new Float64Array(itemCount).fill(Number.NaN);
-  const isThumbs = columns.isThumbs;
-  if (!isThumbs) return { wilsonLower, wilsonUpper };
-  const ups = new Int32Array(itemCount);
-  const thumbs = new Int32Array(itemCount);
-  const other = new Uint8Array(itemCount);
-  for (let k = 0; k < columns.item.length; k++) {
-    if (state.influence[columns.rater[k]!] === 0) continue;
-    const i = columns.item[k]!;
-    if (!isThumbs[k]) {
-      other[i] = 1;
-      continue;
-    }
-    thumbs[i]!++;
-    if (columns.value[k]! > 0) ups[i]!++;
+): void {
+  items.wilsonLower[i] = Number.NaN;
+  items.wilsonUpper[i] = Number.NaN;
+  if (data.isThumbs === null) return;
+  let ups = 0;
+  let thumbs = 0;
+  for (let k = data.itemStart[i]!; k < data.itemStart[i + 1]!; k++) {
+    if (state.influence[data.rater[k]!] === 0) continue;
+    if (!data.isThumbs[k]) return;
+    thumbs++;
+    if (data.value[k]! > 0) ups++;
   }
-  for (let i = 0; i < itemCount; i++) {
-    if (other[i] || thumbs[i] === 0) continue;
-    const interval = thumbsRewardInterval(ups[i]!, thumbs[i]!, level);
-    wilsonLower[i] = interval.lower;
-    wilsonUpper[i] = interval.upper;
-  }
-  return { wilsonLower, wilsonUpper };
+  if (thumbs === 0) return;
+  const wilson = thumbsRewardInterval(ups, thumbs, level);
+  items.wilsonLower[i] = wilson.lower;
+  items.wilsonUpper[i] = wilson.upper;
 }

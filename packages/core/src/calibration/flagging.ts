@@ -1,5 +1,5 @@
 import { chiSquareUpperTail, correlationUpperBound } from './distributions.js';
-import type { ModelState, PreparedRatings } from './model.js';
+import type { ModelState, PreparedRatings, RaterIndex } from './model.js';
 
 export interface FlaggingOptions {
   /** Raters with fewer ratings are never flagged: too little evidence either way. */
@@ -37,7 +37,7 @@ export interface ConsensusStatistics {
 export function consensusStatistics(data: PreparedRatings, state: ModelState): ConsensusStatistics {
   const R = data.raterCount;
   const informative = new Int32Array(R);
-  const sums = new Float64Array(R * 5); // y, yy, c, cc, yc per rater, interleaved
+  const sums = new Float64Array(R * SUMS);
   const { itemStart, rater, value, weight } = data;
   const { bias, scale, hyper } = state;
   const gain = new Float64Array(R);
@@ -63,7 +63,7 @@ export function consensusStatistics(data: PreparedRatings, state: ModelState): C
       if (othersPrecision <= 1e-9 * itemPrecision + 1e-12) continue;
       const y = value[k]!;
       const c = (priorSum + itemSum - g * (y - bias[r]!)) / (priorPrecision + othersPrecision);
-      const o = r * 5;
+      const o = r * SUMS;
       informative[r]!++;
       sums[o]! += y;
       sums[o + 1]! += y * y;
@@ -72,22 +72,85 @@ export function consensusStatistics(data: PreparedRatings, state: ModelState): C
       sums[o + 4]! += y * c;
     }
   }
-  const correlation = new Float64Array(R);
-  const ratingSd = new Float64Array(R);
-  const consensusSd = new Float64Array(R);
-  for (let r = 0; r < R; r++) {
-    const n = informative[r]!;
-    const o = r * 5;
-    const varY = n > 0 ? sums[o + 1]! / n - (sums[o]! / n) ** 2 : 0;
-    const varC = n > 0 ? sums[o + 3]! / n - (sums[o + 2]! / n) ** 2 : 0;
-    const cov = n > 0 ? sums[o + 4]! / n - (sums[o]! / n) * (sums[o + 2]! / n) : 0;
-    consensusSd[r] = Math.sqrt(Math.max(0, varC));
-    correlation[r] = varY > 1e-12 && varC > 1e-12 ? cov / Math.sqrt(varY * varC) : Number.NaN;
-    const w = data.raterWeight[r]!;
-    const meanAll = w > 0 ? data.raterSumY[r]! / w : 0;
-    ratingSd[r] = w > 0 ? Math.sqrt(Math.max(0, data.raterSumYY[r]! / w - meanAll * meanAll)) : 0;
+  const stats: ConsensusStatistics = {
+    informative,
+    correlation: new Float64Array(R),
+    ratingSd: new Float64Array(R),
+    consensusSd: new Float64Array(R),
+  };
+  for (let r = 0; r < R; r++) finishRater(data, r, sums, r * SUMS, stats);
+  return stats;
+}
+
+/** Sums per rater over their informative ratings: y, y^2, c, c^2, y c (c the leave-one-out consensus). */
+const SUMS = 5;
+
+/** A rater's correlation and sds from their sums (at `o` in `sums`); `stats.informative[r]` already counted. */
+function finishRater(
+  data: PreparedRatings,
+  r: number,
+  sums: Float64Array,
+  o: number,
+  stats: ConsensusStatistics,
+): void {
+  const n = stats.informative[r]!;
+  const varY = n > 0 ? sums[o + 1]! / n - (sums[o]! / n) ** 2 : 0;
+  const varC = n > 0 ? sums[o + 3]! / n - (sums[o + 2]! / n) ** 2 : 0;
+  const cov = n > 0 ? sums[o + 4]! / n - (sums[o]! / n) * (sums[o + 2]! / n) : 0;
+  stats.consensusSd[r] = Math.sqrt(Math.max(0, varC));
+  stats.correlation[r] = varY > 1e-12 && varC > 1e-12 ? cov / Math.sqrt(varY * varC) : Number.NaN;
+  const w = data.raterWeight[r]!;
+  const meanAll = w > 0 ? data.raterSumY[r]! / w : 0;
+  stats.ratingSd[r] = w > 0 ? Math.sqrt(Math.max(0, data.raterSumYY[r]! / w - meanAll * meanAll)) : 0;
+}
+
+/**
+ * consensusStatistics for one rater, written into `stats` at r: the same sums, read through the
+ * rater's own ratings (and their items' other ratings) instead of a pass over all ratings, so an
+ * incremental recalibration re-judges the raters it touched in time proportional to them.
+ */
+export function raterConsensusStatistics(
+  data: PreparedRatings,
+  byRater: RaterIndex,
+  state: ModelState,
+  r: number,
+  stats: ConsensusStatistics,
+): void {
+  const { itemStart, rater, value, weight } = data;
+  const { bias, scale, influence, noiseVar, hyper } = state;
+  const priorPrecision = 1 / hyper.itemVar;
+  const priorSum = hyper.itemMean * priorPrecision;
+  let informative = 0;
+  let sy = 0;
+  let syy = 0;
+  let sc = 0;
+  let scc = 0;
+  let syc = 0;
+  for (let j = byRater.start[r]!; j < byRater.start[r + 1]!; j++) {
+    const own = byRater.position[j]!;
+    const i = byRater.item[j]!;
+    let itemPrecision = 0;
+    let itemSum = 0;
+    for (let k = itemStart[i]!; k < itemStart[i + 1]!; k++) {
+      const q = rater[k]!;
+      const g = ((weight === null ? 1 : weight[k]!) * influence[q]! * scale[q]!) / noiseVar[q]!;
+      itemPrecision += g * scale[q]!;
+      itemSum += g * (value[k]! - bias[q]!);
+    }
+    const g = ((weight === null ? 1 : weight[own]!) * influence[r]! * scale[r]!) / noiseVar[r]!;
+    const othersPrecision = itemPrecision - g * scale[r]!;
+    if (othersPrecision <= 1e-9 * itemPrecision + 1e-12) continue;
+    const y = value[own]!;
+    const c = (priorSum + itemSum - g * (y - bias[r]!)) / (priorPrecision + othersPrecision);
+    informative++;
+    sy += y;
+    syy += y * y;
+    sc += c;
+    scc += c * c;
+    syc += y * c;
   }
-  return { informative, correlation, ratingSd, consensusSd };
+  stats.informative[r] = informative;
+  finishRater(data, r, Float64Array.of(sy, syy, sc, scc, syc), 0, stats);
 }
 
 const fmt = (x: number, digits = 2) => x.toFixed(digits);

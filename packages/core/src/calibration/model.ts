@@ -23,6 +23,8 @@ export interface RatingColumns {
   value: Float64Array;
   /** Evidence weight per rating (1 when absent). */
   weight?: Float64Array | null;
+  /** 1 marks a thumbs rating (for the Wilson intervals of thumbs-only items). */
+  isThumbs?: Uint8Array | null;
   itemCount: number;
   raterCount: number;
 }
@@ -51,6 +53,8 @@ export interface PreparedRatings {
   value: Float64Array;
   /** null when every weight is 1 (the hot loop then reads one column less). */
   weight: Float64Array | null;
+  /** null when no rating is marked thumbs. */
+  isThumbs: Uint8Array | null;
   raterCountOf: Int32Array;
   raterWeight: Float64Array;
   raterSumY: Float64Array;
@@ -116,6 +120,8 @@ export function prepareRatings(columns: RatingColumns): PreparedRatings {
   const sortedRater = new Int32Array(n);
   const sortedValue = new Float64Array(n);
   const sortedWeight = unitWeights ? null : new Float64Array(n);
+  const thumbs = columns.isThumbs ?? null;
+  const sortedThumbs = thumbs?.some((t) => t === 1) ? new Uint8Array(n) : null;
   const raterCountOf = new Int32Array(raterCount);
   const raterWeight = new Float64Array(raterCount);
   const raterSumY = new Float64Array(raterCount);
@@ -132,6 +138,7 @@ export function prepareRatings(columns: RatingColumns): PreparedRatings {
     sortedRater[at] = r;
     sortedValue[at] = y;
     if (sortedWeight) sortedWeight[at] = w;
+    if (sortedThumbs) sortedThumbs[at] = thumbs![k]!;
     raterCountOf[r]!++;
     raterWeight[r]! += w;
     raterSumY[r]! += w * y;
@@ -144,11 +151,37 @@ export function prepareRatings(columns: RatingColumns): PreparedRatings {
     rater: sortedRater,
     value: sortedValue,
     weight: sortedWeight,
+    isThumbs: sortedThumbs,
     raterCountOf,
     raterWeight,
     raterSumY,
     raterSumYY,
   };
+}
+
+/** The ratings rater by rater: positions in the item-sorted columns and each one's item. */
+export interface RaterIndex {
+  /** Ratings of rater r are entries start[r] .. start[r + 1] - 1. */
+  start: Int32Array;
+  item: Int32Array;
+  position: Int32Array;
+}
+
+export function indexByRater(data: PreparedRatings): RaterIndex {
+  const n = data.rater.length;
+  const start = new Int32Array(data.raterCount + 1);
+  for (let r = 0; r < data.raterCount; r++) start[r + 1] = start[r]! + data.raterCountOf[r]!;
+  const cursor = start.slice(0, data.raterCount);
+  const item = new Int32Array(n);
+  const position = new Int32Array(n);
+  for (let i = 0; i < data.itemCount; i++) {
+    for (let k = data.itemStart[i]!; k < data.itemStart[i + 1]!; k++) {
+      const at = cursor[data.rater[k]!]!++;
+      item[at] = i;
+      position[at] = k;
+    }
+  }
+  return { start, item, position };
 }
 
 /** Starting point: unbiased unit-scale raters, priors from the spread of all ratings. */
@@ -277,78 +310,81 @@ export function itemPass(data: PreparedRatings, state: ModelState, block: Float6
 }
 
 /**
- * The posterior mode of each rater's (bias, scale) from the normal equations of
+ * One rater's step: the posterior mode of (bias, scale) from the normal equations of
  * sum w (y - b - s q)^2 / noiseVar + b^2 / biasVar + (s - 1)^2 / scaleVar, in expectation over
- * q; then the rater's noise from the expected residuals, shrunk toward the pooled noise.
- * With `update`, only the raters it marks move; the others keep bias, scale and noise and get
- * their posterior variances and residuals at those values (an incremental recalibration).
+ * q, then the rater's noise from the expected residuals, shrunk toward the pooled noise. From the
+ * rater's sufficient statistics: W, Sy, Syy over their ratings and Sm, Smm, Sym the sums of w m,
+ * w (m^2 + v), w y m at their items' posteriors. With `move` false the rater keeps bias, scale
+ * and noise and only gets the posterior variances and residuals at those values. Shared by the
+ * full fit's rater pass and the incremental recalibration's local updates.
  */
+export function updateRater(
+  state: ModelState,
+  options: ModelOptions,
+  r: number,
+  W: number,
+  Sy: number,
+  Syy: number,
+  Sm: number,
+  Smm: number,
+  Sym: number,
+  move: boolean,
+): void {
+  const { bias, scale, noiseVar, biasPostVar, scalePostVar, rss, hyper } = state;
+  const inv = 1 / noiseVar[r]!;
+  // An excluded rater moves nothing, so no prior is needed to protect the items from them: fit
+  // them on their data alone, which describes them honestly (an inverted rater gets scale < 0).
+  const excluded = state.influence[r] === 0;
+  const biasPrior = excluded ? EXCLUDED_PRIOR_PRECISION : 1 / hyper.biasVar;
+  const scalePrior = excluded ? EXCLUDED_PRIOR_PRECISION : 1 / hyper.scaleVar;
+  const a00 = W * inv + biasPrior;
+  const a01 = Sm * inv;
+  const a11 = Smm * inv + scalePrior;
+  const det = a00 * a11 - a01 * a01;
+  let b = bias[r]!;
+  let s = scale[r]!;
+  if (move && options.fitScale) {
+    const rhsB = Sy * inv;
+    const rhsS = Sym * inv + scalePrior;
+    b = (rhsB * a11 - rhsS * a01) / det;
+    s = (a00 * rhsS - a01 * rhsB) / det;
+  } else if (move) {
+    b = ((Sy - Sm) * inv) / a00;
+  }
+  biasPostVar[r] = options.fitScale ? a11 / det : 1 / a00;
+  scalePostVar[r] = options.fitScale ? a00 / det : 0;
+  const residual = Syy - 2 * b * Sy - 2 * s * Sym + b * b * W + 2 * b * s * Sm + s * s * Smm;
+  rss[r] = Math.max(0, residual);
+  if (!move) return;
+  bias[r] = b;
+  scale[r] = s;
+  // Without ratings or a prior strength, the pooled noise is the only estimate there is.
+  const nu = options.noisePriorStrength;
+  const noise = W + nu > 0 ? (rss[r]! + nu * hyper.noiseVar) / (W + nu) : hyper.noiseVar;
+  noiseVar[r] = Math.max(options.minNoiseSd ** 2, noise);
+}
+
+/** Every rater's step (updateRater) from the moments the item pass left in `block`. */
 export function raterPass(
   data: PreparedRatings,
   state: ModelState,
   options: ModelOptions,
   block: Float64Array,
-  update: Uint8Array | null = null,
-  /** With `update`: leave the other raters' posterior variances and residuals as they are. */
-  skipOthers = false,
 ): void {
   const { raterWeight, raterSumY, raterSumYY } = data;
-  const { bias, scale, noiseVar, biasPostVar, scalePostVar, rss, hyper } = state;
-  const biasPrecision = 1 / hyper.biasVar;
-  const scalePrecision = 1 / hyper.scaleVar;
-  const minNoiseVar = options.minNoiseSd ** 2;
-  const nu = options.noisePriorStrength;
   for (let r = 0, o = 0; r < data.raterCount; r++, o += BLOCK) {
-    const W = raterWeight[r]!;
-    const Sy = raterSumY[r]!;
-    const Sm = block[o + SUM_M]!;
-    const Smm = block[o + SUM_MM]!;
-    const Sym = block[o + SUM_YM]!;
-    const inv = 1 / noiseVar[r]!;
-    // An excluded rater moves nothing, so no prior is needed to protect the items from them: fit
-    // them on their data alone, which describes them honestly (an inverted rater gets scale < 0).
-    const excluded = state.influence[r] === 0;
-    const biasPrior = excluded ? EXCLUDED_PRIOR_PRECISION : biasPrecision;
-    const scalePrior = excluded ? EXCLUDED_PRIOR_PRECISION : scalePrecision;
-    const a00 = W * inv + biasPrior;
-    let b: number;
-    let s: number;
-    if (update !== null && update[r] === 0) {
-      if (skipOthers) continue;
-      b = bias[r]!;
-      s = scale[r]!;
-      const a01 = Sm * inv;
-      const a11 = Smm * inv + scalePrior;
-      const det = a00 * a11 - a01 * a01;
-      biasPostVar[r] = options.fitScale ? a11 / det : 1 / a00;
-      scalePostVar[r] = options.fitScale ? a00 / det : 0;
-      const kept = raterSumYY[r]! - 2 * b * Sy - 2 * s * Sym + b * b * W + 2 * b * s * Sm + s * s * Smm;
-      rss[r] = Math.max(0, kept);
-      continue;
-    }
-    if (options.fitScale) {
-      const a01 = Sm * inv;
-      const a11 = Smm * inv + scalePrior;
-      const rhsB = Sy * inv;
-      const rhsS = Sym * inv + scalePrior;
-      const det = a00 * a11 - a01 * a01;
-      b = (rhsB * a11 - rhsS * a01) / det;
-      s = (a00 * rhsS - a01 * rhsB) / det;
-      biasPostVar[r] = a11 / det;
-      scalePostVar[r] = a00 / det;
-    } else {
-      b = ((Sy - Sm) * inv) / a00;
-      s = scale[r]!;
-      biasPostVar[r] = 1 / a00;
-      scalePostVar[r] = 0;
-    }
-    bias[r] = b;
-    scale[r] = s;
-    const residual = raterSumYY[r]! - 2 * b * Sy - 2 * s * Sym + b * b * W + 2 * b * s * Sm + s * s * Smm;
-    rss[r] = Math.max(0, residual);
-    // Without ratings or a prior strength, the pooled noise is the only estimate there is.
-    const noise = W + nu > 0 ? (rss[r]! + nu * hyper.noiseVar) / (W + nu) : hyper.noiseVar;
-    noiseVar[r] = Math.max(minNoiseVar, noise);
+    updateRater(
+      state,
+      options,
+      r,
+      raterWeight[r]!,
+      raterSumY[r]!,
+      raterSumYY[r]!,
+      block[o + SUM_M]!,
+      block[o + SUM_MM]!,
+      block[o + SUM_YM]!,
+      true,
+    );
   }
 }
 

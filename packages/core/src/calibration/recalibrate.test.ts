@@ -1,24 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { type CalibrationColumns, calibrateRatingColumns } from './calibrate.js';
-import { type PreviousCalibration, recalibrateRatingColumns } from './recalibrate.js';
-import { syntheticRatings } from './test-utils/synthetic.js';
-
-/** The ratings at `keep` positions, with the same item and rater indices. */
-function subset<T extends { item: Int32Array; rater: Int32Array; value: Float64Array; isThumbs: Uint8Array }>(
-  columns: T & { itemCount: number; raterCount: number },
-  keep: (k: number) => boolean,
-) {
-  const positions: number[] = [];
-  for (let k = 0; k < columns.item.length; k++) if (keep(k)) positions.push(k);
-  return {
-    item: Int32Array.from(positions, (k) => columns.item[k]!),
-    rater: Int32Array.from(positions, (k) => columns.rater[k]!),
-    value: Float64Array.from(positions, (k) => columns.value[k]!),
-    isThumbs: Uint8Array.from(positions, (k) => columns.isThumbs[k]!),
-    itemCount: columns.itemCount,
-    raterCount: columns.raterCount,
-  };
-}
+import {
+  calibrateWithSnapshot,
+  type PreviousCalibration,
+  recalibrateRatingColumns,
+  recalibrateSnapshot,
+} from './recalibrate.js';
+import { laterRatingsScenario, subsetRatings } from './test-utils/synthetic.js';
 
 function previousOf(result: CalibrationColumns, incrementalRuns = 0): PreviousCalibration {
   const r = result.raters;
@@ -38,7 +26,7 @@ function previousOf(result: CalibrationColumns, incrementalRuns = 0): PreviousCa
 
 /** 1% of the ratings arrive after the previous run, on random items (the hard case: spread out). */
 function scenario(seed: number, items: number, raters: number, adversarialShare = 0.1) {
-  const s = syntheticRatings({
+  return laterRatingsScenario({
     seed,
     items,
     raters,
@@ -47,16 +35,6 @@ function scenario(seed: number, items: number, raters: number, adversarialShare 
     constantShare: adversarialShare / 5,
     output: 'stars',
   });
-  // A fixed pseudo-random 1% of positions, from a multiplicative hash of the position.
-  const isNew = (k: number) => ((k * 2654435761) >>> 0) % 100 === 0;
-  const before = subset(s.columns, (k) => !isNew(k));
-  const touched = { items: new Uint8Array(items), raters: new Uint8Array(raters) };
-  for (let k = 0; k < s.columns.item.length; k++) {
-    if (!isNew(k)) continue;
-    touched.items[s.columns.item[k]!] = 1;
-    touched.raters[s.columns.rater[k]!] = 1;
-  }
-  return { all: s.columns, before, touched };
 }
 
 /** Raters flagged by one result and not the other. */
@@ -64,88 +42,120 @@ function disputedRaters(a: CalibrationColumns, b: CalibrationColumns): Uint8Arra
   return Uint8Array.from(a.raters.flagged, (f, r) => (f !== b.raters.flagged[r] ? 1 : 0));
 }
 
-/** The largest reward difference, over all items and over items no disputed rater rated. */
-function rewardDifferences(
-  a: CalibrationColumns,
-  b: CalibrationColumns,
-  columns: { item: Int32Array; rater: Int32Array; itemCount: number },
-  disputed: Uint8Array,
-): { all: number; undisputed: number; disputedItems: number } {
-  const touchedByDispute = new Uint8Array(columns.itemCount);
-  for (let k = 0; k < columns.item.length; k++)
-    if (disputed[columns.rater[k]!]) touchedByDispute[columns.item[k]!] = 1;
-  let all = 0;
-  let undisputed = 0;
-  let disputedItems = 0;
-  for (let i = 0; i < columns.itemCount; i++) {
-    const d = Math.abs(a.items.reward[i]! - b.items.reward[i]!);
-    all = Math.max(all, d);
-    if (touchedByDispute[i]) disputedItems++;
-    else undisputed = Math.max(undisputed, d);
-  }
-  return { all, undisputed, disputedItems };
+function maxRewardDifference(a: CalibrationColumns, b: CalibrationColumns): number {
+  let max = 0;
+  for (let i = 0; i < a.items.reward.length; i++)
+    max = Math.max(max, Math.abs(a.items.reward[i]! - b.items.reward[i]!));
+  return max;
 }
 
-function count(mask: Uint8Array): number {
-  return mask.reduce((n, x) => n + x, 0);
+function itemsOver(a: CalibrationColumns, b: CalibrationColumns, threshold: number): number {
+  let over = 0;
+  for (let i = 0; i < a.items.reward.length; i++)
+    if (Math.abs(a.items.reward[i]! - b.items.reward[i]!) > threshold) over++;
+  return over;
 }
 
-const cpuMs = (since: NodeJS.CpuUsage) => {
-  const used = process.cpuUsage(since);
-  return (used.user + used.system) / 1000;
-};
+const count = (mask: Uint8Array) => mask.reduce((n, x) => n + x, 0);
 
 function compare(seed: number, adversarialShare: number) {
-  const { all, before, touched } = scenario(seed, 60_000, 12_000, adversarialShare);
-  const previousRun = calibrateRatingColumns(before);
-  let since = process.cpuUsage();
-  const fullRefit = calibrateRatingColumns(all);
-  const fullCpu = cpuMs(since);
-  // Timed warm, like the full refit (whose code the previous run warmed up): a first call runs unoptimized.
-  recalibrateRatingColumns(all, previousOf(previousRun), touched);
-  since = process.cpuUsage();
-  const incremental = recalibrateRatingColumns(all, previousOf(previousRun), touched);
-  const incrementalCpu = cpuMs(since);
-  const disputed = disputedRaters(incremental, fullRefit);
-  const differences = rewardDifferences(incremental, fullRefit, all, disputed);
-  let over = 0;
-  for (let i = 0; i < all.itemCount; i++) {
-    if (Math.abs(incremental.items.reward[i]! - fullRefit.items.reward[i]!) > 0.01) over++;
-  }
+  const s = scenario(seed, 60_000, 12_000, adversarialShare);
+  const previous = calibrateWithSnapshot(s.before);
+  const fullRefit = calibrateRatingColumns(s.all);
+  const incremental = recalibrateSnapshot(previous.snapshot, s.later).result;
+  const fromStored = recalibrateRatingColumns(s.all, previousOf(previous.result), s.touched);
   // The full refit's own instability: verdicts it changed on raters whose ratings did not change.
-  const untouchedFlips = disputedRaters(previousRun, fullRefit).filter(
-    (d, r) => d === 1 && !touched.raters[r],
+  const untouchedFlips = disputedRaters(previous.result, fullRefit).filter(
+    (d, r) => d === 1 && !s.touched.raters[r],
   ).length;
   console.log(
-    `${adversarialShare * 100}% adversarial, ${all.item.length} ratings, 1% new: ${incremental.touchedItems} items / ` +
-      `${incremental.touchedRaters} raters touched; CPU full ${fullCpu.toFixed(0)} ms, incremental ` +
-      `${incrementalCpu.toFixed(0)} ms (x${(fullCpu / incrementalCpu).toFixed(1)}); ${count(disputed)} verdicts differ ` +
-      `of ${count(fullRefit.raters.flagged)} flagged (the full refit itself changed ${untouchedFlips} on raters with ` +
-      `unchanged ratings); max reward difference ${differences.all.toFixed(4)}, ${over} items over 0.01, ` +
-      `${differences.undisputed.toFixed(4)} on the ${all.itemCount - differences.disputedItems} items no disputed rater ` +
-      `rated; drift ${incremental.drift.toFixed(4)}, ${incremental.rounds} rounds, ${incremental.iterations} sweeps and passes`,
+    `${adversarialShare * 100}% adversarial, ${s.all.item.length} ratings, 1% new: ${incremental.touchedItems} items / ` +
+      `${incremental.touchedRaters} raters touched, ${incremental.updatedItems} items / ${incremental.updatedRaters} raters ` +
+      `re-solved locally; ${count(disputedRaters(incremental, fullRefit))} verdicts differ of ` +
+      `${count(fullRefit.raters.flagged)} flagged (the full refit itself changed ${untouchedFlips} on raters with unchanged ` +
+      `ratings); max reward difference ${maxRewardDifference(incremental, fullRefit).toFixed(4)} (from stored raters ` +
+      `${maxRewardDifference(fromStored, fullRefit).toFixed(4)}), drift ${incremental.drift.toFixed(4)}`,
   );
-  return { incremental, fullRefit, disputed, differences, over, untouchedFlips, itemCount: all.itemCount };
+  return { s, previous, fullRefit, incremental, fromStored, untouchedFlips };
 }
 
 describe('incremental recalibration', () => {
   it('after 1% new ratings flags the same raters and gives every reward within 0.01 of a full refit', () => {
     const c = compare(5, 0);
-    expect(c.incremental.mode).toBe('incremental');
-    expect(count(c.disputed)).toBe(0);
-    expect(c.differences.all).toBeLessThan(0.01);
-  }, 60_000);
+    for (const result of [c.incremental, c.fromStored]) {
+      expect(result.mode).toBe('incremental');
+      expect(count(disputedRaters(result, c.fullRefit))).toBe(0);
+      expect(maxRewardDifference(result, c.fullRefit)).toBeLessThan(0.01);
+    }
+    // It refitted locally: far fewer items re-solved than there are.
+    expect(c.incremental.updatedItems).toBeLessThan(0.5 * c.s.all.itemCount);
+    // Every item whose reward moved is reported for rewriting.
+    const moved = c.incremental.changedItems;
+    const prior = c.previous.result.items.reward;
+    for (let i = 0; i < prior.length; i++) {
+      if (Math.abs(c.incremental.items.reward[i]! - prior[i]!) > 1e-3) expect(moved[i]).toBe(1);
+    }
+  }, 120_000);
 
   it('with 10% adversaries, differs from a full refit only on verdicts at the threshold, where the full refit itself is unstable', () => {
     const c = compare(5, 0.1);
     expect(c.incremental.mode).toBe('incremental');
-    expect(count(c.disputed)).toBeLessThanOrEqual(Math.max(5, 2 * c.untouchedFlips));
+    expect(count(disputedRaters(c.incremental, c.fullRefit))).toBeLessThanOrEqual(
+      Math.max(5, 2 * c.untouchedFlips),
+    );
     // Rewards move only around the disputed raters (their items and those items' other raters).
-    expect(c.over).toBeLessThan(0.01 * c.itemCount);
-  }, 60_000);
+    expect(itemsOver(c.incremental, c.fullRefit, 0.01)).toBeLessThan(0.01 * c.s.all.itemCount);
+  }, 120_000);
 
-  it('runs a full refit without a previous run, on schedule, and when too many raters are touched', () => {
-    const { all, before, touched } = scenario(6, 3_000, 300);
+  it('keeps within 0.01 of a full refit over successive runs, new items and raters included, until the scheduled full refit', () => {
+    const s = scenario(9, 20_000, 4_000, 0);
+    // Three batches: positions in the last 3% of items (new items, some new raters) arrive later.
+    const items = s.all.itemCount;
+    const batchOf = (k: number) => {
+      const i = s.all.item[k]!;
+      if (i < items * 0.97) return ((k * 2654435761) >>> 0) % 100 < 2 ? 1 + (k % 3) : 0;
+      return 1 + Math.floor((i - items * 0.97) / (items * 0.01));
+    };
+    const upTo = (b: number) => subsetRatings(s.all, (k) => batchOf(k) <= b);
+    // Raters and items first seen in a batch take the next indices: count what the prefix uses.
+    const sized = <T extends { item: Int32Array; rater: Int32Array; itemCount: number; raterCount: number }>(
+      c: T,
+    ): T => ({
+      ...c,
+      itemCount: Math.max(...c.item) + 1,
+      raterCount: Math.max(...c.rater) + 1,
+    });
+    let { snapshot } = calibrateWithSnapshot(sized(upTo(0)));
+    for (let b = 1; b <= 3; b++) {
+      const all = sized(upTo(b));
+      const later = {
+        ...subsetRatings(s.all, (k) => batchOf(k) === b),
+        itemCount: all.itemCount,
+        raterCount: all.raterCount,
+      };
+      const step = recalibrateSnapshot(snapshot, later, {}, { fullRefitEvery: 2 });
+      const full = calibrateRatingColumns(all);
+      expect(step.result.mode).toBe(b <= 2 ? 'incremental' : 'full');
+      if (b === 3) expect(step.result.reason).toMatch(/scheduled: 2 incremental runs/);
+      expect(step.result.items.reward.length).toBe(all.itemCount);
+      expect(count(disputedRaters(step.result, full))).toBe(0);
+      expect(maxRewardDifference(step.result, full)).toBeLessThan(0.01);
+      snapshot = step.snapshot;
+    }
+  }, 120_000);
+
+  it('leaves the snapshot it started from, and the results it gave, unchanged', () => {
+    const s = scenario(10, 3_000, 300);
+    const { snapshot } = calibrateWithSnapshot(s.before);
+    const first = recalibrateSnapshot(snapshot, s.later).result;
+    const rewards = first.items.reward.slice();
+    const second = recalibrateSnapshot(snapshot, s.later).result;
+    expect(second.items.reward).toEqual(rewards);
+    expect(first.items.reward).toEqual(rewards);
+  });
+
+  it('runs a full refit without a previous run, on schedule, when too many raters are touched and when the options change', () => {
+    const { all, before, later, touched } = scenario(6, 3_000, 300);
     const previousRun = calibrateRatingColumns(before);
     expect(recalibrateRatingColumns(all, null, touched).mode).toBe('full');
     const scheduled = recalibrateRatingColumns(
@@ -162,6 +172,13 @@ describe('incremental recalibration', () => {
     expect(crowded.mode).toBe('full');
     expect(crowded.reason).toMatch(/raters have new ratings/);
     expect(crowded.raters.flagged).toEqual(calibrateRatingColumns(all).raters.flagged);
+    const { snapshot } = calibrateWithSnapshot(before);
+    const changed = recalibrateSnapshot(snapshot, later, { noisePriorStrength: 2 });
+    expect(changed.result.mode).toBe('full');
+    expect(changed.result.reason).toMatch(/options changed/);
+    // The same fit (ratings within an item in another order: sums differ in the last bits).
+    const fresh = calibrateRatingColumns(all, { noisePriorStrength: 2 });
+    expect(maxRewardDifference(changed.result, fresh)).toBeLessThan(1e-9);
   });
 
   it('runs a full refit when the new ratings move the priors (drift)', () => {
@@ -175,10 +192,16 @@ describe('incremental recalibration', () => {
     expect(result.reason).toMatch(/drift/);
   });
 
-  it('refuses touched masks that do not match the ratings', () => {
-    const { all, before, touched } = scenario(8, 300, 30);
+  it('refuses touched masks and added ratings that do not match', () => {
+    const { all, before, later, touched } = scenario(8, 300, 30);
     const previousRun = previousOf(calibrateRatingColumns(before));
     const short = { items: touched.items.subarray(1), raters: touched.raters };
     expect(() => recalibrateRatingColumns(all, previousRun, short)).toThrow(RangeError);
+    const { snapshot } = calibrateWithSnapshot(before);
+    expect(() => recalibrateSnapshot(snapshot, { ...later, itemCount: 299 })).toThrow(/cannot shrink/);
+    const outOfRange = { ...later, rater: later.rater.map(() => 30) };
+    expect(() => recalibrateSnapshot(snapshot, outOfRange)).toThrow(/rater index 30 out of range/);
+    const nonFinite = { ...later, value: later.value.map(() => Number.NaN) };
+    expect(() => recalibrateSnapshot(snapshot, nonFinite)).toThrow(/non-finite/);
   });
 });

@@ -126,3 +126,43 @@ export function signAgreement(estimate: ArrayLike<number>, truth: ArrayLike<numb
   for (let i = 0; i < truth.length; i++) if (estimate[i]! >= 0 === truth[i]! >= 0) same++;
   return same / truth.length;
 }
+
+type Columns = RatingColumns & { isThumbs: Uint8Array };
+
+/** The ratings at the positions `keep` accepts, with the same item and rater indices. */
+export function subsetRatings(columns: Columns, keep: (k: number) => boolean): Columns {
+  const positions: number[] = [];
+  for (let k = 0; k < columns.item.length; k++) if (keep(k)) positions.push(k);
+  return {
+    item: Int32Array.from(positions, (k) => columns.item[k]!),
+    rater: Int32Array.from(positions, (k) => columns.rater[k]!),
+    value: Float64Array.from(positions, (k) => columns.value[k]!),
+    isThumbs: Uint8Array.from(positions, (k) => columns.isThumbs[k]!),
+    itemCount: columns.itemCount,
+    raterCount: columns.raterCount,
+  };
+}
+
+/**
+ * Synthetic ratings of which a fixed pseudo-random 1% of positions (a multiplicative hash of the
+ * position, so on random items: the hard case, spread out) arrive after the previous run: all of
+ * them, the ones before, the later ones, and the items and raters the later ones touch.
+ */
+export function laterRatingsScenario(o: SyntheticOptions) {
+  const synthetic = syntheticRatings(o);
+  const all = synthetic.columns;
+  const isLater = (k: number) => ((k * 2654435761) >>> 0) % 100 === 0;
+  const touched = { items: new Uint8Array(all.itemCount), raters: new Uint8Array(all.raterCount) };
+  for (let k = 0; k < all.item.length; k++) {
+    if (!isLater(k)) continue;
+    touched.items[all.item[k]!] = 1;
+    touched.raters[all.rater[k]!] = 1;
+  }
+  return {
+    synthetic,
+    all,
+    before: subsetRatings(all, (k) => !isLater(k)),
+    later: subsetRatings(all, isLater),
+    touched,
+  };
+}
