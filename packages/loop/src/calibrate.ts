@@ -1,15 +1,18 @@
 import { isDeepStrictEqual } from 'node:util';
 import {
   type CalibrationOptionsInput,
+  type CalibrationSnapshot,
   type NewRatings,
   normalizeFeedback,
   type PreviousCalibration,
+  type Recalibration,
   type RecalibrationPolicyInput,
   RewardMapping,
   type RewardMappingInput,
-  recalibrateRatingColumns,
+  recalibrateColumnsWithSnapshot,
+  recalibrateSnapshot,
 } from '@ratchet/core';
-import type { CalibrationRun, Store } from '@ratchet/store';
+import type { CalibrationRun, ScalarRatingRow, Store } from '@ratchet/store';
 import { GrowableColumns, IdIndex } from './growable.js';
 
 export interface CalibrateProjectOptions {
@@ -30,6 +33,8 @@ export interface CalibrationSummary {
   items: number;
   /** incremental: started from the previous run and rewrote only `rewardsWritten` rewards. */
   mode: 'full' | 'incremental';
+  /** Read only the ratings received since the previous run (its snapshot was kept in this process). */
+  fromSnapshot: boolean;
   /** Why a full refit ran. */
   reason: string;
   rewardsWritten: number;
@@ -39,6 +44,8 @@ export interface CalibrationSummary {
 /**
  * Calibrates a project's current ratings: reads them page by page from the store, maps each to
  * a reward, fits the rater model on typed columns, and stores rater states and item rewards.
+ * When this process ran the project's previous calibration, only the ratings received since are
+ * read and fitted from its snapshot (see keptSince).
  */
 export async function calibrateProject(
   store: Store,
@@ -47,10 +54,6 @@ export async function calibrateProject(
 ): Promise<CalibrationSummary> {
   const mapping = RewardMapping.parse(options.mapping ?? {});
   const scoreConfigs = await store.scoreConfigs.byName(projectId);
-  const items = new IdIndex();
-  const raters = new IdIndex();
-  const columns = new GrowableColumns();
-  let skipped = 0;
   // Raters are users unless recorded otherwise; AI labels (judge) weigh less, per the mapping.
   const sources = await store.raters.nonUserSources(projectId);
   const sourceWeight = (raterId: string) =>
@@ -60,48 +63,102 @@ export async function calibrateProject(
   const runOptions = { mapping, calibration: options.calibration ?? {} };
   const previousRun =
     options.recalibration === false ? undefined : await store.calibration.latestRun(projectId);
+  const toRow = (
+    row: ScalarRatingRow,
+    into: { items: IdIndex; raters: IdIndex; columns: GrowableColumns },
+  ) => {
+    const outcome = normalizeFeedback(row, context);
+    const weight = outcome.reward === null ? 0 : outcome.weight * sourceWeight(row.raterId);
+    if (outcome.reward === null || weight <= 0) return false;
+    into.columns.push(
+      into.items.of(row.interactionId),
+      into.raters.of(row.raterId),
+      outcome.reward,
+      weight,
+      row.kind === 'thumbs',
+    );
+    return true;
+  };
   // Ratings received from here on are new to the next run (a rating received while this one reads
   // may be read now and again next time, which only refits it once more).
   const readStartedAt = Date.now();
   const t0 = performance.now();
-  for await (const page of store.calibration.currentScalarRatings(projectId)) {
-    for (const row of page) {
-      const outcome = normalizeFeedback(row, context);
-      const weight = outcome.reward === null ? 0 : outcome.weight * sourceWeight(row.raterId);
-      if (outcome.reward === null || weight <= 0) {
-        skipped++;
-        continue;
-      }
-      columns.push(
-        items.of(row.interactionId),
-        raters.of(row.raterId),
-        outcome.reward,
-        weight,
-        row.kind === 'thumbs',
-      );
+  const policy = options.recalibration || {};
+  const keptRun = await keptSince(store, projectId, previousRun, runOptions);
+  let read: {
+    items: IdIndex;
+    raters: IdIndex;
+    ratings: number;
+    skipped: number;
+    result: Recalibration;
+    snapshot: CalibrationSnapshot;
+    reason: string;
+    incrementalRuns?: number;
+  };
+  let t1: number;
+  if (keptRun) {
+    // Only the ratings since: appended to the kept snapshot, indices continuing its own.
+    const { kept, received } = keptRun;
+    const columns = new GrowableColumns();
+    let skipped = kept.skipped;
+    for (const row of received)
+      if (!toRow(row, { items: kept.items, raters: kept.raters, columns })) skipped++;
+    options.onProgress?.({ stage: 'read', ratings: kept.ratings + columns.length });
+    t1 = performance.now();
+    const added = {
+      ...columns.trimmed(),
+      itemCount: kept.items.ids.length,
+      raterCount: kept.raters.ids.length,
+    };
+    const step = recalibrateSnapshot(kept.snapshot, added, options.calibration, policy);
+    read = {
+      items: kept.items,
+      raters: kept.raters,
+      ratings: kept.ratings + columns.length,
+      skipped,
+      ...step,
+      reason: step.result.reason,
+      incrementalRuns: kept.snapshot.incrementalRuns,
+    };
+  } else {
+    const items = new IdIndex();
+    const raters = new IdIndex();
+    const columns = new GrowableColumns();
+    let skipped = 0;
+    for await (const page of store.calibration.currentScalarRatings(projectId)) {
+      for (const row of page) if (!toRow(row, { items, raters, columns })) skipped++;
+      options.onProgress?.({ stage: 'read', ratings: columns.length });
     }
-    options.onProgress?.({ stage: 'read', ratings: columns.length });
+    t1 = performance.now();
+    const data = columns.trimmed();
+    const start = await warmStart(
+      store,
+      projectId,
+      previousRun,
+      runOptions,
+      items,
+      raters,
+      columns.length + skipped,
+    );
+    const step = recalibrateColumnsWithSnapshot(
+      { ...data, itemCount: items.ids.length, raterCount: raters.ids.length },
+      start.previous,
+      start.newRatings,
+      options.calibration,
+      policy,
+    );
+    read = {
+      items,
+      raters,
+      ratings: columns.length,
+      skipped,
+      ...step,
+      reason: start.previous === null ? start.reason : step.result.reason,
+      ...(start.incrementalRuns !== undefined && { incrementalRuns: start.incrementalRuns }),
+    };
   }
-  const t1 = performance.now();
-  const data = columns.trimmed();
-  const start = await warmStart(
-    store,
-    projectId,
-    previousRun,
-    runOptions,
-    items,
-    raters,
-    columns.length + skipped,
-  );
-  const result = recalibrateRatingColumns(
-    { ...data, itemCount: items.ids.length, raterCount: raters.ids.length },
-    start.previous,
-    start.newRatings,
-    options.calibration,
-    options.recalibration || {},
-  );
-  const reason = start.previous === null ? start.reason : result.reason;
-  options.onProgress?.({ stage: 'fit', ratings: columns.length });
+  const { items, raters, result, reason, skipped } = read;
+  options.onProgress?.({ stage: 'fit', ratings: read.ratings });
   const t2 = performance.now();
 
   const r = result.raters;
@@ -137,7 +194,7 @@ export async function calibrateProject(
   };
   const flagged = raterRows.filter((x) => x.flagged).length;
   const stats = {
-    ratings: columns.length,
+    ratings: read.ratings,
     skipped,
     raters: raterRows.length,
     flagged,
@@ -149,27 +206,86 @@ export async function calibrateProject(
     mode: result.mode,
     reason,
     readStartedAt,
-    incrementalRuns: result.mode === 'incremental' ? (start.incrementalRuns ?? 0) + 1 : 0,
+    incrementalRuns: result.mode === 'incremental' ? (read.incrementalRuns ?? 0) + 1 : 0,
   };
   const onlyItems =
     result.mode === 'incremental'
       ? [...result.changedItems.keys()].filter((k) => result.changedItems[k])
       : undefined;
   const run = await store.calibration.save(projectId, runOptions, stats, raterRows, itemColumns, onlyItems);
-  options.onProgress?.({ stage: 'save', ratings: columns.length });
+  keptCalibrations(store).set(projectId, {
+    runId: run.id,
+    snapshot: read.snapshot,
+    items,
+    raters,
+    ratings: read.ratings,
+    skipped,
+  });
+  options.onProgress?.({ stage: 'save', ratings: read.ratings });
   const t3 = performance.now();
   return {
     run,
-    ratings: columns.length,
+    ratings: read.ratings,
     skipped,
     raters: raterRows.length,
     flagged,
     items: items.ids.length,
     mode: result.mode,
+    fromSnapshot: keptRun !== null,
     reason,
     rewardsWritten: onlyItems?.length ?? items.ids.length,
     seconds: { read: (t1 - t0) / 1000, fit: (t2 - t1) / 1000, save: (t3 - t2) / 1000 },
   };
+}
+
+/**
+ * The last calibration of each project in this process, with its snapshot and the id indices its
+ * item and rater numbers refer to: the next run reads only the ratings received since instead of
+ * all of them (a store's whole history at scale). Per store object, so that two stores (tests, or
+ * two databases) never mix.
+ */
+interface KeptCalibration {
+  runId: string;
+  snapshot: CalibrationSnapshot;
+  items: IdIndex;
+  raters: IdIndex;
+  /** Ratings in the snapshot, and ratings read but skipped (no reward or weight 0). */
+  ratings: number;
+  skipped: number;
+}
+
+const kept = new WeakMap<Store, Map<string, KeptCalibration>>();
+
+function keptCalibrations(store: Store): Map<string, KeptCalibration> {
+  let map = kept.get(store);
+  if (!map) kept.set(store, (map = new Map()));
+  return map;
+}
+
+/**
+ * The kept calibration and the ratings received since it read, when it can continue: it is the
+ * project's latest run (no other process calibrated since), with the same options, and the ratings
+ * since are all additions (the current count is the kept count plus them: a replaced, deleted or
+ * twice-read rating makes them differ). null: read everything. The kept entry is dropped either
+ * way, so that a run that fails half way never leaves one whose indices it extended.
+ */
+async function keptSince(
+  store: Store,
+  projectId: string,
+  previousRun: CalibrationRun | undefined,
+  runOptions: unknown,
+): Promise<{ kept: KeptCalibration; received: ScalarRatingRow[] } | null> {
+  const map = keptCalibrations(store);
+  const entry = map.get(projectId);
+  map.delete(projectId);
+  if (!entry || !previousRun || entry.runId !== previousRun.id) return null;
+  const readStartedAt = (previousRun.stats as { readStartedAt?: number }).readStartedAt;
+  if (typeof readStartedAt !== 'number') return null;
+  if (!isDeepStrictEqual(previousRun.options, JSON.parse(JSON.stringify(runOptions)))) return null;
+  const received = await store.calibration.ratedSince(projectId, readStartedAt);
+  const count = await store.calibration.currentScalarRatingCount(projectId);
+  if (count !== entry.ratings + entry.skipped + received.length) return null;
+  return { kept: entry, received };
 }
 
 /**

@@ -111,5 +111,43 @@ for (const target of testDatabases()) {
       expect(summary.mode).toBe('full');
       expect(summary.reason).toMatch(/options changed/);
     });
+
+    it('reads only the ratings received since when this process ran the previous calibration, and stores what a full refit stores', async () => {
+      const base = await calibrateProject(store, projectId);
+      expect(base.mode).toBe('full'); // the options changed back
+      // New ratings only (raters who never rated these interactions): all additions.
+      const later = [];
+      for (let i = 3; i < ITEMS; i += 50)
+        later.push(
+          ...feedbackFor(rng, i, 0, []),
+          parseInput(FeedbackInput, {
+            kind: 'stars',
+            interactionId: `i${i}`,
+            raterId: `late${i % 4}`,
+            value: 1 + (i % 5),
+          }),
+        );
+      await store.feedback.insert(projectId, later);
+      const next = await calibrateProject(store, projectId);
+      expect(next).toMatchObject({ fromSnapshot: true, mode: 'incremental', reason: 'incremental' });
+      expect(next.ratings).toBe(base.ratings + later.length);
+      expect(next.rewardsWritten).toBeLessThan(next.items);
+      const incremental = await storedResults(store, projectId);
+      await calibrateProject(store, projectId, { recalibration: false });
+      const refit = await storedResults(store, projectId);
+      expect(incremental.flagged).toEqual(refit.flagged);
+      let max = 0;
+      for (const [id, reward] of refit.rewards)
+        max = Math.max(max, Math.abs(reward - incremental.rewards.get(id)!));
+      console.log(`${target.name}: from the kept snapshot, max difference to a full refit ${max.toFixed(4)}`);
+      expect(max).toBeLessThan(0.01);
+      // An edit (a rating replaced) is not an addition: everything is read again.
+      await store.feedback.insert(projectId, [
+        parseInput(FeedbackInput, { kind: 'stars', interactionId: 'i3', raterId: 'late3', value: 5 }),
+      ]);
+      const edited = await calibrateProject(store, projectId);
+      expect(edited.fromSnapshot).toBe(false);
+      expect(edited.mode).toBe('incremental');
+    });
   });
 }

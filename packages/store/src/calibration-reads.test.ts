@@ -168,5 +168,35 @@ for (const target of testDatabases()) {
         expect(r?.rawMean).toBeCloseTo(-i / INTERACTIONS, 12);
       }
     });
+
+    // Last: the ratings it adds would change what the tests above read.
+    it('counts the current scalar ratings and reads whole those received since a time, replacements included', async () => {
+      const before = await store.calibration.currentScalarRatingCount(projectId);
+      expect(before).toBe(2 * INTERACTIONS + Math.ceil(INTERACTIONS / 10));
+      const since = Date.now();
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      await store.feedback.insert(projectId, [
+        // A new rating, a replacement of a current one (same interaction, rater and kind) and criteria.
+        parseInput(FeedbackInput, { kind: 'stars', interactionId: id(3), raterId: 'r-new', value: 5 }),
+        parseInput(FeedbackInput, { kind: 'stars', interactionId: id(7), raterId: 'r1', value: 1 }),
+        parseInput(FeedbackInput, {
+          kind: 'criteria',
+          interactionId: id(5),
+          raterId: 'r9',
+          scores: { relevance: 2 },
+        }),
+      ]);
+      const received = await store.calibration.ratedSince(projectId, since);
+      const byKey = new Map(received.map((r) => [`${r.interactionId}/${r.raterId}/${r.kind}`, r]));
+      expect(byKey.size).toBe(3);
+      expect(byKey.get(`${id(3)}/r-new/stars`)).toMatchObject({ value: 5, feedbackId: null, data: null });
+      expect(byKey.get(`${id(7)}/r1/stars`)?.value).toBe(1);
+      expect(byKey.get(`${id(5)}/r9/criteria`)?.data).toEqual({ scores: { relevance: 2 } });
+      // The replacement is received but not an extra current rating: counts tell the two apart.
+      expect(await store.calibration.currentScalarRatingCount(projectId)).toBe(before + 2);
+      const other = (await store.projects.create('count-other')).id;
+      expect(await store.calibration.currentScalarRatingCount(other)).toBe(0);
+      expect(await store.calibration.ratedSince(other, 0)).toEqual([]);
+    });
   });
 }

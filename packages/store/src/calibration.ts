@@ -186,21 +186,41 @@ export class CalibrationRepository {
   }
 
   /**
-   * The (interaction, rater) pairs of current scalar ratings the store received after `since`
-   * (epoch ms): what an incremental recalibration refits. By receipt, not the event's own time, so
-   * a late event with an old timestamp still counts as new. One pass over the project's current
-   * ratings (no index on receipt time), far cheaper than a fit.
+   * The current scalar ratings the store received after `since` (epoch ms), whole (value, label,
+   * criteria data): what an incremental recalibration refits, or with a snapshot of the previous
+   * run, all it reads. By receipt, not the event's own time, so a late event with an old timestamp
+   * still counts as new. One pass over the project's current ratings (no index on receipt time),
+   * far cheaper than a fit.
    */
-  async ratedSince(projectId: string, since: number): Promise<{ interactionId: string; raterId: string }[]> {
+  async ratedSince(projectId: string, since: number): Promise<ScalarRatingRow[]> {
     const rows = await this.db
       .selectFrom('feedback_current as c')
       .innerJoin('feedback as f', 'f.id', 'c.feedback_id')
-      .select(['c.interaction_id', 'c.rater_id'])
+      .select(['c.feedback_id', 'c.interaction_id', 'c.rater_id', 'c.kind', 'c.value', 'c.label', 'f.data'])
       .where('c.project_id', '=', projectId)
       .where('c.kind', 'in', scalarFeedbackKinds)
       .where('f.received_at', '>', since)
       .execute();
-    return rows.map((r) => ({ interactionId: r.interaction_id, raterId: r.rater_id }));
+    return rows.map((r) => ({
+      feedbackId: r.kind === 'criteria' ? r.feedback_id : null,
+      interactionId: r.interaction_id,
+      raterId: r.rater_id,
+      kind: r.kind as ScalarRatingRow['kind'],
+      value: r.value,
+      label: r.label,
+      data: r.kind === 'criteria' && r.data !== null ? decodeJson(this.dialect, r.data) : null,
+    }));
+  }
+
+  /** How many current scalar ratings the project has (what currentScalarRatings would yield). */
+  async currentScalarRatingCount(projectId: string): Promise<number> {
+    const row = await this.db
+      .selectFrom('feedback_current')
+      .select((eb) => eb.fn.countAll<number | string>().as('n'))
+      .where('project_id', '=', projectId)
+      .where('kind', 'in', scalarFeedbackKinds)
+      .executeTakeFirstOrThrow();
+    return Number(row.n);
   }
 
   /** Each calibrated rater's stored parameters and verdict: where an incremental recalibration starts. */

@@ -254,6 +254,17 @@ export function recalibrateRatingColumns(
   optionsInput: CalibrationOptionsInput = {},
   policyInput: RecalibrationPolicyInput = {},
 ): Recalibration {
+  return recalibrateColumnsWithSnapshot(columns, previous, newRatings, optionsInput, policyInput).result;
+}
+
+/** recalibrateRatingColumns, also returning the snapshot the next recalibrateSnapshot starts from. */
+export function recalibrateColumnsWithSnapshot(
+  columns: RatingColumns,
+  previous: PreviousCalibration | null,
+  newRatings: NewRatings,
+  optionsInput: CalibrationOptionsInput = {},
+  policyInput: RecalibrationPolicyInput = {},
+): { result: Recalibration; snapshot: CalibrationSnapshot } {
   const policy = RecalibrationPolicy.parse(policyInput);
   const options = CalibrationOptions.parse(optionsInput);
   const data = prepareRatings(columns);
@@ -261,22 +272,23 @@ export function recalibrateRatingColumns(
     throw new RangeError('touched items and raters must have one entry per item and rater');
   }
   const none = { items: 0, raters: 0 };
-  if (previous === null) return fullRefit(data, options, 'no previous calibration', none).result;
+  if (previous === null) return fullRefit(data, options, 'no previous calibration', none);
   if (previous.incrementalRuns >= policy.fullRefitEvery) {
     const reason = `scheduled: ${previous.incrementalRuns} incremental runs since the last full refit`;
-    return fullRefit(data, options, reason, none).result;
+    return fullRefit(data, options, reason, none);
   }
   const touched = touchedRaters(data, (r) => previous.raters.known[r] === 1, newRatings);
   const counts = { items: touched.itemCount, raters: touched.raterCount };
   const crowded = crowdedReason(data, touched.raterCount, policy);
-  if (crowded) return fullRefit(data, options, crowded, counts).result;
+  if (crowded) return fullRefit(data, options, crowded, counts);
   const work = warmWork(data, previous, options);
   const outcome = refitLocally(work, newRatings, touched.raters, policy);
   if (outcome.drift > policy.maxDrift) {
     const reason = `drift ${outcome.drift.toFixed(3)} in the priors (more than ${policy.maxDrift})`;
-    return fullRefit(data, options, reason, counts).result;
+    return fullRefit(data, options, reason, counts);
   }
-  return resultOf(work, outcome, counts);
+  const snapshot: CalibrationSnapshot = { ...work, options, incrementalRuns: previous.incrementalRuns + 1 };
+  return { result: resultOf(work, outcome, counts), snapshot };
 }
 
 function crowdedReason(
