@@ -71,6 +71,40 @@ for (const target of testDatabases()) {
       ]);
     });
 
+    it('never gives two annotators asking at once the same item, over many races', async () => {
+      const ids = Array.from({ length: 12 }, (_, i) => `race-${i}`);
+      await store.interactions.insert(
+        projectId,
+        ids.map((id) =>
+          parseInput(InteractionInput, {
+            id,
+            model: 'm',
+            messages: [{ role: 'user', content: id }],
+            output: id,
+          }),
+        ),
+      );
+      // Six pairs of annotators, each pair racing on the same candidates from two connections.
+      for (let round = 0; round < 6; round++) {
+        const [a, b] = await Promise.all([
+          store.annotation.claim(projectId, `racer-a${round}`, ids, twoEach, t),
+          other.annotation.claim(projectId, `racer-b${round}`, ids, twoEach, t),
+        ]);
+        expect(a).not.toBeNull();
+        expect(b).not.toBeNull();
+        expect(a!.interactionId).not.toBe(b!.interactionId);
+      }
+      const holders = await store.db
+        .selectFrom('annotation_locks')
+        .select(['interaction_id', 'annotator_id'])
+        .where('project_id', '=', projectId)
+        .where('interaction_id', 'like', 'race-%')
+        .execute();
+      // Twelve claims, twelve different items: one holder per item.
+      expect(new Set(holders.map((h) => h.interaction_id)).size).toBe(12);
+      for (const h of holders) await store.annotation.release(projectId, h.annotator_id, h.interaction_id);
+    });
+
     it('lets a lock expire: the item goes to the next annotator and the late submit writes nothing', async () => {
       const short = () => ({ overlap: 2, lockMs: 1_000 });
       expect(await store.annotation.claim(projectId, 'ann', ['y'], short, t)).toMatchObject({

@@ -73,6 +73,14 @@ for (const target of testDatabases()) {
         ].sort(),
       );
 
+      // Each person is one rater, as calibration sees them.
+      const raters = (await t.call('/api/v1/raters')).body.items as { id: string; source: string }[];
+      for (const name of ['ann', 'bob'] as const)
+        expect(raters.find((r) => r.id === who(name))).toMatchObject({
+          source: 'annotator',
+          feedbackCount: 2,
+        });
+
       const progress = await t.call('/api/v1/annotation/progress');
       expect(progress.status).toBe(200);
       const person = (name: keyof typeof keys) =>
