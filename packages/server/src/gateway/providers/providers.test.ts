@@ -1,14 +1,13 @@
-import type { ServerResponse } from 'node:http';
 import { testDatabases } from '@ratchet/store/testing';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   type ProviderDouble,
-  type Received,
   sendJson,
   sendSse,
   startProviderDouble,
 } from '../../testing/provider-double.js';
+import { ANSWER, anthropicStream, doubles, type Kind, kinds } from '../../testing/provider-fixtures.js';
 import { startTestServer, type TestServer } from '../../testing/server.js';
 import { type LocalUpstream, startLocalUpstream } from '../../testing/upstream.js';
 import { parseGatewayConfig } from '../config.js';
@@ -26,254 +25,6 @@ const question: OpenAI.Chat.ChatCompletionMessageParam[] = [
   { role: 'system', content: 'Be brief.' },
   { role: 'user', content: 'What is weather in Paris?' },
 ];
-
-/** The same answer from every provider: "It is sunny." with 5 input and 3 output tokens. */
-const ANSWER = 'It is sunny.';
-
-// --- Anthropic Messages (https://docs.anthropic.com/en/api/messages, .../messages-streaming) ---
-
-function anthropicMessage(content: unknown[], stopReason: string) {
-  return {
-    id: 'msg_01',
-    type: 'message',
-    role: 'assistant',
-    model: 'claude-sonnet-4-5',
-    content,
-    stop_reason: stopReason,
-    stop_sequence: null,
-    usage: { input_tokens: 5, output_tokens: 3 },
-  };
-}
-
-function anthropicStream(blocks: { event: string; data: unknown }[], stopReason: string) {
-  return [
-    {
-      event: 'message_start',
-      data: {
-        type: 'message_start',
-        message: {
-          ...anthropicMessage([], stopReason),
-          stop_reason: null,
-          usage: { input_tokens: 5, output_tokens: 1 },
-        },
-      },
-    },
-    { event: 'ping', data: { type: 'ping' } },
-    ...blocks,
-    {
-      event: 'message_delta',
-      data: {
-        type: 'message_delta',
-        delta: { stop_reason: stopReason, stop_sequence: null },
-        usage: { output_tokens: 3 },
-      },
-    },
-    { event: 'message_stop', data: { type: 'message_stop' } },
-  ];
-}
-
-function anthropicAnswer(req: Received, res: ServerResponse) {
-  const tools = Array.isArray(req.body.tools) && req.body.tool_choice !== undefined;
-  if (!req.body.stream) {
-    if (tools)
-      return sendJson(
-        res,
-        200,
-        anthropicMessage(
-          [{ type: 'tool_use', id: 'toolu_01', name: 'get_weather', input: { city: 'Paris' } }],
-          'tool_use',
-        ),
-      );
-    return sendJson(res, 200, anthropicMessage([{ type: 'text', text: ANSWER }], 'end_turn'));
-  }
-  if (tools)
-    return sendSse(
-      res,
-      anthropicStream(
-        [
-          {
-            event: 'content_block_start',
-            data: {
-              type: 'content_block_start',
-              index: 0,
-              content_block: { type: 'tool_use', id: 'toolu_01', name: 'get_weather', input: {} },
-            },
-          },
-          {
-            event: 'content_block_delta',
-            data: {
-              type: 'content_block_delta',
-              index: 0,
-              delta: { type: 'input_json_delta', partial_json: '{"city": ' },
-            },
-          },
-          {
-            event: 'content_block_delta',
-            data: {
-              type: 'content_block_delta',
-              index: 0,
-              delta: { type: 'input_json_delta', partial_json: '"Paris"}' },
-            },
-          },
-          { event: 'content_block_stop', data: { type: 'content_block_stop', index: 0 } },
-        ],
-        'tool_use',
-      ),
-    );
-  return sendSse(
-    res,
-    anthropicStream(
-      [
-        {
-          event: 'content_block_start',
-          data: { type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } },
-        },
-        {
-          event: 'content_block_delta',
-          data: { type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: 'It is ' } },
-        },
-        {
-          event: 'content_block_delta',
-          data: { type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: 'sunny.' } },
-        },
-        { event: 'content_block_stop', data: { type: 'content_block_stop', index: 0 } },
-      ],
-      'end_turn',
-    ),
-  );
-}
-
-// --- Azure OpenAI (OpenAI's bodies at /openai/deployments/{deployment}/...?api-version=) ---
-
-function azureAnswer(req: Received, res: ServerResponse) {
-  const tools = Array.isArray(req.body.tools) && req.body.tool_choice !== undefined;
-  const call = {
-    id: 'call_az',
-    type: 'function',
-    function: { name: 'get_weather', arguments: '{"city":"Paris"}' },
-  };
-  const base = { id: 'chatcmpl-az', created: 1_700_000_000, model: 'gpt-4o-2024-11-20' };
-  const usage = { prompt_tokens: 5, completion_tokens: 3, total_tokens: 8 };
-  if (!req.body.stream)
-    return sendJson(res, 200, {
-      ...base,
-      object: 'chat.completion',
-      // Azure adds its content filter results to the body; clients ignore them.
-      prompt_filter_results: [{ prompt_index: 0, content_filter_results: {} }],
-      choices: [
-        tools
-          ? {
-              index: 0,
-              message: { role: 'assistant', content: null, tool_calls: [call] },
-              finish_reason: 'tool_calls',
-            }
-          : { index: 0, message: { role: 'assistant', content: ANSWER }, finish_reason: 'stop' },
-      ],
-      usage,
-    });
-  const chunk = (choices: unknown[], extra: Record<string, unknown> = {}) => ({
-    data: { ...base, object: 'chat.completion.chunk', choices, ...extra },
-  });
-  return sendSse(res, [
-    // Azure's first chunk carries the prompt's filter results and no choices.
-    {
-      data: {
-        id: '',
-        object: '',
-        created: 0,
-        model: '',
-        choices: [],
-        prompt_filter_results: [{ prompt_index: 0 }],
-      },
-    },
-    chunk([{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }]),
-    ...(tools
-      ? [
-          chunk([
-            {
-              index: 0,
-              delta: {
-                tool_calls: [
-                  {
-                    index: 0,
-                    id: 'call_az',
-                    type: 'function',
-                    function: { name: 'get_weather', arguments: '' },
-                  },
-                ],
-              },
-              finish_reason: null,
-            },
-          ]),
-          chunk([
-            {
-              index: 0,
-              delta: { tool_calls: [{ index: 0, function: { arguments: '{"city":"Paris"}' } }] },
-              finish_reason: null,
-            },
-          ]),
-          chunk([{ index: 0, delta: {}, finish_reason: 'tool_calls' }]),
-        ]
-      : [
-          chunk([{ index: 0, delta: { content: 'It is ' }, finish_reason: null }]),
-          chunk([{ index: 0, delta: { content: 'sunny.' }, finish_reason: null }]),
-          chunk([{ index: 0, delta: {}, finish_reason: 'stop' }]),
-        ]),
-    ...((req.body.stream_options as { include_usage?: boolean } | undefined)?.include_usage
-      ? [chunk([], { usage })]
-      : []),
-    { data: '[DONE]' },
-  ]);
-}
-
-// --- Google Gemini (https://ai.google.dev/api/generate-content) ---
-
-function geminiResponse(parts: unknown[], finishReason: string | undefined, usage = true) {
-  return {
-    candidates: [{ content: { role: 'model', parts }, ...(finishReason ? { finishReason } : {}), index: 0 }],
-    ...(usage ? { usageMetadata: { promptTokenCount: 5, candidatesTokenCount: 3, totalTokenCount: 8 } } : {}),
-    modelVersion: 'gemini-2.5-flash',
-    responseId: 'gem-1',
-  };
-}
-
-function geminiAnswer(req: Received, res: ServerResponse) {
-  const tools = Array.isArray(req.body.tools) && req.body.toolConfig !== undefined;
-  const call = { functionCall: { name: 'get_weather', args: { city: 'Paris' } } };
-  if (req.path.includes(':generateContent'))
-    return sendJson(
-      res,
-      200,
-      tools ? geminiResponse([call], 'STOP') : geminiResponse([{ text: ANSWER }], 'STOP'),
-    );
-  // Gemini's SSE separates events with \r\n\r\n.
-  return sendSse(
-    res,
-    tools
-      ? [{ data: geminiResponse([call], 'STOP') }]
-      : [
-          { data: geminiResponse([{ text: 'It is ' }], undefined) },
-          { data: geminiResponse([{ text: 'sunny.' }], 'STOP') },
-        ],
-    '\r\n',
-  );
-}
-
-const doubles = {
-  anthropic: { answer: anthropicAnswer, path: '/v1/messages', model: 'claude-sonnet-4-5' },
-  azure: {
-    answer: azureAnswer,
-    path: '/openai/deployments/gpt-4o-prod/chat/completions?api-version=2024-10-21',
-    model: 'gpt-4o-prod',
-  },
-  gemini: {
-    answer: geminiAnswer,
-    path: '/v1beta/models/gemini-2.5-flash:generateContent',
-    model: 'gemini-2.5-flash',
-  },
-} as const;
-type Kind = keyof typeof doubles;
-const kinds = Object.keys(doubles) as Kind[];
 
 describe('provider config', () => {
   it('refuses an unknown provider, naming the field', () => {
@@ -636,7 +387,11 @@ for (const target of testDatabases()) {
           ...anthropicStream([], 'end_turn').slice(0, 2),
           {
             event: 'content_block_start',
-            data: { type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } },
+            data: {
+              type: 'content_block_start',
+              index: 0,
+              content_block: { type: 'text', text: '', citations: null },
+            },
           },
           {
             event: 'content_block_delta',
