@@ -96,3 +96,28 @@ for (const target of testDatabases()) {
     }, 120_000);
   });
 }
+
+for (const target of testDatabases()) {
+  describe(`the first owner with two servers starting at once on ${target.name}`, () => {
+    afterAll(async () => {
+      await target.cleanup();
+    });
+
+    it('exactly one of them creates an owner; neither fails', async () => {
+      const url = await target.create();
+      const [a, b] = [await Store.open(url), await Store.open(url)];
+      try {
+        const { createFirstOwner } = await import('./commands/users.js');
+        const made = await Promise.all([createFirstOwner(a), createFirstOwner(b)]);
+        expect(made.filter(Boolean)).toHaveLength(1);
+        const users = await a.accounts.listUsers();
+        expect(users.map((u) => u.email)).toEqual(['owner@ratchet.local']);
+        const project = await a.projects.getByName('default');
+        expect(await a.accounts.roleOf(project!.id, users[0]!.id)).toBe('owner');
+      } finally {
+        await a.close();
+        await b.close();
+      }
+    });
+  });
+}

@@ -30,19 +30,28 @@ export async function createFirstOwner(
   store: Store,
   email = process.env.RATCHET_OWNER_EMAIL || 'owner@ratchet.local',
 ): Promise<{ email: string; password: string; project: string } | undefined> {
-  if ((await store.accounts.listUsers()).length > 0) return undefined;
-  const project =
-    (await store.db.selectFrom('projects').select(['id', 'name']).orderBy('created_at').executeTakeFirst()) ??
-    (await store.projects.create('default'));
+  const anyone = async () => (await store.accounts.listUsers()).length > 0;
+  if (await anyone()) return undefined;
   const password = generatedPassword();
-  try {
-    const user = await store.accounts.createUser({ email, password });
-    await store.accounts.setRole(project.id, user.id, 'owner', 'first-run');
-  } catch (err) {
-    if (err instanceof RatchetError && err.code === 'conflict') return undefined;
-    throw err;
+  // Two tries: a second server starting at the same moment may make the "default" project first.
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const project =
+        (await store.db
+          .selectFrom('projects')
+          .select(['id', 'name'])
+          .orderBy('created_at')
+          .executeTakeFirst()) ?? (await store.projects.create('default'));
+      const user = await store.accounts.createUser({ email, password });
+      await store.accounts.setRole(project.id, user.id, 'owner', 'first-run');
+      return { email, password, project: project.name };
+    } catch (err) {
+      // Another server on the database made the first owner at the same moment: a unique
+      // constraint refused ours, and there is nothing left to do.
+      if (await anyone()) return undefined;
+      if (attempt > 0) throw err;
+    }
   }
-  return { email, password, project: project.name };
 }
 
 /** `ratchet users add|list|set-role|remove|reset-password`: people and their roles per project. */
