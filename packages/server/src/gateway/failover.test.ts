@@ -97,12 +97,13 @@ for (const target of testDatabases()) {
       await target.cleanup();
     });
 
-    async function stored(id: string | null) {
-      await t.server.logWriter.flush();
-      const got = await t.call(`/api/v1/interactions/${id}`);
-      expect(got.status).toBe(200);
-      return got.body as { status: string; model: string; error?: string; metadata: Record<string, unknown> };
-    }
+    const stored = async (id: string | null) =>
+      (await t.logged(id)) as {
+        status: string;
+        model: string;
+        error?: string;
+        metadata: Record<string, unknown>;
+      };
 
     async function ask(model: string) {
       const { data, response } = await client.chat.completions

@@ -47,12 +47,7 @@ for (const target of testDatabases()) {
       await target.cleanup();
     });
 
-    async function stored(id: string) {
-      await t.server.logWriter.flush();
-      const got = await t.call(`/api/v1/interactions/${id}`);
-      expect(got.status).toBe(200);
-      return got.body;
-    }
+    const stored = (id: string | null) => t.logged(id);
 
     it('logs both choices of n: 2, not streamed: choice 0 as output, choice 1 in metadata.choices', async () => {
       const { data, response } = await client.chat.completions

@@ -72,12 +72,7 @@ for (const target of testDatabases()) {
       await target.cleanup();
     });
 
-    async function stored(id: string | null) {
-      await t.server.logWriter.flush();
-      const got = await t.call(`/api/v1/interactions/${id}`);
-      expect(got.status).toBe(200);
-      return got.body;
-    }
+    const stored = (id: string | null) => t.logged(id);
 
     it('masks PII in what is stored (messages, output, every choice, streamed or not) while the client gets the answer whole', async () => {
       const { data, response } = await client.chat.completions

@@ -69,16 +69,7 @@ for (const target of testDatabases()) {
       await target.cleanup();
     });
 
-    async function stored(id: string) {
-      let got: Awaited<ReturnType<TestServer['call']>> | undefined;
-      for (let i = 0; i < 50 && got?.status !== 200; i++) {
-        await t.server.logWriter.flush();
-        got = await t.call(`/api/v1/interactions/${id}`);
-        if (got.status !== 200) await new Promise((r) => setTimeout(r, 20));
-      }
-      expect(got?.status).toBe(200);
-      return got!.body;
-    }
+    const stored = (id: string | null) => t.logged(id);
 
     async function thumbsUp(response: globalThis.Response) {
       const fb = await t.call('/api/v1/feedback', {

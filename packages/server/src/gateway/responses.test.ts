@@ -45,12 +45,7 @@ for (const target of testDatabases()) {
       await target.cleanup();
     });
 
-    async function stored(id: string) {
-      await t.server.logWriter.flush();
-      const got = await t.call(`/api/v1/interactions/${id}`);
-      expect(got.status).toBe(200);
-      return got.body;
-    }
+    const stored = (id: string | null) => t.logged(id);
 
     it('answers a text input with instructions, logs it as an interaction, and takes feedback from its end user', async () => {
       const { data, response } = await client.responses

@@ -21,6 +21,12 @@ export interface TestServer {
     body: any;
     headers: Headers;
   }>;
+  /**
+   * A gateway call's stored interaction: the log writer is flushed and the read retried for up
+   * to a second (a call is logged after its answer is sent); throws when it never appears.
+   */
+  // biome-ignore lint/suspicious/noExplicitAny: tests read arbitrary JSON
+  logged(id: string | null): Promise<any>;
   close(): Promise<void>;
 }
 
@@ -47,7 +53,7 @@ export async function startTestServer(
     ...(options.queueTerms ? { queueTerms: options.queueTerms } : {}),
   });
   const url = await server.listen();
-  return {
+  const test: TestServer = {
     url,
     store,
     server,
@@ -73,9 +79,19 @@ export async function startTestServer(
       }
       return { status: res.status, body: parsed, headers: res.headers };
     },
+    async logged(id) {
+      for (let i = 0; ; i++) {
+        await server.logWriter.flush();
+        const got = await test.call(`/api/v1/interactions/${id}`);
+        if (got.status === 200) return got.body;
+        if (i >= 50) throw new Error(`interaction ${id} was not logged (last status ${got.status})`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    },
     async close() {
       await server.close();
       await store.close();
     },
   };
+  return test;
 }

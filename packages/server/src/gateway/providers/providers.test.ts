@@ -96,12 +96,7 @@ for (const target of testDatabases()) {
       await target.cleanup();
     });
 
-    async function stored(id: string) {
-      await t.server.logWriter.flush();
-      const got = await t.call(`/api/v1/interactions/${id}`);
-      expect(got.status).toBe(200);
-      return got.body;
-    }
+    const stored = (id: string | null) => t.logged(id);
 
     it('sends each provider its documented request: path, key header, system apart, tools, max tokens', async () => {
       for (const kind of kinds) {
