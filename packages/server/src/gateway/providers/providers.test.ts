@@ -11,6 +11,8 @@ import { ANSWER, anthropicStream, doubles, type Kind, kinds } from '../../testin
 import { startTestServer, type TestServer } from '../../testing/server.js';
 import { type LocalUpstream, startLocalUpstream } from '../../testing/upstream.js';
 import { parseGatewayConfig } from '../config.js';
+import { fromAnthropicMessage } from './anthropic/index.js';
+import { fromGeminiResponse } from './gemini/index.js';
 
 const weatherTool = {
   type: 'function' as const,
@@ -25,6 +27,27 @@ const question: OpenAI.Chat.ChatCompletionMessageParam[] = [
   { role: 'system', content: 'Be brief.' },
   { role: 'user', content: 'What is weather in Paris?' },
 ];
+
+describe("finish reasons, every one the providers' SDK types list", () => {
+  const finish = (r: Record<string, unknown>) =>
+    (r.choices as { finish_reason: unknown }[])[0]?.finish_reason;
+
+  it('maps an answer cut by the context window or a filter as OpenAI names it, and an unknown one as stop', () => {
+    const anthropic = (stop_reason: string) =>
+      finish(fromAnthropicMessage({ id: 'm', content: [{ type: 'text', text: 'x' }], stop_reason }));
+    expect(anthropic('model_context_window_exceeded')).toBe('length');
+    expect(anthropic('refusal')).toBe('content_filter');
+    expect(anthropic('a_reason_from_the_future')).toBe('stop');
+    expect(anthropic('toString')).toBe('stop');
+    const gemini = (finishReason: string) =>
+      finish(
+        fromGeminiResponse({ candidates: [{ content: { parts: [{ text: 'x' }] }, finishReason }] }, 'g'),
+      );
+    expect(gemini('IMAGE_SAFETY')).toBe('content_filter');
+    expect(gemini('MAX_TOKENS')).toBe('length');
+    expect(gemini('A_REASON_FROM_THE_FUTURE')).toBe('stop');
+  });
+});
 
 describe('provider config', () => {
   it('refuses an unknown provider, naming the field', () => {

@@ -1,4 +1,6 @@
+import type { StopReason } from '@anthropic-ai/sdk/resources/messages';
 import { RatchetError } from '@ratchet/core';
+import type OpenAI from 'openai';
 import type { UpstreamConfig } from '../../config.js';
 import { apiKey, UpstreamHttp } from '../http.js';
 import {
@@ -24,18 +26,23 @@ export const ANTHROPIC_VERSION = '2023-06-01';
 /** Anthropic requires `max_tokens`; OpenAI clients often send none. */
 const DEFAULT_MAX_TOKENS = 4096;
 
-/** OpenAI's `finish_reason` for each Anthropic `stop_reason`. */
-const finishReasons: Record<string, string> = {
+/**
+ * OpenAI's `finish_reason` for each Anthropic `stop_reason`, every one the official SDK's types
+ * list (a new one fails tsc until it is mapped here).
+ */
+const finishReasons: Record<StopReason, OpenAI.Chat.ChatCompletion.Choice['finish_reason']> = {
   end_turn: 'stop',
   stop_sequence: 'stop',
   max_tokens: 'length',
+  model_context_window_exceeded: 'length',
   tool_use: 'tool_calls',
   pause_turn: 'stop',
   refusal: 'content_filter',
 };
 
 function finishReason(stop: unknown): string | null {
-  return typeof stop === 'string' ? (finishReasons[stop] ?? 'stop') : null;
+  if (typeof stop !== 'string') return null;
+  return Object.hasOwn(finishReasons, stop) ? finishReasons[stop as StopReason] : 'stop';
 }
 
 /** OpenAI message content as Anthropic content blocks (text and base64 or URL images). */

@@ -1,4 +1,6 @@
+import type { FinishReason } from '@google/genai';
 import { RatchetError } from '@ratchet/core';
+import type OpenAI from 'openai';
 import type { UpstreamConfig } from '../../config.js';
 import { apiKey, UpstreamHttp } from '../http.js';
 import {
@@ -18,8 +20,11 @@ import type { Provider, UpstreamResponse } from '../types.js';
 
 type Json = Record<string, unknown>;
 
-/** OpenAI's `finish_reason` for each Gemini `finishReason`; a call of a function overrides it. */
-const finishReasons: Record<string, string> = {
+/**
+ * OpenAI's `finish_reason` for each Gemini `finishReason` (a call of a function overrides it),
+ * every value the official SDK's enum lists (a new one fails tsc until it is mapped here).
+ */
+const finishReasons: Record<`${FinishReason}`, OpenAI.Chat.ChatCompletion.Choice['finish_reason']> = {
   STOP: 'stop',
   MAX_TOKENS: 'length',
   SAFETY: 'content_filter',
@@ -27,6 +32,18 @@ const finishReasons: Record<string, string> = {
   BLOCKLIST: 'content_filter',
   PROHIBITED_CONTENT: 'content_filter',
   SPII: 'content_filter',
+  IMAGE_SAFETY: 'content_filter',
+  IMAGE_PROHIBITED_CONTENT: 'content_filter',
+  IMAGE_RECITATION: 'content_filter',
+  FINISH_REASON_UNSPECIFIED: 'stop',
+  LANGUAGE: 'stop',
+  OTHER: 'stop',
+  MALFORMED_FUNCTION_CALL: 'stop',
+  UNEXPECTED_TOOL_CALL: 'stop',
+  TOO_MANY_TOOL_CALLS: 'stop',
+  NO_IMAGE: 'stop',
+  IMAGE_OTHER: 'stop',
+  CONTINUATION: 'stop',
 };
 
 function parts(content: unknown): Json[] {
@@ -171,7 +188,8 @@ function textOf(ps: Json[]): string {
 
 function finish(reason: unknown, calledTools: boolean): string | null {
   if (typeof reason !== 'string') return null;
-  return calledTools && reason === 'STOP' ? 'tool_calls' : (finishReasons[reason] ?? 'stop');
+  if (calledTools && reason === 'STOP') return 'tool_calls';
+  return Object.hasOwn(finishReasons, reason) ? finishReasons[reason as FinishReason] : 'stop';
 }
 
 /** A Gemini GenerateContentResponse as an OpenAI chat completion (one choice per candidate). */
