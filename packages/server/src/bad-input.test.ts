@@ -489,6 +489,8 @@ const cases: BadInput[] = [
         'previous_response_id',
       ],
       ['store that is not a boolean', { store: 'yes' }, 'store'],
+      ['a function tool without a name', { tools: [{ type: 'function' }] }, 'tools.0.type'],
+      ['a tool type of 101 characters', { tools: [{ type: 't'.repeat(101) }] }, 'tools.0.type'],
       ['an input item of an unknown role', { input: [{ role: 'robot', content: 'hi' }] }, 'input'],
       [
         'a function call item without a call id',

@@ -280,6 +280,21 @@ for (const target of testDatabases()) {
       expect(got.output.content.length).toBeLessThan(whole.length);
     });
 
+    it('passes built-in tools to an upstream that speaks Responses (a translated call refuses them)', async () => {
+      const res = await client.responses.create({
+        model: 'assistant',
+        input: 'news today',
+        tools: [{ type: 'web_search' }],
+      });
+      expect(res.output_text).toBe('You said: news today (turn 1)');
+      expect(openai.requests.at(-1)?.body.tools).toEqual([{ type: 'web_search' }]);
+      const refused = await t.call('/v1/responses', {
+        body: { model: 'chat-only', input: 'hi', tools: [{ type: 'web_search' }] },
+      });
+      expect(refused.status).toBe(400);
+      expect(refused.body.error.path).toBe('tools.0.type');
+    });
+
     it("speaks Azure's v1 Responses path with the deployment as model and the api-key header", async () => {
       const res = await client.responses.create({ model: 'azure-assistant', input: 'hi' });
       expect(res.output_text).toBe('You said: hi (turn 1)');

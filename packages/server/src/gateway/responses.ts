@@ -56,6 +56,15 @@ const FunctionTool = z.looseObject({
   strict: z.boolean().nullish(),
 });
 
+/** A tool the upstream runs itself (`web_search`, `file_search`, ...): passed on as it is. */
+const BuiltInTool = z.looseObject({
+  type: z
+    .string()
+    .min(1)
+    .max(100)
+    .refine((t) => t !== 'function', 'a function tool needs a name'),
+});
+
 const TextFormat = z.union([
   z.looseObject({ type: z.literal('text') }),
   z.looseObject({ type: z.literal('json_object') }),
@@ -73,7 +82,12 @@ export const ResponsesRequest = z.looseObject({
   model: InteractionInput.shape.model,
   input: z.union([z.string(), z.array(InputItem).min(1)]),
   instructions: z.string().nullish(),
-  tools: z.array(FunctionTool).optional(),
+  // Built-in tools (web search, file search, ...) only reach an upstream that speaks Responses:
+  // `translatableTools` refuses them for the others.
+  tools: z
+    .array(z.union([FunctionTool, BuiltInTool]))
+    .max(128)
+    .optional(),
   tool_choice: z
     .union([
       z.enum(['auto', 'none', 'required']),
@@ -132,6 +146,20 @@ export function responsesMessages(body: ResponsesRequest): ChatMessage[] {
   return messages;
 }
 
+type FunctionTool = z.output<typeof FunctionTool>;
+
+/** The function tools, or a 400 naming the first built-in tool: chat completions has no form for it. */
+function translatableTools(tools: ResponsesRequest['tools']): FunctionTool[] | undefined {
+  const builtIn = tools?.findIndex((t) => t.type !== 'function') ?? -1;
+  if (builtIn >= 0)
+    throw new RatchetError(
+      'invalid_request',
+      `tools.${builtIn}.type: built-in tools need an upstream that speaks the Responses API (provider openai or azure)`,
+      `tools.${builtIn}.type`,
+    );
+  return tools as FunctionTool[] | undefined;
+}
+
 /** The chat completions body for the upstream. */
 export function responsesToChat(body: ResponsesRequest, model: string): Record<string, unknown> {
   if (body.previous_response_id)
@@ -141,8 +169,9 @@ export function responsesToChat(body: ResponsesRequest, model: string): Record<s
       'previous_response_id',
     );
   const chat: Record<string, unknown> = { model, messages: responsesMessages(body) };
-  if (body.tools?.length)
-    chat.tools = body.tools.map((t) => ({
+  const tools = translatableTools(body.tools);
+  if (tools?.length)
+    chat.tools = tools.map((t) => ({
       type: 'function',
       function: {
         name: t.name,
