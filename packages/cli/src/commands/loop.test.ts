@@ -6,6 +6,7 @@ import {
   createPopulation,
   FeedbackInput,
   InteractionInput,
+  msprtHorizonVariance,
   parseInput,
   SeededRandom,
   samplePrompt,
@@ -227,6 +228,29 @@ describe('the loop runs a round end to end', () => {
       aiLabels: labels.filter((l) => l.rater_id === 'judge:support-bot-reward-r1').length,
       aiLabelPrecision: expect.any(Number),
       aiLabelShare: expect.any(Number),
+    });
+
+    // The canary was sized from power: no evaluation here, so no offline estimate; the mixture
+    // and the horizon are the metric's default minimum effect (5 points of thumbs-up rate), and
+    // the horizon is written into the experiment's rule, where each look checks it.
+    expect(waiting!.state).toMatchObject({
+      offlineAdvantage: undefined,
+      canaryPlan: { expectedEffect: 0.05, horizonEffect: 0.05, power: 0.8 },
+    });
+    const plan = (waiting!.state as { canaryPlan: { horizonStandardError: number; metricSd: number } })
+      .canaryPlan;
+    expect(plan.horizonStandardError).toBeCloseTo(
+      Math.sqrt(msprtHorizonVariance({ effect: 0.05, tau: 0.05 })),
+      9,
+    );
+    // Production's users' thumbs before the canary: a per-user spread, not the range's bound.
+    expect(plan.metricSd).toBeGreaterThan(0);
+    expect(plan.metricSd).toBeLessThan(0.5);
+    const [started] = await t.store.experiments.list(t.projectId, { route: 'support-bot' });
+    expect(started!.decisionRule).toMatchObject({
+      expectedEffect: 0.05,
+      horizon: { effect: 0.05, power: 0.8 },
+      maxObservationsPerArm: 30,
     });
 
     // Live traffic splits between production and the candidate, sticky per user (once the

@@ -165,16 +165,14 @@ function printRound(r: DemoRound): void {
  * slower and less stable there, and the worker's defaults are for billion-parameter models).
  */
 const demoExperiments: Record<PopulationPreset, LoopPolicyInput['experiment']> = {
-  // mSPRT stays valid for any mixture width; 0.3 sd matches the size of effect a round here
-  // has (thumbs-up rates 15-25 points apart), where the default 0.1 needs far more users.
-  // Observations are users with a thumb (the user is the unit): of the demo's 600 people about
-  // 240 per arm give thumbs on a half-and-half canary, so one that has not shipped by 200 such
-  // users an arm ends as no effect.
-  default: {
-    minObservationsPerArm: 30,
-    maxObservationsPerArm: 200,
-    decisionRule: { tauInStandardDeviations: 0.3 },
-  },
+  // Observations are users with a thumb (the user is the unit). The canary is sized from power
+  // (the loop's canary plan): it runs until the test decides or until it has had 80% power to
+  // find the smallest improvement worth shipping here, 10 points of thumbs-up rate (a round here
+  // moves thumbs by 15-25 points), and only then is it "no effect". The horizon is counted in
+  // information, so with the demo's 600 people (about 285 an arm rate) it is reached by more
+  // thumbs per person and CUPED on their earlier thumbs, not by more people. (It used to end at
+  // 200 users an arm, where better candidates 10-15 true points up ended as no effect.)
+  default: { minObservationsPerArm: 30, minimumEffect: 0.1 },
   // With a third of raters adversarial, thumbs show a true difference at about a third of its
   // size and only the few users who rate have one: deciding on them takes thousands of users per
   // arm. The people's own regenerations are not diluted and every user served has a rate (in
@@ -514,8 +512,9 @@ export async function runLoopDemo(o: LoopDemoOptions): Promise<DemoRecord & { ur
           '  this round tries a riskier recipe: rating-weighted SFT that also pushes down every token of disliked answers',
         );
       let round = await advanceLoop(ctx, { start: true });
+      let extra = 0;
       for (
-        let extra = 0;
+        ;
         round?.status === 'running' && round.stage === 'experiment' && extra < Math.ceil(o.canaryChats / 150);
         extra++
       ) {
@@ -549,6 +548,16 @@ export async function runLoopDemo(o: LoopDemoOptions): Promise<DemoRecord & { ur
                 ? 'passed'
                 : 'failed',
         experiment: String(state.decision ?? '-'),
+        ...(state.experimentId
+          ? {
+              canary: {
+                observations: (state.observations as Record<string, number> | undefined) ?? null,
+                plan: (state.canaryPlan as Record<string, number> | undefined) ?? null,
+                chats: 150 * extra,
+                reasons: (state.decisionReasons as string[] | undefined) ?? [],
+              },
+            }
+          : {}),
         outcome: round?.status ?? 'no round',
         seconds: Math.round((Date.now() - t0) / 1000),
       };

@@ -18,6 +18,16 @@ export interface DemoRound {
   thumbsUpUpper: number;
   gate: string;
   experiment: string;
+  /**
+   * The canary: users with an outcome per arm when it ended, its plan (mixture, horizon), canary
+   * chats the demo sent, and the decision's reasons. Absent when the round had no experiment.
+   */
+  canary?: {
+    observations: Record<string, number> | null;
+    plan: Record<string, number> | null;
+    chats: number;
+    reasons: string[];
+  };
   outcome: string;
   seconds: number;
 }

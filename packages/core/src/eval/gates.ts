@@ -88,7 +88,8 @@ export interface GateResult {
 
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
 
-function winRates(
+/** The pairwise win rates the gate trusts (`winRate.source`), judge first; the canary plans from the first. */
+export function winRates(
   s: { judgeWinRate?: WinRate | null; rewardWinRate?: WinRate | null },
   source: EvaluationGates['winRate']['source'],
 ): [string, WinRate][] {

@@ -14,6 +14,7 @@ import { experimentMetricDefinitions, isExperimentMetric, metricHigherIsBetter }
 import { type ArmMoments, proportionMoments } from './moments.js';
 import { type MsprtResult, type MsprtState, msprtTest } from './msprt.js';
 import { normalMeanComparison } from './normal.js';
+import { msprtHorizonVariance } from './sizing.js';
 import { type SampleRatioMismatchResult, sampleRatioMismatch } from './srm.js';
 
 const Probability = z.number().gt(0).lt(1);
@@ -71,6 +72,19 @@ export const ExperimentDecisionConfig = z
     minObservationsPerArm: z.number().int().nonnegative().default(100),
     /** Planned maximum; past it, the reasons say that no effect was found. */
     maxObservationsPerArm: z.number().int().positive().optional(),
+    /**
+     * The horizon sized from power (sizing.ts): once the variance of the primary metric's
+     * difference is at or below the variance at which one look ships a true improvement of
+     * `effect` with probability `power`, a test that has not shipped says so (`noEffect`). It is
+     * counted in information, not users, so outcomes from returning users and CUPED count. It
+     * only ends a test without a win, so it leaves the always-valid guarantee as it is.
+     */
+    horizon: z
+      .strictObject({
+        effect: z.number().positive().finite(),
+        power: Probability.default(0.8),
+      })
+      .optional(),
     /** p-value below which the users per variant do not match the weights. */
     srmThreshold: Probability.default(0.001),
     credibleLevel: Probability.default(0.95),
@@ -166,6 +180,9 @@ export interface MetricComparison {
   expectedLoss: number;
   /** Credible interval of treatment - control. */
   credibleInterval: { lower: number; upper: number };
+  /** Standard error of the difference at this look and the mixture's tau (metric units). */
+  standardError: number;
+  tau: number;
   verdict: ComparisonVerdict;
 }
 
@@ -179,6 +196,11 @@ export interface ExperimentDecision {
   srm: SampleRatioMismatchResult;
   comparisons: MetricComparison[];
   state: ExperimentState;
+  /**
+   * No decision, and the planned end is reached (the horizon's information or the maximum of
+   * observations per arm): no effect worth having was found; keeping the control is the safe choice.
+   */
+  noEffect: boolean;
 }
 
 function count(m: ExperimentMetricData): number {
@@ -306,6 +328,8 @@ function compareMetric(
       probabilityToBeat: o.probabilityToBeat,
       expectedLoss: o.expectedLoss,
       credibleInterval: flip(o.credible, dir),
+      standardError: o.sequential.standardError,
+      tau: o.sequential.tau,
       verdict,
     },
     state: o.sequential.state,
@@ -412,7 +436,7 @@ export function decideExperiment(
       state[t.name]![m.metric] = r.state;
     }
   }
-  const base = { srm, comparisons, state };
+  const base = { srm, comparisons, state, noEffect: false };
   const harmful = comparisons.filter((c) => c.verdict === 'worse');
   if (harmful.length > 0) {
     return {
@@ -445,6 +469,36 @@ export function decideExperiment(
     if (c.verdict !== 'better') reasons.push(...pendingReasons(c, config));
     else reasons.push(`${describe(c)} (would ship, but shipping is blocked)`);
   }
+  const ends = plannedEnd(control, treatments, comparisons, thin.length > 0, config);
+  reasons.push(...ends);
+  return { ...base, decision: 'keep_running', variant: null, reasons, noEffect: ends.length > 0 };
+}
+
+/**
+ * Why an undecided test is over, if it is: every treatment's primary comparison past the horizon
+ * (its standard error at or below the horizon's), or every arm at the planned maximum.
+ */
+function plannedEnd(
+  control: ExperimentVariantData,
+  treatments: ExperimentVariantData[],
+  comparisons: MetricComparison[],
+  thin: boolean,
+  config: ExperimentDecisionConfig,
+): string[] {
+  const out: string[] = [];
+  const h = config.horizon;
+  const primary = comparisons.filter((c) => c.role === 'primary');
+  if (h && !thin && primary.length === treatments.length) {
+    const alpha = config.alpha / treatments.length;
+    const past = primary.map((c) => {
+      const v = msprtHorizonVariance({ effect: h.effect, tau: c.tau, alpha, power: h.power });
+      return { c, target: Math.sqrt(v), reached: c.standardError ** 2 <= v };
+    });
+    if (past.every((p) => p.reached))
+      out.push(
+        `the horizon is reached: ${past.map((p) => `${p.c.variant}'s standard error ${fmt(p.c.standardError)} <= ${fmt(p.target)}`).join(', ')}, where one look had power ${h.power} to ship an improvement of ${fmt(h.effect)}: no effect that large; keeping the control is the safe choice`,
+      );
+  }
   const maxN = config.maxObservationsPerArm;
   if (
     maxN !== undefined &&
@@ -454,9 +508,9 @@ export function decideExperiment(
         count(metricOf(t, config.primaryMetric)) >= maxN,
     )
   ) {
-    reasons.push(
+    out.push(
       `the planned maximum of ${maxN} observations per arm is reached: no effect large enough to detect; keeping the control is the safe choice`,
     );
   }
-  return { ...base, decision: 'keep_running', variant: null, reasons };
+  return out;
 }

@@ -8,6 +8,7 @@ export * from './normal.js';
 export * from './power.js';
 export * from './simulate.js';
 export * from './simulate-cuped.js';
+export * from './sizing.js';
 export * from './special.js';
 export * from './srm.js';
 export * from './t-test.js';

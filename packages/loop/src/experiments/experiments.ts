@@ -339,6 +339,7 @@ function bayesianDecision(d: ExperimentDecision, config: ExperimentDecisionConfi
     return {
       ...d,
       decision: 'stop_for_harm',
+      noEffect: false,
       variant: harm[0]!.variant,
       reasons: harm.map(
         (c) =>
@@ -358,6 +359,7 @@ function bayesianDecision(d: ExperimentDecision, config: ExperimentDecisionConfi
     return {
       ...d,
       decision: 'ship',
+      noEffect: false,
       variant: w.variant,
       reasons: [
         `ship: ${w.variant} ${w.metric} P(better) = ${w.probabilityToBeat.toPrecision(3)}, expected loss ${w.expectedLoss.toPrecision(3)}`,

@@ -1,3 +1,4 @@
+export * from './canary-plan.js';
 export * from './lease.js';
 export * from './loop.js';
 export * from './model-server.js';

@@ -9,6 +9,7 @@ import { buildDatasetVersion, loadDatasetInputs } from '../datasets.js';
 import { runEvaluation } from '../eval/harness.js';
 import { experimentStatus, startExperiment, stopExperiment } from '../experiments/experiments.js';
 import { runTraining, startTrainingRun, type TrainingOptions } from '../training/runs.js';
+import { loopCanaryPlan, offlineAdvantageOf } from './canary-plan.js';
 import type { ServedModel } from './model-server.js';
 import type { LoopPolicy } from './policy.js';
 import { withRoutedModels } from './routed.js';
@@ -51,6 +52,17 @@ export interface RoundState {
   gateDecision?: 'pass' | 'fail' | 'undecided';
   /** Why a gate failed, or (undecided) why the evidence could not decide. */
   gateReasons?: string[];
+  /** The evaluation's estimate of the candidate's advantage on the live metric (metric units); null: none. */
+  offlineAdvantage?: { estimate: number; lower: number; upper: number; items: number; source: string } | null;
+  /** How the canary was sized: the mixture, the effect and power of its horizon, the users planned. */
+  canaryPlan?: {
+    expectedEffect: number;
+    horizonEffect: number;
+    power: number;
+    horizonStandardError: number;
+    plannedUsers: number;
+    metricSd: number;
+  };
   experimentId?: string;
   decision?: string;
   decisionReasons?: string[];
@@ -479,6 +491,11 @@ const stages: Record<(typeof loopStages)[number], StageFn> = {
       gatePassed: decision !== 'fail',
       gateDecision: decision,
       gateReasons: why,
+      offlineAdvantage: offlineAdvantageOf(
+        outcome.evaluation.summary as Parameters<typeof offlineAdvantageOf>[0],
+        p.evaluation.gates,
+        p.experiment.metric,
+      ),
     };
     if (decision === 'fail')
       return { to: 'done', status: 'rejected', state: gateState, note: { reasons: why } };
@@ -495,6 +512,11 @@ const stages: Record<(typeof loopStages)[number], StageFn> = {
     const [running] = (
       await ctx.store.experiments.list(ctx.projectId, { route: p.route, status: 'running' })
     ).filter((e) => e.name === name);
+    // Sized from power, not a fixed count of users: the mixture where the effect is expected, and
+    // a horizon at which the test would have found the smallest effect worth shipping.
+    const plan = await loopCanaryPlan(ctx.store, ctx.projectId, p, state.offlineAdvantage);
+    const rule = p.experiment.decisionRule;
+    const mixtureNamed = 'expectedEffect' in rule || 'tauInStandardDeviations' in rule;
     const experiment =
       running ??
       (await startExperiment(
@@ -514,10 +536,9 @@ const stages: Record<(typeof loopStages)[number], StageFn> = {
             minObservationsPerArm: p.experiment.minObservationsPerArm,
             maxObservationsPerArm: p.experiment.maxObservationsPerArm,
             ...(p.experiment.guardrails.length ? { guardrails: p.experiment.guardrails } : {}),
-            ...(p.experiment.expectedEffect !== undefined
-              ? { expectedEffect: p.experiment.expectedEffect }
-              : {}),
-            ...p.experiment.decisionRule,
+            ...(mixtureNamed ? {} : { expectedEffect: plan.expectedEffect }),
+            horizon: { effect: plan.horizonEffect, power: plan.power },
+            ...rule,
           },
         },
         { actor: actorOf(ctx) },
@@ -531,9 +552,22 @@ const stages: Record<(typeof loopStages)[number], StageFn> = {
         `round ${round.round}: canary at ${p.canary.share}`,
       );
     ctx.log?.(
-      `round ${round.round}: canary ${cand.name} gets ${Math.round(p.canary.share * 100)}% of ${p.route}`,
+      `round ${round.round}: canary ${cand.name} gets ${Math.round(p.canary.share * 100)}% of ${p.route}; ${plan.reasons.join('; ')}`,
     );
-    return { to: 'experiment', state: { experimentId: experiment.id } };
+    return {
+      to: 'experiment',
+      state: {
+        experimentId: experiment.id,
+        canaryPlan: {
+          expectedEffect: plan.expectedEffect,
+          horizonEffect: plan.horizonEffect,
+          power: plan.power,
+          horizonStandardError: Math.sqrt(plan.horizonVariance),
+          plannedUsers: plan.plannedUsers.total,
+          metricSd: plan.metricSd.sd,
+        },
+      },
+    };
   },
 
   async experiment(ctx, round, state) {
@@ -543,8 +577,9 @@ const stages: Record<(typeof loopStages)[number], StageFn> = {
     const observed = (v: (typeof status.variants)[number]) => v.metrics[ctx.policy.experiment.metric].users;
     const observations = Object.fromEntries(status.variants.map((v) => [v.name, observed(v)]));
     const decision = status.decision.decision;
-    const atMax = status.variants.every((v) => observed(v) >= ctx.policy.experiment.maxObservationsPerArm);
-    if (decision === 'keep_running' && !atMax) return undefined; // look again later
+    // Running until the test decides, or until its planned end (the horizon sized from power, or
+    // the hard cap on users): only then is "no effect" the answer.
+    if (decision === 'keep_running' && !status.decision.noEffect) return undefined; // look again later
     const final =
       decision === 'ship' && status.decision.variant === 'candidate'
         ? 'ship'

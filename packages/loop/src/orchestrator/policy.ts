@@ -185,11 +185,23 @@ const LoopPolicyFields = z.strictObject({
       engine: z.enum(experimentEngines).default('msprt'),
       /** Observations are users with an outcome of the metric (the user is the unit). */
       minObservationsPerArm: z.number().int().nonnegative().default(60),
-      /** Past this many users per arm without a ship decision, the candidate is rolled back. */
+      /**
+       * A hard cap: past this many users per arm without a ship decision, the candidate is rolled
+       * back. The planned end is the horizon below, which usually comes first.
+       */
       maxObservationsPerArm: z.number().int().positive().default(600),
       /**
+       * The smallest improvement worth shipping, in metric units; without it, the metric's default
+       * (5% of its range). The canary runs until the test decides or until it has had `power` to
+       * find this much (the horizon, canary-plan.ts), and only then ends as "no effect".
+       */
+      minimumEffect: z.number().positive().finite().optional(),
+      /** Power of the horizon: the chance the canary ships a candidate better by `minimumEffect`. */
+      power: z.number().gt(0).lt(1).default(0.8),
+      /**
        * The effect the canary looks for, in metric units (the sequential test's mixture, see
-       * ExperimentDecisionConfig.expectedEffect); without it, the metric's default (5% of its range).
+       * ExperimentDecisionConfig.expectedEffect); without it, the offline gate's estimate of the
+       * candidate's advantage when it is above the minimum effect, else the minimum effect.
        */
       expectedEffect: z.number().positive().finite().optional(),
       decisionRule: z.record(z.string(), z.unknown()).default({}),
