@@ -42,6 +42,12 @@ export interface ExperimentMetricDefinition {
    * demo, 4 points of regenerate rate for 9 points of true quality; copies are rarer).
    */
   defaultExpectedEffect: number;
+  /**
+   * Width of the metric's scale: 1 for a rate, 2 for a reward on [-1, 1], 4 for stars. A
+   * difference of like rates (what an offline judge's wins minus losses estimates) shows on a
+   * rating metric at this multiple; it bounds the per-user spread (half of it) when none is known.
+   */
+  range: number;
 }
 
 const ratingMetrics = {
@@ -50,18 +56,21 @@ const ratingMetrics = {
     outcome: { source: 'ratings', sums: 'thumbs' },
     higherIsBetter: true,
     defaultExpectedEffect: 0.05,
+    range: 1,
   },
   mean_reward: {
     label: 'Mean calibrated reward',
     outcome: { source: 'ratings', sums: 'reward' },
     higherIsBetter: true,
     defaultExpectedEffect: 0.1,
+    range: 2,
   },
   stars: {
     label: 'Stars',
     outcome: { source: 'ratings', sums: 'stars' },
     higherIsBetter: true,
     defaultExpectedEffect: 0.2,
+    range: 4,
   },
 } as const satisfies Record<string, ExperimentMetricDefinition>;
 
@@ -72,24 +81,28 @@ const implicitMetrics = {
     outcome: { source: 'implicit', signal: 'copied' },
     higherIsBetter: true,
     defaultExpectedEffect: 0.02,
+    range: 1,
   },
   regenerate_rate: {
     label: 'Regenerate rate',
     outcome: { source: 'implicit', signal: 'regenerated' },
     higherIsBetter: false,
     defaultExpectedEffect: 0.03,
+    range: 1,
   },
   edit_rate: {
     label: 'Edit rate',
     outcome: { source: 'implicit', signal: 'edited' },
     higherIsBetter: false,
     defaultExpectedEffect: 0.02,
+    range: 1,
   },
   abandon_rate: {
     label: 'Abandon rate',
     outcome: { source: 'implicit', signal: 'abandoned' },
     higherIsBetter: false,
     defaultExpectedEffect: 0.02,
+    range: 1,
   },
 } as const satisfies Record<string, ExperimentMetricDefinition>;
 

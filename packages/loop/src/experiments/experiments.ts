@@ -212,7 +212,7 @@ export interface MetricStatus extends VariantMetricStatus {
 }
 
 /** One metric's per-user sums and pre-period covariate in a variant's totals (core's definition says which). */
-function sumsOf(
+export function sumsOf(
   metric: ExperimentMetric,
   t: VariantFeedbackTotals | undefined,
 ): { outcome: UserMetricSums & { signalled?: number }; covariate: UserCovariateSums } {

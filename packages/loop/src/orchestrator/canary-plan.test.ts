@@ -40,5 +40,7 @@ describe('offlineAdvantageOf', () => {
       offlineAdvantageOf({ winRate: { judge: verdicts(0, 0, 12), reward: null } }, {}, 'thumbs_up_rate'),
     ).toBeNull();
     expect(offlineAdvantageOf(null, {}, 'thumbs_up_rate')).toBeNull();
+    // A judge's like-rate difference says nothing about how often people regenerate.
+    expect(offlineAdvantageOf(summary, { winRate: { source: 'judge' } }, 'regenerate_rate')).toBeNull();
   });
 });

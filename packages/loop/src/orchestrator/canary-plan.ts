@@ -7,6 +7,7 @@ import {
   type CanaryPlan,
   EvaluationGates,
   type EvaluationSummary,
+  experimentMetric,
   type OfflineAdvantage,
   pairedAdvantage,
   planCanary,
@@ -15,7 +16,7 @@ import {
   winRates,
 } from '@ratchet/core';
 import type { Store } from '@ratchet/store';
-import { defaultExpectedEffect, type ExperimentMetric, metricRange } from '../experiments/experiments.js';
+import { type ExperimentMetric, sumsOf } from '../experiments/experiments.js';
 import type { LoopPolicy } from './policy.js';
 
 const day = 24 * 60 * 60 * 1000;
@@ -29,7 +30,10 @@ export function offlineAdvantageOf(
   gatesInput: unknown,
   metric: ExperimentMetric,
 ): (OfflineAdvantage & { source: string }) | null {
-  if (!summary?.winRate) return null;
+  // A judge's wins and losses estimate a difference of like rates: that carries over to the
+  // users' ratings, not to what they do with an answer (an implicit metric).
+  const definition = experimentMetric(metric);
+  if (!summary?.winRate || definition.outcome.source !== 'ratings') return null;
   const gates = EvaluationGates.parse(gatesInput ?? {});
   const [trusted] = winRates(
     { judgeWinRate: summary.winRate.judge, rewardWinRate: summary.winRate.reward },
@@ -40,7 +44,7 @@ export function offlineAdvantageOf(
   const a = pairedAdvantage(w.wins, w.losses, w.n, signInterval(w.wins, w.losses, gates.level));
   if (!a) return null;
   // A difference of like rates, carried onto the metric's range (a reward on [-1, 1] moves twice as far).
-  const r = metricRange[metric];
+  const r = definition.range;
   return { estimate: a.estimate * r, lower: a.lower * r, upper: a.upper * r, items: a.items, source };
 }
 
@@ -58,14 +62,12 @@ export async function productionMetricSd(
   const totals = await store.experiments.variantTotals(projectId, route, now - 28 * day, now, {
     excludeFlaggedRaters: true,
   });
-  const sums = totals
-    .map((t) => (metric === 'thumbs_up_rate' ? t.thumbs : metric === 'stars' ? t.stars : t.reward))
-    .sort((a, b) => b.users - a.users)[0];
+  const sums = totals.map((t) => sumsOf(metric, t).outcome).sort((a, b) => b.users - a.users)[0];
   if (sums && sums.users >= 2) {
     const m = userMeanMetric(sums);
     if (m.kind === 'mean' && m.variance > 0) return { sd: Math.sqrt(m.variance), users: sums.users };
   }
-  return { sd: metricRange[metric] / 2, users: 0 };
+  return { sd: experimentMetric(metric).range / 2, users: 0 };
 }
 
 /** The plan for this round's canary under the policy. */
@@ -79,7 +81,7 @@ export async function loopCanaryPlan(
   const metricSd = await productionMetricSd(store, projectId, policy.route, e.metric);
   const rule = e.decisionRule as { alpha?: unknown };
   const plan = planCanary({
-    minimumEffect: e.minimumEffect ?? defaultExpectedEffect[e.metric],
+    minimumEffect: e.minimumEffect ?? experimentMetric(e.metric).defaultExpectedEffect,
     ...(e.expectedEffect !== undefined ? { expectedEffect: e.expectedEffect } : {}),
     offline: offline ?? null,
     metricSd: metricSd.sd,
