@@ -257,8 +257,10 @@ interface KeptCalibration {
 const kept = new WeakMap<Store, Map<string, KeptCalibration>>();
 
 function keptCalibrations(store: Store): Map<string, KeptCalibration> {
-  let map = kept.get(store);
-  if (!map) kept.set(store, (map = new Map()));
+  const existing = kept.get(store);
+  if (existing) return existing;
+  const map = new Map<string, KeptCalibration>();
+  kept.set(store, map);
   return map;
 }
 
