@@ -76,6 +76,8 @@ const sharedMetricNames = new Set([
   'recalibrate_speedup_1pct', // issue 17's names (a reward difference is in reward units)
   'recalibrate_max_reward_diff',
   'recalibrate_adversarial_max_reward_diff',
+  'recalibrate_stored_max_reward_diff',
+  'recalibrate_3m_max_reward_diff',
 ]);
 
 export function assertWellFormed(result: BenchResultFile): void {
