@@ -68,14 +68,14 @@ const goodAnswer = (i: number) => `We just sent a reset link to your address (${
 const badAnswer = (i: number) => `Not my problem, figure it out (${i}).`;
 
 /**
- * A project with 14 liked and 14 disliked answers rated by people (calibrated), and unrated
+ * A project with 30 liked and 30 disliked answers rated by people (15 of each check the thresholds the others choose) (calibrated), and unrated
  * answers: `unratedGood` good, `unratedBad` bad, and 2 the labellers cannot call ("maybe").
  */
 async function project(store: Store, name: string, unratedGood: number, unratedBad: number) {
   const projectId = (await store.projects.create(name)).id;
   const rows: { id: string; output: string; thumb?: 'up' | 'down' }[] = [];
-  for (let i = 0; i < 14; i++) rows.push({ id: `liked-${i}`, output: goodAnswer(i), thumb: 'up' });
-  for (let i = 0; i < 14; i++) rows.push({ id: `disliked-${i}`, output: badAnswer(i), thumb: 'down' });
+  for (let i = 0; i < 30; i++) rows.push({ id: `liked-${i}`, output: goodAnswer(i), thumb: 'up' });
+  for (let i = 0; i < 30; i++) rows.push({ id: `disliked-${i}`, output: badAnswer(i), thumb: 'down' });
   for (let i = 0; i < unratedGood; i++) rows.push({ id: `good-${i}`, output: goodAnswer(100 + i) });
   for (let i = 0; i < unratedBad; i++) rows.push({ id: `bad-${i}`, output: badAnswer(100 + i) });
   for (let i = 0; i < 2; i++) rows.push({ id: `maybe-${i}`, output: `It maybe works later (${i}).` });
@@ -139,7 +139,10 @@ describe('the reward model labels unrated answers where held-out ratings show it
     expect(report).toMatchObject({ looked: 8, labeled: 6, up: 3, down: 3, unsure: 2, share: 0.75 });
     expect(report.reliability).toMatchObject({
       targetPrecision: 0.8,
-      heldOut: 28,
+      heldOut: 60,
+      fit: 30,
+      check: 30,
+      minCheck: 14,
       precision: 1,
       upThreshold: 2,
       downThreshold: -2,
@@ -164,19 +167,20 @@ describe('the reward model labels unrated answers where held-out ratings show it
   it('does not check the model on answers it trained on, nor on answers AI labelled before', async () => {
     const projectId = await project(store, 'rm-trained', 3, 3);
     // Trained on all but 10 liked answers: the disliked side has no held-out answers left.
-    const trainedOn = [...Array.from({ length: 4 }, (_, i) => `liked-${i}`)];
-    trainedOn.push(...Array.from({ length: 14 }, (_, i) => `disliked-${i}`));
+    const trainedOn = [...Array.from({ length: 20 }, (_, i) => `liked-${i}`)];
+    trainedOn.push(...Array.from({ length: 30 }, (_, i) => `disliked-${i}`));
     const before = rm.scored();
     const report = await labelWithRewardModel(store, projectId, {
       rewardModel: { baseURL, model: 'reliable' },
       trainedOn,
     });
-    // 10 liked answers cannot show 0.8 at 95%: nothing is labelled, and the unrated are not scored.
+    // 10 liked answers leave 5 to check on, too few to show 0.8 at 95%: nothing is labelled, and
+    // the unrated are not scored.
     expect(report).toMatchObject({ looked: 8, labeled: 0, unsure: 8, share: 0 });
     expect(report.reliability).toMatchObject({ heldOut: 10, precision: null, upThreshold: null });
     expect(report.reliability.reasons).toEqual([
-      expect.stringMatching(/^up: 10 held-out answers cannot show 0.8 precision at 0.95 confidence/),
-      expect.stringMatching(/^down: on no held-out answer/),
+      'up: 10 held-out answers leave 5 to check on; showing 80.0% precision at 0.95 confidence needs at least 14 past the threshold even if all agree',
+      'down: 10 held-out answers leave 5 to check on; showing 80.0% precision at 0.95 confidence needs at least 14 past the threshold even if all agree',
     ]);
     expect(rm.scored() - before).toBe(10);
 
@@ -187,7 +191,7 @@ describe('the reward model labels unrated answers where held-out ratings show it
     const again = await labelWithRewardModel(store, projectId, {
       rewardModel: { baseURL, model: 'reliable' },
     });
-    expect(again.reliability.heldOut).toBe(28);
+    expect(again.reliability.heldOut).toBe(60);
     expect(again).toMatchObject({ looked: 2, labeled: 0, unsure: 2 });
   });
 
@@ -198,10 +202,10 @@ describe('the reward model labels unrated answers where held-out ratings show it
     });
     // Every held-out answer scores -2, liked and disliked alike: the score says nothing either way.
     expect(report).toMatchObject({ looked: 8, labeled: 0, up: 0, down: 0 });
-    expect(report.reliability).toMatchObject({ heldOut: 28, precision: null });
+    expect(report.reliability).toMatchObject({ heldOut: 60, precision: null });
     expect(report.reliability.reasons).toEqual([
-      'up: on no held-out answer does the score make "liked" the likelier outcome',
-      'down: on no held-out answer does the score make "disliked" the likelier outcome',
+      'up: on no fit answer does the score make "liked" the likelier outcome',
+      'down: on no fit answer does the score make "disliked" the likelier outcome',
     ]);
     expect(await judgeThumbs(store, projectId)).toEqual([]);
   });
@@ -238,7 +242,7 @@ describe('the LLM judge labels unrated answers where held-out ratings show it ri
       samples: 3,
       concurrency: 1,
     });
-    // Unanimous on the 28 held-out answers and on good-0 and bad-0; split on the maybes.
+    // Unanimous on the 60 held-out answers and on good-0 and bad-0; split on the maybes.
     expect(report).toMatchObject({
       looked: 4,
       labeled: 2,
@@ -248,8 +252,8 @@ describe('the LLM judge labels unrated answers where held-out ratings show it ri
       share: 0.5,
       rater: 'judge:judge-large',
     });
-    expect(report.reliability).toMatchObject({ heldOut: 28, precision: 1, upThreshold: 1, downThreshold: 0 });
-    expect(judge.calls()).toBe(3 * (28 + 4));
+    expect(report.reliability).toMatchObject({ heldOut: 60, precision: 1, upThreshold: 1, downThreshold: 0 });
+    expect(judge.calls()).toBe(3 * (60 + 4));
     expect(await judgeThumbs(store, projectId)).toEqual([
       ['bad-0', -1],
       ['good-0', 1],

@@ -19,14 +19,17 @@ import { applyRule, chooseLabelRule, isotonicFit } from './reliability.js';
 
 /**
  * How a labeller earns the right to label: its scores on answers people rated that it never saw
- * (the held-out set) choose thresholds whose precision reaches `targetPrecision` with confidence
- * 1 - `alpha` (see reliability.ts); only unrated answers past them are labelled.
+ * (the held-out set) decide. Half of them choose the thresholds, the other half certify that
+ * their precision reaches `targetPrecision` with confidence 1 - `alpha` and give the precision
+ * reported (see reliability.ts); only unrated answers past certified thresholds are labelled.
  */
 const ReliabilityFields = {
   /** Share of labels people must agree with, at the chosen thresholds (a lower confidence bound). */
   targetPrecision: z.number().min(0).max(1).default(0.8),
-  /** Error of that claim, over both sides and every threshold tried. */
+  /** Error of that claim, over both sides. */
   alpha: z.number().gt(0).max(0.5).default(0.1),
+  /** Share of the held-out answers that check the thresholds (the rest choose them). */
+  checkShare: z.number().gt(0).lt(1).default(0.5),
   /** Rated answers the labeller trained on: never part of its held-out set. */
   trainedOn: z.array(z.string().min(1)).max(10_000_000).default([]),
   /** Held-out answers scored, newest first. */
@@ -52,9 +55,19 @@ export interface AiLabelReliability {
   targetPrecision: number;
   /** Held-out answers scored (people rated them; the labeller never trained on them). */
   heldOut: number;
-  /** Precision on the held-out answers the rule labels, and its lower confidence bound; null: labels none. */
+  /** Of them: those that chose the thresholds, and those that checked them. */
+  fit: number;
+  check: number;
+  /** Check answers a side must label to certify the target even if all are right. */
+  minCheck: number;
+  /**
+   * Precision on the check answers the rule labels (never on those that chose the thresholds),
+   * and its exact lower confidence bound; null: labels none.
+   */
   precision: number | null;
   lower: number | null;
+  /** Check answers the rule labels (what `precision` is measured on). */
+  checkLabeled: number;
   /** Label up at or above `upThreshold`, down at or below `downThreshold` (null: that side labels nothing). */
   upThreshold: number | null;
   downThreshold: number | null;
@@ -151,8 +164,8 @@ async function heldOutAnswers(
 
 /**
  * Scores the held-out answers and the unrated ones with the labeller, chooses the labelling rule
- * from the held-out scores (chooseLabelRule: thresholds whose precision reaches the target with
- * confidence), and calls each unrated answer past a threshold, with its calibrated confidence
+ * from the held-out scores (chooseLabelRule: thresholds chosen on half of them, certified on the
+ * other half), and calls each unrated answer past a threshold, with its calibrated confidence
  * (isotonic fit of P(people like it) on the held-out scores). A score of NaN (no verdict) is no call.
  */
 async function calibratedCalls(
@@ -165,15 +178,19 @@ async function calibratedCalls(
   const heldOut = await heldOutAnswers(store, projectId, o);
   const heldOutScores = await score(heldOut.map((h) => h.interaction));
   const points = heldOut
-    .map((h, k) => ({ score: heldOutScores[k]!, up: h.up }))
+    .map((h, k) => ({ id: h.interaction.id, score: heldOutScores[k]!, up: h.up }))
     .filter((p) => Number.isFinite(p.score));
   const rule = chooseLabelRule(points, o);
   const pUp = isotonicFit(points);
   const reliability: AiLabelReliability = {
     targetPrecision: o.targetPrecision,
     heldOut: points.length,
+    fit: rule.fit,
+    check: rule.check,
+    minCheck: rule.minCheck,
     precision: rule.precision,
     lower: rule.lower,
+    checkLabeled: rule.checkLabeled,
     upThreshold: rule.up?.threshold ?? null,
     downThreshold: rule.down?.threshold ?? null,
     reasons: rule.reasons,

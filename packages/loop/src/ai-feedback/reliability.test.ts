@@ -1,13 +1,22 @@
 import { SeededRandom } from '@ratchet/core';
 import { describe, expect, it } from 'vitest';
-import { applyRule, chooseLabelRule, type HeldOutPoint, isotonicFit } from './reliability.js';
+import {
+  applyRule,
+  chooseLabelRule,
+  exactLowerBound,
+  fewestToCertify,
+  isotonicFit,
+  type KeyedPoint,
+  ruleFromHalves,
+  splitHeldOut,
+} from './reliability.js';
 
 /** Held-out answers whose chance of being liked is `pLiked(score)`, scores uniform in [-3, 3]. */
-function heldOut(n: number, seed: number, pLiked: (score: number) => number): HeldOutPoint[] {
+function heldOut(n: number, seed: number, pLiked: (score: number) => number): KeyedPoint[] {
   const rng = new SeededRandom(seed);
-  return Array.from({ length: n }, () => {
+  return Array.from({ length: n }, (_, i) => {
     const score = -3 + 6 * rng.uniform();
-    return { score, up: rng.uniform() < pLiked(score) };
+    return { id: `s${seed}-${i}`, score, up: rng.uniform() < pLiked(score) };
   });
 }
 const logistic = (s: number) => 1 / (1 + Math.exp(-2 * s));
@@ -43,13 +52,67 @@ describe('isotonic calibration of a labeller score', () => {
   });
 });
 
+/** P(X >= x) for X ~ Binomial(n, p), summed term by term. */
+function upperTail(x: number, n: number, p: number): number {
+  let sum = 0;
+  let logChoose = 0;
+  for (let k = 0; k <= n; k++) {
+    if (k > 0) logChoose += Math.log((n - k + 1) / k);
+    if (k >= x) sum += Math.exp(logChoose + k * Math.log(p) + (n - k) * Math.log1p(-p));
+  }
+  return sum;
+}
+
+describe('the exact lower bound of a precision', () => {
+  it('is the p at which the binomial tail of the correct count equals alpha', () => {
+    for (const [x, n] of [
+      [14, 14],
+      [9, 10],
+      [40, 50],
+      [1, 3],
+    ] as const) {
+      const lower = exactLowerBound(x, n, 0.05);
+      expect(upperTail(x, n, lower)).toBeCloseTo(0.05, 9);
+    }
+    expect(exactLowerBound(10, 10, 0.05)).toBeCloseTo(0.05 ** (1 / 10), 12);
+    expect(exactLowerBound(0, 5, 0.05)).toBe(0);
+    expect(exactLowerBound(0, 0, 0.05)).toBe(0);
+  });
+
+  it('needs 14 answers, all right, to show 80% at 95%: 13 are not enough', () => {
+    expect(fewestToCertify(0.8, 0.05)).toBe(14);
+    expect(exactLowerBound(14, 14, 0.05)).toBeGreaterThanOrEqual(0.8);
+    expect(exactLowerBound(13, 13, 0.05)).toBeLessThan(0.8);
+    expect(exactLowerBound(14, 15, 0.05)).toBeLessThan(0.8);
+  });
+});
+
+describe('the split of the held-out answers', () => {
+  it('puts each answer in one half, halves each outcome, and does not depend on the order', () => {
+    const points = heldOut(101, 5, logistic);
+    const { fit, check } = splitHeldOut(points, 0.5);
+    expect([...fit, ...check].map((p) => p.id).sort()).toEqual(points.map((p) => p.id).sort());
+    expect(new Set([...fit, ...check].map((p) => p.id)).size).toBe(101);
+    const ups = points.filter((p) => p.up).length;
+    expect(Math.abs(check.filter((p) => p.up).length - ups / 2)).toBeLessThanOrEqual(0.5);
+    expect(Math.abs(check.filter((p) => !p.up).length - (101 - ups) / 2)).toBeLessThanOrEqual(0.5);
+    const again = splitHeldOut([...points].reverse(), 0.5);
+    expect(again.check.map((p) => p.id).sort()).toEqual(check.map((p) => p.id).sort());
+    expect(splitHeldOut(points, 0.25).check).toHaveLength(
+      Math.floor(ups * 0.25) + Math.floor((101 - ups) * 0.25),
+    );
+  });
+});
+
 describe('the labelling rule chosen on held-out ratings', () => {
   it('labels where a reliable score is past thresholds that reach the target precision', () => {
     const rule = chooseLabelRule(heldOut(600, 2, logistic), { targetPrecision: 0.8, alpha: 0.1 });
+    expect(rule).toMatchObject({ heldOut: 600, fit: 300, check: 300, minCheck: 14, reasons: [] });
     expect(rule.up).not.toBeNull();
     expect(rule.down).not.toBeNull();
     expect(rule.down!.threshold).toBeLessThan(rule.up!.threshold);
     expect(rule.up!.lower).toBeGreaterThanOrEqual(0.8);
+    expect(rule.down!.lower).toBeGreaterThanOrEqual(0.8);
     // On fresh answers from the same labeller, the rule's labels are right at least as often as promised.
     const fresh = heldOut(20_000, 99, logistic)
       .map((p) => ({ p, label: applyRule(rule, p.score) }))
@@ -63,6 +126,44 @@ describe('the labelling rule chosen on held-out ratings', () => {
     expect(applyRule(rule, (rule.up!.threshold + rule.down!.threshold) / 2)).toBeNull();
   });
 
+  it('finds the planted thresholds: sure above 2, sure below -2, a coin in between', () => {
+    // Liked for sure above 2, disliked for sure below -2, half and half in between: a threshold
+    // at t in [0, 2] has precision (3 - 2 + (2 - t) / 2) / (3 - t), 0.8 at t = 4/3.
+    const planted = (s: number) => (s > 2 ? 1 : s < -2 ? 0 : 0.5);
+    const rule = chooseLabelRule(heldOut(2000, 6, planted), { targetPrecision: 0.8, alpha: 0.1 });
+    expect(rule.up!.threshold).toBeGreaterThan(4 / 3);
+    expect(rule.up!.threshold).toBeLessThan(2.1);
+    expect(rule.down!.threshold).toBeLessThan(-4 / 3);
+    expect(rule.down!.threshold).toBeGreaterThan(-2.1);
+    const truePrecision = (t: number) => (1 + Math.max(0, 2 - t) / 2) / (3 - Math.min(t, 2));
+    expect(truePrecision(rule.up!.threshold)).toBeGreaterThanOrEqual(0.8);
+    expect(truePrecision(-rule.down!.threshold)).toBeGreaterThanOrEqual(0.8);
+  });
+
+  it('never takes its precision from the answers that chose the threshold', () => {
+    // The fit half is perfectly separated by the score; on the check half the outcome is a coin
+    // toss whatever the score. A precision measured on the fit half would be 100%.
+    const separated = (p: KeyedPoint) => ({ ...p, up: p.score > 0 });
+    const fit = heldOut(200, 7, logistic).map(separated);
+    const rng = new SeededRandom(8);
+    const check = heldOut(200, 9, logistic).map((p) => ({ ...p, up: rng.uniform() < 0.5 }));
+    const rule = ruleFromHalves(fit, check, { targetPrecision: 0.8, alpha: 0.1 });
+    expect(rule).toMatchObject({ up: null, down: null, precision: null, fit: 200, check: 200 });
+    expect(rule.reasons).toEqual([
+      expect.stringMatching(
+        /^up: past the threshold the fit half chose \(100\.0% of \d+ right\), the \d+ check answers were/,
+      ),
+      expect.stringMatching(/^down: past the threshold the fit half chose \(100\.0% of \d+ right\)/),
+    ]);
+    // The same, with a check half as clean as the fit half: both sides are certified, and the
+    // precision is the check half's.
+    const clean = ruleFromHalves(fit, check.map(separated), { targetPrecision: 0.8, alpha: 0.1 });
+    expect(clean.up).not.toBeNull();
+    expect(clean.down).not.toBeNull();
+    expect(clean.precision).toBe(1);
+    expect(clean.up!.heldOut + clean.down!.heldOut).toBe(clean.labeledShare * 200);
+  });
+
   it('labels none with a score that says nothing, and says why', () => {
     const rule = chooseLabelRule(
       heldOut(600, 3, () => 0.5),
@@ -70,9 +171,7 @@ describe('the labelling rule chosen on held-out ratings', () => {
     );
     expect(rule).toMatchObject({ up: null, down: null, precision: null, labeledShare: 0 });
     expect(rule.reasons).toHaveLength(2);
-    expect(rule.reasons[0]).toMatch(
-      /^up: the \d+ most confident held-out answers were .*% right \(lower bound/,
-    );
+    expect(rule.reasons[0]).toMatch(/^up: /);
   });
 
   it('labels none on the side where the score is confidently wrong', () => {
@@ -86,13 +185,13 @@ describe('the labelling rule chosen on held-out ratings', () => {
     expect(rule.reasons).toEqual([expect.stringMatching(/^up: /)]);
   });
 
-  it('needs enough held-out answers to show the target even when all agree', () => {
-    // The 4 answers with the higher scores all liked: too few to show 0.8 at 95% confidence.
-    const points = Array.from({ length: 8 }, (_, i) => ({ score: i, up: i >= 4 }));
+  it('needs enough held-out answers to show the target even when all agree, and says how many', () => {
+    // 24 answers, perfectly separated: 12 are left to check on, short of the 14 needed.
+    const points = Array.from({ length: 24 }, (_, i) => ({ id: `p${i}`, score: i, up: i >= 12 }));
     const rule = chooseLabelRule(points, { targetPrecision: 0.8, alpha: 0.1 });
-    expect(rule.up).toBeNull();
-    expect(rule.reasons[0]).toMatch(
-      /^up: 4 held-out answers cannot show 0.8 precision at 0.95 confidence even if all agreed$/,
+    expect(rule).toMatchObject({ up: null, down: null, check: 12, minCheck: 14 });
+    expect(rule.reasons[0]).toBe(
+      'up: 24 held-out answers leave 12 to check on; showing 80.0% precision at 0.95 confidence needs at least 14 past the threshold even if all agree',
     );
   });
 

@@ -1,4 +1,4 @@
-import { wilsonInterval } from '@ratchet/core';
+import { betaQuantile } from '@ratchet/core';
 
 /**
  * When an AI labeller (a reward model, an LLM judge) may label an unrated answer: its scores on
@@ -10,6 +10,11 @@ import { wilsonInterval } from '@ratchet/core';
 export interface HeldOutPoint {
   score: number;
   up: boolean;
+}
+
+/** A held-out answer with its id: the id decides, by a fixed hash, which half it falls in. */
+export interface KeyedPoint extends HeldOutPoint {
+  id: string;
 }
 
 /**
@@ -46,30 +51,40 @@ export function isotonicFit(points: readonly HeldOutPoint[]): (score: number) =>
 export interface ReliabilityOptions {
   /** The share of labels that must be right (people agree), at confidence 1 - alpha. */
   targetPrecision: number;
-  /** Family-wise error of the claim "precision >= target" over both sides and every threshold tried. */
+  /** Error of the claim "precision >= target", over both sides (alpha / 2 each). */
   alpha: number;
+  /** Share of the held-out answers kept apart to check the thresholds on (the rest choose them). */
+  checkShare?: number;
 }
 
 /** One side's threshold (up: label up at or above it; down: label down at or below it). */
 export interface SideRule {
   threshold: number;
-  /** Held-out answers on this side of the threshold, and how many of them people agree with. */
+  /** Fit-half answers on this side of the threshold, and how many of them people agree with. */
+  fit: { n: number; correct: number };
+  /** Check-half answers on this side of the threshold, how many people agree with, their share. */
   heldOut: number;
   correct: number;
   precision: number;
-  /** One-sided lower confidence bound of the precision (Wilson, at 1 - alpha / 2). */
+  /** One-sided exact (Clopper-Pearson) lower confidence bound of the check precision, at 1 - alpha / 2. */
   lower: number;
 }
 
 export interface LabelRule {
   up: SideRule | null;
   down: SideRule | null;
+  /** Held-out answers, and how they were split: `fit` choose the thresholds, `check` certify them. */
   heldOut: number;
-  /** The rule's precision on the held-out answers it labels (both sides), with its lower bound. */
+  fit: number;
+  check: number;
+  /** The rule's precision on the check answers it labels (both sides), with its exact lower bound. */
   precision: number | null;
   lower: number | null;
-  /** Share of the held-out answers the rule labels. */
+  /** Check answers the rule labels, and their share of the check answers. */
+  checkLabeled: number;
   labeledShare: number;
+  /** Check answers a side must label to certify the target even if every one is right. */
+  minCheck: number;
   /** Why a side (or both) labels nothing. */
   reasons: string[];
 }
@@ -81,98 +96,159 @@ export function applyRule(rule: Pick<LabelRule, 'up' | 'down'>, score: number): 
   return null;
 }
 
-/** Wilson's one-sided lower bound at 1 - `alpha` (its two-sided interval at 1 - 2 alpha). */
-const lowerBound = (correct: number, n: number, alpha: number) =>
-  wilsonInterval(correct, n, 1 - 2 * alpha).lower;
+/**
+ * Clopper-Pearson's one-sided lower bound at 1 - `alpha` for `correct` of `n`: exact (the
+ * binomial tail itself, no normal approximation), so it keeps its confidence at any n, which
+ * Wilson's bound does not guarantee for the handful of answers a low rating rate leaves.
+ */
+export function exactLowerBound(correct: number, n: number, alpha: number): number {
+  if (n === 0 || correct === 0) return 0;
+  return betaQuantile(alpha, correct, n - correct + 1);
+}
+
+/** The fewest answers, all right, whose exact lower bound reaches `target`: alpha^(1/n) >= target. */
+export function fewestToCertify(target: number, alpha: number): number {
+  if (target <= 0) return 1;
+  if (target >= 1) return Number.POSITIVE_INFINITY;
+  return Math.max(1, Math.ceil(Math.log(alpha) / Math.log(target) - 1e-12));
+}
+
+/** FNV-1a: a fixed hash of an id, so an answer's half never depends on the run or the order. */
+function hash(id: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < id.length; i++) h = Math.imul(h ^ id.charCodeAt(i), 0x01000193) >>> 0;
+  return h;
+}
 
 /**
- * The most permissive threshold on one side whose precision reaches the target with confidence.
- * Thresholds are tried from the most confident answers outwards (a fixed sequence: the top n0,
- * then n0 + step, ...) and the search stops at the first that fails; testing in a fixed order and
- * stopping at the first failure keeps the chance of accepting any threshold whose true
- * precision is below the target at alpha, without dividing alpha by the number of thresholds.
- * n0 is the fewest answers whose lower bound could reach the target if all were right.
+ * Splits the held-out answers into a fit half (chooses the thresholds) and a check half
+ * (certifies them and measures their precision), `checkShare` of each outcome in check, by the
+ * hash of the id: the precision reported never comes from answers that chose the threshold.
  */
-function sideRule(
-  points: readonly HeldOutPoint[],
-  side: 'up' | 'down',
-  o: ReliabilityOptions,
-  alpha: number,
-): { rule: SideRule | null; reason?: string } {
-  const sorted = [...points].sort((a, b) => (side === 'up' ? b.score - a.score : a.score - b.score));
-  if (sorted.length === 0)
-    return {
-      rule: null,
-      reason: `${side}: on no held-out answer does the score make "${side === 'up' ? 'liked' : 'disliked'}" the likelier outcome`,
-    };
-  let n0 = 1;
-  while (n0 <= sorted.length && lowerBound(n0, n0, alpha) < o.targetPrecision) n0++;
-  if (n0 > sorted.length)
-    return {
-      rule: null,
-      reason: `${side}: ${sorted.length} held-out answers cannot show ${o.targetPrecision} precision at ${1 - alpha} confidence even if all agreed`,
-    };
-  const step = Math.max(1, Math.ceil(sorted.length / 20));
-  let best: SideRule | null = null;
-  let failed: SideRule | null = null;
-  for (let n = n0; n <= sorted.length; n += step) {
-    const threshold = sorted[n - 1]!.score;
-    // Ties with the threshold are on its side too: the rule cannot tell them apart.
-    const covered = sorted.filter((p) => (side === 'up' ? p.score >= threshold : p.score <= threshold));
-    const correct = covered.filter((p) => p.up === (side === 'up')).length;
-    const rule: SideRule = {
-      threshold,
-      heldOut: covered.length,
-      correct,
-      precision: correct / covered.length,
-      lower: lowerBound(correct, covered.length, alpha),
-    };
-    if (rule.lower < o.targetPrecision) {
-      failed = rule;
-      break;
-    }
-    best = rule;
+export function splitHeldOut<P extends KeyedPoint>(
+  points: readonly P[],
+  checkShare: number,
+): { fit: P[]; check: P[] } {
+  const fit: P[] = [];
+  const check: P[] = [];
+  for (const up of [true, false]) {
+    const stratum = points
+      .filter((p) => p.up === up)
+      .sort((a, b) => hash(a.id) - hash(b.id) || (a.id < b.id ? -1 : 1));
+    stratum.forEach((p, k) => {
+      (Math.floor((k + 1) * checkShare) > Math.floor(k * checkShare) ? check : fit).push(p);
+    });
   }
-  if (best) return { rule: best };
-  const f = failed!;
-  return {
-    rule: null,
-    reason: `${side}: the ${f.heldOut} most confident held-out answers were ${pct(f.precision)} right (lower bound ${pct(f.lower)} < ${pct(o.targetPrecision)})`,
-  };
+  return { fit, check };
 }
 
 const pct = (v: number) => `${(100 * v).toFixed(1)}%`;
+const covers = (side: 'up' | 'down', threshold: number) => (p: HeldOutPoint) =>
+  side === 'up' ? p.score >= threshold : p.score <= threshold;
 
 /**
- * The labelling rule for a labeller from its held-out scores: on each side the most permissive
- * threshold whose precision reaches `targetPrecision` with confidence (alpha split between the
- * sides), or none. Its precision on the held-out answers it labels is the number to report.
+ * One side's threshold, chosen on the fit half: the most permissive one whose fit precision,
+ * were the check half to show the same at its size (the fit coverage scaled to it), would pass
+ * the exact test. The fit half may choose freely (no confidence is claimed from it). Only fit
+ * answers where the fit half's calibrated P(liked) leans this side's way are candidates.
  */
-export function chooseLabelRule(points: readonly HeldOutPoint[], o: ReliabilityOptions): LabelRule {
-  // Each side's thresholds stay where the calibrated P(liked) leans its way: the two labelled
-  // regions never overlap, so the rule's precision is at least the lower of the sides'.
-  const pUp = isotonicFit(points);
-  const up = sideRule(
-    points.filter((p) => pUp(p.score) > 0.5),
-    'up',
-    o,
-    o.alpha / 2,
+function chooseThreshold(
+  fit: readonly HeldOutPoint[],
+  side: 'up' | 'down',
+  checkSize: number,
+  o: { targetPrecision: number },
+  alpha: number,
+): { threshold: number; n: number; correct: number } | { reason: string } {
+  const pUp = isotonicFit(fit);
+  const candidates = fit
+    .filter((p) => (side === 'up' ? pUp(p.score) > 0.5 : pUp(p.score) < 0.5))
+    .sort((a, b) => (side === 'up' ? b.score - a.score : a.score - b.score));
+  const word = side === 'up' ? 'liked' : 'disliked';
+  if (candidates.length === 0)
+    return { reason: `${side}: on no fit answer does the score make "${word}" the likelier outcome` };
+  let best: { threshold: number; n: number; correct: number } | null = null;
+  let closest = { precision: 0, n: 0 };
+  for (const p of candidates) {
+    const covered = fit.filter(covers(side, p.score));
+    const correct = covered.filter((q) => q.up === (side === 'up')).length;
+    const m = Math.round((covered.length * checkSize) / fit.length);
+    if (exactLowerBound(Math.round((correct / covered.length) * m), m, alpha) >= o.targetPrecision)
+      best = { threshold: p.score, n: covered.length, correct };
+    else if (!best && correct / covered.length > closest.precision)
+      closest = { precision: correct / covered.length, n: covered.length };
+  }
+  return (
+    best ?? {
+      reason: `${side}: no threshold's fit precision (at best ${pct(closest.precision)} of ${closest.n}) would show ${pct(o.targetPrecision)} on the ${checkSize} check answers`,
+    }
   );
-  const down = sideRule(
-    points.filter((p) => pUp(p.score) < 0.5),
-    'down',
-    o,
-    o.alpha / 2,
-  );
-  const rule = { up: up.rule, down: down.rule };
-  const labeled = points.map((p) => ({ p, label: applyRule(rule, p.score) })).filter((x) => x.label !== null);
+}
+
+/**
+ * The labelling rule for a labeller from its held-out scores. The held-out answers are split
+ * (`splitHeldOut`): the fit half chooses each side's threshold, the check half certifies it
+ * with one exact test per side at alpha / 2 (one test on answers that did not choose it: no
+ * correction for the thresholds tried) and gives the precision to report. A side is kept only
+ * if its check precision's lower bound reaches `targetPrecision`.
+ */
+export function chooseLabelRule(points: readonly KeyedPoint[], o: ReliabilityOptions): LabelRule {
+  const { fit, check } = splitHeldOut(points, o.checkShare ?? 0.5);
+  return ruleFromHalves(fit, check, o);
+}
+
+/** chooseLabelRule on halves already split: `fit` chooses the thresholds, `check` certifies them. */
+export function ruleFromHalves(
+  fit: readonly HeldOutPoint[],
+  check: readonly HeldOutPoint[],
+  o: ReliabilityOptions,
+): LabelRule {
+  const heldOut = fit.length + check.length;
+  const alpha = o.alpha / 2;
+  const minCheck = fewestToCertify(o.targetPrecision, alpha);
+  const reasons: string[] = [];
+  const side = (s: 'up' | 'down'): SideRule | null => {
+    if (check.length < minCheck) {
+      reasons.push(
+        `${s}: ${heldOut} held-out answers leave ${check.length} to check on; showing ${pct(o.targetPrecision)} precision at ${1 - alpha} confidence needs at least ${minCheck} past the threshold even if all agree`,
+      );
+      return null;
+    }
+    const chosen = chooseThreshold(fit, s, check.length, o, alpha);
+    if ('reason' in chosen) {
+      reasons.push(chosen.reason);
+      return null;
+    }
+    const covered = check.filter(covers(s, chosen.threshold));
+    const correct = covered.filter((p) => p.up === (s === 'up')).length;
+    const rule: SideRule = {
+      threshold: chosen.threshold,
+      fit: { n: chosen.n, correct: chosen.correct },
+      heldOut: covered.length,
+      correct,
+      precision: covered.length ? correct / covered.length : 0,
+      lower: exactLowerBound(correct, covered.length, alpha),
+    };
+    if (rule.lower >= o.targetPrecision) return rule;
+    reasons.push(
+      `${s}: past the threshold the fit half chose (${pct(chosen.correct / chosen.n)} of ${chosen.n} right), the ${covered.length} check answers were ${pct(rule.precision)} right (lower bound ${pct(rule.lower)} < ${pct(o.targetPrecision)})`,
+    );
+    return null;
+  };
+  const rule = { up: side('up'), down: side('down') };
+  // Up and down thresholds come from opposite sides of the fit half's monotone P(liked), so no
+  // score is past both: each labelled check answer counts once.
+  const labeled = check.map((p) => ({ p, label: applyRule(rule, p.score) })).filter((x) => x.label !== null);
   const correct = labeled.filter((x) => x.label === x.p.up).length;
   return {
     ...rule,
-    heldOut: points.length,
+    heldOut,
+    fit: fit.length,
+    check: check.length,
     precision: labeled.length ? correct / labeled.length : null,
-    lower: labeled.length ? lowerBound(correct, labeled.length, o.alpha) : null,
-    labeledShare: points.length ? labeled.length / points.length : 0,
-    reasons: [up.reason, down.reason].filter((r): r is string => r !== undefined),
+    lower: labeled.length ? exactLowerBound(correct, labeled.length, o.alpha) : null,
+    checkLabeled: labeled.length,
+    labeledShare: check.length ? labeled.length / check.length : 0,
+    minCheck,
+    reasons,
   };
 }

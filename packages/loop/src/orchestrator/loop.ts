@@ -203,7 +203,7 @@ function describeLabels(r: AiLabelReport): string {
   const how =
     h.precision === null
       ? `labels none: ${h.reasons.join('; ') || 'no held-out answers'}`
-      : `people agreed with ${pct(h.precision)} of its labels on ${h.heldOut} held-out rated answers (lower bound ${pct(h.lower!)}, target ${pct(h.targetPrecision)})`;
+      : `people agreed with ${pct(h.precision)} of its labels on ${h.check} held-out rated answers that did not choose its thresholds (lower bound ${pct(h.lower!)}, target ${pct(h.targetPrecision)})`;
   return `labeled ${r.labeled} of ${r.looked} unrated answers (${r.up} up, ${r.down} down, ${r.unsure} too close to call); ${how}`;
 }
 
