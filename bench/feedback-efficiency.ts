@@ -27,8 +27,10 @@ import {
   type CalibrateProjectOptions,
   calibrateProject,
   type DatasetMethod,
+  EndpointSpec,
   LocalModelServer,
   labelWithRewardModel,
+  rewardScores,
   runTraining,
   selectForAnnotation,
   startTrainingRun,
@@ -52,6 +54,13 @@ const Settings = z.strictObject({
    */
   ratingRates: z.array(z.number().gt(0).max(1)),
   rateArms: z.array(z.enum(['sft', 'sft-ai', 'rl'])),
+  /**
+   * Seeds the rate arms run on: each its own pool of answers, rater panel, choice of rated
+   * answers, rating noise and training seed; the eval (prompts, people, sampling) stays `seed`'s.
+   */
+  rateSeeds: z.array(z.number().int()).min(1),
+  /** The round's reward model trains this many steps (0: the worker's 2 epochs). */
+  rewardSteps: z.number().int().min(0),
   arms: z.array(z.string().min(1)).min(1),
   /** Prompts in the pool of answers to rate; each prompt has `answersPerPrompt` answers. */
   poolPrompts: z.number().int().min(2),
@@ -76,7 +85,9 @@ export const fullSettings: Settings = {
   budgets: [100, 200, 400, 800],
   arms: ['sft', 'sft-raw', 'sft-al', 'sft-single', 'rwsft', 'kto', 'dpo'],
   ratingRates: [0.05, 0.15],
-  rateArms: ['sft', 'sft-ai', 'rl'],
+  rateArms: ['sft', 'sft-ai'],
+  rateSeeds: [0, 1, 2],
+  rewardSteps: 0,
   poolPrompts: 300,
   answersPerPrompt: 2,
   ratersPerAnswer: 2,
@@ -116,6 +127,8 @@ function settingsFor(ctx: BenchContext): Settings {
     ...(env.BENCH_FE_BUDGETS !== undefined ? { budgets: list(env.BENCH_FE_BUDGETS)!.map(Number) } : {}),
     ...(env.BENCH_FE_RATES !== undefined ? { ratingRates: list(env.BENCH_FE_RATES)!.map(Number) } : {}),
     ...(env.BENCH_FE_RATE_ARMS ? { rateArms: list(env.BENCH_FE_RATE_ARMS) } : {}),
+    ...(env.BENCH_FE_RATE_SEEDS ? { rateSeeds: list(env.BENCH_FE_RATE_SEEDS)!.map(Number) } : {}),
+    ...(env.BENCH_FE_REWARD_STEPS ? { rewardSteps: Number(env.BENCH_FE_REWARD_STEPS) } : {}),
     ...(env.BENCH_FE_ARMS ? { arms: list(env.BENCH_FE_ARMS) } : {}),
     ...(env.BENCH_FE_EVAL_PROMPTS ? { evalPrompts: Number(env.BENCH_FE_EVAL_PROMPTS) } : {}),
     ...(env.BENCH_FE_POOL_PROMPTS ? { poolPrompts: Number(env.BENCH_FE_POOL_PROMPTS) } : {}),
@@ -249,17 +262,31 @@ export interface ArmResult {
   note?: string;
   modelName?: string;
   adapterPath?: string;
-  /** Rate arms: the share of the pool people rated, and (sft-ai) what the reward model labelled. */
+  /** Rate arms: the share of the pool people rated, the seed, and (sft-ai) what the reward model labelled. */
   rate?: number;
+  seed?: number;
   ai?: AiLabelStats;
+  /** Trained on exactly another arm's data (sft-ai when nothing was labelled): its model's quality. */
+  sameModelAs?: string;
 }
 
 /** What the reward model's labels were worth in a sft-ai arm. */
 export interface AiLabelStats {
+  /** Held-out human-rated answers: all, those that chose the thresholds, those that checked them. */
   heldOut: number;
-  /** Precision on held-out human ratings at the chosen thresholds; null: it labelled none. */
+  fit: number;
+  check: number;
+  /** Check answers a side must label to certify the target even if all are right. */
+  minCheck: number;
+  /** Precision on the check answers at the certified thresholds (and how many); null: it labelled none. */
   precision: number | null;
   lower: number | null;
+  checkLabeled: number;
+  /** Reward-model preference pairs it trained on. */
+  pairs: number;
+  /** How well its scores order people's held-out ratings, and the oracle on the unrated answers (AUC). */
+  heldOutAuc: number | null;
+  oracleAuc: number | null;
   /** Share of the unrated answers labelled, and how many. */
   share: number;
   labeled: number;
@@ -294,7 +321,7 @@ export function ratingPanel(s: Settings): Persona[] {
 }
 
 /** Builds (or reuses) the tiny policy; returns its folder. */
-async function tinyModel(preset: Settings['preset'], log: (m: string) => void): Promise<string> {
+export async function tinyModel(preset: Settings['preset'], log: (m: string) => void): Promise<string> {
   const out = join(workDir, 'models', preset === 'test' ? 'tiny-test' : 'tiny-support');
   log(`feedback-efficiency: tiny policy (${preset} preset) in ${out}`);
   await run(join(repoDir, '.venv', 'bin', 'ratchet-worker'), ['tiny', '--out', out, '--preset', preset], {
@@ -330,7 +357,7 @@ async function chat(
 }
 
 /** The answers to rate: the base policy's answers to random prompts, as production traffic would give. */
-async function samplePool(
+export async function samplePool(
   server: LocalModelServer,
   domain: SupportDomain,
   s: Settings,
@@ -368,6 +395,7 @@ async function samplePool(
     if ((p + 1) % 50 === 0)
       log(`  pool: ${p + 1}/${s.poolPrompts} prompts (${Math.round((Date.now() - started) / 1000)} s)`);
   }
+  mkdirSync(join(workDir, 'feedback-efficiency'), { recursive: true });
   writeFileSync(cache, JSON.stringify({ stamp, pool }));
   return pool;
 }
@@ -466,10 +494,10 @@ export async function rateRandom(c: RunCtx, projectId: string, budget: number, c
   return spent;
 }
 
-const trainEnv = { OMP_NUM_THREADS: '1', MKL_NUM_THREADS: '1', TOKENIZERS_PARALLELISM: 'false' };
+export const trainEnv = { OMP_NUM_THREADS: '1', MKL_NUM_THREADS: '1', TOKENIZERS_PARALLELISM: 'false' };
 
 /** Builds the arm's dataset from the latest calibration and trains one round on it. */
-async function buildAndTrain(
+export async function buildAndTrain(
   c: RunCtx,
   projectId: string,
   name: string,
@@ -670,7 +698,7 @@ async function runArm(c: RunCtx, armName: string, budget: number): Promise<ArmRe
 }
 
 /** The reward model's and rl's settings on this model (the demo's reward model; the worker's rl test). */
-const rewardModelTraining = { learningRate: 3e-3, trainMethod: 'reward' as const, testFraction: 0.3 };
+export const rewardModelTraining = { learningRate: 3e-3, trainMethod: 'reward' as const, testFraction: 0.3 };
 const rlTraining = {
   learningRate: 2e-3,
   trainMethod: 'rl' as const,
@@ -678,23 +706,56 @@ const rlTraining = {
   methodConfig: { num_generations: 8, max_completion_length: 64, temperature: 0.7, beta: 0.1 },
 };
 
+/** Area under the ROC curve: the chance a positive scores above a negative (ties count half). */
+export function auc(points: readonly { score: number; positive: boolean }[]): number | null {
+  const pos = points.filter((p) => p.positive).map((p) => p.score);
+  const neg = points.filter((p) => !p.positive).map((p) => p.score);
+  if (!pos.length || !neg.length) return null;
+  let wins = 0;
+  for (const a of pos) for (const b of neg) wins += a > b ? 1 : a === b ? 0.5 : 0;
+  return wins / (pos.length * neg.length);
+}
+
 /**
- * One rating rate: people rate `rate` of the pool (random order, `ratersPerAnswer` each), as the
- * loop would see at that rate; on those same ratings, one project runs the rate arms in order.
- * `sft`: sft on people's positives (the random sft arm at that budget). `sft-ai`: the round's
- * reward model (trained on the reward dataset's train split, 30% of prompts held out) labels the
- * unrated answers where held-out human ratings show it reaches the loop's target precision
- * (`labelWithRewardModel`, as the loop's label stage), the labels join calibration at
- * `sourceWeight.judge`, and sft trains on every positive. `rl`: GRPO from the base on the rated
- * prompts with that reward model as the reward.
+ * The run's context for one rate seed: that seed's pool, panel, rating order and training seed
+ * (`seed` itself is the run's own context). Measuring stays with the run's context (`measure`).
+ */
+export async function seedCtx(c: RunCtx, seed: number): Promise<RunCtx> {
+  if (seed === c.s.seed) return c;
+  const s = { ...c.s, seed };
+  const pool = await samplePool(c.server, c.domain, s, c.modelDir, c.log);
+  const byPrompt = new Map<string, PoolAnswer[]>();
+  for (const a of pool) byPrompt.set(a.id.split('-')[0]!, [...(byPrompt.get(a.id.split('-')[0]!) ?? []), a]);
+  return {
+    ...c,
+    s,
+    pool,
+    poolIndex: new Map(pool.map((a, i) => [a.id, i])),
+    ratings: new Ratings(ratingPanel(s), c.domain, seed),
+    randomOrder: shuffle([...byPrompt.values()], new SeededRandom(seed + 7)).flat(),
+  };
+}
+
+/**
+ * One rating rate on one seed: people rate `rate` of the pool (random order, `ratersPerAnswer`
+ * each), as the loop would see at that rate; on those same ratings, one project runs the rate
+ * arms in order. `sft`: sft on people's positives (the random sft arm at that budget). `sft-ai`:
+ * the round's reward model (trained `rewardSteps` steps on the reward dataset's train split, 30%
+ * of prompts held out) labels the unrated answers where held-out human ratings certify it
+ * (`labelWithRewardModel`, as the loop's label stage: half the held-out answers choose the
+ * thresholds, the other half certify them and give the precision), the labels join calibration
+ * at `sourceWeight.judge`, and sft trains on every positive. `rl`: GRPO from the base on the
+ * rated prompts with that reward model as the reward.
  */
 async function runRate(c: RunCtx, rate: number): Promise<ArmResult[]> {
   const pct = Math.round(rate * 100);
+  const seed = c.s.seed;
+  const tag = `${pct}-s${seed}`;
   const budget = Math.round(rate * c.pool.length) * c.s.ratersPerAnswer;
-  const projectId = await freshProject(c.store, `rated-${pct}pct`, c.pool);
+  const projectId = await freshProject(c.store, `rated-${tag}`, c.pool);
   const counts = new Map<string, number>();
   const spent = await rateRandom(c, projectId, budget, counts);
-  const base = { rate, budget, ratings: spent, ratedAnswers: counts.size };
+  const base = { rate, seed, budget, ratings: spent, ratedAnswers: counts.size };
   let calibration = await calibrateProject(c.store, projectId, { mapping: humanOnly });
   const out: ArmResult[] = [];
   const result = (
@@ -713,17 +774,27 @@ async function runRate(c: RunCtx, rate: number): Promise<ArmResult[]> {
       ...extra,
     };
     c.log(
-      `  ${arm} @ ${pct}%: ${spent} ratings on ${counts.size} answers, ${t.rows} rows, train ${r.trainSeconds} s${t.note ? ` (${t.note})` : ''}`,
+      `  ${arm} @ ${pct}% seed ${seed}: ${spent} ratings on ${counts.size} answers, ${t.rows} rows, train ${r.trainSeconds} s${t.note ? ` (${t.note})` : ''}`,
     );
     out.push(r);
   };
   if (c.s.rateArms.includes('sft'))
-    result('sft', await buildAndTrain(c, projectId, `sft-rated${pct}`, 'sft', arms.sft!.dataset, arms.sft!));
+    result('sft', await buildAndTrain(c, projectId, `sft-rated${tag}`, 'sft', arms.sft!.dataset, arms.sft!));
   if (!c.s.rateArms.includes('sft-ai') && !c.s.rateArms.includes('rl')) return out;
-  const rmName = `reward-rated${pct}`;
-  const rm = await buildAndTrain(c, projectId, rmName, 'reward', { minMargin: 0.05 }, rewardModelTraining);
+  const rmName = `reward-rated${tag}`;
+  const rm = await buildAndTrain(
+    c,
+    projectId,
+    rmName,
+    'reward',
+    { minMargin: 0.05 },
+    {
+      ...rewardModelTraining,
+      ...(c.s.rewardSteps > 0 ? { hyperparameters: { maxSteps: c.s.rewardSteps } } : {}),
+    },
+  );
   c.log(
-    `  reward model @ ${pct}%: ${rm.rows} pairs, train ${round(rm.seconds, 1)} s${rm.note ? ` (${rm.note})` : ''}`,
+    `  reward model @ ${pct}% seed ${seed}: ${rm.rows} pairs, train ${round(rm.seconds, 1)} s${rm.note ? ` (${rm.note})` : ''}`,
   );
   if (!rm.adapterPath) {
     for (const arm of c.s.rateArms.filter((a) => a !== 'sft'))
@@ -744,7 +815,7 @@ async function runRate(c: RunCtx, rate: number): Promise<ArmResult[]> {
       await buildAndTrain(
         c,
         projectId,
-        `rl-rated${pct}`,
+        `rl-rated${tag}`,
         'rwsft',
         { minAbsReward: 0 },
         { ...rlTraining, rewardModel: rmName },
@@ -752,10 +823,12 @@ async function runRate(c: RunCtx, rate: number): Promise<ArmResult[]> {
     );
   if (c.s.rateArms.includes('sft-ai')) {
     await c.server.ensure([{ name: rmName, adapterPath: rm.adapterPath }]);
+    const trainedOn = await c.store.datasets.members(projectId, rm.datasetId!, 'train');
+    const quality = await rewardModelQuality(c, projectId, rmName, trainedOn);
     const report = await labelWithRewardModel(c.store, projectId, {
       rewardModel: { baseURL: c.server.baseUrl, model: rmName },
       limit: c.pool.length,
-      trainedOn: await c.store.datasets.members(projectId, rm.datasetId!, 'train'),
+      trainedOn,
     });
     const labels = (await c.store.feedback.currentOfKinds(projectId, ['thumbs'])).filter(
       (f) => f.source === 'judge',
@@ -765,27 +838,73 @@ async function runRate(c: RunCtx, rate: number): Promise<ArmResult[]> {
       const a = byId.get(f.interactionId)!;
       return judgeAnswer(c.domain, a.prompt, a.answer).good === (f.value === 1);
     }).length;
+    const h = report.reliability;
     const ai: AiLabelStats = {
-      heldOut: report.reliability.heldOut,
-      precision: report.reliability.precision,
-      lower: report.reliability.lower,
+      heldOut: h.heldOut,
+      fit: h.fit,
+      check: h.check,
+      minCheck: h.minCheck,
+      precision: h.precision,
+      lower: h.lower,
+      checkLabeled: h.checkLabeled,
+      pairs: rm.rows,
+      ...quality,
       share: report.share,
       labeled: report.labeled,
       oracleAgreement: labels.length ? agree / labels.length : null,
-      reasons: report.reliability.reasons,
+      reasons: h.reasons,
     };
     c.log(
-      `  reward model labels @ ${pct}%: ${report.labeled} of ${report.looked} unrated (${report.up} up, ${report.down} down), held-out precision ${ai.precision === null ? 'none' : round(ai.precision)} on ${ai.heldOut}${ai.reasons.length ? ` (${ai.reasons.join('; ')})` : ''}`,
+      `  reward model labels @ ${pct}% seed ${seed}: ${report.labeled} of ${report.looked} unrated (${report.up} up, ${report.down} down), check precision ${ai.precision === null ? 'none' : round(ai.precision)} on ${ai.checkLabeled} of ${ai.check} check answers (${ai.fit} chose the thresholds); AUC held-out ${ai.heldOutAuc === null ? '-' : round(ai.heldOutAuc)}, oracle ${ai.oracleAuc === null ? '-' : round(ai.oracleAuc)}${ai.reasons.length ? ` (${ai.reasons.join('; ')})` : ''}`,
     );
+    const sft = out.find((r) => r.arm === 'sft');
+    if (report.labeled === 0 && sft) {
+      // No label: calibration, and so the dataset, is sft's; training it again would only spend
+      // the machine on the same model.
+      out.push({ ...sft, arm: 'sft-ai', ai, sameModelAs: 'sft', note: 'no AI label: the sft model' });
+      delete out.at(-1)!.modelName;
+      delete out.at(-1)!.adapterPath;
+      return out;
+    }
     // The labels count at sourceWeight.judge of a person's, as in the loop.
     calibration = await calibrateProject(c.store, projectId);
     result(
       'sft-ai',
-      await buildAndTrain(c, projectId, `sft-ai-rated${pct}`, 'sft', arms.sft!.dataset, arms.sft!),
+      await buildAndTrain(c, projectId, `sft-ai-rated${tag}`, 'sft', arms.sft!.dataset, arms.sft!),
       { ai },
     );
   }
   return out;
+}
+
+/**
+ * Why the reward model can or cannot label: how well its scores order people's ratings on the
+ * held-out answers (calibrated reward > 0 = liked), and the oracle (good on all four axes) on the
+ * answers nobody rated. 0.5 is a coin; the labelling rule needs far better at its top and bottom.
+ */
+async function rewardModelQuality(c: RunCtx, projectId: string, rmName: string, trainedOn: string[]) {
+  const rated = new Map<string, number>();
+  for await (const page of c.store.datasets.ratedInteractions(projectId))
+    for (const r of page) rated.set(r.interactionId, r.reward);
+  const scores = await rewardScores(
+    EndpointSpec.parse({ baseURL: c.server.baseUrl, model: rmName }),
+    c.pool.map((a) => [
+      { role: 'user' as const, content: a.prompt },
+      { role: 'assistant' as const, content: a.answer },
+    ]),
+  );
+  const trained = new Set(trainedOn);
+  const heldOut = c.pool
+    .map((a, k) => ({ id: a.id, score: scores[k]!, reward: rated.get(a.id) }))
+    .filter((x) => x.reward !== undefined && x.reward !== 0 && !trained.has(x.id));
+  const unrated = c.pool
+    .map((a, k) => ({ a, score: scores[k]! }))
+    .filter((x) => !rated.has(x.a.id))
+    .map((x) => ({ score: x.score, positive: judgeAnswer(c.domain, x.a.prompt, x.a.answer).good }));
+  return {
+    heldOutAuc: auc(heldOut.map((x) => ({ score: x.score, positive: x.reward! > 0 }))),
+    oracleAuc: auc(unrated),
+  };
 }
 
 /** Serves a batch's trained models and measures each (an arm without a model has no point). */
@@ -804,6 +923,13 @@ async function measureBatch(
     r.quality = q.trueQuality;
     r.goodShare = q.goodShare;
     log(`  ${r.modelName}: true quality ${round(q.trueQuality)} (gain ${round(q.trueQuality - base)})`);
+  }
+  for (const r of batch.filter((r) => r.sameModelAs)) {
+    const same = batch.find((x) => x.arm === r.sameModelAs);
+    if (same?.quality !== undefined) {
+      r.quality = same.quality;
+      r.goodShare = same.goodShare;
+    }
   }
 }
 
@@ -895,7 +1021,7 @@ function markdownReport(results: ArmResult[], base: number, s: Settings, extra: 
     v === undefined ? '' : `${v >= base ? '+' : ''}${(100 * (v - base)).toFixed(1)}`;
   const rows = results.map(
     (r) =>
-      `| ${r.rate !== undefined ? `${r.arm} @ ${Math.round(100 * r.rate)}% rated` : r.arm} | ${r.budget} | ${r.ratings} | ${r.ratedAnswers} | ${r.flagged} | ${r.rows} | ${pct(r.quality)} | ${gain(r.quality)} | ${pct(r.goodShare)} | ${r.trainSeconds} | ${r.note ?? ''} |`,
+      `| ${r.rate !== undefined ? `${r.arm} @ ${Math.round(100 * r.rate)}% rated, seed ${r.seed ?? 0}` : r.arm} | ${r.budget} | ${r.ratings} | ${r.ratedAnswers} | ${r.flagged} | ${r.rows} | ${pct(r.quality)} | ${gain(r.quality)} | ${pct(r.goodShare)} | ${r.trainSeconds} | ${r.note ?? ''} |`,
   );
   return [
     '# feedback-efficiency: true quality against ratings',
@@ -1010,17 +1136,21 @@ export const feedbackEfficiency: Bench = {
           `feedback-efficiency: budget ${budget} done (${Math.round((Date.now() - started) / 1000)} s, ${loadNote()})`,
         );
       }
-      for (const rate of s.ratingRates) {
-        const batch = await runRate(c, rate);
-        await measureBatch(c, batch, population, domain, baseQ.trueQuality, ctx.log);
-        results.push(...batch);
-        writeFileSync(
-          join(runDir, 'results.json'),
-          JSON.stringify({ settings: s, base: baseQ, results }, null, 2),
-        );
-        ctx.log(
-          `feedback-efficiency: rate ${rate} done (${Math.round((Date.now() - started) / 1000)} s, ${loadNote()})`,
-        );
+      for (const seed of s.ratingRates.length ? s.rateSeeds : []) {
+        const sc = await seedCtx(c, seed);
+        for (const rate of s.ratingRates) {
+          const batch = await runRate(sc, rate);
+          // Every model on the run's own eval (c), whatever seed it was trained on.
+          await measureBatch(c, batch, population, domain, baseQ.trueQuality, ctx.log);
+          results.push(...batch);
+          writeFileSync(
+            join(runDir, 'results.json'),
+            JSON.stringify({ settings: s, base: baseQ, results }, null, 2),
+          );
+          ctx.log(
+            `feedback-efficiency: rate ${rate} seed ${seed} done (${Math.round((Date.now() - started) / 1000)} s, ${loadNote()})`,
+          );
+        }
       }
       return summarize(ctx, s, results, baseQ, {
         poolLiked,
@@ -1036,53 +1166,88 @@ export const feedbackEfficiency: Bench = {
 };
 
 /**
- * The rate arms' metrics: `quality_<arm>_rated<pct>pct_rate`, `rows_...`; for the reward model's
- * labels `ai_label_precision_<pct>pct_ratio` (on held-out human ratings; absent when it labelled none),
- * `ai_label_share_<pct>pct_ratio` (of the unrated answers), `ai_label_oracle_agreement_<pct>pct_ratio`,
- * `ai_label_quality_gain_<pct>pct_rate` (sft-ai minus sft, in share points) and `rl_minus_sft_quality_<pct>pct_rate` (rl minus
- * sft at the same ratings); `ai_label_precision` and `ai_label_share` are those of the highest
- * rate at which it labelled (else of the highest rate, with the precision absent). Returns notes.
+ * The rate arms' metrics, over the rate seeds: `quality_<arm>_rated<pct>pct_rate` (mean),
+ * `rows_...` (mean); for the reward model's labels `ai_label_precision_<pct>pct_ratio` (on the
+ * held-out human ratings that checked its thresholds, pooled over the seeds; absent when it
+ * labelled none), `ai_label_share_<pct>pct_ratio` (of the unrated answers, mean),
+ * `ai_label_oracle_agreement_<pct>pct_ratio` (its labels the oracle agrees with, pooled),
+ * `ai_label_certified_<pct>pct_count` (seeds where it labelled), the reward model's AUC on
+ * held-out ratings and against the oracle (mean), `ai_label_quality_gain_<pct>pct_rate` (sft-ai
+ * minus sft, mean of the seeds' differences) and `rl_minus_sft_quality_<pct>pct_rate`;
+ * `ai_label_precision` and `ai_label_share` are those of the highest rate at which it labelled
+ * (else the share of the highest rate, with the precision absent). Returns notes.
  */
 export function rateMetrics(metrics: Record<string, number>, results: ArmResult[], base: number): string[] {
   const rated = results.filter((r) => r.rate !== undefined);
   if (!rated.length) return [];
   const pcts = [...new Set(rated.map((r) => Math.round(100 * r.rate!)))].sort((a, b) => a - b);
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
   const notes: string[] = [];
   for (const pct of pcts) {
-    const at = (arm: string) => rated.find((r) => r.arm === arm && Math.round(100 * r.rate!) === pct);
-    for (const r of rated.filter((r) => Math.round(100 * r.rate!) === pct)) {
-      const key = `${r.arm.replace(/-/g, '_')}_rated${pct}pct`;
-      metrics[`rows_${key}_count`] = r.rows;
-      if (r.quality !== undefined) metrics[`quality_${key}_rate`] = round(r.quality);
-      else metrics[`failed_${key}_count`] = 1;
-      metrics[`ratings_rated${pct}pct_count`] = r.ratings;
+    const here = rated.filter((r) => Math.round(100 * r.rate!) === pct);
+    const seeds = [...new Set(here.map((r) => r.seed ?? 0))].sort((a, b) => a - b);
+    const at = (arm: string, seed: number) => here.find((r) => r.arm === arm && (r.seed ?? 0) === seed);
+    for (const arm of [...new Set(here.map((r) => r.arm))]) {
+      const runs = here.filter((r) => r.arm === arm);
+      const key = `${arm.replace(/-/g, '_')}_rated${pct}pct`;
+      metrics[`rows_${key}_count`] = round(mean(runs.map((r) => r.rows)), 1);
+      const measured = runs.filter((r) => r.quality !== undefined);
+      if (measured.length) metrics[`quality_${key}_rate`] = round(mean(measured.map((r) => r.quality!)));
+      if (measured.length < runs.length) metrics[`failed_${key}_count`] = runs.length - measured.length;
     }
-    const [sft, ai, rl] = [at('sft'), at('sft-ai'), at('rl')];
-    const stats = ai?.ai;
-    if (stats) {
-      metrics[`ai_label_share_${pct}pct_ratio`] = round(stats.share);
-      metrics[`ai_labels_${pct}pct_count`] = stats.labeled;
-      metrics[`ai_label_heldout_${pct}pct_count`] = stats.heldOut;
-      if (stats.precision !== null) metrics[`ai_label_precision_${pct}pct_ratio`] = round(stats.precision);
-      if (stats.lower !== null) metrics[`ai_label_precision_lower_${pct}pct_ratio`] = round(stats.lower);
-      if (stats.oracleAgreement !== null)
-        metrics[`ai_label_oracle_agreement_${pct}pct_ratio`] = round(stats.oracleAgreement);
-      notes.push(
-        `At ${pct}% rated (${ai!.ratings} thumbs on ${ai!.ratedAnswers} answers) the reward model ${
-          stats.precision === null
-            ? `labelled none of the unrated answers (${stats.reasons.join('; ')})`
-            : `labelled ${round(100 * stats.share, 1)}% of the unrated answers at ${round(100 * stats.precision, 1)}% precision on ${stats.heldOut} held-out human-rated answers (lower bound ${round(100 * stats.lower!, 1)}%; the oracle agreed with ${stats.oracleAgreement === null ? '-' : round(100 * stats.oracleAgreement, 1)}%)`
-        }.`,
+    metrics[`ratings_rated${pct}pct_count`] = here[0]!.ratings;
+    metrics[`rate_seeds_${pct}pct_count`] = seeds.length;
+    const stats = seeds.flatMap((seed) => {
+      const r = at('sft-ai', seed);
+      return r?.ai ? [{ seed, r, ai: r.ai }] : [];
+    });
+    if (stats.length) {
+      const certified = stats.filter((x) => x.ai.precision !== null);
+      const checkLabeled = certified.reduce((n, x) => n + x.ai.checkLabeled, 0);
+      const checkRight = certified.reduce((n, x) => n + Math.round(x.ai.precision! * x.ai.checkLabeled), 0);
+      const labeled = stats.reduce((n, x) => n + x.ai.labeled, 0);
+      const oracleRight = stats.reduce(
+        (n, x) => n + Math.round((x.ai.oracleAgreement ?? 0) * x.ai.labeled),
+        0,
       );
+      metrics[`ai_label_share_${pct}pct_ratio`] = round(mean(stats.map((x) => x.ai.share)));
+      metrics[`ai_labels_${pct}pct_count`] = labeled;
+      metrics[`ai_label_heldout_${pct}pct_count`] = round(mean(stats.map((x) => x.ai.heldOut)), 1);
+      metrics[`ai_label_check_${pct}pct_count`] = round(mean(stats.map((x) => x.ai.check)), 1);
+      metrics[`ai_label_certified_${pct}pct_count`] = certified.length;
+      if (checkLabeled) metrics[`ai_label_precision_${pct}pct_ratio`] = round(checkRight / checkLabeled);
+      if (labeled) metrics[`ai_label_oracle_agreement_${pct}pct_ratio`] = round(oracleRight / labeled);
+      const aucs = (k: 'heldOutAuc' | 'oracleAuc') =>
+        stats.map((x) => x.ai[k]).filter((v): v is number => v !== null);
+      if (aucs('heldOutAuc').length)
+        metrics[`rm_heldout_auc_${pct}pct_ratio`] = round(mean(aucs('heldOutAuc')));
+      if (aucs('oracleAuc').length) metrics[`rm_oracle_auc_${pct}pct_ratio`] = round(mean(aucs('oracleAuc')));
+      const perSeed = stats.map(({ seed, r, ai }) => {
+        const auc = `AUC ${ai.heldOutAuc === null ? '-' : round(ai.heldOutAuc)} on people's held-out ratings, ${ai.oracleAuc === null ? '-' : round(ai.oracleAuc)} against the oracle`;
+        return `seed ${seed} (${r.ratings} thumbs on ${r.ratedAnswers} answers; reward model on ${ai.pairs} pairs, ${auc}; ${ai.heldOut} held-out answers, ${ai.fit} choose and ${ai.check} check): ${
+          ai.precision === null
+            ? `labelled none (${ai.reasons.join('; ')})`
+            : `labelled ${round(100 * ai.share, 1)}% of the unrated answers; people agreed with ${round(100 * ai.precision, 1)}% of its calls on ${ai.checkLabeled} check answers (exact lower bound ${round(100 * ai.lower!, 1)}%), the oracle with ${ai.oracleAgreement === null ? '-' : round(100 * ai.oracleAgreement, 1)}% of its ${ai.labeled} labels${ai.reasons.length ? ` (${ai.reasons.join('; ')})` : ''}`
+        }`;
+      });
+      notes.push(`At ${pct}% rated the reward model: ${perSeed.join('; ')}.`);
     }
-    if (sft?.quality !== undefined && ai?.quality !== undefined)
-      metrics[`ai_label_quality_gain_${pct}pct_rate`] = round(ai.quality - sft.quality);
-    if (sft?.quality !== undefined && rl?.quality !== undefined)
-      metrics[`rl_minus_sft_quality_${pct}pct_rate`] = round(rl.quality - sft.quality);
-    const gain = (r: ArmResult | undefined) =>
-      r?.quality === undefined ? 'not trained' : `${round(100 * (r.quality - base), 1)} points`;
+    const diffs = (arm: string) =>
+      seeds.flatMap((seed) => {
+        const [a, b] = [at(arm, seed), at('sft', seed)];
+        return a?.quality !== undefined && b?.quality !== undefined ? [a.quality - b.quality] : [];
+      });
+    if (diffs('sft-ai').length)
+      metrics[`ai_label_quality_gain_${pct}pct_rate`] = round(mean(diffs('sft-ai')));
+    if (diffs('rl').length) metrics[`rl_minus_sft_quality_${pct}pct_rate`] = round(mean(diffs('rl')));
+    const gain = (arm: string) => {
+      const q = seeds.map((seed) => at(arm, seed)?.quality).filter((v): v is number => v !== undefined);
+      return q.length
+        ? `${round(100 * (mean(q) - base), 1)} points (${q.map((v) => `${round(100 * v, 1)}%`).join(', ')})`
+        : 'not trained';
+    };
     notes.push(
-      `Gain over the base at ${pct}% rated: sft ${gain(sft)}, sft + AI labels ${gain(ai)}, rl ${gain(rl)}.`,
+      `True quality at ${pct}% rated, mean gain over the base on seeds ${seeds.join(', ')} (each seed's quality): sft ${gain('sft')}, sft + AI labels ${gain('sft-ai')}${here.some((r) => r.arm === 'rl') ? `, rl ${gain('rl')}` : ''}.`,
     );
   }
   const withLabels = [...pcts]
@@ -1101,17 +1266,28 @@ export function rateMetrics(metrics: Record<string, number>, results: ArmResult[
  * A run of the rate arms alone (`BENCH_FE_BUDGETS=`) keeps the budget arms' metrics of the last
  * full result, which it did not re-measure, and says where they come from.
  */
-function carryBudgetMetrics(metrics: Record<string, number>): string[] {
+function carryBudgetMetrics(metrics: Record<string, number>, s: Settings): string[] {
   const path = resultPath('feedback-efficiency');
   if (!existsSync(path)) return [];
   const last = JSON.parse(readFileSync(path, 'utf8')) as BenchResultFile;
   const carried = Object.entries(last.metrics).filter(
-    ([k]) => !(k in metrics) && !/rated\d+pct|^ai_label|^rl_minus_sft|^ratings_rated/.test(k),
+    ([k]) =>
+      !(k in metrics) && !/rated\d+pct|^ai_label|^rm_|^rl_minus_sft|^ratings_rated|^rate_seeds/.test(k),
   );
   for (const [k, v] of carried) metrics[k] = v;
+  // rl's rate arm is slow: a run without it keeps the last one's, and says so.
+  const rl = s.rateArms.includes('rl')
+    ? []
+    : Object.entries(last.metrics).filter(
+        ([k]) => !(k in metrics) && /_rl_rated\d+pct|^rl_minus_sft/.test(k),
+      );
+  for (const [k, v] of rl) metrics[k] = v;
   const from = /carried from the run of (\S+ \S+)/.exec(last.notes)?.[1] ?? `${last.commit} ${last.date}`;
   return [
     `This run measured the base and the rating-rate arms only; the budget arms' ${carried.length} metrics (quality_<arm>_<budget>_rate, quality_gain_<arm>, al_ratings_*, ...) are carried from the run of ${from} (its own base: see the README), not re-measured.`,
+    rl.length
+      ? `rl did not run: its ${rl.length} rate metrics (quality_rl_rated*, rl_minus_sft_*) are carried from the run of ${last.commit} ${last.date} (seed 0 only, its reward model trained 2 epochs), not re-measured.`
+      : '',
   ];
 }
 
@@ -1223,7 +1399,7 @@ export function summarize(
     'calibrated arms: calibrateProject defaults; raw: no flagging, no per-rater bias/scale/noise (plain mean);',
     `active learning: ${Math.round(100 * s.alWarmupShare)}% of the budget random (2 raters per answer), then the active-learning queue with the positives objective picks the rest in batches of ${Math.round(100 * s.alBatchShare)}% (unrated answers most likely liked, by the calibrated ratings of similar rated answers; one rating each, from a rater calibration has neither flagged nor found running against the consensus); the final calibration is the same as the random arm's;`,
     `settings from bench/loop-settings (sft/rwsft lr 2e-3, rwsft negative_scale 0.05, kto lr 3e-3, dpo lr 1e-3; 2 epochs, batch 8, LoRA r16), curation off, no test split;`,
-    `true quality = share of ${s.evalPrompts} eval answers (fixed prompts, people and seeds for every model) a simulated user would like (oracle); one seed, no repeats, so differences of a few points are within noise (sd about ${round(100 * Math.sqrt((base * (1 - base)) / s.evalPrompts), 1)} points per measurement).`,
+    `true quality = share of ${s.evalPrompts} eval answers (fixed prompts, people and seeds for every model) a simulated user would like (oracle); budget arms: one seed, no repeats${s.ratingRates.length ? `; rate arms: seeds ${s.rateSeeds.join(', ')} (each its own pool, panel, rated answers and training seed; reward model ${s.rewardSteps ? `${s.rewardSteps} steps` : '2 epochs'}, lr 3e-3)` : ''}; differences of a few points are within noise (sd about ${round(100 * Math.sqrt((base * (1 - base)) / s.evalPrompts), 1)} points per measurement).`,
     ratios.length
       ? `Active learning needed ${ratios.join(', ')} of the random arm's ratings for the same gain at ${curve(
           'sft-al',
@@ -1237,7 +1413,7 @@ export function summarize(
       ? `Ablation sft-single (the same warm-up and one rating per answer, random choice instead of the queue): ${singleRatios.join(', ')}.`
       : '',
     ...rateNotes,
-    ...(s.budgets.length === 0 && !ctx.tiny ? carryBudgetMetrics(metrics) : []),
+    ...(s.budgets.length === 0 && !ctx.tiny ? carryBudgetMetrics(metrics, s) : []),
     `${info.loadBefore} at start, ${loadNote()} at the end; ${round(info.seconds / 60, 1)} min.`,
   ]
     .filter(Boolean)
