@@ -778,8 +778,9 @@ async function runRate(c: RunCtx, rate: number): Promise<ArmResult[]> {
     );
     out.push(r);
   };
-  if (c.s.rateArms.includes('sft'))
+  const trainSft = async () =>
     result('sft', await buildAndTrain(c, projectId, `sft-rated${tag}`, 'sft', arms.sft!.dataset, arms.sft!));
+  if (c.s.rateArms.includes('sft')) await trainSft();
   if (!c.s.rateArms.includes('sft-ai') && !c.s.rateArms.includes('rl')) return out;
   const rmName = `reward-rated${tag}`;
   const rm = await buildAndTrain(
@@ -858,13 +859,24 @@ async function runRate(c: RunCtx, rate: number): Promise<ArmResult[]> {
       `  reward model labels @ ${pct}% seed ${seed}: ${report.labeled} of ${report.looked} unrated (${report.up} up, ${report.down} down), check precision ${ai.precision === null ? 'none' : round(ai.precision)} on ${ai.checkLabeled} of ${ai.check} check answers (${ai.fit} chose the thresholds); AUC held-out ${ai.heldOutAuc === null ? '-' : round(ai.heldOutAuc)}, oracle ${ai.oracleAuc === null ? '-' : round(ai.oracleAuc)}${ai.reasons.length ? ` (${ai.reasons.join('; ')})` : ''}`,
     );
     const sft = out.find((r) => r.arm === 'sft');
-    if (report.labeled === 0 && sft) {
+    if (report.labeled === 0) {
       // No label: calibration, and so the dataset, is sft's; training it again would only spend
-      // the machine on the same model.
-      out.push({ ...sft, arm: 'sft-ai', ai, sameModelAs: 'sft', note: 'no AI label: the sft model' });
+      // the machine on the same model (and without the sft arm, neither is trained).
+      out.push({
+        ...(sft ?? { ...base, rows: 0, flagged: calibration.flagged, trainSeconds: 0 }),
+        arm: 'sft-ai',
+        ai,
+        sameModelAs: 'sft',
+        note: 'no AI label: the sft model',
+      });
       delete out.at(-1)!.modelName;
       delete out.at(-1)!.adapterPath;
       return out;
+    }
+    // Labels to compare: sft on people's ratings alone too (the labels weigh 0 in its calibration).
+    if (!sft) {
+      calibration = await calibrateProject(c.store, projectId, { mapping: humanOnly });
+      await trainSft();
     }
     // The labels count at sourceWeight.judge of a person's, as in the loop.
     calibration = await calibrateProject(c.store, projectId);
@@ -931,6 +943,28 @@ async function measureBatch(
       r.goodShare = same.goodShare;
     }
   }
+}
+
+/**
+ * The base model's true quality, cached beside the pool: the same model on the same eval (prompts,
+ * people, sampling seeds) gives the same number, and on a loaded machine it costs minutes.
+ */
+async function baseQuality(c: RunCtx, population: Persona[], domain: SupportDomain) {
+  const s = c.s;
+  const key = `base-${s.preset}-e${s.evalPrompts}-t${s.temperature}-m${s.maxTokens}-s${s.seed}.json`;
+  const cache = join(workDir, 'feedback-efficiency', key);
+  const stamp = readFileSync(join(c.modelDir, 'config.json'), 'utf8').length;
+  if (existsSync(cache)) {
+    const cached = JSON.parse(readFileSync(cache, 'utf8')) as {
+      stamp: number;
+      base: Awaited<ReturnType<typeof measure>>;
+    };
+    if (cached.stamp === stamp) return cached.base;
+  }
+  const base = await measure(c, 'base', population, domain);
+  mkdirSync(join(workDir, 'feedback-efficiency'), { recursive: true });
+  writeFileSync(cache, JSON.stringify({ stamp, base }));
+  return base;
 }
 
 async function measure(c: RunCtx, model: string, population: Persona[], domain: SupportDomain) {
@@ -1107,7 +1141,7 @@ export const feedbackEfficiency: Bench = {
         notes: [],
       };
       const poolLiked = pool.filter((a) => judgeAnswer(domain, a.prompt, a.answer).good).length / pool.length;
-      const baseQ = await measure(c, 'base', population, domain);
+      const baseQ = await baseQuality(c, population, domain);
       ctx.log(
         `feedback-efficiency: pool ${pool.length} answers; base true quality ${round(baseQ.trueQuality)} (${Math.round((Date.now() - started) / 1000)} s)`,
       );
@@ -1188,7 +1222,9 @@ export function rateMetrics(metrics: Record<string, number>, results: ArmResult[
     const seeds = [...new Set(here.map((r) => r.seed ?? 0))].sort((a, b) => a - b);
     const at = (arm: string, seed: number) => here.find((r) => r.arm === arm && (r.seed ?? 0) === seed);
     for (const arm of [...new Set(here.map((r) => r.arm))]) {
-      const runs = here.filter((r) => r.arm === arm);
+      // sft-ai without labels and without the sft arm trained nothing: no model, not a failure.
+      const runs = here.filter((r) => r.arm === arm && !(r.sameModelAs && r.quality === undefined));
+      if (!runs.length) continue;
       const key = `${arm.replace(/-/g, '_')}_rated${pct}pct`;
       metrics[`rows_${key}_count`] = round(mean(runs.map((r) => r.rows)), 1);
       const measured = runs.filter((r) => r.quality !== undefined);
@@ -1237,8 +1273,13 @@ export function rateMetrics(metrics: Record<string, number>, results: ArmResult[
         const [a, b] = [at(arm, seed), at('sft', seed)];
         return a?.quality !== undefined && b?.quality !== undefined ? [a.quality - b.quality] : [];
       });
-    if (diffs('sft-ai').length)
-      metrics[`ai_label_quality_gain_${pct}pct_rate`] = round(mean(diffs('sft-ai')));
+    // A seed without labels trains sft-ai on sft's data: it adds 0 by construction, measured or not.
+    const aiGains = seeds.flatMap((seed) => {
+      const [a, b] = [at('sft-ai', seed), at('sft', seed)];
+      if (a?.sameModelAs) return [0];
+      return a?.quality !== undefined && b?.quality !== undefined ? [a.quality - b.quality] : [];
+    });
+    if (aiGains.length) metrics[`ai_label_quality_gain_${pct}pct_rate`] = round(mean(aiGains));
     if (diffs('rl').length) metrics[`rl_minus_sft_quality_${pct}pct_rate`] = round(mean(diffs('rl')));
     const gain = (arm: string) => {
       const q = seeds.map((seed) => at(arm, seed)?.quality).filter((v): v is number => v !== undefined);
@@ -1275,18 +1316,20 @@ function carryBudgetMetrics(metrics: Record<string, number>, s: Settings): strin
       !(k in metrics) && !/rated\d+pct|^ai_label|^rm_|^rl_minus_sft|^ratings_rated|^rate_seeds/.test(k),
   );
   for (const [k, v] of carried) metrics[k] = v;
-  // rl's rate arm is slow: a run without it keeps the last one's, and says so.
-  const rl = s.rateArms.includes('rl')
-    ? []
-    : Object.entries(last.metrics).filter(
-        ([k]) => !(k in metrics) && /_rl_rated\d+pct|^rl_minus_sft/.test(k),
-      );
+  // A rate arm this run did not train (rl is slow; sft-ai alone trains sft only when there are
+  // labels) keeps the last run's metrics, and says so.
+  const notRun = (['sft', 'rl'] as const).filter((a) => !s.rateArms.includes(a));
+  const rl = Object.entries(last.metrics).filter(
+    ([k]) =>
+      !(k in metrics) &&
+      notRun.some((a) => new RegExp(`^(quality|rows|failed)_${a}_rated\\d+pct|^${a}_minus_sft`).test(k)),
+  );
   for (const [k, v] of rl) metrics[k] = v;
   const from = /carried from the run of (\S+ \S+)/.exec(last.notes)?.[1] ?? `${last.commit} ${last.date}`;
   return [
     `This run measured the base and the rating-rate arms only; the budget arms' ${carried.length} metrics (quality_<arm>_<budget>_rate, quality_gain_<arm>, al_ratings_*, ...) are carried from the run of ${from} (its own base: see the README), not re-measured.`,
     rl.length
-      ? `rl did not run: its ${rl.length} rate metrics (quality_rl_rated*, rl_minus_sft_*) are carried from the run of ${last.commit} ${last.date} (seed 0 only, its reward model trained 2 epochs), not re-measured.`
+      ? `${notRun.join(' and ')} did not train here: ${rl.length} rate metrics (${rl.map(([k]) => k).join(', ')}) are carried from the run of ${last.commit} ${last.date} (seed 0 only), not re-measured.`
       : '',
   ];
 }
