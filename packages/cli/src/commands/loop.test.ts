@@ -11,7 +11,7 @@ import {
   SeededRandom,
   samplePrompt,
 } from '@ratchet/core';
-import { advanceLoop, LocalModelServer, LoopPolicy } from '@ratchet/loop';
+import { advanceLoop, experimentStatus, LocalModelServer, LoopPolicy } from '@ratchet/loop';
 import { tinyTestModel } from '@ratchet/loop/testing';
 import { startTestServer, type TestServer } from '@ratchet/server/testing';
 import type { LoopRound, Store } from '@ratchet/store';
@@ -262,6 +262,16 @@ describe('the loop runs a round end to end', () => {
 
     const ended = await advanceThroughCrashes(crashing, ctx);
     expect(ended, log.join('\n')).toMatchObject({ stage: 'done' });
+    // The experiment's outcomes: the users' thumbs (the primary metric, what the round counted)
+    // and their implicit signals, whose units are every user served (0 when they did nothing).
+    const looked = await experimentStatus(t.store, t.projectId, 'support-bot-r1');
+    for (const v of looked.variants) {
+      expect(v.metrics.regenerate_rate).toMatchObject({ users: v.users, higherIsBetter: false });
+      expect(v.metrics.thumbs_up_rate.users).toBe(v.thumbsUpRate.users);
+    }
+    expect(ended!.state).toMatchObject({
+      observations: Object.fromEntries(looked.variants.map((v) => [v.name, v.thumbsUpRate.users])),
+    });
     expect(['succeeded', 'rolled_back']).toContain(ended!.status);
     const route = await t.store.routes.get(t.projectId, 'support-bot');
     const after = await t.store.models.get(t.projectId, 'support-bot-r1');
