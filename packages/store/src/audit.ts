@@ -2,6 +2,7 @@ import { newId } from '@ratchet/core';
 import type { Kysely } from 'kysely';
 import type { DialectName } from './connection.js';
 import { decodeJson, encodeJson } from './json.js';
+import { keysetPage, type Page } from './paging.js';
 import type { Database } from './schema.js';
 
 export interface AuditEntry {
@@ -43,28 +44,50 @@ export class AuditLog {
     return full;
   }
 
+  /** The first page only (internal callers that want a few recent rows). */
   async list(
     projectId: string,
-    filter: { subjectType?: string; subjectId?: string; action?: string; limit?: number } = {},
+    filter: {
+      subjectType?: string;
+      subjectId?: string;
+      action?: string;
+      limit?: number;
+      cursor?: string;
+    } = {},
   ): Promise<AuditEntry[]> {
+    return (await this.page(projectId, filter)).items;
+  }
+
+  /** Newest first, a page at a time (see paging.ts). */
+  async page(
+    projectId: string,
+    filter: {
+      subjectType?: string;
+      subjectId?: string;
+      action?: string;
+      limit?: number;
+      cursor?: string;
+    } = {},
+  ): Promise<Page<AuditEntry>> {
     let q = this.db.selectFrom('audit_log').selectAll().where('project_id', '=', projectId);
     if (filter.subjectType) q = q.where('subject_type', '=', filter.subjectType);
     if (filter.subjectId) q = q.where('subject_id', '=', filter.subjectId);
     if (filter.action) q = q.where('action', '=', filter.action);
-    const rows = await q
-      .orderBy('created_at', 'desc')
-      .orderBy('id', 'desc')
-      .limit(filter.limit ?? 100)
-      .execute();
-    return rows.map((r) => ({
-      id: r.id,
-      projectId: r.project_id,
-      actor: r.actor,
-      action: r.action,
-      subjectType: r.subject_type,
-      subjectId: r.subject_id,
-      details: decodeJson(this.dialect, r.details),
-      createdAt: r.created_at,
-    }));
+    return keysetPage(
+      q,
+      { at: 'created_at', id: 'id' },
+      { limit: filter.limit ?? 100, cursor: filter.cursor },
+      (r) => [Number(r.created_at), r.id],
+      (r) => ({
+        id: r.id,
+        projectId: r.project_id,
+        actor: r.actor,
+        action: r.action,
+        subjectType: r.subject_type,
+        subjectId: r.subject_id,
+        details: decodeJson(this.dialect, r.details),
+        createdAt: r.created_at,
+      }),
+    );
   }
 }

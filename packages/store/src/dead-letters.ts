@@ -1,6 +1,6 @@
 import { jsonText, newId, storableString } from '@ratchet/core';
 import { type Kysely, type Selectable, sql } from 'kysely';
-import { decodeCursor, encodeCursor, type Page } from './interactions.js';
+import { keysetPage, type Page } from './paging.js';
 import type { Database, DeadLettersTable } from './schema.js';
 
 /** Why an interaction became a dead letter: a break of the storable rule, or the database's refusal. */
@@ -95,9 +95,8 @@ export class DeadLetterRepository {
     projectId: string,
     page: { limit?: number; cursor?: string; payloadChars?: number } = {},
   ): Promise<Page<DeadLetter>> {
-    const limit = page.limit ?? 50;
     const chars = page.payloadChars ?? MAX_DEAD_LETTER_PAYLOAD;
-    let q = this.db
+    const q = this.db
       .selectFrom('dead_letters')
       .select([
         'id',
@@ -113,25 +112,13 @@ export class DeadLetterRepository {
         sql<number>`length(payload)`.as('payload_length'),
       ])
       .where('project_id', '=', projectId);
-    if (page.cursor) {
-      const [createdAt, id] = decodeCursor(page.cursor);
-      q = q.where((eb) =>
-        eb.or([
-          eb('created_at', '<', createdAt),
-          eb.and([eb('created_at', '=', createdAt), eb('id', '<', id)]),
-        ]),
-      );
-    }
-    const rows = await q
-      .orderBy('created_at', 'desc')
-      .orderBy('id', 'desc')
-      .limit(limit + 1)
-      .execute();
-    const items = rows
-      .slice(0, limit)
-      .map((r) => toDeadLetter(r, Number(r.payload_truncated) === 1 || Number(r.payload_length) > chars));
-    const last = items[items.length - 1];
-    return { items, nextCursor: rows.length > limit && last ? encodeCursor(last.createdAt, last.id) : null };
+    return keysetPage(
+      q,
+      { at: 'created_at', id: 'id' },
+      page,
+      (r) => [Number(r.created_at), r.id],
+      (r) => toDeadLetter(r, Number(r.payload_truncated) === 1 || Number(r.payload_length) > chars),
+    );
   }
 
   /** One dead letter with its whole payload. */

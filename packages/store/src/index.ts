@@ -66,11 +66,12 @@ export type {
   VariantTotalsOptions,
 } from './experiments.js';
 export type { FeedbackGate } from './feedback.js';
-export type { Page, WriteResult } from './interactions.js';
+export type { WriteResult } from './interactions.js';
 export { LATENCY_BIN_EDGES, latencyBin } from './latency-bins.js';
 export type { LoopApproval, LoopRound, LoopRoundStatus } from './loops.js';
 export { openLoopStatuses } from './loops.js';
 export type { Model, NewModel, ServedChange } from './models.js';
+export type { Page } from './paging.js';
 export type { ApiKeyInfo, Principal, Project } from './projects.js';
 export type { Rater } from './raters.js';
 export type { ResponseLink } from './response-links.js';

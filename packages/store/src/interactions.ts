@@ -5,8 +5,6 @@ import {
   newId,
   type ParsedInteraction,
   promptHash,
-  RatchetError,
-  storableIssue,
   type Usage,
 } from '@ratchet/core';
 import type SqliteDatabase from 'better-sqlite3';
@@ -14,6 +12,7 @@ import { type Insertable, type Kysely, type Selectable, sql } from 'kysely';
 import type { DialectName } from './connection.js';
 import { DirectTransactions, type TransactionRunner } from './group-commit.js';
 import { chunk, decodeJson, encodeJson, rowsPerStatement } from './json.js';
+import { keysetPage, type Page } from './paging.js';
 import { RollupRepository } from './rollups.js';
 import type { Database, InteractionsTable } from './schema.js';
 
@@ -23,36 +22,7 @@ export interface WriteResult {
   created: boolean;
 }
 
-export interface Page<T> {
-  items: T[];
-  nextCursor: string | null;
-}
-
 const INTERACTION_COLUMNS = 24;
-
-export function encodeCursor(createdAt: number, id: string): string {
-  return Buffer.from(JSON.stringify([createdAt, id])).toString('base64url');
-}
-
-export function decodeCursor(cursor: string): [number, string] {
-  try {
-    const value: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString());
-    // Only what encodeCursor writes: a forged time beyond bigint or an id PostgreSQL cannot
-    // take (NUL) would otherwise fail in the database instead of here.
-    if (
-      Array.isArray(value) &&
-      Number.isSafeInteger(value[0]) &&
-      value[0] >= 0 &&
-      typeof value[1] === 'string' &&
-      value[1].length <= 200 &&
-      !storableIssue(value[1])
-    )
-      return [value[0], value[1]];
-  } catch {
-    // fall through to the error below
-  }
-  throw new RatchetError('invalid_request', 'cursor: not a cursor this API returned', 'cursor');
-}
 
 export class InteractionRepository {
   constructor(
@@ -215,7 +185,6 @@ export class InteractionRepository {
     filters: InteractionFilters = {},
     page: { limit?: number; cursor?: string } = {},
   ): Promise<Page<Interaction>> {
-    const limit = page.limit ?? 50;
     let q = this.db.selectFrom('interactions as i').selectAll('i').where('i.project_id', '=', projectId);
     if (filters.route !== undefined) q = q.where('i.route', '=', filters.route);
     if (filters.model !== undefined) q = q.where('i.model', '=', filters.model);
@@ -264,23 +233,13 @@ export class InteractionRepository {
         return rated ? anyCurrent : not(anyCurrent);
       });
     }
-    if (page.cursor) {
-      const [createdAt, id] = decodeCursor(page.cursor);
-      q = q.where((eb) =>
-        eb.or([
-          eb('i.created_at', '<', createdAt),
-          eb.and([eb('i.created_at', '=', createdAt), eb('i.id', '<', id)]),
-        ]),
-      );
-    }
-    const rows = await q
-      .orderBy('i.created_at', 'desc')
-      .orderBy('i.id', 'desc')
-      .limit(limit + 1)
-      .execute();
-    const items = rows.slice(0, limit).map((r) => this.toInteraction(r));
-    const last = items[items.length - 1];
-    return { items, nextCursor: rows.length > limit && last ? encodeCursor(last.createdAt, last.id) : null };
+    return keysetPage(
+      q,
+      { at: 'i.created_at', id: 'i.id' },
+      page,
+      (r) => [Number(r.created_at), r.id],
+      (r) => this.toInteraction(r),
+    );
   }
 
   async count(projectId: string): Promise<number> {

@@ -1,5 +1,6 @@
 import type { Rater } from '@ratchet/core';
 import type { Kysely } from 'kysely';
+import { keysetPage, type Page } from './paging.js';
 import type { Database } from './schema.js';
 
 export type { Rater } from '@ratchet/core';
@@ -7,34 +8,43 @@ export type { Rater } from '@ratchet/core';
 export class RaterRepository {
   constructor(private readonly db: Kysely<Database>) {}
 
+  /** The first page only (internal callers that want a few recent rows). */
   async list(
     projectId: string,
-    opts: { limit?: number; offset?: number; flagged?: boolean } = {},
+    filter: { limit?: number; cursor?: string; flagged?: boolean } = {},
   ): Promise<Rater[]> {
+    return (await this.page(projectId, filter)).items;
+  }
+
+  /** Most feedback first, a page at a time (see paging.ts). */
+  async page(
+    projectId: string,
+    opts: { limit?: number; cursor?: string; flagged?: boolean } = {},
+  ): Promise<Page<Rater>> {
     let q = this.db.selectFrom('raters').selectAll().where('project_id', '=', projectId);
     if (opts.flagged !== undefined) q = q.where('flagged', '=', opts.flagged ? 1 : 0);
-    const rows = await q
-      .orderBy('feedback_count', 'desc')
-      .orderBy('id')
-      .limit(opts.limit ?? 100)
-      .offset(opts.offset ?? 0)
-      .execute();
-    return rows.map((r) => ({
-      id: r.id,
-      source: r.source,
-      feedbackCount: r.feedback_count,
-      firstSeenAt: r.first_seen_at,
-      lastSeenAt: r.last_seen_at,
-      bias: r.bias,
-      scale: r.scale,
-      reliability: r.reliability,
-      noiseSd: r.noise_sd,
-      consensusCorrelation: r.consensus_corr,
-      influence: r.influence,
-      flagged: r.flagged === 1,
-      flagReason: r.flag_reason,
-      calibratedAt: r.calibrated_at,
-    }));
+    return keysetPage(
+      q,
+      { at: 'feedback_count', id: 'id' },
+      { limit: opts.limit ?? 100, cursor: opts.cursor },
+      (r) => [Number(r.feedback_count), r.id],
+      (r) => ({
+        id: r.id,
+        source: r.source,
+        feedbackCount: r.feedback_count,
+        firstSeenAt: r.first_seen_at,
+        lastSeenAt: r.last_seen_at,
+        bias: r.bias,
+        scale: r.scale,
+        reliability: r.reliability,
+        noiseSd: r.noise_sd,
+        consensusCorrelation: r.consensus_corr,
+        influence: r.influence,
+        flagged: r.flagged === 1,
+        flagReason: r.flag_reason,
+        calibratedAt: r.calibrated_at,
+      }),
+    );
   }
 
   /** The raters the last calibration that saw them flagged, with the reason, by id. */

@@ -2,6 +2,7 @@ import { newId, RatchetError } from '@ratchet/core';
 import { type Kysely, type Selectable, sql } from 'kysely';
 import type { DialectName } from './connection.js';
 import { decodeJson, encodeJson } from './json.js';
+import { keysetPage, type Page } from './paging.js';
 import type { Database, RunStatus, RunsTable } from './schema.js';
 
 export type { RunStatus };
@@ -90,15 +91,28 @@ export class RunRepository {
     return row && this.toRun(row);
   }
 
-  async list(projectId: string, filter: { status?: RunStatus; limit?: number } = {}): Promise<Run[]> {
+  /** The first page only (internal callers that want a few recent rows). */
+  async list(
+    projectId: string,
+    filter: { status?: RunStatus; limit?: number; cursor?: string } = {},
+  ): Promise<Run[]> {
+    return (await this.page(projectId, filter)).items;
+  }
+
+  /** Newest first, a page at a time (see paging.ts). */
+  async page(
+    projectId: string,
+    filter: { status?: RunStatus; limit?: number; cursor?: string } = {},
+  ): Promise<Page<Run>> {
     let q = this.db.selectFrom('runs').selectAll().where('project_id', '=', projectId);
     if (filter.status !== undefined) q = q.where('status', '=', filter.status);
-    const rows = await q
-      .orderBy('created_at', 'desc')
-      .orderBy('id', 'desc')
-      .limit(filter.limit ?? 100)
-      .execute();
-    return rows.map((r) => this.toRun(r));
+    return keysetPage(
+      q,
+      { at: 'created_at', id: 'id' },
+      { limit: filter.limit ?? 100, cursor: filter.cursor },
+      (r) => [Number(r.created_at), r.id],
+      (r) => this.toRun(r),
+    );
   }
 
   /** Ids of queued runs across projects, oldest first: the embedded job queue. */

@@ -1,6 +1,6 @@
 import { newId, storableString } from '@ratchet/core';
 import { type Kysely, type Selectable, sql } from 'kysely';
-import { decodeCursor, encodeCursor, type Page } from './interactions.js';
+import { keysetPage, type Page } from './paging.js';
 import type { Database, UsageRecordsTable } from './schema.js';
 
 /** The gateway calls logged as usage only (no answer to rate): today `embeddings`. */
@@ -74,26 +74,15 @@ export class UsageRecordRepository {
     projectId: string,
     page: { limit?: number; cursor?: string; kind?: UsageKind } = {},
   ): Promise<Page<UsageRecord>> {
-    const limit = page.limit ?? 50;
     let q = this.db.selectFrom('usage_records').selectAll().where('project_id', '=', projectId);
     if (page.kind) q = q.where('kind', '=', page.kind);
-    if (page.cursor) {
-      const [createdAt, id] = decodeCursor(page.cursor);
-      q = q.where((eb) =>
-        eb.or([
-          eb('created_at', '<', createdAt),
-          eb.and([eb('created_at', '=', createdAt), eb('id', '<', id)]),
-        ]),
-      );
-    }
-    const rows = await q
-      .orderBy('created_at', 'desc')
-      .orderBy('id', 'desc')
-      .limit(limit + 1)
-      .execute();
-    const items = rows.slice(0, limit).map(toUsageRecord);
-    const last = items[items.length - 1];
-    return { items, nextCursor: rows.length > limit && last ? encodeCursor(last.createdAt, last.id) : null };
+    return keysetPage(
+      q,
+      { at: 'created_at', id: 'id' },
+      page,
+      (r) => [Number(r.created_at), r.id],
+      toUsageRecord,
+    );
   }
 
   /** Calls and tokens by kind and model: what the usage costs. */

@@ -32,10 +32,13 @@ export function registerAdminRoutes(routes: RouteTable, store: Store): void {
     url: '/api/v1/raters',
     access: 'read',
     tag: 'admin',
-    summary: 'Raters with their feedback counts and calibration state.',
-    handler: async ({ principal }) => ({
-      items: await store.raters.list(principal.projectId, { limit: 1000 }),
+    summary:
+      'Raters with their feedback counts and calibration state, most feedback first; `nextCursor` gives the next page.',
+    query: z.strictObject({
+      limit: z.coerce.number().int().min(1).max(1000).default(1000),
+      cursor: z.string().max(500).optional(),
     }),
+    handler: async ({ principal, query }) => store.raters.page(principal.projectId, query),
   });
   routes.add({
     method: 'GET',

@@ -191,7 +191,8 @@ export function registerRegistryRoutes(
       subjectType: z.string().optional(),
       subjectId: z.string().optional(),
       limit: z.coerce.number().int().min(1).max(1000).default(100),
+      cursor: z.string().max(500).optional(),
     }),
-    handler: async ({ principal, query }) => ({ items: await store.audit.list(principal.projectId, query) }),
+    handler: async ({ principal, query }) => store.audit.page(principal.projectId, query),
   });
 }

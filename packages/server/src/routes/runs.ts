@@ -45,14 +45,17 @@ export function registerRunRoutes(
     url: '/api/v1/runs',
     access: 'read',
     tag: 'training',
-    summary: 'Training runs, newest first, with their latest progress (filter by status).',
+    summary:
+      'Training runs, newest first, with their latest progress (filter by status); `nextCursor` gives the next page.',
     query: z.strictObject({
       status: z.enum(runStatuses).optional(),
       limit: z.coerce.number().int().min(1).max(500).default(50),
+      cursor: z.string().max(500).optional(),
     }),
-    handler: async ({ principal, query }) => ({
-      items: (await store.runs.list(principal.projectId, query)).map(summary),
-    }),
+    handler: async ({ principal, query }) => {
+      const page = await store.runs.page(principal.projectId, query);
+      return { items: page.items.map(summary), nextCursor: page.nextCursor };
+    },
   });
   routes.add({
     method: 'GET',
