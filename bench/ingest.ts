@@ -65,7 +65,7 @@ export function ingestConfig(tiny: boolean): IngestConfig {
 }
 
 /** A scratch PostgreSQL database for one run: created fresh, dropped afterwards. */
-async function createPostgresDatabase(
+export async function createPostgresDatabase(
   serverUrl: string,
 ): Promise<{ url: string; drop: () => Promise<void> }> {
   const name = `ratchet_bench_${process.pid}_${Date.now().toString(36)}`;

@@ -11,6 +11,7 @@ import type { Bench, BenchContext } from './lib/bench.js';
 import { type BenchResultFile, commit, machine, packagesDirty, round } from './lib/results.js';
 import { personalizeBench } from './personalize.js';
 import { recalibrateBench } from './recalibrate.js';
+import { scaleBench } from './scale.js';
 import { serveBench } from './serve.js';
 import { trainThroughput } from './train-throughput.js';
 
@@ -24,6 +25,7 @@ export const benches: Bench[] = [
   guardrailBench,
   gatesBench,
   dashboardLoad,
+  scaleBench,
   trainThroughput,
   feedbackEfficiency,
   personalizeBench,

@@ -93,7 +93,9 @@ export function assertWellFormed(result: BenchResultFile): void {
       // Issue 19's demo metrics: true quality is a share of answers; failed calls a count.
       !/^(demo|realistic)_(seed\d+_)?(true_quality_(start|end|end_min|gain)|failed_calls)$/.test(name) &&
       // BENCH.md's quality_gain_<method>: a difference of two shares, in share units.
-      !/^quality_gain_[a-z_]+$/.test(name)
+      !/^quality_gain_[a-z_]+$/.test(name) &&
+      // Issue 17's dashboard_api_ms_max_10m: milliseconds, at a history size.
+      !/^dashboard_api_ms_max_\d+[km]?$/.test(name)
     )
       problems.push(`metric ${name} does not end in a unit`);
   }

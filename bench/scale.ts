@@ -1,0 +1,325 @@
+import { mulberry32 } from '@ratchet/core';
+import { buildServer, loadServerConfig } from '@ratchet/server';
+import { Store } from '@ratchet/store';
+import pg from 'pg';
+import { createPostgresDatabase, defaultPostgresUrl } from './ingest.js';
+import { type Bench, loadNote } from './lib/bench.js';
+import { round } from './lib/results.js';
+import { median } from './lib/stats.js';
+
+const DAY = 86_400_000;
+const RATERS = 10_000;
+const models = [
+  { route: 'support-bot', model: 'tiny-v1' },
+  { route: 'support-bot', model: 'tiny-v2' },
+  { route: 'billing-bot', model: 'tiny-v3' },
+  { route: 'billing-bot', model: 'tiny-v4' },
+];
+
+/**
+ * `COPY ... FROM STDIN` through the pg driver's own client: the driver hands a submittable query
+ * the connection, which then takes CopyData messages. Rows come from `rows` as text-format lines;
+ * a full socket buffer waits for 'drain', so millions of rows never sit in memory at once.
+ */
+function copyFrom(text: string, rows: Iterable<string>): pg.Submittable & { done: Promise<number> } {
+  let resolve!: (n: number) => void;
+  let reject!: (err: unknown) => void;
+  const done = new Promise<number>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  let copied = 0;
+  let failed: unknown;
+  // biome-ignore lint/suspicious/noExplicitAny: the driver's connection is not typed for this.
+  type Connection = any;
+  return {
+    done,
+    submit(connection: Connection) {
+      connection.query(text);
+    },
+    async handleCopyInResponse(connection: Connection) {
+      try {
+        const lines: string[] = [];
+        const flush = async () => {
+          if (lines.length === 0) return;
+          connection.sendCopyFromChunk(Buffer.from(lines.join('')));
+          lines.length = 0;
+          if (connection.stream.writableNeedDrain)
+            await new Promise((r) => connection.stream.once('drain', r));
+        };
+        for (const line of rows) {
+          lines.push(line);
+          copied++;
+          if (lines.length >= 2000) await flush();
+        }
+        await flush();
+        connection.endCopyFrom();
+      } catch (err) {
+        failed = err;
+        connection.sendCopyFail(String(err));
+      }
+    },
+    handleCommandComplete() {},
+    handleError(err: unknown) {
+      failed = err;
+    },
+    handleReadyForQuery() {
+      if (failed) reject(failed);
+      else resolve(copied);
+    },
+  } as unknown as pg.Submittable & { done: Promise<number> };
+}
+
+/** A text-format COPY field: \N for null, backslash, tab and newline escaped. */
+const field = (v: string | number | null): string =>
+  v === null ? '\\N' : String(v).replace(/\\/g, '\\\\').replace(/\t/g, '\\t').replace(/\n/g, '\\n');
+const line = (values: (string | number | null)[]) => `${values.map(field).join('\t')}\n`;
+
+interface Seeded {
+  interactions: number;
+  ratings: number;
+}
+
+/**
+ * A year of traffic: `n` calls from four models on two routes, evenly over 365 days up to now, with
+ * skewed latencies, 3% errors, tokens; ratings 0-4 per call (2 on average, so 2n in all, a fifth of
+ * the calls unrated), half thumbs and half 1-5 stars, by 10,000 raters, minutes to days after
+ * the call. Written as the store writes them: `feedback` and its `feedback_current` row, then the
+ * raters' counts.
+ */
+async function load(url: string, projectId: string, n: number, now: number): Promise<Seeded> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    const rand = mulberry32(17);
+    const start = now - 365 * DAY;
+    const at = (i: number) => start + Math.floor((i / n) * 365 * DAY);
+    const id = (i: number) => `i${String(i).padStart(9, '0')}`;
+    function* interactions() {
+      for (let i = 0; i < n; i++) {
+        const m = models[i % models.length]!;
+        const u = rand();
+        const latency = Math.round(Math.exp(5.5 + 0.8 * (rand() + rand() + rand() - 1.5)) * 10) / 10;
+        const input = 20 + Math.floor(rand() * 400);
+        const output = Math.floor(rand() * 300);
+        const t = at(i);
+        const prompt = `Customer question ${i % 50_000}: where is my order?`;
+        yield line([
+          projectId,
+          id(i),
+          m.route,
+          m.model,
+          null,
+          JSON.stringify([{ role: 'user', content: prompt }]),
+          JSON.stringify({ role: 'assistant', content: `Answer ${i}` }),
+          '{}',
+          u < 0.03 ? null : latency,
+          input,
+          output,
+          input + output,
+          null,
+          `user-${i % 20_000}`,
+          '{}',
+          '[]',
+          u < 0.03 ? 'error' : 'ok',
+          u < 0.03 ? 'upstream timed out' : null,
+          null,
+          null,
+          'api',
+          (i % 50_000).toString(16).padStart(32, '0'),
+          t,
+          t,
+        ]);
+      }
+    }
+    function* ratings(which: 'feedback' | 'current') {
+      for (let i = 0; i < n; i++) {
+        const count = (i * 37) % 5;
+        for (let k = 0; k < count; k++) {
+          const rater = (i * 13 + k * 2003) % RATERS;
+          const thumbs = rater % 2 === 0;
+          const value = thumbs ? ((i + k) % 3 === 0 ? -1 : 1) : 1 + ((i + k * 3) % 5);
+          const t = at(i) + ((i * 7 + k * 911) % (3 * DAY));
+          const fid = `f${String(i).padStart(9, '0')}-${k}`;
+          const kind = thumbs ? 'thumbs' : 'stars';
+          const label = thumbs ? (value > 0 ? 'up' : 'down') : null;
+          yield which === 'feedback'
+            ? line([
+                fid,
+                projectId,
+                id(i),
+                `r${rater}`,
+                'annotator',
+                kind,
+                value,
+                label,
+                null,
+                null,
+                null,
+                '{}',
+                t,
+                t,
+              ])
+            : line([projectId, id(i), `r${rater}`, kind, fid, t, value, label]);
+        }
+      }
+    }
+    const interactionsCopied = await copy(
+      client,
+      'copy interactions (project_id, id, route, model, variant, messages, output, parameters, latency_ms, input_tokens, output_tokens, total_tokens, session_id, user_id, metadata, tags, status, error, trace_id, span_id, source, prompt_hash, created_at, received_at) from stdin',
+      interactions(),
+    );
+    const ratingsCopied = await copy(
+      client,
+      'copy feedback (id, project_id, interaction_id, rater_id, source, kind, value, label, text, data, idempotency_key, metadata, created_at, received_at) from stdin',
+      ratings('feedback'),
+    );
+    await copy(
+      client,
+      'copy feedback_current (project_id, interaction_id, rater_id, kind, feedback_id, created_at, value, label) from stdin',
+      ratings('current'),
+    );
+    await client.query(
+      `insert into raters (project_id, id, source, feedback_count, first_seen_at, last_seen_at, flagged)
+       select project_id, rater_id, 'annotator', count(*), min(created_at), max(created_at), 0
+       from feedback where project_id = $1 group by project_id, rater_id`,
+      [projectId],
+    );
+    await client.query('analyze');
+    return { interactions: interactionsCopied, ratings: ratingsCopied };
+  } finally {
+    await client.end();
+  }
+}
+
+async function copy(client: pg.Client, text: string, rows: Iterable<string>): Promise<number> {
+  const query = copyFrom(text, rows);
+  client.query(query);
+  return query.done;
+}
+
+/** Every API call the dashboard's pages make, with the health windows the Models page offers. */
+function dashboardCalls(sampleId: string, cursor: string): Record<string, string> {
+  return {
+    overview: '/dashboard/overview?days=30',
+    overview_year: '/dashboard/overview?days=366',
+    health_24h: '/dashboard/health?window=24h',
+    health_7d: '/dashboard/health?window=7d',
+    health_30d: '/dashboard/health?window=30d',
+    health_90d_days: '/dashboard/health?window=90d&bucket=day',
+    health_30d_one_model: '/dashboard/health?window=30d&route=support-bot&model=tiny-v2',
+    explorer: '/interactions?limit=50',
+    explorer_deep_page: `/interactions?limit=50&cursor=${cursor}`,
+    explorer_filtered: '/interactions?limit=50&raterId=r7&rating=up&route=support-bot',
+    interaction: `/interactions/${sampleId}`,
+    queue: '/dashboard/queue?raterId=annotator&limit=20',
+    raters: '/raters?limit=100',
+    runs: '/runs',
+    audit: '/audit',
+    models: '/models',
+    experiments: '/experiments',
+    datasets: '/datasets',
+    dead_letters: '/dead-letters',
+    usage_records: '/usage-records',
+    analysis: '/dashboard/analysis',
+    what_changed: '/dashboard/what-changed',
+  };
+}
+
+async function timeCall(base: string, key: string, path: string): Promise<number> {
+  const started = performance.now();
+  const res = await fetch(`${base}/api/v1${path}`, { headers: { authorization: `Bearer ${key}` } });
+  await res.arrayBuffer();
+  if (!res.ok) throw new Error(`${path}: HTTP ${res.status}`);
+  return performance.now() - started;
+}
+
+const sizeName = (n: number) =>
+  n >= 1_000_000 && n % 1_000_000 === 0
+    ? `${n / 1_000_000}m`
+    : n >= 1000 && n % 1000 === 0
+      ? `${n / 1000}k`
+      : `${n}`;
+
+export const scaleBench: Bench = {
+  name: 'scale',
+  summary:
+    'A year of history on PostgreSQL loaded with COPY (N interactions, 2N ratings; BENCH_SCALE_N, default 1M): every dashboard API call timed through the real server',
+  keyMetrics: ['dashboard_api_ms_max_1m', 'dashboard_api_ms_max_10m', 'copy_load_s', 'rollups_rebuild_s'],
+  async run(ctx) {
+    const n = ctx.tiny ? 2_000 : Number(process.env.BENCH_SCALE_N ?? 1_000_000);
+    if (!(Number.isInteger(n) && n > 0 && n % 5 === 0))
+      throw new Error(`BENCH_SCALE_N: expected a positive multiple of 5, got ${process.env.BENCH_SCALE_N}`);
+    const { url, drop } = await createPostgresDatabase(
+      process.env.RATCHET_TEST_POSTGRES_URL ?? defaultPostgresUrl,
+    );
+    try {
+      const store = await Store.open(url);
+      const project = await store.projects.create('bench');
+      const key = (await store.projects.createKey(project.id, 'secret')).key;
+      const now = Date.now();
+      const loadStart = performance.now();
+      ctx.log(`COPY ${n} interactions and ${2 * n} ratings; ${loadNote()}`);
+      const seeded = await load(url, project.id, n, now);
+      const copySeconds = (performance.now() - loadStart) / 1000;
+      ctx.log(
+        `loaded ${seeded.interactions} interactions, ${seeded.ratings} ratings in ${round(copySeconds, 1)} s`,
+      );
+      const rebuildStart = performance.now();
+      await store.rollups.rebuild(project.id);
+      const rebuildSeconds = (performance.now() - rebuildStart) / 1000;
+      ctx.log(`rollups rebuilt in ${round(rebuildSeconds, 1)} s; ${loadNote()}`);
+
+      const server = await buildServer({
+        store,
+        config: loadServerConfig({ port: 0, logLevel: 'silent' }, {}),
+      });
+      const base = await server.listen();
+      try {
+        // A page deep in the explorer: the cursor of the row half-way through the history.
+        const middle = `i${String(Math.floor(n / 2)).padStart(9, '0')}`;
+        const cursor = Buffer.from(JSON.stringify([now - 182 * DAY, middle])).toString('base64url');
+        const calls = dashboardCalls(middle, cursor);
+        const metrics: Record<string, number> = {};
+        const runs = ctx.tiny ? 2 : 3;
+        const loadAtStart = loadNote();
+        for (const [name, path] of Object.entries(calls)) {
+          const first = await timeCall(base, key, path);
+          const samples: number[] = [];
+          for (let r = 0; r < runs; r++) samples.push(await timeCall(base, key, path));
+          metrics[`api_${name}_ms`] = round(median(samples), 1);
+          metrics[`api_${name}_first_ms`] = round(first, 1);
+          ctx.log(`${name}: ${metrics[`api_${name}_ms`]} ms (first ${round(first, 0)} ms) ${path}`);
+        }
+        // The rollups cover the COPY-loaded rows: the year's overview counts every call.
+        const year = (await (
+          await fetch(`${base}/api/v1/dashboard/overview?days=366`, {
+            headers: { authorization: `Bearer ${key}` },
+          })
+        ).json()) as { report: { activity: { interactions: number; ratings: number }[] } | null };
+        metrics.overview_interactions_count = (year.report?.activity ?? []).reduce(
+          (s, b) => s + b.interactions,
+          0,
+        );
+        metrics.overview_ratings_count = (year.report?.activity ?? []).reduce((s, b) => s + b.ratings, 0);
+        const medians = Object.entries(metrics).filter(
+          ([k]) => k.startsWith('api_') && !k.endsWith('_first_ms'),
+        );
+        metrics[`dashboard_api_ms_max_${sizeName(n)}`] = Math.max(...medians.map(([, v]) => v));
+        metrics.copy_load_s = round(copySeconds, 1);
+        metrics.rollups_rebuild_s = round(rebuildSeconds, 1);
+        metrics.interactions_count = seeded.interactions;
+        metrics.ratings_count = seeded.ratings;
+        return {
+          metrics,
+          notes: `${seeded.interactions} interactions over 365 days (4 models on 2 routes) and ${seeded.ratings} current ratings (0-4 per call, half thumbs, half 1-5 stars, ${RATERS} raters) loaded into PostgreSQL with COPY FROM STDIN (pg driver), then ratchet rollups rebuild (rollups_rebuild_s). Each dashboard API call over HTTP to a real server on that database, one at a time: the median of ${runs} after a first call (api_*_first_ms); dashboard_api_ms_max_${sizeName(n)} is the slowest median. analysis and what-changed are background reports: their time is what a page waits (at most 800 ms, then "computing"), not the report's computation. No calibration or datasets (queue's least-certain half and what-changed have little to read). ${loadAtStart} when the timings started, ${loadNote()} at their end; the machine is shared (up to 8 helpers on 2 cores), so timings are noisy and high.`,
+        };
+      } finally {
+        await server.close();
+        await store.close();
+      }
+    } finally {
+      await drop();
+    }
+  },
+};
