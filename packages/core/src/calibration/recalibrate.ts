@@ -1,4 +1,3 @@
-import { isDeepStrictEqual } from 'node:util';
 import { z } from 'zod';
 import {
   type CalibrationColumns,
@@ -215,7 +214,10 @@ export function recalibrateSnapshot(
   const touched = touchedRaters(data, known, newRatings);
   const counts = { items: touched.itemCount, raters: touched.raterCount };
   const full = (reason: string) => fullRefit(data, options, reason, counts);
-  if (!isDeepStrictEqual(options, snapshot.options)) return full('the calibration options changed');
+  // Both are the zod output of one schema (keys in schema order, plain data), so equal options
+  // serialize alike; core stays browser-safe (no node:util).
+  if (JSON.stringify(options) !== JSON.stringify(snapshot.options))
+    return full('the calibration options changed');
   if (snapshot.incrementalRuns >= policy.fullRefitEvery) {
     return full(`scheduled: ${snapshot.incrementalRuns} incremental runs since the last full refit`);
   }
