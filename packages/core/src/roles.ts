@@ -24,6 +24,12 @@ export const rolesOfScope: Record<ApiKeyScope, readonly ProjectRole[]> = {
   public: [],
 };
 
+/**
+ * The roles that rate: annotators (as themselves) and those above them. The feedback route and
+ * the annotation queue's writes admit exactly these; a viewer only reads.
+ */
+export const ratingRoles: readonly ProjectRole[] = ['owner', 'admin', 'annotator'];
+
 /** The roles a route admits: its own list when it names one, else those of its scopes. */
 export function rolesOfAccess(
   scopes: readonly ApiKeyScope[],

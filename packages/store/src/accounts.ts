@@ -326,11 +326,7 @@ export class AccountRepository {
           .values({ project_id: projectId, user_id: userId, role, created_at: Date.now() })
           .execute();
       // A session carries the role it was opened with; a changed role takes effect at once.
-      await trx
-        .deleteFrom('sessions')
-        .where('project_id', '=', projectId)
-        .where('user_id', '=', userId)
-        .execute();
+      await this.endSessionsIn(trx, projectId, userId);
       await this.audit.record(
         {
           projectId,
@@ -362,11 +358,7 @@ export class AccountRepository {
         .where('project_id', '=', projectId)
         .where('user_id', '=', userId)
         .execute();
-      await trx
-        .deleteFrom('sessions')
-        .where('project_id', '=', projectId)
-        .where('user_id', '=', userId)
-        .execute();
+      await this.endSessionsIn(trx, projectId, userId);
       await this.audit.record(
         {
           projectId,
@@ -379,6 +371,15 @@ export class AccountRepository {
         trx,
       );
     });
+  }
+
+  /** Ends the person's sessions in one project (a changed or removed membership takes effect at once). */
+  private async endSessionsIn(trx: Kysely<Database>, projectId: string, userId: string): Promise<void> {
+    await trx
+      .deleteFrom('sessions')
+      .where('project_id', '=', projectId)
+      .where('user_id', '=', userId)
+      .execute();
   }
 
   private async refuseLastOwner(trx: Kysely<Database>, projectId: string, path: string): Promise<void> {

@@ -6,6 +6,7 @@ import {
   type ParsedFeedback,
   parseInput,
   RatchetError,
+  ratingRoles,
   type TeamAgreement,
 } from '@ratchet/core';
 import { AnnotationQueueTerms, selectForAnnotation } from '@ratchet/loop';
@@ -163,7 +164,7 @@ export function registerAnnotationRoutes(
     url: '/api/v1/annotation/claim',
     access: 'admin',
     // People by role: annotators work the queue, as themselves.
-    roles: ['owner', 'admin', 'annotator'],
+    roles: ratingRoles,
     tag: 'annotation',
     summary:
       "Locks the annotator's next item: one another annotator started first (until it has the route's overlap), else the queue policy's next. An annotator holds one item at a time; asking again renews it. null when nothing is left.",
@@ -206,7 +207,7 @@ export function registerAnnotationRoutes(
     url: '/api/v1/annotation/submit',
     access: 'admin',
     // People by role: annotators work the queue, as themselves.
-    roles: ['owner', 'admin', 'annotator'],
+    roles: ratingRoles,
     tag: 'annotation',
     summary:
       "Saves the annotator's feedback on the item they hold (rater: the annotator, source: annotator) and unlocks it, in one transaction; 409 when they no longer hold it.",
@@ -231,7 +232,7 @@ export function registerAnnotationRoutes(
     url: '/api/v1/annotation/skip',
     access: 'admin',
     // People by role: annotators work the queue, as themselves.
-    roles: ['owner', 'admin', 'annotator'],
+    roles: ratingRoles,
     tag: 'annotation',
     summary: 'Passes on the item the annotator holds: it is not offered to them again; others may rate it.',
     body: z.strictObject(ItemRef),
@@ -248,7 +249,7 @@ export function registerAnnotationRoutes(
     url: '/api/v1/annotation/release',
     access: 'admin',
     // People by role: annotators work the queue, as themselves.
-    roles: ['owner', 'admin', 'annotator'],
+    roles: ratingRoles,
     tag: 'annotation',
     summary: "Unlocks the annotator's item unrated (they stopped): anyone may claim it again.",
     body: z.strictObject(ItemRef),

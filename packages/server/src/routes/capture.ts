@@ -6,6 +6,7 @@ import {
   Limit,
   parseInput,
   RatchetError,
+  ratingRoles,
 } from '@ratchet/core';
 import type { Store } from '@ratchet/store';
 import { z } from 'zod';
@@ -117,7 +118,7 @@ export function registerCaptureRoutes(routes: RouteTable, store: Store, capture:
     url: '/api/v1/feedback',
     access: ['ingest', 'public'],
     // Annotators rate (their own ratings: see below); viewers may not write.
-    roles: ['owner', 'admin', 'annotator'],
+    roles: ratingRoles,
     tag: 'capture',
     summary:
       "Send one feedback event, or a batch as { items: [...] } (all or nothing). A public key needs each item's feedbackToken and rates as the interaction's end user (source user, server time).",
