@@ -1,16 +1,9 @@
 import type { ProjectRole } from '@ratchet/core';
 import { testDatabases } from '@ratchet/store/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestServer, type TestServer } from '../testing/server.js';
+import { type SignedPerson, startTestServer, type TestServer, testPassword } from '../testing/server.js';
 
-const PASSWORD = 'a long enough password';
-
-interface Signed {
-  cookie: string;
-  csrf: string;
-  userId: string;
-  raterId: string;
-}
+type Signed = SignedPerson;
 
 for (const target of testDatabases()) {
   describe(`people, sessions and roles on ${target.name}`, () => {
@@ -33,21 +26,12 @@ for (const target of testDatabases()) {
         },
       });
 
-    const signIn = async (email: string, password = PASSWORD) => {
+    const signIn = async (email: string, password = testPassword) => {
       const res = await t.call('/api/v1/session', { body: { email, password }, key: null });
       return res;
     };
 
-    const addPerson = async (role: ProjectRole): Promise<Signed> => {
-      const email = `${role}@example.com`;
-      const user = await t.store.accounts.createUser({ email, password: PASSWORD });
-      await t.store.accounts.setRole(t.projectId, user.id, role, 'test');
-      const res = await signIn(email);
-      expect(res.status).toBe(201);
-      const setCookie = res.headers.get('set-cookie')!;
-      const cookie = /ratchet_session=([^;]+)/.exec(setCookie)![1]!;
-      return { cookie, csrf: res.body.csrfToken, userId: user.id, raterId: res.body.raterId };
-    };
+    const addPerson = (role: ProjectRole): Promise<Signed> => t.addPerson(`${role}@example.com`, role);
 
     beforeAll(async () => {
       t = await startTestServer(await target.create(), { config: { cookieSecure: true } });
@@ -197,7 +181,7 @@ for (const target of testDatabases()) {
     it('an owner adds, re-roles and removes members; the new member signs in with their role', async () => {
       const owner = people.owner!;
       const added = await asPerson(owner, '/api/v1/members', {
-        body: { email: 'New.Person@example.com', role: 'annotator', password: PASSWORD },
+        body: { email: 'New.Person@example.com', role: 'annotator', password: testPassword },
       });
       expect(added.status).toBe(201);
       expect(added.body).toMatchObject({ email: 'new.person@example.com', role: 'annotator' });
@@ -249,7 +233,7 @@ for (const target of testDatabases()) {
 
     it('password guessing on one account is slowed: the 11th quick try is a 429, even with the right password', async () => {
       const email = 'guessed@example.com';
-      await t.store.accounts.createUser({ email, password: PASSWORD });
+      await t.store.accounts.createUser({ email, password: testPassword });
       for (let i = 0; i < 10; i++) expect((await signIn(email, `wrong password ${i}`)).status).toBe(401);
       const limited = await signIn(email);
       expect(limited.status).toBe(429);

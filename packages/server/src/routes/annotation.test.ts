@@ -1,6 +1,6 @@
 import { testDatabases } from '@ratchet/store/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestServer, type TestServer } from '../testing/server.js';
+import { type SignedPerson, startTestServer, type TestServer } from '../testing/server.js';
 
 for (const target of testDatabases()) {
   describe(`the annotation team's queue over HTTP on ${target.name}`, () => {
@@ -178,8 +178,7 @@ for (const target of testDatabases()) {
 for (const target of testDatabases()) {
   describe(`signed-in annotators work the queue as themselves on ${target.name}`, () => {
     let t: TestServer;
-    const PASSWORD = 'a long enough password';
-    const people: Record<string, { cookie: string; csrf: string; raterId: string }> = {};
+    const people: Record<string, SignedPerson> = {};
     const as = (name: string, path: string, body?: unknown) =>
       t.call(path, {
         key: null,
@@ -197,13 +196,7 @@ for (const target of testDatabases()) {
         ['bob', 'annotator'],
         ['val', 'viewer'],
       ] as const) {
-        const email = `${name}@example.com`;
-        const user = await t.store.accounts.createUser({ email, password: PASSWORD });
-        await t.store.accounts.setRole(t.projectId, user.id, role, 'test');
-        const res = await t.call('/api/v1/session', { body: { email, password: PASSWORD }, key: null });
-        expect(res.status).toBe(201);
-        const cookie = /ratchet_session=([^;]+)/.exec(res.headers.get('set-cookie')!)![1]!;
-        people[name] = { cookie, csrf: res.body.csrfToken, raterId: res.body.raterId };
+        people[name] = await t.addPerson(`${name}@example.com`, role);
       }
       const logged = await t.call('/api/v1/interactions', {
         body: {

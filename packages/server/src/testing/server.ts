@@ -1,3 +1,4 @@
+import type { ProjectRole } from '@ratchet/core';
 import { Store } from '@ratchet/store';
 import { buildServer, type RatchetServer, type ServerOptions } from '../app.js';
 import { loadServerConfig, type ServerConfigInput } from '../config.js';
@@ -27,8 +28,23 @@ export interface TestServer {
    */
   // biome-ignore lint/suspicious/noExplicitAny: tests read arbitrary JSON
   logged(id: string | null): Promise<any>;
+  /**
+   * A person with an account and `role` in the project, signed in with a password: their session
+   * cookie's value and CSRF token, as a browser holds them, and their ids.
+   */
+  addPerson(email: string, role: ProjectRole): Promise<SignedPerson>;
   close(): Promise<void>;
 }
+
+export interface SignedPerson {
+  cookie: string;
+  csrf: string;
+  userId: string;
+  raterId: string;
+}
+
+/** The password test people sign in with (long enough for the accounts' rule). */
+export const testPassword = 'a long enough password';
 
 /** A real server on a free port over a real database, with a project and both kinds of key. */
 export async function startTestServer(
@@ -87,6 +103,15 @@ export async function startTestServer(
         if (i >= 50) throw new Error(`interaction ${id} was not logged (last status ${got.status})`);
         await new Promise((r) => setTimeout(r, 20));
       }
+    },
+    async addPerson(email, role) {
+      const user = await store.accounts.createUser({ email, password: testPassword });
+      await store.accounts.setRole(project.id, user.id, role, 'test');
+      const res = await test.call('/api/v1/session', { body: { email, password: testPassword }, key: null });
+      if (res.status !== 201) throw new Error(`sign-in of ${email} answered ${res.status}`);
+      const cookie = /ratchet_session=([^;]+)/.exec(res.headers.get('set-cookie') ?? '')?.[1];
+      if (!cookie) throw new Error(`sign-in of ${email} set no session cookie`);
+      return { cookie, csrf: res.body.csrfToken, userId: user.id, raterId: res.body.raterId };
     },
     async close() {
       await server.close();
