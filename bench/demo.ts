@@ -11,6 +11,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { DemoRecord } from '../packages/cli/src/demo/loop-demo.js';
+import { workerCommand } from '../packages/loop/src/training/worker.js';
 import type { Bench, BenchContext, BenchOutcome } from './lib/bench.js';
 import { benchDir, repoDir, round, workDir } from './lib/results.js';
 
@@ -47,7 +48,13 @@ function run(cmd: string, args: string[], cwd: string, logPath: string): Promise
 }
 
 /** The demo's arguments for one recorded run that exits, in its own database and folders. */
-function demoArgs(dir: string, seed: number, population: Population, tiny: boolean): string[] {
+function demoArgs(
+  dir: string,
+  seed: number,
+  population: Population,
+  tiny: boolean,
+  extra: string[] = [],
+): string[] {
   const args = [
     '--database-url',
     `sqlite:${join(dir, 'ratchet.db')}`,
@@ -74,7 +81,7 @@ function demoArgs(dir: string, seed: number, population: Population, tiny: boole
       '--model-dir',
       join(workDir, 'demo-tiny-policy'),
     );
-  return args;
+  return [...args, ...extra];
 }
 
 interface TimedRecord {
@@ -88,6 +95,7 @@ async function runInCheckout(
   seed: number,
   population: Population,
   checkout = repoDir,
+  extra: string[] = [],
 ): Promise<TimedRecord> {
   const dir = join(workDir, `demo-${population}-${seed}`);
   rmSync(dir, { recursive: true, force: true });
@@ -97,7 +105,7 @@ async function runInCheckout(
   const t0 = Date.now();
   const code = await run(
     process.execPath,
-    ['packages/cli/bin/ratchet.js', ...demoArgs(dir, seed, population, ctx.tiny)],
+    ['packages/cli/bin/ratchet.js', ...demoArgs(dir, seed, population, ctx.tiny, extra)],
     checkout,
     log,
   );
@@ -256,8 +264,25 @@ export const demoRealisticBench: Bench = {
   keyMetrics: ['realistic_true_quality_gain', 'realistic_true_quality_end_min', 'realistic_failed_calls'],
   async run(ctx: BenchContext): Promise<BenchOutcome> {
     const load = loadSampler();
-    const runs: TimedRecord[] = [];
-    for (const seed of ctx.tiny ? [seeds[0]!] : seeds) runs.push(await runInCheckout(ctx, seed, 'realistic'));
+    // The seeds run side by side (each its own database and model server), on one tiny policy
+    // built first so that three builds do not race into one folder. The careless promotion by
+    // hand is left out: it shows the guardrail, not the loop, and it is not a round; the gain is
+    // the loop's rounds'.
+    const modelDir = join(workDir, 'demo-realistic-policy');
+    const extra = ['--no-careless-promotion', ...(ctx.tiny ? [] : ['--model-dir', modelDir])];
+    if (!ctx.tiny) {
+      const log = join(workDir, 'demo-realistic-policy.log');
+      const code = await run(
+        workerCommand({}, repoDir),
+        ['tiny', '--out', modelDir, '--preset', 'default'],
+        repoDir,
+        log,
+      );
+      if (code !== 0) throw new Error(`building the tiny policy exited ${code}; see ${log}`);
+    }
+    const runs = await Promise.all(
+      (ctx.tiny ? [seeds[0]!] : seeds).map((seed) => runInCheckout(ctx, seed, 'realistic', repoDir, extra)),
+    );
     const samples = load.stop();
     if (!ctx.tiny) keepRecords('realistic', runs);
     const metrics = demoMetrics('realistic', runs);
@@ -265,7 +290,7 @@ export const demoRealisticBench: Bench = {
     return {
       metrics,
       notes: [
-        `ratchet demo --population realistic on seeds ${runs.map((x) => x.record.seed).join(', ')}, each in its own database in this checkout: 3,000 people, 30% of whom ever rate, 40% of the answers they get (about 12% of answers rated), a third of raters adversarial, three segments with different tastes; 4 rounds of 1,000 chats (round 2 the planted risky recipe), then the careless promotion by hand. The canary decides on each user's regenerate rate (lower is better; every user served is a unit), the mixture tuned to 4 points, with thumbs as a guardrail, up to 1,400 users per arm (9,000 canary chats).`,
+        `ratchet demo --population realistic on seeds ${runs.map((x) => x.record.seed).join(', ')}, side by side, each in its own database in this checkout (one tiny policy built first), without the careless promotion by hand: 3,000 people, 30% of whom ever rate, 40% of the answers they get (about 12% of answers rated), a third of raters adversarial, three segments with different tastes; 4 rounds (round 2 the planted risky recipe), each after 1,000 chats since the last round, the last round's canary chats counted (at least 250 fresh). The canary decides on each user's net dissatisfaction (answers regenerated, edited or abandoned minus answers copied, per answer served; lower is better; every user served is a unit), the mixture tuned to 4 points and the horizon to 3, with thumbs as a guardrail, up to 1,400 users per arm (9,000 canary chats).`,
         'realistic_true_quality_gain: production true quality (oracle, 150 probe prompts) after the last step minus before round 1, mean over the seeds.',
         `Rounds (production vs candidate true quality): ${runs.map((x) => roundsNote(x.record)).join(' | ')}.`,
         'Records with every round: bench/results/demo-records/realistic-seed*.json.',

@@ -19,8 +19,8 @@ import { testDatabases } from './testing.js';
 interface PlantedUser {
   id: string;
   variant: 'production' | 'candidate';
-  /** Per answer: regenerated? and the user's thumb, if any (1 up, 0 down). */
-  answers: { regenerated: boolean; thumb: number | null }[];
+  /** Per answer: regenerated? copied? and the user's thumb, if any (1 up, 0 down). */
+  answers: { regenerated: boolean; copied: boolean; thumb: number | null }[];
   /** Answers before the experiment (no variant): regenerated? */
   before: boolean[];
 }
@@ -40,7 +40,11 @@ function plantCanary(seed: number, usersPerArm: number): PlantedUser[] {
         const liked = rng.bernoulli(arms[variant].liked);
         const rated = rates && rng.bernoulli(0.4);
         const thumb = rated ? (liked !== adversary ? 1 : 0) : null;
-        return { regenerated: !rated && rng.bernoulli(arms[variant].regenerate), thumb };
+        // As the simulator's people do: a liked answer is copied now and then, and now and then
+        // one is copied and regenerated both (it counts as dissatisfied in the net outcome).
+        const regenerated = !rated && rng.bernoulli(arms[variant].regenerate);
+        const copied = !rated && rng.bernoulli(liked ? 0.1 : 0.02);
+        return { regenerated, copied, thumb };
       });
       const before = rng.bernoulli(0.3) ? [rng.bernoulli(0.09), rng.bernoulli(0.09)] : [];
       users.push({ id: `${variant}-${u}`, variant, answers, before });
@@ -74,10 +78,10 @@ for (const target of testDatabases()) {
         ...u.answers.map((_, k) => call(`${u.id}-x${k}`, u.id, start + 1000, u.variant)),
         ...u.before.map((_, k) => call(`${u.id}-p${k}`, u.id, start - 5000)),
       ]);
-      const regenerated = (interactionId: string, extra: object = {}) =>
+      const regenerated = (interactionId: string, extra: object = {}, signal = 'regenerated') =>
         parseInput(FeedbackInput, {
           kind: 'implicit',
-          signal: 'regenerated',
+          signal,
           source: 'implicit',
           interactionId,
           ...extra,
@@ -87,6 +91,7 @@ for (const target of testDatabases()) {
           const id = `${u.id}-x${k}`;
           return [
             ...(a.regenerated ? [regenerated(id, { raterId: `implicit:${u.id}` })] : []),
+            ...(a.copied ? [regenerated(id, { raterId: `implicit:${u.id}` }, 'copied')] : []),
             ...(a.thumb === null
               ? []
               : [
@@ -116,6 +121,9 @@ for (const target of testDatabases()) {
       const arm = users.filter((u) => u.variant === variant);
       return {
         regenerated: userMetricSums(arm.map((u) => u.answers.map((a) => (a.regenerated ? 1 : 0)))),
+        copied: userMetricSums(arm.map((u) => u.answers.map((a) => (a.copied ? 1 : 0)))),
+        // +1 regenerated (copied or not), -1 copied only, 0 neither.
+        net: userMetricSums(arm.map((u) => u.answers.map((a) => (a.regenerated ? 1 : a.copied ? -1 : 0)))),
         thumbs: userMetricSums(arm.map((u) => u.answers.flatMap((a) => (a.thumb === null ? [] : [a.thumb])))),
       };
     };
@@ -134,12 +142,49 @@ for (const target of testDatabases()) {
           .filter((u) => u.variant === variant)
           .reduce((s, u) => s + u.answers.filter((a) => a.regenerated).length, 0);
         expect(t.implicit.regenerated.signalled).toBe(signalled);
-        // Nobody copied anything: every user has a copy rate of 0.
-        expect(t.implicit.copied).toMatchObject({ users: 900, sum: 0, signalled: 0 });
+        expect(t.implicit.copied.users).toBe(900);
+        expect(t.implicit.copied.sum).toBeCloseTo(ref.copied.sum, 9);
         // The thumbs are the same as before: only the users who rated, each once.
         expect(t.thumbs.users).toBe(ref.thumbs.users);
         expect(t.thumbs.sum).toBeCloseTo(ref.thumbs.sum, 9);
       }
+    });
+
+    it("computes each user's net dissatisfaction: +1 regenerated (copied too or not), -1 copied only, 0 neither", async () => {
+      const totals = await store.experiments.variantTotals(projectId, 'support', start);
+      let both = 0;
+      for (const variant of ['production', 'candidate']) {
+        const t = totals.find((x) => x.variant === variant)!.implicitNet.net_dissatisfaction;
+        const ref = reference(variant).net;
+        const answers = users.filter((u) => u.variant === variant).flatMap((u) => u.answers);
+        both += answers.filter((a) => a.regenerated && a.copied).length;
+        expect(t.users).toBe(900);
+        expect(t.events).toBe(ref.events);
+        expect(t.sum).toBeCloseTo(ref.sum, 9);
+        expect(t.sumOfSquares).toBeCloseTo(ref.sumOfSquares, 9);
+        expect(t.signalled).toBe(answers.filter((a) => a.regenerated || a.copied).length);
+      }
+      // The planted data has answers copied and regenerated both, so precedence was exercised.
+      expect(both).toBeGreaterThan(0);
+    });
+
+    it('decides the planted canary on net dissatisfaction, ship the arm people were less dissatisfied with', async () => {
+      const totals = await store.experiments.variantTotals(projectId, 'support', start);
+      const arms = ['production', 'candidate'].map((name) => {
+        const t = totals.find((x) => x.variant === name)!;
+        return {
+          name,
+          weight: 1,
+          users: t.users,
+          metrics: {
+            net_dissatisfaction: userMeanMetric(t.implicitNet.net_dissatisfaction),
+          },
+        };
+      });
+      const data = { control: 'production', variants: arms };
+      const net = decideExperiment(data, { primaryMetric: 'net_dissatisfaction', expectedEffect: 0.04 });
+      expect(net.decision).toBe('ship');
+      expect(net.comparisons[0]).toMatchObject({ higherIsBetter: false, verdict: 'better' });
     });
 
     it('joins the pre-period regenerate rate of the same users (CUPED works the same way)', async () => {
@@ -194,12 +239,15 @@ for (const target of testDatabases()) {
 
     it('counts an answer once however many signals it got, and only the users’ own', async () => {
       const [answer] = users.filter(
-        (u) => u.variant === 'production' && u.answers.every((a) => !a.regenerated),
+        (u) => u.variant === 'production' && u.answers.every((a) => !a.regenerated && !a.copied),
       );
       const id = `${answer!.id}-x0`;
       const before = (await store.experiments.variantTotals(projectId, 'support', start)).find(
         (t) => t.variant === 'production',
       )!.implicit.regenerated;
+      const beforeCopied = (await store.experiments.variantTotals(projectId, 'support', start)).find(
+        (t) => t.variant === 'production',
+      )!.implicit.copied.signalled;
       await store.feedback.insert(projectId, [
         // A judge's "regenerated" is not a person's action.
         parseInput(FeedbackInput, {
@@ -235,7 +283,7 @@ for (const target of testDatabases()) {
       )!.implicit;
       expect(after.regenerated.signalled).toBe(before.signalled + 1);
       expect(after.regenerated.sum - before.sum).toBeCloseTo(1 / answer!.answers.length, 9);
-      expect(after.copied.signalled).toBe(1);
+      expect(after.copied.signalled).toBe(beforeCopied + 1);
     });
   });
 }

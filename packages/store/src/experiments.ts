@@ -3,12 +3,14 @@ import {
   emptyUserMetricSums,
   type ImplicitSignal,
   implicitSignals,
+  type NetImplicitMetricName,
+  netImplicitMetrics,
   newId,
   RatchetError,
   type UserCovariateSums,
   type UserMetricSums,
 } from '@ratchet/core';
-import { type Kysely, sql } from 'kysely';
+import { type Kysely, type RawBuilder, sql } from 'kysely';
 import type { AuditLog } from './audit.js';
 import type { DialectName } from './connection.js';
 import { decodeJson, encodeJson } from './json.js';
@@ -94,6 +96,13 @@ export interface VariantFeedbackTotals {
    * signals are what people did, not what they said, so flagged raters are not left out of them.
    */
   implicit: Record<ImplicitSignal, UserMetricSums & { signalled: number }>;
+  /**
+   * Per metric of core's that nets several signals (net_dissatisfaction): each user's mean over
+   * the answers served to them of +1 (a dissatisfied signal), -1 (a satisfied one and no
+   * dissatisfied one) or 0; `signalled` counts the answers that were not 0. Every user served has
+   * an outcome, as for a single signal.
+   */
+  implicitNet: Record<NetImplicitMetricName, UserMetricSums & { signalled: number }>;
   /** Other sources' labels, at event level, apart from the metrics. */
   otherSources: SourceFeedbackTotals[];
   /**
@@ -108,11 +117,19 @@ export interface VariantFeedbackTotals {
     reward: UserCovariateSums;
     /** Per signal, over the users who were also served on the route in the pre-period. */
     implicit: Record<ImplicitSignal, UserCovariateSums>;
+    implicitNet: Record<NetImplicitMetricName, UserCovariateSums>;
   };
 }
 
 const perSignal = <T>(value: () => T) =>
   Object.fromEntries(implicitSignals.map((s) => [s, value()])) as Record<ImplicitSignal, T>;
+const perNetMetric = <T>(value: () => T) =>
+  Object.fromEntries(netImplicitMetrics.map((m) => [m.name, value()])) as Record<NetImplicitMetricName, T>;
+
+/** Whether interaction `i` got any of `signals` from its user's own actions (any number count once). */
+function gotAny(signals: readonly ImplicitSignal[]) {
+  return sql<boolean>`exists (select 1 from feedback s where s.project_id = i.project_id and s.interaction_id = i.id and s.kind = 'implicit' and s.label in (${sql.join(signals)}) and s.source in ('user', 'implicit'))`;
+}
 
 interface TotalsWindow {
   projectId: string;
@@ -424,12 +441,25 @@ export class ExperimentRepository {
     const window = { projectId, route, from, to };
     const pre = { projectId, route, from: from - Math.max(0, options.prePeriodMs ?? 0), to: from };
     const clean = options.excludeFlaggedRaters ?? false;
-    const [units, ratings, rewards, others, implicit] = await Promise.all([
+    const [units, ratings, rewards, others, implicit, implicitNet] = await Promise.all([
       this.unitsServed(window),
       this.userRatingSums(window, pre, clean),
       this.userRewardSums(window, pre, clean),
       this.otherSourceTotals(window),
-      Promise.all(implicitSignals.map((signal) => this.userImplicitSums(window, pre, signal))),
+      Promise.all(
+        implicitSignals.map((signal) =>
+          this.userImplicitSums(window, pre, sql<number>`case when ${gotAny([signal])} then 1 else 0 end`),
+        ),
+      ),
+      Promise.all(
+        netImplicitMetrics.map((m) =>
+          this.userImplicitSums(
+            window,
+            pre,
+            sql<number>`case when ${gotAny(m.dissatisfied)} then 1 when ${gotAny(m.satisfied)} then -1 else 0 end`,
+          ),
+        ),
+      ),
     ]);
     const out = new Map<string, VariantFeedbackTotals>();
     const of = (variant: string): VariantFeedbackTotals => {
@@ -443,12 +473,14 @@ export class ExperimentRepository {
           stars: { ...emptyUserMetricSums },
           reward: { ...emptyUserMetricSums },
           implicit: perSignal(() => ({ ...emptyUserMetricSums, signalled: 0 })),
+          implicitNet: perNetMetric(() => ({ ...emptyUserMetricSums, signalled: 0 })),
           otherSources: [],
           prePeriod: {
             thumbs: { ...emptyUserCovariateSums },
             stars: { ...emptyUserCovariateSums },
             reward: { ...emptyUserCovariateSums },
             implicit: perSignal(() => ({ ...emptyUserCovariateSums })),
+            implicitNet: perNetMetric(() => ({ ...emptyUserCovariateSums })),
           },
         };
         out.set(variant, t);
@@ -474,6 +506,12 @@ export class ExperimentRepository {
       for (const r of implicit[k]!) {
         of(r.variant).implicit[signal] = { ...r.sums, signalled: r.signalled };
         of(r.variant).prePeriod.implicit[signal] = r.covariate;
+      }
+    });
+    netImplicitMetrics.forEach((m, k) => {
+      for (const r of implicitNet[k]!) {
+        of(r.variant).implicitNet[m.name] = { ...r.sums, signalled: r.signalled };
+        of(r.variant).prePeriod.implicitNet[m.name] = r.covariate;
       }
     });
     for (const o of others) {
@@ -623,26 +661,25 @@ export class ExperimentRepository {
   }
 
   /**
-   * Each user's answers on `interactions` and how many got `signal` from the user's own actions
-   * (`kind: implicit`, source `user` or `implicit`; any number of such events on one answer count
-   * once). Read from the event table, not `feedback_current`: a later signal of the same rater on
-   * the same answer (copied after regenerating) must not hide the earlier one.
+   * Each user's answers on `interactions`, the mean of `value` over them (an answer's outcome from
+   * its user's own actions: `kind: implicit`, source `user` or `implicit`) and how many answers
+   * had a value other than 0. Read from the event table, not `feedback_current`: a later signal of
+   * the same rater on the same answer (copied after regenerating) must not hide the earlier one.
    */
-  private userImplicitRows(interactions: RouteInteractions, signal: ImplicitSignal) {
-    const got = sql<number>`case when exists (select 1 from feedback s where s.project_id = i.project_id and s.interaction_id = i.id and s.kind = 'implicit' and s.label = ${signal} and s.source in ('user', 'implicit')) then 1 else 0 end`;
+  private userImplicitRows(interactions: RouteInteractions, value: RawBuilder<number>) {
     return interactions.select([
       sql<string>`${userUnit}`.as('unit'),
       sql<number>`count(*)`.as('events'),
-      sql<number>`sum(${got})`.as('signalled'),
-      sql<number>`avg(1.0 * ${got})`.as('outcome'),
+      sql<number>`sum(case when ${value} = 0 then 0 else 1 end)`.as('signalled'),
+      sql<number>`avg(1.0 * ${value})`.as('outcome'),
     ]);
   }
 
-  private async userImplicitSums(w: TotalsWindow, pre: TotalsWindow, signal: ImplicitSignal) {
-    const perUser = this.userImplicitRows(this.routeInteractions(w), signal)
+  private async userImplicitSums(w: TotalsWindow, pre: TotalsWindow, value: RawBuilder<number>) {
+    const perUser = this.userImplicitRows(this.routeInteractions(w), value)
       .select('i.variant')
       .groupBy(['i.variant', userUnit]);
-    const prePeriod = this.userImplicitRows(this.anyRouteInteractions(pre), signal).groupBy(userUnit);
+    const prePeriod = this.userImplicitRows(this.anyRouteInteractions(pre), value).groupBy(userUnit);
     const rows = await this.db
       .selectFrom(perUser.as('u'))
       .leftJoin(prePeriod.as('p'), 'p.unit', 'u.unit')

@@ -175,18 +175,22 @@ const demoExperiments: Record<PopulationPreset, LoopPolicyInput['experiment']> =
   default: { minObservationsPerArm: 30, minimumEffect: 0.1 },
   // With a third of raters adversarial, thumbs show a true difference at about a third of its
   // size and only the few users who rate have one: deciding on them takes thousands of users per
-  // arm. The people's own regenerations are not diluted and every user served has a rate (in
-  // the first realistic run, 7.2% of the candidate's answers regenerated against 11.1% of
-  // production's, z about 2.2 where thumbs gave 0.3). So the canary decides on the regenerate
-  // rate (lower is better) with the mixture tuned to a 4-point difference, and thumbs stay a
-  // guardrail (a candidate clearly worse in them is stopped). Observations are users served: of
-  // 3,000 people, about 1,400 per arm on a half-and-half canary of 9,000 chats.
+  // arm. What people do with answers is not diluted and every user served has an outcome. The
+  // canary decides on each user's net dissatisfaction (answers regenerated, edited or abandoned
+  // minus answers copied, per answer served; lower is better): a regenerate rate alone left a
+  // candidate 19 true points better undecided at the cap (6.5% against 8.0% regenerated, while
+  // its copies pointed the same way, 4.1% against 3.1%), and the net outcome reads both. The
+  // mixture is tuned to 4 points (a candidate 20 true points better moves it about that much),
+  // the horizon sized for 3, and thumbs stay a guardrail (a candidate clearly worse in them is
+  // stopped). Observations are users served: of 3,000 people, about 1,400 per arm on a
+  // half-and-half canary of 9,000 chats.
   realistic: {
-    metric: 'regenerate_rate',
+    metric: 'net_dissatisfaction',
     guardrails: [{ metric: 'thumbs_up_rate' }],
     minObservationsPerArm: 200,
     maxObservationsPerArm: 1400,
     expectedEffect: 0.04,
+    minimumEffect: 0.03,
   },
 };
 
@@ -241,6 +245,22 @@ export function demoPolicy(
     experiment: demoExperiments[population],
     ...overrides,
   });
+}
+
+/**
+ * Chats before a round. The realistic population's rounds learn from what users said since the
+ * last round, and its canaries run to thousands of chats whose ratings the next round learns from
+ * like any others: chatting another 1,000 first only made a round slower (about a third of a
+ * run's chats), so they count toward the round's chats, and at least a quarter are chatted
+ * afresh on the production the round starts from. The default population keeps its fixed chats
+ * (its canaries are short).
+ */
+export function freshChats(
+  o: Pick<LoopDemoOptions, 'chatsPerRound' | 'population'>,
+  canaryChatsSince: number,
+): number {
+  if (o.population !== 'realistic') return o.chatsPerRound;
+  return Math.max(Math.ceil(o.chatsPerRound / 4), o.chatsPerRound - canaryChatsSince);
 }
 
 /**
@@ -474,6 +494,8 @@ export async function runLoopDemo(o: LoopDemoOptions): Promise<DemoRecord & { ur
     };
 
     const rounds: DemoRound[] = [];
+    // Chats on the last round's canary: users' feedback like any other (freshChats).
+    let canaryChatsSince = 0;
     const writeRecord = (complete: boolean, production: { name: string; trueQuality: number }) => {
       const record: DemoRecord = {
         seed: o.seed,
@@ -496,7 +518,7 @@ export async function runLoopDemo(o: LoopDemoOptions): Promise<DemoRecord & { ur
     for (let n = 1; n <= o.rounds; n++) {
       const t0 = Date.now();
       console.log(`\n== round ${n} ==`);
-      const traffic = await chat('users chatting and rating', o.chatsPerRound, 1000 + n);
+      const traffic = await chat('users chatting and rating', freshChats(o, canaryChatsSince), 1000 + n);
       const observed = Object.values(traffic.variants).reduce(
         (a, v) => ({ up: a.up + v.thumbsUp, total: a.total + v.thumbsUp + v.thumbsDown }),
         { up: 0, total: 0 },
@@ -522,6 +544,7 @@ export async function runLoopDemo(o: LoopDemoOptions): Promise<DemoRecord & { ur
         await chat('users on the canary', 150, 5000 + 10 * n + extra);
         round = await advanceLoop(ctx);
       }
+      canaryChatsSince = 150 * extra;
       trainingBar.stop();
       const state = (round?.state ?? {}) as Record<string, unknown>;
       const candidate = typeof state.candidate === 'string' ? state.candidate : '';

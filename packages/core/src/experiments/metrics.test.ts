@@ -7,6 +7,7 @@ import {
   experimentMetricNames,
   implicitSignalMetric,
   metricHigherIsBetter,
+  netImplicitMetrics,
 } from './metrics.js';
 
 describe('experiment metric definitions', () => {
@@ -16,15 +17,26 @@ describe('experiment metric definitions', () => {
       const d = experimentMetric(implicitSignalMetric[signal]);
       expect(d.outcome).toEqual({ source: 'implicit', signal });
     }
-    const implicit = experimentMetricNames.filter(
-      (m) => experimentMetricDefinitions[m].outcome.source === 'implicit',
-    );
-    expect(implicit).toHaveLength(implicitSignals.length);
+    const single = experimentMetricNames.filter((m) => 'signal' in experimentMetricDefinitions[m].outcome);
+    expect(single).toHaveLength(implicitSignals.length);
+  });
+
+  it('net every signal once in net_dissatisfaction: regenerated, edited, abandoned against copied', () => {
+    expect(netImplicitMetrics).toEqual([
+      {
+        name: 'net_dissatisfaction',
+        dissatisfied: ['regenerated', 'edited', 'abandoned'],
+        satisfied: ['copied'],
+      },
+    ]);
+    const { dissatisfied, satisfied } = netImplicitMetrics[0]!;
+    expect([...dissatisfied, ...satisfied].sort()).toEqual([...implicitSignals].sort());
+    expect(experimentMetric('net_dissatisfaction')).toMatchObject({ higherIsBetter: false, range: 2 });
   });
 
   it('carry their direction: regenerating, editing and abandoning are worse, copying and ratings better', () => {
     const lower = experimentMetricNames.filter((m) => !experimentMetric(m).higherIsBetter).sort();
-    expect(lower).toEqual(['abandon_rate', 'edit_rate', 'regenerate_rate']);
+    expect(lower).toEqual(['abandon_rate', 'edit_rate', 'net_dissatisfaction', 'regenerate_rate']);
     expect(experimentMetric('copy_rate').higherIsBetter).toBe(true);
     expect(experimentMetric('thumbs_up_rate').higherIsBetter).toBe(true);
   });

@@ -20,6 +20,7 @@ import {
   experimentMetric,
   experimentMetricNames,
   isExperimentMetric,
+  type NetImplicitMetricName,
   parseInput,
   primaryHigherIsBetter,
   RatchetError,
@@ -217,6 +218,13 @@ export function sumsOf(
   t: VariantFeedbackTotals | undefined,
 ): { outcome: UserMetricSums & { signalled?: number }; covariate: UserCovariateSums } {
   const o = experimentMetric(metric).outcome;
+  if (o.source === 'implicit' && 'net' in o) {
+    const name = metric as NetImplicitMetricName;
+    return {
+      outcome: t?.implicitNet[name] ?? emptyUserMetricSums,
+      covariate: t?.prePeriod.implicitNet[name] ?? emptyUserCovariateSums,
+    };
+  }
   if (o.source === 'implicit')
     return {
       outcome: t?.implicit[o.signal] ?? emptyUserMetricSums,
