@@ -91,11 +91,11 @@ export class DashboardRepository {
    * All index-only reads, so checking it costs milliseconds where recomputing costs seconds.
    */
   async dataVersion(projectId: string): Promise<string> {
-    // Counts from the rollups (a row per hour, not per call), the newest times from the indexes.
+    // Counts from the rollups (a row per day, not per call), the newest times from the indexes.
     await this.rollups.rollForward(projectId);
     const [interactions, feedback, calibration, datasets, models] = await Promise.all([
       this.db
-        .selectFrom('rollup_hours')
+        .selectFrom('rollup_days')
         .select((eb) => [
           eb.fn.sum<number>('calls').as('n'),
           eb.fn.sum<number>(sql`thumbs_up + thumbs_down + stars_n`).as('rated'),
@@ -155,7 +155,7 @@ export class DashboardRepository {
     assertWholeHours(bucketMs);
     const to = Number.MAX_SAFE_INTEGER;
     const [calls, events] = await Promise.all([
-      this.rollups.hours(projectId, { from: hourOf(from), to }),
+      this.rollups.rows(projectId, { from: hourOf(from), to, bucketMs }),
       this.rollups.feedbackHours(projectId, hourOf(from), to),
     ]);
     const byTime = new Map<number, ActivityBucket>();
@@ -165,7 +165,7 @@ export class DashboardRepository {
       byTime.set(t, b);
       return b;
     };
-    for (const r of calls) at(r.hour).interactions += r.calls;
+    for (const r of calls) at(r.start).interactions += r.calls;
     for (const r of events) at(r.hour).ratings += r.events;
     return [...byTime.values()].sort((a, b) => a.t - b.t);
   }
@@ -174,21 +174,22 @@ export class DashboardRepository {
    * Each (route, model)'s calls per bucket of [from, to) (whole hours: `to` is taken up to the end
    * of its hour): calls, errors, tokens, latency p50/p95 and the thumbs-up share of the current
    * thumbs on those calls (by the call's time, so a bucket says how the calls made then were
-   * received). Read from the hourly rollups; the percentiles are nearest rank over the
-   * rollups' latency histogram, so they are the upper edge of the bin holding the exact value:
-   * at most max(1 ms, 5%) above it (latency-bins.ts).
+   * received). Read from the rollups (daily rows for the whole days of buckets of days); the
+   * percentiles are nearest rank over the rollups' latency histogram, so they are the upper edge
+   * of the bin holding the exact value: at most max(1 ms, 5%) above it (latency-bins.ts).
    */
   async modelHealth(projectId: string, q: ModelHealthQuery): Promise<ModelHealthSeries[]> {
     assertWholeHours(q.bucketMs);
-    const rows = await this.rollups.hours(projectId, {
+    const rows = await this.rollups.rows(projectId, {
       from: hourOf(q.from),
       to: hourOf(q.to - 1) + HOUR_MS,
+      bucketMs: q.bucketMs,
       ...(q.route !== undefined ? { route: q.route } : {}),
       ...(q.model !== undefined ? { model: q.model } : {}),
     });
     const buckets = new Map<string, { series: string; t: number; rows: RollupRow[] }>();
     for (const r of rows) {
-      const t = Math.floor(r.hour / q.bucketMs) * q.bucketMs;
+      const t = Math.floor(r.start / q.bucketMs) * q.bucketMs;
       const series = JSON.stringify([r.route, r.model]);
       const k = `${series}:${t}`;
       const b = buckets.get(k) ?? { series, t, rows: [] };

@@ -984,6 +984,43 @@ function rollups(dialect: DialectName): Migration {
 }
 
 /**
+ * Daily rollups (rollups.ts): a row per project, UTC day, route and model, merged from the day's
+ * hourly rows by the same roll-forward, so long windows read a row per day instead of 24. One
+ * hour per day that already has rollups is logged as stale: its roll-forward refills that day.
+ */
+function rollupsDaily(dialect: DialectName): Migration {
+  const t = types(dialect);
+  return {
+    async up(db: AnyDb) {
+      await clustered(dialect)(
+        db.schema
+          .createTable('rollup_days')
+          .addColumn('project_id', 'text', (c) => c.notNull())
+          .addColumn('day', t.time, (c) => c.notNull())
+          .addColumn('route', 'text', (c) => c.notNull())
+          .addColumn('model', 'text', (c) => c.notNull())
+          .addColumn('calls', 'bigint', (c) => c.notNull())
+          .addColumn('errors', 'bigint', (c) => c.notNull())
+          .addColumn('input_tokens', 'bigint', (c) => c.notNull())
+          .addColumn('output_tokens', 'bigint', (c) => c.notNull())
+          .addColumn('latency_n', 'bigint', (c) => c.notNull())
+          .addColumn('latency_bins', 'text', (c) => c.notNull())
+          .addColumn('thumbs_up', 'bigint', (c) => c.notNull())
+          .addColumn('thumbs_down', 'bigint', (c) => c.notNull())
+          .addColumn('stars_n', 'bigint', (c) => c.notNull())
+          .addColumn('stars_sum', t.real, (c) => c.notNull())
+          .addColumn('stars_sum_sq', t.real, (c) => c.notNull())
+          .addPrimaryKeyConstraint('rollup_days_pk', ['project_id', 'day', 'route', 'model']),
+      ).execute();
+      await sql`insert into rollup_log (project_id, id, hour)
+        select project_id, 'migration-days:' || cast(day as text), min(hour)
+        from (select project_id, hour, (hour / 86400000) * 86400000 as day from rollup_hours) h
+        group by project_id, day`.execute(db);
+    },
+  };
+}
+
+/**
  * Which interaction a Responses API answer was logged as (see response-links.ts): an upstream
  * that speaks Responses keeps the conversation, and a later turn names it only by
  * `previous_response_id`, so the gateway needs this to link the turn to the earlier one.
@@ -1038,5 +1075,6 @@ export function migrations(dialect: DialectName): Record<string, Migration> {
     '0029_annotation_assignments': annotationAssignments(dialect),
     '0030_rollups': rollups(dialect),
     '0034_responses_store': responsesStore(dialect),
+    '0038_rollups_daily': rollupsDaily(dialect),
   };
 }

@@ -76,22 +76,30 @@ for (const target of testDatabases()) {
     let projectId: string;
     const rng = new SeededRandom(17);
 
+    // Whole days (read from the daily rows), and a window that starts and ends mid-day (its
+    // partial first and last days read from the hourly rows); two-day buckets as well.
+    const windows = [
+      { from, to },
+      { from: from + 5 * hour, to: to - 7 * hour },
+    ];
     const compare = async () => {
-      for (const bucketMs of [hour, day]) {
-        const q = { from, to, bucketMs };
-        expectSameHealth(
-          await store.dashboard.modelHealth(projectId, q),
-          await raw.modelHealth(projectId, q),
+      for (const bucketMs of [hour, day, 2 * day])
+        for (const w of windows) {
+          const q = { ...w, bucketMs };
+          expectSameHealth(
+            await store.dashboard.modelHealth(projectId, q),
+            await raw.modelHealth(projectId, q),
+          );
+          const one = { ...q, route: 'support', model: 'sup-b' };
+          expectSameHealth(
+            await store.dashboard.modelHealth(projectId, one),
+            await raw.modelHealth(projectId, one),
+          );
+        }
+      for (const start of [from, from + 5 * hour])
+        expect(await store.dashboard.activity(projectId, start, day)).toEqual(
+          await raw.activity(projectId, start, day),
         );
-        const one = { ...q, route: 'support', model: 'sup-b' };
-        expectSameHealth(
-          await store.dashboard.modelHealth(projectId, one),
-          await raw.modelHealth(projectId, one),
-        );
-      }
-      expect(await store.dashboard.activity(projectId, from, day)).toEqual(
-        await raw.activity(projectId, from, day),
-      );
       expect(await store.dashboard.satisfactionByModel(projectId)).toEqual(
         await raw.satisfactionByModel(projectId),
       );
@@ -158,19 +166,25 @@ for (const target of testDatabases()) {
 
     it('rebuilds to the same rows', async () => {
       await store.rollups.rollForward(projectId);
-      const rows = async () =>
-        store.db
+      const rows = async () => [
+        await store.db
           .selectFrom('rollup_hours')
           .selectAll()
           .where('project_id', '=', projectId)
           .orderBy(['hour', 'route', 'model'])
-          .execute();
+          .execute(),
+        await store.db
+          .selectFrom('rollup_days')
+          .selectAll()
+          .where('project_id', '=', projectId)
+          .orderBy(['day', 'route', 'model'])
+          .execute(),
+      ];
       const kept = await rows();
-      await store.db
-        .updateTable('rollup_hours')
-        .set({ calls: 1 })
-        .where('project_id', '=', projectId)
-        .execute();
+      // Three days of three series: the daily rows are there to be read, not left empty.
+      expect(kept[1]!.length).toBe(9);
+      for (const table of ['rollup_hours', 'rollup_days'] as const)
+        await store.db.updateTable(table).set({ calls: 1 }).where('project_id', '=', projectId).execute();
       await store.rollups.rebuild(projectId);
       expect(await rows()).toEqual(kept);
       expect(

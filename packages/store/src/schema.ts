@@ -556,6 +556,9 @@ export interface RollupHoursTable {
   stars_sum_sq: number;
 }
 
+/** The same figures per UTC day (`day`: its start, epoch ms), merged from the day's hourly rows. */
+export type RollupDaysTable = Omit<RollupHoursTable, 'hour'> & { day: number };
+
 /** Feedback events per project and hour of the event. */
 export interface RollupFeedbackHoursTable {
   project_id: string;
@@ -572,6 +575,7 @@ export interface RollupLogTable {
 
 export interface Database {
   rollup_hours: RollupHoursTable;
+  rollup_days: RollupDaysTable;
   rollup_feedback_hours: RollupFeedbackHoursTable;
   rollup_log: RollupLogTable;
   users: UsersTable;
