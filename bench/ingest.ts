@@ -146,20 +146,27 @@ interface PhaseResult {
   cpuPerEventMs: number;
 }
 
+/** A running `ratchet serve` and the client connections to it. */
+interface Target {
+  proc: Proc;
+  pool: Pool;
+}
+
 /**
  * Closed loop: `concurrency` clients each send a request as soon as the previous one is answered,
  * for warm-up + duration; events/s counts events whose acknowledgement arrived in the measured window.
+ * With several servers (one database), client k sends to server k mod n: the same clients, spread.
  */
 async function phase(
-  server: Proc,
-  pool: Pool,
+  servers: Target[],
   key: string,
   concurrency: number,
   makeBody: () => { body: string; events: number },
   warmupS: number,
   durationS: number,
 ): Promise<PhaseResult> {
-  const cpuBefore = groupCpuMs(server.child.pid!);
+  const serversCpuMs = () => servers.reduce((ms, s) => ms + groupCpuMs(s.proc.child.pid!), 0);
+  const cpuBefore = serversCpuMs();
   const t0 = performance.now();
   const measureFrom = t0 + warmupS * 1000;
   const stopAt = measureFrom + durationS * 1000;
@@ -169,7 +176,8 @@ async function phase(
   let firstError: string | undefined;
   let lastEnd = measureFrom;
   const headers = { 'content-type': 'application/json', authorization: `Bearer ${key}` };
-  const worker = async () => {
+  const worker = async (k: number) => {
+    const { pool } = servers[k % servers.length]!;
     while (performance.now() < stopAt) {
       const { body, events } = makeBody();
       try {
@@ -190,8 +198,8 @@ async function phase(
       }
     }
   };
-  await Promise.all(Array.from({ length: concurrency }, worker));
-  const cpu = groupCpuMs(server.child.pid!) - cpuBefore;
+  await Promise.all(Array.from({ length: concurrency }, (_, k) => worker(k)));
+  const cpu = serversCpuMs() - cpuBefore;
   const windowS = (Math.max(lastEnd, stopAt) - measureFrom) / 1000;
   return {
     eventsPerS: inWindow / windowS,
@@ -242,37 +250,56 @@ interface DatabaseOutcome {
   errors: string[];
 }
 
+/** One measured setup: a database and how many `ratchet serve` processes share it. */
+interface IngestRun {
+  db: 'sqlite' | 'postgres';
+  processes: number;
+  phases: ('single' | 'batched')[];
+}
+
+/** The metric names' infix: `postgres`, or `postgres_2proc` for two servers on one database. */
+const runName = (run: IngestRun) => (run.processes > 1 ? `${run.db}_${run.processes}proc` : run.db);
+
 async function runOnDatabase(
   ctx: BenchContext,
   cfg: IngestConfig,
-  dbName: 'sqlite' | 'postgres',
+  run: IngestRun,
   databaseUrl: string,
   dir: string,
 ): Promise<DatabaseOutcome> {
+  const dbName = runName(run);
   const key = await createProject(databaseUrl);
-  let proc: Proc | undefined;
+  const procs: Proc[] = [];
   try {
     // Experiments: BENCH_INGEST_PROTO runs a prototype copy of the CLI instead (see bench/README.md).
     const launcher = process.env.BENCH_INGEST_PROTO;
-    const ratchet = await startRatchet({
-      databaseUrl,
-      dir: join(dir, dbName),
-      ...(launcher ? { launcher } : {}),
-      // A throughput test: the per-key rate limit (default 2,000 req/s) is not what is measured.
-      env: { RATCHET_RATE_LIMIT_PER_SECOND: '0' },
-      nodeFlags: ctx.profile
-        ? ['--cpu-prof', `--cpu-prof-dir=${join(workDir, 'profiles', `ingest-${dbName}`)}`]
-        : [],
-    });
-    proc = ratchet.proc;
-    ctx.log(`${dbName}: ${ratchet.command}`);
-    const client = new Pool(ratchet.url, {
-      connections: Math.max(cfg.singleConcurrency, cfg.batchConcurrency),
-      pipelining: 1,
-      keepAliveTimeout: 60_000,
-    });
+    const servers: Target[] = [];
+    for (let p = 0; p < run.processes; p++) {
+      const name = run.processes > 1 ? `ratchet-${p + 1}` : 'ratchet';
+      const ratchet = await startRatchet({
+        databaseUrl,
+        dir: join(dir, dbName),
+        name,
+        ...(launcher ? { launcher } : {}),
+        // A throughput test: the per-key rate limit (default 2,000 req/s) is not what is measured.
+        env: { RATCHET_RATE_LIMIT_PER_SECOND: '0' },
+        nodeFlags: ctx.profile
+          ? ['--cpu-prof', `--cpu-prof-dir=${join(workDir, 'profiles', `ingest-${dbName}-${p + 1}`)}`]
+          : [],
+      });
+      procs.push(ratchet.proc);
+      ctx.log(`${dbName}: ${ratchet.command}`);
+      servers.push({
+        proc: ratchet.proc,
+        pool: new Pool(ratchet.url, {
+          connections: Math.max(cfg.singleConcurrency, cfg.batchConcurrency),
+          pipelining: 1,
+          keepAliveTimeout: 60_000,
+        }),
+      });
+    }
     try {
-      const ids = await createInteractions(client, key.secretKey, cfg.interactions, dbName);
+      const ids = await createInteractions(servers[0]!.pool, key.secretKey, cfg.interactions, dbName);
       const events = new EventFactory(`bench-${dbName}`, ids);
       const out: DatabaseOutcome = {
         single: [],
@@ -285,12 +312,11 @@ async function runOnDatabase(
       };
       for (let round_ = 0; round_ < cfg.rounds; round_++) {
         const results: ['single' | 'batched', PhaseResult][] = [];
-        if (cfg.phases.includes('single'))
+        if (run.phases.includes('single'))
           results.push([
             'single',
             await phase(
-              ratchet.proc,
-              client,
+              servers,
               key.secretKey,
               cfg.singleConcurrency,
               () => ({ body: JSON.stringify(events.next()), events: 1 }),
@@ -298,12 +324,11 @@ async function runOnDatabase(
               cfg.durationS,
             ),
           ]);
-        if (cfg.phases.includes('batched'))
+        if (run.phases.includes('batched'))
           results.push([
             'batched',
             await phase(
-              ratchet.proc,
-              client,
+              servers,
               key.secretKey,
               cfg.batchConcurrency,
               () => ({
@@ -328,10 +353,10 @@ async function runOnDatabase(
       }
       return out;
     } finally {
-      await client.close();
+      for (const s of servers) await s.pool.close();
     }
   } finally {
-    await proc?.stop(30_000);
+    for (const proc of procs) await proc.stop(30_000);
   }
 }
 
@@ -355,8 +380,16 @@ export async function runIngest(
   const metrics: Record<string, number> = {};
   const notes: string[] = [];
   const spreads: string[] = [];
-  const databases: ('sqlite' | 'postgres')[] = cfg.postgresUrl ? ['sqlite', 'postgres'] : ['sqlite'];
-  for (const db of databases) {
+  // Two servers on one PostgreSQL (the scale-out layout): the batched phase only, on a fresh
+  // database of its own, so its stored count is its own.
+  const runs: IngestRun[] = [{ db: 'sqlite', processes: 1, phases: cfg.phases }];
+  if (cfg.postgresUrl) {
+    runs.push({ db: 'postgres', processes: 1, phases: cfg.phases });
+    if (cfg.phases.includes('batched')) runs.push({ db: 'postgres', processes: 2, phases: ['batched'] });
+  }
+  for (const run of runs) {
+    const { db } = run;
+    const name = runName(run);
     let url: string;
     let drop: (() => Promise<void>) | undefined;
     if (db === 'sqlite') {
@@ -365,7 +398,7 @@ export async function runIngest(
       const options = process.env.BENCH_INGEST_SQLITE_OPTIONS;
       url = `sqlite:${join(dir, 'sqlite', 'ratchet.db')}${options ? `?${options}` : ''}`;
     } else {
-      mkdirSync(join(dir, 'postgres'), { recursive: true });
+      mkdirSync(join(dir, name), { recursive: true });
       try {
         ({ url, drop } = await createPostgresDatabase(cfg.postgresUrl!));
       } catch (err) {
@@ -374,22 +407,24 @@ export async function runIngest(
       }
     }
     try {
-      const r = await runOnDatabase(ctx, cfg, db, url, dir);
+      const r = await runOnDatabase(ctx, cfg, run, url, dir);
       r.stored = await countFeedback(url);
       if (r.single.length) {
-        metrics[`ingest_single_${db}_per_s`] = Math.round(median(r.single));
-        metrics[`ingest_single_${db}_server_cpu_per_event_ms`] = round(median(r.singleCpu), 4);
+        metrics[`ingest_single_${name}_per_s`] = Math.round(median(r.single));
+        metrics[`ingest_single_${name}_server_cpu_per_event_ms`] = round(median(r.singleCpu), 4);
       }
       if (r.batched.length) {
-        metrics[`ingest_batched_${db}_per_s`] = Math.round(median(r.batched));
-        metrics[`ingest_batched_${db}_server_cpu_per_event_ms`] = round(median(r.batchedCpu), 4);
+        metrics[`ingest_batched_${name}_per_s`] = Math.round(median(r.batched));
+        metrics[`ingest_batched_${name}_server_cpu_per_event_ms`] = round(median(r.batchedCpu), 4);
       }
-      metrics[`ingest_${db}_stored_ratio`] = r.acknowledged ? round(r.stored / r.acknowledged, 4) : 0;
+      metrics[`ingest_${name}_stored_ratio`] = r.acknowledged ? round(r.stored / r.acknowledged, 4) : 0;
       spreads.push(
-        `${db} single ${spread(r.single.map(Math.round), 0)}, batched ${spread(r.batched.map(Math.round), 0)}`,
+        r.single.length
+          ? `${name} single ${spread(r.single.map(Math.round), 0)}, batched ${spread(r.batched.map(Math.round), 0)}`
+          : `${name} batched ${spread(r.batched.map(Math.round), 0)}`,
       );
       if (r.stored !== r.acknowledged)
-        notes.push(`${db}: ${r.acknowledged} events acknowledged but ${r.stored} stored.`);
+        notes.push(`${name}: ${r.acknowledged} events acknowledged but ${r.stored} stored.`);
       notes.push(...r.errors);
     } finally {
       await drop?.().catch((err: unknown) => {
@@ -410,7 +445,9 @@ export async function runIngest(
       `${cfg.durationS} s measured after ${cfg.warmupS} s warm-up, ${cfg.rounds} round(s), median shown ` +
       `(spread: ${spreads.join('; ')}). SQLite: the embedded default (WAL, synchronous=FULL); ` +
       `PostgreSQL: a fresh database on the local server, dropped afterwards` +
-      `${cfg.postgresUrl ? '' : ' (not run)'}; per-key rate limit off (RATCHET_RATE_LIMIT_PER_SECOND=0). ` +
+      `${cfg.postgresUrl ? '' : ' (not run)'}; postgres_2proc: two ratchet serve processes on one fresh PostgreSQL database, ` +
+      `the batched phase's ${cfg.batchConcurrency} clients spread over them (client k to server k mod 2), server CPU summed over both, ` +
+      `stored events counted in that database; per-key rate limit off (RATCHET_RATE_LIMIT_PER_SECOND=0). ` +
       `Machine: 2 cores shared with other engineers' work (${startLoad} at start); noisy.`,
   );
   return { metrics, notes: notes.join(' ') };
@@ -424,6 +461,7 @@ export const ingest: Bench = {
     'ingest_batched_sqlite_per_s',
     'ingest_single_postgres_per_s',
     'ingest_batched_postgres_per_s',
+    'ingest_batched_postgres_2proc_per_s',
   ],
   run: (ctx) => runIngest(ctx),
 };
