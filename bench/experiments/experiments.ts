@@ -4,6 +4,7 @@
 import {
   type CupedAnalysis,
   type CupedPopulation,
+  type ImplicitAnswerModel,
   sampleRatioMismatch,
   shippedByRate,
   simulateAaPeeking,
@@ -41,6 +42,17 @@ interface Config {
   implicit: {
     population: CupedPopulation;
     /** Improvement of the treatment, in points of regenerate rate (lower). */
+    lift: number;
+    powerSimulations: number;
+    powerUsersPerArm: number[];
+    aaExperiments: number;
+    aaUsersPerExperiment: number;
+  };
+  implicitNet: {
+    /** Propensity: the chance a user likes an answer (true quality). */
+    population: CupedPopulation;
+    answers: ImplicitAnswerModel;
+    /** Improvement of the treatment, in points of true quality (liking). */
     lift: number;
     powerSimulations: number;
     powerUsersPerArm: number[];
@@ -85,6 +97,27 @@ const IMPLICIT: Config['implicit'] = {
   aaUsersPerExperiment: 6000,
 };
 
+/**
+ * Net dissatisfaction against the regenerate rate alone, on the same simulated users and answers
+ * (issue 19: more of each user's answers carry signal). Modelled on the realistic demo's people
+ * (core simulate/rate.ts): 88% of answers unrated; an unrated answer is copied 10% of the time
+ * when liked and regenerated 15% of the time when not. Each user likes answers with a propensity
+ * of their own, Beta(0.33 x 4, 0.67 x 4) (production's true quality 33% at the start of the
+ * realistic runs; users and segments differ in taste), 1 to 5 answers during the canary and 0 to
+ * 3 before it. The treatment is 10 points of true quality (the realistic runs' better candidates
+ * were 7 to 22 points up); each metric's mixture is tuned to what 10 points move it by under the
+ * model (regenerate rate 0.15 x 0.88 x 0.1, net 0.25 x 0.88 x 0.1), both with CUPED.
+ */
+const IMPLICIT_NET: Config['implicitNet'] = {
+  population: { rate: 0.33, concentration: 4, maxRatingsPerUser: 5, maxPrePeriodRatingsPerUser: 3 },
+  answers: { unratedShare: 0.88, copyIfLiked: 0.1, regenerateIfDisliked: 0.15 },
+  lift: 0.1,
+  powerSimulations: 1000,
+  powerUsersPerArm: [500, 1000, 1400, 2000, 3000],
+  aaExperiments: 1000,
+  aaUsersPerExperiment: 6000,
+};
+
 const FULL: Config = {
   aaExperiments: 2000,
   usersPerExperiment: 10_000,
@@ -97,6 +130,7 @@ const FULL: Config = {
   clustered: { experiments: 2000, usersPerExperiment: 10_000, concentration: 4, maxRatingsPerUser: 20 },
   returning: RETURNING,
   implicit: IMPLICIT,
+  implicitNet: IMPLICIT_NET,
 };
 
 const TINY: Config = {
@@ -108,6 +142,7 @@ const TINY: Config = {
   clustered: { ...FULL.clustered, experiments: 50 },
   returning: { ...RETURNING, powerSimulations: 50, aaExperiments: 20, aaUsersPerExperiment: 2000 },
   implicit: { ...IMPLICIT, powerSimulations: 50, aaExperiments: 20, aaUsersPerExperiment: 2000 },
+  implicitNet: { ...IMPLICIT_NET, powerSimulations: 50, aaExperiments: 20, aaUsersPerExperiment: 2000 },
 };
 
 function timed<T>(ctx: BenchContext, label: string, f: () => T): [T, number] {
@@ -344,6 +379,73 @@ function implicitMetrics(ctx: BenchContext, c: Config): Record<string, number> {
   return metrics;
 }
 
+/**
+ * Power and A/A false-positive rate of net_dissatisfaction against regenerate_rate, on the same
+ * users and answers (one seed per kind of run: the answer model draws the same numbers for either
+ * metric), at one true improvement.
+ */
+function implicitNetMetrics(ctx: BenchContext, c: Config): Record<string, number> {
+  const r = c.implicitNet;
+  const moved = (m: 'regenerate_rate' | 'net_dissatisfaction') =>
+    (m === 'regenerate_rate'
+      ? r.answers.regenerateIfDisliked
+      : r.answers.regenerateIfDisliked + r.answers.copyIfLiked) *
+    r.answers.unratedShare *
+    r.lift;
+  const metrics: Record<string, number> = {};
+  const lines = [`users/arm  ${'regenerate'.padStart(12)}${'net'.padStart(12)}`];
+  const rates: Record<string, number[]> = {};
+  let seconds = 0;
+  for (const [name, metric] of [
+    ['regenerate', 'regenerate_rate'],
+    ['net', 'net_dissatisfaction'],
+  ] as const) {
+    const analyses: CupedAnalysis[] = [
+      { name: 'cuped_tuned', cuped: true, decisionRule: { expectedEffect: moved(metric) } },
+    ];
+    const run = (lift: number, experiments: number, users: number, seed: number) =>
+      simulateCupedExperiments({
+        population: r.population,
+        answers: r.answers,
+        metric,
+        lift,
+        analyses,
+        experiments,
+        usersPerExperiment: users,
+        peekEvery: c.peekEvery,
+        seed,
+      });
+    const [power, powerSeconds] = timed(
+      ctx,
+      `${r.powerSimulations} ${metric} power runs (answer model)`,
+      () => run(r.lift, r.powerSimulations, 2 * Math.max(...r.powerUsersPerArm), 2019),
+    );
+    const [aa, aaSeconds] = timed(ctx, `${r.aaExperiments} ${metric} A/A runs (answer model)`, () =>
+      run(0, r.aaExperiments, r.aaUsersPerExperiment, 2091),
+    );
+    seconds += powerSeconds + aaSeconds;
+    rates[name] = r.powerUsersPerArm.map((n) => shippedByRate(power.analyses[0]!, n));
+    r.powerUsersPerArm.forEach((n, i) => {
+      metrics[`power_implicit_${name}_answers_${n}_per_arm_rate`] = rates[name]![i]!;
+    });
+    metrics[`aa_fpr_implicit_${name}_answers_rate`] = aa.analyses[0]!.significantRate;
+  }
+  r.powerUsersPerArm.forEach((n, i) =>
+    lines.push(
+      `${String(n).padStart(9)}  ${rates.regenerate![i]!.toFixed(3).padStart(12)}${rates.net![i]!.toFixed(3).padStart(12)}`,
+    ),
+  );
+  ctx.log(
+    `true quality ${r.population.rate} -> ${round(r.population.rate + r.lift, 3)}, answer model:\n${lines.join('\n')}`,
+  );
+  metrics.power_implicit_net_1000_per_arm_rate = metrics.power_implicit_net_answers_1000_per_arm_rate!;
+  metrics.aa_fpr_implicit_net = metrics.aa_fpr_implicit_net_answers_rate!;
+  metrics.implicit_net_power_simulations_count = r.powerSimulations;
+  metrics.implicit_net_aa_experiments_count = r.aaExperiments;
+  metrics.implicit_net_simulation_s = round(seconds, 2);
+  return metrics;
+}
+
 export const experimentsBench: Bench = {
   name: 'experiments',
   summary: 'A/A false positive rates under peeking, SRM detection, power vs sample size (seeded simulation)',
@@ -352,6 +454,8 @@ export const experimentsBench: Bench = {
     'aa_fpr_sequential',
     'power_implicit_regenerate_1000_per_arm_rate',
     'aa_fpr_implicit_regenerate',
+    'power_implicit_net_1000_per_arm_rate',
+    'aa_fpr_implicit_net',
     'power_returning_unadjusted_1000_per_arm_rate',
     'power_sequential_unadjusted_1000_per_arm_rate',
     'cuped_variance_reduction_ratio',
@@ -369,7 +473,9 @@ export const experimentsBench: Bench = {
       ...powerMetrics(ctx, c),
       ...returningMetrics(ctx, c),
       ...implicitMetrics(ctx, c),
+      ...implicitNetMetrics(ctx, c),
     };
+    const n = c.implicitNet;
     const p = c.returning.population;
     const notes =
       `${c.aaExperiments} A/A experiments of ${c.usersPerExperiment} users at a ${c.baseRate} thumbs-up rate (one thumb per user), ` +
@@ -400,6 +506,12 @@ export const experimentsBench: Bench = {
       `-${c.implicit.lift} (p -> p (1 - lift / rate)); ${c.implicit.powerSimulations} power runs to ${Math.max(...c.implicit.powerUsersPerArm)} users per arm and ` +
       `${c.implicit.aaExperiments} A/A runs of ${c.implicit.aaUsersPerExperiment} users, looked at after every ${c.peekEvery} users by decideExperiment on ` +
       'regenerate_rate with expectedEffect = lift (tuned) and with CUPED on the pre-period rate (cuped_tuned: power_implicit_regenerate_1000_per_arm_rate, aa_fpr_implicit_regenerate). ' +
+      `Net dissatisfaction (net_dissatisfaction: per answer +1 regenerated, edited or abandoned, -1 only copied, 0 neither; lower is better) against regenerate_rate on the same users and answers: ` +
+      `each user likes answers with propensity Beta(${round(n.population.rate * n.population.concentration, 2)}, ${round((1 - n.population.rate) * n.population.concentration, 2)}), ` +
+      `${Math.round(n.answers.unratedShare * 100)}% of answers unrated, an unrated answer copied ${n.answers.copyIfLiked} of the time when liked and regenerated ${n.answers.regenerateIfDisliked} when not (the realistic demo's people, core simulate/rate.ts); ` +
+      `0 to ${n.population.maxPrePeriodRatingsPerUser} answers before and 1 to ${n.population.maxRatingsPerUser} during; treatment +${n.lift} true quality; ${n.powerSimulations} power runs to ${Math.max(...n.powerUsersPerArm)} users per arm and ` +
+      `${n.aaExperiments} A/A runs of ${n.aaUsersPerExperiment} users per metric, CUPED, each mixture tuned to what the treatment moves its metric by under the model ` +
+      '(power_implicit_{regenerate,net}_answers_*_per_arm_rate, aa_fpr_implicit_{regenerate,net}_answers_rate; power_implicit_net_1000_per_arm_rate and aa_fpr_implicit_net the net rows at 1,000 per arm). ' +
       'Seeded: the numbers are the same on every run.';
     return { metrics, notes };
   },

@@ -26,6 +26,41 @@ export interface CupedPopulation {
   maxPrePeriodRatingsPerUser: number;
 }
 
+/**
+ * Answers as the demo's simulated people treat them (core simulate/rate.ts): a user's propensity
+ * is the chance they like an answer; an answer they do not rate (most) is copied now and then when
+ * liked and regenerated now and then when not. The metric's outcome per answer is then what its
+ * definition reads: for `regenerate_rate` 1 when regenerated, for `copy_rate` 1 when copied, for
+ * `net_dissatisfaction` +1 regenerated, -1 copied, 0 neither. The treatment raises the liking
+ * propensity (true quality), and every metric moves only as far as these signals carry it, so
+ * metrics compare at one true improvement on the same users.
+ */
+export interface ImplicitAnswerModel {
+  /** Share of answers the user leaves unrated: implicit signals come from these. */
+  unratedShare: number;
+  copyIfLiked: number;
+  regenerateIfDisliked: number;
+}
+
+/** One answer's outcome on `metric` under the answer model (liked: did the user like it). */
+function answerOutcome(
+  rng: SeededRandom,
+  model: ImplicitAnswerModel,
+  metric: ExperimentMetricName,
+  liked: boolean,
+): number {
+  // The same three draws whatever the metric, so two metrics' runs with one seed see the same answers.
+  const unrated = rng.uniform() < model.unratedShare;
+  const copyDraw = rng.uniform();
+  const regenerateDraw = rng.uniform();
+  const copied = unrated && liked && copyDraw < model.copyIfLiked;
+  const regenerated = unrated && !liked && regenerateDraw < model.regenerateIfDisliked;
+  if (metric === 'regenerate_rate') return regenerated ? 1 : 0;
+  if (metric === 'copy_rate') return copied ? 1 : 0;
+  if (metric === 'net_dissatisfaction') return regenerated ? 1 : copied ? -1 : 0;
+  throw new Error(`answer model: no outcome for ${metric}`);
+}
+
 export interface CupedAnalysis {
   name: string;
   /** Regress each user's outcome on their pre-period mean (cuped.ts). */
@@ -49,6 +84,12 @@ export interface CupedSimulationOptions {
    * not happen). Both keep p in [0, 1] and move the mean by exactly `lift`. 0 is an A/A experiment.
    */
   lift: number;
+  /**
+   * Draw each answer's outcome from this model of what people do with answers; the propensity
+   * and the lift are then the chance to like an answer (true quality), higher is better, whatever
+   * the metric's direction. Without it each answer is a draw of the metric itself.
+   */
+  answers?: ImplicitAnswerModel;
   analyses: CupedAnalysis[];
   experiments: number;
   /** Users (both arms) per experiment at most. */
@@ -97,21 +138,39 @@ interface Moments {
   xy: number;
 }
 
+/** Mean outcome of n answers under the answer model, each liked with chance p. */
+function meanOutcome(
+  rng: SeededRandom,
+  model: ImplicitAnswerModel,
+  metric: ExperimentMetricName,
+  p: number,
+  n: number,
+): number {
+  let sum = 0;
+  for (let k = 0; k < n; k++) sum += answerOutcome(rng, model, metric, rng.uniform() < p);
+  return sum / n;
+}
+
 function addUser(
   arm: Arm,
   rng: SeededRandom,
-  pop: CupedPopulation,
+  sim: Pick<CupedSimulationOptions, 'population' | 'answers'> & { metric: ExperimentMetricName },
   lift: number,
   higherIsBetter: boolean,
   m: Moments,
 ): void {
+  const pop = sim.population;
   const base = rng.beta(pop.rate * pop.concentration, (1 - pop.rate) * pop.concentration);
-  const p = higherIsBetter ? base + (lift * (1 - base)) / (1 - pop.rate) : base * (1 - lift / pop.rate);
+  // Under an answer model the propensity is liking, which a better treatment raises.
+  const up = higherIsBetter || sim.answers !== undefined;
+  const p = up ? base + (lift * (1 - base)) / (1 - pop.rate) : base * (1 - lift / pop.rate);
+  const draw = (q: number, n: number) =>
+    sim.answers ? meanOutcome(rng, sim.answers, sim.metric, q, n) : ups(rng, q, n) / n;
   const pre = rng.int(pop.maxPrePeriodRatingsPerUser + 1);
   // The pre-period was before the experiment: the user's own propensity, untreated.
-  const x = pre > 0 ? ups(rng, base, pre) / pre : null;
+  const x = pre > 0 ? draw(base, pre) : null;
   const ratings = 1 + rng.int(pop.maxRatingsPerUser);
-  const y = ups(rng, p, ratings) / ratings;
+  const y = draw(p, ratings);
   const o = arm.outcome;
   o.users++;
   o.events += ratings;
@@ -179,6 +238,7 @@ export function simulateCupedExperiments(o: CupedSimulationOptions): CupedSimula
     reduction: 0,
   }));
   const m: Moments = { n: 0, x: 0, y: 0, xx: 0, yy: 0, xy: 0 };
+  const userOptions = { population: o.population, answers: o.answers, metric };
   for (let e = 0; e < o.experiments; e++) {
     const arms: [Arm, Arm] = [newArm(), newArm()];
     const state = o.analyses.map(() => ({
@@ -190,7 +250,7 @@ export function simulateCupedExperiments(o: CupedSimulationOptions): CupedSimula
     for (let l = 0; l < looks; l++) {
       for (let u = 0; u < o.peekEvery; u++) {
         const arm = rng.uniform() < 0.5 ? 0 : 1;
-        addUser(arms[arm], rng, o.population, arm === 1 ? o.lift : 0, higherIsBetter, m);
+        addUser(arms[arm], rng, userOptions, arm === 1 ? o.lift : 0, higherIsBetter, m);
       }
       // Users per arm as the design counts them (both arms together / 2), as simulatePower does.
       const perArm = ((l + 1) * o.peekEvery) / 2;
