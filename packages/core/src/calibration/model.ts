@@ -159,12 +159,17 @@ export function prepareRatings(columns: RatingColumns): PreparedRatings {
   };
 }
 
-/** The ratings rater by rater: positions in the item-sorted columns and each one's item. */
+/**
+ * The ratings rater by rater: each one's item, value and weight (copies, so a rater's own ratings
+ * read sequentially, and an insertion elsewhere in the item-sorted columns moves nothing here).
+ */
 export interface RaterIndex {
   /** Ratings of rater r are entries start[r] .. start[r + 1] - 1. */
   start: Int32Array;
   item: Int32Array;
-  position: Int32Array;
+  value: Float64Array;
+  /** null when every weight is 1 (as PreparedRatings.weight). */
+  weight: Float64Array | null;
 }
 
 export function indexByRater(data: PreparedRatings): RaterIndex {
@@ -173,15 +178,17 @@ export function indexByRater(data: PreparedRatings): RaterIndex {
   for (let r = 0; r < data.raterCount; r++) start[r + 1] = start[r]! + data.raterCountOf[r]!;
   const cursor = start.slice(0, data.raterCount);
   const item = new Int32Array(n);
-  const position = new Int32Array(n);
+  const value = new Float64Array(n);
+  const weight = data.weight === null ? null : new Float64Array(n);
   for (let i = 0; i < data.itemCount; i++) {
     for (let k = data.itemStart[i]!; k < data.itemStart[i + 1]!; k++) {
       const at = cursor[data.rater[k]!]!++;
       item[at] = i;
-      position[at] = k;
+      value[at] = data.value[k]!;
+      if (weight) weight[at] = data.weight![k]!;
     }
   }
-  return { start, item, position };
+  return { start, item, value, weight };
 }
 
 /** Starting point: unbiased unit-scale raters, priors from the spread of all ratings. */

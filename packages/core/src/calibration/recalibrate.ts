@@ -122,6 +122,8 @@ export interface CalibrationSnapshot {
   readonly state: ModelState;
   /** Per rater (3 each): sums of w m, w (m^2 + v), w y m over their ratings. */
   readonly sums: Float64Array;
+  /** Per rater (2 each): upper bounds of their items' posterior variance and |mean| (see raterReach). */
+  readonly reach: Float64Array;
   readonly flags: Flags;
   readonly stats: ConsensusStatistics;
   readonly items: CalibrationColumns['items'];
@@ -151,6 +153,7 @@ function fullRefit(
     byRater: indexByRater(data),
     state: fit.state,
     sums: raterMoments(data, fit.state),
+    reach: raterReach(data, fit.state),
     flags: fit.flags,
     stats: fit.stats,
     items: fit.result.items,
@@ -168,6 +171,26 @@ function fullRefit(
     changedItems: new Uint8Array(data.itemCount).fill(1),
   };
   return { result, snapshot };
+}
+
+/**
+ * Per rater, the largest posterior variance and |mean| among their items: what bounds how far a
+ * move of the rater can shift any of their items, so a rater whose move is too small to shift even
+ * the worst of them by the tolerance spreads nothing without reading their items. The local
+ * sweeps keep them upper bounds (raised as items move, never lowered until the next pass).
+ */
+function raterReach(data: PreparedRatings, state: ModelState): Float64Array {
+  const reach = new Float64Array(2 * data.raterCount);
+  for (let i = 0; i < data.itemCount; i++) {
+    const v = state.itemPostVar[i]!;
+    const m = Math.abs(state.itemPostMean[i]!);
+    for (let k = data.itemStart[i]!; k < data.itemStart[i + 1]!; k++) {
+      const o = 2 * data.rater[k]!;
+      if (v > reach[o]!) reach[o] = v;
+      if (m > reach[o + 1]!) reach[o + 1] = m;
+    }
+  }
+  return reach;
 }
 
 /** Each rater's sums of w m, w (m^2 + v), w y m at the current item posteriors (one pass). */
@@ -336,6 +359,7 @@ interface Work {
   byRater: RaterIndex;
   state: ModelState;
   sums: Float64Array;
+  reach: Float64Array;
   flags: Flags;
   stats: ConsensusStatistics;
   items: CalibrationColumns['items'];
@@ -400,6 +424,7 @@ function extendWork(
     byRater: merged.byRater,
     state,
     sums: grown(snapshot.sums, 3 * R, 0),
+    reach: grown(snapshot.reach, 2 * R, 0),
     flags: {
       flagged: grown(snapshot.flags.flagged, R, 0),
       reasons: [...snapshot.flags.reasons, ...new Array(R - snapshot.flags.reasons.length).fill(null)],
@@ -473,6 +498,7 @@ function warmWork(data: PreparedRatings, previous: PreviousCalibration, options:
     byRater: indexByRater(data),
     state,
     sums,
+    reach: raterReach(data, state),
     flags: { flagged: p.flagged.slice(), reasons: p.flagReason.slice() },
     stats: consensusStatistics(data, state),
     items: itemColumns(data, state, options.intervalLevel),
@@ -605,6 +631,7 @@ function spread(work: Work, passes: number, changed: Uint8Array): void {
     work.sums[3 * r + 1] = block[r * BLOCK + SUM_MM]!;
     work.sums[3 * r + 2] = block[r * BLOCK + SUM_YM]!;
   }
+  work.reach = raterReach(data, state);
   for (let i = 0; i < data.itemCount; i++) {
     const moved =
       Math.abs(state.itemPostMean[i]! - before[i]!) > REWARD_WRITE_THRESHOLD ||
@@ -628,7 +655,7 @@ function sweep(
   everUpdatedRater: Uint8Array,
   policy: RecalibrationPolicy,
 ): { sweeps: number; converged: boolean } {
-  const { data, state, sums, byRater } = work;
+  const { data, state, sums, reach, byRater } = work;
   const { itemStart, rater, value, weight } = data;
   const tolerance = policy.propagationTolerance;
   const { itemMean, itemVar } = state.hyper;
@@ -670,12 +697,15 @@ function sweep(
       state.itemPostMean[i] = m;
       state.itemPostVar[i] = v;
       const spread = Math.abs(dm) > tolerance;
+      const absM = Math.abs(m);
       for (let k = itemStart[i]!; k < itemStart[i + 1]!; k++) {
         const r = rater[k]!;
         const w = weight === null ? 1 : weight[k]!;
         sums[3 * r]! += w * dm;
         sums[3 * r + 1]! += w * dmm;
         sums[3 * r + 2]! += w * value[k]! * dm;
+        if (v > reach[2 * r]!) reach[2 * r] = v;
+        if (absM > reach[2 * r + 1]!) reach[2 * r + 1] = absM;
         if (spread) raters.add(r);
       }
     }
@@ -707,12 +737,21 @@ function sweep(
       // gain times the item's posterior variance): only the items it would shift by more than the
       // tolerance are re-solved.
       const gainPerShift = gains[3 * r]! / Math.max(Math.abs(sNew), 0.05);
+      const bNew = state.bias[r]!;
+      // The test below at its worst item: the largest posterior variance and |m| among the
+      // rater's items (reach) and a residual at most the root of the rater's rss (unit weights).
+      // When even that is within the tolerance, no item needs reading (most raters' moves).
+      if (byRater.weight === null) {
+        const worst = Math.sqrt(state.rss[r]!);
+        const bound = gainPerShift * reach[2 * r]! * (db + ds * (reach[2 * r + 1]! + worst) + dNoise * worst);
+        if (bound <= tolerance) continue;
+      }
       for (let j = byRater.start[r]!; j < byRater.start[r + 1]!; j++) {
         const i = byRater.item[j]!;
-        const k = byRater.position[j]!;
-        const share = (weight === null ? 1 : weight[k]!) * gainPerShift * state.itemPostVar[i]!;
+        const share =
+          (byRater.weight === null ? 1 : byRater.weight[j]!) * gainPerShift * state.itemPostVar[i]!;
         const m = state.itemPostMean[i]!;
-        const residual = Math.abs(value[k]! - state.bias[r]! - sNew * m);
+        const residual = Math.abs(byRater.value[j]! - bNew - sNew * m);
         if (share * (db + ds * (Math.abs(m) + residual) + dNoise * residual) > tolerance) items.add(i);
       }
     }
@@ -867,7 +906,6 @@ function mergeRatings(
   const isThumbs = old.isThumbs === null && !addedThumbs ? null : new Uint8Array(n);
   const rater = new Int32Array(n);
   const value = new Float64Array(n);
-  const addedPosition = new Int32Array(m);
   let from = 0; // next old position to copy
   let to = 0;
   const copyOld = (end: number) => {
@@ -887,7 +925,7 @@ function mergeRatings(
       value[to] = added.value[k]!;
       if (weight) weight[to] = added.weight ? added.weight[k]! : 1;
       if (isThumbs) isThumbs[to] = added.isThumbs ? added.isThumbs[k]! : 0;
-      addedPosition[k] = to++;
+      to++;
     }
   }
   copyOld(old.rater.length);
@@ -917,40 +955,36 @@ function mergeRatings(
     raterSumY,
     raterSumYY,
   };
-  return { data, byRater: mergeIndex(old, oldIndex, data, added, addedPosition) };
+  return { data, byRater: mergeIndex(oldIndex, data, added) };
 }
 
-/** The rater index of the merged ratings: each rater's old entries (positions shifted), then the added ones. */
-function mergeIndex(
-  old: PreparedRatings,
-  oldIndex: RaterIndex,
-  data: PreparedRatings,
-  added: RatingColumns,
-  addedPosition: Int32Array,
-): RaterIndex {
+/** The rater index of the merged ratings: each rater's old entries (copied as they are), then the added ones. */
+function mergeIndex(oldIndex: RaterIndex, data: PreparedRatings, added: RatingColumns): RaterIndex {
   const R = data.raterCount;
   const n = data.rater.length;
   const start = new Int32Array(R + 1);
   for (let r = 0; r < R; r++) start[r + 1] = start[r]! + data.raterCountOf[r]!;
   const item = new Int32Array(n);
-  const position = new Int32Array(n);
-  // An old rating moves by the ratings added to the items before its own.
-  const shift = new Int32Array(old.itemCount);
-  for (let i = 0; i < old.itemCount; i++) shift[i] = data.itemStart[i]! - old.itemStart[i]!;
+  const value = new Float64Array(n);
+  const weight = data.weight === null ? null : new Float64Array(n).fill(1);
   const cursor = new Int32Array(R);
-  for (let r = 0; r < old.raterCount; r++) {
-    const a = oldIndex.start[r]!;
-    const b = oldIndex.start[r + 1]!;
+  const oldRaters = oldIndex.start.length - 1;
+  for (let r = 0; r < R; r++) {
+    const a = r < oldRaters ? oldIndex.start[r]! : 0;
+    const b = r < oldRaters ? oldIndex.start[r + 1]! : 0;
     const at = start[r]!;
-    item.set(oldIndex.item.subarray(a, b), at);
-    for (let j = a; j < b; j++) position[at + j - a] = oldIndex.position[j]! + shift[oldIndex.item[j]!]!;
+    if (b > a) {
+      item.set(oldIndex.item.subarray(a, b), at);
+      value.set(oldIndex.value.subarray(a, b), at);
+      if (weight && oldIndex.weight) weight.set(oldIndex.weight.subarray(a, b), at);
+    }
     cursor[r] = at + b - a;
   }
-  for (let r = old.raterCount; r < R; r++) cursor[r] = start[r]!;
   for (let k = 0; k < added.item.length; k++) {
     const at = cursor[added.rater[k]!]!++;
     item[at] = added.item[k]!;
-    position[at] = addedPosition[k]!;
+    value[at] = added.value[k]!;
+    if (weight) weight[at] = added.weight ? added.weight[k]! : 1;
   }
-  return { start, item, position };
+  return { start, item, value, weight };
 }
