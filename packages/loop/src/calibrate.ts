@@ -1,7 +1,11 @@
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import {
   type CalibrationOptionsInput,
   type CalibrationSnapshot,
+  decodeCalibrationSnapshot,
+  encodeCalibrationSnapshot,
   type NewRatings,
   normalizeFeedback,
   type PreviousCalibration,
@@ -20,6 +24,12 @@ export interface CalibrateProjectOptions {
   calibration?: CalibrationOptionsInput;
   /** When to refit everything instead of only what new ratings touch; `false` always refits fully. */
   recalibration?: RecalibrationPolicyInput | false;
+  /**
+   * Folder (RATCHET_DATA_DIR) in which the last run's snapshot is kept as a file, so that a later
+   * process, or this one after a restart, reads only the ratings since. Default: RATCHET_DATA_DIR
+   * when set; without either the snapshot lives in this process only.
+   */
+  dataDir?: string;
   /** Called as ratings are read and after each stage, for progress bars and job status. */
   onProgress?: (event: { stage: 'read' | 'fit' | 'save'; ratings: number }) => void;
 }
@@ -33,7 +43,7 @@ export interface CalibrationSummary {
   items: number;
   /** incremental: started from the previous run and rewrote only `rewardsWritten` rewards. */
   mode: 'full' | 'incremental';
-  /** Read only the ratings received since the previous run (its snapshot was kept in this process). */
+  /** Read only the ratings received since the previous run (its snapshot was kept in this process or its file). */
   fromSnapshot: boolean;
   /** Why a full refit ran. */
   reason: string;
@@ -84,7 +94,9 @@ export async function calibrateProject(
   const readStartedAt = Date.now();
   const t0 = performance.now();
   const policy = options.recalibration || {};
-  const keptRun = await keptSince(store, projectId, previousRun, runOptions);
+  const snapshotDir = options.dataDir ?? process.env.RATCHET_DATA_DIR;
+  const snapshotPath = snapshotDir ? snapshotFile(snapshotDir, projectId) : null;
+  const keptRun = await keptSince(store, projectId, previousRun, runOptions, snapshotPath);
   let read: {
     items: IdIndex;
     raters: IdIndex;
@@ -213,14 +225,9 @@ export async function calibrateProject(
       ? [...result.changedItems.keys()].filter((k) => result.changedItems[k])
       : undefined;
   const run = await store.calibration.save(projectId, runOptions, stats, raterRows, itemColumns, onlyItems);
-  keptCalibrations(store).set(projectId, {
-    runId: run.id,
-    snapshot: read.snapshot,
-    items,
-    raters,
-    ratings: read.ratings,
-    skipped,
-  });
+  const keptNow = { runId: run.id, snapshot: read.snapshot, items, raters, ratings: read.ratings, skipped };
+  keptCalibrations(store).set(projectId, keptNow);
+  if (snapshotPath) await writeKept(snapshotPath, keptNow);
   options.onProgress?.({ stage: 'save', ratings: read.ratings });
   const t3 = performance.now();
   return {
@@ -276,11 +283,27 @@ async function keptSince(
   projectId: string,
   previousRun: CalibrationRun | undefined,
   runOptions: unknown,
+  snapshotPath: string | null,
 ): Promise<{ kept: KeptCalibration; received: ScalarRatingRow[] } | null> {
   const map = keptCalibrations(store);
-  const entry = map.get(projectId);
+  const entry = map.get(projectId) ?? (snapshotPath ? await readKept(snapshotPath) : null);
   map.delete(projectId);
-  if (!entry || !previousRun || entry.runId !== previousRun.id) return null;
+  const continued =
+    entry && previousRun ? await continuation(store, projectId, previousRun, runOptions, entry) : null;
+  // A snapshot that cannot continue never will (another run, other options, a deleted rating):
+  // its file goes too, so no later process trusts it.
+  if (!continued && snapshotPath) await rm(snapshotPath, { force: true });
+  return continued;
+}
+
+async function continuation(
+  store: Store,
+  projectId: string,
+  previousRun: CalibrationRun,
+  runOptions: unknown,
+  entry: KeptCalibration,
+): Promise<{ kept: KeptCalibration; received: ScalarRatingRow[] } | null> {
+  if (entry.runId !== previousRun.id) return null;
   const readStartedAt = (previousRun.stats as { readStartedAt?: number }).readStartedAt;
   if (typeof readStartedAt !== 'number') return null;
   if (!isDeepStrictEqual(previousRun.options, JSON.parse(JSON.stringify(runOptions)))) return null;
@@ -288,6 +311,51 @@ async function keptSince(
   const count = await store.calibration.currentScalarRatingCount(projectId);
   if (count !== entry.ratings + entry.skipped + received.length) return null;
   return { kept: entry, received };
+}
+
+/** The project's snapshot file under the data folder (project ids are uuids: safe as names). */
+function snapshotFile(dataDir: string, projectId: string): string {
+  if (!/^[A-Za-z0-9_-]+$/.test(projectId)) throw new RangeError(`project id ${projectId} cannot name a file`);
+  return join(resolve(dataDir), 'calibration', `${projectId}.snapshot`);
+}
+
+/** Written beside and renamed into place, so a crash mid-write never leaves half a snapshot. */
+async function writeKept(path: string, entry: KeptCalibration): Promise<void> {
+  const meta = {
+    runId: entry.runId,
+    items: entry.items.ids,
+    raters: entry.raters.ids,
+    ratings: entry.ratings,
+    skipped: entry.skipped,
+  };
+  await mkdir(join(path, '..'), { recursive: true });
+  const partial = `${path}.${process.pid}.partial`;
+  await writeFile(partial, encodeCalibrationSnapshot(entry.snapshot, meta));
+  await rename(partial, path);
+}
+
+/** The kept calibration in a snapshot file, or null when there is none or it is not readable as one. */
+async function readKept(path: string): Promise<KeptCalibration | null> {
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(path);
+  } catch {
+    return null;
+  }
+  try {
+    const { snapshot, meta } = decodeCalibrationSnapshot(bytes);
+    const m = meta as { runId: string; items: string[]; raters: string[]; ratings: number; skipped: number };
+    const items = new IdIndex();
+    for (const id of m.items) items.of(id);
+    const raters = new IdIndex();
+    for (const id of m.raters) raters.of(id);
+    if (items.ids.length !== snapshot.data.itemCount || raters.ids.length !== snapshot.data.raterCount)
+      return null;
+    return { runId: m.runId, snapshot, items, raters, ratings: m.ratings, skipped: m.skipped };
+  } catch {
+    // A file from another version or cut short: read everything instead.
+    return null;
+  }
 }
 
 /**

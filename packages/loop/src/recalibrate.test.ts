@@ -1,4 +1,13 @@
-import { FeedbackInput, InteractionInput, parseInput, SeededRandom } from '@ratchet/core';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  decodeCalibrationSnapshot,
+  FeedbackInput,
+  InteractionInput,
+  parseInput,
+  SeededRandom,
+} from '@ratchet/core';
 import { Store } from '@ratchet/store';
 import { testDatabases } from '@ratchet/store/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -148,6 +157,111 @@ for (const target of testDatabases()) {
       const edited = await calibrateProject(store, projectId);
       expect(edited.fromSnapshot).toBe(false);
       expect(edited.mode).toBe('incremental');
+    });
+  });
+}
+
+for (const target of testDatabases()) {
+  describe(`calibrateProject continuing from a snapshot file on ${target.name}`, () => {
+    let url: string;
+    let store: Store;
+    let dataDir: string;
+    const projects = { memory: '', file: '' };
+    const stores: Store[] = [];
+    /** Another process on the same database: a Store object of its own keeps no snapshot in memory. */
+    const restarted = async () => {
+      const s = await Store.open(url);
+      stores.push(s);
+      return s;
+    };
+
+    beforeAll(async () => {
+      url = await target.create();
+      store = await Store.open(url);
+      dataDir = mkdtempSync(join(tmpdir(), 'ratchet-snapshot-'));
+      const rng = new SeededRandom(11);
+      const quality = Array.from({ length: ITEMS }, () => rng.normal(0, 0.5));
+      const feedback = quality.flatMap((q, i) => feedbackFor(rng, i, q, rng.sampleDistinct(RATERS, 3)));
+      // Two projects with the same ratings: one continues in memory, the other from its file.
+      for (const key of ['memory', 'file'] as const) {
+        projects[key] = (await store.projects.create(`snapshot-${key}`)).id;
+        await store.interactions.insert(
+          projects[key],
+          quality.map((_, i) =>
+            parseInput(InteractionInput, {
+              id: `i${i}`,
+              model: 'm',
+              route: 'support',
+              messages: [{ role: 'user', content: `question ${i}` }],
+              output: `answer ${i}`,
+            }),
+          ),
+        );
+        await store.feedback.insert(projects[key], feedback);
+      }
+    });
+    afterAll(async () => {
+      for (const s of stores) await s.close();
+      await store?.close();
+      rmSync(dataDir, { recursive: true, force: true });
+      await target.cleanup();
+    });
+
+    it('a restarted process reads only the ratings since from the file and stores what the in-memory snapshot gives', async () => {
+      await calibrateProject(store, projects.memory);
+      const base = await calibrateProject(store, projects.file, { dataDir });
+      // Additions only: raters new to these interactions.
+      const later = [];
+      for (let i = 3; i < ITEMS; i += 50)
+        later.push(
+          parseInput(FeedbackInput, {
+            kind: 'stars',
+            interactionId: `i${i}`,
+            raterId: `late${i % 4}`,
+            value: 1 + (i % 5),
+          }),
+        );
+      await store.feedback.insert(projects.memory, later);
+      await store.feedback.insert(projects.file, later);
+
+      const inMemory = await calibrateProject(store, projects.memory);
+      expect(inMemory).toMatchObject({ fromSnapshot: true, mode: 'incremental' });
+      const fromFile = await calibrateProject(await restarted(), projects.file, { dataDir });
+      expect(fromFile).toMatchObject({ fromSnapshot: true, mode: 'incremental', reason: 'incremental' });
+      expect(fromFile.ratings).toBe(base.ratings + later.length);
+
+      const a = await storedResults(store, projects.memory);
+      const b = await storedResults(store, projects.file);
+      expect(b.flagged).toEqual(a.flagged);
+      expect(b.rewards.size).toBe(ITEMS);
+      for (const [id, reward] of a.rewards) expect(b.rewards.get(id)).toBeCloseTo(reward, 12);
+      // The file now holds the run just made, for the next process.
+      const saved = decodeCalibrationSnapshot(
+        readFileSync(join(dataDir, 'calibration', `${projects.file}.snapshot`)),
+      );
+      expect((saved.meta as { runId: string }).runId).toBe(fromFile.run.id);
+    });
+
+    it('a deletion since invalidates the file: the next process refits fully and keeps a new one', async () => {
+      await store.deletion.delete(projects.file, { kind: 'interactions', ids: ['i7'] }, 'test');
+      const after = await calibrateProject(await restarted(), projects.file, { dataDir });
+      expect(after).toMatchObject({ fromSnapshot: false, mode: 'full' });
+      expect(after.reason).toMatch(/deleted/);
+      expect(await store.calibration.rewardOf(projects.file, 'i7')).toBeUndefined();
+      const saved = decodeCalibrationSnapshot(
+        readFileSync(join(dataDir, 'calibration', `${projects.file}.snapshot`)),
+      );
+      expect((saved.meta as { runId: string }).runId).toBe(after.run.id);
+      expect(saved.snapshot.data.itemCount).toBe(ITEMS - 1);
+    });
+
+    it('changed options invalidate the file', async () => {
+      const changed = await calibrateProject(await restarted(), projects.file, {
+        dataDir,
+        calibration: { tolerance: 1e-5 },
+      });
+      expect(changed).toMatchObject({ fromSnapshot: false, mode: 'full' });
+      expect(changed.reason).toMatch(/options changed/);
     });
   });
 }

@@ -272,7 +272,10 @@ const stages: Record<(typeof loopStages)[number], StageFn> = {
     const run =
       latest && latest.createdAt >= round.updatedAt
         ? { id: latest.id, ...(latest.stats as { items?: number; raters?: number; flagged?: number }) }
-        : await calibrateProject(ctx.store, ctx.projectId).then((s) => ({ ...s, id: s.run.id }));
+        : await calibrateProject(ctx.store, ctx.projectId, { dataDir: ctx.dataDir }).then((s) => ({
+            ...s,
+            id: s.run.id,
+          }));
     return {
       to: 'build',
       state: { calibrationRunId: run.id, calibratedItems: run.items },
