@@ -24,7 +24,25 @@ export interface LogWriterOptions {
   retryMaxMs?: number;
   /** How long `close()` keeps retrying an unreachable database before giving up on what is left. */
   closeTimeoutMs?: number;
+  /**
+   * Most interactions written in one transaction; a larger batch is written in slices of this
+   * size with the event loop free between them, so that a call never waits behind more than one.
+   */
+  sliceSize?: number;
 }
+
+/**
+ * A write is started from `enqueue` (instead of waiting for the timer) once this share of the
+ * interval has passed since the last one. The timer alone fires `intervalMs` after an enqueue: at
+ * a request rate whose period is near the interval (20 req/s against 50 ms), that is just when
+ * the next call's upstream answer arrives, and every call waited behind the previous one's
+ * write. Written from the enqueue, which runs after an answer was sent, the write takes the
+ * moment the event loop is least likely to be needed.
+ */
+const EARLY_WRITE_SHARE = 0.8;
+
+/** Lets the event loop serve what arrived (a request, an upstream answer) before going on. */
+const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 /** The database itself failed (down, unreachable, busy): nothing is wrong with the items. */
 class DatabaseUnavailable extends Error {
@@ -81,6 +99,11 @@ function isDatabaseFailureCode(err: unknown): boolean {
  * - The buffer is bounded: when full, the oldest entry is dropped and counted (the newest ids were
  *   just handed out and are the likeliest to be rated). `close()` writes or dead-letters everything,
  *   retrying an unreachable database for `closeTimeoutMs` before counting what is left as dropped.
+ *
+ * SQLite writes are synchronous on the event loop, so when they run matters as much as what they
+ * cost: a write is never started inside `enqueue` (its caller may still be sending an answer), it
+ * starts on the next turn of the loop; and a batch is committed in slices (`sliceSize`) with the
+ * loop free between them, so no call waits behind a whole batch.
  */
 export class InteractionLogWriter {
   private buffer: Pending[] = [];
@@ -93,6 +116,11 @@ export class InteractionLogWriter {
   private readonly retryBaseMs: number;
   private readonly retryMaxMs: number;
   private readonly closeTimeoutMs: number;
+  private readonly sliceSize: number;
+  /** When the last write started (ms since the epoch). */
+  private lastWriteAt = Date.now();
+  /** A write is scheduled for the next turn of the event loop. */
+  private soon = false;
   /** The wait before the next retry after a database failure; reset by a successful write. */
   private retryDelayMs: number;
   /** No write is started on a full batch before this time (the database failed; backing off). */
@@ -113,6 +141,7 @@ export class InteractionLogWriter {
     this.retryBaseMs = options.retryBaseMs ?? Math.max(intervalMs, 1000);
     this.retryMaxMs = options.retryMaxMs ?? 30_000;
     this.closeTimeoutMs = options.closeTimeoutMs ?? 10_000;
+    this.sliceSize = options.sliceSize ?? 32;
     this.retryDelayMs = this.retryBaseMs;
   }
 
@@ -131,8 +160,21 @@ export class InteractionLogWriter {
     this.pendingIds.add(key(projectId, interaction.id));
     this.dropOverflow();
     this.metrics.logQueueDepth.set(this.buffer.length);
-    if (this.buffer.length >= this.batchSize && Date.now() >= this.retryAt) void this.flush();
+    const now = Date.now();
+    const due =
+      this.buffer.length >= this.batchSize || now - this.lastWriteAt >= this.intervalMs * EARLY_WRITE_SHARE;
+    if (due && now >= this.retryAt) this.flushSoon();
     else this.timer ??= setTimeout(() => void this.flush(), this.intervalMs);
+  }
+
+  /** A flush on the next turn of the event loop (once, however many enqueues ask for it). */
+  private flushSoon(): void {
+    if (this.soon) return;
+    this.soon = true;
+    setImmediate(() => {
+      this.soon = false;
+      void this.flush();
+    });
   }
 
   /** Whether an interaction id is buffered and not yet written. */
@@ -156,6 +198,7 @@ export class InteractionLogWriter {
     }
     while (this.flushing) await this.flushing;
     if (this.buffer.length === 0) return;
+    this.lastWriteAt = Date.now();
     const batch = this.buffer;
     this.buffer = [];
     this.flushing = this.write(batch).finally(() => {
@@ -167,9 +210,15 @@ export class InteractionLogWriter {
   private async write(batch: Pending[]): Promise<void> {
     const settled = new Set<Pending>();
     try {
-      for (const p of batch) this.applyStorableRule(p);
+      let first = true;
       for (const [projectId, items] of groupByProject(batch))
-        await this.writeIsolated(projectId, items, settled);
+        for (let i = 0; i < items.length; i += this.sliceSize) {
+          if (!first) await yieldToEventLoop();
+          first = false;
+          const slice = items.slice(i, i + this.sliceSize);
+          for (const p of slice) this.applyStorableRule(p);
+          await this.writeIsolated(projectId, slice, settled);
+        }
       this.retryDelayMs = this.retryBaseMs;
       this.retryAt = 0;
     } catch (err) {
