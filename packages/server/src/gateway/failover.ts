@@ -232,6 +232,10 @@ function describe(err: unknown): string {
  * (undici itself enforces `connectTimeoutMs` and `timeoutMs`, the head and idle-body waits.)
  */
 function trySignal(client: AbortSignal, upstream: UpstreamConfig) {
+  // Without timeouts the client's own signal is all a try needs: no second AbortSignal and
+  // listener on every call (Node's are slow to make: microseconds each, on the hot path).
+  if (upstream.totalTimeoutMs === undefined && upstream.firstTokenTimeoutMs === undefined)
+    return { signal: client, reason: () => undefined, gotFirstByte() {}, settle() {} };
   const controller = new AbortController();
   let reason: string | undefined;
   const stop = (why: string) => {
