@@ -1,5 +1,5 @@
 import { type Kysely, sql } from 'kysely';
-import { addToBins, binPercentile } from './latency-bins.js';
+import { addToBins, binPercentile, type LatencyBins } from './latency-bins.js';
 import { HOUR_MS, hourOf, type RollupRepository, type RollupRow } from './rollups.js';
 import type { Database } from './schema.js';
 
@@ -202,8 +202,12 @@ export class DashboardRepository {
       const s = series.get(b.series) ?? { route: first.route, model: first.model, buckets: [] };
       series.set(b.series, s);
       const sum = (f: (r: RollupRow) => number) => b.rows.reduce((n, r) => n + f(r), 0);
-      const latency = new Map<number, number>();
-      for (const r of b.rows) addToBins(latency, r.latencyBins);
+      // A bucket of one rollup row (an hour's bucket, or a whole day's) reads its bins as stored.
+      let latency: Map<number, number> | LatencyBins = first.latencyBins;
+      if (b.rows.length > 1) {
+        latency = new Map<number, number>();
+        for (const r of b.rows) addToBins(latency, r.latencyBins);
+      }
       const calls = sum((r) => r.calls);
       const errors = sum((r) => r.errors);
       const up = sum((r) => r.thumbsUp);

@@ -42,11 +42,12 @@ export function binsOf(counts: Map<number, number>): LatencyBins {
 
 /**
  * Nearest-rank percentile (the ceil(percent·n/100)-th smallest, as the raw query and the watch
- * read them) from bin counts: the upper edge of the bin where the running count reaches that
+ * read them) from bin counts (a map, or `[[bin, count], ...]` in bin order): the upper edge of the bin where the running count reaches that
  * rank. `percent` is a whole number so the rank is integer arithmetic, as in SQL.
  */
-export function binPercentile(counts: Map<number, number>, percent: number): number | null {
-  const bins = binsOf(counts);
+export function binPercentile(counts: Map<number, number> | LatencyBins, percent: number): number | null {
+  // Stored bins are in bin order already (binsOf wrote them): only counts need sorting.
+  const bins = counts instanceof Map ? binsOf(counts) : counts;
   const n = bins.reduce((s, [, c]) => s + c, 0);
   if (n === 0) return null;
   const rank = Math.floor((n * percent + 99) / 100);
