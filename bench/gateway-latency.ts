@@ -352,7 +352,10 @@ async function measureTtft(
   };
 }
 
-/** The chat calls `ratchet serve` counted (`ratchet_http_requests_total`, any status). */
+/**
+ * The chat calls `ratchet serve` counted (`ratchet_http_requests_total`, any status, 499 for a
+ * call the load generator gave up on before its answer was complete).
+ */
 async function gatewayCallsCounted(url: string, key: string): Promise<number> {
   const text = await (await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${key}` } })).text();
   let n = 0;

@@ -154,6 +154,18 @@ export async function buildServer(options: ServerOptions): Promise<RatchetServer
     metrics.httpDuration.observe({ route, method: request.method }, reply.elapsedTime / 1000);
     done();
   });
+  // A request the client closed before its answer was complete (a "stop" button, a client's
+  // timeout) never finishes, so onResponse never counts it (nor does Fastify's onRequestAbort once
+  // the body was read); it was still a call (the gateway logs it as aborted). Counted as 499,
+  // nginx's "client closed request".
+  app.addHook('onRequest', (request, reply, done) => {
+    reply.raw.once('close', () => {
+      if (reply.raw.writableFinished) return;
+      const route = request.routeOptions.url ?? 'unmatched';
+      metrics.httpRequests.inc({ route, method: request.method, status: 499 });
+    });
+    done();
+  });
 
   let shuttingDown = false;
   registerSystemRoutes(routes, store, metrics, version, {

@@ -9,7 +9,7 @@ export function createMetrics() {
     registry,
     httpRequests: new Counter({
       name: 'ratchet_http_requests_total',
-      help: 'HTTP requests by route and status',
+      help: 'HTTP requests by route and status (499: the client closed the connection before the answer was complete)',
       labelNames: ['route', 'method', 'status'] as const,
       registers: [registry],
     }),

@@ -185,6 +185,11 @@ for (const target of testDatabases()) {
       expect(full.startsWith(partial)).toBe(true);
       expect(partial.length).toBeGreaterThanOrEqual(read.length);
       expect(partial.length).toBeLessThan(full.length);
+      // The call counts in the request metrics although it never finished.
+      const metrics = await t.call('/metrics');
+      expect(metrics.body).toMatch(
+        /ratchet_http_requests_total\{route="\/v1\/chat\/completions",method="POST",status="499"\} [1-9]/,
+      );
       const fb = await t.call('/api/v1/feedback', {
         body: { kind: 'thumbs', interactionId: id, value: 'down', raterId: 'alice' },
       });
