@@ -271,6 +271,9 @@ export const demoRealisticBench: Bench = {
     const modelDir = join(workDir, 'demo-realistic-policy');
     const extra = ['--no-careless-promotion', ...(ctx.tiny ? [] : ['--model-dir', modelDir])];
     if (!ctx.tiny) {
+      // One torch thread, as the demo gives its own workers: on this shared 2-core machine two
+      // threads wait on each other (the build ran at a tenth of its speed).
+      process.env.OMP_NUM_THREADS ??= '1';
       const log = join(workDir, 'demo-realistic-policy.log');
       const code = await run(
         workerCommand({}, repoDir),
