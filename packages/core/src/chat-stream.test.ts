@@ -29,6 +29,53 @@ describe('SseChatStream', () => {
   });
 });
 
+describe('SseChatStream.forwardsUnchanged', () => {
+  const text = [
+    event({ choices: [{ index: 0, delta: { role: 'assistant', content: '' } }] }),
+    event({ choices: [{ index: 0, delta: { content: 'the usage of "usage" in a word' } }] }),
+    event({ choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] }),
+    'data: {"choices":[],"usage":{"prompt_tokens":2,"completion_tokens":1,"total_tokens":3}}\n\n',
+    'data: [DONE]\n\n',
+  ].join('');
+  const bytes = new TextEncoder().encode(text);
+  const decode = (b: Uint8Array) => new TextDecoder().decode(b);
+
+  it('says yes only when push would hand back the same bytes, wherever the stream is cut', () => {
+    for (let cut = 1; cut < bytes.length; cut++)
+      for (const second of [cut + 1, Math.min(bytes.length, cut + 40), bytes.length]) {
+        const sse = new SseChatStream(true);
+        const pieces = [bytes.slice(0, cut), bytes.slice(cut, second), bytes.slice(second)];
+        let out = '';
+        for (const piece of pieces) {
+          if (piece.length === 0) continue;
+          const unchanged = sse.forwardsUnchanged(piece);
+          const forwarded = sse.push(piece);
+          if (unchanged) expect(forwarded, `cut at ${cut}/${second}`).toBe(decode(piece));
+          out += forwarded;
+        }
+        out += sse.end();
+        // However it was cut, the client gets the stream without the usage event.
+        expect(out).toBe(text.replace(/data: \{"choices":\[\],"usage".*\n\n/, ''));
+      }
+  });
+
+  it('lets whole lines without usage through, and holds back usage, open lines and a due blank line', () => {
+    const sse = new SseChatStream(true);
+    const first = new TextEncoder().encode(event({ choices: [{ index: 0, delta: { content: 'hi' } }] }));
+    expect(sse.forwardsUnchanged(first)).toBe(true);
+    sse.push(first);
+    const usage = new TextEncoder().encode('data: {"choices":[],"usage":{"total_tokens":3}}\n');
+    expect(sse.forwardsUnchanged(usage)).toBe(false);
+    sse.push(usage);
+    // The blank line that ends the dropped usage event is dropped too: not unchanged.
+    expect(sse.forwardsUnchanged(new TextEncoder().encode('\n'))).toBe(false);
+    const open = new TextEncoder().encode('data: {"choices"');
+    expect(sse.forwardsUnchanged(open)).toBe(false);
+    // Without stripping, every byte goes out as it came.
+    expect(new SseChatStream(false).forwardsUnchanged(usage)).toBe(true);
+  });
+});
+
 describe('ChatStreamAssembler', () => {
   it('keeps interleaved choices apart, tool calls included', () => {
     const a = new ChatStreamAssembler();

@@ -154,6 +154,23 @@ function isUsageOnly(chunk: ChatCompletionChunkLike): boolean {
  * removed from any other chunk that carries it; otherwise the caller forwards its bytes as they
  * came and ignores what `push` returns.
  */
+const USAGE_KEY = new TextEncoder().encode('"usage"');
+
+/** Whether `needle` occurs in `bytes` (core runs in browsers too: no Buffer). */
+function containsBytes(bytes: Uint8Array, needle: Uint8Array): boolean {
+  const first = needle[0];
+  for (
+    let i = bytes.indexOf(first!);
+    i !== -1 && i <= bytes.length - needle.length;
+    i = bytes.indexOf(first!, i + 1)
+  ) {
+    let j = 1;
+    while (j < needle.length && bytes[i + j] === needle[j]) j++;
+    if (j === needle.length) return true;
+  }
+  return false;
+}
+
 export class SseChatStream {
   readonly assembler = new ChatStreamAssembler();
   private readonly decoder = new TextDecoder();
@@ -165,6 +182,22 @@ export class SseChatStream {
     /** Called with each chunk after the assembler took it (e.g. to translate it to other events). */
     private readonly onChunk?: (chunk: ChatCompletionChunkLike) => void,
   ) {}
+
+  /**
+   * Whether `push(bytes)` is sure to return `bytes` unchanged, so a relay may send them before the
+   * assembler reads them (the first token must not wait for the log's parse): always without
+   * `stripUsage`; with it, when they are whole lines (no line left open before or after them),
+   * no blank line after a dropped usage event is due, and the text `"usage"` is nowhere in them.
+   */
+  forwardsUnchanged(bytes: Uint8Array): boolean {
+    if (!this.stripUsage) return true;
+    return (
+      this.pending === '' &&
+      !this.dropBlank &&
+      bytes[bytes.length - 1] === 0x0a &&
+      !containsBytes(bytes, USAGE_KEY)
+    );
+  }
 
   push(bytes: Uint8Array | string): string {
     this.pending += typeof bytes === 'string' ? bytes : this.decoder.decode(bytes, { stream: true });

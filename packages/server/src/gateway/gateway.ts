@@ -517,8 +517,14 @@ export class Gateway {
     };
     const tap = new Transform({
       transform(chunk: Buffer, _enc, done) {
-        const forward = sse.push(chunk);
-        done(null, stripUsage ? forward : chunk);
+        // Bytes that go out unchanged are sent before the assembler reads them (it only feeds
+        // the log), so the first token waits for nothing; push before done keeps their order.
+        if (sse.forwardsUnchanged(chunk)) {
+          this.push(chunk);
+          sse.push(chunk);
+          return done();
+        }
+        done(null, sse.push(chunk));
       },
       flush(done) {
         const rest = sse.end();
