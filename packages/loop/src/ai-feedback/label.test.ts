@@ -2,11 +2,11 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { FeedbackInput, InteractionInput, parseInput } from '@ratchet/core';
 import { Store } from '@ratchet/store';
-import { sqliteTestDatabase } from '@ratchet/store/testing';
+import { sqliteTestDatabase, testDatabases } from '@ratchet/store/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { calibrateProject } from '../calibrate.js';
 import { chatDouble } from '../training/testing.js';
-import { labelWithJudge, labelWithRewardModel } from './label.js';
+import { labelWithJudge, labelWithRewardModel, labelWithSimilarRatings } from './label.js';
 
 /**
  * Stands in for an LLM judge, which here would be a remote paid API. It grades the answer in the
@@ -140,8 +140,11 @@ describe('the reward model labels unrated answers where held-out ratings show it
     expect(report.reliability).toMatchObject({
       targetPrecision: 0.8,
       heldOut: 60,
-      fit: 30,
-      check: 30,
+      // Cross-fitted (5 folds): every held-out answer checks thresholds the other folds chose.
+      folds: 5,
+      fit: 60,
+      check: 60,
+      checkLabeled: 60,
       minCheck: 14,
       precision: 1,
       upThreshold: 2,
@@ -174,15 +177,22 @@ describe('the reward model labels unrated answers where held-out ratings show it
       rewardModel: { baseURL, model: 'reliable' },
       trainedOn,
     });
-    // 10 liked answers leave 5 to check on, too few to show 0.8 at 95%: nothing is labelled, and
-    // the unrated are not scored.
+    // 10 liked answers, all checking, are too few to show 0.8 at 95% even if all agree: nothing
+    // is labelled, and the unrated are not scored.
     expect(report).toMatchObject({ looked: 8, labeled: 0, unsure: 8, share: 0 });
     expect(report.reliability).toMatchObject({ heldOut: 10, precision: null, upThreshold: null });
     expect(report.reliability.reasons).toEqual([
-      'up: 10 held-out answers leave 5 to check on; showing 80.0% precision at 0.95 confidence needs at least 14 past the threshold even if all agree',
-      'down: 10 held-out answers leave 5 to check on; showing 80.0% precision at 0.95 confidence needs at least 14 past the threshold even if all agree',
+      'up: 10 held-out answers; showing 80.0% precision at 0.95 confidence needs at least 14 past the threshold even if all agree',
+      'down: 10 held-out answers; showing 80.0% precision at 0.95 confidence needs at least 14 past the threshold even if all agree',
     ]);
-    expect(rm.scored() - before).toBe(10);
+    // One split (folds 1) checks on half of them only.
+    const split = await labelWithRewardModel(store, projectId, {
+      rewardModel: { baseURL, model: 'reliable' },
+      trainedOn,
+      folds: 1,
+    });
+    expect(split.reliability).toMatchObject({ folds: 1, fit: 5, check: 5 });
+    expect(rm.scored() - before).toBe(20);
 
     // A first pass labels; the second finds those labels among the rated and leaves them out of
     // its held-out set (a labeller is not graded against its own labels).
@@ -288,3 +298,106 @@ describe('the LLM judge labels unrated answers where held-out ratings show it ri
     ).rejects.toThrow(/judge\.baseURL|baseURL/);
   });
 });
+
+for (const target of testDatabases()) {
+  describe(`people's ratings of similar answers label unrated answers where they are shown right (${target.name})`, () => {
+    let store: Store;
+    beforeAll(async () => {
+      store = await Store.open(await target.create());
+    });
+    afterAll(async () => {
+      await store?.close();
+      await target.cleanup();
+    });
+
+    it('labels answers like the liked ones up and like the disliked ones down, certified leave-one-out and cross-fitted', async () => {
+      const projectId = await project(store, 'similar', 3, 3);
+      const report = await labelWithSimilarRatings(store, projectId, { route: 'support-bot' });
+      // The "maybe" answers are like no rated answer: no score, no label.
+      expect(report).toMatchObject({
+        looked: 8,
+        labeled: 6,
+        up: 3,
+        down: 3,
+        unsure: 2,
+        share: 0.75,
+        rater: 'judge:similar-ratings',
+      });
+      // Every rated answer is held out: its score comes from the others (it is not its own neighbour).
+      expect(report.reliability).toMatchObject({ heldOut: 60, folds: 5, check: 60, precision: 1 });
+      // Far more than the 30 a single split would check on.
+      expect(report.reliability.checkLabeled).toBeGreaterThanOrEqual(50);
+      expect(report.reliability.lower!).toBeGreaterThanOrEqual(0.8);
+      expect(await judgeThumbs(store, projectId)).toEqual([
+        ['bad-0', -1],
+        ['bad-1', -1],
+        ['bad-2', -1],
+        ['good-0', 1],
+        ['good-1', 1],
+        ['good-2', 1],
+      ]);
+      const label = (await store.feedback.currentOfKinds(projectId, ['thumbs'])).find(
+        (f) => f.interactionId === 'good-0',
+      )!;
+      expect(label.metadata).toMatchObject({ pLiked: 1, confidence: 1, model: 'similar-ratings' });
+      expect(label.metadata!.score as number).toBeGreaterThan(0);
+    });
+
+    it('labels none when too few answers were rated to show the target, and says why', async () => {
+      const projectId = (await store.projects.create('similar-few')).id;
+      const outputs = [
+        ...Array.from({ length: 6 }, (_, i) => ({
+          id: `liked-${i}`,
+          output: goodAnswer(i),
+          thumb: 'up' as const,
+        })),
+        ...Array.from({ length: 6 }, (_, i) => ({
+          id: `disliked-${i}`,
+          output: badAnswer(i),
+          thumb: 'down' as const,
+        })),
+        { id: 'good-0', output: goodAnswer(100) },
+      ];
+      await store.interactions.insert(
+        projectId,
+        outputs.map((r) =>
+          parseInput(InteractionInput, {
+            id: r.id,
+            model: 'support-v1',
+            messages: [{ role: 'user', content: 'I forgot my password.' }],
+            output: r.output,
+          }),
+        ),
+      );
+      await store.feedback.insert(
+        projectId,
+        outputs.flatMap((r, k) =>
+          'thumb' in r
+            ? [
+                parseInput(FeedbackInput, {
+                  kind: 'thumbs',
+                  interactionId: r.id,
+                  raterId: `user-${k % 3}`,
+                  value: r.thumb,
+                }),
+              ]
+            : [],
+        ),
+      );
+      await calibrateProject(store, projectId);
+      const report = await labelWithSimilarRatings(store, projectId, {});
+      expect(report).toMatchObject({ looked: 1, labeled: 0, share: 0 });
+      expect(report.reliability).toMatchObject({ heldOut: 12, precision: null });
+      expect(report.reliability.reasons[0]).toBe(
+        'up: 12 held-out answers; showing 80.0% precision at 0.95 confidence needs at least 14 past the threshold even if all agree',
+      );
+      expect(await judgeThumbs(store, projectId)).toEqual([]);
+    });
+
+    it('names the bad field', async () => {
+      await expect(labelWithSimilarRatings(store, 'p', { priorWeight: -1 })).rejects.toMatchObject({
+        path: 'similarLabels.priorWeight',
+      });
+    });
+  });
+}

@@ -5,6 +5,8 @@ import {
   type Interaction,
   parseGradeVerdict,
   parseInput,
+  type RatedAnswer,
+  similarRatedRewards,
 } from '@ratchet/core';
 import type { Store } from '@ratchet/store';
 import { z } from 'zod';
@@ -28,8 +30,13 @@ const ReliabilityFields = {
   targetPrecision: z.number().min(0).max(1).default(0.8),
   /** Error of that claim, over both sides. */
   alpha: z.number().gt(0).max(0.5).default(0.1),
-  /** Share of the held-out answers that check the thresholds (the rest choose them). */
+  /** Share of the held-out answers that check the thresholds when `folds` is 1 (the rest choose them). */
   checkShare: z.number().gt(0).lt(1).default(0.5),
+  /**
+   * Cross-fitting folds: each fold of the held-out answers is labelled by thresholds the other
+   * folds chose, so every one of them checks (a single split checks on `checkShare` of them).
+   */
+  folds: z.number().int().min(1).max(20).default(5),
   /** Rated answers the labeller trained on: never part of its held-out set. */
   trainedOn: z.array(z.string().min(1)).max(10_000_000).default([]),
   /** Held-out answers scored, newest first. */
@@ -55,7 +62,9 @@ export interface AiLabelReliability {
   targetPrecision: number;
   /** Held-out answers scored (people rated them; the labeller never trained on them). */
   heldOut: number;
-  /** Of them: those that chose the thresholds, and those that checked them. */
+  /** Cross-fitting folds (1: one split). */
+  folds: number;
+  /** Of them: those that chose the thresholds, and those that checked them (all of them, cross-fitted). */
   fit: number;
   check: number;
   /** Check answers a side must label to certify the target even if all are right. */
@@ -120,6 +129,13 @@ export async function labelWithRewardModel(
   return writeLabels(store, projectId, o.rewardModel.model, calls, reliability);
 }
 
+/** A human-rated answer a labeller never trained on; `up`: its calibrated reward is above 0. */
+interface HeldOutAnswer {
+  interaction: Interaction;
+  up: boolean;
+  reward: number;
+}
+
 /**
  * Human-rated answers a labeller can be checked on, newest first: rated by people only (an
  * earlier AI label would grade the labeller against itself), with a calibrated reward that is
@@ -129,20 +145,20 @@ async function heldOutAnswers(
   store: Store,
   projectId: string,
   o: { route?: string | undefined; trainedOn: string[]; heldOutLimit: number },
-): Promise<{ interaction: Interaction; up: boolean }[]> {
+): Promise<HeldOutAnswer[]> {
   const aiLabelled = new Set(
     (await store.feedback.currentOfKinds(projectId, ['thumbs', 'stars']))
       .filter((f) => f.source === 'judge')
       .map((f) => f.interactionId),
   );
   const trained = new Set(o.trainedOn);
-  const rated: { id: string; createdAt: number; up: boolean }[] = [];
+  const rated: { id: string; createdAt: number; reward: number }[] = [];
   for await (const page of store.datasets.ratedInteractions(projectId))
     for (const r of page)
       if (r.reward !== 0 && !aiLabelled.has(r.interactionId) && !trained.has(r.interactionId))
-        rated.push({ id: r.interactionId, createdAt: r.createdAt, up: r.reward > 0 });
+        rated.push({ id: r.interactionId, createdAt: r.createdAt, reward: r.reward });
   rated.sort((a, b) => b.createdAt - a.createdAt || (a.id < b.id ? 1 : -1));
-  const out: { interaction: Interaction; up: boolean }[] = [];
+  const out: HeldOutAnswer[] = [];
   for (let i = 0; i < rated.length && out.length < o.heldOutLimit; i += 500) {
     const part = rated.slice(i, i + 500);
     const byId = new Map(
@@ -156,7 +172,7 @@ async function heldOutAnswers(
     for (const r of part) {
       const interaction = byId.get(r.id);
       if (interaction && (!o.route || interaction.route === o.route) && out.length < o.heldOutLimit)
-        out.push({ interaction, up: r.up });
+        out.push({ interaction, up: r.reward > 0, reward: r.reward });
     }
   }
   return out;
@@ -172,11 +188,14 @@ async function calibratedCalls(
   store: Store,
   projectId: string,
   o: z.output<z.ZodObject<typeof ReliabilityFields>> & { route?: string | undefined; limit: number },
-  score: (interactions: Interaction[]) => Promise<number[]>,
+  score: (interactions: Interaction[], heldOut: readonly HeldOutAnswer[]) => Promise<number[]>,
   metadata: (score: number) => Record<string, unknown>,
 ): Promise<{ calls: Call[]; reliability: AiLabelReliability }> {
   const heldOut = await heldOutAnswers(store, projectId, o);
-  const heldOutScores = await score(heldOut.map((h) => h.interaction));
+  const heldOutScores = await score(
+    heldOut.map((h) => h.interaction),
+    heldOut,
+  );
   const points = heldOut
     .map((h, k) => ({ id: h.interaction.id, score: heldOutScores[k]!, up: h.up }))
     .filter((p) => Number.isFinite(p.score));
@@ -185,6 +204,7 @@ async function calibratedCalls(
   const reliability: AiLabelReliability = {
     targetPrecision: o.targetPrecision,
     heldOut: points.length,
+    folds: rule.folds,
     fit: rule.fit,
     check: rule.check,
     minCheck: rule.minCheck,
@@ -197,7 +217,8 @@ async function calibratedCalls(
   };
   const interactions = await unratedInteractions(store, projectId, o);
   // Nothing to label with: no need to score the unrated answers.
-  const scores = rule.up || rule.down ? await score(interactions) : interactions.map(() => Number.NaN);
+  const scores =
+    rule.up || rule.down ? await score(interactions, heldOut) : interactions.map(() => Number.NaN);
   const calls = interactions.map((interaction, k): Call => {
     const s = scores[k]!;
     const up = Number.isFinite(s) ? applyRule(rule, s) : null;
@@ -206,6 +227,57 @@ async function calibratedCalls(
     return { interaction, label: { up, confidence, metadata: { ...metadata(s), pLiked: pUp(s) } } };
   });
   return { calls, reliability };
+}
+
+export const SimilarLabelOptions = z.strictObject({
+  /** Unrated interactions to look at, newest first. */
+  limit: z.number().int().positive().max(100_000).default(500),
+  route: z.string().min(1).optional(),
+  ...ReliabilityFields,
+  /**
+   * Pseudo-weight of "no opinion" (reward 0) added to the similar answers' weights: one answer
+   * alike on few words says less than several near-copies (weights are similarity^4, a
+   * near-copy about 1).
+   */
+  priorWeight: z.number().min(0).max(100).default(1),
+});
+export type SimilarLabelOptions = z.input<typeof SimilarLabelOptions>;
+
+const textOf = (content: unknown) => (typeof content === 'string' ? content : JSON.stringify(content));
+
+/**
+ * AI feedback from people's own ratings: an unrated answer's score is what people said about rated
+ * answers with similar text (`similarRatedRewards`, the estimate the active-learning queue ranks
+ * by), shrunk towards 0 by `priorWeight`; no answer similar enough: no score. It needs no training,
+ * so it works from the few dozen ratings a low rating rate leaves, where a reward model cannot
+ * learn to order answers. Every rated answer is held out: its own score leaves it out (a rated
+ * answer is never its own neighbour), so scoring the rated answers is leave-one-out, and the
+ * rule's thresholds are cross-fitted on them as for the other labellers. Labels are thumbs from
+ * source `judge`, rater `judge:similar-ratings`, counted at `sourceWeight.judge` by calibration.
+ */
+export async function labelWithSimilarRatings(
+  store: Store,
+  projectId: string,
+  input: SimilarLabelOptions,
+): Promise<AiLabelReport> {
+  const o = parseInput(SimilarLabelOptions, input, 'similarLabels');
+  const score = async (interactions: Interaction[], heldOut: readonly HeldOutAnswer[]) => {
+    const rated: RatedAnswer[] = heldOut.map((h) => ({
+      id: h.interaction.id,
+      text: textOf(h.interaction.output.content),
+      reward: h.reward,
+    }));
+    const similar = similarRatedRewards(
+      interactions.map((i) => ({ id: i.id, text: textOf(i.output.content) })),
+      rated,
+    );
+    return interactions.map((i) => {
+      const s = similar.get(i.id);
+      return s ? (s.reward * s.weight) / (s.weight + o.priorWeight) : Number.NaN;
+    });
+  };
+  const { calls, reliability } = await calibratedCalls(store, projectId, o, score, (s) => ({ score: s }));
+  return writeLabels(store, projectId, 'similar-ratings', calls, reliability);
 }
 
 /** The unrated interactions a labeller looks at: newest first, of one route if given. */

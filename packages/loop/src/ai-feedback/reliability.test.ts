@@ -3,8 +3,10 @@ import { describe, expect, it } from 'vitest';
 import {
   applyRule,
   chooseLabelRule,
+  crossFitLabelRule,
   exactLowerBound,
   fewestToCertify,
+  foldsOf,
   isotonicFit,
   type KeyedPoint,
   ruleFromHalves,
@@ -202,6 +204,79 @@ describe('the labelling rule chosen on held-out ratings', () => {
     let claims = 0;
     for (let seed = 0; seed < 200; seed++) {
       const rule = chooseLabelRule(heldOut(300, 100 + seed, capped), { targetPrecision: 0.8, alpha: 0.1 });
+      if (rule.up || rule.down) claims++;
+    }
+    expect(claims / 200).toBeLessThanOrEqual(0.1);
+  });
+});
+
+describe('cross-fitting the labelling rule', () => {
+  const o = { targetPrecision: 0.8, alpha: 0.1, folds: 5 };
+
+  it('deals every answer into one fold, each outcome evenly, whatever the input order', () => {
+    const points = heldOut(103, 11, logistic);
+    const folds = foldsOf(points, 5);
+    expect(
+      folds
+        .flat()
+        .map((p) => p.id)
+        .sort(),
+    ).toEqual(points.map((p) => p.id).sort());
+    const ups = points.filter((p) => p.up).length;
+    for (const fold of folds) {
+      expect(Math.abs(fold.filter((p) => p.up).length - ups / 5)).toBeLessThan(1);
+      expect(Math.abs(fold.length - 103 / 5)).toBeLessThanOrEqual(1);
+    }
+    const again = foldsOf([...points].reverse(), 5);
+    expect(again.map((f) => f.map((p) => p.id).sort())).toEqual(folds.map((f) => f.map((p) => p.id).sort()));
+  });
+
+  it('checks on every held-out answer: certifies from 40 answers where a single split cannot', () => {
+    // Perfectly separated, 20 each way: a single split checks on 10 of each, short of the 14 a
+    // side needs; cross-fitted, each side's 20 answers all check a threshold chosen without them.
+    const points = Array.from({ length: 40 }, (_, i) => ({ id: `p${i}`, score: i, up: i >= 20 }));
+    expect(chooseLabelRule(points, { targetPrecision: 0.8, alpha: 0.1 })).toMatchObject({
+      up: null,
+      down: null,
+    });
+    const rule = crossFitLabelRule(points, o);
+    expect(rule).toMatchObject({ heldOut: 40, folds: 5, fit: 40, check: 40, precision: 1 });
+    expect(rule.up).not.toBeNull();
+    expect(rule.down).not.toBeNull();
+    expect(rule.up!.heldOut + rule.down!.heldOut).toBe(rule.checkLabeled);
+    expect(rule.up!.lower).toBeGreaterThanOrEqual(0.8);
+    expect(applyRule(rule, 39)).toBe(true);
+    expect(applyRule(rule, 0)).toBe(false);
+    // chooseLabelRule with folds is the same rule.
+    expect(chooseLabelRule(points, o)).toEqual(rule);
+  });
+
+  it("is never certified by the answers that chose a fold's threshold: a score that says nothing labels none", () => {
+    // Outcomes are coins: thresholds chosen on four folds find lucky runs there, which the fifth does not repeat.
+    const rule = crossFitLabelRule(
+      heldOut(400, 12, () => 0.5),
+      o,
+    );
+    expect(rule).toMatchObject({ up: null, down: null, precision: null, labeledShare: 0 });
+    expect(rule.reasons).toHaveLength(2);
+  });
+
+  it('labels where the score is reliable, and its labels on fresh answers are as right as promised', () => {
+    const rule = crossFitLabelRule(heldOut(300, 13, logistic), o);
+    expect(rule.up).not.toBeNull();
+    expect(rule.down).not.toBeNull();
+    expect(rule.checkLabeled).toBeGreaterThan(150); // a single split would check on 150 at most
+    const fresh = heldOut(20_000, 98, logistic)
+      .map((p) => ({ p, label: applyRule(rule, p.score) }))
+      .filter((x) => x.label !== null);
+    expect(fresh.filter((x) => x.label === x.p.up).length / fresh.length).toBeGreaterThan(0.8);
+  });
+
+  it('keeps its promise: with a score whose precision is below target everywhere, it rarely claims the target', () => {
+    const capped = (s: number) => Math.min(0.75, Math.max(0.25, logistic(s)));
+    let claims = 0;
+    for (let seed = 0; seed < 200; seed++) {
+      const rule = crossFitLabelRule(heldOut(300, 300 + seed, capped), o);
       if (rule.up || rule.down) claims++;
     }
     expect(claims / 200).toBeLessThanOrEqual(0.1);

@@ -55,6 +55,12 @@ export interface ReliabilityOptions {
   alpha: number;
   /** Share of the held-out answers kept apart to check the thresholds on (the rest choose them). */
   checkShare?: number;
+  /**
+   * Cross-fitting: the held-out answers fall in this many folds, each labelled by thresholds
+   * chosen on the other folds, so every held-out answer checks a rule it did not choose
+   * (crossFitLabelRule). 1: one split, `checkShare` of them checking (chooseLabelRule's halves).
+   */
+  folds?: number;
 }
 
 /** One side's threshold (up: label up at or above it; down: label down at or below it). */
@@ -75,6 +81,8 @@ export interface LabelRule {
   down: SideRule | null;
   /** Held-out answers, and how they were split: `fit` choose the thresholds, `check` certify them. */
   heldOut: number;
+  /** Cross-fitting folds (every answer both chooses and checks, never the same rule); 1: one split. */
+  folds: number;
   fit: number;
   check: number;
   /** The rule's precision on the check answers it labels (both sides), with its exact lower bound. */
@@ -192,6 +200,7 @@ function chooseThreshold(
  * if its check precision's lower bound reaches `targetPrecision`.
  */
 export function chooseLabelRule(points: readonly KeyedPoint[], o: ReliabilityOptions): LabelRule {
+  if ((o.folds ?? 1) > 1) return crossFitLabelRule(points, { ...o, folds: o.folds! });
   const { fit, check } = splitHeldOut(points, o.checkShare ?? 0.5);
   return ruleFromHalves(fit, check, o);
 }
@@ -242,12 +251,114 @@ export function ruleFromHalves(
   return {
     ...rule,
     heldOut,
+    folds: 1,
     fit: fit.length,
     check: check.length,
     precision: labeled.length ? correct / labeled.length : null,
     lower: labeled.length ? exactLowerBound(correct, labeled.length, o.alpha) : null,
     checkLabeled: labeled.length,
     labeledShare: check.length ? labeled.length / check.length : 0,
+    minCheck,
+    reasons,
+  };
+}
+
+/** Orders points by the fixed hash of their id (ties by id): the same order whatever the input's. */
+const byHash = (a: KeyedPoint, b: KeyedPoint) => hash(a.id) - hash(b.id) || (a.id < b.id ? -1 : 1);
+
+/**
+ * Deals the held-out answers into `k` folds, each outcome dealt round-robin in the hash order of
+ * the ids: every fold gets its share of liked and disliked answers (within one of each), and an
+ * answer's fold never depends on the run or on the other answers' order.
+ */
+export function foldsOf<P extends KeyedPoint>(points: readonly P[], k: number): P[][] {
+  const folds = Array.from({ length: k }, (): P[] => []);
+  let dealt = 0;
+  for (const up of [true, false])
+    for (const p of points.filter((q) => q.up === up).sort(byHash)) folds[dealt++ % k]!.push(p);
+  return folds;
+}
+
+/**
+ * The labelling rule by cross-fitting. The held-out answers are dealt into `folds` folds
+ * (foldsOf); each fold is labelled by the thresholds chosen (chooseThreshold) on the other folds,
+ * so every held-out answer checks a rule it played no part in choosing, and the check counts of
+ * all folds are pooled: `folds` times the check answers of a single split's check part, which is
+ * what a low rating rate lacks. Each side is certified by one exact (Clopper-Pearson) test at
+ * alpha / 2 on its pooled counts. What it certifies is the threshold-choosing procedure, run on
+ * (folds - 1) / folds of the answers; the rule applied to unrated answers is the same procedure
+ * run on all of them (the usual cross-fitting argument: one more fold's worth of answers only
+ * steadies the choice). A side whose pooled lower bound misses `targetPrecision` labels nothing.
+ */
+export function crossFitLabelRule(
+  points: readonly KeyedPoint[],
+  o: ReliabilityOptions & { folds: number },
+): LabelRule {
+  const n = points.length;
+  const alpha = o.alpha / 2;
+  const minCheck = fewestToCertify(o.targetPrecision, alpha);
+  const folds = foldsOf(points, o.folds);
+  const reasons: string[] = [];
+  // Each fold's labels, from the thresholds the other folds chose.
+  const outOfFold = folds.flatMap((fold, k) => {
+    const rest = folds.filter((_, j) => j !== k).flat();
+    const foldRule = { up: null as number | null, down: null as number | null };
+    for (const s of ['up', 'down'] as const) {
+      const chosen = rest.length ? chooseThreshold(rest, s, n, o, alpha) : { reason: '' };
+      if (!('reason' in chosen)) foldRule[s] = chosen.threshold;
+    }
+    return fold.map((p) => ({
+      p,
+      label:
+        foldRule.up !== null && p.score >= foldRule.up
+          ? true
+          : foldRule.down !== null && p.score <= foldRule.down
+            ? false
+            : null,
+    }));
+  });
+  const side = (s: 'up' | 'down'): SideRule | null => {
+    if (n < minCheck) {
+      reasons.push(
+        `${s}: ${n} held-out answers; showing ${pct(o.targetPrecision)} precision at ${1 - alpha} confidence needs at least ${minCheck} past the threshold even if all agree`,
+      );
+      return null;
+    }
+    const chosen = chooseThreshold(points, s, n, o, alpha);
+    if ('reason' in chosen) {
+      reasons.push(chosen.reason);
+      return null;
+    }
+    const labelled = outOfFold.filter((x) => x.label === (s === 'up'));
+    const correct = labelled.filter((x) => x.p.up === (s === 'up')).length;
+    const rule: SideRule = {
+      threshold: chosen.threshold,
+      fit: { n: chosen.n, correct: chosen.correct },
+      heldOut: labelled.length,
+      correct,
+      precision: labelled.length ? correct / labelled.length : 0,
+      lower: exactLowerBound(correct, labelled.length, alpha),
+    };
+    if (rule.lower >= o.targetPrecision) return rule;
+    reasons.push(
+      `${s}: the thresholds chosen on the other folds labelled ${labelled.length} held-out answers, ${pct(rule.precision)} right (lower bound ${pct(rule.lower)} < ${pct(o.targetPrecision)})`,
+    );
+    return null;
+  };
+  const rule = { up: side('up'), down: side('down') };
+  // The certified precision is that of the sides kept, on the answers their out-of-fold rules labelled.
+  const labeled = outOfFold.filter((x) => (x.label === true && rule.up) || (x.label === false && rule.down));
+  const correct = labeled.filter((x) => x.label === x.p.up).length;
+  return {
+    ...rule,
+    heldOut: n,
+    folds: o.folds,
+    fit: n,
+    check: n,
+    precision: labeled.length ? correct / labeled.length : null,
+    lower: labeled.length ? exactLowerBound(correct, labeled.length, o.alpha) : null,
+    checkLabeled: labeled.length,
+    labeledShare: n ? labeled.length / n : 0,
     minCheck,
     reasons,
   };

@@ -3,7 +3,12 @@ import { join } from 'node:path';
 import { datasetBuilders, type GateResult, RatchetError } from '@ratchet/core';
 import type { LoopApproval, LoopRound, Model, Store } from '@ratchet/store';
 import { selfCritique } from '../ai-feedback/critique.js';
-import { type AiLabelReport, labelWithJudge, labelWithRewardModel } from '../ai-feedback/label.js';
+import {
+  type AiLabelReport,
+  labelWithJudge,
+  labelWithRewardModel,
+  labelWithSimilarRatings,
+} from '../ai-feedback/label.js';
 import { calibrateProject } from '../calibrate.js';
 import { buildDatasetVersion, loadDatasetInputs } from '../datasets.js';
 import { runEvaluation } from '../eval/harness.js';
@@ -203,7 +208,7 @@ function describeLabels(r: AiLabelReport): string {
   const how =
     h.precision === null
       ? `labels none: ${h.reasons.join('; ') || 'no held-out answers'}`
-      : `people agreed with ${pct(h.precision)} of its labels on ${h.check} held-out rated answers that did not choose its thresholds (lower bound ${pct(h.lower!)}, target ${pct(h.targetPrecision)})`;
+      : `people agreed with ${pct(h.precision)} of its labels on ${h.checkLabeled} of ${h.check} held-out rated answers, each labelled by thresholds chosen without it (lower bound ${pct(h.lower!)}, target ${pct(h.targetPrecision)})`;
   return `labeled ${r.labeled} of ${r.looked} unrated answers (${r.up} up, ${r.down} down, ${r.unsure} too close to call); ${how}`;
 }
 
@@ -221,6 +226,21 @@ async function labelByJudge(ctx: LoopContext, round: number, out: RoundState) {
     heldOutLimit: ai.judge.heldOutLimit,
   });
   ctx.log?.(`round ${round}: the judge ${describeLabels(report)}`);
+  out.aiLabels = (out.aiLabels ?? 0) + report.labeled;
+  return report;
+}
+
+/** People's own ratings label the route's unrated answers by similar rated ones; adds to `out`. */
+async function labelBySimilarRatings(ctx: LoopContext, round: number, out: RoundState) {
+  const ai = ctx.policy.aiFeedback;
+  const report = await labelWithSimilarRatings(ctx.store, ctx.projectId, {
+    route: ctx.policy.route,
+    limit: ai.similar.limit,
+    targetPrecision: ai.targetPrecision,
+    alpha: ai.alpha,
+    minConfidence: ai.minConfidence,
+  });
+  ctx.log?.(`round ${round}: similar rated answers ${describeLabels(report)}`);
   out.aiLabels = (out.aiLabels ?? 0) + report.labeled;
   return report;
 }
@@ -393,11 +413,15 @@ const stages: Record<(typeof loopStages)[number], StageFn> = {
     const judge = ctx.policy.evaluation.judge;
     const { enabled: critique, ...critiqueSettings } = ctx.policy.selfCritique;
     const judgeLabels = ai.enabled && ai.judge.enabled && judge !== undefined;
-    if (!state.rewardModel && !judgeLabels) return { to: 'evaluate' };
+    const similarLabels = ai.enabled && ai.similar.enabled;
+    if (!state.rewardModel && !judgeLabels && !similarLabels) return { to: 'evaluate' };
     if (!ai.enabled && !critique) return { to: 'evaluate' };
     const out: RoundState = {};
     const note: Record<string, unknown> = {};
+    // People's own ratings first: what they label, the model labellers need not guess.
+    if (similarLabels) note.similarLabels = await labelBySimilarRatings(ctx, round.round, out);
     if (!state.rewardModel) {
+      if (!judgeLabels) return { to: 'evaluate', state: out, note };
       note.judgeLabels = await labelByJudge(ctx, round.round, out);
       return { to: 'evaluate', state: out, note };
     }
@@ -424,7 +448,7 @@ const stages: Record<(typeof loopStages)[number], StageFn> = {
       // round must still say how many answers its reward model labelled, of how many.
       const total = await ctx.store.feedback.countByRater(ctx.projectId, report.rater);
       const earlier = total - report.labeled;
-      out.aiLabels = total;
+      out.aiLabels = (out.aiLabels ?? 0) + total;
       out.aiLabelPrecision = report.reliability.precision;
       out.aiLabelShare = report.looked + earlier > 0 ? total / (report.looked + earlier) : 0;
       note.labels = report;

@@ -75,7 +75,11 @@ describe('loop policies', () => {
       alpha: 0.1,
       minConfidence: 0,
       judge: { heldOutLimit: 100 },
+      // People's ratings of similar answers label only when asked.
+      similar: { enabled: false, limit: 2000 },
     });
+    expect(policy({ similar: { enabled: true } }).aiFeedback.similar.enabled).toBe(true);
+    expect(() => policy({ similar: { limit: 0 } })).toThrow(/similar/);
     expect(() => policy({ targetPrecision: 1.5 })).toThrow(/targetPrecision/);
     expect(() => policy({ alpha: 0 })).toThrow(/alpha/);
   });

@@ -134,6 +134,18 @@ const LoopPolicyFields = z.strictObject({
           heldOutLimit: z.number().int().positive().default(100),
         })
         .prefault({}),
+      /**
+       * First, people's own ratings label: an unrated answer gets what people said about rated
+       * answers with similar text (labelWithSimilarRatings), held to the same target, every rated
+       * answer checking thresholds chosen without it (cross-fitted). No model, so it works from
+       * the few dozen ratings a low rating rate leaves; off unless asked.
+       */
+      similar: z
+        .strictObject({
+          enabled: z.boolean().default(false),
+          limit: z.number().int().positive().default(2000),
+        })
+        .prefault({}),
     })
     .prefault({}),
   /**
