@@ -6,7 +6,7 @@ import { sqliteTestDatabase, testDatabases } from '@ratchet/store/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { calibrateProject } from '../calibrate.js';
 import { chatDouble } from '../training/testing.js';
-import { labelWithJudge, labelWithRewardModel, labelWithSimilarRatings } from './label.js';
+import { labelFromRatings, labelWithJudge, labelWithRewardModel } from './label.js';
 
 /**
  * Stands in for an LLM judge, which here would be a remote paid API. It grades the answer in the
@@ -300,7 +300,7 @@ describe('the LLM judge labels unrated answers where held-out ratings show it ri
 });
 
 for (const target of testDatabases()) {
-  describe(`people's ratings of similar answers label unrated answers where they are shown right (${target.name})`, () => {
+  describe(`people's ratings label unrated answers where they are shown right (${target.name})`, () => {
     let store: Store;
     beforeAll(async () => {
       store = await Store.open(await target.create());
@@ -310,41 +310,42 @@ for (const target of testDatabases()) {
       await target.cleanup();
     });
 
-    it('labels answers like the liked ones up and like the disliked ones down, certified leave-one-out and cross-fitted', async () => {
-      const projectId = await project(store, 'similar', 3, 3);
-      const report = await labelWithSimilarRatings(store, projectId, { route: 'support-bot' });
-      // The "maybe" answers are like no rated answer: no score, no label.
-      expect(report).toMatchObject({
-        looked: 8,
-        labeled: 6,
-        up: 3,
-        down: 3,
-        unsure: 2,
-        share: 0.75,
-        rater: 'judge:similar-ratings',
+    for (const scorer of ['words', 'similar'] as const)
+      it(`labels answers like the liked ones up and like the disliked ones down, each rated answer scored without its own rating (${scorer})`, async () => {
+        const projectId = await project(store, `ratings-${scorer}`, 3, 3);
+        const report = await labelFromRatings(store, projectId, { scorer, route: 'support-bot' });
+        // The "maybe" answers share no telling word with a rated one: too close to call.
+        expect(report).toMatchObject({
+          looked: 8,
+          labeled: 6,
+          up: 3,
+          down: 3,
+          unsure: 2,
+          share: 0.75,
+          rater: `judge:ratings-${scorer}`,
+        });
+        // Every rated answer is held out and checks thresholds chosen on the other folds.
+        expect(report.reliability).toMatchObject({ heldOut: 60, folds: 5, check: 60, precision: 1 });
+        // Far more than the 30 a single split would check on.
+        expect(report.reliability.checkLabeled).toBeGreaterThanOrEqual(50);
+        expect(report.reliability.lower!).toBeGreaterThanOrEqual(0.8);
+        expect(await judgeThumbs(store, projectId)).toEqual([
+          ['bad-0', -1],
+          ['bad-1', -1],
+          ['bad-2', -1],
+          ['good-0', 1],
+          ['good-1', 1],
+          ['good-2', 1],
+        ]);
+        const label = (await store.feedback.currentOfKinds(projectId, ['thumbs'])).find(
+          (f) => f.interactionId === 'good-0',
+        )!;
+        expect(label.metadata).toMatchObject({ pLiked: 1, confidence: 1, model: `ratings-${scorer}` });
+        expect(label.metadata!.score as number).toBeGreaterThan(0);
       });
-      // Every rated answer is held out: its score comes from the others (it is not its own neighbour).
-      expect(report.reliability).toMatchObject({ heldOut: 60, folds: 5, check: 60, precision: 1 });
-      // Far more than the 30 a single split would check on.
-      expect(report.reliability.checkLabeled).toBeGreaterThanOrEqual(50);
-      expect(report.reliability.lower!).toBeGreaterThanOrEqual(0.8);
-      expect(await judgeThumbs(store, projectId)).toEqual([
-        ['bad-0', -1],
-        ['bad-1', -1],
-        ['bad-2', -1],
-        ['good-0', 1],
-        ['good-1', 1],
-        ['good-2', 1],
-      ]);
-      const label = (await store.feedback.currentOfKinds(projectId, ['thumbs'])).find(
-        (f) => f.interactionId === 'good-0',
-      )!;
-      expect(label.metadata).toMatchObject({ pLiked: 1, confidence: 1, model: 'similar-ratings' });
-      expect(label.metadata!.score as number).toBeGreaterThan(0);
-    });
 
     it('labels none when too few answers were rated to show the target, and says why', async () => {
-      const projectId = (await store.projects.create('similar-few')).id;
+      const projectId = (await store.projects.create('ratings-few')).id;
       const outputs = [
         ...Array.from({ length: 6 }, (_, i) => ({
           id: `liked-${i}`,
@@ -385,7 +386,7 @@ for (const target of testDatabases()) {
         ),
       );
       await calibrateProject(store, projectId);
-      const report = await labelWithSimilarRatings(store, projectId, {});
+      const report = await labelFromRatings(store, projectId, {});
       expect(report).toMatchObject({ looked: 1, labeled: 0, share: 0 });
       expect(report.reliability).toMatchObject({ heldOut: 12, precision: null });
       expect(report.reliability.reasons[0]).toBe(
@@ -395,8 +396,11 @@ for (const target of testDatabases()) {
     });
 
     it('names the bad field', async () => {
-      await expect(labelWithSimilarRatings(store, 'p', { priorWeight: -1 })).rejects.toMatchObject({
-        path: 'similarLabels.priorWeight',
+      await expect(labelFromRatings(store, 'p', { priorWeight: -1 })).rejects.toMatchObject({
+        path: 'ratingsLabels.priorWeight',
+      });
+      await expect(labelFromRatings(store, 'p', { scorer: 'vibes' as 'words' })).rejects.toMatchObject({
+        path: 'ratingsLabels.scorer',
       });
     });
   });

@@ -17,7 +17,8 @@ import {
   mapConcurrent,
   rewardScores,
 } from '../eval/client.js';
-import { applyRule, chooseLabelRule, isotonicFit } from './reliability.js';
+import { applyRule, chooseLabelRule, foldsOf, isotonicFit } from './reliability.js';
+import { fitWordModel } from './words.js';
 
 /**
  * How a labeller earns the right to label: its scores on answers people rated that it never saw
@@ -229,39 +230,62 @@ async function calibratedCalls(
   return { calls, reliability };
 }
 
-export const SimilarLabelOptions = z.strictObject({
+/** How a labeller from people's ratings scores an answer (see `labelFromRatings`). */
+export const ratingScorers = ['words', 'similar'] as const;
+
+export const RatingsLabelOptions = z.strictObject({
+  /** `words`: a word model fitted on the rated answers; `similar`: the ratings of answers with similar text. */
+  scorer: z.enum(ratingScorers).default('words'),
   /** Unrated interactions to look at, newest first. */
   limit: z.number().int().positive().max(100_000).default(500),
   route: z.string().min(1).optional(),
   ...ReliabilityFields,
   /**
-   * Pseudo-weight of "no opinion" (reward 0) added to the similar answers' weights: one answer
-   * alike on few words says less than several near-copies (weights are similarity^4, a
-   * near-copy about 1).
+   * `similar`: pseudo-weight of "no opinion" (reward 0) added to the similar answers' weights:
+   * one answer alike on few words says less than several near-copies (weights are
+   * similarity^4, a near-copy about 1).
    */
   priorWeight: z.number().min(0).max(100).default(1),
+  /** `words`: the word model's L2 penalty and gradient steps (see fitWordModel). */
+  l2: z.number().min(0).max(1000).default(1),
+  iterations: z.number().int().positive().max(10_000).default(300),
 });
-export type SimilarLabelOptions = z.input<typeof SimilarLabelOptions>;
+export type RatingsLabelOptions = z.input<typeof RatingsLabelOptions>;
 
 const textOf = (content: unknown) => (typeof content === 'string' ? content : JSON.stringify(content));
 
 /**
- * AI feedback from people's own ratings: an unrated answer's score is what people said about rated
- * answers with similar text (`similarRatedRewards`, the estimate the active-learning queue ranks
- * by), shrunk towards 0 by `priorWeight`; no answer similar enough: no score. It needs no training,
- * so it works from the few dozen ratings a low rating rate leaves, where a reward model cannot
- * learn to order answers. Every rated answer is held out: its own score leaves it out (a rated
- * answer is never its own neighbour), so scoring the rated answers is leave-one-out, and the
- * rule's thresholds are cross-fitted on them as for the other labellers. Labels are thumbs from
- * source `judge`, rater `judge:similar-ratings`, counted at `sourceWeight.judge` by calibration.
+ * `words`: each held-out answer is scored by a word model fitted on the other folds (`foldsOf`,
+ * the folds the thresholds are cross-fitted on), an unrated answer by one fitted on all of them.
+ * A fold's thresholds are chosen on the other folds' scores, which come from models that saw
+ * this fold's ratings among others': a second-order dependence nested cross-fitting would remove
+ * (folds x folds fits); the threshold itself never sees the fold's scores or outcomes.
  */
-export async function labelWithSimilarRatings(
-  store: Store,
-  projectId: string,
-  input: SimilarLabelOptions,
-): Promise<AiLabelReport> {
-  const o = parseInput(SimilarLabelOptions, input, 'similarLabels');
-  const score = async (interactions: Interaction[], heldOut: readonly HeldOutAnswer[]) => {
+function wordScorer(o: { folds: number; l2: number; iterations: number }) {
+  return async (interactions: Interaction[], heldOut: readonly HeldOutAnswer[]) => {
+    const examples = heldOut.map((h) => ({
+      id: h.interaction.id,
+      text: textOf(h.interaction.output.content),
+      up: h.up,
+      score: 0,
+    }));
+    const foldOf = new Map<string, number>();
+    const folds = foldsOf(examples, Math.max(2, o.folds));
+    folds.forEach((fold, k) => {
+      for (const e of fold) foldOf.set(e.id, k);
+    });
+    const all = fitWordModel(examples, o);
+    const perFold = folds.map((_, k) => fitWordModel(folds.filter((_, j) => j !== k).flat(), o));
+    return interactions.map((i) => {
+      const k = foldOf.get(i.id);
+      return (k === undefined ? all : perFold[k]!)(textOf(i.output.content));
+    });
+  };
+}
+
+/** `similar`: what people said about rated answers with similar text; a rated answer is never its own neighbour. */
+function similarScorer(o: { priorWeight: number }) {
+  return async (interactions: Interaction[], heldOut: readonly HeldOutAnswer[]) => {
     const rated: RatedAnswer[] = heldOut.map((h) => ({
       id: h.interaction.id,
       text: textOf(h.interaction.output.content),
@@ -276,8 +300,29 @@ export async function labelWithSimilarRatings(
       return s ? (s.reward * s.weight) / (s.weight + o.priorWeight) : Number.NaN;
     });
   };
+}
+
+/**
+ * AI feedback from people's own ratings, for the few dozen ratings a low rating rate leaves,
+ * where a reward model cannot learn to order answers: no model to serve, seconds to fit. The
+ * `words` scorer fits a word model (logistic regression on words and word pairs, fitWordModel)
+ * on the rated answers; `similar` takes the calibrated reward of rated answers with similar text
+ * (`similarRatedRewards`, the active-learning queue's estimate), shrunk towards 0 by
+ * `priorWeight` (no answer similar enough: no score). Every rated answer is held out: its own
+ * score never comes from its own rating (`words`: fitted without its fold; `similar`: it is not
+ * its own neighbour), and the rule's thresholds are cross-fitted on them as for the other
+ * labellers. Labels are thumbs from source `judge`, rater `judge:ratings-<scorer>`, counted at
+ * `sourceWeight.judge` by calibration.
+ */
+export async function labelFromRatings(
+  store: Store,
+  projectId: string,
+  input: RatingsLabelOptions,
+): Promise<AiLabelReport> {
+  const o = parseInput(RatingsLabelOptions, input, 'ratingsLabels');
+  const score = o.scorer === 'words' ? wordScorer(o) : similarScorer(o);
   const { calls, reliability } = await calibratedCalls(store, projectId, o, score, (s) => ({ score: s }));
-  return writeLabels(store, projectId, 'similar-ratings', calls, reliability);
+  return writeLabels(store, projectId, `ratings-${o.scorer}`, calls, reliability);
 }
 
 /** The unrated interactions a labeller looks at: newest first, of one route if given. */

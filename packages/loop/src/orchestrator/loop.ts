@@ -5,9 +5,9 @@ import type { LoopApproval, LoopRound, Model, Store } from '@ratchet/store';
 import { selfCritique } from '../ai-feedback/critique.js';
 import {
   type AiLabelReport,
+  labelFromRatings,
   labelWithJudge,
   labelWithRewardModel,
-  labelWithSimilarRatings,
 } from '../ai-feedback/label.js';
 import { calibrateProject } from '../calibrate.js';
 import { buildDatasetVersion, loadDatasetInputs } from '../datasets.js';
@@ -230,17 +230,18 @@ async function labelByJudge(ctx: LoopContext, round: number, out: RoundState) {
   return report;
 }
 
-/** People's own ratings label the route's unrated answers by similar rated ones; adds to `out`. */
-async function labelBySimilarRatings(ctx: LoopContext, round: number, out: RoundState) {
+/** People's own ratings label the route's unrated answers (labelFromRatings); adds to `out`. */
+async function labelByRatings(ctx: LoopContext, round: number, out: RoundState) {
   const ai = ctx.policy.aiFeedback;
-  const report = await labelWithSimilarRatings(ctx.store, ctx.projectId, {
+  const report = await labelFromRatings(ctx.store, ctx.projectId, {
+    scorer: ai.ratings.scorer,
     route: ctx.policy.route,
-    limit: ai.similar.limit,
+    limit: ai.ratings.limit,
     targetPrecision: ai.targetPrecision,
     alpha: ai.alpha,
     minConfidence: ai.minConfidence,
   });
-  ctx.log?.(`round ${round}: similar rated answers ${describeLabels(report)}`);
+  ctx.log?.(`round ${round}: people's ratings (${ai.ratings.scorer}) ${describeLabels(report)}`);
   out.aiLabels = (out.aiLabels ?? 0) + report.labeled;
   return report;
 }
@@ -413,13 +414,13 @@ const stages: Record<(typeof loopStages)[number], StageFn> = {
     const judge = ctx.policy.evaluation.judge;
     const { enabled: critique, ...critiqueSettings } = ctx.policy.selfCritique;
     const judgeLabels = ai.enabled && ai.judge.enabled && judge !== undefined;
-    const similarLabels = ai.enabled && ai.similar.enabled;
-    if (!state.rewardModel && !judgeLabels && !similarLabels) return { to: 'evaluate' };
+    const ratingsLabels = ai.enabled && ai.ratings.enabled;
+    if (!state.rewardModel && !judgeLabels && !ratingsLabels) return { to: 'evaluate' };
     if (!ai.enabled && !critique) return { to: 'evaluate' };
     const out: RoundState = {};
     const note: Record<string, unknown> = {};
     // People's own ratings first: what they label, the model labellers need not guess.
-    if (similarLabels) note.similarLabels = await labelBySimilarRatings(ctx, round.round, out);
+    if (ratingsLabels) note.ratingsLabels = await labelByRatings(ctx, round.round, out);
     if (!state.rewardModel) {
       if (!judgeLabels) return { to: 'evaluate', state: out, note };
       note.judgeLabels = await labelByJudge(ctx, round.round, out);

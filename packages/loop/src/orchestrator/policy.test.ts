@@ -75,11 +75,15 @@ describe('loop policies', () => {
       alpha: 0.1,
       minConfidence: 0,
       judge: { heldOutLimit: 100 },
-      // People's ratings of similar answers label only when asked.
-      similar: { enabled: false, limit: 2000 },
+      // People's ratings label (by a word model) only when asked.
+      ratings: { enabled: false, scorer: 'words', limit: 2000 },
     });
-    expect(policy({ similar: { enabled: true } }).aiFeedback.similar.enabled).toBe(true);
-    expect(() => policy({ similar: { limit: 0 } })).toThrow(/similar/);
+    expect(policy({ ratings: { enabled: true, scorer: 'similar' } }).aiFeedback.ratings).toMatchObject({
+      enabled: true,
+      scorer: 'similar',
+    });
+    expect(() => policy({ ratings: { limit: 0 } })).toThrow(/ratings/);
+    expect(() => policy({ ratings: { scorer: 'vibes' } })).toThrow(/scorer/);
     expect(() => policy({ targetPrecision: 1.5 })).toThrow(/targetPrecision/);
     expect(() => policy({ alpha: 0 })).toThrow(/alpha/);
   });

@@ -14,6 +14,7 @@ import {
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { SelfCritiquePolicy } from '../ai-feedback/critique.js';
+import { ratingScorers } from '../ai-feedback/label.js';
 import { AnnotationQueueTerms } from '../annotation/types.js';
 import { datasetMethods } from '../datasets.js';
 import { DeployPolicy } from '../deploy/index.js';
@@ -135,14 +136,16 @@ const LoopPolicyFields = z.strictObject({
         })
         .prefault({}),
       /**
-       * First, people's own ratings label: an unrated answer gets what people said about rated
-       * answers with similar text (labelWithSimilarRatings), held to the same target, every rated
-       * answer checking thresholds chosen without it (cross-fitted). No model, so it works from
-       * the few dozen ratings a low rating rate leaves; off unless asked.
+       * First, people's own ratings label (labelFromRatings): a word model fitted on the rated
+       * answers (`words`) or the ratings of answers with similar text (`similar`), held to the
+       * same target, every rated answer checking thresholds chosen without it (cross-fitted). No
+       * model to train or serve, so it works from the few dozen ratings a low rating rate
+       * leaves; off unless asked.
        */
-      similar: z
+      ratings: z
         .strictObject({
           enabled: z.boolean().default(false),
+          scorer: z.enum(ratingScorers).default('words'),
           limit: z.number().int().positive().default(2000),
         })
         .prefault({}),
