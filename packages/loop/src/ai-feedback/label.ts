@@ -231,11 +231,11 @@ async function calibratedCalls(
 }
 
 /** How a labeller from people's ratings scores an answer (see `labelFromRatings`). */
-export const ratingScorers = ['words', 'similar'] as const;
+export const ratingScorers = ['similar', 'words'] as const;
 
 export const RatingsLabelOptions = z.strictObject({
   /** `words`: a word model fitted on the rated answers; `similar`: the ratings of answers with similar text. */
-  scorer: z.enum(ratingScorers).default('words'),
+  scorer: z.enum(ratingScorers).default('similar'),
   /** Unrated interactions to look at, newest first. */
   limit: z.number().int().positive().max(100_000).default(500),
   route: z.string().min(1).optional(),

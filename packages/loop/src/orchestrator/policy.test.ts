@@ -75,12 +75,12 @@ describe('loop policies', () => {
       alpha: 0.1,
       minConfidence: 0,
       judge: { heldOutLimit: 100 },
-      // People's ratings label (by a word model) only when asked.
-      ratings: { enabled: false, scorer: 'words', limit: 2000 },
+      // People's ratings label (by similar rated answers) only when asked.
+      ratings: { enabled: false, scorer: 'similar', limit: 2000 },
     });
-    expect(policy({ ratings: { enabled: true, scorer: 'similar' } }).aiFeedback.ratings).toMatchObject({
+    expect(policy({ ratings: { enabled: true, scorer: 'words' } }).aiFeedback.ratings).toMatchObject({
       enabled: true,
-      scorer: 'similar',
+      scorer: 'words',
     });
     expect(() => policy({ ratings: { limit: 0 } })).toThrow(/ratings/);
     expect(() => policy({ ratings: { scorer: 'vibes' } })).toThrow(/scorer/);

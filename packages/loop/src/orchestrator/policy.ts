@@ -145,7 +145,7 @@ const LoopPolicyFields = z.strictObject({
       ratings: z
         .strictObject({
           enabled: z.boolean().default(false),
-          scorer: z.enum(ratingScorers).default('words'),
+          scorer: z.enum(ratingScorers).default('similar'),
           limit: z.number().int().positive().default(2000),
         })
         .prefault({}),
