@@ -3,6 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { type AiLabelStats, type ArmResult, auc, rateMetrics } from './feedback-efficiency.js';
 
 const stats = (over: Partial<AiLabelStats>): AiLabelStats => ({
+  labeller: 'reward-model',
+  folds: 1,
   heldOut: 40,
   fit: 20,
   check: 20,

@@ -23,12 +23,14 @@ import {
   simulateFeedback,
 } from '@ratchet/core';
 import {
+  type AiLabelReport,
   buildDatasetVersion,
   type CalibrateProjectOptions,
   calibrateProject,
   type DatasetMethod,
   EndpointSpec,
   LocalModelServer,
+  labelFromRatings,
   labelWithRewardModel,
   rewardScores,
   runTraining,
@@ -55,7 +57,18 @@ const Settings = z.strictObject({
   ratingRates: z.array(z.number().gt(0).max(1)),
   rateArms: z.array(z.enum(['sft', 'sft-ai', 'rl'])),
   /**
-   * Seeds the rate arms run on: each its own pool of answers, rater panel, choice of rated
+   * The rate arms' pool: this many prompts with one answer each (its own sampling seed), rated in
+   * a random order of answers, not of prompts: a real app's traffic, where a rated answer's
+   * neighbours are rated at the rating rate like anyone else's.
+   */
+  ratePoolPrompts: z.number().int().min(2),
+  /**
+   * Who labels the unrated answers in sft-ai: people's ratings through a word model (`words`) or
+   * similar rated answers (`similar`) (labelFromRatings), or the round's reward model.
+   */
+  labeller: z.enum(['words', 'similar', 'reward-model']),
+  /**
+   * Seeds the rate arms run on: on the one rate pool, each its own rater panel, choice of rated
    * answers, rating noise and training seed; the eval (prompts, people, sampling) stays `seed`'s.
    */
   rateSeeds: z.array(z.number().int()).min(1),
@@ -86,6 +99,8 @@ export const fullSettings: Settings = {
   arms: ['sft', 'sft-raw', 'sft-al', 'sft-single', 'rwsft', 'kto', 'dpo'],
   ratingRates: [0.05, 0.15],
   rateArms: ['sft', 'sft-ai'],
+  ratePoolPrompts: 2000,
+  labeller: 'similar',
   rateSeeds: [0, 1, 2],
   rewardSteps: 0,
   poolPrompts: 300,
@@ -127,6 +142,8 @@ function settingsFor(ctx: BenchContext): Settings {
     ...(env.BENCH_FE_BUDGETS !== undefined ? { budgets: list(env.BENCH_FE_BUDGETS)!.map(Number) } : {}),
     ...(env.BENCH_FE_RATES !== undefined ? { ratingRates: list(env.BENCH_FE_RATES)!.map(Number) } : {}),
     ...(env.BENCH_FE_RATE_ARMS ? { rateArms: list(env.BENCH_FE_RATE_ARMS) } : {}),
+    ...(env.BENCH_FE_RATE_POOL ? { ratePoolPrompts: Number(env.BENCH_FE_RATE_POOL) } : {}),
+    ...(env.BENCH_FE_LABELLER ? { labeller: env.BENCH_FE_LABELLER } : {}),
     ...(env.BENCH_FE_RATE_SEEDS ? { rateSeeds: list(env.BENCH_FE_RATE_SEEDS)!.map(Number) } : {}),
     ...(env.BENCH_FE_REWARD_STEPS ? { rewardSteps: Number(env.BENCH_FE_REWARD_STEPS) } : {}),
     ...(env.BENCH_FE_ARMS ? { arms: list(env.BENCH_FE_ARMS) } : {}),
@@ -272,6 +289,10 @@ export interface ArmResult {
 
 /** What the reward model's labels were worth in a sft-ai arm. */
 export interface AiLabelStats {
+  /** Who labelled: people's ratings (a word model, or similar answers) or the round's reward model. */
+  labeller: Settings['labeller'];
+  /** Cross-fitting folds of the held-out answers (1: one split). */
+  folds: number;
   /** Held-out human-rated answers: all, those that chose the thresholds, those that checked them. */
   heldOut: number;
   fit: number;
@@ -282,14 +303,15 @@ export interface AiLabelStats {
   precision: number | null;
   lower: number | null;
   checkLabeled: number;
-  /** Reward-model preference pairs it trained on. */
+  /** Reward-model preference pairs it trained on (0: a labeller from people's ratings trains none). */
   pairs: number;
-  /** How well its scores order people's held-out ratings, and the oracle on the unrated answers (AUC). */
+  /** The reward model: how well its scores order people's held-out ratings, and the oracle on the unrated answers (AUC). */
   heldOutAuc: number | null;
   oracleAuc: number | null;
-  /** Share of the unrated answers labelled, and how many. */
+  /** Share of the unrated answers labelled, and how many (of them up: the only ones sft's data gains). */
   share: number;
   labeled: number;
+  up?: number;
   /** Share of its labels that the oracle agrees with (answer good on all four axes = up). */
   oracleAgreement: number | null;
   reasons: string[];
@@ -363,8 +385,11 @@ export async function samplePool(
   s: Settings,
   modelDir: string,
   log: (m: string) => void,
+  concurrency = 1,
 ): Promise<PoolAnswer[]> {
-  const key = `pool-${s.preset}-${s.poolPrompts}x${s.answersPerPrompt}-t${s.temperature}-m${s.maxTokens}-s${s.seed}.json`;
+  // Sampled concurrently, the server batches the prompts (far faster on a loaded machine), and a
+  // batch's padding can change a sample: such a pool has its own cache key.
+  const key = `pool-${s.preset}-${s.poolPrompts}x${s.answersPerPrompt}-t${s.temperature}-m${s.maxTokens}-s${s.seed}${concurrency > 1 ? '-batched' : ''}.json`;
   const cache = join(workDir, 'feedback-efficiency', key);
   const stamp = readFileSync(join(modelDir, 'config.json'), 'utf8').length;
   if (existsSync(cache)) {
@@ -372,29 +397,34 @@ export async function samplePool(
     if (cached.stamp === stamp) return cached.pool;
   }
   const rng = new SeededRandom(s.seed + 101);
-  const pool: PoolAnswer[] = [];
+  const prompts = Array.from({ length: s.poolPrompts }, () => samplePrompt(domain, rng));
+  const answered: PoolAnswer[][] = [];
   const started = Date.now();
-  for (let p = 0; p < s.poolPrompts; p++) {
-    const prompt = samplePrompt(domain, rng);
-    const answers = await chat(
-      server.baseUrl,
-      'base',
-      prompt.text,
-      s,
-      s.answersPerPrompt,
-      s.seed * 100_000 + p,
-    );
-    answers.forEach((answer, k) => {
-      pool.push({
+  let next = 0;
+  let done = 0;
+  const work = async () => {
+    for (let p = next++; p < prompts.length; p = next++) {
+      const prompt = prompts[p]!;
+      const answers = await chat(
+        server.baseUrl,
+        'base',
+        prompt.text,
+        s,
+        s.answersPerPrompt,
+        s.seed * 100_000 + p,
+      );
+      answered[p] = answers.map((answer, k) => ({
         id: `a${String(p).padStart(4, '0')}-${k}`,
         prompt: prompt.text,
         slots: prompt.slots,
         answer,
-      });
-    });
-    if ((p + 1) % 50 === 0)
-      log(`  pool: ${p + 1}/${s.poolPrompts} prompts (${Math.round((Date.now() - started) / 1000)} s)`);
-  }
+      }));
+      if (++done % 50 === 0)
+        log(`  pool: ${done}/${s.poolPrompts} prompts (${Math.round((Date.now() - started) / 1000)} s)`);
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, work));
+  const pool = answered.flat();
   mkdirSync(join(workDir, 'feedback-efficiency'), { recursive: true });
   writeFileSync(cache, JSON.stringify({ stamp, pool }));
   return pool;
@@ -717,35 +747,44 @@ export function auc(points: readonly { score: number; positive: boolean }[]): nu
 }
 
 /**
- * The run's context for one rate seed: that seed's pool, panel, rating order and training seed
+ * The run's context for one rate seed: the rate pool, that seed's panel, rating order and training seed
  * (`seed` itself is the run's own context). Measuring stays with the run's context (`measure`).
  */
+/** Requests in flight while sampling a rate pool (the server batches up to 16). */
+export const ratePoolConcurrency = 8;
+
 export async function seedCtx(c: RunCtx, seed: number): Promise<RunCtx> {
-  if (seed === c.s.seed) return c;
-  const s = { ...c.s, seed };
-  const pool = await samplePool(c.server, c.domain, s, c.modelDir, c.log);
-  const byPrompt = new Map<string, PoolAnswer[]>();
-  for (const a of pool) byPrompt.set(a.id.split('-')[0]!, [...(byPrompt.get(a.id.split('-')[0]!) ?? []), a]);
+  const s = { ...c.s, seed, poolPrompts: c.s.ratePoolPrompts, answersPerPrompt: 1 };
+  // One rate pool for every seed (the run's seed's): sampling 2,000 answers a seed took a quarter
+  // of an hour on the shared machine. The seeds differ in panel, rated answers, noise and training.
+  const pool = await samplePool(
+    c.server,
+    c.domain,
+    { ...s, seed: c.s.seed },
+    c.modelDir,
+    c.log,
+    ratePoolConcurrency,
+  );
   return {
     ...c,
     s,
     pool,
     poolIndex: new Map(pool.map((a, i) => [a.id, i])),
     ratings: new Ratings(ratingPanel(s), c.domain, seed),
-    randomOrder: shuffle([...byPrompt.values()], new SeededRandom(seed + 7)).flat(),
+    randomOrder: shuffle(pool, new SeededRandom(seed + 13)),
   };
 }
 
 /**
- * One rating rate on one seed: people rate `rate` of the pool (random order, `ratersPerAnswer`
- * each), as the loop would see at that rate; on those same ratings, one project runs the rate
- * arms in order. `sft`: sft on people's positives (the random sft arm at that budget). `sft-ai`:
- * the round's reward model (trained `rewardSteps` steps on the reward dataset's train split, 30%
- * of prompts held out) labels the unrated answers where held-out human ratings certify it
- * (`labelWithRewardModel`, as the loop's label stage: half the held-out answers choose the
- * thresholds, the other half certify them and give the precision), the labels join calibration
- * at `sourceWeight.judge`, and sft trains on every positive. `rl`: GRPO from the base on the
- * rated prompts with that reward model as the reward.
+ * One rating rate on one seed: people rate `rate` of the seed's rate pool (a random order of
+ * answers, `ratersPerAnswer` each), as the loop would see at that rate; on those same ratings,
+ * one project runs the rate arms in order. `sft`: sft on people's positives. `sft-ai`: the
+ * labeller (`labeller`: `labelFromRatings` with a word model or similar answers, or the round's reward model, trained
+ * `rewardSteps` steps on the reward dataset's train split, through `labelWithRewardModel`)
+ * labels the unrated answers where held-out human ratings certify it (cross-fitted thresholds,
+ * exact lower bound: see reliability.ts), the labels join calibration at `sourceWeight.judge`,
+ * and sft trains on every positive. `rl`: GRPO from the base on the rated prompts with the
+ * round's reward model as the reward.
  */
 async function runRate(c: RunCtx, rate: number): Promise<ArmResult[]> {
   const pct = Math.round(rate * 100);
@@ -783,21 +822,26 @@ async function runRate(c: RunCtx, rate: number): Promise<ArmResult[]> {
   if (c.s.rateArms.includes('sft')) await trainSft();
   if (!c.s.rateArms.includes('sft-ai') && !c.s.rateArms.includes('rl')) return out;
   const rmName = `reward-rated${tag}`;
-  const rm = await buildAndTrain(
-    c,
-    projectId,
-    rmName,
-    'reward',
-    { minMargin: 0.05 },
-    {
-      ...rewardModelTraining,
-      ...(c.s.rewardSteps > 0 ? { hyperparameters: { maxSteps: c.s.rewardSteps } } : {}),
-    },
-  );
-  c.log(
-    `  reward model @ ${pct}% seed ${seed}: ${rm.rows} pairs, train ${round(rm.seconds, 1)} s${rm.note ? ` (${rm.note})` : ''}`,
-  );
-  if (!rm.adapterPath) {
+  // A labeller from people's ratings needs no reward model: only rl (or the reward-model labeller) trains one.
+  const needsRm = c.s.rateArms.includes('rl') || c.s.labeller === 'reward-model';
+  const rm = !needsRm
+    ? { rows: 0, seconds: 0, adapterPath: undefined, datasetId: undefined, note: undefined }
+    : await buildAndTrain(
+        c,
+        projectId,
+        rmName,
+        'reward',
+        { minMargin: 0.05 },
+        {
+          ...rewardModelTraining,
+          ...(c.s.rewardSteps > 0 ? { hyperparameters: { maxSteps: c.s.rewardSteps } } : {}),
+        },
+      );
+  if (needsRm)
+    c.log(
+      `  reward model @ ${pct}% seed ${seed}: ${rm.rows} pairs, train ${round(rm.seconds, 1)} s${rm.note ? ` (${rm.note})` : ''}`,
+    );
+  if (needsRm && !rm.adapterPath) {
     for (const arm of c.s.rateArms.filter((a) => a !== 'sft'))
       out.push({
         arm,
@@ -823,14 +867,22 @@ async function runRate(c: RunCtx, rate: number): Promise<ArmResult[]> {
       ),
     );
   if (c.s.rateArms.includes('sft-ai')) {
-    await c.server.ensure([{ name: rmName, adapterPath: rm.adapterPath }]);
-    const trainedOn = await c.store.datasets.members(projectId, rm.datasetId!, 'train');
-    const quality = await rewardModelQuality(c, projectId, rmName, trainedOn);
-    const report = await labelWithRewardModel(c.store, projectId, {
-      rewardModel: { baseURL: c.server.baseUrl, model: rmName },
-      limit: c.pool.length,
-      trainedOn,
-    });
+    let quality: { heldOutAuc: number | null; oracleAuc: number | null } = {
+      heldOutAuc: null,
+      oracleAuc: null,
+    };
+    let report: AiLabelReport;
+    if (c.s.labeller === 'reward-model') {
+      await c.server.ensure([{ name: rmName, adapterPath: rm.adapterPath! }]);
+      const trainedOn = await c.store.datasets.members(projectId, rm.datasetId!, 'train');
+      quality = await rewardModelQuality(c, projectId, rmName, trainedOn);
+      report = await labelWithRewardModel(c.store, projectId, {
+        rewardModel: { baseURL: c.server.baseUrl, model: rmName },
+        limit: c.pool.length,
+        trainedOn,
+      });
+    } else
+      report = await labelFromRatings(c.store, projectId, { scorer: c.s.labeller, limit: c.pool.length });
     const labels = (await c.store.feedback.currentOfKinds(projectId, ['thumbs'])).filter(
       (f) => f.source === 'judge',
     );
@@ -841,6 +893,8 @@ async function runRate(c: RunCtx, rate: number): Promise<ArmResult[]> {
     }).length;
     const h = report.reliability;
     const ai: AiLabelStats = {
+      labeller: c.s.labeller,
+      folds: h.folds,
       heldOut: h.heldOut,
       fit: h.fit,
       check: h.check,
@@ -852,22 +906,28 @@ async function runRate(c: RunCtx, rate: number): Promise<ArmResult[]> {
       ...quality,
       share: report.share,
       labeled: report.labeled,
+      up: report.up,
       oracleAgreement: labels.length ? agree / labels.length : null,
       reasons: h.reasons,
     };
     c.log(
-      `  reward model labels @ ${pct}% seed ${seed}: ${report.labeled} of ${report.looked} unrated (${report.up} up, ${report.down} down), check precision ${ai.precision === null ? 'none' : round(ai.precision)} on ${ai.checkLabeled} of ${ai.check} check answers (${ai.fit} chose the thresholds); AUC held-out ${ai.heldOutAuc === null ? '-' : round(ai.heldOutAuc)}, oracle ${ai.oracleAuc === null ? '-' : round(ai.oracleAuc)}${ai.reasons.length ? ` (${ai.reasons.join('; ')})` : ''}`,
+      `  ${c.s.labeller} labels @ ${pct}% seed ${seed}: ${report.labeled} of ${report.looked} unrated (${report.up} up, ${report.down} down), check precision ${ai.precision === null ? 'none' : round(ai.precision)} on ${ai.checkLabeled} of ${ai.check} check answers (${ai.fit} chose the thresholds); AUC held-out ${ai.heldOutAuc === null ? '-' : round(ai.heldOutAuc)}, oracle ${ai.oracleAuc === null ? '-' : round(ai.oracleAuc)}${ai.reasons.length ? ` (${ai.reasons.join('; ')})` : ''}`,
     );
     const sft = out.find((r) => r.arm === 'sft');
-    if (report.labeled === 0) {
-      // No label: calibration, and so the dataset, is sft's; training it again would only spend
-      // the machine on the same model (and without the sft arm, neither is trained).
+    if (report.up === 0) {
+      // No label, or down labels only: sft keeps the liked answers, and a down label only goes
+      // to an answer nobody rated, which sft's data leaves out anyway; the dataset is sft's, and
+      // training it again would only spend the machine on the same model (and without the sft
+      // arm, neither is trained).
       out.push({
         ...(sft ?? { ...base, rows: 0, flagged: calibration.flagged, trainSeconds: 0 }),
         arm: 'sft-ai',
         ai,
         sameModelAs: 'sft',
-        note: 'no AI label: the sft model',
+        note:
+          report.labeled === 0
+            ? 'no AI label: the sft model'
+            : `${report.down} down labels, no up label: sft's data, the sft model`,
       });
       delete out.at(-1)!.modelName;
       delete out.at(-1)!.adapterPath;
@@ -1248,6 +1308,7 @@ export function rateMetrics(metrics: Record<string, number>, results: ArmResult[
       );
       metrics[`ai_label_share_${pct}pct_ratio`] = round(mean(stats.map((x) => x.ai.share)));
       metrics[`ai_labels_${pct}pct_count`] = labeled;
+      metrics[`ai_labels_up_${pct}pct_count`] = stats.reduce((n, x) => n + (x.ai.up ?? 0), 0);
       metrics[`ai_label_heldout_${pct}pct_count`] = round(mean(stats.map((x) => x.ai.heldOut)), 1);
       metrics[`ai_label_check_${pct}pct_count`] = round(mean(stats.map((x) => x.ai.check)), 1);
       metrics[`ai_label_certified_${pct}pct_count`] = certified.length;
@@ -1260,13 +1321,21 @@ export function rateMetrics(metrics: Record<string, number>, results: ArmResult[
       if (aucs('oracleAuc').length) metrics[`rm_oracle_auc_${pct}pct_ratio`] = round(mean(aucs('oracleAuc')));
       const perSeed = stats.map(({ seed, r, ai }) => {
         const auc = `AUC ${ai.heldOutAuc === null ? '-' : round(ai.heldOutAuc)} on people's held-out ratings, ${ai.oracleAuc === null ? '-' : round(ai.oracleAuc)} against the oracle`;
-        return `seed ${seed} (${r.ratings} thumbs on ${r.ratedAnswers} answers; reward model on ${ai.pairs} pairs, ${auc}; ${ai.heldOut} held-out answers, ${ai.fit} choose and ${ai.check} check): ${
+        const how =
+          ai.folds > 1
+            ? `${ai.heldOut} held-out answers with a score, each checking thresholds the other ${ai.folds - 1} of ${ai.folds} folds chose`
+            : `${ai.heldOut} held-out answers, ${ai.fit} choose and ${ai.check} check`;
+        return `seed ${seed} (${r.ratings} thumbs on ${r.ratedAnswers} answers; ${ai.labeller === 'reward-model' ? `reward model on ${ai.pairs} pairs, ${auc}; ` : ''}${how}): ${
           ai.precision === null
             ? `labelled none (${ai.reasons.join('; ')})`
             : `labelled ${round(100 * ai.share, 1)}% of the unrated answers; people agreed with ${round(100 * ai.precision, 1)}% of its calls on ${ai.checkLabeled} check answers (exact lower bound ${round(100 * ai.lower!, 1)}%), the oracle with ${ai.oracleAgreement === null ? '-' : round(100 * ai.oracleAgreement, 1)}% of its ${ai.labeled} labels${ai.reasons.length ? ` (${ai.reasons.join('; ')})` : ''}`
         }`;
       });
-      notes.push(`At ${pct}% rated the reward model: ${perSeed.join('; ')}.`);
+      const who =
+        stats[0]!.ai.labeller === 'reward-model'
+          ? 'the reward model'
+          : `people's ratings (${stats[0]!.ai.labeller === 'words' ? 'a word model' : 'similar answers'})`;
+      notes.push(`At ${pct}% rated ${who}: ${perSeed.join('; ')}.`);
     }
     const diffs = (arm: string) =>
       seeds.flatMap((seed) => {
@@ -1346,6 +1415,7 @@ export function summarize(
     quality_base_rate: round(base),
     eval_prompts_count: s.evalPrompts,
     pool_answers_count: s.poolPrompts * s.answersPerPrompt,
+    ...(s.ratingRates.length ? { rate_pool_answers_count: s.ratePoolPrompts } : {}),
     run_minutes: round(info.seconds / 60, 1),
   };
   const top = Math.max(...s.budgets);
@@ -1442,7 +1512,7 @@ export function summarize(
     'calibrated arms: calibrateProject defaults; raw: no flagging, no per-rater bias/scale/noise (plain mean);',
     `active learning: ${Math.round(100 * s.alWarmupShare)}% of the budget random (2 raters per answer), then the active-learning queue with the positives objective picks the rest in batches of ${Math.round(100 * s.alBatchShare)}% (unrated answers most likely liked, by the calibrated ratings of similar rated answers; one rating each, from a rater calibration has neither flagged nor found running against the consensus); the final calibration is the same as the random arm's;`,
     `settings from bench/loop-settings (sft/rwsft lr 2e-3, rwsft negative_scale 0.05, kto lr 3e-3, dpo lr 1e-3; 2 epochs, batch 8, LoRA r16), curation off, no test split;`,
-    `true quality = share of ${s.evalPrompts} eval answers (fixed prompts, people and seeds for every model) a simulated user would like (oracle); budget arms: one seed, no repeats${s.ratingRates.length ? `; rate arms: seeds ${s.rateSeeds.join(', ')} (each its own pool, panel, rated answers and training seed; reward model ${s.rewardSteps ? `${s.rewardSteps} steps` : '2 epochs'}, lr 3e-3)` : ''}; differences of a few points are within noise (sd about ${round(100 * Math.sqrt((base * (1 - base)) / s.evalPrompts), 1)} points per measurement).`,
+    `true quality = share of ${s.evalPrompts} eval answers (fixed prompts, people and seeds for every model) a simulated user would like (oracle); budget arms: one seed, no repeats${s.ratingRates.length ? `; rate arms: seeds ${s.rateSeeds.join(', ')} (one pool of ${s.ratePoolPrompts} answers, one per prompt, rated in a random order of answers; each seed its own panel, rated answers and training seed; labeller ${s.labeller}${s.labeller === 'reward-model' ? `, reward model ${s.rewardSteps ? `${s.rewardSteps} steps` : '2 epochs'}, lr 3e-3` : ''})` : ''}; differences of a few points are within noise (sd about ${round(100 * Math.sqrt((base * (1 - base)) / s.evalPrompts), 1)} points per measurement).`,
     ratios.length
       ? `Active learning needed ${ratios.join(', ')} of the random arm's ratings for the same gain at ${curve(
           'sft-al',
