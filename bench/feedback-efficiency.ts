@@ -72,6 +72,12 @@ const Settings = z.strictObject({
    * answers, rating noise and training seed; the eval (prompts, people, sampling) stays `seed`'s.
    */
   rateSeeds: z.array(z.number().int()).min(1),
+  /**
+   * Rate seeds whose sft-ai labels are trained on and measured (empty: all). The others label
+   * only (precision and share, seconds): a trained and measured pair of models takes a quarter
+   * of an hour on the shared machine.
+   */
+  gainSeeds: z.array(z.number().int()),
   /** The round's reward model trains this many steps (0: the worker's 2 epochs). */
   rewardSteps: z.number().int().min(0),
   arms: z.array(z.string().min(1)).min(1),
@@ -102,6 +108,7 @@ export const fullSettings: Settings = {
   ratePoolPrompts: 2000,
   labeller: 'similar',
   rateSeeds: [0, 1, 2],
+  gainSeeds: [],
   rewardSteps: 0,
   poolPrompts: 300,
   answersPerPrompt: 2,
@@ -144,6 +151,9 @@ function settingsFor(ctx: BenchContext): Settings {
     ...(env.BENCH_FE_RATE_ARMS ? { rateArms: list(env.BENCH_FE_RATE_ARMS) } : {}),
     ...(env.BENCH_FE_RATE_POOL ? { ratePoolPrompts: Number(env.BENCH_FE_RATE_POOL) } : {}),
     ...(env.BENCH_FE_LABELLER ? { labeller: env.BENCH_FE_LABELLER } : {}),
+    ...(env.BENCH_FE_GAIN_SEEDS !== undefined
+      ? { gainSeeds: list(env.BENCH_FE_GAIN_SEEDS)!.map(Number) }
+      : {}),
     ...(env.BENCH_FE_RATE_SEEDS ? { rateSeeds: list(env.BENCH_FE_RATE_SEEDS)!.map(Number) } : {}),
     ...(env.BENCH_FE_REWARD_STEPS ? { rewardSteps: Number(env.BENCH_FE_REWARD_STEPS) } : {}),
     ...(env.BENCH_FE_ARMS ? { arms: list(env.BENCH_FE_ARMS) } : {}),
@@ -285,6 +295,8 @@ export interface ArmResult {
   ai?: AiLabelStats;
   /** Trained on exactly another arm's data (sft-ai when nothing was labelled): its model's quality. */
   sameModelAs?: string;
+  /** sft-ai on a seed outside `gainSeeds`: labelled, not trained nor measured. */
+  labelsOnly?: boolean;
 }
 
 /** What the reward model's labels were worth in a sft-ai arm. */
@@ -914,6 +926,19 @@ async function runRate(c: RunCtx, rate: number): Promise<ArmResult[]> {
       `  ${c.s.labeller} labels @ ${pct}% seed ${seed}: ${report.labeled} of ${report.looked} unrated (${report.up} up, ${report.down} down), check precision ${ai.precision === null ? 'none' : round(ai.precision)} on ${ai.checkLabeled} of ${ai.check} check answers (${ai.fit} chose the thresholds); AUC held-out ${ai.heldOutAuc === null ? '-' : round(ai.heldOutAuc)}, oracle ${ai.oracleAuc === null ? '-' : round(ai.oracleAuc)}${ai.reasons.length ? ` (${ai.reasons.join('; ')})` : ''}`,
     );
     const sft = out.find((r) => r.arm === 'sft');
+    if (report.up > 0 && c.s.gainSeeds.length && !c.s.gainSeeds.includes(seed)) {
+      out.push({
+        arm: 'sft-ai',
+        ...base,
+        rows: 0,
+        flagged: calibration.flagged,
+        trainSeconds: 0,
+        ai,
+        labelsOnly: true,
+        note: 'labels only: not trained (BENCH_FE_GAIN_SEEDS)',
+      });
+      return out;
+    }
     if (report.up === 0) {
       // No label, or down labels only: sft keeps the liked answers, and a down label only goes
       // to an answer nobody rated, which sft's data leaves out anyway; the dataset is sft's, and
@@ -1283,7 +1308,9 @@ export function rateMetrics(metrics: Record<string, number>, results: ArmResult[
     const at = (arm: string, seed: number) => here.find((r) => r.arm === arm && (r.seed ?? 0) === seed);
     for (const arm of [...new Set(here.map((r) => r.arm))]) {
       // sft-ai without labels and without the sft arm trained nothing: no model, not a failure.
-      const runs = here.filter((r) => r.arm === arm && !(r.sameModelAs && r.quality === undefined));
+      const runs = here.filter(
+        (r) => r.arm === arm && !r.labelsOnly && !(r.sameModelAs && r.quality === undefined),
+      );
       if (!runs.length) continue;
       const key = `${arm.replace(/-/g, '_')}_rated${pct}pct`;
       metrics[`rows_${key}_count`] = round(mean(runs.map((r) => r.rows)), 1);
@@ -1348,7 +1375,10 @@ export function rateMetrics(metrics: Record<string, number>, results: ArmResult[
       if (a?.sameModelAs) return [0];
       return a?.quality !== undefined && b?.quality !== undefined ? [a.quality - b.quality] : [];
     });
-    if (aiGains.length) metrics[`ai_label_quality_gain_${pct}pct_rate`] = round(mean(aiGains));
+    if (aiGains.length) {
+      metrics[`ai_label_quality_gain_${pct}pct_rate`] = round(mean(aiGains));
+      metrics[`ai_label_gain_seeds_${pct}pct_count`] = aiGains.length;
+    }
     if (diffs('rl').length) metrics[`rl_minus_sft_quality_${pct}pct_rate`] = round(mean(diffs('rl')));
     const gain = (arm: string) => {
       const q = seeds.map((seed) => at(arm, seed)?.quality).filter((v): v is number => v !== undefined);
@@ -1387,7 +1417,8 @@ function carryBudgetMetrics(metrics: Record<string, number>, s: Settings): strin
   for (const [k, v] of carried) metrics[k] = v;
   // A rate arm this run did not train (rl is slow; sft-ai alone trains sft only when there are
   // labels) keeps the last run's metrics, and says so.
-  const notRun = (['sft', 'rl'] as const).filter((a) => !s.rateArms.includes(a));
+  // (sft is not carried: the rate arms' pool changed, and sft-ai trains it where it compares.)
+  const notRun = (['rl'] as const).filter((a) => !s.rateArms.includes(a));
   const rl = Object.entries(last.metrics).filter(
     ([k]) =>
       !(k in metrics) &&
