@@ -122,8 +122,8 @@ export interface CalibrationSnapshot {
   readonly state: ModelState;
   /** Per rater (3 each): sums of w m, w (m^2 + v), w y m over their ratings. */
   readonly sums: Float64Array;
-  /** Per rater (2 each): upper bounds of their items' posterior variance and |mean| (see raterReach). */
-  readonly reach: Float64Array;
+  /** Per rater (2 each): upper bounds of their items' posterior variance and |mean| (see raterReach; null: to be recomputed). */
+  readonly reach: Float64Array | null;
   readonly flags: Flags;
   readonly stats: ConsensusStatistics;
   readonly items: CalibrationColumns['items'];
@@ -359,7 +359,8 @@ interface Work {
   byRater: RaterIndex;
   state: ModelState;
   sums: Float64Array;
-  reach: Float64Array;
+  /** null after the passes moved every item (see raterReach), until a sweep needs it again. */
+  reach: Float64Array | null;
   flags: Flags;
   stats: ConsensusStatistics;
   items: CalibrationColumns['items'];
@@ -424,7 +425,7 @@ function extendWork(
     byRater: merged.byRater,
     state,
     sums: grown(snapshot.sums, 3 * R, 0),
-    reach: grown(snapshot.reach, 2 * R, 0),
+    reach: snapshot.reach && grown(snapshot.reach, 2 * R, 0),
     flags: {
       flagged: grown(snapshot.flags.flagged, R, 0),
       reasons: [...snapshot.flags.reasons, ...new Array(R - snapshot.flags.reasons.length).fill(null)],
@@ -631,7 +632,8 @@ function spread(work: Work, passes: number, changed: Uint8Array): void {
     work.sums[3 * r + 1] = block[r * BLOCK + SUM_MM]!;
     work.sums[3 * r + 2] = block[r * BLOCK + SUM_YM]!;
   }
-  work.reach = raterReach(data, state);
+  // Every item moved: the bounds are stale, refreshed by the next sweep if a verdict change asks for one.
+  work.reach = null;
   for (let i = 0; i < data.itemCount; i++) {
     const moved =
       Math.abs(state.itemPostMean[i]! - before[i]!) > REWARD_WRITE_THRESHOLD ||
@@ -655,6 +657,7 @@ function sweep(
   everUpdatedRater: Uint8Array,
   policy: RecalibrationPolicy,
 ): { sweeps: number; converged: boolean } {
+  work.reach ??= raterReach(work.data, work.state);
   const { data, state, sums, reach, byRater } = work;
   const { itemStart, rater, value, weight } = data;
   const tolerance = policy.propagationTolerance;
