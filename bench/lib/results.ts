@@ -78,6 +78,8 @@ const sharedMetricNames = new Set([
   'recalibrate_adversarial_max_reward_diff',
   'recalibrate_stored_max_reward_diff',
   'recalibrate_3m_max_reward_diff',
+  'recalibrate_converged_max_reward_diff',
+  'recalibrate_converged_both_max_reward_diff',
 ]);
 
 export function assertWellFormed(result: BenchResultFile): void {
