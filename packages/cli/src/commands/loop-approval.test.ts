@@ -113,6 +113,57 @@ for (const db of testDatabases()) {
       expect(await actions(t, cand.id)).toContain(`model.stage by ${approver}`);
     });
 
+    /** A round at its experiment stage: production and a candidate sharing the route, undecided. */
+    async function canaryRound(t: TestServer, route: string) {
+      const { ctx, roundId } = await shippedRound(t, route);
+      const state = (await t.store.loops.current(t.projectId, route))!.state;
+      await t.store.loops.advance(t.projectId, roundId, {
+        from: 'decide',
+        to: 'experiment',
+        actor: 't',
+        state: { ...state, decision: undefined, decisionReasons: undefined },
+      });
+      return { ctx, roundId, experimentId: (state as { experimentId: string }).experimentId };
+    }
+
+    it('a canary a person stops through the API ends its round by their choice, not a stuck test', async () => {
+      const t = await startTestServer(await db.create(), {
+        gateway: { upstreams: { up: { baseURL: 'http://127.0.0.1:9/v1' } } },
+      });
+      servers.push(t);
+      // Keeping production: the round ends rolled back, the candidate archived, the route production's.
+      const kept = await canaryRound(t, 'mail');
+      expect(await advanceLoop(kept.ctx)).toMatchObject({ stage: 'experiment', status: 'running' });
+      const stop = await t.call(`/api/v1/experiments/${kept.experimentId}/stop`, {
+        method: 'POST',
+        body: { reason: 'traffic ended before the test decided', keep: 'production' },
+      });
+      expect(stop.status).toBe(200);
+      const ended = await advanceLoop(kept.ctx);
+      expect(ended).toMatchObject({ stage: 'done', status: 'rolled_back' });
+      expect(ended!.state).toMatchObject({ decision: 'stopped' });
+      expect(String((ended!.state as { decisionReasons: string[] }).decisionReasons[0])).toMatch(
+        /^stopped by api:.*traffic ended before the test decided/,
+      );
+      expect(await stageOf(t, 'mail-prod')).toBe('production');
+      expect(await stageOf(t, 'mail-cand')).toBe('archived');
+      expect(await served(t, 'mail')).toEqual(['mail-prod@1']);
+      expect(await t.store.loops.current(t.projectId, 'mail')).toBeUndefined();
+
+      // Keeping the candidate is the person's approval: it is promoted, as their act.
+      const chosen = await canaryRound(t, 'chat');
+      const pick = await t.call(`/api/v1/experiments/${chosen.experimentId}/stop`, {
+        method: 'POST',
+        body: { reason: 'the examples convinced me', keep: 'candidate' },
+      });
+      expect(pick.status).toBe(200);
+      expect(await advanceLoop(chosen.ctx)).toMatchObject({ stage: 'done', status: 'succeeded' });
+      expect(await stageOf(t, 'chat-cand')).toBe('production');
+      expect(await stageOf(t, 'chat-prod')).toBe('archived');
+      const cand = (await t.store.models.get(t.projectId, 'chat-cand'))!;
+      expect((await actions(t, cand.id)).some((a) => /^model\.stage by api:/.test(a))).toBe(true);
+    });
+
     // Spawns the CLI four times: seconds each from TypeScript source on a loaded machine.
     it('a rejection from the CLI keeps production on the route and archives the candidate', async () => {
       const url = await db.create();

@@ -10,6 +10,7 @@ import {
   LoopPolicy,
   type LoopPolicyInput,
   lookAtOpenWatches,
+  stopExperiment,
   WorkerTarget,
   withRoutedModels,
   workerCommand,
@@ -445,7 +446,27 @@ export async function runLoopDemo(o: LoopDemoOptions): Promise<DemoRecord & { ur
         console.log('\n(no turned-away candidate worse than production to promote by hand)');
         return null;
       }
-      const open = await store.loops.current(project.id, policy.route);
+      let open = await store.loops.current(project.id, policy.route);
+      if (open?.stage === 'experiment') {
+        // The demo's traffic is over and the last canary has not decided: the operator stops it
+        // keeping production (a test without users decides nothing), and the loop ends the round.
+        const experimentId = (open.state as { experimentId?: string }).experimentId;
+        if (experimentId)
+          await stopExperiment(store, project.id, experimentId, {
+            keep: 'production',
+            reason: "the demo's traffic ended before the test decided",
+            actor: 'operator',
+          });
+        const ended = await advanceLoop(ctx);
+        const last = rounds.at(-1);
+        if (last && ended?.round === open.round && ended.stage === 'done') {
+          last.outcome = `${ended.status} (stopped undecided at the demo's end)`;
+          console.log(
+            `\n(round ${open.round}'s canary was undecided when the traffic ended: stopped, production kept)`,
+          );
+        }
+        open = await store.loops.current(project.id, policy.route);
+      }
       if (open) {
         console.log(
           `\n(round ${open.round} is still ${open.status} at ${open.stage}: no promotion by hand over it)`,

@@ -599,6 +599,11 @@ const stages: Record<(typeof loopStages)[number], StageFn> = {
   },
 
   async experiment(ctx, round, state) {
+    const stoppedByHand = await handStop(ctx, state.experimentId!);
+    if (stoppedByHand) {
+      ctx.log?.(`round ${round.round}: ${stoppedByHand.actor} stopped the canary (${stoppedByHand.reason})`);
+      return { to: 'decide', state: stoppedByHand.state };
+    }
     const status = await experimentStatus(ctx.store, ctx.projectId, state.experimentId!, { record: true });
     // Observations are users with an outcome: the user is the unit of the experiment.
     // (an implicit metric's users are every user served: each has a rate, 0 when they did nothing).
@@ -683,6 +688,26 @@ const stages: Record<(typeof loopStages)[number], StageFn> = {
     return { to: 'done', status: 'rolled_back' };
   },
 };
+
+/**
+ * A canary a person stopped (API, CLI or dashboard) before the test decided: the round ends by
+ * that person's choice instead of waiting on a test that no longer runs. Keeping the candidate is
+ * their approval of it; keeping production (or neither) rejects it.
+ */
+async function handStop(ctx: LoopContext, experimentId: string) {
+  const experiment = await ctx.store.experiments.get(ctx.projectId, experimentId);
+  if (!experiment || experiment.status === 'running') return undefined;
+  const last = experiment.history.at(-1);
+  const actor = last?.actor ?? 'unknown';
+  const reason = last?.reasons.join('; ') || 'no reason given';
+  const approved = last?.variant === 'candidate';
+  const state: RoundState = {
+    decision: approved ? 'ship' : 'stopped',
+    decisionReasons: [`stopped by ${actor}: ${reason}`],
+    ...(approved ? { approval: { approved, actor, reason, at: last?.at ?? Date.now() } } : {}),
+  };
+  return { actor, reason, state };
+}
 
 /**
  * Runs the current round of the policy's route one stage at a time until it ends or must wait
