@@ -251,10 +251,10 @@ export const demoBench: Bench = {
         fresh
           ? `demo_minutes: seed ${fresh.record.seed} as a newcomer runs it: git clone of main into a temp folder, make install build (${round(fresh.setupMinutes, 1)} min: npm install and the uv venv from warm caches, tsc, the web build), then make demo DEMO_ARGS="--exit --seed ${fresh.record.seed} --record ..." (the tiny policy built in the clone).`
           : '',
-        'The other seeds ran side by side in the same clone afterwards (built, tiny policy cached), each in its own database and model server, so their _minutes include each other's load. True quality is the oracle on 150 fixed probe prompts; _start is production before round 1, _end production after the last step; the unsuffixed demo_true_quality_start/_end are means over the seeds.',
+        "The other seeds ran side by side in the same clone afterwards (built, tiny policy cached), each in its own database and model server, so their _minutes include each other's load. True quality is the oracle on 150 fixed probe prompts; _start is production before round 1, _end production after the last step; the unsuffixed demo_true_quality_start/_end are means over the seeds.",
         `Rounds (production vs candidate true quality): ${runs.map((x) => roundsNote(x.record)).join(' | ')}.`,
         'Records with every round: bench/results/demo-records/default-seed*.json.',
-        `$loadText(samples); the machine (2 cores) was shared with other engineers' work.`,
+        `${loadText(samples)}; the machine (2 cores) was shared with other engineers' work.`,
       ]
         .filter(Boolean)
         .join(' '),
