@@ -5,6 +5,7 @@ import { type Kysely, sql, type Transaction } from 'kysely';
 import type { AuditLog } from './audit.js';
 import type { DialectName } from './connection.js';
 import { chunk, decodeJson } from './json.js';
+import { listMonthPartitions, type MonthPartition } from './partitions.js';
 import type { RollupRepository } from './rollups.js';
 import type { Database } from './schema.js';
 
@@ -12,7 +13,19 @@ import type { Database } from './schema.js';
 export type DeletionSubject =
   | { kind: 'end_user'; userId: string }
   | { kind: 'interactions'; ids: readonly string[] }
-  | { kind: 'retention'; ids: readonly string[]; olderThan: number };
+  | {
+      kind: 'retention';
+      ids: readonly string[];
+      olderThan: number;
+      /**
+       * A month of interactions (PostgreSQL) that goes whole: its rows are this project's, all
+       * past the policy's age, none protected (`retentionPartitions`). The partition is dropped
+       * instead of its rows deleted; everything that refers to them goes as for `ids`.
+       */
+      partition?: MonthPartition;
+      /** The policy's rule, checked again for `partition` once it is locked. */
+      keepProductionTrainingData?: boolean;
+    };
 
 /** Rows removed per table, and the dataset versions and models the deletion marked. */
 export interface DeletionCounts {
@@ -94,6 +107,19 @@ export class DeletionRepository {
     actor: string,
   ): Promise<DeletionResult> {
     const now = Date.now();
+    if (subject.kind === 'retention' && subject.partition) {
+      // No write reaches the month while it is checked and dropped; a row of another project or
+      // a newly protected one that arrived since it was chosen leaves it to the row-by-row path.
+      await sql`lock table ${sql.table(subject.partition.name)} in exclusive mode`.execute(trx);
+      const state = await this.partitionState(
+        trx,
+        projectId,
+        subject.partition,
+        !!subject.keepProductionTrainingData,
+      );
+      if (!state.mine || state.others || state.kept)
+        return { auditId: null, counts: emptyDeletionCounts(), datasets: [], models: [] };
+    }
     const ids = await this.interactionIds(trx, projectId, subject);
     const userId = subject.kind === 'end_user' ? subject.userId : undefined;
     const feedback = await this.feedbackToDelete(trx, projectId, ids, userId);
@@ -164,6 +190,7 @@ export class DeletionRepository {
       counts.deadLetters += n(await inProject('dead_letters'));
       // Ids only, but a later turn must not link to an interaction that is gone.
       await inProject('gateway_responses');
+      if (subject.kind === 'retention' && subject.partition) continue;
       counts.interactions += n(
         await trx
           .deleteFrom('interactions')
@@ -172,6 +199,7 @@ export class DeletionRepository {
           .executeTakeFirst(),
       );
     }
+    if (subject.kind === 'retention' && subject.partition) counts.interactions = ids.length;
     if (userId !== undefined) {
       counts.deadLetters += await this.deleteUsersDeadLetters(trx, projectId, userId);
       counts.usageRecords += n(
@@ -220,6 +248,7 @@ export class DeletionRepository {
         details: {
           counts,
           ...(subject.kind === 'retention' ? { olderThan: subject.olderThan } : {}),
+          ...(subject.kind === 'retention' && subject.partition ? { partition: subject.partition.name } : {}),
           datasets: marked.datasets.map((d) => ({
             id: d.id,
             name: d.name,
@@ -231,7 +260,70 @@ export class DeletionRepository {
       },
       trx,
     );
+    if (subject.kind === 'retention' && subject.partition)
+      await this.dropPartition(trx, projectId, subject.partition, ids);
     return { auditId: entry.id, counts, ...marked };
+  }
+
+  /**
+   * Last in the deletion's transaction, so the lock the drop takes on the parent table is held
+   * for a moment only: the month goes, and with it the ids' rows (a dropped table's rows fire no
+   * delete trigger, so migration 0037's `interaction_ids` rows are deleted here).
+   */
+  private async dropPartition(
+    trx: Transaction<Database>,
+    projectId: string,
+    partition: MonthPartition,
+    ids: readonly string[],
+  ): Promise<void> {
+    await sql`drop table ${sql.table(partition.name)}`.execute(trx);
+    for (const part of chunks(ids))
+      await sql`delete from interaction_ids where project_id = ${projectId} and id in (${sql.join(part)})`.execute(
+        trx,
+      );
+  }
+
+  /**
+   * The months of interactions retention can drop whole for a project (PostgreSQL; none on
+   * SQLite): entirely older than `olderThan`, holding rows of this project and of no other
+   * (a month is shared by every project; another project's rows leave by its own policy first),
+   * and with `keepProductionTrainingData` none in a dataset version a production model was
+   * trained on (the rule `retentionCandidates` keeps row by row). Oldest first.
+   */
+  async retentionPartitions(
+    projectId: string,
+    olderThan: number,
+    keepProductionTrainingData: boolean,
+  ): Promise<MonthPartition[]> {
+    if (this.dialect !== 'postgres') return [];
+    const out: MonthPartition[] = [];
+    for (const p of await listMonthPartitions(this.db, 'interactions')) {
+      if (p.to > olderThan) continue;
+      const r = await this.partitionState(this.db, projectId, p, keepProductionTrainingData);
+      if (r.mine && !r.others && !r.kept) out.push(p);
+    }
+    return out;
+  }
+
+  /** Whether a month holds this project's rows, another project's, and rows the policy keeps. */
+  private async partitionState(
+    db: Kysely<Database>,
+    projectId: string,
+    p: MonthPartition,
+    keepProductionTrainingData: boolean,
+  ): Promise<{ mine: boolean; others: boolean; kept: boolean }> {
+    const t = sql.table(p.name);
+    // Two index probes instead of "<>", which would scan the month.
+    const { rows } = await sql<{ mine: boolean; others: boolean; kept: boolean }>`select
+        exists (select 1 from ${t} where project_id = ${projectId}) as mine,
+        exists (select 1 from ${t} where project_id < ${projectId})
+          or exists (select 1 from ${t} where project_id > ${projectId}) as others,
+        ${keepProductionTrainingData} and exists (
+          select 1 from dataset_interactions m
+          join models pm on pm.dataset_id = m.dataset_id and pm.stage = 'production'
+          join ${t} i on i.project_id = m.project_id and i.id = m.interaction_id
+          where m.project_id = ${projectId}) as kept`.execute(db);
+    return rows[0]!;
   }
 
   private async interactionIds(
@@ -246,6 +338,11 @@ export class DeletionRepository {
         .where('project_id', '=', projectId)
         .where('user_id', '=', subject.userId)
         .execute();
+      return rows.map((r) => r.id);
+    }
+    if (subject.kind === 'retention' && subject.partition) {
+      const { rows } = await sql<{ id: string }>`select id from ${sql.table(subject.partition.name)}
+        where project_id = ${projectId}`.execute(trx);
       return rows.map((r) => r.id);
     }
     const found: string[] = [];

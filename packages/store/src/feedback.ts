@@ -115,12 +115,9 @@ export class FeedbackRepository {
         const inserted = await trx
           .insertInto('feedback')
           .values(part)
-          .onConflict((oc) =>
-            oc
-              .columns(['project_id', 'idempotency_key'])
-              .where('idempotency_key', 'is not', null)
-              .doNothing(),
-          )
+          // A repeated idempotency key: on PostgreSQL the partitioned table's trigger skips the
+          // row (feedback_keys, migration 0037); elsewhere the unique index does.
+          .onConflict((oc) => oc.doNothing())
           .returning('id')
           .execute();
         for (const r of inserted) created.add(r.id);

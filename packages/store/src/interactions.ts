@@ -87,7 +87,9 @@ export class InteractionRepository {
         const inserted = await trx
           .insertInto('interactions')
           .values(part)
-          .onConflict((oc) => oc.columns(['project_id', 'id']).doNothing())
+          // No conflict target: on PostgreSQL the table is partitioned and a repeated id is
+          // skipped by its trigger (migration 0037); on SQLite the primary key is the only one.
+          .onConflict((oc) => oc.doNothing())
           .returning('id')
           .execute();
         for (const r of inserted) created.add(r.id);

@@ -1,5 +1,12 @@
 import { type Kysely, type Migration, sql } from 'kysely';
 import type { DialectName } from './connection.js';
+import {
+  createMonthPartition,
+  MONTHS_AHEAD,
+  monthIndexOf,
+  monthPartition,
+  PARTITIONED_TABLES,
+} from './partitions.js';
 
 // Migrations are code, not files, so the store works from a bundled build and both databases run
 // the same steps. The column types that differ by database come from `types(dialect)`.
@@ -1057,6 +1064,160 @@ function responsesStore(dialect: DialectName): Migration {
   };
 }
 
+/**
+ * PostgreSQL only (SQLite unchanged): `interactions` and `feedback` become range partitioned on
+ * `created_at` by UTC month plus a default partition (partitions.ts), so retention can drop a
+ * month instead of deleting its rows. A partitioned table's primary key must hold the partition
+ * key, so uniqueness that spans months moves to two small unpartitioned tables, written by
+ * triggers in the same statement (every write path, COPY included, keeps them):
+ * - `interaction_ids (project_id, id)`: an interaction id is unique per project; the tables that
+ *   pointed at `interactions` (tags, rewards, feedback, current values, criterion scores) now
+ *   reference it, and deleting an interaction deletes its id row, which cascades as before;
+ * - `feedback_keys (project_id, idempotency_key)`: an idempotency key is unique per project.
+ * Existing rows are copied into the new tables and the names swapped, in the migration's
+ * transaction (a large database migrates offline; see docs/architecture.md).
+ */
+function partitions(dialect: DialectName): Migration {
+  return {
+    async up(db: AnyDb) {
+      if (dialect !== 'postgres') return;
+      const run = (q: string) => sql.raw(q).execute(db);
+      await run(`create table interaction_ids (
+        project_id text not null references projects(id) on delete cascade,
+        id text not null,
+        created_at bigint not null,
+        constraint interaction_ids_pk primary key (project_id, id))`);
+      await run('create index interaction_ids_time on interaction_ids (project_id, created_at)');
+      await run(
+        'insert into interaction_ids (project_id, id, created_at) select project_id, id, created_at from interactions',
+      );
+
+      // The new tables, their partitions (every month that holds rows, from 2000 on, and the
+      // months ahead), then the rows; indexes are built after the copy, which is faster.
+      const { rows } = await sql<{ month: number }>`
+        select distinct (extract(year from t) * 12 + extract(month from t) - 1)::int as month
+        from (select to_timestamp(created_at / 1000.0) at time zone 'UTC' as t from interactions
+              union all select to_timestamp(created_at / 1000.0) at time zone 'UTC' from feedback) x
+        where t >= '2000-01-01' and t < now() + interval '10 years'`.execute(db);
+      const now = monthIndexOf(Date.now());
+      const months = new Set(rows.map((r) => r.month));
+      for (let m = now; m <= now + MONTHS_AHEAD; m++) months.add(m);
+      for (const table of PARTITIONED_TABLES) {
+        await run(
+          `create table ${table}_next (like ${table} including defaults) partition by range (created_at)`,
+        );
+        await run(`create table ${table}_default partition of ${table}_next default`);
+        for (const month of [...months].sort((a, b) => a - b)) {
+          await createMonthPartition(db, monthPartition(table, month), `${table}_next`);
+        }
+        await run(`insert into ${table}_next select * from ${table}`);
+      }
+      // Dropping the old tables drops the foreign keys into them (tags, rewards, current values,
+      // scores); they are made again below, against interaction_ids.
+      await run('drop table feedback cascade');
+      await run('drop table interactions cascade');
+      for (const table of PARTITIONED_TABLES) await run(`alter table ${table}_next rename to ${table}`);
+
+      await run(
+        'alter table interactions add constraint interactions_pk primary key (project_id, id, created_at)',
+      );
+      await run(
+        'alter table interactions add constraint interactions_project_fk foreign key (project_id) references projects(id) on delete cascade',
+      );
+      for (const [name, columns] of [
+        ['interactions_time', 'project_id, created_at, id'],
+        ['interactions_route', 'project_id, route, created_at'],
+        ['interactions_model', 'project_id, model, created_at'],
+        ['interactions_user', 'project_id, user_id'],
+        ['interactions_session', 'project_id, session_id'],
+        ['interactions_prompt', 'project_id, prompt_hash'],
+      ])
+        await run(`create index ${name} on interactions (${columns})`);
+      await run('alter table feedback add constraint feedback_pk primary key (id, created_at)');
+      await run('create index feedback_interaction on feedback (project_id, interaction_id, created_at)');
+      await run('create index feedback_time on feedback (project_id, created_at)');
+      // Not unique per partition any more (feedback_keys is); kept for reading a repeat's event.
+      await run(
+        'create index feedback_idempotency on feedback (project_id, idempotency_key) where idempotency_key is not null',
+      );
+      for (const [table, name] of [
+        ['feedback', 'feedback_interaction_fk'],
+        ['interaction_tags', 'interaction_tags_fk'],
+        ['interaction_rewards', 'interaction_rewards_fk'],
+        ['feedback_current', 'feedback_current_interaction_fk'],
+        ['feedback_scores', 'feedback_scores_interaction_fk'],
+      ])
+        await run(
+          `alter table ${table} add constraint ${name} foreign key (project_id, interaction_id) references interaction_ids (project_id, id) on delete cascade`,
+        );
+      await run('create index feedback_scores_interaction on feedback_scores (project_id, interaction_id)');
+
+      await run(`create table feedback_keys (
+        project_id text not null,
+        idempotency_key text not null,
+        feedback_id text not null,
+        interaction_id text not null,
+        constraint feedback_keys_pk primary key (project_id, idempotency_key),
+        constraint feedback_keys_interaction_fk foreign key (project_id, interaction_id)
+          references interaction_ids (project_id, id) on delete cascade)`);
+      await run('create index feedback_keys_interaction on feedback_keys (project_id, interaction_id)');
+      await run(`insert into feedback_keys (project_id, idempotency_key, feedback_id, interaction_id)
+        select project_id, idempotency_key, id, interaction_id from feedback where idempotency_key is not null`);
+
+      // A repeated id (or key) skips the row, as "on conflict do nothing" did: the row trigger
+      // returns null, so "returning" leaves it out. Moving rows between partitions
+      // (partitions.ts) sets ratchet.partition_move and leaves the id tables alone.
+      await run(`create function interactions_keep_id() returns trigger language plpgsql as $$
+        begin
+          if coalesce(current_setting('ratchet.partition_move', true), '') = 'on' then return new; end if;
+          insert into interaction_ids (project_id, id, created_at) values (new.project_id, new.id, new.created_at)
+            on conflict do nothing;
+          if not found then return null; end if;
+          return new;
+        end $$`);
+      await run(`create function interactions_drop_id() returns trigger language plpgsql as $$
+        begin
+          if coalesce(current_setting('ratchet.partition_move', true), '') = 'on' then return old; end if;
+          delete from interaction_ids where project_id = old.project_id and id = old.id;
+          return old;
+        end $$`);
+      await run(`create function feedback_keep_key() returns trigger language plpgsql as $$
+        begin
+          if new.idempotency_key is null or coalesce(current_setting('ratchet.partition_move', true), '') = 'on' then
+            return new;
+          end if;
+          insert into feedback_keys (project_id, idempotency_key, feedback_id, interaction_id)
+            values (new.project_id, new.idempotency_key, new.id, new.interaction_id) on conflict do nothing;
+          if not found then return null; end if;
+          return new;
+        end $$`);
+      await run(`create function feedback_drop_key() returns trigger language plpgsql as $$
+        begin
+          if old.idempotency_key is null or coalesce(current_setting('ratchet.partition_move', true), '') = 'on' then
+            return old;
+          end if;
+          delete from feedback_keys where project_id = old.project_id and idempotency_key = old.idempotency_key
+            and feedback_id = old.id;
+          return old;
+        end $$`);
+      await run(
+        'create trigger interactions_keep_id before insert on interactions for each row execute function interactions_keep_id()',
+      );
+      await run(
+        'create trigger interactions_drop_id after delete on interactions for each row execute function interactions_drop_id()',
+      );
+      await run(
+        'create trigger feedback_keep_key before insert on feedback for each row execute function feedback_keep_key()',
+      );
+      await run(
+        'create trigger feedback_drop_key after delete on feedback for each row execute function feedback_drop_key()',
+      );
+      for (const table of ['interaction_ids', 'feedback_keys', 'interactions', 'feedback'])
+        await run(`analyze ${table}`);
+    },
+  };
+}
+
 export function migrations(dialect: DialectName): Record<string, Migration> {
   return {
     '0001_initial': initial(dialect),
@@ -1083,6 +1244,7 @@ export function migrations(dialect: DialectName): Record<string, Migration> {
     '0029_annotation_assignments': annotationAssignments(dialect),
     '0030_rollups': rollups(dialect),
     '0034_responses_store': responsesStore(dialect),
+    '0037_partitions': partitions(dialect),
     '0038_rollups_daily': rollupsDaily(dialect),
   };
 }

@@ -280,9 +280,18 @@ function startRetentionTimer(
   const pass = () => {
     running = running
       .then(async () => {
+        // PostgreSQL: the coming months' partitions exist before their first write (none on SQLite).
+        const made = await store.partitions.createAhead();
+        if (made.length > 0) server.app.log.info({ partitions: made }, 'partitions created ahead');
         for (const r of await applyRetentionToAll(store))
           server.app.log.info(
-            { project: r.projectId, days: r.policy.days, counts: r.counts, datasets: r.datasets.length },
+            {
+              project: r.projectId,
+              days: r.policy.days,
+              counts: r.counts,
+              datasets: r.datasets.length,
+              partitions: r.partitions,
+            },
             'retention deleted interactions',
           );
       })

@@ -35,8 +35,10 @@ export interface RetentionReport {
   projectId: string;
   policy: RetentionPolicy;
   olderThan: number;
-  /** One audited deletion per batch. */
+  /** One audited deletion per batch (a dropped month is one). */
   batches: number;
+  /** The months of interactions dropped whole (PostgreSQL), e.g. `interactions_p2026_01`. */
+  partitions: string[];
   counts: DeletionCounts;
   datasets: DeletionResult['datasets'];
   models: DeletionResult['models'];
@@ -61,11 +63,31 @@ export async function applyRetention(
     policy,
     olderThan,
     batches: 0,
+    partitions: [],
     counts: emptyDeletionCounts(),
     datasets: [],
     models: [],
     scrubbed: [],
   };
+  const add = (result: DeletionResult) => {
+    report.batches++;
+    for (const [k, v] of Object.entries(result.counts)) report.counts[k as keyof DeletionCounts] += v;
+    report.datasets.push(...result.datasets);
+    report.models.push(...result.models);
+  };
+  // On PostgreSQL, whole months first (dropped, not deleted row by row); what is left goes in batches.
+  const keep = policy.keepProductionTrainingData;
+  for (const partition of await store.deletion.retentionPartitions(projectId, olderThan, keep)) {
+    const result = await store.deletion.delete(
+      projectId,
+      { kind: 'retention', ids: [], olderThan, partition, keepProductionTrainingData: keep },
+      actor,
+    );
+    if (result.auditId !== null) {
+      add(result);
+      report.partitions.push(partition.name);
+    }
+  }
   for (;;) {
     const ids = await store.deletion.retentionCandidates(
       projectId,
@@ -78,11 +100,7 @@ export async function applyRetention(
       (report.batches > 0 || !(await store.deletion.hasOldUnlinked(projectId, olderThan)))
     )
       break;
-    const result = await store.deletion.delete(projectId, { kind: 'retention', ids, olderThan }, actor);
-    report.batches++;
-    for (const [k, v] of Object.entries(result.counts)) report.counts[k as keyof DeletionCounts] += v;
-    report.datasets.push(...result.datasets);
-    report.models.push(...result.models);
+    add(await store.deletion.delete(projectId, { kind: 'retention', ids, olderThan }, actor));
     if (ids.length < RETENTION_BATCH) break;
   }
   if (report.batches > 0) report.scrubbed = await scrubDeletedData(store, projectId, actor);
