@@ -430,11 +430,11 @@ function implicitNetMetrics(ctx: BenchContext, c: Config): Record<string, number
     });
     metrics[`aa_fpr_implicit_${name}_answers_rate`] = aa.analyses[0]!.significantRate;
   }
-  r.powerUsersPerArm.forEach((n, i) =>
+  r.powerUsersPerArm.forEach((n, i) => {
     lines.push(
       `${String(n).padStart(9)}  ${rates.regenerate![i]!.toFixed(3).padStart(12)}${rates.net![i]!.toFixed(3).padStart(12)}`,
-    ),
-  );
+    );
+  });
   ctx.log(
     `true quality ${r.population.rate} -> ${round(r.population.rate + r.lift, 3)}, answer model:\n${lines.join('\n')}`,
   );
