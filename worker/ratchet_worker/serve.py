@@ -341,13 +341,15 @@ class ModelHost:
         encoded = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True)
         return list(encoded["input_ids"])
 
-    def submit(self, entry: Served, req: ChatRequest, emit) -> Sequence:
-        """Queues one choice of `req` on the engine; `emit` gets its text and its end."""
+    def submit(self, entry: Served, req: ChatRequest, emit, choice: int = 0) -> Sequence:
+        """Queues choice `choice` of `req` on the engine; `emit` gets its text and its end."""
         import torch
 
         generator = None
         if req.seed is not None and req.temperature > 0:
-            generator = torch.Generator().manual_seed(req.seed)
+            # Each choice draws from its own stream (the seed plus its index), so `n` seeded choices
+            # are `n` samples, not one sample `n` times; choice 0 is what the seed gives alone.
+            generator = torch.Generator().manual_seed(req.seed + choice)
         stops = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
         seq = Sequence(
             family=entry.family,
@@ -450,10 +452,10 @@ def _choices(
 
         return emit
 
-    for _ in range(count):
+    for choice in range(count):
         queue: asyncio.Queue = asyncio.Queue()
         queues.append(queue)
-        seqs.append(host.submit(entry, req, emitter(queue)))
+        seqs.append(host.submit(entry, req, emitter(queue), choice))
     return queues, seqs
 
 

@@ -286,6 +286,10 @@ def test_n_choices_and_seeded_sampling_are_per_request(server):
         + [lambda p=p: _chat(server, "support-v2", p, temperature=1.0) for p in PROMPTS[:5]]
     )
     assert crowd[0]["choices"][0]["message"]["content"] == alone
+    # n seeded choices are n samples: choice 0 is the seed's own answer, the others differ from it.
+    several = [c["message"]["content"] for c in _chat(server, "tiny", prompt, n=3, **seeded)["choices"]]
+    assert several[0] == alone
+    assert len(set(several)) == 3
 
 
 def test_ignore_eos_generates_exactly_max_tokens(server):
