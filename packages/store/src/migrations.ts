@@ -1,4 +1,4 @@
-import { type Kysely, type Migration, sql } from 'kysely';
+import { type CreateTableBuilder, type Kysely, type Migration, sql } from 'kysely';
 import type { DialectName } from './connection.js';
 import {
   createMonthPartition,
@@ -938,6 +938,30 @@ function annotationAssignments(dialect: DialectName): Migration {
 }
 
 /**
+ * The figures an hourly or daily rollup row holds per route and model (rollups.ts reads both
+ * tables alike), after the table's own key columns.
+ */
+function rollupFigures<N extends string, C extends string>(
+  table: CreateTableBuilder<N, C>,
+  t: ReturnType<typeof types>,
+) {
+  return table
+    .addColumn('route', 'text', (c) => c.notNull())
+    .addColumn('model', 'text', (c) => c.notNull())
+    .addColumn('calls', 'bigint', (c) => c.notNull())
+    .addColumn('errors', 'bigint', (c) => c.notNull())
+    .addColumn('input_tokens', 'bigint', (c) => c.notNull())
+    .addColumn('output_tokens', 'bigint', (c) => c.notNull())
+    .addColumn('latency_n', 'bigint', (c) => c.notNull())
+    .addColumn('latency_bins', 'text', (c) => c.notNull())
+    .addColumn('thumbs_up', 'bigint', (c) => c.notNull())
+    .addColumn('thumbs_down', 'bigint', (c) => c.notNull())
+    .addColumn('stars_n', 'bigint', (c) => c.notNull())
+    .addColumn('stars_sum', t.real, (c) => c.notNull())
+    .addColumn('stars_sum_sq', t.real, (c) => c.notNull());
+}
+
+/**
  * The dashboard's rollups (rollups.ts). Every hour that already holds interactions or feedback is
  * logged as stale, so the first roll-forward (or `ratchet rollups rebuild`) fills them.
  */
@@ -946,24 +970,13 @@ function rollups(dialect: DialectName): Migration {
   return {
     async up(db: AnyDb) {
       await clustered(dialect)(
-        db.schema
-          .createTable('rollup_hours')
-          .addColumn('project_id', 'text', (c) => c.notNull())
-          .addColumn('hour', t.time, (c) => c.notNull())
-          .addColumn('route', 'text', (c) => c.notNull())
-          .addColumn('model', 'text', (c) => c.notNull())
-          .addColumn('calls', 'bigint', (c) => c.notNull())
-          .addColumn('errors', 'bigint', (c) => c.notNull())
-          .addColumn('input_tokens', 'bigint', (c) => c.notNull())
-          .addColumn('output_tokens', 'bigint', (c) => c.notNull())
-          .addColumn('latency_n', 'bigint', (c) => c.notNull())
-          .addColumn('latency_bins', 'text', (c) => c.notNull())
-          .addColumn('thumbs_up', 'bigint', (c) => c.notNull())
-          .addColumn('thumbs_down', 'bigint', (c) => c.notNull())
-          .addColumn('stars_n', 'bigint', (c) => c.notNull())
-          .addColumn('stars_sum', t.real, (c) => c.notNull())
-          .addColumn('stars_sum_sq', t.real, (c) => c.notNull())
-          .addPrimaryKeyConstraint('rollup_hours_pk', ['project_id', 'hour', 'route', 'model']),
+        rollupFigures(
+          db.schema
+            .createTable('rollup_hours')
+            .addColumn('project_id', 'text', (c) => c.notNull())
+            .addColumn('hour', t.time, (c) => c.notNull()),
+          t,
+        ).addPrimaryKeyConstraint('rollup_hours_pk', ['project_id', 'hour', 'route', 'model']),
       ).execute();
       await clustered(dialect)(
         db.schema
@@ -1001,24 +1014,13 @@ function rollupsDaily(dialect: DialectName): Migration {
   return {
     async up(db: AnyDb) {
       await clustered(dialect)(
-        db.schema
-          .createTable('rollup_days')
-          .addColumn('project_id', 'text', (c) => c.notNull())
-          .addColumn('day', t.time, (c) => c.notNull())
-          .addColumn('route', 'text', (c) => c.notNull())
-          .addColumn('model', 'text', (c) => c.notNull())
-          .addColumn('calls', 'bigint', (c) => c.notNull())
-          .addColumn('errors', 'bigint', (c) => c.notNull())
-          .addColumn('input_tokens', 'bigint', (c) => c.notNull())
-          .addColumn('output_tokens', 'bigint', (c) => c.notNull())
-          .addColumn('latency_n', 'bigint', (c) => c.notNull())
-          .addColumn('latency_bins', 'text', (c) => c.notNull())
-          .addColumn('thumbs_up', 'bigint', (c) => c.notNull())
-          .addColumn('thumbs_down', 'bigint', (c) => c.notNull())
-          .addColumn('stars_n', 'bigint', (c) => c.notNull())
-          .addColumn('stars_sum', t.real, (c) => c.notNull())
-          .addColumn('stars_sum_sq', t.real, (c) => c.notNull())
-          .addPrimaryKeyConstraint('rollup_days_pk', ['project_id', 'day', 'route', 'model']),
+        rollupFigures(
+          db.schema
+            .createTable('rollup_days')
+            .addColumn('project_id', 'text', (c) => c.notNull())
+            .addColumn('day', t.time, (c) => c.notNull()),
+          t,
+        ).addPrimaryKeyConstraint('rollup_days_pk', ['project_id', 'day', 'route', 'model']),
       ).execute();
       // The explorer filtered by rater (and rating) found that rater's current ratings by reading
       // every current rating of the project: at 20 million, seconds. Through this, a few thousand.
