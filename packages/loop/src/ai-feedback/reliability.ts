@@ -155,6 +155,26 @@ const covers = (side: 'up' | 'down', threshold: number) => (p: HeldOutPoint) =>
   side === 'up' ? p.score >= threshold : p.score <= threshold;
 
 /**
+ * A side's rule with what checking it found: `correct` of `checked` answers it labelled were
+ * people's call too, and the exact lower bound on its precision from them.
+ */
+function checkedRule(
+  chosen: { threshold: number; n: number; correct: number },
+  checked: number,
+  correct: number,
+  alpha: number,
+): SideRule {
+  return {
+    threshold: chosen.threshold,
+    fit: { n: chosen.n, correct: chosen.correct },
+    heldOut: checked,
+    correct,
+    precision: checked ? correct / checked : 0,
+    lower: exactLowerBound(correct, checked, alpha),
+  };
+}
+
+/**
  * One side's threshold, chosen on the fit half: the most permissive one whose fit precision,
  * were the check half to show the same at its size (the fit coverage scaled to it), would pass
  * the exact test. The fit half may choose freely (no confidence is claimed from it). Only fit
@@ -229,14 +249,7 @@ export function ruleFromHalves(
     }
     const covered = check.filter(covers(s, chosen.threshold));
     const correct = covered.filter((p) => p.up === (s === 'up')).length;
-    const rule: SideRule = {
-      threshold: chosen.threshold,
-      fit: { n: chosen.n, correct: chosen.correct },
-      heldOut: covered.length,
-      correct,
-      precision: covered.length ? correct / covered.length : 0,
-      lower: exactLowerBound(correct, covered.length, alpha),
-    };
+    const rule = checkedRule(chosen, covered.length, correct, alpha);
     if (rule.lower >= o.targetPrecision) return rule;
     reasons.push(
       `${s}: past the threshold the fit half chose (${pct(chosen.correct / chosen.n)} of ${chosen.n} right), the ${covered.length} check answers were ${pct(rule.precision)} right (lower bound ${pct(rule.lower)} < ${pct(o.targetPrecision)})`,
@@ -331,14 +344,7 @@ export function crossFitLabelRule(
     }
     const labelled = outOfFold.filter((x) => x.label === (s === 'up'));
     const correct = labelled.filter((x) => x.p.up === (s === 'up')).length;
-    const rule: SideRule = {
-      threshold: chosen.threshold,
-      fit: { n: chosen.n, correct: chosen.correct },
-      heldOut: labelled.length,
-      correct,
-      precision: labelled.length ? correct / labelled.length : 0,
-      lower: exactLowerBound(correct, labelled.length, alpha),
-    };
+    const rule = checkedRule(chosen, labelled.length, correct, alpha);
     if (rule.lower >= o.targetPrecision) return rule;
     reasons.push(
       `${s}: the thresholds chosen on the other folds labelled ${labelled.length} held-out answers, ${pct(rule.precision)} right (lower bound ${pct(rule.lower)} < ${pct(o.targetPrecision)})`,
