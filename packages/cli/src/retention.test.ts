@@ -1,6 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
 import { dayMs, InteractionInput, parseInput } from '@ratchet/core';
-import { Store } from '@ratchet/store';
+import { MONTHS_AHEAD, monthIndexOf, monthPartition, PARTITIONED_TABLES, Store } from '@ratchet/store';
 import { testDatabases } from '@ratchet/store/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exited, freePort, runCli, startServeProcess } from './test-utils/process.js';
@@ -57,7 +57,34 @@ for (const target of testDatabases()) {
       expect(await ids()).toEqual(['new-1', 'old-1', 'old-2']);
     });
 
+    // PostgreSQL only (SQLite has no partitions): the months ahead are dropped before the server
+    // starts, so only its own retention pass can have made them again.
+    const monthsAhead = () => {
+      const first = monthIndexOf(Date.now());
+      return PARTITIONED_TABLES.flatMap((table) =>
+        Array.from({ length: MONTHS_AHEAD }, (_, i) => monthPartition(table, first + 1 + i).name),
+      ).sort();
+    };
+    const partitionNames = async () => {
+      const store = await Store.open(databaseUrl);
+      try {
+        const lists = await Promise.all(PARTITIONED_TABLES.map((t) => store.partitions.list(t)));
+        return lists.flat().map((p) => p.name);
+      } finally {
+        await store.close();
+      }
+    };
+
     it('ratchet serve applies the policy set by the CLI on its schedule', async () => {
+      if (target.name === 'postgres') {
+        const store = await Store.open(databaseUrl);
+        try {
+          for (const name of monthsAhead()) await store.db.schema.dropTable(name).ifExists().execute();
+        } finally {
+          await store.close();
+        }
+        expect(await partitionNames()).not.toEqual(expect.arrayContaining(monthsAhead()));
+      }
       const set = await runCli(['retention', 'set', '--project', 'kept', '--days', '7'], env());
       expect(set.code).toBe(0);
       const bad = await runCli(['retention', 'set', '--project', 'kept', '--days', '0'], env());
@@ -72,6 +99,10 @@ for (const target of testDatabases()) {
         left = await ids();
       }
       expect(left).toEqual(['new-1']);
+      // The same pass makes the coming months' partitions on PostgreSQL (a no-op on SQLite).
+      if (target.name === 'postgres')
+        expect(await partitionNames()).toEqual(expect.arrayContaining(monthsAhead()));
+      else expect(await partitionNames()).toEqual([]);
     }, 60_000);
   });
 }

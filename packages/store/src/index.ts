@@ -72,7 +72,14 @@ export type { LoopApproval, LoopRound, LoopRoundStatus } from './loops.js';
 export { openLoopStatuses } from './loops.js';
 export type { Model, NewModel, ServedChange } from './models.js';
 export type { Page } from './paging.js';
-export { MONTHS_AHEAD, type MonthPartition, type PartitionedTable } from './partitions.js';
+export {
+  MONTHS_AHEAD,
+  type MonthPartition,
+  monthIndexOf,
+  monthPartition,
+  PARTITIONED_TABLES,
+  type PartitionedTable,
+} from './partitions.js';
 export type { ApiKeyInfo, Principal, Project } from './projects.js';
 export type { Rater } from './raters.js';
 export type { ResponseLink } from './response-links.js';
