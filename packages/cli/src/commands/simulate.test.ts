@@ -7,7 +7,7 @@ import {
 } from '@ratchet/server/testing';
 import { sqliteTestDatabase } from '@ratchet/store/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadDemoDomain, simulateTraffic } from '../demo/traffic.js';
+import { loadDemoDomain, planChats, simulateTraffic } from '../demo/traffic.js';
 import { runCli } from '../test-utils/process.js';
 
 const domain = loadDemoDomain();
@@ -112,5 +112,69 @@ describe('simulated users through the gateway (ratchet simulate)', () => {
     const report = JSON.parse(stdout);
     expect(report.chats).toBe(40);
     expect(Object.keys(report.variants).sort()).toEqual(['bad', 'good']);
+  });
+});
+
+describe('simulated users are reproducible from their seed alone', () => {
+  const db = sqliteTestDatabase();
+  let upstream: LocalUpstream;
+  let t: TestServer;
+
+  beforeAll(async () => {
+    // A sampling model: each answer is drawn from the request's `seed` (as the worker samples),
+    // so an unseeded request would be answered differently every time.
+    upstream = await startLocalUpstream({
+      answer: (body) => {
+        const messages = body.messages as { content: string }[];
+        const intent = intentOf(domain, messages.at(-1)!.content)!;
+        const rng = new SeededRandom(typeof body.seed === 'number' ? body.seed : Date.now() + Math.random());
+        const q = () => rng.bernoulli(0.5);
+        return composeAnswer(domain, rng, intent, { correct: q(), polite: q(), concise: q(), safe: true });
+      },
+    });
+    t = await startTestServer(await db.create(), {
+      gateway: {
+        upstreams: { local: { baseURL: upstream.url } },
+        routes: { 'support-bot': { variants: [{ name: 'only', upstream: 'local', model: 'm', weight: 1 }] } },
+      },
+    });
+  });
+  afterAll(async () => {
+    await t?.close();
+    await upstream?.close();
+    await db.cleanup();
+  });
+
+  it('gives the same people, prompts, answer seeds and ratings on two runs of one seed, others on another', async () => {
+    const population = createPopulation({ size: 100, seed: 3 });
+    const run = async (seed: number) => {
+      upstream.requests.length = 0;
+      const report = await simulateTraffic({
+        baseUrl: t.url,
+        apiKey: t.secretKey,
+        route: 'support-bot',
+        domain,
+        population,
+        chats: 60,
+        seed,
+        concurrency: 6,
+      });
+      // Concurrent calls arrive in any order: compare what was asked, sorted.
+      const asked = upstream.requests
+        .map((b) => `${b.user} ${b.seed} ${(b.messages as { content: string }[]).at(-1)!.content}`)
+        .sort();
+      return { asked, seeds: upstream.requests.map((b) => b.seed), report };
+    };
+    const first = await run(11);
+    const again = await run(11);
+    const other = await run(12);
+    expect(first.seeds.every((s) => Number.isInteger(s))).toBe(true);
+    expect(new Set(first.seeds).size).toBe(60);
+    expect(again.asked).toEqual(first.asked);
+    expect(again.report.variants).toEqual(first.report.variants);
+    expect(other.asked).not.toEqual(first.asked);
+    expect(planChats({ chats: 5, seed: 11, population, domain })).toEqual(
+      planChats({ chats: 5, seed: 11, population, domain }),
+    );
   });
 });

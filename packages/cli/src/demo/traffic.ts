@@ -68,6 +68,37 @@ function emptyVariant(): VariantTraffic {
   return { chats: 0, trueQuality: 0, goodShare: 0, thumbsUp: 0, thumbsDown: 0, feedbackEvents: 0 };
 }
 
+/** One simulated chat, drawn before any call is made. */
+export interface PlannedChat {
+  persona: Persona;
+  prompt: ReturnType<typeof samplePrompt>;
+  /** Seeds the person's reaction to the answer (simulateFeedback). */
+  seed: number;
+  /** Sent as the request's `seed`: the model's sampling of this answer (the worker honours it). */
+  answerSeed: number;
+}
+
+/**
+ * Every chat's person, prompt, reaction and answer sampling, drawn up front from the traffic's
+ * seed alone, so that a run is reproducible whatever order concurrent calls finish in. The answer
+ * seeds come from their own stream, so the people and prompts of a seed are what they were before
+ * answers were seeded.
+ */
+export function planChats(
+  o: Pick<TrafficOptions, 'chats' | 'seed' | 'population' | 'domain'>,
+): PlannedChat[] {
+  const rng = new SeededRandom(o.seed);
+  // A different stream from the same seed (the mixing constant only separates the two).
+  const answers = new SeededRandom(o.seed + 0x9e3779b9);
+  return Array.from({ length: o.chats }, () => ({
+    persona: o.population[rng.int(o.population.length)]!,
+    prompt: samplePrompt(o.domain, rng),
+    seed: rng.nextUint32(),
+    // Below 2^31: any server's seed parameter takes it (the worker adds the choice index).
+    answerSeed: answers.nextUint32() >>> 1,
+  }));
+}
+
 /**
  * Simulated users of an application: each chat picks a person and a question, asks the route
  * through the gateway with the official `openai` client (the person is the end user, so the
@@ -78,20 +109,13 @@ function emptyVariant(): VariantTraffic {
 export async function simulateTraffic(o: TrafficOptions): Promise<TrafficReport> {
   const openai = new OpenAI({ baseURL: `${o.baseUrl}/v1`, apiKey: o.apiKey, maxRetries: 2 });
   const ratchet = new Ratchet({ baseUrl: o.baseUrl, apiKey: o.apiKey, flushOnExit: false });
-  const rng = new SeededRandom(o.seed);
-  // Draw every chat's person, prompt and rating randomness up front, so the run is reproducible
-  // whatever order concurrent calls finish in.
-  const plan = Array.from({ length: o.chats }, () => ({
-    persona: o.population[rng.int(o.population.length)]!,
-    prompt: samplePrompt(o.domain, rng),
-    seed: rng.nextUint32(),
-  }));
+  const plan = planChats(o);
   const report: TrafficReport = { variants: {}, segments: {}, chats: 0, feedbackEvents: 0, errors: 0 };
   let next = 0;
   let done = 0;
   const worker = async () => {
     for (let i = next++; i < plan.length; i = next++) {
-      const { persona, prompt, seed } = plan[i]!;
+      const { persona, prompt, seed, answerSeed } = plan[i]!;
       try {
         const { data, response } = await openai.chat.completions
           .create(
@@ -101,6 +125,7 @@ export async function simulateTraffic(o: TrafficOptions): Promise<TrafficReport>
               user: persona.id,
               temperature: o.temperature ?? 0.8,
               max_tokens: o.maxTokens ?? 96,
+              seed: answerSeed,
             },
             o.sendSegment ? { headers: { 'x-ratchet-segment': persona.segment } } : undefined,
           )
