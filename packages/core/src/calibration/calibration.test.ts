@@ -372,6 +372,10 @@ describe('calibrateRaters when almost every item is rated once', () => {
     const down = mean((i) => i % 5 !== 0);
     console.log(`single ratings: mean reward of up items ${up.toFixed(3)}, of down items ${down.toFixed(3)}`);
     expect(up - down).toBeGreaterThan(0.5);
-    expect(up).toBeGreaterThan(0);
+    // Not above 0: at the fit's fixed point one thumb from a rater of ~7 ratings lifts an item
+    // from the prior mean (-0.65, 80% of the thumbs are down) to about 0 (-0.03; a fit that stopped
+    // early along the slow scale-prior direction happened to leave it at +0.10). Collapsed onto the
+    // mean it would stay near -0.65.
+    expect(up).toBeGreaterThan(result.hyperparameters.itemMean + 0.5);
   });
 });
