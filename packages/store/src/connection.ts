@@ -4,6 +4,7 @@ import SqliteDatabase from 'better-sqlite3';
 import { Kysely, PostgresDialect, SqliteDialect } from 'kysely';
 import pg from 'pg';
 import { checkpointOffThread } from './checkpointer.js';
+import { readOffThread, type SqliteReadThread } from './read-thread.js';
 import type { Database } from './schema.js';
 import { WalSync } from './wal-sync.js';
 
@@ -63,6 +64,8 @@ export interface OpenedDatabase {
   sqlite?: SqliteDatabase.Database;
   /** A file database at synchronous=FULL: fsyncs its WAL off the event loop (see wal-sync.ts). */
   walSync?: WalSync;
+  /** A file database: long read-only queries run on a thread of their own (see read-thread.ts). */
+  readThread?: SqliteReadThread;
 }
 
 export function openKysely(config: DatabaseConfig): Kysely<Database> {
@@ -85,6 +88,7 @@ export function openDatabase(config: DatabaseConfig): OpenedDatabase {
       db: new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) }),
       sqlite,
       ...(file && config.synchronous !== 'normal' ? { walSync: new WalSync(file) } : {}),
+      ...(file ? { readThread: readOffThread(sqlite, file) } : {}),
     };
   }
   const pool = new pg.Pool({ connectionString: config.location, max: config.poolSize ?? 10 });

@@ -74,6 +74,7 @@ for (const target of testDatabases()) {
     let store: Store;
     let raw: RawDashboardFigures;
     let projectId: string;
+    let url: string;
     const rng = new SeededRandom(17);
 
     // Whole days (read from the daily rows), and a window that starts and ends mid-day (its
@@ -126,7 +127,8 @@ for (const target of testDatabases()) {
     };
 
     beforeAll(async () => {
-      store = await Store.open(await target.create());
+      url = await target.create();
+      store = await Store.open(url);
       raw = new RawDashboardFigures(store.db);
       projectId = (await store.projects.create('acme')).id;
       // Another project's rows must not show up in this one's figures.
@@ -187,6 +189,45 @@ for (const target of testDatabases()) {
         await store.db.updateTable(table).set({ calls: 1 }).where('project_id', '=', projectId).execute();
       await store.rollups.rebuild(projectId);
       expect(await rows()).toEqual(kept);
+      expect(
+        await store.db.selectFrom('rollup_log').selectAll().where('project_id', '=', projectId).execute(),
+      ).toEqual([]);
+      await compare();
+    });
+
+    it('leaves hours to another server that rolled them forward while this pass read its figures', async () => {
+      const other = await Store.open(url);
+      const rollups = store.rollups as unknown as { readFigures(...args: unknown[]): Promise<unknown> };
+      const readFigures = rollups.readFigures.bind(store.rollups);
+      let release!: () => void;
+      const released = new Promise<void>((r) => {
+        release = r;
+      });
+      let read!: () => void;
+      const wasRead = new Promise<void>((r) => {
+        read = r;
+      });
+      // This server's pass reads its figures, then waits while more calls land and the other
+      // server rolls everything forward; its figures (without those calls) are then the older.
+      rollups.readFigures = async (...args) => {
+        const figures = await readFigures(...args);
+        read();
+        await released;
+        return figures;
+      };
+      try {
+        await store.interactions.insert(projectId, plant(rng, 'c', 100));
+        const pass = store.rollups.rollForward(projectId);
+        await wasRead;
+        await store.interactions.insert(projectId, plant(rng, 'd', 100));
+        await other.rollups.rollForward(projectId);
+        release();
+        await pass;
+      } finally {
+        delete (rollups as { readFigures?: unknown }).readFigures;
+        await other.close();
+      }
+      // Nothing is left to redo: had this pass written its figures, the 'd' calls would be missing.
       expect(
         await store.db.selectFrom('rollup_log').selectAll().where('project_id', '=', projectId).execute(),
       ).toEqual([]);

@@ -1,8 +1,9 @@
 import { newId } from '@ratchet/core';
-import { type Insertable, type Kysely, sql } from 'kysely';
+import { type CompiledQuery, type Insertable, type Kysely, sql } from 'kysely';
 import type { DialectName } from './connection.js';
 import { chunk, rowsPerStatement } from './json.js';
 import { addToBins, binsOf, type LatencyBins, latencyBin } from './latency-bins.js';
+import type { SqliteReadThread } from './read-thread.js';
 import type { Database, RollupDaysTable, RollupHoursTable } from './schema.js';
 
 export const HOUR_MS = 3_600_000;
@@ -11,6 +12,18 @@ export const hourOf = (t: number): number => Math.floor(t / HOUR_MS) * HOUR_MS;
 export const dayOf = (t: number): number => Math.floor(t / DAY_MS) * DAY_MS;
 /** Stale-hour log rows read per pass. */
 const LOG_BATCH = 5000;
+
+/** A read query that can run on the store's connection or, compiled, on the read thread. */
+interface ReadQuery {
+  compile(): CompiledQuery<unknown>;
+  execute(): Promise<unknown[]>;
+}
+type RowsOf<T extends readonly ReadQuery[]> = {
+  -readonly [K in keyof T]: Awaited<ReturnType<T[K]['execute']>>;
+};
+
+/** Another roll-forward took this window's log rows while this one read its figures. */
+class Superseded extends Error {}
 
 /** One rollup row as the dashboard reads it: an hour's or a whole day's figures. */
 export interface RollupRow {
@@ -90,6 +103,16 @@ export class RollupRepository {
   constructor(
     private readonly db: Kysely<Database>,
     private readonly dialect: DialectName,
+    /** SQLite files: the recompute's reads run there, off the event loop (see read-thread.ts). */
+    private readonly readThread?: SqliteReadThread,
+    /**
+     * The transaction a roll-forward writes in. The store's relaxed one (no fsync at commit):
+     * rollups are recomputed from rows that are durable already, and the log rows a pass deletes
+     * go in the same transaction, so a commit lost to a power cut only leaves hours to redo;
+     * a commit at synchronous=FULL fsynced the WAL on the event loop every pass.
+     */
+    private readonly write: <T>(work: (trx: Kysely<Database>) => Promise<T>) => Promise<T> = (work) =>
+      db.transaction().execute(work),
   ) {}
 
   /** In a write's transaction: the hours of these times (epoch ms) hold changed rows. */
@@ -296,34 +319,50 @@ export class RollupRepository {
         const to = Math.min(dayOf(from) + DAY_MS, Number(log.at(-1)!.hour) + HOUR_MS);
         const covered: string[] = [];
         while (i < log.length && Number(log[i]!.hour) < to) covered.push(log[i++]!.id);
-        await this.db.transaction().execute(async (trx) => {
+        // Read after the log: every write whose log row is covered is in these figures.
+        const figures = await this.readFigures(projectId, from, to);
+        await this.write(async (trx) => {
           if (this.dialect === 'postgres')
             await sql`select pg_advisory_xact_lock(hashtext(${`ratchet:rollups:${projectId}`}))`.execute(trx);
-          await this.recompute(trx, projectId, from, to);
-          await this.mergeDay(trx, projectId, dayOf(from));
-          // Only the log rows read before the recompute: a write committed since logged its own.
-          for (const part of chunk(covered, 1000))
-            await trx
+          // Only the log rows read before the figures: a write committed since logged its own.
+          let deleted = 0;
+          for (const part of chunk(covered, 1000)) {
+            const r = await trx
               .deleteFrom('rollup_log')
               .where('project_id', '=', projectId)
               .where('id', 'in', part)
-              .execute();
+              .executeTakeFirst();
+            deleted += Number(r.numDeletedRows);
+          }
+          // Another pass (another server) took some of them since: it read its figures after
+          // those log rows were written, and what it did not cover is still logged. Writing
+          // ours could put older figures over its newer ones, so this window is left to it.
+          if (deleted < covered.length) throw new Superseded();
+          await this.replaceFigures(trx, projectId, from, to, figures);
+          await this.mergeDay(trx, projectId, dayOf(from));
+        }).catch((err: unknown) => {
+          if (!(err instanceof Superseded)) throw err;
         });
       }
       if (log.length < LOG_BATCH) return;
     }
   }
 
-  /** Replaces the rollups of the hours in [from, to) with figures recomputed from the raw rows. */
-  private async recompute(trx: Kysely<Database>, projectId: string, from: number, to: number): Promise<void> {
+  /**
+   * The figures of the hours in [from, to), recomputed from the raw rows: on a SQLite file on the
+   * read thread (these queries scan every call of the hours; on the event loop they held every
+   * request in flight), elsewhere on the store's connections.
+   */
+  private async readFigures(projectId: string, from: number, to: number) {
     const hour = (col: string) => sql<number>`(${sql.ref(col)} / ${sql.lit(HOUR_MS)}) * ${sql.lit(HOUR_MS)}`;
+    const db = this.db;
     const calls = () =>
-      trx
+      db
         .selectFrom('interactions as i')
         .where('i.project_id', '=', projectId)
         .where('i.created_at', '>=', from)
         .where('i.created_at', '<', to);
-    const [totals, latencies, ratings, events] = await Promise.all([
+    return this.readTogether([
       calls()
         .select((eb) => [
           'i.route',
@@ -334,8 +373,7 @@ export class RollupRepository {
           eb.fn.sum<number>(sql`coalesce(i.input_tokens, 0)`).as('input_tokens'),
           eb.fn.sum<number>(sql`coalesce(i.output_tokens, 0)`).as('output_tokens'),
         ])
-        .groupBy(['i.route', 'i.model', hour('i.created_at')])
-        .execute(),
+        .groupBy(['i.route', 'i.model', hour('i.created_at')]),
       // Bin edges are whole milliseconds, so a latency and its ceiling fall in the same bin:
       // grouping by the ceiling returns a few hundred rows per hour, not one per call.
       calls()
@@ -348,8 +386,7 @@ export class RollupRepository {
           sql<number>`ceil(i.latency_ms)`.as('ms'),
           eb.fn.countAll<number>().as('n'),
         ])
-        .groupBy(['i.route', 'i.model', hour('i.created_at'), sql`ceil(i.latency_ms)`])
-        .execute(),
+        .groupBy(['i.route', 'i.model', hour('i.created_at'), sql`ceil(i.latency_ms)`]),
       calls()
         .innerJoin('feedback_current as c', (j) =>
           j.onRef('c.project_id', '=', 'i.project_id').onRef('c.interaction_id', '=', 'i.id'),
@@ -365,17 +402,39 @@ export class RollupRepository {
           eb.fn.sum<number>(sql`case when c.kind = 'stars' then c.value end`).as('stars_sum'),
           eb.fn.sum<number>(sql`case when c.kind = 'stars' then c.value * c.value end`).as('stars_sq'),
         ])
-        .groupBy(['i.route', 'i.model', hour('i.created_at')])
-        .execute(),
-      trx
+        .groupBy(['i.route', 'i.model', hour('i.created_at')]),
+      db
         .selectFrom('feedback as f')
         .where('f.project_id', '=', projectId)
         .where('f.created_at', '>=', from)
         .where('f.created_at', '<', to)
         .select((eb) => [hour('f.created_at').as('hour'), eb.fn.countAll<number>().as('events')])
-        .groupBy(hour('f.created_at'))
-        .execute(),
-    ]);
+        .groupBy(hour('f.created_at')),
+    ] as const);
+  }
+
+  /** Runs read queries together: on the read thread in one snapshot when there is one. */
+  private async readTogether<T extends readonly ReadQuery[]>(queries: T): Promise<RowsOf<T>> {
+    const thread = this.readThread;
+    if (thread?.alive) {
+      try {
+        return (await thread.run(queries.map((q) => q.compile()))) as RowsOf<T>;
+      } catch (err) {
+        // The thread itself failed (not the query): the store's connection reads instead.
+        if (thread.alive) throw err;
+      }
+    }
+    return (await Promise.all(queries.map((q) => q.execute()))) as RowsOf<T>;
+  }
+
+  /** Replaces the rollups of the hours in [from, to) with `figures` (see readFigures). */
+  private async replaceFigures(
+    trx: Kysely<Database>,
+    projectId: string,
+    from: number,
+    to: number,
+    [totals, latencies, ratings, events]: Awaited<ReturnType<RollupRepository['readFigures']>>,
+  ): Promise<void> {
     const key = (r: { route: string | null; model: string; hour: unknown }) =>
       JSON.stringify([r.route ?? '', r.model, Number(r.hour)]);
     const bins = new Map<string, Map<number, number>>();

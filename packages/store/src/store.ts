@@ -87,7 +87,8 @@ export class Store {
     const writes = opened.sqlite
       ? new GroupCommit(db, { walSync: opened.walSync })
       : new DirectTransactions(db);
-    this.rollups = new RollupRepository(db, dialect);
+    // Rollups are derived from rows already durable: their commits need not wait for the disk.
+    this.rollups = new RollupRepository(db, dialect, opened.readThread, (work) => this.writeRelaxed(work));
     this.interactions = new InteractionRepository(db, dialect, writes, opened.sqlite, this.rollups);
     this.scoreConfigs = new ScoreConfigRepository(db, dialect);
     this.feedback = new FeedbackRepository(
