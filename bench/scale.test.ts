@@ -8,8 +8,10 @@ const ctx: BenchContext = { tiny: true, profile: false, log: () => {} };
 
 /**
  * bench/scale.ts in its tiny configuration (2,000 interactions, 4,000 ratings): the COPY load
- * writes every row, the rollup rebuild makes the dashboard count all of them, and every dashboard
- * API call answers (a failed call throws). Needs PostgreSQL: skipped without
+ * writes every row, the rollup rebuild makes the dashboard count all of them, every dashboard
+ * API call answers (a failed call throws); child processes calibrate every rating and build KTO
+ * and DPO rows, and after 40 new ratings the recalibration continues from the calibration's
+ * snapshot and lands within 0.01 of a full refit, with the same raters flagged. Needs PostgreSQL: skipped without
  * RATCHET_TEST_POSTGRES_URL, like the store suites' PostgreSQL half.
  */
 describe('scale bench (tiny)', () => {
@@ -24,6 +26,16 @@ describe('scale bench (tiny)', () => {
       expect(result.metrics.overview_ratings_count).toBe(4_000);
       expect(result.metrics.dashboard_api_ms_max_2k).toBeGreaterThan(0);
       expect(result.metrics).toHaveProperty('api_health_90d_days_ms');
+      expect(result.metrics.calibrated_ratings_count).toBe(4_000);
+      expect(result.metrics.calibrate_build_2k_s).toBeGreaterThan(0);
+      expect(result.metrics.calibrate_build_2k_peak_mib).toBeGreaterThan(50);
+      expect(result.metrics.kto_rows_count).toBeGreaterThan(0);
+      expect(result.metrics.dpo_rows_count).toBeGreaterThan(0);
+      expect(result.metrics.new_ratings_count).toBe(40);
+      expect(result.metrics.recalibrate_from_snapshot_count).toBe(1);
+      expect(result.metrics.recalibrate_speedup_1pct).toBeGreaterThan(0);
+      expect(result.metrics.recalibrate_max_reward_diff).toBeLessThan(0.01);
+      expect(result.metrics.recalibrate_flag_differences_count).toBe(0);
     },
     120_000,
   );

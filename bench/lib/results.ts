@@ -90,7 +90,7 @@ export function assertWellFormed(result: BenchResultFile): void {
   for (const [name, value] of Object.entries(result.metrics)) {
     if (typeof value !== 'number' || !Number.isFinite(value)) problems.push(`metric ${name} = ${value}`);
     if (
-      !/_(ms|s|per_s|per_s_cpu_[a-z]+|ratio|rate|corr|minutes|count|bytes|mb)$/.test(name) &&
+      !/_(ms|s|per_s|per_s_cpu_[a-z]+|ratio|rate|corr|minutes|count|bytes|mb|mib)$/.test(name) &&
       !sharedMetricNames.has(name) &&
       // Issue 19's demo metrics: true quality is a share of answers; failed calls a count.
       !/^(demo|realistic)_(seed\d+_)?(true_quality_(start|end|end_min|gain)|failed_calls)$/.test(name) &&
