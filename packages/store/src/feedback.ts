@@ -15,7 +15,7 @@ import type SqliteDatabase from 'better-sqlite3';
 import { type Insertable, type Kysely, type Selectable, sql } from 'kysely';
 import type { DialectName } from './connection.js';
 import type { TransactionRunner } from './group-commit.js';
-import type { InteractionRepository, WriteResult } from './interactions.js';
+import type { ExistingCall, InteractionRepository, WriteResult } from './interactions.js';
 import { chunk, decodeJson, encodeJson, rowsPerStatement } from './json.js';
 import type { RollupRepository } from './rollups.js';
 import type { Database, FeedbackTable, ScoreConfigsTable } from './schema.js';
@@ -76,9 +76,10 @@ export class FeedbackRepository {
     const at = (i: number, field: string) => [itemPath(i), field].filter(Boolean).join('.');
     return this.writes.run(async (trx) => {
       const referenced = given.flatMap(referencedInteractionIds);
-      const users = this.sqlite
+      const calls = this.sqlite
         ? this.sqliteExisting(this.sqlite, projectId, referenced)
-        : await this.interactions.existing(projectId, referenced, trx);
+        : await this.interactions.existingCalls(projectId, referenced, trx);
+      const users = new Map([...calls].map(([id, call]) => [id, call.userId]));
       // The gate runs before anything else answers, so a caller it refuses learns nothing more
       // (not even whether an interaction exists).
       const items = gate ? given.map((f, i) => gate(f, i, users)) : given;
@@ -126,12 +127,18 @@ export class FeedbackRepository {
       await this.insertCriterionScores(trx, fresh, items, rows, configs);
       await this.updateCurrent(trx, fresh);
       await this.updateRaters(trx, fresh);
-      // The dashboard's rollups: events by their hour, current thumbs and stars by their call's.
-      await this.rollups.markInteractionsStale(
+      // The dashboard's rollups: events by their hour, current thumbs and stars by their call's
+      // (its time read above with the existence check, not by a second query).
+      await this.rollups.markStale(
         trx,
         projectId,
-        fresh.filter((r) => r.kind === 'thumbs' || r.kind === 'stars').map((r) => r.interaction_id),
-        fresh.map((r) => r.created_at),
+        [
+          ...fresh.map((r) => r.created_at),
+          ...fresh
+            .filter((r) => r.kind === 'thumbs' || r.kind === 'stars')
+            .map((r) => calls.get(r.interaction_id)!.createdAt),
+        ],
+        this.sqlite,
       );
       const results = await this.resolveRepeats(trx, projectId, rows, created);
       await alsoInTransaction?.(trx);
@@ -164,12 +171,12 @@ export class FeedbackRepository {
     sqlite: SqliteDatabase.Database,
     projectId: string,
     ids: readonly string[],
-  ): Map<string, string | null> {
+  ): Map<string, ExistingCall> {
     const rows = this.sqliteWrites(sqlite).existingInteractions.all(
       projectId,
       JSON.stringify([...new Set(ids)]),
-    ) as { id: string; user_id: string | null }[];
-    return new Map(rows.map((r) => [r.id, r.user_id]));
+    ) as { id: string; user_id: string | null; created_at: number }[];
+    return new Map(rows.map((r) => [r.id, { userId: r.user_id, createdAt: Number(r.created_at) }]));
   }
 
   /** History of an interaction's feedback, oldest first, each marked whether it is current. */
@@ -479,7 +486,7 @@ function prepareSqliteWrites(sqlite: SqliteDatabase.Database) {
   return {
     scoreConfigs: sqlite.prepare('select * from score_configs where project_id = ?'),
     existingInteractions: sqlite.prepare(
-      `select id, user_id from interactions where project_id = ? and id in (select value from json_each(?))`,
+      `select id, user_id, created_at from interactions where project_id = ? and id in (select value from json_each(?))`,
     ),
     insertFeedback: sqlite.prepare(
       `insert into feedback (id, project_id, interaction_id, rater_id, source, kind, value, label, text, data, idempotency_key, metadata, created_at, received_at)

@@ -24,6 +24,12 @@ export interface WriteResult {
 
 const INTERACTION_COLUMNS = 24;
 
+/** An interaction a write refers to: whose it is and when it was made (its rollup hour). */
+export interface ExistingCall {
+  userId: string | null;
+  createdAt: number;
+}
+
 export class InteractionRepository {
   constructor(
     private readonly db: Kysely<Database>,
@@ -80,7 +86,7 @@ export class InteractionRepository {
           if (created.has(id))
             for (const tag of new Set(item.tags ?? [])) w.insertTag.run(projectId, id, tag);
         });
-        await this.markStale(trx, projectId, rows, created);
+        await this.markStale(trx, projectId, rows, created, sqlite);
         return;
       }
       for (const part of chunk(rows, rowsPerStatement(INTERACTION_COLUMNS))) {
@@ -130,11 +136,13 @@ export class InteractionRepository {
     projectId: string,
     rows: readonly Insertable<InteractionsTable>[],
     created: ReadonlySet<string>,
+    sqlite?: SqliteDatabase.Database,
   ): Promise<void> {
     return this.rollups.markStale(
       trx,
       projectId,
       rows.filter((r) => created.has(r.id)).map((r) => r.created_at),
+      sqlite,
     );
   }
 
@@ -169,14 +177,25 @@ export class InteractionRepository {
     db: Kysely<Database> = this.db,
   ): Promise<Map<string, string | null>> {
     const found = new Map<string, string | null>();
+    for (const [id, call] of await this.existingCalls(projectId, ids, db)) found.set(id, call.userId);
+    return found;
+  }
+
+  /** Of these ids, the project's interactions that exist, with their end user and time. */
+  async existingCalls(
+    projectId: string,
+    ids: readonly string[],
+    db: Kysely<Database> = this.db,
+  ): Promise<Map<string, ExistingCall>> {
+    const found = new Map<string, ExistingCall>();
     for (const part of chunk([...new Set(ids)], 1000)) {
       const rows = await db
         .selectFrom('interactions')
-        .select(['id', 'user_id'])
+        .select(['id', 'user_id', 'created_at'])
         .where('project_id', '=', projectId)
         .where('id', 'in', part)
         .execute();
-      for (const r of rows) found.set(r.id, r.user_id);
+      for (const r of rows) found.set(r.id, { userId: r.user_id, createdAt: Number(r.created_at) });
     }
     return found;
   }

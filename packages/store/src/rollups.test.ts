@@ -166,6 +166,23 @@ for (const target of testDatabases()) {
       expect(before!.up + before!.down).toBeGreaterThan(0);
     });
 
+    it("marks a rating's call hour stale, not only the rating's own hour", async () => {
+      const [call] = plant(rng, 'c', 1);
+      await store.interactions.insert(projectId, [call!]);
+      await compare();
+      // Days after the window: the event's own hour holds no call, so only the call's hour being
+      // marked brings this thumb into the figures.
+      const thumb = parseInput(FeedbackInput, {
+        kind: 'thumbs',
+        interactionId: call!.id,
+        raterId: 'dave',
+        value: 'up',
+        createdAt: to + 5 * day + 17 * 60_000,
+      });
+      await store.feedback.insert(projectId, [thumb]);
+      await compare();
+    });
+
     it('rebuilds to the same rows', async () => {
       await store.rollups.rollForward(projectId);
       const rows = async () => [
