@@ -364,7 +364,15 @@ interface Work {
   flags: Flags;
   stats: ConsensusStatistics;
   items: CalibrationColumns['items'];
+  /** Changes not yet spread (see sweep): per item and per rater. */
+  pending: { pendingItem: Float64Array; pendingRater: Float64Array };
 }
+
+/** A rater whose move could shift no item by more than this share of the tolerance reads none of them. */
+const SKIP_SHARE = 0.25;
+
+/** A flagging round after the first sweeps to the propagation tolerance divided by this (see refitLocally). */
+const LATER_ROUND_REFINEMENT = 4;
 
 function modelOptionsOf(options: CalibrationOptions): ModelOptions {
   return { ...options, ...options.priors };
@@ -437,6 +445,7 @@ function extendWork(
       consensusSd: grown(st.consensusSd, R, 0),
     },
     items,
+    pending: { pendingItem: new Float64Array(I), pendingRater: new Float64Array(R) },
   };
 }
 
@@ -503,6 +512,7 @@ function warmWork(data: PreparedRatings, previous: PreviousCalibration, options:
     flags: { flagged: p.flagged.slice(), reasons: p.flagReason.slice() },
     stats: consensusStatistics(data, state),
     items: itemColumns(data, state, options.intervalLevel),
+    pending: { pendingItem: new Float64Array(I), pendingRater: new Float64Array(R) },
   };
 }
 
@@ -565,6 +575,8 @@ function refitLocally(
   const changed = new Uint8Array(data.itemCount);
   const everUpdatedItem = new Uint8Array(data.itemCount);
   const everUpdatedRater = new Uint8Array(data.raterCount);
+  // Items whose interval is recomputed from their ratings (the others only moved with the passes: see spread).
+  const refill = new Uint8Array(data.itemCount);
   for (let i = 0; i < data.itemCount; i++) {
     if (!newRatings.items[i]) continue;
     items.add(i);
@@ -578,11 +590,20 @@ function refitLocally(
   let converged = false;
   for (;;) {
     rounds++;
-    const swept = sweep(work, items, raters, changed, everUpdatedItem, everUpdatedRater, policy);
+    // A later round starts from the few raters whose verdict changed: their neighbourhood is
+    // small, so it is swept to a finer tolerance instead of passes over all ratings (measured on
+    // 3M ratings, 2 rounds: without either, rewards 0.021 off a full refit; at a quarter of the
+    // tolerance 0.007, re-solving 0.6% more items; a second set of passes took ~1.1 s there).
+    const tolerance = policy.propagationTolerance / (rounds === 1 ? 1 : LATER_ROUND_REFINEMENT);
+    const swept = sweep(work, items, raters, changed, everUpdatedItem, everUpdatedRater, policy, tolerance);
     iterations += swept.sweeps;
     converged = swept.converged;
-    spread(work, policy.passes, changed);
-    iterations += policy.passes;
+    // The passes carry the first round's tail of small changes everywhere; a later round's
+    // verdict changes are a few raters, whose neighbourhood the sweeps cover.
+    if (rounds === 1) {
+      spread(work, policy.passes, changed, refill);
+      iterations += policy.passes;
+    }
     for (const r of touchedList) raterConsensusStatistics(data, work.byRater, work.state, r, work.stats);
     if (!work.options.flagging.enabled || rounds >= work.options.flagging.maxRounds) break;
     if (reflag(work, touchedList, items, raters, changed) === 0) break;
@@ -593,7 +614,7 @@ function refitLocally(
     z: normalQuantile(1 - (1 - work.options.intervalLevel) / 2),
   };
   for (let i = 0; i < data.itemCount; i++) {
-    if (changed[i] || everUpdatedItem[i]) fillItemColumns(data, work.state, work.items, i, interval);
+    if (refill[i] || everUpdatedItem[i]) fillItemColumns(data, work.state, work.items, i, interval);
   }
   const updatedItems = everUpdatedItem.reduce((n, x) => n + x, 0);
   const updatedRaters = everUpdatedRater.reduce((n, x) => n + x, 0);
@@ -614,9 +635,9 @@ function refitLocally(
  * spreads one rater-item hop per pass. A final item pass leaves items consistent with the raters
  * and the raters' moments consistent with the items.
  */
-function spread(work: Work, passes: number, changed: Uint8Array): void {
+function spread(work: Work, passes: number, changed: Uint8Array, refill: Uint8Array): void {
   if (passes === 0) return;
-  const { data, state } = work;
+  const { data, state, items } = work;
   const before = state.itemPostMean.slice();
   const beforeVar = state.itemPostVar.slice();
   const block = new Float64Array(data.raterCount * BLOCK);
@@ -632,13 +653,34 @@ function spread(work: Work, passes: number, changed: Uint8Array): void {
     work.sums[3 * r + 1] = block[r * BLOCK + SUM_MM]!;
     work.sums[3 * r + 2] = block[r * BLOCK + SUM_YM]!;
   }
-  // Every item moved: the bounds are stale, refreshed by the next sweep if a verdict change asks for one.
-  work.reach = null;
+  // An item the passes moved keeps its interval's width (the raters' small moves change it by
+  // far less than the reward): the interval moves with the reward, without reading the item's
+  // ratings again. One whose posterior sd moved is recomputed. The reach bounds grow by the
+  // largest moves, so they stay upper bounds without a pass over the ratings.
+  const reach = work.reach;
+  let grewMean = 0;
+  let grewVar = 0;
   for (let i = 0; i < data.itemCount; i++) {
-    const moved =
-      Math.abs(state.itemPostMean[i]! - before[i]!) > REWARD_WRITE_THRESHOLD ||
-      Math.abs(Math.sqrt(state.itemPostVar[i]!) - Math.sqrt(beforeVar[i]!)) > REWARD_WRITE_THRESHOLD;
-    if (moved) changed[i] = 1;
+    const dm = state.itemPostMean[i]! - before[i]!;
+    const dv = state.itemPostVar[i]! - beforeVar[i]!;
+    if (Math.abs(state.itemPostMean[i]!) - Math.abs(before[i]!) > grewMean) {
+      grewMean = Math.abs(state.itemPostMean[i]!) - Math.abs(before[i]!);
+    }
+    if (dv > grewVar) grewVar = dv;
+    if (Math.abs(Math.sqrt(state.itemPostVar[i]!) - Math.sqrt(beforeVar[i]!)) > REWARD_WRITE_THRESHOLD) {
+      changed[i] = 1;
+      refill[i] = 1;
+    } else if (Math.abs(dm) > REWARD_WRITE_THRESHOLD) {
+      changed[i] = 1;
+      items.lower[i]! += dm;
+      items.upper[i]! += dm;
+    }
+  }
+  if (reach !== null) {
+    for (let r = 0; r < data.raterCount; r++) {
+      reach[2 * r]! += grewVar;
+      reach[2 * r + 1]! += grewMean;
+    }
   }
 }
 
@@ -656,11 +698,11 @@ function sweep(
   everUpdatedItem: Uint8Array,
   everUpdatedRater: Uint8Array,
   policy: RecalibrationPolicy,
+  tolerance: number,
 ): { sweeps: number; converged: boolean } {
   work.reach ??= raterReach(work.data, work.state);
   const { data, state, sums, reach, byRater } = work;
   const { itemStart, rater, value, weight } = data;
-  const tolerance = policy.propagationTolerance;
   const { itemMean, itemVar } = state.hyper;
   const priorPrecision = 1 / itemVar;
   const priorSum = itemMean * priorPrecision;
@@ -673,6 +715,8 @@ function sweep(
     gains[3 * r + 2] = gain * state.bias[r]!;
   };
   for (let r = 0; r < data.raterCount; r++) loadGains(r);
+  const { pendingItem, pendingRater } = work.pending;
+  const skipBelow = tolerance * SKIP_SHARE;
   for (let s = 1; s <= policy.sweeps; s++) {
     if (items.size === 0 && raters.size === 0) return { sweeps: s - 1, converged: true };
     for (const i of items.take()) {
@@ -699,7 +743,8 @@ function sweep(
       }
       state.itemPostMean[i] = m;
       state.itemPostVar[i] = v;
-      const spread = Math.abs(dm) > tolerance;
+      pendingItem[i] = 0;
+      const absDm = Math.abs(dm);
       const absM = Math.abs(m);
       for (let k = itemStart[i]!; k < itemStart[i + 1]!; k++) {
         const r = rater[k]!;
@@ -709,11 +754,13 @@ function sweep(
         sums[3 * r + 2]! += w * value[k]! * dm;
         if (v > reach[2 * r]!) reach[2 * r] = v;
         if (absM > reach[2 * r + 1]!) reach[2 * r + 1] = absM;
-        if (spread) raters.add(r);
+        pendingRater[r]! += w * absDm;
+        if (pendingRater[r]! > tolerance) raters.add(r);
       }
     }
     for (const r of raters.take()) {
       everUpdatedRater[r] = 1;
+      pendingRater[r] = 0;
       const b = state.bias[r]!;
       const sc = state.scale[r]!;
       const nv = state.noiseVar[r]!;
@@ -747,7 +794,7 @@ function sweep(
       if (byRater.weight === null) {
         const worst = Math.sqrt(state.rss[r]!);
         const bound = gainPerShift * reach[2 * r]! * (db + ds * (reach[2 * r + 1]! + worst) + dNoise * worst);
-        if (bound <= tolerance) continue;
+        if (bound <= skipBelow) continue;
       }
       for (let j = byRater.start[r]!; j < byRater.start[r + 1]!; j++) {
         const i = byRater.item[j]!;
@@ -755,7 +802,8 @@ function sweep(
           (byRater.weight === null ? 1 : byRater.weight[j]!) * gainPerShift * state.itemPostVar[i]!;
         const m = state.itemPostMean[i]!;
         const residual = Math.abs(byRater.value[j]! - bNew - sNew * m);
-        if (share * (db + ds * (Math.abs(m) + residual) + dNoise * residual) > tolerance) items.add(i);
+        pendingItem[i]! += share * (db + ds * (Math.abs(m) + residual) + dNoise * residual);
+        if (pendingItem[i]! > tolerance) items.add(i);
       }
     }
   }
@@ -961,7 +1009,11 @@ function mergeRatings(
   return { data, byRater: mergeIndex(oldIndex, data, added) };
 }
 
-/** The rater index of the merged ratings: each rater's old entries (copied as they are), then the added ones. */
+/**
+ * The rater index of the merged ratings: each rater's old entries (copied as they are), then the
+ * added ones. Raters without added ratings keep their entries' order and a common offset, so each
+ * run of them between two raters with added ratings is one copy.
+ */
 function mergeIndex(oldIndex: RaterIndex, data: PreparedRatings, added: RatingColumns): RaterIndex {
   const R = data.raterCount;
   const n = data.rater.length;
@@ -972,16 +1024,27 @@ function mergeIndex(oldIndex: RaterIndex, data: PreparedRatings, added: RatingCo
   const weight = data.weight === null ? null : new Float64Array(n).fill(1);
   const cursor = new Int32Array(R);
   const oldRaters = oldIndex.start.length - 1;
-  for (let r = 0; r < R; r++) {
+  const addedTo = new Uint8Array(R);
+  for (let k = 0; k < added.rater.length; k++) addedTo[added.rater[k]!] = 1;
+  const copy = (a: number, b: number, at: number) => {
+    if (b <= a) return;
+    item.set(oldIndex.item.subarray(a, b), at);
+    value.set(oldIndex.value.subarray(a, b), at);
+    if (weight && oldIndex.weight) weight.set(oldIndex.weight.subarray(a, b), at);
+  };
+  for (let r = 0; r < R; ) {
+    if (r < oldRaters && !addedTo[r]) {
+      let e = r;
+      while (e < oldRaters && !addedTo[e]) e++;
+      copy(oldIndex.start[r]!, oldIndex.start[e]!, start[r]!);
+      r = e;
+      continue;
+    }
     const a = r < oldRaters ? oldIndex.start[r]! : 0;
     const b = r < oldRaters ? oldIndex.start[r + 1]! : 0;
-    const at = start[r]!;
-    if (b > a) {
-      item.set(oldIndex.item.subarray(a, b), at);
-      value.set(oldIndex.value.subarray(a, b), at);
-      if (weight && oldIndex.weight) weight.set(oldIndex.weight.subarray(a, b), at);
-    }
-    cursor[r] = at + b - a;
+    copy(a, b, start[r]!);
+    cursor[r] = start[r]! + b - a;
+    r++;
   }
   for (let k = 0; k < added.item.length; k++) {
     const at = cursor[added.rater[k]!]!++;
