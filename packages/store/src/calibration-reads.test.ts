@@ -20,7 +20,7 @@ for (const target of testDatabases()) {
       const interactions = Array.from({ length: INTERACTIONS }, (_, i) =>
         parseInput(InteractionInput, {
           id: id(i),
-          model: 'm',
+          model: `m${i % 3}`,
           route: 'r',
           // Three answers per prompt, side by side: they share one parsed prompt when read.
           messages: [{ role: 'user', content: `question ${Math.floor(i / 3)}` }],
@@ -82,6 +82,8 @@ for (const target of testDatabases()) {
           expect(r.messages).toEqual([{ role: 'user', content: `question ${Math.floor(i / 3)}` }]);
           expect(r.output).toMatchObject({ role: 'assistant', content: `answer ${i}` });
           expect(r.tags).toEqual(i % 2 ? ['odd'] : []);
+          // The model that answered: a round may imitate only production's own answers.
+          expect(r.model).toBe(`m${i % 3}`);
           expect(r.feedbackIds).toHaveLength(i % 10 === 0 ? 3 : 2);
         }
       expect(read).toEqual(items.map((x) => x.interactionId));

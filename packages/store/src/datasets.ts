@@ -22,6 +22,8 @@ export interface RatedInteraction {
   /** Read-only: rows with the same prompt may share one array. */
   messages: ChatMessage[];
   output: ChatMessage;
+  /** The model that gave the answer (the route's variant model, as the gateway logged it). */
+  model: string;
   tags: string[];
   createdAt: number;
   reward: number;
@@ -63,6 +65,7 @@ export class DatasetRepository {
           'i.prompt_hash',
           'i.messages',
           'i.output',
+          'i.model',
           'i.tags',
           'i.created_at',
           'r.reward',
@@ -93,6 +96,7 @@ export class DatasetRepository {
         promptHash: r.prompt_hash,
         messages: decodeJson<ChatMessage[]>(this.dialect, r.messages),
         output: decodeJson<ChatMessage>(this.dialect, r.output),
+        model: r.model,
         tags: decodeJson<string[]>(this.dialect, r.tags),
         createdAt: r.created_at,
         reward: r.reward,
@@ -121,6 +125,7 @@ export class DatasetRepository {
       string,
       string,
       string,
+      string,
       number,
       number,
       number,
@@ -128,7 +133,7 @@ export class DatasetRepository {
       number,
       string | null,
     ];
-    const select = `select i.id, i.prompt_hash, i.messages, i.output, i.tags, i.created_at, r.reward, r.lower, r.upper, r.n,
+    const select = `select i.id, i.prompt_hash, i.messages, i.output, i.model, i.tags, i.created_at, r.reward, r.lower, r.upper, r.n,
         (select group_concat(c.feedback_id) from feedback_current c
           where c.project_id = r.project_id and c.interaction_id = r.interaction_id
             and +c.kind in ${scalarKindsSql}) as fids
@@ -152,11 +157,12 @@ export class DatasetRepository {
     let rows = first.all(projectId) as Row[];
     while (rows.length > 0) {
       yield rows.map(
-        ([id, promptHash, messages, output, tags, createdAt, reward, lower, upper, n, fids]) => ({
+        ([id, promptHash, messages, output, model, tags, createdAt, reward, lower, upper, n, fids]) => ({
           interactionId: id,
           promptHash,
           messages: messagesOf(messages),
           output: JSON.parse(output),
+          model,
           tags: tags === '[]' ? [] : JSON.parse(tags),
           createdAt,
           reward,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { demoPolicy, freshChats } from './loop-demo.js';
+import { demoPolicy, freshChats, riskyPolicy } from './loop-demo.js';
 
 describe("the demo's chats before a round", () => {
   it('count the last canary toward a realistic round, and chat at least a quarter afresh', () => {
@@ -17,5 +17,12 @@ describe("the demo's chats before a round", () => {
     const e = demoPolicy('base', {}, 'realistic').experiment;
     expect(e.metric).toBe('net_dissatisfaction');
     expect(e.guardrails).toEqual([expect.objectContaining({ metric: 'thumbs_up_rate' })]);
+  });
+
+  it("imitate production's own liked answers on the default population, and the risky round every rated answer", () => {
+    const policy = demoPolicy('base');
+    expect(policy.dataset).toMatchObject({ method: 'sft', productionAnswersOnly: true });
+    expect(riskyPolicy(policy).dataset).toMatchObject({ method: 'rwsft', productionAnswersOnly: false });
+    expect(demoPolicy('base', {}, 'realistic').dataset.productionAnswersOnly).toBe(false);
   });
 });

@@ -225,6 +225,12 @@ export function demoPolicy(
       method: 'sft',
       options: { minReward: 0.01, minLower: -1, split: { by: 'prompt', testFraction: 0.25 } },
       groupSimilarPrompts: 0.6,
+      // Each round imitates production's own liked answers. SFT on liked answers ends about as
+      // good as what it imitates: in a seed-9 run round 3's rows were 79.6% answers the average
+      // person likes (production's own 86.8%, the base model's 66.9%, the rolled-back risky
+      // candidate's 45.1%) and its candidate answered users at 78.2%. The realistic population's
+      // rounds keep every rated answer (few are rated there; not measured with this).
+      productionAnswersOnly: population === 'default',
     },
     training: {
       method: 'sft',
@@ -286,7 +292,12 @@ export function freshChats(
 export function riskyPolicy(policy: LoopPolicy): LoopPolicy {
   return LoopPolicy.parse({
     ...policy,
-    dataset: { ...policy.dataset, method: 'rwsft', options: { split: policy.dataset.options.split } },
+    dataset: {
+      ...policy.dataset,
+      method: 'rwsft',
+      options: { split: policy.dataset.options.split },
+      productionAnswersOnly: false,
+    },
     training: { ...policy.training, method: 'rwsft' },
   });
 }

@@ -81,6 +81,41 @@ describe('dataset builders', () => {
     expect(built.lineage[1]).toMatchObject({ interactionIds: ['b0'], feedbackIds: ['fx'] });
   });
 
+  it("SFT from some models only: their liked answers, people's corrections of any model's, splits as without", () => {
+    // Liked answers from the current model (prod) and an older one (old); a correction of an old answer.
+    const mixed = prompts.flatMap((q, p) => [
+      candidate(`p${p}`, q, 0.8, { model: 'prod' }),
+      candidate(`o${p}`, q, 0.8, { model: 'old' }),
+      candidate(`x${p}`, q, -0.8, { model: 'old' }),
+    ]);
+    const comparisons: PairwiseComparison[] = [
+      {
+        ...base,
+        source: 'correction',
+        feedbackId: 'fx',
+        winner: { type: 'correction', feedbackId: 'fx', interactionId: 'x0', text: 'The right answer.' },
+        loser: interaction('x0'),
+      },
+    ];
+    const split = { by: 'prompt' as const, testFraction: 0.25, seed: 1 };
+    const every = buildSftDataset(mixed, comparisons, { split });
+    const own = buildSftDataset(mixed, comparisons, { split, fromModels: ['prod'] });
+    const texts = own.rows.map((r) => r.completion[0]!.content);
+    expect(texts.filter((t) => t.startsWith('answer p'))).toHaveLength(200);
+    expect(texts.some((t) => t.startsWith('answer o'))).toBe(false);
+    expect(texts).toContain('The right answer.');
+    expect(own.stats.top_rated).toBe(200);
+    expect(every.stats.top_rated).toBe(400);
+    // Each prompt keeps the split it has in the unfiltered build (and in the round's other datasets).
+    const splitOf = (b: typeof own) => new Map(b.lineage.map((l) => [l.promptHash, l.split]));
+    const all = splitOf(every);
+    for (const [hash, s] of splitOf(own)) expect(s).toBe(all.get(hash));
+    // Answers with no known model are not any named model's.
+    const unknown = buildSftDataset([candidate('u1', 'q', 0.9)], [], { split, fromModels: ['prod'] });
+    expect(unknown.rows).toHaveLength(0);
+    expect(() => buildSftDataset(mixed, [], { fromModels: [] })).toThrow();
+  });
+
   it('KTO labels by calibrated sign, skips uncertain answers, and balances class weights', () => {
     const built = buildKtoDataset(candidates, [], { split: { by: 'prompt', testFraction: 0 } });
     expect(built.stats.desirable).toBe(200);

@@ -47,6 +47,13 @@ export const SftSpec = z.strictObject({
   minReward: z.number().min(-1).max(1).default(0.5),
   /** ...and whose interval's lower end is at least this (so one lucky rating is not enough). */
   minLower: z.number().min(-1).max(1).default(0),
+  /**
+   * Only the answers these models gave are examples to imitate (people's corrections count
+   * whatever answer they correct). The loop names the production model here for a stacked round
+   * (LoopPolicy's dataset.productionAnswersOnly): a liked answer of an older, worse model is more
+   * often a mediocre one that a lenient or adversarial rater liked.
+   */
+  fromModels: z.array(z.string().min(1)).min(1).optional(),
   includeCorrections: z.boolean().default(true),
 });
 export const KtoSpec = z.strictObject({
@@ -165,6 +172,7 @@ export function buildSftDataset(
   const s = SftSpec.parse(spec);
   const drafts: Draft<SftRow>[] = candidates
     .filter((c) => c.reward !== null && c.reward >= s.minReward && (c.lower ?? c.reward) >= s.minLower)
+    .filter((c) => !s.fromModels || (c.model !== undefined && s.fromModels.includes(c.model)))
     .map((c) => ({
       row: { prompt: c.prompt, completion: [c.completion] },
       promptHash: c.promptHash,
@@ -182,6 +190,8 @@ export function buildSftDataset(
       segment: k.original.segment,
     });
   }
+  // Splits over every candidate, as the round's other datasets are split (no prompt is test in
+  // one and train in another).
   return finish(drafts, candidates, s, {
     top_rated: drafts.length - fromCorrections.length,
     corrections: fromCorrections.length,

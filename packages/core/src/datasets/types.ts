@@ -17,6 +17,8 @@ export interface CandidateExample {
   /** Lower than 1 for AI-labeled rewards (judge, reward model), per the feedback-mix policy. */
   weight: number;
   createdAt: number;
+  /** The model that gave the answer, when known (SftSpec.fromModels filters on it). */
+  model?: string;
   /** Segment for balancing (an end-user tag, a topic...). */
   segment?: string;
   /** Feedback events that produced the reward (lineage). */

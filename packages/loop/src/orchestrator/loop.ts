@@ -308,10 +308,14 @@ const stages: Record<(typeof loopStages)[number], StageFn> = {
     const p = ctx.policy;
     const inputs = await loadDatasetInputs(ctx.store, ctx.projectId);
     const name = `${p.route}-${p.dataset.method}`.toLowerCase().replace(/[^a-z0-9._-]/g, '-');
+    // The model this round's candidate starts from (stacked) or competes with: its own answers.
+    const options = p.dataset.productionAnswersOnly
+      ? { ...p.dataset.options, fromModels: [(await production(ctx)).name] }
+      : p.dataset.options;
     const dataset = await buildOnce(
       ctx,
       round,
-      { name, method: p.dataset.method, options: p.dataset.options, ...sharedSpec(p) },
+      { name, method: p.dataset.method, options, ...sharedSpec(p) },
       inputs,
     );
     const state: RoundState = { datasetId: dataset.id };

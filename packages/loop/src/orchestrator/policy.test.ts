@@ -35,6 +35,13 @@ describe('loop policies', () => {
     expect(() => policy({ activeLearning: { objective: 'fun' } })).toThrow(/objective/);
   });
 
+  it("imitates production's own answers only on an sft dataset, and names the field otherwise", () => {
+    const policy = (dataset: object) => LoopPolicy.parse({ route: 'r', baseModel: 'm', dataset });
+    expect(policy({ method: 'sft' }).dataset.productionAnswersOnly).toBe(false);
+    expect(policy({ method: 'sft', productionAnswersOnly: true }).dataset.productionAnswersOnly).toBe(true);
+    expect(() => policy({ method: 'kto', productionAnswersOnly: true })).toThrow(/productionAnswersOnly/);
+  });
+
   it('takes the effect the canary looks for, and names it when it is not a positive number', () => {
     const policy = (experiment: object) => LoopPolicy.parse({ route: 'r', baseModel: 'm', experiment });
     expect(policy({ expectedEffect: 0.1 }).experiment.expectedEffect).toBe(0.1);

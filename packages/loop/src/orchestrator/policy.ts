@@ -64,6 +64,18 @@ const LoopPolicyFields = z.strictObject({
       curation: z.union([z.literal(false), z.record(z.string(), z.unknown())]).optional(),
       /** Pair answers across prompts at least this similar (see DatasetBuildSpec). */
       groupSimilarPrompts: z.number().min(0.3).max(1).optional(),
+      /**
+       * sft only: imitate only the answers the production model gave (and people's corrections),
+       * not every liked answer ever logged. For stacked rounds: the candidate starts from
+       * production's weights, and a liked answer of an older, worse model (or of a rolled-back
+       * candidate) is more often a mediocre one a lenient or adversarial rater liked, so it pulls
+       * the candidate back towards the models it replaced.
+       */
+      productionAnswersOnly: z.boolean().default(false),
+    })
+    .refine((d) => !d.productionAnswersOnly || d.method === 'sft', {
+      message: 'productionAnswersOnly filters the answers sft imitates; the dataset method must be sft',
+      path: ['productionAnswersOnly'],
     })
     .prefault({}),
   training: z
