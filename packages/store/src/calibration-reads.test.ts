@@ -4,8 +4,9 @@ import { Store } from './store.js';
 import { testDatabases } from './testing.js';
 
 // More rows than one page of every bulk path (SQLite reads 2,000 ratings and 1,000 rated
-// interactions per page and writes rewards and members in multi-row statements), so that every
-// row must cross page and statement boundaries exactly once.
+// interactions per page, PostgreSQL fetches 1,000 rated interactions from its cursor, and both
+// write rewards and members in multi-row statements), so that every row must cross page and
+// statement boundaries exactly once.
 const INTERACTIONS = 1_234;
 const id = (i: number) => `i${String(i).padStart(5, '0')}`;
 
@@ -112,6 +113,19 @@ for (const target of testDatabases()) {
       expect(members).toHaveLength(INTERACTIONS);
       expect(members[10]).toEqual({ interaction_id: id(10), split: 'test' });
       expect(members[11]).toEqual({ interaction_id: id(11), split: 'train' });
+    });
+
+    it('a reader that stops early ends its read: more early stops than the pool has connections, then a full read', async () => {
+      // PostgreSQL reads through a cursor in a transaction of its own: one left open would hold
+      // its pooled connection, and the twelfth stop would wait forever for one.
+      for (let k = 0; k < 12; k++)
+        for await (const page of store.datasets.ratedInteractions(projectId)) {
+          expect(page.length).toBeGreaterThan(0);
+          break;
+        }
+      let read = 0;
+      for await (const page of store.datasets.ratedInteractions(projectId)) read += page.length;
+      expect(read).toBe(INTERACTIONS);
     });
 
     it("lists a dataset version's members, of one split or all, across statements", async () => {
