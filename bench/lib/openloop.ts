@@ -1,3 +1,4 @@
+import { writeFileSync } from 'node:fs';
 import { Pool } from 'undici';
 import { mean, percentile, sortedCopy } from './stats.js';
 
@@ -85,6 +86,10 @@ export async function runOpenLoop(cfg: OpenLoopConfig): Promise<OpenLoopResult> 
   let done = 0;
   let windowStart = 0;
   let windowEnd = 0;
+  // BENCH_LOADGEN_TRACE_DIR: the measured calls slower than 3 ms, as [wall-clock start, latency,
+  // lateness] (ms), written there at the end, to set beside bench/tools/stall-probe.mjs's records.
+  const traceDir = process.env.BENCH_LOADGEN_TRACE_DIR;
+  const slowTrace: number[][] = [];
 
   let resolveAll!: () => void;
   const all = new Promise<void>((r) => {
@@ -109,6 +114,8 @@ export async function runOpenLoop(cfg: OpenLoopConfig): Promise<OpenLoopResult> 
           firstError ??= err;
         }
         windowEnd = Math.max(windowEnd, end);
+        if (traceDir && end - start > 3)
+          slowTrace.push([performance.timeOrigin + start, end - start, start - scheduled]);
       } else if (!ok && i === 0) {
         firstError ??= `warm-up: ${err}`;
       }
@@ -159,6 +166,14 @@ export async function runOpenLoop(cfg: OpenLoopConfig): Promise<OpenLoopResult> 
   await all;
   // Requests abandoned after a timeout may still be queued: drop them rather than wait.
   await pool.destroy();
+  if (traceDir)
+    writeFileSync(
+      `${traceDir}/loadgen-${new URL(cfg.url).port}-${Date.now()}.json`,
+      JSON.stringify({
+        window: [performance.timeOrigin + windowStart, performance.timeOrigin + windowEnd],
+        slow: slowTrace,
+      }),
+    );
 
   const okLat: number[] = [];
   const okSched: number[] = [];
