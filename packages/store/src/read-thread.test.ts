@@ -1,7 +1,11 @@
 import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { InteractionInput, parseInput } from '@ratchet/core';
 import { sql } from 'kysely';
 import { afterAll, describe, expect, it } from 'vitest';
 import { openDatabase, parseDatabaseUrl } from './connection.js';
+import { SqliteReadThread } from './read-thread.js';
+import { RollupRepository } from './rollups.js';
 import { Store } from './store.js';
 import { sqliteTestDatabase } from './testing.js';
 
@@ -26,10 +30,12 @@ describe('long reads on their own thread (SQLite)', () => {
   const target = sqliteTestDatabase();
   afterAll(() => target.cleanup());
 
-  async function opened() {
+  async function opened(prepare?: (store: Store) => Promise<void>) {
     const url = await target.create();
     // Made and migrated by a store first: the thread opens an existing file, read-only.
-    await (await Store.open(url)).close();
+    const store = await Store.open(url);
+    await prepare?.(store);
+    await store.close();
     return { file: url.slice('sqlite:'.length), ...openDatabase(parseDatabaseUrl(url)) };
   }
 
@@ -71,6 +77,41 @@ describe('long reads on their own thread (SQLite)', () => {
       expect(await thread.run([sql`select ${2} as two`.compile(db.db)])).toEqual([[{ two: 2 }]]);
       expect(thread.alive).toBe(true);
     } finally {
+      await db.db.destroy();
+    }
+  });
+
+  it('says when it cannot open the database, and a roll-forward then reads on the main connection', async () => {
+    let projectId = '';
+    const db = await opened(async (store) => {
+      projectId = (await store.projects.create('p')).id;
+      const at = Date.UTC(2026, 10, 20, 10);
+      await store.interactions.insert(
+        projectId,
+        [0, 1, 2].map((i) =>
+          parseInput(InteractionInput, {
+            id: `i-${i}`,
+            model: 'm',
+            createdAt: at + i,
+            messages: [{ role: 'user', content: 'hi' }],
+            output: 'hello',
+          }),
+        ),
+      );
+    });
+    const broken = new SqliteReadThread(join(dirname(db.file), 'missing.db'));
+    try {
+      await expect(broken.run([sql`select 1`.compile(db.db)])).rejects.toThrow(/could not open/);
+      expect(broken.alive).toBe(false);
+      await new RollupRepository(db.db, 'sqlite', broken).rollForward(projectId);
+      const rows = await db.db
+        .selectFrom('rollup_hours')
+        .select('calls')
+        .where('project_id', '=', projectId)
+        .execute();
+      expect(rows).toEqual([{ calls: 3 }]);
+    } finally {
+      broken.stop();
       await db.db.destroy();
     }
   });
