@@ -185,6 +185,41 @@ for (const target of testDatabases()) {
       }
     });
 
+    it('a full save drops the rewards of items it no longer calibrates; an incremental one keeps the rest', async () => {
+      const rewards = (ids: string[], reward: number) => ({
+        interactionIds: ids,
+        n: Int32Array.from(ids, () => 2),
+        rawMean: Float64Array.from(ids, () => 0),
+        reward: Float64Array.from(ids, () => reward),
+        sd: Float64Array.from(ids, () => 0.1),
+        lower: Float64Array.from(ids, () => -0.2),
+        upper: Float64Array.from(ids, () => 0.2),
+      });
+      const count = async () =>
+        Number(
+          (
+            await store.db
+              .selectFrom('interaction_rewards')
+              .select((eb) => eb.fn.countAll<number>().as('n'))
+              .where('project_id', '=', projectId)
+              .executeTakeFirstOrThrow()
+          ).n,
+        );
+      const all = Array.from({ length: INTERACTIONS }, (_, i) => id(i));
+      const first = await store.calibration.save(projectId, {}, {}, [], rewards(all, 0.1));
+      // Every item again but the last 34: their rows go (their ratings would have been deleted).
+      const second = await store.calibration.save(projectId, {}, {}, [], rewards(all.slice(0, 1200), 0.3));
+      expect(await count()).toBe(1200);
+      expect(await store.calibration.rewardOf(projectId, id(1200))).toBeUndefined();
+      expect((await store.calibration.rewardOf(projectId, id(1199)))?.reward).toBeCloseTo(0.3, 12);
+      // Incremental: item 5 is rewritten, the other 1,199 keep the second run's rows.
+      await store.calibration.save(projectId, {}, {}, [], rewards(all.slice(0, 1200), 0.7), [5]);
+      expect(await count()).toBe(1200);
+      expect((await store.calibration.rewardOf(projectId, id(5)))?.reward).toBeCloseTo(0.7, 12);
+      expect((await store.calibration.rewardOf(projectId, id(6)))?.reward).toBeCloseTo(0.3, 12);
+      expect(first.id).not.toBe(second.id);
+    });
+
     // Last: the ratings it adds would change what the tests above read.
     it('counts the current scalar ratings and reads whole those received since a time, replacements included', async () => {
       const before = await store.calibration.currentScalarRatingCount(projectId);

@@ -334,7 +334,7 @@ export class CalibrationRepository {
           )
           .execute();
       }
-      if (!onlyItems)
+      if (this.sqlite && !onlyItems)
         await trx.deleteFrom('interaction_rewards').where('project_id', '=', projectId).execute();
       else if (this.sqlite) {
         const ids = Array.from({ length: count }, (_, k) => itemAt(items, k).interactionId);
@@ -387,6 +387,14 @@ export class CalibrationRepository {
         return;
       }
       await upsertRewardsPostgres(trx, projectId, run.id, items, count);
+      // A full run rewrote every item it calibrated in place; the rows left from an earlier run
+      // are items no longer rated (their ratings deleted).
+      if (!onlyItems)
+        await trx
+          .deleteFrom('interaction_rewards')
+          .where('project_id', '=', projectId)
+          .where('calibration_id', '<>', run.id)
+          .execute();
     });
     return run;
   }
@@ -437,9 +445,10 @@ const REWARDS_PER_STATEMENT = 1000;
 /**
  * Writes item rewards on PostgreSQL as column arrays unnested by the server, a thousand rows a
  * statement, read from the columns as it goes: multi-row VALUES made a row object per item (ten
- * million at 10M calls, twice over) and nine parameters per row for Kysely to compile. An upsert,
- * so an incremental run writes its changed items without deleting them first (a full run deleted
- * the project's rows before).
+ * million at 10M calls, twice over) and nine parameters per row for Kysely to compile. An upsert
+ * that updates rows in place: deleting the project's rewards and inserting them again checked
+ * every new row's foreign key and wrote every index entry again (83 s of a 110 s full refit at
+ * 1M calls), where an update that keeps the key checks nothing.
  */
 async function upsertRewardsPostgres(
   trx: Kysely<Database>,
