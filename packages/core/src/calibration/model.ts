@@ -527,6 +527,8 @@ function solveScaleVariance(
   let hi = Math.min(ceiling, Math.log(current) + 1);
   let fLo = score(lo);
   let fHi = score(hi);
+  // Not a number only if a rater's statistics are (they are checked finite on the way in): keep the value.
+  if (Number.isNaN(fLo) || Number.isNaN(fHi)) return current;
   // Widen the bracket (the score is positive below the root, negative above it).
   while (fLo < 0 && lo > floor) {
     hi = lo;
