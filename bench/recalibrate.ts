@@ -33,10 +33,13 @@ function storedOf(result: CalibrationColumns): PreviousCalibration {
 // leaves hundreds of MB that the next call's allocations would otherwise trigger the collection of).
 setFlagsFromString('--expose-gc');
 const collectGarbage = runInNewContext('gc') as () => void;
+const settle = new Int32Array(new SharedArrayBuffer(4));
 
 /** CPU time of this process (all its threads: the JIT and GC count too), from a collected heap. */
 function cpuSeconds<T>(f: () => T): { value: T; cpu: number } {
   collectGarbage();
+  // V8 sweeps the collected pages on helper threads after gc() returns: let it finish first.
+  Atomics.wait(settle, 0, 0, 100);
   const since = process.cpuUsage();
   const value = f();
   const used = process.cpuUsage(since);
@@ -227,7 +230,7 @@ export const recalibrateBench: Bench = {
         `calibrateRatingColumns (full refit), recalibrateSnapshot (incremental, from the snapshot) and ` +
         `recalibrateRatingColumns (incremental from stored raters, *_stored_*: sorts and passes over all ratings first) ` +
         `alternate ${small.repeats} times (3 at 3M) after warm-up (1 full, 8 incremental calls); medians of the process's ` +
-        `CPU time, each call from a collected heap (gc() before it, so no call pays for collecting another's garbage). ${describe(clean)}.${large ? ` ${describe(large)}.` : ''} Second set with 10% adversarial raters: ` +
+        `CPU time, each call from a collected heap (gc() and a 100 ms pause before it, so no call pays for collecting another's garbage). ${describe(clean)}.${large ? ` ${describe(large)}.` : ''} Second set with 10% adversarial raters: ` +
         `verdicts that differ are at the flagging threshold, and so are the rewards over 0.01 (items those raters rated). ` +
         `Against a full refit at tolerance 1e-6 (the default 1e-4 refit is at the same fixed point since the scale prior's ` +
         `variance is solved inside each iteration), *_converged_*: the incremental run from the default snapshot, and *_converged_both_* with every fit at 1e-6 ` +
