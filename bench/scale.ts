@@ -80,6 +80,45 @@ const field = (v: string | number | null): string =>
   v === null ? '\\N' : String(v).replace(/\\/g, '\\\\').replace(/\t/g, '\\t').replace(/\n/g, '\\n');
 const line = (values: (string | number | null)[]) => `${values.map(field).join('\t')}\n`;
 
+/** Call i's interaction id, the same in the load and in the later additions. */
+const callId = (i: number) => `i${String(i).padStart(9, '0')}`;
+
+/**
+ * One rating of call i as a COPY line of `feedback` or of its `feedback_current` row: even raters
+ * give thumbs, odd ones stars (`ratingValue` chose the value by the same rule).
+ */
+function ratingLine(
+  which: 'feedback' | 'current',
+  projectId: string,
+  i: number,
+  feedbackId: string,
+  rater: number,
+  value: number,
+  t: number,
+): string {
+  const thumbs = rater % 2 === 0;
+  const kind = thumbs ? 'thumbs' : 'stars';
+  const label = thumbs ? (value > 0 ? 'up' : 'down') : null;
+  return which === 'feedback'
+    ? line([
+        feedbackId,
+        projectId,
+        callId(i),
+        `r${rater}`,
+        'annotator',
+        kind,
+        value,
+        label,
+        null,
+        null,
+        null,
+        '{}',
+        t,
+        t,
+      ])
+    : line([projectId, callId(i), `r${rater}`, kind, feedbackId, t, value, label]);
+}
+
 /** A number in [0, 1) from integers, the same wherever it is asked for (the COPYs run at once). */
 function hashUnit(a: number, b: number): number {
   let h = Math.imul(a ^ 0x9e3779b9, 0x85ebca6b) ^ Math.imul(b + 0x632be5ab, 0xc2b2ae35);
@@ -189,7 +228,6 @@ export async function load(url: string, projectId: string, n: number, now: numbe
     const rand = mulberry32(17);
     const start = now - 365 * DAY;
     const at = (i: number) => start + Math.floor((i / n) * 365 * DAY);
-    const id = (i: number) => `i${String(i).padStart(9, '0')}`;
     // 50,000 prompts, answered 20 times each at 1M; at least 10 answers each in a smaller run, so
     // that a DPO build finds pairs.
     const prompts = Math.min(50_000, Math.max(1, Math.floor(n / 10)));
@@ -204,7 +242,7 @@ export async function load(url: string, projectId: string, n: number, now: numbe
         const prompt = `Customer question ${i % prompts}: where is my order?`;
         yield line([
           projectId,
-          id(i),
+          callId(i),
           m.route,
           m.model,
           null,
@@ -240,27 +278,7 @@ export async function load(url: string, projectId: string, n: number, now: numbe
           // Never after the load: a rating received "later" than a calibration that reads it would
           // count as new to the next, incremental one.
           const t = Math.min(now, at(i) + ((i * 7 + k * 911) % (3 * DAY)));
-          const fid = `f${String(i).padStart(9, '0')}-${k}`;
-          const kind = thumbs ? 'thumbs' : 'stars';
-          const label = thumbs ? (value > 0 ? 'up' : 'down') : null;
-          yield which === 'feedback'
-            ? line([
-                fid,
-                projectId,
-                id(i),
-                `r${rater}`,
-                'annotator',
-                kind,
-                value,
-                label,
-                null,
-                null,
-                null,
-                '{}',
-                t,
-                t,
-              ])
-            : line([projectId, id(i), `r${rater}`, kind, fid, t, value, label]);
+          yield ratingLine(which, projectId, i, `f${String(i).padStart(9, '0')}-${k}`, rater, value, t);
         }
       }
     }
@@ -328,34 +346,13 @@ async function copy(url: string, text: string, rows: Iterable<string>): Promise<
  */
 async function addNewRatings(url: string, projectId: string, n: number): Promise<number> {
   const t = Date.now();
-  const id = (i: number) => `i${String(i).padStart(9, '0')}`;
   function* ratings(which: 'feedback' | 'current') {
     for (let i = 25; i < n; i += 50) {
       // The loaded raters of call i are (13i + 2003k) mod 10,000 for k < 4: 5,000 is none of them.
       const rater = (i * 13 + 5000) % RATERS;
       const thumbs = rater % 2 === 0;
       const value = ratingValue(i, 5, thumbs);
-      const fid = `f${String(i).padStart(9, '0')}-new`;
-      const kind = thumbs ? 'thumbs' : 'stars';
-      const label = thumbs ? (value > 0 ? 'up' : 'down') : null;
-      yield which === 'feedback'
-        ? line([
-            fid,
-            projectId,
-            id(i),
-            `r${rater}`,
-            'annotator',
-            kind,
-            value,
-            label,
-            null,
-            null,
-            null,
-            '{}',
-            t,
-            t,
-          ])
-        : line([projectId, id(i), `r${rater}`, kind, fid, t, value, label]);
+      yield ratingLine(which, projectId, i, `f${String(i).padStart(9, '0')}-new`, rater, value, t);
     }
   }
   const added = await copy(
