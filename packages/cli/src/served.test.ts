@@ -148,7 +148,7 @@ for (const target of testDatabases()) {
         ],
         { RATCHET_DATABASE_URL: url },
       );
-      expect(run).toMatchObject({ code: 0 });
+      expect(run, run.stderr).toMatchObject({ code: 0 });
       expect(run.stdout).toContain('support-bot serves tiny-support@local:1');
       // SQLite: this process's poll of the route version; PostgreSQL: LISTEN/NOTIFY.
       expect((await seen) - (await changedAt())).toBeLessThan(1000);

@@ -1,7 +1,14 @@
 import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
-import { Kysely, PostgresDialect, SqliteDialect } from 'kysely';
+import {
+  CompiledQuery,
+  type DatabaseConnection,
+  type Driver,
+  Kysely,
+  PostgresDialect,
+  SqliteDialect,
+} from 'kysely';
 import pg from 'pg';
 import { checkpointOffThread } from './checkpointer.js';
 import { readOffThread, type SqliteReadThread } from './read-thread.js';
@@ -85,7 +92,7 @@ export function openDatabase(config: DatabaseConfig): OpenedDatabase {
     const file = config.location === ':memory:' ? undefined : resolve(config.location);
     if (file) checkpointOffThread(sqlite, file);
     return {
-      db: new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) }),
+      db: new Kysely<Database>({ dialect: new ImmediateSqliteDialect({ database: sqlite }) }),
       sqlite,
       ...(file && config.synchronous !== 'normal' ? { walSync: new WalSync(file) } : {}),
       ...(file ? { readThread: readOffThread(sqlite, file) } : {}),
@@ -105,4 +112,22 @@ export function openDatabase(config: DatabaseConfig): OpenedDatabase {
     client.on('error', () => {});
   });
   return { db: new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }) };
+}
+
+/**
+ * Kysely's SQLite transactions begin DEFERRED: a transaction that reads before it writes (a
+ * stage change reads the registry, then writes it) takes the write lock only at its first write,
+ * and if another process committed since its read, SQLite answers SQLITE_BUSY at once, without
+ * waiting out busy_timeout (waiting could deadlock). `ratchet rollback` beside a server logging
+ * calls failed that way ("database is locked"). BEGIN IMMEDIATE takes the write lock first, so a
+ * transaction waits for the other writer (up to busy_timeout) instead of failing.
+ */
+class ImmediateSqliteDialect extends SqliteDialect {
+  override createDriver(): Driver {
+    const driver = super.createDriver();
+    driver.beginTransaction = async (connection: DatabaseConnection) => {
+      await connection.executeQuery(CompiledQuery.raw('begin immediate'));
+    };
+    return driver;
+  }
 }
