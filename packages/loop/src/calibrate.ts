@@ -17,7 +17,15 @@ import {
   recalibrateSnapshot,
 } from '@ratchet/core';
 import type { CalibrationRun, ScalarRatingRow, Store } from '@ratchet/store';
+import {
+  type CalibrationReference,
+  type ReferenceFlag,
+  screenWithWordReference,
+  withoutRaters,
+} from './calibration-reference.js';
 import { GrowableColumns, IdIndex } from './growable.js';
+
+export { type CalibrationReference, calibrationReferences } from './calibration-reference.js';
 
 export interface CalibrateProjectOptions {
   mapping?: RewardMappingInput;
@@ -30,6 +38,13 @@ export interface CalibrateProjectOptions {
    * when set; without either the snapshot lives in this process only.
    */
   dataDir?: string;
+  /**
+   * `words`: raters are first judged against a word model of what the other raters liked (see
+   * screenWithWordReference), so those who rate the opposite of what people like are flagged
+   * where nobody else rated their answers; the rewards are then fitted without them. Reads every
+   * rated answer's text and refits fully each run (no snapshot is kept).
+   */
+  reference?: CalibrationReference;
   /** Called as ratings are read and after each stage, for progress bars and job status. */
   onProgress?: (event: { stage: 'read' | 'fit' | 'save'; ratings: number }) => void;
 }
@@ -48,6 +63,10 @@ export interface CalibrationSummary {
   /** Why a full refit ran. */
   reason: string;
   rewardsWritten: number;
+  /** Ratings the reference screen added (one per rated answer; 0 without one). */
+  referenceRatings: number;
+  /** Raters the reference screen flagged (counted in `flagged` too). */
+  flaggedByReference: number;
   seconds: { read: number; fit: number; save: number };
 }
 
@@ -70,9 +89,17 @@ export async function calibrateProject(
     mapping.sourceWeight[(sources.get(raterId) ?? 'user') as keyof RewardMapping['sourceWeight']] ?? 1;
 
   const context = { scoreConfigs, mapping };
-  const runOptions = { mapping, calibration: options.calibration ?? {} };
+  const useReference = options.reference === 'words';
+  const runOptions = {
+    mapping,
+    calibration: options.calibration ?? {},
+    ...(useReference ? { reference: options.reference } : {}),
+  };
+  // The reference is refitted on every run, so each run refits fully from all ratings.
   const previousRun =
-    options.recalibration === false ? undefined : await store.calibration.latestRun(projectId);
+    options.recalibration === false || useReference
+      ? undefined
+      : await store.calibration.latestRun(projectId);
   const toRow = (
     row: ScalarRatingRow,
     into: { items: IdIndex; raters: IdIndex; columns: GrowableColumns },
@@ -96,7 +123,11 @@ export async function calibrateProject(
   const policy = options.recalibration || {};
   const snapshotDir = options.dataDir ?? process.env.RATCHET_DATA_DIR;
   const snapshotPath = snapshotDir ? snapshotFile(snapshotDir, projectId) : null;
-  const keptRun = await keptSince(store, projectId, previousRun, runOptions, snapshotPath);
+  const keptRun = useReference
+    ? await dropKept(store, projectId, snapshotPath)
+    : await keptSince(store, projectId, previousRun, runOptions, snapshotPath);
+  let referenceRatings = 0;
+  let flaggedByReference: ReferenceFlag[] = [];
   let read: {
     items: IdIndex;
     raters: IdIndex;
@@ -133,14 +164,20 @@ export async function calibrateProject(
       incrementalRuns: kept.snapshot.incrementalRuns,
     };
   } else {
-    const items = new IdIndex();
-    const raters = new IdIndex();
-    const columns = new GrowableColumns();
+    const all = { items: new IdIndex(), raters: new IdIndex(), columns: new GrowableColumns() };
     let skipped = 0;
     for await (const page of store.calibration.currentScalarRatings(projectId)) {
-      for (const row of page) if (!toRow(row, { items, raters, columns })) skipped++;
-      options.onProgress?.({ stage: 'read', ratings: columns.length });
+      for (const row of page) if (!toRow(row, all)) skipped++;
+      options.onProgress?.({ stage: 'read', ratings: all.columns.length });
     }
+    let fitted = all;
+    if (useReference) {
+      const screen = await screenWithWordReference(store, projectId, all, options.calibration);
+      referenceRatings = screen.referenceRatings;
+      flaggedByReference = screen.flagged;
+      fitted = withoutRaters(all, new Set(screen.flagged.map((f) => f.raterId)));
+    }
+    const { items, raters, columns } = fitted;
     t1 = performance.now();
     const data = columns.trimmed();
     const start = await warmStart(
@@ -162,10 +199,14 @@ export async function calibrateProject(
     read = {
       items,
       raters,
-      ratings: columns.length,
+      ratings: all.columns.length,
       skipped,
       ...step,
-      reason: start.previous === null ? start.reason : step.result.reason,
+      reason: useReference
+        ? 'raters were screened against the word-model reference (a full refit)'
+        : start.previous === null
+          ? start.reason
+          : step.result.reason,
       ...(start.incrementalRuns !== undefined && { incrementalRuns: start.incrementalRuns }),
     };
   }
@@ -185,6 +226,8 @@ export async function calibrateProject(
     flagged: r.flagged[k] === 1,
     reason: r.flagReason[k] ?? null,
   }));
+  // Raters the reference screen flagged are not in the fit: their rows come from the screen.
+  raterRows.push(...flaggedByReference);
   const it = result.items;
   // Thumbs-only items get the Wilson interval, which is right for so few binary ratings.
   const lower = it.lower.slice();
@@ -217,6 +260,8 @@ export async function calibrateProject(
     hyperparameters: result.hyperparameters,
     mode: result.mode,
     reason,
+    referenceRatings,
+    flaggedByReference: flaggedByReference.length,
     readStartedAt,
     incrementalRuns: result.mode === 'incremental' ? (read.incrementalRuns ?? 0) + 1 : 0,
   };
@@ -226,8 +271,10 @@ export async function calibrateProject(
       : undefined;
   const run = await store.calibration.save(projectId, runOptions, stats, raterRows, itemColumns, onlyItems);
   const keptNow = { runId: run.id, snapshot: read.snapshot, items, raters, ratings: read.ratings, skipped };
-  keptCalibrations(store).set(projectId, keptNow);
-  if (snapshotPath) await writeKept(snapshotPath, keptNow);
+  if (!useReference) {
+    keptCalibrations(store).set(projectId, keptNow);
+    if (snapshotPath) await writeKept(snapshotPath, keptNow);
+  }
   options.onProgress?.({ stage: 'save', ratings: read.ratings });
   const t3 = performance.now();
   return {
@@ -241,6 +288,8 @@ export async function calibrateProject(
     fromSnapshot: keptRun !== null,
     reason,
     rewardsWritten: onlyItems?.length ?? items.ids.length,
+    referenceRatings,
+    flaggedByReference: flaggedByReference.length,
     seconds: { read: (t1 - t0) / 1000, fit: (t2 - t1) / 1000, save: (t3 - t2) / 1000 },
   };
 }
@@ -294,6 +343,13 @@ async function keptSince(
   // its file goes too, so no later process trusts it.
   if (!continued && snapshotPath) await rm(snapshotPath, { force: true });
   return continued;
+}
+
+/** No snapshot continues a run with a reference (each refits fully): drops the kept one and its file. */
+async function dropKept(store: Store, projectId: string, snapshotPath: string | null): Promise<null> {
+  keptCalibrations(store).delete(projectId);
+  if (snapshotPath) await rm(snapshotPath, { force: true });
+  return null;
 }
 
 async function continuation(

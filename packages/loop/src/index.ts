@@ -3,7 +3,13 @@ export { type AnalysisReport, analyzeProject } from './analyze.js';
 export * from './annotation/index.js';
 export * from './augment/dataset.js';
 export * from './augment/paraphrase.js';
-export { type CalibrateProjectOptions, type CalibrationSummary, calibrateProject } from './calibrate.js';
+export {
+  type CalibrateProjectOptions,
+  type CalibrationReference,
+  type CalibrationSummary,
+  calibrateProject,
+  calibrationReferences,
+} from './calibrate.js';
 export {
   type BuildDatasetOptions,
   buildDatasetVersion,

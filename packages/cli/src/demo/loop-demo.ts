@@ -218,6 +218,24 @@ export function demoPolicy(
     baseModel,
     upstream: 'worker',
     trigger: { minNewFeedback: 30 },
+    // Each demo answer is rated by the one person it answered, so calibration cannot tell the 10%
+    // who rate the opposite of what they think from anyone else: their thumbs stayed in the canary's
+    // outcomes and kept seed 9's round-3 candidate (70.7% true against 57.3%) undecided through
+    // 3,000 chats at [-0.015, 0.114]; leaving out the true adversaries, the same data ship it at
+    // [0.041, 0.161]. So raters are judged against a word model of what the other people liked,
+    // and calibration runs again before each look, so they are flagged (and left out) on what they
+    // said so far: users have about two ratings when a round starts. From six ratings: their
+    // anti-correlation with the word model is strong (about -0.8). The realistic population keeps
+    // the defaults (its canary decides on what users do, which flags do not touch; not measured).
+    ...(population === 'default'
+      ? {
+          calibration: {
+            reference: 'words' as const,
+            beforeEachLook: true,
+            options: { flagging: { minRatings: 6 } },
+          },
+        }
+      : {}),
     // Any answer whose calibrated reward is positive is one to imitate: most demo answers have a
     // single rating, so the interval's lower end would exclude nearly all of them.
     // A quarter of the prompts are held out, so that the gate judges on enough of them.

@@ -285,6 +285,16 @@ type StageResult = {
 };
 type StageFn = (ctx: LoopContext, round: LoopRound, state: RoundState) => Promise<StageResult | undefined>;
 
+/** How the loop calibrates: the policy's reference and rater-model options. */
+function calibrationOptions(ctx: LoopContext) {
+  const c = ctx.policy.calibration;
+  return {
+    dataDir: ctx.dataDir,
+    ...(c.reference !== 'none' ? { reference: c.reference } : {}),
+    ...(c.options ? { calibration: c.options } : {}),
+  };
+}
+
 const stages: Record<(typeof loopStages)[number], StageFn> = {
   async calibrate(ctx, round) {
     // A calibration made since the round reached this stage (by an attempt that crashed before
@@ -293,7 +303,7 @@ const stages: Record<(typeof loopStages)[number], StageFn> = {
     const run =
       latest && latest.createdAt >= round.updatedAt
         ? { id: latest.id, ...(latest.stats as { items?: number; raters?: number; flagged?: number }) }
-        : await calibrateProject(ctx.store, ctx.projectId, { dataDir: ctx.dataDir }).then((s) => ({
+        : await calibrateProject(ctx.store, ctx.projectId, calibrationOptions(ctx)).then((s) => ({
             ...s,
             id: s.run.id,
           }));
@@ -608,6 +618,9 @@ const stages: Record<(typeof loopStages)[number], StageFn> = {
       ctx.log?.(`round ${round.round}: ${stoppedByHand.actor} stopped the canary (${stoppedByHand.reason})`);
       return { to: 'decide', state: stoppedByHand.state };
     }
+    // The outcomes leave out the raters calibration flagged: flagged on what they said so far.
+    if (ctx.policy.calibration.beforeEachLook)
+      await calibrateProject(ctx.store, ctx.projectId, calibrationOptions(ctx));
     const status = await experimentStatus(ctx.store, ctx.projectId, state.experimentId!, { record: true });
     // Observations are users with an outcome: the user is the unit of the experiment.
     // (an implicit metric's users are every user served: each has a rate, 0 when they did nothing).

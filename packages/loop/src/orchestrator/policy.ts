@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import {
   ActiveLearningObjective,
   activeLearningObjectiveFor,
+  CalibrationOptions,
   EvaluationGates,
   evaluationSuites,
   parseInput,
@@ -16,6 +17,7 @@ import { z } from 'zod';
 import { SelfCritiquePolicy } from '../ai-feedback/critique.js';
 import { ratingScorers } from '../ai-feedback/label.js';
 import { AnnotationQueueTerms } from '../annotation/types.js';
+import { calibrationReferences } from '../calibrate.js';
 import { datasetMethods } from '../datasets.js';
 import { DeployPolicy } from '../deploy/index.js';
 import { EndpointSpec } from '../eval/client.js';
@@ -54,6 +56,24 @@ const LoopPolicyFields = z.strictObject({
       everyHours: z.number().positive().optional(),
       /** Check at most this often when running inside `ratchet serve`. */
       checkEveryMinutes: z.number().positive().default(5),
+    })
+    .prefault({}),
+  calibration: z
+    .strictObject({
+      /**
+       * `words`: when most answers have one rating, nobody else rated them, so a rater who rates the
+       * opposite of what they think agrees with no one and cannot be told apart: each rated answer
+       * also gets a rating from a word model of what the other raters liked (`calibrateProject`'s
+       * `reference`), and raters who contradict it are flagged like those who contradict people.
+       */
+      reference: z.enum(calibrationReferences).default('none'),
+      /**
+       * Recalibrate before each look at the canary, so the raters its outcomes leave out are
+       * flagged on what they said so far, not on the few ratings they had when the round began.
+       */
+      beforeEachLook: z.boolean().default(false),
+      /** The rater model's options (core's CalibrationOptions); omitted: its defaults. */
+      options: CalibrationOptions.optional(),
     })
     .prefault({}),
   dataset: z

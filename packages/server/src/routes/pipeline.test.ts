@@ -65,5 +65,18 @@ describe('ratings to training data over HTTP', () => {
       (await t.call('/api/v1/calibrations', { body: { calibration: { maxIterations: -1 } } })).body.error
         .path,
     ).toBe('calibration.maxIterations');
+    const badReference = await t.call('/api/v1/calibrations', { body: { reference: 'vibes' } });
+    expect(badReference).toMatchObject({ status: 400, body: { error: { path: 'reference' } } });
+  });
+
+  it('screens raters against the word-model reference when asked, and counts its ratings apart', async () => {
+    const run = await t.call('/api/v1/calibrations', { body: { reference: 'words' } });
+    // Three raters agree on every answer: the reference rates each of the 24 once and flags nobody.
+    expect(run).toMatchObject({
+      status: 201,
+      body: { ratings: 72, items: 24, raters: 3, referenceRatings: 24, flaggedByReference: 0, flagged: 0 },
+    });
+    const latest = await t.call('/api/v1/calibrations/latest');
+    expect(latest.body.options).toMatchObject({ reference: 'words' });
   });
 });

@@ -2,7 +2,13 @@ import { createReadStream } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { CalibrationOptions, DatasetRef, Limit, Offset, RatchetError, RewardMapping } from '@ratchet/core';
-import { analyzeProject, buildDatasetVersion, calibrateProject, DatasetBuildSpec } from '@ratchet/loop';
+import {
+  analyzeProject,
+  buildDatasetVersion,
+  calibrateProject,
+  calibrationReferences,
+  DatasetBuildSpec,
+} from '@ratchet/loop';
 import type { Store } from '@ratchet/store';
 import { z } from 'zod';
 import type { RouteTable } from '../routing.js';
@@ -33,7 +39,12 @@ export function registerPipelineRoutes(routes: RouteTable, store: Store, dataDir
     summary:
       "Calibrate the project's current ratings: rater bias, scale, reliability and flags; calibrated rewards per interaction.",
     body: z
-      .strictObject({ mapping: RewardMapping.optional(), calibration: CalibrationOptions.optional() })
+      .strictObject({
+        mapping: RewardMapping.optional(),
+        calibration: CalibrationOptions.optional(),
+        /** `words`: judge raters against a word model of what the others liked (answers with one rating each). */
+        reference: z.enum(calibrationReferences).optional(),
+      })
       .prefault({}),
     response: { status: 201, description: 'The calibration run and its counts' },
     handler: async ({ principal, body }) => {
