@@ -4,7 +4,7 @@ import {
   calibrateRatingColumns,
   type Interaction,
 } from '@ratchet/core';
-import type { Store } from '@ratchet/store';
+import type { RaterCalibrationRow, Store } from '@ratchet/store';
 import { fitWordModel } from './ai-feedback/words.js';
 import { GrowableColumns, IdIndex } from './growable.js';
 
@@ -37,17 +37,7 @@ function foldOf(raterId: string): number {
 }
 
 /** A person the reference screen flagged: their calibration row, from the screening fit. */
-export interface ReferenceFlag {
-  raterId: string;
-  bias: number;
-  scale: number;
-  noiseSd: number;
-  reliability: number;
-  consensusCorrelation: number | null;
-  influence: number;
-  flagged: true;
-  reason: string;
-}
+export type ReferenceFlag = RaterCalibrationRow & { flagged: true; reason: string };
 
 /**
  * Judges raters against a word model of what the other raters liked, for projects where nearly
