@@ -224,5 +224,34 @@ for (const database of testDatabases()) {
       }
       expect((await t.call('/api/v1/dashboard/health?window=90d&bucket=day')).status).toBe(200);
     });
+
+    it("a rating received weeks after its call moves the figure of the call's hour, not of the rating's", async () => {
+      const read = async () =>
+        (await t.call(`/api/v1/dashboard/health?window=24h&bucket=hour&to=${to}`)).body.items as {
+          model: string;
+          buckets: { t: number; satisfaction: number | null }[];
+        }[];
+      // The figures are read (and rolled up) first: what follows must mark the call's hour stale.
+      const before = await read();
+      const call = calls.find((c) => c.model === 'sup-a')!;
+      const callHour = Math.floor(call.createdAt / hour) * hour;
+      const body = { items: [{ kind: 'thumbs', interactionId: call.id, raterId: 'carol', value: 'down' }] };
+      expect((await t.call('/api/v1/feedback', { body })).status).toBe(201);
+      thumbs.set(call.id, new Map([...(thumbs.get(call.id) ?? []), ['carol', 'down']]));
+      const after = await read();
+      const bucket = (items: typeof before) =>
+        items.find((s) => s.model === 'sup-a')!.buckets.find((b) => b.t === callHour)!;
+      const want = expected(
+        calls.filter((c) => c.model === 'sup-a' && Math.floor(c.createdAt / hour) * hour === callHour),
+        thumbs,
+      ).satisfaction!;
+      expect(bucket(after).satisfaction).toBeCloseTo(want, 12);
+      expect(bucket(after).satisfaction).not.toBeCloseTo(bucket(before).satisfaction!, 12);
+      // The other hours are as they were.
+      for (const s of after)
+        for (const b of s.buckets)
+          if (!(s.model === 'sup-a' && b.t === callHour))
+            expect(b).toEqual(before.find((x) => x.model === s.model)!.buckets.find((x) => x.t === b.t));
+    });
   });
 }
