@@ -1,13 +1,15 @@
 // What holds `ratchet serve`'s event loop: a preload that records, with wall-clock times, every
 // event-loop gap over 4 ms (and the process CPU used in it: little CPU means the process waited
 // for a core or the disk), every GC pause, and every SQLite statement over 0.5 ms (better-sqlite3
-// runs them on the loop), plus per-statement totals. Written to $STALL_PROBE_DIR/probe-<pid>.json
+// runs them on the loop), plus per-statement totals. Each gap also carries the main thread's own
+// time on a CPU and waiting for one (Linux schedstat, in ms), which process CPU cannot tell apart
+// from the WAL-sync, checkpoint and read threads'. Written to $STALL_PROBE_DIR/probe-<pid>.json
 // at exit. Off unless loaded:
 //   STALL_PROBE_DIR=DIR BENCH_LOADGEN_TRACE_DIR=DIR \
 //   BENCH_RATCHET_NODE_FLAGS="--import $PWD/bench/tools/stall-probe.mjs" node ... bench/run.ts gateway-latency --no-write
 //   node --import tsx bench/tools/stall-report.ts DIR
 // Plain JavaScript: it loads before tsx. The 1 ms sampling timer costs some CPU of its own.
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { monitorEventLoopDelay, PerformanceObserver, performance } from 'node:perf_hooks';
 
@@ -57,16 +59,36 @@ new PerformanceObserver((list) => {
 
 const delay = monitorEventLoopDelay({ resolution: 1 });
 delay.enable();
+// The main thread's nanoseconds on a CPU and waiting on a run queue (null where there is no schedstat).
+const schedstatPath = `/proc/self/task/${process.pid}/schedstat`;
+function mainThread() {
+  try {
+    const [run, wait] = readFileSync(schedstatPath, 'utf8').split(' ').map(Number);
+    return { run, wait };
+  } catch {
+    return null;
+  }
+}
 let last = performance.now();
 let lastCpu = process.cpuUsage();
+let lastMain = mainThread();
 setInterval(() => {
   const now = performance.now();
+  const main = mainThread();
   if (now - last > 4) {
     const cpu = process.cpuUsage(lastCpu);
-    gaps.push({ t: origin + last, dt: now - last, cpu: (cpu.user + cpu.system) / 1000 });
+    gaps.push({
+      t: origin + last,
+      dt: now - last,
+      cpu: (cpu.user + cpu.system) / 1000,
+      ...(main && lastMain
+        ? { mainRun: (main.run - lastMain.run) / 1e6, mainWait: (main.wait - lastMain.wait) / 1e6 }
+        : {}),
+    });
   }
   last = now;
   lastCpu = process.cpuUsage();
+  lastMain = main;
 }, 1).unref();
 
 process.on('exit', () => {

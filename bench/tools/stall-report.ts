@@ -1,7 +1,9 @@
 // Attributes `ratchet serve`'s event-loop stalls recorded by bench/tools/stall-probe.mjs (see
 // there): each gap of at least --min ms is put on what covered most of it (a SQLite statement
-// kind, a GC kind), else on the CPU it used (under 30%: off CPU, the process waited for a core or
-// the disk). With the load generator's traces (BENCH_LOADGEN_TRACE_DIR) in the same folder, also
+// kind, a GC kind), else on the main thread's own scheduling when the probe had it: waiting on a
+// run queue for most of the gap (another thread or process had the core), on a CPU for most of it
+// (JavaScript or native work on the loop), or neither (blocked in a system call: the disk, a lock);
+// without it, on the process CPU it used (under 30%: off CPU). With the load generator's traces (BENCH_LOADGEN_TRACE_DIR) in the same folder, also
 // counts the slow calls each measured window had.
 //   node --import tsx bench/tools/stall-report.ts DIR [--min MS]
 import { readdirSync, readFileSync } from 'node:fs';
@@ -13,7 +15,7 @@ interface Span {
 }
 interface Probe {
   loopDelay: { p50: number; p99: number; max: number };
-  gaps: (Span & { cpu: number })[];
+  gaps: (Span & { cpu: number; mainRun?: number; mainWait?: number })[];
   gcs: (Span & { kind: number })[];
   sqls: (Span & { sql: string })[];
   totals: { sql: string; n: number; ms: number; max: number }[];
@@ -53,7 +55,18 @@ for (const file of files.filter((f) => f.startsWith('probe-'))) {
       if (overlap > 0) covered.set(e.kind, (covered.get(e.kind) ?? 0) + overlap);
     }
     const [top, ms] = [...covered].sort((a, b) => b[1] - a[1])[0] ?? ['', 0];
-    const cause = ms > 0.5 * gap.dt ? top : gap.cpu < 0.3 * gap.dt ? 'other, off CPU' : 'other, on CPU';
+    const cause =
+      ms > 0.5 * gap.dt
+        ? top
+        : gap.mainWait !== undefined && gap.mainRun !== undefined
+          ? gap.mainWait > 0.5 * gap.dt
+            ? 'main thread waiting for a core'
+            : gap.mainRun > 0.5 * gap.dt
+              ? 'main thread on a CPU (not SQL, not GC)'
+              : 'main thread blocked (neither running nor queued)'
+          : gap.cpu < 0.3 * gap.dt
+            ? 'other, off CPU'
+            : 'other, on CPU';
     const c = byCause.get(cause) ?? { n: 0, ms: 0, max: 0 };
     c.n++;
     c.ms += gap.dt;
@@ -66,8 +79,15 @@ for (const file of files.filter((f) => f.startsWith('probe-'))) {
   console.log(`gaps of ${min} ms or more, by what covered most of each:`);
   for (const [cause, c] of [...byCause].sort((a, b) => b[1].ms - a[1].ms))
     console.log(
-      `  ${cause.padEnd(24)} ${String(c.n).padStart(6)} gaps ${c.ms.toFixed(0).padStart(7)} ms, longest ${c.max.toFixed(1)} ms`,
+      `  ${cause.padEnd(48)} ${String(c.n).padStart(6)} gaps ${c.ms.toFixed(0).padStart(7)} ms, longest ${c.max.toFixed(1)} ms`,
     );
+  const long = probe.gaps.filter((g) => g.dt >= min && g.mainRun !== undefined);
+  if (long.length > 0) {
+    const sum = (f: (g: (typeof long)[number]) => number) => long.reduce((a, g) => a + f(g), 0);
+    console.log(
+      `  in those gaps the main thread ran ${sum((g) => g.mainRun!).toFixed(0)} ms and waited for a core ${sum((g) => g.mainWait!).toFixed(0)} ms of ${sum((g) => g.dt).toFixed(0)} ms`,
+    );
+  }
   console.log('statements by total time:');
   for (const t of probe.totals.slice(0, 8))
     console.log(

@@ -1,4 +1,5 @@
 import { FeedbackInput, InteractionInput, parseInput } from '@ratchet/core';
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Store } from './store.js';
 import { testDatabases } from './testing.js';
@@ -219,6 +220,44 @@ for (const target of testDatabases()) {
       expect((await store.calibration.rewardOf(projectId, id(6)))?.reward).toBeCloseTo(0.3, 12);
       expect(first.id).not.toBe(second.id);
     });
+
+    it.runIf(target.name === 'postgres')(
+      'rewrites rewards in place with room on each page: an incremental save updates HOT (PostgreSQL)',
+      async () => {
+        const ids = Array.from({ length: INTERACTIONS }, (_, i) => id(i));
+        const columns = (reward: number) => ({
+          interactionIds: ids,
+          n: Int32Array.from(ids, () => 2),
+          rawMean: Float64Array.from(ids, () => 0),
+          reward: Float64Array.from(ids, () => reward),
+          sd: Float64Array.from(ids, () => 0.1),
+          lower: Float64Array.from(ids, () => -0.2),
+          upper: Float64Array.from(ids, () => 0.2),
+        });
+        await store.calibration.save(projectId, {}, {}, [], columns(0.2));
+        // Pages as a long-lived table has them: compacted, each filled to the table's fillfactor.
+        await sql`vacuum full interaction_rewards`.execute(store.db);
+        const updates = async () => {
+          await sql`select pg_stat_force_next_flush()`.execute(store.db);
+          const { rows } = await sql<{
+            upd: string;
+            hot: string;
+          }>`select n_tup_upd as upd, n_tup_hot_upd as hot
+            from pg_stat_user_tables where relname = 'interaction_rewards'`.execute(store.db);
+          return { all: Number(rows[0]!.upd), hot: Number(rows[0]!.hot) };
+        };
+        const before = await updates();
+        // An incremental run's save: every tenth reward moved.
+        const moved = ids.map((_, k) => k).filter((k) => k % 10 === 0);
+        await store.calibration.save(projectId, {}, {}, [], columns(0.4), moved);
+        const after = await updates();
+        expect(after.all - before.all).toBe(moved.length);
+        // On full pages (fillfactor 100) nearly none is HOT: each update also writes the index.
+        expect(after.hot - before.hot).toBeGreaterThanOrEqual(0.9 * moved.length);
+        expect((await store.calibration.rewardOf(projectId, id(10)))?.reward).toBeCloseTo(0.4, 12);
+        expect((await store.calibration.rewardOf(projectId, id(11)))?.reward).toBeCloseTo(0.2, 12);
+      },
+    );
 
     // Last: the ratings it adds would change what the tests above read.
     it('counts the current scalar ratings and reads whole those received since a time, replacements included', async () => {

@@ -1220,6 +1220,23 @@ function partitions(dialect: DialectName): Migration {
   };
 }
 
+/**
+ * Calibration rewrites interaction_rewards in place (a full run every row, an incremental run the
+ * rewards that moved). On full pages no update is HOT, so each one also inserts a primary-key
+ * entry and leaves a dead one behind. Room on each page keeps the new version beside the old one:
+ * 100,000 updates of a million rows took 0.56 s at fillfactor 70 against 0.85 s at 100 (this
+ * machine's PostgreSQL 15, two runs each). Pages written from now on get the room; SQLite has no
+ * such setting.
+ */
+function rewardsFillfactor(dialect: DialectName): Migration {
+  return {
+    async up(db: AnyDb) {
+      if (dialect === 'postgres')
+        await sql`alter table interaction_rewards set (fillfactor = 70)`.execute(db);
+    },
+  };
+}
+
 export function migrations(dialect: DialectName): Record<string, Migration> {
   return {
     '0001_initial': initial(dialect),
@@ -1248,5 +1265,6 @@ export function migrations(dialect: DialectName): Record<string, Migration> {
     '0034_responses_store': responsesStore(dialect),
     '0037_partitions': partitions(dialect),
     '0038_rollups_daily': rollupsDaily(dialect),
+    '0039_rewards_fillfactor': rewardsFillfactor(dialect),
   };
 }
