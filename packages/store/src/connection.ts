@@ -1,14 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
-import {
-  CompiledQuery,
-  type DatabaseConnection,
-  type Driver,
-  Kysely,
-  PostgresDialect,
-  SqliteDialect,
-} from 'kysely';
+import { type Driver, Kysely, PostgresDialect, SqliteDialect } from 'kysely';
 import pg from 'pg';
 import { checkpointOffThread } from './checkpointer.js';
 import { readOffThread, type SqliteReadThread } from './read-thread.js';
@@ -86,13 +79,13 @@ export function openDatabase(config: DatabaseConfig): OpenedDatabase {
     sqlite.pragma('journal_mode = WAL');
     sqlite.pragma(`synchronous = ${config.synchronous === 'normal' ? 'NORMAL' : 'FULL'}`);
     sqlite.pragma('foreign_keys = ON');
-    sqlite.pragma('busy_timeout = 10000');
+    sqlite.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
     // Aggregations over millions of rows want a bigger page cache than the 2 MB default.
     sqlite.pragma('cache_size = -65536');
     const file = config.location === ':memory:' ? undefined : resolve(config.location);
     if (file) checkpointOffThread(sqlite, file);
     return {
-      db: new Kysely<Database>({ dialect: new ImmediateSqliteDialect({ database: sqlite }) }),
+      db: new Kysely<Database>({ dialect: new ImmediateSqliteDialect(sqlite) }),
       sqlite,
       ...(file && config.synchronous !== 'normal' ? { walSync: new WalSync(file) } : {}),
       ...(file ? { readThread: readOffThread(sqlite, file) } : {}),
@@ -114,19 +107,42 @@ export function openDatabase(config: DatabaseConfig): OpenedDatabase {
   return { db: new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }) };
 }
 
+/** How long a SQLite statement or transaction waits for another connection's write lock. */
+const BUSY_TIMEOUT_MS = 10_000;
+
 /**
  * Kysely's SQLite transactions begin DEFERRED: a transaction that reads before it writes (a
  * stage change reads the registry, then writes it) takes the write lock only at its first write,
  * and if another process committed since its read, SQLite answers SQLITE_BUSY at once, without
  * waiting out busy_timeout (waiting could deadlock). `ratchet rollback` beside a server logging
- * calls failed that way ("database is locked"). BEGIN IMMEDIATE takes the write lock first, so a
- * transaction waits for the other writer (up to busy_timeout) instead of failing.
+ * calls failed that way ("database is locked"). So transactions begin IMMEDIATE: the write lock
+ * first. While another connection holds it, the wait is async (retries with growing pauses, up to
+ * busy_timeout in all), never SQLite's busy handler, which sleeps on the event loop: a second
+ * connection in this process (two stores on one file) could then never commit the transaction it
+ * holds across an await, and no request would be served meanwhile.
  */
 class ImmediateSqliteDialect extends SqliteDialect {
+  constructor(private readonly sqlite: SqliteDatabase.Database) {
+    super({ database: sqlite });
+  }
+
   override createDriver(): Driver {
     const driver = super.createDriver();
-    driver.beginTransaction = async (connection: DatabaseConnection) => {
-      await connection.executeQuery(CompiledQuery.raw('begin immediate'));
+    const sqlite = this.sqlite;
+    driver.beginTransaction = async () => {
+      const deadline = performance.now() + BUSY_TIMEOUT_MS;
+      for (let pause = 1; ; pause = Math.min(2 * pause, 32)) {
+        sqlite.pragma('busy_timeout = 0');
+        try {
+          sqlite.exec('begin immediate');
+          return;
+        } catch (err) {
+          if ((err as { code?: string }).code !== 'SQLITE_BUSY' || performance.now() > deadline) throw err;
+        } finally {
+          sqlite.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+        }
+        await new Promise((resolve) => setTimeout(resolve, pause));
+      }
     };
     return driver;
   }

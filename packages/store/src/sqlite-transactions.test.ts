@@ -77,4 +77,41 @@ describe('SQLite transactions beside another writer', () => {
       await db.destroy();
     }
   });
+
+  it('a transaction waiting for another connection in this process waits without holding the event loop', async () => {
+    const file = join(dir, 'two-stores.db');
+    const a = openDatabase({ dialect: 'sqlite', location: file, synchronous: 'normal' });
+    const b = openDatabase({ dialect: 'sqlite', location: file, synchronous: 'normal' });
+    a.sqlite!.exec('create table owners (who text)');
+    try {
+      let releaseA!: () => void;
+      const aHolds = new Promise<void>((resolve) => {
+        releaseA = resolve;
+      });
+      // A holds the write lock across an await (as a transaction that hashes a password does).
+      const first = a.db.transaction().execute(async (trx) => {
+        await sql`insert into owners (who) values ('a')`.execute(trx);
+        await aHolds;
+      });
+      await new Promise((r) => setTimeout(r, 20));
+      const second = b.db.transaction().execute(async (trx) => {
+        await sql`insert into owners (who) values ('b')`.execute(trx);
+      });
+      // B waits for the lock; meanwhile timers still fire (SQLite's busy handler would sleep here).
+      const ticks: number[] = [];
+      for (let k = 0; k < 5; k++) {
+        const t0 = performance.now();
+        await new Promise((r) => setTimeout(r, 10));
+        ticks.push(performance.now() - t0);
+      }
+      expect(Math.max(...ticks)).toBeLessThan(200);
+      releaseA();
+      await Promise.all([first, second]);
+      const { rows } = await sql<{ who: string }>`select who from owners order by rowid`.execute(a.db);
+      expect(rows.map((r) => r.who)).toEqual(['a', 'b']);
+    } finally {
+      await a.db.destroy();
+      await b.db.destroy();
+    }
+  });
 });
