@@ -10,6 +10,16 @@ import { testDatabases } from './testing.js';
 // statement boundaries exactly once.
 const INTERACTIONS = 1_234;
 const id = (i: number) => `i${String(i).padStart(5, '0')}`;
+/** A save's reward columns: every item the same reward. */
+const rewardColumns = (ids: string[], reward: number) => ({
+  interactionIds: ids,
+  n: Int32Array.from(ids, () => 2),
+  rawMean: Float64Array.from(ids, () => 0),
+  reward: Float64Array.from(ids, () => reward),
+  sd: Float64Array.from(ids, () => 0.1),
+  lower: Float64Array.from(ids, () => -0.2),
+  upper: Float64Array.from(ids, () => 0.2),
+});
 
 for (const target of testDatabases()) {
   describe(`bulk calibration and dataset paths on ${target.name}`, () => {
@@ -187,15 +197,6 @@ for (const target of testDatabases()) {
     });
 
     it('a full save drops the rewards of items it no longer calibrates; an incremental one keeps the rest', async () => {
-      const rewards = (ids: string[], reward: number) => ({
-        interactionIds: ids,
-        n: Int32Array.from(ids, () => 2),
-        rawMean: Float64Array.from(ids, () => 0),
-        reward: Float64Array.from(ids, () => reward),
-        sd: Float64Array.from(ids, () => 0.1),
-        lower: Float64Array.from(ids, () => -0.2),
-        upper: Float64Array.from(ids, () => 0.2),
-      });
       const count = async () =>
         Number(
           (
@@ -207,14 +208,20 @@ for (const target of testDatabases()) {
           ).n,
         );
       const all = Array.from({ length: INTERACTIONS }, (_, i) => id(i));
-      const first = await store.calibration.save(projectId, {}, {}, [], rewards(all, 0.1));
+      const first = await store.calibration.save(projectId, {}, {}, [], rewardColumns(all, 0.1));
       // Every item again but the last 34: their rows go (their ratings would have been deleted).
-      const second = await store.calibration.save(projectId, {}, {}, [], rewards(all.slice(0, 1200), 0.3));
+      const second = await store.calibration.save(
+        projectId,
+        {},
+        {},
+        [],
+        rewardColumns(all.slice(0, 1200), 0.3),
+      );
       expect(await count()).toBe(1200);
       expect(await store.calibration.rewardOf(projectId, id(1200))).toBeUndefined();
       expect((await store.calibration.rewardOf(projectId, id(1199)))?.reward).toBeCloseTo(0.3, 12);
       // Incremental: item 5 is rewritten, the other 1,199 keep the second run's rows.
-      await store.calibration.save(projectId, {}, {}, [], rewards(all.slice(0, 1200), 0.7), [5]);
+      await store.calibration.save(projectId, {}, {}, [], rewardColumns(all.slice(0, 1200), 0.7), [5]);
       expect(await count()).toBe(1200);
       expect((await store.calibration.rewardOf(projectId, id(5)))?.reward).toBeCloseTo(0.7, 12);
       expect((await store.calibration.rewardOf(projectId, id(6)))?.reward).toBeCloseTo(0.3, 12);
@@ -225,16 +232,7 @@ for (const target of testDatabases()) {
       'rewrites rewards in place with room on each page: an incremental save updates HOT (PostgreSQL)',
       async () => {
         const ids = Array.from({ length: INTERACTIONS }, (_, i) => id(i));
-        const columns = (reward: number) => ({
-          interactionIds: ids,
-          n: Int32Array.from(ids, () => 2),
-          rawMean: Float64Array.from(ids, () => 0),
-          reward: Float64Array.from(ids, () => reward),
-          sd: Float64Array.from(ids, () => 0.1),
-          lower: Float64Array.from(ids, () => -0.2),
-          upper: Float64Array.from(ids, () => 0.2),
-        });
-        await store.calibration.save(projectId, {}, {}, [], columns(0.2));
+        await store.calibration.save(projectId, {}, {}, [], rewardColumns(ids, 0.2));
         // Pages as a long-lived table has them: compacted, each filled to the table's fillfactor.
         await sql`vacuum full interaction_rewards`.execute(store.db);
         const updates = async () => {
@@ -249,7 +247,7 @@ for (const target of testDatabases()) {
         const before = await updates();
         // An incremental run's save: every tenth reward moved.
         const moved = ids.map((_, k) => k).filter((k) => k % 10 === 0);
-        await store.calibration.save(projectId, {}, {}, [], columns(0.4), moved);
+        await store.calibration.save(projectId, {}, {}, [], rewardColumns(ids, 0.4), moved);
         const after = await updates();
         expect(after.all - before.all).toBe(moved.length);
         // On full pages (fillfactor 100) nearly none is HOT: each update also writes the index.
