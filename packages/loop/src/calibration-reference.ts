@@ -6,6 +6,7 @@ import {
 } from '@ratchet/core';
 import type { RaterCalibrationRow, Store } from '@ratchet/store';
 import { fitWordModel } from './ai-feedback/words.js';
+import { contentText } from './content-text.js';
 import { GrowableColumns, IdIndex } from './growable.js';
 
 /**
@@ -18,12 +19,10 @@ export type CalibrationReference = (typeof calibrationReferences)[number];
 /** Raters are split into this many folds; an answer's reference comes from a model fitted without its rater's fold. */
 const FOLDS = 5;
 
-const textOf = (content: unknown) => (typeof content === 'string' ? content : JSON.stringify(content));
-
 /** What the word model reads of an answer: the question it answers and the answer. */
 function answerText(i: Interaction): string {
   const asked = [...i.messages].reverse().find((m) => m.role === 'user');
-  return `${asked ? textOf(asked.content) : ''}\n${textOf(i.output.content)}`;
+  return `${asked ? contentText(asked.content) : ''}\n${contentText(i.output.content)}`;
 }
 
 /** A rater's fold, fixed by their id (FNV-1a), so a rater's answers are held out together in every run. */
@@ -63,10 +62,9 @@ export async function screenWithWordReference(
   const { items, raters } = read;
   const people = read.columns.trimmed();
   const texts: (string | undefined)[] = new Array(items.ids.length);
-  const index = new Map(items.ids.map((id, k) => [id, k]));
   for (let k = 0; k < items.ids.length; k += 1000) {
     for (const i of await store.interactions.getMany(projectId, items.ids.slice(k, k + 1000)))
-      texts[index.get(i.id)!] = answerText(i);
+      texts[items.find(i.id)!] = answerText(i);
   }
   const raterFold = raters.ids.map(foldOf);
   // An answer is held out from the fold of its first rater (nearly always its only one).

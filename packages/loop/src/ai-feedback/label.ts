@@ -10,6 +10,7 @@ import {
 } from '@ratchet/core';
 import type { Store } from '@ratchet/store';
 import { z } from 'zod';
+import { contentText } from '../content-text.js';
 import {
   chatCompletion,
   EndpointSpec,
@@ -252,8 +253,6 @@ export const RatingsLabelOptions = z.strictObject({
 });
 export type RatingsLabelOptions = z.input<typeof RatingsLabelOptions>;
 
-const textOf = (content: unknown) => (typeof content === 'string' ? content : JSON.stringify(content));
-
 /**
  * `words`: each held-out answer is scored by a word model fitted on the other folds (`foldsOf`,
  * the folds the thresholds are cross-fitted on), an unrated answer by one fitted on all of them.
@@ -265,7 +264,7 @@ function wordScorer(o: { folds: number; l2: number; iterations: number }) {
   return async (interactions: Interaction[], heldOut: readonly HeldOutAnswer[]) => {
     const examples = heldOut.map((h) => ({
       id: h.interaction.id,
-      text: textOf(h.interaction.output.content),
+      text: contentText(h.interaction.output.content),
       up: h.up,
       score: 0,
     }));
@@ -278,7 +277,7 @@ function wordScorer(o: { folds: number; l2: number; iterations: number }) {
     const perFold = folds.map((_, k) => fitWordModel(folds.filter((_, j) => j !== k).flat(), o));
     return interactions.map((i) => {
       const k = foldOf.get(i.id);
-      return (k === undefined ? all : perFold[k]!)(textOf(i.output.content));
+      return (k === undefined ? all : perFold[k]!)(contentText(i.output.content));
     });
   };
 }
@@ -288,11 +287,11 @@ function similarScorer(o: { priorWeight: number }) {
   return async (interactions: Interaction[], heldOut: readonly HeldOutAnswer[]) => {
     const rated: RatedAnswer[] = heldOut.map((h) => ({
       id: h.interaction.id,
-      text: textOf(h.interaction.output.content),
+      text: contentText(h.interaction.output.content),
       reward: h.reward,
     }));
     const similar = similarRatedRewards(
-      interactions.map((i) => ({ id: i.id, text: textOf(i.output.content) })),
+      interactions.map((i) => ({ id: i.id, text: contentText(i.output.content) })),
       rated,
     );
     return interactions.map((i) => {

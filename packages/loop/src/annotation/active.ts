@@ -7,9 +7,9 @@ import {
   similarRatedRewards,
 } from '@ratchet/core';
 import type { QueueCandidate, Store } from '@ratchet/store';
+import { contentText } from '../content-text.js';
 import type { AnnotationPolicy, QueueRequest } from './types.js';
 
-const textOf = (content: unknown) => (typeof content === 'string' ? content : JSON.stringify(content));
 const sd = (xs: number[]) => {
   if (xs.length < 2) return 0;
   const m = xs.reduce((a, b) => a + b, 0) / xs.length;
@@ -27,7 +27,7 @@ async function ratedAnswers(store: Store, projectId: string): Promise<RatedAnswe
   const out: RatedAnswer[] = [];
   for await (const page of store.datasets.ratedInteractions(projectId)) {
     for (const row of page)
-      out.push({ id: row.interactionId, text: textOf(row.output.content), reward: row.reward });
+      out.push({ id: row.interactionId, text: contentText(row.output.content), reward: row.reward });
     if (out.length >= MAX_RATED_REFERENCES) break;
   }
   return out;
@@ -62,7 +62,7 @@ async function ratingCandidates(
   ]);
   const byId = new Map(interactions.map((i) => [i.id, i]));
   const similar = similarRatedRewards(
-    interactions.map((i) => ({ id: i.id, text: textOf(i.output.content) })),
+    interactions.map((i) => ({ id: i.id, text: contentText(i.output.content) })),
     rated,
   );
   const candidates = pool.flatMap((p): RatingCandidate[] => {
@@ -79,7 +79,7 @@ async function ratingCandidates(
         id: p.interactionId,
         prompt: interaction.messages
           .filter((m) => m.role === 'user')
-          .map((m) => textOf(m.content))
+          .map((m) => contentText(m.content))
           .join('\n'),
         humanRated: human.length > 0 || p.ratings > 0,
         ...(p1 === undefined ? {} : { rewardModelProbability: p1 }),
