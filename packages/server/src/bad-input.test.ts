@@ -289,6 +289,23 @@ const cases: BadInput[] = [
     code: 'invalid_request',
     field: 'mapping.sourceWeight.user',
   },
+  // The calibration's reference names one of calibrationReferences; nothing else is read or run.
+  ...(
+    [
+      ['an unknown name', 'vibes'],
+      ['a NUL byte in the name', 'words\u0000'],
+      ['an object', { words: true }],
+    ] as const
+  ).map(
+    ([what, reference]): BadInput => ({
+      name: `calibration reference: ${what}`,
+      path: '/api/v1/calibrations',
+      body: { reference },
+      status: 400,
+      code: 'invalid_request',
+      field: 'reference',
+    }),
+  ),
   {
     name: 'a rating scale from -1e308 to 1e308',
     path: '/api/v1/score-configs',
