@@ -7,6 +7,7 @@ import { checkpointOffThread } from './checkpointer.js';
 import { readOffThread, type SqliteReadThread } from './read-thread.js';
 import type { Database } from './schema.js';
 import { WalSync } from './wal-sync.js';
+import { type SqliteWriteThread, writeOffThread } from './write-thread.js';
 
 export type DialectName = 'sqlite' | 'postgres';
 
@@ -66,6 +67,8 @@ export interface OpenedDatabase {
   walSync?: WalSync;
   /** A file database: long read-only queries run on a thread of their own (see read-thread.ts). */
   readThread?: SqliteReadThread;
+  /** A file database: the gateway log's relaxed writes run on a thread of their own (see write-thread.ts). */
+  writeThread?: SqliteWriteThread;
 }
 
 export function openKysely(config: DatabaseConfig): Kysely<Database> {
@@ -88,7 +91,7 @@ export function openDatabase(config: DatabaseConfig): OpenedDatabase {
       db: new Kysely<Database>({ dialect: new ImmediateSqliteDialect(sqlite) }),
       sqlite,
       ...(file && config.synchronous !== 'normal' ? { walSync: new WalSync(file) } : {}),
-      ...(file ? { readThread: readOffThread(sqlite, file) } : {}),
+      ...(file ? { readThread: readOffThread(sqlite, file), writeThread: writeOffThread(sqlite, file) } : {}),
     };
   }
   const pool = new pg.Pool({ connectionString: config.location, max: config.poolSize ?? 10 });

@@ -15,6 +15,7 @@ import { chunk, decodeJson, encodeJson, rowsPerStatement } from './json.js';
 import { keysetPage, type Page } from './paging.js';
 import { RollupRepository } from './rollups.js';
 import type { Database, InteractionsTable } from './schema.js';
+import { type SqliteWriteThread, type ThreadStatement, WriteThreadUnavailable } from './write-thread.js';
 
 export interface WriteResult {
   id: string;
@@ -39,6 +40,11 @@ export class InteractionRepository {
     /** The SQLite handle under `db`: the gateway's log is written with prepared statements. */
     private readonly sqlite?: SqliteDatabase.Database,
     private readonly rollups = new RollupRepository(db, dialect),
+    /** Relaxed-durability writes: the store's writer thread (SQLite files) and its fallback. */
+    private readonly background: {
+      thread?: SqliteWriteThread;
+      relaxed: <T>(work: (trx: Kysely<Database>) => Promise<T>) => Promise<T>;
+    } = { relaxed: (work) => db.transaction().execute(work) },
   ) {}
 
   /**
@@ -49,13 +55,8 @@ export class InteractionRepository {
 
   private sqliteWrites(sqlite: SqliteDatabase.Database) {
     this.sqliteStatements ??= {
-      insert: sqlite.prepare(
-        `insert into interactions (${ROW_COLUMNS.join(', ')}) values (${ROW_COLUMNS.map((c) => `@${c}`).join(', ')})
-         on conflict (project_id, id) do nothing`,
-      ),
-      insertTag: sqlite.prepare(
-        'insert into interaction_tags (project_id, interaction_id, tag) values (?, ?, ?) on conflict do nothing',
-      ),
+      insert: sqlite.prepare(INSERT_SQL),
+      insertTag: sqlite.prepare(INSERT_TAG_SQL),
     };
     return this.sqliteStatements;
   }
@@ -71,7 +72,16 @@ export class InteractionRepository {
   ): Promise<WriteResult[]> {
     const now = Date.now();
     const rows = items.map((item) => this.toRow(projectId, item, now));
+    // A repeated id inside one batch: only its first occurrence can be created, and only a
+    // created row's tags and hour are written.
+    const seen = new Set<string>();
+    const first = rows.map((r) => {
+      if (seen.has(r.id)) return false;
+      seen.add(r.id);
+      return true;
+    });
     const created = new Set<string>();
+    const wrote = (i: number) => first[i]! && created.has(rows[i]!.id);
     // Raw statements join the transaction open on the one SQLite connection (ours, or the
     // caller's on this store); another Kysely instance gets Kysely's queries.
     const sqlite = this.sqlite && (db === this.db || db.isTransaction) ? this.sqlite : undefined;
@@ -82,11 +92,10 @@ export class InteractionRepository {
         const w = this.sqliteWrites(sqlite);
         for (const r of rows) if (w.insert.run(r).changes) created.add(r.id);
         items.forEach((item, i) => {
-          const id = rows[i]!.id;
-          if (created.has(id))
-            for (const tag of new Set(item.tags ?? [])) w.insertTag.run(projectId, id, tag);
+          if (wrote(i))
+            for (const tag of new Set(item.tags ?? [])) w.insertTag.run(projectId, rows[i]!.id, tag);
         });
-        await this.markStale(trx, projectId, rows, created, sqlite);
+        await this.markStale(trx, projectId, rows, wrote, sqlite);
         return;
       }
       for (const part of chunk(rows, rowsPerStatement(INTERACTION_COLUMNS))) {
@@ -101,7 +110,7 @@ export class InteractionRepository {
         for (const r of inserted) created.add(r.id);
       }
       const tagRows = items.flatMap((item, i) =>
-        created.has(rows[i]!.id)
+        wrote(i)
           ? [...new Set(item.tags ?? [])].map((tag) => ({
               project_id: projectId,
               interaction_id: rows[i]!.id,
@@ -116,18 +125,59 @@ export class InteractionRepository {
           .onConflict((oc) => oc.doNothing())
           .execute();
       }
-      await this.markStale(trx, projectId, rows, created);
+      await this.markStale(trx, projectId, rows, wrote);
     };
     if (db.isTransaction) await write(db);
     else if (db === this.db) await this.writes.run(write);
     else await db.transaction().execute(write);
-    // A repeated id inside one batch: only its first occurrence counts as created.
-    const seen = new Set<string>();
-    return rows.map((r) => {
-      const first = !seen.has(r.id);
-      seen.add(r.id);
-      return { id: r.id, created: first && created.has(r.id) };
+    return rows.map((r, i) => ({ id: r.id, created: wrote(i) }));
+  }
+
+  /**
+   * `insert` at relaxed durability (a commit survives a crash of the process, not a power cut),
+   * for the gateway's log, which holds its calls in memory until written anyway. On a SQLite file
+   * the statements run on the store's writer thread (write-thread.ts): the event loop encodes the
+   * rows and waits, and no call in flight waits for the disk. Elsewhere (PostgreSQL, `:memory:`,
+   * a thread that stopped) it is `insert` inside the store's relaxed transaction.
+   */
+  async insertInBackground(projectId: string, items: readonly ParsedInteraction[]): Promise<WriteResult[]> {
+    const thread = this.background.thread;
+    if (thread?.alive && this.sqlite) {
+      try {
+        return await this.insertOnThread(thread, projectId, items);
+      } catch (err) {
+        // The thread is gone and committed nothing of this batch: the main connection writes it.
+        if (!(err instanceof WriteThreadUnavailable)) throw err;
+      }
+    }
+    return this.background.relaxed((trx) => this.insert(projectId, items, trx));
+  }
+
+  /** The same rows, tags and stale hours as `insert`'s SQLite path, as one batch on the thread. */
+  private async insertOnThread(
+    thread: SqliteWriteThread,
+    projectId: string,
+    items: readonly ParsedInteraction[],
+  ): Promise<WriteResult[]> {
+    const now = Date.now();
+    const rows = items.map((item) => this.toRow(projectId, item, now));
+    const statements: ThreadStatement[] = [];
+    const insertAt = rows.map((row, i) => {
+      const at = statements.length;
+      statements.push({ sql: INSERT_SQL, parameters: row });
+      // Tags go in only with a new interaction, as in `insert` (a repeated id writes nothing).
+      for (const tag of new Set(items[i]!.tags ?? []))
+        statements.push({ sql: INSERT_TAG_SQL, parameters: [projectId, row.id, tag], when: [at] });
+      return at;
     });
+    statements.push(
+      ...this.rollups.staleStatements(
+        projectId,
+        rows.map((r, i) => ({ time: r.created_at, when: insertAt[i]! })),
+      ),
+    );
+    const changes = await thread.run(statements);
+    return rows.map((r, i) => ({ id: r.id, created: changes[insertAt[i]!]! > 0 }));
   }
 
   /** The dashboard's rollups of the hours these new calls fall in are stale (rollups.ts). */
@@ -135,13 +185,13 @@ export class InteractionRepository {
     trx: Kysely<Database>,
     projectId: string,
     rows: readonly Insertable<InteractionsTable>[],
-    created: ReadonlySet<string>,
+    wrote: (index: number) => boolean,
     sqlite?: SqliteDatabase.Database,
   ): Promise<void> {
     return this.rollups.markStale(
       trx,
       projectId,
-      rows.filter((r) => created.has(r.id)).map((r) => r.created_at),
+      rows.filter((_, i) => wrote(i)).map((r) => r.created_at),
       sqlite,
     );
   }
@@ -362,3 +412,9 @@ const ROW_COLUMNS = [
   'created_at',
   'received_at',
 ] as const satisfies readonly (keyof InsertableInteraction)[];
+
+/** The log's SQLite insert: a repeated id writes nothing (the first write stands). */
+const INSERT_SQL = `insert into interactions (${ROW_COLUMNS.join(', ')}) values (${ROW_COLUMNS.map((c) => `@${c}`).join(', ')})
+   on conflict (project_id, id) do nothing`;
+const INSERT_TAG_SQL =
+  'insert into interaction_tags (project_id, interaction_id, tag) values (?, ?, ?) on conflict do nothing';

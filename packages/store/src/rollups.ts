@@ -6,11 +6,13 @@ import { chunk, rowsPerStatement } from './json.js';
 import { addToBins, binsOf, type LatencyBins, latencyBin } from './latency-bins.js';
 import type { SqliteReadThread } from './read-thread.js';
 import type { Database, RollupDaysTable, RollupHoursTable } from './schema.js';
+import type { ThreadStatement } from './write-thread.js';
 
 export const HOUR_MS = 3_600_000;
 export const DAY_MS = 24 * HOUR_MS;
 export const hourOf = (t: number): number => Math.floor(t / HOUR_MS) * HOUR_MS;
 export const dayOf = (t: number): number => Math.floor(t / DAY_MS) * DAY_MS;
+const LOG_INSERT_SQL = 'insert into rollup_log (project_id, id, hour) values (?, ?, ?)';
 /** Stale-hour log rows read per pass. */
 const LOG_BATCH = 5000;
 
@@ -136,7 +138,7 @@ export class RollupRepository {
     if (sqlite) {
       let insert = this.logInserts.get(sqlite);
       if (!insert) {
-        insert = sqlite.prepare('insert into rollup_log (project_id, id, hour) values (?, ?, ?)');
+        insert = sqlite.prepare(LOG_INSERT_SQL);
         this.logInserts.set(sqlite, insert);
       }
       for (const hour of hours) insert.run(projectId, `${write}:${hour}`, hour);
@@ -147,6 +149,28 @@ export class RollupRepository {
         .insertInto('rollup_log')
         .values(part.map((hour) => ({ project_id: projectId, id: `${write}:${hour}`, hour })))
         .execute();
+  }
+
+  /**
+   * `markStale` as statements for the writer thread (write-thread.ts): one log row per hour,
+   * written when any of that hour's rows was (`when`: the index of the statement that wrote it).
+   */
+  staleStatements(projectId: string, times: readonly { time: number; when: number }[]): ThreadStatement[] {
+    const byHour = new Map<number, number[]>();
+    for (const { time, when } of times) {
+      const hour = hourOf(time);
+      const list = byHour.get(hour);
+      if (list) list.push(when);
+      else byHour.set(hour, [when]);
+    }
+    const write = newId();
+    return [...byHour]
+      .sort(([a], [b]) => a - b)
+      .map(([hour, when]) => ({
+        sql: LOG_INSERT_SQL,
+        parameters: [projectId, `${write}:${hour}`, hour],
+        when,
+      }));
   }
 
   /**

@@ -72,8 +72,9 @@ describe('SQLite transactions beside another writer', () => {
       expect(rows[0]!.n).toBe(30);
     } finally {
       const commits = await other.stop();
-      // The other writer really wrote meanwhile (the race was there to lose).
-      expect(commits).toBeGreaterThan(30);
+      // The other writer really wrote meanwhile (the race was there to lose). How often depends
+      // on the machine's load (12 to 200 commits seen), so only that it did.
+      expect(commits).toBeGreaterThan(0);
       await db.destroy();
     }
   });

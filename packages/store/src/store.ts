@@ -89,7 +89,10 @@ export class Store {
       : new DirectTransactions(db);
     // Rollups are derived from rows already durable: their commits need not wait for the disk.
     this.rollups = new RollupRepository(db, dialect, opened.readThread, (work) => this.writeRelaxed(work));
-    this.interactions = new InteractionRepository(db, dialect, writes, opened.sqlite, this.rollups);
+    this.interactions = new InteractionRepository(db, dialect, writes, opened.sqlite, this.rollups, {
+      ...(opened.writeThread ? { thread: opened.writeThread } : {}),
+      relaxed: (work) => this.writeRelaxed(work),
+    });
     this.scoreConfigs = new ScoreConfigRepository(db, dialect);
     this.feedback = new FeedbackRepository(
       db,

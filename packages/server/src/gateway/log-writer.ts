@@ -100,10 +100,13 @@ function isDatabaseFailureCode(err: unknown): boolean {
  *   just handed out and are the likeliest to be rated). `close()` writes or dead-letters everything,
  *   retrying an unreachable database for `closeTimeoutMs` before counting what is left as dropped.
  *
- * SQLite writes are synchronous on the event loop, so when they run matters as much as what they
- * cost: a write is never started inside `enqueue` (its caller may still be sending an answer), it
- * starts on the next turn of the loop; and a batch is committed in slices (`sliceSize`) with the
- * loop free between them, so no call waits behind a whole batch.
+ * On a SQLite file a slice of clean interactions is written on the store's writer thread
+ * (`insertInBackground`), so neither the statements nor the commit's write to the disk hold the
+ * event loop. What still runs on it (encoding the rows, and the rare slice with a dead letter,
+ * written on the main connection) is timed as before: a write is never started inside `enqueue`
+ * (its caller may still be sending an answer), it starts on the next turn of the loop; and a
+ * batch is committed in slices (`sliceSize`) with the loop free between them, so no call waits
+ * behind a whole batch.
  */
 export class InteractionLogWriter {
   private buffer: Pending[] = [];
@@ -271,7 +274,15 @@ export class InteractionLogWriter {
   private async commit(projectId: string, items: Pending[]): Promise<void> {
     const letters = items.flatMap((p) => (p.deadLetter ? [p.deadLetter] : []));
     // The log is in memory until flushed anyway: waiting for the disk at commit would only
-    // stall the event loop (SQLite fsyncs on it) for every call in flight.
+    // stall the event loop (SQLite fsyncs on it) for every call in flight. A slice of clean
+    // interactions (nearly all) is written off the event loop, on SQLite's writer thread.
+    if (letters.length === 0) {
+      await this.store.interactions.insertInBackground(
+        projectId,
+        items.map((p) => p.interaction),
+      );
+      return;
+    }
     await this.store.writeRelaxed(async (trx) => {
       await this.store.interactions.insert(
         projectId,
