@@ -84,6 +84,20 @@ const line = (values: (string | number | null)[]) => `${values.map(field).join('
 const callId = (i: number) => `i${String(i).padStart(9, '0')}`;
 
 /**
+ * The id of rating k of call i, received at t: shaped like the store's own (core's newId, a
+ * UUIDv7 made at receipt), so ids sort by receipt time as real ones do and an incremental
+ * calibration's id floor (store.calibration.ratedSince) bounds its scan here as in production.
+ * The low bits are i and k rather than random ones, so the parallel COPYs of `feedback` and
+ * `feedback_current` make the same id without sharing state.
+ */
+function ratingId(t: number, i: number, k: number): string {
+  const hex = (x: number, digits: number) => x.toString(16).padStart(digits, '0');
+  const time = hex(t, 12);
+  const low = hex(i * 8 + k, 12);
+  return `${time.slice(0, 8)}-${time.slice(8)}-7000-8000-${low}`;
+}
+
+/**
  * One rating of call i as a COPY line of `feedback` or of its `feedback_current` row: even raters
  * give thumbs, odd ones stars (`ratingValue` chose the value by the same rule).
  */
@@ -278,7 +292,7 @@ export async function load(url: string, projectId: string, n: number, now: numbe
           // Never after the load: a rating received "later" than a calibration that reads it would
           // count as new to the next, incremental one.
           const t = Math.min(now, at(i) + ((i * 7 + k * 911) % (3 * DAY)));
-          yield ratingLine(which, projectId, i, `f${String(i).padStart(9, '0')}-${k}`, rater, value, t);
+          yield ratingLine(which, projectId, i, ratingId(t, i, k), rater, value, t);
         }
       }
     }
@@ -344,7 +358,7 @@ async function copy(url: string, text: string, rows: Iterable<string>): Promise<
  * incremental recalibration continues with. Written with COPY like the load (the indexes and
  * foreign keys are in place now), `feedback` and its `feedback_current` row.
  */
-async function addNewRatings(url: string, projectId: string, n: number): Promise<number> {
+export async function addNewRatings(url: string, projectId: string, n: number): Promise<number> {
   const t = Date.now();
   function* ratings(which: 'feedback' | 'current') {
     for (let i = 25; i < n; i += 50) {
@@ -352,7 +366,7 @@ async function addNewRatings(url: string, projectId: string, n: number): Promise
       const rater = (i * 13 + 5000) % RATERS;
       const thumbs = rater % 2 === 0;
       const value = ratingValue(i, 5, thumbs);
-      yield ratingLine(which, projectId, i, `f${String(i).padStart(9, '0')}-new`, rater, value, t);
+      yield ratingLine(which, projectId, i, ratingId(t, i, 5), rater, value, t);
     }
   }
   const added = await copy(
@@ -411,7 +425,7 @@ function residentMib(pid: number): { now: number; peak: number } | null {
  * interactions a step over the issue's budget (15 minutes, 8 GiB) is a failed step, and one that
  * kept growing would take the shared machine's memory.
  */
-async function calibrationStep(
+export async function calibrationStep(
   step: 'calibrate' | 'build' | 'recalibrate' | 'refit',
   url: string,
   projectId: string,
@@ -456,7 +470,7 @@ async function calibrationStep(
 }
 
 /** The project's calibrated rewards and rater verdicts, kept in a table to compare with a later run. */
-async function keepCalibration(client: pg.Client, projectId: string, table: string): Promise<void> {
+export async function keepCalibration(client: pg.Client, projectId: string, table: string): Promise<void> {
   await client.query(`drop table if exists ${table}_rewards, ${table}_flags`);
   await client.query(
     `create table ${table}_rewards as select interaction_id, reward from interaction_rewards where project_id = $1`,
@@ -468,7 +482,7 @@ async function keepCalibration(client: pg.Client, projectId: string, table: stri
 }
 
 /** The largest reward difference and the raters judged differently between a kept run and now. */
-async function compareCalibration(client: pg.Client, projectId: string, table: string) {
+export async function compareCalibration(client: pg.Client, projectId: string, table: string) {
   await client.query(`set work_mem = '512MB'`);
   const rewards = await client.query<{ max: number | null; over: string; missing: string }>(
     `select max(abs(k.reward - r.reward)) as max,

@@ -1,22 +1,24 @@
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import {
   type CalibrationOptionsInput,
   type CalibrationSnapshot,
+  calibrationSnapshotParts,
   decodeCalibrationSnapshot,
-  encodeCalibrationSnapshot,
   type NewRatings,
+  newId,
   normalizeFeedback,
   type PreviousCalibration,
   type Recalibration,
+  RecalibrationPolicy,
   type RecalibrationPolicyInput,
   RewardMapping,
   type RewardMappingInput,
   recalibrateColumnsWithSnapshot,
   recalibrateSnapshot,
 } from '@ratchet/core';
-import type { CalibrationRun, ScalarRatingRow, Store } from '@ratchet/store';
+import type { CalibrationRun, ItemRewardColumns, ScalarRatingRow, Store } from '@ratchet/store';
 import {
   type CalibrationReference,
   type ReferenceFlag,
@@ -137,6 +139,8 @@ export async function calibrateProject(
     snapshot: CalibrationSnapshot;
     reason: string;
     incrementalRuns?: number;
+    /** What the store holds now, when known (the kept snapshot's record), and the items with new ratings. */
+    stored?: { columns: StoredRewards; fresh: Uint8Array };
   };
   let t1: number;
   if (keptRun) {
@@ -154,7 +158,10 @@ export async function calibrateProject(
       raterCount: kept.raters.ids.length,
     };
     const step = recalibrateSnapshot(kept.snapshot, added, options.calibration, policy);
+    const fresh = new Uint8Array(added.itemCount);
+    for (const i of added.item) fresh[i] = 1;
     read = {
+      stored: { columns: kept.stored, fresh },
       items: kept.items,
       raters: kept.raters,
       ratings: kept.ratings + columns.length,
@@ -265,15 +272,53 @@ export async function calibrateProject(
     readStartedAt,
     incrementalRuns: result.mode === 'incremental' ? (read.incrementalRuns ?? 0) + 1 : 0,
   };
-  const onlyItems =
-    result.mode === 'incremental'
-      ? [...result.changedItems.keys()].filter((k) => result.changedItems[k])
-      : undefined;
-  const run = await store.calibration.save(projectId, runOptions, stats, raterRows, itemColumns, onlyItems);
-  const keptNow = { runId: run.id, snapshot: read.snapshot, items, raters, ratings: read.ratings, skipped };
+  // An incremental run rewrites only the rewards that moved by more than the tolerance since they
+  // were written (or got new ratings); a full one rewrites all of them.
+  const tolerance = RecalibrationPolicy.parse(policy).rewardTolerance;
+  const before =
+    result.mode !== 'incremental'
+      ? null
+      : (read.stored ?? (await storedInStore(store, projectId, items, itemColumns)));
+  const onlyItems = before ? rewardsToWrite(itemColumns, before.columns, before.fresh, tolerance) : undefined;
+  // The run's id is made here so the snapshot file naming it is written while the store saves
+  // (the file on the thread pool, the rows in the database's process), and renamed into place only
+  // once the save committed: a file for a run that never committed is never read as one.
+  const runId = newId();
+  const keptNow: KeptCalibration = {
+    runId,
+    snapshot: read.snapshot,
+    items,
+    raters,
+    ratings: read.ratings,
+    skipped,
+    stored: before && onlyItems ? written(before.columns, itemColumns, onlyItems) : storedCopy(itemColumns),
+  };
+  const file = !useReference && snapshotPath ? writeKeptPartial(snapshotPath, keptNow) : null;
+  // Handled here so that a failed write is not an unhandled rejection while the save runs; it is
+  // still thrown below, where the file is awaited.
+  file?.catch(() => {});
+  let run: CalibrationRun;
+  try {
+    run = await store.calibration.save(
+      projectId,
+      runOptions,
+      stats,
+      raterRows,
+      itemColumns,
+      onlyItems,
+      runId,
+    );
+  } catch (err) {
+    if (file)
+      await file.then(
+        (partial) => rm(partial, { force: true }),
+        () => {},
+      );
+    throw err;
+  }
   if (!useReference) {
     keptCalibrations(store).set(projectId, keptNow);
-    if (snapshotPath) await writeKept(snapshotPath, keptNow);
+    if (file && snapshotPath) await rename(await file, snapshotPath);
   }
   options.onProgress?.({ stage: 'save', ratings: read.ratings });
   const t3 = performance.now();
@@ -308,6 +353,111 @@ interface KeptCalibration {
   /** Ratings in the snapshot, and ratings read but skipped (no reward or weight 0). */
   ratings: number;
   skipped: number;
+  /** What the run's save left in the store per item (its rewards are within the tolerance of the fit's). */
+  stored: StoredRewards;
+}
+
+/**
+ * Per item (the kept item index), the reward, sd and interval the store holds: the last values
+ * written, which an incremental run's save compares its fit with (see rewardsToWrite). NaN: none.
+ */
+export interface StoredRewards {
+  reward: Float64Array;
+  sd: Float64Array;
+  lower: Float64Array;
+  upper: Float64Array;
+}
+
+/**
+ * The items whose stored reward, sd or interval bound the fit moved by more than `tolerance`, or
+ * that have new ratings (their count and raw mean changed) or nothing stored: what an incremental
+ * run writes. Compared with what is stored, not with the previous fit, so moves each under the
+ * tolerance cannot add up over runs: after the save every stored value is within it of the fit.
+ */
+export function rewardsToWrite(
+  fit: ItemRewardColumns,
+  stored: StoredRewards,
+  fresh: Uint8Array,
+  tolerance: number,
+): number[] {
+  const out: number[] = [];
+  const near = (a: number, b: number) => a === b || Math.abs(a - b) <= tolerance;
+  const count = fit.interactionIds.length;
+  for (let k = 0; k < count; k++) {
+    if (
+      k >= stored.reward.length ||
+      fresh[k] === 1 ||
+      !near(fit.reward[k]!, stored.reward[k]!) ||
+      !near(fit.sd[k]!, stored.sd[k]!) ||
+      !near(fit.lower[k]!, stored.lower[k]!) ||
+      !near(fit.upper[k]!, stored.upper[k]!)
+    )
+      out.push(k);
+  }
+  return out;
+}
+
+/** Every item's values as written by a full save. */
+function storedCopy(fit: ItemRewardColumns): StoredRewards {
+  return {
+    reward: Float64Array.from(fit.reward),
+    sd: Float64Array.from(fit.sd),
+    lower: Float64Array.from(fit.lower),
+    upper: Float64Array.from(fit.upper),
+  };
+}
+
+/** `before` grown to the fit's items (new ones NaN until written) with the written items' values. */
+function written(before: StoredRewards, fit: ItemRewardColumns, wrote: readonly number[]): StoredRewards {
+  const count = fit.interactionIds.length;
+  const grow = (a: Float64Array) => {
+    if (a.length === count) return a;
+    const b = new Float64Array(count).fill(Number.NaN);
+    b.set(a.subarray(0, Math.min(a.length, count)));
+    return b;
+  };
+  const out = {
+    reward: grow(before.reward),
+    sd: grow(before.sd),
+    lower: grow(before.lower),
+    upper: grow(before.upper),
+  };
+  for (const k of wrote) {
+    out.reward[k] = fit.reward[k]!;
+    out.sd[k] = fit.sd[k]!;
+    out.lower[k] = fit.lower[k]!;
+    out.upper[k] = fit.upper[k]!;
+  }
+  return out;
+}
+
+/**
+ * What the store holds for each item of `items` (an incremental run without a kept snapshot reads
+ * every rating anyway; this is one more pass over the project's rewards), and the items whose count
+ * or raw mean differs from the fit's (new ratings) or that have none stored.
+ */
+async function storedInStore(
+  store: Store,
+  projectId: string,
+  items: IdIndex,
+  fit: ItemRewardColumns,
+): Promise<{ columns: StoredRewards; fresh: Uint8Array }> {
+  const count = items.ids.length;
+  const nan = () => new Float64Array(count).fill(Number.NaN);
+  const columns = { reward: nan(), sd: nan(), lower: nan(), upper: nan() };
+  const fresh = new Uint8Array(count).fill(1);
+  for await (const page of store.calibration.storedRewards(projectId)) {
+    for (const row of page) {
+      const k = items.find(row.interactionId);
+      if (k === undefined) continue;
+      columns.reward[k] = row.reward;
+      columns.sd[k] = row.sd;
+      columns.lower[k] = row.lower;
+      columns.upper[k] = row.upper;
+      fresh[k] = row.n === fit.n[k] && Math.abs(row.rawMean - fit.rawMean[k]!) <= 1e-12 ? 0 : 1;
+    }
+  }
+  return { columns, fresh };
 }
 
 const kept = new WeakMap<Store, Map<string, KeptCalibration>>();
@@ -335,10 +485,24 @@ async function keptSince(
   snapshotPath: string | null,
 ): Promise<{ kept: KeptCalibration; received: ScalarRatingRow[] } | null> {
   const map = keptCalibrations(store);
-  const entry = map.get(projectId) ?? (snapshotPath ? await readKept(snapshotPath) : null);
+  const inMemory = map.get(projectId);
   map.delete(projectId);
+  // The file is read and decoded (here, on this thread) while the database finds the ratings since
+  // (in its own process): at scale both take a while, and neither needs the other.
+  const [entry, since] = await Promise.all([
+    inMemory ?? (snapshotPath ? readKept(snapshotPath) : null),
+    previousRun && (inMemory || snapshotPath)
+      ? ratingsSince(store, projectId, previousRun, runOptions)
+      : null,
+  ]);
   const continued =
-    entry && previousRun ? await continuation(store, projectId, previousRun, runOptions, entry) : null;
+    entry &&
+    previousRun &&
+    since &&
+    entry.runId === previousRun.id &&
+    since.count === entry.ratings + entry.skipped + since.received.length
+      ? { kept: entry, received: since.received }
+      : null;
   // A snapshot that cannot continue never will (another run, other options, a deleted rating):
   // its file goes too, so no later process trusts it.
   if (!continued && snapshotPath) await rm(snapshotPath, { force: true });
@@ -352,21 +516,26 @@ async function dropKept(store: Store, projectId: string, snapshotPath: string | 
   return null;
 }
 
-async function continuation(
+/**
+ * The ratings received since the previous run read and the current count, when a snapshot of that
+ * run could continue (it recorded when it read, with the same options); null otherwise. A snapshot
+ * continues when the count is its own plus these: a replaced, deleted or twice-read rating makes
+ * them differ.
+ */
+async function ratingsSince(
   store: Store,
   projectId: string,
   previousRun: CalibrationRun,
   runOptions: unknown,
-  entry: KeptCalibration,
-): Promise<{ kept: KeptCalibration; received: ScalarRatingRow[] } | null> {
-  if (entry.runId !== previousRun.id) return null;
+): Promise<{ received: ScalarRatingRow[]; count: number } | null> {
   const readStartedAt = (previousRun.stats as { readStartedAt?: number }).readStartedAt;
   if (typeof readStartedAt !== 'number') return null;
   if (!isDeepStrictEqual(previousRun.options, JSON.parse(JSON.stringify(runOptions)))) return null;
-  const received = await store.calibration.ratedSince(projectId, readStartedAt);
-  const count = await store.calibration.currentScalarRatingCount(projectId);
-  if (count !== entry.ratings + entry.skipped + received.length) return null;
-  return { kept: entry, received };
+  const [received, count] = await Promise.all([
+    store.calibration.ratedSince(projectId, readStartedAt),
+    store.calibration.currentScalarRatingCount(projectId),
+  ]);
+  return { received, count };
 }
 
 /** The project's snapshot file under the data folder (project ids are uuids: safe as names). */
@@ -375,19 +544,43 @@ function snapshotFile(dataDir: string, projectId: string): string {
   return join(resolve(dataDir), 'calibration', `${projectId}.snapshot`);
 }
 
-/** Written beside and renamed into place, so a crash mid-write never leaves half a snapshot. */
-async function writeKept(path: string, entry: KeptCalibration): Promise<void> {
+/**
+ * The kept calibration written beside its file (returns that path): renamed into place by the
+ * caller once its run is saved, so a crash mid-write never leaves half a snapshot. The arrays are
+ * written from their own memory (no copy of the whole snapshot into one buffer first).
+ */
+async function writeKeptPartial(path: string, entry: KeptCalibration): Promise<string> {
   const meta = {
     runId: entry.runId,
-    items: entry.items.ids,
+    items: idsText(entry.items.ids),
     raters: entry.raters.ids,
     ratings: entry.ratings,
     skipped: entry.skipped,
+    // Typed arrays in meta are stored as bytes too.
+    stored: entry.stored,
   };
+  const parts = calibrationSnapshotParts(entry.snapshot, meta);
   await mkdir(join(path, '..'), { recursive: true });
   const partial = `${path}.${process.pid}.partial`;
-  await writeFile(partial, encodeCalibrationSnapshot(entry.snapshot, meta));
-  await rename(partial, path);
+  const handle = await open(partial, 'w');
+  try {
+    // A write may take less than it was given (Linux: at most 2 GiB at once): on from there.
+    for (const part of parts)
+      for (let at = 0; at < part.byteLength; )
+        at += (await handle.write(part, at, part.byteLength - at)).bytesWritten;
+  } finally {
+    await handle.close();
+  }
+  return partial;
+}
+
+/**
+ * Item ids as one line each: a JSON array of a million ids took 0.35-0.5 s to parse (a string per
+ * element), one text split a small part of that. Interaction ids never hold a newline (ClientId);
+ * should one, the array is kept.
+ */
+function idsText(ids: readonly string[]): string | readonly string[] {
+  return ids.some((id) => id.includes('\n')) ? ids : ids.join('\n');
 }
 
 /** The kept calibration in a snapshot file, or null when there is none or it is not readable as one. */
@@ -400,14 +593,31 @@ async function readKept(path: string): Promise<KeptCalibration | null> {
   }
   try {
     const { snapshot, meta } = decodeCalibrationSnapshot(bytes);
-    const m = meta as { runId: string; items: string[]; raters: string[]; ratings: number; skipped: number };
+    const m = meta as {
+      runId: string;
+      items: string | string[];
+      raters: string[];
+      ratings: number;
+      skipped: number;
+      stored?: StoredRewards;
+    };
     const items = new IdIndex();
-    for (const id of m.items) items.of(id);
+    for (const id of typeof m.items === 'string' ? (m.items === '' ? [] : m.items.split('\n')) : m.items)
+      items.of(id);
     const raters = new IdIndex();
     for (const id of m.raters) raters.of(id);
     if (items.ids.length !== snapshot.data.itemCount || raters.ids.length !== snapshot.data.raterCount)
       return null;
-    return { runId: m.runId, snapshot, items, raters, ratings: m.ratings, skipped: m.skipped };
+    // A file from before the stored rewards were kept in it: its next save would not know what to skip.
+    const stored = m.stored;
+    if (
+      !stored ||
+      ![stored.reward, stored.sd, stored.lower, stored.upper].every(
+        (a) => a instanceof Float64Array && a.length === items.ids.length,
+      )
+    )
+      return null;
+    return { runId: m.runId, snapshot, items, raters, ratings: m.ratings, skipped: m.skipped, stored };
   } catch {
     // A file from another version or cut short: read everything instead.
     return null;

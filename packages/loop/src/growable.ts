@@ -44,35 +44,39 @@ export class GrowableColumns {
 
 /**
  * Dense integer ids for strings, in first-seen order. Ids that arrive in increasing order (the
- * store reads ratings in interaction order) need no map: a larger id than the last is new. The map
- * is built the first time an id arrives out of order.
+ * store reads ratings in interaction order) need no map: a larger id than the last is new, and one
+ * seen before is found by binary search. Ids that arrive out of order after that go to a map of
+ * their own, so a kept index of millions of sorted ids that meets a few new ones (an incremental
+ * recalibration's new items) maps only those instead of building a map of every id.
  */
 export class IdIndex {
   readonly ids: string[] = [];
-  private index: Map<string, number> | null = null;
+  /** ids[0, sorted) arrived in increasing order. */
+  private sorted = 0;
+  /** The ids after them, by id. */
+  private tail: Map<string, number> | null = null;
   private last = '';
   private lastIndex = -1;
 
   of(id: string): number {
     if (this.lastIndex >= 0 && id === this.last) return this.lastIndex;
-    if (this.index === null) {
-      if (this.lastIndex < 0 || id > this.last) return this.remember(id, this.add(id));
-      this.index = new Map(this.ids.map((x, i) => [x, i]));
+    if (this.tail === null && (this.sorted === 0 || id > this.ids[this.sorted - 1]!)) {
+      this.sorted++;
+      return this.remember(id, this.add(id));
     }
-    let i = this.index.get(id);
+    let i = this.find(id);
     if (i === undefined) {
       i = this.add(id);
-      this.index.set(id, i);
+      this.tail ??= new Map();
+      this.tail.set(id, i);
     }
     return this.remember(id, i);
   }
 
   /** The index of an id seen before, or undefined (adds nothing). */
   find(id: string): number | undefined {
-    if (this.index !== null) return this.index.get(id);
-    // Without a map the ids arrived in increasing order: binary search.
     let lo = 0;
-    let hi = this.ids.length - 1;
+    let hi = this.sorted - 1;
     while (lo <= hi) {
       const mid = (lo + hi) >> 1;
       const x = this.ids[mid]!;
@@ -80,7 +84,7 @@ export class IdIndex {
       if (x < id) lo = mid + 1;
       else hi = mid - 1;
     }
-    return undefined;
+    return this.tail?.get(id);
   }
 
   private add(id: string): number {

@@ -6,6 +6,7 @@ import {
   FeedbackInput,
   InteractionInput,
   parseInput,
+  RecalibrationPolicy,
   SeededRandom,
 } from '@ratchet/core';
 import { Store } from '@ratchet/store';
@@ -262,6 +263,134 @@ for (const target of testDatabases()) {
       });
       expect(changed).toMatchObject({ fromSnapshot: false, mode: 'full' });
       expect(changed.reason).toMatch(/options changed/);
+    });
+  });
+}
+
+/** A project's stored rewards, reward sd and interval by interaction (store.calibration.storedRewards). */
+async function storedColumns(store: Store, projectId: string) {
+  const out = new Map<string, { reward: number; sd: number; lower: number; upper: number }>();
+  for await (const page of store.calibration.storedRewards(projectId))
+    for (const r of page) out.set(r.interactionId, r);
+  return out;
+}
+
+/** The fit of the run whose snapshot file this is, by interaction: what the save compared with. */
+function fitInFile(dataDir: string, projectId: string) {
+  const { snapshot, meta } = decodeCalibrationSnapshot(
+    readFileSync(join(dataDir, 'calibration', `${projectId}.snapshot`)),
+  );
+  const m = meta as { runId: string; items: string | string[] };
+  const ids = typeof m.items === 'string' ? m.items.split('\n') : m.items;
+  const it = snapshot.items;
+  const fit = new Map<string, { reward: number; sd: number; lower: number; upper: number }>();
+  ids.forEach((id, k) => {
+    // Thumbs-only items are stored with their Wilson interval (calibrateProject); these are stars.
+    expect(Number.isFinite(it.wilsonLower[k]!)).toBe(false);
+    fit.set(id, { reward: it.reward[k]!, sd: it.sd[k]!, lower: it.lower[k]!, upper: it.upper[k]! });
+  });
+  return { runId: m.runId, fit };
+}
+
+for (const target of testDatabases()) {
+  describe(`the tolerance-limited save on ${target.name}`, () => {
+    const tolerance = RecalibrationPolicy.parse({}).rewardTolerance;
+    let url: string;
+    let store: Store;
+    let dataDir: string;
+    let projectId: string;
+    const rng = new SeededRandom(29);
+    const quality = Array.from({ length: ITEMS }, () => rng.normal(0, 0.5));
+    const stores: Store[] = [];
+    const restarted = async () => {
+      const s = await Store.open(url);
+      stores.push(s);
+      return s;
+    };
+
+    beforeAll(async () => {
+      url = await target.create();
+      store = await Store.open(url);
+      dataDir = mkdtempSync(join(tmpdir(), 'ratchet-tolerance-'));
+      projectId = (await store.projects.create('tolerance')).id;
+      await store.interactions.insert(
+        projectId,
+        quality.map((_, i) =>
+          parseInput(InteractionInput, {
+            id: `i${i}`,
+            model: 'm',
+            route: 'support',
+            messages: [{ role: 'user', content: `question ${i}` }],
+            output: `answer ${i}`,
+          }),
+        ),
+      );
+      await store.feedback.insert(
+        projectId,
+        quality.flatMap((q, i) => feedbackFor(rng, i, q, rng.sampleDistinct(RATERS, 3))),
+      );
+    });
+    afterAll(async () => {
+      for (const s of stores) await s.close();
+      await store?.close();
+      rmSync(dataDir, { recursive: true, force: true });
+      await target.cleanup();
+    });
+
+    it(`keeps every stored reward, sd and interval within ${tolerance} of the latest fit over successive runs, and within 0.01 of a full refit`, async () => {
+      const first = await calibrateProject(store, projectId, { dataDir });
+      expect(first.mode).toBe('full');
+      let skippedMoves = 0;
+      // Three rounds of additions (new raters on every 40th interaction, from a new process each
+      // time, so it continues from the file), then one from a process whose file is gone (it
+      // reads every rating and compares its fit with the stored rewards instead).
+      for (let round = 0; round < 4; round++) {
+        const later = [];
+        for (let i = round; i < ITEMS; i += 40)
+          later.push(
+            parseInput(FeedbackInput, {
+              kind: 'stars',
+              interactionId: `i${i}`,
+              // Honest new raters (as feedbackFor's), so the priors do not drift to a full refit.
+              raterId: `late${round}-${i % 3}`,
+              value: Math.min(5, Math.max(1, Math.round(3 + 2 * quality[i]! + rng.normal(0, 0.3)))),
+            }),
+          );
+        await store.feedback.insert(projectId, later);
+        const fromFile = round < 3;
+        if (!fromFile) rmSync(join(dataDir, 'calibration', `${projectId}.snapshot`));
+        const run = await calibrateProject(await restarted(), projectId, { dataDir });
+        expect(run, run.reason).toMatchObject({ mode: 'incremental', fromSnapshot: fromFile });
+        expect(run.rewardsWritten).toBeLessThan(run.items);
+        const { runId, fit } = fitInFile(dataDir, projectId);
+        expect(runId).toBe(run.run.id);
+        const stored = await storedColumns(store, projectId);
+        expect(stored.size).toBe(fit.size);
+        let worst = 0;
+        for (const [id, f] of fit) {
+          const s = stored.get(id)!;
+          for (const key of ['reward', 'sd', 'lower', 'upper'] as const) {
+            const d = Math.abs(s[key] - f[key]);
+            worst = Math.max(worst, d);
+            if (key === 'reward' && d > 0) skippedMoves++;
+          }
+        }
+        expect(worst).toBeLessThanOrEqual(tolerance + 1e-12);
+      }
+      // The tolerance did leave some small moves unwritten (otherwise this tests nothing).
+      expect(skippedMoves).toBeGreaterThan(0);
+      const incremental = await storedResults(store, projectId);
+      const refit = await calibrateProject(store, projectId, { recalibration: false });
+      expect(refit.mode).toBe('full');
+      const full = await storedResults(store, projectId);
+      expect(incremental.flagged).toEqual(full.flagged);
+      let max = 0;
+      for (const [id, reward] of full.rewards)
+        max = Math.max(max, Math.abs(reward - incremental.rewards.get(id)!));
+      console.log(
+        `${target.name}: after 4 incremental runs, ${skippedMoves} reward moves left unwritten (each within ${tolerance}); max difference to a full refit ${max.toFixed(4)}`,
+      );
+      expect(max).toBeLessThan(0.01);
     });
   });
 }

@@ -1,6 +1,7 @@
-import { FeedbackInput, InteractionInput, parseInput } from '@ratchet/core';
+import { FeedbackInput, InteractionInput, newId, parseInput } from '@ratchet/core';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { idFloor } from './calibration.js';
 import { Store } from './store.js';
 import { testDatabases } from './testing.js';
 
@@ -285,6 +286,34 @@ for (const target of testDatabases()) {
       const other = (await store.projects.create('count-other')).id;
       expect(await store.calibration.currentScalarRatingCount(other)).toBe(0);
       expect(await store.calibration.ratedSince(other, 0)).toEqual([]);
+      // ratedSince bounds its scan by the id floor of `since`: every event's id is at or above
+      // the floor of its own receipt, in the database's text order as in JS's.
+      const { rows } = await sql<{ id: string; received_at: number | string }>`
+        select id, received_at from feedback where project_id = ${projectId}`.execute(store.db);
+      expect(rows.length).toBeGreaterThan(2 * INTERACTIONS);
+      for (const r of rows) expect(r.id >= idFloor(Number(r.received_at))).toBe(true);
+      const floor = idFloor(since);
+      const above = rows.filter((r) => r.id >= floor).length;
+      const counted = await sql<{ n: number | string }>`
+        select count(*) as n from feedback where project_id = ${projectId} and id >= ${floor}`.execute(
+        store.db,
+      );
+      expect(Number(counted.rows[0]!.n)).toBe(above);
+      expect(above).toBeGreaterThanOrEqual(3);
+      expect(above).toBeLessThan(rows.length);
+    });
+
+    it('the id floor of a time sorts below every id made at or after it and above every id made before', () => {
+      // Times away from now and each other, in increasing order: newId never makes an id earlier
+      // than one it made less than a second before (its counter carries on), so each "before" id is
+      // made first.
+      for (const t of [1, 1_700_000_000_000, 2 ** 40 + 12_345, Date.now() + 10 * 86_400_000]) {
+        const before = newId(t - 1);
+        const at = newId(t);
+        const after = newId(t + 1);
+        const floor = idFloor(t);
+        expect(before < floor && floor < at && at < after).toBe(true);
+      }
     });
   });
 }

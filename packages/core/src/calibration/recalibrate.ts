@@ -61,6 +61,15 @@ export const RecalibrationPolicy = z.strictObject({
   passes: z.number().int().min(0).max(100).default(4),
   /** Sweeps of the local updates per flagging round (each one hop further from the new ratings). */
   sweeps: z.number().int().min(1).max(1000).default(50),
+  /**
+   * After an incremental run a stored reward is rewritten only when the fit moved it (or its sd or
+   * an interval bound) by more than this since it was last written, or its item has new ratings:
+   * every stored value stays within this of the latest fit (loop's calibrateProject compares
+   * against what it wrote, not against the previous fit, so small moves cannot add up). 1% new
+   * ratings nudge every rater a little and so nearly every item by less than this; rewriting them
+   * all was most of an incremental run's time. A full refit writes everything.
+   */
+  rewardTolerance: z.number().min(0).max(0.005).default(1e-3),
 });
 export type RecalibrationPolicyInput = z.input<typeof RecalibrationPolicy>;
 export type RecalibrationPolicy = z.output<typeof RecalibrationPolicy>;

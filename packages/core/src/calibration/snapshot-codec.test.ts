@@ -1,6 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { calibrateWithSnapshot, recalibrateSnapshot } from './recalibrate.js';
-import { decodeCalibrationSnapshot, encodeCalibrationSnapshot } from './snapshot-codec.js';
+import {
+  calibrationSnapshotParts,
+  decodeCalibrationSnapshot,
+  encodeCalibrationSnapshot,
+} from './snapshot-codec.js';
 import { laterRatingsScenario } from './test-utils/synthetic.js';
 
 describe('calibration snapshot bytes', () => {
@@ -33,6 +37,37 @@ describe('calibration snapshot bytes', () => {
     expect(Array.from(decoded.snapshot.stats.correlation)).toEqual(
       Array.from(previous.snapshot.stats.correlation),
     );
+  });
+
+  it('reads arrays in place where aligned and copies them where not; its parts are its bytes', () => {
+    const { snapshot } = calibrateWithSnapshot(s.before);
+    const meta = { ids: 'a\nb', stored: new Float64Array([0.5, Number.NaN]) };
+    const bytes = encodeCalibrationSnapshot(snapshot, meta);
+    const parts = calibrationSnapshotParts(snapshot, meta);
+    const joined = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
+    let at = 0;
+    for (const p of parts) {
+      joined.set(p, at);
+      at += p.byteLength;
+    }
+    expect(joined.length).toBe(bytes.length);
+    expect(joined.every((b, k) => b === bytes[k])).toBe(true);
+    for (const offset of [0, 8, 4, 3]) {
+      const buffer = new Uint8Array(bytes.length + offset);
+      buffer.set(bytes, offset);
+      const view = buffer.subarray(offset);
+      const decoded = decodeCalibrationSnapshot(view);
+      const value = decoded.snapshot.data.value;
+      // In place (sharing the bytes' memory) exactly where a Float64Array can start there.
+      expect(value.buffer === buffer.buffer).toBe(offset % 8 === 0);
+      expect(Array.from(value)).toEqual(Array.from(snapshot.data.value));
+      expect(Array.from(decoded.snapshot.state.itemPostMean)).toEqual(
+        Array.from(snapshot.state.itemPostMean),
+      );
+      const m = decoded.meta as typeof meta;
+      expect(m.ids).toBe('a\nb');
+      expect(Array.from(m.stored)).toEqual([0.5, Number.NaN]);
+    }
   });
 
   it('refuses bytes that are not a snapshot or were cut short', () => {

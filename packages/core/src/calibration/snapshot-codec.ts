@@ -29,6 +29,22 @@ interface ArrayEntry {
 const align8 = (n: number) => (n + 7) & ~7;
 
 export function encodeCalibrationSnapshot(snapshot: CalibrationSnapshot, meta: unknown): Uint8Array {
+  const parts = calibrationSnapshotParts(snapshot, meta);
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.byteLength;
+  }
+  return out;
+}
+
+/**
+ * The bytes of encodeCalibrationSnapshot as consecutive parts: the header, then each array's own
+ * memory (a view, not a copy) with the padding after it. Written to a file one after another
+ * (a vectored write), a snapshot of millions of ratings is never copied into one buffer first.
+ */
+export function calibrationSnapshotParts(snapshot: CalibrationSnapshot, meta: unknown): Uint8Array[] {
   const arrays: ArrayEntry[] = [];
   const views: StoredArray[] = [];
   let body = 0;
@@ -44,14 +60,18 @@ export function encodeCalibrationSnapshot(snapshot: CalibrationSnapshot, meta: u
   });
   const headerBytes = new TextEncoder().encode(JSON.stringify({ arrays, header }));
   const start = align8(8 + headerBytes.length);
-  const out = new Uint8Array(start + body);
-  out.set(new TextEncoder().encode(MAGIC), 0);
-  new DataView(out.buffer).setUint32(4, headerBytes.length, true);
-  out.set(headerBytes, 8);
-  views.forEach((view, k) => {
-    out.set(new Uint8Array(view.buffer, view.byteOffset, view.byteLength), start + arrays[k]!.offset);
+  const head = new Uint8Array(start);
+  head.set(new TextEncoder().encode(MAGIC), 0);
+  new DataView(head.buffer).setUint32(4, headerBytes.length, true);
+  head.set(headerBytes, 8);
+  const parts: Uint8Array[] = [head];
+  const zeros = new Uint8Array(8);
+  views.forEach((view) => {
+    parts.push(new Uint8Array(view.buffer, view.byteOffset, view.byteLength));
+    const pad = align8(view.byteLength) - view.byteLength;
+    if (pad > 0) parts.push(zeros.subarray(0, pad));
   });
-  return out;
+  return parts;
 }
 
 /**
@@ -75,18 +95,41 @@ export function decodeCalibrationSnapshot(bytes: Uint8Array): {
     header: string;
   };
   const start = align8(8 + headerLength);
-  const decoded = JSON.parse(header, (_key, value: unknown) => {
-    if (value === null || typeof value !== 'object' || !('$array' in value)) return value;
-    const entry = arrays[(value as { $array: number }).$array];
+  const toArray = (value: { $array: number }) => {
+    const entry = arrays[value.$array];
     if (!entry || !(entry.type in ARRAY_TYPES)) throw new RangeError('corrupt calibration snapshot');
     const Type = ARRAY_TYPES[entry.type];
     const from = start + entry.offset;
     const byteLength = entry.length * Type.BYTES_PER_ELEMENT;
     if (from + byteLength > bytes.length) throw new RangeError('truncated calibration snapshot');
-    // A copy: the arrays must own aligned memory that outlives the file's buffer (a Node Buffer's
-    // slice is a view into a shared pool, hence Uint8Array's own slice).
+    // A view into the bytes where it is aligned (a file read whole has a buffer of its own, and
+    // each array starts at an 8-byte offset): a copy of each array doubled the peak memory of a
+    // recalibration (the file and the copies). A Node Buffer from the shared pool (small ones) can
+    // sit at any offset, so there Uint8Array's own slice copies it into memory of its own.
+    const at = bytes.byteOffset + from;
+    if (at % Type.BYTES_PER_ELEMENT === 0) return new Type(bytes.buffer as ArrayBuffer, at, entry.length);
     return new Type(Uint8Array.prototype.slice.call(bytes, from, from + byteLength).buffer);
-  }) as { snapshot: CalibrationSnapshot; meta: unknown };
+  };
+  // Parsed without a reviver, then the array markers replaced: a reviver is called for every
+  // value, and the caller's meta may hold a million ids.
+  const place = (value: unknown): unknown => {
+    if (value === null || typeof value !== 'object') return value;
+    if (Array.isArray(value)) {
+      for (let k = 0; k < value.length; k++) {
+        const x = value[k];
+        if (x !== null && typeof x === 'object') value[k] = place(x);
+      }
+      return value;
+    }
+    if ('$array' in value) return toArray(value as { $array: number });
+    const o = value as Record<string, unknown>;
+    for (const key of Object.keys(o)) {
+      const x = o[key];
+      if (x !== null && typeof x === 'object') o[key] = place(x);
+    }
+    return o;
+  };
+  const decoded = place(JSON.parse(header)) as { snapshot: CalibrationSnapshot; meta: unknown };
   const snapshot = decoded.snapshot;
   // JSON has no NaN or Infinity: the only non-array numbers are counts and priors, which are finite.
   const options = CalibrationOptions.safeParse(snapshot?.options);
