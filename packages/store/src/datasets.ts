@@ -9,7 +9,7 @@ import {
 import type SqliteDatabase from 'better-sqlite3';
 import { type Kysely, sql } from 'kysely';
 import type { DialectName } from './connection.js';
-import { chunk, decodeJson, encodeJson, rowsPerStatement } from './json.js';
+import { decodeJson, encodeJson } from './json.js';
 import type { Database } from './schema.js';
 import { insertManySqlite } from './sqlite-bulk.js';
 
@@ -36,6 +36,8 @@ export interface RatedInteraction {
 
 /** Rows per FETCH from the PostgreSQL cursor: one page the reader holds at a time. */
 const CURSOR_FETCH = 1000;
+/** Dataset members per PostgreSQL insert (two array parameters, whatever the count). */
+const MEMBERS_PER_STATEMENT = 10_000;
 /** Raw SQLite pages: small enough that a page's rows die young (1M rows: 4.0 s CPU vs 5.0 s at 5000). */
 const SQLITE_PAGE = 1000;
 /** The kinds with a scalar reward as an SQL list (names from core's registry, never input). */
@@ -240,18 +242,17 @@ export class DatasetRepository {
           );
           return;
         }
-        const rows = membership.map((m) => ({
-          dataset_id: version.id,
-          project_id: v.projectId,
-          interaction_id: m.interactionId,
-          split: m.split,
-        }));
-        for (const part of chunk(rows, rowsPerStatement(4))) {
-          await trx
-            .insertInto('dataset_interactions')
-            .values(part)
-            .onConflict((oc) => oc.doNothing())
-            .execute();
+        // Two column arrays per statement, unnested by the server: multi-row VALUES through
+        // Kysely took 10 s for 431k members (a row object and four parameters each to compile and
+        // bind), most of a 1M-call KTO build.
+        for (let from = 0; from < membership.length; from += MEMBERS_PER_STATEMENT) {
+          const part = membership.slice(from, from + MEMBERS_PER_STATEMENT);
+          const ids = part.map((m) => m.interactionId);
+          const splits = part.map((m) => m.split);
+          await sql`insert into dataset_interactions (dataset_id, project_id, interaction_id, split)
+            select ${version.id}, ${v.projectId}, u.interaction_id, u.split
+            from unnest(${ids}::text[], ${splits}::text[]) as u(interaction_id, split)
+            on conflict do nothing`.execute(trx);
         }
       });
     } catch (err) {
