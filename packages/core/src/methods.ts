@@ -68,8 +68,9 @@ export type RowFormatName = keyof typeof rowFormats;
 
 export interface DatasetBuilder {
   format: RowFormatName;
-  build: (
-    candidates: CandidateExample[],
+  /** Over parsed candidates, or over `TextCandidate`s (texts as JSON text, rows for `rowJson`). */
+  build: <P, M>(
+    candidates: CandidateExample<P, M>[],
     comparisons: readonly PairwiseComparison[],
     options: Record<string, unknown>,
   ) => BuiltDataset<unknown>;

@@ -6,8 +6,11 @@ import {
   AugmentSpec,
   type BuiltDataset,
   type CandidateExample,
+  type ChatMessage,
+  type CuratedDatasetInputs,
   CurationConfig,
   curateDatasetInputs,
+  type DatasetBuilder,
   datasetBuilders,
   datasetMethods,
   excludeFlaggedRaters,
@@ -19,7 +22,9 @@ import {
   parseInput,
   RatchetError,
   type RowLineage,
+  rowJson,
   Tag,
+  type TextCandidate,
 } from '@ratchet/core';
 import type { DatasetVersion, Store } from '@ratchet/store';
 import { z } from 'zod';
@@ -62,10 +67,18 @@ export const DatasetBuildSpec = z.strictObject({
 });
 export type DatasetBuildSpec = z.input<typeof DatasetBuildSpec>;
 
+/** A candidate as the inputs hold it: its texts as JSON text (`TextCandidate`), with its tags. */
+export type InputCandidate = TextCandidate & { tags: string[] };
+
 /** What dataset builds read from the store; load once to build several versions from it. */
 export interface DatasetInputs {
   calibrationId: string;
-  candidates: (CandidateExample & { tags: string[] })[];
+  /**
+   * Every rated interaction (and every one only pairwise evidence speaks about), texts as JSON
+   * text: at 10 million calls parsed conversations would not fit in memory, and a build that
+   * reads no text (curation off) parses none.
+   */
+  candidates: InputCandidate[];
   /** Every current correction, preference and ranking; builds leave out the flagged raters'. */
   comparisons: PairwiseComparison[];
   /** Raters the calibration flagged (id -> reason): their pairwise evidence trains nothing. */
@@ -81,13 +94,15 @@ export async function loadDatasetInputs(store: Store, projectId: string): Promis
       "no calibration yet: calibrate the project's ratings first (ratchet raters calibrate)",
     );
   const candidates: DatasetInputs['candidates'] = [];
-  for await (const page of store.datasets.ratedInteractions(projectId)) {
+  const shared = promptSharer();
+  for await (const page of store.datasets.ratedInteractionTexts(projectId)) {
     for (const r of page) {
+      const prompt = shared(r.promptHash, r.messagesJson);
       candidates.push({
         interactionId: r.interactionId,
-        promptHash: r.promptHash,
-        prompt: r.messages,
-        completion: r.output,
+        promptHash: prompt.hash,
+        prompt: prompt.text,
+        completion: r.outputJson,
         model: r.model,
         reward: r.reward,
         lower: r.lower,
@@ -114,8 +129,8 @@ export async function loadDatasetInputs(store: Store, projectId: string): Promis
     candidates.push({
       interactionId: i.id,
       promptHash: i.promptHash,
-      prompt: i.messages,
-      completion: i.output,
+      prompt: JSON.stringify(i.messages),
+      completion: JSON.stringify(i.output),
       model: i.model,
       reward: null,
       lower: null,
@@ -128,6 +143,44 @@ export async function loadDatasetInputs(store: Store, projectId: string): Promis
     });
   }
   return { calibrationId: calibration.id, candidates, comparisons, flaggedRaters };
+}
+
+/**
+ * Answers to one prompt share one copy of its hash and its text: a build holds a popular prompt
+ * once rather than once per answer (50,000 prompts for a million answers in the scale bench).
+ * Only while the answers' text is the text remembered for the hash (it always is, the hash is of
+ * the messages; a different text keeps its own). At most `limit` prompts are remembered; then
+ * it starts again, so a history of distinct prompts costs a bounded map, not one entry each.
+ */
+function promptSharer(limit = 100_000) {
+  let seen = new Map<string, { hash: string; text: string }>();
+  return (hash: string, text: string): { hash: string; text: string } => {
+    const known = seen.get(hash);
+    if (known !== undefined) return known.text === text ? known : { hash: known.hash, text };
+    if (seen.size >= limit) seen = new Map();
+    const entry = { hash, text };
+    seen.set(hash, entry);
+    return entry;
+  };
+}
+
+/**
+ * The candidates with their texts parsed, for what reads them (curation, prompt grouping,
+ * augmentation). Answers to one prompt that follow each other share its parsed messages
+ * (read-only: curation makes new messages where it changes them).
+ */
+function parsedCandidates(
+  candidates: readonly InputCandidate[],
+): (CandidateExample & { tags: string[]; segment?: string })[] {
+  let lastText = '';
+  let lastPrompt: ChatMessage[] = [];
+  return candidates.map((c) => {
+    if (c.prompt !== lastText) {
+      lastPrompt = JSON.parse(c.prompt);
+      lastText = c.prompt;
+    }
+    return { ...c, prompt: lastPrompt, completion: JSON.parse(c.completion) as ChatMessage };
+  });
 }
 
 /** Gives answers to near-identical prompts one prompt group (the group's first prompt hash). */
@@ -144,10 +197,10 @@ export function groupSimilarPrompts<C extends CandidateExample>(candidates: C[],
   });
 }
 
-function withSegments(
-  candidates: DatasetInputs['candidates'],
+function withSegments<C extends CandidateExample<unknown, unknown> & { tags: string[] }>(
+  candidates: C[],
   prefix: string | undefined,
-): CandidateExample[] {
+): C[] {
   if (prefix === undefined) return candidates;
   return candidates.map((c) => {
     const segment = c.tags.find((t) => t.startsWith(prefix));
@@ -187,7 +240,12 @@ export function lineageCounts(lineage: readonly RowLineage[]): {
  * Writes rows as JSON lines in ~1 MB chunks; returns the file's sha256 when `hashed` (the rows'
  * content hash; lineage files are as large and need none).
  */
-async function writeJsonl(path: string, rows: readonly unknown[], hashed = false): Promise<string> {
+async function writeJsonl(
+  path: string,
+  rows: readonly unknown[],
+  hashed = false,
+  line: (row: never) => string = JSON.stringify,
+): Promise<string> {
   const hash = hashed ? createHash('sha256') : null;
   const out = createWriteStream(path);
   const flush = async (chunk: string) => {
@@ -196,7 +254,7 @@ async function writeJsonl(path: string, rows: readonly unknown[], hashed = false
   };
   let chunk = '';
   for (const row of rows) {
-    chunk += `${JSON.stringify(row)}\n`;
+    chunk += `${line(row as never)}\n`;
     if (chunk.length >= 1 << 20) {
       await flush(chunk);
       chunk = '';
@@ -205,6 +263,93 @@ async function writeJsonl(path: string, rows: readonly unknown[], hashed = false
   if (chunk) await flush(chunk);
   await new Promise<void>((res, rej) => out.end((err?: Error) => (err ? rej(err) : res())));
   return hash?.digest('hex') ?? '';
+}
+
+type ParsedCandidate = CandidateExample & { tags: string[] };
+
+interface Built {
+  built: BuiltDataset<unknown>;
+  curated: CuratedDatasetInputs<CandidateExample<unknown, unknown>>;
+  /** Candidates the build started from (after prompt grouping). */
+  candidates: number;
+  augmentation?: AugmentationSummary;
+}
+
+/** Curation off, no grouping, no augmentation: the builder over the JSON texts, nothing parsed. */
+async function buildFromText(
+  spec: z.output<typeof DatasetBuildSpec>,
+  candidates: InputCandidate[],
+  inputs: DatasetInputs,
+  options: BuildDatasetOptions,
+): Promise<Built> {
+  options.onProgress?.('candidates', {
+    candidates: candidates.length,
+    comparisons: inputs.comparisons.length,
+  });
+  // Flagged raters' corrections and preferences out (curation off reads no text).
+  const curated = await curateDatasetInputs(candidates, inputs.comparisons, false, {
+    flaggedRaters: inputs.flaggedRaters,
+  });
+  options.onProgress?.('curate', { kept: curated.candidates.length });
+  const built = runBuilder(spec, curated.candidates, curated.comparisons);
+  return { built, curated, candidates: candidates.length };
+}
+
+/** What reads the texts (curation, prompt grouping, augmentation), over parsed candidates. */
+async function buildFromParsed(
+  spec: z.output<typeof DatasetBuildSpec>,
+  segmented: ParsedCandidate[],
+  inputs: DatasetInputs,
+  options: BuildDatasetOptions,
+): Promise<Built> {
+  const candidates =
+    spec.groupSimilarPrompts === undefined
+      ? segmented
+      : groupSimilarPrompts(segmented, spec.groupSimilarPrompts);
+  const { comparisons } = inputs;
+  options.onProgress?.('candidates', { candidates: candidates.length, comparisons: comparisons.length });
+  // Interactions and the corrections about them through the same filters; flagged raters'
+  // corrections and preferences out, with curation on or off.
+  const curated = await curateDatasetInputs(candidates, comparisons, spec.curation, {
+    flaggedRaters: inputs.flaggedRaters,
+  });
+  const kept = curated.candidates;
+  options.onProgress?.('curate', { kept: kept.length });
+  let built = runBuilder(spec, kept, curated.comparisons);
+  let augmentation: AugmentationSummary | undefined;
+  if (spec.augment) {
+    if (spec.augment.by === 'segment' && spec.segmentTagPrefix === undefined)
+      throw new RatchetError(
+        'invalid_request',
+        'augment.by: segment needs segmentTagPrefix (or augment by prompt)',
+        'augment.by',
+      );
+    const segments = new Map(kept.map((c) => [c.interactionId, c.segment]));
+    ({ built, summary: augmentation } = await augmentBuiltDataset(built, spec.augment, (id) =>
+      segments.get(id),
+    ));
+  }
+  return { built, curated, candidates: candidates.length, ...(augmentation ? { augmentation } : {}) };
+}
+
+/** The method's builder; its options' errors as a 400 naming the option. */
+function runBuilder<P, M>(
+  spec: z.output<typeof DatasetBuildSpec>,
+  candidates: CandidateExample<P, M>[],
+  comparisons: readonly PairwiseComparison[],
+): BuiltDataset<unknown> {
+  const builder: DatasetBuilder = datasetBuilders[spec.method];
+  try {
+    return builder.build(candidates, comparisons, spec.options);
+  } catch (err) {
+    if (err instanceof z.ZodError)
+      throw new RatchetError(
+        'invalid_request',
+        `options: ${err.issues[0]?.path.join('.')}: ${err.issues[0]?.message}`,
+        'options',
+      );
+    throw err;
+  }
 }
 
 export interface BuildDatasetOptions {
@@ -231,50 +376,26 @@ export async function buildDatasetVersion(
   const tag = spec.segment?.tag;
   const ofSegment =
     tag === undefined ? inputs.candidates : inputs.candidates.filter((c) => c.tags.includes(tag));
-  const segmented = withSegments(ofSegment, spec.segmentTagPrefix);
-  const candidates =
-    spec.groupSimilarPrompts === undefined
-      ? segmented
-      : groupSimilarPrompts(segmented, spec.groupSimilarPrompts);
   const { comparisons } = inputs;
-  options.onProgress?.('candidates', { candidates: candidates.length, comparisons: comparisons.length });
-  // Interactions and the corrections about them through the same filters; flagged raters'
-  // corrections and preferences out, with curation on or off.
-  const curated = await curateDatasetInputs(candidates, comparisons, spec.curation, {
-    flaggedRaters: inputs.flaggedRaters,
-  });
-  const kept = curated.candidates;
-  options.onProgress?.('curate', { kept: kept.length });
-  let built: BuiltDataset<unknown>;
-  try {
-    built = datasetBuilders[spec.method].build(kept, curated.comparisons, spec.options);
-  } catch (err) {
-    if (err instanceof z.ZodError)
-      throw new RatchetError(
-        'invalid_request',
-        `options: ${err.issues[0]?.path.join('.')}: ${err.issues[0]?.message}`,
-        'options',
-      );
-    throw err;
-  }
-  let augmentation: AugmentationSummary | undefined;
-  if (spec.augment) {
-    if (spec.augment.by === 'segment' && spec.segmentTagPrefix === undefined)
-      throw new RatchetError(
-        'invalid_request',
-        'augment.by: segment needs segmentTagPrefix (or augment by prompt)',
-        'augment.by',
-      );
-    const segments = new Map(kept.map((c) => [c.interactionId, c.segment]));
-    ({ built, summary: augmentation } = await augmentBuiltDataset(built, spec.augment, (id) =>
-      segments.get(id),
-    ));
-  }
+  // Curation, prompt grouping and augmentation read the texts: they get the candidates parsed (the
+  // slower, larger path every build took before). Any other build moves the JSON text into rows
+  // as it is and writes them with rowJson, the same bytes without parsing a message.
+  const readsText =
+    spec.curation !== false || spec.groupSimilarPrompts !== undefined || spec.augment !== undefined;
+  const { built, curated, candidates, augmentation } = readsText
+    ? await buildFromParsed(
+        spec,
+        withSegments(parsedCandidates(ofSegment), spec.segmentTagPrefix),
+        inputs,
+        options,
+      )
+    : await buildFromText(spec, withSegments(ofSegment, spec.segmentTagPrefix), inputs, options);
+  const rowLine: (row: never) => string = readsText ? JSON.stringify : rowJson;
   options.onProgress?.('build', { rows: built.rows.length });
   if (built.rows.length === 0)
     throw new RatchetError(
       'conflict',
-      `the ${spec.method} builder produced no rows from ${kept.length} candidates; loosen its options or collect more ratings`,
+      `the ${spec.method} builder produced no rows from ${curated.candidates.length} candidates; loosen its options or collect more ratings`,
     );
 
   return oneBuildAtATime(`${projectId}\u0000${spec.name}`, async () => {
@@ -285,7 +406,7 @@ export async function buildDatasetVersion(
     mkdirSync(staging, { recursive: true });
     try {
       const { membership, feedbackEvents } = lineageCounts(built.lineage);
-      const contentHash = await writeJsonl(join(staging, 'rows.jsonl'), built.rows, true);
+      const contentHash = await writeJsonl(join(staging, 'rows.jsonl'), built.rows, true, rowLine);
       await writeJsonl(join(staging, 'lineage.jsonl'), built.lineage);
       // Every interaction and feedback event curation dropped or changed, with filter and reason.
       await writeJsonl(join(staging, 'curation.jsonl'), curated.decisions);
@@ -300,7 +421,7 @@ export async function buildDatasetVersion(
         stats: built.stats,
         curation: curated.counts.interactions,
         feedbackCuration: curated.counts.feedback,
-        candidates: candidates.length,
+        candidates,
         comparisons: comparisons.length,
         calibrationId: inputs.calibrationId,
         interactions: membership.size,

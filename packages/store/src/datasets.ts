@@ -34,6 +34,27 @@ export interface RatedInteraction {
   feedbackIds: string[];
 }
 
+/**
+ * A rated interaction with its messages and answer as JSON text: exactly `JSON.stringify` of
+ * them, whichever database and however it stored them, so rows written from the text are the
+ * rows written from the parsed messages. A dataset build holds a million of these where it could
+ * not hold a million parsed conversations.
+ */
+export interface RatedInteractionText extends Omit<RatedInteraction, 'messages' | 'output'> {
+  messagesJson: string;
+  outputJson: string;
+}
+
+/** A row of the rated-interactions query before its JSON columns are decoded (`M`, `T`: how they came). */
+type RatedRow<M, T> = Omit<RatedInteraction, 'messages' | 'output' | 'tags'> & {
+  messages: M;
+  output: M;
+  tags: T;
+};
+
+/** The text JSON.stringify writes of a JSON value given as any valid JSON text of it. */
+const canonicalJson = (text: string) => JSON.stringify(JSON.parse(text));
+
 /** Rows per FETCH from the PostgreSQL cursor: one page the reader holds at a time. */
 const CURSOR_FETCH = 1000;
 /** Dataset members per PostgreSQL insert (two array parameters, whatever the count). */
@@ -53,10 +74,69 @@ export class DatasetRepository {
   /** Rated interactions page by page, in interaction id order. */
   async *ratedInteractions(projectId: string): AsyncGenerator<RatedInteraction[]> {
     if (this.sqlite) {
-      yield* this.ratedInteractionsSqlite(this.sqlite, projectId);
+      // Answers to one prompt usually sit side by side (sampled together): they share one parsed
+      // prompt instead of a million copies of the same messages living through the build.
+      let lastMessages = '';
+      let parsedMessages: ChatMessage[] = [];
+      const messagesOf = (text: string) => {
+        if (text !== lastMessages) {
+          parsedMessages = JSON.parse(text);
+          lastMessages = text;
+        }
+        return parsedMessages;
+      };
+      yield* this.ratedInteractionsSqlite(this.sqlite, projectId, (r) => ({
+        ...r,
+        messages: messagesOf(r.messages),
+        output: JSON.parse(r.output),
+        tags: r.tags === '[]' ? [] : JSON.parse(r.tags),
+      }));
       return;
     }
-    yield* this.ratedInteractionsPostgres(projectId);
+    yield* this.ratedInteractionsPostgres(projectId, false, (r) => ({
+      ...r,
+      messages: decodeJson<ChatMessage[]>(this.dialect, r.messages),
+      output: decodeJson<ChatMessage>(this.dialect, r.output),
+      tags: decodeJson<string[]>(this.dialect, r.tags),
+    }));
+  }
+
+  /**
+   * The same rows in the same order, with the messages and the answer as JSON text
+   * (`RatedInteractionText`) rather than parsed. Model names and empty tag lists are shared
+   * between rows (a model's name is held once, not once a row; tags are read-only).
+   */
+  async *ratedInteractionTexts(projectId: string): AsyncGenerator<RatedInteractionText[]> {
+    const models = new Map<string, string>();
+    const model = (name: string) => {
+      const known = models.get(name);
+      if (known !== undefined) return known;
+      models.set(name, name);
+      return name;
+    };
+    const noTags: string[] = [];
+    if (this.sqlite) {
+      yield* this.ratedInteractionsSqlite(this.sqlite, projectId, ({ messages, output, ...r }) => ({
+        ...r,
+        messagesJson: canonicalJson(messages),
+        outputJson: canonicalJson(output),
+        model: model(r.model),
+        tags: r.tags === '[]' ? noTags : JSON.parse(r.tags),
+      }));
+      return;
+    }
+    // jsonb's text is not JSON.stringify's (spaces after ':' and ',', numbers as written): the
+    // driver reads it as a string and canonicalJson writes it as JSON.stringify would.
+    yield* this.ratedInteractionsPostgres(projectId, true, ({ messages, output, ...r }) => {
+      const tags = decodeJson<string[]>(this.dialect, r.tags);
+      return {
+        ...r,
+        messagesJson: canonicalJson(messages as string),
+        outputJson: canonicalJson(output as string),
+        model: model(r.model),
+        tags: tags.length === 0 ? noTags : tags,
+      };
+    });
   }
 
   /**
@@ -65,13 +145,19 @@ export class DatasetRepository {
    * `interactions` (or probes each partition's index per row) for every page, so 10 million calls
    * read in 2,000 pages scanned 20 billion rows. Held open, the one plan merges the rewards' and the
    * partitions' primary keys in id order once. The transaction is read-only and ends when the reader
-   * stops, early or not (a for-await that breaks runs the generator's finally).
+   * stops, early or not (a for-await that breaks runs the generator's finally). With `texts`, the
+   * messages and the answer come as jsonb's text rather than parsed by the driver.
    */
-  private async *ratedInteractionsPostgres(projectId: string): AsyncGenerator<RatedInteraction[]> {
+  private async *ratedInteractionsPostgres<R>(
+    projectId: string,
+    texts: boolean,
+    toRow: (r: RatedRow<unknown, unknown>) => R,
+  ): AsyncGenerator<R[]> {
     const trx = await this.db.startTransaction().setAccessMode('read only').execute();
+    const columns = texts ? sql`i.messages::text, i.output::text` : sql`i.messages, i.output`;
     try {
       await sql`declare rated_interactions no scroll cursor for
-        select i.id, i.prompt_hash, i.messages, i.output, i.model, i.tags, i.created_at, r.reward, r.lower, r.upper, r.n,
+        select i.id, i.prompt_hash, ${columns}, i.model, i.tags, i.created_at, r.reward, r.lower, r.upper, r.n,
           (select array_agg(c.feedback_id order by c.rater_id, c.kind) from feedback_current c
             where c.project_id = r.project_id and c.interaction_id = r.interaction_id
               and c.kind in (${sql.join(scalarFeedbackKinds)})) as feedback_ids
@@ -95,20 +181,22 @@ export class DatasetRepository {
           feedback_ids: string[] | null;
         }>`fetch ${sql.raw(String(CURSOR_FETCH))} from rated_interactions`.execute(trx);
         if (rows.length === 0) break;
-        yield rows.map((r) => ({
-          interactionId: r.id,
-          promptHash: r.prompt_hash,
-          messages: decodeJson<ChatMessage[]>(this.dialect, r.messages as string),
-          output: decodeJson<ChatMessage>(this.dialect, r.output as string),
-          model: r.model,
-          tags: decodeJson<string[]>(this.dialect, r.tags as string),
-          createdAt: Number(r.created_at),
-          reward: r.reward,
-          lower: r.lower,
-          upper: r.upper,
-          n: r.n,
-          feedbackIds: r.feedback_ids ?? [],
-        }));
+        yield rows.map((r) =>
+          toRow({
+            interactionId: r.id,
+            promptHash: r.prompt_hash,
+            messages: r.messages,
+            output: r.output,
+            model: r.model,
+            tags: r.tags,
+            createdAt: Number(r.created_at),
+            reward: r.reward,
+            lower: r.lower,
+            upper: r.upper,
+            n: r.n,
+            feedbackIds: r.feedback_ids ?? [],
+          }),
+        );
         if (rows.length < CURSOR_FETCH) break;
       }
     } finally {
@@ -121,10 +209,11 @@ export class DatasetRepository {
    * on feedback_current's primary key (the unary + keeps SQLite's planner off the (project, kind)
    * index, which would scan every rating of the project per row). Each page is a complete statement (no cursor held open).
    */
-  private *ratedInteractionsSqlite(
+  private *ratedInteractionsSqlite<R>(
     sqlite: SqliteDatabase.Database,
     projectId: string,
-  ): Generator<RatedInteraction[]> {
+    toRow: (r: RatedRow<string, string>) => R,
+  ): Generator<R[]> {
     type Row = [
       string,
       string,
@@ -149,34 +238,24 @@ export class DatasetRepository {
     const next = sqlite
       .prepare(`${select} and r.interaction_id > ? order by r.interaction_id limit ${SQLITE_PAGE}`)
       .raw(true);
-    // Answers to one prompt usually sit side by side (sampled together): they share one parsed
-    // prompt instead of a million copies of the same messages living through the build.
-    let lastMessages = '';
-    let parsedMessages: ChatMessage[] = [];
-    const messagesOf = (text: string) => {
-      if (text !== lastMessages) {
-        parsedMessages = JSON.parse(text);
-        lastMessages = text;
-      }
-      return parsedMessages;
-    };
     let rows = first.all(projectId) as Row[];
     while (rows.length > 0) {
       yield rows.map(
-        ([id, promptHash, messages, output, model, tags, createdAt, reward, lower, upper, n, fids]) => ({
-          interactionId: id,
-          promptHash,
-          messages: messagesOf(messages),
-          output: JSON.parse(output),
-          model,
-          tags: tags === '[]' ? [] : JSON.parse(tags),
-          createdAt,
-          reward,
-          lower,
-          upper,
-          n,
-          feedbackIds: fids ? fids.split(',') : [],
-        }),
+        ([id, promptHash, messages, output, model, tags, createdAt, reward, lower, upper, n, fids]) =>
+          toRow({
+            interactionId: id,
+            promptHash,
+            messages,
+            output,
+            model,
+            tags,
+            createdAt,
+            reward,
+            lower,
+            upper,
+            n,
+            feedbackIds: fids ? fids.split(',') : [],
+          }),
       );
       if (rows.length < SQLITE_PAGE) return;
       rows = next.all(projectId, rows[rows.length - 1]![0]) as Row[];

@@ -66,7 +66,7 @@ const promptText = (messages: readonly ChatMessage[]) => messages.map(messageTex
 const interactionKey = (id: string) => `interaction:${id}`;
 const feedbackKey = (id: string) => `feedback:${id}`;
 
-export interface CuratedDatasetInputs<C extends CandidateExample> {
+export interface CuratedDatasetInputs<C extends CandidateExample<unknown, unknown>> {
   /** The interactions kept, PII redacted in every message. */
   candidates: C[];
   /**
@@ -85,8 +85,21 @@ export interface CuratedDatasetInputs<C extends CandidateExample> {
  * (the content filters spare rated-bad answers, kept as negatives) and the text of every
  * correction about them (a correction is an example to imitate, so every filter applies, with the
  * original answer's prompt). A correction's text and its full message are both redacted. Flagged
- * raters' evidence is left out first, whether or not curation is on (`config` false).
+ * raters' evidence is left out first, whether or not curation is on (`config` false). With
+ * curation off no text is read, so the candidates may hold theirs as JSON text (`TextCandidate`).
  */
+export async function curateDatasetInputs<C extends CandidateExample<unknown, unknown>>(
+  candidates: readonly C[],
+  comparisons: readonly PairwiseComparison[],
+  config: false,
+  options?: { flaggedRaters?: ReadonlyMap<string, string | null>; classifier?: SafetyClassifier },
+): Promise<CuratedDatasetInputs<C>>;
+export async function curateDatasetInputs<C extends CandidateExample>(
+  candidates: readonly C[],
+  comparisons: readonly PairwiseComparison[],
+  config: CurationConfig | false,
+  options?: { flaggedRaters?: ReadonlyMap<string, string | null>; classifier?: SafetyClassifier },
+): Promise<CuratedDatasetInputs<C>>;
 export async function curateDatasetInputs<C extends CandidateExample>(
   candidates: readonly C[],
   comparisons: readonly PairwiseComparison[],

@@ -8,8 +8,9 @@ import {
   buildRwsftDataset,
   buildSftDataset,
 } from './builders.js';
+import { rowJson } from './row-json.js';
 import { assignSplits } from './splits.js';
-import type { CandidateExample } from './types.js';
+import type { CandidateExample, TextCandidate } from './types.js';
 
 function candidate(
   id: string,
@@ -215,5 +216,81 @@ describe('dataset builders', () => {
     expect(power / kept.length).toBeLessThanOrEqual(0.5);
     expect(kept.filter((r) => r.segment === 'new')).toHaveLength(20);
     expect(dropped.length + kept.length).toBe(rows.length);
+  });
+
+  it('builds the same rows from JSON text as from parsed messages, and rowJson writes them as JSON.stringify does', () => {
+    // Messages with what JSON text must carry exactly: escapes, non-ASCII, parts, extra keys,
+    // numbers; a correction with a message of its own, a preference and a tie.
+    const odd: CandidateExample[] = candidates.slice(0, 30).map((c, i) => ({
+      ...c,
+      prompt: [
+        { role: 'system', content: 'Be "brief".\n\tTabs, é, 😀, \u2028' },
+        { role: 'user', content: [{ type: 'text', text: `q${i % 7}` }], extra: { n: 1e21, x: -0.5 } },
+      ],
+      completion: { role: 'assistant', content: i % 4 ? `ans ${i} </script>` : null, tool_calls: [] },
+      promptHash: `h${i % 7}`,
+      segment: i % 3 ? 'seg:a' : undefined,
+    }));
+    const comparisons: PairwiseComparison[] = [
+      {
+        ...base,
+        source: 'correction',
+        feedbackId: 'fc',
+        winner: {
+          type: 'correction',
+          feedbackId: 'fc',
+          interactionId: odd[1]!.interactionId,
+          text: 'Fixed "it".',
+          message: { role: 'assistant', content: 'Fixed "it".', name: 'rater' },
+        },
+        loser: interaction(odd[1]!.interactionId),
+      },
+      {
+        ...base,
+        source: 'preference',
+        feedbackId: 'fp',
+        winner: interaction(odd[8]!.interactionId),
+        loser: interaction(odd[15]!.interactionId),
+      },
+      {
+        ...base,
+        source: 'preference',
+        feedbackId: 'ft',
+        winner: interaction(odd[2]!.interactionId),
+        loser: interaction(odd[9]!.interactionId),
+        tie: true,
+      },
+    ];
+    const asText = (c: CandidateExample): TextCandidate => ({
+      ...c,
+      prompt: JSON.stringify(c.prompt),
+      completion: JSON.stringify(c.completion),
+    });
+    const builders = {
+      sft: buildSftDataset,
+      kto: buildKtoDataset,
+      dpo: buildDpoDataset,
+      reward: buildRewardDataset,
+      rwsft: buildRwsftDataset,
+    };
+    for (const [name, build] of Object.entries(builders)) {
+      const spec = {
+        split: { by: 'prompt' as const, testFraction: 0.3, seed: 1 },
+        maxSegmentShare: 0.6,
+        minMargin: 0.1,
+      };
+      const options =
+        name === 'dpo' || name === 'reward' ? spec : { split: spec.split, maxSegmentShare: 0.6 };
+      const parsed = (build as typeof buildSftDataset)(odd, comparisons, options);
+      const text = (build as typeof buildSftDataset<string, string>)(odd.map(asText), comparisons, options);
+      expect(parsed.rows.length, name).toBeGreaterThan(2);
+      expect(text.rows.map(rowJson), name).toEqual(parsed.rows.map((r) => JSON.stringify(r)));
+      expect(text.lineage, name).toEqual(parsed.lineage);
+      expect(text.stats, name).toEqual(parsed.stats);
+    }
+    // A property without JSON is left out, an array element without JSON is null, as JSON.stringify does.
+    expect(rowJson({ prompt: '[]', skip: undefined, completion: ['{}', undefined], label: false })).toBe(
+      JSON.stringify({ prompt: [], skip: undefined, completion: [{}, undefined], label: false }),
+    );
   });
 });

@@ -7,28 +7,30 @@ import type { BuiltDataset, CandidateExample, RowLineage, Split } from './types.
 
 // Rows are TRL's conversational formats, so the worker hands them to TRL as they are:
 // prompt-completion (SFT), unpaired preference (KTO), preference (DPO, reward model).
+// A row holds its candidates' texts as they came (`P`, `M`: parsed messages, or JSON text for
+// `TextCandidate`s); a correction's message is always parsed (it comes with the feedback).
 
-export interface SftRow {
-  prompt: ChatMessage[];
-  completion: ChatMessage[];
+export interface SftRow<P = ChatMessage[], M = ChatMessage> {
+  prompt: P;
+  completion: (M | ChatMessage)[];
 }
-export interface KtoRow {
-  prompt: ChatMessage[];
-  completion: ChatMessage[];
+export interface KtoRow<P = ChatMessage[], M = ChatMessage> {
+  prompt: P;
+  completion: (M | ChatMessage)[];
   label: boolean;
 }
-export interface PreferenceRow {
-  prompt: ChatMessage[];
-  chosen: ChatMessage[];
-  rejected: ChatMessage[];
+export interface PreferenceRow<P = ChatMessage[], M = ChatMessage> {
+  prompt: P;
+  chosen: (M | ChatMessage)[];
+  rejected: (M | ChatMessage)[];
 }
-export interface RewardRow extends PreferenceRow {
+export interface RewardRow<P = ChatMessage[], M = ChatMessage> extends PreferenceRow<P, M> {
   /** How much better chosen is, for a margin-aware reward loss. */
   margin: number;
 }
-export interface RwsftRow {
-  prompt: ChatMessage[];
-  completion: ChatMessage[];
+export interface RwsftRow<P = ChatMessage[], M = ChatMessage> {
+  prompt: P;
+  completion: (M | ChatMessage)[];
   /** Calibrated reward in [-1, 1]: positive rows are reinforced, negative ones penalized. */
   reward: number;
   /** Trust in the reward (AI labels and uncertain rewards count less). */
@@ -94,7 +96,7 @@ interface Draft<Row> {
 /** Splits by prompt group, balances segments in train, and attaches lineage. */
 function finish<Row>(
   drafts: Draft<Row>[],
-  all: readonly CandidateExample[],
+  all: readonly { promptHash: string; createdAt: number }[],
   common: { split: z.output<typeof SplitSpec>; maxSegmentShare: number },
   stats: Record<string, number>,
 ): BuiltDataset<Row> {
@@ -146,12 +148,15 @@ function distinct(ids: string[]): string[] {
   return set.size === ids.length ? ids : [...set];
 }
 
-function byInteraction(candidates: readonly CandidateExample[]): Map<string, CandidateExample> {
+function byInteraction<C extends { interactionId: string }>(candidates: readonly C[]): Map<string, C> {
   return new Map(candidates.map((c) => [c.interactionId, c]));
 }
 
 /** Corrections as (original, corrected text) from the pairwise evidence. */
-function corrections(comparisons: readonly PairwiseComparison[], candidates: readonly CandidateExample[]) {
+function corrections<C extends CandidateExample<unknown, unknown>>(
+  comparisons: readonly PairwiseComparison[],
+  candidates: readonly C[],
+) {
   // Indexing a million candidates costs more than the rest of a build: only with corrections.
   if (!comparisons.some((c) => c.winner.type === 'correction')) return [];
   const index = byInteraction(candidates);
@@ -164,13 +169,13 @@ function corrections(comparisons: readonly PairwiseComparison[], candidates: rea
   });
 }
 
-export function buildSftDataset(
-  candidates: readonly CandidateExample[],
+export function buildSftDataset<P = ChatMessage[], M = ChatMessage>(
+  candidates: readonly CandidateExample<P, M>[],
   comparisons: readonly PairwiseComparison[],
   spec: SftSpec = {},
-): BuiltDataset<SftRow> {
+): BuiltDataset<SftRow<P, M>> {
   const s = SftSpec.parse(spec);
-  const drafts: Draft<SftRow>[] = candidates
+  const drafts: Draft<SftRow<P, M>>[] = candidates
     .filter((c) => c.reward !== null && c.reward >= s.minReward && (c.lower ?? c.reward) >= s.minLower)
     .filter((c) => !s.fromModels || (c.model !== undefined && s.fromModels.includes(c.model)))
     .map((c) => ({
@@ -202,17 +207,17 @@ export function buildSftDataset(
  * Unpaired desirable/undesirable examples. TRL's KTO wants desirable_weight * n_desirable over
  * undesirable_weight * n_undesirable in [1, 4/3]; the stats carry weights that make it 1.
  */
-export function buildKtoDataset(
-  candidates: readonly CandidateExample[],
+export function buildKtoDataset<P = ChatMessage[], M = ChatMessage>(
+  candidates: readonly CandidateExample<P, M>[],
   comparisons: readonly PairwiseComparison[],
   spec: KtoSpec = {},
-): BuiltDataset<KtoRow> {
+): BuiltDataset<KtoRow<P, M>> {
   const s = KtoSpec.parse(spec);
-  const confident = (c: CandidateExample) =>
+  const confident = (c: CandidateExample<P, M>) =>
     c.reward !== null &&
     Math.abs(c.reward) >= s.margin &&
     (!s.requireConfidentSign || c.lower === null || c.upper === null || c.lower > 0 || c.upper < 0);
-  const drafts: Draft<KtoRow>[] = candidates.filter(confident).map((c) => ({
+  const drafts: Draft<KtoRow<P, M>>[] = candidates.filter(confident).map((c) => ({
     row: { prompt: c.prompt, completion: [c.completion], label: c.reward! > 0 },
     promptHash: c.promptHash,
     interactionIds: [c.interactionId],
@@ -253,30 +258,33 @@ export function buildKtoDataset(
   return built;
 }
 
-function textOf(candidate: PairwiseCandidate, index: Map<string, CandidateExample>): ChatMessage | undefined {
+function textOf<P, M>(
+  candidate: PairwiseCandidate,
+  index: Map<string, CandidateExample<P, M>>,
+): M | ChatMessage | undefined {
   return candidate.type === 'correction'
     ? correctionMessage(candidate)
     : index.get(candidate.interactionId)?.completion;
 }
 
-interface Pair {
-  chosen: ChatMessage;
-  rejected: ChatMessage;
-  prompt: CandidateExample;
+interface Pair<P, M> {
+  chosen: M | ChatMessage;
+  rejected: M | ChatMessage;
+  prompt: CandidateExample<P, M>;
   margin: number;
   interactionIds: string[];
   feedbackIds: string[];
 }
 
 /** Pairs for one prompt: by calibrated margin, corrections over originals, explicit preferences. */
-function preferencePairs(
-  candidates: readonly CandidateExample[],
+function preferencePairs<P, M>(
+  candidates: readonly CandidateExample<P, M>[],
   comparisons: readonly PairwiseComparison[],
   s: z.output<typeof DpoSpec>,
 ) {
-  const pairs: Pair[] = [];
+  const pairs: Pair<P, M>[] = [];
   let crossPrompt = 0;
-  const groups = new Map<string, CandidateExample[]>();
+  const groups = new Map<string, CandidateExample<P, M>[]>();
   for (const c of candidates) {
     if (c.reward === null) continue;
     const group = groups.get(c.promptHash);
@@ -302,7 +310,7 @@ function preferencePairs(
       });
     }
   }
-  const index = comparisons.length ? byInteraction(candidates) : new Map<string, CandidateExample>();
+  const index = comparisons.length ? byInteraction(candidates) : new Map<string, CandidateExample<P, M>>();
   for (const c of comparisons) {
     if (c.tie) continue;
     if (c.source === 'correction' ? !s.includeCorrections : !s.includePreferences) continue;
@@ -328,11 +336,11 @@ function preferencePairs(
   return { pairs, crossPrompt };
 }
 
-export function buildDpoDataset(
-  candidates: readonly CandidateExample[],
+export function buildDpoDataset<P = ChatMessage[], M = ChatMessage>(
+  candidates: readonly CandidateExample<P, M>[],
   comparisons: readonly PairwiseComparison[],
   spec: DpoSpec = {},
-): BuiltDataset<PreferenceRow> {
+): BuiltDataset<PreferenceRow<P, M>> {
   const s = DpoSpec.parse(spec);
   const { pairs, crossPrompt } = preferencePairs(candidates, comparisons, s);
   const drafts = pairs.map((p) => ({
@@ -346,11 +354,11 @@ export function buildDpoDataset(
 }
 
 /** Reward-model data: the same pairs as DPO, with the margin for margin-aware losses. */
-export function buildRewardDataset(
-  candidates: readonly CandidateExample[],
+export function buildRewardDataset<P = ChatMessage[], M = ChatMessage>(
+  candidates: readonly CandidateExample<P, M>[],
   comparisons: readonly PairwiseComparison[],
   spec: DpoSpec = {},
-): BuiltDataset<RewardRow> {
+): BuiltDataset<RewardRow<P, M>> {
   const s = DpoSpec.parse(spec);
   const { pairs, crossPrompt } = preferencePairs(candidates, comparisons, s);
   const drafts = pairs.map((p) => ({
@@ -364,13 +372,13 @@ export function buildRewardDataset(
 }
 
 /** Every rated answer with its calibrated reward and a trust weight, for rating-weighted SFT. */
-export function buildRwsftDataset(
-  candidates: readonly CandidateExample[],
+export function buildRwsftDataset<P = ChatMessage[], M = ChatMessage>(
+  candidates: readonly CandidateExample<P, M>[],
   comparisons: readonly PairwiseComparison[],
   spec: RwsftSpec = {},
-): BuiltDataset<RwsftRow> {
+): BuiltDataset<RwsftRow<P, M>> {
   const s = RwsftSpec.parse(spec);
-  const drafts: Draft<RwsftRow>[] = candidates
+  const drafts: Draft<RwsftRow<P, M>>[] = candidates
     .filter((c) => c.reward !== null && Math.abs(c.reward) >= s.minAbsReward)
     .map((c) => {
       // Wide intervals mean little evidence: shrink the weight with the interval's width.

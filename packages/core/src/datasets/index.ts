@@ -1,4 +1,5 @@
 export * from './balance.js';
 export * from './builders.js';
+export * from './row-json.js';
 export * from './splits.js';
 export * from './types.js';

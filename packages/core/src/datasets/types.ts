@@ -1,12 +1,19 @@
 import type { ChatMessage } from '../schemas/interaction.js';
 
-/** An interaction as dataset builders see it: its text and its calibrated reward. */
-export interface CandidateExample {
+/**
+ * An interaction as dataset builders see it: its text and its calibrated reward.
+ *
+ * The builders never read the text, they only place it in rows; so a build over millions of
+ * answers can hold it as JSON text (`TextCandidate`) rather than as parsed messages, a few
+ * hundred bytes a candidate instead of over a kilobyte, and write the rows with `rowJson`.
+ * Whatever reads the text (curation, prompt grouping, augmentation) takes parsed messages.
+ */
+export interface CandidateExample<Prompt = ChatMessage[], Completion = ChatMessage> {
   interactionId: string;
   /** Groups answers to the same prompt (pairs, leakage-free splits). */
   promptHash: string;
-  prompt: ChatMessage[];
-  completion: ChatMessage;
+  prompt: Prompt;
+  completion: Completion;
   /** Calibrated reward in [-1, 1] (posterior mean); null when unrated. */
   reward: number | null;
   /** Credible interval of the reward. */
@@ -53,3 +60,10 @@ export interface BuiltDataset<Row> {
   /** Method-specific settings a trainer needs (class weights, ...) and counts. */
   stats: Record<string, number>;
 }
+
+/**
+ * A candidate whose prompt and completion are JSON text: exactly `JSON.stringify` of the messages
+ * array and of the answer's message, so a row written from them (`rowJson`) is the line
+ * `JSON.stringify` writes of the row with the messages parsed.
+ */
+export type TextCandidate = CandidateExample<string, string>;
