@@ -5,7 +5,10 @@ import { dirname, join, resolve } from 'node:path';
 import {
   AugmentSpec,
   type BuiltDataset,
+  CandidateColumns,
   type CandidateExample,
+  type CandidateList,
+  type CandidateView,
   type ChatMessage,
   type CuratedDatasetInputs,
   CurationConfig,
@@ -24,7 +27,7 @@ import {
   type RowLineage,
   rowJson,
   Tag,
-  type TextCandidate,
+  withoutFlaggedRaters,
 } from '@ratchet/core';
 import type { DatasetVersion, Store } from '@ratchet/store';
 import { z } from 'zod';
@@ -67,18 +70,15 @@ export const DatasetBuildSpec = z.strictObject({
 });
 export type DatasetBuildSpec = z.input<typeof DatasetBuildSpec>;
 
-/** A candidate as the inputs hold it: its texts as JSON text (`TextCandidate`), with its tags. */
-export type InputCandidate = TextCandidate & { tags: string[] };
-
 /** What dataset builds read from the store; load once to build several versions from it. */
 export interface DatasetInputs {
   calibrationId: string;
   /**
-   * Every rated interaction (and every one only pairwise evidence speaks about), texts as JSON
-   * text: at 10 million calls parsed conversations would not fit in memory, and a build that
-   * reads no text (curation off) parses none.
+   * Every rated interaction (and every one only pairwise evidence speaks about) as columns, texts
+   * as JSON text: at 10 million calls candidate objects with parsed conversations would not fit
+   * in memory, and a build that reads no text (curation off) parses none.
    */
-  candidates: InputCandidate[];
+  candidates: CandidateColumns;
   /** Every current correction, preference and ranking; builds leave out the flagged raters'. */
   comparisons: PairwiseComparison[];
   /** Raters the calibration flagged (id -> reason): their pairwise evidence trains nothing. */
@@ -93,7 +93,7 @@ export async function loadDatasetInputs(store: Store, projectId: string): Promis
       'conflict',
       "no calibration yet: calibrate the project's ratings first (ratchet raters calibrate)",
     );
-  const candidates: DatasetInputs['candidates'] = [];
+  const candidates = new CandidateColumns();
   const shared = promptSharer();
   for await (const page of store.datasets.ratedInteractionTexts(projectId)) {
     for (const r of page) {
@@ -121,7 +121,9 @@ export async function loadDatasetInputs(store: Store, projectId: string): Promis
   // flagged rater speaks about them: that evidence is left out of every build).
   // (A set of every candidate only when there is pairwise evidence: a million ids otherwise.)
   const { trusted } = excludeFlaggedRaters(comparisons, flaggedRaters);
-  const known = new Set(trusted.length ? candidates.map((c) => c.interactionId) : []);
+  const known = new Set(
+    trusted.length ? Array.from({ length: candidates.length }, (_, i) => candidates.interactionId(i)) : [],
+  );
   const missing = [
     ...new Set(trusted.flatMap((c) => [c.winner.interactionId, c.loser.interactionId])),
   ].filter((id) => !known.has(id));
@@ -169,12 +171,11 @@ function promptSharer(limit = 100_000) {
  * augmentation). Answers to one prompt that follow each other share its parsed messages
  * (read-only: curation makes new messages where it changes them).
  */
-function parsedCandidates(
-  candidates: readonly InputCandidate[],
-): (CandidateExample & { tags: string[]; segment?: string })[] {
+function parsedCandidates(candidates: CandidateView): ParsedCandidate[] {
   let lastText = '';
   let lastPrompt: ChatMessage[] = [];
-  return candidates.map((c) => {
+  return Array.from({ length: candidates.length }, (_, i) => {
+    const c = candidates.at(i);
     if (c.prompt !== lastText) {
       lastPrompt = JSON.parse(c.prompt);
       lastText = c.prompt;
@@ -194,17 +195,6 @@ export function groupSimilarPrompts<C extends CandidateExample>(candidates: C[],
   return candidates.map((c, i) => {
     const lead = candidates[representative[i]!]!;
     return lead.promptHash === c.promptHash ? c : { ...c, promptHash: lead.promptHash };
-  });
-}
-
-function withSegments<C extends CandidateExample<unknown, unknown> & { tags: string[] }>(
-  candidates: C[],
-  prefix: string | undefined,
-): C[] {
-  if (prefix === undefined) return candidates;
-  return candidates.map((c) => {
-    const segment = c.tags.find((t) => t.startsWith(prefix));
-    return segment === undefined ? c : { ...c, segment };
   });
 }
 
@@ -269,30 +259,30 @@ type ParsedCandidate = CandidateExample & { tags: string[] };
 
 interface Built {
   built: BuiltDataset<unknown>;
-  curated: CuratedDatasetInputs<CandidateExample<unknown, unknown>>;
-  /** Candidates the build started from (after prompt grouping). */
+  /** Curation's drops and changes, and their counts (flagged raters' evidence only, when off). */
+  curated: Omit<CuratedDatasetInputs<never>, 'comparisons' | 'candidates'>;
+  /** Candidates the build started from (after prompt grouping), and those curation kept. */
   candidates: number;
+  kept: number;
   augmentation?: AugmentationSummary;
 }
 
-/** Curation off, no grouping, no augmentation: the builder over the JSON texts, nothing parsed. */
-async function buildFromText(
+/** Curation off, no grouping, no augmentation: the builder over the columns, nothing parsed. */
+function buildFromText(
   spec: z.output<typeof DatasetBuildSpec>,
-  candidates: InputCandidate[],
+  candidates: CandidateView,
   inputs: DatasetInputs,
   options: BuildDatasetOptions,
-): Promise<Built> {
+): Built {
   options.onProgress?.('candidates', {
     candidates: candidates.length,
     comparisons: inputs.comparisons.length,
   });
-  // Flagged raters' corrections and preferences out (curation off reads no text).
-  const curated = await curateDatasetInputs(candidates, inputs.comparisons, false, {
-    flaggedRaters: inputs.flaggedRaters,
-  });
-  options.onProgress?.('curate', { kept: curated.candidates.length });
-  const built = runBuilder(spec, curated.candidates, curated.comparisons);
-  return { built, curated, candidates: candidates.length };
+  // Flagged raters' corrections and preferences out, as curateDatasetInputs does with curation off.
+  const { comparisons, decisions, counts } = withoutFlaggedRaters(inputs.comparisons, inputs.flaggedRaters);
+  options.onProgress?.('curate', { kept: candidates.length });
+  const built = runBuilder(spec, candidates, comparisons);
+  return { built, curated: { decisions, counts }, candidates: candidates.length, kept: candidates.length };
 }
 
 /** What reads the texts (curation, prompt grouping, augmentation), over parsed candidates. */
@@ -329,13 +319,19 @@ async function buildFromParsed(
       segments.get(id),
     ));
   }
-  return { built, curated, candidates: candidates.length, ...(augmentation ? { augmentation } : {}) };
+  return {
+    built,
+    curated,
+    candidates: candidates.length,
+    kept: kept.length,
+    ...(augmentation ? { augmentation } : {}),
+  };
 }
 
 /** The method's builder; its options' errors as a 400 naming the option. */
 function runBuilder<P, M>(
   spec: z.output<typeof DatasetBuildSpec>,
-  candidates: CandidateExample<P, M>[],
+  candidates: CandidateExample<P, M>[] | CandidateList<P, M>,
   comparisons: readonly PairwiseComparison[],
 ): BuiltDataset<unknown> {
   const builder: DatasetBuilder = datasetBuilders[spec.method];
@@ -374,28 +370,26 @@ export async function buildDatasetVersion(
   const spec = parseInput(DatasetBuildSpec, specInput);
   const inputs = options.inputs ?? (await loadDatasetInputs(store, projectId));
   const tag = spec.segment?.tag;
-  const ofSegment =
-    tag === undefined ? inputs.candidates : inputs.candidates.filter((c) => c.tags.includes(tag));
+  const every = inputs.candidates.all();
+  const ofSegment = tag === undefined ? every : every.select((i: number) => every.tags(i).includes(tag));
+  // Each candidate's segment for balancing: its first tag with the prefix.
+  const segmented =
+    spec.segmentTagPrefix === undefined ? ofSegment : ofSegment.withSegments(spec.segmentTagPrefix);
   const { comparisons } = inputs;
   // Curation, prompt grouping and augmentation read the texts: they get the candidates parsed (the
   // slower, larger path every build took before). Any other build moves the JSON text into rows
   // as it is and writes them with rowJson, the same bytes without parsing a message.
   const readsText =
     spec.curation !== false || spec.groupSimilarPrompts !== undefined || spec.augment !== undefined;
-  const { built, curated, candidates, augmentation } = readsText
-    ? await buildFromParsed(
-        spec,
-        withSegments(parsedCandidates(ofSegment), spec.segmentTagPrefix),
-        inputs,
-        options,
-      )
-    : await buildFromText(spec, withSegments(ofSegment, spec.segmentTagPrefix), inputs, options);
+  const { built, curated, candidates, kept, augmentation } = readsText
+    ? await buildFromParsed(spec, parsedCandidates(segmented), inputs, options)
+    : buildFromText(spec, segmented, inputs, options);
   const rowLine: (row: never) => string = readsText ? JSON.stringify : rowJson;
   options.onProgress?.('build', { rows: built.rows.length });
   if (built.rows.length === 0)
     throw new RatchetError(
       'conflict',
-      `the ${spec.method} builder produced no rows from ${curated.candidates.length} candidates; loosen its options or collect more ratings`,
+      `the ${spec.method} builder produced no rows from ${kept} candidates; loosen its options or collect more ratings`,
     );
 
   return oneBuildAtATime(`${projectId}\u0000${spec.name}`, async () => {
@@ -447,7 +441,7 @@ export async function buildDatasetVersion(
             path: folder,
             calibrationId: inputs.calibrationId,
           },
-          [...membership].map(([interactionId, split]) => ({ interactionId, split })),
+          membership,
         );
       } catch (err) {
         rmSync(folder, { recursive: true, force: true });

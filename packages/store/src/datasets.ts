@@ -155,31 +155,45 @@ export class DatasetRepository {
   ): AsyncGenerator<R[]> {
     const trx = await this.db.startTransaction().setAccessMode('read only').execute();
     const columns = texts ? sql`i.messages::text, i.output::text` : sql`i.messages, i.output`;
+    type Row = {
+      id: string;
+      prompt_hash: string;
+      messages: unknown;
+      output: unknown;
+      model: string;
+      tags: unknown;
+      created_at: number | string;
+      reward: number;
+      lower: number;
+      upper: number;
+      n: number;
+      feedback_ids: string[] | null;
+    };
+    const fetchPage = () =>
+      sql<Row>`fetch ${sql.raw(String(CURSOR_FETCH))} from rated_interactions`.execute(trx);
+    let next: ReturnType<typeof fetchPage> | undefined;
     try {
+      // The feedback ids grouped from feedback_current's primary key (project, interaction,
+      // rater, kind), already in interaction order, merged beside the rewards: a subquery per row
+      // probed that index 800,000 times (6.0 s of server time at 1M calls, 3.4 s merged).
       await sql`declare rated_interactions no scroll cursor for
         select i.id, i.prompt_hash, ${columns}, i.model, i.tags, i.created_at, r.reward, r.lower, r.upper, r.n,
-          (select array_agg(c.feedback_id order by c.rater_id, c.kind) from feedback_current c
-            where c.project_id = r.project_id and c.interaction_id = r.interaction_id
-              and c.kind in (${sql.join(scalarFeedbackKinds)})) as feedback_ids
+          f.feedback_ids
         from interaction_rewards r
         join interactions i on i.project_id = r.project_id and i.id = r.interaction_id
+        left join (
+          select c.interaction_id, array_agg(c.feedback_id order by c.rater_id, c.kind) as feedback_ids
+          from feedback_current c
+          where c.project_id = ${projectId} and c.kind in (${sql.join(scalarFeedbackKinds)})
+          group by c.interaction_id
+        ) f on f.interaction_id = r.interaction_id
         where r.project_id = ${projectId}
         order by r.interaction_id`.execute(trx);
-      for (;;) {
-        const { rows } = await sql<{
-          id: string;
-          prompt_hash: string;
-          messages: unknown;
-          output: unknown;
-          model: string;
-          tags: unknown;
-          created_at: number | string;
-          reward: number;
-          lower: number;
-          upper: number;
-          n: number;
-          feedback_ids: string[] | null;
-        }>`fetch ${sql.raw(String(CURSOR_FETCH))} from rated_interactions`.execute(trx);
+      next = fetchPage();
+      while (next) {
+        const { rows }: { rows: Row[] } = await next;
+        // The server reads the next page while the reader decodes and uses this one.
+        next = rows.length === CURSOR_FETCH ? fetchPage() : undefined;
         if (rows.length === 0) break;
         yield rows.map((r) =>
           toRow({
@@ -197,9 +211,10 @@ export class DatasetRepository {
             feedbackIds: r.feedback_ids ?? [],
           }),
         );
-        if (rows.length < CURSOR_FETCH) break;
       }
     } finally {
+      // A reader that stopped early leaves a fetch in flight on the transaction's connection.
+      await next?.catch(() => undefined);
       await trx.rollback().execute();
     }
   }
@@ -274,12 +289,28 @@ export class DatasetRepository {
 
   /**
    * Records a version and the interactions it used. The unique (project, name, version) makes
-   * two concurrent builds of one name fail rather than overwrite each other.
+   * two concurrent builds of one name fail rather than overwrite each other. The members come as
+   * a list or as a map of interaction id to split: a build's millions of members need no object
+   * each.
    */
   async insertVersion(
     v: Omit<DatasetVersion, 'id' | 'createdAt' | 'deletedInteractions' | 'deletedRows' | 'dataDeletedAt'>,
-    membership: readonly { interactionId: string; split: 'train' | 'test' }[],
+    membership:
+      | readonly { interactionId: string; split: 'train' | 'test' }[]
+      | ReadonlyMap<string, 'train' | 'test'>,
   ): Promise<DatasetVersion> {
+    const ids: string[] = [];
+    const splits: ('train' | 'test')[] = [];
+    if (membership instanceof Map)
+      for (const [id, split] of membership) {
+        ids.push(id);
+        splits.push(split);
+      }
+    else
+      for (const m of membership as readonly { interactionId: string; split: 'train' | 'test' }[]) {
+        ids.push(m.interactionId);
+        splits.push(m.split);
+      }
     const version: DatasetVersion = {
       ...v,
       id: newId(),
@@ -314,9 +345,8 @@ export class DatasetRepository {
             this.sqlite,
             'dataset_interactions (dataset_id, project_id, interaction_id, split)',
             4,
-            membership.length,
-            (params, k) =>
-              params.push(version.id, v.projectId, membership[k]!.interactionId, membership[k]!.split),
+            ids.length,
+            (params, k) => params.push(version.id, v.projectId, ids[k]!, splits[k]!),
             'on conflict do nothing',
           );
           return;
@@ -324,13 +354,11 @@ export class DatasetRepository {
         // Two column arrays per statement, unnested by the server: multi-row VALUES through
         // Kysely took 10 s for 431k members (a row object and four parameters each to compile and
         // bind), most of a 1M-call KTO build.
-        for (let from = 0; from < membership.length; from += MEMBERS_PER_STATEMENT) {
-          const part = membership.slice(from, from + MEMBERS_PER_STATEMENT);
-          const ids = part.map((m) => m.interactionId);
-          const splits = part.map((m) => m.split);
+        for (let from = 0; from < ids.length; from += MEMBERS_PER_STATEMENT) {
+          const to = from + MEMBERS_PER_STATEMENT;
           await sql`insert into dataset_interactions (dataset_id, project_id, interaction_id, split)
             select ${version.id}, ${v.projectId}, u.interaction_id, u.split
-            from unnest(${ids}::text[], ${splits}::text[]) as u(interaction_id, split)
+            from unnest(${ids.slice(from, to)}::text[], ${splits.slice(from, to)}::text[]) as u(interaction_id, split)
             on conflict do nothing`.execute(trx);
         }
       });

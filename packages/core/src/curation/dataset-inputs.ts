@@ -59,6 +59,23 @@ export function excludeFlaggedRaters(
   return { trusted, decisions };
 }
 
+/**
+ * What curation off does (it reads no text, so the candidates need not be at hand): flagged
+ * raters' comparisons out, with their decisions and counts as curateDatasetInputs gives them.
+ */
+export function withoutFlaggedRaters(
+  comparisons: readonly PairwiseComparison[],
+  flaggedRaters: ReadonlyMap<string, string | null>,
+): Omit<CuratedDatasetInputs<never>, 'candidates'> {
+  const { trusted, decisions } = excludeFlaggedRaters(comparisons, flaggedRaters);
+  const counts = { interactions: {} as Record<string, number>, feedback: {} as Record<string, number> };
+  for (const d of decisions) {
+    const by = d.subject === 'interaction' ? counts.interactions : counts.feedback;
+    by[d.filter] = (by[d.filter] ?? 0) + 1;
+  }
+  return { comparisons: trusted, decisions, counts };
+}
+
 const promptText = (messages: readonly ChatMessage[]) => messages.map(messageText).join('\n');
 
 // Row ids name their subject: an interaction and a feedback event may share a client-chosen id,
@@ -85,35 +102,24 @@ export interface CuratedDatasetInputs<C extends CandidateExample<unknown, unknow
  * (the content filters spare rated-bad answers, kept as negatives) and the text of every
  * correction about them (a correction is an example to imitate, so every filter applies, with the
  * original answer's prompt). A correction's text and its full message are both redacted. Flagged
- * raters' evidence is left out first, whether or not curation is on (`config` false). With
- * curation off no text is read, so the candidates may hold theirs as JSON text (`TextCandidate`).
+ * raters' evidence is left out first, whether or not curation is on (`config` false).
  */
-export async function curateDatasetInputs<C extends CandidateExample<unknown, unknown>>(
-  candidates: readonly C[],
-  comparisons: readonly PairwiseComparison[],
-  config: false,
-  options?: { flaggedRaters?: ReadonlyMap<string, string | null>; classifier?: SafetyClassifier },
-): Promise<CuratedDatasetInputs<C>>;
-export async function curateDatasetInputs<C extends CandidateExample>(
-  candidates: readonly C[],
-  comparisons: readonly PairwiseComparison[],
-  config: CurationConfig | false,
-  options?: { flaggedRaters?: ReadonlyMap<string, string | null>; classifier?: SafetyClassifier },
-): Promise<CuratedDatasetInputs<C>>;
 export async function curateDatasetInputs<C extends CandidateExample>(
   candidates: readonly C[],
   comparisons: readonly PairwiseComparison[],
   config: CurationConfig | false,
   options: { flaggedRaters?: ReadonlyMap<string, string | null>; classifier?: SafetyClassifier } = {},
 ): Promise<CuratedDatasetInputs<C>> {
-  const { trusted, decisions } = excludeFlaggedRaters(comparisons, options.flaggedRaters ?? new Map());
-  const counts = { interactions: {} as Record<string, number>, feedback: {} as Record<string, number> };
+  const {
+    comparisons: trusted,
+    decisions,
+    counts,
+  } = withoutFlaggedRaters(comparisons, options.flaggedRaters ?? new Map());
+  if (config === false) return { candidates: [...candidates], comparisons: trusted, decisions, counts };
   const count = (d: DatasetCurationDecision) => {
     const by = d.subject === 'interaction' ? counts.interactions : counts.feedback;
     by[d.filter] = (by[d.filter] ?? 0) + 1;
   };
-  decisions.forEach(count);
-  if (config === false) return { candidates: [...candidates], comparisons: trusted, decisions, counts };
 
   const rows: CurationRow[] = candidates.map((c) => ({
     id: interactionKey(c.interactionId),

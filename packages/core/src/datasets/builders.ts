@@ -2,8 +2,9 @@ import { z } from 'zod';
 import { correctionMessage, type PairwiseCandidate, type PairwiseComparison } from '../normalize/pairwise.js';
 import type { ChatMessage } from '../schemas/interaction.js';
 import { balanceBySegment } from './balance.js';
+import { candidateList } from './columns.js';
 import { assignSplits, SplitSpec } from './splits.js';
-import type { BuiltDataset, CandidateExample, RowLineage, Split } from './types.js';
+import type { BuiltDataset, CandidateExample, CandidateList, RowLineage, Split } from './types.js';
 
 // Rows are TRL's conversational formats, so the worker hands them to TRL as they are:
 // prompt-completion (SFT), unpaired preference (KTO), preference (DPO, reward model).
@@ -93,14 +94,45 @@ interface Draft<Row> {
   segment?: string | undefined;
 }
 
+/**
+ * What a builder reads: an array of candidates, or a `CandidateList` (a table of millions, whose
+ * candidates become objects only when a builder keeps them).
+ */
+export type Candidates<P = ChatMessage[], M = ChatMessage> =
+  | readonly CandidateExample<P, M>[]
+  | CandidateList<P, M>;
+
+function listOf<P, M>(candidates: Candidates<P, M>): CandidateList<P, M> {
+  return Array.isArray(candidates)
+    ? candidateList(candidates as readonly CandidateExample<P, M>[])
+    : (candidates as CandidateList<P, M>);
+}
+
+/** Every candidate's prompt group and time, for the split. */
+function* splitKeys(list: CandidateList<unknown, unknown>) {
+  for (let i = 0; i < list.length; i++)
+    yield { promptHash: list.promptHash(i), createdAt: list.createdAt(i) };
+}
+
+/** A draft of one candidate's row, with its lineage. */
+function draftOf<P, M, Row>(c: CandidateExample<P, M>, row: Row): Draft<Row> {
+  return {
+    row,
+    promptHash: c.promptHash,
+    interactionIds: [c.interactionId],
+    feedbackIds: c.feedbackIds,
+    segment: c.segment,
+  };
+}
+
 /** Splits by prompt group, balances segments in train, and attaches lineage. */
 function finish<Row>(
   drafts: Draft<Row>[],
-  all: readonly { promptHash: string; createdAt: number }[],
+  all: CandidateList<unknown, unknown>,
   common: { split: z.output<typeof SplitSpec>; maxSegmentShare: number },
   stats: Record<string, number>,
 ): BuiltDataset<Row> {
-  const splits = assignSplits(all, common.split);
+  const splits = assignSplits(splitKeys(all), common.split);
   const trainDrafts: Draft<Row>[] = [];
   const testDrafts: Draft<Row>[] = [];
   let lastHash: string | undefined;
@@ -148,44 +180,50 @@ function distinct(ids: string[]): string[] {
   return set.size === ids.length ? ids : [...set];
 }
 
-function byInteraction<C extends { interactionId: string }>(candidates: readonly C[]): Map<string, C> {
-  return new Map(candidates.map((c) => [c.interactionId, c]));
+/** Each interaction's position in the list (the last, should one repeat). */
+function byInteraction(list: CandidateList<unknown, unknown>): Map<string, number> {
+  const index = new Map<string, number>();
+  for (let i = 0; i < list.length; i++) index.set(list.interactionId(i), i);
+  return index;
 }
 
 /** Corrections as (original, corrected text) from the pairwise evidence. */
-function corrections<C extends CandidateExample<unknown, unknown>>(
-  comparisons: readonly PairwiseComparison[],
-  candidates: readonly C[],
-) {
+function corrections<P, M>(comparisons: readonly PairwiseComparison[], list: CandidateList<P, M>) {
   // Indexing a million candidates costs more than the rest of a build: only with corrections.
   if (!comparisons.some((c) => c.winner.type === 'correction')) return [];
-  const index = byInteraction(candidates);
+  const index = byInteraction(list);
   return comparisons.flatMap((c) => {
     if (c.winner.type !== 'correction') return [];
-    const original = index.get(c.winner.interactionId);
-    return original
-      ? [{ original, message: correctionMessage(c.winner), feedbackId: c.feedbackId, weight: c.weight }]
+    const at = index.get(c.winner.interactionId);
+    return at !== undefined
+      ? [
+          {
+            original: list.at(at),
+            message: correctionMessage(c.winner),
+            feedbackId: c.feedbackId,
+            weight: c.weight,
+          },
+        ]
       : [];
   });
 }
 
 export function buildSftDataset<P = ChatMessage[], M = ChatMessage>(
-  candidates: readonly CandidateExample<P, M>[],
+  candidates: Candidates<P, M>,
   comparisons: readonly PairwiseComparison[],
   spec: SftSpec = {},
 ): BuiltDataset<SftRow<P, M>> {
   const s = SftSpec.parse(spec);
-  const drafts: Draft<SftRow<P, M>>[] = candidates
-    .filter((c) => c.reward !== null && c.reward >= s.minReward && (c.lower ?? c.reward) >= s.minLower)
-    .filter((c) => !s.fromModels || (c.model !== undefined && s.fromModels.includes(c.model)))
-    .map((c) => ({
-      row: { prompt: c.prompt, completion: [c.completion] },
-      promptHash: c.promptHash,
-      interactionIds: [c.interactionId],
-      feedbackIds: c.feedbackIds,
-      segment: c.segment,
-    }));
-  const fromCorrections = s.includeCorrections ? corrections(comparisons, candidates) : [];
+  const list = listOf(candidates);
+  const drafts: Draft<SftRow<P, M>>[] = [];
+  for (let i = 0; i < list.length; i++) {
+    const reward = list.reward(i);
+    if (!(reward !== null && reward >= s.minReward && (list.lower(i) ?? reward) >= s.minLower)) continue;
+    const c = list.at(i);
+    if (s.fromModels && !(c.model !== undefined && s.fromModels.includes(c.model))) continue;
+    drafts.push(draftOf(c, { prompt: c.prompt, completion: [c.completion] }));
+  }
+  const fromCorrections = s.includeCorrections ? corrections(comparisons, list) : [];
   for (const k of fromCorrections) {
     drafts.push({
       row: { prompt: k.original.prompt, completion: [k.message] },
@@ -197,7 +235,7 @@ export function buildSftDataset<P = ChatMessage[], M = ChatMessage>(
   }
   // Splits over every candidate, as the round's other datasets are split (no prompt is test in
   // one and train in another).
-  return finish(drafts, candidates, s, {
+  return finish(drafts, list, s, {
     top_rated: drafts.length - fromCorrections.length,
     corrections: fromCorrections.length,
   });
@@ -208,23 +246,29 @@ export function buildSftDataset<P = ChatMessage[], M = ChatMessage>(
  * undesirable_weight * n_undesirable in [1, 4/3]; the stats carry weights that make it 1.
  */
 export function buildKtoDataset<P = ChatMessage[], M = ChatMessage>(
-  candidates: readonly CandidateExample<P, M>[],
+  candidates: Candidates<P, M>,
   comparisons: readonly PairwiseComparison[],
   spec: KtoSpec = {},
 ): BuiltDataset<KtoRow<P, M>> {
   const s = KtoSpec.parse(spec);
-  const confident = (c: CandidateExample<P, M>) =>
-    c.reward !== null &&
-    Math.abs(c.reward) >= s.margin &&
-    (!s.requireConfidentSign || c.lower === null || c.upper === null || c.lower > 0 || c.upper < 0);
-  const drafts: Draft<KtoRow<P, M>>[] = candidates.filter(confident).map((c) => ({
-    row: { prompt: c.prompt, completion: [c.completion], label: c.reward! > 0 },
-    promptHash: c.promptHash,
-    interactionIds: [c.interactionId],
-    feedbackIds: c.feedbackIds,
-    segment: c.segment,
-  }));
-  const fromCorrections = s.includeCorrections ? corrections(comparisons, candidates) : [];
+  const list = listOf(candidates);
+  const confident = (i: number) => {
+    const reward = list.reward(i);
+    const lower = list.lower(i);
+    const upper = list.upper(i);
+    return (
+      reward !== null &&
+      Math.abs(reward) >= s.margin &&
+      (!s.requireConfidentSign || lower === null || upper === null || lower > 0 || upper < 0)
+    );
+  };
+  const drafts: Draft<KtoRow<P, M>>[] = [];
+  for (let i = 0; i < list.length; i++) {
+    if (!confident(i)) continue;
+    const c = list.at(i);
+    drafts.push(draftOf(c, { prompt: c.prompt, completion: [c.completion], label: c.reward! > 0 }));
+  }
+  const fromCorrections = s.includeCorrections ? corrections(comparisons, list) : [];
   const seen = new Set(fromCorrections.length ? drafts.map((d) => d.interactionIds[0]) : []);
   for (const k of fromCorrections) {
     drafts.push({
@@ -246,7 +290,7 @@ export function buildKtoDataset<P = ChatMessage[], M = ChatMessage>(
       });
     }
   }
-  const built = finish(drafts, candidates, s, {});
+  const built = finish(drafts, list, s, {});
   const desirable = built.rows.filter((r) => r.label).length;
   const undesirable = built.rows.length - desirable;
   built.stats.desirable = desirable;
@@ -260,11 +304,12 @@ export function buildKtoDataset<P = ChatMessage[], M = ChatMessage>(
 
 function textOf<P, M>(
   candidate: PairwiseCandidate,
-  index: Map<string, CandidateExample<P, M>>,
+  list: CandidateList<P, M>,
+  index: Map<string, number>,
 ): M | ChatMessage | undefined {
-  return candidate.type === 'correction'
-    ? correctionMessage(candidate)
-    : index.get(candidate.interactionId)?.completion;
+  if (candidate.type === 'correction') return correctionMessage(candidate);
+  const at = index.get(candidate.interactionId);
+  return at === undefined ? undefined : list.at(at).completion;
 }
 
 interface Pair<P, M> {
@@ -278,28 +323,32 @@ interface Pair<P, M> {
 
 /** Pairs for one prompt: by calibrated margin, corrections over originals, explicit preferences. */
 function preferencePairs<P, M>(
-  candidates: readonly CandidateExample<P, M>[],
+  list: CandidateList<P, M>,
   comparisons: readonly PairwiseComparison[],
   s: z.output<typeof DpoSpec>,
 ) {
   const pairs: Pair<P, M>[] = [];
   let crossPrompt = 0;
-  const groups = new Map<string, CandidateExample<P, M>[]>();
-  for (const c of candidates) {
-    if (c.reward === null) continue;
-    const group = groups.get(c.promptHash);
-    if (group) group.push(c);
-    else groups.set(c.promptHash, [c]);
+  // Positions, not candidates: a pair's two candidates become objects only once it is kept.
+  const groups = new Map<string, number[]>();
+  for (let i = 0; i < list.length; i++) {
+    if (list.reward(i) === null) continue;
+    const hash = list.promptHash(i);
+    const group = groups.get(hash);
+    if (group) group.push(i);
+    else groups.set(hash, [i]);
   }
   for (const group of groups.values()) {
     const sorted = group.sort(
-      (a, b) => b.reward! - a.reward! || (a.interactionId < b.interactionId ? -1 : 1),
+      (a, b) => list.reward(b)! - list.reward(a)! || (list.interactionId(a) < list.interactionId(b) ? -1 : 1),
     );
     for (let i = 0; i < Math.min(s.maxPairsPerPrompt, Math.floor(sorted.length / 2)); i++) {
-      const best = sorted[i]!;
-      const worst = sorted[sorted.length - 1 - i]!;
-      const margin = best.reward! - worst.reward!;
+      const b = sorted[i]!;
+      const w = sorted[sorted.length - 1 - i]!;
+      const margin = list.reward(b)! - list.reward(w)!;
       if (margin < s.minMargin) break;
+      const best = list.at(b);
+      const worst = list.at(w);
       pairs.push({
         chosen: best.completion,
         rejected: worst.completion,
@@ -310,16 +359,17 @@ function preferencePairs<P, M>(
       });
     }
   }
-  const index = comparisons.length ? byInteraction(candidates) : new Map<string, CandidateExample<P, M>>();
+  const index = comparisons.length ? byInteraction(list) : new Map<string, number>();
   for (const c of comparisons) {
     if (c.tie) continue;
     if (c.source === 'correction' ? !s.includeCorrections : !s.includePreferences) continue;
-    const winnerAnchor = index.get(c.winner.interactionId);
-    const loserAnchor = index.get(c.loser.interactionId);
-    const chosen = textOf(c.winner, index);
-    const rejected = textOf(c.loser, index);
-    if (!winnerAnchor || !loserAnchor || !chosen || !rejected) continue;
-    if (winnerAnchor.promptHash !== loserAnchor.promptHash) {
+    const winnerAt = index.get(c.winner.interactionId);
+    const loserAt = index.get(c.loser.interactionId);
+    const chosen = textOf(c.winner, list, index);
+    const rejected = textOf(c.loser, list, index);
+    if (winnerAt === undefined || loserAt === undefined || !chosen || !rejected) continue;
+    const loserAnchor = list.at(loserAt);
+    if (list.promptHash(winnerAt) !== loserAnchor.promptHash) {
       crossPrompt++;
       continue;
     }
@@ -337,12 +387,13 @@ function preferencePairs<P, M>(
 }
 
 export function buildDpoDataset<P = ChatMessage[], M = ChatMessage>(
-  candidates: readonly CandidateExample<P, M>[],
+  candidates: Candidates<P, M>,
   comparisons: readonly PairwiseComparison[],
   spec: DpoSpec = {},
 ): BuiltDataset<PreferenceRow<P, M>> {
   const s = DpoSpec.parse(spec);
-  const { pairs, crossPrompt } = preferencePairs(candidates, comparisons, s);
+  const list = listOf(candidates);
+  const { pairs, crossPrompt } = preferencePairs(list, comparisons, s);
   const drafts = pairs.map((p) => ({
     row: { prompt: p.prompt.prompt, chosen: [p.chosen], rejected: [p.rejected] },
     promptHash: p.prompt.promptHash,
@@ -350,17 +401,18 @@ export function buildDpoDataset<P = ChatMessage[], M = ChatMessage>(
     feedbackIds: p.feedbackIds,
     segment: p.prompt.segment,
   }));
-  return finish(drafts, candidates, s, { pairs: pairs.length, skipped_cross_prompt: crossPrompt });
+  return finish(drafts, list, s, { pairs: pairs.length, skipped_cross_prompt: crossPrompt });
 }
 
 /** Reward-model data: the same pairs as DPO, with the margin for margin-aware losses. */
 export function buildRewardDataset<P = ChatMessage[], M = ChatMessage>(
-  candidates: readonly CandidateExample<P, M>[],
+  candidates: Candidates<P, M>,
   comparisons: readonly PairwiseComparison[],
   spec: DpoSpec = {},
 ): BuiltDataset<RewardRow<P, M>> {
   const s = DpoSpec.parse(spec);
-  const { pairs, crossPrompt } = preferencePairs(candidates, comparisons, s);
+  const list = listOf(candidates);
+  const { pairs, crossPrompt } = preferencePairs(list, comparisons, s);
   const drafts = pairs.map((p) => ({
     row: { prompt: p.prompt.prompt, chosen: [p.chosen], rejected: [p.rejected], margin: p.margin },
     promptHash: p.prompt.promptHash,
@@ -368,37 +420,36 @@ export function buildRewardDataset<P = ChatMessage[], M = ChatMessage>(
     feedbackIds: p.feedbackIds,
     segment: p.prompt.segment,
   }));
-  return finish(drafts, candidates, s, { pairs: pairs.length, skipped_cross_prompt: crossPrompt });
+  return finish(drafts, list, s, { pairs: pairs.length, skipped_cross_prompt: crossPrompt });
 }
 
 /** Every rated answer with its calibrated reward and a trust weight, for rating-weighted SFT. */
 export function buildRwsftDataset<P = ChatMessage[], M = ChatMessage>(
-  candidates: readonly CandidateExample<P, M>[],
+  candidates: Candidates<P, M>,
   comparisons: readonly PairwiseComparison[],
   spec: RwsftSpec = {},
 ): BuiltDataset<RwsftRow<P, M>> {
   const s = RwsftSpec.parse(spec);
-  const drafts: Draft<RwsftRow<P, M>>[] = candidates
-    .filter((c) => c.reward !== null && Math.abs(c.reward) >= s.minAbsReward)
-    .map((c) => {
-      // Wide intervals mean little evidence: shrink the weight with the interval's width.
-      const width = c.lower !== null && c.upper !== null ? Math.min(2, c.upper - c.lower) : 1;
-      return {
-        row: {
-          prompt: c.prompt,
-          completion: [c.completion],
-          // The worker takes rewards in [-1, 1]; a posterior mean can land just outside.
-          reward: Math.max(-1, Math.min(1, c.reward!)),
-          weight: c.weight * (1 - width / 4),
-        },
-        promptHash: c.promptHash,
-        interactionIds: [c.interactionId],
-        feedbackIds: c.feedbackIds,
-        segment: c.segment,
-      };
-    });
+  const list = listOf(candidates);
+  const drafts: Draft<RwsftRow<P, M>>[] = [];
+  for (let i = 0; i < list.length; i++) {
+    const reward = list.reward(i);
+    if (!(reward !== null && Math.abs(reward) >= s.minAbsReward)) continue;
+    const c = list.at(i);
+    // Wide intervals mean little evidence: shrink the weight with the interval's width.
+    const width = c.lower !== null && c.upper !== null ? Math.min(2, c.upper - c.lower) : 1;
+    drafts.push(
+      draftOf(c, {
+        prompt: c.prompt,
+        completion: [c.completion],
+        // The worker takes rewards in [-1, 1]; a posterior mean can land just outside.
+        reward: Math.max(-1, Math.min(1, c.reward!)),
+        weight: c.weight * (1 - width / 4),
+      }),
+    );
+  }
   if (s.includeCorrections) {
-    for (const k of corrections(comparisons, candidates)) {
+    for (const k of corrections(comparisons, list)) {
       drafts.push({
         row: {
           prompt: k.original.prompt,
@@ -413,5 +464,5 @@ export function buildRwsftDataset<P = ChatMessage[], M = ChatMessage>(
       });
     }
   }
-  return finish(drafts, candidates, s, {});
+  return finish(drafts, list, s, {});
 }

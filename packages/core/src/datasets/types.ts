@@ -67,3 +67,21 @@ export interface BuiltDataset<Row> {
  * `JSON.stringify` writes of the row with the messages parsed.
  */
 export type TextCandidate = CandidateExample<string, string>;
+
+/**
+ * The candidates a builder reads: an array (`candidateList`) or a table that makes each
+ * candidate when asked (`CandidateColumns`). Builders filter and group on the accessors and call
+ * `at` only for the candidates they keep, so a table of millions never becomes millions of
+ * objects at once.
+ */
+export interface CandidateList<Prompt = ChatMessage[], Completion = ChatMessage> {
+  readonly length: number;
+  /** The i-th candidate (a table makes a new object on each call). */
+  at(i: number): CandidateExample<Prompt, Completion>;
+  interactionId(i: number): string;
+  promptHash(i: number): string;
+  reward(i: number): number | null;
+  lower(i: number): number | null;
+  upper(i: number): number | null;
+  createdAt(i: number): number;
+}
