@@ -137,6 +137,9 @@ for (const target of testDatabases()) {
       const odd = (await store.projects.create('texts')).id;
       const messages = [
         { role: 'system', content: 'Tabs\tand "quotes", é, 😀, \u2028, </script>\u0001' },
+        // An escaped quote, then ': ' and ', ', all inside a string.
+        { role: 'assistant', content: 'a quote " : then , spaces  and a backslash \\' },
+        { role: 'user', content: [{ type: 'text', text: 'no number here' }], flag: true, none: null },
         {
           role: 'user',
           content: [
@@ -148,6 +151,7 @@ for (const target of testDatabases()) {
           b: { nested: { deeper: 'ünïcödé' } },
         },
       ];
+      const plain = [messages[2]!, { role: 'user', content: 'x" : , ' }];
       await store.interactions.insert(odd, [
         parseInput(InteractionInput, {
           id: 'odd-1',
@@ -155,7 +159,14 @@ for (const target of testDatabases()) {
           messages,
           output: { role: 'assistant', content: null, tool_calls: [{ id: 't', arguments: '{"a": 1.0}' }] },
         }),
-        parseInput(InteractionInput, { id: 'odd-2', model: 'm', messages, output: 'plain' }),
+        // No number in it: PostgreSQL's text is read without parsing it (the fast path), up to a
+        // last string whose escaped quote, taken for its end, would leave ' : , ' outside it.
+        parseInput(InteractionInput, {
+          id: 'odd-2',
+          model: 'm',
+          messages: plain,
+          output: 'plain',
+        }),
       ]);
       await store.calibration.save(odd, {}, {}, [], rewardColumns(['odd-1', 'odd-2'], 0.5));
       for await (const page of store.datasets.ratedInteractionTexts(odd)) texts.push(...page);
@@ -167,7 +178,8 @@ for (const target of testDatabases()) {
       expect(texts.map((t) => t.outputJson)).toEqual(parsed.map((p) => JSON.stringify(p.output)));
       const rest = ({ messages, output, messagesJson, outputJson, ...r }: Record<string, unknown>) => r;
       expect(texts.map(rest)).toEqual(parsed.map(rest));
-      expect(JSON.parse(texts.at(-1)!.messagesJson as string)).toEqual(messages);
+      expect(JSON.parse(texts.at(-2)!.messagesJson as string)).toEqual(messages);
+      expect(JSON.parse(texts.at(-1)!.messagesJson as string)).toEqual(plain);
     });
 
     it('a reader that stops early ends its read: more early stops than the pool has connections, then a full read', async () => {

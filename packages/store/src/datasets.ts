@@ -55,6 +55,38 @@ type RatedRow<M, T> = Omit<RatedInteraction, 'messages' | 'output' | 'tags'> & {
 /** The text JSON.stringify writes of a JSON value given as any valid JSON text of it. */
 const canonicalJson = (text: string) => JSON.stringify(JSON.parse(text));
 
+/**
+ * canonicalJson of jsonb's text, mostly without parsing it. jsonb writes no duplicate keys, its
+ * keys in the order JSON.parse then keeps, strings escaped as JSON.stringify escapes them (the
+ * same short escapes, other control characters as lower-case \u00xx, everything else as is) and,
+ * outside strings, ", " and ": " where JSON.stringify writes no space: dropping those spaces
+ * gives JSON.stringify's text. Numbers may be written otherwise (1.0, 1e+21): a text with a
+ * number, or anything else unexpected outside its strings, is parsed and written again.
+ */
+function canonicalJsonb(text: string): string {
+  let out = '';
+  let from = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 34) {
+      // A string: to its closing quote, past escaped characters.
+      for (i++; i < text.length; i++) {
+        const d = text.charCodeAt(i);
+        if (d === 92) i++;
+        else if (d === 34) break;
+      }
+    } else if (c === 32) {
+      out += text.slice(from, i);
+      from = i + 1;
+    } else if (!jsonbPunctuation[c]) return canonicalJson(text);
+  }
+  return from === 0 ? text : out + text.slice(from);
+}
+
+/** What jsonb writes outside strings, numbers aside: { } [ ] : , and the letters of true, false, null. */
+const jsonbPunctuation = new Uint8Array(128);
+for (const ch of '{}[]:,truefalsn') jsonbPunctuation[ch.charCodeAt(0)] = 1;
+
 /** Rows per FETCH from the PostgreSQL cursor: one page the reader holds at a time. */
 const CURSOR_FETCH = 1000;
 /** Dataset members per PostgreSQL insert (two array parameters, whatever the count). */
@@ -116,25 +148,39 @@ export class DatasetRepository {
     };
     const noTags: string[] = [];
     if (this.sqlite) {
-      yield* this.ratedInteractionsSqlite(this.sqlite, projectId, ({ messages, output, ...r }) => ({
-        ...r,
-        messagesJson: canonicalJson(messages),
-        outputJson: canonicalJson(output),
+      yield* this.ratedInteractionsSqlite(this.sqlite, projectId, (r) => ({
+        interactionId: r.interactionId,
+        promptHash: r.promptHash,
+        messagesJson: canonicalJson(r.messages),
+        outputJson: canonicalJson(r.output),
         model: model(r.model),
         tags: r.tags === '[]' ? noTags : JSON.parse(r.tags),
+        createdAt: r.createdAt,
+        reward: r.reward,
+        lower: r.lower,
+        upper: r.upper,
+        n: r.n,
+        feedbackIds: r.feedbackIds,
       }));
       return;
     }
     // jsonb's text is not JSON.stringify's (spaces after ':' and ',', numbers as written): the
-    // driver reads it as a string and canonicalJson writes it as JSON.stringify would.
-    yield* this.ratedInteractionsPostgres(projectId, true, ({ messages, output, ...r }) => {
+    // driver reads it as a string and canonicalJsonb writes it as JSON.stringify would.
+    yield* this.ratedInteractionsPostgres(projectId, true, (r) => {
       const tags = decodeJson<string[]>(this.dialect, r.tags);
       return {
-        ...r,
-        messagesJson: canonicalJson(messages as string),
-        outputJson: canonicalJson(output as string),
+        interactionId: r.interactionId,
+        promptHash: r.promptHash,
+        messagesJson: canonicalJsonb(r.messages as string),
+        outputJson: canonicalJsonb(r.output as string),
         model: model(r.model),
         tags: tags.length === 0 ? noTags : tags,
+        createdAt: r.createdAt,
+        reward: r.reward,
+        lower: r.lower,
+        upper: r.upper,
+        n: r.n,
+        feedbackIds: r.feedbackIds,
       };
     });
   }
