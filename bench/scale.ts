@@ -433,9 +433,14 @@ export async function calibrationStep(
   limits: { seconds: number; mib: number },
 ): Promise<CalibrationStep | Stopped> {
   const started = performance.now();
+  // The build holds every rated interaction's columns and one version's rows at once: at 10M
+  // calls about 5 GiB of heap at its peak (a synthetic 8M-answer build: 6,154 MiB resident),
+  // past V8's default limit here (4 GiB, where it ran out of memory); a loop process building at
+  // that scale needs the same (NODE_OPTIONS).
+  const heap = step === 'build' ? ['--max-old-space-size=6144'] : [];
   const child = spawn(
     process.execPath,
-    [...tsNode, join(repoDir, 'bench/procs/calibrate-build.ts'), step, url, projectId, dataDir],
+    [...heap, ...tsNode, join(repoDir, 'bench/procs/calibrate-build.ts'), step, url, projectId, dataDir],
     { cwd: repoDir, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RATCHET_DATA_DIR: undefined } },
   );
   let stdout = '';

@@ -15,7 +15,7 @@ import {
   buildRwsftDataset,
   buildSftDataset,
 } from './datasets/builders.js';
-import type { BuiltDataset, CandidateExample } from './datasets/types.js';
+import type { BuiltDataset, CandidateExample, CandidateList } from './datasets/types.js';
 import type { PairwiseComparison } from './normalize/pairwise.js';
 
 type Row = Record<string, unknown>;
@@ -68,8 +68,9 @@ export type RowFormatName = keyof typeof rowFormats;
 
 export interface DatasetBuilder {
   format: RowFormatName;
-  build: (
-    candidates: CandidateExample[],
+  /** Over parsed candidates, or over `TextCandidate`s (texts as JSON text, rows for `rowJson`). */
+  build: <P, M>(
+    candidates: CandidateExample<P, M>[] | CandidateList<P, M>,
     comparisons: readonly PairwiseComparison[],
     options: Record<string, unknown>,
   ) => BuiltDataset<unknown>;

@@ -5,9 +5,15 @@ import { dirname, join, resolve } from 'node:path';
 import {
   AugmentSpec,
   type BuiltDataset,
+  CandidateColumns,
   type CandidateExample,
+  type CandidateList,
+  type CandidateView,
+  type ChatMessage,
+  type CuratedDatasetInputs,
   CurationConfig,
   curateDatasetInputs,
+  type DatasetBuilder,
   datasetBuilders,
   datasetMethods,
   excludeFlaggedRaters,
@@ -19,7 +25,9 @@ import {
   parseInput,
   RatchetError,
   type RowLineage,
+  rowJson,
   Tag,
+  withoutFlaggedRaters,
 } from '@ratchet/core';
 import type { DatasetVersion, Store } from '@ratchet/store';
 import { z } from 'zod';
@@ -65,7 +73,12 @@ export type DatasetBuildSpec = z.input<typeof DatasetBuildSpec>;
 /** What dataset builds read from the store; load once to build several versions from it. */
 export interface DatasetInputs {
   calibrationId: string;
-  candidates: (CandidateExample & { tags: string[] })[];
+  /**
+   * Every rated interaction (and every one only pairwise evidence speaks about) as columns, texts
+   * as JSON text: at 10 million calls candidate objects with parsed conversations would not fit
+   * in memory, and a build that reads no text (curation off) parses none.
+   */
+  candidates: CandidateColumns;
   /** Every current correction, preference and ranking; builds leave out the flagged raters'. */
   comparisons: PairwiseComparison[];
   /** Raters the calibration flagged (id -> reason): their pairwise evidence trains nothing. */
@@ -80,14 +93,16 @@ export async function loadDatasetInputs(store: Store, projectId: string): Promis
       'conflict',
       "no calibration yet: calibrate the project's ratings first (ratchet raters calibrate)",
     );
-  const candidates: DatasetInputs['candidates'] = [];
-  for await (const page of store.datasets.ratedInteractions(projectId)) {
+  const candidates = new CandidateColumns();
+  const shared = promptSharer();
+  for await (const page of store.datasets.ratedInteractionTexts(projectId)) {
     for (const r of page) {
+      const prompt = shared(r.promptHash, r.messagesJson);
       candidates.push({
         interactionId: r.interactionId,
-        promptHash: r.promptHash,
-        prompt: r.messages,
-        completion: r.output,
+        promptHash: prompt.hash,
+        prompt: prompt.text,
+        completion: r.outputJson,
         model: r.model,
         reward: r.reward,
         lower: r.lower,
@@ -106,7 +121,9 @@ export async function loadDatasetInputs(store: Store, projectId: string): Promis
   // flagged rater speaks about them: that evidence is left out of every build).
   // (A set of every candidate only when there is pairwise evidence: a million ids otherwise.)
   const { trusted } = excludeFlaggedRaters(comparisons, flaggedRaters);
-  const known = new Set(trusted.length ? candidates.map((c) => c.interactionId) : []);
+  const known = new Set(
+    trusted.length ? Array.from({ length: candidates.length }, (_, i) => candidates.interactionId(i)) : [],
+  );
   const missing = [
     ...new Set(trusted.flatMap((c) => [c.winner.interactionId, c.loser.interactionId])),
   ].filter((id) => !known.has(id));
@@ -114,8 +131,8 @@ export async function loadDatasetInputs(store: Store, projectId: string): Promis
     candidates.push({
       interactionId: i.id,
       promptHash: i.promptHash,
-      prompt: i.messages,
-      completion: i.output,
+      prompt: JSON.stringify(i.messages),
+      completion: JSON.stringify(i.output),
       model: i.model,
       reward: null,
       lower: null,
@@ -130,6 +147,43 @@ export async function loadDatasetInputs(store: Store, projectId: string): Promis
   return { calibrationId: calibration.id, candidates, comparisons, flaggedRaters };
 }
 
+/**
+ * Answers to one prompt share one copy of its hash and its text: a build holds a popular prompt
+ * once rather than once per answer (50,000 prompts for a million answers in the scale bench).
+ * Only while the answers' text is the text remembered for the hash (it always is, the hash is of
+ * the messages; a different text keeps its own). At most `limit` prompts are remembered; then
+ * it starts again, so a history of distinct prompts costs a bounded map, not one entry each.
+ */
+function promptSharer(limit = 100_000) {
+  let seen = new Map<string, { hash: string; text: string }>();
+  return (hash: string, text: string): { hash: string; text: string } => {
+    const known = seen.get(hash);
+    if (known !== undefined) return known.text === text ? known : { hash: known.hash, text };
+    if (seen.size >= limit) seen = new Map();
+    const entry = { hash, text };
+    seen.set(hash, entry);
+    return entry;
+  };
+}
+
+/**
+ * The candidates with their texts parsed, for what reads them (curation, prompt grouping,
+ * augmentation). Answers to one prompt that follow each other share its parsed messages
+ * (read-only: curation makes new messages where it changes them).
+ */
+function parsedCandidates(candidates: CandidateView): ParsedCandidate[] {
+  let lastText = '';
+  let lastPrompt: ChatMessage[] = [];
+  return Array.from({ length: candidates.length }, (_, i) => {
+    const c = candidates.at(i);
+    if (c.prompt !== lastText) {
+      lastPrompt = JSON.parse(c.prompt);
+      lastText = c.prompt;
+    }
+    return { ...c, prompt: lastPrompt, completion: JSON.parse(c.completion) as ChatMessage };
+  });
+}
+
 /** Gives answers to near-identical prompts one prompt group (the group's first prompt hash). */
 export function groupSimilarPrompts<C extends CandidateExample>(candidates: C[], threshold: number): C[] {
   const text = (c: C) =>
@@ -141,17 +195,6 @@ export function groupSimilarPrompts<C extends CandidateExample>(candidates: C[],
   return candidates.map((c, i) => {
     const lead = candidates[representative[i]!]!;
     return lead.promptHash === c.promptHash ? c : { ...c, promptHash: lead.promptHash };
-  });
-}
-
-function withSegments(
-  candidates: DatasetInputs['candidates'],
-  prefix: string | undefined,
-): CandidateExample[] {
-  if (prefix === undefined) return candidates;
-  return candidates.map((c) => {
-    const segment = c.tags.find((t) => t.startsWith(prefix));
-    return segment === undefined ? c : { ...c, segment };
   });
 }
 
@@ -187,7 +230,12 @@ export function lineageCounts(lineage: readonly RowLineage[]): {
  * Writes rows as JSON lines in ~1 MB chunks; returns the file's sha256 when `hashed` (the rows'
  * content hash; lineage files are as large and need none).
  */
-async function writeJsonl(path: string, rows: readonly unknown[], hashed = false): Promise<string> {
+async function writeJsonl(
+  path: string,
+  rows: readonly unknown[],
+  hashed = false,
+  line: (row: never) => string = JSON.stringify,
+): Promise<string> {
   const hash = hashed ? createHash('sha256') : null;
   const out = createWriteStream(path);
   const flush = async (chunk: string) => {
@@ -196,7 +244,7 @@ async function writeJsonl(path: string, rows: readonly unknown[], hashed = false
   };
   let chunk = '';
   for (const row of rows) {
-    chunk += `${JSON.stringify(row)}\n`;
+    chunk += `${line(row as never)}\n`;
     if (chunk.length >= 1 << 20) {
       await flush(chunk);
       chunk = '';
@@ -205,6 +253,99 @@ async function writeJsonl(path: string, rows: readonly unknown[], hashed = false
   if (chunk) await flush(chunk);
   await new Promise<void>((res, rej) => out.end((err?: Error) => (err ? rej(err) : res())));
   return hash?.digest('hex') ?? '';
+}
+
+type ParsedCandidate = CandidateExample & { tags: string[] };
+
+interface Built {
+  built: BuiltDataset<unknown>;
+  /** Curation's drops and changes, and their counts (flagged raters' evidence only, when off). */
+  curated: Omit<CuratedDatasetInputs<never>, 'comparisons' | 'candidates'>;
+  /** Candidates the build started from (after prompt grouping), and those curation kept. */
+  candidates: number;
+  kept: number;
+  augmentation?: AugmentationSummary;
+}
+
+/** Curation off, no grouping, no augmentation: the builder over the columns, nothing parsed. */
+function buildFromText(
+  spec: z.output<typeof DatasetBuildSpec>,
+  candidates: CandidateView,
+  inputs: DatasetInputs,
+  options: BuildDatasetOptions,
+): Built {
+  options.onProgress?.('candidates', {
+    candidates: candidates.length,
+    comparisons: inputs.comparisons.length,
+  });
+  // Flagged raters' corrections and preferences out, as curateDatasetInputs does with curation off.
+  const { comparisons, decisions, counts } = withoutFlaggedRaters(inputs.comparisons, inputs.flaggedRaters);
+  options.onProgress?.('curate', { kept: candidates.length });
+  const built = runBuilder(spec, candidates, comparisons);
+  return { built, curated: { decisions, counts }, candidates: candidates.length, kept: candidates.length };
+}
+
+/** What reads the texts (curation, prompt grouping, augmentation), over parsed candidates. */
+async function buildFromParsed(
+  spec: z.output<typeof DatasetBuildSpec>,
+  segmented: ParsedCandidate[],
+  inputs: DatasetInputs,
+  options: BuildDatasetOptions,
+): Promise<Built> {
+  const candidates =
+    spec.groupSimilarPrompts === undefined
+      ? segmented
+      : groupSimilarPrompts(segmented, spec.groupSimilarPrompts);
+  const { comparisons } = inputs;
+  options.onProgress?.('candidates', { candidates: candidates.length, comparisons: comparisons.length });
+  // Interactions and the corrections about them through the same filters; flagged raters'
+  // corrections and preferences out, with curation on or off.
+  const curated = await curateDatasetInputs(candidates, comparisons, spec.curation, {
+    flaggedRaters: inputs.flaggedRaters,
+  });
+  const kept = curated.candidates;
+  options.onProgress?.('curate', { kept: kept.length });
+  let built = runBuilder(spec, kept, curated.comparisons);
+  let augmentation: AugmentationSummary | undefined;
+  if (spec.augment) {
+    if (spec.augment.by === 'segment' && spec.segmentTagPrefix === undefined)
+      throw new RatchetError(
+        'invalid_request',
+        'augment.by: segment needs segmentTagPrefix (or augment by prompt)',
+        'augment.by',
+      );
+    const segments = new Map(kept.map((c) => [c.interactionId, c.segment]));
+    ({ built, summary: augmentation } = await augmentBuiltDataset(built, spec.augment, (id) =>
+      segments.get(id),
+    ));
+  }
+  return {
+    built,
+    curated,
+    candidates: candidates.length,
+    kept: kept.length,
+    ...(augmentation ? { augmentation } : {}),
+  };
+}
+
+/** The method's builder; its options' errors as a 400 naming the option. */
+function runBuilder<P, M>(
+  spec: z.output<typeof DatasetBuildSpec>,
+  candidates: CandidateExample<P, M>[] | CandidateList<P, M>,
+  comparisons: readonly PairwiseComparison[],
+): BuiltDataset<unknown> {
+  const builder: DatasetBuilder = datasetBuilders[spec.method];
+  try {
+    return builder.build(candidates, comparisons, spec.options);
+  } catch (err) {
+    if (err instanceof z.ZodError)
+      throw new RatchetError(
+        'invalid_request',
+        `options: ${err.issues[0]?.path.join('.')}: ${err.issues[0]?.message}`,
+        'options',
+      );
+    throw err;
+  }
 }
 
 export interface BuildDatasetOptions {
@@ -229,52 +370,26 @@ export async function buildDatasetVersion(
   const spec = parseInput(DatasetBuildSpec, specInput);
   const inputs = options.inputs ?? (await loadDatasetInputs(store, projectId));
   const tag = spec.segment?.tag;
-  const ofSegment =
-    tag === undefined ? inputs.candidates : inputs.candidates.filter((c) => c.tags.includes(tag));
-  const segmented = withSegments(ofSegment, spec.segmentTagPrefix);
-  const candidates =
-    spec.groupSimilarPrompts === undefined
-      ? segmented
-      : groupSimilarPrompts(segmented, spec.groupSimilarPrompts);
+  const every = inputs.candidates.all();
+  const ofSegment = tag === undefined ? every : every.select((i: number) => every.tags(i).includes(tag));
+  // Each candidate's segment for balancing: its first tag with the prefix.
+  const segmented =
+    spec.segmentTagPrefix === undefined ? ofSegment : ofSegment.withSegments(spec.segmentTagPrefix);
   const { comparisons } = inputs;
-  options.onProgress?.('candidates', { candidates: candidates.length, comparisons: comparisons.length });
-  // Interactions and the corrections about them through the same filters; flagged raters'
-  // corrections and preferences out, with curation on or off.
-  const curated = await curateDatasetInputs(candidates, comparisons, spec.curation, {
-    flaggedRaters: inputs.flaggedRaters,
-  });
-  const kept = curated.candidates;
-  options.onProgress?.('curate', { kept: kept.length });
-  let built: BuiltDataset<unknown>;
-  try {
-    built = datasetBuilders[spec.method].build(kept, curated.comparisons, spec.options);
-  } catch (err) {
-    if (err instanceof z.ZodError)
-      throw new RatchetError(
-        'invalid_request',
-        `options: ${err.issues[0]?.path.join('.')}: ${err.issues[0]?.message}`,
-        'options',
-      );
-    throw err;
-  }
-  let augmentation: AugmentationSummary | undefined;
-  if (spec.augment) {
-    if (spec.augment.by === 'segment' && spec.segmentTagPrefix === undefined)
-      throw new RatchetError(
-        'invalid_request',
-        'augment.by: segment needs segmentTagPrefix (or augment by prompt)',
-        'augment.by',
-      );
-    const segments = new Map(kept.map((c) => [c.interactionId, c.segment]));
-    ({ built, summary: augmentation } = await augmentBuiltDataset(built, spec.augment, (id) =>
-      segments.get(id),
-    ));
-  }
+  // Curation, prompt grouping and augmentation read the texts: they get the candidates parsed (the
+  // slower, larger path every build took before). Any other build moves the JSON text into rows
+  // as it is and writes them with rowJson, the same bytes without parsing a message.
+  const readsText =
+    spec.curation !== false || spec.groupSimilarPrompts !== undefined || spec.augment !== undefined;
+  const { built, curated, candidates, kept, augmentation } = readsText
+    ? await buildFromParsed(spec, parsedCandidates(segmented), inputs, options)
+    : buildFromText(spec, segmented, inputs, options);
+  const rowLine: (row: never) => string = readsText ? JSON.stringify : rowJson;
   options.onProgress?.('build', { rows: built.rows.length });
   if (built.rows.length === 0)
     throw new RatchetError(
       'conflict',
-      `the ${spec.method} builder produced no rows from ${kept.length} candidates; loosen its options or collect more ratings`,
+      `the ${spec.method} builder produced no rows from ${kept} candidates; loosen its options or collect more ratings`,
     );
 
   return oneBuildAtATime(`${projectId}\u0000${spec.name}`, async () => {
@@ -284,9 +399,14 @@ export async function buildDatasetVersion(
     const staging = `${folder}.tmp-${process.pid}-${newId()}`;
     mkdirSync(staging, { recursive: true });
     try {
+      // Each of the build's arrays is let go once written, so that the rows (a million objects at
+      // 10M calls) are not held beside the membership map, nor the lineage beside the insert.
+      const rowCount = built.rows.length;
+      const contentHash = await writeJsonl(join(staging, 'rows.jsonl'), built.rows, true, rowLine);
+      built.rows = [];
       const { membership, feedbackEvents } = lineageCounts(built.lineage);
-      const contentHash = await writeJsonl(join(staging, 'rows.jsonl'), built.rows, true);
       await writeJsonl(join(staging, 'lineage.jsonl'), built.lineage);
+      built.lineage = [];
       // Every interaction and feedback event curation dropped or changed, with filter and reason.
       await writeJsonl(join(staging, 'curation.jsonl'), curated.decisions);
       const manifest = {
@@ -295,12 +415,12 @@ export async function buildDatasetVersion(
         method: spec.method,
         format: 'trl-conversational',
         contentHash,
-        rowCount: built.rows.length,
+        rowCount,
         splits: { train: built.stats.train_rows ?? 0, test: built.stats.test_rows ?? 0 },
         stats: built.stats,
         curation: curated.counts.interactions,
         feedbackCuration: curated.counts.feedback,
-        candidates: candidates.length,
+        candidates,
         comparisons: comparisons.length,
         calibrationId: inputs.calibrationId,
         interactions: membership.size,
@@ -311,7 +431,7 @@ export async function buildDatasetVersion(
       await writeJsonl(join(staging, 'manifest.json'), [manifest]);
       mkdirSync(dirname(folder), { recursive: true });
       folder = moveIntoPlace(staging, folder);
-      options.onProgress?.('write', { rows: built.rows.length });
+      options.onProgress?.('write', { rows: rowCount });
       try {
         return await store.datasets.insertVersion(
           {
@@ -321,12 +441,12 @@ export async function buildDatasetVersion(
             method: spec.method,
             spec,
             contentHash,
-            rowCount: built.rows.length,
+            rowCount,
             manifest,
             path: folder,
             calibrationId: inputs.calibrationId,
           },
-          [...membership].map(([interactionId, split]) => ({ interactionId, split })),
+          membership,
         );
       } catch (err) {
         rmSync(folder, { recursive: true, force: true });

@@ -196,6 +196,44 @@ for (const target of testDatabases()) {
       expect(membership.map((m) => m.name)).toContain('support-dpo');
     });
 
+    it('with curation off builds from the texts as read the same files as from parsed messages', async () => {
+      // Curation off reads no text: the candidates keep theirs as JSON text and rows are written
+      // from it. Prompt grouping reads text (parsed path); at threshold 1 these prompts group
+      // only with themselves, so both paths must write the same bytes, pairwise evidence,
+      // flagged raters' exclusion and segment balancing included.
+      const read = (path: string, file: string) => readFileSync(join(path, file), 'utf8');
+      for (const method of ['sft', 'kto', 'dpo', 'reward', 'rwsft'] as const) {
+        const spec = {
+          method,
+          curation: false as const,
+          segmentTagPrefix: 'plan:',
+          options: { split: { by: 'prompt', testFraction: 0.25, seed: 2 }, maxSegmentShare: 0.6 },
+        };
+        const text = await buildDatasetVersion(
+          store,
+          projectId,
+          { ...spec, name: `text-${method}` },
+          { dataDir },
+        );
+        const parsed = await buildDatasetVersion(
+          store,
+          projectId,
+          { ...spec, name: `parsed-${method}`, groupSimilarPrompts: 1 },
+          { dataDir },
+        );
+        expect(text.rowCount, method).toBeGreaterThan(5);
+        expect(text.contentHash, method).toBe(parsed.contentHash);
+        for (const file of ['rows.jsonl', 'lineage.jsonl', 'curation.jsonl'])
+          expect(read(text.path, file), `${method} ${file}`).toBe(read(parsed.path, file));
+        const { name: _a, spec: _b, ...textManifest } = text.manifest as Record<string, unknown>;
+        const { name: _c, spec: _d, ...parsedManifest } = parsed.manifest as Record<string, unknown>;
+        expect(textManifest, method).toEqual(parsedManifest);
+        expect(await store.datasets.members(projectId, text.id)).toEqual(
+          await store.datasets.members(projectId, parsed.id),
+        );
+      }
+    });
+
     it('refuses bad specs with the field named, writing nothing', async () => {
       const before = (await store.datasets.list(projectId)).length;
       await expect(

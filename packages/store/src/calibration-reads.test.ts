@@ -127,6 +127,62 @@ for (const target of testDatabases()) {
       expect(members[11]).toEqual({ interaction_id: id(11), split: 'train' });
     });
 
+    it('reads the same rows with the texts as JSON text: JSON.stringify of the parsed messages, whatever the database stored', async () => {
+      // Across pages (the bulk project, rated by the test before), and messages whose stored
+      // text is not JSON.stringify's: jsonb writes spaces, reorders keys and prints numbers its way.
+      const texts = (await (async () => {
+        const out = [];
+        for await (const page of store.datasets.ratedInteractionTexts(projectId)) out.push(...page);
+        return out;
+      })()) as Record<string, unknown>[];
+      const odd = (await store.projects.create('texts')).id;
+      const messages = [
+        { role: 'system', content: 'Tabs\tand "quotes", é, 😀, \u2028, </script>\u0001' },
+        // An escaped quote, then ': ' and ', ', all inside a string.
+        { role: 'assistant', content: 'a quote " : then , spaces  and a backslash \\' },
+        { role: 'user', content: [{ type: 'text', text: 'no number here' }], flag: true, none: null },
+        {
+          role: 'user',
+          content: [
+            { type: 'text', text: 'part one' },
+            { type: 'image_url', image_url: { url: 'data:,x' }, detail: 'low' },
+          ],
+          zeta: 1e21,
+          alpha: [0.1, -2.5e-7, 1.2345678901234567e19, null, true],
+          b: { nested: { deeper: 'ünïcödé' } },
+        },
+      ];
+      const plain = [messages[2]!, { role: 'user', content: 'x" : , ' }];
+      await store.interactions.insert(odd, [
+        parseInput(InteractionInput, {
+          id: 'odd-1',
+          model: 'm',
+          messages,
+          output: { role: 'assistant', content: null, tool_calls: [{ id: 't', arguments: '{"a": 1.0}' }] },
+        }),
+        // No number in it: PostgreSQL's text is read without parsing it (the fast path), up to a
+        // last string whose escaped quote, taken for its end, would leave ' : , ' outside it.
+        parseInput(InteractionInput, {
+          id: 'odd-2',
+          model: 'm',
+          messages: plain,
+          output: 'plain',
+        }),
+      ]);
+      await store.calibration.save(odd, {}, {}, [], rewardColumns(['odd-1', 'odd-2'], 0.5));
+      for await (const page of store.datasets.ratedInteractionTexts(odd)) texts.push(...page);
+      const parsed: Record<string, unknown>[] = [];
+      for (const p of [projectId, odd])
+        for await (const page of store.datasets.ratedInteractions(p)) parsed.push(...page);
+      expect(texts).toHaveLength(INTERACTIONS + 2);
+      expect(texts.map((t) => t.messagesJson)).toEqual(parsed.map((p) => JSON.stringify(p.messages)));
+      expect(texts.map((t) => t.outputJson)).toEqual(parsed.map((p) => JSON.stringify(p.output)));
+      const rest = ({ messages, output, messagesJson, outputJson, ...r }: Record<string, unknown>) => r;
+      expect(texts.map(rest)).toEqual(parsed.map(rest));
+      expect(JSON.parse(texts.at(-2)!.messagesJson as string)).toEqual(messages);
+      expect(JSON.parse(texts.at(-1)!.messagesJson as string)).toEqual(plain);
+    });
+
     it('a reader that stops early ends its read: more early stops than the pool has connections, then a full read', async () => {
       // PostgreSQL reads through a cursor in a transaction of its own: one left open would hold
       // its pooled connection, and the twelfth stop would wait forever for one.

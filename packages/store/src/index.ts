@@ -43,7 +43,7 @@ export type {
   ModelSatisfactionRow,
   QueueCandidate,
 } from './dashboard.js';
-export type { DatasetVersion, RatedInteraction } from './datasets.js';
+export type { DatasetVersion, RatedInteraction, RatedInteractionText } from './datasets.js';
 export {
   type DeadLetter,
   type DeadLetterReason,

@@ -59,6 +59,23 @@ export function excludeFlaggedRaters(
   return { trusted, decisions };
 }
 
+/**
+ * What curation off does (it reads no text, so the candidates need not be at hand): flagged
+ * raters' comparisons out, with their decisions and counts as curateDatasetInputs gives them.
+ */
+export function withoutFlaggedRaters(
+  comparisons: readonly PairwiseComparison[],
+  flaggedRaters: ReadonlyMap<string, string | null>,
+): Omit<CuratedDatasetInputs<never>, 'candidates'> {
+  const { trusted, decisions } = excludeFlaggedRaters(comparisons, flaggedRaters);
+  const counts = { interactions: {} as Record<string, number>, feedback: {} as Record<string, number> };
+  for (const d of decisions) {
+    const by = d.subject === 'interaction' ? counts.interactions : counts.feedback;
+    by[d.filter] = (by[d.filter] ?? 0) + 1;
+  }
+  return { comparisons: trusted, decisions, counts };
+}
+
 const promptText = (messages: readonly ChatMessage[]) => messages.map(messageText).join('\n');
 
 // Row ids name their subject: an interaction and a feedback event may share a client-chosen id,
@@ -66,7 +83,7 @@ const promptText = (messages: readonly ChatMessage[]) => messages.map(messageTex
 const interactionKey = (id: string) => `interaction:${id}`;
 const feedbackKey = (id: string) => `feedback:${id}`;
 
-export interface CuratedDatasetInputs<C extends CandidateExample> {
+export interface CuratedDatasetInputs<C extends CandidateExample<unknown, unknown>> {
   /** The interactions kept, PII redacted in every message. */
   candidates: C[];
   /**
@@ -93,14 +110,16 @@ export async function curateDatasetInputs<C extends CandidateExample>(
   config: CurationConfig | false,
   options: { flaggedRaters?: ReadonlyMap<string, string | null>; classifier?: SafetyClassifier } = {},
 ): Promise<CuratedDatasetInputs<C>> {
-  const { trusted, decisions } = excludeFlaggedRaters(comparisons, options.flaggedRaters ?? new Map());
-  const counts = { interactions: {} as Record<string, number>, feedback: {} as Record<string, number> };
+  const {
+    comparisons: trusted,
+    decisions,
+    counts,
+  } = withoutFlaggedRaters(comparisons, options.flaggedRaters ?? new Map());
+  if (config === false) return { candidates: [...candidates], comparisons: trusted, decisions, counts };
   const count = (d: DatasetCurationDecision) => {
     const by = d.subject === 'interaction' ? counts.interactions : counts.feedback;
     by[d.filter] = (by[d.filter] ?? 0) + 1;
   };
-  decisions.forEach(count);
-  if (config === false) return { candidates: [...candidates], comparisons: trusted, decisions, counts };
 
   const rows: CurationRow[] = candidates.map((c) => ({
     id: interactionKey(c.interactionId),

@@ -8,8 +8,10 @@ import {
   buildRwsftDataset,
   buildSftDataset,
 } from './builders.js';
+import { CandidateColumns, type TaggedTextCandidate } from './columns.js';
+import { rowJson } from './row-json.js';
 import { assignSplits } from './splits.js';
-import type { CandidateExample } from './types.js';
+import type { CandidateExample, TextCandidate } from './types.js';
 
 function candidate(
   id: string,
@@ -215,5 +217,150 @@ describe('dataset builders', () => {
     expect(power / kept.length).toBeLessThanOrEqual(0.5);
     expect(kept.filter((r) => r.segment === 'new')).toHaveLength(20);
     expect(dropped.length + kept.length).toBe(rows.length);
+  });
+
+  it('builds the same rows from JSON text as from parsed messages, and rowJson writes them as JSON.stringify does', () => {
+    // Messages with what JSON text must carry exactly: escapes, non-ASCII, parts, extra keys,
+    // numbers; a correction with a message of its own, a preference and a tie.
+    const odd: CandidateExample[] = candidates.slice(0, 30).map((c, i) => ({
+      ...c,
+      prompt: [
+        { role: 'system', content: 'Be "brief".\n\tTabs, é, 😀, \u2028' },
+        { role: 'user', content: [{ type: 'text', text: `q${i % 7}` }], extra: { n: 1e21, x: -0.5 } },
+      ],
+      completion: { role: 'assistant', content: i % 4 ? `ans ${i} </script>` : null, tool_calls: [] },
+      promptHash: `h${i % 7}`,
+      segment: i % 3 ? 'seg:a' : undefined,
+    }));
+    const comparisons: PairwiseComparison[] = [
+      {
+        ...base,
+        source: 'correction',
+        feedbackId: 'fc',
+        winner: {
+          type: 'correction',
+          feedbackId: 'fc',
+          interactionId: odd[1]!.interactionId,
+          text: 'Fixed "it".',
+          message: { role: 'assistant', content: 'Fixed "it".', name: 'rater' },
+        },
+        loser: interaction(odd[1]!.interactionId),
+      },
+      {
+        ...base,
+        source: 'preference',
+        feedbackId: 'fp',
+        winner: interaction(odd[8]!.interactionId),
+        loser: interaction(odd[15]!.interactionId),
+      },
+      {
+        ...base,
+        source: 'preference',
+        feedbackId: 'ft',
+        winner: interaction(odd[2]!.interactionId),
+        loser: interaction(odd[9]!.interactionId),
+        tie: true,
+      },
+    ];
+    const asText = (c: CandidateExample): TextCandidate => ({
+      ...c,
+      prompt: JSON.stringify(c.prompt),
+      completion: JSON.stringify(c.completion),
+    });
+    const builders = {
+      sft: buildSftDataset,
+      kto: buildKtoDataset,
+      dpo: buildDpoDataset,
+      reward: buildRewardDataset,
+      rwsft: buildRwsftDataset,
+    };
+    for (const [name, build] of Object.entries(builders)) {
+      const spec = {
+        split: { by: 'prompt' as const, testFraction: 0.3, seed: 1 },
+        maxSegmentShare: 0.6,
+        minMargin: 0.1,
+      };
+      const options =
+        name === 'dpo' || name === 'reward' ? spec : { split: spec.split, maxSegmentShare: 0.6 };
+      const parsed = (build as typeof buildSftDataset)(odd, comparisons, options);
+      const text = (build as typeof buildSftDataset<string, string>)(odd.map(asText), comparisons, options);
+      expect(parsed.rows.length, name).toBeGreaterThan(2);
+      expect(text.rows.map(rowJson), name).toEqual(parsed.rows.map((r) => JSON.stringify(r)));
+      expect(text.lineage, name).toEqual(parsed.lineage);
+      expect(text.stats, name).toEqual(parsed.stats);
+    }
+    // A property without JSON is left out, an array element without JSON is null, as JSON.stringify does.
+    expect(rowJson({ prompt: '[]', skip: undefined, completion: ['{}', undefined], label: false })).toBe(
+      JSON.stringify({ prompt: [], skip: undefined, completion: [{}, undefined], label: false }),
+    );
+  });
+});
+
+describe('CandidateColumns', () => {
+  it('builds every method from columns as from the candidates they hold, unrated ones, segments and a subset included', () => {
+    const texts: TaggedTextCandidate[] = Array.from({ length: 90 }, (_, i) => ({
+      interactionId: `i${String(i).padStart(3, '0')}`,
+      promptHash: `h${i % 13}`,
+      prompt: JSON.stringify([{ role: 'user', content: `q${i % 13}` }]),
+      completion: JSON.stringify({ role: 'assistant', content: `a${i}` }),
+      // Every seventh unrated: only pairwise evidence speaks about it.
+      reward: i % 7 === 0 ? null : Math.sin(i * 1.7),
+      lower: i % 7 === 0 ? null : Math.sin(i * 1.7) - 0.3,
+      upper: i % 7 === 0 ? null : Math.sin(i * 1.7) + 0.3,
+      n: i % 7 === 0 ? 0 : 1 + (i % 4),
+      weight: i % 5 === 0 ? 0.5 : 1,
+      createdAt: 1_000 + i,
+      ...(i % 2 ? { model: `m${i % 3}` } : {}),
+      tags: i % 3 ? [`plan:${i % 2 ? 'pro' : 'free'}`] : [],
+      feedbackIds: Array.from({ length: i % 4 }, (_, k) => `f${i}-${k}`),
+    }));
+    const table = new CandidateColumns();
+    for (const c of texts) table.push(c);
+    expect(table.length).toBe(texts.length);
+    expect(table.all().toArray()).toEqual(texts);
+    const comparisons: PairwiseComparison[] = [
+      {
+        ...base,
+        source: 'preference',
+        feedbackId: 'fp',
+        winner: interaction('i007'),
+        loser: interaction('i020'),
+      },
+      {
+        ...base,
+        source: 'correction',
+        feedbackId: 'fc',
+        winner: { type: 'correction', feedbackId: 'fc', interactionId: 'i014', text: 'Better.' },
+        loser: interaction('i014'),
+      },
+    ];
+    const builders = [
+      buildSftDataset,
+      buildKtoDataset,
+      buildDpoDataset,
+      buildRewardDataset,
+      buildRwsftDataset,
+    ];
+    const options = { split: { by: 'prompt' as const, testFraction: 0.3 }, maxSegmentShare: 0.6 };
+    const pro = (c: TaggedTextCandidate) => c.tags.includes('plan:pro');
+    const segmentOf = (c: TaggedTextCandidate) => c.tags.find((t) => t.startsWith('plan:'));
+    const view = table
+      .all()
+      .select((i) => table.tags(i).includes('plan:pro'))
+      .withSegments('plan:');
+    const array = texts.filter(pro).map((c) => {
+      const segment = segmentOf(c);
+      return segment === undefined ? c : { ...c, segment };
+    });
+    for (const build of builders) {
+      const fromTable = (build as typeof buildSftDataset<string, string>)(table.all(), comparisons, options);
+      const fromArray = (build as typeof buildSftDataset<string, string>)(texts, comparisons, options);
+      expect(fromTable).toEqual(fromArray);
+      expect(fromTable.rows.length, build.name).toBeGreaterThan(0);
+      const ofView = (build as typeof buildSftDataset<string, string>)(view, comparisons, options);
+      expect(ofView).toEqual((build as typeof buildSftDataset<string, string>)(array, comparisons, options));
+    }
+    // Ids are joined by a comma: one holding a comma would come back as two.
+    expect(() => table.push({ ...texts[0]!, feedbackIds: ['a,b'] })).toThrow(/comma/);
   });
 });

@@ -2,33 +2,36 @@ import { z } from 'zod';
 import { correctionMessage, type PairwiseCandidate, type PairwiseComparison } from '../normalize/pairwise.js';
 import type { ChatMessage } from '../schemas/interaction.js';
 import { balanceBySegment } from './balance.js';
+import { candidateList } from './columns.js';
 import { assignSplits, SplitSpec } from './splits.js';
-import type { BuiltDataset, CandidateExample, RowLineage, Split } from './types.js';
+import type { BuiltDataset, CandidateExample, CandidateList, RowLineage, Split } from './types.js';
 
 // Rows are TRL's conversational formats, so the worker hands them to TRL as they are:
 // prompt-completion (SFT), unpaired preference (KTO), preference (DPO, reward model).
+// A row holds its candidates' texts as they came (`P`, `M`: parsed messages, or JSON text for
+// `TextCandidate`s); a correction's message is always parsed (it comes with the feedback).
 
-export interface SftRow {
-  prompt: ChatMessage[];
-  completion: ChatMessage[];
+export interface SftRow<P = ChatMessage[], M = ChatMessage> {
+  prompt: P;
+  completion: (M | ChatMessage)[];
 }
-export interface KtoRow {
-  prompt: ChatMessage[];
-  completion: ChatMessage[];
+export interface KtoRow<P = ChatMessage[], M = ChatMessage> {
+  prompt: P;
+  completion: (M | ChatMessage)[];
   label: boolean;
 }
-export interface PreferenceRow {
-  prompt: ChatMessage[];
-  chosen: ChatMessage[];
-  rejected: ChatMessage[];
+export interface PreferenceRow<P = ChatMessage[], M = ChatMessage> {
+  prompt: P;
+  chosen: (M | ChatMessage)[];
+  rejected: (M | ChatMessage)[];
 }
-export interface RewardRow extends PreferenceRow {
+export interface RewardRow<P = ChatMessage[], M = ChatMessage> extends PreferenceRow<P, M> {
   /** How much better chosen is, for a margin-aware reward loss. */
   margin: number;
 }
-export interface RwsftRow {
-  prompt: ChatMessage[];
-  completion: ChatMessage[];
+export interface RwsftRow<P = ChatMessage[], M = ChatMessage> {
+  prompt: P;
+  completion: (M | ChatMessage)[];
   /** Calibrated reward in [-1, 1]: positive rows are reinforced, negative ones penalized. */
   reward: number;
   /** Trust in the reward (AI labels and uncertain rewards count less). */
@@ -91,14 +94,45 @@ interface Draft<Row> {
   segment?: string | undefined;
 }
 
+/**
+ * What a builder reads: an array of candidates, or a `CandidateList` (a table of millions, whose
+ * candidates become objects only when a builder keeps them).
+ */
+export type Candidates<P = ChatMessage[], M = ChatMessage> =
+  | readonly CandidateExample<P, M>[]
+  | CandidateList<P, M>;
+
+function listOf<P, M>(candidates: Candidates<P, M>): CandidateList<P, M> {
+  return Array.isArray(candidates)
+    ? candidateList(candidates as readonly CandidateExample<P, M>[])
+    : (candidates as CandidateList<P, M>);
+}
+
+/** Every candidate's prompt group and time, for the split. */
+function* splitKeys(list: CandidateList<unknown, unknown>) {
+  for (let i = 0; i < list.length; i++)
+    yield { promptHash: list.promptHash(i), createdAt: list.createdAt(i) };
+}
+
+/** A draft of one candidate's row, with its lineage. */
+function draftOf<P, M, Row>(c: CandidateExample<P, M>, row: Row): Draft<Row> {
+  return {
+    row,
+    promptHash: c.promptHash,
+    interactionIds: [c.interactionId],
+    feedbackIds: c.feedbackIds,
+    segment: c.segment,
+  };
+}
+
 /** Splits by prompt group, balances segments in train, and attaches lineage. */
 function finish<Row>(
   drafts: Draft<Row>[],
-  all: readonly CandidateExample[],
+  all: CandidateList<unknown, unknown>,
   common: { split: z.output<typeof SplitSpec>; maxSegmentShare: number },
   stats: Record<string, number>,
 ): BuiltDataset<Row> {
-  const splits = assignSplits(all, common.split);
+  const splits = assignSplits(splitKeys(all), common.split);
   const trainDrafts: Draft<Row>[] = [];
   const testDrafts: Draft<Row>[] = [];
   let lastHash: string | undefined;
@@ -146,41 +180,50 @@ function distinct(ids: string[]): string[] {
   return set.size === ids.length ? ids : [...set];
 }
 
-function byInteraction(candidates: readonly CandidateExample[]): Map<string, CandidateExample> {
-  return new Map(candidates.map((c) => [c.interactionId, c]));
+/** Each interaction's position in the list (the last, should one repeat). */
+function byInteraction(list: CandidateList<unknown, unknown>): Map<string, number> {
+  const index = new Map<string, number>();
+  for (let i = 0; i < list.length; i++) index.set(list.interactionId(i), i);
+  return index;
 }
 
 /** Corrections as (original, corrected text) from the pairwise evidence. */
-function corrections(comparisons: readonly PairwiseComparison[], candidates: readonly CandidateExample[]) {
+function corrections<P, M>(comparisons: readonly PairwiseComparison[], list: CandidateList<P, M>) {
   // Indexing a million candidates costs more than the rest of a build: only with corrections.
   if (!comparisons.some((c) => c.winner.type === 'correction')) return [];
-  const index = byInteraction(candidates);
+  const index = byInteraction(list);
   return comparisons.flatMap((c) => {
     if (c.winner.type !== 'correction') return [];
-    const original = index.get(c.winner.interactionId);
-    return original
-      ? [{ original, message: correctionMessage(c.winner), feedbackId: c.feedbackId, weight: c.weight }]
+    const at = index.get(c.winner.interactionId);
+    return at !== undefined
+      ? [
+          {
+            original: list.at(at),
+            message: correctionMessage(c.winner),
+            feedbackId: c.feedbackId,
+            weight: c.weight,
+          },
+        ]
       : [];
   });
 }
 
-export function buildSftDataset(
-  candidates: readonly CandidateExample[],
+export function buildSftDataset<P = ChatMessage[], M = ChatMessage>(
+  candidates: Candidates<P, M>,
   comparisons: readonly PairwiseComparison[],
   spec: SftSpec = {},
-): BuiltDataset<SftRow> {
+): BuiltDataset<SftRow<P, M>> {
   const s = SftSpec.parse(spec);
-  const drafts: Draft<SftRow>[] = candidates
-    .filter((c) => c.reward !== null && c.reward >= s.minReward && (c.lower ?? c.reward) >= s.minLower)
-    .filter((c) => !s.fromModels || (c.model !== undefined && s.fromModels.includes(c.model)))
-    .map((c) => ({
-      row: { prompt: c.prompt, completion: [c.completion] },
-      promptHash: c.promptHash,
-      interactionIds: [c.interactionId],
-      feedbackIds: c.feedbackIds,
-      segment: c.segment,
-    }));
-  const fromCorrections = s.includeCorrections ? corrections(comparisons, candidates) : [];
+  const list = listOf(candidates);
+  const drafts: Draft<SftRow<P, M>>[] = [];
+  for (let i = 0; i < list.length; i++) {
+    const reward = list.reward(i);
+    if (!(reward !== null && reward >= s.minReward && (list.lower(i) ?? reward) >= s.minLower)) continue;
+    const c = list.at(i);
+    if (s.fromModels && !(c.model !== undefined && s.fromModels.includes(c.model))) continue;
+    drafts.push(draftOf(c, { prompt: c.prompt, completion: [c.completion] }));
+  }
+  const fromCorrections = s.includeCorrections ? corrections(comparisons, list) : [];
   for (const k of fromCorrections) {
     drafts.push({
       row: { prompt: k.original.prompt, completion: [k.message] },
@@ -192,7 +235,7 @@ export function buildSftDataset(
   }
   // Splits over every candidate, as the round's other datasets are split (no prompt is test in
   // one and train in another).
-  return finish(drafts, candidates, s, {
+  return finish(drafts, list, s, {
     top_rated: drafts.length - fromCorrections.length,
     corrections: fromCorrections.length,
   });
@@ -202,24 +245,30 @@ export function buildSftDataset(
  * Unpaired desirable/undesirable examples. TRL's KTO wants desirable_weight * n_desirable over
  * undesirable_weight * n_undesirable in [1, 4/3]; the stats carry weights that make it 1.
  */
-export function buildKtoDataset(
-  candidates: readonly CandidateExample[],
+export function buildKtoDataset<P = ChatMessage[], M = ChatMessage>(
+  candidates: Candidates<P, M>,
   comparisons: readonly PairwiseComparison[],
   spec: KtoSpec = {},
-): BuiltDataset<KtoRow> {
+): BuiltDataset<KtoRow<P, M>> {
   const s = KtoSpec.parse(spec);
-  const confident = (c: CandidateExample) =>
-    c.reward !== null &&
-    Math.abs(c.reward) >= s.margin &&
-    (!s.requireConfidentSign || c.lower === null || c.upper === null || c.lower > 0 || c.upper < 0);
-  const drafts: Draft<KtoRow>[] = candidates.filter(confident).map((c) => ({
-    row: { prompt: c.prompt, completion: [c.completion], label: c.reward! > 0 },
-    promptHash: c.promptHash,
-    interactionIds: [c.interactionId],
-    feedbackIds: c.feedbackIds,
-    segment: c.segment,
-  }));
-  const fromCorrections = s.includeCorrections ? corrections(comparisons, candidates) : [];
+  const list = listOf(candidates);
+  const confident = (i: number) => {
+    const reward = list.reward(i);
+    const lower = list.lower(i);
+    const upper = list.upper(i);
+    return (
+      reward !== null &&
+      Math.abs(reward) >= s.margin &&
+      (!s.requireConfidentSign || lower === null || upper === null || lower > 0 || upper < 0)
+    );
+  };
+  const drafts: Draft<KtoRow<P, M>>[] = [];
+  for (let i = 0; i < list.length; i++) {
+    if (!confident(i)) continue;
+    const c = list.at(i);
+    drafts.push(draftOf(c, { prompt: c.prompt, completion: [c.completion], label: c.reward! > 0 }));
+  }
+  const fromCorrections = s.includeCorrections ? corrections(comparisons, list) : [];
   const seen = new Set(fromCorrections.length ? drafts.map((d) => d.interactionIds[0]) : []);
   for (const k of fromCorrections) {
     drafts.push({
@@ -241,7 +290,7 @@ export function buildKtoDataset(
       });
     }
   }
-  const built = finish(drafts, candidates, s, {});
+  const built = finish(drafts, list, s, {});
   const desirable = built.rows.filter((r) => r.label).length;
   const undesirable = built.rows.length - desirable;
   built.stats.desirable = desirable;
@@ -253,45 +302,53 @@ export function buildKtoDataset(
   return built;
 }
 
-function textOf(candidate: PairwiseCandidate, index: Map<string, CandidateExample>): ChatMessage | undefined {
-  return candidate.type === 'correction'
-    ? correctionMessage(candidate)
-    : index.get(candidate.interactionId)?.completion;
+function textOf<P, M>(
+  candidate: PairwiseCandidate,
+  list: CandidateList<P, M>,
+  index: Map<string, number>,
+): M | ChatMessage | undefined {
+  if (candidate.type === 'correction') return correctionMessage(candidate);
+  const at = index.get(candidate.interactionId);
+  return at === undefined ? undefined : list.at(at).completion;
 }
 
-interface Pair {
-  chosen: ChatMessage;
-  rejected: ChatMessage;
-  prompt: CandidateExample;
+interface Pair<P, M> {
+  chosen: M | ChatMessage;
+  rejected: M | ChatMessage;
+  prompt: CandidateExample<P, M>;
   margin: number;
   interactionIds: string[];
   feedbackIds: string[];
 }
 
 /** Pairs for one prompt: by calibrated margin, corrections over originals, explicit preferences. */
-function preferencePairs(
-  candidates: readonly CandidateExample[],
+function preferencePairs<P, M>(
+  list: CandidateList<P, M>,
   comparisons: readonly PairwiseComparison[],
   s: z.output<typeof DpoSpec>,
 ) {
-  const pairs: Pair[] = [];
+  const pairs: Pair<P, M>[] = [];
   let crossPrompt = 0;
-  const groups = new Map<string, CandidateExample[]>();
-  for (const c of candidates) {
-    if (c.reward === null) continue;
-    const group = groups.get(c.promptHash);
-    if (group) group.push(c);
-    else groups.set(c.promptHash, [c]);
+  // Positions, not candidates: a pair's two candidates become objects only once it is kept.
+  const groups = new Map<string, number[]>();
+  for (let i = 0; i < list.length; i++) {
+    if (list.reward(i) === null) continue;
+    const hash = list.promptHash(i);
+    const group = groups.get(hash);
+    if (group) group.push(i);
+    else groups.set(hash, [i]);
   }
   for (const group of groups.values()) {
     const sorted = group.sort(
-      (a, b) => b.reward! - a.reward! || (a.interactionId < b.interactionId ? -1 : 1),
+      (a, b) => list.reward(b)! - list.reward(a)! || (list.interactionId(a) < list.interactionId(b) ? -1 : 1),
     );
     for (let i = 0; i < Math.min(s.maxPairsPerPrompt, Math.floor(sorted.length / 2)); i++) {
-      const best = sorted[i]!;
-      const worst = sorted[sorted.length - 1 - i]!;
-      const margin = best.reward! - worst.reward!;
+      const b = sorted[i]!;
+      const w = sorted[sorted.length - 1 - i]!;
+      const margin = list.reward(b)! - list.reward(w)!;
       if (margin < s.minMargin) break;
+      const best = list.at(b);
+      const worst = list.at(w);
       pairs.push({
         chosen: best.completion,
         rejected: worst.completion,
@@ -302,16 +359,17 @@ function preferencePairs(
       });
     }
   }
-  const index = comparisons.length ? byInteraction(candidates) : new Map<string, CandidateExample>();
+  const index = comparisons.length ? byInteraction(list) : new Map<string, number>();
   for (const c of comparisons) {
     if (c.tie) continue;
     if (c.source === 'correction' ? !s.includeCorrections : !s.includePreferences) continue;
-    const winnerAnchor = index.get(c.winner.interactionId);
-    const loserAnchor = index.get(c.loser.interactionId);
-    const chosen = textOf(c.winner, index);
-    const rejected = textOf(c.loser, index);
-    if (!winnerAnchor || !loserAnchor || !chosen || !rejected) continue;
-    if (winnerAnchor.promptHash !== loserAnchor.promptHash) {
+    const winnerAt = index.get(c.winner.interactionId);
+    const loserAt = index.get(c.loser.interactionId);
+    const chosen = textOf(c.winner, list, index);
+    const rejected = textOf(c.loser, list, index);
+    if (winnerAt === undefined || loserAt === undefined || !chosen || !rejected) continue;
+    const loserAnchor = list.at(loserAt);
+    if (list.promptHash(winnerAt) !== loserAnchor.promptHash) {
       crossPrompt++;
       continue;
     }
@@ -328,13 +386,14 @@ function preferencePairs(
   return { pairs, crossPrompt };
 }
 
-export function buildDpoDataset(
-  candidates: readonly CandidateExample[],
+export function buildDpoDataset<P = ChatMessage[], M = ChatMessage>(
+  candidates: Candidates<P, M>,
   comparisons: readonly PairwiseComparison[],
   spec: DpoSpec = {},
-): BuiltDataset<PreferenceRow> {
+): BuiltDataset<PreferenceRow<P, M>> {
   const s = DpoSpec.parse(spec);
-  const { pairs, crossPrompt } = preferencePairs(candidates, comparisons, s);
+  const list = listOf(candidates);
+  const { pairs, crossPrompt } = preferencePairs(list, comparisons, s);
   const drafts = pairs.map((p) => ({
     row: { prompt: p.prompt.prompt, chosen: [p.chosen], rejected: [p.rejected] },
     promptHash: p.prompt.promptHash,
@@ -342,17 +401,18 @@ export function buildDpoDataset(
     feedbackIds: p.feedbackIds,
     segment: p.prompt.segment,
   }));
-  return finish(drafts, candidates, s, { pairs: pairs.length, skipped_cross_prompt: crossPrompt });
+  return finish(drafts, list, s, { pairs: pairs.length, skipped_cross_prompt: crossPrompt });
 }
 
 /** Reward-model data: the same pairs as DPO, with the margin for margin-aware losses. */
-export function buildRewardDataset(
-  candidates: readonly CandidateExample[],
+export function buildRewardDataset<P = ChatMessage[], M = ChatMessage>(
+  candidates: Candidates<P, M>,
   comparisons: readonly PairwiseComparison[],
   spec: DpoSpec = {},
-): BuiltDataset<RewardRow> {
+): BuiltDataset<RewardRow<P, M>> {
   const s = DpoSpec.parse(spec);
-  const { pairs, crossPrompt } = preferencePairs(candidates, comparisons, s);
+  const list = listOf(candidates);
+  const { pairs, crossPrompt } = preferencePairs(list, comparisons, s);
   const drafts = pairs.map((p) => ({
     row: { prompt: p.prompt.prompt, chosen: [p.chosen], rejected: [p.rejected], margin: p.margin },
     promptHash: p.prompt.promptHash,
@@ -360,37 +420,36 @@ export function buildRewardDataset(
     feedbackIds: p.feedbackIds,
     segment: p.prompt.segment,
   }));
-  return finish(drafts, candidates, s, { pairs: pairs.length, skipped_cross_prompt: crossPrompt });
+  return finish(drafts, list, s, { pairs: pairs.length, skipped_cross_prompt: crossPrompt });
 }
 
 /** Every rated answer with its calibrated reward and a trust weight, for rating-weighted SFT. */
-export function buildRwsftDataset(
-  candidates: readonly CandidateExample[],
+export function buildRwsftDataset<P = ChatMessage[], M = ChatMessage>(
+  candidates: Candidates<P, M>,
   comparisons: readonly PairwiseComparison[],
   spec: RwsftSpec = {},
-): BuiltDataset<RwsftRow> {
+): BuiltDataset<RwsftRow<P, M>> {
   const s = RwsftSpec.parse(spec);
-  const drafts: Draft<RwsftRow>[] = candidates
-    .filter((c) => c.reward !== null && Math.abs(c.reward) >= s.minAbsReward)
-    .map((c) => {
-      // Wide intervals mean little evidence: shrink the weight with the interval's width.
-      const width = c.lower !== null && c.upper !== null ? Math.min(2, c.upper - c.lower) : 1;
-      return {
-        row: {
-          prompt: c.prompt,
-          completion: [c.completion],
-          // The worker takes rewards in [-1, 1]; a posterior mean can land just outside.
-          reward: Math.max(-1, Math.min(1, c.reward!)),
-          weight: c.weight * (1 - width / 4),
-        },
-        promptHash: c.promptHash,
-        interactionIds: [c.interactionId],
-        feedbackIds: c.feedbackIds,
-        segment: c.segment,
-      };
-    });
+  const list = listOf(candidates);
+  const drafts: Draft<RwsftRow<P, M>>[] = [];
+  for (let i = 0; i < list.length; i++) {
+    const reward = list.reward(i);
+    if (!(reward !== null && Math.abs(reward) >= s.minAbsReward)) continue;
+    const c = list.at(i);
+    // Wide intervals mean little evidence: shrink the weight with the interval's width.
+    const width = c.lower !== null && c.upper !== null ? Math.min(2, c.upper - c.lower) : 1;
+    drafts.push(
+      draftOf(c, {
+        prompt: c.prompt,
+        completion: [c.completion],
+        // The worker takes rewards in [-1, 1]; a posterior mean can land just outside.
+        reward: Math.max(-1, Math.min(1, c.reward!)),
+        weight: c.weight * (1 - width / 4),
+      }),
+    );
+  }
   if (s.includeCorrections) {
-    for (const k of corrections(comparisons, candidates)) {
+    for (const k of corrections(comparisons, list)) {
       drafts.push({
         row: {
           prompt: k.original.prompt,
@@ -405,5 +464,5 @@ export function buildRwsftDataset(
       });
     }
   }
-  return finish(drafts, candidates, s, {});
+  return finish(drafts, list, s, {});
 }

@@ -25,7 +25,7 @@ function unitHash(key: string, seed: number): number {
 
 /** Assigns every prompt group to train or test. Rows with the same promptHash always share a split. */
 export function assignSplits(
-  rows: readonly { promptHash: string; createdAt: number }[],
+  rows: Iterable<{ promptHash: string; createdAt: number }>,
   spec: SplitSpec,
 ): Map<string, Split> {
   const s = SplitSpec.parse(spec);

@@ -1,12 +1,19 @@
 import type { ChatMessage } from '../schemas/interaction.js';
 
-/** An interaction as dataset builders see it: its text and its calibrated reward. */
-export interface CandidateExample {
+/**
+ * An interaction as dataset builders see it: its text and its calibrated reward.
+ *
+ * The builders never read the text, they only place it in rows; so a build over millions of
+ * answers can hold it as JSON text (`TextCandidate`) rather than as parsed messages, a few
+ * hundred bytes a candidate instead of over a kilobyte, and write the rows with `rowJson`.
+ * Whatever reads the text (curation, prompt grouping, augmentation) takes parsed messages.
+ */
+export interface CandidateExample<Prompt = ChatMessage[], Completion = ChatMessage> {
   interactionId: string;
   /** Groups answers to the same prompt (pairs, leakage-free splits). */
   promptHash: string;
-  prompt: ChatMessage[];
-  completion: ChatMessage;
+  prompt: Prompt;
+  completion: Completion;
   /** Calibrated reward in [-1, 1] (posterior mean); null when unrated. */
   reward: number | null;
   /** Credible interval of the reward. */
@@ -52,4 +59,29 @@ export interface BuiltDataset<Row> {
   lineage: RowLineage[];
   /** Method-specific settings a trainer needs (class weights, ...) and counts. */
   stats: Record<string, number>;
+}
+
+/**
+ * A candidate whose prompt and completion are JSON text: exactly `JSON.stringify` of the messages
+ * array and of the answer's message, so a row written from them (`rowJson`) is the line
+ * `JSON.stringify` writes of the row with the messages parsed.
+ */
+export type TextCandidate = CandidateExample<string, string>;
+
+/**
+ * The candidates a builder reads: an array (`candidateList`) or a table that makes each
+ * candidate when asked (`CandidateColumns`). Builders filter and group on the accessors and call
+ * `at` only for the candidates they keep, so a table of millions never becomes millions of
+ * objects at once.
+ */
+export interface CandidateList<Prompt = ChatMessage[], Completion = ChatMessage> {
+  readonly length: number;
+  /** The i-th candidate (a table makes a new object on each call). */
+  at(i: number): CandidateExample<Prompt, Completion>;
+  interactionId(i: number): string;
+  promptHash(i: number): string;
+  reward(i: number): number | null;
+  lower(i: number): number | null;
+  upper(i: number): number | null;
+  createdAt(i: number): number;
 }

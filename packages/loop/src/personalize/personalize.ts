@@ -113,9 +113,10 @@ export const segmentModelRoute = (route: string, segment: string) => `${route}:$
 /** Calibrated ratings per segment tag, among the rated interactions the datasets are built from. */
 export function ratingsBySegment(inputs: DatasetInputs, tagPrefix: string): Map<string, number> {
   const counts = new Map<string, number>();
-  for (const c of inputs.candidates) {
-    if (c.reward === null) continue;
-    for (const t of c.tags)
+  const candidates = inputs.candidates;
+  for (let i = 0; i < candidates.length; i++) {
+    if (candidates.reward(i) === null) continue;
+    for (const t of candidates.tags(i))
       if (t.startsWith(tagPrefix)) {
         const segment = t.slice(tagPrefix.length);
         counts.set(segment, (counts.get(segment) ?? 0) + 1);
