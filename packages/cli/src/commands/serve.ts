@@ -17,6 +17,7 @@ import {
 import { Store } from '@ratchet/store';
 import type { Command } from 'commander';
 import { nonNegativeInteger } from '../arguments.js';
+import { tuneHeapGrowth } from '../heap-growth.js';
 import { runLoopPass } from './loop.js';
 import { createFirstOwner } from './users.js';
 
@@ -223,6 +224,8 @@ export function registerServeCommand(program: Command): void {
         loopModelsUrl?: string;
       }) => {
         if (opts.loopPolicy && !opts.loopProject) throw new Error('--loop-policy needs --loop-project');
+        // The process is a server from here on: fewer, later full collections (see heap-growth.ts).
+        tuneHeapGrowth();
         const { url } = await startServer({
           ...program.opts(),
           host: opts.host,
