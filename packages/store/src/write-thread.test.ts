@@ -166,7 +166,10 @@ describe('relaxed writes on their own thread (SQLite)', () => {
       expect(await interactions.insertInBackground(project.id, [call('c', at)])).toEqual([
         { id: 'c', created: true },
       ]);
-      expect(await interactions.get(project.id, 'c')).toMatchObject({ id: 'c', output: { content: 'answer c' } });
+      expect(await interactions.get(project.id, 'c')).toMatchObject({
+        id: 'c',
+        output: { content: 'answer c' },
+      });
       await db.writeThread!.run([{ sql: 'create table t (x)', parameters: [] }]);
     } finally {
       broken.stop();
