@@ -248,15 +248,7 @@ export class CalibrationRepository {
       if (after !== undefined) q = q.where('interaction_id', '>', after);
       const rows = await q.orderBy('interaction_id').limit(PAGE).execute();
       if (rows.length === 0) return;
-      yield rows.map((r) => ({
-        interactionId: r.interaction_id,
-        n: r.n,
-        rawMean: r.raw_mean,
-        reward: r.reward,
-        sd: r.sd,
-        lower: r.lower,
-        upper: r.upper,
-      }));
+      yield rows.map(toRewardRow);
       if (rows.length < PAGE) return;
       after = rows[rows.length - 1]!.interaction_id;
     }
@@ -473,18 +465,29 @@ export class CalibrationRepository {
       .where('project_id', '=', projectId)
       .where('interaction_id', '=', interactionId)
       .executeTakeFirst();
-    return (
-      r && {
-        interactionId: r.interaction_id,
-        n: r.n,
-        rawMean: r.raw_mean,
-        reward: r.reward,
-        sd: r.sd,
-        lower: r.lower,
-        upper: r.upper,
-      }
-    );
+    return r && toRewardRow(r);
   }
+}
+
+/** A stored reward as callers read it. */
+function toRewardRow(r: {
+  interaction_id: string;
+  n: number;
+  raw_mean: number;
+  reward: number;
+  sd: number;
+  lower: number;
+  upper: number;
+}): ItemRewardRow {
+  return {
+    interactionId: r.interaction_id,
+    n: r.n,
+    rawMean: r.raw_mean,
+    reward: r.reward,
+    sd: r.sd,
+    lower: r.lower,
+    upper: r.upper,
+  };
 }
 
 /** How far before `since` ratedSince's id floor sits (see there). */
