@@ -64,7 +64,10 @@ const canonicalJson = (text: string) => JSON.stringify(JSON.parse(text));
  * number, or anything else unexpected outside its strings, is parsed and written again.
  */
 function canonicalJsonb(text: string): string {
-  let out = '';
+  // The pieces are joined once at the end: `+=` of slices made a tree of cons and sliced strings
+  // that kept jsonb's whole text alive beside them, about 280 bytes of heap for a 46-character
+  // answer that takes 64 flat; a build holds one per rated interaction (millions).
+  const pieces: string[] = [];
   let from = 0;
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
@@ -76,11 +79,13 @@ function canonicalJsonb(text: string): string {
         else if (d === 34) break;
       }
     } else if (c === 32) {
-      out += text.slice(from, i);
+      pieces.push(text.slice(from, i));
       from = i + 1;
     } else if (!jsonbPunctuation[c]) return canonicalJson(text);
   }
-  return from === 0 ? text : out + text.slice(from);
+  if (from === 0) return text;
+  pieces.push(text.slice(from));
+  return pieces.join('');
 }
 
 /** What jsonb writes outside strings, numbers aside: { } [ ] : , and the letters of true, false, null. */
