@@ -18,6 +18,8 @@ import {
   datasetMethods,
   excludeFlaggedRaters,
   findDuplicates,
+  lineageFeedbackIds,
+  lineageJson,
   newId,
   type PairwiseComparison,
   pairwiseEvidence,
@@ -220,10 +222,19 @@ export function lineageCounts(lineage: readonly RowLineage[]): {
   const events = new Set<string>();
   for (const l of lineage) {
     if (shared.size > 0 && l.interactionIds.some((id) => shared.has(id)))
-      for (const id of l.feedbackIds) events.add(id);
-    else unshared += l.feedbackIds.length;
+      for (const id of lineageFeedbackIds(l)) events.add(id);
+    else unshared += feedbackIdCount(l.feedbackIds);
   }
   return { membership, feedbackEvents: unshared + events.size };
+}
+
+/** How many ids a lineage entry lists, without splitting a joined string. */
+function feedbackIdCount(ids: string[] | string): number {
+  if (typeof ids !== 'string') return ids.length;
+  if (ids === '') return 0;
+  let n = 1;
+  for (let at = ids.indexOf(','); at !== -1; at = ids.indexOf(',', at + 1)) n++;
+  return n;
 }
 
 /**
@@ -405,7 +416,7 @@ export async function buildDatasetVersion(
       const contentHash = await writeJsonl(join(staging, 'rows.jsonl'), built.rows, true, rowLine);
       built.rows = [];
       const { membership, feedbackEvents } = lineageCounts(built.lineage);
-      await writeJsonl(join(staging, 'lineage.jsonl'), built.lineage);
+      await writeJsonl(join(staging, 'lineage.jsonl'), built.lineage, false, lineageJson);
       built.lineage = [];
       // Every interaction and feedback event curation dropped or changed, with filter and reason.
       await writeJsonl(join(staging, 'curation.jsonl'), curated.decisions);

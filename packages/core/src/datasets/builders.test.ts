@@ -11,7 +11,13 @@ import {
 import { CandidateColumns, type TaggedTextCandidate } from './columns.js';
 import { rowJson } from './row-json.js';
 import { assignSplits } from './splits.js';
-import type { CandidateExample, TextCandidate } from './types.js';
+import {
+  type BuiltDataset,
+  type CandidateExample,
+  lineageFeedbackIds,
+  lineageJson,
+  type TextCandidate,
+} from './types.js';
 
 function candidate(
   id: string,
@@ -352,14 +358,28 @@ describe('CandidateColumns', () => {
       const segment = segmentOf(c);
       return segment === undefined ? c : { ...c, segment };
     });
+    // A table's rows keep their candidate's joined feedback ids: the same lineage lines.
+    const asWritten = <R>(b: BuiltDataset<R>) => ({ ...b, lineage: b.lineage.map(lineageJson) });
     for (const build of builders) {
       const fromTable = (build as typeof buildSftDataset<string, string>)(table.all(), comparisons, options);
       const fromArray = (build as typeof buildSftDataset<string, string>)(texts, comparisons, options);
-      expect(fromTable).toEqual(fromArray);
+      expect(asWritten(fromTable)).toEqual(asWritten(fromArray));
+      expect(fromTable.lineage.map(lineageFeedbackIds)).toEqual(fromArray.lineage.map((l) => l.feedbackIds));
       expect(fromTable.rows.length, build.name).toBeGreaterThan(0);
       const ofView = (build as typeof buildSftDataset<string, string>)(view, comparisons, options);
-      expect(ofView).toEqual((build as typeof buildSftDataset<string, string>)(array, comparisons, options));
+      const ofArray = (build as typeof buildSftDataset<string, string>)(array, comparisons, options);
+      expect(asWritten(ofView)).toEqual(asWritten(ofArray));
+      // One row per candidate (sft, kto, rwsft): no array of ids per row.
+      if (![buildDpoDataset, buildRewardDataset].includes(build as never))
+        expect(
+          fromTable.lineage.filter((l) => typeof l.feedbackIds === 'string').length,
+          build.name,
+        ).toBeGreaterThan(fromTable.rows.length / 2);
     }
+    // Repeated ids are kept once, as a row's lineage lists them.
+    const twice = new CandidateColumns();
+    twice.push({ ...texts[1]!, feedbackIds: ['x', 'y', 'x'] });
+    expect(twice.feedbackIdsText(0)).toBe('x,y');
     // Ids are joined by a comma: one holding a comma would come back as two.
     expect(() => table.push({ ...texts[0]!, feedbackIds: ['a,b'] })).toThrow(/comma/);
   });

@@ -86,12 +86,29 @@ export type KtoSpec = z.input<typeof KtoSpec>;
 export type DpoSpec = z.input<typeof DpoSpec>;
 export type RwsftSpec = z.input<typeof RwsftSpec>;
 
+/**
+ * A row and its lineage while a builder works. `finish` turns the draft itself into the row's
+ * lineage entry (it sets `split` and lets go of `row` and `segment`) rather than making a second
+ * object per row: at 10M calls a KTO build keeps millions of rows. Made only by `draft`, so every
+ * draft has one shape, and its lineage the key order of RowLineage as JSON.
+ */
 interface Draft<Row> {
-  row: Row;
-  promptHash: string;
+  row: Row | undefined;
+  split: Split;
   interactionIds: string[];
-  feedbackIds: string[];
-  segment?: string | undefined;
+  feedbackIds: string[] | string;
+  promptHash: string;
+  segment: string | undefined;
+}
+
+function draft<Row>(
+  row: Row,
+  promptHash: string,
+  interactionIds: string[],
+  feedbackIds: string[] | string,
+  segment: string | undefined,
+): Draft<Row> {
+  return { row, split: 'train', interactionIds, feedbackIds, promptHash, segment };
 }
 
 /**
@@ -114,15 +131,17 @@ function* splitKeys(list: CandidateList<unknown, unknown>) {
     yield { promptHash: list.promptHash(i), createdAt: list.createdAt(i) };
 }
 
-/** A draft of one candidate's row, with its lineage. */
-function draftOf<P, M, Row>(c: CandidateExample<P, M>, row: Row): Draft<Row> {
-  return {
-    row,
-    promptHash: c.promptHash,
-    interactionIds: [c.interactionId],
-    feedbackIds: c.feedbackIds,
-    segment: c.segment,
-  };
+/**
+ * A draft of the list's i-th candidate's row, with its lineage: its feedback ids as the table's
+ * joined string when the list is a table (no array per row), else its array.
+ */
+function draftOf<P, M, Row>(
+  list: CandidateList<P, M>,
+  i: number,
+  c: CandidateExample<P, M>,
+  row: Row,
+): Draft<Row> {
+  return draft(row, c.promptHash, [c.interactionId], list.feedbackIdsText?.(i) ?? c.feedbackIds, c.segment);
 }
 
 /** Splits by prompt group, balances segments in train, and attaches lineage. */
@@ -149,13 +168,14 @@ function finish<Row>(
   const rows: Row[] = [];
   const lineage: RowLineage[] = [];
   const add = (d: Draft<Row>, split: Split) => {
-    rows.push(d.row);
-    lineage.push({
-      split,
-      interactionIds: d.interactionIds,
-      feedbackIds: distinct(d.feedbackIds),
-      promptHash: d.promptHash,
-    });
+    rows.push(d.row!);
+    // The draft becomes the lineage entry: undefined fields are left out of its JSON line.
+    d.row = undefined;
+    d.segment = undefined;
+    d.split = split;
+    // A table's joined ids are one candidate's, each rating once: no repeats to remove.
+    if (typeof d.feedbackIds !== 'string') d.feedbackIds = distinct(d.feedbackIds);
+    lineage.push(d);
   };
   for (const d of train.kept) add(d, 'train');
   for (const d of testDrafts) add(d, 'test');
@@ -221,17 +241,19 @@ export function buildSftDataset<P = ChatMessage[], M = ChatMessage>(
     if (!(reward !== null && reward >= s.minReward && (list.lower(i) ?? reward) >= s.minLower)) continue;
     const c = list.at(i);
     if (s.fromModels && !(c.model !== undefined && s.fromModels.includes(c.model))) continue;
-    drafts.push(draftOf(c, { prompt: c.prompt, completion: [c.completion] }));
+    drafts.push(draftOf(list, i, c, { prompt: c.prompt, completion: [c.completion] }));
   }
   const fromCorrections = s.includeCorrections ? corrections(comparisons, list) : [];
   for (const k of fromCorrections) {
-    drafts.push({
-      row: { prompt: k.original.prompt, completion: [k.message] },
-      promptHash: k.original.promptHash,
-      interactionIds: [k.original.interactionId],
-      feedbackIds: [k.feedbackId],
-      segment: k.original.segment,
-    });
+    drafts.push(
+      draft(
+        { prompt: k.original.prompt, completion: [k.message] },
+        k.original.promptHash,
+        [k.original.interactionId],
+        [k.feedbackId],
+        k.original.segment,
+      ),
+    );
   }
   // Splits over every candidate, as the round's other datasets are split (no prompt is test in
   // one and train in another).
@@ -266,28 +288,32 @@ export function buildKtoDataset<P = ChatMessage[], M = ChatMessage>(
   for (let i = 0; i < list.length; i++) {
     if (!confident(i)) continue;
     const c = list.at(i);
-    drafts.push(draftOf(c, { prompt: c.prompt, completion: [c.completion], label: c.reward! > 0 }));
+    drafts.push(draftOf(list, i, c, { prompt: c.prompt, completion: [c.completion], label: c.reward! > 0 }));
   }
   const fromCorrections = s.includeCorrections ? corrections(comparisons, list) : [];
   const seen = new Set(fromCorrections.length ? drafts.map((d) => d.interactionIds[0]) : []);
   for (const k of fromCorrections) {
-    drafts.push({
-      row: { prompt: k.original.prompt, completion: [k.message], label: true },
-      promptHash: k.original.promptHash,
-      interactionIds: [k.original.interactionId],
-      feedbackIds: [k.feedbackId],
-      segment: k.original.segment,
-    });
+    drafts.push(
+      draft(
+        { prompt: k.original.prompt, completion: [k.message], label: true },
+        k.original.promptHash,
+        [k.original.interactionId],
+        [k.feedbackId],
+        k.original.segment,
+      ),
+    );
     // The answer a rater corrected is an example of what not to say.
     if (!seen.has(k.original.interactionId)) {
       seen.add(k.original.interactionId);
-      drafts.push({
-        row: { prompt: k.original.prompt, completion: [k.original.completion], label: false },
-        promptHash: k.original.promptHash,
-        interactionIds: [k.original.interactionId],
-        feedbackIds: [k.feedbackId, ...k.original.feedbackIds],
-        segment: k.original.segment,
-      });
+      drafts.push(
+        draft(
+          { prompt: k.original.prompt, completion: [k.original.completion], label: false },
+          k.original.promptHash,
+          [k.original.interactionId],
+          [k.feedbackId, ...k.original.feedbackIds],
+          k.original.segment,
+        ),
+      );
     }
   }
   const built = finish(drafts, list, s, {});
@@ -394,13 +420,15 @@ export function buildDpoDataset<P = ChatMessage[], M = ChatMessage>(
   const s = DpoSpec.parse(spec);
   const list = listOf(candidates);
   const { pairs, crossPrompt } = preferencePairs(list, comparisons, s);
-  const drafts = pairs.map((p) => ({
-    row: { prompt: p.prompt.prompt, chosen: [p.chosen], rejected: [p.rejected] },
-    promptHash: p.prompt.promptHash,
-    interactionIds: p.interactionIds,
-    feedbackIds: p.feedbackIds,
-    segment: p.prompt.segment,
-  }));
+  const drafts = pairs.map((p) =>
+    draft(
+      { prompt: p.prompt.prompt, chosen: [p.chosen], rejected: [p.rejected] },
+      p.prompt.promptHash,
+      p.interactionIds,
+      p.feedbackIds,
+      p.prompt.segment,
+    ),
+  );
   return finish(drafts, list, s, { pairs: pairs.length, skipped_cross_prompt: crossPrompt });
 }
 
@@ -413,13 +441,15 @@ export function buildRewardDataset<P = ChatMessage[], M = ChatMessage>(
   const s = DpoSpec.parse(spec);
   const list = listOf(candidates);
   const { pairs, crossPrompt } = preferencePairs(list, comparisons, s);
-  const drafts = pairs.map((p) => ({
-    row: { prompt: p.prompt.prompt, chosen: [p.chosen], rejected: [p.rejected], margin: p.margin },
-    promptHash: p.prompt.promptHash,
-    interactionIds: p.interactionIds,
-    feedbackIds: p.feedbackIds,
-    segment: p.prompt.segment,
-  }));
+  const drafts = pairs.map((p) =>
+    draft(
+      { prompt: p.prompt.prompt, chosen: [p.chosen], rejected: [p.rejected], margin: p.margin },
+      p.prompt.promptHash,
+      p.interactionIds,
+      p.feedbackIds,
+      p.prompt.segment,
+    ),
+  );
   return finish(drafts, list, s, { pairs: pairs.length, skipped_cross_prompt: crossPrompt });
 }
 
@@ -439,7 +469,7 @@ export function buildRwsftDataset<P = ChatMessage[], M = ChatMessage>(
     // Wide intervals mean little evidence: shrink the weight with the interval's width.
     const width = c.lower !== null && c.upper !== null ? Math.min(2, c.upper - c.lower) : 1;
     drafts.push(
-      draftOf(c, {
+      draftOf(list, i, c, {
         prompt: c.prompt,
         completion: [c.completion],
         // The worker takes rewards in [-1, 1]; a posterior mean can land just outside.
@@ -450,18 +480,20 @@ export function buildRwsftDataset<P = ChatMessage[], M = ChatMessage>(
   }
   if (s.includeCorrections) {
     for (const k of corrections(comparisons, list)) {
-      drafts.push({
-        row: {
-          prompt: k.original.prompt,
-          completion: [k.message],
-          reward: 1,
-          weight: Math.min(1, k.weight),
-        },
-        promptHash: k.original.promptHash,
-        interactionIds: [k.original.interactionId],
-        feedbackIds: [k.feedbackId],
-        segment: k.original.segment,
-      });
+      drafts.push(
+        draft(
+          {
+            prompt: k.original.prompt,
+            completion: [k.message],
+            reward: 1,
+            weight: Math.min(1, k.weight),
+          },
+          k.original.promptHash,
+          [k.original.interactionId],
+          [k.feedbackId],
+          k.original.segment,
+        ),
+      );
     }
   }
   return finish(drafts, list, s, {});

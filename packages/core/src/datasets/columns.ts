@@ -57,7 +57,9 @@ export class CandidateColumns {
     this.tagLists.push(c.tags);
     if (c.feedbackIds.some((id) => id.includes(',')))
       throw new Error(`feedback id with a comma: ${c.feedbackIds.find((id) => id.includes(','))}`);
-    this.feedbackIds.push(c.feedbackIds.join(','));
+    // Without repeats, as a row's lineage lists them: rows keep this string as it is.
+    const ids = c.feedbackIds;
+    this.feedbackIds.push((ids.length < 2 ? ids : [...new Set(ids)]).join(','));
     // null as NaN: a reward, an interval end is never NaN.
     this.rewards[i] = c.reward ?? Number.NaN;
     this.lowers[i] = c.lower ?? Number.NaN;
@@ -91,6 +93,9 @@ export class CandidateColumns {
   }
   createdAt(i: number): number {
     return this.createdAts[i]!;
+  }
+  feedbackIdsText(i: number): string {
+    return this.feedbackIds[i]!;
   }
 
   /** The i-th candidate as an object (a new one each call), with its segment when given. */
@@ -160,6 +165,9 @@ export class CandidateView implements CandidateList<string, string> {
   }
   createdAt(i: number): number {
     return this.table.createdAt(this.row(i));
+  }
+  feedbackIdsText(i: number): string {
+    return this.table.feedbackIdsText(this.row(i));
   }
   at(i: number): TaggedTextCandidate {
     return this.table.at(this.row(i), this.segments?.[i]);

@@ -38,7 +38,13 @@ export type Split = 'train' | 'test';
 export interface RowLineage {
   split: Split;
   interactionIds: string[];
-  feedbackIds: string[];
+  /**
+   * The feedback events behind the row. A row built from `CandidateColumns` keeps its candidate's
+   * ids as the one string the table holds, joined by ',' (at 10M calls, an array and a string per
+   * id for each of millions of rows were a gigabyte of heap): read them with `lineageFeedbackIds`,
+   * write the entry with `lineageJson`, which gives the array either way.
+   */
+  feedbackIds: string[] | string;
   promptHash: string;
   /** Set on a row the spec's `augment` option added: how it was made and from which row. */
   augmentation?: RowAugmentation;
@@ -84,4 +90,21 @@ export interface CandidateList<Prompt = ChatMessage[], Completion = ChatMessage>
   lower(i: number): number | null;
   upper(i: number): number | null;
   createdAt(i: number): number;
+  /**
+   * The i-th candidate's feedback ids joined by ',', when the list holds them so (a table): a row's
+   * lineage then keeps that string rather than an array of its own.
+   */
+  feedbackIdsText?(i: number): string;
+}
+
+/** A lineage entry's feedback ids as an array, however the builder held them. */
+export function lineageFeedbackIds(l: Pick<RowLineage, 'feedbackIds'>): string[] {
+  const ids = l.feedbackIds;
+  if (typeof ids !== 'string') return ids;
+  return ids === '' ? [] : ids.split(',');
+}
+
+/** A lineage entry's JSON line: what JSON.stringify writes of it with its feedback ids as an array. */
+export function lineageJson(l: RowLineage): string {
+  return JSON.stringify(typeof l.feedbackIds === 'string' ? { ...l, feedbackIds: lineageFeedbackIds(l) } : l);
 }
