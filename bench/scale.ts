@@ -403,9 +403,11 @@ interface CalibrationStep {
 
 /** A step stopped at its budget: how long it ran and the most it was resident. */
 interface Stopped {
-  stopped: 'time' | 'memory';
+  /** Killed at a limit, or `failed`: it exited with an error of its own (`error`: its message). */
+  stopped: 'time' | 'memory' | 'failed';
   seconds: number;
   peakMib: number;
+  error?: string;
 }
 
 /** A process's resident memory now and at its peak (VmRSS, VmHWM), in MiB; null once it is gone. */
@@ -469,8 +471,11 @@ export async function calibrationStep(
   }, 500);
   const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
   clearInterval(watch);
-  if (stopped) return { stopped, seconds: (performance.now() - started) / 1000, peakMib };
-  if (code !== 0) throw new Error(`calibrate-build.ts ${step} exited ${code}: ${stderr}`);
+  const seconds = (performance.now() - started) / 1000;
+  if (stopped) return { stopped, seconds, peakMib };
+  // A step that failed (V8 out of heap, say) is reported like one stopped at a limit, so the
+  // steps after it still run and what was measured is recorded.
+  if (code !== 0) return { stopped: 'failed', seconds, peakMib, error: failureOf(stderr, code) };
   return JSON.parse(stdout.trim().split('\n').at(-1)!) as CalibrationStep;
 }
 
@@ -514,7 +519,19 @@ export async function compareCalibration(client: pg.Client, projectId: string, t
 
 const isStopped = (x: CalibrationStep | Stopped | null): x is Stopped => x !== null && 'stopped' in x;
 const describeStop = (x: Stopped) =>
-  `stopped at its ${x.stopped === 'time' ? 'time' : 'memory'} limit after ${round(x.seconds, 0)} s, ${Math.round(x.peakMib)} MiB resident at most`;
+  x.stopped === 'failed'
+    ? `failed after ${round(x.seconds, 0)} s (${x.error}), ${Math.round(x.peakMib)} MiB resident at most`
+    : `stopped at its ${x.stopped} limit after ${round(x.seconds, 0)} s, ${Math.round(x.peakMib)} MiB resident at most`;
+
+/** What a failed step said: V8's fatal error line when it ran out of heap, else its last line. */
+function failureOf(stderr: string, code: number | null): string {
+  const lines = stderr
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
+  const fatal = lines.find((l) => l.startsWith('FATAL ERROR'));
+  return `exit ${code}: ${fatal ?? lines.at(-1) ?? 'no output'}`;
+}
 
 /** The issue's budget for a calibration and KTO and DPO build at 10 million interactions. */
 const BUDGET = { seconds: 15 * 60, mib: 8 * 1024 };
@@ -567,7 +584,7 @@ async function calibrationMetrics(
     log(`KTO + DPO: ${JSON.stringify(build)}; ${loadNote()}`);
     if (isStopped(build)) {
       notes.push(
-        `the KTO and DPO builds ${describeStop(build)} (what was left of the 15 minutes after the calibration's ${round(calibrate.calibrateSeconds!, 0)} s, or the deadline)`,
+        `the KTO and DPO builds ${describeStop(build)}${build.stopped === 'time' ? ` (what was left of the 15 minutes after the calibration's ${round(calibrate.calibrateSeconds!, 0)} s, or the deadline)` : ''}`,
       );
       metrics.build_stopped_after_s = round(build.seconds, 1);
       metrics.build_stopped_peak_mib = Math.round(build.peakMib);
@@ -767,7 +784,10 @@ export const scaleBench: Bench = {
         await store.close();
       }
     } finally {
-      await drop();
+      // BENCH_SCALE_KEEP=1 keeps the loaded database (its URL in the log) for measuring one step
+      // again with bench/procs/calibrate-build.ts without another load.
+      if (process.env.BENCH_SCALE_KEEP === '1') ctx.log(`kept the database: ${url}`);
+      else await drop();
     }
   },
 };

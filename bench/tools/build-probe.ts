@@ -4,6 +4,7 @@
 // buildDatasetVersion for KTO and DPO (curation off) on an in-memory SQLite store. Prints the
 // heap and resident memory after each stage: whether a size fits in a heap limit, e.g.
 //   node --max-old-space-size=6144 --conditions=source --import tsx bench/tools/build-probe.ts 8000000
+// (add --expose-gc for the live heap after each stage as well).
 // The rewards are random, so the KTO share (about 60%) and the DPO pairs differ from the bench's.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -15,14 +16,28 @@ import { Store } from '@ratchet/store';
 const n = Number(process.argv[2] ?? 8_000_000);
 const mib = (b: number) => Math.round(b / 2 ** 20);
 const t0 = performance.now();
-const log = (m: string) =>
+// With --expose-gc each line also gives the live heap (after a full collection).
+const collect = (globalThis as { gc?: () => void }).gc;
+const log = (m: string) => {
+  const heap = mib(process.memoryUsage().heapUsed);
+  collect?.();
+  const live = collect ? ` live ${mib(process.memoryUsage().heapUsed)}` : '';
   console.log(
-    `${((performance.now() - t0) / 1000).toFixed(1)} s ${m}: rss ${mib(process.memoryUsage().rss)} heap ${mib(process.memoryUsage().heapUsed)} maxrss ${mib(process.resourceUsage().maxRSS * 1024)}`,
+    `${((performance.now() - t0) / 1000).toFixed(1)} s ${m}: rss ${mib(process.memoryUsage().rss)} heap ${heap}${live} maxrss ${mib(process.resourceUsage().maxRSS * 1024)}`,
   );
+};
+/** A rating id shaped like the server's (a UUIDv7: its time first), as bench/scale's are. */
+const ratingId = (i: number, k: number) => {
+  const hex = (x: number, digits: number) => x.toString(16).padStart(digits, '0');
+  const time = hex(1.7e12 + i * 31_536, 12);
+  return `${time.slice(0, 8)}-${time.slice(8)}-7000-8000-${hex(i * 8 + k, 12)}`;
+};
 const store = await Store.open('sqlite::memory:');
 const projectId = (await store.projects.create('probe')).id;
 const table = new CandidateColumns();
 const prompts = new Map<string, string>();
+// One empty tag list for every untagged answer, as the store's read gives them.
+const noTags: string[] = [];
 let seed = 17;
 const rand = () => {
   seed = (seed * 1103515245 + 12345) % 2 ** 31;
@@ -51,8 +66,8 @@ for (let j = 0; j < n; j++) {
     n: count,
     weight: 1,
     createdAt: 1.7e12 + i * 31_536,
-    tags: [],
-    feedbackIds: Array.from({ length: count }, (_, k) => `f${String(i).padStart(9, '0')}-${k}`),
+    tags: noTags,
+    feedbackIds: Array.from({ length: count }, (_, k) => ratingId(i, k)),
   });
 }
 log(`${n} candidates`);
