@@ -644,6 +644,35 @@ async function calibrationMetrics(
   }
 }
 
+/**
+ * The server's version and the settings that move these timings most (its memory, WAL and
+ * checkpoints), as one line for the notes: a run on Debian's defaults and one on settings sized
+ * for the machine (docs/deploy.md) are not the same measurement.
+ */
+async function serverSettings(url: string): Promise<string> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    const names = [
+      'shared_buffers',
+      'effective_cache_size',
+      'maintenance_work_mem',
+      'work_mem',
+      'max_wal_size',
+      'checkpoint_timeout',
+      'wal_compression',
+    ];
+    const { rows } = await client.query<{ name: string; value: string }>(
+      `select name, current_setting(name) as value from pg_settings where name = any($1) order by name`,
+      [names],
+    );
+    const version = (await client.query<{ v: string }>('show server_version')).rows[0]!.v;
+    return `${version.split(' ')[0]} (${rows.map((r) => `${r.name} ${r.value}`).join(', ')})`;
+  } finally {
+    await client.end();
+  }
+}
+
 /** Every API call the dashboard's pages make, with the health windows the Models page offers. */
 function dashboardCalls(sampleId: string, cursor: string): Record<string, string> {
   return {
@@ -775,9 +804,10 @@ export const scaleBench: Bench = {
         metrics.ratings_count = seeded.ratings;
         await server.close();
         const calibration = await calibrationMetrics(url, project.id, n, sizeName(n), ctx.log);
+        const settings = await serverSettings(url);
         return {
           metrics: { ...metrics, ...calibration.metrics },
-          notes: `${seeded.interactions} interactions over 365 days (4 models on 2 routes) and ${seeded.ratings} current ratings (0-4 per call, half thumbs, half 1-5 stars, ${RATERS} raters) loaded into PostgreSQL with COPY FROM STDIN (pg driver; the three tables at once on three connections, their foreign keys and secondary indexes dropped first and made again after from the catalog's definitions, as PostgreSQL's manual advises for a bulk load: copy_rows_s, then copy_indexes_s; copy_load_s is the whole load with the raters' counts and ANALYZE), then ratchet rollups rebuild (rollups_rebuild_s). Each dashboard API call over HTTP to a real server on that database, one at a time: the median of ${runs} after a first call (api_*_first_ms); dashboard_api_ms_max_${sizeName(n)} is the slowest median. analysis and what-changed are background reports: their time is what a page waits (at most 800 ms, then "computing"), not the report's computation. The dashboard was timed before any calibration or dataset (queue's least-certain half and what-changed have little to read). ${loadAtStart} when the timings started, ${dashboardLoadEnd} at their end. ${calibration.notes} The machine is shared (other helpers on its 2 cores), so timings are noisy and high.`,
+          notes: `${seeded.interactions} interactions over 365 days (4 models on 2 routes) and ${seeded.ratings} current ratings (0-4 per call, half thumbs, half 1-5 stars, ${RATERS} raters) loaded into PostgreSQL with COPY FROM STDIN (pg driver; the three tables at once on three connections, their foreign keys and secondary indexes dropped first and made again after from the catalog's definitions, as PostgreSQL's manual advises for a bulk load: copy_rows_s, then copy_indexes_s; copy_load_s is the whole load with the raters' counts and ANALYZE), then ratchet rollups rebuild (rollups_rebuild_s). Each dashboard API call over HTTP to a real server on that database, one at a time: the median of ${runs} after a first call (api_*_first_ms); dashboard_api_ms_max_${sizeName(n)} is the slowest median. analysis and what-changed are background reports: their time is what a page waits (at most 800 ms, then "computing"), not the report's computation. The dashboard was timed before any calibration or dataset (queue's least-certain half and what-changed have little to read). ${loadAtStart} when the timings started, ${dashboardLoadEnd} at their end. ${calibration.notes} PostgreSQL ${settings}. The machine is shared (other helpers on its 2 cores), so timings are noisy and high.`,
         };
       } finally {
         await server.close();
