@@ -36,6 +36,8 @@ describe('scale bench (tiny)', () => {
       expect(result.metrics.recalibrate_speedup_1pct).toBeGreaterThan(0);
       expect(result.metrics.recalibrate_max_reward_diff).toBeLessThan(0.01);
       expect(result.metrics.recalibrate_flag_differences_count).toBe(0);
+      // The notes say which server settings the timings ran with.
+      expect(result.notes).toMatch(/PostgreSQL \d+(\.\d+)? \([^)]*max_wal_size [^,]+,[^)]*shared_buffers /);
     },
     // Four child processes (each starts node and tsx) on top of the load: minutes on a busy machine.
     300_000,

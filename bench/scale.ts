@@ -666,7 +666,8 @@ async function serverSettings(url: string): Promise<string> {
       `select name, current_setting(name) as value from pg_settings where name = any($1) order by name`,
       [names],
     );
-    const version = (await client.query<{ v: string }>('show server_version')).rows[0]!.v;
+    const version = (await client.query<{ server_version: string }>('show server_version')).rows[0]!
+      .server_version;
     return `${version.split(' ')[0]} (${rows.map((r) => `${r.name} ${r.value}`).join(', ')})`;
   } finally {
     await client.end();
