@@ -3,7 +3,7 @@ import type SqliteDatabase from 'better-sqlite3';
 import { type Kysely, sql } from 'kysely';
 import type { DialectName } from './connection.js';
 import { chunk, decodeJson, encodeJson, rowsPerStatement } from './json.js';
-import type { Database } from './schema.js';
+import type { Database, InteractionRewardsTable } from './schema.js';
 import { insertManySqlite } from './sqlite-bulk.js';
 
 /** A current feedback event of a kind that carries a scalar reward, as calibration reads it. */
@@ -470,15 +470,7 @@ export class CalibrationRepository {
 }
 
 /** A stored reward as callers read it. */
-function toRewardRow(r: {
-  interaction_id: string;
-  n: number;
-  raw_mean: number;
-  reward: number;
-  sd: number;
-  lower: number;
-  upper: number;
-}): ItemRewardRow {
+function toRewardRow(r: Omit<InteractionRewardsTable, 'project_id' | 'calibration_id'>): ItemRewardRow {
   return {
     interactionId: r.interaction_id,
     n: r.n,

@@ -1,4 +1,4 @@
-import type { CandidateExample, CandidateList, TextCandidate } from './types.js';
+import { type CandidateExample, type CandidateList, splitFeedbackIds, type TextCandidate } from './types.js';
 
 /** A candidate as a table takes it: a TextCandidate with its tags. */
 export type TaggedTextCandidate = TextCandidate & { tags: string[] };
@@ -100,7 +100,6 @@ export class CandidateColumns {
 
   /** The i-th candidate as an object (a new one each call), with its segment when given. */
   at(i: number, segment?: string): TaggedTextCandidate {
-    const ids = this.feedbackIds[i]!;
     const c: TaggedTextCandidate = {
       interactionId: this.interactionIds[i]!,
       promptHash: this.promptHashes[i]!,
@@ -113,7 +112,7 @@ export class CandidateColumns {
       weight: this.weights[i]!,
       createdAt: this.createdAts[i]!,
       tags: this.tagLists[i]!,
-      feedbackIds: ids === '' ? [] : ids.split(','),
+      feedbackIds: splitFeedbackIds(this.feedbackIds[i]!),
     };
     const model = this.models[i];
     if (model !== undefined) c.model = model;

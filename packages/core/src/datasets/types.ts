@@ -97,11 +97,14 @@ export interface CandidateList<Prompt = ChatMessage[], Completion = ChatMessage>
   feedbackIdsText?(i: number): string;
 }
 
+/** Feedback ids joined by ',' (as `CandidateColumns` holds them) as an array. */
+export function splitFeedbackIds(joined: string): string[] {
+  return joined === '' ? [] : joined.split(',');
+}
+
 /** A lineage entry's feedback ids as an array, however the builder held them. */
 export function lineageFeedbackIds(l: Pick<RowLineage, 'feedbackIds'>): string[] {
-  const ids = l.feedbackIds;
-  if (typeof ids !== 'string') return ids;
-  return ids === '' ? [] : ids.split(',');
+  return typeof l.feedbackIds === 'string' ? splitFeedbackIds(l.feedbackIds) : l.feedbackIds;
 }
 
 /** A lineage entry's JSON line: what JSON.stringify writes of it with its feedback ids as an array. */
