@@ -214,7 +214,7 @@ export const calibrateBuild: Bench = {
       }
       // The raw mean of each item's rewards, from the same store, for the comparison.
       const raw = await store.db
-        .selectFrom('interaction_rewards')
+        .selectFrom('current_rewards')
         .select(['interaction_id', 'raw_mean'])
         .where('project_id', '=', projectId)
         .execute();

@@ -352,21 +352,27 @@ async function copy(url: string, text: string, rows: Iterable<string>): Promise<
   }
 }
 
+/** The rater offsets of successive additions: none is one of the load's (2003k mod 10,000, k < 4). */
+const ADDED_RATER_OFFSETS = [5000, 7000, 9000];
+
 /**
  * 1% new ratings (one for every 50th call: n/50, a hundredth of the 2n loaded) by raters who had
  * not rated that call, received now: additions after the last calibration read, which is what an
  * incremental recalibration continues with. Written with COPY like the load (the indexes and
- * foreign keys are in place now), `feedback` and its `feedback_current` row.
+ * foreign keys are in place now), `feedback` and its `feedback_current` row. `round` (0 to 2)
+ * makes another addition by other raters, for measuring again on a kept database.
  */
-export async function addNewRatings(url: string, projectId: string, n: number): Promise<number> {
+export async function addNewRatings(url: string, projectId: string, n: number, round = 0): Promise<number> {
   const t = Date.now();
+  const offset = ADDED_RATER_OFFSETS[round];
+  if (offset === undefined) throw new RangeError(`round ${round}: at most ${ADDED_RATER_OFFSETS.length} additions`);
   function* ratings(which: 'feedback' | 'current') {
     for (let i = 25; i < n; i += 50) {
-      // The loaded raters of call i are (13i + 2003k) mod 10,000 for k < 4: 5,000 is none of them.
-      const rater = (i * 13 + 5000) % RATERS;
+      // The loaded raters of call i are (13i + 2003k) mod 10,000 for k < 4: the offset is none of them.
+      const rater = (i * 13 + offset!) % RATERS;
       const thumbs = rater % 2 === 0;
-      const value = ratingValue(i, 5, thumbs);
-      yield ratingLine(which, projectId, i, ratingId(t, i, 5), rater, value, t);
+      const value = ratingValue(i, 5 + round, thumbs);
+      yield ratingLine(which, projectId, i, ratingId(t, i, 5 + round), rater, value, t);
     }
   }
   const added = await copy(
@@ -397,7 +403,8 @@ interface CalibrationStep {
     reason: string;
     ratings: number;
     flagged: number;
-    seconds: { read: number; fit: number; save: number };
+    rewardsWritten: number;
+    seconds: { read: number; fit: number; save: number; store: number; snapshotFile: number };
   };
 }
 
@@ -483,7 +490,7 @@ export async function calibrationStep(
 export async function keepCalibration(client: pg.Client, projectId: string, table: string): Promise<void> {
   await client.query(`drop table if exists ${table}_rewards, ${table}_flags`);
   await client.query(
-    `create table ${table}_rewards as select interaction_id, reward from interaction_rewards where project_id = $1`,
+    `create table ${table}_rewards as select interaction_id, reward from current_rewards where project_id = $1`,
     [projectId],
   );
   await client.query(`create table ${table}_flags as select id, flagged from raters where project_id = $1`, [
@@ -498,7 +505,7 @@ export async function compareCalibration(client: pg.Client, projectId: string, t
     `select max(abs(k.reward - r.reward)) as max,
             count(*) filter (where abs(k.reward - r.reward) > 0.01) as over,
             count(*) filter (where r.reward is null) as missing
-     from ${table}_rewards k left join interaction_rewards r
+     from ${table}_rewards k left join current_rewards r
        on r.project_id = $1 and r.interaction_id = k.interaction_id`,
     [projectId],
   );
@@ -614,6 +621,14 @@ async function calibrationMetrics(
     metrics.recalibrate_s = round(incremental.calibrateSeconds!, 2);
     metrics.recalibrate_peak_mib = Math.round(incremental.maxRssMib);
     metrics.recalibrate_from_snapshot_count = incremental.calibration!.fromSnapshot ? 1 : 0;
+    // Where its time went: the save's store transaction and snapshot file run side by side.
+    const parts = incremental.calibration!.seconds;
+    metrics.recalibrate_read_s = round(parts.read, 2);
+    metrics.recalibrate_fit_s = round(parts.fit, 2);
+    metrics.recalibrate_save_s = round(parts.save, 2);
+    metrics.recalibrate_save_store_s = round(parts.store, 2);
+    metrics.recalibrate_save_file_s = round(parts.snapshotFile, 2);
+    metrics.recalibrate_rewards_written_count = incremental.calibration!.rewardsWritten;
     await keepCalibration(client, projectId, 'bench_incremental');
     const refit = await calibrationStep('refit', url, projectId, dataDir, unlimited);
     log(`full refit: ${JSON.stringify(refit)}; ${loadNote()}`);

@@ -69,7 +69,11 @@ export interface CalibrationSummary {
   referenceRatings: number;
   /** Raters the reference screen flagged (counted in `flagged` too). */
   flaggedByReference: number;
-  seconds: { read: number; fit: number; save: number };
+  /**
+   * Wall time of each part. The save's two halves run side by side: `store` (the run's rows in one
+   * transaction) and `snapshotFile` (the kept snapshot written to the data folder; 0 without one).
+   */
+  seconds: { read: number; fit: number; save: number; store: number; snapshotFile: number };
 }
 
 /**
@@ -280,6 +284,9 @@ export async function calibrateProject(
       ? null
       : (read.stored ?? (await storedInStore(store, projectId, items, itemColumns)));
   const onlyItems = before ? rewardsToWrite(itemColumns, before.columns, before.fresh, tolerance) : undefined;
+  // Which of them the store holds no reward for yet: rows to add; the others' rows exist, and their
+  // new values are stored beside them (store.calibration.save). Read before `written` updates the record.
+  const unstored = before && onlyItems ? unstoredOf(before.columns, onlyItems) : undefined;
   // The run's id is made here so the snapshot file naming it is written while the store saves
   // (the file on the thread pool, the rows in the database's process), and renamed into place only
   // once the save committed: a file for a run that never committed is never read as one.
@@ -293,11 +300,18 @@ export async function calibrateProject(
     skipped,
     stored: before && onlyItems ? written(before.columns, itemColumns, onlyItems) : storedCopy(itemColumns),
   };
+  let fileDone = t2;
   const file = !useReference && snapshotPath ? writeKeptPartial(snapshotPath, keptNow) : null;
-  // Handled here so that a failed write is not an unhandled rejection while the save runs; it is
-  // still thrown below, where the file is awaited.
-  file?.catch(() => {});
+  // Its failure is handled here too, so that it is not an unhandled rejection while the save runs;
+  // it is still thrown below, where the file is awaited.
+  file?.then(
+    () => {
+      fileDone = performance.now();
+    },
+    () => {},
+  );
   let run: CalibrationRun;
+  let stored = t2;
   try {
     run = await store.calibration.save(
       projectId,
@@ -307,7 +321,9 @@ export async function calibrateProject(
       itemColumns,
       onlyItems,
       runId,
+      unstored && ((k) => unstored[k] === 1),
     );
+    stored = performance.now();
   } catch (err) {
     if (file)
       await file.then(
@@ -335,7 +351,13 @@ export async function calibrateProject(
     rewardsWritten: onlyItems?.length ?? items.ids.length,
     referenceRatings,
     flaggedByReference: flaggedByReference.length,
-    seconds: { read: (t1 - t0) / 1000, fit: (t2 - t1) / 1000, save: (t3 - t2) / 1000 },
+    seconds: {
+      read: (t1 - t0) / 1000,
+      fit: (t2 - t1) / 1000,
+      save: (t3 - t2) / 1000,
+      store: (stored - t2) / 1000,
+      snapshotFile: (fileDone - t2) / 1000,
+    },
   };
 }
 
@@ -394,6 +416,13 @@ export function rewardsToWrite(
     )
       out.push(k);
   }
+  return out;
+}
+
+/** 1 at each of `items` the store has no reward for (nothing recorded: NaN, or past the record's end). */
+function unstoredOf(stored: StoredRewards, items: readonly number[]): Uint8Array {
+  const out = new Uint8Array(items.length === 0 ? 0 : items[items.length - 1]! + 1);
+  for (const k of items) if (k >= stored.reward.length || Number.isNaN(stored.reward[k]!)) out[k] = 1;
   return out;
 }
 

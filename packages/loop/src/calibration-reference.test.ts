@@ -92,10 +92,7 @@ for (const target of testDatabases()) {
         // else rated them), and the reference itself rated nothing for the rewards.
         const rewards = new Map(
           (
-            await store.db
-              .selectFrom('interaction_rewards')
-              .select(['interaction_id', 'reward', 'n'])
-              .execute()
+            await store.db.selectFrom('current_rewards').select(['interaction_id', 'reward', 'n']).execute()
           ).map((r) => [r.interaction_id, r]),
         );
         expect(rewards.size).toBe(720 - 12 * flagged.length);

@@ -45,6 +45,16 @@ async function storedResults(store: Store, projectId: string) {
   return { rewards, flagged };
 }
 
+/** Rewards an incremental run stored beside their rows (store.calibration.save). */
+async function changeCount(store: Store, projectId: string): Promise<number> {
+  const row = await store.db
+    .selectFrom('interaction_reward_changes')
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .where('project_id', '=', projectId)
+    .executeTakeFirstOrThrow();
+  return Number(row.n);
+}
+
 for (const target of testDatabases()) {
   describe(`incremental calibrateProject on ${target.name}`, () => {
     let store: Store;
@@ -93,9 +103,12 @@ for (const target of testDatabases()) {
       expect(run?.stats).toMatchObject({ mode: 'incremental', incrementalRuns: 1 });
       const incremental = await storedResults(store, projectId);
       expect(incremental.rewards.size).toBe(ITEMS);
+      // Every item had a reward row, so each rewrite is a change beside its row (readers read it).
+      expect(await changeCount(store, projectId)).toBe(second.rewardsWritten);
 
       const full = await calibrateProject(store, projectId, { recalibration: false });
       expect(full.mode).toBe('full');
+      expect(await changeCount(store, projectId)).toBe(0);
       const refit = await storedResults(store, projectId);
       expect(incremental.flagged).toEqual(refit.flagged);
       expect(incremental.flagged.length).toBeGreaterThan(0);

@@ -173,7 +173,7 @@ export class AnalysisRepository {
     opts: { minCount?: number; limit?: number } = {},
   ): Promise<PromptSummary[]> {
     const rows = await this.db
-      .selectFrom('interaction_rewards as r')
+      .selectFrom('current_rewards as r')
       .innerJoin('interactions as i', (j) =>
         j.onRef('i.project_id', '=', 'r.project_id').onRef('i.id', '=', 'r.interaction_id'),
       )
@@ -219,7 +219,7 @@ export class AnalysisRepository {
     const rows = await this.db
       .selectFrom('feedback_current as c')
       .innerJoin('feedback as f', 'f.id', 'c.feedback_id')
-      .leftJoin('interaction_rewards as r', (j) =>
+      .leftJoin('current_rewards as r', (j) =>
         j.onRef('r.project_id', '=', 'c.project_id').onRef('r.interaction_id', '=', 'c.interaction_id'),
       )
       .where('c.project_id', '=', projectId)

@@ -285,6 +285,119 @@ for (const target of testDatabases()) {
       expect(first.id).not.toBe(second.id);
     });
 
+    it('an incremental save keeps moved rewards as changes beside their rows, read first; a full save folds them in', async () => {
+      const rows = async () =>
+        Object.fromEntries(
+          (
+            await store.db
+              .selectFrom('interaction_rewards')
+              .select(['interaction_id', 'reward'])
+              .where('project_id', '=', projectId)
+              .execute()
+          ).map((r) => [r.interaction_id, r.reward]),
+        );
+      const changes = async () =>
+        (
+          await store.db
+            .selectFrom('interaction_reward_changes')
+            .select(['interaction_id', 'reward'])
+            .where('project_id', '=', projectId)
+            .orderBy('interaction_id')
+            .execute()
+        ).map((r) => [r.interaction_id, r.reward]);
+      const rewardOf = async (i: number) => (await store.calibration.rewardOf(projectId, id(i)))?.reward;
+      const all = Array.from({ length: INTERACTIONS }, (_, i) => id(i));
+      await store.calibration.save(projectId, {}, {}, [], rewardColumns(all.slice(0, 1100), 0.1));
+
+      // Items 5 and 1000 moved; 1100 to 1149 are newly rated (no row yet).
+      const written = [5, 1000, ...Array.from({ length: 50 }, (_, k) => 1100 + k)];
+      const isNew = (k: number) => k >= 1100;
+      const one = await store.calibration.save(
+        projectId,
+        {},
+        {},
+        [],
+        rewardColumns(all.slice(0, 1150), 0.6),
+        written,
+        undefined,
+        isNew,
+      );
+      const table = await rows();
+      expect(Object.keys(table)).toHaveLength(1150);
+      // The moved rows stay as they were; their changes are beside them.
+      expect(table[id(5)]).toBeCloseTo(0.1, 12);
+      expect(table[id(1120)]).toBeCloseTo(0.6, 12);
+      expect(await changes()).toEqual([
+        [id(5), 0.6],
+        [id(1000), 0.6],
+      ]);
+      expect(await rewardOf(5)).toBeCloseTo(0.6, 12);
+      expect(await rewardOf(6)).toBeCloseTo(0.1, 12);
+      expect(await rewardOf(1120)).toBeCloseTo(0.6, 12);
+      const read = new Map<string, number>();
+      for await (const page of store.calibration.storedRewards(projectId))
+        for (const r of page) read.set(r.interactionId, r.reward);
+      expect(read.size).toBe(1150);
+      expect(read.get(id(1000))).toBeCloseTo(0.6, 12);
+      expect(read.get(id(6))).toBeCloseTo(0.1, 12);
+      expect(
+        await store.db
+          .selectFrom('current_rewards')
+          .select('calibration_id')
+          .where('project_id', '=', projectId)
+          .where('interaction_id', '=', id(5))
+          .executeTakeFirstOrThrow(),
+      ).toEqual({ calibration_id: one.id });
+
+      // The next incremental run moves item 5 again: its change is replaced, not added to.
+      await store.calibration.save(
+        projectId,
+        {},
+        {},
+        [],
+        rewardColumns(all.slice(0, 1150), 0.8),
+        [5],
+        undefined,
+        () => false,
+      );
+      expect(await changes()).toEqual([
+        [id(5), 0.8],
+        [id(1000), 0.6],
+      ]);
+      // Without the caller's record of what is stored, the items are rewritten in place.
+      await store.calibration.save(projectId, {}, {}, [], rewardColumns(all.slice(0, 1150), 0.9), [1000]);
+      expect(await changes()).toEqual([[id(5), 0.8]]);
+      expect((await rows())[id(1000)]).toBeCloseTo(0.9, 12);
+      expect(await rewardOf(1000)).toBeCloseTo(0.9, 12);
+
+      // Deleting an interaction takes its change with its reward row (one of its own: the tests
+      // after this one count this project's ratings).
+      await store.interactions.insert(projectId, [
+        parseInput(InteractionInput, {
+          id: 'gone',
+          model: 'm',
+          messages: [{ role: 'user', content: 'q' }],
+          output: 'a',
+        }),
+      ]);
+      const withGone = rewardColumns([...all.slice(0, 1150), 'gone'], 0.5);
+      await store.calibration.save(projectId, {}, {}, [], withGone, [1150], undefined, () => true);
+      await store.calibration.save(projectId, {}, {}, [], withGone, [5, 1150], undefined, () => false);
+      expect(await changes()).toEqual([
+        ['gone', 0.5],
+        [id(5), 0.5],
+      ]);
+      await store.deletion.delete(projectId, { kind: 'interactions', ids: ['gone'] }, 'test');
+      expect(await changes()).toEqual([[id(5), 0.5]]);
+      expect(await store.calibration.rewardOf(projectId, 'gone')).toBeUndefined();
+
+      // A full save rewrites every row and leaves no change behind.
+      await store.calibration.save(projectId, {}, {}, [], rewardColumns(all.slice(0, 1100), 0.3));
+      expect(await changes()).toEqual([]);
+      expect(await rewardOf(5)).toBeCloseTo(0.3, 12);
+      expect(Object.keys(await rows())).toHaveLength(1100);
+    });
+
     it.runIf(target.name === 'postgres')(
       'rewrites rewards in place with room on each page: an incremental save updates HOT (PostgreSQL)',
       async () => {

@@ -66,14 +66,6 @@ function itemAt(items: readonly ItemRewardRow[] | ItemRewardColumns, k: number):
   };
 }
 
-/** The rows at `indices` of rows or columns, as rows. */
-function selectItems(
-  items: readonly ItemRewardRow[] | ItemRewardColumns,
-  indices: readonly number[],
-): ItemRewardRow[] {
-  return indices.map((k) => itemAt(items, k));
-}
-
 export interface CalibrationRun {
   id: string;
   projectId: string;
@@ -242,7 +234,7 @@ export class CalibrationRepository {
     let after: string | undefined;
     for (;;) {
       let q = this.db
-        .selectFrom('interaction_rewards')
+        .selectFrom('current_rewards')
         .select(['interaction_id', 'n', 'raw_mean', 'reward', 'sd', 'lower', 'upper'])
         .where('project_id', '=', projectId);
       if (after !== undefined) q = q.where('interaction_id', '>', after);
@@ -302,7 +294,11 @@ export class CalibrationRepository {
 
   /**
    * Stores a calibration in one transaction: the run, every rater's state, and the calibrated
-   * reward of every rated interaction (replacing the previous calibration's).
+   * rewards. A full run (no `onlyItems`) rewrites every reward row and drops the project's changes.
+   * An incremental run writes only `onlyItems`: with `unstored`, the items the store has no row for
+   * as rows and the others as changes (interaction_reward_changes, which current_rewards reads
+   * first), so that a few percent of rewards scattered over the table do not rewrite nearly every
+   * page of it; without `unstored`, all of them in place (their changes dropped).
    */
   async save(
     projectId: string,
@@ -310,18 +306,19 @@ export class CalibrationRepository {
     stats: Record<string, unknown>,
     raters: readonly RaterCalibrationRow[],
     itemsInput: readonly ItemRewardRow[] | ItemRewardColumns,
-    /** Incremental: write only these items' rewards (indices into items) and keep the others' rows. */
+    /** Incremental: write only these items' rewards (indices into items) and keep the others'. */
     onlyItems?: readonly number[],
     /** The run's id, when the caller needs it before the save (a file naming the run, written meanwhile). */
     runId: string = newId(),
+    /**
+     * Incremental: true for the written items the store holds no reward row for (the caller's
+     * record of what it wrote). Every other written item must have one: its change is stored beside it.
+     */
+    unstored?: (k: number) => boolean,
   ): Promise<CalibrationRun> {
-    // SQLite writes rows; PostgreSQL reads the columns at the indices itself (no object per row).
-    const items = onlyItems && this.sqlite ? selectItems(itemsInput, onlyItems) : itemsInput;
-    const count = onlyItems
-      ? onlyItems.length
-      : Array.isArray(items)
-        ? items.length
-        : (items as ItemRewardColumns).interactionIds.length;
+    // Which items go where: rows rewritten in place, new rows, changes beside existing rows.
+    const rows = !onlyItems ? undefined : unstored ? onlyItems.filter((k) => unstored(k)) : onlyItems;
+    const changes = onlyItems && unstored ? onlyItems.filter((k) => !unstored(k)) : undefined;
     const run: CalibrationRun = { id: runId, projectId, options, stats, createdAt: Date.now() };
     const num = (x: number) => (Number.isFinite(x) ? x : null);
     await this.db.transaction().execute(async (trx) => {
@@ -374,59 +371,19 @@ export class CalibrationRepository {
             .execute();
         }
       } else await upsertRatersPostgres(trx, projectId, run.createdAt, raters);
-      if (this.sqlite && !onlyItems)
-        await trx.deleteFrom('interaction_rewards').where('project_id', '=', projectId).execute();
-      else if (this.sqlite) {
-        const ids = Array.from({ length: count }, (_, k) => itemAt(items, k).interactionId);
-        for (const part of chunk(ids, 1000)) {
-          await trx
-            .deleteFrom('interaction_rewards')
-            .where('project_id', '=', projectId)
-            .where('interaction_id', 'in', part)
-            .execute();
-        }
-      }
+      const write = { projectId, calibrationId: run.id, items: itemsInput };
+      if (!onlyItems)
+        await trx.deleteFrom('interaction_reward_changes').where('project_id', '=', projectId).execute();
+      else if (!unstored) await dropChanges(trx, projectId, itemsInput, onlyItems);
       if (this.sqlite) {
         // Inside the transaction Kysely began on this same connection: prepared multi-row
-        // inserts take seconds for a million rows, where query objects took tens of seconds.
-        insertManySqlite(
-          this.sqlite,
-          'interaction_rewards (project_id, interaction_id, calibration_id, n, raw_mean, reward, sd, lower, upper)',
-          9,
-          count,
-          Array.isArray(items)
-            ? (params, k) => {
-                const i = (items as readonly ItemRewardRow[])[k]!;
-                params.push(
-                  projectId,
-                  i.interactionId,
-                  run.id,
-                  i.n,
-                  i.rawMean,
-                  i.reward,
-                  i.sd,
-                  i.lower,
-                  i.upper,
-                );
-              }
-            : (params, k) => {
-                const c = items as ItemRewardColumns;
-                params.push(
-                  projectId,
-                  c.interactionIds[k],
-                  run.id,
-                  c.n[k],
-                  c.rawMean[k],
-                  c.reward[k],
-                  c.sd[k],
-                  c.lower[k],
-                  c.upper[k],
-                );
-              },
-        );
-        return;
+        // upserts take seconds for a million rows, where query objects took tens of seconds.
+        upsertRewardsSqlite(this.sqlite, 'interaction_rewards', write, rows);
+        if (changes) upsertRewardsSqlite(this.sqlite, 'interaction_reward_changes', write, changes);
+      } else {
+        await upsertRewardsPostgres(trx, 'interaction_rewards', write, rows);
+        if (changes) await upsertRewardsPostgres(trx, 'interaction_reward_changes', write, changes);
       }
-      await upsertRewardsPostgres(trx, projectId, run.id, itemsInput, onlyItems);
       // A full run rewrote every item it calibrated in place; the rows left from an earlier run
       // are items no longer rated (their ratings deleted).
       if (!onlyItems)
@@ -460,7 +417,7 @@ export class CalibrationRepository {
 
   async rewardOf(projectId: string, interactionId: string): Promise<ItemRewardRow | undefined> {
     const r = await this.db
-      .selectFrom('interaction_rewards')
+      .selectFrom('current_rewards')
       .selectAll()
       .where('project_id', '=', projectId)
       .where('interaction_id', '=', interactionId)
@@ -546,6 +503,73 @@ function textArray(values: readonly string[]): string {
   return `{${values.map((v) => `"${v.replace(/[\\"]/g, '\\$&')}"`).join(',')}}`;
 }
 
+/** Where a save writes rewards: the rows, or the changes beside them. */
+type RewardTable = 'interaction_rewards' | 'interaction_reward_changes';
+
+/** A save's rewards: the project, the run writing them, and every item's values (rows or columns). */
+interface RewardWrite {
+  projectId: string;
+  calibrationId: string;
+  items: readonly ItemRewardRow[] | ItemRewardColumns;
+}
+
+/** The number of items to write: `only`'s, or all of them. */
+function countOf(items: RewardWrite['items'], only: readonly number[] | undefined): number {
+  if (only) return only.length;
+  return Array.isArray(items) ? items.length : (items as ItemRewardColumns).interactionIds.length;
+}
+
+const UPSERT_REWARD = `on conflict (project_id, interaction_id) do update set calibration_id = excluded.calibration_id,
+  n = excluded.n, raw_mean = excluded.raw_mean, reward = excluded.reward, sd = excluded.sd,
+  lower = excluded.lower, upper = excluded.upper`;
+
+/** Rewards into `table` on SQLite, replacing what is there for the same items. */
+function upsertRewardsSqlite(
+  sqlite: SqliteDatabase.Database,
+  table: RewardTable,
+  { projectId, calibrationId, items }: RewardWrite,
+  /** The rows to write (indices into items); all of them when undefined. */
+  only: readonly number[] | undefined,
+): void {
+  insertManySqlite(
+    sqlite,
+    `${table} (project_id, interaction_id, calibration_id, n, raw_mean, reward, sd, lower, upper)`,
+    9,
+    countOf(items, only),
+    (params, j) => {
+      const i = itemAt(items, only ? only[j]! : j);
+      params.push(
+        projectId,
+        i.interactionId,
+        calibrationId,
+        i.n,
+        i.rawMean,
+        i.reward,
+        i.sd,
+        i.lower,
+        i.upper,
+      );
+    },
+    UPSERT_REWARD,
+  );
+}
+
+/** Drops the changes of the items at `indices`: they are about to be rewritten in place. */
+async function dropChanges(
+  trx: Kysely<Database>,
+  projectId: string,
+  items: RewardWrite['items'],
+  indices: readonly number[],
+): Promise<void> {
+  const ids = indices.map((k) => itemAt(items, k).interactionId);
+  for (const part of chunk(ids, 1000))
+    await trx
+      .deleteFrom('interaction_reward_changes')
+      .where('project_id', '=', projectId)
+      .where('interaction_id', 'in', part)
+      .execute();
+}
+
 /**
  * Writes item rewards on PostgreSQL as column arrays unnested by the server, 10,000 rows a
  * statement, read from the columns as it goes: multi-row VALUES made a row object per item (ten
@@ -556,17 +580,12 @@ function textArray(values: readonly string[]): string {
  */
 async function upsertRewardsPostgres(
   trx: Kysely<Database>,
-  projectId: string,
-  calibrationId: string,
-  items: readonly ItemRewardRow[] | ItemRewardColumns,
+  table: RewardTable,
+  { projectId, calibrationId, items }: RewardWrite,
   /** The rows to write (indices into items); all of them when undefined. */
   only: readonly number[] | undefined,
 ): Promise<void> {
-  const count = only
-    ? only.length
-    : Array.isArray(items)
-      ? items.length
-      : (items as ItemRewardColumns).interactionIds.length;
+  const count = countOf(items, only);
   const rows = Array.isArray(items) ? (items as readonly ItemRewardRow[]) : null;
   const c = items as ItemRewardColumns;
   for (let from = 0; from < count; from += REWARDS_PER_STATEMENT) {
@@ -599,14 +618,12 @@ async function upsertRewardsPostgres(
         upper.push(c.upper[k]!);
       }
     }
-    await sql`insert into interaction_rewards (project_id, interaction_id, calibration_id, n, raw_mean, reward, sd, lower, upper)
+    await sql`insert into ${sql.table(table)} (project_id, interaction_id, calibration_id, n, raw_mean, reward, sd, lower, upper)
       select ${projectId}, u.interaction_id, ${calibrationId}, u.n, u.raw_mean, u.reward, u.sd, u.lower, u.upper
       from unnest(${textArray(ids)}::text[], ${numberArray(n)}::int[], ${numberArray(rawMean)}::float8[],
         ${numberArray(reward)}::float8[], ${numberArray(sd)}::float8[], ${numberArray(lower)}::float8[],
         ${numberArray(upper)}::float8[])
         as u(interaction_id, n, raw_mean, reward, sd, lower, upper)
-      on conflict (project_id, interaction_id) do update set calibration_id = excluded.calibration_id,
-        n = excluded.n, raw_mean = excluded.raw_mean, reward = excluded.reward, sd = excluded.sd,
-        lower = excluded.lower, upper = excluded.upper`.execute(trx);
+      ${sql.raw(UPSERT_REWARD)}`.execute(trx);
   }
 }

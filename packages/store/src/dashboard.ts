@@ -351,7 +351,7 @@ export class DashboardRepository {
     opts: { limit: number; route?: string; raterId?: string },
   ): Promise<QueueCandidate[]> {
     let q = this.db
-      .selectFrom('interaction_rewards as r')
+      .selectFrom('current_rewards as r')
       .innerJoin('interactions as i', (j) =>
         j.onRef('i.project_id', '=', 'r.project_id').onRef('i.id', '=', 'r.interaction_id'),
       )

@@ -230,7 +230,7 @@ export class DatasetRepository {
       await sql`declare rated_interactions no scroll cursor for
         select i.id, i.prompt_hash, ${columns}, i.model, i.tags, i.created_at, r.reward, r.lower, r.upper, r.n,
           f.feedback_ids
-        from interaction_rewards r
+        from current_rewards r
         join interactions i on i.project_id = r.project_id and i.id = r.interaction_id
         left join (
           select c.interaction_id, array_agg(c.feedback_id order by c.rater_id, c.kind) as feedback_ids
@@ -298,7 +298,7 @@ export class DatasetRepository {
         (select group_concat(c.feedback_id) from feedback_current c
           where c.project_id = r.project_id and c.interaction_id = r.interaction_id
             and +c.kind in ${scalarKindsSql}) as fids
-      from interaction_rewards r join interactions i on i.project_id = r.project_id and i.id = r.interaction_id
+      from current_rewards r join interactions i on i.project_id = r.project_id and i.id = r.interaction_id
       where r.project_id = ?`;
     const first = sqlite.prepare(`${select} order by r.interaction_id limit ${SQLITE_PAGE}`).raw(true);
     const next = sqlite

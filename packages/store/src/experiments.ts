@@ -620,7 +620,7 @@ export class ExperimentRepository {
   /** Calibrated rewards of the answers a user (`source: user`) rated on `interactions`, per user. */
   private userRewardRows(interactions: RouteInteractions, excludeFlagged: boolean) {
     return interactions
-      .innerJoin('interaction_rewards as r', (j) =>
+      .innerJoin('current_rewards as r', (j) =>
         j.onRef('r.project_id', '=', 'i.project_id').onRef('r.interaction_id', '=', 'i.id'),
       )
       .where(({ exists, selectFrom }) =>

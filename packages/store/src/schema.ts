@@ -601,6 +601,10 @@ export interface Database {
   score_configs: ScoreConfigsTable;
   calibration_runs: CalibrationRunsTable;
   interaction_rewards: InteractionRewardsTable;
+  /** An incremental calibration's rewrites of existing rewards (migration 0040). */
+  interaction_reward_changes: InteractionRewardsTable;
+  /** A view: each reward with its latest change (what every reader reads). */
+  current_rewards: InteractionRewardsTable;
   datasets: DatasetsTable;
   dataset_interactions: DatasetInteractionsTable;
   feedback_scores: FeedbackScoresTable;

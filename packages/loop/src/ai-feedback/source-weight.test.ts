@@ -43,10 +43,7 @@ async function world(extraRaterSource: 'user' | 'judge', judgeWeight?: number) {
     projectId,
     judgeWeight === undefined ? {} : { mapping: { sourceWeight: { judge: judgeWeight } } },
   );
-  const rewards = await store.db
-    .selectFrom('interaction_rewards')
-    .select(['interaction_id', 'reward'])
-    .execute();
+  const rewards = await store.db.selectFrom('current_rewards').select(['interaction_id', 'reward']).execute();
   const mean = (ids: number[]) =>
     ids.reduce((s, i) => s + rewards.find((r) => r.interaction_id === `a${i}`)!.reward, 0) / ids.length;
   const firstTen = mean(Array.from({ length: 10 }, (_, i) => i));
