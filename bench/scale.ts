@@ -353,13 +353,13 @@ async function copy(url: string, text: string, rows: Iterable<string>): Promise<
 }
 
 /** The rater offsets of successive additions: none is one of the load's (2003k mod 10,000, k < 4). */
-const ADDED_RATER_OFFSETS = [5000, 7000, 9000];
+const ADDED_RATER_OFFSETS = [5000, 7000, 9000, 1000, 3000, 8000];
 
 /**
  * 1% new ratings (one for every 50th call: n/50, a hundredth of the 2n loaded) by raters who had
  * not rated that call, received now: additions after the last calibration read, which is what an
  * incremental recalibration continues with. Written with COPY like the load (the indexes and
- * foreign keys are in place now), `feedback` and its `feedback_current` row. `round` (0 to 2)
+ * foreign keys are in place now), `feedback` and its `feedback_current` row. `round` (0 to 5)
  * makes another addition by other raters, for measuring again on a kept database.
  */
 export async function addNewRatings(url: string, projectId: string, n: number, round = 0): Promise<number> {
@@ -435,7 +435,7 @@ function residentMib(pid: number): { now: number; peak: number } | null {
  * kept growing would take the shared machine's memory.
  */
 export async function calibrationStep(
-  step: 'calibrate' | 'build' | 'recalibrate' | 'refit',
+  step: 'calibrate' | 'build' | 'recalibrate' | 'refit' | 'full',
   url: string,
   projectId: string,
   dataDir: string,

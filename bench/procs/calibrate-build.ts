@@ -3,14 +3,16 @@
 // step: calibrate (as the loop's calibrate stage does, keeping its snapshot in the data folder),
 // build (one read of the calibrated interactions and a KTO and a DPO build, as its build stage
 // does), recalibrate (calibrate again through the same call: it continues from the snapshot the
-// calibrate step left) or refit (a full refit: recalibration off). Prints one JSON line: seconds
-// per part, the calibration's summary and the process's peak resident memory (ru_maxrss).
+// calibrate step left), refit (a full refit: recalibration off) or full (a full refit that keeps
+// its snapshot, as the loop's scheduled refits do; bench/tools/recalibrate-probe.ts starts from
+// one). Prints one JSON line: seconds per part, the calibration's summary and the process's peak
+// resident memory (ru_maxrss).
 import { join } from 'node:path';
 import { buildDatasetVersion, calibrateProject, loadDatasetInputs } from '@ratchet/loop';
 import { Store } from '@ratchet/store';
 
 const [step, url, projectId, dataDir] = process.argv.slice(2);
-const steps = ['calibrate', 'build', 'recalibrate', 'refit'];
+const steps = ['calibrate', 'build', 'recalibrate', 'refit', 'full'];
 if (!steps.includes(step ?? '') || !url || !projectId || !dataDir) {
   console.error(`usage: calibrate-build.ts ${steps.join('|')} <database url> <project id> <data dir>`);
   process.exit(2);
@@ -26,7 +28,11 @@ async function main(): Promise<Record<string, unknown>> {
     const calibration = await calibrateProject(
       store,
       projectId!,
-      step === 'refit' ? { recalibration: false } : { dataDir: dataDir! },
+      step === 'refit'
+        ? { recalibration: false }
+        : step === 'full'
+          ? { recalibration: false, dataDir: dataDir! }
+          : { dataDir: dataDir! },
     );
     const summary = {
       mode: calibration.mode,

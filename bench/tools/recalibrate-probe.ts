@@ -1,5 +1,5 @@
 // The scale bench's last steps again on a database it kept (BENCH_SCALE_KEEP=1 prints its URL):
-// a calibration that keeps its snapshot, 1% new ratings (addition `round`, 1 or 2: the bench made
+// a full calibration that keeps its snapshot (as the bench's first), 1% new ratings (addition `round`, 1 or 2: the bench made
 // round 0), the recalibration continuing from the snapshot, a full refit, and the comparison of the
 // two, each calibration in a child process as the bench runs it. For measuring the recalibration
 // without loading 10M calls again:
@@ -25,8 +25,8 @@ const unlimited = { seconds: 3600, mib: 32_768 };
 try {
   const { rows } = await client.query<{ id: string }>('select id from projects order by created_at limit 1');
   const projectId = rows[0]!.id;
-  const kept = await calibrationStep('calibrate', url, projectId, dataDir, unlimited);
-  log(`calibration keeping a snapshot: ${JSON.stringify(kept)}`);
+  const kept = await calibrationStep('full', url, projectId, dataDir, unlimited);
+  log(`full calibration keeping a snapshot: ${JSON.stringify(kept)}`);
   const added = await addNewRatings(url, projectId, n, round);
   await client.query('analyze feedback, feedback_current');
   log(`added ${added} ratings`);

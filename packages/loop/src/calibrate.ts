@@ -18,7 +18,7 @@ import {
   recalibrateColumnsWithSnapshot,
   recalibrateSnapshot,
 } from '@ratchet/core';
-import type { CalibrationRun, ItemRewardColumns, ScalarRatingRow, Store } from '@ratchet/store';
+import type { CalibrationRun, ItemRewardColumns, ScalarRatingRow, Store, StoredReward } from '@ratchet/store';
 import {
   type CalibrationReference,
   type ReferenceFlag,
@@ -284,9 +284,9 @@ export async function calibrateProject(
       ? null
       : (read.stored ?? (await storedInStore(store, projectId, items, itemColumns)));
   const onlyItems = before ? rewardsToWrite(itemColumns, before.columns, before.fresh, tolerance) : undefined;
-  // Which of them the store holds no reward for yet: rows to add; the others' rows exist, and their
-  // new values are stored beside them (store.calibration.save). Read before `written` updates the record.
-  const unstored = before && onlyItems ? unstoredOf(before.columns, onlyItems) : undefined;
+  // What the store holds for each of them (store.calibration.save inserts new items as rows and
+  // stores the others' values as changes beside their rows). Read before `written` updates the record.
+  const stored = before && onlyItems ? storedStates(before.columns, onlyItems) : undefined;
   // The run's id is made here so the snapshot file naming it is written while the store saves
   // (the file on the thread pool, the rows in the database's process), and renamed into place only
   // once the save committed: a file for a run that never committed is never read as one.
@@ -299,6 +299,7 @@ export async function calibrateProject(
     ratings: read.ratings,
     skipped,
     stored: before && onlyItems ? written(before.columns, itemColumns, onlyItems) : storedCopy(itemColumns),
+    ...(keptRun?.kept.itemIdsBytes && { itemIdsBytes: keptRun.kept.itemIdsBytes }),
   };
   let fileDone = t2;
   const file = !useReference && snapshotPath ? writeKeptPartial(snapshotPath, keptNow) : null;
@@ -311,7 +312,7 @@ export async function calibrateProject(
     () => {},
   );
   let run: CalibrationRun;
-  let stored = t2;
+  let savedAt = t2;
   try {
     run = await store.calibration.save(
       projectId,
@@ -321,15 +322,18 @@ export async function calibrateProject(
       itemColumns,
       onlyItems,
       runId,
-      unstored && ((k) => unstored[k] === 1),
+      stored && ((k) => STORED_STATES[stored[k]!]!),
     );
-    stored = performance.now();
+    savedAt = performance.now();
   } catch (err) {
     if (file)
       await file.then(
         (partial) => rm(partial, { force: true }),
         () => {},
       );
+    // The kept snapshot goes too: should its record of the store be what failed the save (a
+    // duplicate key), the next run reads the store instead of failing the same way.
+    if (snapshotPath) await rm(snapshotPath, { force: true });
     throw err;
   }
   if (!useReference) {
@@ -355,7 +359,7 @@ export async function calibrateProject(
       read: (t1 - t0) / 1000,
       fit: (t2 - t1) / 1000,
       save: (t3 - t2) / 1000,
-      store: (stored - t2) / 1000,
+      store: (savedAt - t2) / 1000,
       snapshotFile: (fileDone - t2) / 1000,
     },
   };
@@ -377,6 +381,13 @@ interface KeptCalibration {
   skipped: number;
   /** What the run's save left in the store per item (its rewards are within the tolerance of the fit's). */
   stored: StoredRewards;
+  /** The first `count` item ids as their file holds them (idsBytes): the next file encodes only the ids added since. */
+  itemIdsBytes?: EncodedIds;
+}
+
+interface EncodedIds {
+  bytes: Uint8Array;
+  count: number;
 }
 
 /**
@@ -388,6 +399,8 @@ export interface StoredRewards {
   sd: Float64Array;
   lower: Float64Array;
   upper: Float64Array;
+  /** 1 where a change may be stored beside the item's row (written by an incremental run since the last full one). */
+  changed: Uint8Array;
 }
 
 /**
@@ -419,11 +432,17 @@ export function rewardsToWrite(
   return out;
 }
 
-/** 1 at each of `items` the store has no reward for (nothing recorded: NaN, or past the record's end). */
-function unstoredOf(stored: StoredRewards, items: readonly number[]): Uint8Array {
+const STORED_STATES: readonly StoredReward[] = ['none', 'row', 'change'];
+
+/** Whether the store has a row for each of `items`, by its index in STORED_STATES (no row: NaN or past the record). */
+function storedStates(stored: StoredRewards, items: readonly number[]): Uint8Array {
   const out = new Uint8Array(items.length === 0 ? 0 : items[items.length - 1]! + 1);
-  for (const k of items) if (k >= stored.reward.length || Number.isNaN(stored.reward[k]!)) out[k] = 1;
+  for (const k of items) out[k] = hasRow(stored, k) ? 1 + stored.changed[k]! : 0;
   return out;
+}
+
+function hasRow(stored: StoredRewards, k: number): boolean {
+  return k < stored.reward.length && !Number.isNaN(stored.reward[k]!);
 }
 
 /** Every item's values as written by a full save. */
@@ -433,6 +452,7 @@ function storedCopy(fit: ItemRewardColumns): StoredRewards {
     sd: Float64Array.from(fit.sd),
     lower: Float64Array.from(fit.lower),
     upper: Float64Array.from(fit.upper),
+    changed: new Uint8Array(fit.interactionIds.length),
   };
 }
 
@@ -445,11 +465,16 @@ function written(before: StoredRewards, fit: ItemRewardColumns, wrote: readonly 
     b.set(a.subarray(0, Math.min(a.length, count)));
     return b;
   };
+  const changed = new Uint8Array(count);
+  changed.set(before.changed.subarray(0, Math.min(before.changed.length, count)));
+  // An item that had a row has its new values as a change now; a new item got a row.
+  for (const k of wrote) if (hasRow(before, k)) changed[k] = 1;
   const out = {
     reward: grow(before.reward),
     sd: grow(before.sd),
     lower: grow(before.lower),
     upper: grow(before.upper),
+    changed,
   };
   for (const k of wrote) {
     out.reward[k] = fit.reward[k]!;
@@ -473,7 +498,15 @@ async function storedInStore(
 ): Promise<{ columns: StoredRewards; fresh: Uint8Array }> {
   const count = items.ids.length;
   const nan = () => new Float64Array(count).fill(Number.NaN);
-  const columns = { reward: nan(), sd: nan(), lower: nan(), upper: nan() };
+  // Whether a row has a change is not read: every row is taken to have one (the save then replaces
+  // or adds it, which is right either way).
+  const columns = {
+    reward: nan(),
+    sd: nan(),
+    lower: nan(),
+    upper: nan(),
+    changed: new Uint8Array(count).fill(1),
+  };
   const fresh = new Uint8Array(count).fill(1);
   for await (const page of store.calibration.storedRewards(projectId)) {
     for (const row of page) {
@@ -581,7 +614,7 @@ function snapshotFile(dataDir: string, projectId: string): string {
 async function writeKeptPartial(path: string, entry: KeptCalibration): Promise<string> {
   const meta = {
     runId: entry.runId,
-    items: idsText(entry.items.ids),
+    items: idsBytes(entry),
     raters: entry.raters.ids,
     ratings: entry.ratings,
     skipped: entry.skipped,
@@ -604,12 +637,37 @@ async function writeKeptPartial(path: string, entry: KeptCalibration): Promise<s
 }
 
 /**
- * Item ids as one line each: a JSON array of a million ids took 0.35-0.5 s to parse (a string per
- * element), one text split a small part of that. Interaction ids never hold a newline (ClientId);
- * should one, the array is kept.
+ * Item ids as one line each, in UTF-8 bytes stored beside the other arrays: a JSON array of a
+ * million ids took 0.35-0.5 s to parse (a string per element), and the same text as a JSON string
+ * was escaped twice on the way into the file's header (2.1 s of the 8.2M-item snapshot's encoding,
+ * on the thread the store's save runs on). Interaction ids never hold a newline (ClientId); should
+ * one, the array is kept.
  */
-function idsText(ids: readonly string[]): string | readonly string[] {
-  return ids.some((id) => id.includes('\n')) ? ids : ids.join('\n');
+function idsBytes(entry: KeptCalibration): Uint8Array | readonly string[] {
+  const ids = entry.items.ids;
+  const known = entry.itemIdsBytes;
+  // The ids a kept file gave are appended to, not encoded again (1.1 s for 8.2M ids).
+  const from = known && known.count <= ids.length ? known.count : 0;
+  if (known && from > 0 && from === ids.length) return known.bytes;
+  const added = from === 0 ? ids : ids.slice(from);
+  if (added.some((id) => id.includes('\n'))) return ids;
+  let bytes = new TextEncoder().encode(added.join('\n'));
+  if (from > 0 && known) {
+    const joined = new Uint8Array(known.bytes.length + 1 + bytes.length);
+    joined.set(known.bytes);
+    joined[known.bytes.length] = 0x0a;
+    joined.set(bytes, known.bytes.length + 1);
+    bytes = joined;
+  }
+  entry.itemIdsBytes = { bytes, count: ids.length };
+  return bytes;
+}
+
+/** The ids idsBytes stored (or a text of lines, as files before it did). */
+function idsOf(stored: Uint8Array | string | string[]): string[] {
+  if (Array.isArray(stored)) return stored;
+  const text = typeof stored === 'string' ? stored : new TextDecoder().decode(stored);
+  return text === '' ? [] : text.split('\n');
 }
 
 /** The kept calibration in a snapshot file, or null when there is none or it is not readable as one. */
@@ -624,15 +682,14 @@ async function readKept(path: string): Promise<KeptCalibration | null> {
     const { snapshot, meta } = decodeCalibrationSnapshot(bytes);
     const m = meta as {
       runId: string;
-      items: string | string[];
+      items: Uint8Array | string | string[];
       raters: string[];
       ratings: number;
       skipped: number;
       stored?: StoredRewards;
     };
     const items = new IdIndex();
-    for (const id of typeof m.items === 'string' ? (m.items === '' ? [] : m.items.split('\n')) : m.items)
-      items.of(id);
+    for (const id of idsOf(m.items)) items.of(id);
     const raters = new IdIndex();
     for (const id of m.raters) raters.of(id);
     if (items.ids.length !== snapshot.data.itemCount || raters.ids.length !== snapshot.data.raterCount)
@@ -646,7 +703,19 @@ async function readKept(path: string): Promise<KeptCalibration | null> {
       )
     )
       return null;
-    return { runId: m.runId, snapshot, items, raters, ratings: m.ratings, skipped: m.skipped, stored };
+    // A file from before changes were recorded: every row may have one (the save replaces or adds it).
+    if (!(stored.changed instanceof Uint8Array) || stored.changed.length !== items.ids.length)
+      stored.changed = new Uint8Array(items.ids.length).fill(1);
+    return {
+      runId: m.runId,
+      snapshot,
+      items,
+      raters,
+      ratings: m.ratings,
+      skipped: m.skipped,
+      stored,
+      ...(m.items instanceof Uint8Array && { itemIdsBytes: { bytes: m.items, count: items.ids.length } }),
+    };
   } catch {
     // A file from another version or cut short: read everything instead.
     return null;

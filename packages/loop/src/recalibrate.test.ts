@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -277,6 +277,67 @@ for (const target of testDatabases()) {
       expect(changed).toMatchObject({ fromSnapshot: false, mode: 'full' });
       expect(changed.reason).toMatch(/options changed/);
     });
+
+    it('a snapshot whose record of the store is wrong fails its save whole, and the next run reads the store instead', async () => {
+      const options = { dataDir, calibration: { tolerance: 1e-5 } };
+      const snapshot = join(dataDir, 'calibration', `${projects.file}.snapshot`);
+      expect(existsSync(snapshot)).toBe(true);
+      await store.feedback.insert(projects.file, [
+        parseInput(FeedbackInput, { kind: 'stars', interactionId: 'i11', raterId: 'later', value: 5 }),
+      ]);
+      // A change the snapshot's record does not know of (written behind its back).
+      await store.db
+        .insertInto('interaction_reward_changes')
+        .values({
+          project_id: projects.file,
+          interaction_id: 'i11',
+          calibration_id: 'elsewhere',
+          n: 1,
+          raw_mean: 0,
+          reward: 0.123,
+          sd: 1,
+          lower: -1,
+          upper: 1,
+        })
+        .execute();
+      const runsBefore = (await store.calibration.latestRun(projects.file))!.id;
+      await expect(calibrateProject(await restarted(), projects.file, options)).rejects.toThrow(
+        /unique|duplicate/i,
+      );
+      expect((await store.calibration.latestRun(projects.file))!.id).toBe(runsBefore);
+      expect(existsSync(snapshot)).toBe(false);
+
+      const next = await calibrateProject(await restarted(), projects.file, options);
+      expect(next).toMatchObject({ fromSnapshot: false, mode: 'incremental' });
+      const stored = await store.calibration.rewardOf(projects.file, 'i11');
+      expect(stored?.n).toBe(4);
+      expect(stored?.reward).not.toBe(0.123);
+      expect(existsSync(snapshot)).toBe(true);
+
+      // Two more restarts, each with a newly rated interaction: each file appends the new item's id.
+      const idsInFile = () =>
+        new TextDecoder()
+          .decode((decodeCalibrationSnapshot(readFileSync(snapshot)).meta as { items: Uint8Array }).items)
+          .split('\n');
+      const before = idsInFile();
+      for (const id of ['new-a', 'new-b']) {
+        await store.interactions.insert(projects.file, [
+          parseInput(InteractionInput, {
+            id,
+            model: 'm',
+            messages: [{ role: 'user', content: id }],
+            output: id,
+          }),
+        ]);
+        await store.feedback.insert(projects.file, [
+          parseInput(FeedbackInput, { kind: 'stars', interactionId: id, raterId: 'r1', value: 4 }),
+        ]);
+        const run = await calibrateProject(await restarted(), projects.file, options);
+        expect(run).toMatchObject({ fromSnapshot: true, mode: 'incremental' });
+        expect((await store.calibration.rewardOf(projects.file, id))?.n).toBe(1);
+      }
+      expect(idsInFile()).toEqual([...before, 'new-a', 'new-b']);
+    });
   });
 }
 
@@ -293,8 +354,10 @@ function fitInFile(dataDir: string, projectId: string) {
   const { snapshot, meta } = decodeCalibrationSnapshot(
     readFileSync(join(dataDir, 'calibration', `${projectId}.snapshot`)),
   );
-  const m = meta as { runId: string; items: string | string[] };
-  const ids = typeof m.items === 'string' ? m.items.split('\n') : m.items;
+  // The item ids are stored as UTF-8 lines.
+  const m = meta as { runId: string; items: Uint8Array };
+  expect(m.items).toBeInstanceOf(Uint8Array);
+  const ids = new TextDecoder().decode(m.items).split('\n');
   const it = snapshot.items;
   const fit = new Map<string, { reward: number; sd: number; lower: number; upper: number }>();
   ids.forEach((id, k) => {

@@ -311,7 +311,7 @@ for (const target of testDatabases()) {
 
       // Items 5 and 1000 moved; 1100 to 1149 are newly rated (no row yet).
       const written = [5, 1000, ...Array.from({ length: 50 }, (_, k) => 1100 + k)];
-      const isNew = (k: number) => k >= 1100;
+      const stored = (k: number) => (k >= 1100 ? 'none' : 'row');
       const one = await store.calibration.save(
         projectId,
         {},
@@ -320,7 +320,7 @@ for (const target of testDatabases()) {
         rewardColumns(all.slice(0, 1150), 0.6),
         written,
         undefined,
-        isNew,
+        stored,
       );
       const table = await rows();
       expect(Object.keys(table)).toHaveLength(1150);
@@ -358,8 +358,38 @@ for (const target of testDatabases()) {
         rewardColumns(all.slice(0, 1150), 0.8),
         [5],
         undefined,
-        () => false,
+        () => 'change',
       );
+      expect(await changes()).toEqual([
+        [id(5), 0.8],
+        [id(1000), 0.6],
+      ]);
+      // A record that says there is no change where there is one fails the whole save on the
+      // duplicate key: nothing of it is written.
+      const runs = async () =>
+        Number(
+          (
+            await store.db
+              .selectFrom('calibration_runs')
+              .select((eb) => eb.fn.countAll<number>().as('n'))
+              .where('project_id', '=', projectId)
+              .executeTakeFirstOrThrow()
+          ).n,
+        );
+      const runsBefore = await runs();
+      await expect(
+        store.calibration.save(
+          projectId,
+          {},
+          {},
+          [],
+          rewardColumns(all.slice(0, 1150), 0.2),
+          [6, 5],
+          undefined,
+          () => 'row',
+        ),
+      ).rejects.toThrow(/unique|duplicate/i);
+      expect(await runs()).toBe(runsBefore);
       expect(await changes()).toEqual([
         [id(5), 0.8],
         [id(1000), 0.6],
@@ -381,8 +411,10 @@ for (const target of testDatabases()) {
         }),
       ]);
       const withGone = rewardColumns([...all.slice(0, 1150), 'gone'], 0.5);
-      await store.calibration.save(projectId, {}, {}, [], withGone, [1150], undefined, () => true);
-      await store.calibration.save(projectId, {}, {}, [], withGone, [5, 1150], undefined, () => false);
+      await store.calibration.save(projectId, {}, {}, [], withGone, [1150], undefined, () => 'none');
+      await store.calibration.save(projectId, {}, {}, [], withGone, [5, 1150], undefined, (k) =>
+        k === 5 ? 'change' : 'row',
+      );
       expect(await changes()).toEqual([
         ['gone', 0.5],
         [id(5), 0.5],

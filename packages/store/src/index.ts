@@ -32,6 +32,7 @@ export type {
   ItemRewardRow,
   RaterCalibrationRow,
   ScalarRatingRow,
+  StoredReward,
 } from './calibration.js';
 export * from './connection.js';
 export type {
