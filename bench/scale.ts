@@ -365,7 +365,8 @@ const ADDED_RATER_OFFSETS = [5000, 7000, 9000, 1000, 3000, 8000];
 export async function addNewRatings(url: string, projectId: string, n: number, round = 0): Promise<number> {
   const t = Date.now();
   const offset = ADDED_RATER_OFFSETS[round];
-  if (offset === undefined) throw new RangeError(`round ${round}: at most ${ADDED_RATER_OFFSETS.length} additions`);
+  if (offset === undefined)
+    throw new RangeError(`round ${round}: at most ${ADDED_RATER_OFFSETS.length} additions`);
   function* ratings(which: 'feedback' | 'current') {
     for (let i = 25; i < n; i += 50) {
       // The loaded raters of call i are (13i + 2003k) mod 10,000 for k < 4: the offset is none of them.
