@@ -368,7 +368,9 @@ export async function addNewRatings(url: string, projectId: string, n: number, r
   if (offset === undefined)
     throw new RangeError(`round ${round}: at most ${ADDED_RATER_OFFSETS.length} additions`);
   function* ratings(which: 'feedback' | 'current') {
-    for (let i = 25; i < n; i += 50) {
+    // Each round on other calls (every 50th from 25, 35, 45, 5, 15, then 25 again), so that each
+    // rates about as many calls no one had rated as the first.
+    for (let i = 25 + 10 * round; i < n; i += 50) {
       // The loaded raters of call i are (13i + 2003k) mod 10,000 for k < 4: the offset is none of them.
       const rater = (i * 13 + offset!) % RATERS;
       const thumbs = rater % 2 === 0;

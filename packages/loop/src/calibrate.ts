@@ -18,7 +18,7 @@ import {
   recalibrateColumnsWithSnapshot,
   recalibrateSnapshot,
 } from '@ratchet/core';
-import type { CalibrationRun, ItemRewardColumns, ScalarRatingRow, Store, StoredReward } from '@ratchet/store';
+import type { CalibrationRun, ItemRewardColumns, ScalarRatingRow, Store } from '@ratchet/store';
 import {
   type CalibrationReference,
   type ReferenceFlag,
@@ -284,9 +284,9 @@ export async function calibrateProject(
       ? null
       : (read.stored ?? (await storedInStore(store, projectId, items, itemColumns)));
   const onlyItems = before ? rewardsToWrite(itemColumns, before.columns, before.fresh, tolerance) : undefined;
-  // What the store holds for each of them (store.calibration.save inserts new items as rows and
-  // stores the others' values as changes beside their rows). Read before `written` updates the record.
-  const stored = before && onlyItems ? storedStates(before.columns, onlyItems) : undefined;
+  // Which of them may have a change stored already (store.calibration.save stores the values as
+  // changes: it adds the others without a conflict check). Read before `written` updates the record.
+  const changed = before && onlyItems ? before.columns.changed : undefined;
   // The run's id is made here so the snapshot file naming it is written while the store saves
   // (the file on the thread pool, the rows in the database's process), and renamed into place only
   // once the save committed: a file for a run that never committed is never read as one.
@@ -322,7 +322,7 @@ export async function calibrateProject(
       itemColumns,
       onlyItems,
       runId,
-      stored && ((k) => STORED_STATES[stored[k]!]!),
+      changed && ((k) => k < changed.length && changed[k] === 1),
     );
     savedAt = performance.now();
   } catch (err) {
@@ -399,7 +399,7 @@ export interface StoredRewards {
   sd: Float64Array;
   lower: Float64Array;
   upper: Float64Array;
-  /** 1 where a change may be stored beside the item's row (written by an incremental run since the last full one). */
+  /** 1 where a change may be stored for the item (written by an incremental run since the last full one). */
   changed: Uint8Array;
 }
 
@@ -432,19 +432,6 @@ export function rewardsToWrite(
   return out;
 }
 
-const STORED_STATES: readonly StoredReward[] = ['none', 'row', 'change'];
-
-/** Whether the store has a row for each of `items`, by its index in STORED_STATES (no row: NaN or past the record). */
-function storedStates(stored: StoredRewards, items: readonly number[]): Uint8Array {
-  const out = new Uint8Array(items.length === 0 ? 0 : items[items.length - 1]! + 1);
-  for (const k of items) out[k] = hasRow(stored, k) ? 1 + stored.changed[k]! : 0;
-  return out;
-}
-
-function hasRow(stored: StoredRewards, k: number): boolean {
-  return k < stored.reward.length && !Number.isNaN(stored.reward[k]!);
-}
-
 /** Every item's values as written by a full save. */
 function storedCopy(fit: ItemRewardColumns): StoredRewards {
   return {
@@ -467,8 +454,8 @@ function written(before: StoredRewards, fit: ItemRewardColumns, wrote: readonly 
   };
   const changed = new Uint8Array(count);
   changed.set(before.changed.subarray(0, Math.min(before.changed.length, count)));
-  // An item that had a row has its new values as a change now; a new item got a row.
-  for (const k of wrote) if (hasRow(before, k)) changed[k] = 1;
+  // An incremental save stores every value it writes as a change.
+  for (const k of wrote) changed[k] = 1;
   const out = {
     reward: grow(before.reward),
     sd: grow(before.sd),

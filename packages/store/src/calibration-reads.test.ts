@@ -285,7 +285,7 @@ for (const target of testDatabases()) {
       expect(first.id).not.toBe(second.id);
     });
 
-    it('an incremental save keeps moved rewards as changes beside their rows, read first; a full save folds them in', async () => {
+    it('an incremental save stores its rewards as changes, read first; a full save folds them in', async () => {
       const rows = async () =>
         Object.fromEntries(
           (
@@ -308,37 +308,40 @@ for (const target of testDatabases()) {
       const rewardOf = async (i: number) => (await store.calibration.rewardOf(projectId, id(i)))?.reward;
       const all = Array.from({ length: INTERACTIONS }, (_, i) => id(i));
       await store.calibration.save(projectId, {}, {}, [], rewardColumns(all.slice(0, 1100), 0.1));
+      const save = (reward: number, written: number[], hasChange?: (k: number) => boolean) =>
+        store.calibration.save(
+          projectId,
+          {},
+          {},
+          [],
+          rewardColumns(all.slice(0, 1150), reward),
+          written,
+          undefined,
+          hasChange,
+        );
 
-      // Items 5 and 1000 moved; 1100 to 1149 are newly rated (no row yet).
-      const written = [5, 1000, ...Array.from({ length: 50 }, (_, k) => 1100 + k)];
-      const stored = (k: number) => (k >= 1100 ? 'none' : 'row');
-      const one = await store.calibration.save(
-        projectId,
-        {},
-        {},
-        [],
-        rewardColumns(all.slice(0, 1150), 0.6),
-        written,
-        undefined,
-        stored,
-      );
+      // Items 5 and 1000 moved; 1100 and 1101 are newly rated (no row).
+      const one = await save(0.6, [5, 1000, 1100, 1101], () => false);
+      // The rows stay as they were, and no row is added: every value is a change.
       const table = await rows();
-      expect(Object.keys(table)).toHaveLength(1150);
-      // The moved rows stay as they were; their changes are beside them.
+      expect(Object.keys(table)).toHaveLength(1100);
       expect(table[id(5)]).toBeCloseTo(0.1, 12);
-      expect(table[id(1120)]).toBeCloseTo(0.6, 12);
       expect(await changes()).toEqual([
         [id(5), 0.6],
         [id(1000), 0.6],
+        [id(1100), 0.6],
+        [id(1101), 0.6],
       ]);
       expect(await rewardOf(5)).toBeCloseTo(0.6, 12);
       expect(await rewardOf(6)).toBeCloseTo(0.1, 12);
-      expect(await rewardOf(1120)).toBeCloseTo(0.6, 12);
+      expect(await rewardOf(1100)).toBeCloseTo(0.6, 12);
+      expect(await store.calibration.rewardOf(projectId, id(1102))).toBeUndefined();
       const read = new Map<string, number>();
       for await (const page of store.calibration.storedRewards(projectId))
         for (const r of page) read.set(r.interactionId, r.reward);
-      expect(read.size).toBe(1150);
+      expect(read.size).toBe(1102);
       expect(read.get(id(1000))).toBeCloseTo(0.6, 12);
+      expect(read.get(id(1101))).toBeCloseTo(0.6, 12);
       expect(read.get(id(6))).toBeCloseTo(0.1, 12);
       expect(
         await store.db
@@ -349,20 +352,13 @@ for (const target of testDatabases()) {
           .executeTakeFirstOrThrow(),
       ).toEqual({ calibration_id: one.id });
 
-      // The next incremental run moves item 5 again: its change is replaced, not added to.
-      await store.calibration.save(
-        projectId,
-        {},
-        {},
-        [],
-        rewardColumns(all.slice(0, 1150), 0.8),
-        [5],
-        undefined,
-        () => 'change',
-      );
+      // The next incremental run moves items 5 and 1100 again: their changes are replaced.
+      await save(0.8, [5, 1100], () => true);
       expect(await changes()).toEqual([
         [id(5), 0.8],
         [id(1000), 0.6],
+        [id(1100), 0.8],
+        [id(1101), 0.6],
       ]);
       // A record that says there is no change where there is one fails the whole save on the
       // duplicate key: nothing of it is written.
@@ -377,56 +373,49 @@ for (const target of testDatabases()) {
           ).n,
         );
       const runsBefore = await runs();
-      await expect(
-        store.calibration.save(
-          projectId,
-          {},
-          {},
-          [],
-          rewardColumns(all.slice(0, 1150), 0.2),
-          [6, 5],
-          undefined,
-          () => 'row',
-        ),
-      ).rejects.toThrow(/unique|duplicate/i);
+      await expect(save(0.2, [6, 5], () => false)).rejects.toThrow(/unique|duplicate/i);
       expect(await runs()).toBe(runsBefore);
+      expect((await changes()).length).toBe(4);
+      // Without the caller's record of what is stored, the items are rewritten in place.
+      await save(0.9, [1000, 1101]);
       expect(await changes()).toEqual([
         [id(5), 0.8],
-        [id(1000), 0.6],
+        [id(1100), 0.8],
       ]);
-      // Without the caller's record of what is stored, the items are rewritten in place.
-      await store.calibration.save(projectId, {}, {}, [], rewardColumns(all.slice(0, 1150), 0.9), [1000]);
-      expect(await changes()).toEqual([[id(5), 0.8]]);
-      expect((await rows())[id(1000)]).toBeCloseTo(0.9, 12);
+      expect((await rows())[id(1101)]).toBeCloseTo(0.9, 12);
       expect(await rewardOf(1000)).toBeCloseTo(0.9, 12);
 
-      // Deleting an interaction takes its change with its reward row (one of its own: the tests
-      // after this one count this project's ratings).
-      await store.interactions.insert(projectId, [
-        parseInput(InteractionInput, {
-          id: 'gone',
-          model: 'm',
-          messages: [{ role: 'user', content: 'q' }],
-          output: 'a',
-        }),
-      ]);
-      const withGone = rewardColumns([...all.slice(0, 1150), 'gone'], 0.5);
-      await store.calibration.save(projectId, {}, {}, [], withGone, [1150], undefined, () => 'none');
-      await store.calibration.save(projectId, {}, {}, [], withGone, [5, 1150], undefined, (k) =>
-        k === 5 ? 'change' : 'row',
+      // Deleting an interaction takes its change, with or without a row (interactions of their
+      // own: the tests after this one count this project's ratings).
+      const extra = ['gone-row', 'gone-new'];
+      await store.interactions.insert(
+        projectId,
+        extra.map((x) =>
+          parseInput(InteractionInput, {
+            id: x,
+            model: 'm',
+            messages: [{ role: 'user', content: x }],
+            output: x,
+          }),
+        ),
       );
+      const withExtra = rewardColumns([...all.slice(0, 1150), ...extra], 0.5);
+      // gone-row gets a row (in place), then a change; gone-new only a change.
+      await store.calibration.save(projectId, {}, {}, [], withExtra, [1150]);
+      await store.calibration.save(projectId, {}, {}, [], withExtra, [1150, 1151], undefined, () => false);
+      expect((await changes()).map(([x]) => x)).toEqual(['gone-new', 'gone-row', id(5), id(1100)]);
+      await store.deletion.delete(projectId, { kind: 'interactions', ids: extra }, 'test');
       expect(await changes()).toEqual([
-        ['gone', 0.5],
-        [id(5), 0.5],
+        [id(5), 0.8],
+        [id(1100), 0.8],
       ]);
-      await store.deletion.delete(projectId, { kind: 'interactions', ids: ['gone'] }, 'test');
-      expect(await changes()).toEqual([[id(5), 0.5]]);
-      expect(await store.calibration.rewardOf(projectId, 'gone')).toBeUndefined();
+      for (const x of extra) expect(await store.calibration.rewardOf(projectId, x)).toBeUndefined();
 
       // A full save rewrites every row and leaves no change behind.
       await store.calibration.save(projectId, {}, {}, [], rewardColumns(all.slice(0, 1100), 0.3));
       expect(await changes()).toEqual([]);
       expect(await rewardOf(5)).toBeCloseTo(0.3, 12);
+      expect(await store.calibration.rewardOf(projectId, id(1100))).toBeUndefined();
       expect(Object.keys(await rows())).toHaveLength(1100);
     });
 

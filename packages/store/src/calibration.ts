@@ -295,11 +295,11 @@ export class CalibrationRepository {
   /**
    * Stores a calibration in one transaction: the run, every rater's state, and the calibrated
    * rewards. A full run (no `onlyItems`) rewrites every reward row and drops the project's changes.
-   * An incremental run writes only `onlyItems`. With `stored` (what the caller recorded of the
-   * store, per item), new items become rows and the others' values are stored as changes beside
-   * their rows (interaction_reward_changes, which current_rewards reads first), so that a few
-   * percent of rewards scattered over the table do not rewrite nearly every page of it; without
-   * it, the items are rewritten in place and their changes dropped.
+   * An incremental run writes only `onlyItems`. With `hasChange` (what the caller recorded of the
+   * store), their values are stored as changes (interaction_reward_changes, which current_rewards
+   * reads first), so that a few percent of rewards scattered over the table do not rewrite nearly
+   * every page of it (migration 0040); without it, they are rewritten in place as rows and their
+   * changes dropped.
    */
   async save(
     projectId: string,
@@ -312,14 +312,14 @@ export class CalibrationRepository {
     /** The run's id, when the caller needs it before the save (a file naming the run, written meanwhile). */
     runId: string = newId(),
     /**
-     * Incremental: what the store holds for each written item. `none` and `row` are inserted
-     * without a conflict check (half the server's work of an upsert), so a wrong record fails the
-     * save on the duplicate key rather than losing a write; `change` replaces or adds a change.
+     * Incremental: whether the store may hold a change for a written item already (it is then
+     * replaced). Items without one are inserted without a conflict check (half the server's work of
+     * an upsert), so a wrong record fails the save on the duplicate key rather than losing a write.
      */
-    stored?: (k: number) => StoredReward,
+    hasChange?: (k: number) => boolean,
   ): Promise<CalibrationRun> {
-    // Where each written item goes: a new row, a first change, or a change replaced.
-    const split = onlyItems && stored ? splitByStored(onlyItems, stored) : undefined;
+    // Which written items add a change and which replace one.
+    const split = onlyItems && hasChange ? splitByChange(onlyItems, hasChange) : undefined;
     const run: CalibrationRun = { id: runId, projectId, options, stats, createdAt: Date.now() };
     const num = (x: number) => (Number.isFinite(x) ? x : null);
     await this.db.transaction().execute(async (trx) => {
@@ -379,9 +379,8 @@ export class CalibrationRepository {
       // [table, items (all when undefined), whether a row may be there already]
       const writes: [RewardTable, readonly number[] | undefined, boolean][] = split
         ? [
-            ['interaction_rewards', split.none, false],
-            ['interaction_reward_changes', split.row, false],
-            ['interaction_reward_changes', split.change, true],
+            ['interaction_reward_changes', split.added, false],
+            ['interaction_reward_changes', split.replaced, true],
           ]
         : [['interaction_rewards', onlyItems, true]];
       for (const [table, items, replace] of writes) {
@@ -510,16 +509,10 @@ function textArray(values: readonly string[]): string {
   return `{${values.map((v) => `"${v.replace(/[\\"]/g, '\\$&')}"`).join(',')}}`;
 }
 
-/**
- * What the store holds for an item an incremental save writes, as its caller recorded: `none` (no
- * reward row: the item is new), `row` (a row and no change), `change` (a row, and maybe a change).
- */
-export type StoredReward = 'none' | 'row' | 'change';
-
-/** `items` by what the store holds for each. */
-function splitByStored(items: readonly number[], stored: (k: number) => StoredReward) {
-  const out: Record<StoredReward, number[]> = { none: [], row: [], change: [] };
-  for (const k of items) out[stored(k)].push(k);
+/** `items` that have no change yet, and those that may have one. */
+function splitByChange(items: readonly number[], hasChange: (k: number) => boolean) {
+  const out = { added: [] as number[], replaced: [] as number[] };
+  for (const k of items) (hasChange(k) ? out.replaced : out.added).push(k);
   return out;
 }
 

@@ -32,7 +32,6 @@ export type {
   ItemRewardRow,
   RaterCalibrationRow,
   ScalarRatingRow,
-  StoredReward,
 } from './calibration.js';
 export * from './connection.js';
 export type {

@@ -1238,16 +1238,21 @@ function rewardsFillfactor(dialect: DialectName): Migration {
 }
 
 /**
- * An incremental calibration's rewrites of existing rewards go to interaction_reward_changes, not
- * into interaction_rewards: 1% new ratings move about 7% of the rewards by more than the write
+ * An incremental calibration's rewards go to interaction_reward_changes, not into
+ * interaction_rewards: 1% new ratings move about 7% of the rewards by more than the write
  * tolerance, scattered over nearly every page of a large table, and rewriting them in place logged
- * each such page whole after a checkpoint (1.28 GB of WAL for 390,000 rows at 10M calls). Appended
- * to a narrow table they are a few thousand new pages. current_rewards is what readers read: the
- * change where there is one, else the row. A full refit rewrites every row and empties the project's
- * changes. The view is a plain left join, so PostgreSQL plans it into the query that reads it (an
- * index probe per row in a join, as on the table). No foreign key to interaction_ids: its check
- * locks the referenced row, which writes to that row's page too; the trigger removes a change with
- * its reward row instead (a deletion, a cascade from the interaction, a refit's stale rows).
+ * each such page whole after a checkpoint (1.28 GB of WAL for 390,000 rows at 10M calls); a newly
+ * rated item's row cost more still (200,000 at 10M: 6.3 s, 3.7 s of it the foreign-key check,
+ * which locks the interaction's id row and so writes its page too, against 0.9 s as changes).
+ * Appended to a narrow table they are a few thousand new pages. A full refit rewrites every row and
+ * empties the project's changes.
+ *
+ * current_rewards is what readers read: every interaction with a row or a change, the change's
+ * values first. It is a plain view of left joins from the ids (interaction_ids on PostgreSQL, one
+ * row per interaction; interactions on SQLite), so the database plans it into the query that reads
+ * it: an index probe of each table per interaction in a join. The changes table has no foreign key
+ * (its check would lock and write the id's page, as above); triggers drop a change with its
+ * interaction or its reward row.
  */
 function rewardChanges(dialect: DialectName): Migration {
   return {
@@ -1267,31 +1272,35 @@ function rewardChanges(dialect: DialectName): Migration {
         .addPrimaryKeyConstraint('interaction_reward_changes_pk', ['project_id', 'interaction_id'])
         .$call(clustered(dialect))
         .execute();
-      if (dialect === 'postgres') {
+      if (dialect === 'postgres')
         await sql`alter table interaction_reward_changes set (fillfactor = 70)`.execute(db);
-        await sql`create function interaction_rewards_drop_change() returns trigger language plpgsql as $$
-          begin
-            delete from interaction_reward_changes
-              where project_id = old.project_id and interaction_id = old.interaction_id;
-            return old;
-          end $$`.execute(db);
-        await sql`create trigger interaction_rewards_drop_change after delete on interaction_rewards
-          for each row execute function interaction_rewards_drop_change()`.execute(db);
-      } else {
-        await sql`create trigger interaction_rewards_drop_change after delete on interaction_rewards
-          for each row begin
-            delete from interaction_reward_changes
-              where project_id = old.project_id and interaction_id = old.interaction_id;
-          end`.execute(db);
+      // The table whose rows are the interactions (one per id).
+      const ids = dialect === 'postgres' ? 'interaction_ids' : 'interactions';
+      for (const [table, column] of [
+        [ids, 'id'],
+        ['interaction_rewards', 'interaction_id'],
+      ] as const) {
+        const name = sql.raw(`${table}_drop_change`);
+        const drop = sql`delete from interaction_reward_changes
+          where project_id = old.project_id and interaction_id = old.${sql.raw(column)}`;
+        if (dialect === 'postgres') {
+          await sql`create function ${name}() returns trigger language plpgsql as $$
+            begin ${drop}; return old; end $$`.execute(db);
+          await sql`create trigger ${name} after delete on ${sql.table(table)}
+            for each row execute function ${name}()`.execute(db);
+        } else
+          await sql`create trigger ${name} after delete on ${sql.table(table)}
+            for each row begin ${drop}; end`.execute(db);
       }
       const latest = (column: string) => sql.raw(`coalesce(c.${column}, r.${column}) as ${column}`);
       await sql`create view current_rewards as
-        select r.project_id, r.interaction_id, ${sql.join(
+        select i.project_id, i.id as interaction_id, ${sql.join(
           ['calibration_id', 'n', 'raw_mean', 'reward', 'sd', 'lower', 'upper'].map(latest),
         )}
-        from interaction_rewards r
-        left join interaction_reward_changes c
-          on c.project_id = r.project_id and c.interaction_id = r.interaction_id`.execute(db);
+        from ${sql.table(ids)} i
+        left join interaction_rewards r on r.project_id = i.project_id and r.interaction_id = i.id
+        left join interaction_reward_changes c on c.project_id = i.project_id and c.interaction_id = i.id
+        where r.interaction_id is not null or c.interaction_id is not null`.execute(db);
     },
   };
 }
