@@ -322,7 +322,7 @@ export async function calibrateProject(
       itemColumns,
       onlyItems,
       runId,
-      changed && ((k) => k < changed.length && changed[k] === 1),
+      changed && ((k) => changed[k] === 1),
     );
     savedAt = performance.now();
   } catch (err) {

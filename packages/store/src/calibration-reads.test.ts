@@ -26,6 +26,17 @@ for (const target of testDatabases()) {
   describe(`bulk calibration and dataset paths on ${target.name}`, () => {
     let store: Store;
     let projectId: string;
+    /** This project's rows in a table. */
+    const rowCount = async (table: 'interaction_rewards' | 'calibration_runs') =>
+      Number(
+        (
+          await store.db
+            .selectFrom(table)
+            .select((eb) => eb.fn.countAll<number>().as('n'))
+            .where('project_id', '=', projectId)
+            .executeTakeFirstOrThrow()
+        ).n,
+      );
 
     beforeAll(async () => {
       store = await Store.open(await target.create());
@@ -239,12 +250,7 @@ for (const target of testDatabases()) {
         lower: fill(() => -0.5),
         upper: fill(() => 0.5),
       });
-      const count = await store.db
-        .selectFrom('interaction_rewards')
-        .select((eb) => eb.fn.countAll<number>().as('n'))
-        .where('project_id', '=', projectId)
-        .executeTakeFirstOrThrow();
-      expect(Number(count.n)).toBe(INTERACTIONS);
+      expect(await rowCount('interaction_rewards')).toBe(INTERACTIONS);
       for (const i of [0, 999, 1000, INTERACTIONS - 1]) {
         const r = await store.calibration.rewardOf(projectId, id(i));
         expect(r).toMatchObject({ n: 3, sd: 0.2, lower: -0.5, upper: 0.5 });
@@ -254,16 +260,7 @@ for (const target of testDatabases()) {
     });
 
     it('a full save drops the rewards of items it no longer calibrates; an incremental one keeps the rest', async () => {
-      const count = async () =>
-        Number(
-          (
-            await store.db
-              .selectFrom('interaction_rewards')
-              .select((eb) => eb.fn.countAll<number>().as('n'))
-              .where('project_id', '=', projectId)
-              .executeTakeFirstOrThrow()
-          ).n,
-        );
+      const count = () => rowCount('interaction_rewards');
       const all = Array.from({ length: INTERACTIONS }, (_, i) => id(i));
       const first = await store.calibration.save(projectId, {}, {}, [], rewardColumns(all, 0.1));
       // Every item again but the last 34: their rows go (their ratings would have been deleted).
@@ -362,19 +359,9 @@ for (const target of testDatabases()) {
       ]);
       // A record that says there is no change where there is one fails the whole save on the
       // duplicate key: nothing of it is written.
-      const runs = async () =>
-        Number(
-          (
-            await store.db
-              .selectFrom('calibration_runs')
-              .select((eb) => eb.fn.countAll<number>().as('n'))
-              .where('project_id', '=', projectId)
-              .executeTakeFirstOrThrow()
-          ).n,
-        );
-      const runsBefore = await runs();
+      const runsBefore = await rowCount('calibration_runs');
       await expect(save(0.2, [6, 5], () => false)).rejects.toThrow(/unique|duplicate/i);
-      expect(await runs()).toBe(runsBefore);
+      expect(await rowCount('calibration_runs')).toBe(runsBefore);
       expect((await changes()).length).toBe(4);
       // Without the caller's record of what is stored, the items are rewritten in place.
       await save(0.9, [1000, 1101]);

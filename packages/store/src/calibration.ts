@@ -532,6 +532,9 @@ function countOf(items: RewardWrite['items'], only: readonly number[] | undefine
   return Array.isArray(items) ? items.length : (items as ItemRewardColumns).interactionIds.length;
 }
 
+/** The columns a save writes, in the order both writers give them. */
+const REWARD_COLUMNS = 'project_id, interaction_id, calibration_id, n, raw_mean, reward, sd, lower, upper';
+
 const UPSERT_REWARD = `on conflict (project_id, interaction_id) do update set calibration_id = excluded.calibration_id,
   n = excluded.n, raw_mean = excluded.raw_mean, reward = excluded.reward, sd = excluded.sd,
   lower = excluded.lower, upper = excluded.upper`;
@@ -547,7 +550,7 @@ function insertRewardsSqlite(
 ): void {
   insertManySqlite(
     sqlite,
-    `${table} (project_id, interaction_id, calibration_id, n, raw_mean, reward, sd, lower, upper)`,
+    `${table} (${REWARD_COLUMNS})`,
     9,
     countOf(items, only),
     (params, j) => {
@@ -636,7 +639,7 @@ async function insertRewardsPostgres(
         upper.push(c.upper[k]!);
       }
     }
-    const statement = sql`insert into ${sql.table(table)} (project_id, interaction_id, calibration_id, n, raw_mean, reward, sd, lower, upper)
+    const statement = sql`insert into ${sql.table(table)} (${sql.raw(REWARD_COLUMNS)})
       select ${projectId}, u.interaction_id, ${calibrationId}, u.n, u.raw_mean, u.reward, u.sd, u.lower, u.upper
       from unnest(${textArray(ids)}::text[], ${numberArray(n)}::int[], ${numberArray(rawMean)}::float8[],
         ${numberArray(reward)}::float8[], ${numberArray(sd)}::float8[], ${numberArray(lower)}::float8[],

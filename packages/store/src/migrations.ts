@@ -24,6 +24,26 @@ function clustered(dialect: DialectName) {
     dialect === 'sqlite' ? builder.modifyEnd(sql`without rowid`) : builder;
 }
 
+/**
+ * A calibrated reward's columns: interaction_rewards (0002) and interaction_reward_changes (0040)
+ * hold the same, so that current_rewards reads either alike.
+ */
+function rewardColumns(dialect: DialectName) {
+  const real = types(dialect).real;
+  // biome-ignore lint/suspicious/noExplicitAny: applies to any CreateTableBuilder.
+  return (builder: CreateTableBuilder<any, any>) =>
+    builder
+      .addColumn('project_id', 'text', (c) => c.notNull())
+      .addColumn('interaction_id', 'text', (c) => c.notNull())
+      .addColumn('calibration_id', 'text', (c) => c.notNull())
+      .addColumn('n', 'integer', (c) => c.notNull())
+      .addColumn('raw_mean', real, (c) => c.notNull())
+      .addColumn('reward', real, (c) => c.notNull())
+      .addColumn('sd', real, (c) => c.notNull())
+      .addColumn('lower', real, (c) => c.notNull())
+      .addColumn('upper', real, (c) => c.notNull());
+}
+
 function types(dialect: DialectName) {
   return {
     json: dialect === 'postgres' ? ('jsonb' as const) : ('text' as const),
@@ -247,15 +267,7 @@ function calibrationAndDatasets(dialect: DialectName): Migration {
       // The latest calibrated reward per interaction; replaced by each calibration run.
       await db.schema
         .createTable('interaction_rewards')
-        .addColumn('project_id', 'text', (c) => c.notNull())
-        .addColumn('interaction_id', 'text', (c) => c.notNull())
-        .addColumn('calibration_id', 'text', (c) => c.notNull())
-        .addColumn('n', 'integer', (c) => c.notNull())
-        .addColumn('raw_mean', t.real, (c) => c.notNull())
-        .addColumn('reward', t.real, (c) => c.notNull())
-        .addColumn('sd', t.real, (c) => c.notNull())
-        .addColumn('lower', t.real, (c) => c.notNull())
-        .addColumn('upper', t.real, (c) => c.notNull())
+        .$call(rewardColumns(dialect))
         .addPrimaryKeyConstraint('interaction_rewards_pk', ['project_id', 'interaction_id'])
         .addForeignKeyConstraint(
           'interaction_rewards_fk',
@@ -1257,18 +1269,9 @@ function rewardsFillfactor(dialect: DialectName): Migration {
 function rewardChanges(dialect: DialectName): Migration {
   return {
     async up(db: AnyDb) {
-      const t = types(dialect);
       await db.schema
         .createTable('interaction_reward_changes')
-        .addColumn('project_id', 'text', (c) => c.notNull())
-        .addColumn('interaction_id', 'text', (c) => c.notNull())
-        .addColumn('calibration_id', 'text', (c) => c.notNull())
-        .addColumn('n', 'integer', (c) => c.notNull())
-        .addColumn('raw_mean', t.real, (c) => c.notNull())
-        .addColumn('reward', t.real, (c) => c.notNull())
-        .addColumn('sd', t.real, (c) => c.notNull())
-        .addColumn('lower', t.real, (c) => c.notNull())
-        .addColumn('upper', t.real, (c) => c.notNull())
+        .$call(rewardColumns(dialect))
         .addPrimaryKeyConstraint('interaction_reward_changes_pk', ['project_id', 'interaction_id'])
         .$call(clustered(dialect))
         .execute();
